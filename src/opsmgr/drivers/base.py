@@ -1,0 +1,164 @@
+"""The narrow interface through which the agent touches MongoDB processes on its host.
+
+Owns the types that cross the seam (process specs, observations, replica set status, oplog windows) and the
+:class:`Driver` protocol. Two implementations: ``drivers.mongod`` (real ``mongod`` processes administered
+through pymongo) and ``drivers.sim`` (processes of the simulated world in ``opsmgr.sim``). Everything above
+this seam (the agent, maintenance, backup) is the same code for both. May import ``opsmgr.errors`` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+
+class MemberState(str, Enum):
+    """Replica set member states, as ``replSetGetStatus`` names them (``stateStr``)."""
+
+    STARTUP = "STARTUP"
+    PRIMARY = "PRIMARY"
+    SECONDARY = "SECONDARY"
+    RECOVERING = "RECOVERING"
+    STARTUP2 = "STARTUP2"
+    UNKNOWN = "UNKNOWN"
+    ARBITER = "ARBITER"
+    DOWN = "DOWN"
+    ROLLBACK = "ROLLBACK"
+    REMOVED = "REMOVED"
+
+
+class RunMode(str, Enum):
+    REPLSET = "replset"
+    STANDALONE = "standalone"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """How to start one process: its automation-config name, where it listens, and its options.
+
+    ``repl_set_name`` is None to start it standalone (maintenance), in which case ``port`` is usually a
+    maintenance port different from the configured one, so that clients and members cannot reach it.
+    ``args`` is the process's ``args2_6`` document (``net.port``, ``storage.dbPath``, ``replication``...).
+    """
+
+    name: str
+    hostname: str
+    port: int
+    version: str
+    args: dict[str, Any]
+    repl_set_name: str | None
+    dbpath: str
+    log_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessObservation:
+    """What the driver sees of one process right now."""
+
+    name: str
+    running: bool
+    mode: RunMode | None = None
+    port: int | None = None
+    version: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    pid: int | None = None
+    uptime_s: float | None = None
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """One entry of ``replSetGetStatus().members`` as seen from the asked process."""
+
+    host: str  # "hostname:port"
+    state: MemberState
+    health: bool
+    optime_ts: int  # seconds*2**32 + increment, like a BSON Timestamp; 0 when unknown
+    self: bool = False
+    config_version: int | None = None
+    sync_source: str | None = None
+
+
+@dataclass(frozen=True)
+class RsStatus:
+    set_name: str
+    my_state: MemberState
+    term: int
+    members: tuple[MemberStatus, ...]
+    config_version: int
+
+    def primary(self) -> MemberStatus | None:
+        return next((m for m in self.members if m.state is MemberState.PRIMARY), None)
+
+
+@dataclass(frozen=True)
+class OplogWindow:
+    """The oplog as ``rs.printReplicationInfo()`` reports it."""
+
+    size_mb: float
+    used_mb: float
+    first_ts: int
+    last_ts: int
+    window_hours: float
+
+
+@dataclass(frozen=True)
+class OplogRecord:
+    """One oplog entry of a MongoDB source (``ts`` as seconds<<32 | inc), in MongoDB's field names."""
+
+    ts: int
+    op: str  # "i", "u", "d", "c", "n"
+    ns: str
+    o: dict[str, Any]
+    o2: dict[str, Any] | None = None
+    wall_ms: int = 0
+
+
+class Driver(Protocol):
+    """Everything the agent may do to the MongoDB processes of its host."""
+
+    def observe(self, name: str) -> ProcessObservation: ...
+
+    def start(self, spec: ProcessSpec) -> None: ...
+
+    def stop(self, name: str, *, force: bool = False) -> None: ...
+
+    def rs_status(self, name: str) -> RsStatus | None:
+        """None when the process is not running in replSet mode or has no replica set config yet."""
+        ...
+
+    def rs_config(self, name: str) -> dict[str, Any] | None: ...
+
+    def initiate(self, name: str, config: dict[str, Any]) -> None: ...
+
+    def reconfig(self, name: str, config: dict[str, Any], *, force: bool = False) -> None: ...
+
+    def step_down(self, name: str, *, step_down_secs: int = 60, catch_up_secs: int = 10) -> None: ...
+
+    def freeze(self, name: str, secs: int) -> None: ...
+
+    def fsync_lock(self, name: str) -> None: ...
+
+    def fsync_unlock(self, name: str) -> None: ...
+
+    def create_index(self, name: str, ns: str, keys: list[tuple[str, int]], options: dict[str, Any]) -> None: ...
+
+    def list_indexes(self, name: str, ns: str) -> list[dict[str, Any]]: ...
+
+    def connections(self, name: str) -> int:
+        """Current client connections (``serverStatus().connections.current``)."""
+        ...
+
+    def oplog_window(self, name: str) -> OplogWindow | None: ...
+
+    def oplog_read(self, name: str, after_ts: int, limit: int = 1000) -> list[OplogRecord]:
+        """Entries with ``ts > after_ts``; raises ``opsmgr.errors.OplogGap`` when ``after_ts`` fell off."""
+        ...
+
+    def dump(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every user document as ``(namespace, document)``, for an initial sync."""
+        ...
+
+    def load(self, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
+        """Replace the process's user data with ``docs`` (the process is stopped or standalone)."""
+        ...
