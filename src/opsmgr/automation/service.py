@@ -1,0 +1,154 @@
+"""The automation side of the application database: each project's automation config and what its agents
+report.
+
+Owns the collections ``automation_configs`` (one document per project: the config with its secrets encrypted
+by gen.key, and its ``version``) and ``agent_status`` (one document per project and agent hostname). Records
+intent (a new goal config) and observations (agent status); agents act on them. Builds the
+``automationStatus`` and ``hosts`` views in Ops Manager's shapes. May import ``opsmgr.errors``,
+``opsmgr.store`` and ``opsmgr.automation``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opsmgr.automation.config import empty_config, map_secrets, same_content, validate
+from opsmgr.store.engine import Store
+
+CONFIGS = "automation_configs"
+AGENT_STATUS = "agent_status"
+
+
+def status_id(group_id: str, hostname: str) -> str:
+    return f"{group_id}:{hostname}"
+
+
+class AutomationService:
+    def __init__(self, store: Store, encrypt: Callable[[str], str], decrypt: Callable[[str], str]) -> None:
+        self.store = store
+        self._encrypt = encrypt
+        self._decrypt = decrypt
+
+    def _stored(self, group_id: str) -> dict[str, Any]:
+        doc = self.store.get(CONFIGS, group_id)
+        return doc if doc is not None else {"_id": group_id, "config": empty_config(), "version": 0}
+
+    def version(self, group_id: str) -> int:
+        return int(self._stored(group_id)["version"])
+
+    def config(self, group_id: str) -> dict[str, Any]:
+        """The current goal config with its secrets in the clear and its ``version``."""
+        doc = self._stored(group_id)
+        config = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
+        config["version"] = doc["version"]
+        return config
+
+    def put_config(self, group_id: str, body: Any, *, min_version: int | None = None) -> dict[str, Any]:
+        """Replace the goal config; ``version`` goes up by one only when the content differs.
+
+        ``min_version`` lets Restoration Mode write a config whose version is at least an agent's.
+        """
+        new = validate(body)
+        new.pop("version", None)
+        with self.store.tx() as t:
+            doc = t.get(CONFIGS, group_id) or {"_id": group_id, "config": empty_config(), "version": 0}
+            current = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
+            version = int(doc["version"])
+            if not same_content(current, new) or (min_version is not None and version < min_version):
+                version = max(version + 1, min_version or 0)
+                t.put(
+                    CONFIGS,
+                    {
+                        "_id": group_id,
+                        "config": map_secrets(copy.deepcopy(new), self._encrypt),
+                        "version": version,
+                        "updated": int(time.time() * 1000),
+                    },
+                )
+        result = copy.deepcopy(new)
+        result["version"] = version
+        return result
+
+    def record_status(self, group_id: str, hostname: str, status: dict[str, Any]) -> None:
+        doc = dict(status)
+        doc["_id"] = status_id(group_id, hostname)
+        doc["groupId"] = group_id
+        doc["hostname"] = hostname
+        doc["receivedAt"] = int(time.time() * 1000)
+        self.store.put(AGENT_STATUS, doc)
+
+    def agent_statuses(self, group_id: str) -> list[dict[str, Any]]:
+        return self.store.find(AGENT_STATUS, groupId=group_id)
+
+    def automation_status(self, group_id: str) -> dict[str, Any]:
+        """``GET /groups/{id}/automationStatus`` as Ops Manager shapes it."""
+        goal = self.config(group_id)
+        reported = {
+            p["name"]: (s, p) for s in self.agent_statuses(group_id) for p in s.get("processes", [])
+        }
+        processes = []
+        for proc in goal.get("processes", []):
+            status, entry = reported.get(proc["name"], ({}, {}))
+            processes.append(
+                {
+                    "name": proc["name"],
+                    "hostname": proc.get("hostname"),
+                    "lastGoalVersionAchieved": entry.get("lastGoalVersionAchieved", -1),
+                    "plan": entry.get("plan", []),
+                    "currentStep": entry.get("currentStep"),
+                    "blockedReason": entry.get("blockedReason"),
+                    "errorText": entry.get("errorText"),
+                    "agentStatus": status.get("statusSentence"),
+                    "lastReport": status.get("receivedAt"),
+                }
+            )
+        return {"goalVersion": goal["version"], "processes": processes}
+
+    def hosts(self, group_id: str) -> list[dict[str, Any]]:
+        """``GET /groups/{id}/hosts``: each process as monitoring sees it, from what the agents observe."""
+        goal = self.config(group_id)
+        by_name = {p["name"]: p for p in goal.get("processes", [])}
+        hosts = []
+        for status in self.agent_statuses(group_id):
+            for entry in status.get("processes", []):
+                observed = entry.get("observed") or {}
+                proc = by_name.get(entry["name"], {})
+                port = observed.get("port") or proc.get("args2_6", {}).get("net", {}).get("port")
+                hostname = observed.get("hostname") or proc.get("hostname") or status["hostname"]
+                hosts.append(
+                    {
+                        "id": f"{group_id}-{entry['name']}",
+                        "groupId": group_id,
+                        "hostname": hostname,
+                        "port": port,
+                        "typeName": _type_name(observed),
+                        "replicaSetName": observed.get("replicaSetName"),
+                        "replicaStateName": observed.get("replicaStateName")
+                        or ("DOWN" if not observed.get("running") else None),
+                        "version": observed.get("version"),
+                        "processName": entry["name"],
+                        "running": bool(observed.get("running")),
+                        "optimeTs": observed.get("optimeTs"),
+                        "lagSeconds": observed.get("lagSeconds"),
+                        "connections": observed.get("connections"),
+                        "lastPing": status.get("receivedAt"),
+                        "simulated": bool(status.get("simulated")),
+                    }
+                )
+        return sorted(hosts, key=lambda h: (h["hostname"] or "", h["port"] or 0))
+
+
+def _type_name(observed: dict[str, Any]) -> str:
+    state = observed.get("replicaStateName")
+    if state == "PRIMARY":
+        return "REPLICA_PRIMARY"
+    if state == "SECONDARY":
+        return "REPLICA_SECONDARY"
+    if state == "ARBITER":
+        return "REPLICA_ARBITER"
+    if observed.get("mode") == "standalone":
+        return "STANDALONE"
+    return "NO_DATA"

@@ -1,0 +1,191 @@
+"""The HTTP server of one control-plane instance: builds the FastAPI application around a
+:class:`ServerContext` (settings, the three stores, gen.key and the domain services).
+
+Owns the request pipeline: request ids and structured access logs, metrics, the body size limit, and the
+translation of every error into Ops Manager's JSON error shape, so no request yields a traceback. Route
+handlers live in ``public_api`` and ``agent_api`` and stay thin. May import everything below ``server``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opsmgr import __version__
+from opsmgr.automation.service import AutomationService
+from opsmgr.errors import OpsmgrError
+from opsmgr.server.cache import TtlCache
+from opsmgr.server.metrics import Metrics
+from opsmgr.store.appdb import AppDB
+from opsmgr.store.engine import Store
+
+log = logging.getLogger("opsmgr.server")
+access_log = logging.getLogger("opsmgr.access")
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class Stores:
+    app: Store
+    snapshots: Store
+    oplogs: Store
+
+    def all(self) -> list[Store]:
+        return [self.app, self.snapshots, self.oplogs]
+
+    def close(self) -> None:
+        for s in self.all():
+            s.close()
+
+
+@dataclass
+class ServerContext:
+    stores: Stores
+    encrypt: Callable[[str], str]
+    decrypt: Callable[[str], str]
+    central_url: str
+    restoration_mode_enabled: bool = True
+    digest_secret: bytes = b""
+    metrics: Metrics = field(default_factory=Metrics)
+    appdb: AppDB = field(init=False)
+    automation: AutomationService = field(init=False)
+    agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
+    goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
+
+    def __post_init__(self) -> None:
+        self.appdb = AppDB(self.stores.app, self.encrypt, self.decrypt)
+        self.automation = AutomationService(self.stores.app, self.encrypt, self.decrypt)
+
+    def guard_deployment_change(self, group_id: str) -> None:
+        """Refuse deployment changes a project cannot take now (Restoration Mode hooks in here)."""
+
+    def put_automation_config(self, group_id: str, body: Any) -> dict[str, Any]:
+        self.guard_deployment_change(group_id)
+        config = self.automation.put_config(group_id, body)
+        self.goal_versions.invalidate(group_id)
+        return config
+
+    def config_for_agent(self, group_id: str, hostname: str, held: int) -> dict[str, Any] | None:
+        """The config an agent polling with version ``held`` must adopt, or None for "unchanged".
+
+        Agents adopt whatever they are served, so anything but the goal version gets the goal config.
+        """
+        if held == self.goal_versions.get(group_id, self.automation.version):
+            return None
+        return self.automation.config(group_id)
+
+    def record_agent_status(self, group_id: str, hostname: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.automation.record_status(group_id, hostname, body)
+        return {}
+
+
+def error_response(status: int, detail: str, code: str, **parameters: Any) -> JSONResponse:
+    body: dict[str, Any] = {
+        "detail": detail,
+        "error": status,
+        "errorCode": code,
+        "reason": HTTPStatus(status).phrase,
+    }
+    if parameters:
+        body["parameters"] = parameters
+    return JSONResponse(body, status_code=status)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    where = ".".join(loc) or "body"
+    return f"Invalid {where}: {first.get('msg', 'malformed request')}", where
+
+
+def create_app(ctx: ServerContext) -> FastAPI:
+    from opsmgr.server import agent_api, ops_api, public_api
+
+    app = FastAPI(
+        title="opsmgr",
+        version=__version__,
+        description="Open-source control plane for self-managed MongoDB, in MongoDB Ops Manager's API shapes.",
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(OpsmgrError)
+    async def _opsmgr_error(_request: Request, exc: OpsmgrError) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        response = JSONResponse(exc.to_json(), status_code=exc.http_status)
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, where = _validation_detail(exc)
+        return error_response(400, detail, "INVALID_ATTRIBUTE", field=where)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "RESOURCE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return error_response(exc.status_code, detail, code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "Unexpected error; see the server log for the request id.", "UNEXPECTED_ERROR")
+
+    @app.middleware("http")
+    async def _pipeline(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            response: Response = error_response(
+                413, f"Request body larger than {MAX_BODY_BYTES} bytes", "REQUEST_TOO_LARGE"
+            )
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # the exception handlers missed it: still never a traceback
+                log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+                response = error_response(500, "Unexpected error", "UNEXPECTED_ERROR")
+        elapsed = time.perf_counter() - started
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        ctx.metrics.observe(request.method, template, response.status_code, elapsed)
+        response.headers["X-Request-Id"] = request_id
+        if access_log.isEnabledFor(logging.INFO) and not template.startswith("/agents/"):
+            access_log.info(
+                "%s",
+                json.dumps(
+                    {
+                        "requestId": request_id,
+                        "method": request.method,
+                        "path": request.url.path,
+                        "status": response.status_code,
+                        "ms": round(elapsed * 1000, 2),
+                    }
+                ),
+            )
+        return response
+
+    app.include_router(public_api.router)
+    app.include_router(agent_api.router)
+    app.include_router(ops_api.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app

@@ -1,0 +1,78 @@
+"""Who is calling: programmatic API keys over HTTP Digest for the public API, project agent API keys over
+HTTP Basic for the agent API.
+
+Owns the FastAPI dependencies that authenticate a request and the short-lived cache of agent key digests
+that keeps the agent poll path off the database. Role checks themselves live in ``store.appdb.Principal``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from fastapi import Request
+
+from opsmgr.errors import NotFound, Unauthorized
+from opsmgr.server import digest
+from opsmgr.store.appdb import Principal, agent_key_matches
+
+
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
+
+
+def _challenge(ctx: Any, detail: str, *, stale: bool = False) -> Unauthorized:
+    exc = Unauthorized(detail)
+    exc.headers = {"WWW-Authenticate": digest.challenge_header(ctx.digest_secret, stale=stale)}  # type: ignore[attr-defined]
+    return exc
+
+
+def public_principal(request: Request) -> Principal:
+    """FastAPI dependency: the API key behind a valid Digest ``Authorization`` header, or a 401 challenge."""
+    ctx = _ctx(request)
+    header = request.headers.get("authorization")
+    if not header or not header.lower().startswith("digest "):
+        raise _challenge(ctx, "You are not authorized for this resource: send HTTP Digest credentials.")
+    uri = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    keys: dict[str, dict[str, Any]] = {}
+
+    def secret_for(username: str) -> str | None:
+        key = ctx.appdb.api_key_by_public(username)
+        if key is None:
+            return None
+        keys[username] = key
+        return str(ctx.appdb.private_key(key))
+
+    try:
+        username = digest.verify(request.method, uri, header, secret_for, ctx.digest_secret)
+    except digest.StaleNonce:
+        raise _challenge(ctx, "The Digest nonce has expired; retry with the new one.", stale=True) from None
+    except Unauthorized as exc:
+        raise _challenge(ctx, exc.detail) from None
+    return Principal(keys[username])
+
+
+def _basic(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return user, password
+
+
+def agent_group(request: Request, group_id: str) -> str:
+    """FastAPI dependency for the agent API: the project id, once its agent API key checks out."""
+    ctx = _ctx(request)
+    creds = _basic(request.headers.get("authorization"))
+    if creds is None or creds[0] != group_id:
+        raise Unauthorized("Agent requests must carry HTTP Basic credentials: mmsGroupId and mmsApiKey.")
+    try:
+        hashes = ctx.agent_keys.get(group_id, ctx.appdb.agent_key_hashes)
+    except NotFound:
+        raise Unauthorized(f"Invalid agent API key for project {group_id}.") from None
+    if not agent_key_matches(creds[1], hashes):
+        raise Unauthorized(f"Invalid agent API key for project {group_id}.")
+    return group_id

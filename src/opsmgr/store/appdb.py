@@ -1,0 +1,282 @@
+"""The identity records of the application database: organizations, projects (groups), programmatic API
+keys with their roles, and project agent API keys.
+
+Owns the collections ``orgs``, ``groups``, ``api_keys`` and ``agent_api_keys`` and the role model. Secrets
+are never stored in the clear: a programmatic key's private part is encrypted with gen.key (HTTP Digest needs
+it to recompute the response), an agent API key is stored as a SHA-256 digest (HTTP Basic only compares).
+May import ``opsmgr.errors`` and ``opsmgr.store``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any
+
+from opsmgr.errors import Conflict, Forbidden, InvalidInput, NotFound
+from opsmgr.store.engine import Store, new_id
+
+ORGS = "orgs"
+GROUPS = "groups"
+API_KEYS = "api_keys"
+AGENT_API_KEYS = "agent_api_keys"
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-()]{0,63}$")
+
+
+class Role(str, Enum):
+    ORG_OWNER = "ORG_OWNER"
+    ORG_READ_ONLY = "ORG_READ_ONLY"
+    GROUP_OWNER = "GROUP_OWNER"
+    GROUP_AUTOMATION_ADMIN = "GROUP_AUTOMATION_ADMIN"
+    GROUP_BACKUP_ADMIN = "GROUP_BACKUP_ADMIN"
+    GROUP_READ_ONLY = "GROUP_READ_ONLY"
+
+
+ORG_ROLES = frozenset({Role.ORG_OWNER, Role.ORG_READ_ONLY})
+GROUP_ROLES = frozenset(
+    {Role.GROUP_OWNER, Role.GROUP_AUTOMATION_ADMIN, Role.GROUP_BACKUP_ADMIN, Role.GROUP_READ_ONLY}
+)
+
+# Which held project roles satisfy a required one. An ORG_OWNER holds GROUP_OWNER on the org's projects and
+# an ORG_READ_ONLY holds GROUP_READ_ONLY on them, as in Ops Manager.
+_IMPLIED: dict[Role, frozenset[Role]] = {
+    Role.GROUP_OWNER: frozenset(GROUP_ROLES),
+    Role.GROUP_AUTOMATION_ADMIN: frozenset({Role.GROUP_AUTOMATION_ADMIN, Role.GROUP_READ_ONLY}),
+    Role.GROUP_BACKUP_ADMIN: frozenset({Role.GROUP_BACKUP_ADMIN, Role.GROUP_READ_ONLY}),
+    Role.GROUP_READ_ONLY: frozenset({Role.GROUP_READ_ONLY}),
+    Role.ORG_OWNER: frozenset({Role.ORG_OWNER, Role.ORG_READ_ONLY}),
+    Role.ORG_READ_ONLY: frozenset({Role.ORG_READ_ONLY}),
+}
+
+
+def check_id(value: str, what: str) -> str:
+    if not _OBJECT_ID.match(value):
+        raise InvalidInput(f"{what} {value!r} is not a valid id (24 hexadecimal characters)", field=what)
+    return value
+
+
+def check_name(value: Any, field: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInput(
+            f"{field} must be 1-64 characters of letters, digits, spaces, '_', '-', '.', '(' or ')'",
+            field=field,
+            rule="name-format",
+        )
+    return value
+
+
+def parse_roles(raw: Any, allowed: frozenset[Role], field: str = "roles") -> list[Role]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput(f"{field} must be a non-empty list of role names", field=field)
+    roles: list[Role] = []
+    for i, name in enumerate(raw):
+        try:
+            role = Role(name)
+        except ValueError:
+            role = None
+        if role is None or role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise InvalidInput(f"{field}[{i}] must be one of {names}", field=f"{field}[{i}]", rule="role")
+        if role not in roles:
+            roles.append(role)
+    return roles
+
+
+def hash_agent_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Principal:
+    """An authenticated programmatic API key and the roles it holds."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        self.key_id: str = key["_id"]
+        self.public_key: str = key["publicKey"]
+        self.roles: list[dict[str, str]] = key.get("roles", [])
+
+    def org_roles(self, org_id: str) -> set[Role]:
+        held = {Role(r["roleName"]) for r in self.roles if r.get("orgId") == org_id}
+        return {implied for r in held for implied in _IMPLIED[r]}
+
+    def group_roles(self, group: dict[str, Any]) -> set[Role]:
+        held = {Role(r["roleName"]) for r in self.roles if r.get("groupId") == group["_id"]}
+        org = self.org_roles(group["orgId"])
+        if Role.ORG_OWNER in org:
+            held.add(Role.GROUP_OWNER)
+        if Role.ORG_READ_ONLY in org:
+            held.add(Role.GROUP_READ_ONLY)
+        return {implied for r in held for implied in _IMPLIED[r]}
+
+    def require_org(self, org_id: str, role: Role) -> None:
+        if role not in self.org_roles(org_id):
+            raise Forbidden(f"API key {self.public_key} lacks role {role.value} on organization {org_id}")
+
+    def require_group(self, group: dict[str, Any], role: Role) -> None:
+        if role not in self.group_roles(group):
+            raise Forbidden(f"API key {self.public_key} lacks role {role.value} on project {group['_id']}")
+
+    def can_see_group(self, group: dict[str, Any]) -> bool:
+        return bool(self.group_roles(group))
+
+    def can_see_org(self, org_id: str) -> bool:
+        return bool(self.org_roles(org_id)) or any(
+            r.get("orgId") == org_id for r in self.roles if "groupId" in r
+        )
+
+
+class AppDB:
+    """Typed access to the identity collections of one application database."""
+
+    def __init__(self, store: Store, encrypt: Callable[[str], str], decrypt: Callable[[str], str]) -> None:
+        self.store = store
+        self._encrypt = encrypt
+        self._decrypt = decrypt
+
+    # Organizations and projects.
+
+    def create_org(self, name: Any) -> dict[str, Any]:
+        return self.store.insert(ORGS, {"name": check_name(name), "created": _now_iso()})
+
+    def org(self, org_id: str) -> dict[str, Any]:
+        doc = self.store.get(ORGS, check_id(org_id, "orgId"))
+        if doc is None:
+            raise NotFound(f"No organization with ID {org_id} exists.", error_code="ORG_NOT_FOUND")
+        return doc
+
+    def orgs(self) -> list[dict[str, Any]]:
+        return self.store.find(ORGS)
+
+    def create_group(self, name: Any, org_id: str) -> dict[str, Any]:
+        self.org(org_id)
+        check_name(name)
+        with self.store.tx() as t:
+            if t.find(GROUPS, name=name, orgId=org_id):
+                raise Conflict(
+                    f"A project named {name!r} already exists in organization {org_id}",
+                    error_code="GROUP_ALREADY_EXISTS",
+                )
+            return t.insert(GROUPS, {"name": name, "orgId": org_id, "created": _now_iso()})
+
+    def group(self, group_id: str) -> dict[str, Any]:
+        doc = self.store.get(GROUPS, check_id(group_id, "groupId"))
+        if doc is None:
+            raise NotFound(f"No group with ID {group_id} exists.", error_code="GROUP_NOT_FOUND")
+        return doc
+
+    def groups(self) -> list[dict[str, Any]]:
+        return self.store.find(GROUPS)
+
+    def delete_group(self, group_id: str) -> None:
+        self.group(group_id)
+        with self.store.tx() as t:
+            for key in t.find(AGENT_API_KEYS, groupId=group_id):
+                t.delete(AGENT_API_KEYS, key["_id"])
+            t.delete(GROUPS, group_id)
+
+    # Programmatic API keys.
+
+    def create_api_key(self, desc: Any, roles: Iterable[dict[str, str]]) -> tuple[dict[str, Any], str]:
+        """Returns the stored record and the private key, which is shown this once and never again."""
+        if not isinstance(desc, str) or not 1 <= len(desc) <= 250:
+            raise InvalidInput("desc must be a string of 1 to 250 characters", field="desc")
+        public = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
+        private = str(uuid.uuid4())
+        doc = {
+            "publicKey": public,
+            "privateKeyEnc": self._encrypt(private),
+            "desc": desc,
+            "roles": list(roles),
+            "created": _now_iso(),
+        }
+        return self.store.insert(API_KEYS, doc), private
+
+    def api_key(self, key_id: str) -> dict[str, Any]:
+        doc = self.store.get(API_KEYS, check_id(key_id, "apiKeyId"))
+        if doc is None:
+            raise NotFound(f"No API key with ID {key_id} exists.", error_code="API_KEY_NOT_FOUND")
+        return doc
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        return self.store.find(API_KEYS)
+
+    def api_key_by_public(self, public_key: str) -> dict[str, Any] | None:
+        found = self.store.find(API_KEYS, publicKey=public_key)
+        return found[0] if found else None
+
+    def private_key(self, key: dict[str, Any]) -> str:
+        return self._decrypt(key["privateKeyEnc"])
+
+    def set_roles(self, key_id: str, keep: Callable[[dict[str, str]], bool], add: list[dict[str, str]]) -> dict[str, Any]:
+        with self.store.tx() as t:
+            key = t.get(API_KEYS, check_id(key_id, "apiKeyId"))
+            if key is None:
+                raise NotFound(f"No API key with ID {key_id} exists.", error_code="API_KEY_NOT_FOUND")
+            key["roles"] = [r for r in key.get("roles", []) if keep(r)] + add
+            return t.put(API_KEYS, key)
+
+    def delete_api_key(self, key_id: str) -> None:
+        if not self.store.delete(API_KEYS, check_id(key_id, "apiKeyId")):
+            raise NotFound(f"No API key with ID {key_id} exists.", error_code="API_KEY_NOT_FOUND")
+
+    # Agent API keys.
+
+    def create_agent_key(self, group_id: str, desc: str) -> tuple[dict[str, Any], str]:
+        self.group(group_id)
+        key = secrets.token_hex(32)
+        doc = {
+            "groupId": group_id,
+            "desc": desc,
+            "keyHash": hash_agent_key(key),
+            "maskedKey": f"********{key[-8:]}",
+            "createdTime": _now_iso(),
+            "createdBy": "PUBLIC_API",
+        }
+        return self.store.insert(AGENT_API_KEYS, doc), key
+
+    def agent_keys(self, group_id: str) -> list[dict[str, Any]]:
+        return self.store.find(AGENT_API_KEYS, groupId=group_id)
+
+    def delete_agent_key(self, group_id: str, key_id: str) -> None:
+        with self.store.tx() as t:
+            doc = t.get(AGENT_API_KEYS, check_id(key_id, "agentApiKeyId"))
+            if doc is None or doc["groupId"] != group_id:
+                raise NotFound(f"No agent API key with ID {key_id} exists in project {group_id}.")
+            t.delete(AGENT_API_KEYS, key_id)
+
+    def agent_key_hashes(self, group_id: str) -> set[str]:
+        return {k["keyHash"] for k in self.agent_keys(group_id)}
+
+
+def agent_key_matches(presented: str, hashes: set[str]) -> bool:
+    digest = hash_agent_key(presented)
+    return any(hmac.compare_digest(digest, h) for h in hashes)
+
+
+__all__ = [
+    "AGENT_API_KEYS",
+    "API_KEYS",
+    "GROUPS",
+    "GROUP_ROLES",
+    "ORGS",
+    "ORG_ROLES",
+    "AppDB",
+    "Principal",
+    "Role",
+    "agent_key_matches",
+    "check_id",
+    "check_name",
+    "new_id",
+    "parse_roles",
+]
