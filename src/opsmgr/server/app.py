@@ -8,7 +8,6 @@ handlers live in ``public_api`` and ``agent_api`` and stay thin. May import ever
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -25,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opsmgr import __version__
 from opsmgr.automation.service import AutomationService
 from opsmgr.errors import OpsmgrError
+from opsmgr.logs import request_id as current_request_id
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.metrics import Metrics
 from opsmgr.store.appdb import AppDB
@@ -146,8 +146,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @app.middleware("http")
     async def _pipeline(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        request.state.request_id = request_id
+        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
+        token = current_request_id.set(request_id)
         started = time.perf_counter()
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
@@ -165,19 +165,12 @@ def create_app(ctx: ServerContext) -> FastAPI:
         template = getattr(route, "path", "unmatched")
         ctx.metrics.observe(request.method, template, response.status_code, elapsed)
         response.headers["X-Request-Id"] = request_id
-        if access_log.isEnabledFor(logging.INFO) and not template.startswith("/agents/"):
+        # Agent polls are counted in /metrics rather than logged: thousands of agents poll every few seconds.
+        if not template.startswith("/agents/"):
             access_log.info(
-                "%s",
-                json.dumps(
-                    {
-                        "requestId": request_id,
-                        "method": request.method,
-                        "path": request.url.path,
-                        "status": response.status_code,
-                        "ms": round(elapsed * 1000, 2),
-                    }
-                ),
+                "%s %s %s %.1fms", request.method, request.url.path, response.status_code, elapsed * 1000
             )
+        current_request_id.reset(token)
         return response
 
     app.include_router(public_api.router)

@@ -1,0 +1,135 @@
+"""The ``opsmgr`` command line: ``server``, ``keys create``, ``agent``, ``fleet``, ``demo`` and ``--version``.
+
+Owns argument parsing and the translation of opsmgr errors into a message and a non-zero exit; every
+command delegates to the package that owns the work.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from opsmgr import __version__
+from opsmgr.errors import InvalidInput, OpsmgrError, PreflightFailure
+from opsmgr.store.appdb import AppDB
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="opsmgr: an open-source control plane for self-managed MongoDB.",
+)
+keys_app = typer.Typer(no_args_is_help=True, help="Programmatic API keys.")
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(exc: OpsmgrError) -> NoReturn:
+    label = "preflight check failed" if isinstance(exc, PreflightFailure) else "error"
+    err.print(f"[bold red]{label}:[/] {exc.detail}", highlight=False)
+    raise typer.Exit(2 if isinstance(exc, PreflightFailure) else 1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"opsmgr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """opsmgr: an open-source control plane for self-managed MongoDB."""
+
+
+ConfOpt = typer.Option(None, "--conf", help="Path of conf-mms.properties.", dir_okay=False)
+DataDirOpt = typer.Option(None, "--data-dir", help="Embedded setup directory (used when there is no --conf).")
+
+
+@app.command()
+def server(
+    conf: Path | None = ConfOpt,
+    data_dir: Path | None = DataDirOpt,
+    port: int | None = typer.Option(None, "--port", help="Listen port (overrides mms.port)."),
+    host: str | None = typer.Option(None, "--host", help="Listen address (overrides mms.listenAddress)."),
+) -> None:
+    """Run a control-plane instance: public API, agent API, web UI and backup daemon."""
+    from opsmgr.server.boot import serve
+    from opsmgr.server.settings import load_settings
+
+    try:
+        settings, summary = load_settings(conf_path=conf, data_dir=data_dir, port=port, host=host)
+        for line in summary:
+            err.print(line, highlight=False)
+        serve(settings)
+    except OpsmgrError as exc:
+        fail(exc)
+
+
+def _default_org(appdb: AppDB) -> str:
+    orgs = appdb.orgs()
+    if not orgs:
+        return str(appdb.create_org("Default Organization")["_id"])
+    if len(orgs) == 1:
+        return str(orgs[0]["_id"])
+    raise InvalidInput("several organizations exist: choose one with --org-id", field="--org-id")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., "--role", help="ORG_OWNER, ORG_READ_ONLY, or a GROUP_* role with --group-id."),
+    desc: str = typer.Option("created with opsmgr keys create", "--desc"),
+    org_id: str | None = typer.Option(None, "--org-id", help="Organization (default: the only one, or a new one)."),
+    group_id: str | None = typer.Option(None, "--group-id", help="Project, for GROUP_* roles."),
+    as_json: bool = typer.Option(False, "--json", help="Print {publicKey, privateKey, ...} as JSON."),
+    conf: Path | None = ConfOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Create a programmatic API key directly in the application database (bootstraps the first key)."""
+    from opsmgr.server.boot import opened
+    from opsmgr.server.settings import load_settings
+    from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, parse_roles
+
+    try:
+        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
+        with opened(settings) as ctx:
+            if group_id is not None:
+                group = ctx.appdb.group(group_id)
+                roles = [{"groupId": group["_id"], "roleName": r.value} for r in parse_roles([role], GROUP_ROLES, "role")]
+            else:
+                org_id = org_id or _default_org(ctx.appdb)
+                ctx.appdb.org(org_id)
+                roles = [{"orgId": org_id, "roleName": r.value} for r in parse_roles([role], ORG_ROLES, "role")]
+            key, private = ctx.appdb.create_api_key(desc, roles)
+    except OpsmgrError as exc:
+        fail(exc)
+    record = {"id": key["_id"], "publicKey": key["publicKey"], "privateKey": private, "roles": roles}
+    if as_json:
+        sys.stdout.write(json.dumps(record) + "\n")
+    else:
+        out.print(f"public key:  {record['publicKey']}\nprivate key: {private}  (shown once: keep it now)")
+        out.print(f"roles:       {', '.join(r['roleName'] for r in roles)}")
+
+
+@app.command()
+def agent(
+    config: Path = typer.Option(..., "--config", help="Path of automation-agent.config.", exists=True, dir_okay=False),
+) -> None:
+    """Run the agent of one host: automation (goal state), backup and monitoring."""
+    from opsmgr.agent.main import run_agent
+
+    try:
+        run_agent(config)
+    except OpsmgrError as exc:
+        fail(exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,75 @@
+"""Start-up of a control-plane instance: open the three backing databases, load gen.key, run the preflight
+checks, and only then build the application and serve it.
+
+Owns the order of start-up, which matters: nothing is served, and nothing is written to the stores beyond
+the installation record, until preflight has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from opsmgr import __version__
+from opsmgr.server.app import ServerContext, Stores
+from opsmgr.server.settings import Settings
+from opsmgr.store.crypto import GenKey
+from opsmgr.store.engine import Store
+from opsmgr.store.installation import preflight
+
+log = logging.getLogger("opsmgr.server")
+
+
+def open_stores(settings: Settings) -> Stores:
+    return Stores(
+        app=Store(settings.app_db_uri, name="application database"),
+        snapshots=Store(settings.snapshot_store_uri, name="snapshot metadata store"),
+        oplogs=Store(settings.oplog_store_uri, name="oplog metadata store"),
+    )
+
+
+@contextmanager
+def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[ServerContext]:
+    """The server's context after preflight; raises PreflightFailure (and serves nothing) if it fails."""
+    genkey = GenKey.load(settings.genkey_path)
+    stores = open_stores(settings)
+    try:
+        preflight(stores.app, stores.snapshots, stores.oplogs, genkey, app_version)
+        yield ServerContext(
+            stores=stores,
+            encrypt=genkey.encrypt,
+            decrypt=genkey.decrypt,
+            central_url=settings.central_url,
+            restoration_mode_enabled=settings.restoration_mode_enabled,
+            digest_secret=hashlib.sha256(b"opsmgr digest nonce" + genkey.check_value().encode()).digest(),
+        )
+    finally:
+        stores.close()
+
+
+def serve(settings: Settings, *, app_version: str = __version__) -> None:
+    import uvicorn
+
+    from opsmgr.logs import setup_logging
+    from opsmgr.server.app import create_app
+
+    setup_logging()
+    with opened(settings, app_version=app_version) as ctx:
+        app = create_app(ctx)
+        if not settings.restoration_mode_enabled:
+            log.warning(
+                "RESTORATION MODE IS DISABLED (mms.restorationMode.enabled=false): after a restore of the "
+                "application database this server will serve the restored automation configs to agents that "
+                "hold newer ones, and they will act on them"
+            )
+        log.info("opsmgr %s serving on %s (URL to Access Ops Manager: %s)", app_version, settings.bind, settings.central_url)
+        uvicorn.run(
+            app,
+            host=settings.listen_address,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )

@@ -1,0 +1,120 @@
+"""Real processes for end-to-end tests: ``opsmgr server`` on a free loopback port, keys made with the real
+CLI, and HTTP clients that authenticate the way Ops Manager clients do (Digest for the public API, Basic for
+the agent API). Every process started here is stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+_SCRIPT = Path(sys.executable).with_name("opsmgr")
+# The installed console script is what an operator runs; fall back to the module when it is not installed.
+OPSMGR = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "opsmgr.cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the condition may fail while things start up
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: last error {last_exc!r}")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*OPSMGR, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    port: int
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*OPSMGR, "server", "--data-dir", str(self.data_dir), "--port", str(self.port), *self.extra_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
+            return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+
+        try:
+            wait_for(ready, timeout, what="server readiness")
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def create_key(self, role: str = "ORG_OWNER", **opts: str) -> dict[str, Any]:
+        extra = [x for k, v in opts.items() for x in (f"--{k.replace('_', '-')}", v)]
+        done = run_cli("keys", "create", "--role", role, "--json", "--data-dir", str(self.data_dir), *extra)
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    def client(self, key: dict[str, Any]) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.url}/api/public/v1.0",
+            auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]),
+            timeout=10,
+        )
