@@ -131,5 +131,52 @@ def agent(
         fail(exc)
 
 
+@app.command()
+def fleet(
+    url: str = typer.Option(..., "--url", help="The server's base URL (mmsBaseUrl)."),
+    group_id: str = typer.Option(..., "--group-id", help="Project id (mmsGroupId)."),
+    agent_key: str = typer.Option(..., "--agent-key", help="The project's agent API key (mmsApiKey)."),
+    hosts: str | None = typer.Option(None, "--hosts", help="Comma-separated simulated hostnames."),
+    count: int = typer.Option(0, "--count", min=0, max=100_000, help="Or: this many generated hostnames."),
+    state_dir: Path = typer.Option(..., "--state-dir", help="Root of the per-host state dirs."),
+    world: Path | None = typer.Option(None, "--world", help="Shared SimWorld file (default: in memory)."),
+    poll_interval: float = typer.Option(10.0, "--poll-interval", min=0.05, help="Seconds between polls."),
+) -> None:
+    """Run many simulated hosts, each with a full agent loop, in one process (for demos, tests and load)."""
+    from opsmgr.agent.fleet import run_fleet
+
+    names = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else []
+    if not names and not count:
+        fail(InvalidInput("give --hosts or --count", field="--hosts"))
+    try:
+        run_fleet(
+            base_url=url,
+            group_id=group_id,
+            api_key=agent_key,
+            hostnames=names or None,
+            count=count,
+            state_root=state_dir,
+            world_path=world,
+            poll_interval=poll_interval,
+        )
+    except OpsmgrError as exc:
+        fail(exc)
+
+
+@app.command()
+def demo(
+    data_dir: Path = typer.Option(Path("opsmgr-demo"), "--data-dir", help="Where the demo keeps everything."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="The server's port."),
+    poll_interval: float = typer.Option(1.0, "--poll-interval", min=0.05, help="Agent poll interval, seconds."),
+) -> None:
+    """The main job: a server, a project, an API key and a simulated replica set at goal state."""
+    from opsmgr.cli.demo import run_demo
+
+    try:
+        run_demo(data_dir, port, poll_interval=poll_interval)
+    except OpsmgrError as exc:
+        fail(exc)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,240 @@
+"""``opsmgr demo``, the main job: a server on embedded defaults, a project, an API key, and a 3-member
+simulated replica set brought to goal state by a fleet of real agent loops, all on this machine.
+
+Owns the orchestration of child processes (each started from the same ``opsmgr`` command an operator would
+run) and their clean shutdown; everything it creates goes through the public API.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from opsmgr.errors import InvalidInput, OpsmgrError
+
+DEMO_MARKER = "demo.json"
+SIM_HOSTS = ["sim-host-1.opsmgr.sim", "sim-host-2.opsmgr.sim", "sim-host-3.opsmgr.sim"]
+
+console = Console(stderr=True)
+
+
+def opsmgr_command() -> list[str]:
+    script = Path(sys.executable).with_name("opsmgr")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "opsmgr.cli.main"]
+
+
+def demo_automation_config(rs: str = "demo-rs", version: str = "7.0.14") -> dict[str, Any]:
+    processes = [
+        {
+            "name": f"{rs}_{i}",
+            "hostname": host,
+            "processType": "mongod",
+            "version": version,
+            "disabled": False,
+            "args2_6": {
+                "net": {"port": 27017, "bindIp": "0.0.0.0"},
+                "storage": {"dbPath": f"/data/{rs}_{i}"},
+                "systemLog": {"destination": "file", "path": f"/data/{rs}_{i}/mongod.log"},
+                "replication": {"replSetName": rs, "oplogSizeMB": 1024},
+            },
+        }
+        for i, host in enumerate(SIM_HOSTS)
+    ]
+    members = [
+        {"_id": i, "host": p["name"], "priority": 1.0, "votes": 1, "arbiterOnly": False, "hidden": False}
+        for i, p in enumerate(processes)
+    ]
+    return {"processes": processes, "replicaSets": [{"_id": rs, "members": members}]}
+
+
+@dataclass
+class Children:
+    """The demo's child processes, stopped in reverse order of start."""
+
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise OpsmgrError(f"the demo's {name} exited with status {proc.returncode}; see its log")
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _name, proc in reversed(self.procs):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """A re-run replaces the previous demo's data dir cleanly; anything else in the way is left alone."""
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / DEMO_MARKER).exists() and not (data_dir / "primary").exists():
+            raise InvalidInput(
+                f"{data_dir} exists and is not an opsmgr demo directory; choose another --data-dir",
+                field="--data-dir",
+            )
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def wait_ready(url: str, children: Children, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children.check()
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise OpsmgrError(f"the server at {url} did not become ready within {timeout:.0f}s")
+
+
+def create_key(data_dir: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [*opsmgr_command(), "keys", "create", "--role", "ORG_OWNER", "--json", "--data-dir", str(data_dir),
+         "--desc", "opsmgr demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise OpsmgrError(f"could not create the demo's API key: {done.stderr.strip()}")
+    return dict(json.loads(done.stdout))
+
+
+def checked(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        raise OpsmgrError(f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}")
+    return dict(response.json())
+
+
+def wait_goal(api: httpx.Client, group_id: str, children: Children, timeout: float) -> int:
+    """Poll automationStatus with a progress bar until every process has reached the goal version."""
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("[bold]agents converging[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} processes at goal"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("goal", total=len(SIM_HOSTS))
+        while time.monotonic() < deadline:
+            children.check()
+            status = checked(api.get(f"/groups/{group_id}/automationStatus"))
+            done = sum(1 for p in status["processes"] if p["lastGoalVersionAchieved"] == status["goalVersion"])
+            progress.update(task, completed=done, total=len(status["processes"]))
+            if status["processes"] and done == len(status["processes"]):
+                return int(status["goalVersion"])
+            time.sleep(0.3)
+    raise OpsmgrError(f"the simulated replica set did not reach goal state within {timeout:.0f}s")
+
+
+def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when_ready: bool = False) -> None:
+    data_dir = data_dir.resolve()
+    prepare_data_dir(data_dir)
+    url = f"http://127.0.0.1:{port}"
+    children = Children()
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        console.print(f"[bold]opsmgr demo[/] in {data_dir}")
+        primary_dir = data_dir / "primary"
+        children.start(
+            "server",
+            [*opsmgr_command(), "server", "--data-dir", str(primary_dir), "--port", str(port), "--host", "127.0.0.1"],
+            data_dir / "server.log",
+        )
+        wait_ready(url, children)
+        console.print(f"server ready at {url}")
+        key = create_key(primary_dir)
+        with httpx.Client(
+            base_url=f"{url}/api/public/v1.0", auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]), timeout=30
+        ) as api:
+            group_id = checked(api.post("/groups", json={"name": "demo"}))["id"]
+            agent_key = checked(api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "demo fleet"}))["key"]
+            checked(api.put(f"/groups/{group_id}/automationConfig", json=demo_automation_config()))
+            children.start(
+                "fleet",
+                [
+                    *opsmgr_command(), "fleet",
+                    "--url", url,
+                    "--group-id", group_id,
+                    "--agent-key", agent_key,
+                    "--hosts", ",".join(SIM_HOSTS),
+                    "--state-dir", str(data_dir / "fleet"),
+                    "--poll-interval", str(poll_interval),
+                ],
+                data_dir / "fleet.log",
+            )
+            version = wait_goal(api, group_id, children, timeout=120)
+        record = {
+            "url": url,
+            "groupId": group_id,
+            "publicKey": key["publicKey"],
+            "privateKey": key["privateKey"],
+            "agentApiKey": agent_key,
+        }
+        (data_dir / DEMO_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+        print_welcome(record, version, data_dir)
+        if exit_when_ready:
+            return
+        while True:
+            children.check()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nstopping the demo...")
+    finally:
+        children.stop()
+        console.print(f"demo stopped; its data stays in {data_dir}")
+
+
+def print_welcome(record: dict[str, Any], version: int, data_dir: Path) -> None:
+    base = f"{record['url']}/api/public/v1.0"
+    auth = f"--digest -u {record['publicKey']}:{record['privateKey']}"
+    console.print(
+        f"""
+[bold green]Ready.[/] A 3-member simulated replica set (demo-rs) reached goal state at config version {version}.
+
+  URL          {record['url']}
+  public key   {record['publicKey']}
+  private key  {record['privateKey']}
+  project id   {record['groupId']}
+  written to   {data_dir / DEMO_MARKER}
+
+Try next:
+  curl {auth} {base}/groups/{record['groupId']}/automationStatus
+  curl {auth} {base}/groups/{record['groupId']}/hosts
+  curl {auth} {base}/groups/{record['groupId']}/automationConfig
+  curl {record['url']}/metrics
+
+Press Ctrl-C to stop everything.""",
+        highlight=False,
+    )
