@@ -7,11 +7,16 @@ to whoever reads the file. Imports nothing of opsmgr but ``opsmgr.errors``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from opsmgr.errors import InvalidInput
 
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+# java.util.Properties ends lines only at these (str.splitlines also splits at \f, \v, \x85, \u2028, ...)
+_LINE_END = re.compile(r"\r\n|\r|\n")
+# ... and strips only these as whitespace (str.strip also strips \u00a0 and other Unicode spaces).
+_BLANK = " \t\f"
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -19,8 +24,8 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     pending: str | None = None
     start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.lstrip()
+    for number, raw in enumerate(_LINE_END.split(text), start=1):
+        line = raw.lstrip(_BLANK)
         if pending is None:
             if not line or line[0] in "#!":
                 continue
@@ -49,23 +54,31 @@ def _unescape(text: str, where: str) -> str:
         if nxt == "u":
             code = text[i + 2 : i + 6]
             if len(code) != 4 or not all(ch in "0123456789abcdefABCDEF" for ch in code):
-                raise InvalidInput(f"{where}: malformed \\uXXXX escape", field=where, rule="properties-syntax")
+                raise InvalidInput(
+                    f"{where}: malformed \\uXXXX escape", field=where, rule="properties-syntax"
+                )
             out.append(chr(int(code, 16)))
             i += 6
             continue
         out.append(_ESCAPES.get(nxt, nxt))
         i += 2
-    return "".join(out)
+    try:
+        # \uXXXX escapes of characters beyond the BMP come as UTF-16 surrogate pairs; join them.
+        return "".join(out).encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"{where}: unpaired surrogate escape", field=where, rule="properties-syntax"
+        ) from None
 
 
 def _split_key(line: str) -> tuple[str, str]:
     """Split at the first unescaped whitespace, ``=`` or ``:``, as java.util.Properties does."""
     i = 0
-    while i < len(line) and line[i] not in " \t\f=:":
+    while i < len(line) and line[i] not in _BLANK + "=:":
         i += 2 if line[i] == "\\" else 1
-    key, rest = line[:i], line[i:].lstrip(" \t\f")
+    key, rest = line[:i], line[i:].lstrip(_BLANK)
     if rest[:1] in ("=", ":"):
-        rest = rest[1:].lstrip(" \t\f")
+        rest = rest[1:].lstrip(_BLANK)
     return key, rest
 
 
@@ -94,7 +107,8 @@ def _escape(text: str, *, is_key: bool) -> str:
         elif c in "=:#!" or (c == " " and (is_key or i == 0)):
             out.append("\\" + c)
         elif ord(c) > 0x7E or ord(c) < 0x20:
-            out.append(f"\\u{ord(c):04x}")
+            units = c.encode("utf-16-be", "surrogatepass")
+            out.extend(f"\\u{units[j]:02x}{units[j + 1]:02x}" for j in range(0, len(units), 2))
         else:
             out.append(c)
     return "".join(out)
