@@ -77,6 +77,10 @@ class ServerContext:
         self.goal_versions.invalidate(group_id)
         return config
 
+    def unchanged_for_agent(self, group_id: str, held: int) -> bool:
+        """True when the cache alone shows the agent holds the goal version (never a database read)."""
+        return self.goal_versions.peek(group_id) == held
+
     def config_for_agent(self, group_id: str, hostname: str, held: int) -> dict[str, Any] | None:
         """The config an agent polling with version ``held`` must adopt, or None for "unchanged".
 

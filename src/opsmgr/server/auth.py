@@ -12,8 +12,9 @@ import binascii
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
-from opsmgr.errors import NotFound, Unauthorized
+from opsmgr.errors import Unauthorized
 from opsmgr.server import digest
 from opsmgr.store.appdb import Principal, agent_key_matches
 
@@ -63,16 +64,15 @@ def _basic(header: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def agent_group(request: Request, group_id: str) -> str:
+async def agent_group(request: Request, group_id: str) -> str:
     """FastAPI dependency for the agent API: the project id, once its agent API key checks out."""
     ctx = _ctx(request)
     creds = _basic(request.headers.get("authorization"))
     if creds is None or creds[0] != group_id:
         raise Unauthorized("Agent requests must carry HTTP Basic credentials: mmsGroupId and mmsApiKey.")
-    try:
-        hashes = ctx.agent_keys.get(group_id, ctx.appdb.agent_key_hashes)
-    except NotFound:
-        raise Unauthorized(f"Invalid agent API key for project {group_id}.") from None
+    hashes = ctx.agent_keys.peek(group_id)
+    if hashes is None:
+        hashes = await run_in_threadpool(ctx.agent_keys.get, group_id, ctx.appdb.agent_key_hashes)
     if not agent_key_matches(creds[1], hashes):
         raise Unauthorized(f"Invalid agent API key for project {group_id}.")
     return group_id

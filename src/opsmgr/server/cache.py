@@ -32,6 +32,11 @@ class TtlCache(Generic[K, V]):
             self._entries[key] = (now + self.ttl_s, value)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The cached value if it is fresh, without loading anything."""
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def invalidate(self, key: K) -> None:
         with self._lock:
             self._entries.pop(key, None)
