@@ -105,3 +105,10 @@ _text = st.text(st.characters(codec="utf-8"), max_size=30)
 @given(st.dictionaries(_text, _text, max_size=8))
 def test_round_trip(values):
     assert parse_properties(dump_properties(values)) == values
+
+
+def test_dump_keeps_uris_readable():
+    values = {"mongo.mongoUri": "postgresql://u:p@h:5432/db?x=1", "lead": "=:v", "hash": "#not a comment"}
+    text = dump_properties(values)
+    assert "mongo.mongoUri=postgresql://u:p@h:5432/db?x=1\n" in text
+    assert parse_properties(text) == values

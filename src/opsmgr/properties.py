@@ -104,7 +104,9 @@ def _escape(text: str, *, is_key: bool) -> str:
             out.append("\\\\")
         elif c in "\t\n\r\f":
             out.append("\\" + {"\t": "t", "\n": "n", "\r": "r", "\f": "f"}[c])
-        elif c in "=:#!" or (c == " " and (is_key or i == 0)):
+        elif (is_key and c in "=:#! ") or (i == 0 and c == " "):
+            # A value is read literally from its first non-blank character on, so only a leading blank needs
+            # escaping there; ":" and "=" stay readable in URIs.
             out.append("\\" + c)
         elif ord(c) > 0x7E or ord(c) < 0x20:
             units = c.encode("utf-16-be", "surrogatepass")
