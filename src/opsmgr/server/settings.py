@@ -1,0 +1,480 @@
+"""The configuration of one ``opsmgr server``: ``conf-mms.properties`` (Java properties) as :class:`Settings`.
+
+Owns the documented keys below, their defaults and validation, and the embedded default setup that
+``opsmgr server --data-dir DIR`` creates when there is no configuration file. Every unknown key, missing
+required key and malformed value is reported by name, all at once, as a :class:`SettingsError` (a
+:class:`~opsmgr.errors.PreflightFailure`), before anything starts. Relative paths, including the path of a
+``sqlite:///`` URI, are relative to the directory of the configuration file.
+
+=================================  =====================================================  ===================
+key                                meaning                                                default
+=================================  =====================================================  ===================
+``mms.listenAddress``              address (IP or host name) the HTTP server binds to     ``127.0.0.1``
+``mms.port``                       TCP port of the HTTP server (1-65535)                  ``8080``
+``mms.centralUrl``                 the "URL to Access Ops Manager": the base URL agents   ``http://<listen
+                                   and links use (http or https)                          address>:<port>``
+``mongo.mongoUri``                 URI of the application database (``sqlite:///FILE``   required
+                                   or ``postgresql://USER:PASSWORD@HOST:PORT/DB``)
+``mms.snapshotMetadataStore.uri``  URI of the snapshot metadata store                     required
+``mms.oplogMetadataStore.uri``     URI of the oplog metadata store                        required
+``mms.blockstore.path``            directory that holds snapshot blocks                   required
+``mms.genKeyPath``                 the 24-byte key that encrypts sensitive fields         ``gen.key``
+``mms.restorationMode.enabled``    enter Restoration Mode when an agent reports a newer   ``true``
+                                   config than the restored one (``true``/``false``)
+``mms.agent.pollIntervalSeconds``  seconds between an agent's polls for its config        ``10``
+``mms.alerts.webhook.url``         URL alerts are POSTed to as JSON                       empty: none
+``mms.logLevel``                   ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``          ``INFO``
+``mms.store.oplogMaxSizeMB``       cap of each backing database's oplog by size (MB)      ``512``
+``mms.store.oplogMaxAgeHours``     cap of each backing database's oplog by age (hours)    ``168``
+=================================  =====================================================  ===================
+
+The three backing databases must be three different databases. May import ``opsmgr.errors``,
+``opsmgr.properties``, ``opsmgr.store`` and SQLAlchemy's URL parser; nothing of the web framework."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import math
+import os
+import re
+import socket
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from opsmgr.errors import InvalidInput, PreflightFailure
+from opsmgr.properties import dump_properties, parse_properties
+from opsmgr.store.crypto import GenKey
+
+CONF_NAME = "conf-mms.properties"
+EMBEDDED_STORES = {
+    "mongo.mongoUri": "appdb.sqlite",
+    "mms.snapshotMetadataStore.uri": "snapshotdb.sqlite",
+    "mms.oplogMetadataStore.uri": "oplogdb.sqlite",
+}
+EMBEDDED_BLOCKSTORE = "blockstore"
+DEFAULT_PORT = 8080
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
+_STORE_SCHEMES = {"sqlite", "postgresql", "postgres", "postgresql+psycopg"}
+
+
+class SettingsError(PreflightFailure):
+    """The configuration cannot be used; ``problems`` lists ``(key, what is wrong)`` for each problem."""
+
+    error_code = "INVALID_CONFIGURATION"
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        lines = "\n".join(f"  - {key}: {problem}" for key, problem in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(
+            f"{source} has {len(problems)} {noun}:\n{lines}",
+            problems=[{"key": k, "problem": p} for k, p in problems],
+        )
+        self.problems = tuple(problems)
+
+
+# Value parsers: text (already stripped, never empty) and the base directory for relative paths. They raise
+# ValueError with a message that completes "KEY: ...".
+
+
+def _host(text: str, _base: Path) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(text):
+        raise ValueError(f"not an IP address or host name: {text!r}")
+    return text
+
+
+def _int_in(low: int, high: int) -> Callable[[str, Path], int]:
+    def parse(text: str, _base: Path) -> int:
+        if not re.fullmatch(r"[0-9]+", text) or not low <= int(text) <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, not {text!r}")
+        return int(text)
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[str, Path], float]:
+    def parse(text: str, _base: Path) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"must be a number from {low:g} to {high:g}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _bool(text: str, _base: Path) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(f"must be true or false, not {text!r}")
+    return lowered == "true"
+
+
+def _http_url(text: str, _base: Path) -> str:
+    parts = urlsplit(text)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or re.search(r"\s", text):
+        raise ValueError(f"must be an http:// or https:// URL with a host, not {text!r}")
+    return text.rstrip("/")
+
+
+def _path(text: str, base: Path) -> Path:
+    return (base / Path(text).expanduser()).resolve()
+
+
+def _store_uri(text: str, base: Path) -> str:
+    try:
+        url = sa.engine.make_url(text)
+    except (sa.exc.ArgumentError, ValueError):
+        raise ValueError(f"not a database URI: {text!r}") from None
+    if url.drivername not in _STORE_SCHEMES:
+        raise ValueError(
+            "backing databases are SQLite (sqlite:///FILE) or PostgreSQL (postgresql://...), "
+            f"not {url.drivername}"
+        )
+    if url.drivername != "sqlite":
+        if not url.database:
+            raise ValueError(f"a PostgreSQL URI must name the database: {url.render_as_string()!r}")
+        return text
+    if not url.database or url.database == ":memory:":
+        raise ValueError("an in-memory SQLite database would lose everything on restart; name a file")
+    return url.set(database=str(_path(url.database, base))).render_as_string(hide_password=False)
+
+
+def _same_database(a: str, b: str) -> bool:
+    def identity(uri: str) -> tuple[str, str, int, str]:
+        url = sa.engine.make_url(uri)
+        if url.drivername == "sqlite":
+            return ("sqlite", "", 0, url.database or "")
+        return ("postgresql", (url.host or "").lower(), url.port or 5432, url.database or "")
+
+    return identity(a) == identity(b)
+
+
+def _log_level(text: str, _base: Path) -> str:
+    level = _LOG_LEVELS.get(text.upper())
+    if level is None:
+        raise ValueError(f"must be one of DEBUG, INFO, WARNING, ERROR, not {text!r}")
+    return level
+
+
+def _text(text: str, _base: Path) -> str:
+    return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Key:
+    """One documented configuration key: its name, the :class:`Settings` field it sets, and its rules."""
+
+    name: str
+    attr: str
+    description: str
+    default: str | None  # None: required; "": optional with no value
+    parse: Callable[[str, Path], Any]
+
+
+KEYS: tuple[Key, ...] = (
+    Key(
+        name="mms.listenAddress",
+        attr="listen_address",
+        description="Address (IP or host name) the HTTP server binds to.",
+        default="127.0.0.1",
+        parse=_host,
+    ),
+    Key(
+        name="mms.port",
+        attr="port",
+        description="TCP port of the HTTP server.",
+        default=str(DEFAULT_PORT),
+        parse=_int_in(1, 65535),
+    ),
+    Key(
+        name="mms.centralUrl",
+        attr="central_url",
+        description='The "URL to Access Ops Manager": the base URL agents and links use. '
+        "Empty: http://<listen address>:<port>.",
+        default="",
+        parse=_http_url,
+    ),
+    Key(
+        name="mongo.mongoUri",
+        attr="app_db_uri",
+        description="URI of the application database: sqlite:///FILE (relative to this file's directory) "
+        "or postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
+        default=None,
+        parse=_store_uri,
+    ),
+    Key(
+        name="mms.snapshotMetadataStore.uri",
+        attr="snapshot_store_uri",
+        description="URI of the snapshot metadata store (a different database from the other two).",
+        default=None,
+        parse=_store_uri,
+    ),
+    Key(
+        name="mms.oplogMetadataStore.uri",
+        attr="oplog_store_uri",
+        description="URI of the oplog metadata store (a different database from the other two).",
+        default=None,
+        parse=_store_uri,
+    ),
+    Key(
+        name="mms.blockstore.path",
+        attr="blockstore_path",
+        description="Directory that holds snapshot blocks.",
+        default=None,
+        parse=_path,
+    ),
+    Key(
+        name="mms.genKeyPath",
+        attr="gen_key_path",
+        description="The 24-byte gen.key that encrypts sensitive fields. Keep a copy with your backups.",
+        default="gen.key",
+        parse=_path,
+    ),
+    Key(
+        name="mms.restorationMode.enabled",
+        attr="restoration_mode_enabled",
+        description="Enter Restoration Mode when an agent reports a config newer than the restored one "
+        "(true or false).",
+        default="true",
+        parse=_bool,
+    ),
+    Key(
+        name="mms.agent.pollIntervalSeconds",
+        attr="agent_poll_interval_s",
+        description="Seconds between an agent's polls for its automation config.",
+        default="10",
+        parse=_float_in(0.1, 3600),
+    ),
+    Key(
+        name="mms.alerts.webhook.url",
+        attr="alert_webhook_url",
+        description="URL alerts are POSTed to as JSON; empty for none.",
+        default="",
+        parse=_http_url,
+    ),
+    Key(
+        name="mms.logLevel",
+        attr="log_level",
+        description="Log level: DEBUG, INFO, WARNING or ERROR.",
+        default="INFO",
+        parse=_log_level,
+    ),
+    Key(
+        name="mms.store.oplogMaxSizeMB",
+        attr="oplog_max_mb",
+        description="Cap of each backing database's oplog by size, in MB.",
+        default="512",
+        parse=_int_in(1, 1024 * 1024),
+    ),
+    Key(
+        name="mms.store.oplogMaxAgeHours",
+        attr="oplog_max_age_hours",
+        description="Cap of each backing database's oplog by age, in hours.",
+        default="168",
+        parse=_float_in(0.01, 24 * 3650),
+    ),
+)
+KEYS_BY_NAME = {k.name: k for k in KEYS}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    listen_address: str
+    port: int
+    central_url: str
+    app_db_uri: str
+    snapshot_store_uri: str
+    oplog_store_uri: str
+    blockstore_path: Path
+    gen_key_path: Path
+    restoration_mode_enabled: bool
+    agent_poll_interval_s: float
+    alert_webhook_url: str | None
+    log_level: str
+    oplog_max_mb: int
+    oplog_max_age_hours: float
+    conf_path: Path | None = None
+
+    def store_uris(self) -> dict[str, str]:
+        return {
+            "application database": self.app_db_uri,
+            "snapshot metadata store": self.snapshot_store_uri,
+            "oplog metadata store": self.oplog_store_uri,
+        }
+
+    def describe(self) -> str:
+        """Where everything is, for the operator; database passwords are masked."""
+        rows = [
+            ("configuration", str(self.conf_path) if self.conf_path else "(none)"),
+            ("listening on", f"{_base_url(self.listen_address, self.port)}"),
+            ("URL to Access Ops Manager", self.central_url),
+            *((label, _masked(uri)) for label, uri in self.store_uris().items()),
+            ("blockstore", str(self.blockstore_path)),
+            ("gen.key", str(self.gen_key_path)),
+            ("Restoration Mode", "enabled" if self.restoration_mode_enabled else "DISABLED"),
+        ]
+        width = max(len(label) for label, _ in rows)
+        return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+
+
+def _masked(uri: str) -> str:
+    return sa.engine.make_url(uri).render_as_string(hide_password=True)
+
+
+def _base_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::"):
+        # Bound to every interface: the machine's name is what other hosts most likely reach it by.
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def parse_settings(
+    values: dict[str, str], *, base_dir: Path, source: str = CONF_NAME, port: int | None = None
+) -> Settings:
+    """Validate properties into :class:`Settings`; ``port`` overrides ``mms.port``.
+
+    Raises :class:`SettingsError` naming every unknown key, missing required key and malformed value.
+    """
+    problems: list[tuple[str, str]] = []
+    for name in values:
+        if name not in KEYS_BY_NAME:
+            close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
+            problems.append((name, "unknown key" + (f" (did you mean {close[0]}?)" if close else "")))
+    parsed: dict[str, Any] = {}
+    for key in KEYS:
+        text = values.get(key.name, "").strip()
+        if key.name == "mms.port" and port is not None:
+            text = str(port)
+        if not text:
+            text = key.default or ""
+        if not text:
+            if key.default is None:
+                problems.append((key.name, "is required"))
+            parsed[key.attr] = None
+            continue
+        try:
+            parsed[key.attr] = key.parse(text, base_dir)
+        except ValueError as exc:
+            problems.append((key.name, str(exc)))
+    uris = [(k, parsed.get(KEYS_BY_NAME[k].attr)) for k in EMBEDDED_STORES]
+    for i, (name, uri) in enumerate(uris):
+        for other, other_uri in uris[:i]:
+            if uri is not None and other_uri is not None and _same_database(uri, other_uri):
+                problems.append((name, f"is the same database as {other}; the three must be different"))
+    if problems:
+        raise SettingsError(source, problems)
+    if parsed["central_url"] is None:
+        parsed["central_url"] = _base_url(parsed["listen_address"], parsed["port"])
+    return Settings(**parsed)
+
+
+def load_conf(conf_path: str | Path, *, port: int | None = None) -> Settings:
+    """Read and validate a ``conf-mms.properties`` file."""
+    path = Path(conf_path).expanduser().resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(str(path), [("(file)", f"cannot read it: {exc.strerror or exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            str(path), [("(file)", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
+        ) from exc
+    try:
+        values = parse_properties(text, source=str(path))
+    except InvalidInput as exc:
+        raise SettingsError(str(path), [(exc.field or "(syntax)", exc.detail)]) from exc
+    return dataclasses.replace(
+        parse_settings(values, base_dir=path.parent, source=str(path), port=port), conf_path=path
+    )
+
+
+def _embedded_conf(port: int) -> str:
+    chosen = {
+        "mms.listenAddress": "127.0.0.1",
+        "mms.port": str(port),
+        **{key: f"sqlite:///{file}" for key, file in EMBEDDED_STORES.items()},
+        "mms.blockstore.path": EMBEDDED_BLOCKSTORE,
+        "mms.genKeyPath": "gen.key",
+    }
+    blocks = [
+        "# opsmgr server configuration, written by `opsmgr server --data-dir` for an embedded setup.\n"
+        "# Relative paths are relative to this file's directory. Commented-out keys show their defaults.\n"
+    ]
+    for key in KEYS:
+        if key.name in chosen:
+            blocks.append(
+                dump_properties({key.name: chosen[key.name]}, header=textwrap.fill(key.description, 100))
+            )
+        else:
+            line = dump_properties({key.name: key.default or ""})
+            blocks.append(dump_properties({}, header=textwrap.fill(key.description, 100)) + f"# {line}")
+    return "\n".join(blocks)
+
+
+def embedded_defaults(data_dir: str | Path, port: int | None = None) -> tuple[Settings, str]:
+    """The embedded setup in ``data_dir``: created on first use, reused after.
+
+    First use creates ``data_dir``, a blockstore folder, a gen.key with mode 0600 (an existing one is kept)
+    and a documented ``conf-mms.properties`` naming three SQLite files (which the stores create when they are
+    opened). Later uses read that file; ``port`` overrides its ``mms.port`` without rewriting it. Returns the
+    settings and a summary of where everything is.
+    """
+    root = Path(data_dir).expanduser().resolve()
+    conf = root / CONF_NAME
+    if conf.exists():
+        settings = load_conf(conf, port=port)
+        return settings, f"Using the embedded setup in {root}:\n{settings.describe()}"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / EMBEDDED_BLOCKSTORE).mkdir(exist_ok=True)
+    _, key_created = GenKey.load_or_create(root / "gen.key")
+    tmp = conf.with_name(conf.name + ".tmp")
+    tmp.write_text(_embedded_conf(port or DEFAULT_PORT), encoding="utf-8")
+    # Written whole or not at all: a half-written file would be taken as an existing setup next time.
+    os.replace(tmp, conf)
+    settings = load_conf(conf, port=port)
+    key_note = "a new gen.key (mode 0600)" if key_created else "the gen.key already there"
+    return settings, (
+        f"Created an embedded setup in {root} with three SQLite backing databases, a blockstore folder and "
+        f"{key_note}; edit {conf} to change it. Keep a copy of gen.key with your backups.\n"
+        + settings.describe()
+    )
+
+
+def load_settings(
+    conf_path: str | Path | None = None, data_dir: str | Path | None = None, port: int | None = None
+) -> tuple[Settings, str]:
+    """What ``opsmgr server --conf FILE`` or ``--data-dir DIR [--port N]`` runs with, and a summary."""
+    if conf_path is not None and data_dir is not None:
+        raise InvalidInput("give either --conf or --data-dir, not both", field="conf", rule="exclusive")
+    if conf_path is not None:
+        settings = load_conf(conf_path, port=port)
+        return settings, f"Using {settings.conf_path}:\n{settings.describe()}"
+    if data_dir is not None:
+        return embedded_defaults(data_dir, port)
+    raise InvalidInput(
+        "give --conf FILE (a conf-mms.properties) or --data-dir DIR (an embedded setup)",
+        field="conf",
+        rule="required",
+    )
