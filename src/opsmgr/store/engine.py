@@ -1,43 +1,56 @@
 """One backing database: JSON documents in named collections plus a same-transaction oplog.
 
-Owns the tables ``documents``, ``oplog`` and ``oplog_meta`` of one database (SQLite file or PostgreSQL
-schema) and nothing else. Every write appends, inside the writing transaction, one oplog entry
-``{ts, op, ns, _id, doc}`` per changed document. ``ts`` is an integer in microseconds since the epoch that
-strictly increases in commit order: writers serialise on a lock taken at the start of the transaction
-(``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL) and a writer's entries get
-``max(last ts + 1, now)``; since the lock is held until commit, no reader ever sees ts N+1 without N.
-Inserts and updates carry the full post-image and deletes the ``_id``, so replaying any suffix of the oplog
-twice gives the same documents.
+Owns the tables ``documents``, ``oplog`` and ``oplog_meta`` and the oplog triggers of one database (SQLite
+file or PostgreSQL database) and nothing else. Every insert, update and delete of a document appends, in the
+same transaction, one oplog entry ``{ts, op, ns, _id, doc}``: row triggers on ``documents`` write it, so no
+code path can forget it and a write is one statement. ``ts`` is an integer in microseconds since the epoch
+that strictly increases in commit order:
+
+- Write transactions serialise on a lock taken before their first statement (``BEGIN IMMEDIATE`` on SQLite,
+  a transaction-scoped advisory lock on PostgreSQL, sent with ``BEGIN``) and held until commit. PostgreSQL
+  makes a commit visible before it releases the committer's locks, and writers run at READ COMMITTED (a
+  fresh snapshot per statement), so each writer sees everything every earlier writer committed.
+- An entry's ``ts`` is ``max(highest ts + 1, truncated_through + 1, database clock)``, computed by the
+  trigger under that lock: later than everything committed or truncated before, close to wall-clock time.
+
+So a reader never sees ts N+1 without N. Inserts and updates carry the full post-image and deletes the
+``_id``, so replaying any suffix of the oplog twice gives the same documents. Read transactions see one
+snapshot (REPEATABLE READ on PostgreSQL, a deferred transaction on SQLite).
 
 The oplog is capped by size and by age (:meth:`Store.cap`); ``oplog_meta.truncated_through`` remembers the
 highest ``ts`` removed, and a reader asking for entries after an older ``ts`` gets :class:`OplogGap`, never a
-silent skip. May import only ``opsmgr.errors`` and SQLAlchemy.
+silent skip. May import only ``opsmgr.errors``, SQLAlchemy and bson (for ids).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from bson import ObjectId
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from opsmgr.errors import OplogGap, StoreError
+from opsmgr.errors import InvalidInput, OplogGap, StoreError
 
 Op = Literal["i", "u", "d"]
+
+MAX_COLL_LEN = 128
+MAX_ID_LEN = 256
 
 metadata = sa.MetaData()
 
 documents = sa.Table(
     "documents",
     metadata,
-    sa.Column("coll", sa.String(128), primary_key=True),
-    sa.Column("id", sa.String(256), primary_key=True),
+    sa.Column("coll", sa.String(MAX_COLL_LEN), primary_key=True),
+    sa.Column("id", sa.String(MAX_ID_LEN), primary_key=True),
     sa.Column("doc", sa.Text, nullable=False),
 )
 
@@ -46,8 +59,8 @@ oplog = sa.Table(
     metadata,
     sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("op", sa.String(1), nullable=False),
-    sa.Column("ns", sa.String(128), nullable=False),
-    sa.Column("doc_id", sa.String(256), nullable=False),
+    sa.Column("ns", sa.String(MAX_COLL_LEN), nullable=False),
+    sa.Column("doc_id", sa.String(MAX_ID_LEN), nullable=False),
     sa.Column("doc", sa.Text, nullable=True),
     sa.Column("size", sa.Integer, nullable=False),
 )
@@ -61,6 +74,8 @@ oplog_meta = sa.Table(
 
 # An arbitrary constant: the PostgreSQL advisory lock every writer of one database serialises on.
 _PG_WRITER_LOCK = 0x6F70736D
+# How long a writer waits for the writer lock before giving up with a StoreError, on both engines.
+_LOCK_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +118,31 @@ def _dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: like ``==`` except that booleans never equal numbers (Python has True == 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _matches(doc: dict[str, Any], eq: dict[str, Any]) -> bool:
-    return all(doc.get(k) == v for k, v in eq.items())
+    return all(_same(doc.get(k), v) for k, v in eq.items())
+
+
+def _valid_key(value: object, max_len: int) -> bool:
+    # PostgreSQL rejects NUL in text and enforces the column lengths that SQLite ignores.
+    return isinstance(value, str) and 0 < len(value) <= max_len and "\x00" not in value
+
+
+def _check_key(coll: str, doc_id: str) -> None:
+    if not _valid_key(coll, MAX_COLL_LEN):
+        raise InvalidInput(f"collection name must be 1 to {MAX_COLL_LEN} characters", field="collection")
+    if not _valid_key(doc_id, MAX_ID_LEN):
+        raise InvalidInput(f"_id must be 1 to {MAX_ID_LEN} characters without NUL", field="_id")
 
 
 def normalise_url(url: str) -> str:
@@ -114,77 +152,152 @@ def normalise_url(url: str) -> str:
     return url
 
 
-class Txn:
-    """The writes and reads of one transaction; every write appends its oplog entry here too."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._last_ts: int | None = None
-        self.entries: list[OplogEntry] = []
-
-    def _next_ts(self) -> int:
-        if self._last_ts is None:
-            self._last_ts = self._conn.execute(sa.select(sa.func.max(oplog.c.ts))).scalar() or 0
-        ts = max(self._last_ts + 1, now_us())
-        self._last_ts = ts
-        return ts
-
-    def _log(self, op: Op, ns: str, doc_id: str, doc: dict[str, Any] | None, text: str | None) -> None:
-        entry = OplogEntry(self._next_ts(), op, ns, doc_id, doc)
-        self._conn.execute(
-            oplog.insert().values(
-                ts=entry.ts, op=op, ns=ns, doc_id=doc_id, doc=text, size=len(text or "") + len(doc_id) + 32
-            )
+def _next_ts_sql(dialect: str) -> str:
+    """SQL for the next entry's ``ts``: later than every entry kept or truncated, else the clock (in
+    microseconds). Evaluated inside the writing transaction, after it took the writer lock."""
+    if dialect == "postgresql":
+        return (
+            "GREATEST(COALESCE((SELECT max(ts) FROM oplog), 0) + 1,"
+            " (SELECT truncated_through FROM oplog_meta WHERE id = 1) + 1,"
+            " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)"
         )
-        self.entries.append(entry)
+    return (
+        "max(coalesce((SELECT max(ts) FROM oplog), 0) + 1,"
+        " (SELECT truncated_through FROM oplog_meta WHERE id = 1) + 1,"
+        " CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER))"
+    )
+
+
+# The oplog is appended by row triggers on ``documents``, so no write can skip its entry and a write costs
+# one statement. The version suffix lets a later schema replace these without guessing what is installed.
+_TRIGGER = "documents_oplog_v1"
+_ENTRY = (
+    "INSERT INTO oplog (ts, op, ns, doc_id, doc, size) "
+    "VALUES ({ts}, {op}, {row}.coll, {row}.id, {doc}, {size})"
+)
+
+
+def _install_triggers(conn: Connection, dialect: str) -> None:
+    ts = _next_ts_sql(dialect)
+    new_size = "length(NEW.doc) + length(NEW.id) + 32"
+    if dialect == "sqlite":
+        for event, entry in (
+            ("INSERT", _ENTRY.format(ts=ts, op="'i'", row="NEW", doc="NEW.doc", size=new_size)),
+            ("UPDATE", _ENTRY.format(ts=ts, op="'u'", row="NEW", doc="NEW.doc", size=new_size)),
+            ("DELETE", _ENTRY.format(ts=ts, op="'d'", row="OLD", doc="NULL", size="length(OLD.id) + 32")),
+        ):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER IF NOT EXISTS {_TRIGGER}_{event.lower()} AFTER {event} ON documents "
+                f"FOR EACH ROW BEGIN {entry}; END"
+            )
+        return
+    installed = conn.exec_driver_sql(
+        "SELECT 1 FROM pg_trigger WHERE tgname = %(name)s AND tgrelid = 'documents'::regclass",
+        {"name": _TRIGGER},
+    ).first()
+    if installed:
+        return
+    upsert = _ENTRY.format(
+        ts=ts, op="CASE TG_OP WHEN 'INSERT' THEN 'i' ELSE 'u' END", row="NEW", doc="NEW.doc", size=new_size
+    )
+    delete = _ENTRY.format(ts=ts, op="'d'", row="OLD", doc="NULL", size="length(OLD.id) + 32")
+    conn.exec_driver_sql(
+        f"CREATE OR REPLACE FUNCTION {_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF TG_OP = 'DELETE' THEN {delete}; ELSE {upsert}; END IF; RETURN NULL; END $$"
+    )
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER {_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON documents "
+        f"FOR EACH ROW EXECUTE FUNCTION {_TRIGGER}()"
+    )
+
+
+class _Statements:
+    """The statements of one dialect, built once: SQLAlchemy then compiles each once and caches it, which
+    keeps a write's Python cost that of a plain insert."""
+
+    def __init__(self, dialect: str) -> None:
+        key = (documents.c.coll == sa.bindparam("k_coll")) & (documents.c.id == sa.bindparam("k_id"))
+        self.get = sa.select(documents.c.doc).where(key)
+        self.find = (
+            sa.select(documents.c.doc)
+            .where(documents.c.coll == sa.bindparam("k_coll"))
+            .order_by(documents.c.id)
+        )
+        self.count = (
+            sa.select(sa.func.count())
+            .select_from(documents)
+            .where(documents.c.coll == sa.bindparam("k_coll"))
+        )
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.insert = insert(documents).on_conflict_do_nothing()
+        # An upsert fires the UPDATE trigger when the document exists and the INSERT one otherwise.
+        upsert = insert(documents)
+        self.upsert = upsert.on_conflict_do_update(
+            index_elements=[documents.c.coll, documents.c.id], set_={"doc": upsert.excluded.doc}
+        )
+        self.delete = documents.delete().where(key)
+        self.greatest: Callable[..., Any] = sa.func.greatest if dialect == "postgresql" else sa.func.max
+
+
+class Txn:
+    """The reads and writes of one transaction; the oplog entry of each write is appended within it."""
+
+    def __init__(self, conn: Connection, stmts: _Statements, *, writable: bool) -> None:
+        self._conn = conn
+        self._stmts = stmts
+        self._writable = writable
+
+    def _check_writable(self) -> None:
+        # A write in a read transaction would bypass the writer lock that keeps ts in commit order.
+        if not self._writable:
+            raise StoreError("write in a read-only transaction: use Store.tx()", error_code="READ_ONLY")
 
     def get(self, coll: str, doc_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute(
-            sa.select(documents.c.doc).where(documents.c.coll == coll, documents.c.id == doc_id)
-        ).first()
-        return None if row is None else dict(json.loads(row[0]))
+        if not (_valid_key(coll, MAX_COLL_LEN) and _valid_key(doc_id, MAX_ID_LEN)):
+            return None
+        text = self._conn.execute(self._stmts.get, {"k_coll": coll, "k_id": doc_id}).scalar()
+        return None if text is None else dict(json.loads(text))
 
     def find(self, coll: str, **eq: Any) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            sa.select(documents.c.doc).where(documents.c.coll == coll).order_by(documents.c.id)
-        )
-        docs = (json.loads(r[0]) for r in rows)
+        """The documents of ``coll`` whose top-level fields equal ``eq`` (a missing field equals None)."""
+        if not _valid_key(coll, MAX_COLL_LEN):
+            return []
+        docs = (json.loads(t) for t in self._conn.execute(self._stmts.find, {"k_coll": coll}).scalars())
         return [d for d in docs if _matches(d, eq)]
 
     def count(self, coll: str) -> int:
-        return int(
-            self._conn.execute(
-                sa.select(sa.func.count()).select_from(documents).where(documents.c.coll == coll)
-            ).scalar_one()
-        )
+        if not _valid_key(coll, MAX_COLL_LEN):
+            return 0
+        return int(self._conn.execute(self._stmts.count, {"k_coll": coll}).scalar_one())
 
     def insert(self, coll: str, doc: dict[str, Any]) -> dict[str, Any]:
-        """Insert a new document, giving it an ``_id`` when it has none."""
+        """Insert a new document, giving it an ``_id`` when it has none; a taken ``_id`` is a StoreError
+        with error_code DUPLICATE_KEY, and the transaction stays usable."""
+        self._check_writable()
         doc = dict(doc)
         doc.setdefault("_id", new_id())
         doc_id = str(doc["_id"])
+        _check_key(coll, doc_id)
         text = _dumps(doc)
-        try:
-            self._conn.execute(documents.insert().values(coll=coll, id=doc_id, doc=text))
-        except sa.exc.IntegrityError as exc:
-            raise StoreError(f"duplicate _id {doc_id!r} in {coll}", error_code="DUPLICATE_KEY") from exc
-        self._log("i", coll, doc_id, doc, text)
+        # ON CONFLICT rather than catching the IntegrityError: on PostgreSQL that error would abort the
+        # whole transaction, and the caller may want to carry on.
+        if not self._conn.execute(self._stmts.insert, {"coll": coll, "id": doc_id, "doc": text}).rowcount:
+            raise StoreError(f"duplicate _id {doc_id!r} in {coll}", error_code="DUPLICATE_KEY")
         return doc
 
     def put(self, coll: str, doc: dict[str, Any]) -> dict[str, Any]:
         """Insert or fully replace the document with ``doc['_id']``."""
+        self._check_writable()
         doc_id = str(doc["_id"])
-        text = _dumps(doc)
-        updated = self._conn.execute(
-            documents.update().where(documents.c.coll == coll, documents.c.id == doc_id).values(doc=text)
-        ).rowcount
-        if not updated:
-            self._conn.execute(documents.insert().values(coll=coll, id=doc_id, doc=text))
-        self._log("u" if updated else "i", coll, doc_id, doc, text)
+        _check_key(coll, doc_id)
+        self._conn.execute(self._stmts.upsert, {"coll": coll, "id": doc_id, "doc": _dumps(doc)})
         return doc
 
     def update(self, coll: str, doc_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         """Merge ``changes`` into an existing document; returns the post-image, or None if it is absent."""
+        if "_id" in changes and str(changes["_id"]) != doc_id:
+            raise InvalidInput("an update cannot change a document's _id", field="_id")
+        self._check_writable()
         current = self.get(coll, doc_id)
         if current is None:
             return None
@@ -192,21 +305,21 @@ class Txn:
         return self.put(coll, current)
 
     def delete(self, coll: str, doc_id: str) -> bool:
-        gone = self._conn.execute(
-            documents.delete().where(documents.c.coll == coll, documents.c.id == doc_id)
-        ).rowcount
-        if gone:
-            self._log("d", coll, doc_id, None, None)
-        return bool(gone)
+        self._check_writable()
+        if not (_valid_key(coll, MAX_COLL_LEN) and _valid_key(doc_id, MAX_ID_LEN)):
+            return False
+        return bool(self._conn.execute(self._stmts.delete, {"k_coll": coll, "k_id": doc_id}).rowcount)
 
     def apply(self, entries: Iterable[OplogEntry]) -> int:
         """Replay entries (from this or another store's oplog) idempotently; returns how many were applied."""
+        self._check_writable()
         n = 0
         for e in entries:
             if e.op == "d":
                 self.delete(e.ns, e.id)
+            elif e.doc is None:
+                raise InvalidInput(f"oplog entry {e.ts} ({e.op}) carries no document", field="doc")
             else:
-                assert e.doc is not None
                 self.put(e.ns, e.doc)
             n += 1
         return n
@@ -227,62 +340,102 @@ class Store:
         self.name = name
         self.oplog_max_bytes = oplog_max_bytes
         self.oplog_max_age_s = oplog_max_age_s
-        self.dialect = sa.engine.make_url(self.url).get_backend_name()
+        self._writing = threading.local()
         try:
+            self.dialect = sa.engine.make_url(self.url).get_backend_name()
+            if self.dialect not in ("sqlite", "postgresql"):
+                raise StoreError(f"the {name} must be SQLite or PostgreSQL, not {self.dialect}")
+            self._stmts = _Statements(self.dialect)
             self.engine = self._make_engine()
-            metadata.create_all(self.engine)
-            with self.engine.begin() as conn:
+            # Under the writer lock, so that servers opening one database at once do not race.
+            with self._begin(write=True) as conn:
+                metadata.create_all(conn)
+                _install_triggers(conn, self.dialect)
                 if conn.execute(sa.select(oplog_meta.c.id)).first() is None:
                     conn.execute(oplog_meta.insert().values(id=1, truncated_through=0))
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the {name} at {self.safe_url}: {exc.__class__.__name__}: {exc}") from exc
+            raise StoreError(
+                f"cannot open the {name} at {self.safe_url}: {exc.__class__.__name__}: {exc}"
+            ) from exc
 
     @property
     def safe_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        try:
+            return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        except sa.exc.ArgumentError:
+            return "(unparsable URI)"
 
     def _make_engine(self) -> Engine:
         if self.dialect == "sqlite":
             engine = sa.create_engine(
-                self.url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8
+                self.url, connect_args={"timeout": _LOCK_TIMEOUT_S, "check_same_thread": False}, pool_size=8
             )
+            begin = {"write": "BEGIN IMMEDIATE", "read": "BEGIN"}
+        else:
+            engine = sa.create_engine(
+                self.url,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                connect_args={"options": f"-c lock_timeout={_LOCK_TIMEOUT_S}s"},
+            )
+            # One round trip opens the transaction and takes the writer lock.
+            begin = {
+                "write": f"BEGIN; SELECT pg_advisory_xact_lock({_PG_WRITER_LOCK})",
+                "read": "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            }
 
-            @sa.event.listens_for(engine, "connect")
-            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-                # Let us issue BEGIN ourselves so that writers can take the write lock up front.
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # The driver must not open transactions itself: _on_begin does, so that a writer takes the
+            # writer lock before anything else. Both drivers still commit/roll back what we opened.
+            if self.dialect == "sqlite":
                 dbapi_conn.isolation_level = None
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
                 # NORMAL in WAL mode survives a killed process (not a power cut) without an fsync per commit.
                 cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
+            else:
+                dbapi_conn.autocommit = True
 
-            @sa.event.listens_for(engine, "begin")
-            def _on_begin(conn: Connection) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(
+                begin.get(conn.info.get("mode", ""), "BEGIN"), execution_options={"no_parameters": True}
+            )
 
-            return engine
-        return sa.create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return engine
 
     @contextmanager
     def _begin(self, write: bool) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.info["write"] = write
-            try:
-                with conn.begin():
-                    if write and self.dialect == "postgresql":
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITER_LOCK})
-                    yield conn
-            finally:
-                conn.info.pop("write", None)
+        if write:
+            if getattr(self._writing, "active", False):
+                # The inner transaction would wait for the lock the outer one holds until it times out.
+                raise StoreError(f"a write transaction on the {self.name} is already open in this thread")
+            self._writing.active = True
+        try:
+            with self.engine.connect() as conn:
+                conn.info["mode"] = "write" if write else "read"
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    conn.info.pop("mode", None)
+        finally:
+            if write:
+                self._writing.active = False
 
     @contextmanager
     def tx(self) -> Iterator[Txn]:
-        """A write transaction; commits when the block ends without an exception."""
+        """A write transaction; commits when the block ends without an exception.
+
+        Write transactions run one at a time across every process using the database, so a read inside one
+        is never stale. One thread may hold only one at a time (nesting is a StoreError, not a deadlock).
+        """
         try:
             with self._begin(write=True) as conn:
-                yield Txn(conn)
+                yield Txn(conn, self._stmts, writable=True)
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the {self.name} is unavailable: {exc.orig}") from exc
 
@@ -291,7 +444,7 @@ class Store:
         """A read-only transaction: one consistent view of the documents."""
         try:
             with self._begin(write=False) as conn:
-                yield Txn(conn)
+                yield Txn(conn, self._stmts, writable=False)
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the {self.name} is unavailable: {exc.orig}") from exc
 
@@ -330,6 +483,8 @@ class Store:
 
     def oplog_after(self, after_ts: int, limit: int = 1000) -> list[OplogEntry]:
         """Entries with ``ts > after_ts`` in ``ts`` order; :class:`OplogGap` if some were truncated."""
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1", field="limit")
         with self.read() as t:
             conn = t._conn
             truncated = conn.execute(sa.select(oplog_meta.c.truncated_through)).scalar_one()
@@ -343,7 +498,8 @@ class Store:
                 .limit(limit)
             )
             return [
-                OplogEntry(r.ts, r.op, r.ns, r.doc_id, None if r.doc is None else json.loads(r.doc)) for r in rows
+                OplogEntry(r.ts, r.op, r.ns, r.doc_id, None if r.doc is None else json.loads(r.doc))
+                for r in rows
             ]
 
     def oplog_bounds(self) -> OplogBounds:
@@ -352,7 +508,10 @@ class Store:
             truncated = conn.execute(sa.select(oplog_meta.c.truncated_through)).scalar_one()
             row = conn.execute(
                 sa.select(
-                    sa.func.min(oplog.c.ts), sa.func.max(oplog.c.ts), sa.func.count(), sa.func.sum(oplog.c.size)
+                    sa.func.min(oplog.c.ts),
+                    sa.func.max(oplog.c.ts),
+                    sa.func.count(),
+                    sa.func.sum(oplog.c.size),
                 )
             ).one()
             return OplogBounds(row[0], row[1], int(truncated), int(row[2]), int(row[3] or 0))
@@ -361,29 +520,22 @@ class Store:
         """Remove the oldest entries beyond the size or age limit; returns how many were removed."""
         max_bytes = self.oplog_max_bytes if max_bytes is None else max_bytes
         max_age_s = self.oplog_max_age_s if max_age_s is None else max_age_s
+        cutoff = now_us() - int(max_age_s * 1_000_000)
+        # The entries kept from the newest one back; the oldest that no longer fits and all before it go.
+        kept = sa.select(
+            oplog.c.ts, sa.func.sum(oplog.c.size).over(order_by=oplog.c.ts.desc()).label("kept")
+        ).subquery()
         with self.tx() as t:
             conn = t._conn
-            cutoff = now_us() - int(max_age_s * 1_000_000)
-            through = conn.execute(sa.select(sa.func.max(oplog.c.ts)).where(oplog.c.ts < cutoff)).scalar() or 0
-            total = conn.execute(sa.select(sa.func.sum(oplog.c.size)).where(oplog.c.ts > through)).scalar() or 0
-            if total > max_bytes:
-                # Walk from the newest entry back until the kept suffix fits; everything older goes.
-                kept = 0
-                for ts, size in conn.execute(
-                    sa.select(oplog.c.ts, oplog.c.size).where(oplog.c.ts > through).order_by(oplog.c.ts.desc())
-                ):
-                    if kept + size > max_bytes:
-                        through = ts
-                        break
-                    kept += size
+            by_age = conn.execute(sa.select(sa.func.max(oplog.c.ts)).where(oplog.c.ts < cutoff)).scalar()
+            by_size = conn.execute(sa.select(sa.func.max(kept.c.ts)).where(kept.c.kept > max_bytes)).scalar()
+            through = max(by_age or 0, by_size or 0)
             if not through:
                 return 0
             removed = conn.execute(oplog.delete().where(oplog.c.ts <= through)).rowcount
             conn.execute(
                 oplog_meta.update().values(
-                    truncated_through=sa.func.max(oplog_meta.c.truncated_through, through)
-                    if self.dialect == "sqlite"
-                    else sa.func.greatest(oplog_meta.c.truncated_through, through)
+                    truncated_through=self._stmts.greatest(oplog_meta.c.truncated_through, through)
                 )
             )
             return int(removed)
