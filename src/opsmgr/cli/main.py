@@ -6,6 +6,7 @@ command delegates to the package that owns the work.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from opsmgr.store.appdb import AppDB
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    # Locals may hold keys and passwords: never print them.
+    pretty_exceptions_show_locals=False,
     help="opsmgr: an open-source control plane for self-managed MongoDB.",
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Programmatic API keys.")
@@ -65,9 +68,10 @@ def server(
     from opsmgr.server.settings import load_settings
 
     try:
-        settings, summary = load_settings(conf_path=conf, data_dir=data_dir, port=port, host=host)
-        for line in summary:
-            err.print(line, highlight=False)
+        settings, summary = load_settings(conf_path=conf, data_dir=data_dir, port=port)
+        if host is not None:
+            settings = dataclasses.replace(settings, listen_address=host)
+        err.print(summary, highlight=False)
         serve(settings)
     except OpsmgrError as exc:
         fail(exc)

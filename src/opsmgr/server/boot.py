@@ -23,17 +23,21 @@ log = logging.getLogger("opsmgr.server")
 
 
 def open_stores(settings: Settings) -> Stores:
+    limits = {
+        "oplog_max_bytes": settings.oplog_max_mb * 1024 * 1024,
+        "oplog_max_age_s": settings.oplog_max_age_hours * 3600,
+    }
     return Stores(
-        app=Store(settings.app_db_uri, name="application database"),
-        snapshots=Store(settings.snapshot_store_uri, name="snapshot metadata store"),
-        oplogs=Store(settings.oplog_store_uri, name="oplog metadata store"),
+        app=Store(settings.app_db_uri, name="application database", **limits),
+        snapshots=Store(settings.snapshot_store_uri, name="snapshot metadata store", **limits),
+        oplogs=Store(settings.oplog_store_uri, name="oplog metadata store", **limits),
     )
 
 
 @contextmanager
 def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[ServerContext]:
     """The server's context after preflight; raises PreflightFailure (and serves nothing) if it fails."""
-    genkey = GenKey.load(settings.genkey_path)
+    genkey = GenKey.load(settings.gen_key_path)
     stores = open_stores(settings)
     try:
         preflight(stores.app, stores.snapshots, stores.oplogs, genkey, app_version)
@@ -64,7 +68,13 @@ def serve(settings: Settings, *, app_version: str = __version__) -> None:
                 "application database this server will serve the restored automation configs to agents that "
                 "hold newer ones, and they will act on them"
             )
-        log.info("opsmgr %s serving on %s (URL to Access Ops Manager: %s)", app_version, settings.bind, settings.central_url)
+        log.info(
+            "opsmgr %s serving on %s:%s (URL to Access Ops Manager: %s)",
+            app_version,
+            settings.listen_address,
+            settings.port,
+            settings.central_url,
+        )
         uvicorn.run(
             app,
             host=settings.listen_address,
