@@ -1,0 +1,533 @@
+"""Deciding what to do: (observed state, goal config, this host) -> a plan of named moves per process.
+
+Pure: no I/O, no clock, no randomness; the loop executes the first step of a plan and asks again on the next
+cycle, so a plan is a prediction that gets recomputed from fresh observations every time.
+
+Who acts on a replica set: before it exists, only the agent of the first enabled member in the config's
+member list initiates it (RsInit), with every enabled member; the others wait (WaitRsInit). Once it exists,
+only the agent whose host runs the PRIMARY reconfigures it (RsReconfig), one voting member at a time (as
+MongoDB's safe reconfig requires), after waiting for every enabled member to be up (WaitAllRsMembersUp).
+Changes that would make that primary unelectable (removal, priority 0, hidden, votes 0) come last, after a
+StepDown, so that the next primary's agent finishes them. Agents of other members wait (WaitPrimary).
+A replica set this agent has seen initiated is never initiated again, whatever a restarted process says.
+
+Moves carry Ops Manager's names where it has one. ChangeVersion and RollingChangeArgs are planned but
+blocked: carrying them out needs the rolling-maintenance procedure (leases, standalone restarts, step-down),
+which lives in ``opsmgr.maintenance``. May import ``opsmgr.errors``, ``opsmgr.drivers.base`` (types only)
+and ``opsmgr.automation.config`` (pure accessors).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from opsmgr.automation.config import (
+    is_electable,
+    process_port,
+    processes_by_name,
+    processes_on_host,
+    replica_set,
+    replica_set_of,
+)
+from opsmgr.drivers.base import MemberState, ProcessObservation, ProcessSpec, RsStatus, RunMode
+
+DEFAULT_DBPATH = "/data/db"
+HEALTHY_STATES = frozenset({MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER})
+
+
+class Move(StrEnum):
+    START = "Start"
+    STOP = "Stop"
+    RS_INIT = "RsInit"
+    WAIT_RS_INIT = "WaitRsInit"
+    RS_RECONFIG = "RsReconfig"
+    WAIT_ALL_RS_MEMBERS_UP = "WaitAllRsMembersUp"
+    WAIT_PRIMARY = "WaitPrimary"
+    STEP_DOWN = "StepDown"
+    WAIT_HEALTHY = "WaitHealthy"
+    CHANGE_VERSION = "ChangeVersion"
+    ROLLING_CHANGE_ARGS = "RollingChangeArgs"
+    GOAL = "Goal"
+
+
+@dataclass(frozen=True)
+class LocalProcess:
+    """One process of this host as the driver saw it during one snapshot."""
+
+    observation: ProcessObservation
+    rs_status: RsStatus | None = None
+    rs_config: Mapping[str, Any] | None = None
+    connections: int | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one cycle knows: the processes of this host (those of the goal config and those the agent
+    managed before) and, from the agent's memory, the replica sets it has already seen initiated."""
+
+    processes: Mapping[str, LocalProcess]
+    initiated_sets: frozenset[str] = frozenset()
+
+    def running(self, name: str) -> bool:
+        local = self.processes.get(name)
+        return local is not None and local.observation.running
+
+    def status(self, name: str) -> RsStatus | None:
+        local = self.processes.get(name)
+        return local.rs_status if local is not None and local.observation.running else None
+
+    def config(self, name: str) -> Mapping[str, Any] | None:
+        local = self.processes.get(name)
+        return local.rs_config if local is not None and local.observation.running else None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One move of a plan. ``note`` says what it does, or, when ``blocked``, what it waits for."""
+
+    move: Move
+    note: str
+    blocked: bool = False
+    spec: ProcessSpec | None = None  # Start
+    rs_config: Mapping[str, Any] | None = None  # RsInit, RsReconfig
+
+
+WAIT = True  # readability for Step(..., blocked=WAIT)
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    name: str
+    steps: tuple[Step, ...]  # never empty; the last one is Goal
+
+    @property
+    def current(self) -> Step:
+        return self.steps[0]
+
+    @property
+    def at_goal(self) -> bool:
+        return self.current.move is Move.GOAL
+
+    @property
+    def blocked_reason(self) -> str | None:
+        return self.current.note if self.current.blocked else None
+
+    def moves(self) -> list[str]:
+        return [s.move.value for s in self.steps]
+
+
+# --- goal accessors ----------------------------------------------------------------------------------------
+
+
+def _arg(args: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = args
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def process_spec(process: Mapping[str, Any]) -> ProcessSpec:
+    """How the driver must start a process of the goal config (in replSet mode when it names a set)."""
+    args = process.get("args2_6", {})
+    return ProcessSpec(
+        name=process["name"],
+        hostname=process["hostname"],
+        port=process_port(process),
+        version=process["version"],
+        args=copy.deepcopy(dict(args)),
+        repl_set_name=_arg(args, "replication.replSetName") or None,
+        dbpath=_arg(args, "storage.dbPath") or DEFAULT_DBPATH,
+        log_path=_arg(args, "systemLog.path"),
+    )
+
+
+def member_host(process: Mapping[str, Any]) -> str:
+    return f"{process['hostname']}:{process_port(process)}"
+
+
+_MEMBER_DEFAULTS: dict[str, Any] = {
+    "arbiterOnly": False,
+    "buildIndexes": True,
+    "hidden": False,
+    "priority": 1,
+    "tags": {},
+    "secondaryDelaySecs": 0,
+    "votes": 1,
+}
+
+
+def _normal_member(member: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """A member in MongoDB's replica set config shape, with defaults filled, so configs compare by value."""
+    out: dict[str, Any] = {"_id": member["_id"], "host": host}
+    for key, default in _MEMBER_DEFAULTS.items():
+        out[key] = member.get(key, default)
+    if "slaveDelay" in member and "secondaryDelaySecs" not in member:
+        out["secondaryDelaySecs"] = member["slaveDelay"]
+    out["priority"] = float(out["priority"])
+    return out
+
+
+def desired_members(
+    goal: Mapping[str, Any], rs: Mapping[str, Any], *, enabled_only: bool = False
+) -> list[dict[str, Any]]:
+    procs = processes_by_name(goal)
+    return [
+        _normal_member(m, member_host(procs[m["host"]]))
+        for m in rs["members"]
+        if not (enabled_only and procs[m["host"]].get("disabled", False))
+    ]
+
+
+def initial_rs_config(goal: Mapping[str, Any], rs: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``replSetInitiate`` gets: the enabled members only, since it needs every member it names up."""
+    config: dict[str, Any] = {
+        "_id": rs["_id"],
+        "version": 1,
+        "protocolVersion": 1,
+        "members": desired_members(goal, rs, enabled_only=True),
+    }
+    if rs.get("settings"):
+        config["settings"] = copy.deepcopy(rs["settings"])
+    return config
+
+
+def _initiator(goal: Mapping[str, Any], rs: Mapping[str, Any]) -> str | None:
+    procs = processes_by_name(goal)
+    return next((m["host"] for m in rs["members"] if not procs[m["host"]].get("disabled", False)), None)
+
+
+# --- reconfiguration ---------------------------------------------------------------------------------------
+
+
+def _voting(member: Mapping[str, Any] | None) -> bool:
+    return member is not None and member.get("votes", 1) == 1
+
+
+def _describe_change(host: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+    if before is None:
+        return f"add {host}"
+    if after is None:
+        return f"remove {host}"
+    changed = sorted(k for k in after if before.get(k) != after.get(k))
+    return f"change {', '.join(changed)} of {host}"
+
+
+@dataclass(frozen=True)
+class _Change:
+    host: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @property
+    def changes_voting(self) -> bool:
+        return _voting(self.before) != _voting(self.after)
+
+    @property
+    def order(self) -> int:
+        """Voting changes go one at a time: additions first (more fault tolerance while the set is in
+        flux), then votes granted, then votes withdrawn, then removals."""
+        if self.before is None:
+            return 0
+        if self.after is None:
+            return 3
+        return 1 if _voting(self.after) else 2
+
+
+@dataclass
+class ReconfigPlan:
+    configs: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (next config, what it does)
+    deferred: list[str] = field(default_factory=list)  # changes that need the primary to step down first
+
+
+def reconfig_plan(
+    current: Mapping[str, Any],
+    goal_members: Sequence[Mapping[str, Any]],
+    goal_settings: Mapping[str, Any] | None,
+    primary_host: str | None,
+) -> ReconfigPlan:
+    """The sequence of ``replSetReconfig`` configs from ``current`` to the goal members.
+
+    The first config batches every change that leaves the set of voting members alone; each later one
+    changes exactly one voting member. Changes that would make ``primary_host`` unelectable are left out and
+    listed in ``deferred``.
+    """
+    members = {m["host"]: _normal_member(m, m["host"]) for m in current.get("members", [])}
+    wanted = {m["host"]: dict(m) for m in goal_members}
+    changes = []
+    for host in sorted(set(members) | set(wanted)):
+        before, after = members.get(host), wanted.get(host)
+        if before is not None and after is not None and before["_id"] != after["_id"]:
+            changes += [_Change(host, before, None), _Change(host, None, after)]  # an _id cannot change
+        elif before != after:
+            changes.append(_Change(host, before, after))
+
+    result = ReconfigPlan()
+    if primary_host is not None:
+        for change in [c for c in changes if c.host == primary_host]:
+            if change.after is None or not is_electable(change.after):
+                result.deferred.append(_describe_change(change.host, change.before, change.after))
+                changes = [c for c in changes if c.host != primary_host]
+
+    settings = dict(current.get("settings", {}))
+    settings_change = {k: v for k, v in (goal_settings or {}).items() if settings.get(k) != v}
+    version = int(current.get("version", 1))
+
+    def applicable(change: _Change) -> bool:
+        if change.after is None:
+            return True
+        ids = {m["_id"] for h, m in members.items() if h != change.host}
+        return change.after["_id"] not in ids and (change.before is not None or change.host not in members)
+
+    def apply(batch: list[_Change]) -> None:
+        nonlocal version
+        for change in batch:
+            if change.after is None:
+                members.pop(change.host, None)
+            else:
+                members[change.host] = change.after
+            changes.remove(change)
+        version += 1
+        config = {k: copy.deepcopy(v) for k, v in current.items() if k not in ("members", "version")}
+        config["version"] = version
+        config["members"] = sorted((copy.deepcopy(m) for m in members.values()), key=lambda m: m["_id"])
+        if settings_change:
+            config["settings"] = {**settings, **settings_change}
+        notes = [_describe_change(c.host, c.before, c.after) for c in batch]
+        result.configs.append((config, "; ".join(notes) or "change settings"))
+
+    free = [c for c in changes if not c.changes_voting and applicable(c)]
+    if free or settings_change:
+        apply(free)
+        settings_change = {}
+    while changes:
+        ready = [c for c in changes if applicable(c)]
+        voting = sorted((c for c in ready if c.changes_voting), key=lambda c: c.order)
+        first = voting[:1] or ready[:1]
+        if not first:
+            break  # an addition whose _id is held by a member that is not leaving: the goal is inconsistent
+        apply(first + [c for c in ready if not c.changes_voting and c not in first])
+    return result
+
+
+# --- per-process planning ----------------------------------------------------------------------------------
+
+
+def _process_steps(obs: ProcessObservation | None, spec: ProcessSpec) -> list[Step]:
+    """Bring the process itself to its spec: started, in the right mode, at the right version and options."""
+    want_mode = RunMode.REPLSET if spec.repl_set_name else RunMode.STANDALONE
+    if obs is None or not obs.running:
+        return [Step(Move.START, f"start {spec.name} on port {spec.port}", spec=spec)]
+    if obs.mode is RunMode.STANDALONE and want_mode is RunMode.REPLSET:
+        # A standalone member is already out of its set, so restarting it in replSet mode costs nothing.
+        return [
+            Step(Move.STOP, f"stop {spec.name}, running standalone"),
+            Step(Move.START, f"restart {spec.name} in replSet mode", spec=spec),
+        ]
+    needs_rolling = "rolling maintenance is not available yet: the process keeps running as it is"
+    if obs.version is not None and obs.version != spec.version:
+        return [
+            Step(
+                Move.CHANGE_VERSION,
+                f"change version {obs.version} -> {spec.version}; {needs_rolling}",
+                blocked=WAIT,
+            )
+        ]
+    differs = (
+        (obs.mode is not None and obs.mode is not want_mode)
+        or (obs.port is not None and obs.port != spec.port)
+        or (bool(obs.args) and obs.args != spec.args)
+    )
+    if differs:
+        return [Step(Move.ROLLING_CHANGE_ARGS, f"change startup options; {needs_rolling}", blocked=WAIT)]
+    return []
+
+
+def _up(status: RsStatus, host: str) -> bool:
+    member = next((m for m in status.members if m.host == host), None)
+    return member is not None and member.health and member.state in HEALTHY_STATES
+
+
+def _members_down(
+    status: RsStatus, config: Mapping[str, Any], goal: Mapping[str, Any], rs: Mapping[str, Any]
+) -> list[str]:
+    """Enabled goal members in the set's config that are not up (disabled ones are down on purpose)."""
+    in_config = {m["host"] for m in config.get("members", [])}
+    hosts = [m["host"] for m in desired_members(goal, rs, enabled_only=True)]
+    return [h for h in hosts if h in in_config and not _up(status, h)]
+
+
+def _state_of(status: RsStatus, host: str) -> str:
+    member = next((m for m in status.members if m.host == host), None)
+    return member.state.value if member is not None else "not in the config"
+
+
+def _coordinator_steps(
+    name: str,
+    status: RsStatus,
+    config: Mapping[str, Any],
+    goal: Mapping[str, Any],
+    rs: Mapping[str, Any],
+    my_host: str,
+) -> list[Step]:
+    """The primary's agent: reconfigure toward the goal, waiting for all members between steps."""
+    rs_id = rs["_id"]
+    down = _members_down(status, config, goal, rs)
+    wait_up = Step(
+        Move.WAIT_ALL_RS_MEMBERS_UP,
+        f"waiting for all members of {rs_id} to be up: "
+        + ", ".join(f"{h} is {_state_of(status, h)}" for h in down),
+        blocked=WAIT,
+    )
+    predicted_wait = Step(
+        Move.WAIT_ALL_RS_MEMBERS_UP, f"waiting for all members of {rs_id} to be up", blocked=WAIT
+    )
+    rp = reconfig_plan(config, desired_members(goal, rs), rs.get("settings"), my_host)
+    steps: list[Step] = []
+    for i, (next_config, note) in enumerate(rp.configs):
+        if i == 0 and down:
+            steps.append(wait_up)
+        elif i > 0:
+            steps.append(predicted_wait)
+        steps.append(Step(Move.RS_RECONFIG, f"reconfigure {rs_id}: {note}", rs_config=next_config))
+    if rp.deferred:
+        steps.append(
+            Step(Move.STEP_DOWN, f"step {name} down so that the next primary can " + "; ".join(rp.deferred))
+        )
+        return steps
+    if rp.configs:
+        steps.append(predicted_wait)
+    elif down:
+        steps.append(wait_up)
+    return steps
+
+
+def _config_differs(
+    config: Mapping[str, Any] | None, goal: Mapping[str, Any], rs: Mapping[str, Any]
+) -> list[str]:
+    """What still separates a member's view of the set config from the goal (empty when nothing)."""
+    if config is None:
+        return ["no replica set config yet"]
+    rp = reconfig_plan(config, desired_members(goal, rs), rs.get("settings"), None)
+    return [note for _, note in rp.configs]
+
+
+def _member_steps(name: str, goal: Mapping[str, Any], rs: Mapping[str, Any], snap: Snapshot) -> list[Step]:
+    """Everything after the process runs: initiation, configuration, a primary, its own health. While the
+    process is not running yet, what it will need is predicted from the other local members, if any."""
+    rs_id = rs["_id"]
+    statuses: dict[str, RsStatus] = {}
+    for member in rs["members"]:
+        status = snap.status(member["host"])
+        if status is not None and status.set_name == rs_id:
+            statuses[member["host"]] = status
+    own = statuses.get(name)
+    if own is not None and own.my_state is MemberState.REMOVED:
+        own = None  # removed earlier and wanted again: it waits to be added like a new member
+    initiated = rs_id in snap.initiated_sets or bool(statuses)
+
+    steps: list[Step] = []
+    if not initiated:
+        initiator = _initiator(goal, rs)
+        if initiator == name:
+            return [
+                Step(Move.RS_INIT, f"initiate {rs_id} from {name}", rs_config=initial_rs_config(goal, rs)),
+                Step(Move.WAIT_PRIMARY, f"waiting for {rs_id} to elect a primary", blocked=WAIT),
+                Step(
+                    Move.WAIT_ALL_RS_MEMBERS_UP, f"waiting for all members of {rs_id} to be up", blocked=WAIT
+                ),
+            ]
+        steps.append(Step(Move.WAIT_RS_INIT, f"waiting for {initiator} to initiate {rs_id}", blocked=WAIT))
+    elif own is None and snap.running(name):
+        steps.append(
+            Step(Move.WAIT_RS_INIT, f"waiting for the primary of {rs_id} to add {name}", blocked=WAIT)
+        )
+
+    config = snap.config(name)
+    if own is not None and own.my_state is MemberState.PRIMARY and config is not None:
+        my_host = member_host(processes_by_name(goal)[name])
+        return steps + _coordinator_steps(name, own, config, goal, rs, my_host)
+
+    view = own if own is not None else next(iter(statuses.values()), None)
+    primary = view.primary() if view is not None else None
+    if primary is None and (view is not None or not initiated):
+        steps.append(Step(Move.WAIT_PRIMARY, f"waiting for {rs_id} to elect a primary", blocked=WAIT))
+    elif primary is not None and own is not None and (pending := _config_differs(config, goal, rs)):
+        steps.append(
+            Step(
+                Move.WAIT_PRIMARY,
+                f"waiting for the primary {primary.host} to reconfigure {rs_id}: {'; '.join(pending)}",
+                blocked=WAIT,
+            )
+        )
+    if own is None or own.my_state not in HEALTHY_STATES:
+        state = own.my_state.value if own is not None else "not a member yet"
+        steps.append(Step(Move.WAIT_HEALTHY, f"waiting for {name} to be healthy ({state})", blocked=WAIT))
+    return steps
+
+
+def _leave_steps(name: str, goal: Mapping[str, Any], snap: Snapshot, why: str) -> list[Step]:
+    """Stop a process that is disabled or no longer in the config: a primary steps down first (when another
+    member can take over), and a member the goal drops from its set waits until the primary removed it."""
+    if not snap.running(name):
+        return []
+    stop = Step(Move.STOP, f"stop {name}: {why}")
+    status = snap.status(name)
+    if status is None or status.my_state is MemberState.REMOVED:
+        return [stop]
+    if status.my_state is MemberState.PRIMARY:
+        others = [m for m in status.members if not m.self and m.health and m.state is MemberState.SECONDARY]
+        return [Step(Move.STEP_DOWN, f"step {name} down before stopping it"), stop] if others else [stop]
+    goal_rs = replica_set(goal, status.set_name)
+    leaving = goal_rs is not None and name not in [m["host"] for m in goal_rs["members"]]
+    if leaving and any(m.self for m in status.members):
+        return [
+            Step(
+                Move.WAIT_PRIMARY,
+                f"waiting for the primary of {status.set_name} to remove {name}",
+                blocked=WAIT,
+            ),
+            stop,
+        ]
+    return [stop]
+
+
+def _goal_step(note: str) -> Step:
+    return Step(Move.GOAL, note)
+
+
+def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[ProcessPlan]:
+    """One plan per process of this host: those of the goal config in config order, then any process the
+    agent managed before that the goal no longer references (to be stopped)."""
+    plans: list[ProcessPlan] = []
+    mine = processes_on_host(goal, hostname)
+    for process in mine:
+        name = process["name"]
+        local = observed.processes.get(name)
+        if process.get("disabled", False):
+            steps = _leave_steps(name, goal, observed, "disabled in the config")
+        elif process.get("processType", "mongod") != "mongod":
+            steps = [
+                Step(
+                    Move.START,
+                    f"{process['processType']} processes are not supported by this agent",
+                    blocked=WAIT,
+                )
+            ]
+        else:
+            own = _process_steps(local.observation if local is not None else None, process_spec(process))
+            rs = replica_set_of(goal, name)
+            set_steps = _member_steps(name, goal, rs, observed) if rs is not None else []
+            # A change that needs a rolling restart waits; the set's own business must not wait behind it.
+            steps = set_steps + own if own and own[0].blocked else own + set_steps
+        plans.append(ProcessPlan(name, (*steps, _goal_step(f"{name} is in goal state"))))
+    names = {p["name"] for p in mine}
+    for name in sorted(set(observed.processes) - names):
+        steps = _leave_steps(name, goal, observed, "no longer in the config")
+        plans.append(ProcessPlan(name, (*steps, _goal_step(f"{name} is stopped"))))
+    return plans
