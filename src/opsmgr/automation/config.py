@@ -277,7 +277,7 @@ def _get(obj: Mapping[str, Any], dotted: str) -> Any:
     """The value at ``dotted`` below ``obj``, or None when any step is missing or not an object."""
     node: Any = obj
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if not isinstance(node, Mapping) or part not in node:
             return None
         node = node[part]
     return node
@@ -302,13 +302,13 @@ def _require(obj: dict[str, Any], key: str, path: str) -> None:
         _fail(_join(path, key), "required", f"{_join(path, key)} is required")
 
 
-def _objects(items: list[Any], path: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """Each element with its index and path, after checking that it is an object."""
+def _objects(items: list[Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each element with its JSON path, after checking that it is an object."""
     for i, item in enumerate(items):
         here = f"{path}[{i}]"
         if not isinstance(item, dict):
             _fail(here, "type", f"{here} must be an object, not {_json_type(item)}")
-        yield i, here, item
+        yield here, item
 
 
 def _one_of(value: Any, allowed: tuple[str, ...], field: str, rule: str) -> None:
@@ -332,7 +332,7 @@ def valid_hostname(hostname: Any) -> bool:
 def _check_processes(processes: list[Any]) -> dict[str, dict[str, Any]]:
     by_name: dict[str, dict[str, Any]] = {}
     endpoints: dict[tuple[str, int], str] = {}
-    for _, here, proc in _objects(processes, "processes"):
+    for here, proc in _objects(processes, "processes"):
         for key in ("name", "processType", "hostname", "version", "args2_6"):
             _require(proc, key, here)
         name = proc["name"]
@@ -378,7 +378,8 @@ def _check_process_options(proc: dict[str, Any], here: str) -> None:
     fcv = proc.get("featureCompatibilityVersion", "0.0")
     if not (isinstance(fcv, str) and _FCV.fullmatch(fcv)):
         _fail(f"{here}.featureCompatibilityVersion", "fcv", "featureCompatibilityVersion must look like 7.0")
-    if "authSchemaVersion" in proc and proc["authSchemaVersion"] not in (3, 5):
+    schema = proc.get("authSchemaVersion", 5)
+    if not (_KINDS["integer"](schema) and schema in (3, 5)):
         _fail(f"{here}.authSchemaVersion", "auth-schema-version", "authSchemaVersion must be 3 or 5")
     for key in _PROCESS_TIMESTAMPS:
         if key in proc and not _is_timestamp(proc[key]):
@@ -390,20 +391,17 @@ def _check_process_options(proc: dict[str, Any], here: str) -> None:
     )
     for section, allowed, certificate in modes:
         tls = _get(args, section)
-        if tls is None or "mode" not in tls:
+        if not _check_choice(args, f"{section}.mode", allowed, f"{here}.args2_6", "tls-mode"):
             continue
-        _one_of(tls["mode"], allowed, f"{here}.args2_6.{section}.mode", "tls-mode")
         if tls["mode"] != "disabled" and certificate not in tls:
             _fail(
                 f"{here}.args2_6.{section}.{certificate}",
                 "tls-certificate",
                 f"{section}.mode {tls['mode']} needs {section}.{certificate}",
             )
-    cluster_auth = _get(args, "security.clusterAuthMode")
-    if cluster_auth is not None:
-        _one_of(
-            cluster_auth, CLUSTER_AUTH_MODES, f"{here}.args2_6.security.clusterAuthMode", "cluster-auth-mode"
-        )
+    _check_choice(
+        args, "security.clusterAuthMode", CLUSTER_AUTH_MODES, f"{here}.args2_6", "cluster-auth-mode"
+    )
     if _get(args, "replication") is not None and "oplogSizeMB" in args["replication"]:
         size = args["replication"]["oplogSizeMB"]
         if not (_KINDS["integer"](size) and 0 < size <= MAX_OPLOG_SIZE_MB):
@@ -412,9 +410,17 @@ def _check_process_options(proc: dict[str, Any], here: str) -> None:
                 "oplog-size",
                 "replication.oplogSizeMB must be a positive integer number of megabytes",
             )
-    profiler = _get(args, "operationProfiling.mode")
-    if profiler is not None:
-        _one_of(profiler, PROFILER_MODES, f"{here}.args2_6.operationProfiling.mode", "profiler-mode")
+    _check_choice(args, "operationProfiling.mode", PROFILER_MODES, f"{here}.args2_6", "profiler-mode")
+
+
+def _check_choice(obj: dict[str, Any], dotted: str, allowed: tuple[str, ...], path: str, rule: str) -> bool:
+    """Check the value at ``dotted`` below ``obj`` against ``allowed`` if it is there; say whether it is."""
+    parent_path, _, key = dotted.rpartition(".")
+    parent = _get(obj, parent_path) if parent_path else obj
+    if not isinstance(parent, dict) or key not in parent:
+        return False
+    _one_of(parent[key], allowed, f"{path}.{dotted}", rule)
+    return True
 
 
 def _is_timestamp(value: Any) -> bool:
@@ -431,7 +437,7 @@ def _check_replica_sets(replica_sets: list[Any], processes: Mapping[str, dict[st
     """Check every replica set; return the replica set id of each member process."""
     set_of: dict[str, str] = {}
     ids: set[str] = set()
-    for _, here, rs in _objects(replica_sets, "replicaSets"):
+    for here, rs in _objects(replica_sets, "replicaSets"):
         _require(rs, "_id", here)
         _require(rs, "members", here)
         rs_id = rs["_id"]
@@ -442,7 +448,7 @@ def _check_replica_sets(replica_sets: list[Any], processes: Mapping[str, dict[st
         ids.add(rs_id)
         _check_fields(rs, _REPLICA_SET_FIELDS, here)
         member_ids: set[int] = set()
-        for _, at, member in _objects(rs["members"], f"{here}.members"):
+        for at, member in _objects(rs["members"], f"{here}.members"):
             _check_member(member, at, processes)
             if member["_id"] in member_ids:
                 _fail(f"{at}._id", "member-id-unique", f"member _id {member['_id']} is used twice in {rs_id}")
@@ -539,7 +545,7 @@ def _check_repl_set_names(processes: list[dict[str, Any]], set_of: Mapping[str, 
 
 def _check_sharding(sharding: list[Any], rs_ids: set[str]) -> set[str]:
     names: set[str] = set()
-    for _, here, cluster in _objects(sharding, "sharding"):
+    for here, cluster in _objects(sharding, "sharding"):
         _require(cluster, "name", here)
         name = cluster["name"]
         if not isinstance(name, str) or not name or name in names:
@@ -549,7 +555,7 @@ def _check_sharding(sharding: list[Any], rs_ids: set[str]) -> set[str]:
         names.add(name)
         _check_fields(cluster, _SHARDING_FIELDS, here)
         references = [(f"{here}.configServerReplica", cluster.get("configServerReplica"))]
-        for _, at, shard in _objects(cluster.get("shards", []), f"{here}.shards"):
+        for at, shard in _objects(cluster.get("shards", []), f"{here}.shards"):
             _check_fields(shard, _SHARD_FIELDS, at)
             references.append((f"{at}.rs", shard.get("rs")))
         for field, rs_id in references:
@@ -573,7 +579,7 @@ def _check_index_configs(
 ) -> None:
     seen: set[str] = set()
     known = {_canonical(entry) for entry in existing} if isinstance(existing, list) else set()
-    for _, here, entry in _objects(index_configs, "indexConfigs"):
+    for here, entry in _objects(index_configs, "indexConfigs"):
         for key in ("dbName", "collectionName", "key", "rsName", "options"):
             _require(entry, key, here)
         _check_fields(entry, _INDEX_FIELDS, here)
@@ -635,7 +641,7 @@ def _check_auth(auth: dict[str, Any]) -> None:
         content = "".join(keyfile_content.split())
         if not (6 <= len(content) <= 1024 and _KEYFILE_CHARS.fullmatch(content)):
             _fail("auth.key", "auth-key", "auth.key must be 6 to 1024 base64 characters, as mongod requires")
-    for _, here, user in _objects(auth.get("usersWanted", []), "auth.usersWanted"):
+    for here, user in _objects(auth.get("usersWanted", []), "auth.usersWanted"):
         _require(user, "user", here)
         _require(user, "db", here)
         _check_fields(user, _USER_FIELDS, here)
@@ -829,7 +835,7 @@ def processes_on_host(config: Mapping[str, Any], hostname: str) -> list[dict[str
 
 
 def process_port(process: Mapping[str, Any]) -> int:
-    port = _get(dict(process), "args2_6.net.port")
+    port = _get(process, "args2_6.net.port")
     return int(port) if port is not None else DEFAULT_PORT
 
 
