@@ -57,7 +57,9 @@ def _load(port: int, request: bytes, pollers: int, seconds: float, out: multipro
     out.put(latencies)
 
 
-def measure(port: int, request: bytes, pollers: int, seconds: float, procs: int) -> tuple[float, float, float]:
+def measure(
+    port: int, request: bytes, pollers: int, seconds: float, procs: int
+) -> tuple[float, float, float]:
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     workers = [
         multiprocessing.Process(target=_load, args=(port, request, max(1, pollers // procs), seconds, queue))
@@ -100,7 +102,9 @@ def main() -> None:
                             "args2_6": {"net": {"port": 27017}, "replication": {"replSetName": "rs"}},
                         }
                     ],
-                    "replicaSets": [{"_id": "rs", "members": [{"_id": 0, "host": "p0", "priority": 1, "votes": 1}]}],
+                    "replicaSets": [
+                        {"_id": "rs", "members": [{"_id": 0, "host": "p0", "priority": 1, "votes": 1}]}
+                    ],
                 }
                 version = api.put(f"/groups/{group}/automationConfig", json=config).json()["version"]
             auth = base64.b64encode(f"{group}:{agent_key}".encode()).decode()
@@ -118,7 +122,9 @@ def main() -> None:
     print(f"pollers={args.pollers} seconds={args.seconds} loadgen_procs={args.procs}")
     print(f"bare 304 endpoint : {bare_rate:8.0f} req/s  p50 {bare_p50:6.2f} ms  p99 {bare_p99:6.2f} ms")
     print(f"agent polls (304) : {rate:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-    print(f"polls / bare      : {rate / bare_rate:8.1%}   (target: >= 1000 polls/s, p99 < 50 ms, >= 70% of bare)")
+    print(
+        f"polls / bare      : {rate / bare_rate:8.1%}   (target: >= 1000 polls/s, p99 < 50 ms, >= 70% of bare)"
+    )
 
 
 if __name__ == "__main__":

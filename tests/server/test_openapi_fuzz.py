@@ -57,7 +57,8 @@ def test_fuzz_every_operation(server: ServerProcess) -> None:
             response = case.call(base_url=server.url, auth=auth, timeout=10)
             try:
                 case.validate_response(
-                    response, checks=[not_a_server_error, response_schema_conformance, content_type_conformance]
+                    response,
+                    checks=[not_a_server_error, response_schema_conformance, content_type_conformance],
                 )
             except Exception as exc:
                 failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {exc}")

@@ -80,7 +80,11 @@ def test_requests_without_credentials_get_digest_challenges(server: ServerProces
 def test_digest_with_md5_and_sha256(server: ServerProcess, owner: dict[str, Any], algorithm: str) -> None:
     # httpx answers the first challenge it understands; offer it only the algorithm under test.
     r = httpx.get(f"{server.url}/api/public/v1.0/groups")
-    only = [c for c in r.headers.get_list("www-authenticate") if f"algorithm={algorithm}," in c.replace('"', "") + ","]
+    only = [
+        c
+        for c in r.headers.get_list("www-authenticate")
+        if f"algorithm={algorithm}," in c.replace('"', "") + ","
+    ]
     assert only, r.headers.get_list("www-authenticate")
     auth = httpx.DigestAuth(owner["publicKey"], owner["privateKey"])
     flow = auth.sync_auth_flow(httpx.Request("GET", f"{server.url}/api/public/v1.0/groups"))
@@ -100,7 +104,12 @@ def test_wrong_private_key_is_401(server: ServerProcess, owner: dict[str, Any]) 
 
 @pytest.mark.parametrize(
     "header",
-    ["Digest", "Digest username=", 'Digest username="x", realm="y", nonce="z", uri="/", response="00"', "Basic !!!"],
+    [
+        "Digest",
+        "Digest username=",
+        'Digest username="x", realm="y", nonce="z", uri="/", response="00"',
+        "Basic !!!",
+    ],
 )
 def test_broken_authorization_headers_are_401(server: ServerProcess, header: str) -> None:
     r = httpx.get(f"{server.url}/api/public/v1.0/groups", headers={"Authorization": header})
@@ -123,7 +132,10 @@ def test_group_errors_are_json_4xx(api: httpx.Client) -> None:
     assert missing.status_code == 404 and missing.json()["errorCode"] == "GROUP_NOT_FOUND"
     bad = api.post("/groups", json={"name": 12})
     assert bad.status_code == 400 and "name" in bad.json()["detail"]
-    assert api.post("/groups", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    assert (
+        api.post("/groups", content=b"{not json", headers={"content-type": "application/json"}).status_code
+        == 400
+    )
     gid = new_group(api, "dupe")
     assert api.post("/groups", json={"name": "dupe"}).status_code == 409
     assert api.get(f"/groups/{gid}").status_code == 200
@@ -169,11 +181,18 @@ def test_roles(server: ServerProcess, api: httpx.Client) -> None:
         assert r.status_code == 201, r.text
         keys[role] = r.json()
         assert keys[role]["privateKey"] and "*" not in keys[role]["privateKey"]
-    expected_put = {"GROUP_READ_ONLY": 403, "GROUP_AUTOMATION_ADMIN": 200, "GROUP_BACKUP_ADMIN": 403, "GROUP_OWNER": 200}
+    expected_put = {
+        "GROUP_READ_ONLY": 403,
+        "GROUP_AUTOMATION_ADMIN": 200,
+        "GROUP_BACKUP_ADMIN": 403,
+        "GROUP_OWNER": 200,
+    }
     for role, key in keys.items():
         with server.client(key) as c:
             assert c.get(f"/groups/{gid}/automationConfig").status_code == 200, role
-            assert c.put(f"/groups/{gid}/automationConfig", json=config).status_code == expected_put[role], role
+            assert c.put(f"/groups/{gid}/automationConfig", json=config).status_code == expected_put[role], (
+                role
+            )
             assert c.post(f"/groups/{gid}/agentapikeys", json={"desc": "x"}).status_code == (
                 201 if role == "GROUP_OWNER" else 403
             ), role
@@ -189,14 +208,24 @@ def test_roles(server: ServerProcess, api: httpx.Client) -> None:
 def test_agent_poll_and_status(server: ServerProcess, api: httpx.Client) -> None:
     gid = new_group(api, "agents")
     key = api.post(f"/groups/{gid}/agentapikeys", json={"desc": "agents"}).json()["key"]
-    version = api.put(
-        f"/groups/{gid}/automationConfig", json=replica_set_config(["h1.example.net"])
-    ).json()["version"]
+    version = api.put(f"/groups/{gid}/automationConfig", json=replica_set_config(["h1.example.net"])).json()[
+        "version"
+    ]
     conf = f"{server.url}/agents/api/automation/conf/v1/{gid}"
     first = httpx.get(conf, params={"hostname": "h1.example.net", "cv": -1}, headers=basic(gid, key))
     assert first.status_code == 200 and first.json()["version"] == version
-    assert httpx.get(conf, params={"hostname": "h1.example.net", "cv": version}, headers=basic(gid, key)).status_code == 304
-    assert httpx.get(conf, params={"hostname": "h1.example.net", "cv": 0}, headers=basic(gid, "wrong")).status_code == 401
+    assert (
+        httpx.get(
+            conf, params={"hostname": "h1.example.net", "cv": version}, headers=basic(gid, key)
+        ).status_code
+        == 304
+    )
+    assert (
+        httpx.get(
+            conf, params={"hostname": "h1.example.net", "cv": 0}, headers=basic(gid, "wrong")
+        ).status_code
+        == 401
+    )
     assert httpx.get(conf, params={"hostname": "h1.example.net", "cv": 0}).status_code == 401
     assert httpx.get(conf, params={"cv": 0}, headers=basic(gid, key)).status_code == 400
     status = {
@@ -209,7 +238,12 @@ def test_agent_poll_and_status(server: ServerProcess, api: httpx.Client) -> None
                 "name": "rs0_0",
                 "lastGoalVersionAchieved": version,
                 "plan": [],
-                "observed": {"running": True, "port": 27017, "replicaSetName": "rs0", "replicaStateName": "PRIMARY"},
+                "observed": {
+                    "running": True,
+                    "port": 27017,
+                    "replicaSetName": "rs0",
+                    "replicaStateName": "PRIMARY",
+                },
             }
         ],
     }

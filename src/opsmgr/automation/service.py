@@ -46,16 +46,18 @@ class AutomationService:
         config["version"] = doc["version"]
         return config
 
-    def put_config(self, group_id: str, body: Any, *, min_version: int | None = None) -> dict[str, Any]:
+    def put_config(
+        self, group_id: str, body: Any, *, min_version: int | None = None, allow_unique_indexes: bool = False
+    ) -> dict[str, Any]:
         """Replace the goal config; ``version`` goes up by one only when the content differs.
 
         ``min_version`` lets Restoration Mode write a config whose version is at least an agent's.
         """
-        new = validate(body)
-        new.pop("version", None)
         with self.store.tx() as t:
             doc = t.get(CONFIGS, group_id) or {"_id": group_id, "config": empty_config(), "version": 0}
             current = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
+            new = validate(body, current=current, allow_unique_indexes=allow_unique_indexes)
+            new.pop("version", None)
             version = int(doc["version"])
             if not same_content(current, new) or (min_version is not None and version < min_version):
                 version = max(version + 1, min_version or 0)
@@ -86,9 +88,7 @@ class AutomationService:
     def automation_status(self, group_id: str) -> dict[str, Any]:
         """``GET /groups/{id}/automationStatus`` as Ops Manager shapes it."""
         goal = self.config(group_id)
-        reported = {
-            p["name"]: (s, p) for s in self.agent_statuses(group_id) for p in s.get("processes", [])
-        }
+        reported = {p["name"]: (s, p) for s in self.agent_statuses(group_id) for p in s.get("processes", [])}
         processes = []
         for proc in goal.get("processes", []):
             status, entry = reported.get(proc["name"], ({}, {}))

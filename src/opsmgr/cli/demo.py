@@ -114,8 +114,18 @@ def wait_ready(url: str, children: Children, timeout: float = 60) -> None:
 
 def create_key(data_dir: Path) -> dict[str, Any]:
     done = subprocess.run(
-        [*opsmgr_command(), "keys", "create", "--role", "ORG_OWNER", "--json", "--data-dir", str(data_dir),
-         "--desc", "opsmgr demo"],
+        [
+            *opsmgr_command(),
+            "keys",
+            "create",
+            "--role",
+            "ORG_OWNER",
+            "--json",
+            "--data-dir",
+            str(data_dir),
+            "--desc",
+            "opsmgr demo",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -127,7 +137,9 @@ def create_key(data_dir: Path) -> dict[str, Any]:
 
 def checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 400:
-        raise OpsmgrError(f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}")
+        raise OpsmgrError(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
+        )
     return dict(response.json())
 
 
@@ -146,7 +158,9 @@ def wait_goal(api: httpx.Client, group_id: str, children: Children, timeout: flo
         while time.monotonic() < deadline:
             children.check()
             status = checked(api.get(f"/groups/{group_id}/automationStatus"))
-            done = sum(1 for p in status["processes"] if p["lastGoalVersionAchieved"] == status["goalVersion"])
+            done = sum(
+                1 for p in status["processes"] if p["lastGoalVersionAchieved"] == status["goalVersion"]
+            )
             progress.update(task, completed=done, total=len(status["processes"]))
             if status["processes"] and done == len(status["processes"]):
                 return int(status["goalVersion"])
@@ -169,28 +183,48 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
         primary_dir = data_dir / "primary"
         children.start(
             "server",
-            [*opsmgr_command(), "server", "--data-dir", str(primary_dir), "--port", str(port), "--host", "127.0.0.1"],
+            [
+                *opsmgr_command(),
+                "server",
+                "--data-dir",
+                str(primary_dir),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
             data_dir / "server.log",
         )
         wait_ready(url, children)
         console.print(f"server ready at {url}")
         key = create_key(primary_dir)
         with httpx.Client(
-            base_url=f"{url}/api/public/v1.0", auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]), timeout=30
+            base_url=f"{url}/api/public/v1.0",
+            auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]),
+            timeout=30,
         ) as api:
             group_id = checked(api.post("/groups", json={"name": "demo"}))["id"]
-            agent_key = checked(api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "demo fleet"}))["key"]
+            agent_key = checked(api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "demo fleet"}))[
+                "key"
+            ]
             checked(api.put(f"/groups/{group_id}/automationConfig", json=demo_automation_config()))
             children.start(
                 "fleet",
                 [
-                    *opsmgr_command(), "fleet",
-                    "--url", url,
-                    "--group-id", group_id,
-                    "--agent-key", agent_key,
-                    "--hosts", ",".join(SIM_HOSTS),
-                    "--state-dir", str(data_dir / "fleet"),
-                    "--poll-interval", str(poll_interval),
+                    *opsmgr_command(),
+                    "fleet",
+                    "--url",
+                    url,
+                    "--group-id",
+                    group_id,
+                    "--agent-key",
+                    agent_key,
+                    "--hosts",
+                    ",".join(SIM_HOSTS),
+                    "--state-dir",
+                    str(data_dir / "fleet"),
+                    "--poll-interval",
+                    str(poll_interval),
                 ],
                 data_dir / "fleet.log",
             )
@@ -223,17 +257,17 @@ def print_welcome(record: dict[str, Any], version: int, data_dir: Path) -> None:
         f"""
 [bold green]Ready.[/] A 3-member simulated replica set (demo-rs) reached goal state at config version {version}.
 
-  URL          {record['url']}
-  public key   {record['publicKey']}
-  private key  {record['privateKey']}
-  project id   {record['groupId']}
+  URL          {record["url"]}
+  public key   {record["publicKey"]}
+  private key  {record["privateKey"]}
+  project id   {record["groupId"]}
   written to   {data_dir / DEMO_MARKER}
 
 Try next:
-  curl {auth} {base}/groups/{record['groupId']}/automationStatus
-  curl {auth} {base}/groups/{record['groupId']}/hosts
-  curl {auth} {base}/groups/{record['groupId']}/automationConfig
-  curl {record['url']}/metrics
+  curl {auth} {base}/groups/{record["groupId"]}/automationStatus
+  curl {auth} {base}/groups/{record["groupId"]}/hosts
+  curl {auth} {base}/groups/{record["groupId"]}/automationConfig
+  curl {record["url"]}/metrics
 
 Press Ctrl-C to stop everything.""",
         highlight=False,

@@ -47,7 +47,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """opsmgr: an open-source control plane for self-managed MongoDB."""
 
@@ -88,9 +90,13 @@ def _default_org(appdb: AppDB) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    role: str = typer.Option(..., "--role", help="ORG_OWNER, ORG_READ_ONLY, or a GROUP_* role with --group-id."),
+    role: str = typer.Option(
+        ..., "--role", help="ORG_OWNER, ORG_READ_ONLY, or a GROUP_* role with --group-id."
+    ),
     desc: str = typer.Option("created with opsmgr keys create", "--desc"),
-    org_id: str | None = typer.Option(None, "--org-id", help="Organization (default: the only one, or a new one)."),
+    org_id: str | None = typer.Option(
+        None, "--org-id", help="Organization (default: the only one, or a new one)."
+    ),
     group_id: str | None = typer.Option(None, "--group-id", help="Project, for GROUP_* roles."),
     as_json: bool = typer.Option(False, "--json", help="Print {publicKey, privateKey, ...} as JSON."),
     conf: Path | None = ConfOpt,
@@ -106,11 +112,16 @@ def keys_create(
         with opened(settings) as ctx:
             if group_id is not None:
                 group = ctx.appdb.group(group_id)
-                roles = [{"groupId": group["_id"], "roleName": r.value} for r in parse_roles([role], GROUP_ROLES, "role")]
+                roles = [
+                    {"groupId": group["_id"], "roleName": r.value}
+                    for r in parse_roles([role], GROUP_ROLES, "role")
+                ]
             else:
                 org_id = org_id or _default_org(ctx.appdb)
                 ctx.appdb.org(org_id)
-                roles = [{"orgId": org_id, "roleName": r.value} for r in parse_roles([role], ORG_ROLES, "role")]
+                roles = [
+                    {"orgId": org_id, "roleName": r.value} for r in parse_roles([role], ORG_ROLES, "role")
+                ]
             key, private = ctx.appdb.create_api_key(desc, roles)
     except OpsmgrError as exc:
         fail(exc)
@@ -124,7 +135,9 @@ def keys_create(
 
 @app.command()
 def agent(
-    config: Path = typer.Option(..., "--config", help="Path of automation-agent.config.", exists=True, dir_okay=False),
+    config: Path = typer.Option(
+        ..., "--config", help="Path of automation-agent.config.", exists=True, dir_okay=False
+    ),
 ) -> None:
     """Run the agent of one host: automation (goal state), backup and monitoring."""
     from opsmgr.agent.main import run_agent
@@ -171,7 +184,9 @@ def fleet(
 def demo(
     data_dir: Path = typer.Option(Path("opsmgr-demo"), "--data-dir", help="Where the demo keeps everything."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="The server's port."),
-    poll_interval: float = typer.Option(1.0, "--poll-interval", min=0.05, help="Agent poll interval, seconds."),
+    poll_interval: float = typer.Option(
+        1.0, "--poll-interval", min=0.05, help="Agent poll interval, seconds."
+    ),
 ) -> None:
     """The main job: a server, a project, an API key and a simulated replica set at goal state."""
     from opsmgr.cli.demo import run_demo

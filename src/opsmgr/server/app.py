@@ -146,7 +146,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "Unexpected error; see the server log for the request id.", "UNEXPECTED_ERROR")
+        return error_response(
+            500, "Unexpected error; see the server log for the request id.", "UNEXPECTED_ERROR"
+        )
 
     @app.middleware("http")
     async def _pipeline(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -50,9 +50,15 @@ class Metrics:
             for route, buckets in sorted(self._buckets.items()):
                 r = _esc(route)
                 for bound, n in zip(_BUCKETS, buckets, strict=False):
-                    lines.append(f'opsmgr_http_request_duration_seconds_bucket{{route="{r}",le="{bound}"}} {n}')
-                lines.append(f'opsmgr_http_request_duration_seconds_bucket{{route="{r}",le="+Inf"}} {buckets[-1]}')
-                lines.append(f'opsmgr_http_request_duration_seconds_sum{{route="{r}"}} {self._sums[route]:.6f}')
+                    lines.append(
+                        f'opsmgr_http_request_duration_seconds_bucket{{route="{r}",le="{bound}"}} {n}'
+                    )
+                lines.append(
+                    f'opsmgr_http_request_duration_seconds_bucket{{route="{r}",le="+Inf"}} {buckets[-1]}'
+                )
+                lines.append(
+                    f'opsmgr_http_request_duration_seconds_sum{{route="{r}"}} {self._sums[route]:.6f}'
+                )
                 lines.append(f'opsmgr_http_request_duration_seconds_count{{route="{r}"}} {buckets[-1]}')
             for name, value in sorted(self._gauges.items()):
                 lines += [f"# TYPE {name} gauge", f"{name} {value}"]

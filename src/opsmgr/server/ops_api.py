@@ -22,7 +22,11 @@ def live() -> dict[str, str]:
 def ready(request: Request) -> Any:
     ctx = request.app.state.ctx
     problems = {}
-    for name, store in (("appdb", ctx.stores.app), ("snapshotStore", ctx.stores.snapshots), ("oplogStore", ctx.stores.oplogs)):
+    for name, store in (
+        ("appdb", ctx.stores.app),
+        ("snapshotStore", ctx.stores.snapshots),
+        ("oplogStore", ctx.stores.oplogs),
+    ):
         try:
             store.get("installation", "installation")
         except StoreError as exc:

@@ -123,7 +123,9 @@ def list_orgs(
 
 
 @router.post("/orgs", status_code=201)
-def create_org(request: Request, body: NameBody, principal: Principal = Depends(public_principal)) -> dict[str, Any]:
+def create_org(
+    request: Request, body: NameBody, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
     # Creating an organization is for keys that already own one, as a global owner would.
     if not any(r.get("roleName") == Role.ORG_OWNER.value for r in principal.roles):
         from opsmgr.errors import Forbidden
@@ -136,7 +138,9 @@ def create_org(request: Request, body: NameBody, principal: Principal = Depends(
 
 
 @router.get("/orgs/{org_id}")
-def get_org(request: Request, org_id: str, principal: Principal = Depends(public_principal)) -> dict[str, Any]:
+def get_org(
+    request: Request, org_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
     org = _ctx(request).appdb.org(org_id)
     principal.require_org(org_id, Role.ORG_READ_ONLY)
     return org_view(org)
@@ -152,7 +156,9 @@ def list_org_groups(
 ) -> dict[str, Any]:
     ctx = _ctx(request)
     ctx.appdb.org(org_id)
-    groups = [group_view(g) for g in ctx.appdb.groups() if g["orgId"] == org_id and principal.can_see_group(g)]
+    groups = [
+        group_view(g) for g in ctx.appdb.groups() if g["orgId"] == org_id and principal.can_see_group(g)
+    ]
     return paginated(request, groups, page, per)
 
 
@@ -167,7 +173,9 @@ def list_org_keys(
     ctx = _ctx(request)
     ctx.appdb.org(org_id)
     principal.require_org(org_id, Role.ORG_OWNER)
-    keys = [api_key_view(k) for k in ctx.appdb.api_keys() if any(r.get("orgId") == org_id for r in k["roles"])]
+    keys = [
+        api_key_view(k) for k in ctx.appdb.api_keys() if any(r.get("orgId") == org_id for r in k["roles"])
+    ]
     return paginated(request, keys, page, per)
 
 
@@ -179,7 +187,9 @@ def create_org_key(
     ctx.appdb.org(org_id)
     principal.require_org(org_id, Role.ORG_OWNER)
     roles = parse_roles(body.roles, ORG_ROLES)
-    key, private = ctx.appdb.create_api_key(body.desc, [{"orgId": org_id, "roleName": r.value} for r in roles])
+    key, private = ctx.appdb.create_api_key(
+        body.desc, [{"orgId": org_id, "roleName": r.value} for r in roles]
+    )
     return api_key_view(key, private)
 
 
@@ -223,7 +233,9 @@ def create_group(
     if org_id is None:
         owned = [r["orgId"] for r in principal.roles if r.get("roleName") == "ORG_OWNER" and "orgId" in r]
         if len(owned) != 1:
-            raise InvalidInput("orgId is required when the API key owns no single organization", field="orgId")
+            raise InvalidInput(
+                "orgId is required when the API key owns no single organization", field="orgId"
+            )
         org_id = owned[0]
     check_id(org_id, "orgId")
     ctx.appdb.org(org_id)
@@ -232,12 +244,16 @@ def create_group(
 
 
 @router.get("/groups/{group_id}")
-def get_group(request: Request, group_id: str, principal: Principal = Depends(public_principal)) -> dict[str, Any]:
+def get_group(
+    request: Request, group_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
     return group_view(_group(request, principal, group_id, Role.GROUP_READ_ONLY))
 
 
 @router.delete("/groups/{group_id}", status_code=202)
-def delete_group(request: Request, group_id: str, principal: Principal = Depends(public_principal)) -> dict[str, Any]:
+def delete_group(
+    request: Request, group_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
     _group(request, principal, group_id, Role.GROUP_OWNER)
     _ctx(request).appdb.delete_group(group_id)
     return {}

@@ -218,7 +218,9 @@ class AppDB:
     def private_key(self, key: dict[str, Any]) -> str:
         return self._decrypt(key["privateKeyEnc"])
 
-    def set_roles(self, key_id: str, keep: Callable[[dict[str, str]], bool], add: list[dict[str, str]]) -> dict[str, Any]:
+    def set_roles(
+        self, key_id: str, keep: Callable[[dict[str, str]], bool], add: list[dict[str, str]]
+    ) -> dict[str, Any]:
         with self.store.tx() as t:
             key = t.get(API_KEYS, check_id(key_id, "apiKeyId"))
             if key is None:
