@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgserver import PgServer
+from tests.pgserver import PgServer
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,7 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: Path) -> Non
         stop.set()
         server.stop()
 
-    app_db = next((tmp_path / "data").glob("app*.sqlite*"), None) or next((tmp_path / "data").rglob("*app*"))
-    store = Store(f"sqlite:///{app_db}")
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'appdb.sqlite'}")
     replayed = Store(f"sqlite:///{tmp_path / 'replayed.sqlite'}")
     try:
         after = 0

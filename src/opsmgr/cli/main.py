@@ -29,8 +29,8 @@ app = typer.Typer(
 keys_app = typer.Typer(no_args_is_help=True, help="Programmatic API keys.")
 app.add_typer(keys_app, name="keys")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def fail(exc: OpsmgrError) -> NoReturn:

@@ -26,6 +26,7 @@ from opsmgr.automation.service import AutomationService
 from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
 from opsmgr.server.cache import TtlCache
+from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.metrics import Metrics
 from opsmgr.store.appdb import AppDB
 from opsmgr.store.engine import Store
@@ -56,15 +57,17 @@ class ServerContext:
     encrypt: Callable[[str], str]
     decrypt: Callable[[str], str]
     central_url: str
+    digest_secret: bytes
     restoration_mode_enabled: bool = True
-    digest_secret: bytes = b""
     metrics: Metrics = field(default_factory=Metrics)
+    digest: DigestAuthenticator = field(init=False)
     appdb: AppDB = field(init=False)
     automation: AutomationService = field(init=False)
     agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
 
     def __post_init__(self) -> None:
+        self.digest = DigestAuthenticator(self.digest_secret)
         self.appdb = AppDB(self.stores.app, self.encrypt, self.decrypt)
         self.automation = AutomationService(self.stores.app, self.encrypt, self.decrypt)
 
@@ -126,10 +129,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @app.exception_handler(OpsmgrError)
     async def _opsmgr_error(_request: Request, exc: OpsmgrError) -> JSONResponse:
-        headers = getattr(exc, "headers", None)
         response = JSONResponse(exc.to_json(), status_code=exc.http_status)
-        if headers:
-            response.headers.update(headers)
+        for challenge in getattr(exc, "challenges", ()):
+            response.headers.append("WWW-Authenticate", challenge)
         return response
 
     @app.exception_handler(RequestValidationError)

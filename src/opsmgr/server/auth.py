@@ -15,7 +15,6 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from opsmgr.errors import Unauthorized
-from opsmgr.server import digest
 from opsmgr.store.appdb import Principal, agent_key_matches
 
 
@@ -23,34 +22,22 @@ def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _challenge(ctx: Any, detail: str, *, stale: bool = False) -> Unauthorized:
-    exc = Unauthorized(detail)
-    exc.headers = {"WWW-Authenticate": digest.challenge_header(ctx.digest_secret, stale=stale)}  # type: ignore[attr-defined]
-    return exc
-
-
 def public_principal(request: Request) -> Principal:
-    """FastAPI dependency: the API key behind a valid Digest ``Authorization`` header, or a 401 challenge."""
+    """FastAPI dependency: the API key behind valid Digest credentials, or a 401 carrying fresh challenges."""
     ctx = _ctx(request)
-    header = request.headers.get("authorization")
-    if not header or not header.lower().startswith("digest "):
-        raise _challenge(ctx, "You are not authorized for this resource: send HTTP Digest credentials.")
     uri = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     keys: dict[str, dict[str, Any]] = {}
 
-    def secret_for(username: str) -> str | None:
+    def private_key(username: str) -> str | None:
         key = ctx.appdb.api_key_by_public(username)
         if key is None:
             return None
         keys[username] = key
         return str(ctx.appdb.private_key(key))
 
-    try:
-        username = digest.verify(request.method, uri, header, secret_for, ctx.digest_secret)
-    except digest.StaleNonce:
-        raise _challenge(ctx, "The Digest nonce has expired; retry with the new one.", stale=True) from None
-    except Unauthorized as exc:
-        raise _challenge(ctx, exc.detail) from None
+    username = ctx.digest.verify(
+        request.method, uri, request.headers.get("authorization"), password_for=private_key
+    )
     return Principal(keys[username])
 
 

@@ -7,7 +7,6 @@ the installation record, until preflight has passed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -47,7 +46,7 @@ def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Se
             decrypt=genkey.decrypt,
             central_url=settings.central_url,
             restoration_mode_enabled=settings.restoration_mode_enabled,
-            digest_secret=hashlib.sha256(b"opsmgr digest nonce" + genkey.check_value().encode()).digest(),
+            digest_secret=genkey.derive("digest nonce"),
         )
     finally:
         stores.close()
