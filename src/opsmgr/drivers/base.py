@@ -1,7 +1,7 @@
 """The narrow interface through which the agent touches MongoDB processes on its host.
 
-Owns the types that cross the seam (process specs, observations, replica set status, oplog windows) and the
-:class:`Driver` protocol. Two implementations: ``drivers.mongod`` (real ``mongod`` processes administered
+Owns the types that cross the seam (process specs, observations, replica set status, oplog windows), the
+errors every driver raises (:class:`DriverError` and its subclasses) and the :class:`Driver` protocol. Two implementations: ``drivers.mongod`` (real ``mongod`` processes administered
 through pymongo) and ``drivers.sim`` (processes of the simulated world in ``opsmgr.sim``). Everything above
 this seam (the agent, maintenance, backup) is the same code for both. May import ``opsmgr.errors`` only.
 """
@@ -11,6 +11,50 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+
+from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
+
+
+class DriverError(OpsmgrError):
+    """A process could not be started, stopped or administered; ``code``/``code_name`` are MongoDB's.
+
+    Shared by every driver so that the agent can catch one family whatever it drives. The two subclasses
+    below that also derive from ``Conflict``/``InvalidInput`` say whether the refusal is about the current
+    state (not primary, already initiated, ...) or about a malformed request (a bad replica set config).
+    """
+
+    http_status = 503
+    error_code = "DRIVER_ERROR"
+
+    def __init__(self, detail: str, *, code: int | None = None, code_name: str | None = None) -> None:
+        params: dict[str, Any] = {}
+        if code is not None:
+            params["code"] = code
+        if code_name:
+            params["codeName"] = code_name
+        super().__init__(detail, **params)
+        self.code = code
+        self.code_name = code_name
+
+
+class ProcessUnreachable(DriverError):
+    """No answer from the process: it is not running, not listening yet, or not reachable."""
+
+    error_code = "PROCESS_UNREACHABLE"
+
+
+class CommandConflict(DriverError, Conflict):
+    """The process refused the command in its current state (not primary, already initiated, ...)."""
+
+    http_status = 409
+    error_code = "COMMAND_CONFLICT"
+
+
+class CommandInvalid(DriverError, InvalidInput):
+    """The process rejected the command as malformed (a bad replica set config, bad index options, ...)."""
+
+    http_status = 400
+    error_code = "COMMAND_INVALID"
 
 
 class MemberState(str, Enum):
