@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from opsmgr.errors import InvalidInput
 from opsmgr.server.auth import agent_group
 
 router = APIRouter(prefix="/agents/api/automation", tags=["agents"])
@@ -20,14 +21,50 @@ router = APIRouter(prefix="/agents/api/automation", tags=["agents"])
 Hostname = Query(..., min_length=1, max_length=255)
 
 
-@router.get("/conf/v1/{group_id}", response_model=None)
-async def poll_config(
-    request: Request,
-    group_id: str = Depends(agent_group),
-    hostname: str = Hostname,
-    cv: int = Query(-1, ge=-1, le=2**62),
-) -> Response:
+_POLL_PARAMETERS = [
+    {
+        "name": "hostname",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "The polling agent's host.",
+    },
+    {
+        "name": "cv",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": -1, "maximum": 2**62, "default": -1},
+        "description": "The automation config version the agent holds.",
+    },
+]
+
+
+def _poll_params(request: Request) -> tuple[str, int]:
+    # Parsed by hand rather than by FastAPI's parameter machinery: this is the hottest route in the server.
+    query = request.query_params
+    hostname = query.get("hostname", "")
+    if not 1 <= len(hostname) <= 255:
+        raise InvalidInput("hostname is required (1 to 255 characters)", field="hostname")
+    raw_cv = query.get("cv", "-1")
+    try:
+        cv = int(raw_cv)
+    except ValueError:
+        raise InvalidInput(f"cv must be an integer, not {raw_cv[:40]!r}", field="cv") from None
+    if not -1 <= cv <= 2**62:
+        raise InvalidInput("cv must be between -1 and 2^62", field="cv")
+    return hostname, cv
+
+
+@router.get(
+    "/conf/v1/{group_id}",
+    response_model=None,
+    openapi_extra={"parameters": _POLL_PARAMETERS},
+    responses={200: {"description": "The goal automation config"}, 304: {"description": "Unchanged"}},
+)
+async def poll_config(request: Request, group_id: str) -> Response:
     ctx: Any = request.app.state.ctx
+    await agent_group(request, group_id)
+    hostname, cv = _poll_params(request)
     # Most polls are answered from the version cache without touching the database or leaving the loop.
     if ctx.unchanged_for_agent(group_id, cv):
         return Response(status_code=304)

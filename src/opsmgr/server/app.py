@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsmgr import __version__
 from opsmgr.automation.service import AutomationService
@@ -117,6 +118,74 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     return f"Invalid {where}: {first.get('msg', 'malformed request')}", where
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestPipeline:
+    """Pure ASGI middleware (cheaper than a ``BaseHTTPMiddleware`` on the poll path): request ids, the body
+    size limit, metrics, access logs, and a JSON 500 for anything the exception handlers did not catch."""
+
+    def __init__(self, app: ASGIApp, ctx: ServerContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = (headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex)[:64]
+        token = current_request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        received = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise BodyTooLarge
+            return message
+
+        declared = headers.get(b"content-length")
+        try:
+            if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+                raise BodyTooLarge
+            await self.app(scope, counted_receive, send_with_id)
+        except BodyTooLarge:
+            if not response_started:
+                too_large = error_response(
+                    413, f"Request body larger than {MAX_BODY_BYTES} bytes", "REQUEST_TOO_LARGE"
+                )
+                await too_large(scope, receive, send_with_id)
+        except Exception as exc:  # the exception handlers missed it: still never a traceback
+            log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+            if not response_started:
+                await error_response(500, "Unexpected error", "UNEXPECTED_ERROR")(
+                    scope, receive, send_with_id
+                )
+        finally:
+            elapsed = time.perf_counter() - started
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.ctx.metrics.observe(scope["method"], template, status, elapsed)
+            # Agent polls are counted in /metrics, not logged: thousands of agents poll every few seconds.
+            if not template.startswith("/agents/"):
+                access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            current_request_id.reset(token)
+
+
 def create_app(ctx: ServerContext) -> FastAPI:
     from opsmgr.server import agent_api, ops_api, public_api
 
@@ -152,34 +221,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
             500, "Unexpected error; see the server log for the request id.", "UNEXPECTED_ERROR"
         )
 
-    @app.middleware("http")
-    async def _pipeline(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
-        token = current_request_id.set(request_id)
-        started = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            response: Response = error_response(
-                413, f"Request body larger than {MAX_BODY_BYTES} bytes", "REQUEST_TOO_LARGE"
-            )
-        else:
-            try:
-                response = await call_next(request)
-            except Exception as exc:  # the exception handlers missed it: still never a traceback
-                log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-                response = error_response(500, "Unexpected error", "UNEXPECTED_ERROR")
-        elapsed = time.perf_counter() - started
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        ctx.metrics.observe(request.method, template, response.status_code, elapsed)
-        response.headers["X-Request-Id"] = request_id
-        # Agent polls are counted in /metrics rather than logged: thousands of agents poll every few seconds.
-        if not template.startswith("/agents/"):
-            access_log.info(
-                "%s %s %s %.1fms", request.method, request.url.path, response.status_code, elapsed * 1000
-            )
-        current_request_id.reset(token)
-        return response
+    app.add_middleware(RequestPipeline, ctx=ctx)
 
     app.include_router(public_api.router)
     app.include_router(agent_api.router)

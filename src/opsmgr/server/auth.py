@@ -25,7 +25,10 @@ def _ctx(request: Request) -> Any:
 def public_principal(request: Request) -> Principal:
     """FastAPI dependency: the API key behind valid Digest credentials, or a 401 carrying fresh challenges."""
     ctx = _ctx(request)
-    uri = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # Clients sign the request target as sent, before any percent-decoding.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    uri = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
     keys: dict[str, dict[str, Any]] = {}
 
     def private_key(username: str) -> str | None:

@@ -58,7 +58,7 @@ def serve(settings: Settings, *, app_version: str = __version__) -> None:
     from opsmgr.logs import setup_logging
     from opsmgr.server.app import create_app
 
-    setup_logging()
+    setup_logging(settings.log_level)
     with opened(settings, app_version=app_version) as ctx:
         app = create_app(ctx)
         if not settings.restoration_mode_enabled:
