@@ -23,10 +23,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.pgserver import FAST, PgServer
 
 from opsmgr.store import Store, new_id
-from pgserver import FAST, PgServer
 
 plain_metadata = sa.MetaData()
 plain = sa.Table(

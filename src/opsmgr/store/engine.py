@@ -229,7 +229,8 @@ class _Statements:
             .where(documents.c.coll == sa.bindparam("k_coll"))
         )
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.insert = insert(documents).on_conflict_do_nothing()
+        # rowcount tells whether it inserted; SQLAlchemy keeps it for INSERT only when asked to.
+        self.insert = insert(documents).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
         # An upsert fires the UPDATE trigger when the document exists and the INSERT one otherwise.
         upsert = insert(documents)
         self.upsert = upsert.on_conflict_do_update(
@@ -520,7 +521,7 @@ class Store:
         """Remove the oldest entries beyond the size or age limit; returns how many were removed."""
         max_bytes = self.oplog_max_bytes if max_bytes is None else max_bytes
         max_age_s = self.oplog_max_age_s if max_age_s is None else max_age_s
-        cutoff = now_us() - int(max_age_s * 1_000_000)
+        cutoff = max(0, now_us() - int(max_age_s * 1_000_000))
         # The entries kept from the newest one back; the oldest that no longer fits and all before it go.
         kept = sa.select(
             oplog.c.ts, sa.func.sum(oplog.c.size).over(order_by=oplog.c.ts.desc()).label("kept")
@@ -528,7 +529,9 @@ class Store:
         with self.tx() as t:
             conn = t._conn
             by_age = conn.execute(sa.select(sa.func.max(oplog.c.ts)).where(oplog.c.ts < cutoff)).scalar()
-            by_size = conn.execute(sa.select(sa.func.max(kept.c.ts)).where(kept.c.kept > max_bytes)).scalar()
+            by_size = conn.execute(
+                sa.select(sa.func.max(kept.c.ts)).where(kept.c.kept > sa.literal(max_bytes, sa.BigInteger))
+            ).scalar()
             through = max(by_age or 0, by_size or 0)
             if not through:
                 return 0
