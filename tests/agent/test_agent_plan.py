@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from agent_helpers import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.agent.agent_helpers import (
     S2,
     D,
     P,
@@ -20,8 +22,6 @@ from agent_helpers import (
     snapshot,
     stopped,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from opsmgr.agent.plan import LocalProcess, Move, Snapshot, plan, reconfig_plan
 from opsmgr.drivers.base import MemberState, RunMode

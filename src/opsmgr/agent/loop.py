@@ -1,0 +1,497 @@
+"""The reconcile loop of one agent: poll, observe, plan, do one move, report.
+
+Each cycle polls the conf endpoint with the held version, reads ONE snapshot of this host through the driver,
+plans (``agent.plan``), executes at most one move, posts status, and returns a one-line status sentence that
+is also logged. It is async so that one event loop can carry thousands of agents (``agent.fleet``); driver
+calls that block (the mongod driver) run in a worker thread.
+
+Rules it keeps: an unreachable server leaves processes exactly as they are and is retried with capped
+exponential backoff and jitter; a rejection (401 bad key, 404 unknown project) is reported and retried
+slowly, re-reading the agent's config file in case the key was fixed; a config the server sends that does
+not validate is reported and not adopted; nothing the server or the driver does makes the loop crash.
+The agent adopts whatever config the server serves (the server decides; Restoration Mode answers 304), and
+keeps on disk the last config with which it reached goal (``agent.state``).
+
+Server requests in a status answer (``{"requests": [{"type": ...}]}``) go to the handler registered for
+their type (later: maintenance leases, Restoration Mode config uploads); unknown types are ignored.
+May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.config`` and ``opsmgr.agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, ServerUnreachable
+from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
+from opsmgr.agent.settings import AgentSettings, DriverKind, load_settings
+from opsmgr.agent.state import NO_VERSION, StateStore
+from opsmgr.automation.config import processes_on_host, validate
+from opsmgr.drivers.base import Driver, RsStatus
+from opsmgr.errors import OpsmgrError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RequestHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BACKOFF_S = 60.0
+MAX_REJECTED_RETRY_S = 60.0
+MAX_BUSY_DELAY_S = 1.0
+
+
+class Backoff:
+    """Exponential backoff with equal jitter: attempt n waits between half and all of min(cap, base*2**n)."""
+
+    def __init__(self, base_s: float, cap_s: float, rng: random.Random) -> None:
+        self.base_s, self.cap_s, self.rng = base_s, cap_s, rng
+        self.failures = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2**self.failures)
+        self.failures = min(self.failures + 1, 62)
+        return float(ceiling / 2 + self.rng.uniform(0, ceiling / 2))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    sentence: str
+    delay_s: float  # when the next cycle should start
+    move: Move | None = None  # the move executed, if any
+    process: str | None = None
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")
+
+
+def read_snapshot(driver: Driver, names: list[str], initiated_sets: frozenset[str]) -> Snapshot:
+    """Everything the planner needs from the driver, read in one go (one worker-thread hop for mongod)."""
+    processes: dict[str, LocalProcess] = {}
+    for name in names:
+        obs = driver.observe(name)
+        if not obs.running:
+            processes[name] = LocalProcess(obs)
+            continue
+        processes[name] = LocalProcess(
+            obs,
+            rs_status=_quietly(driver.rs_status, name),
+            rs_config=_quietly(driver.rs_config, name),
+            connections=_quietly(driver.connections, name),
+        )
+    return Snapshot(processes, initiated_sets)
+
+
+def _quietly(fn: Callable[[str], T | None], name: str) -> T | None:
+    """A process can die between two questions; what it cannot answer is unknown, not an error."""
+    try:
+        return fn(name)
+    except Exception as exc:  # the driver may raise anything its backend raises
+        log.debug("%s(%s) failed: %s", getattr(fn, "__name__", fn), name, exc)
+        return None
+
+
+def _observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]:
+    if local is None:
+        return {
+            "hostname": hostname,
+            "port": None,
+            "running": False,
+            "mode": None,
+            "version": None,
+            "replicaSetName": None,
+            "replicaStateName": None,
+            "optimeTs": None,
+            "connections": None,
+            "lagSeconds": None,
+        }
+    obs, status = local.observation, local.rs_status
+    me = next((m for m in status.members if m.self), None) if status is not None else None
+    return {
+        "hostname": hostname,
+        "port": obs.port,
+        "running": obs.running,
+        "mode": obs.mode.value if obs.mode is not None else None,
+        "version": obs.version,
+        "replicaSetName": status.set_name if status is not None else None,
+        "replicaStateName": status.my_state.value if status is not None else None,
+        "optimeTs": me.optime_ts if me is not None else None,
+        "connections": local.connections,
+        "lagSeconds": _lag_seconds(status),
+    }
+
+
+def _lag_seconds(status: RsStatus | None) -> float | None:
+    if status is None:
+        return None
+    primary, me = status.primary(), next((m for m in status.members if m.self), None)
+    if primary is None or me is None or not me.optime_ts or not primary.optime_ts:
+        return None
+    return float(max(0, (primary.optime_ts >> 32) - (me.optime_ts >> 32)))
+
+
+def _aligned_index(original: tuple[str, ...], remaining: list[str]) -> int | None:
+    """Where ``remaining`` starts in ``original`` if it is what is left of it (a subsequence ending with
+    it: waits that turned out to be satisfied drop out); None when the plan changed shape."""
+    j = len(original)
+    for move in reversed(remaining):
+        j -= 1
+        while j >= 0 and original[j] != move:
+            j -= 1
+        if j < 0:
+            return None
+    return j
+
+
+class Agent:
+    """One host's automation agent: :meth:`cycle` runs one cycle, :meth:`run` cycles until stopped."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        driver: Driver,
+        http: httpx.AsyncClient,
+        *,
+        offload_driver: bool | None = None,
+        request_handlers: Mapping[str, RequestHandler] | None = None,
+        config_path: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hostname = settings.hostname
+        self.driver = driver
+        self.client = AgentClient(
+            http, settings.base_url, settings.group_id, settings.api_key, settings.hostname
+        )
+        self.offload_driver = (
+            settings.driver is DriverKind.MONGOD if offload_driver is None else offload_driver
+        )
+        self.request_handlers = dict(request_handlers or {})
+        self.config_path = config_path
+        poll = settings.poll_interval_s
+        self.backoff = Backoff(
+            min(1.0, poll), max(poll, min(MAX_BACKOFF_S, 30 * poll)), rng or random.Random()
+        )
+        self.rejected_delay_s = max(poll, min(MAX_REJECTED_RETRY_S, 6 * poll))
+        self.busy_delay_s = min(poll, MAX_BUSY_DELAY_S)
+
+        self.store = StateStore(settings.state_dir)
+        self.state = self.store.load()
+        self.held: dict[str, Any] | None = self.state.goal_config
+        self.held_version = self.state.goal_version if self.held is not None else NO_VERSION
+        self.last_sentence = ""
+        self._tracks: dict[str, tuple[int, tuple[str, ...]]] = {}  # process -> (version, plan as first made)
+        self._errors: dict[str, str] = {}  # process -> text of its last failed move
+        self._process_goal: dict[str, int] = {}
+        if self.held is not None:
+            for p in processes_on_host(self.held, self.hostname):
+                self._process_goal[p["name"]] = self.state.goal_version
+        log.info(
+            "agent for %s starts with goal version %s held (state in %s)",
+            self.hostname,
+            self.state.goal_version,
+            settings.state_dir,
+        )
+
+    @property
+    def goal_version(self) -> int:
+        return self.state.goal_version
+
+    # --- the cycle ------------------------------------------------------------------------------------------
+
+    async def cycle(self) -> CycleResult:
+        try:
+            served = await self.client.poll_config(self.held_version)
+            config_error = self._adopt(served) if served is not None else None
+        except ServerUnreachable as exc:
+            delay = self.backoff.next()
+            return self._done(
+                f"server unreachable, retrying in {format_seconds(delay)}: {exc.detail}",
+                delay,
+                logging.WARNING,
+            )
+        except ServerRejected as exc:
+            self._reload_credentials()
+            retry = format_seconds(self.rejected_delay_s)
+            return self._done(
+                f"rejected by server: {exc.status} {exc.detail}, retrying in {retry}",
+                self.rejected_delay_s,
+                logging.ERROR,
+            )
+        except BadResponse as exc:
+            config_error = (
+                f"error: unusable answer from the server, keeping version {self.held_version}: {exc}"
+            )
+        self.backoff.reset()
+
+        try:
+            snapshot = await self._driver(
+                read_snapshot, self.driver, self._names(), self.state.initiated_sets
+            )
+        except Exception as exc:  # the driver may raise anything its backend raises
+            return self._done(
+                f"error: cannot observe the processes of {self.hostname}: {exc}",
+                self.settings.poll_interval_s,
+                logging.ERROR,
+            )
+        self._remember_initiated(snapshot)
+
+        if self.held is None:
+            sentence = config_error or "waiting for a first automation config from the server"
+            await self._publish(sentence, snapshot, [])
+            return self._done(sentence, self.settings.poll_interval_s)
+        try:
+            plans = plan(snapshot, self.held, self.hostname)
+        except Exception as exc:  # a config that validates but still trips the planner must not kill the loop
+            log.exception("planning failed for version %s", self.held_version)
+            sentence = f"error: cannot plan for version {self.held_version}: {exc}"
+            await self._publish(sentence, snapshot, [])
+            return self._done(sentence, self.settings.poll_interval_s, logging.ERROR)
+
+        result = await self._act(plans, config_error)
+        await self._publish(result.sentence, snapshot, plans)
+        return self._done(
+            result.sentence,
+            result.delay_s,
+            logging.WARNING if result.sentence.startswith("error") else logging.INFO,
+            move=result.move,
+            process=result.process,
+        )
+
+    def _adopt(self, served: dict[str, Any]) -> str | None:
+        """Take the served config as the new goal, or say why not (the held one stays)."""
+        version = served.get("version")
+        try:
+            if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+                raise OpsmgrError("version must be a non-negative integer")
+            config = validate(served, allow_unique_indexes=True)
+        except OpsmgrError as exc:
+            return (
+                f"error: config version {version} from the server is invalid, keeping version "
+                f"{self.held_version}: {exc.detail}"
+            )
+        except Exception as exc:  # whatever shape a broken server sends must not reach the planner
+            return (
+                f"error: config version {version} from the server is unusable, keeping version "
+                f"{self.held_version}: {exc!r}"
+            )
+        if version != self.held_version:
+            log.info("adopting automation config version %s (held %s)", version, self.held_version)
+        self.held, self.held_version = config, version
+        mine = {p["name"] for p in processes_on_host(config, self.hostname)}
+        self._save(managed=self.state.managed | mine)
+        return None
+
+    async def _act(self, plans: list[ProcessPlan], config_error: str | None) -> CycleResult:
+        version = self.held_version
+        for p in plans:
+            if p.at_goal:
+                self._process_goal[p.name] = version
+                self._errors.pop(p.name, None)
+        if config_error is not None:
+            return CycleResult(config_error, self.settings.poll_interval_s)
+        todo = next((p for p in plans if not p.at_goal and not p.current.blocked), None)
+        if todo is not None:
+            return await self._execute(todo)
+        blocked = next((p for p in plans if not p.at_goal), None)
+        if blocked is not None:
+            step = blocked.current
+            return CycleResult(
+                f"blocked: {step.note} ({step.move.value} on {blocked.name}, version {version})",
+                self.settings.poll_interval_s,
+            )
+        self._reach_goal(plans)
+        mine = processes_on_host(self.held or {}, self.hostname)
+        disabled = sum(1 for p in mine if p.get("disabled"))
+        running = len(mine) - disabled
+        what = f"{running} process{'es' if running != 1 else ''} running"
+        if disabled:
+            what += f", {disabled} disabled"
+        return CycleResult(f"goal state: version {version}, {what}", self.settings.poll_interval_s)
+
+    async def _execute(self, p: ProcessPlan) -> CycleResult:
+        step, name = p.current, p.name
+        index, original = self._position(p)
+        where = f"{step.move.value} (step {index + 1}/{len(original) - 1}) on {name}"
+        try:
+            if step.move is Move.START and step.spec is not None:
+                await self._driver(self.driver.start, step.spec)
+            elif step.move is Move.STOP:
+                await self._driver(self.driver.stop, name)
+            elif step.move is Move.RS_INIT and step.rs_config is not None:
+                await self._driver(self.driver.initiate, name, dict(step.rs_config))
+            elif step.move is Move.RS_RECONFIG and step.rs_config is not None:
+                await self._driver(self.driver.reconfig, name, dict(step.rs_config))
+            elif step.move is Move.STEP_DOWN:
+                await self._driver(self.driver.step_down, name)
+            else:
+                raise OpsmgrError(f"the agent cannot carry out {step.move.value} yet")
+        except Exception as exc:  # the driver may raise anything its backend raises; the move is retried
+            self._errors[name] = f"{step.move.value} failed: {exc}"
+            return CycleResult(
+                f"error: {where} failed, will retry: {exc}", self.settings.poll_interval_s, step.move, name
+            )
+        self._errors.pop(name, None)
+        return CycleResult(
+            f"plan for version {self.held_version}: {where}: {step.note}", self.busy_delay_s, step.move, name
+        )
+
+    def _position(self, p: ProcessPlan) -> tuple[int, tuple[str, ...]]:
+        """Where this process is in the plan first made for the held version (replanned if it changed)."""
+        remaining = p.moves()
+        version, original = self._tracks.get(p.name, (NO_VERSION - 1, ()))
+        index = _aligned_index(original, remaining) if version == self.held_version else None
+        if index is None:
+            original, index = tuple(remaining), 0
+            self._tracks[p.name] = (self.held_version, original)
+        return index, original
+
+    # --- memory ---------------------------------------------------------------------------------------------
+
+    def _goal_names(self) -> set[str]:
+        return {p["name"] for p in processes_on_host(self.held or {}, self.hostname)}
+
+    def _names(self) -> list[str]:
+        return sorted(self._goal_names() | self.state.managed)
+
+    def _remember_initiated(self, snapshot: Snapshot) -> None:
+        seen = {lp.rs_status.set_name for lp in snapshot.processes.values() if lp.rs_status is not None}
+        if not seen <= self.state.initiated_sets:
+            self._save(initiated_sets=self.state.initiated_sets | seen)
+
+    def _reach_goal(self, plans: list[ProcessPlan]) -> None:
+        """Every process is at goal: the held config becomes the one kept on disk, and processes it no longer
+        names (all stopped by now) are forgotten."""
+        managed = frozenset(self._goal_names())
+        if self.state.goal_version != self.held_version or self.state.managed != managed:
+            log.info("goal state reached for version %s", self.held_version)
+            self._save(goal_version=self.held_version, goal_config=self.held, managed=managed)
+        for p in plans:
+            if p.name not in managed:
+                self._process_goal.pop(p.name, None)
+
+    def _save(self, **changes: Any) -> None:
+        state = replace(self.state, **changes)
+        if state != self.state:
+            self.store.save(state)
+            self.state = state
+
+    def _reload_credentials(self) -> None:
+        if self.config_path is None:
+            return
+        try:
+            fresh = load_settings(self.config_path)
+        except OpsmgrError as exc:
+            log.error("cannot re-read %s: %s", self.config_path, exc.detail)
+            return
+        if (fresh.base_url, fresh.group_id, fresh.api_key) != (
+            self.client.base_url,
+            self.client.group_id,
+            self.settings.api_key,
+        ):
+            log.info("credentials in %s changed; using them from now on", self.config_path)
+            self.settings = fresh
+            self.client.set_credentials(fresh.base_url, fresh.group_id, fresh.api_key)
+
+    # --- reporting ------------------------------------------------------------------------------------------
+
+    def status_body(self, sentence: str, snapshot: Snapshot, plans: list[ProcessPlan]) -> dict[str, Any]:
+        hostnames = {p["name"]: p["hostname"] for p in processes_on_host(self.held or {}, self.hostname)}
+        processes = []
+        for p in plans:
+            index, original = self._position(p)
+            processes.append(
+                {
+                    "name": p.name,
+                    "lastGoalVersionAchieved": self._process_goal.get(p.name, NO_VERSION),
+                    "plan": list(original),
+                    "currentStep": p.current.move.value,
+                    "stepIndex": index,
+                    "blockedReason": p.blocked_reason,
+                    "errorText": self._errors.get(p.name),
+                    "observed": _observed(
+                        snapshot.processes.get(p.name), hostnames.get(p.name, self.hostname)
+                    ),
+                }
+            )
+        return {
+            "hostname": self.hostname,
+            "cv": self.held_version,
+            "lastGoalVersionAchieved": self.state.goal_version,
+            "statusSentence": sentence,
+            "timestamp": int(time.time() * 1000),
+            "driver": self.settings.driver.value,
+            "processes": processes,
+        }
+
+    async def _publish(self, sentence: str, snapshot: Snapshot, plans: list[ProcessPlan]) -> None:
+        try:
+            requests = await self.client.post_status(self.status_body(sentence, snapshot, plans))
+        except OpsmgrError as exc:
+            log.warning("%s: status not delivered: %s", self.hostname, exc.detail)
+            return
+        for request in requests:
+            kind = request.get("type")
+            handler = self.request_handlers.get(kind) if isinstance(kind, str) else None
+            if handler is None:
+                log.debug("%s: ignoring server request of type %r", self.hostname, kind)
+                continue
+            try:
+                await handler(request)
+            except Exception:  # a handler's failure is reported, never fatal to the loop
+                log.exception("%s: server request %r failed", self.hostname, kind)
+
+    def _done(
+        self,
+        sentence: str,
+        delay_s: float,
+        level: int = logging.INFO,
+        *,
+        move: Move | None = None,
+        process: str | None = None,
+    ) -> CycleResult:
+        repeated = sentence == self.last_sentence and level < logging.ERROR
+        log.log(logging.DEBUG if repeated else level, "%s: %s", self.hostname, sentence)
+        self.last_sentence = sentence
+        return CycleResult(sentence, delay_s, move, process)
+
+    async def _driver(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.offload_driver:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    # --- running --------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, first_delay_s: float = 0.0) -> None:
+        """Cycle until ``stop`` is set; processes are left exactly as they are when it stops."""
+        delay = first_delay_s
+        while not await _stopped_within(stop, delay):
+            try:
+                delay = (await self.cycle()).delay_s
+            except Exception:  # the loop outlives any bug in one cycle
+                log.exception("%s: cycle failed", self.hostname)
+                delay = self.settings.poll_interval_s
+        log.info("%s: agent stopped; processes left as they are", self.hostname)
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    if stop.is_set():
+        return True
+    if seconds <= 0:
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
