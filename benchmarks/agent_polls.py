@@ -23,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.procs import ServerProcess, free_port  # noqa: E402
+from tests.procs import ServerProcess, free_port
 
 
 async def _poller(port: int, request: bytes, stop_at: float, latencies: list[float]) -> None:
@@ -123,7 +123,8 @@ def main() -> None:
     print(f"bare 304 endpoint : {bare_rate:8.0f} req/s  p50 {bare_p50:6.2f} ms  p99 {bare_p99:6.2f} ms")
     print(f"agent polls (304) : {rate:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     print(
-        f"polls / bare      : {rate / bare_rate:8.1%}   (target: >= 1000 polls/s, p99 < 50 ms, >= 70% of bare)"
+        f"polls / bare      : {rate / bare_rate:8.1%}"
+        "   (target: >= 1000 polls/s, p99 < 50 ms, >= 70% of bare)"
     )
 
 

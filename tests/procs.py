@@ -72,14 +72,21 @@ class ServerProcess:
 
     def start(self, wait: bool = True) -> ServerProcess:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [*OPSMGR, "server", "--data-dir", str(self.data_dir), "--port", str(self.port), *self.extra_args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *OPSMGR,
+                    "server",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                    *self.extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+            )
         if wait:
             self.wait_ready()
         return self

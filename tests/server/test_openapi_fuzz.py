@@ -4,6 +4,7 @@ response that breaks the documented schema, and the fuzzing changes nothing it s
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,9 +65,8 @@ def test_fuzz_every_operation(server: ServerProcess) -> None:
                 failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {exc}")
                 raise
 
-        try:
+        # A failing example is recorded in ``failures``; go on to fuzz the other operations.
+        with contextlib.suppress(Exception):
             run()
-        except Exception:
-            pass
     assert not failures, "\n".join(failures[:20])
     assert '"level": "ERROR"' not in server.log(), "the server logged an unexpected error"

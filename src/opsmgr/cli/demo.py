@@ -255,7 +255,8 @@ def print_welcome(record: dict[str, Any], version: int, data_dir: Path) -> None:
     auth = f"--digest -u {record['publicKey']}:{record['privateKey']}"
     console.print(
         f"""
-[bold green]Ready.[/] A 3-member simulated replica set (demo-rs) reached goal state at config version {version}.
+[bold green]Ready.[/] A 3-member simulated replica set (demo-rs) reached goal state
+at config version {version}.
 
   URL          {record["url"]}
   public key   {record["publicKey"]}

@@ -192,7 +192,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app = FastAPI(
         title="opsmgr",
         version=__version__,
-        description="Open-source control plane for self-managed MongoDB, in MongoDB Ops Manager's API shapes.",
+        description="Open-source control plane for self-managed MongoDB, in Ops Manager's API shapes.",
     )
     app.state.ctx = ctx
 

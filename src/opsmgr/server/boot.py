@@ -8,8 +8,8 @@ the installation record, until preflight has passed.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from opsmgr import __version__
 from opsmgr.server.app import ServerContext, Stores
@@ -22,14 +22,18 @@ log = logging.getLogger("opsmgr.server")
 
 
 def open_stores(settings: Settings) -> Stores:
-    limits = {
-        "oplog_max_bytes": settings.oplog_max_mb * 1024 * 1024,
-        "oplog_max_age_s": settings.oplog_max_age_hours * 3600,
-    }
+    def store(uri: str, name: str) -> Store:
+        return Store(
+            uri,
+            name=name,
+            oplog_max_bytes=settings.oplog_max_mb * 1024 * 1024,
+            oplog_max_age_s=settings.oplog_max_age_hours * 3600,
+        )
+
     return Stores(
-        app=Store(settings.app_db_uri, name="application database", **limits),
-        snapshots=Store(settings.snapshot_store_uri, name="snapshot metadata store", **limits),
-        oplogs=Store(settings.oplog_store_uri, name="oplog metadata store", **limits),
+        app=store(settings.app_db_uri, "application database"),
+        snapshots=store(settings.snapshot_store_uri, "snapshot metadata store"),
+        oplogs=store(settings.oplog_store_uri, "oplog metadata store"),
     )
 
 

@@ -40,9 +40,8 @@ class Metrics:
         ]
         with self._lock:
             for (method, route, status), n in sorted(self._requests.items()):
-                lines.append(
-                    f'opsmgr_http_requests_total{{method="{method}",route="{_esc(route)}",status="{status}"}} {n}'
-                )
+                labels = f'method="{method}",route="{_esc(route)}",status="{status}"'
+                lines.append(f"opsmgr_http_requests_total{{{labels}}} {n}")
             lines += [
                 "# HELP opsmgr_http_request_duration_seconds HTTP request latency by route template.",
                 "# TYPE opsmgr_http_request_duration_seconds histogram",

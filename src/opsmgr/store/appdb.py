@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from opsmgr.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -31,7 +31,7 @@ _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-()]{0,63}$")
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     ORG_OWNER = "ORG_OWNER"
     ORG_READ_ONLY = "ORG_READ_ONLY"
     GROUP_OWNER = "GROUP_OWNER"
