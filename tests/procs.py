@@ -131,3 +131,65 @@ class ServerProcess:
             auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]),
             timeout=10,
         )
+
+
+@dataclass
+class AgentProcess:
+    """One ``opsmgr agent`` process managing one simulated host of a shared sim world file."""
+
+    root: Path
+    hostname: str
+    base_url: str
+    group_id: str
+    api_key: str
+    world: Path
+    poll_interval: float = 0.2
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / self.hostname / "automation-agent.config"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / self.hostname / "agent.log"
+
+    def write_config(self) -> None:
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(
+            "\n".join(
+                [
+                    f"mmsGroupId={self.group_id}",
+                    f"mmsApiKey={self.api_key}",
+                    f"mmsBaseUrl={self.base_url}",
+                    f"hostname={self.hostname}",
+                    "stateDir=state",
+                    f"logFile={self.log_path}",
+                    "driver=sim",
+                    f"sim.world={self.world}",
+                    f"pollIntervalSeconds={self.poll_interval}",
+                ]
+            )
+            + "\n"
+        )
+
+    def start(self) -> AgentProcess:
+        self.write_config()
+        self.proc = subprocess.Popen(
+            [*OPSMGR, "agent", "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.configs import replica_set_config
 from tests.procs import ServerProcess, free_port
 
 
@@ -38,29 +39,6 @@ def new_group(api: httpx.Client, name: str) -> str:
     r = api.post("/groups", json={"name": name})
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
-
-
-def replica_set_config(hosts: list[str], rs: str = "rs0", version: str = "7.0.5") -> dict[str, Any]:
-    processes = [
-        {
-            "name": f"{rs}_{i}",
-            "hostname": host,
-            "processType": "mongod",
-            "version": version,
-            "disabled": False,
-            "args2_6": {
-                "net": {"port": 27017},
-                "storage": {"dbPath": f"/data/{rs}_{i}"},
-                "replication": {"replSetName": rs},
-            },
-        }
-        for i, host in enumerate(hosts)
-    ]
-    members = [
-        {"_id": i, "host": p["name"], "priority": 1, "votes": 1, "arbiterOnly": False, "hidden": False}
-        for i, p in enumerate(processes)
-    ]
-    return {"processes": processes, "replicaSets": [{"_id": rs, "members": members}]}
 
 
 def basic(user: str, password: str) -> dict[str, str]:
