@@ -9,6 +9,7 @@ adopts the set's config as soon as it runs in replSet mode and is named in it.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,7 +157,7 @@ class FakeDriver:
         p = self._proc(name)
         if p is None or not p.running or p.in_set is None:
             return None
-        return json.loads(json.dumps(self.world.configs[p.in_set]))
+        return copy.deepcopy(self.world.configs[p.in_set])
 
     def initiate(self, name: str, config: dict[str, Any]) -> None:
         self.world.calls.append(("initiate", name))

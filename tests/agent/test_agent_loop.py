@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.agent.agent_fakes import FakeDriver, FakeServer, FakeWorld
-from tests.agent.agent_helpers import goal_config, host_of
 
 from opsmgr.agent.loop import Agent, Backoff, CycleResult
 from opsmgr.agent.plan import Move
 from opsmgr.agent.settings import AgentSettings, DriverKind, render_settings
 from opsmgr.agent.state import STATE_FILE
+from tests.agent.agent_fakes import FakeDriver, FakeServer, FakeWorld
+from tests.agent.agent_helpers import goal_config, host_of
 
 BASE_URL = "http://opsmgr.test"
 
@@ -31,7 +31,7 @@ def anyio_backend() -> str:
 
 def agent_settings(tmp_path: Path, i: int, *, poll: float = 0.2, key: str = "k1") -> AgentSettings:
     return AgentSettings(
-        sim_world=tmp_path / "world.sqlite",  # required by driver=sim; the fake world stands in for it
+        sim_world=str(tmp_path / "world.sqlite"),  # required by driver=sim; the fake world stands in for it
         group_id="g1",
         api_key=key,
         base_url=BASE_URL,

@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from opsmgr.agent.plan import LocalProcess, Move, Snapshot, plan, reconfig_plan
+from opsmgr.drivers.base import MemberState, RunMode
 from tests.agent.agent_helpers import (
     S2,
     D,
@@ -22,9 +25,6 @@ from tests.agent.agent_helpers import (
     snapshot,
     stopped,
 )
-
-from opsmgr.agent.plan import LocalProcess, Move, Snapshot, plan, reconfig_plan
-from opsmgr.drivers.base import MemberState, RunMode
 
 HEALTHY3 = {0: P, 1: S, 2: S}
 
@@ -358,7 +358,7 @@ def test_reconfig_steps_change_one_voter_at_a_time_and_reach_the_goal(
             for i, m in spec.items()
         ]
 
-    current = {"_id": "rs0", "version": 1, "members": members(before)}
+    current: dict[str, Any] = {"_id": "rs0", "version": 1, "members": members(before)}
     rp = reconfig_plan(current, members(after), None, None)
     previous = current
     for config, _ in rp.configs:

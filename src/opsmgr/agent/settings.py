@@ -20,6 +20,8 @@ from opsmgr.errors import InvalidInput
 from opsmgr.properties import dump_properties, load_properties
 
 DEFAULT_POLL_INTERVAL_S = 10.0
+MEMORY_WORLD = ":memory:"  # sim.world value: a world that lives in this process only (a fleet shares one)
+LOG_FILE_NAME = "automation-agent.log"
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR")
 
 
@@ -39,8 +41,12 @@ class AgentSettings:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     log_file: Path | None = None
     log_level: str = "INFO"
-    sim_world: Path | None = None
+    sim_world: str | None = None  # a SimWorld SQLite file, or MEMORY_WORLD
     mongod_binary: str = "mongod"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file if self.log_file is not None else self.state_dir / LOG_FILE_NAME
 
     def to_properties(self) -> dict[str, str]:
         """The keys that reproduce these settings, for writing an ``automation-agent.config``."""
@@ -58,7 +64,7 @@ class AgentSettings:
         if self.log_file is not None:
             values["logFile"] = str(self.log_file)
         if self.sim_world is not None:
-            values["sim.world"] = str(self.sim_world)
+            values["sim.world"] = self.sim_world
         return values
 
 
@@ -107,7 +113,8 @@ def parse_settings(
     except ValueError:
         problem("driver", f"must be one of {', '.join(d.value for d in DriverKind)}, not {driver_text!r}")
 
-    sim_world = path("sim.world")
+    world_text = values.get("sim.world", "").strip()
+    sim_world = world_text if world_text == MEMORY_WORLD else (str(p) if (p := path("sim.world")) else None)
     if driver is DriverKind.SIM and sim_world is None:
         problem("sim.world", "is missing (required with driver=sim)")
 

@@ -1,0 +1,130 @@
+"""``opsmgr fleet``: many simulated hosts, each with a full agent loop, in one asyncio process.
+
+Owns the fleet's layout (one directory per host under ``state_root`` with its own ``automation-agent.config``
+and agent state) and the sharing that lets one process carry thousands of agents: one ``httpx.AsyncClient``
+with a sized connection pool, one simulated world, and first polls spread over one poll interval so that
+the agents do not hit the server in one burst. Every agent is the same ``agent.loop.Agent`` that
+``opsmgr agent`` runs; only the driver (``sim``, called inline: it never blocks) differs from a real host.
+May import ``opsmgr.errors``, ``opsmgr.drivers``, ``opsmgr.sim``, ``opsmgr.logs`` and ``opsmgr.agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from opsmgr.agent.loop import Agent
+from opsmgr.agent.settings import MEMORY_WORLD, AgentSettings, DriverKind, render_settings
+from opsmgr.agent.state import atomic_write
+from opsmgr.drivers.base import Driver
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "automation-agent.config"
+MAX_POOL = 256
+# Spreading first polls 5 ms apart starts 200 agents a second; never longer than one poll interval.
+STAGGER_PER_AGENT_S = 0.005
+
+DriverFactory = Callable[[str], Driver]  # hostname -> the driver of that simulated host
+
+
+@dataclass(frozen=True)
+class FleetHost:
+    hostname: str
+    group_id: str
+    api_key: str
+
+
+def fleet_hostnames(count: int, *, prefix: str = "sim") -> list[str]:
+    """Host names for ``count`` simulated hosts: ``sim000.fleet.internal``, ``sim001...``."""
+    width = max(3, len(str(count - 1)))
+    return [f"{prefix}{i:0{width}d}.fleet.internal" for i in range(count)]
+
+
+def host_settings(
+    host: FleetHost,
+    base_url: str,
+    state_root: Path,
+    world: str,
+    poll_interval_s: float,
+    log_level: str = "INFO",
+) -> AgentSettings:
+    state_dir = state_root / host.hostname
+    return AgentSettings(
+        group_id=host.group_id,
+        api_key=host.api_key,
+        base_url=base_url,
+        hostname=host.hostname,
+        state_dir=state_dir,
+        driver=DriverKind.SIM,
+        poll_interval_s=poll_interval_s,
+        log_file=state_root / "fleet.log",
+        log_level=log_level,
+        sim_world=world,
+    )
+
+
+def write_host_config(settings: AgentSettings) -> Path:
+    path = settings.state_dir / CONFIG_FILE
+    atomic_write(path, render_settings(settings).encode())
+    return path
+
+
+async def serve_fleet(
+    base_url: str,
+    hosts: Sequence[FleetHost],
+    state_root: Path,
+    driver_for: DriverFactory,
+    stop: asyncio.Event,
+    *,
+    world: str = MEMORY_WORLD,
+    poll_interval_s: float = 10.0,
+    max_connections: int | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    started: Callable[[list[Agent]], None] | None = None,
+) -> list[Agent]:
+    """Run one agent per host until ``stop`` is set; returns the agents (for inspection) once all stopped.
+
+    ``transport`` replaces the network (tests); ``started`` is called with the agents once they exist.
+    """
+    pool = max_connections or min(MAX_POOL, max(8, len(hosts)))
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    # A poll waiting for a free pooled connection is not a sign of a dead server: give it a long pool timeout.
+    timeout = httpx.Timeout(30.0, pool=120.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport) as http:
+        agents = []
+        for host in hosts:
+            settings = host_settings(host, base_url, state_root, world, poll_interval_s)
+            config_path = write_host_config(settings)
+            agents.append(
+                Agent(
+                    settings, driver_for(host.hostname), http, offload_driver=False, config_path=config_path
+                )
+            )
+        log.info(
+            "fleet of %d simulated hosts against %s (state in %s, %d pooled connections)",
+            len(agents),
+            base_url,
+            state_root,
+            pool,
+        )
+        if started is not None:
+            started(agents)
+        spread = min(poll_interval_s, STAGGER_PER_AGENT_S * len(agents))
+        await asyncio.gather(
+            *(a.run(stop, first_delay_s=spread * i / len(agents)) for i, a in enumerate(agents))
+        )
+    return agents
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT end the loops; the simulated (or real) processes are left as they are."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
