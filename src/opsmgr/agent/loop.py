@@ -411,13 +411,15 @@ class Agent:
         processes = []
         for p in plans:
             index, original = self._position(p)
+            # As in Ops Manager's automationStatus: the moves of the plan in progress, none at goal.
+            working = not p.at_goal
             processes.append(
                 {
                     "name": p.name,
                     "lastGoalVersionAchieved": self._process_goal.get(p.name, NO_VERSION),
-                    "plan": list(original),
-                    "currentStep": p.current.move.value,
-                    "stepIndex": index,
+                    "plan": list(original[:-1]) if working else [],
+                    "currentStep": p.current.move.value if working else None,
+                    "stepIndex": index if working else None,
                     "blockedReason": p.blocked_reason,
                     "errorText": self._errors.get(p.name),
                     "observed": _observed(
