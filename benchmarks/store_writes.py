@@ -25,9 +25,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.pgserver import FAST, PgServer
-
 from opsmgr.store import Store, new_id
+from tests.pgserver import FAST, PgServer
 
 plain_metadata = sa.MetaData()
 plain = sa.Table(

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.store.storetest import WriterProcess
 
 from opsmgr.store import Store
+from tests.store.storetest import WriterProcess
 
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 

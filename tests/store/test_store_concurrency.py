@@ -7,10 +7,9 @@ import itertools
 import threading
 from collections.abc import Callable
 
+from opsmgr.store import OplogEntry, Store
 from tests.store.store_writer import COLL, run_stream, state_after
 from tests.store.storetest import WriterProcess, all_entries
-
-from opsmgr.store import OplogEntry, Store
 
 WRITERS = 4
 WRITES = 60

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tests.pgserver import free_port
 
 from opsmgr.errors import InvalidInput, StoreError
 from opsmgr.store import Store
+from tests.pgserver import free_port
 
 
 def test_insert_get_put_update_delete(store: Store) -> None:
@@ -134,6 +134,12 @@ def test_bad_keys_are_invalid_input_on_write_and_absent_on_read(store: Store, co
     # Nothing was broken on the way: the store still works.
     store.insert("c", {"_id": "fine"})
     assert store.get("c", "fine") == {"_id": "fine"}
+
+
+def test_put_needs_an_id(store: Store) -> None:
+    with pytest.raises(InvalidInput):
+        store.put("c", {"v": 1})
+    assert store.find("c") == []
 
 
 def test_an_update_cannot_change_the_id(store: Store) -> None:

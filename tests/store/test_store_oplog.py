@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.store.storetest import all_entries
 
 from opsmgr.errors import OplogGap
 from opsmgr.store import OplogEntry, Store
 from opsmgr.store import engine as store_engine_module
+from tests.store.storetest import all_entries
 
 
 def test_every_write_appends_exactly_one_entry_with_its_post_image(store: Store) -> None:

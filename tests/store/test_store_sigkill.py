@@ -7,10 +7,9 @@ import os
 import signal
 from collections.abc import Callable
 
+from opsmgr.store import Store
 from tests.store.store_writer import COLL, state_after
 from tests.store.storetest import WriterProcess, all_entries
-
-from opsmgr.store import Store
 
 
 def test_sigkill_mid_stream_loses_no_acknowledged_write(

@@ -289,6 +289,8 @@ class Txn:
     def put(self, coll: str, doc: dict[str, Any]) -> dict[str, Any]:
         """Insert or fully replace the document with ``doc['_id']``."""
         self._check_writable()
+        if "_id" not in doc:
+            raise InvalidInput("a document to put needs an _id", field="_id")
         doc_id = str(doc["_id"])
         _check_key(coll, doc_id)
         self._conn.execute(self._stmts.upsert, {"coll": coll, "id": doc_id, "doc": _dumps(doc)})
@@ -355,6 +357,8 @@ class Store:
                 if conn.execute(sa.select(oplog_meta.c.id)).first() is None:
                     conn.execute(oplog_meta.insert().values(id=1, truncated_through=0))
         except sa.exc.SQLAlchemyError as exc:
+            if hasattr(self, "engine"):
+                self.engine.dispose()
             raise StoreError(
                 f"cannot open the {name} at {self.safe_url}: {exc.__class__.__name__}: {exc}"
             ) from exc
