@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -188,28 +189,52 @@ def mongod_options(spec: ProcessSpec, *, default_log_path: str) -> Doc:
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
 
 
 def render_config(options: Mapping[str, Any]) -> str:
     """``options`` as a block-style YAML mongod config file.
 
-    Every scalar and list is written as JSON, which is valid YAML, so no value can be misread (``"yes"``,
-    ``"1.10"`` and ``"on"`` stay strings) without a YAML library.
+    Strings are written double-quoted with JSON escapes, which YAML reads the same way, so no value is
+    misread (``"yes"``, ``"1.10"`` and ``"on"`` stay strings) and no YAML library is needed.
     """
     lines = ["# Written by opsmgr from the process's args2_6 on every start; edits here are lost."]
 
     def emit(mapping: Mapping[str, Any], depth: int) -> None:
         pad = "  " * depth
         for key, value in mapping.items():
-            name = key if _PLAIN_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
             if isinstance(value, Mapping) and value:
-                lines.append(f"{pad}{name}:")
+                lines.append(f"{pad}{_yaml_key(key)}:")
                 emit(value, depth + 1)
             else:
-                lines.append(f"{pad}{name}: {json.dumps(value, ensure_ascii=False, allow_nan=False)}")
+                lines.append(f"{pad}{_yaml_key(key)}: {_yaml_value(value)}")
 
     emit(options, 0)
     return "\n".join(lines) + "\n"
+
+
+def _yaml_key(key: str) -> str:
+    return key if _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS else _yaml_value(key)
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, str):
+        # json.dumps leaves some non-printable characters raw; YAML readers refuse or fold those.
+        return "".join(
+            c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+            for c in json.dumps(value, ensure_ascii=False)
+        )
+    if value is None or isinstance(value, bool | int):
+        return json.dumps(value)
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+        # A YAML 1.1 reader takes an exponent without a dot ("1e-05") for a string.
+        return text if "." in text or "e" not in text else text.replace("e", ".0e", 1)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_yaml_key(k)}: {_yaml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    raise InvalidInput(f"args2_6 value {value!r} cannot go in a mongod config file", field="args2_6")
 
 
 def admin_host(options: Mapping[str, Any]) -> str:
@@ -830,7 +855,7 @@ class MongodDriver:
     def list_indexes(self, name: str, ns: str) -> list[Doc]:
         db, coll = split_namespace(ns)
         proc = self._require(name)
-        return self._run(proc, "listIndexes", lambda c: [dict(ix) for ix in c[db][coll].list_indexes()])
+        return self._run(proc, "listIndexes", lambda c: [_plain(ix) for ix in c[db][coll].list_indexes()])
 
     def connections(self, name: str) -> int:
         return int(self._command(name, {"serverStatus": 1})["connections"]["current"])
@@ -921,6 +946,11 @@ class MongodDriver:
                     client[db][coll].insert_many(batch[i : i + 1000], ordered=True)
 
         self._run(proc, "load", write)
+
+
+def _plain(doc: Mapping[str, Any]) -> Doc:
+    """pymongo hands index specs back as SON; callers compare them with plain dicts."""
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in doc.items()}
 
 
 def _pid_runs(pid: int, marker: str | None) -> bool:
