@@ -89,3 +89,15 @@ def report_status(
 ) -> dict[str, Any]:
     ctx: Any = request.app.state.ctx
     return dict(ctx.record_agent_status(group_id, hostname, body))
+
+
+@router.post("/restoration/v1/{group_id}/config")
+def upload_config(
+    request: Request,
+    group_id: str = Depends(agent_group),
+    hostname: str = Hostname,
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    """Restoration Mode: the agent asked for it uploads the config it holds, with its secrets redacted."""
+    ctx: Any = request.app.state.ctx
+    return dict(ctx.restoration.on_upload(group_id, hostname, body))

@@ -9,9 +9,11 @@ handlers live in ``public_api`` and ``agent_api`` and stay thin. May import ever
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -26,6 +28,7 @@ from opsmgr import __version__
 from opsmgr.automation.service import AutomationService
 from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
+from opsmgr.restoration.service import RestorationService
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.metrics import Metrics
@@ -60,10 +63,12 @@ class ServerContext:
     central_url: str
     digest_secret: bytes
     restoration_mode_enabled: bool = True
+    agent_poll_interval_s: float = 10.0
     metrics: Metrics = field(default_factory=Metrics)
     digest: DigestAuthenticator = field(init=False)
     appdb: AppDB = field(init=False)
     automation: AutomationService = field(init=False)
+    restoration: RestorationService = field(init=False)
     agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
 
@@ -71,9 +76,16 @@ class ServerContext:
         self.digest = DigestAuthenticator(self.digest_secret)
         self.appdb = AppDB(self.stores.app, self.encrypt, self.decrypt)
         self.automation = AutomationService(self.stores.app, self.encrypt, self.decrypt)
+        self.restoration = RestorationService(
+            self.stores.app,
+            self.automation,
+            enabled=self.restoration_mode_enabled,
+            poll_interval_s=self.agent_poll_interval_s,
+        )
 
     def guard_deployment_change(self, group_id: str) -> None:
-        """Refuse deployment changes a project cannot take now (Restoration Mode hooks in here)."""
+        """Refuse deployment changes a project cannot take now."""
+        self.restoration.guard(group_id)
 
     def put_automation_config(self, group_id: str, body: Any) -> dict[str, Any]:
         self.guard_deployment_change(group_id)
@@ -88,15 +100,24 @@ class ServerContext:
     def config_for_agent(self, group_id: str, hostname: str, held: int) -> dict[str, Any] | None:
         """The config an agent polling with version ``held`` must adopt, or None for "unchanged".
 
-        Agents adopt whatever they are served, so anything but the goal version gets the goal config.
+        Agents adopt whatever they are served, so anything but the goal version gets the goal config, unless
+        Restoration Mode says otherwise.
         """
-        if held == self.goal_versions.get(group_id, self.automation.version):
-            return None
-        return self.automation.config(group_id)
+        return self.restoration.on_poll(group_id, hostname, held)
 
     def record_agent_status(self, group_id: str, hostname: str, body: dict[str, Any]) -> dict[str, Any]:
         self.automation.record_status(group_id, hostname, body)
-        return {}
+        return self.restoration.on_status(group_id, hostname, body)
+
+    def run_periodic(self, stop: threading.Event) -> None:
+        """The server's own loop: advances work that waits on time rather than on a request."""
+        while not stop.wait(min(1.0, self.agent_poll_interval_s / 2)):
+            try:
+                self.restoration.tick()
+            except OpsmgrError as exc:
+                log.warning("periodic work failed: %s", exc.detail)
+            except Exception:
+                log.exception("periodic work failed")
 
 
 def error_response(status: int, detail: str, code: str, **parameters: Any) -> JSONResponse:
@@ -187,9 +208,21 @@ class RequestPipeline:
 
 
 def create_app(ctx: ServerContext) -> FastAPI:
-    from opsmgr.server import agent_api, ops_api, public_api
+    from opsmgr.server import agent_api, ops_api, public_api, restoration_api
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = threading.Thread(target=ctx.run_periodic, args=(stop,), name="periodic", daemon=True)
+        worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            worker.join(10)
 
     app = FastAPI(
+        lifespan=lifespan,
         title="opsmgr",
         version=__version__,
         description="Open-source control plane for self-managed MongoDB, in Ops Manager's API shapes.",
@@ -225,6 +258,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     app.include_router(public_api.router)
     app.include_router(agent_api.router)
+    app.include_router(restoration_api.router)
     app.include_router(ops_api.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -50,6 +50,7 @@ def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Se
             decrypt=genkey.decrypt,
             central_url=settings.central_url,
             restoration_mode_enabled=settings.restoration_mode_enabled,
+            agent_poll_interval_s=settings.agent_poll_interval_s,
             digest_secret=genkey.derive("digest nonce"),
         )
     finally:

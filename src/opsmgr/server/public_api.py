@@ -105,7 +105,7 @@ def agent_key_view(key: dict[str, Any], plain: str | None = None) -> dict[str, A
     }
 
 
-def _group(request: Request, principal: Principal, group_id: str, role: Role) -> dict[str, Any]:
+def group_for(request: Request, principal: Principal, group_id: str, role: Role) -> dict[str, Any]:
     group: dict[str, Any] = _ctx(request).appdb.group(group_id)
     principal.require_group(group, role)
     return group
@@ -247,14 +247,14 @@ def create_group(
 def get_group(
     request: Request, group_id: str, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
-    return group_view(_group(request, principal, group_id, Role.GROUP_READ_ONLY))
+    return group_view(group_for(request, principal, group_id, Role.GROUP_READ_ONLY))
 
 
 @router.delete("/groups/{group_id}", status_code=202)
 def delete_group(
     request: Request, group_id: str, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     _ctx(request).appdb.delete_group(group_id)
     return {}
 
@@ -267,7 +267,7 @@ def list_group_keys(
     page: int = Page,
     per: int = PerPage,
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     keys = [
         api_key_view(k)
         for k in _ctx(request).appdb.api_keys()
@@ -280,7 +280,7 @@ def list_group_keys(
 def create_group_key(
     request: Request, group_id: str, body: ApiKeyBody, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     roles = parse_roles(body.roles, GROUP_ROLES)
     key, private = _ctx(request).appdb.create_api_key(
         body.desc, [{"groupId": group_id, "roleName": r.value} for r in roles]
@@ -296,7 +296,7 @@ def assign_group_key(
     body: RolesBody,
     principal: Principal = Depends(public_principal),
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     roles = parse_roles(body.roles, GROUP_ROLES)
     key = _ctx(request).appdb.set_roles(
         key_id,
@@ -310,7 +310,7 @@ def assign_group_key(
 def unassign_group_key(
     request: Request, group_id: str, key_id: str, principal: Principal = Depends(public_principal)
 ) -> None:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     _ctx(request).appdb.set_roles(key_id, lambda r: r.get("groupId") != group_id, [])
 
 
@@ -321,7 +321,7 @@ def unassign_group_key(
 def list_agent_keys(
     request: Request, group_id: str, principal: Principal = Depends(public_principal)
 ) -> list[dict[str, Any]]:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     return [agent_key_view(k) for k in _ctx(request).appdb.agent_keys(group_id)]
 
 
@@ -332,7 +332,7 @@ def create_agent_key(
     body: AgentKeyBody = Body(default_factory=AgentKeyBody),
     principal: Principal = Depends(public_principal),
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     key, plain = _ctx(request).appdb.create_agent_key(group_id, body.desc)
     _ctx(request).agent_keys.invalidate(group_id)
     return agent_key_view(key, plain)
@@ -342,7 +342,7 @@ def create_agent_key(
 def delete_agent_key(
     request: Request, group_id: str, key_id: str, principal: Principal = Depends(public_principal)
 ) -> None:
-    _group(request, principal, group_id, Role.GROUP_OWNER)
+    group_for(request, principal, group_id, Role.GROUP_OWNER)
     _ctx(request).appdb.delete_agent_key(group_id, key_id)
     _ctx(request).agent_keys.invalidate(group_id)
 
@@ -354,7 +354,7 @@ def delete_agent_key(
 def get_automation_config(
     request: Request, group_id: str, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_READ_ONLY)
+    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     config: dict[str, Any] = _ctx(request).automation.config(group_id)
     return config
 
@@ -366,7 +366,7 @@ def put_automation_config(
     body: dict[str, Any] = Body(...),
     principal: Principal = Depends(public_principal),
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_AUTOMATION_ADMIN)
+    group_for(request, principal, group_id, Role.GROUP_AUTOMATION_ADMIN)
     config: dict[str, Any] = _ctx(request).put_automation_config(group_id, body)
     return config
 
@@ -375,7 +375,7 @@ def put_automation_config(
 def get_automation_status(
     request: Request, group_id: str, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_READ_ONLY)
+    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     status: dict[str, Any] = _ctx(request).automation.automation_status(group_id)
     return status
 
@@ -388,5 +388,5 @@ def list_hosts(
     page: int = Page,
     per: int = PerPage,
 ) -> dict[str, Any]:
-    _group(request, principal, group_id, Role.GROUP_READ_ONLY)
+    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     return paginated(request, _ctx(request).automation.hosts(group_id), page, per)
