@@ -4,6 +4,7 @@ names a ``mongod`` binary."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 import bson
 import pytest
 import yaml
+from bson import ObjectId
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
 from hypothesis import given, settings
@@ -468,13 +470,34 @@ def test_a_bad_config_is_invalid_input(peer: WirePeer, driver: MongodDriver) -> 
 
 @pytest.mark.parametrize("force", [False, True])
 def test_reconfig_increments_the_current_version(peer: WirePeer, driver: MongodDriver, force: bool) -> None:
-    peer.script("replSetGetConfig", {"config": {**CONFIG, "version": 7, "term": 3}})
+    set_id = ObjectId()
+    current = {
+        **CONFIG,
+        "version": 7,
+        "term": 3,
+        "protocolVersion": Int64(1),
+        "settings": {"replicaSetId": set_id, "electionTimeoutMillis": 10000},
+    }
+    peer.script("replSetGetConfig", {"config": current})
     peer.script("replSetReconfig", {})
-    new = {**CONFIG, "version": 1, "term": 3, "members": CONFIG["members"][:2]}
-    driver.reconfig(NAME, new, force=force)
-    sent = peer.last("replSetReconfig")
-    assert sent == {
-        "replSetReconfig": {"_id": "rs0", "members": CONFIG["members"][:2], "version": 8},
+    driver.reconfig(
+        NAME,
+        {
+            "_id": "rs0",
+            "version": 1,
+            "members": CONFIG["members"][:2],
+            "settings": {"electionTimeoutMillis": 5000},
+        },
+        force=force,
+    )
+    assert peer.last("replSetReconfig") == {
+        "replSetReconfig": {
+            "_id": "rs0",
+            "members": CONFIG["members"][:2],
+            "version": 8,
+            "protocolVersion": 1,
+            "settings": {"replicaSetId": set_id, "electionTimeoutMillis": 5000},
+        },
         "force": force,
     }
     names = [r.name for r in peer.received()]
@@ -984,15 +1007,21 @@ def test_real_replica_set(real: MongodDriver, tmp_path: Path) -> None:
     ]
     real.initiate("rs0_0", {"_id": "rs0", "members": members})
 
-    def settled(name: str) -> Any:
+    def settled(name: str, primary: str | None = None, not_primary: str | None = None) -> Any:
+        """``name``'s view once every member is PRIMARY or SECONDARY (and the primary is as asked)."""
         status = real.rs_status(name)
-        healthy = status and all(
+        if not status or not all(
             m.state in (MemberState.PRIMARY, MemberState.SECONDARY) for m in status.members
-        )
-        return status if healthy and status.primary() else None
+        ):
+            return None
+        elected = status.primary()
+        if elected is None or elected.host == not_primary or primary not in (None, elected.host):
+            return None
+        return status
 
-    status = wait_for(lambda: settled("rs0_0"), 120, interval=0.5, what="a primary and two secondaries")
-    assert status.primary().host == members[0]["host"] and status.set_name == "rs0"
+    # The highest priority wins, possibly by a priority takeover after a first election.
+    status = wait_for(lambda: settled("rs0_0", primary=members[0]["host"]), 120, 0.5, "rs0_0 primary")
+    assert status.set_name == "rs0" and sum(m.self for m in status.members) == 1
     assert real.rs_config("rs0_0")["members"][0]["priority"] == 2
 
     real.load("rs0_0", [("shop.orders", {"_id": i, "sku": f"s{i}"}) for i in range(5)])
@@ -1002,28 +1031,35 @@ def test_real_replica_set(real: MongodDriver, tmp_path: Path) -> None:
     assert real.connections("rs0_0") >= 1
     window = real.oplog_window("rs0_0")
     assert window is not None and window.size_mb == 990 and window.last_ts >= window.first_ts
-    inserted = [r for r in real.oplog_read("rs0_0", window.first_ts) if r.ns == "shop.orders" and r.op == "i"]
-    assert [r.o["_id"] for r in inserted] == list(range(5))
+    assert inserted_ids(real.oplog_read("rs0_0", window.first_ts), "shop.orders") == list(range(5))
+    with pytest.raises(OplogGap):
+        real.oplog_read("rs0_0", window.first_ts - 1)
 
     real.step_down("rs0_0", step_down_secs=60, catch_up_secs=10)
-    status = wait_for(
-        lambda: (s := settled("rs0_1")) and s.primary().host != members[0]["host"] and s,
-        60,
-        interval=0.5,
-        what="a new primary",
-    )
+    status = wait_for(lambda: settled("rs0_1", not_primary=members[0]["host"]), 60, 0.5, "a new primary")
 
     # Maintenance of a secondary, as the rolling procedure does it: standalone on another port, then back.
     secondary = next(s for s in specs[1:] if f"127.0.0.1:{s.port}" != status.primary().host)
     real.stop(secondary.name)
-    maintenance = ProcessSpec(**{**secondary.__dict__, "port": free_port(), "repl_set_name": None})
+    maintenance = dataclasses.replace(secondary, port=free_port(), repl_set_name=None)
     real.start(maintenance)
     assert real.observe(secondary.name).mode is RunMode.STANDALONE
     assert real.rs_status(secondary.name) is None
     real.stop(secondary.name)
     real.start(secondary)
-    wait_for(lambda: settled(secondary.name), 120, interval=0.5, what="the member to rejoin as a secondary")
+    wait_for(lambda: settled(secondary.name), 120, 0.5, "the member to rejoin as a secondary")
 
     for s in specs:
         real.stop(s.name, force=True)
         assert real.observe(s.name).running is False
+
+
+def inserted_ids(records: list[OplogRecord], ns: str) -> list[Any]:
+    """The ``_id`` of each insert into ``ns``, whether logged alone or batched in an ``applyOps`` entry."""
+    ids: list[Any] = []
+    for r in records:
+        if r.op == "i" and r.ns == ns:
+            ids.append(r.o["_id"])
+        elif r.op == "c":
+            ids.extend(op["o"]["_id"] for op in r.o.get("applyOps", []) if op["op"] == "i" and op["ns"] == ns)
+    return ids

@@ -814,15 +814,20 @@ class MongodDriver:
                 raise
 
     def reconfig(self, name: str, config: Doc, *, force: bool = False) -> None:
-        """``replSetReconfig`` with the version one past the current one, as ``rs.reconfig()`` does.
+        """``replSetReconfig`` of ``config`` laid over the current config, with the version one past the
+        current one, as ``cfg = rs.conf(); ...; rs.reconfig(cfg)`` does.
 
-        ``term`` is left out because the server sets it; with ``force`` the server also bumps the version
-        by a large random amount itself.
+        Laying it over keeps what the caller does not manage (``protocolVersion``, ``settings.replicaSetId``,
+        which a reconfig must not change). ``term`` is left out because the server sets it; with ``force``
+        the server also bumps the version by a large random amount itself.
         """
         current = self.rs_config(name)
         if current is None:
             raise CommandConflict(f"{name}: cannot reconfigure: the replica set is not initiated")
-        new = {k: v for k, v in config.items() if k != "term"}
+        new = {**current, **config}
+        if "settings" in current or "settings" in config:
+            new["settings"] = {**current.get("settings", {}), **config.get("settings", {})}
+        new.pop("term", None)
         new["version"] = int(current.get("version", 0)) + 1
         self._command(name, {"replSetReconfig": new, "force": force})
 
