@@ -26,13 +26,18 @@ from bson.timestamp import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsmgr.drivers.base import MemberState, OplogRecord, ProcessSpec, RunMode
-from opsmgr.drivers.mongod import (
+from opsmgr.drivers.base import (
     CommandConflict,
     CommandInvalid,
     DriverError,
-    MongodDriver,
+    MemberState,
+    OplogRecord,
+    ProcessSpec,
     ProcessUnreachable,
+    RunMode,
+)
+from opsmgr.drivers.mongod import (
+    MongodDriver,
     admin_host,
     mongod_options,
     render_config,

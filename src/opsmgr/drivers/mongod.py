@@ -10,8 +10,9 @@ of the Driver protocol, sent as MongoDB documents them (``replSetInitiate``, ``r
 ...) through a direct pymongo connection with short timeouts. A process started elsewhere can be
 administered too: ``attach(name, port)``.
 
-pymongo errors become :class:`DriverError` (an ``OpsmgrError``); refusals by the server in its current state
-also are ``opsmgr.errors.Conflict`` and malformed requests also are ``opsmgr.errors.InvalidInput``.
+pymongo errors become the ``drivers.base`` error family: ``ProcessUnreachable`` when mongod does not
+answer, ``CommandConflict`` when it refuses in its current state, ``CommandInvalid`` when it rejects the
+request, ``DriverError`` otherwise, each with the server's code and message.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base``, pymongo/bson and the standard library.
 """
@@ -41,16 +42,20 @@ from pymongo import MongoClient
 from pymongo.errors import ConnectionFailure, NotPrimaryError, OperationFailure, PyMongoError
 
 from opsmgr.drivers.base import (
+    CommandConflict,
+    CommandInvalid,
+    DriverError,
     MemberState,
     MemberStatus,
     OplogRecord,
     OplogWindow,
     ProcessObservation,
     ProcessSpec,
+    ProcessUnreachable,
     RsStatus,
     RunMode,
 )
-from opsmgr.errors import Conflict, InvalidInput, OplogGap, OpsmgrError
+from opsmgr.errors import InvalidInput, OplogGap
 
 log = logging.getLogger(__name__)
 
@@ -108,43 +113,6 @@ _STATE_CODES = {
     9: MemberState.ROLLBACK,
     10: MemberState.REMOVED,
 }
-
-
-class DriverError(OpsmgrError):
-    """A mongod could not be started, stopped or administered; ``code``/``code_name`` are the server's."""
-
-    http_status = 503
-    error_code = "MONGOD_DRIVER_ERROR"
-
-    def __init__(self, detail: str, *, code: int | None = None, code_name: str | None = None) -> None:
-        params: dict[str, Any] = {}
-        if code is not None:
-            params["code"] = code
-        if code_name:
-            params["codeName"] = code_name
-        super().__init__(detail, **params)
-        self.code = code
-        self.code_name = code_name
-
-
-class ProcessUnreachable(DriverError):
-    """No answer from the process: it is not running, not listening yet, or not reachable."""
-
-    error_code = "MONGOD_UNREACHABLE"
-
-
-class CommandConflict(DriverError, Conflict):
-    """The server refused the command in its current state (not primary, already initiated, ...)."""
-
-    http_status = 409
-    error_code = "MONGOD_COMMAND_CONFLICT"
-
-
-class CommandInvalid(DriverError, InvalidInput):
-    """The server rejected the command as malformed (a bad replica set config, bad index options, ...)."""
-
-    http_status = 400
-    error_code = "MONGOD_COMMAND_INVALID"
 
 
 # ---------------------------------------------------------------------------------------------------------
