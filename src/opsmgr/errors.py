@@ -94,7 +94,7 @@ class OplogGap(OpsmgrError):
 
     def __init__(self, after_ts: int, first_available_ts: int | None) -> None:
         super().__init__(
-            f"oplog no longer covers ts {after_ts}: entries up to {first_available_ts} were truncated",
+            f"oplog no longer covers ts {after_ts}: entries before {first_available_ts} were truncated",
             after_ts=after_ts,
             first_available_ts=first_available_ts,
         )

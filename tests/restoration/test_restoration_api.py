@@ -1,0 +1,233 @@
+"""Restoration Mode through a real server and the agent API: the application database is rolled back (its
+file replaced by an earlier copy), agents that hold a later config poll, and the project reconciles.
+Agents here are plain HTTP clients speaking the agent protocol, so each step can be checked in turn.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.configs import replica_set_config
+from tests.procs import ServerProcess, free_port, wait_for
+
+HOSTS = ["a.rm.sim", "b.rm.sim", "c.rm.sim"]
+APPDB_FILES = ("appdb.sqlite", "appdb.sqlite-wal", "appdb.sqlite-shm")
+
+
+class FakeAgent:
+    def __init__(self, url: str, group_id: str, key: str, hostname: str) -> None:
+        auth = base64.b64encode(f"{group_id}:{key}".encode()).decode()
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Basic {auth}"}, timeout=10)
+        self.group_id = group_id
+        self.hostname = hostname
+        self.held: dict[str, Any] = {}
+        self.held_at = 0
+
+    @property
+    def cv(self) -> int:
+        return int(self.held.get("version", -1))
+
+    def poll(self) -> int:
+        r = self.http.get(
+            f"/agents/api/automation/conf/v1/{self.group_id}",
+            params={"hostname": self.hostname, "cv": self.cv},
+        )
+        if r.status_code == 200:
+            self.held = r.json()
+            self.held_at = int(time.time() * 1000)
+        return r.status_code
+
+    def report(self) -> list[dict[str, Any]]:
+        body = {"hostname": self.hostname, "cv": self.cv, "cvTimestamp": self.held_at, "processes": []}
+        r = self.http.post(
+            f"/agents/api/automation/status/v1/{self.group_id}", params={"hostname": self.hostname}, json=body
+        )
+        assert r.status_code == 200, r.text
+        return list(r.json().get("requests", []))
+
+    def upload(self) -> httpx.Response:
+        return self.http.post(
+            f"/agents/api/automation/restoration/v1/{self.group_id}/config",
+            params={"hostname": self.hostname},
+            json=self.held,
+        )
+
+
+@pytest.fixture
+def rolled_back(tmp_path: Path) -> Iterator[tuple[ServerProcess, httpx.Client, str, list[FakeAgent]]]:
+    """A project whose agents hold config v3 while the application database was rolled back to v1."""
+    server = ServerProcess(tmp_path / "data", free_port()).start()
+    key = server.create_key()
+    api = server.client(key)
+    group_id = api.post("/groups", json={"name": "rolled-back"}).json()["id"]
+    agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "rm"}).json()["key"]
+    config = replica_set_config(HOSTS)
+    assert api.put(f"/groups/{group_id}/automationConfig", json=config).json()["version"] == 1
+    agents = [FakeAgent(server.url, group_id, agent_key, h) for h in HOSTS]
+    for a in agents:
+        assert a.poll() == 200
+    server.stop()
+    backup = tmp_path / "t0"
+    backup.mkdir()
+    for name in APPDB_FILES:
+        if (server.data_dir / name).exists():
+            shutil.copy2(server.data_dir / name, backup / name)
+    server.start()
+    newer = copy.deepcopy(config)
+    newer["processes"][0]["version"] = "7.0.6"
+    api.put(f"/groups/{group_id}/automationConfig", json=newer)
+    newer["indexConfigs"] = [
+        {
+            "dbName": "app",
+            "collectionName": "orders",
+            "key": [["customer", 1]],
+            "rsName": "rs0",
+            "options": {"name": "customer_1"},
+        }
+    ]
+    assert api.put(f"/groups/{group_id}/automationConfig", json=newer).json()["version"] == 3
+    for a in agents:
+        wait_for(lambda a=a: a.poll() in (200, 304) and a.cv == 3, 10, what="agents at v3")
+    server.stop()
+    for name in APPDB_FILES:
+        (server.data_dir / name).unlink(missing_ok=True)
+        if (backup / name).exists():
+            shutil.copy2(backup / name, server.data_dir / name)
+    server.start()
+    try:
+        yield server, api, group_id, agents
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_rollback_enters_mode_isolates_and_reconciles(
+    rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
+) -> None:
+    server, api, group_id, agents = rolled_back
+    assert api.get(f"/groups/{group_id}/automationConfig").json()["version"] == 1
+    assert api.get(f"/groups/{group_id}/restorationMode").json()["state"] == "INACTIVE"
+
+    assert agents[0].poll() == 304, "an agent holding a newer config must not be served the restored one"
+    view = api.get(f"/groups/{group_id}/restorationMode").json()
+    assert view["inRestorationMode"] and view["state"] == "COLLECTING"
+    assert view["triggerReason"]["hostname"] == HOSTS[0]
+    assert (
+        view["triggerReason"]["agentConfigVersion"] == 3
+        and view["triggerReason"]["restoredConfigVersion"] == 1
+    )
+    assert view["triggeredAt"]
+
+    refused = api.put(f"/groups/{group_id}/automationConfig", json=replica_set_config(HOSTS[:1]))
+    assert refused.status_code == 409 and "Restoration Mode" in refused.json()["detail"]
+
+    for a in agents:
+        assert a.poll() == 304
+    requests = {a.hostname: a.report() for a in agents}
+    asked = [h for h, reqs in requests.items() if any(r["type"] == "UPLOAD_CONFIG" for r in reqs)]
+    if not asked:  # the choice is made once every agent has been heard; the next report carries the request
+        requests = {a.hostname: a.report() for a in agents}
+        asked = [h for h, reqs in requests.items() if any(r["type"] == "UPLOAD_CONFIG" for r in reqs)]
+    latest = max(agents, key=lambda a: (a.cv, a.held_at, a.hostname))
+    assert asked == [latest.hostname]
+
+    uploaded = latest.upload()
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["version"] >= 3
+    view = api.get(f"/groups/{group_id}/restorationMode").json()
+    assert view["state"] == "INACTIVE" and view["exitedAt"] and view["authoritativeConfigVersion"] >= 3
+    config = api.get(f"/groups/{group_id}/automationConfig").json()
+    assert config["processes"][0]["version"] == "7.0.6"
+    assert config["indexConfigs"][0]["key"] == [["customer", 1]]
+    for a in agents:
+        wait_for(lambda a=a: a.poll() in (200, 304) and a.cv == config["version"], 10, what="convergence")
+    assert api.put(f"/groups/{group_id}/automationConfig", json=config).status_code == 200
+
+
+def test_roles_on_the_endpoints(
+    rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
+) -> None:
+    server, api, group_id, agents = rolled_back
+    agents[0].poll()
+    keys = {
+        role: api.post(f"/groups/{group_id}/apiKeys", json={"desc": role, "roles": [role]}).json()
+        for role in ("GROUP_READ_ONLY", "GROUP_AUTOMATION_ADMIN", "GROUP_BACKUP_ADMIN", "GROUP_OWNER")
+    }
+    for role, key in keys.items():
+        with server.client(key) as c:
+            assert c.get(f"/groups/{group_id}/restorationMode").status_code == 200, role
+            owner = role == "GROUP_OWNER"
+            assert c.post(f"/groups/{group_id}/restorationMode/retry").status_code == (
+                200 if owner else 403
+            ), role
+    with server.client(keys["GROUP_READ_ONLY"]) as c:
+        assert c.delete(f"/groups/{group_id}/restorationMode").status_code == 403
+    assert httpx.get(f"{server.url}/api/public/v1.0/groups/{group_id}/restorationMode").status_code == 401
+
+
+def test_unreachable_agents_fail_then_retry_succeeds(
+    rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
+) -> None:
+    server, api, group_id, agents = rolled_back
+    agents[0].poll()
+    agents[1].poll()
+    view = wait_for(
+        lambda: (v := api.get(f"/groups/{group_id}/restorationMode").json())["failureCount"] >= 1 and v,
+        60,
+        what="a failed reconciliation (agent c unreachable)",
+    )
+    assert view["inRestorationMode"]
+    assert [m["hostname"] for m in view["missingHosts"]] == [HOSTS[2]]
+    assert view["lastFailure"]["reason"]
+    retried = api.post(f"/groups/{group_id}/restorationMode/retry").json()
+    assert retried["failureCount"] == 0 and retried["inRestorationMode"]
+    for a in agents:
+        a.poll()
+    for _ in range(2):
+        for a in agents:
+            if any(r["type"] == "UPLOAD_CONFIG" for r in a.report()):
+                assert a.upload().status_code == 200
+    assert api.get(f"/groups/{group_id}/restorationMode").json()["state"] == "INACTIVE"
+
+
+def test_force_exit_serves_restored_config_above_every_version(
+    rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
+) -> None:
+    server, api, group_id, agents = rolled_back
+    agents[0].poll()
+    view = api.delete(f"/groups/{group_id}/restorationMode").json()
+    assert not view["inRestorationMode"] and view["state"] == "FORCED_EXIT_CONVERGING"
+    version = api.get(f"/groups/{group_id}/automationConfig").json()["version"]
+    assert version > 3
+    for a in agents:
+        assert a.poll() == 200 and a.cv == version
+        assert a.held["processes"][0]["version"] == "7.0.5", "the restored config is what they now run"
+        a.report()
+    assert api.get(f"/groups/{group_id}/restorationMode").json()["state"] == "INACTIVE"
+    assert api.delete(f"/groups/{group_id}/restorationMode").status_code == 409
+
+
+def test_server_restart_mid_reconciliation_resumes(
+    rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
+) -> None:
+    server, api, group_id, agents = rolled_back
+    agents[0].poll()
+    server.stop()
+    server.start()
+    assert api.get(f"/groups/{group_id}/restorationMode").json()["inRestorationMode"]
+    for a in agents:
+        assert a.poll() == 304
+    for _ in range(2):
+        for a in agents:
+            if any(r["type"] == "UPLOAD_CONFIG" for r in a.report()):
+                assert a.upload().status_code == 200
+    assert api.get(f"/groups/{group_id}/restorationMode").json()["state"] == "INACTIVE"
