@@ -113,7 +113,7 @@ def rolled_back(tmp_path: Path) -> Iterator[tuple[ServerProcess, httpx.Client, s
 def test_rollback_enters_mode_isolates_and_reconciles(
     rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
 ) -> None:
-    server, api, group_id, agents = rolled_back
+    _server, api, group_id, agents = rolled_back
     assert api.get(f"/groups/{group_id}/automationConfig").json()["version"] == 1
     assert api.get(f"/groups/{group_id}/restorationMode").json()["state"] == "INACTIVE"
 
@@ -177,7 +177,7 @@ def test_roles_on_the_endpoints(
 def test_unreachable_agents_fail_then_retry_succeeds(
     rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
 ) -> None:
-    server, api, group_id, agents = rolled_back
+    _server, api, group_id, agents = rolled_back
     agents[0].poll()
     agents[1].poll()
     view = wait_for(
@@ -202,7 +202,7 @@ def test_unreachable_agents_fail_then_retry_succeeds(
 def test_force_exit_serves_restored_config_above_every_version(
     rolled_back: tuple[ServerProcess, httpx.Client, str, list[FakeAgent]],
 ) -> None:
-    server, api, group_id, agents = rolled_back
+    _server, api, group_id, agents = rolled_back
     agents[0].poll()
     view = api.delete(f"/groups/{group_id}/restorationMode").json()
     assert not view["inRestorationMode"] and view["state"] == "FORCED_EXIT_CONVERGING"
