@@ -847,7 +847,7 @@ def supervisor(tmp_path: Path) -> Iterator[MongodDriver]:
 
 
 def local_spec(tmp_path: Path, **overrides: Any) -> ProcessSpec:
-    return spec(hostname="127.0.0.1", port=free_port(), dbpath=str(tmp_path / "db"), **overrides)
+    return spec(**{"hostname": "127.0.0.1", "port": free_port(), "dbpath": str(tmp_path / "db"), **overrides})
 
 
 def test_start_writes_the_config_and_supervises_the_process(supervisor: MongodDriver, tmp_path: Path) -> None:
@@ -928,6 +928,18 @@ def test_a_process_that_exits_at_start_up_reports_its_output(
         DriverError, match=r"exited with status 2 while starting: Error parsing option: net\.bogus"
     ):
         supervisor.start(local_spec(tmp_path))
+    assert supervisor.observe(NAME).running is False
+
+
+def test_a_port_held_by_another_server_is_not_mistaken_for_ours(
+    supervisor: MongodDriver, tmp_path: Path
+) -> None:
+    with WirePeer() as squatter:
+        squatter.script("serverStatus", {"pid": 1})
+        with pytest.raises(
+            DriverError, match=r"exited with status 1 while starting: .*Address already in use"
+        ):
+            supervisor.start(local_spec(tmp_path, port=squatter.port))
     assert supervisor.observe(NAME).running is False
 
 

@@ -318,6 +318,7 @@ def main(argv: list[str]) -> int:
         config = yaml.safe_load(f)
     stubborn = os.environ.get("WIREPEER_STUBBORN") == "1"
     peer = WirePeer(version=os.environ.get("WIREPEER_VERSION", "7.0.14"), port=int(config["net"]["port"]))
+    peer.script("serverStatus", {"pid": os.getpid(), "connections": {"current": 1}})
     if stubborn:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         peer.script("shutdown", {"ok": 0.0, "errmsg": "not today", "code": 1, "codeName": "InternalError"})

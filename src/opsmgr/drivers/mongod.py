@@ -664,7 +664,7 @@ class MongodDriver:
                     f"{proc.name}: mongod exited with status {child.returncode} while starting: "
                     f"{self._output_tail(proc)}"
                 )
-            if self._answers(proc):
+            if self._serves(proc):
                 return
             if time.monotonic() > deadline:
                 raise ProcessUnreachable(
@@ -672,6 +672,20 @@ class MongodDriver:
                     f"{self._start_deadline_s:.0f}s: {self._output_tail(proc)}"
                 )
             time.sleep(self._poll_interval_s)
+
+    def _serves(self, proc: _Process) -> bool:
+        """Whether ``proc`` answers on its port and it is really that process answering, not another one
+        that held the port first (ours then exits with "address already in use")."""
+        try:
+            status = self._run(proc, "serverStatus", lambda c: c.admin.command({"serverStatus": 1}))
+        except ProcessUnreachable:
+            return False
+        except (
+            DriverError
+        ) as exc:  # it answers; without privileges yet (localhost exception) it won't say more
+            log.debug("%s answers but does not tell its pid: %s", proc.name, exc)
+            return True
+        return status.get("pid") in (None, proc.pid)
 
     def _output_tail(self, proc: _Process, lines: int = 5) -> str:
         tails = []
