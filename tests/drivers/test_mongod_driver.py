@@ -37,10 +37,12 @@ from opsmgr.drivers.base import (
     RunMode,
 )
 from opsmgr.drivers.mongod import (
+    Credentials,
     MongodDriver,
     admin_host,
     mongod_options,
     render_config,
+    requires_tls,
     ts_to_int,
 )
 from opsmgr.errors import Conflict, InvalidInput, OplogGap
@@ -223,6 +225,21 @@ def test_any_json_document_renders_to_yaml_that_reads_back_equal(options: dict[s
 )
 def test_admin_host_is_loopback_unless_bind_ip_leaves_it_out(net: dict[str, Any], host: str) -> None:
     assert admin_host({"net": net}) == host
+
+
+@pytest.mark.parametrize(
+    ("net", "tls"),
+    [
+        ({}, False),
+        ({"tls": {"mode": "disabled"}}, False),
+        ({"tls": {"mode": "allowTLS"}}, False),
+        ({"tls": {"mode": "preferTLS"}}, False),
+        ({"tls": {"mode": "requireTLS"}}, True),
+        ({"ssl": {"mode": "requireSSL"}}, True),
+    ],
+)
+def test_the_agent_uses_tls_only_when_the_process_requires_it(net: dict[str, Any], tls: bool) -> None:
+    assert requires_tls({"net": net}) is tls
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -802,6 +819,22 @@ def test_unreachable_and_unknown_processes(tmp_path: Path) -> None:
         assert d.observe("gone").running is False
     finally:
         d.close()
+
+
+def test_credentials_authenticate_with_scram(peer: WirePeer, tmp_path: Path) -> None:
+    d = MongodDriver("mongod", "h", tmp_path, credentials=Credentials("mms-automation", "secret"))
+    d.attach(NAME, peer.port)
+    peer.script("saslStart", error(18, "AuthenticationFailed", "Authentication failed."))
+    try:
+        with pytest.raises(DriverError, match="Authentication failed") as raised:
+            d.freeze(NAME, 10)
+        assert raised.value.code == 18
+    finally:
+        d.close()
+    (start,) = peer.received("saslStart")
+    assert (start.db, start.command["mechanism"]) == ("admin", "SCRAM-SHA-256")
+    assert b"n=mms-automation" in start.command["payload"]
+    assert peer.received("replSetFreeze") == [], "nothing is sent before authenticating"
 
 
 def test_other_server_errors_keep_their_code(peer: WirePeer, driver: MongodDriver) -> None:
