@@ -1,15 +1,15 @@
 """The narrow interface through which the agent touches MongoDB processes on its host.
 
 Owns the types that cross the seam (process specs, observations, replica set status, oplog windows), the
-errors every driver raises (:class:`DriverError` and its subclasses) and the :class:`Driver` protocol. Two implementations: ``drivers.mongod`` (real ``mongod`` processes administered
-through pymongo) and ``drivers.sim`` (processes of the simulated world in ``opsmgr.sim``). Everything above
+errors every driver raises (:class:`DriverError` and its subclasses) and the :class:`Driver` protocol. Two
+implementations: ``drivers.mongod`` (real ``mongod`` processes administered through pymongo) and ``drivers.sim`` (processes of the simulated world in ``opsmgr.sim``). Everything above
 this seam (the agent, maintenance, backup) is the same code for both. May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
@@ -57,7 +57,7 @@ class CommandInvalid(DriverError, InvalidInput):
     error_code = "COMMAND_INVALID"
 
 
-class MemberState(str, Enum):
+class MemberState(StrEnum):
     """Replica set member states, as ``replSetGetStatus`` names them (``stateStr``)."""
 
     STARTUP = "STARTUP"
@@ -72,7 +72,7 @@ class MemberState(str, Enum):
     REMOVED = "REMOVED"
 
 
-class RunMode(str, Enum):
+class RunMode(StrEnum):
     REPLSET = "replset"
     STANDALONE = "standalone"
 
@@ -185,7 +185,9 @@ class Driver(Protocol):
 
     def fsync_unlock(self, name: str) -> None: ...
 
-    def create_index(self, name: str, ns: str, keys: list[tuple[str, int]], options: dict[str, Any]) -> None: ...
+    def create_index(
+        self, name: str, ns: str, keys: list[tuple[str, int]], options: dict[str, Any]
+    ) -> None: ...
 
     def list_indexes(self, name: str, ns: str) -> list[dict[str, Any]]: ...
 
