@@ -2,8 +2,9 @@
 
 Owns the types that cross the seam (process specs, observations, replica set status, oplog windows), the
 errors every driver raises (:class:`DriverError` and its subclasses) and the :class:`Driver` protocol. Two
-implementations: ``drivers.mongod`` (real ``mongod`` processes administered through pymongo) and ``drivers.sim`` (processes of the simulated world in ``opsmgr.sim``). Everything above
-this seam (the agent, maintenance, backup) is the same code for both. May import ``opsmgr.errors`` only.
+implementations: ``drivers.mongod`` (real ``mongod`` processes administered through pymongo) and
+``drivers.sim`` (processes of the simulated world in ``opsmgr.sim``). Everything above this seam (the agent,
+maintenance, backup) is the same code for both. May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations
