@@ -1,0 +1,92 @@
+"""``opsmgr demo``, the main job, as a user runs it: it brings a simulated replica set to goal state, writes
+demo.json, answers with the credentials it printed, stops cleanly on Ctrl-C, and can be run again.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.procs import OPSMGR, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def run_demo(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*OPSMGR, "demo", "--data-dir", str(data_dir), "--port", str(port), "--poll-interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_demo_ready(
+    proc: subprocess.Popen[str], data_dir: Path, previous: str | None = None
+) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"demo exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+            )
+        path = data_dir / "demo.json"
+        demo = json.loads(path.read_text()) if path.exists() else None
+        return demo if demo and demo["groupId"] != previous else None
+
+    return dict(wait_for(ready, timeout=150, interval=0.3, what="demo.json"))
+
+
+def stop_demo(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    return output
+
+
+def test_demo_reaches_goal_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    port = free_port()
+    proc = run_demo(data_dir, port)
+    try:
+        demo = wait_demo_ready(proc, data_dir)
+        assert set(demo) >= {"url", "groupId", "publicKey", "privateKey", "agentApiKey"}
+        assert demo["url"] == f"http://127.0.0.1:{port}"
+        auth = httpx.DigestAuth(demo["publicKey"], demo["privateKey"])
+        base = f"{demo['url']}/api/public/v1.0/groups/{demo['groupId']}"
+        status = httpx.get(f"{base}/automationStatus", auth=auth).json()
+        assert len(status["processes"]) == 3
+        assert all(p["lastGoalVersionAchieved"] == status["goalVersion"] for p in status["processes"])
+        hosts = httpx.get(f"{base}/hosts", auth=auth).json()["results"]
+        assert sorted(h["replicaStateName"] for h in hosts) == ["PRIMARY", "SECONDARY", "SECONDARY"]
+    finally:
+        output = stop_demo(proc) if proc.poll() is None else ""
+    assert demo["privateKey"] in output, "the credentials are printed for the user"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{demo['url']}/health/live", timeout=2)
+
+    # Running it again replaces the previous demo cleanly.
+    again = run_demo(data_dir, port)
+    try:
+        second = wait_demo_ready(again, data_dir, previous=demo["groupId"])
+        assert httpx.get(f"{second['url']}/health/ready").status_code == 200
+    finally:
+        stop_demo(again)
+
+
+def test_demo_refuses_a_data_dir_that_is_not_its_own(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    done = subprocess.run(
+        [*OPSMGR, "demo", "--data-dir", str(tmp_path), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "not an opsmgr demo directory" in done.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
