@@ -113,6 +113,7 @@ _STATE_CODES = {
     9: MemberState.ROLLBACK,
     10: MemberState.REMOVED,
 }
+_STATE_STRS = {state.value: state for state in MemberState}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -237,10 +238,8 @@ def int_to_ts(value: int) -> Timestamp:
 
 
 def member_state(state_str: str | None, state: int | None) -> MemberState:
-    try:
-        return MemberState(state_str)
-    except ValueError:
-        return _STATE_CODES.get(state if state is not None else -1, MemberState.UNKNOWN)
+    by_str = _STATE_STRS.get(state_str or "")
+    return by_str or _STATE_CODES.get(state if state is not None else -1, MemberState.UNKNOWN)
 
 
 def _optime(member: Mapping[str, Any]) -> int:
@@ -338,6 +337,7 @@ class _Process:
     conf: str | None = None
     started_at: float | None = None
     version: str | None = None
+    log: str | None = None
 
     @property
     def address(self) -> str:
@@ -423,9 +423,10 @@ class MongodDriver:
         os.replace(tmp, path)
 
     def _forget(self, name: str) -> None:
-        self._file(name, ".json").unlink(missing_ok=True)
-        self._children.pop(name, None)
-        self._close_client(name)
+        with self._lock:
+            self._file(name, ".json").unlink(missing_ok=True)
+            self._children.pop(name, None)
+            self._close_client(name)
 
     def processes(self) -> list[str]:
         """Names of the processes this driver started (and has not stopped) or was attached to."""
@@ -514,7 +515,8 @@ class MongodDriver:
             return client
 
     def _close_client(self, name: str) -> None:
-        cached = self._clients.pop(name, None)
+        with self._lock:
+            cached = self._clients.pop(name, None)
         if cached is not None:
             cached[1].close()
 
@@ -573,33 +575,32 @@ class MongodDriver:
     # -- Driver: processes --------------------------------------------------------------------------------
 
     def observe(self, name: str) -> ProcessObservation:
-        with self._lock:
-            proc = self._load(name)
-            if proc is None or not self._alive(proc):
-                return ProcessObservation(name=name, running=False)
-            if proc.version is None:
-                try:
-                    proc.version = str(
-                        self._run(proc, "buildInfo", lambda c: c.admin.command("buildInfo"))["version"]
-                    )
-                except DriverError as exc:
-                    log.debug("version of %s not known yet: %s", name, exc)
-                else:
-                    if proc.pid is not None:
-                        self._save(proc)
-            return ProcessObservation(
-                name=name,
-                running=True,
-                mode=RunMode(proc.mode),
-                port=proc.port,
-                version=proc.version,
-                args=proc.args,
-                pid=proc.pid,
-                uptime_s=time.time() - proc.started_at if proc.started_at is not None else None,
-            )
+        proc = self._load(name)
+        if proc is None or not self._alive(proc):
+            return ProcessObservation(name=name, running=False)
+        if proc.version is None:
+            try:
+                proc.version = str(
+                    self._run(proc, "buildInfo", lambda c: c.admin.command("buildInfo"))["version"]
+                )
+            except DriverError as exc:
+                log.debug("version of %s not known yet: %s", name, exc)
+            else:
+                if proc.pid is not None:
+                    self._save(proc)
+        return ProcessObservation(
+            name=name,
+            running=True,
+            mode=RunMode(proc.mode),
+            port=proc.port,
+            version=proc.version,
+            args=proc.args,
+            pid=proc.pid,
+            uptime_s=time.time() - proc.started_at if proc.started_at is not None else None,
+        )
 
     def start(self, spec: ProcessSpec) -> None:
-        """Start ``spec`` and wait until it answers ``ping``; a no-op when it already runs exactly so."""
+        """Start ``spec`` and wait until it serves its port; a no-op when it already runs exactly so."""
         mode = RunMode.REPLSET if spec.repl_set_name is not None else RunMode.STANDALONE
         with self._lock:
             running = self._load(spec.name)
@@ -647,6 +648,7 @@ class MongodDriver:
             pid=child.pid,
             conf=str(conf),
             started_at=time.time(),
+            log=log_path,
         )
         self._children[spec.name] = child
         self._attached.pop(spec.name, None)
@@ -680,17 +682,16 @@ class MongodDriver:
             status = self._run(proc, "serverStatus", lambda c: c.admin.command({"serverStatus": 1}))
         except ProcessUnreachable:
             return False
-        except (
-            DriverError
-        ) as exc:  # it answers; without privileges yet (localhost exception) it won't say more
+        except DriverError as exc:
+            # It answers; without privileges yet (the localhost exception) it will not say more.
             log.debug("%s answers but does not tell its pid: %s", proc.name, exc)
             return True
         return status.get("pid") in (None, proc.pid)
 
     def _output_tail(self, proc: _Process, lines: int = 5) -> str:
         tails = []
-        for path in (self._file(proc.name, ".out"), self._file(proc.name, ".log")):
-            if path.exists():
+        for path in (self._file(proc.name, ".out"), Path(proc.log) if proc.log else None):
+            if path is not None and path.exists():
                 tails.extend(path.read_text(errors="replace").splitlines()[-lines:])
         return " | ".join(tails) or "no output"
 
@@ -700,35 +701,37 @@ class MongodDriver:
         A refusal by the server (a primary with no caught-up secondary) is raised unless ``force``; an
         attached process is only sent ``shutdown``, never a signal.
         """
-        with self._lock:
-            proc = self._load(name)
-            if proc is None:
-                return
-            if not self._alive(proc):
-                self._forget(name)
-                return
-            try:
-                self._run(
-                    proc,
-                    "shutdown",
-                    lambda c: c.admin.command(
-                        {"shutdown": 1, "force": force, "timeoutSecs": self._shutdown_timeout_secs}
-                    ),
-                )
-            except ProcessUnreachable:
-                pass  # the expected answer: mongod closes the connection as it goes down
-            except CommandConflict:
-                if not force:
-                    raise
-                log.warning("%s refused a forced shutdown; signalling it", name)
-            except DriverError as exc:
-                log.warning("shutdown of %s failed (%s); signalling it", name, exc)
-            self._close_client(name)
-            if proc.pid is None:
-                self._await(lambda: not self._answers(proc), self._stop_deadline_s)
-            else:
-                self._terminate(proc)
+        proc = self._load(name)
+        if proc is None:
+            return
+        if not self._alive(proc):
             self._forget(name)
+            return
+        try:
+            self._run(
+                proc,
+                "shutdown",
+                lambda c: c.admin.command(
+                    {"shutdown": 1, "force": force, "timeoutSecs": self._shutdown_timeout_secs}
+                ),
+            )
+        except ProcessUnreachable:
+            pass  # the expected answer: mongod closes the connection as it goes down
+        except CommandConflict:
+            if not force:
+                raise
+            log.warning("%s refused a forced shutdown; signalling it", name)
+        except DriverError as exc:
+            log.warning("shutdown of %s failed (%s); signalling it", name, exc)
+        self._close_client(name)
+        if proc.pid is None:
+            if not self._await(lambda: not self._answers(proc), self._stop_deadline_s):
+                raise DriverError(
+                    f"{name} ({proc.address}) still answers {self._stop_deadline_s:.0f}s after shutdown"
+                )
+        else:
+            self._terminate(proc)
+        self._forget(name)
 
     def _terminate(self, proc: _Process) -> None:
         assert proc.pid is not None
