@@ -136,10 +136,6 @@ class WirePeer:
         assert found, f"the peer received no {command!r}; it received {[r.name for r in self.received()]}"
         return found[-1].command
 
-    def clear(self) -> None:
-        with self._lock:
-            self._received.clear()
-
     # -- replies ---------------------------------------------------------------------------------------------
 
     def _answer(self, body: dict[str, Any]) -> dict[str, Any] | _Close:
