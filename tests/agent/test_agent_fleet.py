@@ -79,6 +79,7 @@ async def test_fleet_brings_two_sets_to_goal_and_stops_cleanly(tmp_path: Path) -
             stop,
             poll_interval_s=0.05,
             transport=server.transport(),
+            driver_threads=1,  # the fake world is not thread-safe
             started=agents.extend,
         )
     )

@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from opsmgr.agent.loop import Agent
+from opsmgr.agent.main import install_stop_signals, open_world, quiet_http_logs
 from opsmgr.agent.settings import MEMORY_WORLD, AgentSettings, DriverKind, render_settings
 from opsmgr.agent.state import atomic_write
 from opsmgr.drivers.base import Driver
+from opsmgr.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "automation-agent.config"
 MAX_POOL = 256
+MAX_DRIVER_THREADS = 128
 # Spreading first polls 5 ms apart starts 200 agents a second; never longer than one poll interval.
 STAGGER_PER_AGENT_S = 0.005
 
@@ -86,45 +89,129 @@ async def serve_fleet(
     world: str = MEMORY_WORLD,
     poll_interval_s: float = 10.0,
     max_connections: int | None = None,
+    driver_threads: int | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     started: Callable[[list[Agent]], None] | None = None,
 ) -> list[Agent]:
     """Run one agent per host until ``stop`` is set; returns the agents (for inspection) once all stopped.
 
-    ``transport`` replaces the network (tests); ``started`` is called with the agents once they exist.
+    Driver calls run on ``driver_threads`` worker threads (they block: a start waits for the process to
+    accept connections). ``transport`` replaces the network (tests); ``started`` gets the agents once they
+    exist.
     """
     pool = max_connections or min(MAX_POOL, max(8, len(hosts)))
     limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     # A poll waiting for a free pooled connection is not a sign of a dead server: give it a long pool timeout.
     timeout = httpx.Timeout(30.0, pool=120.0)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport) as http:
-        agents = []
-        for host in hosts:
-            settings = host_settings(host, base_url, state_root, world, poll_interval_s)
-            config_path = write_host_config(settings)
-            agents.append(
-                Agent(
-                    settings, driver_for(host.hostname), http, offload_driver=False, config_path=config_path
-                )
+    threads = driver_threads or min(MAX_DRIVER_THREADS, max(4, len(hosts)))
+    with ThreadPoolExecutor(threads, thread_name_prefix="fleet-driver") as executor:
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport) as http:
+            return await _run_agents(
+                base_url,
+                hosts,
+                state_root,
+                driver_for,
+                stop,
+                world,
+                poll_interval_s,
+                http,
+                executor,
+                pool,
+                started,
             )
-        log.info(
-            "fleet of %d simulated hosts against %s (state in %s, %d pooled connections)",
-            len(agents),
-            base_url,
-            state_root,
-            pool,
+
+
+async def _run_agents(
+    base_url: str,
+    hosts: Sequence[FleetHost],
+    state_root: Path,
+    driver_for: DriverFactory,
+    stop: asyncio.Event,
+    world: str,
+    poll_interval_s: float,
+    http: httpx.AsyncClient,
+    executor: Executor,
+    pool: int,
+    started: Callable[[list[Agent]], None] | None,
+) -> list[Agent]:
+    agents = []
+    for host in hosts:
+        settings = host_settings(host, base_url, state_root, world, poll_interval_s)
+        config_path = write_host_config(settings)
+        agents.append(
+            Agent(settings, driver_for(host.hostname), http, executor=executor, config_path=config_path)
         )
-        if started is not None:
-            started(agents)
-        spread = min(poll_interval_s, STAGGER_PER_AGENT_S * len(agents))
-        await asyncio.gather(
-            *(a.run(stop, first_delay_s=spread * i / len(agents)) for i, a in enumerate(agents))
-        )
+    log.info(
+        "fleet of %d simulated hosts against %s (state in %s, %d pooled connections)",
+        len(agents),
+        base_url,
+        state_root,
+        pool,
+    )
+    if started is not None:
+        started(agents)
+    spread = min(poll_interval_s, STAGGER_PER_AGENT_S * len(agents))
+    await asyncio.gather(*(a.run(stop, first_delay_s=spread * i / len(agents)) for i, a in enumerate(agents)))
     return agents
 
 
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT end the loops; the simulated (or real) processes are left as they are."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def fleet_main(
+    base_url: str,
+    hosts: Sequence[FleetHost],
+    state_root: Path,
+    *,
+    world: str = MEMORY_WORLD,
+    poll_interval_s: float = 10.0,
+    stop: asyncio.Event | None = None,
+    started: Callable[[list[Agent]], None] | None = None,
+) -> list[Agent]:
+    """A fleet on one simulated world (a SQLite file, or in memory), until ``stop`` or SIGTERM/SIGINT."""
+    from opsmgr.drivers.sim import SimDriver
+
+    if stop is None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+    sim = open_world(world)
+    try:
+        return await serve_fleet(
+            base_url,
+            hosts,
+            state_root,
+            lambda h: SimDriver(sim, h),
+            stop,
+            world=world,
+            poll_interval_s=poll_interval_s,
+            started=started,
+        )
+    finally:
+        sim.close()
+
+
+def run_fleet(
+    base_url: str,
+    group_id: str,
+    api_key: str,
+    hosts: Sequence[str] | int,
+    state_root: Path,
+    *,
+    world: Path | None = None,
+    poll_interval_s: float = 10.0,
+    log_level: str = "INFO",
+) -> None:
+    """The ``opsmgr fleet`` command: ``hosts`` names the simulated hosts, or says how many to make
+    (:func:`fleet_hostnames`). All of them are agents of project ``group_id``. Logs go to stderr and
+    ``state_root/fleet.log``; SIGTERM/SIGINT stop the loops and leave the simulated processes as they are."""
+    state_root.mkdir(parents=True, exist_ok=True)
+    setup_logging(log_level, state_root / "fleet.log")
+    quiet_http_logs()
+    names = fleet_hostnames(hosts) if isinstance(hosts, int) else list(hosts)
+    fleet = [FleetHost(h, group_id, api_key) for h in names]
+    asyncio.run(
+        fleet_main(
+            base_url,
+            fleet,
+            state_root,
+            world=str(world.resolve()) if world else MEMORY_WORLD,
+            poll_interval_s=poll_interval_s,
+        )
+    )

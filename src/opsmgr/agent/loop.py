@@ -3,7 +3,7 @@
 Each cycle polls the conf endpoint with the held version, reads ONE snapshot of this host through the driver,
 plans (``agent.plan``), executes at most one move, posts status, and returns a one-line status sentence that
 is also logged. It is async so that one event loop can carry thousands of agents (``agent.fleet``); driver
-calls that block (the mongod driver) run in a worker thread.
+calls, which block, run in worker threads.
 
 Rules it keeps: an unreachable server leaves processes exactly as they are and is retried with capped
 exponential backoff and jitter; a rejection (401 bad key, 404 unknown project) is reported and retried
@@ -20,10 +20,12 @@ May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.confi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +34,7 @@ import httpx
 
 from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, ServerUnreachable
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
-from opsmgr.agent.settings import AgentSettings, DriverKind, load_settings
+from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.state import NO_VERSION, StateStore
 from opsmgr.automation.config import processes_on_host, validate
 from opsmgr.drivers.base import Driver, RsStatus
@@ -163,7 +165,8 @@ class Agent:
         driver: Driver,
         http: httpx.AsyncClient,
         *,
-        offload_driver: bool | None = None,
+        offload_driver: bool = True,
+        executor: Executor | None = None,
         request_handlers: Mapping[str, RequestHandler] | None = None,
         config_path: Path | None = None,
         rng: random.Random | None = None,
@@ -174,9 +177,8 @@ class Agent:
         self.client = AgentClient(
             http, settings.base_url, settings.group_id, settings.api_key, settings.hostname
         )
-        self.offload_driver = (
-            settings.driver is DriverKind.MONGOD if offload_driver is None else offload_driver
-        )
+        self.offload_driver = offload_driver
+        self.executor = executor
         self.request_handlers = dict(request_handlers or {})
         self.config_path = config_path
         poll = settings.poll_interval_s
@@ -469,9 +471,11 @@ class Agent:
         return CycleResult(sentence, delay_s, move, process)
 
     async def _driver(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.offload_driver:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
+        """Driver calls block (a start waits until the process accepts connections, a step-down until a
+        secondary caught up), so they run in worker threads and the event loop keeps serving other agents."""
+        if not self.offload_driver:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     # --- running --------------------------------------------------------------------------------------------
 
