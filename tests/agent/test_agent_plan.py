@@ -204,7 +204,22 @@ CASES = [
         goal_config(priorities={0: 2, 1: 3, 2: 0.5}),
         snapshot((0, member(0, HEALTHY3, rs_config([0, 1, 2])))),
         0,
-        {"rs0_0": moves("RsReconfig", "WaitAllRsMembersUp")},
+        {"rs0_0": moves("RsReconfig", "WaitAllRsMembersUp", "WaitPrimary")},
+    ),
+    Case(
+        "the primary waits for a higher-priority member to take over",
+        goal_config(priorities={1: 3}),
+        snapshot((0, member(0, HEALTHY3, rs_config([0, 1, 2], priorities={1: 3})))),
+        0,
+        {"rs0_0": moves("WaitPrimary")},
+        blocked=f"waiting for {addr(1)} (priority 3) to take over as primary of rs0",
+    ),
+    Case(
+        "a higher-priority member that is down cannot take over",
+        goal_config(priorities={1: 3}),
+        snapshot((0, member(0, {0: P, 1: D, 2: S}, rs_config([0, 1, 2], priorities={1: 3})))),
+        0,
+        {"rs0_0": moves("WaitAllRsMembersUp")},
     ),
     Case(
         "make the primary hidden: step down, the next primary does it",

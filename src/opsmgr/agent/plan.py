@@ -404,7 +404,34 @@ def _coordinator_steps(
         steps.append(predicted_wait)
     elif down:
         steps.append(wait_up)
+    takeover = _preferred_primary(status, goal, rs, my_host, predicted=bool(rp.configs))
+    if takeover is not None:
+        steps.append(Step(Move.WAIT_PRIMARY, takeover, blocked=WAIT))
     return steps
+
+
+def _preferred_primary(
+    status: RsStatus, goal: Mapping[str, Any], rs: Mapping[str, Any], my_host: str, *, predicted: bool
+) -> str | None:
+    """Why the set is not yet in the state its priorities ask for: an enabled member with a higher priority
+    than this primary will take over (MongoDB's priority takeover, once it is caught up). Unless
+    ``predicted``, only a member that is up counts: one that is down cannot take over."""
+    members = desired_members(goal, rs, enabled_only=True)
+    mine = next((m for m in members if m["host"] == my_host), None)
+    if mine is None:
+        return None
+    better = [
+        m
+        for m in members
+        if is_electable(m) and m["priority"] > mine["priority"] and (predicted or _up(status, m["host"]))
+    ]
+    if not better:
+        return None
+    top = max(better, key=lambda m: m["priority"])
+    return (
+        f"waiting for {top['host']} (priority {top['priority']:g}) to take over as primary of {rs['_id']} "
+        f"from {my_host} (priority {mine['priority']:g})"
+    )
 
 
 def _config_differs(
