@@ -4,10 +4,11 @@ Implements the :class:`~opsmgr.drivers.base.Driver` protocol with the same contr
 where that driver decides something MongoDB does not: ``start`` returns once the process accepts
 connections and is a no-op when it already runs with the same port, mode and arguments; ``stop`` of a
 process that is not running is a no-op, and a graceful stop of a primary waits for a secondary to catch up
-(the shutdown's ``timeoutSecs``) and is refused if none does; ``initiate`` of a set already initiated with
-the same ``_id`` is left alone; ``reconfig`` lays the given config over the current one with the version
-one past it. Blocking commands (start, a primary's shutdown, ``replSetStepDown``) wait on the world's
-clock, so with a fake clock they move simulated time instead of sleeping.
+(the shutdown's ``timeoutSecs``) and is refused if none does (a set without another electable member stops
+at once); ``initiate`` of a set already initiated with the same ``_id`` is left alone; ``reconfig`` lays the
+given config over the current one with the version one past it. Blocking commands (start, a primary's
+shutdown, ``replSetStepDown``) wait on the world's clock, so with a fake clock they move simulated time
+instead of sleeping.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.sim``.
 """

@@ -37,7 +37,7 @@ from typing import Any
 
 from opsmgr.drivers.base import MemberState
 from opsmgr.sim import rsconfig
-from opsmgr.sim.data import TS_MAX, DataOps, Entry, gc_points, id_key, keep_ranges
+from opsmgr.sim.data import DataOps, Entry, gc_points, id_key, keep_ranges
 from opsmgr.sim.model import (
     ROLE_STATE,
     AddrRec,
@@ -392,7 +392,7 @@ def write_load(ctx: Ctx, g: GroupRec, p: NodeRec, t0: float, t1: float) -> None:
         ns = load.namespaces[r % len(load.namespaces)]
         doc_id = (r >> 8) % load.keys
         key = id_key(doc_id)
-        exists = ctx.data.get_doc(lid, ns, key, TS_MAX) is not None
+        exists = ctx.data.get_doc(lid, ns, key, p.applied_ts) is not None
         if exists and (r >> 40) % 10_000 < load.delete_ratio * 10_000:
             append_write(ctx, g, p, wall, "d", ns, {"_id": doc_id}, None, (key, None), batch)
             continue

@@ -41,7 +41,7 @@ from opsmgr.drivers.base import (
 from opsmgr.errors import InvalidInput, NotFound, OplogGap, OpsmgrError
 from opsmgr.sim import engine, rsconfig
 from opsmgr.sim.clock import Clock, SystemClock
-from opsmgr.sim.data import TS_MAX, Entry, id_key
+from opsmgr.sim.data import Entry, id_key
 from opsmgr.sim.engine import Ctx, advance, evaluate, groups_of, up_members
 from opsmgr.sim.model import (
     MB,
@@ -148,16 +148,27 @@ class SimWorld:
             advance(ctx, g, now)
         return max([now, *(g.t for g in groups)])
 
-    def _on_node(self, hostname: str, name: str, fn: Callable[[Ctx, NodeRec | None, float], T]) -> T:
-        """Advance the sets of one process, apply ``fn``, then let the sets react at once."""
+    def _on_node(
+        self,
+        hostname: str,
+        name: str,
+        fn: Callable[[Ctx, NodeRec | None, float], T],
+        *,
+        addr: str | None = None,
+    ) -> T:
+        """Advance the sets of one process (and of ``addr``, where it is about to listen), apply ``fn``,
+        then let the sets react at once."""
         with self._ctx() as ctx:
             key = node_key(hostname, name)
             n = ctx.node(key)
-            t = self._advance(ctx, groups_of(ctx, [n] if n else []))
+            groups = groups_of(ctx, [n] if n else [])
+            listed = ctx.addr_group(addr) if addr is not None else None
+            t = self._advance(ctx, [*groups, *([listed] if listed else [])])
             result = fn(ctx, n, t)
             n = ctx.node(key)
             for g in groups_of(ctx, [n] if n else []):
-                evaluate(ctx, g, max(g.t, t))
+                advance(ctx, g, t)
+                evaluate(ctx, g, g.t)
             return result
 
     def _on_host_groups(self, hostnames: list[str], fn: Callable[[Ctx, float], None]) -> None:
@@ -245,7 +256,7 @@ class SimWorld:
             engine.cap_oplog(ctx, n)
             return n.ready_at
 
-        return self._on_node(spec.hostname, spec.name, run)
+        return self._on_node(spec.hostname, spec.name, run, addr=f"{spec.hostname}:{spec.port}")
 
     def _forget_data(self, ctx: Ctx, n: NodeRec) -> None:
         """A different (empty) data directory: no replica set, no oplog, no documents, no indexes."""
@@ -265,7 +276,9 @@ class SimWorld:
             if n is None or not n.running:
                 return None
             g = ctx.group(n.gid)
-            if g is None or n.role != Role.PRIMARY or n.mode != RunMode.REPLSET.value:
+            others = [m for m in g.config["members"] if m["host"] != n.addr] if g is not None else []
+            if g is None or n.role != Role.PRIMARY or not any(rsconfig.electable(m) for m in others):
+                # Nothing to step down to (a secondary, a standalone, a one-electable-member set).
                 engine.halt(ctx, g, n, t, "shutdown")
                 return None
             up = up_members(ctx, g, t)
@@ -887,7 +900,7 @@ class SimWorld:
                     f"replica set {g.set_name}: no writable primary", NOT_PRIMARY, "NotWritablePrimary"
                 )
             key = id_key(doc["_id"])
-            exists = ctx.data.get_doc(p.lineage, ns, key, TS_MAX) is not None
+            exists = ctx.data.get_doc(p.lineage, ns, key, p.applied_ts) is not None
             if op == "i" and exists:
                 raise _refuse(
                     f"E11000 duplicate key error collection: {ns} index: _id_", 11000, "DuplicateKey"
