@@ -11,8 +11,8 @@ import pytest
 
 from opsmgr.store.crypto import GenKey
 from opsmgr.store.engine import Store
-from opsmgr.store.installation import INSTALLATION, INSTALLATION_ID, remove_fence, write_fence
-from tests.procs import OPSMGR, ServerProcess, free_port
+from opsmgr.store.installation import INSTALLATION, INSTALLATION_ID, write_fence
+from tests.procs import OPSMGR, ServerProcess, free_port, run_cli
 
 
 def start_and_expect_refusal(data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -59,7 +59,16 @@ def test_restore_fence_refuses_start_until_removed(installed: Path) -> None:
         write_fence(store, restore_job_id="job-123", store_label="oplog metadata store", written_by="test")
         done = start_and_expect_refusal(installed)
         assert "fence" in done.stderr.lower() and "job-123" in done.stderr
-        remove_fence(store, restore_job_id="job-123")
+        shown = run_cli("fence", "show", "--data-dir", str(installed))
+        assert "job-123" in shown.stdout and shown.stdout.count("no fence") == 2
+        wrong = run_cli(
+            "fence", "remove", "--store", "oplog", "--restore-job", "other", "--data-dir", str(installed)
+        )
+        assert wrong.returncode != 0 and "job-123" in wrong.stderr
+        done = run_cli(
+            "fence", "remove", "--store", "oplog", "--restore-job", "job-123", "--data-dir", str(installed)
+        )
+        assert done.returncode == 0, done.stderr
     finally:
         store.close()
     server = ServerProcess(installed, free_port()).start()

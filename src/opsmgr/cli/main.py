@@ -18,6 +18,7 @@ from rich.console import Console
 from opsmgr import __version__
 from opsmgr.errors import InvalidInput, OpsmgrError, PreflightFailure
 from opsmgr.store.appdb import AppDB
+from opsmgr.store.engine import Store
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Programmatic API keys.")
 app.add_typer(keys_app, name="keys")
+fence_app = typer.Typer(no_args_is_help=True, help="Restore fences on the backing databases.")
+app.add_typer(fence_app, name="fence")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -131,6 +134,53 @@ def keys_create(
     else:
         out.print(f"public key:  {record['publicKey']}\nprivate key: {private}  (shown once: keep it now)")
         out.print(f"roles:       {', '.join(r['roleName'] for r in roles)}")
+
+
+def _fenceable_stores(conf: Path | None, data_dir: Path | None) -> dict[str, Store]:
+    from opsmgr.server.boot import open_stores
+    from opsmgr.server.settings import load_settings
+
+    settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
+    stores = open_stores(settings)
+    return {"app": stores.app, "snapshot": stores.snapshots, "oplog": stores.oplogs}
+
+
+@fence_app.command("show")
+def fence_show(conf: Path | None = ConfOpt, data_dir: Path | None = DataDirOpt) -> None:
+    """Show the restore fence, if any, on each backing database (works while the server refuses to start)."""
+    from opsmgr.store.installation import read_fence
+
+    try:
+        for label, store in _fenceable_stores(conf, data_dir).items():
+            fence = read_fence(store)
+            out.print(
+                f"{label:9} {store.safe_url}: {fence.describe() if fence else 'no fence'}", highlight=False
+            )
+            store.close()
+    except OpsmgrError as exc:
+        fail(exc)
+
+
+@fence_app.command("remove")
+def fence_remove(
+    store_name: str = typer.Option(..., "--store", help="app, snapshot or oplog."),
+    restore_job: str = typer.Option(..., "--restore-job", help="The restore job the fence must belong to."),
+    conf: Path | None = ConfOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Remove an abandoned restore fence: only when nothing is restoring into that database any more."""
+    from opsmgr.store.installation import remove_fence
+
+    try:
+        stores = _fenceable_stores(conf, data_dir)
+        if store_name not in stores:
+            raise InvalidInput("--store must be app, snapshot or oplog", field="--store")
+        removed = remove_fence(stores[store_name], restore_job_id=restore_job)
+        for store in stores.values():
+            store.close()
+    except OpsmgrError as exc:
+        fail(exc)
+    out.print("fence removed" if removed else "no fence on that database")
 
 
 @app.command()

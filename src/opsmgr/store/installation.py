@@ -260,7 +260,7 @@ def _check_fences(stores: list[tuple[str, Store]]) -> None:
         + "\n".join(lines)
         + "\nWait for the restore job to finish: it removes the fence last. If the job failed or was "
         "abandoned, run the restore again; only when you are sure nothing is still restoring into the "
-        f"database, delete the document {{_id: {FENCE_ID!r}}} from its {RESTORE_FENCE!r} collection.",
+        "database, remove it with `opsmgr fence remove --store <app|snapshot|oplog> --restore-job <id>`.",
         error_code="RESTORE_FENCE",
         fences=[{"store": label, **fence.to_doc()} for label, _, fence in found],
     )
