@@ -21,6 +21,7 @@ from tests.agent.agent_helpers import (
     host_of,
     member,
     rs_config,
+    rs_status,
     running,
     snapshot,
     stopped,
@@ -277,6 +278,14 @@ CASES = [
         1,
         {"rs0_1": moves("ChangeVersion")},
         blocked="rolling maintenance",
+    ),
+    Case(
+        "a member of another set is not initiated into this one",
+        goal_config(),
+        snapshot((0, LocalProcess(running(0), rs_status(0, HEALTHY3, set_name="old"), rs_config([0, 1, 2])))),
+        0,
+        {"rs0_0": moves("RollingChangeArgs")},
+        blocked="from replica set old to rs0",
     ),
     Case(
         "a standalone process",

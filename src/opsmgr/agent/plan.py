@@ -36,6 +36,7 @@ from opsmgr.automation.config import (
 from opsmgr.drivers.base import MemberState, ProcessObservation, ProcessSpec, RsStatus, RunMode
 
 DEFAULT_DBPATH = "/data/db"
+ROLLING_NOT_YET = "rolling maintenance is not available yet: the process keeps running as it is"
 HEALTHY_STATES = frozenset({MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER})
 
 
@@ -329,7 +330,7 @@ def _process_steps(obs: ProcessObservation | None, spec: ProcessSpec) -> list[St
             Step(Move.STOP, f"stop {spec.name}, running standalone"),
             Step(Move.START, f"restart {spec.name} in replSet mode", spec=spec),
         ]
-    needs_rolling = "rolling maintenance is not available yet: the process keeps running as it is"
+    needs_rolling = ROLLING_NOT_YET
     if obs.version is not None and obs.version != spec.version:
         return [
             Step(
@@ -528,6 +529,27 @@ def _goal_step(note: str) -> Step:
     return Step(Move.GOAL, note)
 
 
+def _mongod_steps(
+    name: str, process: Mapping[str, Any], goal: Mapping[str, Any], snap: Snapshot
+) -> list[Step]:
+    local = snap.processes.get(name)
+    own = _process_steps(local.observation if local is not None else None, process_spec(process))
+    rs = replica_set_of(goal, name)
+    status = snap.status(name)
+    if rs is not None and status is not None and status.set_name != rs["_id"]:
+        # Its data belongs to another set: initiating or reconfiguring around it would be wrong.
+        return [
+            Step(
+                Move.ROLLING_CHANGE_ARGS,
+                f"move {name} from replica set {status.set_name} to {rs['_id']}; {ROLLING_NOT_YET}",
+                blocked=WAIT,
+            )
+        ]
+    set_steps = _member_steps(name, goal, rs, snap) if rs is not None else []
+    # A change that needs a rolling restart waits; the set's own business must not wait behind it.
+    return set_steps + own if own and own[0].blocked else own + set_steps
+
+
 def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[ProcessPlan]:
     """One plan per process of this host: those of the goal config in config order, then any process the
     agent managed before that the goal no longer references (to be stopped)."""
@@ -535,7 +557,6 @@ def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[Pro
     mine = processes_on_host(goal, hostname)
     for process in mine:
         name = process["name"]
-        local = observed.processes.get(name)
         if process.get("disabled", False):
             steps = _leave_steps(name, goal, observed, "disabled in the config")
         elif process.get("processType", "mongod") != "mongod":
@@ -547,11 +568,7 @@ def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[Pro
                 )
             ]
         else:
-            own = _process_steps(local.observation if local is not None else None, process_spec(process))
-            rs = replica_set_of(goal, name)
-            set_steps = _member_steps(name, goal, rs, observed) if rs is not None else []
-            # A change that needs a rolling restart waits; the set's own business must not wait behind it.
-            steps = set_steps + own if own and own[0].blocked else own + set_steps
+            steps = _mongod_steps(name, process, goal, observed)
         plans.append(ProcessPlan(name, (*steps, _goal_step(f"{name} is in goal state"))))
     names = {p["name"] for p in mine}
     for name in sorted(set(observed.processes) - names):
