@@ -12,6 +12,8 @@ from opsmgr.agent.fleet import CONFIG_FILE, FleetHost, fleet_hostnames, serve_fl
 from opsmgr.agent.loop import Agent
 from opsmgr.agent.settings import MEMORY_WORLD, DriverKind, load_settings
 from opsmgr.automation.config import validate
+from opsmgr.drivers.sim import SimDriver
+from opsmgr.sim.world import SimWorld
 from tests.agent.agent_fakes import FakeDriver, FakeServer, FakeWorld
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +98,43 @@ async def test_fleet_brings_two_sets_to_goal_and_stops_cleanly(tmp_path: Path) -
         assert (settings.hostname, settings.group_id, settings.driver) == (host, "g1", DriverKind.SIM)
         assert settings.sim_world == MEMORY_WORLD and settings.state_dir == tmp_path / host
         assert (tmp_path / host / "agent-state.json").exists()
+
+
+async def test_fleet_on_a_sqlite_sim_world(tmp_path: Path) -> None:
+    """The real configuration: sim drivers on a shared world file, driver calls on worker threads."""
+    server = FakeServer()
+    hostnames = fleet_hostnames(6)
+    server.set_config(two_sets(hostnames))
+    world_file = tmp_path / "world.sqlite"
+    world = SimWorld.open(world_file)
+    stop = asyncio.Event()
+    agents: list[Agent] = []
+    try:
+        task = asyncio.create_task(
+            serve_fleet(
+                "http://opsmgr.test",
+                [FleetHost(h, "g1", "k1") for h in hostnames],
+                tmp_path / "fleet",
+                lambda h: SimDriver(world, h),
+                stop,
+                world=str(world_file),
+                poll_interval_s=0.2,
+                transport=server.transport(),
+                started=agents.extend,
+            )
+        )
+        deadline = asyncio.get_running_loop().time() + 60
+        while not agents or any(a.goal_version != 1 for a in agents):
+            assert asyncio.get_running_loop().time() < deadline, [a.last_sentence for a in agents]
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        states = sorted(
+            s.my_state.value
+            for h, name in zip(hostnames, ["rs0_0", "rs0_1", "rs0_2", "rs1_0", "rs1_1", "rs1_2"], strict=True)
+            if (s := world.rs_status(h, name)) is not None
+        )
+        assert states == ["PRIMARY"] * 2 + ["SECONDARY"] * 4
+        assert load_settings(tmp_path / "fleet" / hostnames[0] / CONFIG_FILE).sim_world == str(world_file)
+    finally:
+        world.close()
