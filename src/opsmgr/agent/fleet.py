@@ -24,6 +24,7 @@ from opsmgr.agent.main import install_stop_signals, open_world, quiet_http_logs
 from opsmgr.agent.settings import MEMORY_WORLD, AgentSettings, DriverKind, render_settings
 from opsmgr.agent.state import atomic_write
 from opsmgr.drivers.base import Driver
+from opsmgr.errors import InvalidInput
 from opsmgr.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -191,27 +192,24 @@ def run_fleet(
     base_url: str,
     group_id: str,
     api_key: str,
-    hosts: Sequence[str] | int,
     state_root: Path,
     *,
-    world: Path | None = None,
-    poll_interval_s: float = 10.0,
+    hostnames: Sequence[str] | None = None,
+    count: int = 0,
+    world_path: Path | None = None,
+    poll_interval: float = 10.0,
     log_level: str = "INFO",
 ) -> None:
-    """The ``opsmgr fleet`` command: ``hosts`` names the simulated hosts, or says how many to make
-    (:func:`fleet_hostnames`). All of them are agents of project ``group_id``. Logs go to stderr and
-    ``state_root/fleet.log``; SIGTERM/SIGINT stop the loops and leave the simulated processes as they are."""
+    """The ``opsmgr fleet`` command: the simulated hosts are ``hostnames``, or else ``count`` generated ones
+    (:func:`fleet_hostnames`), all agents of project ``group_id``, on one simulated world (``world_path``, or
+    in memory). Logs go to stderr and ``state_root/fleet.log``; SIGTERM/SIGINT stop the loops and leave the
+    simulated processes as they are."""
+    names = list(hostnames) if hostnames else fleet_hostnames(count)
+    if not names:
+        raise InvalidInput("a fleet needs hostnames or a count above 0", field="hostnames")
     state_root.mkdir(parents=True, exist_ok=True)
     setup_logging(log_level, state_root / "fleet.log")
     quiet_http_logs()
-    names = fleet_hostnames(hosts) if isinstance(hosts, int) else list(hosts)
     fleet = [FleetHost(h, group_id, api_key) for h in names]
-    asyncio.run(
-        fleet_main(
-            base_url,
-            fleet,
-            state_root,
-            world=str(world.resolve()) if world else MEMORY_WORLD,
-            poll_interval_s=poll_interval_s,
-        )
-    )
+    world = str(world_path.resolve()) if world_path else MEMORY_WORLD
+    asyncio.run(fleet_main(base_url, fleet, state_root, world=world, poll_interval_s=poll_interval))
