@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from opsmgr.agent.fleet import CONFIG_FILE, FleetHost, fleet_hostnames, serve_fleet
+from opsmgr.agent.fleet import CONFIG_FILE, FleetHost, fleet_hostnames, run_fleet, serve_fleet
 from opsmgr.agent.loop import Agent
 from opsmgr.agent.settings import MEMORY_WORLD, DriverKind, load_settings
 from opsmgr.automation.config import validate
 from opsmgr.drivers.sim import SimDriver
+from opsmgr.errors import InvalidInput
 from opsmgr.sim.world import SimWorld
 from tests.agent.agent_fakes import FakeDriver, FakeServer, FakeWorld
 
@@ -138,3 +139,8 @@ async def test_fleet_on_a_sqlite_sim_world(tmp_path: Path) -> None:
         assert load_settings(tmp_path / "fleet" / hostnames[0] / CONFIG_FILE).sim_world == str(world_file)
     finally:
         world.close()
+
+
+def test_run_fleet_needs_hosts(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="hostnames or a count"):
+        run_fleet("http://opsmgr.test", "g1", "k1", tmp_path, hostnames=[], count=0)

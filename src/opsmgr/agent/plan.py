@@ -9,6 +9,8 @@ only the agent whose host runs the PRIMARY reconfigures it (RsReconfig), one vot
 MongoDB's safe reconfig requires), after waiting for every enabled member to be up (WaitAllRsMembersUp).
 Changes that would make that primary unelectable (removal, priority 0, hidden, votes 0) come last, after a
 StepDown, so that the next primary's agent finishes them. Agents of other members wait (WaitPrimary).
+The set is at goal once its config matches, every enabled member is up and, when priorities differ, the
+highest-priority member that is up has taken over as primary (MongoDB's priority takeover; WaitPrimary).
 A replica set this agent has seen initiated is never initiated again, whatever a restarted process says.
 
 Moves carry Ops Manager's names where it has one. ChangeVersion and RollingChangeArgs are planned but
