@@ -14,10 +14,8 @@ from urllib.parse import quote
 
 import httpx
 
+from opsmgr.automation.protocol import CONF_PATH, STATUS_PATH, UPLOAD_PATH
 from opsmgr.errors import OpsmgrError
-
-CONF_PATH = "/agents/api/automation/conf/v1/{group}"
-STATUS_PATH = "/agents/api/automation/status/v1/{group}"
 
 
 class ServerUnreachable(OpsmgrError):
@@ -110,6 +108,13 @@ class AgentClient:
         if not isinstance(requests, list):
             raise BadResponse("status answer: 'requests' is not a list")
         return [r for r in requests if isinstance(r, dict)]
+
+    async def upload_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Restoration Mode: send the held config (secrets redacted) when the server asks for it."""
+        response = await self._send(
+            "POST", self._url(UPLOAD_PATH), params={"hostname": self.hostname}, body=config
+        )
+        return self._json_object(response, "upload answer")
 
     @staticmethod
     def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, Server
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.state import NO_VERSION, StateStore
-from opsmgr.automation.config import processes_on_host, validate
+from opsmgr.automation.config import processes_on_host, redact, validate
+from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
 from opsmgr.drivers.base import Driver, RsStatus
 from opsmgr.errors import OpsmgrError
 
@@ -179,7 +180,8 @@ class Agent:
         )
         self.offload_driver = offload_driver
         self.executor = executor
-        self.request_handlers = dict(request_handlers or {})
+        self.request_handlers: dict[str, RequestHandler] = {UPLOAD_CONFIG_REQUEST: self._upload_config}
+        self.request_handlers.update(request_handlers or {})
         self.config_path = config_path
         poll = settings.poll_interval_s
         self.backoff = Backoff(
@@ -192,6 +194,7 @@ class Agent:
         self.state = self.store.load()
         self.held: dict[str, Any] | None = self.state.goal_config
         self.held_version = self.state.goal_version if self.held is not None else NO_VERSION
+        self.held_at_ms = self.state.adopted_at_ms
         self.last_sentence = ""
         self._tracks: dict[str, tuple[int, tuple[str, ...]]] = {}  # process -> (version, plan as first made)
         self._errors: dict[str, str] = {}  # process -> text of its last failed move
@@ -290,6 +293,7 @@ class Agent:
             )
         if version != self.held_version:
             log.info("adopting automation config version %s (held %s)", version, self.held_version)
+            self.held_at_ms = int(time.time() * 1000)
         self.held, self.held_version = config, version
         mine = {p["name"] for p in processes_on_host(config, self.hostname)}
         self._save(managed=self.state.managed | mine)
@@ -378,7 +382,12 @@ class Agent:
         managed = frozenset(self._goal_names())
         if self.state.goal_version != self.held_version or self.state.managed != managed:
             log.info("goal state reached for version %s", self.held_version)
-            self._save(goal_version=self.held_version, goal_config=self.held, managed=managed)
+            self._save(
+                goal_version=self.held_version,
+                goal_config=self.held,
+                managed=managed,
+                adopted_at_ms=self.held_at_ms,
+            )
         for p in plans:
             if p.name not in managed:
                 self._process_goal.pop(p.name, None)
@@ -432,6 +441,7 @@ class Agent:
         return {
             "hostname": self.hostname,
             "cv": self.held_version,
+            "cvTimestamp": self.held_at_ms,
             "lastGoalVersionAchieved": self.state.goal_version,
             "statusSentence": sentence,
             "timestamp": int(time.time() * 1000),
@@ -455,6 +465,21 @@ class Agent:
                 await handler(request)
             except Exception:  # a handler's failure is reported, never fatal to the loop
                 log.exception("%s: server request %r failed", self.hostname, kind)
+
+    async def _upload_config(self, request: dict[str, Any]) -> None:
+        """Restoration Mode chose this agent's config as the latest: upload it, secrets redacted."""
+        if self.held is None:
+            log.warning("%s: asked to upload a config but holds none", self.hostname)
+            return
+        config = redact(self.held)
+        config["version"] = self.held_version
+        answer = await self.client.upload_config(config)
+        log.warning(
+            "%s: uploaded automation config version %s for Restoration Mode; the server wrote version %s",
+            self.hostname,
+            self.held_version,
+            answer.get("version"),
+        )
 
     def _done(
         self,

@@ -29,9 +29,11 @@ class AgentState:
     goal_config: dict[str, Any] | None = None
     managed: frozenset[str] = field(default_factory=frozenset)
     initiated_sets: frozenset[str] = field(default_factory=frozenset)
+    adopted_at_ms: int = 0  # when the goal config was first served to this agent
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "adoptedAtMillis": self.adopted_at_ms,
             "lastGoalVersionAchieved": self.goal_version,
             "goalConfig": self.goal_config,
             "managedProcesses": sorted(self.managed),
@@ -52,7 +54,10 @@ class AgentState:
             raise ValueError("goalConfig is not an object")
         if not all(isinstance(x, str) for x in [*managed, *initiated]):
             raise ValueError("managedProcesses/initiatedReplicaSets must be lists of strings")
-        return cls(version, config, frozenset(managed), frozenset(initiated))
+        adopted = doc.get("adoptedAtMillis", 0)
+        if not isinstance(adopted, int) or isinstance(adopted, bool):
+            raise ValueError("adoptedAtMillis is not an integer")
+        return cls(version, config, frozenset(managed), frozenset(initiated), adopted)
 
 
 def atomic_write(path: Path, data: bytes) -> None:

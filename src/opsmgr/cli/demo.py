@@ -26,7 +26,7 @@ from opsmgr.errors import InvalidInput, OpsmgrError
 DEMO_MARKER = "demo.json"
 SIM_HOSTS = ["sim-host-1.opsmgr.sim", "sim-host-2.opsmgr.sim", "sim-host-3.opsmgr.sim"]
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def opsmgr_command() -> list[str]:

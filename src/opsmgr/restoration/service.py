@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opsmgr.automation.config import fill_redacted, processes_by_name
+from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
 from opsmgr.automation.service import AutomationService
 from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
 from opsmgr.restoration import mode
@@ -23,7 +24,6 @@ from opsmgr.store.engine import Store, Txn
 log = logging.getLogger("opsmgr.restoration")
 
 RESTORATION = "restoration_mode"
-UPLOAD_REQUEST = "UPLOAD_CONFIG"
 
 
 def _now_ms() -> int:
@@ -166,7 +166,9 @@ class RestorationService:
             self._advance(t, group_id, rec, now)
             chosen = rec.get("chosenAgent") or {}
             if ModeState(rec["state"]) is ModeState.AWAITING_UPLOAD and chosen.get("hostname") == hostname:
-                return {"requests": [{"type": UPLOAD_REQUEST, "configVersion": chosen["configVersion"]}]}
+                return {
+                    "requests": [{"type": UPLOAD_CONFIG_REQUEST, "configVersion": chosen["configVersion"]}]
+                }
         return {}
 
     def on_upload(self, group_id: str, hostname: str, body: Any) -> dict[str, Any]:

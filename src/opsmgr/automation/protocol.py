@@ -1,0 +1,14 @@
+"""The agent protocol's names, shared by the server that answers and the agent that asks: the agent API
+paths and the types of the requests a server may put in its answer to a status report.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CONF_PATH: Final = "/agents/api/automation/conf/v1/{group}"
+STATUS_PATH: Final = "/agents/api/automation/status/v1/{group}"
+UPLOAD_PATH: Final = "/agents/api/automation/restoration/v1/{group}/config"
+
+# Restoration Mode chose this agent's config as the latest: upload it, secrets redacted.
+UPLOAD_CONFIG_REQUEST: Final = "UPLOAD_CONFIG"
