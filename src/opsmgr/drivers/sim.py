@@ -35,7 +35,7 @@ _RESULT_CODES = {"ExceededTimeLimit": 262, "InterruptedDueToReplStateChange": 11
 class SimDriver:
     """The Driver of host ``hostname`` in ``world``."""
 
-    def __init__(self, world: SimWorld, hostname: str, *, poll_s: float = 0.05) -> None:
+    def __init__(self, world: SimWorld, hostname: str, *, poll_s: float = 0.1) -> None:
         self.world = world
         self.hostname = hostname
         self.poll_s = poll_s

@@ -102,6 +102,7 @@ class Ctx:
         self.meta = meta
         self.cut = set(meta.cut_hosts)
         self._nodes: dict[str, NodeRec] = {}
+        self._hosts: dict[str, list[NodeRec]] = {}  # records are live within a transaction
         self._touched: set[int] = set()
 
     # -- records -----------------------------------------------------------------------------------------
@@ -113,10 +114,13 @@ class Ctx:
         return n
 
     def host_nodes(self, hostname: str) -> list[NodeRec]:
-        host = self.tx.get(HostRec, hostname)
-        if host is None:
-            return []
-        return [n for n in (self.node(f"{hostname}/{name}") for name in host.names) if n is not None]
+        cached = self._hosts.get(hostname)
+        if cached is None:
+            host = self.tx.get(HostRec, hostname)
+            names = host.names if host is not None else []
+            cached = [n for n in (self.node(f"{hostname}/{name}") for name in names) if n is not None]
+            self._hosts[hostname] = cached
+        return cached
 
     def add_node(self, n: NodeRec) -> None:
         host = self.tx.get(HostRec, n.hostname)
@@ -127,6 +131,7 @@ class Ctx:
             host.names.append(n.name)
         self.tx.put(n)
         self._nodes[n.key] = n
+        self._hosts.pop(n.hostname, None)
 
     def group(self, gid: int | None) -> GroupRec | None:
         return self.tx.get(GroupRec, str(gid)) if gid is not None else None
@@ -429,9 +434,8 @@ def advance(ctx: Ctx, g: GroupRec, now: float) -> None:
 
 
 def busy(ctx: Ctx, g: GroupRec, up: list[Member]) -> bool:
-    """Whether something moves continuously: writes, or a secondary with entries left to apply."""
-    if writer(ctx, g, up) is not None and WriteLoad.from_json(g.load).rate > 0:
-        return True
+    """Whether a secondary is behind its source. Writes alone need no short steps: a secondary that keeps
+    up ends every step caught up whatever its length, and one that does not is behind at the next."""
     for m, n in up:
         if m["arbiterOnly"] or n.role != Role.SECONDARY or n.fsync_locks or ctx.apply_rate(n) <= 0:
             continue
