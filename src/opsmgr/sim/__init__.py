@@ -1,1 +1,71 @@
-"""placeholder"""
+"""The simulated world: hosts, ``mongod`` processes and replica sets that behave like MongoDB's.
+
+Everything shown from here is simulated and says so. The world is a deterministic state machine: a replica
+set's state at time ``t`` follows from its previous state, the time elapsed and the commands and faults
+applied (randomness is a seeded hash), so tests drive it with a :class:`~opsmgr.sim.clock.FakeClock`. It
+lives in memory (``SimWorld.in_memory``, for ``opsmgr fleet`` and unit tests) or in a SQLite file
+(``SimWorld.open``) shared by the agent processes of the hosts, where every call is one ``BEGIN IMMEDIATE``
+transaction that first advances the replica sets it touches to "now". Processes keep running when the
+agent that started them dies, because their state is in the world.
+
+Modelled, after MongoDB's documented semantics:
+
+- processes started in replSet mode or standalone (no ``replSetName``, usually on another port, so the set
+  sees that member DOWN), with the version and ``args2_6`` they were started with; start taking a moment,
+  failing on a port in use, graceful and forced stops, crashes;
+- member states STARTUP, STARTUP2 (initial sync, timed by the documents to copy), PRIMARY, SECONDARY,
+  RECOVERING (too stale to catch up), ARBITER, DOWN and REMOVED, seen from the asked member;
+- ``replSetInitiate`` (quorum check, one initiation), ``replSetReconfig`` (version, validation of members,
+  votes and priorities, at most one voting member added or removed without ``force``, quorum; ``force``
+  from any member), ``replSetGetStatus`` with optimes, health and sync sources, ``replSetGetConfig``;
+- protocol-version-1 elections: ``electionTimeoutMillis`` and ``heartbeatIntervalMillis`` from the config,
+  a majority of voting members that are up, reachable and not ahead of the candidate, terms, priority
+  takeover, election handoff on step-down, a primary stepping down without a majority, rollback of the
+  writes a new primary never received;
+- ``replSetStepDown`` (waits up to ``secondaryCatchUpPeriodSecs`` for an electable secondary to catch up
+  while writes are blocked, fails otherwise, no re-election for ``stepDownSecs``), ``replSetFreeze``,
+  ``shutdown`` of a primary (steps down first, ``timeoutSecs`` 15 s from 5.0, 10 s before);
+- replication at a rate per secondary, chaining, lag, ``stall replication``; an oplog per member capped by
+  ``replication.oplogSizeMB`` (default 990) whose window in hours follows from the write rate; reading
+  after a truncated position raises ``OplogGap``;
+- client connections held on the primary, all dropped when it steps down, dies or becomes unreachable and
+  re-established on the new primary; the time without a writable primary;
+- a write load (documents per second over namespaces and a bounded key space) producing real documents and
+  MongoDB-shaped oplog entries (``ts`` as seconds << 32 | increment, ``op`` i/u/d/n/c, ``ns``, ``o``,
+  ``o2``), so that a snapshot plus the oplog reproduces the documents of any later instant;
+- ``fsyncLock``/``fsyncUnlock`` (nested; writes on a primary and applying on a secondary blocked),
+  ``createIndexes`` (replicated from the primary through a ``c`` entry, or local on a standalone member;
+  unique indexes refused when duplicates exist) and ``listIndexes``, dump and load of user data;
+- faults: crash a process, cut a host off the network (its processes, and clients, cannot reach the rest
+  and vice versa), stall or slow replication on a member, make a process fail to start, heal all.
+
+Not modelled: sharding and mongos, authentication, TLS and keyfiles (accepted as arguments, not enforced),
+the storage engine, disk space, memory, the periodic no-op writer, write concerns and read preferences,
+``catchUpTimeoutMillis`` and catch-up takeover, delayed members' delay, partial partitions (a cut host is
+cut from everyone), the exact timing jitter of heartbeats (elections happen at exact timer expiry), queries
+other than a full dump, and updates other than full-document replacement. A rollback is applied when the
+new primary is elected rather than when the old member rejoins, and a member whose data diverges from the
+primary's (after a restore) resyncs by itself instead of requiring an operator. Changing
+``oplogSizeMB`` takes effect at the next start (MongoDB needs ``replSetResizeOplog``).
+
+Modules: ``clock`` (system and fake clocks), ``model`` (records, parameters, views), ``rsconfig`` (config
+rules), ``data`` (documents and oplog entries per lineage), ``store`` (memory and SQLite backends),
+``engine`` (the state machine), ``world`` (``SimWorld``, the API). May import ``opsmgr.errors`` and
+``opsmgr.drivers.base``; nothing here imports the agent, the server or a web framework.
+"""
+
+from opsmgr.sim.clock import Clock, FakeClock, SystemClock
+from opsmgr.sim.model import MemberView, ProcessView, ReplicaSetView, SimParams, WriteLoad
+from opsmgr.sim.world import SimWorld
+
+__all__ = [
+    "Clock",
+    "FakeClock",
+    "MemberView",
+    "ProcessView",
+    "ReplicaSetView",
+    "SimParams",
+    "SimWorld",
+    "SystemClock",
+    "WriteLoad",
+]

@@ -414,7 +414,6 @@ def write_load(ctx: Ctx, g: GroupRec, p: NodeRec, t0: float, t1: float) -> None:
         else:
             append_write(ctx, g, p, wall, "i", ns, doc, None, (key, doc), batch)
     ctx.data.append(lid, batch)
-    cap_oplog(ctx, p)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -503,6 +502,8 @@ def flow(ctx: Ctx, g: GroupRec, up: list[Member], t0: float, t1: float) -> None:
             continue
         n.apply_credit = 0.0 if e.ts >= src.applied_ts else credit - count
         n.applied_ts, n.applied_cum = e.ts, e.cum
+    # Truncate only now: a secondary that keeps up read this step's entries before the primary dropped them.
+    for _m, n in up:
         cap_oplog(ctx, n)
 
 
