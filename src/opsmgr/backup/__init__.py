@@ -1,0 +1,21 @@
+"""Continuous backup: the daemon's side of snapshots, oplog slices, heads, the PITR window and restores.
+
+A **source** is one database of a project's deployment that is backed up: a replica set (sim or ``mongod``)
+or one of a server's backing databases. Its agent ships an initial sync and then **slices** of its oplog; the
+daemon applies them to a **head** copy of the source and takes **snapshots** from the head, so a snapshot is
+consistent with an oplog position by construction. Snapshots are content-addressed **blocks** in the
+blockstore (a folder), their block lists in the snapshot metadata store; slice data are blocks too, their
+ranges in the oplog metadata store.
+
+Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr.errors``):
+
+- ``positions`` (pure): oplog positions of both kinds of source and their time shapes in Ops Manager's API.
+- ``changes`` (pure): oplog entries of both kinds normalised into one applied form, and their encoding.
+- ``pitr`` (pure): the PITR window as ranges with holes, and restore planning.
+- ``policy`` (pure): snapshot schedule, retention and what grooming may delete.
+- ``blockstore``: content-addressed, compressed, checksummed block files.
+- ``snapshots``, ``slices``, ``head``, ``restore``: the metadata stores, the head copies and restores.
+- ``daemon``: the :class:`~opsmgr.backup.daemon.BackupDaemon` the server drives.
+
+The package may import ``opsmgr.errors`` and ``opsmgr.store``; never the web framework or ``opsmgr.server``.
+"""

@@ -1,0 +1,234 @@
+"""The blockstore: content-addressed, compressed, checksummed blocks in a folder on disk.
+
+A block's id is the SHA-256 (hex) of its uncompressed content. It lives in ``<root>/blocks/ab/cd/<id>``:
+a header (magic, compression, uncompressed length) and the payload, zlib-compressed when that makes it
+smaller. Writing is atomic: the file is written under ``<root>/tmp``, fsynced, renamed into place and its
+folder fsynced, so a reader sees a whole block or none, even after a SIGKILL or a power cut. A block already
+present is not written again (deduplication); its modification time is refreshed instead, which is what
+lets grooming in another process keep blocks younger than its grace period (see :meth:`Blockstore.delete`).
+Within the process, blocks put through a :meth:`Blockstore.writer` are pinned until its metadata is
+committed: grooming never deletes a pinned block, even one a deduplicated put found already there.
+
+:meth:`Blockstore.get` re-hashes what it read: a block whose content does not match its id is
+:class:`BlockCorrupt`, an absent one :class:`BlockMissing`; both are HTTP 409 to a restore, never data.
+
+Imports ``opsmgr.backup.errors`` and the standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opsmgr.backup.errors import BlockCorrupt, BlockMissing
+
+log = logging.getLogger("opsmgr.backup.blockstore")
+
+_MAGIC = b"OPBK"
+_HEADER = struct.Struct(">4sBQ")  # magic, compression (0 none, 1 zlib), uncompressed length
+_RAW, _ZLIB = 0, 1
+_HEX = frozenset("0123456789abcdef")
+# Abandoned temporary files (a writer killed mid-block) older than this are removed when the store opens.
+TMP_MAX_AGE_S = 3600.0
+
+
+def block_id_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_block_id(text: str) -> bool:
+    return len(text) == 64 and set(text) <= _HEX
+
+
+@dataclass(frozen=True)
+class PutResult:
+    block_id: str
+    size: int  # uncompressed bytes
+    stored: int  # bytes on disk (0 when the block was already there)
+    new: bool
+
+
+@dataclass(frozen=True)
+class IntegrityProblem:
+    block_id: str
+    problem: str
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Blockstore:
+    def __init__(self, root: str | os.PathLike[str], *, compress_level: int = 1) -> None:
+        self.root = Path(root)
+        self.blocks = self.root / "blocks"
+        self.tmp = self.root / "tmp"
+        self.compress_level = compress_level
+        self._pins: Counter[str] = Counter()
+        self._pin_lock = threading.Lock()
+        self.blocks.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_tmp()
+
+    def _remove_stale_tmp(self) -> None:
+        cutoff = time.time() - TMP_MAX_AGE_S
+        for leftover in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+
+    def path(self, block_id: str) -> Path:
+        return self.blocks / block_id[:2] / block_id[2:4] / block_id
+
+    def exists(self, block_id: str) -> bool:
+        return is_block_id(block_id) and self.path(block_id).is_file()
+
+    def put(self, data: bytes) -> PutResult:
+        """Stores ``data`` unless a block with its content is already there; returns its id."""
+        return self._put(block_id_of(data), data)
+
+    @contextmanager
+    def writer(self) -> Iterator[BlockWriter]:
+        """Puts whose blocks stay pinned (safe from :meth:`delete`) until the block ends: hold it until the
+        metadata that references them is committed."""
+        w = BlockWriter(self)
+        try:
+            yield w
+        finally:
+            with self._pin_lock:
+                self._pins.subtract(w.pinned)
+                self._pins += Counter()  # drops the ids whose count reached zero
+
+    def _pin(self, block_id: str) -> None:
+        with self._pin_lock:
+            self._pins[block_id] += 1
+
+    def _put(self, block_id: str, data: bytes) -> PutResult:
+        final = self.path(block_id)
+        try:
+            os.utime(final)  # already there: keep it young for grooming's grace period
+            return PutResult(block_id, len(data), 0, False)
+        except FileNotFoundError:
+            pass
+        packed = zlib.compress(data, self.compress_level)
+        mode, payload = (_ZLIB, packed) if len(packed) < len(data) else (_RAW, data)
+        tmp = self.tmp / f"{block_id[:16]}.{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(_HEADER.pack(_MAGIC, mode, len(data)))
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return PutResult(block_id, len(data), _HEADER.size + len(payload), True)
+
+    def get(self, block_id: str) -> bytes:
+        """The content of a block, verified against its id."""
+        if not is_block_id(block_id):
+            raise BlockMissing(block_id)
+        try:
+            raw = self.path(block_id).read_bytes()
+        except FileNotFoundError:
+            raise BlockMissing(block_id) from None
+        return self._decode(block_id, raw)
+
+    def _decode(self, block_id: str, raw: bytes) -> bytes:
+        if len(raw) < _HEADER.size:
+            raise BlockCorrupt(block_id, "truncated header")
+        magic, mode, length = _HEADER.unpack_from(raw)
+        if magic != _MAGIC or mode not in (_RAW, _ZLIB):
+            raise BlockCorrupt(block_id, "bad header")
+        payload = memoryview(raw)[_HEADER.size :]
+        if mode == _ZLIB:
+            try:
+                data = zlib.decompress(payload)
+            except zlib.error as exc:
+                raise BlockCorrupt(block_id, f"cannot decompress: {exc}") from None
+        else:
+            data = bytes(payload)
+        if len(data) != length:
+            raise BlockCorrupt(block_id, f"{len(data)} bytes where the header says {length}")
+        if block_id_of(data) != block_id:
+            raise BlockCorrupt(block_id, "SHA-256 of the content does not match the block id")
+        return data
+
+    def delete(self, block_id: str, *, older_than: float | None = None) -> bool:
+        """Removes a block; with ``older_than`` (epoch seconds) only if it was not written or re-put since.
+
+        A block re-put by a concurrent snapshot (deduplication) has a fresh modification time, so a groomer
+        that passes ``older_than = now - grace`` never removes a block someone is about to reference.
+        """
+        path = self.path(block_id)
+        with self._pin_lock:
+            if self._pins[block_id] > 0:
+                return False
+            try:
+                if older_than is not None and path.stat().st_mtime >= older_than:
+                    return False
+                path.unlink()
+                return True
+            except FileNotFoundError:
+                return False
+
+    def __iter__(self) -> Iterator[str]:
+        """Every block id present (for grooming and the integrity job)."""
+        for first in sorted(self.blocks.iterdir()):
+            for second in sorted(first.iterdir()) if first.is_dir() else ():
+                for block in sorted(second.iterdir()) if second.is_dir() else ():
+                    if is_block_id(block.name):
+                        yield block.name
+
+    def verify(self, block_id: str) -> IntegrityProblem | None:
+        try:
+            self.get(block_id)
+        except BlockCorrupt as exc:
+            return IntegrityProblem(block_id, exc.why)
+        except BlockMissing:
+            return IntegrityProblem(block_id, "missing")
+        return None
+
+    def verify_all(self) -> Iterator[IntegrityProblem]:
+        """Re-hashes every block; yields each one that does not match its id."""
+        for block_id in self:
+            problem = self.verify(block_id)
+            if problem is not None:
+                log.error("integrity: block %s %s", block_id, problem.problem)
+                yield problem
+
+    def stored_bytes(self, block_id: str) -> int:
+        try:
+            return self.path(block_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+
+@dataclass
+class BlockWriter:
+    """See :meth:`Blockstore.writer`."""
+
+    store: Blockstore
+    pinned: list[str] = field(default_factory=list)
+
+    def put(self, data: bytes) -> PutResult:
+        block_id = block_id_of(data)
+        # Pinned before the put looks for an existing block, so a groomer cannot remove it in between.
+        self.store._pin(block_id)
+        self.pinned.append(block_id)
+        return self.store._put(block_id, data)

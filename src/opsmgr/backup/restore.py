@@ -1,0 +1,174 @@
+"""Carrying out a restore plan: a snapshot's documents, then the slices' entries up to the target.
+
+Two deliveries:
+
+- :func:`restore_into_store`: into an ``opsmgr.store`` :class:`Store` (a backing database being restored).
+  Every block the plan needs is read and verified **before** the target is touched, so a missing or corrupt
+  block refuses the restore (409) with the target as it was; then the target's documents are replaced by the
+  snapshot's and the entries replayed.
+- :func:`materialize`: the restored documents as a stream of ``(namespace, document)`` (for an HTTP download,
+  or a MongoDB target the agent loads with its driver). A snapshot alone streams straight from its blocks;
+  with entries to replay, they are applied to a scratch head first. Each block is verified before any of
+  its records is yielded.
+
+Entries applied are those with ``snapshot position < ts <= target`` (the target is inclusive, see
+``backup.pitr``). May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsmgr.backup.blockstore import Blockstore
+from opsmgr.backup.changes import apply_changes
+from opsmgr.backup.head import remove_head_files, scratch_head
+from opsmgr.backup.pitr import RestorePlan
+from opsmgr.backup.positions import PositionKind, millis_range, timestamp_json, to_millis
+from opsmgr.backup.slices import SliceMeta, read_changes
+from opsmgr.backup.snapshots import Progress, SnapshotMeta, read_records
+from opsmgr.errors import InvalidInput
+from opsmgr.store.engine import Store, Txn
+
+BATCH = 2000
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class ResolvedRestore:
+    """A plan with everything it needs found: the snapshot's metadata and block list, the slices."""
+
+    kind: PositionKind
+    plan: RestorePlan
+    snapshot: SnapshotMeta
+    blocks: list[str]
+    slices: list[SliceMeta]
+
+    @property
+    def slice_blocks(self) -> list[str]:
+        return [s.blockId for s in self.slices if s.blockId]
+
+    def to_json(self) -> dict[str, Any]:
+        millis = millis_range(self.kind, self.plan.target, self.plan.target)
+        return {
+            "snapshotId": self.snapshot.id,
+            "snapshotTimestamp": timestamp_json(self.kind, self.snapshot.position),
+            "targetTimestamp": timestamp_json(self.kind, self.plan.target),
+            "pointInTimeUTCMillis": millis[0] if millis else to_millis(self.kind, self.plan.target),
+            "oplogSlices": len(self.slices),
+            "oplogBound": "inclusive: entries with ts <= target are applied",
+        }
+
+
+def _reporter(progress: ProgressFn | None, total: int) -> Callable[[int, str], None]:
+    def report(done: int, message: str) -> None:
+        if progress is not None:
+            progress(Progress(min(done / total, 1.0) if total else 1.0, message))
+
+    return report
+
+
+class _StoreTarget:
+    """``backup.changes.DocTarget`` over a backing database's transaction: documents as they are."""
+
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+
+    @staticmethod
+    def _id(key: str) -> str:
+        doc_id = json.loads(key)
+        if not isinstance(doc_id, str):
+            raise InvalidInput("a backing database document's _id is a string", field="_id")
+        return doc_id
+
+    def get(self, ns: str, key: str) -> dict[str, Any] | None:
+        return self.txn.get(ns, self._id(key))
+
+    def put(self, ns: str, key: str, doc: dict[str, Any]) -> None:
+        self.txn.put(ns, doc)
+
+    def delete(self, ns: str, key: str) -> None:
+        self.txn.delete(ns, self._id(key))
+
+    def drop(self, ns: str, *, database: bool) -> None:
+        raise InvalidInput("a backing database's oplog has no drops", field="op")
+
+
+def verify(blockstore: Blockstore, r: ResolvedRestore, progress: ProgressFn | None = None) -> None:
+    """Reads and re-hashes every block the restore needs (BlockMissing/BlockCorrupt otherwise)."""
+    needed = r.blocks + r.slice_blocks
+    report = _reporter(progress, len(needed))
+    for i, block_id in enumerate(needed):
+        blockstore.get(block_id)
+        report(i + 1, f"verified {i + 1} of {len(needed)} blocks")
+
+
+def restore_into_store(
+    blockstore: Blockstore, r: ResolvedRestore, target: Store, progress: ProgressFn | None = None
+) -> dict[str, int]:
+    """Replaces ``target``'s documents with the restored ones; returns counts."""
+    if r.kind is not PositionKind.STORE:
+        raise InvalidInput("only a backing database's backup can be restored into a store", field="target")
+    verify(blockstore, r, lambda p: progress(Progress(p.fraction * 0.2, p.message)) if progress else None)
+    removed = 0
+    for coll in target.collections():
+        ids = [d["_id"] for d in target.find(coll)]
+        for i in range(0, len(ids), BATCH):
+            with target.tx() as t:
+                removed += sum(t.delete(coll, doc_id) for doc_id in ids[i : i + BATCH])
+    total = len(r.blocks) + len(r.slices)
+    report = _reporter(progress, total)
+    loaded = 0
+    batch: list[tuple[str, dict[str, Any]]] = []
+
+    def flush() -> None:
+        with target.tx() as t:
+            for ns, doc in batch:
+                t.put(ns, doc)
+        batch.clear()
+
+    def on_block(p: Progress) -> None:
+        report(int(p.fraction * len(r.blocks)), f"loading the snapshot: {p.message}")
+
+    for ns, _key, doc in read_records(blockstore, r.blocks, on_block):
+        batch.append((ns, doc))
+        loaded += 1
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    applied = 0
+    for i, s in enumerate(r.slices):
+        changes = [c for c in read_changes(blockstore, s) if r.plan.after < c.ts <= r.plan.target]
+        with target.tx() as t:
+            applied += apply_changes(_StoreTarget(t), changes)
+        report(len(r.blocks) + i + 1, f"replayed {i + 1} of {len(r.slices)} oplog slices")
+    report(total, f"restored {loaded} documents and replayed {applied} oplog entries")
+    return {"removed": removed, "documents": loaded, "entriesApplied": applied}
+
+
+def materialize(
+    blockstore: Blockstore, r: ResolvedRestore, scratch: Path, progress: ProgressFn | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The restored documents, in (namespace, key) order."""
+    if not r.slices:
+        for ns, _key, doc in read_records(blockstore, r.blocks, progress):
+            yield ns, doc
+        return
+    head = scratch_head(scratch)
+    try:
+        head.init("scratch", r.plan.after)
+        report = _reporter(progress, len(r.blocks) + len(r.slices) + 1)
+        head.load_records(
+            read_records(blockstore, r.blocks, lambda p: report(int(p.fraction * len(r.blocks)), p.message))
+        )
+        for i, s in enumerate(r.slices):
+            changes = [c for c in read_changes(blockstore, s) if r.plan.after < c.ts <= r.plan.target]
+            head.apply(changes, r.plan.target)
+            report(len(r.blocks) + i + 1, f"replayed {i + 1} of {len(r.slices)} oplog slices")
+        yield from head.documents()
+        report(len(r.blocks) + len(r.slices) + 1, "restore delivered")
+    finally:
+        remove_head_files(head)
