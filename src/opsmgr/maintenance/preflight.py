@@ -75,7 +75,7 @@ def fault_tolerance(
     if options.accept_downtime:
         return Verdict(warnings=(f"maintenance of {snap.rs_id} may make it unavailable (acceptDowntime)",))
     others_down = [m for m in snap.members if m.name != name and m.votes > 0 and not m.healthy]
-    if others_down and votes > 0:
+    if others_down:
         names = ", ".join(f"{m.name} ({_state(m)})" for m in others_down)
         return Verdict(
             f"waiting before taking {name} down: {names} already unavailable, and maintenance takes a "

@@ -1,0 +1,288 @@
+"""The maintenance lease: one per replica set, held by one member at a time, granted by the server.
+
+An agent asks for the lease before its member goes down for maintenance (``AcquireMaintenanceLease``),
+renews it while the member is out and releases it once the member is back and caught up. The grant is a pure
+decision, :func:`decide_grant`, over the lease state, the request and the health every agent reported for
+the set's members:
+
+- a live lease held by another member is never shared, so at most one member is down for maintenance;
+- a lease whose holder's agent died simply expires, but the next member is NOT granted one while the member
+  that held it (expired or released) is still unhealthy: an expired lease says nothing about the member;
+- the primary is granted the lease only after every other member still to do (secondaries first);
+- no lease while another voting member is unhealthy, or when the healthy votes left without the requester
+  would not be a majority.
+
+:class:`LeaseService` keeps one document per replica set in the application database's
+``maintenance_leases`` collection: the lease, the last holder, and the rolling change under way with its
+shared :class:`~opsmgr.maintenance.procedure.Progress`. May import ``opsmgr.errors``, ``opsmgr.store`` and
+``opsmgr.maintenance`` modules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.rolling import RollingChange
+from opsmgr.store.engine import Store
+
+LEASES = "maintenance_leases"
+DEFAULT_TTL_S = 120.0
+MAX_TTL_S = 3600.0
+_HEALTHY_STATES = frozenset({"PRIMARY", "SECONDARY", "ARBITER"})
+
+
+@dataclass(frozen=True)
+class Lease:
+    holder: str
+    granted_at: float
+    expires_at: float
+
+    def live(self, now: float) -> bool:
+        return now < self.expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {"holder": self.holder, "grantedAt": self.granted_at, "expiresAt": self.expires_at}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Lease:
+        return cls(str(raw["holder"]), float(raw["grantedAt"]), float(raw["expiresAt"]))
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """``lease``: the lease granted last, live or expired (None once released); ``last_holder``: who held
+    the lease most recently, however it ended."""
+
+    lease: Lease | None = None
+    last_holder: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaseRequest:
+    """``pending``: the members of the rolling change still to do, the requester included."""
+
+    member: str
+    ttl_s: float = DEFAULT_TTL_S
+    pending: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemberHealth:
+    """A member of the set as its agent last reported it."""
+
+    name: str
+    healthy: bool
+    state: str = "UNKNOWN"
+    votes: int = 1
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class Grant:
+    lease: Lease
+    renewed: bool = False
+
+
+@dataclass(frozen=True)
+class Deny:
+    reason: str
+
+
+def decide_grant(
+    state: LeaseState, request: LeaseRequest, members_health: Sequence[MemberHealth], now: float
+) -> Grant | Deny:
+    """Whether ``request.member`` may hold the lease of its replica set from ``now``."""
+    member, ttl = request.member, min(max(request.ttl_s, 1.0), MAX_TTL_S)
+    lease = state.lease
+    if lease is not None and lease.holder == member:
+        # Its own lease, live or expired: nobody else took it meanwhile, so it may go on.
+        return Grant(Lease(member, lease.granted_at, now + ttl), renewed=True)
+    if lease is not None and lease.live(now):
+        return Deny(f"{lease.holder} holds the maintenance lease for {lease.expires_at - now:.0f} s more")
+    health = {h.name: h for h in members_health}
+    previous = lease.holder if lease is not None else state.last_holder
+    if previous is not None and previous != member and not _healthy(health.get(previous)):
+        how = "whose lease expired" if lease is not None else "which held the lease last"
+        return Deny(
+            f"{previous}, {how}, is still {_state(health.get(previous))}: no other member goes down "
+            "until it is healthy again"
+        )
+    requester = health.get(member)
+    if requester is None:
+        return Deny(f"{member} is not a member of this replica set")
+    if requester.primary:
+        first = [p for p in request.pending if p != member]
+        if first:
+            return Deny(f"the primary {member} goes last: {', '.join(first)} still to do")
+    down = [h for h in members_health if h.name != member and h.votes > 0 and not h.healthy]
+    if down:
+        return Deny(
+            "another voting member is unavailable: " + ", ".join(f"{h.name} ({h.state})" for h in down)
+        )
+    total = sum(h.votes for h in members_health)
+    left = sum(h.votes for h in members_health if h.name != member and h.healthy)
+    if left < total // 2 + 1:
+        return Deny(f"without {member}, {left} of {total} votes would be healthy: not a majority")
+    return Grant(Lease(member, now, now + ttl))
+
+
+def _healthy(health: MemberHealth | None) -> bool:
+    return health is not None and health.healthy
+
+
+def _state(health: MemberHealth | None) -> str:
+    return health.state if health is not None else "unreported"
+
+
+def released(state: LeaseState, member: str) -> LeaseState | None:
+    """The state once ``member`` gives its lease back; None when it does not hold it."""
+    if state.lease is None or state.lease.holder != member:
+        return None
+    return LeaseState(None, member)
+
+
+def members_health(
+    agent_statuses: Iterable[Mapping[str, Any]],
+    votes: Mapping[str, int],
+    now_ms: int,
+    stale_after_ms: int,
+) -> list[MemberHealth]:
+    """The health of each member (``votes``: process name -> votes, from the goal config) from the agents'
+    status documents (``processes[].name`` and ``.observed`` with ``running`` and ``replicaStateName``, and
+    ``receivedAt``). A member whose last report is older than ``stale_after_ms`` (its agent may be dead),
+    or that no agent reports, is unhealthy."""
+    seen: dict[str, tuple[bool, str]] = {}
+    for status in agent_statuses:
+        fresh = now_ms - int(status.get("receivedAt", 0)) <= stale_after_ms
+        for entry in status.get("processes", []):
+            observed = entry.get("observed") or {}
+            fallback = "UNKNOWN" if observed.get("running") else "DOWN"
+            state = str(observed.get("replicaStateName") or fallback)
+            seen[entry["name"]] = (fresh, state if fresh else f"{state}, report stale")
+    out = []
+    for name, vote in votes.items():
+        fresh, state = seen.get(name, (False, "unreported"))
+        healthy = fresh and state in _HEALTHY_STATES
+        out.append(MemberHealth(name, healthy, state, vote, primary=healthy and state == "PRIMARY"))
+    return out
+
+
+class LeaseService:
+    """Leases and rolling-change progress of replica sets, one document per ``(group, replica set)``."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    @staticmethod
+    def _id(group_id: str, rs_id: str) -> str:
+        return f"{group_id}:{rs_id}"
+
+    def _doc(self, doc: Mapping[str, Any] | None, group_id: str, rs_id: str) -> dict[str, Any]:
+        if doc is not None:
+            return dict(doc)
+        return {"_id": self._id(group_id, rs_id), "groupId": group_id, "rsId": rs_id, "lease": None}
+
+    @staticmethod
+    def _state(doc: Mapping[str, Any]) -> LeaseState:
+        raw = doc.get("lease")
+        return LeaseState(Lease.from_json(raw) if raw else None, doc.get("lastHolder"))
+
+    @staticmethod
+    def _put_state(doc: dict[str, Any], state: LeaseState) -> None:
+        doc["lease"] = state.lease.to_json() if state.lease is not None else None
+        doc["lastHolder"] = state.lease.holder if state.lease is not None else state.last_holder
+
+    @contextmanager
+    def _editing(self, group_id: str, rs_id: str) -> Iterator[dict[str, Any]]:
+        """The replica set's document inside a write transaction; written back if the block changed it."""
+        with self.store.tx() as t:
+            doc = self._doc(t.get(LEASES, self._id(group_id, rs_id)), group_id, rs_id)
+            before = dict(doc)
+            yield doc
+            if doc != before:
+                doc["updatedAt"] = self.clock()
+                t.put(LEASES, doc)
+
+    def state(self, group_id: str, rs_id: str) -> LeaseState:
+        return self._state(self._doc(self.store.get(LEASES, self._id(group_id, rs_id)), group_id, rs_id))
+
+    def acquire(
+        self,
+        group_id: str,
+        rs_id: str,
+        member: str,
+        *,
+        health: Sequence[MemberHealth],
+        pending: Sequence[str] = (),
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> Grant | Deny:
+        """Decide and persist in one transaction, so that two agents asking at once cannot both win."""
+        request = LeaseRequest(member, ttl_s, tuple(pending))
+        with self._editing(group_id, rs_id) as doc:
+            decision = decide_grant(self._state(doc), request, health, self.clock())
+            if isinstance(decision, Grant):
+                self._put_state(doc, LeaseState(decision.lease, member))
+        return decision
+
+    def renew(self, group_id: str, rs_id: str, member: str, *, ttl_s: float = DEFAULT_TTL_S) -> Grant | Deny:
+        """Extend the holder's lease; anyone else is denied."""
+        with self._editing(group_id, rs_id) as doc:
+            state = self._state(doc)
+            if state.lease is None or state.lease.holder != member:
+                holder = state.lease.holder if state.lease is not None else "nobody"
+                return Deny(f"{member} does not hold the maintenance lease of {rs_id} ({holder} does)")
+            lease = Lease(member, state.lease.granted_at, self.clock() + min(max(ttl_s, 1.0), MAX_TTL_S))
+            self._put_state(doc, LeaseState(lease, member))
+        return Grant(lease, renewed=True)
+
+    def release(self, group_id: str, rs_id: str, member: str) -> bool:
+        """Give the lease back; False when ``member`` does not hold it (released twice, or expired and
+        taken by another)."""
+        with self._editing(group_id, rs_id) as doc:
+            state = released(self._state(doc), member)
+            if state is None:
+                return False
+            self._put_state(doc, state)
+        return True
+
+    def progress(self, group_id: str, rs_id: str, change_id: str) -> Progress:
+        """The progress of rolling change ``change_id``; a fresh one when another change was under way."""
+        doc = self.store.get(LEASES, self._id(group_id, rs_id))
+        if doc is None or doc.get("changeId") != change_id or not doc.get("progress"):
+            return Progress()
+        return Progress.from_json(doc["progress"])
+
+    def save_progress(
+        self, group_id: str, rs_id: str, change_id: str, change: RollingChange, progress: Progress
+    ) -> bool:
+        """Store ``progress`` unless a newer one (higher ``seq``) of the same change is already there."""
+        with self._editing(group_id, rs_id) as doc:
+            stored_seq = int((doc.get("progress") or {}).get("seq", -1))
+            if doc.get("changeId") == change_id and stored_seq >= progress.seq:
+                return False
+            doc.update(changeId=change_id, change=change.to_json(), progress=progress.to_json())
+        return True
+
+    def view(self, group_id: str, rs_id: str) -> dict[str, Any]:
+        """The lease part of a replica set's maintenance status (see ``maintenance.report.status_view``)."""
+        doc = self._doc(self.store.get(LEASES, self._id(group_id, rs_id)), group_id, rs_id)
+        return lease_view(self._state(doc), self.clock())
+
+    def documents(self, group_id: str) -> list[dict[str, Any]]:
+        return self.store.find(LEASES, groupId=group_id)
+
+
+def lease_view(state: LeaseState, now: float) -> dict[str, Any]:
+    lease = state.lease
+    return {
+        "holder": lease.holder if lease is not None and lease.live(now) else None,
+        "expiresInSecs": round(lease.expires_at - now, 1) if lease is not None and lease.live(now) else None,
+        "expiredHolder": lease.holder if lease is not None and not lease.live(now) else None,
+        "lastHolder": state.last_holder,
+    }
