@@ -1,0 +1,65 @@
+"""A project driven end to end: a real server, real ``opsmgr agent`` processes on a shared sim world file,
+and the public API to change and watch it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.procs import AgentProcess, ServerProcess, wait_for
+
+
+class Deployment:
+    def __init__(self, server: ServerProcess, owner: dict[str, Any], root: Path, name: str) -> None:
+        self.server = server
+        self.api = server.client(owner)
+        self.group_id = self.api.post("/groups", json={"name": name}).json()["id"]
+        self.agent_key = self.api.post(f"/groups/{self.group_id}/agentapikeys", json={"desc": "e2e"}).json()[
+            "key"
+        ]
+        self.root = root
+        self.agents: dict[str, AgentProcess] = {}
+
+    def agent(self, hostname: str, api_key: str | None = None) -> AgentProcess:
+        agent = AgentProcess(
+            root=self.root,
+            hostname=hostname,
+            base_url=self.server.url,
+            group_id=self.group_id,
+            api_key=api_key or self.agent_key,
+            world=self.root / "world.sqlite",
+        )
+        self.agents[hostname] = agent
+        return agent.start()
+
+    def put(self, config: dict[str, Any]) -> int:
+        r = self.api.put(f"/groups/{self.group_id}/automationConfig", json=config)
+        assert r.status_code == 200, r.text
+        return int(r.json()["version"])
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.api.get(f"/groups/{self.group_id}/automationStatus").json())
+
+    def hosts(self) -> list[dict[str, Any]]:
+        return list(self.api.get(f"/groups/{self.group_id}/hosts").json()["results"])
+
+    def at_goal(self, version: int, members: int) -> bool:
+        status = self.status()
+        if status["goalVersion"] != version or not status["processes"]:
+            return False
+        if any(p["lastGoalVersionAchieved"] != version for p in status["processes"]):
+            return False
+        states = sorted(h["replicaStateName"] for h in self.hosts() if h["running"])
+        return states.count("PRIMARY") == 1 and states.count("SECONDARY") == members - 1
+
+    def wait_goal(self, version: int, members: int, timeout: float = 90) -> None:
+        try:
+            wait_for(lambda: self.at_goal(version, members), timeout, interval=0.2, what=f"goal v{version}")
+        except AssertionError:
+            logs = "\n".join(f"--- {h}\n{a.log()[-3000:]}" for h, a in self.agents.items())
+            raise AssertionError(f"no goal: {self.status()}\n{self.hosts()}\n{logs}") from None
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        self.api.close()
