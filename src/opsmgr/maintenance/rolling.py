@@ -210,8 +210,13 @@ class _Ladder:
     what: str
     steps: tuple[str, ...]
     rule: str
-    field: str  # the JSON path errors name; {i} stands for the process's index
+    field: Callable[[int, Mapping[str, Any]], str]  # (index, process) -> the JSON path errors name
     mode: Callable[[Mapping[str, Any], Mapping[str, Any]], str]  # (config, process) -> mode
+
+
+def _tls_field(i: int, process: Mapping[str, Any]) -> str:
+    legacy = _at(process, "args2_6.net.tls.mode") is None and _at(process, "args2_6.net.ssl.mode") is not None
+    return f"processes[{i}].args2_6.net.{'ssl' if legacy else 'tls'}.mode"
 
 
 _LADDERS = (
@@ -219,17 +224,19 @@ _LADDERS = (
         "the TLS mode",
         TLS_MODES,
         "tls-mode-step",
-        "processes[{i}].args2_6.net.tls.mode",
+        _tls_field,
         lambda _c, p: tls_mode(p),
     ),
     _Ladder(
         "the cluster authentication mode",
         CLUSTER_AUTH_MODES,
         "cluster-auth-mode-step",
-        "processes[{i}].args2_6.security.clusterAuthMode",
+        lambda i, _p: f"processes[{i}].args2_6.security.clusterAuthMode",
         lambda _c, p: cluster_auth_mode(p),
     ),
-    _Ladder("the authentication mode", AUTH_MODES, "auth-mode-step", "auth.disabled", auth_mode),
+    _Ladder(
+        "the authentication mode", AUTH_MODES, "auth-mode-step", lambda _i, _p: "auth.disabled", auth_mode
+    ),
 )
 
 
@@ -263,7 +270,7 @@ def validate_transition(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
             if was not in ladder.steps or now not in ladder.steps:
                 continue  # not a mode validate() knows; it has refused it already
             if abs(ladder.steps.index(now) - ladder.steps.index(was)) > 1:
-                _refuse_jump(ladder, i, proc["name"], was, now)
+                _refuse_jump(ladder, i, proc, was, now)
     for i, rs in enumerate(new.get("replicaSets", [])):
         here = f"replicaSets[{i}]"
         _check_options(rs, here)
@@ -280,10 +287,10 @@ def validate_transition(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
             )
 
 
-def _refuse_jump(ladder: _Ladder, i: int, name: str, was: str, now: str) -> NoReturn:
-    steps = ladder.steps
+def _refuse_jump(ladder: _Ladder, i: int, process: Mapping[str, Any], was: str, now: str) -> NoReturn:
+    steps, name = ladder.steps, process["name"]
     toward = steps[steps.index(was) + (1 if steps.index(now) > steps.index(was) else -1)]
-    field = ladder.field.format(i=i)
+    field = ladder.field(i, process)
     hint = (
         f"; set processes[{i}].args2_6.security.transitionToAuth to true first"
         if ladder.rule == "auth-mode-step" and toward == "transitionToAuth"
@@ -421,7 +428,8 @@ def _matching_old_set(old: Mapping[str, Any], new: Mapping[str, Any], rs: Mappin
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(node, Mapping) and node:
+    """Every non-object value below ``node`` by dotted path (an empty object is the same as none)."""
+    if isinstance(node, Mapping):
         for key, value in node.items():
             yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
     else:
