@@ -103,6 +103,8 @@ class ServerContext:
         Agents adopt whatever they are served, so anything but the goal version gets the goal config, unless
         Restoration Mode says otherwise.
         """
+        if held == self.goal_versions.get(group_id, self.automation.version):
+            return None  # and the version is now cached for the polls that follow
         return self.restoration.on_poll(group_id, hostname, held)
 
     def record_agent_status(self, group_id: str, hostname: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +258,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     app.add_middleware(RequestPipeline, ctx=ctx)
 
-    app.include_router(public_api.router)
+    # The agent poll is the hottest route: matched first, before the public API's many routes.
     app.include_router(agent_api.router)
+    app.include_router(public_api.router)
     app.include_router(restoration_api.router)
     app.include_router(ops_api.router)
 
