@@ -29,7 +29,12 @@ from opsmgr.errors import InvalidInput
 from opsmgr.sim.world import SimWorld
 
 # MongoDB's codes for the outcomes a pending step-down or shutdown can end with.
-_RESULT_CODES = {"ExceededTimeLimit": 262, "InterruptedDueToReplStateChange": 11602, "NotFound": 70}
+_RESULT_CODES = {
+    "ExceededTimeLimit": 262,
+    "InterruptedDueToReplStateChange": 11602,
+    "HostUnreachable": 6,
+    "NotFound": 70,
+}
 
 
 class SimDriver:

@@ -41,6 +41,7 @@ from opsmgr.sim.data import DataOps, Entry, gc_points, id_key, keep_ranges
 from opsmgr.sim.model import (
     ROLE_STATE,
     AddrRec,
+    EventsRec,
     GroupRec,
     HostRec,
     LineageRec,
@@ -103,6 +104,7 @@ class Ctx:
         self.cut = set(meta.cut_hosts)
         self._nodes: dict[str, NodeRec] = {}
         self._hosts: dict[str, list[NodeRec]] = {}  # records are live within a transaction
+        self._listening: dict[str, NodeRec | None] = {}  # cleared whenever a process starts or stops
         self._touched: set[int] = set()
 
     # -- records -----------------------------------------------------------------------------------------
@@ -132,6 +134,10 @@ class Ctx:
         self.tx.put(n)
         self._nodes[n.key] = n
         self._hosts.pop(n.hostname, None)
+        self.ports_changed()
+
+    def ports_changed(self) -> None:
+        self._listening.clear()
 
     def group(self, gid: int | None) -> GroupRec | None:
         return self.tx.get(GroupRec, str(gid)) if gid is not None else None
@@ -157,8 +163,12 @@ class Ctx:
 
     def listening(self, addr: str) -> NodeRec | None:
         """The running process listening on ``host:port``, in whatever mode."""
+        if addr in self._listening:
+            return self._listening[addr]
         hostname, port = rsconfig.split_host(addr)
-        return next((n for n in self.host_nodes(hostname) if n.running and n.port == port), None)
+        found = next((n for n in self.host_nodes(hostname) if n.running and n.port == port), None)
+        self._listening[addr] = found
+        return found
 
     # -- network and faults ------------------------------------------------------------------------------
 
@@ -211,10 +221,18 @@ class Ctx:
 
     # -- events ------------------------------------------------------------------------------------------
 
+    def events(self, g: GroupRec) -> EventsRec:
+        rec = self.tx.get(EventsRec, str(g.gid))
+        if rec is None:
+            rec = EventsRec(g.gid)
+            self.tx.put(rec)
+        return rec
+
     def event(self, g: GroupRec, t: float, kind: str, **fields: Any) -> None:
-        g.events.append({"t": round(t, 3), "kind": kind, **fields})
-        if len(g.events) > self.params.max_events:
-            del g.events[: len(g.events) - self.params.max_events]
+        events = self.events(g).events
+        events.append({"t": round(t, 3), "kind": kind, **fields})
+        if len(events) > self.params.max_events:
+            del events[: len(events) - self.params.max_events]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -421,15 +439,19 @@ def write_load(ctx: Ctx, g: GroupRec, p: NodeRec, t0: float, t1: float) -> None:
 
 
 def advance(ctx: Ctx, g: GroupRec, now: float) -> None:
+    """Move ``g`` to ``now``. Each evaluation leaves the set settled, so a step in which nothing moved and
+    no timer fell due needs none: an idle set costs one step however long it was left alone."""
     t = g.t
     while t < now:
         up = up_members(ctx, g, t)
-        end = min(now, next_event(ctx, g, t, up))
+        scheduled = next_event(ctx, g, t, up)
+        end = min(now, scheduled)
         if busy(ctx, g, up):
             end = min(end, t + heartbeat_s(g))
-        flow(ctx, g, up, t, end)
+        moved = flow(ctx, g, up, t, end)
         t = g.t = end
-        evaluate(ctx, g, t)
+        if moved or due(t, scheduled):
+            evaluate(ctx, g, t)
 
 
 def busy(ctx: Ctx, g: GroupRec, up: list[Member]) -> bool:
@@ -478,9 +500,11 @@ def catch_up_times(ctx: Ctx, g: GroupRec, p: NodeRec, t: float, up: list[Member]
     return out
 
 
-def flow(ctx: Ctx, g: GroupRec, up: list[Member], t0: float, t1: float) -> None:
+def flow(ctx: Ctx, g: GroupRec, up: list[Member], t0: float, t1: float) -> bool:
+    """Writes, replication and oplog truncation from ``t0`` to ``t1``; whether any optime moved."""
     if t1 <= t0:
-        return
+        return False
+    before = [n.applied_ts for _, n in up]
     p = writer(ctx, g, up)
     if p is not None:
         write_load(ctx, g, p, t0, t1)
@@ -505,6 +529,7 @@ def flow(ctx: Ctx, g: GroupRec, up: list[Member], t0: float, t1: float) -> None:
     # Truncate only now: a secondary that keeps up read this step's entries before the primary dropped them.
     for _m, n in up:
         cap_oplog(ctx, n)
+    return before != [n.applied_ts for _, n in up]
 
 
 def evaluate(ctx: Ctx, g: GroupRec, t: float) -> None:
@@ -541,12 +566,13 @@ def evaluate(ctx: Ctx, g: GroupRec, t: float) -> None:
             n.minority_since = t
         elif due(t, n.minority_since + eto):
             step_down(ctx, g, n, t, "cannot see a majority of voting members")
+    update_views(ctx, g, up, t)
+    resolve_election(ctx, g, t, up)
+    # After the election: members whose data is not the (new) primary's start their initial sync now.
     target = primary_of(g, up)
     for m, n in up:
         if not m["arbiterOnly"]:
             data_role(ctx, g, n, t, up, target)
-    update_views(ctx, g, up, t)
-    resolve_election(ctx, g, t, up)
     update_views(ctx, g, up, t)
     if g.election is None:
         schedule_election(ctx, g, t, up)
@@ -598,8 +624,9 @@ def step_down(ctx: Ctx, g: GroupRec, n: NodeRec, t: float, reason: str) -> None:
 
 def halt(ctx: Ctx, g: GroupRec | None, n: NodeRec, t: float, how: str) -> None:
     """The process ends (``how``: "shutdown" or "crash"); its data stays."""
-    finish_request(n, None if how == "shutdown" else f"the process ended ({how})")
+    finish_request(n, None if how == "shutdown" else f"HostUnreachable: the process ended ({how})")
     n.running = False
+    ctx.ports_changed()
     n.role = Role.SECONDARY
     n.sync_end = n.sync_source = None
     n.no_primary_since = n.minority_since = n.takeover_since = None

@@ -10,6 +10,7 @@ and written back at commit). Each record kind has a ``KIND`` and a ``key``:
   replica set binding, config version, term, oplog pointers, indexes, role;
 - ``GroupRec``: one replica set (created by ``replSetInitiate``): config, term, primary, pending election,
   write load, client connections and statistics;
+- ``EventsRec``: a replica set's recent events (elections, step-downs, crashes, rollbacks, ...);
 - ``LineageRec``: one history of writes shared by the members that replicate it (see ``sim.data``);
 - ``AddrRec``: which replica set lists ``host:port`` as a member.
 
@@ -121,7 +122,8 @@ class Record:
         raise NotImplementedError
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+        """The fields as they are (JSON values already): serialised at once, so no copy is needed."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_json(cls: type[R], raw: dict[str, Any]) -> R:
@@ -266,6 +268,18 @@ class GroupRec(Record):
     ever_primary: bool = False
     outage_since: float | None = None
     outage_total: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return str(self.gid)
+
+
+@dataclass
+class EventsRec(Record):
+    """A replica set's recent events, apart from its state so that a call only loads them to add one."""
+
+    KIND: ClassVar[str] = "events"
+    gid: int
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property

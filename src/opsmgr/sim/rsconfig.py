@@ -12,6 +12,7 @@ May import ``opsmgr.drivers.base``.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,7 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
+@functools.lru_cache(maxsize=65536)
 def split_host(host: str) -> tuple[str, int]:
     name, sep, port = host.rpartition(":")
     if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:

@@ -155,9 +155,10 @@ class SimWorld:
         fn: Callable[[Ctx, NodeRec | None, float], T],
         *,
         addr: str | None = None,
+        reads: bool = False,
     ) -> T:
         """Advance the sets of one process (and of ``addr``, where it is about to listen), apply ``fn``,
-        then let the sets react at once."""
+        then (unless it only ``reads``) let the sets react at once."""
         with self._ctx() as ctx:
             key = node_key(hostname, name)
             n = ctx.node(key)
@@ -165,6 +166,8 @@ class SimWorld:
             listed = ctx.addr_group(addr) if addr is not None else None
             t = self._advance(ctx, [*groups, *([listed] if listed else [])])
             result = fn(ctx, n, t)
+            if reads:
+                return result
             n = ctx.node(key)
             for g in groups_of(ctx, [n] if n else []):
                 advance(ctx, g, t)
@@ -209,7 +212,7 @@ class SimWorld:
                 uptime_s=max(0.0, t - n.started_at),
             )
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     def start(self, spec: ProcessSpec) -> float:
         """Start the process (it accepts connections at the returned time); a no-op if it already runs so."""
@@ -245,6 +248,7 @@ class SimWorld:
                 n.dbpath = spec.dbpath
             n.running = True
             n.port, n.mode, n.version = spec.port, mode.value, spec.version
+            ctx.ports_changed()
             n.args = copy.deepcopy(spec.args)
             n.repl_set_name = spec.repl_set_name
             n.cap_bytes = int(cap_mb * MB)
@@ -318,7 +322,7 @@ class SimWorld:
                 return None
             return n.results.get(req, "ok" if not n.running else f"NoSuchRequest: request {req} is not known")
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     # -- replication commands ---------------------------------------------------------------------------
 
@@ -363,7 +367,7 @@ class SimWorld:
                 config_version=n.cfg_version,
             )
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     def rs_config(self, hostname: str, name: str) -> dict[str, Any] | None:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> dict[str, Any] | None:
@@ -373,7 +377,7 @@ class SimWorld:
                 return None
             return {**copy.deepcopy(g.config), "term": g.term}
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     def initiate(self, hostname: str, name: str, config: dict[str, Any]) -> None:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> None:
@@ -716,7 +720,7 @@ class SimWorld:
             specs = engine.effective_indexes(ctx, n).get(ns, [])
             return [{"v": 2, "key": {"_id": 1}, "name": "_id_"}, *copy.deepcopy(specs)]
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     def connections(self, hostname: str, name: str) -> int:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> int:
@@ -724,7 +728,7 @@ class SimWorld:
             g = ctx.group(n.gid)
             return g.connected if g is not None and g.primary == n.key and n.role == Role.PRIMARY else 0
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     # -- oplog and data ---------------------------------------------------------------------------------
 
@@ -744,7 +748,7 @@ class SimWorld:
                 window_hours=((n.applied_ts >> 32) - (first[0].ts >> 32)) / 3600.0,
             )
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     def oplog_read(self, hostname: str, name: str, after_ts: int, limit: int = 1000) -> list[OplogRecord]:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> list[OplogRecord]:
@@ -758,7 +762,7 @@ class SimWorld:
                 raise OplogGap(after_ts, first[0].ts if first else None)
             return [e.record() for e in ctx.data.entries(n.lineage, after_ts, n.applied_ts, limit)]
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     def dump(self, hostname: str, name: str) -> list[tuple[str, dict[str, Any]]]:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> list[tuple[str, dict[str, Any]]]:
@@ -768,7 +772,7 @@ class SimWorld:
             docs = ctx.data.docs_at(n.lineage, n.applied_ts)
             return sorted(docs, key=lambda nd: (nd[0], id_key(nd[1].get("_id"))))
 
-        return self._on_node(hostname, name, run)
+        return self._on_node(hostname, name, run, reads=True)
 
     def load(self, hostname: str, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
         """Replace the process's user data (it must be stopped or standalone); its oplog restarts."""
@@ -1020,7 +1024,7 @@ class SimWorld:
             writes=g.writes,
             rolled_back_ops=g.rolled_back,
             write_load=WriteLoad.from_json(g.load),
-            events=tuple(copy.deepcopy(g.events)),
+            events=tuple(copy.deepcopy(ctx.events(g).events)),
         )
 
     def processes(self, hostname: str | None = None) -> list[ProcessView]:
