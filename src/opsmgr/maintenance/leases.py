@@ -106,10 +106,11 @@ def decide_grant(
         return Deny(f"{lease.holder} holds the maintenance lease for {lease.expires_at - now:.0f} s more")
     health = {h.name: h for h in members_health}
     previous = lease.holder if lease is not None else state.last_holder
-    if previous is not None and previous != member and not _healthy(health.get(previous)):
+    # A previous holder no longer in the set (it left) cannot hold anything up.
+    if previous in health and previous != member and not _healthy(health.get(previous)):
         how = "whose lease expired" if lease is not None else "which held the lease last"
         return Deny(
-            f"{previous}, {how}, is still {_state(health.get(previous))}: no other member goes down "
+            f"{previous}, {how}, is still {health[previous].state}: no other member goes down "
             "until it is healthy again"
         )
     requester = health.get(member)
@@ -133,10 +134,6 @@ def decide_grant(
 
 def _healthy(health: MemberHealth | None) -> bool:
     return health is not None and health.healthy
-
-
-def _state(health: MemberHealth | None) -> str:
-    return health.state if health is not None else "unreported"
 
 
 def released(state: LeaseState, member: str) -> LeaseState | None:

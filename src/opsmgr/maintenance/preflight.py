@@ -95,7 +95,8 @@ def fault_tolerance(
     if votes > 0 and healthy_after == majority:
         return Verdict(
             warnings=(
-                f"while {name} is out, one more failure loses the majority of {snap.rs_id} "
+                f"{'once' if leaving else 'while'} {name} is {'gone' if leaving else 'out'}, one more "
+                f"failure loses the majority of {snap.rs_id} "
                 f"({healthy_after} of {total} votes up, {majority} needed); {ARBITER_REMEDY}",
             )
         )

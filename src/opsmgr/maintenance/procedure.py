@@ -483,8 +483,7 @@ def _gate(
     verdict = fault_tolerance(snap, name, leaving=leaving, options=options)
     if not leaving and move in (MoveName.ACQUIRE_LEASE, MoveName.RESTART_STANDALONE):
         verdict = verdict.then(oplog_window(snap, name, progress.observed_out_s, policy))
-    primary = snap.primary()
-    if move is MoveName.ACQUIRE_LEASE and primary is not None and primary.name == name:
+    if move is MoveName.ACQUIRE_LEASE and MoveName.STEP_DOWN in {s.move for s in progress.steps}:
         verdict = verdict.then(preferred_primary(snap, name, policy).verdict)
     return verdict
 
@@ -501,7 +500,9 @@ def _action(
     unit: Unit | None = None,
 ) -> Move | Blocked:
     name, move = step.member, step.move
-    verdict = _gate(snap, change, replace(progress, unit=unit) if unit else progress, step, options, policy)
+    # The first step of a unit is gated as part of that unit.
+    unit_progress = replace(progress, unit=unit, steps=plan, position=0) if plan else progress
+    verdict = _gate(snap, change, unit_progress, step, options, policy)
     if not verdict.ok:
         return Blocked(str(verdict.blocked), BlockCause.PREFLIGHT, name, verdict.check, verdict.warnings)
     primary = snap.primary()
@@ -578,7 +579,7 @@ def record(progress: Progress, move: Move, now: float) -> Progress:
     if move.waiting:
         return progress
     p = progress
-    if move.plan:
+    if move.plan and move.plan != p.steps:
         p = replace(
             p,
             unit=move.unit,
