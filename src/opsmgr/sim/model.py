@@ -29,8 +29,6 @@ from opsmgr.drivers.base import MemberState
 from opsmgr.errors import InvalidInput
 
 MB = 1024 * 1024
-# Versions of documents that are still current end at this timestamp.
-TS_MAX = (1 << 63) - 1
 
 _NAMESPACE = re.compile(r"^[^.\s$/\\\"]+\.[^\s$]+$")
 
@@ -49,7 +47,8 @@ class WriteLoad:
     with probability ``delete_ratio``, deleting it. The key space bounds the data; ``payload_bytes`` sizes
     each document and therefore each oplog entry. ``clients`` is the number of client connections the
     application holds on the primary (dropped when the primary steps down or dies, re-established on the
-    new one).
+    new one). The load respects unique indexes by construction only (``_id``, ``n`` and ``v`` are unique);
+    client writes through ``SimWorld.write`` are checked against them.
     """
 
     rate: float = 0.0
