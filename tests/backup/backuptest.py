@@ -71,7 +71,9 @@ class StoreAgent:
         results = []
         assert self.acked is not None
         while True:
-            entries = [e for e in self.store.oplog_after(self.acked, self.page) if until is None or e.ts <= until]
+            entries = [
+                e for e in self.store.oplog_after(self.acked, self.page) if until is None or e.ts <= until
+            ]
             if not entries:
                 return results
             result = self.daemon.ingest_slice(

@@ -186,7 +186,14 @@ def plan_restore(
         if t <= _reach(snap, runs):
             needed = tuple(
                 sorted(
-                    (x for x in slices if x.chain == snap.chain and x.end > snap.position and x.start < t),
+                    (
+                        x
+                        for x in slices
+                        if x.chain == snap.chain
+                        and snap.position < t
+                        and x.end > snap.position
+                        and x.start < t
+                    ),
                     key=lambda x: x.start,
                 )
             )
