@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from opsmgr.backup import pitr, policy, restore
 from opsmgr.backup.blockstore import Blockstore
+from opsmgr.backup.errors import SnapshotFailed
 from opsmgr.backup.head import Head, Heads, HeadState
 from opsmgr.backup.pitr import Range, SliceSpan, SnapshotPoint, Target
 from opsmgr.backup.policy import Schedule
@@ -410,7 +411,7 @@ class BackupDaemon:
                 raise
             except OSError as exc:
                 self._record_failure(source_id, meta.id, str(exc))
-                raise
+                raise SnapshotFailed(f"snapshot of {src.name} failed: {exc}", sourceId=source_id) from exc
             self._clear_failure(source_id)
         log.info(
             "source %s: snapshot %s at %s: %d documents, %d blocks (%d new)",
@@ -678,7 +679,6 @@ class BackupDaemon:
         failure = self.snapshot_catalog.store.get(STATUS, source_id)
         integrity = self.snapshot_catalog.store.get(INTEGRITY, "last")
         tip_ms = to_millis(kind, chain.tip) if chain and chain.tip is not None else None
-        window_end = pitr.window_json(kind, ranges[-1:])[0] if ranges else None
         return {
             "sourceId": src.id,
             "groupId": src.groupId,
@@ -698,7 +698,7 @@ class BackupDaemon:
             "snapshotDue": policy.due(now, last.createdAt if last else None, src.schedule),
             "lastSnapshotFailure": failure["lastFailure"] if failure else None,
             "window": pitr.window_json(kind, ranges),
-            "windowEndUTCMillis": window_end["endUTCMillis"] if window_end else None,
+            "windowEndUTCMillis": to_millis(kind, ranges[-1].end) if ranges else None,
             "windowHoles": max(len(ranges) - 1, 0),
             "chain": None if chain is None else chain.chain,
             "tip": None if chain is None or chain.tip is None else timestamp_json(kind, chain.tip),

@@ -5,6 +5,7 @@
   restore job whose snapshot the restored metadata stores no longer have).
 - :class:`OutsideWindow`: a point in time no snapshot and chain of slices can reach (400, listing the
   restorable ranges).
+- :class:`SnapshotFailed`: a snapshot could not be written (503; the daemon retries at its next tick).
 
 Imports only ``opsmgr.errors``.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
 
 
 class SnapshotBlocksMissing(Conflict):
@@ -52,3 +53,10 @@ class OutsideWindow(InvalidInput):
     def __init__(self, detail: str, ranges: list[dict[str, Any]]) -> None:
         super().__init__(detail, field="pointInTimeUTCMillis", restorableRanges=ranges)
         self.ranges = ranges
+
+
+class SnapshotFailed(OpsmgrError):
+    """Taking a snapshot failed for a reason of the machine (disk full, I/O error); retried next tick."""
+
+    http_status = 503
+    error_code = "SNAPSHOT_FAILED"
