@@ -80,8 +80,12 @@ class FakeSet:
         self.left: list[str] = []
         self.primary: str | None = None
         self.vacant = False
+        self.stepped_down: str | None = None
+        self.handoffs = self.unplanned_elections = 0
         self._elect()
-        self.elections = 0  # the first primary is where the story starts
+        # The first primary is where the story starts. Afterwards an election is a handoff when it follows
+        # a step-down and another member wins; any other (after a fault) is unplanned.
+        self.elections = self.unplanned_elections = 0
 
     def up(self, m: FakeMember) -> bool:
         running = not (m.standalone or m.stopped)
@@ -136,12 +140,17 @@ class FakeSet:
         if candidates:
             self.primary = max(candidates, key=lambda m: (m.priority, m.name)).name
             self.elections += 1
+            if self.stepped_down is not None and self.stepped_down != self.primary:
+                self.handoffs += 1
+            else:
+                self.unplanned_elections += 1
+            self.stepped_down = None
 
     def tick(self, dt: float) -> None:
         self.t += dt
         primary = self.members.get(self.primary or "")
         if primary is not None and (not self.up(primary) or self.healthy_votes() < self.majority()):
-            self.primary, primary, self.vacant = None, None, False
+            self.primary, primary, self.vacant, self.stepped_down = None, None, False, None
         if primary is not None:
             primary.optime = self.t
             for m in self.members.values():
@@ -170,7 +179,7 @@ class FakeSet:
             assert move.name is MoveName.SHUTDOWN, move
         elif move.name is MoveName.STEP_DOWN:
             assert self.primary == name, f"step-down of {name}, but the primary is {self.primary}"
-            self.primary, self.vacant = None, False
+            self.primary, self.vacant, self.stepped_down = None, False, name
             m.frozen_until = self.t + 60
         elif move.name is MoveName.TRANSFER_VOTE:
             m.votes, m.priority = 0, 0.0

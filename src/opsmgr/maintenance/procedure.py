@@ -74,6 +74,8 @@ class MoveName(StrEnum):
     WAIT_PRIMARY = "WaitPrimary"
 
 
+# Moves after which the member no longer serves its set as it did: never while it is the primary.
+_OUT_OF_SET = frozenset({MoveName.TRANSFER_VOTE, MoveName.RESTART_STANDALONE, MoveName.REMOVE_FROM_SET})
 WAITS = frozenset(
     {
         MoveName.WAIT_PREFERRED_PRIMARY_CAUGHT_UP,
@@ -396,13 +398,47 @@ def _continue(
     for step in progress.steps[progress.position :]:
         if _skipped(snap, step):
             continue
+        primary = snap.primary()
+        if step.move is MoveName.WAIT_ELECTION and primary is not None and primary.name == step.member:
+            # Elected again once its step-down period ran out (a fault kept the others from winning).
+            return _primary_elsewhere(snap, change, progress, step, options, policy)
         if step.move in WAITS:
             decision = _wait(snap, progress, step, policy)
             if decision is None:
                 continue
             return decision
+        if step.move in _OUT_OF_SET and progress.unit is Unit.MEMBER:
+            decision = _primary_elsewhere(snap, change, progress, step, options, policy)
+            if decision is not None:
+                return decision
         return _action(snap, change, progress, step, options, policy)
     return None
+
+
+def _primary_elsewhere(
+    snap: RsSnapshot,
+    change: RollingChange,
+    progress: Progress,
+    step: PlannedStep,
+    options: MaintenanceOptions,
+    policy: Policy,
+) -> Decision | None:
+    """A member leaves its set (or its vote) only while another member is primary. A fault can make the
+    member of a secondary's cycle primary after the cycle began: it then steps down first."""
+    primary = snap.primary()
+    if primary is None:
+        wait = PlannedStep(MoveName.WAIT_ELECTION, step.member)
+        return _waiting(wait, f"waiting for {snap.rs_id} to have a primary before {step.member} goes down")
+    if primary.name != step.member:
+        return None
+    handoff = preferred_primary(snap, step.member, policy)
+    if not handoff.verdict.ok:
+        return Blocked(
+            str(handoff.verdict.blocked), BlockCause.PREFLIGHT, step.member, Check.PREFERRED_PRIMARY
+        )
+    if not handoff.ready:
+        return _waiting(PlannedStep(MoveName.WAIT_PREFERRED_PRIMARY_CAUGHT_UP, step.member), handoff.note)
+    return _action(snap, change, progress, PlannedStep(MoveName.STEP_DOWN, step.member), options, policy)
 
 
 def _skipped(snap: RsSnapshot, step: PlannedStep) -> bool:
@@ -598,6 +634,8 @@ def record(progress: Progress, move: Move, now: float) -> Progress:
         None,
     )
     if index is None:
+        if move.name is MoveName.STEP_DOWN:  # a primary that a fault put in a secondary's cycle
+            return replace(p, step_downs=p.step_downs + 1, since=now, seq=p.seq + 1)
         return progress
     p = replace(p, position=index + 1, since=now, seq=p.seq + 1)
     if move.name in (MoveName.RESTART_STANDALONE, MoveName.REMOVE_FROM_SET) or (
