@@ -33,6 +33,15 @@ from opsmgr.maintenance.procedure import (
     record,
     temporary_arbiter_name,
 )
+from opsmgr.maintenance.report import (
+    Alert,
+    ChangeState,
+    ChangeStatus,
+    Event,
+    events_between,
+    events_for_move,
+    observe,
+)
 from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange
 from opsmgr.maintenance.snapshot import MemberView, Policy, RsSnapshot
 
@@ -218,6 +227,9 @@ class Trace:
     violations: list[str] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
     done: bool = False
+    events: list[Event] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    states: list[ChangeState] = field(default_factory=list)
 
     def names(self) -> list[str]:
         return [m.name.value for m in self.moves]
@@ -240,14 +252,24 @@ def play(
     ``violations``."""
     trace = Trace()
     lease = LeaseState()
+    status = ChangeStatus(change.rs_id)
+    before: RsSnapshot | None = None
     for step in range(max_steps):
         for f in faults:
             if f.at_step == step and fake.members:
                 names = sorted(fake.members)
                 fake.crash(names[f.member % len(names)], fake.t + f.duration_s)
         snap = fake.snapshot()
+        trace.events += events_between(before, snap)
+        before = snap
         decision = next_move(snap, change, trace.progress, options=options, policy=policy)
         trace.decisions.append(decision)
+        seen = observe(status, decision, fake.t)
+        status = seen.status
+        trace.alerts += seen.alerts
+        trace.events += seen.events
+        if not trace.states or trace.states[-1] is not status.state:
+            trace.states.append(status.state)
         if isinstance(decision, Done):
             trace.done = True
             break
@@ -257,6 +279,9 @@ def play(
                 fake.tick(dt)
                 continue
             lease = granted
+            primary = snap.primary()
+            connections = primary.connections if primary is not None else None
+            trace.events += events_for_move(decision, trace.progress, fake.t, connections=connections)
             fake.execute(decision)
             trace.moves.append(decision)
             trace.progress = record(trace.progress, decision, fake.t)
