@@ -59,6 +59,7 @@ def test_store_entries_become_puts_and_deletes() -> None:
         {"ts": 1, "op": "i", "ns": "", "_id": "a", "doc": {"_id": "a"}},
         {"ts": 1, "op": "i", "ns": "c", "_id": "a", "doc": None},
         {"op": "i", "ns": "c", "_id": "a", "doc": {"_id": "a"}},
+        {"ts": 1, "op": "i", "ns": "$head", "_id": "a", "doc": {"_id": "a"}},  # the head's own state
     ],
 )
 def test_malformed_store_entries_are_invalid_input(raw: dict[str, Any]) -> None:

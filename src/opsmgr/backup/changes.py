@@ -27,6 +27,8 @@ from typing import Any, Protocol
 from opsmgr.errors import InvalidInput
 
 MAX_KEY_LEN = 256
+# Where a head keeps its own state (``backup.head``); ``$`` cannot start a MongoDB collection name.
+RESERVED_NS = "$head"
 # Commands that change no document: replaying them is doing nothing.
 _INERT_COMMANDS = frozenset(
     {
@@ -97,6 +99,8 @@ def _ns(raw: dict[str, Any]) -> str:
     ns = _need(raw, "ns")
     if not isinstance(ns, str) or not ns:
         raise InvalidInput("oplog entry ns must be a non-empty string", field="ns")
+    if ns == RESERVED_NS:
+        raise InvalidInput(f"namespace {RESERVED_NS!r} is reserved by the backup daemon", field="ns")
     return ns
 
 

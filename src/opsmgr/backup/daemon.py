@@ -163,6 +163,7 @@ class BackupDaemon:
         clock: Clock | None = None,
         *,
         block_target: int = BLOCK_TARGET,
+        compress_level: int = 1,
         groom_interval_s: float = 600.0,
         groom_grace_s: float = 600.0,
     ) -> None:
@@ -170,7 +171,7 @@ class BackupDaemon:
         self.snapshot_catalog = SnapshotCatalog(stores.snapshots)
         self.slice_catalog = SliceCatalog(stores.oplogs)
         self.root = Path(blockstore_path)
-        self.blockstore = Blockstore(self.root)
+        self.blockstore = Blockstore(self.root, compress_level=compress_level)
         self.heads = Heads(self.root)
         self.clock = clock or SystemClock()
         self.block_target = block_target

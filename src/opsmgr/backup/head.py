@@ -37,12 +37,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opsmgr.backup.changes import Change, ChangeOp, apply_changes, doc_key
+from opsmgr.backup.changes import RESERVED_NS, Change, ChangeOp, apply_changes, doc_key
 from opsmgr.backup.snapshots import Record, record_line
 from opsmgr.errors import InvalidInput
 from opsmgr.store.engine import Store, Txn, documents
 
-STATE_COLL = "$head"
+STATE_COLL = RESERVED_NS
 STATE_ID = "state"
 LOAD_BATCH = 2000
 APPLY_BATCH = 5000

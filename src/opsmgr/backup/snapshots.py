@@ -264,10 +264,18 @@ def read_records(
     blockstore: Blockstore, block_ids: list[str], progress: Callable[[Progress], None] | None = None
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """Every ``(namespace, key, document)`` of a snapshot, each block verified against its id."""
-    for i, block_id in enumerate(block_ids):
-        data = blockstore.get(block_id)
+    for data in read_blocks(blockstore, block_ids, progress):
         for line in data.splitlines():
             yield parse_record(line)
+
+
+def read_blocks(
+    blockstore: Blockstore, block_ids: list[str], progress: Callable[[Progress], None] | None = None
+) -> Iterator[bytes]:
+    """The record lines of a snapshot, block by block, each verified before it is yielded (a snapshot-only
+    download can send these bytes as they are)."""
+    for i, block_id in enumerate(block_ids):
+        yield blockstore.get(block_id)
         if progress is not None:
             progress(Progress((i + 1) / len(block_ids), f"{i + 1} of {len(block_ids)} blocks read"))
 

@@ -1,0 +1,166 @@
+"""Restore throughput against a plain file copy of the same bytes, and oplog replay rate against plain
+inserts of the same documents, in the same run.
+
+1. **Restore.** N generated documents of about S bytes are initial-synced and snapshotted. A restore reads
+   each block of the snapshot, re-hashes it (SHA-256), decompresses it and writes its records out, which is
+   what a snapshot download delivers; it is timed against ``shutil.copyfile`` of a file holding the same
+   (uncompressed) bytes. For information, a full restore into a Store (a backing database) is timed too.
+2. **Replay.** M updates (full post-images, as a backing database's oplog carries them) of a smaller
+   dataset are shipped as slices after a snapshot; a point-in-time restore to the last entry decodes and
+   applies them to a Store. Its replay part (restore time minus the same restore to the snapshot alone) is
+   compared with inserting the same M documents into a fresh Store in transactions of the same size.
+
+Prints figures; asserts nothing. Targets (issue 5): restore within 2x of the plain copy; replay at least 50%
+of plain inserts.
+
+    python benchmarks/backup_restore.py                                   # 20 MB, 50,000 entries: < 1 min
+    python benchmarks/backup_restore.py --docs 1000000 --doc-bytes 1000 --entries 1000000   # 1 GB, 1M
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from backup_common import START, bench_daemon, document, mb, ship_updates, synced_source
+
+from opsmgr.backup.snapshots import read_blocks
+from opsmgr.store import Store
+
+
+def _restore_file(blockstore: Any, blocks: list[str], out_path: Path, durable: bool) -> float:
+    started = time.perf_counter()
+    with open(out_path, "wb") as out:
+        for data in read_blocks(blockstore, blocks):
+            out.write(data)
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
+    return time.perf_counter() - started
+
+
+def _copy_file(src: Path, dst: Path, durable: bool) -> float:
+    started = time.perf_counter()
+    shutil.copyfile(src, dst)
+    if durable:
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return time.perf_counter() - started
+
+
+def restore_vs_copy(folder: Path, n: int, size: int, compress_level: int) -> None:
+    with bench_daemon(folder / "restore", compress_level=compress_level) as daemon:
+        src, _ = synced_source(daemon, n, size)
+        snap = daemon.take_snapshot(src.id)
+        plan = daemon.restore_plan(src.id, {"snapshotId": snap.id})
+        plain = folder / "plain.jsonl"
+        _restore_file(daemon.blockstore, plan.blocks, plain, durable=True)
+        assert plain.stat().st_size == snap.sizeBytes
+        plain.read_bytes()  # the copy's source is in the page cache, as the blocks are
+        print(
+            f"restore of a {mb(snap.sizeBytes)} snapshot ({snap.blockCount} blocks, {mb(snap.storedBytes)} "
+            f"stored, zlib level {compress_level}), best of 3:",
+            flush=True,
+        )
+        for durable in (False, True):
+            rounds = [
+                (
+                    _restore_file(daemon.blockstore, plan.blocks, folder / "restored.jsonl", durable),
+                    _copy_file(plain, folder / "copied.jsonl", durable),
+                )
+                for _ in range(3)
+            ]
+            restore_s, copy_s = min(r[0] for r in rounds), min(r[1] for r in rounds)
+            how = "written and fsynced" if durable else "written to the page cache"
+            print(
+                f"  {how:<26} restore (verify + decompress) {snap.sizeBytes / 1e6 / restore_s:7,.0f} MB/s   "
+                f"plain copy {snap.sizeBytes / 1e6 / copy_s:7,.0f} MB/s   "
+                f"restore/copy time {restore_s / copy_s:.1f}x",
+                flush=True,
+            )
+        target = Store(f"sqlite:///{folder / 'restored-store.db'}")
+        try:
+            started = time.perf_counter()
+            counts = daemon.restore_into_store(plan, target)
+            into_s = time.perf_counter() - started
+        finally:
+            target.close()
+        print(
+            f"  into a Store: {counts['documents']:,} documents in {into_s:.1f}s "
+            f"({counts['documents'] / into_s:,.0f} documents/s, {snap.sizeBytes / 1e6 / into_s:,.1f} MB/s)",
+            flush=True,
+        )
+
+
+def replay_vs_inserts(folder: Path, entries: int, size: int, per_slice: int) -> None:
+    keys = max(entries // 10, 1)
+    with bench_daemon(folder / "replay") as daemon:
+        src, _ = synced_source(daemon, keys, size)
+        daemon.take_snapshot(src.id)
+        ids = [i % keys for i in range(entries)]
+        end = ship_updates(daemon, src, ids, size, START, per_slice=per_slice)
+
+        def restore_to(position: int) -> float:
+            target = Store(f"sqlite:///{folder / f'replay-{position}.db'}")
+            try:
+                plan = daemon.restore_plan(
+                    src.id, {"oplogTs": position // 1_000_000, "oplogInc": position % 1_000_000}
+                )
+                started = time.perf_counter()
+                counts = daemon.restore_into_store(plan, target)
+                assert counts["entriesApplied"] == (entries if position == end else 0)
+                return time.perf_counter() - started
+            finally:
+                target.close()
+
+        snapshot_only = restore_to(START)
+        replay_s = restore_to(end) - snapshot_only
+
+    rnd = random.Random(5)
+    docs: list[dict[str, Any]] = [document(keys + i, size, rnd) for i in range(entries)]
+    plain = Store(f"sqlite:///{folder / 'plain-inserts.db'}")
+    try:
+        started = time.perf_counter()
+        for i in range(0, entries, per_slice):
+            with plain.tx() as t:
+                for doc in docs[i : i + per_slice]:
+                    t.insert("things", doc)
+        insert_s = time.perf_counter() - started
+    finally:
+        plain.close()
+    print(
+        f"replay of {entries:,} oplog entries ({per_slice:,} per slice) into a Store:"
+        f"\n  replay        {entries / replay_s:10,.0f} entries/s"
+        f"\n  plain inserts {entries / insert_s:10,.0f} documents/s (same documents, same transaction size)"
+        f"\n  replay runs at {insert_s / replay_s:.0%} of the plain insert rate",
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=20_000, help="documents of the restored snapshot")
+    ap.add_argument("--doc-bytes", type=int, default=1000)
+    ap.add_argument("--entries", type=int, default=50_000, help="oplog entries replayed")
+    ap.add_argument("--per-slice", type=int, default=5000)
+    ap.add_argument("--compress-level", type=int, default=1, help="zlib level of blocks; 0 stores them raw")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        restore_vs_copy(Path(tmp), args.docs, args.doc_bytes, args.compress_level)
+        replay_vs_inserts(Path(tmp), args.entries, args.doc_bytes, args.per_slice)
+
+
+if __name__ == "__main__":
+    main()
