@@ -68,16 +68,15 @@ class StoreAgent:
 
     def ship(self, until: int | None = None) -> list[SliceResult]:
         """Ships everything after the acknowledged position (up to ``until``), one slice per page."""
-        results = []
-        assert self.acked is not None
+        results: list[SliceResult] = []
         while True:
-            entries = [
-                e for e in self.store.oplog_after(self.acked, self.page) if until is None or e.ts <= until
-            ]
+            acked = self.acked
+            assert acked is not None, "sync first"
+            entries = [e for e in self.store.oplog_after(acked, self.page) if until is None or e.ts <= until]
             if not entries:
                 return results
             result = self.daemon.ingest_slice(
-                self.source_id, self.acked, entries[-1].ts, [e.to_json() for e in entries]
+                self.source_id, acked, entries[-1].ts, [e.to_json() for e in entries]
             )
             assert result.status in (SliceStatus.ACCEPTED, SliceStatus.DUPLICATE), result
             self.acked = result.acknowledged

@@ -11,8 +11,8 @@ from opsmgr.backup.policy import DAY_MS, HOUR_MS, Schedule, SliceRef, Snap
 from opsmgr.errors import InvalidInput
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+def ms(year: int, month: int, day: int, hour: int = 0) -> int:
+    return int(datetime(year, month, day, hour, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_due_after_the_interval() -> None:

@@ -93,15 +93,16 @@ class _HeadTarget:
 
 
 def _segments(changes: list[Change]) -> Iterator[list[Change]]:
-    """Batches of changes; a database drop ends its batch, so that it sees every collection created
-    before it committed (the head lists collections outside the transaction)."""
+    """Batches of changes; a database drop starts a new batch, so that every collection created before it
+    is committed when it lists them (the head lists collections outside the transaction)."""
     batch: list[Change] = []
     for c in changes:
-        batch.append(c)
-        if c.op is ChangeOp.DROP_DB or len(batch) >= APPLY_BATCH:
+        if batch and (c.op is ChangeOp.DROP_DB or len(batch) >= APPLY_BATCH):
             yield batch
             batch = []
-    yield batch
+        batch.append(c)
+    if batch:
+        yield batch
 
 
 class Head:
