@@ -275,3 +275,29 @@ def test_a_cluster_of_sources_restores_where_every_window_overlaps(
     finally:
         for store in stores:
             store.close()
+
+
+def test_terminating_a_backup_deletes_its_data_and_grooming_frees_its_blocks(
+    daemon: BackupDaemon, source: Source, agent: StoreAgent
+) -> None:
+    agent.store.insert("things", {"_id": "a"})
+    agent.sync()
+    daemon.take_snapshot(source.id)
+    agent.store.insert("things", {"_id": "b"})
+    agent.ship()
+    assert list(daemon.blockstore)
+    daemon.remove_source(source.id)
+    with pytest.raises(NotFound):
+        daemon.source(source.id)
+    assert daemon.snapshots(source.id) == [] and daemon.slice_catalog.slices(source.id) == []
+    assert daemon.heads.current(source.id) is None
+    daemon.groom()
+    assert list(daemon.blockstore) == []
+
+
+def test_the_integrity_job_runs_daily_from_the_tick(daemon: BackupDaemon, clock: FakeClock) -> None:
+    assert daemon.tick().integrity_problems == 0
+    clock.advance(3600)
+    assert daemon.tick().integrity_problems is None
+    clock.advance(24 * 3600)
+    assert daemon.tick().integrity_problems == 0

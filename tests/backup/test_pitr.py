@@ -87,6 +87,11 @@ def test_a_target_outside_the_window_is_a_400_listing_the_ranges() -> None:
         ranges = err.value.parameters["restorableRanges"]
         assert [(r["start"]["time"], r["end"]["time"]) for r in ranges] == [(1, 2), (3, 4)]
         assert "then is outside" in err.value.detail
+        assert err.value.field == "pointInTimeUTCMillis"
+    body = pitr.parse_target(STORE, {"oplogTs": 5, "oplogInc": 0})
+    with pytest.raises(OutsideWindow) as err:
+        pitr.plan_restore(STORE, snaps, slices, body)
+    assert err.value.field == "oplogTs" and "oplogTs 5" in err.value.detail
 
 
 def test_a_snapshot_id_that_the_metadata_no_longer_has_is_a_409() -> None:

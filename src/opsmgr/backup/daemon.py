@@ -140,6 +140,7 @@ class TickReport:
     snapshots: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     groomed: bool = False
+    integrity_problems: int | None = None  # set when the integrity job ran
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class BackupDaemon:
         compress_level: int = 1,
         groom_interval_s: float = 600.0,
         groom_grace_s: float = 600.0,
+        integrity_interval_s: float = 24 * 3600.0,
     ) -> None:
         self.app = stores.app
         self.snapshot_catalog = SnapshotCatalog(stores.snapshots)
@@ -181,6 +183,7 @@ class BackupDaemon:
         self._locks_guard = threading.Lock()
         self._progress: dict[str, Progress] = {}
         self._progress_lock = threading.Lock()
+        self.integrity_interval_ms = int(integrity_interval_s * 1000)
         self._last_groom_ms: int | None = None
 
     def close(self) -> None:
@@ -236,6 +239,17 @@ class BackupDaemon:
         if doc is None:
             raise NotFound(f"no backup source {source_id}", sourceId=source_id)
         return Source.from_doc(doc)
+
+    def remove_source(self, source_id: str) -> None:
+        """Stops backing up a source and deletes its snapshots, slices and head (Ops Manager's "terminate");
+        the next groom frees the blocks nothing else uses."""
+        with self._lock(source_id):
+            self.source(source_id)
+            self.snapshot_catalog.delete(source_id, [m.id for m in self.snapshots(source_id)])
+            self.slice_catalog.remove(source_id)
+            self.heads.remove(source_id)
+            self.app.delete(SOURCES, source_id)
+        log.warning("source %s: backup terminated, its snapshots and slices deleted", source_id)
 
     def set_schedule(self, source_id: str, body: Any) -> Schedule:
         """Lays a (partial) ``snapshotSchedule`` body over the source's schedule."""
@@ -582,6 +596,9 @@ class BackupDaemon:
         if self._last_groom_ms is None or now - self._last_groom_ms >= self.groom_interval_ms:
             self.groom(now)
             report.groomed = True
+        last_check = self.snapshot_catalog.store.get(INTEGRITY, "last")
+        if last_check is None or now - last_check["checkedAt"] >= self.integrity_interval_ms:
+            report.integrity_problems = len(self.integrity_check()["problems"])
         return report
 
     def groom(self, now_ms: int | None = None) -> GroomReport:

@@ -50,8 +50,10 @@ class OutsideWindow(InvalidInput):
 
     error_code = "POINT_IN_TIME_OUTSIDE_WINDOW"
 
-    def __init__(self, detail: str, ranges: list[dict[str, Any]]) -> None:
-        super().__init__(detail, field="pointInTimeUTCMillis", restorableRanges=ranges)
+    def __init__(
+        self, detail: str, ranges: list[dict[str, Any]], field: str = "pointInTimeUTCMillis"
+    ) -> None:
+        super().__init__(detail, field=field, restorableRanges=ranges)
         self.ranges = ranges
 
 

@@ -114,6 +114,7 @@ class Target:
     snapshot_id: str | None = None
     position: int | None = None
     label: str = ""
+    field: str = "pointInTimeUTCMillis"  # the request field a refusal names
 
 
 def parse_target(kind: PositionKind, body: dict[str, Any]) -> Target:
@@ -144,7 +145,7 @@ def parse_target(kind: PositionKind, body: dict[str, Any]) -> Target:
         raise InvalidInput("oplogTs must be seconds since the epoch", field="oplogTs")
     if not _is_int(inc):
         raise InvalidInput("oplogInc must be an integer", field="oplogInc")
-    return Target(position=from_oplog(kind, ts, inc), label=f"oplogTs {ts}, oplogInc {inc}")
+    return Target(position=from_oplog(kind, ts, inc), label=f"oplogTs {ts}, oplogInc {inc}", field="oplogTs")
 
 
 def _is_int(value: Any) -> bool:
@@ -204,6 +205,7 @@ def plan_restore(
     raise OutsideWindow(
         f"{target.label or t} is outside the point-in-time restore window; restorable ranges: {listing}",
         shown,
+        target.field,
     )
 
 

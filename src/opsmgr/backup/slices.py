@@ -325,6 +325,11 @@ class SliceCatalog:
                 n += t.delete(_coll(source_id), sid)
         return n
 
+    def remove(self, source_id: str) -> None:
+        """Forgets a source's chain and slices."""
+        self.delete(source_id, [s.id for s in self.slices(source_id)])
+        self.store.delete(CHAINS, source_id)
+
     def referenced_blocks(self) -> set[str]:
         """Every block a stored slice (of any source) uses."""
         refs: set[str] = set()
