@@ -232,7 +232,7 @@ def test_status_reports_snapshot_failures_until_the_next_success(
     agent.sync()
     status = daemon.status(source.id)
     assert status["lastSnapshot"] is None and status["snapshotDue"] is True
-    assert status["head"]["consistent"] is True and status["head"]["pendingSlices"] == 0
+    assert status["head"]["consistent"] is True and status["head"]["applyLagMs"] == 0
 
     def disk_full(*_a: object, **_k: object) -> None:
         raise OSError(28, "No space left on device")

@@ -121,3 +121,38 @@ def test_a_reported_gap_requires_a_new_sync_which_starts_a_new_chain(
     assert result.status is SliceStatus.ACCEPTED and result.chain != first_chain
     status = daemon.status(source.id)
     assert status["syncRequired"] is None and status["gap"] is None
+
+
+def test_the_head_follows_a_heartbeat_extended_after_it_applied_part_of_it(
+    daemon: BackupDaemon, source: Source
+) -> None:
+    chain = daemon.initial_sync(source.id, 100, [], 100).chain
+    daemon.ingest_slice(source.id, 100, 105, [entry(101)])
+    daemon.ingest_slice(source.id, 105, 110, [])
+    assert daemon.apply_pending(source.id) == 1
+    daemon.ingest_slice(
+        source.id, 110, 120, []
+    )  # extends the empty (105, 110] the head applied to (105, 120]
+    daemon.ingest_slice(source.id, 120, 130, [entry(125, "b")])
+    assert daemon.apply_pending(source.id) == 1
+    snap = daemon.take_snapshot(source.id)
+    assert (snap.position, snap.records) == (130, 2)
+    assert [(r.chain, r.start, r.end) for r in daemon.slice_catalog.runs(source.id)] == [(chain, 100, 130)]
+
+
+def test_runs_follow_the_slices_through_gaps_resyncs_and_deletions(
+    daemon: BackupDaemon, source: Source
+) -> None:
+    first = daemon.initial_sync(source.id, 100, [], 100).chain
+    daemon.ingest_slice(source.id, 100, 110, [entry(105)])
+    daemon.ingest_slice(source.id, 110, 120, [entry(115)])
+    daemon.ingest_slice(source.id, 130, 140, [entry(135)])  # a gap: refused
+    second = daemon.initial_sync(source.id, 200, [], 200).chain
+    daemon.ingest_slice(source.id, 200, 210, [entry(205)])
+    runs = [(r.chain, r.start, r.end) for r in daemon.slice_catalog.runs(source.id)]
+    assert runs == [(first, 100, 120), (second, 200, 210)]
+    oldest = daemon.slice_catalog.slices(source.id)[0]
+    assert (oldest.chain, oldest.start) == (first, 100)
+    daemon.slice_catalog.delete(source.id, [oldest.id])
+    runs = sorted((r.chain, r.start, r.end) for r in daemon.slice_catalog.runs(source.id))
+    assert runs == sorted([(first, 110, 120), (second, 200, 210)])

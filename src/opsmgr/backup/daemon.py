@@ -350,16 +350,6 @@ class BackupDaemon:
 
     # Heads.
 
-    def _pending(self, source_id: str, state: HeadState) -> list[SliceMeta]:
-        return sorted(
-            (
-                s
-                for s in self.slice_catalog.slices(source_id)
-                if s.chain == state.sync_id and s.end > state.applied
-            ),
-            key=lambda s: s.start,
-        )
-
     def apply_pending(self, source_id: str) -> int:
         """Applies the stored slices the head has not applied yet, in order; returns the entries applied."""
         with self._lock(source_id):
@@ -369,12 +359,7 @@ class BackupDaemon:
                 return 0
             n = 0
             applied = state.applied
-            for s in self._pending(source_id, state):
-                if s.start > applied:
-                    # Cannot happen for a chain the catalog kept contiguous; refuse rather than skip.
-                    raise Conflict(
-                        f"source {source_id}: slice {s.id} does not continue the head at {applied}"
-                    )
+            while (s := self.slice_catalog.slice_after(source_id, state.sync_id, applied)) is not None:
                 n += head.apply(read_changes(self.blockstore, s), s.end, after=applied)
                 applied = s.end
             if n:
@@ -499,17 +484,15 @@ class BackupDaemon:
 
     # The window and restores.
 
-    def _points(self, source_id: str) -> tuple[list[SnapshotPoint], list[SliceMeta]]:
-        points = [SnapshotPoint(m.id, m.position, m.chain, m.createdAt) for m in self.snapshots(source_id)]
-        return points, self.slice_catalog.slices(source_id)
+    def _points(self, source_id: str) -> list[SnapshotPoint]:
+        return [SnapshotPoint(m.id, m.position, m.chain, m.createdAt) for m in self.snapshots(source_id)]
 
     @staticmethod
     def _spans(slices: Iterable[SliceMeta]) -> list[SliceSpan]:
         return [SliceSpan(s.id, s.chain, s.start, s.end) for s in slices]
 
     def pitr_window(self, source_id: str) -> list[Range]:
-        points, slices = self._points(source_id)
-        return pitr.window(points, self._spans(slices))
+        return pitr.window(self._points(source_id), self.slice_catalog.runs(source_id))
 
     def window_json(self, source_id: str) -> list[dict[str, Any]]:
         return pitr.window_json(self.source(source_id).position_kind, self.pitr_window(source_id))
@@ -528,8 +511,8 @@ class BackupDaemon:
         kind = src.position_kind
         if isinstance(target, dict):
             target = pitr.parse_target(kind, target)
-        points, slices = self._points(source_id)
-        plan = pitr.plan_restore(kind, points, self._spans(slices), target)
+        slices = self.slice_catalog.slices(source_id)
+        plan = pitr.plan_restore(kind, self._points(source_id), self._spans(slices), target)
         meta = self.snapshot_catalog.get(source_id, plan.snapshot.id)
         if meta is None:
             raise NotFound(f"no snapshot {plan.snapshot.id}")
@@ -731,7 +714,10 @@ class BackupDaemon:
                 "syncId": state.sync_id,
                 "applied": timestamp_json(kind, state.applied),
                 "consistent": state.consistent,
-                "pendingSlices": len(self._pending(source_id, state)),
+                # How far the head is behind the acknowledged slices (the next tick applies them).
+                "applyLagMs": to_millis(kind, chain.tip) - to_millis(kind, state.applied)
+                if chain is not None and chain.chain == state.sync_id and chain.tip is not None
+                else None,
             },
             "integrityProblems": len(integrity["problems"]) if integrity else 0,
         }

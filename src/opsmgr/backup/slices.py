@@ -18,8 +18,10 @@ metadata store second, in one transaction with the new tip, so a partial upload 
 acknowledged slice is never lost.
 
 Collections of the oplog metadata store: ``backup_chains`` (one document per source: current chain, tip,
-last gap) and ``backup_slices.<sourceId>``. May import ``opsmgr.errors``, ``opsmgr.store``,
-``opsmgr.backup``.
+last gap), ``backup_slices.<sourceId>``, and ``backup_runs`` (per source, the unbroken runs its slices cover,
+kept in step with them in the same transactions, so that the PITR window never needs to read every slice).
+
+May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup``.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from typing import Any
 
 from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.changes import Change, decode_changes, encode_changes, from_mongo_record, from_store_entry
+from opsmgr.backup.pitr import SliceSpan, coverage
 from opsmgr.backup.positions import PositionKind
 from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.store.engine import Store
 
 CHAINS = "backup_chains"
+RUNS = "backup_runs"
 SLICES_PREFIX = "backup_slices."
 _MAGIC = b"OPSL1"
 _DIGEST = 32
@@ -313,22 +317,56 @@ class SliceCatalog:
             t.put(
                 CHAINS, {**doc, "tip": meta.end, "lastReceivedAt": meta.receivedAt, "lastSliceId": slice_id}
             )
+            runs = t.get(RUNS, meta.sourceId) or {"_id": meta.sourceId, "runs": []}
+            run = next((r for r in runs["runs"] if r[0] == meta.chain and r[2] == meta.start), None)
+            if run is None:
+                runs["runs"].append([meta.chain, meta.start, meta.end])
+            else:
+                run[2] = meta.end
+            t.put(RUNS, runs)
+
+    def runs(self, source_id: str) -> list[SliceSpan]:
+        """The unbroken runs ``(start, end]`` the source's slices cover, per chain."""
+        doc = self.store.get(RUNS, source_id)
+        return [SliceSpan(f"run:{c}:{a}", c, a, b) for c, a, b in (doc or {}).get("runs", [])]
+
+    def slice_after(self, source_id: str, chain: str, position: int) -> SliceMeta | None:
+        """The slice of ``chain`` holding the entries just after ``position`` (the head's next one)."""
+        coll = _coll(source_id)
+        # Slices abut, so the next one normally starts exactly at the position and its id says so.
+        doc = self.store.get(coll, _slice_id(chain, position))
+        if doc is not None and doc["end"] > position:
+            return SliceMeta.from_doc(doc)
+        tip = self.chain(source_id)
+        if tip is None or tip.chain != chain or tip.tip is None or tip.tip <= position:
+            return None
+        # An idle heartbeat extended an empty slice the head had already applied part of.
+        return next(
+            (s for s in self.slices(source_id) if s.chain == chain and s.start <= position < s.end), None
+        )
 
     def slices(self, source_id: str) -> list[SliceMeta]:
         """The source's slices, by chain and start."""
         return [SliceMeta.from_doc(d) for d in self.store.find(_coll(source_id))]
 
     def delete(self, source_id: str, slice_ids: Iterable[str]) -> int:
+        coll = _coll(source_id)
         n = 0
         with self.store.tx() as t:
             for sid in slice_ids:
-                n += t.delete(_coll(source_id), sid)
+                n += t.delete(coll, sid)
+            if n:
+                spans = [SliceSpan(d["_id"], d["chain"], d["start"], d["end"]) for d in t.find(coll)]
+                runs = [[c, a, b] for c, chain_runs in coverage(spans).items() for a, b in chain_runs]
+                t.put(RUNS, {"_id": source_id, "runs": runs})
         return n
 
     def remove(self, source_id: str) -> None:
         """Forgets a source's chain and slices."""
         self.delete(source_id, [s.id for s in self.slices(source_id)])
-        self.store.delete(CHAINS, source_id)
+        with self.store.tx() as t:
+            t.delete(CHAINS, source_id)
+            t.delete(RUNS, source_id)
 
     def referenced_blocks(self) -> set[str]:
         """Every block a stored slice (of any source) uses."""
