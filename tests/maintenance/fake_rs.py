@@ -273,6 +273,8 @@ def play(
         if isinstance(decision, Done):
             trace.done = True
             break
+        if isinstance(decision, Blocked) and decision.retry is not None:
+            decision = decision.retry
         if isinstance(decision, Move) and not decision.waiting:
             granted = _lease(trace, lease, snap, change, decision, policy)
             if granted is None:

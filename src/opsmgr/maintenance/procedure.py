@@ -74,6 +74,7 @@ class MoveName(StrEnum):
     WAIT_PRIMARY = "WaitPrimary"
 
 
+_RESTARTS = frozenset({MoveName.RESTART_STANDALONE, MoveName.PERFORM_TASK, MoveName.RESTART_REPLSET})
 # Moves after which the member no longer serves its set as it did: never while it is the primary.
 _OUT_OF_SET = frozenset({MoveName.TRANSFER_VOTE, MoveName.RESTART_STANDALONE, MoveName.REMOVE_FROM_SET})
 WAITS = frozenset(
@@ -228,11 +229,15 @@ class Move:
 
 @dataclass(frozen=True)
 class Blocked:
+    """The change cannot go on. ``retry``: a failed member's own restart step, which the agent keeps
+    carrying out (it is what brings the member back) while the change reports the failure."""
+
     reason: str
     cause: BlockCause
     member: str | None = None
     check: Check | None = None
     warnings: tuple[str, ...] = ()
+    retry: Move | None = None
 
 
 @dataclass(frozen=True)
@@ -411,8 +416,28 @@ def _continue(
             decision = _primary_elsewhere(snap, change, progress, step, options, policy)
             if decision is not None:
                 return decision
-        return _action(snap, change, progress, step, options, policy)
+        decision = _action(snap, change, progress, step, options, policy)
+        if isinstance(decision, Move) and step.move in _RESTARTS:
+            return _overdue(snap, progress, decision, policy) or decision
+        return decision
     return None
+
+
+def _overdue(snap: RsSnapshot, progress: Progress, move: Move, policy: Policy) -> Blocked | None:
+    """A member whose own restart has not succeeded for ``member_timeout_s`` is a failure too."""
+    view = snap.member(move.member)
+    if (view is not None and view.healthy) or _elapsed(snap, progress) <= policy.member_timeout_s:
+        return None
+    state = view.state.value if view is not None else "not in the set"
+    return Blocked(
+        f"{move.member} is {state} and {move.name.value} has not succeeded for "
+        f"{_elapsed(snap, progress):.0f} s. "
+        f"The rolling change of {snap.rs_id} stops here with the other members untouched, and resumes when "
+        f"{move.member} is back",
+        BlockCause.FAILURE,
+        move.member,
+        retry=move,
+    )
 
 
 def _primary_elsewhere(

@@ -8,13 +8,24 @@ set's config and what it knows of its own processes; :func:`snapshot_from_status
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsmgr.drivers.base import MemberState, RsStatus
+from opsmgr.drivers.base import MemberState, OplogWindow, RsStatus
 
 HEALTHY_STATES = frozenset({MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER})
+
+
+def effective_window_s(window: OplogWindow) -> float:
+    """How many seconds of writes the oplog holds at the current write rate. ``window_hours`` spans the
+    first to the last entry, so an oplog that is not full yet (a young one) understates what it will hold:
+    scale it by size over used. Without any write yet the oplog covers any outage (infinity)."""
+    seconds = window.window_hours * 3600
+    if window.used_mb <= 0:
+        return math.inf
+    return seconds * max(1.0, window.size_mb / window.used_mb)
 
 
 def optime_seconds(optime_ts: int) -> int:
@@ -119,7 +130,8 @@ def maintenance_port(port: int, policy: Policy = Policy()) -> int:
 
 @dataclass(frozen=True)
 class ObservedExtras:
-    """What an agent knows beyond ``replSetGetStatus``: per process name, its oplog window and connections."""
+    """What an agent knows beyond ``replSetGetStatus``: per process name, its oplog window (seconds, see
+    :func:`effective_window_s`) and client connections."""
 
     oplog_window_s: Mapping[str, float] = field(default_factory=dict)
     connections: Mapping[str, int] = field(default_factory=dict)
