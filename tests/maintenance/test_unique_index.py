@@ -3,12 +3,14 @@ aborts at every stage leaving no member with the index or a lock, and what count
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from opsmgr.drivers.base import OplogRecord
-from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.maintenance.builds import UniqueIndexBuilds
 from opsmgr.maintenance.unique_index import (
     ActionKind,
     BuildState,
@@ -25,6 +27,7 @@ from opsmgr.maintenance.unique_index import (
     writes_locked,
     writes_unlocked,
 )
+from opsmgr.store.engine import Store
 
 ENTRY = {
     "dbName": "shop",
@@ -176,3 +179,28 @@ def test_only_unique_indexes_use_this_procedure() -> None:
     assert info.value.field == "options.unique"
     with pytest.raises(InvalidInput):
         new_build("b1", ENTRY, ("rs0_0", "rs0_0"))
+
+
+def test_builds_are_kept_per_project_one_at_a_time_per_replica_set(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'app.db'}")
+    try:
+        builds = UniqueIndexBuilds(store)
+        first = builds.create("g1", ENTRY, MEMBERS, lock_primary=True)
+        with pytest.raises(Conflict):
+            builds.create("g1", {**ENTRY, "collectionName": "carts"}, MEMBERS)
+        other_project = builds.create("g2", ENTRY, MEMBERS)
+        confirmed = builds.apply("g1", first.build_id, lambda b: confirm(b, "alice", TS))
+        assert confirmed.state is BuildState.LOCKING_WRITES
+        with pytest.raises(Conflict):
+            builds.apply("g1", first.build_id, lambda b: confirm(b, "bob", TS))
+        assert builds.get("g1", first.build_id) == confirmed  # a refused event changes nothing
+        with pytest.raises(NotFound):
+            builds.get("g2", first.build_id)
+        aborted = builds.apply("g1", first.build_id, lambda b: oplog_observed(b, [write()]))
+        assert aborted.state is BuildState.ABORTED  # nothing built, nothing locked yet: nothing to undo
+        assert [b.build_id for b in builds.of_group("g1", active_only=True)] == []
+        second = builds.create("g1", ENTRY, MEMBERS)
+        assert {b.build_id for b in builds.of_group("g1")} == {first.build_id, second.build_id}
+        assert builds.done("g2") == [] and other_project.state is BuildState.AWAITING_CONFIRMATION
+    finally:
+        store.close()
