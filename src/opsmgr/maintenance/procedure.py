@@ -29,9 +29,12 @@ caught up when the primary hands over), then the primary. Each member's cycle, o
   survive one more failure. ``RemoveTemporaryArbiter`` and ``StopTemporaryArbiter`` come last.
 
 Going-down moves (the lease, the step-down, the vote transfer, the standalone restart, the removal) pass the
-preflight checks of ``maintenance.preflight`` first. A member that is not healthy ``Policy.member_timeout_s``
-after its restart is a failure: the change stops there (the lease stays with it, so no other member goes
-down) and resumes by itself once it is healthy.
+preflight checks of ``maintenance.preflight`` first, and a member leaves its set only while another member
+is primary: if a fault made it primary meanwhile (or re-elected it after its step-down), it steps down
+first. A member that is not healthy ``Policy.member_timeout_s`` after its restart, or whose own restart keeps
+failing that long, is a failure: :class:`Blocked` with cause ``FAILURE`` (and, for a failing restart, the
+``retry`` move the agent keeps carrying out); the change stops there (the lease stays with the member, so
+no other member goes down) and resumes by itself once it is healthy.
 
 An *offline* change (a rename) is one fixed plan that needs ``acceptDowntime``: each member in turn is
 restarted standalone, the task performed and the member shut down; then every member restarts in replSet
