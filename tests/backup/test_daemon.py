@@ -12,7 +12,7 @@ import pytest
 
 from opsmgr.backup import daemon as daemon_module
 from opsmgr.backup.daemon import BackupDaemon, Source, SourceKind
-from opsmgr.backup.errors import OutsideWindow
+from opsmgr.backup.errors import OutsideWindow, SnapshotBlocksMissing
 from opsmgr.backup.policy import HOUR_MS
 from opsmgr.backup.positions import PositionKind, to_oplog
 from opsmgr.backup.slices import SliceStatus, encode_slice
@@ -264,7 +264,7 @@ def test_a_cluster_of_sources_restores_where_every_window_overlaps(
             agents[-1].sync()
             daemon.take_snapshot(src.id)
         for store, agent in zip(stores, agents, strict=True):
-            for n in range(3):
+            for n in range(20):  # several milliseconds: the windows overlap by whole milliseconds
                 store.insert("c", {"_id": f"y{n}"})
             agent.ship()
         common = daemon.cluster_window("g1", "backing")
@@ -272,6 +272,17 @@ def test_a_cluster_of_sources_restores_where_every_window_overlaps(
         lo = max(w[0]["startUTCMillis"] for w in windows)
         hi = min(w[0]["endUTCMillis"] for w in windows)
         assert common == ([(lo, hi)] if lo <= hi else [])
+        assert common, "the sources' windows overlap"
+        plans = daemon.cluster_restore_plans("g1", "backing", {"pointInTimeUTCMillis": common[0][1]})
+        assert sorted(p.snapshot.sourceId for p in plans) == sorted(s.id for s in daemon.sources("g1"))
+        second = daemon.sources("g1", "backing")[1]
+        snap = daemon.snapshots(second.id)[0]
+        [plan] = daemon.cluster_restore_plans("g1", "backing", {"snapshotId": snap.id})
+        assert plan.snapshot.sourceId == second.id
+        with pytest.raises(SnapshotBlocksMissing):
+            daemon.cluster_restore_plans("g1", "backing", {"snapshotId": "0123456789abcdef01234567"})
+        with pytest.raises(NotFound):
+            daemon.cluster_restore_plans("g1", "nope", {"snapshotId": snap.id})
     finally:
         for store in stores:
             store.close()

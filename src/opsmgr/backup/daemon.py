@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from opsmgr.backup import pitr, policy, restore
 from opsmgr.backup.blockstore import Blockstore
-from opsmgr.backup.errors import SnapshotFailed
+from opsmgr.backup.errors import SnapshotBlocksMissing, SnapshotFailed
 from opsmgr.backup.head import Head, Heads, HeadState
 from opsmgr.backup.pitr import Range, SliceSpan, SnapshotPoint, Target
 from opsmgr.backup.policy import Schedule
@@ -502,7 +502,9 @@ class BackupDaemon:
         windows = []
         for src in self.sources(group_id, cluster_id):
             shown = pitr.window_json(src.position_kind, self.pitr_window(src.id))
-            windows.append([(r["startUTCMillis"], r["endUTCMillis"]) for r in shown if r["startUTCMillis"]])
+            windows.append(
+                [(r["startUTCMillis"], r["endUTCMillis"]) for r in shown if r["startUTCMillis"] is not None]
+            )
         return pitr.intersect(windows)
 
     def restore_plan(self, source_id: str, target: Target | dict[str, Any]) -> ResolvedRestore:
@@ -514,13 +516,34 @@ class BackupDaemon:
         slices = self.slice_catalog.slices(source_id)
         plan = pitr.plan_restore(kind, self._points(source_id), self._spans(slices), target)
         meta = self.snapshot_catalog.get(source_id, plan.snapshot.id)
-        if meta is None:
-            raise NotFound(f"no snapshot {plan.snapshot.id}")
+        if meta is None:  # groomed since the plan was made
+            raise SnapshotBlocksMissing(
+                f"snapshot {plan.snapshot.id} was just deleted", snapshotId=plan.snapshot.id
+            )
         blocks = snapshot_blocks(self.snapshot_catalog, self.blockstore, meta)
         by_id = {s.id: s for s in slices}
         needed = [by_id[s.id] for s in plan.slices]
         check_blocks(self.blockstore, [s.blockId for s in needed if s.blockId], "the oplog slices to replay")
         return ResolvedRestore(kind, plan, meta, blocks, needed)
+
+    def cluster_restore_plans(
+        self, group_id: str, cluster_id: str, body: dict[str, Any]
+    ) -> list[ResolvedRestore]:
+        """A restore job's plans for a cluster: with ``snapshotId``, the one source that snapshot is of;
+        with a point in time, every source of the cluster to that same point (each refusal as for one)."""
+        sources = self.sources(group_id, cluster_id)
+        if not sources:
+            raise NotFound(
+                f"cluster {cluster_id} of project {group_id} is not backed up", clusterId=cluster_id
+            )
+        snapshot_id = body.get("snapshotId") if isinstance(body, dict) else None
+        if snapshot_id is not None:
+            for src in sources:
+                if isinstance(snapshot_id, str) and self.snapshot_catalog.get(src.id, snapshot_id):
+                    return [self.restore_plan(src.id, body)]
+            # Parsed for its validation; then, as no source has it, 409 as for a single source.
+            return [self.restore_plan(sources[0].id, body)]
+        return [self.restore_plan(src.id, body) for src in sources]
 
     def restore_documents(
         self, resolved: ResolvedRestore, job_id: str | None = None
