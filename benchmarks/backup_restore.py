@@ -27,17 +27,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backup_common import START, bench_daemon, document, mb, ship_updates, synced_source
 
+from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.snapshots import read_blocks
 from opsmgr.store import Store
 
 
-def _restore_file(blockstore: Any, blocks: list[str], out_path: Path, durable: bool) -> float:
+def _restore_file(blockstore: Blockstore, blocks: list[str], out_path: Path, durable: bool) -> float:
     started = time.perf_counter()
     with open(out_path, "wb") as out:
         for data in read_blocks(blockstore, blocks):

@@ -312,3 +312,18 @@ def test_the_integrity_job_runs_daily_from_the_tick(daemon: BackupDaemon, clock:
     assert daemon.tick().integrity_problems is None
     clock.advance(24 * 3600)
     assert daemon.tick().integrity_problems == 0
+
+
+def test_a_lost_head_asks_the_agent_for_a_new_initial_sync(
+    daemon: BackupDaemon, source: Source, agent: StoreAgent
+) -> None:
+    agent.store.insert("things", {"_id": "a"})
+    agent.sync()
+    daemon.tick()
+    daemon.heads.remove(source.id)  # the blockstore disk lost the head file
+    daemon.tick()
+    assert daemon.acknowledged(source.id).status is SliceStatus.SYNC_REQUIRED
+    assert "head copy" in (daemon.status(source.id)["syncRequired"] or "")
+    agent.sync()
+    assert daemon.acknowledged(source.id).status is SliceStatus.ACCEPTED
+    assert daemon.take_snapshot(source.id).records == 1

@@ -589,7 +589,10 @@ class BackupDaemon:
                 report.applied[src.id] = self.apply_pending(src.id)
                 head = self.heads.current(src.id)
                 state = head.state() if head else None
-                if state is None or not state.consistent:
+                if state is None:
+                    self._check_head_lost(src.id)
+                    continue
+                if not state.consistent:
                     continue
                 for snapshot_id in requests.get(src.id, []):
                     report.snapshots.append(self.take_snapshot(src.id, True, snapshot_id).id)
@@ -606,6 +609,14 @@ class BackupDaemon:
         if last_check is None or now - last_check["checkedAt"] >= self.integrity_interval_ms:
             report.integrity_problems = len(self.integrity_check()["problems"])
         return report
+
+    def _check_head_lost(self, source_id: str) -> None:
+        """A chain that slices extend but no head to apply them to (its file was lost): only a new initial
+        sync can make snapshots again, so the agent is told to do one."""
+        chain = self.slice_catalog.chain(source_id)
+        if chain is not None and chain.chain is not None and not chain.syncRequired:
+            log.error("source %s: the head copy is missing; asking for a new initial sync", source_id)
+            self.require_resync(source_id, "the daemon's head copy of the source is missing")
 
     def groom(self, now_ms: int | None = None) -> GroomReport:
         """Deletes what retention no longer keeps, then frees the blocks nothing references."""
