@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsmgr import __version__
 from opsmgr.automation.service import AutomationService
+from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
 from opsmgr.restoration.service import RestorationService
@@ -62,6 +64,7 @@ class ServerContext:
     decrypt: Callable[[str], str]
     central_url: str
     digest_secret: bytes
+    blockstore_path: Path
     restoration_mode_enabled: bool = True
     agent_poll_interval_s: float = 10.0
     metrics: Metrics = field(default_factory=Metrics)
@@ -69,6 +72,7 @@ class ServerContext:
     appdb: AppDB = field(init=False)
     automation: AutomationService = field(init=False)
     restoration: RestorationService = field(init=False)
+    backup: BackupDaemon = field(init=False)
     agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
 
@@ -76,11 +80,13 @@ class ServerContext:
         self.digest = DigestAuthenticator(self.digest_secret)
         self.appdb = AppDB(self.stores.app, self.encrypt, self.decrypt)
         self.automation = AutomationService(self.stores.app, self.encrypt, self.decrypt)
+        self.backup = BackupDaemon(self.stores, self.blockstore_path)
         self.restoration = RestorationService(
             self.stores.app,
             self.automation,
             enabled=self.restoration_mode_enabled,
             poll_interval_s=self.agent_poll_interval_s,
+            enqueue_snapshots=self.backup.enqueue_on_demand,
         )
 
     def guard_deployment_change(self, group_id: str) -> None:
@@ -114,12 +120,13 @@ class ServerContext:
     def run_periodic(self, stop: threading.Event) -> None:
         """The server's own loop: advances work that waits on time rather than on a request."""
         while not stop.wait(min(1.0, self.agent_poll_interval_s / 2)):
-            try:
-                self.restoration.tick()
-            except OpsmgrError as exc:
-                log.warning("periodic work failed: %s", exc.detail)
-            except Exception:
-                log.exception("periodic work failed")
+            for name, work in (("restoration", self.restoration.tick), ("backup", self.backup.tick)):
+                try:
+                    work()
+                except OpsmgrError as exc:
+                    log.warning("periodic %s work failed: %s", name, exc.detail)
+                except Exception:
+                    log.exception("periodic %s work failed", name)
 
 
 def error_response(status: int, detail: str, code: str, **parameters: Any) -> JSONResponse:

@@ -44,15 +44,20 @@ def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Se
     stores = open_stores(settings)
     try:
         preflight(stores.app, stores.snapshots, stores.oplogs, genkey, app_version)
-        yield ServerContext(
+        ctx = ServerContext(
             stores=stores,
             encrypt=genkey.encrypt,
             decrypt=genkey.decrypt,
             central_url=settings.central_url,
+            blockstore_path=settings.blockstore_path,
             restoration_mode_enabled=settings.restoration_mode_enabled,
             agent_poll_interval_s=settings.agent_poll_interval_s,
             digest_secret=genkey.derive("digest nonce"),
         )
+        try:
+            yield ctx
+        finally:
+            ctx.backup.close()
     finally:
         stores.close()
 
