@@ -33,9 +33,21 @@ class TtlCache(Generic[K, V]):
         return value
 
     def peek(self, key: K) -> V | None:
-        """The cached value if it is fresh, without loading anything."""
-        hit = self._entries.get(key)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        """The cached value, without loading anything; None when the caller should load it.
+
+        When a value expires, only the first caller to notice gets None (and loads); the others keep getting
+        the old value for one more time to live, so a crowd of concurrent polls does not all hit the
+        database at once.
+        """
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            if hit[0] <= now:
+                self._entries[key] = (now + self.ttl_s, hit[1])
+                return None
+            return hit[1]
 
     def invalidate(self, key: K) -> None:
         with self._lock:
