@@ -14,25 +14,11 @@ import pytest
 
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
-from tests.procs import ServerProcess, free_port, wait_for
+from tests.procs import ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
 HOSTS = [f"node{i}.e2e.sim" for i in range(4)]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("auto") / "data", free_port()).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def owner(server: ServerProcess) -> dict[str, Any]:
-    return server.create_key()
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ response that breaks the documented schema, and the fuzzing changes nothing it s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -17,18 +15,9 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from tests.procs import ServerProcess, free_port
+from tests.procs import ServerProcess
 
 EXAMPLES_PER_OPERATION = 25
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("fuzz") / "data", free_port()).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_fuzz_every_operation(server: ServerProcess) -> None:

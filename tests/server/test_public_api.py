@@ -12,21 +12,7 @@ import httpx
 import pytest
 
 from tests.configs import replica_set_config
-from tests.procs import ServerProcess, free_port
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("srv") / "data", free_port()).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def owner(server: ServerProcess) -> dict[str, Any]:
-    return server.create_key("ORG_OWNER")
+from tests.procs import ServerProcess
 
 
 @pytest.fixture(scope="module")
