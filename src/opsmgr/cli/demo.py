@@ -21,6 +21,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from opsmgr.automation.templates import replica_set_config
 from opsmgr.errors import InvalidInput, OpsmgrError
 
 DEMO_MARKER = "demo.json"
@@ -34,28 +35,8 @@ def opsmgr_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "opsmgr.cli.main"]
 
 
-def demo_automation_config(rs: str = "demo-rs", version: str = "7.0.14") -> dict[str, Any]:
-    processes = [
-        {
-            "name": f"{rs}_{i}",
-            "hostname": host,
-            "processType": "mongod",
-            "version": version,
-            "disabled": False,
-            "args2_6": {
-                "net": {"port": 27017, "bindIp": "0.0.0.0"},
-                "storage": {"dbPath": f"/data/{rs}_{i}"},
-                "systemLog": {"destination": "file", "path": f"/data/{rs}_{i}/mongod.log"},
-                "replication": {"replSetName": rs, "oplogSizeMB": 1024},
-            },
-        }
-        for i, host in enumerate(SIM_HOSTS)
-    ]
-    members = [
-        {"_id": i, "host": p["name"], "priority": 1.0, "votes": 1, "arbiterOnly": False, "hidden": False}
-        for i, p in enumerate(processes)
-    ]
-    return {"processes": processes, "replicaSets": [{"_id": rs, "members": members}]}
+def demo_automation_config() -> dict[str, Any]:
+    return replica_set_config(SIM_HOSTS, "demo-rs", "7.0.14", oplog_size_mb=1024)
 
 
 @dataclass

@@ -226,14 +226,19 @@ class RestorationService:
 
     # Operators.
 
+    @staticmethod
+    def _active(t: Txn, group_id: str) -> dict[str, Any]:
+        rec = t.get(RESTORATION, group_id)
+        if rec is None or ModeState(rec["state"]) not in ACTIVE_STATES:
+            raise Conflict(
+                f"Project {group_id} is not in Restoration Mode.", error_code="NOT_IN_RESTORATION_MODE"
+            )
+        return rec
+
     def retry(self, group_id: str) -> dict[str, Any]:
         now = self.clock()
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id)
-            if rec is None or ModeState(rec["state"]) not in ACTIVE_STATES:
-                raise Conflict(
-                    f"Project {group_id} is not in Restoration Mode.", error_code="NOT_IN_RESTORATION_MODE"
-                )
+            rec = self._active(t, group_id)
             mode.restart_collection(rec, now, reset_failures=True)
             self._advance(t, group_id, rec, now)
         return self.view(group_id)
@@ -241,11 +246,7 @@ class RestorationService:
     def force_exit(self, group_id: str) -> dict[str, Any]:
         now = self.clock()
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id)
-            if rec is None or ModeState(rec["state"]) not in ACTIVE_STATES:
-                raise Conflict(
-                    f"Project {group_id} is not in Restoration Mode.", error_code="NOT_IN_RESTORATION_MODE"
-                )
+            rec = self._active(t, group_id)
             heard_versions = [r.version for r in mode.reports(rec)]
             expected = self._expected_hosts(group_id, rec)
         # Served above every version heard, so that agents holding a later config adopt the restored one.
