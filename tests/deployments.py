@@ -12,6 +12,7 @@ from tests.procs import AgentProcess, ServerProcess, wait_for
 class Deployment:
     def __init__(self, server: ServerProcess, owner: dict[str, Any], root: Path, name: str) -> None:
         self.server = server
+        self.api_owner = owner
         self.api = server.client(owner)
         self.group_id = self.api.post("/groups", json={"name": name}).json()["id"]
         self.agent_key = self.api.post(f"/groups/{self.group_id}/agentapikeys", json={"desc": "e2e"}).json()[

@@ -143,3 +143,40 @@ def test_without_restoration_mode_the_new_member_is_removed(
     assert "RESTORATION MODE DISABLED: agent" in d.server.log()
     kept = copy.deepcopy(d.api.get(f"/groups/{d.group_id}/automationConfig").json())
     assert "indexConfigs" not in kept or kept["indexConfigs"] == []
+
+
+def test_cutover_to_a_new_url_reattaches_agents_without_re_registration(tmp_path: Path) -> None:
+    """The seed's cutover: the restored primary answers at a new URL; agents whose mmsGroupId/mmsApiKey match
+    the restored records re-attach once their mmsBaseUrl points at it, with no new keys."""
+    old = ServerProcess(tmp_path / "data", free_port()).start()
+    d = Deployment(old, old.create_key(), tmp_path, "cutover")
+    try:
+        for host in HOSTS[:3]:
+            d.agent(host)
+        version = d.put(replica_set_config(HOSTS[:3]))
+        d.wait_goal(version, 3)
+        keys_before = d.api.get(f"/groups/{d.group_id}/agentapikeys").json()
+        old.stop()
+
+        new = ServerProcess(old.data_dir, free_port())
+        conf = new.data_dir / "conf-mms.properties"
+        conf.write_text(conf.read_text() + f"\nmms.centralUrl=http://127.0.0.1:{new.port}\n")
+        new.start()
+        d.server = new
+        d.api.close()
+        d.api = new.client(d.api_owner)
+        cut_ms = int(time.time() * 1000)
+        for agent in d.agents.values():
+            agent.base_url = new.url
+            agent.write_config()
+        wait_for(
+            lambda: len([h for h in fresh_hosts(d, cut_ms) if h["running"]]) == 3,
+            60,
+            what="every agent reporting to the new URL",
+        )
+        d.wait_goal(version, 3)
+        assert d.api.get(f"/groups/{d.group_id}/agentapikeys").json() == keys_before, "no re-registration"
+        assert f"URL to Access Ops Manager: http://127.0.0.1:{new.port}" in new.log()
+    finally:
+        d.close()
+        d.server.stop()

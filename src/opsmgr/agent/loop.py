@@ -220,6 +220,8 @@ class Agent:
             served = await self.client.poll_config(self.held_version)
             config_error = self._adopt(served) if served is not None else None
         except ServerUnreachable as exc:
+            # The server may have moved (a cutover to a restored primary): pick up a new mmsBaseUrl.
+            self._reload_credentials()
             delay = self.backoff.next()
             return self._done(
                 f"server unreachable, retrying in {format_seconds(delay)}: {exc.detail}",
