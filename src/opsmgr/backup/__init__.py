@@ -9,6 +9,7 @@ ranges in the oplog metadata store.
 
 Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr.errors``):
 
+- ``errors`` (pure): what a restore or an upload can be refused with, and its HTTP status.
 - ``positions`` (pure): oplog positions of both kinds of source and their time shapes in Ops Manager's API.
 - ``changes`` (pure): oplog entries of both kinds normalised into one applied form, and their encoding.
 - ``pitr`` (pure): the PITR window as ranges with holes, and restore planning.

@@ -15,9 +15,8 @@ A document is stored in the head as ``{"_id": key, "d": document}`` (the key bei
 ``_id``, see ``backup.changes``) in a collection named after its namespace. The reserved collection
 ``$head`` (``$`` cannot start a MongoDB collection name) holds the head's state: its sync id, the position
 applied through, the position the initial sync must reach to be consistent (``minValid``) and whether the
-initial sync's documents are all loaded. The position moves in the same transaction as the last change of a
-slice; a change applied before a crash is applied again after it, which changes nothing (replay is
-idempotent).
+initial sync's documents are all loaded. The position moves once a slice's changes are committed; a slice
+applied in part before a crash is applied again after it, which changes nothing (replay is idempotent).
 
 May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
 """
