@@ -117,16 +117,19 @@ class ServerContext:
         self.automation.record_status(group_id, hostname, body)
         return self.restoration.on_status(group_id, hostname, body)
 
-    def run_periodic(self, stop: threading.Event) -> None:
-        """The server's own loop: advances work that waits on time rather than on a request."""
+    def periodic_work(self) -> dict[str, Callable[[], object]]:
+        """Work that waits on time rather than on a request, each run by its own thread so that a long
+        snapshot never holds up Restoration Mode's timeouts."""
+        return {"restoration": self.restoration.tick, "backup": self.backup.tick}
+
+    def run_periodic(self, name: str, work: Callable[[], object], stop: threading.Event) -> None:
         while not stop.wait(min(1.0, self.agent_poll_interval_s / 2)):
-            for name, work in (("restoration", self.restoration.tick), ("backup", self.backup.tick)):
-                try:
-                    work()
-                except OpsmgrError as exc:
-                    log.warning("periodic %s work failed: %s", name, exc.detail)
-                except Exception:
-                    log.exception("periodic %s work failed", name)
+            try:
+                work()
+            except OpsmgrError as exc:
+                log.warning("periodic %s work failed: %s", name, exc.detail)
+            except Exception:
+                log.exception("periodic %s work failed", name)
 
 
 def error_response(status: int, detail: str, code: str, **parameters: Any) -> JSONResponse:
@@ -222,13 +225,18 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        worker = threading.Thread(target=ctx.run_periodic, args=(stop,), name="periodic", daemon=True)
-        worker.start()
+        workers = [
+            threading.Thread(target=ctx.run_periodic, args=(name, work, stop), name=name, daemon=True)
+            for name, work in ctx.periodic_work().items()
+        ]
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
             stop.set()
-            worker.join(10)
+            for worker in workers:
+                worker.join(10)
 
     app = FastAPI(
         lifespan=lifespan,
