@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import copy
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.configs import replica_set_config
-from tests.procs import ServerProcess
+from tests.procs import ServerProcess, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -243,4 +242,7 @@ def test_huge_body_is_413(api: httpx.Client) -> None:
 
 def test_server_log_has_request_ids(server: ServerProcess) -> None:
     httpx.get(f"{server.url}/health/live", headers={"X-Request-Id": "trace-me-42"})
-    assert '"requestId": "trace-me-42"' in Path(server.log_path or "").read_text()
+    # The access log line is written once the answer has gone out: poll the log for it.
+    wait_for(
+        lambda: '"requestId": "trace-me-42"' in server.log(), 10, what="the request id in the server log"
+    )
