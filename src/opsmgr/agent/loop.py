@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, ServerUnreachable
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.settings import AgentSettings, load_settings
@@ -183,6 +184,14 @@ class Agent:
         self.request_handlers: dict[str, RequestHandler] = {UPLOAD_CONFIG_REQUEST: self._upload_config}
         self.request_handlers.update(request_handlers or {})
         self.config_path = config_path
+        # Backup runs as its own task beside the cycle (see ``run``); it reads the current credentials.
+        self.backup = BackupWorker(
+            driver,
+            http,
+            lambda: (self.settings.base_url, self.settings.group_id, self.settings.api_key),
+            settings.hostname,
+            offload=offload_driver,
+        )
         poll = settings.poll_interval_s
         self.backoff = Backoff(
             min(1.0, poll), max(poll, min(MAX_BACKOFF_S, 30 * poll)), rng or random.Random()
@@ -509,12 +518,17 @@ class Agent:
     async def run(self, stop: asyncio.Event, *, first_delay_s: float = 0.0) -> None:
         """Cycle until ``stop`` is set; processes are left exactly as they are when it stops."""
         delay = first_delay_s
-        while not await _stopped_within(stop, delay):
-            try:
-                delay = (await self.cycle()).delay_s
-            except Exception:  # the loop outlives any bug in one cycle
-                log.exception("%s: cycle failed", self.hostname)
-                delay = self.settings.poll_interval_s
+        backup = asyncio.create_task(self.backup.run(stop))
+        try:
+            while not await _stopped_within(stop, delay):
+                try:
+                    delay = (await self.cycle()).delay_s
+                except Exception:  # the loop outlives any bug in one cycle
+                    log.exception("%s: cycle failed", self.hostname)
+                    delay = self.settings.poll_interval_s
+        finally:
+            backup.cancel()
+            await asyncio.gather(backup, return_exceptions=True)
         log.info("%s: agent stopped; processes left as they are", self.hostname)
 
 

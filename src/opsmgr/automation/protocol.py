@@ -12,3 +12,6 @@ UPLOAD_PATH: Final = "/agents/api/automation/restoration/v1/{group}/config"
 
 # Restoration Mode chose this agent's config as the latest: upload it, secrets redacted.
 UPLOAD_CONFIG_REQUEST: Final = "UPLOAD_CONFIG"
+
+# Backup: what a host backs up and restores, and where its uploads go (``{group}`` as above).
+BACKUP_PATH: Final = "/agents/api/backup/v1/{group}"

@@ -220,7 +220,7 @@ class RequestPipeline:
 
 
 def create_app(ctx: ServerContext) -> FastAPI:
-    from opsmgr.server import agent_api, ops_api, public_api, restoration_api
+    from opsmgr.server import agent_api, backup_agent_api, backup_api, ops_api, public_api, restoration_api
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -277,6 +277,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(agent_api.router)
     app.include_router(public_api.router)
     app.include_router(restoration_api.router)
+    app.include_router(backup_agent_api.router)
+    app.include_router(backup_api.router)
+    app.include_router(backup_api.download_router)
     app.include_router(ops_api.router)
 
     @app.get("/metrics", include_in_schema=False)

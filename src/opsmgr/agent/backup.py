@@ -1,0 +1,217 @@
+"""The agent's backup module: ships the oplog of the replica sets whose PRIMARY runs on this host, and carries
+out automated restores into this host's processes. It runs as its own asyncio task beside the automation
+cycle (:meth:`BackupWorker.run`), one :meth:`BackupWorker.step` at a time, so backup never delays automation.
+
+Per backed-up source (``GET .../jobs`` names them), the agent whose process is PRIMARY:
+
+- asks where to resume (``acknowledged``: the daemon's tip); on SYNC_REQUIRED it does an **initial sync**:
+  the oplog position before ``driver.dump`` (``position``), the documents in chunks, and the position after
+  (``minValid``);
+- then tails ``driver.oplog_read`` from the acknowledged position and ships what it read as slices
+  ``(acknowledged, last entry]``, cut at ``max_entries`` entries (size) and shipped every step (time, about
+  ``interval_s``); the next slice starts where the daemon acknowledged, so restarts of either side resume
+  exactly;
+- on ``OplogGap`` reports the gap and resyncs at the next step.
+
+An automated restore (``restores`` in the jobs answer): the server disabled the target's processes in the
+goal config, so the automation cycle stops them; once this host's are stopped, the agent downloads the
+restored documents (the daemon replays up to the target **inclusive**: the entry at exactly the target is
+applied), ``driver.load``s them into each, and reports DONE; the server then enables the processes again
+and automation starts them on the restored data.
+
+May import ``opsmgr.agent``, ``opsmgr.automation.protocol``, ``opsmgr.backup.slices``, ``opsmgr.drivers``
+and ``opsmgr.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from opsmgr.automation.protocol import BACKUP_PATH
+from opsmgr.backup.slices import encode_slice
+from opsmgr.drivers.base import Driver, MemberState
+from opsmgr.errors import OplogGap, OpsmgrError
+
+log = logging.getLogger("opsmgr.agent.backup")
+T = TypeVar("T")
+DOC_CHUNK = 2000
+
+
+class BackupFailed(OpsmgrError):
+    """The server refused or could not be reached; the step is tried again later."""
+
+
+class BackupWorker:
+    def __init__(
+        self,
+        driver: Driver,
+        http: httpx.AsyncClient,
+        credentials: Callable[[], tuple[str, str, str]],
+        hostname: str,
+        *,
+        interval_s: float = 1.0,
+        max_entries: int = 2000,
+        offload: bool = True,
+    ) -> None:
+        """``credentials`` gives the current (base URL, group id, agent API key), which may change."""
+        self.driver = driver
+        self.http = http
+        self.credentials = credentials
+        self.hostname = hostname
+        self.interval_s = interval_s
+        self.max_entries = max_entries
+        self.offload = offload
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self.offload:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    async def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        base, group, key = self.credentials()
+        url = base.rstrip("/") + BACKUP_PATH.format(group=quote(group, safe="")) + path
+        try:
+            response = await self.http.request(method, url, auth=httpx.BasicAuth(group, key), **kw)
+        except httpx.HTTPError as exc:
+            raise BackupFailed(f"{method} {path}: {exc!r}") from exc
+        if response.status_code >= 400:
+            raise BackupFailed(f"{method} {path}: HTTP {response.status_code}: {response.text[:300]}")
+        return response
+
+    async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        body = (await self._send(method, path, **kw)).json()
+        if not isinstance(body, dict):
+            raise BackupFailed(f"{method} {path}: answer is not a JSON object")
+        return body
+
+    # --- one step -------------------------------------------------------------------------------------------
+
+    async def step(self) -> None:
+        jobs = await self._json("GET", "/jobs", params={"hostname": self.hostname})
+        for source in jobs.get("sources", []):
+            try:
+                await self.ship(source)
+            except OpsmgrError as exc:
+                log.warning("%s: backup of %s: %s", self.hostname, source.get("replicaSetName"), exc.detail)
+        for job in jobs.get("restores", []):
+            await self.restore(job)
+
+    async def _primary_here(self, names: list[str]) -> str | None:
+        for name in names:
+            try:
+                status = await self._call(self.driver.rs_status, name)
+            except OpsmgrError:
+                continue
+            if status is not None and status.my_state is MemberState.PRIMARY:
+                return name
+        return None
+
+    async def ship(self, source: dict[str, Any]) -> None:
+        """Initial sync when the daemon needs one, then every entry since the acknowledged position."""
+        name = await self._primary_here(list(source.get("processes", [])))
+        if name is None:
+            return
+        sid = source["sourceId"]
+        ack = await self._json("GET", f"/sources/{sid}/acknowledged")
+        if ack["status"] == "SYNC_REQUIRED":
+            ack = await self.initial_sync(sid, name)
+        position = ack["acknowledged"]
+        while True:
+            try:
+                entries = await self._call(self.driver.oplog_read, name, position, self.max_entries)
+            except OplogGap as exc:
+                log.warning("%s: oplog gap after %s on %s: resync", self.hostname, position, name)
+                await self._json(
+                    "POST",
+                    f"/sources/{sid}/gap",
+                    json={"firstAvailable": exc.first_available_ts, "detail": exc.detail},
+                )
+                return
+            if not entries:
+                return
+            raw = [
+                {"ts": e.ts, "op": e.op, "ns": e.ns, "o": e.o, **({"o2": e.o2} if e.o2 is not None else {})}
+                for e in entries
+            ]
+            data = encode_slice(position, entries[-1].ts, raw)
+            result = await self._json(
+                "POST",
+                f"/sources/{sid}/slices",
+                content=data,
+                headers={"content-type": "application/octet-stream"},
+            )
+            if result["status"] not in ("ACCEPTED", "DUPLICATE") or result["acknowledged"] is None:
+                log.warning("%s: slice refused for %s: %s", self.hostname, name, result)
+                return
+            position = result["acknowledged"]
+            if len(entries) < self.max_entries:
+                return
+
+    async def initial_sync(self, sid: str, name: str) -> dict[str, Any]:
+        window = await self._call(self.driver.oplog_window, name)
+        position = window.last_ts if window else 0
+        docs = await self._call(self.driver.dump, name)
+        after = await self._call(self.driver.oplog_window, name)
+        min_valid = max(after.last_ts if after else 0, position)
+        sync_id = (await self._json("POST", f"/sources/{sid}/sync", json={"position": position}))["syncId"]
+        for i in range(0, len(docs), DOC_CHUNK):
+            chunk = [[ns, doc] for ns, doc in docs[i : i + DOC_CHUNK]]
+            await self._json("POST", f"/sources/{sid}/sync/{sync_id}/documents", json={"docs": chunk})
+        log.info("%s: initial sync of %s: %d documents at %s", self.hostname, name, len(docs), position)
+        return await self._json("POST", f"/sources/{sid}/sync/{sync_id}/finish", json={"minValid": min_valid})
+
+    async def restore(self, job: dict[str, Any]) -> None:
+        """Load the restored documents into this host's processes of the target once they are stopped (the
+        server disabled them in the goal config; it enables them again when every one is loaded)."""
+        job_id = job["jobId"]
+        try:
+            stopped = []
+            for process in job["processes"]:
+                observed = await self._call(self.driver.observe, process["name"])
+                if not observed.running:
+                    stopped.append(process["name"])
+            if not stopped:
+                return
+            response = await self._send("GET", f"/restores/{job_id}/documents")
+            docs = [(d["ns"], d["doc"]) for d in map(json.loads, response.text.splitlines()) if d]
+            for name in stopped:
+                await self._call(self.driver.load, name, docs)
+        except OpsmgrError as exc:
+            log.error("%s: restore job %s failed: %s", self.hostname, job_id, exc.detail)
+            await self._report(job_id, [p["name"] for p in job["processes"]], "FAILED", exc.detail)
+            return
+        await self._report(job_id, stopped, "DONE", "")
+        log.warning(
+            "%s: restore job %s: %d documents loaded into %s", self.hostname, job_id, len(docs), stopped
+        )
+
+    async def _report(self, job_id: str, names: list[str], state: str, detail: str) -> None:
+        try:
+            await self._json(
+                "POST",
+                f"/restores/{job_id}/progress",
+                params={"hostname": self.hostname},
+                json={"processes": names, "state": state, "detail": detail},
+            )
+        except BackupFailed as exc:
+            log.warning("%s: restore job %s: progress not delivered: %s", self.hostname, job_id, exc.detail)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Steps until ``stop`` is set; a failed step is logged and retried after the interval."""
+        while not stop.is_set():
+            try:
+                await self.step()
+            except OpsmgrError as exc:
+                log.debug("%s: backup step: %s", self.hostname, exc.detail)
+            except Exception:  # backup must never take the agent down
+                log.exception("%s: backup step failed", self.hostname)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)

@@ -1,0 +1,200 @@
+"""The agent side of backup, under ``/agents/api/backup/v1/{groupId}`` with the project's agent API key
+(HTTP Basic, as the automation routes): what a host must back up and restore (``jobs``), initial syncs,
+slice uploads (the daemon's ingest makes a partial upload invisible), the acknowledged position, gap reports,
+and automated restores (documents to load, progress reports).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.server import backup_api
+from opsmgr.server.auth import agent_group
+
+router = APIRouter(prefix="/agents/api/backup/v1/{group_id}", tags=["agents"])
+Hostname = Query(..., min_length=1, max_length=255)
+
+
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
+
+
+def _source_id(ctx: Any, group_id: str, source_id: str) -> str:
+    if not source_id.isalnum() or ctx.backup.source(source_id).groupId != group_id:
+        raise NotFound(f"no backup source {source_id} in project {group_id}", sourceId=source_id)
+    return source_id
+
+
+def _int(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(f"{name} must be a non-negative integer", field=name)
+    return value
+
+
+@router.get("/jobs")
+def jobs(request: Request, group_id: str = Depends(agent_group), hostname: str = Hostname) -> dict[str, Any]:
+    """The backed-up replica sets with a process on this host (the agent whose process is PRIMARY ships
+    them) and the automated restores whose target has processes on this host, not yet done by it."""
+    ctx = _ctx(request)
+    config = ctx.automation.config(group_id)
+    mine = {p["name"]: p for p in config.get("processes", []) if p.get("hostname") == hostname}
+    sources = []
+    for s in backup_api.started_sources(ctx, group_id):
+        procs = [p["name"] for p in backup_api.target_processes(ctx, group_id, s["replicaSetName"])]
+        here = [n for n in procs if n in mine]
+        if here:
+            sources.append({**s, "processes": here})
+    restores = []
+    for job in ctx.stores.app.find(backup_api.JOBS, statusName="QUEUED") + ctx.stores.app.find(
+        backup_api.JOBS, statusName="RUNNING"
+    ):
+        delivery = job["delivery"]
+        if delivery.get("targetGroupId") != group_id:
+            continue
+        here = [mine[n] for n in job.get("pending", []) if n in mine]
+        if here:
+            restores.append({"jobId": job["_id"], "processes": here})
+    return {"sources": sources, "restores": restores}
+
+
+@router.get("/sources/{source_id}/acknowledged")
+def acknowledged(request: Request, source_id: str, group_id: str = Depends(agent_group)) -> dict[str, Any]:
+    ctx = _ctx(request)
+    return dict(ctx.backup.acknowledged(_source_id(ctx, group_id, source_id)).to_json())
+
+
+@router.post("/sources/{source_id}/sync")
+def start_sync(
+    request: Request, source_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    ctx = _ctx(request)
+    sid = _source_id(ctx, group_id, source_id)
+    return {"syncId": ctx.backup.start_sync(sid, _int(body, "position"))}
+
+
+def _docs(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    docs = body.get("docs")
+    if not isinstance(docs, list) or not all(
+        isinstance(d, list) and len(d) == 2 and isinstance(d[0], str) and isinstance(d[1], dict) for d in docs
+    ):
+        raise InvalidInput("docs must be a list of [namespace, document] pairs", field="docs")
+    return [(d[0], d[1]) for d in docs]
+
+
+@router.post("/sources/{source_id}/sync/{sync_id}/documents")
+def sync_documents(
+    request: Request,
+    source_id: str,
+    sync_id: str,
+    group_id: str = Depends(agent_group),
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    ctx = _ctx(request)
+    sid = _source_id(ctx, group_id, source_id)
+    return {"loaded": ctx.backup.sync_documents(sid, sync_id, _docs(body))}
+
+
+@router.post("/sources/{source_id}/sync/{sync_id}/finish")
+def finish_sync(
+    request: Request,
+    source_id: str,
+    sync_id: str,
+    group_id: str = Depends(agent_group),
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    ctx = _ctx(request)
+    sid = _source_id(ctx, group_id, source_id)
+    return dict(ctx.backup.finish_sync(sid, sync_id, _int(body, "minValid")).to_json())
+
+
+@router.post("/sources/{source_id}/slices")
+async def upload_slice(
+    request: Request, source_id: str, group_id: str = Depends(agent_group)
+) -> dict[str, Any]:
+    """A slice in ``backup.slices`` wire format; the answer carries the acknowledged tip."""
+    from starlette.concurrency import run_in_threadpool
+
+    ctx = _ctx(request)
+    data = await request.body()
+    sid = await run_in_threadpool(_source_id, ctx, group_id, source_id)
+    result = await run_in_threadpool(ctx.backup.ingest_slice_bytes, sid, data)
+    return dict(result.to_json())
+
+
+@router.post("/sources/{source_id}/gap")
+def report_gap(
+    request: Request, source_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    ctx = _ctx(request)
+    sid = _source_id(ctx, group_id, source_id)
+    first = body.get("firstAvailable")
+    ctx.backup.report_gap(sid, first if isinstance(first, int) else None, str(body.get("detail", ""))[:500])
+    return dict(ctx.backup.acknowledged(sid).to_json())
+
+
+def _target_job(ctx: Any, group_id: str, job_id: str) -> dict[str, Any]:
+    job = ctx.stores.app.get(backup_api.JOBS, job_id) if job_id.isalnum() else None
+    if job is None or job["delivery"].get("targetGroupId") != group_id:
+        raise NotFound(f"no restore job {job_id} into project {group_id}", jobId=job_id)
+    return dict(job)
+
+
+@router.get("/restores/{job_id}/documents")
+def restore_documents(
+    request: Request, job_id: str, group_id: str = Depends(agent_group)
+) -> StreamingResponse:
+    """The restored documents as JSON lines; the job is RUNNING from the first download on."""
+    ctx = _ctx(request)
+    job = _target_job(ctx, group_id, job_id)
+    backup_api.resolve(ctx, job)  # refuse (409) before the response starts
+    if job["statusName"] == "QUEUED":
+        ctx.stores.app.put(
+            backup_api.JOBS, {**job, "statusName": "RUNNING", "started": int(time.time() * 1000)}
+        )
+    return StreamingResponse(backup_api.json_lines(ctx, job), media_type="application/x-ndjson")
+
+
+@router.post("/restores/{job_id}/progress")
+def restore_progress(
+    request: Request,
+    job_id: str,
+    group_id: str = Depends(agent_group),
+    hostname: str = Hostname,
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    """An agent restored (``DONE``) or failed to restore (``FAILED``) its processes of the target; the job is
+    FINISHED when every process of the target is done, and the target's processes are enabled again."""
+    ctx = _ctx(request)
+    names = body.get("processes")
+    state = body.get("state")
+    if not isinstance(names, list) or state not in ("DONE", "FAILED"):
+        raise InvalidInput("give processes (a list) and state DONE or FAILED", field="state")
+    with ctx.stores.app.tx() as t:
+        job = t.get(backup_api.JOBS, job_id) if job_id.isalnum() else None
+        if job is None or job["delivery"].get("targetGroupId") != group_id:
+            raise NotFound(f"no restore job {job_id} into project {group_id}", jobId=job_id)
+        if job["statusName"] in ("FINISHED", "FAILED"):
+            raise Conflict(f"restore job {job_id} is already {job['statusName']}", jobId=job_id)
+        now = int(time.time() * 1000)
+        if state == "FAILED":
+            job.update(
+                statusName="FAILED", finished=now, failure=f"{hostname}: {body.get('detail', '')}"[:500]
+            )
+        else:
+            job["pending"] = [n for n in job.get("pending", []) if n not in names]
+            if not job["pending"]:
+                job.update(statusName="FINISHED", finished=now)
+        t.put(backup_api.JOBS, job)
+    if job["statusName"] in ("FINISHED", "FAILED"):
+        names = [
+            p["name"]
+            for p in backup_api.target_processes(ctx, group_id, job["delivery"]["targetReplicaSetName"])
+        ]
+        backup_api.set_disabled(ctx, group_id, names, False)
+    return {"statusName": job["statusName"], "pending": job.get("pending", [])}

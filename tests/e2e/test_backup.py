@@ -1,0 +1,188 @@
+"""Continuous backup and point-in-time restore end to end: a real server, real ``opsmgr agent`` processes on
+one sim world file with a write load, backup started through the public API, snapshots and a PITR window
+that advances, an on-demand snapshot, and an automated restore into another project's replica set whose
+data equals, document for document, the source's at the chosen instant (the target is inclusive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from opsmgr.sim.model import WriteLoad
+from opsmgr.sim.world import SimWorld
+from tests.configs import replica_set_config
+from tests.deployments import Deployment
+from tests.procs import ServerProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SOURCE_HOSTS = [f"src{i}.backup.sim" for i in range(3)]
+TARGET_HOSTS = [f"dst{i}.backup.sim" for i in range(3)]
+
+
+@pytest.fixture
+def pair(
+    server: ServerProcess, owner: dict[str, Any], tmp_path: Path
+) -> Iterator[tuple[Deployment, Deployment]]:
+    source = Deployment(server, owner, tmp_path, "backup-source")
+    target = Deployment(server, owner, tmp_path, "backup-target")
+    try:
+        yield source, target
+    finally:
+        source.close()
+        target.close()
+
+
+def _cluster_id(d: Deployment) -> str:
+    clusters = d.api.get(f"/groups/{d.group_id}/clusters").json()["results"]
+    assert len(clusters) == 1 and clusters[0]["typeName"] == "REPLICA_SET"
+    return str(clusters[0]["id"])
+
+
+def _primary(world: SimWorld, hosts: list[str], rs: str) -> tuple[str, str] | None:
+    for i, host in enumerate(hosts):
+        name = f"{rs}_{i}"
+        try:
+            status = world.rs_status(host, name)
+        except Exception:  # a member being restarted does not answer
+            continue
+        if status is not None and status.my_state.value == "PRIMARY":
+            return host, name
+    return None
+
+
+def _dump_at_a_position(
+    world: SimWorld, host: str, name: str
+) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+    """The primary's documents and the oplog position they are at (no entry between the two reads)."""
+    for _ in range(200):
+        before = world.oplog_window(host, name)
+        docs = world.dump(host, name)
+        after = world.oplog_window(host, name)
+        if before is not None and after is not None and before.last_ts == after.last_ts:
+            return before.last_ts, docs
+    raise AssertionError("the write load never paused long enough for a dump at one position")
+
+
+def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deployment, Deployment]) -> None:
+    source, target = pair
+    for host in SOURCE_HOSTS:
+        source.agent(host)
+    for host in TARGET_HOSTS:
+        target.agent(host)
+    source.wait_goal(source.put(replica_set_config(SOURCE_HOSTS, rs="src")), 3)
+    target.wait_goal(target.put(replica_set_config(TARGET_HOSTS, rs="dst")), 3)
+    world = SimWorld.open(source.root / "world.sqlite")
+    try:
+        found = _primary(world, SOURCE_HOSTS, "src")
+        assert found is not None
+        set_id = world.set_id_of(*found)
+        assert set_id is not None
+        world.set_write_load(set_id, WriteLoad(rate=40, keys=100, payload_bytes=32))
+
+        cid = _cluster_id(source)
+        base = f"/groups/{source.group_id}/clusters/{cid}"
+        r = source.api.patch(f"/groups/{source.group_id}/backupConfigs/{cid}", json={"statusName": "STARTED"})
+        assert r.status_code == 200 and r.json()["statusName"] == "STARTED", r.text
+
+        def listing() -> dict[str, Any]:
+            return dict(source.api.get(f"{base}/snapshots").json())
+
+        wait_for(
+            lambda: listing()["totalCount"] >= 1 and listing()["pitrWindow"], 60, what="a first snapshot"
+        )
+        first_end = listing()["pitrWindow"][-1]["end"]["time"]
+        wait_for(
+            lambda: listing()["pitrWindow"][-1]["end"]["time"] > first_end,
+            30,
+            what="the PITR window advancing",
+        )
+
+        r = source.api.post(f"{base}/snapshots")
+        assert r.status_code == 200, r.text
+        (on_demand,) = r.json()["snapshotIds"]
+        wait_for(
+            lambda: any(s["id"] == on_demand for s in listing()["results"]), 30, what="the on-demand snapshot"
+        )
+        snap = source.api.get(f"{base}/snapshots/{on_demand}").json()
+        assert snap["id"] == on_demand and snap["snapshotType"] == "ON_DEMAND", snap
+
+        # The instant to restore to: the source's documents as they were at one oplog position.
+        host, name = _primary(world, SOURCE_HOSTS, "src") or ("", "")
+        position, expected = _dump_at_a_position(world, host, name)
+        assert expected, "the write load wrote documents"
+        wait_for(
+            lambda: listing()["pitrWindow"][-1]["end"]["time"] > position >> 32, 30, what="window past it"
+        )
+
+        outside = source.api.post(
+            f"{base}/restoreJobs",
+            json={"pointInTimeUTCMillis": 1000, "delivery": {"methodName": "HTTP", "expirationHours": 1}},
+        )
+        assert outside.status_code == 400, outside.text
+        assert outside.json()["parameters"]["restorableRanges"], outside.text
+
+        target_cid = _cluster_id(target)
+        job = source.api.post(
+            f"{base}/restoreJobs",
+            json={
+                "oplogTs": position >> 32,
+                "oplogInc": position & 0xFFFFFFFF,
+                "delivery": {
+                    "methodName": "AUTOMATED_RESTORE",
+                    "targetGroupId": target.group_id,
+                    "targetClusterId": target_cid,
+                },
+            },
+        )
+        assert job.status_code == 200, job.text
+        job_id = job.json()["id"]
+
+        def job_state() -> str:
+            return str(source.api.get(f"{base}/restoreJobs/{job_id}").json()["statusName"])
+
+        wait_for(lambda: job_state() in ("FINISHED", "FAILED"), 60, what="the restore job")
+        assert job_state() == "FINISHED", source.api.get(f"{base}/restoreJobs/{job_id}").json()
+
+        def restored() -> bool:
+            p = _primary(world, TARGET_HOSTS, "dst")
+            return p is not None and world.dump(*p) == expected
+
+        wait_for(restored, 60, what="the target's primary holding the source's documents at the instant")
+
+        # An agent holding a newer config than the target project's puts it in Restoration Mode: restore jobs
+        # into it are deployment changes and are refused.
+        poll = httpx.get(
+            f"{target.server.url}/agents/api/automation/conf/v1/{target.group_id}",
+            params={"hostname": "newer.backup.sim", "cv": 10_000},
+            auth=(target.group_id, target.agent_key),
+        )
+        assert poll.status_code in (200, 304), poll.text
+        wait_for(
+            lambda: (
+                target.api.get(f"/groups/{target.group_id}/restorationMode").json()["state"] != "INACTIVE"
+            ),
+            30,
+            what="Restoration Mode",
+        )
+        refused = source.api.post(
+            f"{base}/restoreJobs",
+            json={
+                "snapshotId": on_demand,
+                "delivery": {
+                    "methodName": "AUTOMATED_RESTORE",
+                    "targetGroupId": target.group_id,
+                    "targetClusterId": target_cid,
+                },
+            },
+        )
+        assert refused.status_code == 409 and refused.json()["errorCode"] == "RESTORATION_MODE_ACTIVE", (
+            refused.text
+        )
+    finally:
+        world.close()
