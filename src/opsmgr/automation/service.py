@@ -5,7 +5,7 @@ Owns the collections ``automation_configs`` (one document per project: the confi
 by gen.key, and its ``version``) and ``agent_status`` (one document per project and agent hostname). Records
 intent (a new goal config) and observations (agent status); agents act on them. Builds the
 ``automationStatus`` and ``hosts`` views in Ops Manager's shapes. May import ``opsmgr.errors``,
-``opsmgr.store`` and ``opsmgr.automation``.
+``opsmgr.store``, ``opsmgr.automation`` and ``opsmgr.maintenance.rolling`` (transition rules).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opsmgr.automation.config import empty_config, map_secrets, same_content, validate
+from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.store.engine import Store
 
 CONFIGS = "automation_configs"
@@ -47,16 +48,26 @@ class AutomationService:
         return config
 
     def put_config(
-        self, group_id: str, body: Any, *, min_version: int | None = None, allow_unique_indexes: bool = False
+        self,
+        group_id: str,
+        body: Any,
+        *,
+        min_version: int | None = None,
+        allow_unique_indexes: bool = False,
+        check_transition: bool = True,
     ) -> dict[str, Any]:
         """Replace the goal config; ``version`` goes up by one only when the content differs.
 
         ``min_version`` lets Restoration Mode write a config whose version is at least an agent's.
+        ``check_transition=False`` skips the rolling-maintenance transition rules: Restoration Mode adopts a
+        config agents already run, which is no step the maintenance procedure has to take.
         """
         with self.store.tx() as t:
             doc = t.get(CONFIGS, group_id) or {"_id": group_id, "config": empty_config(), "version": 0}
             current = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
             new = validate(body, current=current, allow_unique_indexes=allow_unique_indexes)
+            if check_transition:
+                validate_transition(current, new)
             new.pop("version", None)
             version = int(doc["version"])
             if not same_content(current, new) or (min_version is not None and version < min_version):
