@@ -192,7 +192,11 @@ class RestorationService:
             restored = self.automation.config(group_id)
             config = fill_redacted(body, restored)
             written = self.automation.put_config(
-                group_id, config, min_version=int(chosen["configVersion"]), allow_unique_indexes=True
+                group_id,
+                config,
+                min_version=int(chosen["configVersion"]),
+                allow_unique_indexes=True,
+                check_transition=False,
             )
         except OpsmgrError as exc:
             self._fail(
@@ -253,7 +257,7 @@ class RestorationService:
         served = max([self.automation.version(group_id), *heard_versions]) + 1
         restored = self.automation.config(group_id)
         written = self.automation.put_config(
-            group_id, restored, min_version=served, allow_unique_indexes=True
+            group_id, restored, min_version=served, allow_unique_indexes=True, check_transition=False
         )
         with self.store.tx() as t:
             rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
