@@ -1,0 +1,129 @@
+"""The public API as the command line reaches it: a programmatic API key over HTTP Digest, answers as JSON,
+and every failure turned into an :class:`~opsmgr.errors.OpsmgrError` whose detail is the server's own
+message, so commands print it and exit non-zero instead of showing a traceback.
+
+Also the Typer options every API command shares (``--url``, ``--public-key``, ``--private-key``; each also
+read from ``OPSMGR_URL``, ``OPSMGR_PUBLIC_KEY``, ``OPSMGR_PRIVATE_KEY`` so keys need not sit in shell
+history) and :func:`watch`, the progress bar of long work (restores, builds, drills) polled until it ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from opsmgr.errors import OpsmgrError
+
+PUBLIC_PREFIX = "/api/public/v1.0"
+
+UrlOpt = typer.Option(..., "--url", envvar="OPSMGR_URL", help="Base URL of the opsmgr server.")
+PublicKeyOpt = typer.Option(..., "--public-key", envvar="OPSMGR_PUBLIC_KEY", help="API key's public part.")
+PrivateKeyOpt = typer.Option(
+    ..., "--private-key", envvar="OPSMGR_PRIVATE_KEY", help="API key's private part.", show_default=False
+)
+GroupOpt = typer.Option(..., "--group", envvar="OPSMGR_GROUP", help="Project (group) id.")
+
+
+class ApiFailed(OpsmgrError):
+    """The server answered with an error, or could not be reached."""
+
+    def __init__(self, detail: str, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        text = body.get("detail") or body.get("reason") or body.get("errorCode")
+        if text:
+            return str(text)
+    return str(body)[:300]
+
+
+class PublicApi:
+    """A small client of ``/api/public/v1.0``; paths are given without that prefix."""
+
+    def __init__(self, url: str, public_key: str, private_key: str, *, timeout_s: float = 30.0) -> None:
+        self.client = httpx.Client(
+            base_url=url.rstrip("/") + PUBLIC_PREFIX,
+            auth=httpx.DigestAuth(public_key, private_key),
+            timeout=timeout_s,
+        )
+
+    def __enter__(self) -> PublicApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        try:
+            response = self.client.request(method, path, json=body, params=params or None)
+        except httpx.HTTPError as exc:
+            raise ApiFailed(f"cannot reach {self.client.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            detail = f"{method} {path}: HTTP {response.status_code}: {_message(response)}"
+            raise ApiFailed(detail, response.status_code)
+        if not response.content:
+            return None
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.call("GET", path, **params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.call("POST", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self.call("DELETE", path)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[float, str], None]]:
+    """A terminal progress bar; yields ``update(fraction, status)`` with fraction in 0..1."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    ) as bar:
+        task = bar.add_task(description, total=1.0, status="")
+
+        def update(fraction: float, status: str) -> None:
+            bar.update(task, completed=max(0.0, min(1.0, fraction)), status=status)
+
+        yield update
+
+
+def watch(
+    read: Callable[[], dict[str, Any]],
+    fraction: Callable[[dict[str, Any]], float],
+    finished: Callable[[dict[str, Any]], bool],
+    *,
+    description: str,
+    status: Callable[[dict[str, Any]], str],
+    interval_s: float = 0.5,
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
+    """Polls ``read`` until ``finished`` (or the timeout) drawing a progress bar; returns the last reading."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with progress_bar(description) as update:
+        while True:
+            current = read()
+            update(fraction(current), status(current))
+            if finished(current):
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise ApiFailed(f"still not finished after {timeout_s:.0f} s: {status(current)}")
+            time.sleep(interval_s)
