@@ -119,6 +119,13 @@ class ServerProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def set_conf(self, values: dict[str, str]) -> None:
+        """Set keys of the data dir's ``conf-mms.properties`` (created by a first start), replacing earlier
+        lines for the same keys; takes effect at the next start."""
+        conf = self.data_dir / "conf-mms.properties"
+        kept = [line for line in conf.read_text().splitlines() if line.split("=", 1)[0].strip() not in values]
+        conf.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in values.items())]) + "\n")
+
     def create_key(self, role: str = "ORG_OWNER", **opts: str) -> dict[str, Any]:
         extra = [x for k, v in opts.items() for x in (f"--{k.replace('_', '-')}", v)]
         done = run_cli("keys", "create", "--role", role, "--json", "--data-dir", str(self.data_dir), *extra)

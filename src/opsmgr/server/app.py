@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsmgr import __version__
+from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.errors import OpsmgrError
@@ -67,18 +68,21 @@ class ServerContext:
     blockstore_path: Path
     restoration_mode_enabled: bool = True
     agent_poll_interval_s: float = 10.0
+    alert_webhook_url: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
     digest: DigestAuthenticator = field(init=False)
     appdb: AppDB = field(init=False)
     automation: AutomationService = field(init=False)
     restoration: RestorationService = field(init=False)
     backup: BackupDaemon = field(init=False)
+    alerts: AlertService = field(init=False)
     agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
 
     def __post_init__(self) -> None:
         self.digest = DigestAuthenticator(self.digest_secret)
         self.appdb = AppDB(self.stores.app, self.encrypt, self.decrypt)
+        self.alerts = AlertService(self.stores.app)
         self.automation = AutomationService(self.stores.app, self.encrypt, self.decrypt)
         self.backup = BackupDaemon(self.stores, self.blockstore_path)
         self.restoration = RestorationService(
@@ -120,7 +124,16 @@ class ServerContext:
     def periodic_work(self) -> dict[str, Callable[[], object]]:
         """Work that waits on time rather than on a request, each run by its own thread so that a long
         snapshot never holds up Restoration Mode's timeouts."""
-        return {"restoration": self.restoration.tick, "backup": self.backup.tick}
+        work: dict[str, Callable[[], object]] = {
+            "restoration": self.restoration.tick,
+            "backup": self.backup.tick,
+        }
+        if self.alert_webhook_url:
+            from opsmgr.server.alerts_api import webhook_poster
+
+            post = webhook_poster(self.alert_webhook_url)
+            work["alert-webhook"] = lambda: self.alerts.deliver(post)
+        return work
 
     def run_periodic(self, name: str, work: Callable[[], object], stop: threading.Event) -> None:
         while not stop.wait(min(1.0, self.agent_poll_interval_s / 2)):
@@ -220,7 +233,15 @@ class RequestPipeline:
 
 
 def create_app(ctx: ServerContext) -> FastAPI:
-    from opsmgr.server import agent_api, backup_agent_api, backup_api, ops_api, public_api, restoration_api
+    from opsmgr.server import (
+        agent_api,
+        alerts_api,
+        backup_agent_api,
+        backup_api,
+        ops_api,
+        public_api,
+        restoration_api,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -277,6 +298,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(agent_api.router)
     app.include_router(public_api.router)
     app.include_router(restoration_api.router)
+    app.include_router(alerts_api.router)
     app.include_router(backup_agent_api.router)
     app.include_router(backup_api.router)
     app.include_router(backup_api.download_router)

@@ -52,6 +52,7 @@ def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Se
             blockstore_path=settings.blockstore_path,
             restoration_mode_enabled=settings.restoration_mode_enabled,
             agent_poll_interval_s=settings.agent_poll_interval_s,
+            alert_webhook_url=settings.alert_webhook_url,
             digest_secret=genkey.derive("digest nonce"),
         )
         try:

@@ -1,0 +1,193 @@
+"""Alerts: what the control plane tells an operator needs attention, kept in the application database, and
+their delivery to a webhook.
+
+An alert is identified by its project and a **key** the raiser chooses (``backup:<source>:snapshot-missed``,
+``maintenance:<rs>:member-failed``...): raising a condition that is already OPEN refreshes that alert
+instead of opening a second one, and resolving the key closes it. Raisers are the periodic loops that see
+the condition (backup, maintenance); they call :meth:`AlertService.raise_alert` while it holds and
+:meth:`AlertService.resolve` once it clears, so an alert never stays open after its cause is gone.
+
+Every opening and closing puts a **notification** in an outbox (collection ``alert_notifications``) in the
+same transaction as the alert, so a crash can delay a webhook call but never lose it. :meth:`deliver` sends
+the due ones with the caller's ``post`` and retries failures with exponential backoff, giving up (and saying
+so in the log and on the notification) after :data:`MAX_ATTEMPTS`. The webhook receives the alert in its
+public shape plus ``"notification": "OPEN" | "CLOSED"``, as Ops Manager's webhook sends the alert JSON.
+
+May import ``opsmgr.errors`` and ``opsmgr.store``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from opsmgr.errors import NotFound
+from opsmgr.store.engine import Store, Txn, new_id
+
+log = logging.getLogger(__name__)
+
+ALERTS = "alerts"
+NOTIFICATIONS = "alert_notifications"
+MAX_ATTEMPTS = 8
+FIRST_RETRY_S = 2.0
+MAX_RETRY_S = 300.0
+
+
+class AlertStatus(StrEnum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    GAVE_UP = "GAVE_UP"
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def retry_delay_s(attempts: int) -> float:
+    """Wait before the next attempt after ``attempts`` failed ones: 2, 4, 8 ... seconds, capped."""
+    return float(min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** max(0, attempts - 1)))
+
+
+def public_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The alert as the API and the webhook show it (internal bookkeeping left out)."""
+    return {k: v for k, v in doc.items() if k not in ("_id", "key")} | {"id": doc["_id"]}
+
+
+class AlertService:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def _open(self, t: Txn, group_id: str, key: str) -> dict[str, Any] | None:
+        found = t.find(ALERTS, groupId=group_id, key=key, status=AlertStatus.OPEN.value)
+        return found[0] if found else None
+
+    def _notify(self, t: Txn, alert: dict[str, Any], now: float) -> None:
+        t.insert(
+            NOTIFICATIONS,
+            {
+                "_id": new_id(),
+                "alertId": alert["_id"],
+                "groupId": alert["groupId"],
+                "payload": public_view(alert) | {"notification": alert["status"]},
+                "state": DeliveryState.PENDING.value,
+                "attempts": 0,
+                "nextAttemptAt": now,
+                "lastError": None,
+            },
+        )
+
+    def raise_alert(
+        self, group_id: str, event_type: str, key: str, message: str, **details: Any
+    ) -> dict[str, Any]:
+        """Opens the alert ``key`` of the project, or refreshes it if it is already open."""
+        now = self.clock()
+        with self.store.tx() as t:
+            current = self._open(t, group_id, key)
+            if current is not None:
+                if current["message"] == message and all(current.get(k) == v for k, v in details.items()):
+                    return public_view(current)
+                refreshed = t.update(
+                    ALERTS, current["_id"], {"message": message, "updated": iso(now), **details}
+                )
+                assert refreshed is not None  # read in this same transaction
+                return public_view(refreshed)
+            alert = {
+                "_id": new_id(),
+                "groupId": group_id,
+                "key": key,
+                "eventTypeName": event_type,
+                "status": AlertStatus.OPEN.value,
+                "created": iso(now),
+                "updated": iso(now),
+                "resolved": None,
+                "message": message,
+                **details,
+            }
+            t.insert(ALERTS, alert)
+            self._notify(t, alert, now)
+        log.warning("alert %s opened in project %s: %s", event_type, group_id, message)
+        return public_view(alert)
+
+    def resolve(self, group_id: str, key: str) -> bool:
+        """Closes the open alert ``key``; False when none was open."""
+        now = self.clock()
+        with self.store.tx() as t:
+            current = self._open(t, group_id, key)
+            if current is None:
+                return False
+            closed = t.update(
+                ALERTS,
+                current["_id"],
+                {"status": AlertStatus.CLOSED.value, "updated": iso(now), "resolved": iso(now)},
+            )
+            assert closed is not None
+            self._notify(t, closed, now)
+        log.info("alert %s closed in project %s", current["eventTypeName"], group_id)
+        return True
+
+    def is_open(self, group_id: str, key: str) -> bool:
+        with self.store.read() as t:
+            return self._open(t, group_id, key) is not None
+
+    def of_group(self, group_id: str, status: AlertStatus | None = None) -> list[dict[str, Any]]:
+        """The project's alerts, newest first."""
+        eq = {"groupId": group_id} | ({"status": status.value} if status is not None else {})
+        docs = self.store.find(ALERTS, **eq)
+        return [public_view(d) for d in sorted(docs, key=lambda d: (d["created"], d["_id"]), reverse=True)]
+
+    def get(self, group_id: str, alert_id: str) -> dict[str, Any]:
+        doc = self.store.get(ALERTS, alert_id)
+        if doc is None or doc.get("groupId") != group_id:
+            raise NotFound(f"no alert {alert_id} in project {group_id}")
+        return public_view(doc)
+
+    def notifications(self, state: DeliveryState | None = None) -> list[dict[str, Any]]:
+        eq = {"state": state.value} if state is not None else {}
+        return self.store.find(NOTIFICATIONS, **eq)
+
+    def deliver(self, post: Callable[[dict[str, Any]], None]) -> int:
+        """Sends every due notification with ``post`` (which raises on failure); returns how many were
+        delivered. Each outcome is written as soon as it is known, so a crash resends at most one."""
+        now = self.clock()
+        due = [
+            n
+            for n in self.store.find(NOTIFICATIONS, state=DeliveryState.PENDING.value)
+            if n["nextAttemptAt"] <= now
+        ]
+        delivered = 0
+        for note in sorted(due, key=lambda n: (n["nextAttemptAt"], n["_id"])):
+            try:
+                post(note["payload"])
+            except Exception as exc:  # any failure of the receiver is retried, none stops the others
+                attempts = note["attempts"] + 1
+                gave_up = attempts >= MAX_ATTEMPTS
+                self.store.update(
+                    NOTIFICATIONS,
+                    note["_id"],
+                    {
+                        "attempts": attempts,
+                        "lastError": str(exc)[:500],
+                        "nextAttemptAt": self.clock() + retry_delay_s(attempts),
+                        "state": (DeliveryState.GAVE_UP if gave_up else DeliveryState.PENDING).value,
+                    },
+                )
+                level = logging.ERROR if gave_up else logging.WARNING
+                log.log(level, "webhook for alert %s failed (attempt %d): %s", note["alertId"], attempts, exc)
+                continue
+            self.store.update(
+                NOTIFICATIONS,
+                note["_id"],
+                {"attempts": note["attempts"] + 1, "state": DeliveryState.DELIVERED.value},
+            )
+            delivered += 1
+        return delivered

@@ -1,0 +1,119 @@
+"""The alert store and its webhook outbox, on a real SQLite store with a controlled clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsmgr.alerts import MAX_ATTEMPTS, AlertService, AlertStatus, DeliveryState, retry_delay_s
+from opsmgr.errors import NotFound
+from opsmgr.store.engine import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> tuple[AlertService, Clock]:
+    clock = Clock()
+    return AlertService(Store(f"sqlite:///{tmp_path / 'app.db'}"), clock=clock), clock
+
+
+def test_raising_an_open_condition_again_refreshes_it(service: tuple[AlertService, Clock]) -> None:
+    alerts, clock = service
+    first = alerts.raise_alert(
+        "g1", "BACKUP_SNAPSHOT_MISSED", "backup:s1:missed", "no snapshot for 7 h", clusterId="c1"
+    )
+    clock.now += 60
+    again = alerts.raise_alert(
+        "g1", "BACKUP_SNAPSHOT_MISSED", "backup:s1:missed", "no snapshot for 8 h", clusterId="c1"
+    )
+    assert again["id"] == first["id"]
+    assert again["message"] == "no snapshot for 8 h"
+    assert again["updated"] > first["updated"]
+    assert [a["id"] for a in alerts.of_group("g1")] == [first["id"]]
+    assert first["clusterId"] == "c1" and first["status"] == AlertStatus.OPEN
+    # Only the opening is notified, not the refresh.
+    assert len(alerts.notifications()) == 1
+
+
+def test_resolve_closes_and_a_new_occurrence_opens_a_new_alert(service: tuple[AlertService, Clock]) -> None:
+    alerts, clock = service
+    first = alerts.raise_alert("g1", "OPLOG_BEHIND", "k", "lag 5 s")
+    assert alerts.is_open("g1", "k")
+    assert alerts.resolve("g1", "k") is True
+    assert alerts.resolve("g1", "k") is False
+    assert not alerts.is_open("g1", "k")
+    closed = alerts.get("g1", first["id"])
+    assert closed["status"] == AlertStatus.CLOSED and closed["resolved"] is not None
+    clock.now += 1
+    second = alerts.raise_alert("g1", "OPLOG_BEHIND", "k", "lag 9 s")
+    assert second["id"] != first["id"]
+    assert [a["id"] for a in alerts.of_group("g1", AlertStatus.OPEN)] == [second["id"]]
+    assert [a["id"] for a in alerts.of_group("g1", AlertStatus.CLOSED)] == [first["id"]]
+    assert [n["payload"]["notification"] for n in alerts.notifications()].count("CLOSED") == 1
+
+
+def test_alerts_are_per_project(service: tuple[AlertService, Clock]) -> None:
+    alerts, _ = service
+    mine = alerts.raise_alert("g1", "T", "k", "m")
+    alerts.raise_alert("g2", "T", "k", "m")
+    assert len(alerts.of_group("g1")) == 1
+    with pytest.raises(NotFound):
+        alerts.get("g2", mine["id"])
+
+
+def test_delivery_retries_with_backoff_then_delivers_once(service: tuple[AlertService, Clock]) -> None:
+    alerts, clock = service
+    alerts.raise_alert("g1", "T", "k", "m")
+    sent: list[dict[str, Any]] = []
+    failures = 2
+
+    def post(payload: dict[str, Any]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("receiver down")
+        sent.append(payload)
+
+    assert alerts.deliver(post) == 0
+    # Not due again before the backoff has passed.
+    assert alerts.deliver(post) == 0 and failures == 1
+    clock.now += retry_delay_s(1)
+    assert alerts.deliver(post) == 0 and failures == 0
+    clock.now += retry_delay_s(2) - 0.5
+    assert alerts.deliver(post) == 0
+    clock.now += 0.5
+    assert alerts.deliver(post) == 1
+    assert alerts.deliver(post) == 0
+    assert [p["notification"] for p in sent] == ["OPEN"]
+    note = alerts.notifications(DeliveryState.DELIVERED)[0]
+    assert note["attempts"] == 3 and note["lastError"] == "receiver down"
+
+
+def test_delivery_gives_up_after_max_attempts(service: tuple[AlertService, Clock]) -> None:
+    alerts, clock = service
+    alerts.raise_alert("g1", "T", "k", "m")
+
+    def post(_payload: dict[str, Any]) -> None:
+        raise TimeoutError("no answer")
+
+    for _ in range(MAX_ATTEMPTS):
+        alerts.deliver(post)
+        clock.now += 3600
+    assert alerts.notifications(DeliveryState.PENDING) == []
+    assert alerts.notifications(DeliveryState.GAVE_UP)[0]["attempts"] == MAX_ATTEMPTS
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    delays = [retry_delay_s(n) for n in range(1, 20)]
+    assert delays == sorted(delays)
+    assert delays[0] < delays[3]
+    assert max(delays) == delays[-1] <= 300
