@@ -192,6 +192,10 @@ class Driver(Protocol):
 
     def list_indexes(self, name: str, ns: str) -> list[dict[str, Any]]: ...
 
+    def drop_index(self, name: str, ns: str, index_name: str) -> None:
+        """``dropIndexes`` of one index by name; a no-op when the process has no such index or collection."""
+        ...
+
     def connections(self, name: str) -> int:
         """Current client connections (``serverStatus().connections.current``)."""
         ...

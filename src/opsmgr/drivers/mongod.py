@@ -95,6 +95,7 @@ _INVALID_CODES = frozenset(
     }
 )
 _NAMESPACE_NOT_FOUND = 26
+_INDEX_NOT_FOUND = 27
 _NO_REPLICATION_ENABLED = 76
 _NOT_YET_INITIALIZED = 94
 _INVALID_REPLICA_SET_CONFIG = 93
@@ -846,6 +847,14 @@ class MongodDriver:
         db, coll = split_namespace(ns)
         proc = self._require(name)
         return self._run(proc, "listIndexes", lambda c: [_plain(ix) for ix in c[db][coll].list_indexes()])
+
+    def drop_index(self, name: str, ns: str, index_name: str) -> None:
+        db, coll = split_namespace(ns)
+        try:
+            self._command(name, {"dropIndexes": coll, "index": index_name}, db=db)
+        except DriverError as exc:
+            if exc.code not in (_NAMESPACE_NOT_FOUND, _INDEX_NOT_FOUND):
+                raise
 
     def connections(self, name: str) -> int:
         return int(self._command(name, {"serverStatus": 1})["connections"]["current"])

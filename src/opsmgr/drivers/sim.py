@@ -118,6 +118,9 @@ class SimDriver:
     def list_indexes(self, name: str, ns: str) -> list[dict[str, Any]]:
         return self.world.list_indexes(self.hostname, name, ns)
 
+    def drop_index(self, name: str, ns: str, index_name: str) -> None:
+        self.world.drop_index(self.hostname, name, ns, index_name)
+
     def connections(self, name: str) -> int:
         return self.world.connections(self.hostname, name)
 

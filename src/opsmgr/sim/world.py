@@ -722,6 +722,27 @@ class SimWorld:
 
         return self._on_node(hostname, name, run, reads=True)
 
+    def drop_index(self, hostname: str, name: str, ns: str, index_name: str) -> None:
+        """Drop an index this node built itself (standalone); a no-op when it has none of that name. An
+        index it has through replication is refused: dropping it is a replicated write, not modelled."""
+        check_namespace(ns)
+
+        def run(ctx: Ctx, n: NodeRec | None, t: float) -> None:
+            n = self._up(n, name, t)
+            own = n.indexes.get(ns, [])
+            if any(s["name"] == index_name for s in own):
+                n.indexes[ns] = [s for s in own if s["name"] != index_name]
+                return
+            if any(s["name"] == index_name for s in engine.effective_indexes(ctx, n).get(ns, [])):
+                raise _refuse(
+                    f"{name}: {index_name} on {ns} came through replication; the sim does not model "
+                    "dropping it",
+                    67,
+                    "CannotDropIndex",
+                )
+
+        self._on_node(hostname, name, run)
+
     def connections(self, hostname: str, name: str) -> int:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> int:
             n = self._up(n, name, t)
