@@ -49,10 +49,15 @@ SERVER_MANAGED_FIELDS = frozenset({"version"})
 # What the agent writes in place of each secret when it uploads its config during Restoration Mode.
 REDACTED = "**REDACTED**"
 
+UNIQUE_INDEX_BUILDS_API = "POST /api/public/v1.0/groups/{groupId}/uniqueIndexBuilds"
+UNIQUE_INDEX_BUILD_CLI = "opsmgr index build-unique"
 UNIQUE_INDEX_PROCEDURE = (
     "a unique index cannot be built in the rolling way while writes continue, because each member builds "
     "it independently and a write accepted meanwhile can break uniqueness; stop writes to the collection and "
-    "use the supervised unique index build procedure instead"
+    f"use the supervised unique index build instead ({UNIQUE_INDEX_BUILDS_API}, or "
+    f"{UNIQUE_INDEX_BUILD_CLI}): it has you confirm writes are stopped, builds the index member by member, "
+    "watches the oplog for any write to the collection and undoes the build if one appears, then adds the "
+    "entry to indexConfigs"
 )
 
 # Sensitive string fields, as dotted paths. ``name[f1,f2]`` steps into each element of the list ``name``;
