@@ -17,6 +17,7 @@ from opsmgr.server.settings import Settings
 from opsmgr.store.crypto import GenKey
 from opsmgr.store.engine import Store
 from opsmgr.store.installation import preflight
+from opsmgr.store.running import hold_for_server
 
 log = logging.getLogger("opsmgr.server")
 
@@ -70,7 +71,13 @@ def serve(settings: Settings, *, app_version: str = __version__) -> None:
     from opsmgr.server.app import create_app
 
     setup_logging(settings.log_level)
-    with opened(settings, app_version=app_version) as ctx:
+    # Held while serving: a restore of these backing databases refuses while it is (and we refuse to start
+    # while a restore holds it). Only serving takes it: ``keys create`` may open the stores beside a server.
+    conf_dir = settings.conf_path.parent if settings.conf_path else settings.gen_key_path.parent
+    with (
+        hold_for_server(conf_dir, settings.app_db_uri, settings.central_url),
+        opened(settings, app_version=app_version) as ctx,
+    ):
         app = create_app(ctx)
         if not settings.restoration_mode_enabled:
             log.warning(
