@@ -15,3 +15,6 @@ UPLOAD_CONFIG_REQUEST: Final = "UPLOAD_CONFIG"
 
 # Backup: what a host backs up and restores, and where its uploads go (``{group}`` as above).
 BACKUP_PATH: Final = "/agents/api/backup/v1/{group}"
+
+# Supervised unique index builds: the active builds of a project, and ``/{buildId}/events`` under it.
+INDEX_BUILDS_PATH: Final = "/agents/api/automation/indexBuilds/v1/{group}"

@@ -238,6 +238,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         alerts_api,
         backup_agent_api,
         backup_api,
+        index_builds_api,
         ops_api,
         public_api,
         restoration_api,
@@ -303,6 +304,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(backup_api.router)
     app.include_router(backup_api.download_router)
     app.include_router(ops_api.router)
+    app.include_router(index_builds_api.router)
+    app.include_router(index_builds_api.agent_router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> PlainTextResponse:

@@ -1,0 +1,371 @@
+"""The server's side of the supervised unique index build: what the public API and the agents' routes ask of
+it, over the builds kept by :class:`~opsmgr.maintenance.builds.UniqueIndexBuilds`.
+
+- ``create`` checks the request as an ``indexConfigs`` entry of the project's goal config (the same rules
+  the automation config PUT applies, with the unique rule lifted), orders the set's data-bearing members as
+  the rolling way does (secondaries, then the member the agents report PRIMARY), and starts a build
+  AWAITING_CONFIRMATION.
+- ``confirm`` records the operator's word that writes to the collection are stopped. The oplog is watched
+  from the primary's optime as its agent last reported it: that report is older than the confirmation, so
+  the watch may see writes made just before it and abort a build that would have been sound; a false abort
+  is the failure that is safe.
+- The agents carry out the actions (``opsmgr.agent.index_build``) and report events. Verification needs
+  every member's ``listIndexes`` (each agent lists only its own processes) and one oplog sweep read after the
+  build entered VERIFYING, so that no write between the last build and DONE escapes the watch: the document
+  gathers ``listings`` and ``swept`` until both are complete, then :func:`verified` decides.
+- At DONE the entry is added to the goal config through ``adopt`` (the automation config PUT with
+  ``allow_unique_indexes``); a failure there is retried on later agent fetches (``configPending``).
+
+Every event is one write transaction on the build's document. May import ``opsmgr.errors``,
+``opsmgr.store``, ``opsmgr.automation.config`` (validation and accessors) and ``opsmgr.maintenance``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opsmgr.automation.config import processes_by_name, replica_set, validate
+from opsmgr.drivers.base import OplogRecord
+from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
+from opsmgr.maintenance.builds import BUILDS, UniqueIndexBuilds
+from opsmgr.maintenance.unique_index import (
+    BuildState,
+    UniqueIndexBuild,
+    abort,
+    cancel,
+    confirm,
+    index_dropped,
+    member_built,
+    next_action,
+    oplog_observed,
+    verified,
+    writes_locked,
+    writes_unlocked,
+)
+from opsmgr.store.engine import Store
+
+log = logging.getLogger(__name__)
+
+GoalOf = Callable[[str], dict[str, Any]]
+StatusesOf = Callable[[str], list[dict[str, Any]]]
+Adopt = Callable[[str, dict[str, Any]], None]
+
+EVENT_TYPES = (
+    "activity",
+    "writes_locked",
+    "writes_unlocked",
+    "member_built",
+    "index_dropped",
+    "listed",
+    "oplog",
+    "aborted",
+)
+MAX_TEXT = 2000
+_ENTRY_FIELD = re.compile(r"^indexConfigs\[\d+\]\.?")
+CONFIRM_MEANING = (
+    "writesStopped must be true: confirming means you have stopped every write to {ns} (inserts, updates, "
+    "deletes, and commands on the collection) and will keep them stopped until the build is DONE or ABORTED. "
+    "A unique index built member by member while writes continue can break uniqueness, so any write seen in "
+    "the oplog during the build aborts it and drops the index from every member"
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def default_index_name(key: list[list[Any]]) -> str:
+    """MongoDB's name for an index whose options name none (``field_1_other_-1``)."""
+    return "_".join(f"{field}_{direction}" for field, direction in key)
+
+
+def _text(body: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise InvalidInput(f"{name} must be a non-empty string of at most 255 characters", field=name)
+    return value
+
+
+def _index_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``indexConfigs`` entry a create request describes, with ``unique`` and a name filled in."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    rs_name, db, coll = _text(body, "rsName"), _text(body, "dbName"), _text(body, "collectionName")
+    key = body.get("key")
+    if not isinstance(key, list) or not key:
+        raise InvalidInput("key must be a non-empty array of [field, 1 or -1] pairs", field="key")
+    options = body.get("options", {})
+    if not isinstance(options, Mapping):
+        raise InvalidInput("options must be an object", field="options")
+    options = dict(options)
+    if options.setdefault("unique", True) is not True:
+        raise InvalidInput(
+            "this procedure builds unique indexes only; a non-unique index is built in the rolling way by "
+            "adding it to the automation config's indexConfigs",
+            field="options.unique",
+        )
+    if not isinstance(options.get("name", ""), str) or options.get("name") == "":
+        raise InvalidInput("options.name must be a non-empty string", field="options.name")
+    entry = {"dbName": db, "collectionName": coll, "rsName": rs_name, "key": key, "options": options}
+    if all(isinstance(p, list) and len(p) == 2 for p in key):
+        options.setdefault("name", default_index_name(key))
+    return entry
+
+
+def _check_against(goal: Mapping[str, Any], entry: dict[str, Any]) -> None:
+    """The automation config's own rules for the entry, reported with the request's field names."""
+    candidate = copy.deepcopy(dict(goal))
+    candidate.pop("version", None)
+    existing = list(candidate.get("indexConfigs", []))
+    candidate["indexConfigs"] = [*existing, entry]
+    try:
+        validate(candidate, allow_unique_indexes=True)
+    except InvalidInput as exc:
+        field = _ENTRY_FIELD.sub("", exc.field or "") or None
+        if exc.rule == "index-duplicate":
+            raise Conflict(
+                f"{entry['dbName']}.{entry['collectionName']} in {entry['rsName']} already has this index in "
+                "the automation config's indexConfigs",
+                error_code="INDEX_ALREADY_CONFIGURED",
+            ) from None
+        raise InvalidInput(exc.detail.replace(f"indexConfigs[{len(existing)}].", ""), field=field) from None
+
+
+def _build_order(
+    goal: Mapping[str, Any], statuses: list[dict[str, Any]], rs_id: str
+) -> tuple[list[str], int]:
+    """The set's data-bearing members, secondaries first and the reported PRIMARY last, and the primary's
+    reported optime."""
+    rs = replica_set(goal, rs_id)
+    procs = processes_by_name(goal)
+    assert rs is not None  # _check_against refused an unknown rsName
+    members = [
+        m["host"]
+        for m in rs.get("members", [])
+        if not m.get("arbiterOnly") and not procs.get(m["host"], {}).get("disabled")
+    ]
+    reported = {
+        p.get("name"): p.get("observed") or {}
+        for s in statuses
+        for p in s.get("processes", [])
+        if isinstance(p, Mapping)
+    }
+    primaries = [m for m in members if reported.get(m, {}).get("replicaStateName") == "PRIMARY"]
+    if len(primaries) != 1:
+        raise Conflict(
+            f"no agent reports a single PRIMARY among {', '.join(members)} of {rs_id}: the build needs a "
+            "healthy replica set whose primary's agent watches the oplog",
+            error_code="NO_PRIMARY",
+        )
+    primary = primaries[0]
+    optime = reported[primary].get("optimeTs")
+    if not isinstance(optime, int):
+        raise Conflict(
+            f"the agent of {primary} has not reported its oplog position yet", error_code="NO_PRIMARY"
+        )
+    return [m for m in members if m != primary] + [primary], optime
+
+
+def _progress(build: UniqueIndexBuild) -> dict[str, int]:
+    return {"done": len(build.built), "total": len(build.members)}
+
+
+def _member_progress(build: UniqueIndexBuild) -> list[dict[str, Any]]:
+    building = build.members[build.current] if build.state is BuildState.BUILDING else None
+    out = []
+    for m in build.members:
+        if m in build.dropped:
+            state = "DROPPED"
+        elif build.state is BuildState.DROPPING and m in build.to_drop:
+            state = "DROPPING"
+        elif m in build.built:
+            state = "BUILT"
+        elif m == building:
+            state = "BUILDING"
+        else:
+            state = "PENDING"
+        out.append({"name": m, "state": state, "writesLocked": build.locked == m})
+    return out
+
+
+def view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A build as the public API and the agents see it."""
+    build = UniqueIndexBuild.from_json(doc["build"])
+    action = next_action(build)
+    return {
+        **build.to_json(),
+        "groupId": doc["groupId"],
+        "progress": _progress(build),
+        "memberProgress": _member_progress(build),
+        "nextAction": {"kind": action.kind.value, "member": action.member, "note": action.note},
+        "activity": doc.get("activity"),
+        "configPending": bool(doc.get("configPending")),
+        "created": doc.get("created"),
+        "updated": doc.get("updated"),
+    }
+
+
+def _records(raw: Any) -> list[OplogRecord]:
+    if not isinstance(raw, list):
+        raise InvalidInput("records must be an array of oplog entries", field="records")
+    out = []
+    for i, r in enumerate(raw):
+        if not isinstance(r, Mapping) or not isinstance(r.get("ts"), int) or not isinstance(r.get("op"), str):
+            raise InvalidInput("each record needs ts (integer), op, ns and o", field=f"records[{i}]")
+        o = r.get("o")
+        out.append(OplogRecord(ts=r["ts"], op=r["op"], ns=str(r.get("ns", "")), o=dict(o) if o else {}))
+    return out
+
+
+class IndexBuildService:
+    def __init__(self, store: Store, *, goal: GoalOf, statuses: StatusesOf, adopt: Adopt) -> None:
+        self.store = store
+        self.builds = UniqueIndexBuilds(store)
+        self.goal = goal
+        self.statuses = statuses
+        self.adopt = adopt
+
+    # --- the operator ------------------------------------------------------------------------------------
+
+    def create(self, group_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        entry = _index_entry(body)
+        lock = body.get("lockPrimaryWrites", False)
+        if not isinstance(lock, bool):
+            raise InvalidInput("lockPrimaryWrites must be true or false", field="lockPrimaryWrites")
+        goal = self.goal(group_id)
+        _check_against(goal, entry)
+        members, _ = _build_order(goal, self.statuses(group_id), entry["rsName"])
+        build = self.builds.create(group_id, entry, members, lock_primary=lock)
+        now = _now_ms()
+        return self._update(group_id, build.build_id, lambda doc, b: (b, {"created": now}))
+
+    def of_group(self, group_id: str) -> list[dict[str, Any]]:
+        docs = self.store.find(BUILDS, groupId=group_id)
+        return [view(d) for d in sorted(docs, key=lambda d: (d.get("created") or 0, d["_id"]))]
+
+    def get(self, group_id: str, build_id: str) -> dict[str, Any]:
+        self.builds.get(group_id, build_id)  # NotFound for another project's build
+        doc = self.store.get(BUILDS, build_id)
+        assert doc is not None
+        return view(doc)
+
+    def confirm(self, group_id: str, build_id: str, body: Mapping[str, Any], caller: str) -> dict[str, Any]:
+        build = self.builds.get(group_id, build_id)
+        if not isinstance(body, Mapping) or body.get("writesStopped") is not True:
+            raise InvalidInput(CONFIRM_MEANING.format(ns=build.ns), field="writesStopped")
+        operator = _text(body, "operator", required=False) or caller
+        _, optime = _build_order(self.goal(group_id), self.statuses(group_id), build.rs_id)
+        return self._update(group_id, build_id, lambda doc, b: (confirm(b, operator, optime), {}))
+
+    def cancel(self, group_id: str, build_id: str, caller: str) -> dict[str, Any]:
+        return self._update(group_id, build_id, lambda doc, b: (cancel(b, f"cancelled by {caller}"), {}))
+
+    # --- the agents --------------------------------------------------------------------------------------
+
+    def for_agent(self, group_id: str) -> list[dict[str, Any]]:
+        """The builds agents act on (not final), after retrying any DONE build's pending config change."""
+        docs = self.store.find(BUILDS, groupId=group_id)
+        for doc in docs:
+            if doc.get("configPending"):
+                self._adopt(group_id, doc["_id"])
+        return [
+            view(d)
+            for d in docs
+            if BuildState(d["build"]["state"]) not in (BuildState.DONE, BuildState.ABORTED)
+        ]
+
+    def on_event(
+        self, group_id: str, build_id: str, hostname: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        if not isinstance(body, Mapping) or body.get("type") not in EVENT_TYPES:
+            raise InvalidInput(f"type must be one of {', '.join(EVENT_TYPES)}", field="type")
+        kind = body["type"]
+        note = str(body.get("note") or "")[:MAX_TEXT]
+        activity = {"hostname": hostname, "note": note, "at": _now_ms()} if note else None
+
+        def member() -> str:
+            return str(_text(body, "member"))
+
+        def apply(doc: dict[str, Any], b: UniqueIndexBuild) -> tuple[UniqueIndexBuild, dict[str, Any]]:
+            extra: dict[str, Any] = {"activity": activity} if activity else {}
+            if kind == "writes_locked":
+                b = writes_locked(b)
+            elif kind == "writes_unlocked":
+                b = writes_unlocked(b)
+            elif kind == "member_built":
+                b = member_built(b, member())
+            elif kind == "index_dropped":
+                b = index_dropped(b, member())
+            elif kind == "aborted":
+                b = abort(b, str(_text(body, "reason"))[:MAX_TEXT])
+            elif kind == "listed":
+                listings = body.get("listings")
+                if not isinstance(listings, Mapping) or not all(
+                    isinstance(v, list) for v in listings.values()
+                ):
+                    raise InvalidInput(
+                        "listings must map member names to listIndexes arrays", field="listings"
+                    )
+                if b.state is BuildState.VERIFYING:
+                    extra["listings"] = {**doc.get("listings", {}), **listings}
+            elif kind == "oplog":
+                b = oplog_observed(b, _records(body.get("records", [])))
+                if b.state is BuildState.VERIFYING and body.get("sawState") == BuildState.VERIFYING.value:
+                    extra["swept"] = True
+            return self._maybe_verified(b, {**doc, **extra}), extra
+
+        return self._update(group_id, build_id, apply)
+
+    # --- inside --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _maybe_verified(b: UniqueIndexBuild, doc: Mapping[str, Any]) -> UniqueIndexBuild:
+        listings = doc.get("listings", {})
+        if b.state is BuildState.VERIFYING and doc.get("swept") and set(b.members) <= set(listings):
+            return verified(b, listings)
+        return b
+
+    def _update(
+        self,
+        group_id: str,
+        build_id: str,
+        event: Callable[[dict[str, Any], UniqueIndexBuild], tuple[UniqueIndexBuild, dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """One event in one transaction; entering VERIFYING starts a fresh gathering of listings."""
+        self.builds.get(group_id, build_id)
+        with self.store.tx() as t:
+            doc = t.get(BUILDS, build_id)
+            assert doc is not None
+            before = UniqueIndexBuild.from_json(doc["build"])
+            after, extra = event(doc, before)
+            doc = {**doc, **extra, "build": after.to_json(), "updated": _now_ms()}
+            if after.state is BuildState.VERIFYING and before.state is not BuildState.VERIFYING:
+                doc.update(listings={}, swept=False)
+            if after.state is BuildState.DONE and before.state is not BuildState.DONE:
+                doc["configPending"] = True
+            t.put(BUILDS, doc)
+        if doc.get("configPending"):
+            doc = self._adopt(group_id, build_id) or doc
+        return view(doc)
+
+    def _adopt(self, group_id: str, build_id: str) -> dict[str, Any] | None:
+        """Add a DONE build's entry to the goal config; left pending (and retried) if that fails."""
+        build = self.builds.get(group_id, build_id)
+        try:
+            self.adopt(group_id, build.index_config())
+        except OpsmgrError as exc:
+            log.warning("unique index build %s is DONE but its config entry waits: %s", build_id, exc.detail)
+            return None
+        with self.store.tx() as t:
+            doc = t.get(BUILDS, build_id)
+            assert doc is not None
+            doc = {**doc, "configPending": False, "updated": _now_ms()}
+            t.put(BUILDS, doc)
+        return doc

@@ -1,0 +1,126 @@
+"""The supervised unique index build over HTTP: the public routes under
+``/groups/{id}/uniqueIndexBuilds`` (Project Owner or Project Automation Admin to start, confirm and cancel;
+Project Read Only to read) and the agents' routes under ``/agents/api/automation/indexBuilds/v1/{id}`` (the
+active builds, and the events of the actions agents carry out). Thin: the work is
+``opsmgr.maintenance.index_service``; starting and confirming are deployment changes, refused (409) in
+Restoration Mode.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+
+from opsmgr.automation.protocol import INDEX_BUILDS_PATH
+from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.server.agent_api import Hostname
+from opsmgr.server.auth import agent_group, public_principal
+from opsmgr.server.public_api import PREFIX, group_for
+from opsmgr.store.appdb import Principal, Role
+
+router = APIRouter(prefix=PREFIX, tags=["uniqueIndexBuilds"])
+agent_router = APIRouter(tags=["agents"])
+
+
+def _identity(entry: dict[str, Any]) -> str:
+    return json.dumps([entry.get(k) for k in ("rsName", "dbName", "collectionName", "key")])
+
+
+def _service(request: Request) -> IndexBuildService:
+    ctx: Any = request.app.state.ctx
+
+    def adopt(group_id: str, entry: dict[str, Any]) -> None:
+        config = ctx.automation.config(group_id)
+        entries = config.setdefault("indexConfigs", [])
+        if all(_identity(e) != _identity(entry) for e in entries):
+            entries.append(entry)
+            ctx.automation.put_config(group_id, config, allow_unique_indexes=True)
+            ctx.goal_versions.invalidate(group_id)
+
+    return IndexBuildService(
+        ctx.stores.app, goal=ctx.automation.config, statuses=ctx.automation.agent_statuses, adopt=adopt
+    )
+
+
+def _writer(request: Request, principal: Principal, group_id: str) -> str:
+    """Project Owner or Project Automation Admin; returns who is calling, for the build's record."""
+    group_for(request, principal, group_id, Role.GROUP_AUTOMATION_ADMIN)
+    return principal.public_key
+
+
+@router.post("/groups/{group_id}/uniqueIndexBuilds", status_code=201)
+def create_build(
+    request: Request,
+    group_id: str,
+    body: dict[str, Any] = Body(...),
+    principal: Principal = Depends(public_principal),
+) -> dict[str, Any]:
+    """Start a build of ``{rsName, dbName, collectionName, key: [[field, 1]...], options,
+    lockPrimaryWrites}``; it waits for the operator to confirm that writes to the collection are stopped."""
+    _writer(request, principal, group_id)
+    request.app.state.ctx.guard_deployment_change(group_id)
+    return _service(request).create(group_id, body)
+
+
+@router.get("/groups/{group_id}/uniqueIndexBuilds")
+def list_builds(
+    request: Request, group_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
+    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
+    results = _service(request).of_group(group_id)
+    return {
+        "results": results,
+        "totalCount": len(results),
+        "links": [{"href": str(request.url), "rel": "self"}],
+    }
+
+
+@router.get("/groups/{group_id}/uniqueIndexBuilds/{build_id}")
+def get_build(
+    request: Request, group_id: str, build_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
+    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
+    return _service(request).get(group_id, build_id)
+
+
+@router.post("/groups/{group_id}/uniqueIndexBuilds/{build_id}/confirm")
+def confirm_build(
+    request: Request,
+    group_id: str,
+    build_id: str,
+    body: dict[str, Any] = Body(...),
+    principal: Principal = Depends(public_principal),
+) -> dict[str, Any]:
+    """``{"writesStopped": true, "operator": "..."}``: writes to the collection are stopped; build."""
+    caller = _writer(request, principal, group_id)
+    request.app.state.ctx.guard_deployment_change(group_id)
+    return _service(request).confirm(group_id, build_id, body, caller)
+
+
+@router.delete("/groups/{group_id}/uniqueIndexBuilds/{build_id}")
+def cancel_build(
+    request: Request, group_id: str, build_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
+    """Cancel: the agents unlock the primary if it is held and drop the index wherever it may be."""
+    caller = _writer(request, principal, group_id)
+    return _service(request).cancel(group_id, build_id, caller)
+
+
+@agent_router.get(INDEX_BUILDS_PATH.format(group="{group_id}"))
+def agent_builds(
+    request: Request, group_id: str = Depends(agent_group), hostname: str = Hostname
+) -> dict[str, Any]:
+    return {"builds": _service(request).for_agent(group_id)}
+
+
+@agent_router.post(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/events")
+def agent_event(
+    request: Request,
+    build_id: str,
+    group_id: str = Depends(agent_group),
+    hostname: str = Hostname,
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    return _service(request).on_event(group_id, build_id, hostname, body)
