@@ -124,9 +124,12 @@ class ServerContext:
     def periodic_work(self) -> dict[str, Callable[[], object]]:
         """Work that waits on time rather than on a request, each run by its own thread so that a long
         snapshot never holds up Restoration Mode's timeouts."""
+        from opsmgr.server.backup_alerts import alert_work
+
         work: dict[str, Callable[[], object]] = {
             "restoration": self.restoration.tick,
             "backup": self.backup.tick,
+            "backup-alerts": alert_work(self),
         }
         if self.alert_webhook_url:
             from opsmgr.server.alerts_api import webhook_poster
