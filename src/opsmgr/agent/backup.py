@@ -4,9 +4,10 @@ cycle (:meth:`BackupWorker.run`), one :meth:`BackupWorker.step` at a time, so ba
 
 Per backed-up source (``GET .../jobs`` names them), the agent whose process is PRIMARY:
 
-- asks where to resume (``acknowledged``: the daemon's tip); on SYNC_REQUIRED it does an **initial sync**:
-  the oplog position before ``driver.dump`` (``position``), the documents in chunks, and the position after
-  (``minValid``);
+- asks where to resume (``acknowledged``: the daemon's tip), telling the daemon the newest entry of the
+  source's oplog it sees (``sourceLast``, for the backup lag alert); on SYNC_REQUIRED it does an
+  **initial sync**: the oplog position before ``driver.dump`` (``position``), the documents in chunks, and
+  the position after (``minValid``);
 - then tails ``driver.oplog_read`` from the acknowledged position and ships what it read as slices
   ``(acknowledged, last entry]``, cut at ``max_entries`` entries (size) and shipped every step (time, about
   ``interval_s``); the next slice starts where the daemon acknowledged, so restarts of either side resume
@@ -120,7 +121,9 @@ class BackupWorker:
         if name is None:
             return
         sid = source["sourceId"]
-        ack = await self._json("GET", f"/sources/{sid}/acknowledged")
+        window = await self._call(self.driver.oplog_window, name)
+        seen = {"sourceLast": window.last_ts} if window is not None else {}
+        ack = await self._json("GET", f"/sources/{sid}/acknowledged", params=seen)
         if ack["status"] == "SYNC_REQUIRED":
             ack = await self.initial_sync(sid, name)
         position = ack["acknowledged"]

@@ -185,6 +185,9 @@ class BackupDaemon:
         self._progress_lock = threading.Lock()
         self.integrity_interval_ms = int(integrity_interval_s * 1000)
         self._last_groom_ms: int | None = None
+        self.started_ms = self.now_ms()
+        # Agent contact per source, in memory: after a restart, silence is counted from started_ms.
+        self._contact: dict[str, tuple[int, int | None]] = {}
 
     def close(self) -> None:
         self.heads.close()
@@ -325,6 +328,14 @@ class BackupDaemon:
         """Stores a slice in the wire format of ``backup.slices.encode_slice``."""
         upload = decode_slice(data)
         return self.ingest_slice(source_id, upload.start, upload.end, upload.entries)
+
+    def note_agent(self, source_id: str, source_last: int | None = None) -> None:
+        """An agent reached the daemon for the source; ``source_last`` is the newest entry of the source's
+        oplog it saw (how far backup is behind the source, for alerts)."""
+        previous = self._contact.get(source_id)
+        if source_last is None and previous is not None:
+            source_last = previous[1]
+        self._contact[source_id] = (self.now_ms(), source_last)
 
     def acknowledged(self, source_id: str) -> SliceResult:
         """Where the agent resumes: the chain's tip, or SYNC_REQUIRED."""
@@ -596,8 +607,10 @@ class BackupDaemon:
                     continue
                 for snapshot_id in requests.get(src.id, []):
                     report.snapshots.append(self.take_snapshot(src.id, True, snapshot_id).id)
-                last = max((m.createdAt for m in self.snapshots(src.id)), default=None)
-                if policy.due(now, last, src.schedule):
+                metas = self.snapshots(src.id)
+                last = max((m.createdAt for m in metas), default=None)
+                # A new chain (after a gap or a resync) extends no window until it has a snapshot of its own.
+                if policy.due(now, last, src.schedule) or all(m.chain != state.sync_id for m in metas):
                     report.snapshots.append(self.take_snapshot(src.id).id)
             except OpsmgrError as exc:
                 report.failures[src.id] = exc.detail
@@ -714,6 +727,18 @@ class BackupDaemon:
         failure = self.snapshot_catalog.store.get(STATUS, source_id)
         integrity = self.snapshot_catalog.store.get(INTEGRITY, "last")
         tip_ms = to_millis(kind, chain.tip) if chain and chain.tip is not None else None
+        contact_ms, source_last = self._contact.get(source_id, (None, None))
+        gap = chain.gap if chain else None
+        mine = {m.id for m in metas}
+        prefix = f"slice:{source_id}/"
+        own_problems = (
+            sum(
+                any(u.startswith(prefix) or u.removeprefix("snapshot:") in mine for u in p["usedBy"])
+                for p in integrity["problems"]
+            )
+            if integrity
+            else 0
+        )
         return {
             "sourceId": src.id,
             "groupId": src.groupId,
@@ -740,7 +765,18 @@ class BackupDaemon:
             "tipUTCMillis": tip_ms,
             "sliceLagMs": None if tip_ms is None else max(now - tip_ms, 0),
             "lastSliceReceivedAt": chain.lastReceivedAt if chain else None,
-            "gap": chain.gap if chain else None,
+            "chainStartUTCMillis": to_millis(kind, chain.chainStart)
+            if chain and chain.chainStart is not None
+            else None,
+            "currentChainSnapshotted": chain is not None and any(m.chain == chain.chain for m in metas),
+            "lastAgentContact": contact_ms,
+            "sourceLastUTCMillis": None if source_last is None else to_millis(kind, source_last),
+            "gap": None
+            if gap is None
+            else {
+                **gap,
+                "afterUTCMillis": None if gap.get("afterTs") is None else to_millis(kind, gap["afterTs"]),
+            },
             "syncRequired": chain.syncRequired if chain and chain.chain else "no initial sync yet",
             "head": None
             if state is None
@@ -754,4 +790,6 @@ class BackupDaemon:
                 else None,
             },
             "integrityProblems": len(integrity["problems"]) if integrity else 0,
+            "sourceIntegrityProblems": own_problems,
+            "createdAt": src.createdAt,
         }

@@ -64,9 +64,18 @@ def jobs(request: Request, group_id: str = Depends(agent_group), hostname: str =
 
 
 @router.get("/sources/{source_id}/acknowledged")
-def acknowledged(request: Request, source_id: str, group_id: str = Depends(agent_group)) -> dict[str, Any]:
+def acknowledged(
+    request: Request,
+    source_id: str,
+    group_id: str = Depends(agent_group),
+    source_last: int | None = Query(None, alias="sourceLast", ge=0, lt=1 << 63),
+) -> dict[str, Any]:
+    """Where to resume; ``sourceLast`` (the newest entry of the source's oplog the agent sees) feeds the
+    backup lag alert, and every call counts as the agent's contact with the daemon."""
     ctx = _ctx(request)
-    return dict(ctx.backup.acknowledged(_source_id(ctx, group_id, source_id)).to_json())
+    sid = _source_id(ctx, group_id, source_id)
+    ctx.backup.note_agent(sid, source_last)
+    return dict(ctx.backup.acknowledged(sid).to_json())
 
 
 @router.post("/sources/{source_id}/sync")
@@ -123,6 +132,7 @@ async def upload_slice(
     ctx = _ctx(request)
     data = await request.body()
     sid = await run_in_threadpool(_source_id, ctx, group_id, source_id)
+    ctx.backup.note_agent(sid)
     result = await run_in_threadpool(ctx.backup.ingest_slice_bytes, sid, data)
     return dict(result.to_json())
 
@@ -133,6 +143,7 @@ def report_gap(
 ) -> dict[str, Any]:
     ctx = _ctx(request)
     sid = _source_id(ctx, group_id, source_id)
+    ctx.backup.note_agent(sid)
     first = body.get("firstAvailable")
     ctx.backup.report_gap(sid, first if isinstance(first, int) else None, str(body.get("detail", ""))[:500])
     return dict(ctx.backup.acknowledged(sid).to_json())

@@ -1,0 +1,37 @@
+"""The server's backup alerting: every period, the facts of each source whose backup is STARTED go through
+``opsmgr.backup.alerts`` (which decides and publishes) into the application database's alerts.
+
+A source of a cluster whose backup is STOPPED is not listed, so its alerts resolve: nothing is expected of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from opsmgr.backup.alerts import AlertPolicy, Publisher, SourceFacts
+from opsmgr.errors import NotFound
+from opsmgr.server import backup_api
+
+log = logging.getLogger("opsmgr.server.backup_alerts")
+
+
+def started_facts(ctx: Any) -> list[SourceFacts]:
+    started = {doc["_id"] for doc in ctx.stores.app.find(backup_api.CONFIGS, statusName="STARTED")}
+    out = []
+    for src in ctx.backup.sources():
+        if src.clusterId not in started:
+            continue
+        try:
+            status = ctx.backup.status(src.id)
+        except NotFound:  # terminated meanwhile
+            continue
+        out.append(SourceFacts.from_status(status, ctx.backup.started_ms))
+    return out
+
+
+def alert_work(ctx: Any, policy: AlertPolicy | None = None) -> Callable[[], object]:
+    """The periodic work that keeps backup alerts in step with the sources' conditions."""
+    publisher = Publisher(ctx.alerts, policy)
+    return lambda: publisher.run(started_facts(ctx), ctx.backup.now_ms())
