@@ -2,11 +2,309 @@
 
 Owns the ``backup`` Typer group (other modules may attach commands to it, e.g. ``restore-stores``); every
 command is a thin client of the public API through :mod:`opsmgr.cli.api` and imports nothing from the
-server or the backup daemon.
+server or the backup daemon. A refusal prints the server's message and exits non-zero: a point outside the
+window (400) lists the restorable ranges, missing blocks are 409 "snapshot blocks missing".
+
+``--cluster`` takes a cluster id or its replica set name.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from opsmgr.cli.api import (
+    ApiFailed,
+    GroupOpt,
+    PrivateKeyOpt,
+    PublicApi,
+    PublicKeyOpt,
+    UrlOpt,
+    progress_bar,
+    watch,
+)
+from opsmgr.errors import InvalidInput, OpsmgrError
 
 backup_app = typer.Typer(no_args_is_help=True, help="Continuous backup: snapshots, PITR window, restores.")
+
+ClusterOpt = typer.Option(..., "--cluster", help="Cluster id or replica set name.")
+TimeoutOpt = typer.Option(600.0, "--timeout", min=1.0, help="Seconds to wait before giving up.")
+out = Console(soft_wrap=True)
+DONE = ("FINISHED", "FAILED")
+
+
+def _fail(exc: OpsmgrError) -> None:
+    from opsmgr.cli.main import fail  # main imports this module: resolved at call time
+
+    fail(exc)
+
+
+def _cluster_id(api: PublicApi, group: str, cluster: str) -> str:
+    clusters = api.get(f"/groups/{group}/clusters")["results"]
+    for c in clusters:
+        if cluster in (c["id"], c["replicaSetName"]):
+            return str(c["id"])
+    names = ", ".join(f"{c['replicaSetName']} ({c['id']})" for c in clusters) or "none"
+    raise InvalidInput(f"no cluster {cluster!r} in project {group}; clusters: {names}", field="--cluster")
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _window_lines(window: list[dict[str, Any]]) -> list[str]:
+    if not window:
+        return ["point-in-time window: none yet"]
+    lines = ["point-in-time window:"]
+    for i, r in enumerate(window):
+        if i:
+            lines.append(f"  hole     {window[i - 1]['end']['date']} .. {r['start']['date']}")
+        start, end = r["start"], r["end"]
+        lines.append(
+            f"  range    {start['date']} .. {end['date']}  "
+            f"(oplog {start['time']}:{start['increment']} .. {end['time']}:{end['increment']})"
+        )
+    return lines
+
+
+@backup_app.command("snapshots")
+def snapshots(
+    cluster: str = ClusterOpt,
+    group: str = GroupOpt,
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+) -> None:
+    """The cluster's snapshots, newest first, and its point-in-time window as ranges with the holes."""
+    try:
+        with PublicApi(url, public_key, private_key) as api:
+            cid = _cluster_id(api, group, cluster)
+            listing = api.get(f"/groups/{group}/clusters/{cid}/snapshots")
+    except OpsmgrError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"snapshots of cluster {cid}")
+    for column in ("id", "created", "type", "oplog position", "documents", "blocks (new)", "expires"):
+        table.add_column(column)
+    for s in listing["results"]:
+        pos = s["lastOplogAppliedTimestamp"]
+        table.add_row(
+            s["id"],
+            s["created"]["date"],
+            s["snapshotType"],
+            f"{pos['time']}:{pos['increment']}",
+            str(s.get("documentCount", "")),
+            f"{s.get('blockCount', '')} ({s.get('newBlockCount', '')})",
+            s.get("expires") or "-",
+        )
+    out.print(table)
+    out.print("\n".join(_window_lines(listing.get("pitrWindow", []))), highlight=False)
+
+
+@backup_app.command("snapshot")
+def snapshot(
+    cluster: str = ClusterOpt,
+    group: str = GroupOpt,
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    timeout: float = TimeoutOpt,
+) -> None:
+    """Takes an on-demand snapshot and waits for it with a progress bar."""
+    try:
+        with PublicApi(url, public_key, private_key) as api:
+            cid = _cluster_id(api, group, cluster)
+            base = f"/groups/{group}/clusters/{cid}/snapshots"
+            wanted = set(api.post(base)["snapshotIds"])
+
+            def read() -> dict[str, Any]:
+                present = {s["id"] for s in api.get(base)["results"]}
+                return {"done": len(wanted & present), "of": len(wanted)}
+
+            watch(
+                read,
+                lambda r: r["done"] / r["of"],
+                lambda r: bool(r["done"] == r["of"]),
+                description="snapshot",
+                status=lambda r: f"{r['done']} of {r['of']} taken",
+                timeout_s=timeout,
+            )
+    except OpsmgrError as exc:
+        _fail(exc)
+        return
+    out.print(f"snapshot taken: {', '.join(sorted(wanted))}", highlight=False)
+
+
+def _target(
+    snapshot_id: str | None,
+    at: str | None,
+    point_in_time_ms: int | None,
+    oplog_ts: int | None,
+    oplog_inc: int | None,
+) -> dict[str, Any]:
+    given = [x for x in (snapshot_id, at, point_in_time_ms, oplog_ts) if x is not None]
+    if len(given) != 1:
+        raise InvalidInput(
+            "give exactly one of --snapshot, --at, --point-in-time-ms or --oplog-ts", field="--at"
+        )
+    if oplog_inc is not None and oplog_ts is None:
+        raise InvalidInput("--oplog-inc goes with --oplog-ts", field="--oplog-inc")
+    if snapshot_id is not None:
+        return {"snapshotId": snapshot_id}
+    if oplog_ts is not None:
+        return {"oplogTs": oplog_ts, "oplogInc": oplog_inc or 0}
+    if at is not None:
+        try:
+            moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"--at {at!r} is not an ISO 8601 date and time", field="--at") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return {"pointInTimeUTCMillis": int(moment.timestamp() * 1000)}
+    return {"pointInTimeUTCMillis": point_in_time_ms}
+
+
+def _progress_of(job: dict[str, Any]) -> float:
+    if job["statusName"] == "FINISHED":
+        return 1.0
+    return float((job.get("progress") or {}).get("fraction", 0.0))
+
+
+def _status_of(job: dict[str, Any]) -> str:
+    message = (job.get("progress") or {}).get("message", "")
+    return f"{job['statusName']} {message}".strip()
+
+
+def _download(api: PublicApi, job: dict[str, Any], size_hint: int, to: Path) -> int:
+    link = job["delivery"].get("url")
+    if not link:
+        raise ApiFailed(f"restore job {job['id']} has no download link (expired?)")
+    written = 0
+    partial = to.with_name(to.name + ".partial")
+    with progress_bar(f"download {to.name}") as update:
+        try:
+            with httpx.stream("GET", link, timeout=api.client.timeout) as response, open(partial, "wb") as f:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiFailed(
+                        f"GET {link}: HTTP {response.status_code}: {response.text[:500]}",
+                        response.status_code,
+                    )
+                for chunk in response.iter_bytes():
+                    f.write(chunk)
+                    written += len(chunk)
+                    # The size is the snapshot's: an estimate of the download's, so the bar stops short of 1.
+                    update(min(written / size_hint, 0.99) if size_hint else 0.0, f"{written / 1e6:,.1f} MB")
+        except httpx.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            raise ApiFailed(f"download interrupted: {exc}") from exc
+        except ApiFailed:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(to)
+        update(1.0, f"{written / 1e6:,.1f} MB")
+    return written
+
+
+@backup_app.command("restore")
+def restore(
+    cluster: str = ClusterOpt,
+    group: str = GroupOpt,
+    snapshot_id: str | None = typer.Option(None, "--snapshot", help="Restore this snapshot."),
+    at: str | None = typer.Option(None, "--at", help="Point in time, ISO 8601 (UTC unless it says)."),
+    point_in_time_ms: int | None = typer.Option(None, "--point-in-time-ms", min=0, help="Point in time, ms."),
+    oplog_ts: int | None = typer.Option(None, "--oplog-ts", min=0, help="Oplog timestamp seconds."),
+    oplog_inc: int | None = typer.Option(None, "--oplog-inc", min=0, help="Oplog timestamp increment."),
+    target_group: str | None = typer.Option(None, "--target-group", help="Automated restore: project."),
+    target_cluster: str | None = typer.Option(None, "--target-cluster", help="Automated restore: cluster."),
+    download: Path | None = typer.Option(None, "--download", dir_okay=False, help="Download to this file."),
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    timeout: float = TimeoutOpt,
+) -> None:
+    """Restores a snapshot or a point in time (inclusive: the entry at exactly that point is applied) into
+    another deployment (automated restore) or into a file (HTTP download, one JSON document per line)."""
+    try:
+        if (download is None) == (target_cluster is None):
+            raise InvalidInput("give either --download FILE or --target-cluster (with --target-group)")
+        body = _target(snapshot_id, at, point_in_time_ms, oplog_ts, oplog_inc)
+        with PublicApi(url, public_key, private_key) as api:
+            cid = _cluster_id(api, group, cluster)
+            base = f"/groups/{group}/clusters/{cid}"
+            if download is not None:
+                body["delivery"] = {"methodName": "HTTP", "expirationHours": 1}
+            else:
+                tgroup = target_group or group
+                body["delivery"] = {
+                    "methodName": "AUTOMATED_RESTORE",
+                    "targetGroupId": tgroup,
+                    "targetClusterId": _cluster_id(api, tgroup, str(target_cluster)),
+                }
+            job = api.post(f"{base}/restoreJobs", body)
+            out.print(f"restore job {job['id']} from snapshot {job['snapshotId']}", highlight=False)
+            if download is not None:
+                snap = api.get(f"{base}/snapshots/{job['snapshotId']}")
+                size = sum(int(p.get("dataSizeBytes", 0)) for p in snap.get("parts", []))
+                written = _download(api, job, size, download)
+                out.print(f"downloaded {written:,} bytes to {download}", highlight=False)
+                return
+            final = watch(
+                lambda: dict(api.get(f"{base}/restoreJobs/{job['id']}")),
+                _progress_of,
+                lambda j: j["statusName"] in DONE,
+                description="restore",
+                status=_status_of,
+                timeout_s=timeout,
+            )
+            if final["statusName"] != "FINISHED":
+                raise ApiFailed(f"restore job {job['id']} {final['statusName']}: {final.get('failure', '')}")
+    except OpsmgrError as exc:
+        _fail(exc)
+        return
+    out.print(f"restore job {job['id']} FINISHED", highlight=False)
+
+
+@backup_app.command("jobs")
+def jobs(
+    cluster: str = ClusterOpt,
+    group: str = GroupOpt,
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+) -> None:
+    """The cluster's restore jobs, newest first."""
+    try:
+        with PublicApi(url, public_key, private_key) as api:
+            cid = _cluster_id(api, group, cluster)
+            found = api.get(f"/groups/{group}/clusters/{cid}/restoreJobs")["results"]
+    except OpsmgrError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"restore jobs of cluster {cid}")
+    for column in ("id", "created", "status", "delivery", "snapshot", "target time"):
+        table.add_column(column)
+    for j in found:
+        delivery = j["delivery"]
+        where = (
+            f"{delivery['targetGroupId']}/{delivery['targetClusterId']}"
+            if delivery["methodName"] == "AUTOMATED_RESTORE"
+            else f"HTTP {delivery.get('statusName', '')}"
+        )
+        table.add_row(
+            j["id"],
+            _when(j["created"]),
+            _status_of(j) + (f" ({j['failure']})" if j.get("failure") else ""),
+            where,
+            j["snapshotId"],
+            (j.get("plan") or {}).get("targetTimestamp", {}).get("date", "-"),
+        )
+    out.print(table)
