@@ -17,7 +17,10 @@ from typing import Any
 
 from opsmgr.automation.config import empty_config, map_secrets, same_content, validate
 from opsmgr.maintenance.rolling import validate_transition
-from opsmgr.store.engine import Store
+from opsmgr.store.engine import Store, Txn
+
+# Called inside the transaction of a public config change that differs: (txn, group id, old, new, version).
+ConfigChangeHook = Callable[[Txn, str, dict[str, Any], dict[str, Any], int], object]
 
 CONFIGS = "automation_configs"
 AGENT_STATUS = "agent_status"
@@ -32,6 +35,9 @@ class AutomationService:
         self.store = store
         self._encrypt = encrypt
         self._decrypt = decrypt
+        self.on_config_change: list[ConfigChangeHook] = []
+        # Extra sections of automationStatus (e.g. "maintenance"), each a function of the project id.
+        self.status_sections: dict[str, Callable[[str], Any]] = {}
 
     def _stored(self, group_id: str) -> dict[str, Any]:
         doc = self.store.get(CONFIGS, group_id)
@@ -81,6 +87,9 @@ class AutomationService:
                         "updated": int(time.time() * 1000),
                     },
                 )
+                if check_transition:
+                    for hook in self.on_config_change:
+                        hook(t, group_id, current, new, version)
         result = copy.deepcopy(new)
         result["version"] = version
         return result
@@ -116,7 +125,10 @@ class AutomationService:
                     "lastReport": status.get("receivedAt"),
                 }
             )
-        return {"goalVersion": goal["version"], "processes": processes}
+        view: dict[str, Any] = {"goalVersion": goal["version"], "processes": processes}
+        for key, section in self.status_sections.items():
+            view[key] = section(group_id)
+        return view
 
     def hosts(self, group_id: str) -> list[dict[str, Any]]:
         """``GET /groups/{id}/hosts``: each process as monitoring sees it, from what the agents observe."""

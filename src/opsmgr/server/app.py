@@ -8,7 +8,9 @@ handlers live in ``public_api`` and ``agent_api`` and stay thin. May import ever
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -31,6 +33,7 @@ from opsmgr.automation.service import AutomationService
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
+from opsmgr.maintenance.service import MaintenanceService, policy_from_json
 from opsmgr.restoration.service import RestorationService
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
@@ -76,6 +79,7 @@ class ServerContext:
     restoration: RestorationService = field(init=False)
     backup: BackupDaemon = field(init=False)
     alerts: AlertService = field(init=False)
+    maintenance: MaintenanceService = field(init=False)
     agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
 
@@ -85,6 +89,18 @@ class ServerContext:
         self.alerts = AlertService(self.stores.app)
         self.automation = AutomationService(self.stores.app, self.encrypt, self.decrypt)
         self.backup = BackupDaemon(self.stores, self.blockstore_path)
+        self.maintenance = MaintenanceService(
+            self.stores.app,
+            self.alerts,
+            goal=self.automation.config,
+            statuses=self.automation.agent_statuses,
+            encrypt=self.encrypt,
+            decrypt=self.decrypt,
+            # Tests and demos shorten the procedure's timeouts: {"member_timeout_s": 20, ...}.
+            policy=policy_from_json(json.loads(os.environ.get("OPSMGR_MAINTENANCE_POLICY") or "{}")),
+        )
+        self.automation.on_config_change.append(self.maintenance.register)
+        self.automation.status_sections["maintenance"] = self.maintenance.status_views
         self.restoration = RestorationService(
             self.stores.app,
             self.automation,
@@ -242,9 +258,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
         backup_agent_api,
         backup_api,
         index_builds_api,
+        maintenance_api,
         ops_api,
         public_api,
         restoration_api,
+        secondary_api,
     )
 
     @asynccontextmanager
@@ -306,7 +324,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(backup_agent_api.router)
     app.include_router(backup_api.router)
     app.include_router(backup_api.download_router)
+    app.include_router(secondary_api.router)
+    app.include_router(secondary_api.agent_router)
     app.include_router(ops_api.router)
+    app.include_router(maintenance_api.agent_router)
+    app.include_router(maintenance_api.router)
     app.include_router(index_builds_api.router)
     app.include_router(index_builds_api.agent_router)
 

@@ -1,0 +1,731 @@
+"""The server's side of rolling maintenance: which rolling changes are under way, what agents need to carry
+them out, and what operators see of them.
+
+:class:`MaintenanceService` keeps, per replica set, one document in the application database's
+``maintenance_leases`` collection (the lease and the shared progress, as ``maintenance.leases`` lays it out)
+with the rolling change under way, its :class:`~opsmgr.maintenance.report.ChangeStatus`, its event timeline
+and the config it started from; changes that ended are copied to ``maintenance_changes`` for the history.
+
+- :meth:`register` runs inside the transaction of an automation config PUT (a hook of
+  ``AutomationService.put_config``): one rolling change per replica set that needs a roll. If one is already
+  under way for that set, the change is recomputed from the config it started from and members whose tasks
+  are unchanged keep their progress.
+- Agents read :meth:`agent_view` (the change, the progress, the lease, and what the other agents report of
+  their members), take the lease with :meth:`acquire` (health from the agents' reported status), and report
+  each move carried out with :meth:`record`: the server applies ``procedure.record`` itself, so agents never
+  overwrite each other's progress. :meth:`report` folds an agent's decision into the status
+  (``report.observe``), raises or resolves the ``MAINTENANCE_MEMBER_FAILED`` alert, keeps the events, and on
+  Done produces the :class:`~opsmgr.maintenance.report.RollingReport`.
+
+The knobs the agents follow (:class:`~opsmgr.maintenance.snapshot.Policy`) come from the server, so one
+setting governs every agent of a set. May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.alerts``,
+``opsmgr.automation.config`` (pure accessors) and ``opsmgr.maintenance`` modules.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from opsmgr.alerts import AlertService
+from opsmgr.automation.config import map_secrets, process_port, processes_by_name
+from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.maintenance.leases import (
+    LEASES,
+    Deny,
+    Grant,
+    Lease,
+    LeaseRequest,
+    LeaseState,
+    decide_grant,
+    lease_view,
+    members_health,
+    released,
+)
+from opsmgr.maintenance.procedure import (
+    WAITS,
+    ArbiterPhase,
+    BlockCause,
+    Blocked,
+    Decision,
+    Done,
+    Move,
+    MoveName,
+    PlannedStep,
+    Progress,
+    Unit,
+    record,
+    temporary_arbiter_name,
+)
+from opsmgr.maintenance.report import (
+    ALERT_MEMBER_FAILED,
+    ChangeState,
+    ChangeStatus,
+    Event,
+    EventKind,
+    events_for_move,
+    observe,
+    status_view,
+    summarize,
+)
+from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, maintenance_options, rolling_changes
+from opsmgr.maintenance.snapshot import Policy
+from opsmgr.store.engine import Store, Txn, new_id
+
+log = logging.getLogger(__name__)
+
+HISTORY = "maintenance_changes"
+STALE_REPORT_MS = 30_000  # an agent silent this long says nothing about its members' health
+MAX_EVENTS = 2000
+# Steps of one member's cycle, to estimate how much of a change is left (see ``change_view``).
+_CYCLE_STEPS = {"member": 6, "primary": 9, "leaving": 4}
+
+
+def alert_key(rs_id: str) -> str:
+    return f"maintenance:{rs_id}:member-failed"
+
+
+def policy_from_json(raw: Mapping[str, Any] | None) -> Policy:
+    """A :class:`Policy` from ``{field: value}`` (unknown fields refused: a typo must not pass silently)."""
+    names = {f.name for f in dataclasses.fields(Policy)}
+    unknown = sorted(set(raw or {}) - names)
+    if unknown:
+        raise InvalidInput(f"unknown maintenance policy field {unknown[0]!r}; known: {sorted(names)}")
+    return Policy(**dict(raw or {}))
+
+
+def policy_to_json(policy: Policy) -> dict[str, Any]:
+    return dataclasses.asdict(policy)
+
+
+def options_to_json(options: MaintenanceOptions) -> dict[str, Any]:
+    arbiter = options.temporary_arbiter
+    return {
+        "acceptDowntime": options.accept_downtime,
+        "temporaryArbiter": {"hostname": arbiter.hostname, "port": arbiter.port} if arbiter else None,
+    }
+
+
+def move_to_json(move: Move) -> dict[str, Any]:
+    """The parts of a move :func:`~opsmgr.maintenance.procedure.record` needs, as agents send them."""
+    return {
+        "name": move.name.value,
+        "member": move.member,
+        "actor": move.actor,
+        "waiting": move.waiting,
+        "unit": move.unit.value if move.unit is not None else None,
+        "plan": [[s.move.value, s.member, s.by_primary] for s in move.plan],
+    }
+
+
+def move_from_json(raw: Mapping[str, Any]) -> Move:
+    try:
+        return Move(
+            name=MoveName(raw["name"]),
+            member=str(raw["member"]),
+            actor=raw.get("actor"),
+            note="",
+            waiting=bool(raw.get("waiting", False)),
+            unit=Unit(raw["unit"]) if raw.get("unit") else None,
+            plan=tuple(PlannedStep(MoveName(m), str(n), bool(b)) for m, n, b in raw.get("plan", [])),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidInput(f"move is malformed: {exc}", field="move") from None
+
+
+def decision_to_json(decision: Decision) -> dict[str, Any]:
+    if isinstance(decision, Done):
+        return {"kind": "done", "note": decision.note}
+    if isinstance(decision, Blocked):
+        return {
+            "kind": "blocked",
+            "reason": decision.reason,
+            "cause": decision.cause.value,
+            "member": decision.member,
+            "warnings": list(decision.warnings),
+        }
+    return {
+        "kind": "move",
+        "name": decision.name.value,
+        "note": decision.note,
+        "member": decision.member,
+        "warnings": list(decision.warnings),
+    }
+
+
+def decision_from_json(raw: Mapping[str, Any]) -> Decision:
+    try:
+        kind = raw["kind"]
+        warnings = tuple(str(w) for w in raw.get("warnings", ()))
+        if kind == "done":
+            return Done(str(raw.get("note", "")))
+        if kind == "blocked":
+            return Blocked(str(raw["reason"]), BlockCause(raw["cause"]), raw.get("member"), warnings=warnings)
+        if kind == "move":
+            return Move(
+                MoveName(raw["name"]), str(raw["member"]), None, str(raw.get("note", "")), warnings=warnings
+            )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidInput(f"decision is malformed: {exc}", field="decision") from None
+    raise InvalidInput(f"decision kind must be move, blocked or done, not {kind!r}", field="decision.kind")
+
+
+def _rs(config: Mapping[str, Any], rs_id: str | None) -> dict[str, Any] | None:
+    return next((dict(r) for r in config.get("replicaSets", []) if r["_id"] == rs_id), None)
+
+
+class MaintenanceService:
+    """Rolling changes of a project's replica sets, kept in the application database.
+
+    ``goal`` returns a project's goal automation config (secrets in the clear), ``statuses`` the status
+    documents its agents last reported; ``encrypt``/``decrypt`` protect the secrets of the config a change
+    started from, as the automation config's own are.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        alerts: AlertService,
+        *,
+        goal: Callable[[str], dict[str, Any]],
+        statuses: Callable[[str], list[dict[str, Any]]],
+        encrypt: Callable[[str], str],
+        decrypt: Callable[[str], str],
+        policy: Policy = Policy(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.alerts = alerts
+        self.goal = goal
+        self.statuses = statuses
+        self.encrypt = encrypt
+        self.decrypt = decrypt
+        self.policy = policy
+        self.clock = clock
+
+    @staticmethod
+    def _id(group_id: str, rs_id: str) -> str:
+        return f"{group_id}:{rs_id}"
+
+    # --- registration -------------------------------------------------------------------------------------
+
+    def register(
+        self, t: Txn, group_id: str, old: Mapping[str, Any], new: Mapping[str, Any], version: int
+    ) -> list[str]:
+        """Record the rolling changes going from ``old`` to ``new`` needs, inside the PUT's transaction
+        ``t``; returns the replica sets whose change was registered or recomputed."""
+        now = self.clock()
+        touched = []
+        for rs_id, fresh in rolling_changes(old, new).items():
+            doc = t.get(LEASES, self._id(group_id, rs_id)) or {
+                "_id": self._id(group_id, rs_id),
+                "groupId": group_id,
+                "rsId": rs_id,
+                "lease": None,
+            }
+            if _active(doc):
+                start = map_secrets(copy.deepcopy(doc["startedFrom"]), self.decrypt)
+                change = rolling_changes(start, new).get(rs_id)
+                if change is None or not change.needs_roll:
+                    self._end(t, doc, now, f"version {version} needs no rolling restart any more: superseded")
+                    touched.append(rs_id)
+                    continue
+                before = RollingChange.from_json(doc["change"])
+                progress = Progress.from_json(doc["progress"])
+                kept = tuple(m for m in progress.done if change.tasks.get(m) == before.tasks.get(m))
+                doc.update(
+                    change=change.to_json(),
+                    progress=replace(progress, done=kept).to_json(),
+                    goalVersion=version,
+                    revision=int(doc.get("revision", 0)) + 1,
+                )
+                log.info("rolling change of %s recomputed for version %s", rs_id, version)
+            elif fresh.needs_roll:
+                doc.update(
+                    changeId=new_id(),
+                    change=fresh.to_json(),
+                    progress=Progress().to_json(),
+                    status=ChangeStatus(rs_id).to_json(),
+                    events=[],
+                    lastPrimary=None,
+                    extras={},
+                    report=None,
+                    revision=0,
+                    startedFrom=map_secrets(copy.deepcopy(dict(old)), self.encrypt),
+                    goalVersion=version,
+                    createdAt=now,
+                    doneAt=None,
+                    lease=None,
+                    lastHolder=None,
+                )
+                log.info("rolling change of %s registered for version %s: %s", rs_id, version, fresh.reasons)
+            else:
+                continue
+            doc["updatedAt"] = now
+            t.put(LEASES, doc)
+            touched.append(rs_id)
+        return touched
+
+    def _end(self, t: Txn, doc: dict[str, Any], now: float, reason: str) -> None:
+        """The change is over (done or superseded): its lease goes, its figures and history are kept."""
+        status = ChangeStatus.from_json(doc["rsId"], doc.get("status") or {})
+        done = replace(status, state=ChangeState.DONE, reason=reason, failed_member=None, since=now)
+        events = [*doc.get("events", []), Event(now, EventKind.DONE).to_json()]
+        state = LeaseState(None, doc.get("lastHolder"))
+        doc.update(
+            status=done.to_json(),
+            events=events,
+            report=summarize(Event.from_json(e) for e in events).to_json(),
+            doneAt=now,
+            lease=None,
+            lastHolder=state.last_holder,
+            updatedAt=now,
+        )
+        t.put(HISTORY, {**_history(doc), "_id": doc["changeId"]})
+
+    # --- reading ------------------------------------------------------------------------------------------
+
+    def _doc(self, group_id: str, rs_id: str) -> dict[str, Any] | None:
+        return self.store.get(LEASES, self._id(group_id, rs_id))
+
+    def active_doc(self, group_id: str, rs_id: str) -> dict[str, Any] | None:
+        doc = self._doc(group_id, rs_id)
+        return doc if doc is not None and _active(doc) else None
+
+    def _member_names(self, goal: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, str]:
+        """``hostname:port`` -> process name for the goal config, the config the change started from (members
+        leaving) and the temporary arbiter."""
+        names: dict[str, str] = {}
+        start = doc.get("startedFrom") or {}
+        for config in (start, goal):
+            for p in config.get("processes", []):
+                names[f"{p['hostname']}:{process_port(p)}"] = p["name"]
+        rs = _rs(goal, doc["rsId"])
+        arbiter = maintenance_options(rs).temporary_arbiter if rs is not None else None
+        if arbiter is not None:
+            names[f"{arbiter.hostname}:{arbiter.port}"] = temporary_arbiter_name(doc["rsId"])
+        return names
+
+    def _members(
+        self, group_id: str, goal: Mapping[str, Any], doc: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Each member of the set (goal and leaving) as its agent last reported it, with what the agents
+        measured for the maintenance (oplog window, connections)."""
+        start = doc.get("startedFrom") or {}
+        rs_id = doc["rsId"]
+        change = RollingChange.from_json(doc["change"])
+        entries: dict[str, dict[str, Any]] = {}
+        for config, set_id in ((start, change.old_rs_id), (goal, rs_id)):
+            rs = _rs(config, set_id)
+            procs = processes_by_name(config)
+            for m in rs["members"] if rs is not None else []:
+                proc = procs.get(m["host"])
+                if proc is None:
+                    continue
+                entries[m["host"]] = {
+                    "name": m["host"],
+                    "host": f"{proc['hostname']}:{process_port(proc)}",
+                    "hostname": proc["hostname"],
+                    "votes": int(m.get("votes", 1)),
+                    "priority": float(m.get("priority", 1)),
+                    "arbiterOnly": bool(m.get("arbiterOnly", False)),
+                    "hidden": bool(m.get("hidden", False)),
+                }
+        now_ms = int(self.clock() * 1000)
+        reported: dict[str, dict[str, Any]] = {}
+        fresh: dict[str, bool] = {}
+        for status in self.statuses(group_id):
+            is_fresh = now_ms - int(status.get("receivedAt", 0)) <= STALE_REPORT_MS
+            for p in status.get("processes", []):
+                reported[p["name"]] = p.get("observed") or {}
+                fresh[p["name"]] = is_fresh
+        extras = doc.get("extras") or {}
+        out = []
+        for name, entry in entries.items():
+            observed = reported.get(name, {})
+            state = observed.get("replicaStateName") if fresh.get(name) else None
+            measured = extras.get(name) or {}
+            out.append(
+                {
+                    **entry,
+                    "state": state or ("DOWN" if not observed.get("running") else "UNKNOWN"),
+                    "health": bool(state),
+                    "optimeTs": observed.get("optimeTs") or 0,
+                    "connections": measured.get("connections", observed.get("connections")),
+                    "oplogWindowSecs": measured.get("oplogWindowSecs"),
+                }
+            )
+        return out
+
+    def agent_view(self, group_id: str, rs_id: str) -> dict[str, Any]:
+        """What an agent of ``rs_id`` needs on each cycle; ``active`` False when no change is under way."""
+        doc = self._doc(group_id, rs_id)
+        if doc is None or not _active(doc):
+            return {"replicaSet": rs_id, "active": False, "state": _state(doc)}
+        goal = self.goal(group_id)
+        rs = _rs(goal, rs_id)
+        options = maintenance_options(rs) if rs is not None else MaintenanceOptions()
+        now = self.clock()
+        return {
+            "replicaSet": rs_id,
+            "active": True,
+            "changeId": doc["changeId"],
+            "goalVersion": doc.get("goalVersion"),
+            "change": doc["change"],
+            "progress": doc["progress"],
+            "status": doc.get("status"),
+            "lease": {**lease_view(_lease_state(doc), now), "raw": doc.get("lease")},
+            "options": options_to_json(options),
+            "policy": policy_to_json(self.policy),
+            "names": self._member_names(goal, doc),
+            "members": self._members(group_id, goal, doc),
+            "now": now,
+        }
+
+    # --- leases -------------------------------------------------------------------------------------------
+
+    def _health(self, group_id: str, doc: Mapping[str, Any]) -> list[Any]:
+        members = self._members(group_id, self.goal(group_id), doc)
+        return members_health(
+            self.statuses(group_id),
+            {m["name"]: m["votes"] for m in members},
+            int(self.clock() * 1000),
+            STALE_REPORT_MS,
+        )
+
+    def acquire(
+        self,
+        group_id: str,
+        rs_id: str,
+        member: str,
+        *,
+        change_id: str | None = None,
+        move: Mapping[str, Any] | None = None,
+        seq: int | None = None,
+        refuse: str | None = None,
+    ) -> Grant | Deny:
+        """Grant ``member`` the lease of ``rs_id`` (``refuse``: a reason to deny outright, e.g. Restoration
+        Mode), and record ``move`` (its ``AcquireMaintenanceLease``) in the same transaction."""
+        current = self._doc(group_id, rs_id)
+        if current is None or not _active(current):
+            return Deny(f"no rolling change of {rs_id} is under way")
+        if refuse is not None:
+            return Deny(refuse)
+        health = self._health(group_id, current)
+        now = self.clock()
+        with self.store.tx() as t:
+            doc = t.get(LEASES, self._id(group_id, rs_id))
+            if doc is None or not _active(doc):
+                return Deny(f"no rolling change of {rs_id} is under way")
+            progress = Progress.from_json(doc["progress"])
+            change = RollingChange.from_json(doc["change"])
+            pending = tuple(m for m in change.tasks if m not in progress.done)
+            request = LeaseRequest(member, self.policy.lease_ttl_s, pending)
+            decision = decide_grant(_lease_state(doc), request, health, now)
+            if isinstance(decision, Grant):
+                doc.update(lease=decision.lease.to_json(), lastHolder=member, updatedAt=now)
+                if move is not None:
+                    self._apply(doc, change_id, move_from_json(move), seq, now, {})
+                t.put(LEASES, doc)
+        return decision
+
+    def renew(self, group_id: str, rs_id: str, member: str) -> Grant | Deny:
+        now = self.clock()
+        with self.store.tx() as t:
+            doc = t.get(LEASES, self._id(group_id, rs_id))
+            state = _lease_state(doc) if doc is not None else LeaseState()
+            if doc is None or state.lease is None or state.lease.holder != member:
+                holder = state.lease.holder if state.lease is not None else "nobody"
+                return Deny(f"{member} does not hold the maintenance lease of {rs_id} ({holder} does)")
+            lease = Lease(member, state.lease.granted_at, now + self.policy.lease_ttl_s)
+            doc.update(lease=lease.to_json(), lastHolder=member, updatedAt=now)
+            t.put(LEASES, doc)
+        return Grant(lease, renewed=True)
+
+    def release(self, group_id: str, rs_id: str, member: str | None = None) -> bool:
+        """Give the lease back (``member`` None: whoever holds it, the operator's force release)."""
+        with self.store.tx() as t:
+            doc = t.get(LEASES, self._id(group_id, rs_id))
+            if doc is None:
+                return False
+            state = _lease_state(doc)
+            holder = member if member is not None else (state.lease.holder if state.lease else None)
+            after = released(state, holder) if holder is not None else None
+            if after is None:
+                return False
+            doc.update(lease=None, lastHolder=after.last_holder, updatedAt=self.clock())
+            t.put(LEASES, doc)
+        return True
+
+    # --- progress and reports -----------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        doc: dict[str, Any],
+        change_id: str | None,
+        move: Move,
+        seq: int | None,
+        now: float,
+        extra: Mapping[str, Any],
+    ) -> None:
+        """Record ``move`` in ``doc`` (in the caller's transaction), with its events."""
+        if change_id is not None and change_id != doc.get("changeId"):
+            raise Conflict(f"rolling change {change_id} of {doc['rsId']} is no longer the one under way")
+        progress = Progress.from_json(doc["progress"])
+        starts_unit = bool(move.plan) and move.plan != progress.steps
+        if starts_unit and seq is not None and seq != progress.seq:
+            raise Conflict(
+                f"{move.name.value} for {move.member} was decided on progress {seq}, which has moved on to "
+                f"{progress.seq}: decide again"
+            )
+        at = float(extra.get("at") or now)
+        connections = extra.get("connections")
+        events = events_for_move(move, progress, at, connections=connections)
+        after = record(progress, move, now)
+        if after is progress:
+            return
+        if move.name is MoveName.RELEASE_LEASE:
+            state = released(_lease_state(doc), move.member)
+            if state is not None:
+                doc.update(lease=None, lastHolder=state.last_holder)
+        doc["progress"] = after.to_json()
+        doc["events"] = [*doc.get("events", []), *(e.to_json() for e in events)][-MAX_EVENTS:]
+        doc["updatedAt"] = now
+
+    def record(
+        self,
+        group_id: str,
+        rs_id: str,
+        change_id: str,
+        move: Mapping[str, Any],
+        *,
+        seq: int | None = None,
+        at: float | None = None,
+        connections: int | None = None,
+    ) -> dict[str, Any]:
+        """An agent carried ``move`` out (started at ``at``; ``connections``: the primary's client
+        connections just before a step-down). Returns the progress as it now stands."""
+        parsed = move_from_json(move)
+        with self.store.tx() as t:
+            doc = t.get(LEASES, self._id(group_id, rs_id))
+            if doc is None or not _active(doc):
+                raise Conflict(f"no rolling change of {rs_id} is under way")
+            self._apply(doc, change_id, parsed, seq, self.clock(), {"at": at, "connections": connections})
+            t.put(LEASES, doc)
+        return dict(doc["progress"])
+
+    def report(
+        self,
+        group_id: str,
+        rs_id: str,
+        change_id: str,
+        *,
+        decision: Mapping[str, Any] | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+        extras: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Fold an agent's decision, primary sightings and measurements into the change; returns its
+        status."""
+        parsed = decision_from_json(decision) if decision is not None else None
+        seen = [_event(e) for e in events]
+        now = self.clock()
+        alerts: list[tuple[bool, str, str | None]] = []
+        with self.store.tx() as t:
+            doc = t.get(LEASES, self._id(group_id, rs_id))
+            if doc is None or doc.get("changeId") != change_id:
+                raise Conflict(f"rolling change {change_id} of {rs_id} is not the one under way")
+            if not _active(doc):
+                return dict(doc.get("status") or {})
+            timeline = list(doc.get("events", []))
+            last = doc.get("lastPrimary")
+            for e in sorted(seen, key=lambda e: e.t):
+                if e.kind not in (EventKind.PRIMARY, EventKind.NO_PRIMARY):
+                    continue
+                if last is not None and (e.t <= last["t"] or e.member == last.get("member")):
+                    continue
+                timeline.append(e.to_json())
+                last = {"t": e.t, "member": e.member}
+            doc["lastPrimary"] = last
+            for name, measured in (extras or {}).items():
+                doc.setdefault("extras", {})[str(name)] = {**dict(measured), "at": now}
+            if isinstance(parsed, Done) and not self._finished(doc, now):
+                parsed = None
+            if parsed is not None:
+                status = ChangeStatus.from_json(rs_id, doc.get("status") or {})
+                seen_obs = observe(status, parsed, now)
+                doc["status"] = seen_obs.status.to_json()
+                timeline += [e.to_json() for e in seen_obs.events if e.kind is not EventKind.DONE]
+                alerts += [(a.open, a.reason, a.member) for a in seen_obs.alerts]
+            doc["events"] = timeline[-MAX_EVENTS:]
+            if isinstance(parsed, Done):
+                self._end(t, doc, now, parsed.note)
+            doc["updatedAt"] = now
+            t.put(LEASES, doc)
+        for opened, reason, member in alerts:
+            if opened:
+                self.alerts.raise_alert(
+                    group_id,
+                    ALERT_MEMBER_FAILED,
+                    alert_key(rs_id),
+                    reason,
+                    replicaSetName=rs_id,
+                    processName=member,
+                    hostnameAndPort=self._host_of(group_id, doc, member),
+                )
+            else:
+                self.alerts.resolve(group_id, alert_key(rs_id))
+        return dict(doc["status"])
+
+    def _host_of(self, group_id: str, doc: Mapping[str, Any], member: str | None) -> str | None:
+        names = self._member_names(self.goal(group_id), doc)
+        return next((host for host, name in names.items() if name == member), None)
+
+    @staticmethod
+    def _finished(doc: dict[str, Any], now: float) -> bool:
+        """Whether the change's progress agrees that it is done; trailing waits of the last unit, which the
+        procedure treats as satisfied when it answers Done, are recorded here."""
+        progress = Progress.from_json(doc["progress"])
+        if progress.in_unit and all(s.move in WAITS for s in progress.steps[progress.position :]):
+            for step in progress.steps[progress.position :]:
+                progress = record(progress, Move(step.move, step.member, None, ""), now)
+            doc["progress"] = progress.to_json()
+        change = RollingChange.from_json(doc["change"])
+        return (
+            not progress.in_unit
+            and set(change.tasks) <= set(progress.done)
+            and progress.arbiter is not ArbiterPhase.ACTIVE
+        )
+
+    # --- operators ----------------------------------------------------------------------------------------
+
+    def status_views(self, group_id: str) -> list[dict[str, Any]]:
+        """The ``maintenance`` entries of ``automationStatus``: the latest change of each replica set."""
+        now = self.clock()
+        out = []
+        for doc in sorted(self.store.find(LEASES, groupId=group_id), key=lambda d: d["rsId"]):
+            if not doc.get("changeId"):
+                continue
+            view = status_view(
+                RollingChange.from_json(doc["change"]),
+                Progress.from_json(doc["progress"]),
+                ChangeStatus.from_json(doc["rsId"], doc.get("status") or {}),
+                lease=lease_view(_lease_state(doc), now),
+                events=[Event.from_json(e) for e in doc.get("events", [])],
+            )
+            out.append({"changeId": doc["changeId"], "goalVersion": doc.get("goalVersion"), **view})
+        return out
+
+    def changes(self, group_id: str) -> list[dict[str, Any]]:
+        """``GET /groups/{id}/maintenance``: every rolling change, the ones under way first, newest first."""
+        current = [d for d in self.store.find(LEASES, groupId=group_id) if d.get("changeId")]
+        ids = {d["changeId"] for d in current}
+        history = [d for d in self.store.find(HISTORY, groupId=group_id) if d["_id"] not in ids]
+        views = [change_view(_history(d)) for d in current] + [change_view(d) for d in history]
+        return sorted(views, key=lambda v: (v["state"] == ChangeState.DONE.value, -(v["created"] or 0)))
+
+    def change(self, group_id: str, change_id: str) -> dict[str, Any]:
+        for view in self.changes(group_id):
+            if view["id"] == change_id:
+                return view
+        raise NotFound(f"no rolling change {change_id} in project {group_id}")
+
+    def active_sets(self, group_id: str) -> list[str]:
+        return sorted(d["rsId"] for d in self.store.find(LEASES, groupId=group_id) if _active(d))
+
+
+def _active(doc: Mapping[str, Any] | None) -> bool:
+    if doc is None or not doc.get("changeId"):
+        return False
+    return (doc.get("status") or {}).get("state") != ChangeState.DONE.value
+
+
+def _state(doc: Mapping[str, Any] | None) -> str | None:
+    return (doc.get("status") or {}).get("state") if doc is not None and doc.get("changeId") else None
+
+
+def _lease_state(doc: Mapping[str, Any]) -> LeaseState:
+    raw = doc.get("lease")
+    return LeaseState(Lease.from_json(raw) if raw else None, doc.get("lastHolder"))
+
+
+def _event(raw: Mapping[str, Any]) -> Event:
+    try:
+        return Event.from_json(raw)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidInput(f"event is malformed: {exc}", field="events") from None
+
+
+def _history(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What the history keeps of a change (no config, no lease)."""
+    keep = ("groupId", "rsId", "change", "progress", "status", "events", "report", "goalVersion")
+    return {
+        **{k: copy.deepcopy(doc.get(k)) for k in keep},
+        "_id": doc["changeId"],
+        "createdAt": doc.get("createdAt"),
+        "doneAt": doc.get("doneAt"),
+    }
+
+
+def change_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One rolling change as the public API lists it: state, reason, steps done of the (estimated) total,
+    and, once done, the figures of its report."""
+    change = RollingChange.from_json(doc["change"])
+    progress = Progress.from_json(doc["progress"])
+    status = ChangeStatus.from_json(doc["rsId"], doc.get("status") or {})
+    done_state = status.state is ChangeState.DONE
+    pending = [m for m in change.tasks if m not in progress.done and m != progress.member]
+    # seq counts the moves recorded; members not begun yet are estimated by the kind of cycle they need.
+    remaining = len(progress.steps) - progress.position
+    remaining += sum(_CYCLE_STEPS["leaving" if change.leaving(m) else "member"] for m in pending)
+    if progress.step_downs == 0 and pending and not change.offline:
+        remaining += _CYCLE_STEPS["primary"] - _CYCLE_STEPS["member"]
+    steps_done = progress.seq
+    report = doc.get("report") if done_state else None
+    current = progress.current()
+    return {
+        "id": doc["_id"],
+        "replicaSet": doc["rsId"],
+        "previousName": change.old_rs_id if change.old_rs_id != change.rs_id else None,
+        "goalVersion": doc.get("goalVersion"),
+        "state": status.state.value,
+        "reason": status.reason,
+        "warnings": list(status.warnings),
+        "tasks": {m: sorted(t.value for t in tasks) for m, tasks in change.tasks.items()},
+        "reasons": list(change.reasons),
+        "progress": {
+            "stepsDone": steps_done,
+            "stepsTotal": steps_done + (0 if done_state else remaining),
+            "membersDone": list(progress.done),
+            "membersTotal": len(change.tasks),
+            "currentMember": progress.member,
+            "currentStep": current.move.value if current is not None else None,
+        },
+        "created": doc.get("createdAt"),
+        "finished": doc.get("doneAt"),
+        "report": _report_figures(report) if report else None,
+    }
+
+
+def _report_figures(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "totalSecs": report.get("totalSecs"),
+        "memberSecsOut": report.get("memberSecsOut", {}),
+        "elections": report.get("elections"),
+        "plannedElections": report.get("plannedElections"),
+        "noPrimarySecs": report.get("noPrimarySecs"),
+        "failures": report.get("failures"),
+        "stepDowns": [
+            {
+                "member": s.get("member"),
+                "connectionsDropped": s.get("connectionsDropped"),
+                "noWritablePrimarySecs": s.get("noWritablePrimarySecs"),
+                "newPrimary": s.get("newPrimary"),
+            }
+            for s in report.get("stepDowns", [])
+        ],
+    }

@@ -1,0 +1,188 @@
+"""Rolling maintenance over HTTP: the agents' routes under ``/agents/api/automation/maintenance/v1`` (project
+agent API key, HTTP Basic, as the other agent routes) and the public ``/groups/{id}/maintenance`` routes.
+
+Agent routes, per replica set: ``GET`` the view (change, progress, lease, the other members as their agents
+report them), ``POST /lease`` to acquire (optionally recording the ``AcquireMaintenanceLease`` move in the
+same transaction), ``PUT /lease`` to renew, ``DELETE /lease`` to release (a denial is 409 with the reason),
+``POST /progress`` for a move carried out, ``POST /events`` for decisions, primary sightings and the
+measurements the preflight checks need. Handlers are thin: ``maintenance.service`` decides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+
+from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.maintenance.leases import Deny, Grant
+from opsmgr.server.auth import agent_group, public_principal
+from opsmgr.server.public_api import PREFIX, group_for
+from opsmgr.store.appdb import Principal, Role
+
+agent_router = APIRouter(prefix="/agents/api/automation/maintenance/v1/{group_id}/{rs_id}", tags=["agents"])
+router = APIRouter(prefix=PREFIX, tags=["maintenance"])
+Hostname = Query(..., min_length=1, max_length=255)
+
+
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        raise InvalidInput(f"{name} must be a string of 1 to 255 characters", field=name)
+    return value
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    return None if body.get(name) is None else _text(body, name)
+
+
+def _number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{name} must be a number", field=name)
+    return float(value)
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise InvalidInput(f"{name} must be an object", field=name)
+    return value
+
+
+def _lease_answer(decision: Grant | Deny) -> dict[str, Any]:
+    if isinstance(decision, Deny):
+        raise Conflict(decision.reason, error_code="MAINTENANCE_LEASE_DENIED", reason=decision.reason)
+    return {"granted": True, "renewed": decision.renewed, **decision.lease.to_json()}
+
+
+@agent_router.get("")
+def agent_view(
+    request: Request, rs_id: str, group_id: str = Depends(agent_group), hostname: str = Hostname
+) -> dict[str, Any]:
+    return dict(_ctx(request).maintenance.agent_view(group_id, rs_id))
+
+
+@agent_router.post("/lease")
+def acquire_lease(
+    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    ctx = _ctx(request)
+    refuse = None
+    if ctx.restoration.is_active(group_id):
+        refuse = f"project {group_id} is in Restoration Mode: no member goes down for maintenance meanwhile"
+    seq = _number(body, "seq")
+    decision = ctx.maintenance.acquire(
+        group_id,
+        rs_id,
+        _text(body, "member"),
+        change_id=_optional_text(body, "changeId"),
+        move=_object(body, "move"),
+        seq=int(seq) if seq is not None else None,
+        refuse=refuse,
+    )
+    return _lease_answer(decision)
+
+
+@agent_router.put("/lease")
+def renew_lease(
+    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    return _lease_answer(_ctx(request).maintenance.renew(group_id, rs_id, _text(body, "member")))
+
+
+@agent_router.delete("/lease")
+def release_lease(
+    request: Request,
+    rs_id: str,
+    group_id: str = Depends(agent_group),
+    member: str = Query(..., min_length=1, max_length=255),
+) -> dict[str, Any]:
+    if not _ctx(request).maintenance.release(group_id, rs_id, member):
+        raise Conflict(
+            f"{member} does not hold the maintenance lease of {rs_id}", error_code="MAINTENANCE_LEASE_DENIED"
+        )
+    return {"released": True}
+
+
+@agent_router.post("/progress")
+def record_progress(
+    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    move = _object(body, "move")
+    if move is None:
+        raise InvalidInput("move is required", field="move")
+    seq = _number(body, "seq")
+    connections = _number(body, "connections")
+    progress = _ctx(request).maintenance.record(
+        group_id,
+        rs_id,
+        _text(body, "changeId"),
+        move,
+        seq=int(seq) if seq is not None else None,
+        at=_number(body, "at"),
+        connections=int(connections) if connections is not None else None,
+    )
+    return {"progress": progress}
+
+
+@agent_router.post("/events")
+def report_events(
+    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    events = body.get("events", [])
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise InvalidInput("events must be a list of objects", field="events")
+    extras = _object(body, "extras") or {}
+    if not all(isinstance(v, dict) for v in extras.values()):
+        raise InvalidInput("extras must map process names to objects", field="extras")
+    status = _ctx(request).maintenance.report(
+        group_id,
+        rs_id,
+        _text(body, "changeId"),
+        decision=_object(body, "decision"),
+        events=events,
+        extras=extras,
+    )
+    return {"status": status}
+
+
+# --- public -------------------------------------------------------------------------------------------------
+
+
+@router.get("/groups/{group_id}/maintenance")
+def list_changes(
+    request: Request, group_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
+    """Every rolling change of the project: state, reason, progress and, when done, its figures."""
+    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
+    results = _ctx(request).maintenance.changes(group_id)
+    return {"results": results, "totalCount": len(results), "links": []}
+
+
+@router.get("/groups/{group_id}/maintenance/{change_id}")
+def get_change(
+    request: Request, group_id: str, change_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
+    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
+    return dict(_ctx(request).maintenance.change(group_id, change_id))
+
+
+@router.delete("/groups/{group_id}/maintenance/replicaSets/{rs_id}/lease")
+def force_release_lease(
+    request: Request, group_id: str, rs_id: str, principal: Principal = Depends(public_principal)
+) -> dict[str, Any]:
+    """Take the maintenance lease back from its holder (an operator who knows its member will not return,
+    e.g. its host is gone). The procedure still waits for the member's health before the next goes down."""
+    group_for(request, principal, group_id, Role.GROUP_AUTOMATION_ADMIN)
+    ctx = _ctx(request)
+    ctx.guard_deployment_change(group_id)
+    if not ctx.maintenance.release(group_id, rs_id):
+        raise Conflict(f"nobody holds the maintenance lease of {rs_id}", error_code="MAINTENANCE_LEASE_FREE")
+    return {"released": True}
