@@ -34,6 +34,7 @@ import httpx
 
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, ServerUnreachable
+from opsmgr.agent.index_build import IndexBuildWorker
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.state import NO_VERSION, StateStore
@@ -192,6 +193,14 @@ class Agent:
             settings.hostname,
             offload=offload_driver,
         )
+        # Supervised unique index builds: watched and acted on inside the cycle (see ``cycle``).
+        self.index_builds = IndexBuildWorker(
+            driver,
+            http,
+            lambda: (self.settings.base_url, self.settings.group_id, self.settings.api_key),
+            settings.hostname,
+            offload=offload_driver,
+        )
         poll = settings.poll_interval_s
         self.backoff = Backoff(
             min(1.0, poll), max(poll, min(MAX_BACKOFF_S, 30 * poll)), rng or random.Random()
@@ -276,6 +285,11 @@ class Agent:
             return self._done(sentence, self.settings.poll_interval_s, logging.ERROR)
 
         result = await self._act(plans, config_error)
+        if config_error is None and result.move is None:
+            # A unique index build acts only while this host is at goal, so automation never races it.
+            building = await self.index_builds.step(self.held, all(p.at_goal for p in plans))
+            if building is not None:
+                result = replace(result, sentence=building)
         await self._publish(result.sentence, snapshot, plans)
         return self._done(
             result.sentence,

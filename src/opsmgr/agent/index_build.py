@@ -1,0 +1,363 @@
+"""The agent's part in supervised unique index builds (``opsmgr.maintenance.unique_index``).
+
+Each cycle (:meth:`IndexBuildWorker.step`, called by the agent loop) fetches the project's active builds and,
+for the members of each build that run on this host:
+
+- **watches the oplog** when one of them is the set's PRIMARY (so after the primary's step-down the new
+  primary's agent takes over): ``Driver.oplog_read`` from the build's noted position to the tip, and the
+  entries that write to the namespace are reported (the server aborts the build on the first). A cursor that
+  fell off the oplog cannot prove that no write happened: the build is aborted. A sweep that reached the tip
+  after the build entered VERIFYING is marked as such; DONE waits for one.
+- **lists the indexes** of its members while the build is VERIFYING (each agent lists only its own).
+- **carries out the next action** when its member is the one named, and only while this host's processes
+  are at goal (automation never races the build): ``fsyncLock``/``fsyncUnlock`` of the primary when the
+  operator allowed holding writes; the build of one member; the drop of the index from one member.
+
+Members are built **by their own agent**, not by the primary's: a driver reaches only the processes of its
+own host. A member is taken out of its set as the rolling way does, inside one cycle so that automation
+never sees it half-way: every other member must be healthy first (one member out at a time; otherwise the
+action waits), a PRIMARY steps down first and waits for another member's election, then the member is
+restarted standalone on its maintenance port (``maintenance.snapshot.maintenance_port``, no
+``replSetName``), the index is built (or dropped) and checked with ``listIndexes``, and the member is
+restarted in replSet mode. A build the member refuses (existing duplicates, bad options) drops whatever it
+left, then aborts the build with the member's message; the other members' indexes are then dropped by their
+agents. An agent that dies mid-way leaves a standalone process that automation restarts in replSet mode,
+and the action is done again (building or dropping the same index twice is a no-op).
+
+Every action is reported as an ``activity`` event when it begins and is the agent's status sentence (and so
+the agent's line in automationStatus) when it ends. May import ``opsmgr.errors``, ``opsmgr.drivers.base``,
+``opsmgr.automation``, ``opsmgr.agent`` and the pure ``opsmgr.maintenance.unique_index`` and
+``opsmgr.maintenance.snapshot``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from opsmgr.agent.plan import HEALTHY_STATES, process_spec
+from opsmgr.automation.config import processes_on_host
+from opsmgr.automation.protocol import INDEX_BUILDS_PATH
+from opsmgr.drivers.base import CommandConflict, CommandInvalid, Driver, DriverError, MemberState, ProcessSpec
+from opsmgr.errors import OplogGap, OpsmgrError
+from opsmgr.maintenance.snapshot import maintenance_port
+from opsmgr.maintenance.unique_index import (
+    WATCHED_STATES,
+    ActionKind,
+    BuildState,
+    UniqueIndexBuild,
+    next_action,
+    touches,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+OPLOG_BATCH = 1000
+OPLOG_BATCHES_PER_STEP = 20
+
+
+class IndexBuildFailed(OpsmgrError):
+    """The server could not be reached or refused an event; the step is tried again next cycle."""
+
+
+def standalone_spec(spec: ProcessSpec, port: int) -> ProcessSpec:
+    """The member as MongoDB's rolling procedures run it for maintenance: no replica set, another port."""
+    args = copy.deepcopy(spec.args)
+    args.setdefault("net", {})["port"] = port
+    replication = args.get("replication")
+    if isinstance(replication, dict):
+        replication.pop("replSetName", None)
+        if not replication:
+            del args["replication"]
+    return dataclasses.replace(spec, port=port, args=args, repl_set_name=None)
+
+
+class IndexBuildWorker:
+    def __init__(
+        self,
+        driver: Driver,
+        http: httpx.AsyncClient,
+        credentials: Callable[[], tuple[str, str, str]],
+        hostname: str,
+        *,
+        offload: bool = True,
+        election_timeout_s: float = 60.0,
+        poll_s: float = 0.2,
+    ) -> None:
+        """``credentials`` gives the current (base URL, group id, agent API key), which may change."""
+        self.driver = driver
+        self.http = http
+        self.credentials = credentials
+        self.hostname = hostname
+        self.offload = offload
+        self.election_timeout_s = election_timeout_s
+        self.poll_s = poll_s
+        self._cursors: dict[str, int] = {}  # build id -> last oplog ts read
+
+    # --- the server --------------------------------------------------------------------------------------
+
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        base, group, key = self.credentials()
+        url = base.rstrip("/") + INDEX_BUILDS_PATH.format(group=quote(group, safe="")) + path
+        try:
+            response = await self.http.request(
+                method, url, params={"hostname": self.hostname}, json=body, auth=httpx.BasicAuth(group, key)
+            )
+        except httpx.HTTPError as exc:
+            raise IndexBuildFailed(f"index builds: server unreachable: {exc!r}") from exc
+        if response.status_code >= 400:
+            raise IndexBuildFailed(
+                f"index builds: {method} {path or '/'} answered {response.status_code}: "
+                f"{response.text[:300]}",
+                status=response.status_code,
+            )
+        answer = response.json()
+        if not isinstance(answer, dict):
+            raise IndexBuildFailed("index builds: the answer is not a JSON object")
+        return answer
+
+    async def _event(self, build_id: str, event: dict[str, Any]) -> UniqueIndexBuild:
+        answer = await self._send("POST", f"/{quote(build_id, safe='')}/events", event)
+        return UniqueIndexBuild.from_json(answer)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self.offload:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    # --- one cycle ---------------------------------------------------------------------------------------
+
+    async def step(self, goal: Mapping[str, Any] | None, at_goal: bool) -> str | None:
+        """Watch, list and act for every active build; the sentence of the action carried out or waiting on
+        this host, or None when there is none."""
+        if goal is None:
+            return None
+        try:
+            raw = (await self._send("GET", "")).get("builds", [])
+        except IndexBuildFailed as exc:
+            log.debug("%s: %s", self.hostname, exc.detail)
+            return None
+        mine = {p["name"]: p for p in processes_on_host(goal, self.hostname)}
+        active = {str(b.get("id")) for b in raw if isinstance(b, dict)}
+        self._cursors = {k: v for k, v in self._cursors.items() if k in active}
+        sentences = []
+        for doc in raw:
+            try:
+                build = UniqueIndexBuild.from_json(doc)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("%s: unusable index build from the server: %r", self.hostname, exc)
+                continue
+            local = [m for m in build.members if m in mine]
+            if not local:
+                continue
+            try:
+                sentence = await self._one(build, {m: mine[m] for m in local}, at_goal)
+            except (OpsmgrError, DriverError) as exc:
+                sentence = f"error: unique index build {build.build_id} on {build.ns}: {exc.detail}"
+            if sentence is not None:
+                sentences.append(sentence)
+        return "; ".join(sentences) or None
+
+    async def _one(
+        self, build: UniqueIndexBuild, local: dict[str, dict[str, Any]], at_goal: bool
+    ) -> str | None:
+        if build.state in WATCHED_STATES:
+            build = await self._watch(build, list(local))
+        if build.state is BuildState.VERIFYING:
+            listings = {m: await self._call(self.driver.list_indexes, m, build.ns) for m in local}
+            build = await self._event(build.build_id, {"type": "listed", "listings": listings})
+        action = next_action(build)
+        if action.member not in local:
+            return None
+        head = f"unique index build {build.build_id} on {build.ns}: {action.kind.value} on {action.member}"
+        if not at_goal:
+            return f"blocked: {head} waits for this host's processes to reach goal state"
+        process = local[action.member]
+        await self._event(build.build_id, {"type": "activity", "note": f"{head}: {action.note}"})
+        outcome = await self._call(self._act, build, action.kind, process)
+        for event in outcome.event or []:
+            try:
+                await self._event(build.build_id, {**event, "note": f"{head}: {outcome.sentence}"})
+            except IndexBuildFailed as exc:
+                if exc.parameters.get("status") != 409:
+                    raise
+                # Another report moved the build on meanwhile (an abort from the oplog watch, a cancel).
+                log.info("%s: %s", self.hostname, exc.detail)
+                break
+        prefix = "blocked: " if outcome.blocked else ""
+        return f"{prefix}{head}: {outcome.sentence}"
+
+    async def _watch(self, build: UniqueIndexBuild, local: list[str]) -> UniqueIndexBuild:
+        """Report the writes to the namespace the local PRIMARY's oplog holds after the build's position."""
+        primaries = [m for m in local if await self._call(self._is_primary, m)]
+        primary = primaries[0] if primaries else None
+        if primary is None or build.watch_from_ts is None:
+            return build
+        cursor = max(self._cursors.get(build.build_id, 0), build.watch_from_ts)
+        hits: list[dict[str, Any]] = []
+        at_tip = False
+        try:
+            for _ in range(OPLOG_BATCHES_PER_STEP):
+                batch = await self._call(self.driver.oplog_read, primary, cursor, OPLOG_BATCH)
+                hits += [
+                    {"ts": r.ts, "op": r.op, "ns": r.ns, "o": r.o}
+                    for r in batch
+                    if touches(r, build.db, build.collection)
+                ]
+                cursor = batch[-1].ts if batch else cursor
+                if len(batch) < OPLOG_BATCH:
+                    at_tip = True
+                    break
+        except OplogGap as exc:
+            return await self._event(
+                build.build_id,
+                {
+                    "type": "aborted",
+                    "reason": f"the oplog of {primary} no longer reaches back to the build's start "
+                    f"({exc.detail}), so writes to {build.ns} during the build cannot be ruled out",
+                },
+            )
+        self._cursors[build.build_id] = cursor
+        event: dict[str, Any] = {"type": "oplog", "records": hits[:1], "throughTs": cursor}
+        if at_tip:
+            event["sawState"] = build.state.value
+        return await self._event(build.build_id, event)
+
+    def _is_primary(self, name: str) -> bool:
+        try:
+            status = self.driver.rs_status(name)
+        except DriverError:
+            return False
+        return status is not None and status.my_state is MemberState.PRIMARY
+
+    # --- actions (blocking: run in a worker thread) ------------------------------------------------------
+
+    def _act(self, build: UniqueIndexBuild, kind: ActionKind, process: dict[str, Any]) -> Outcome:
+        name = process["name"]
+        d = self.driver
+        if kind is ActionKind.LOCK_WRITES:
+            if not self._is_primary(name):
+                return Outcome(
+                    f"{name} is no longer PRIMARY, so holding its writes would not stop the set's",
+                    [
+                        {
+                            "type": "aborted",
+                            "reason": f"the primary changed before writes were held ({name} stepped down)",
+                        }
+                    ],
+                )
+            d.fsync_lock(name)
+            return Outcome(f"fsyncLock on {name}: writes to the deployment wait", [{"type": "writes_locked"}])
+        if kind is ActionKind.UNLOCK_WRITES:
+            try:
+                d.fsync_unlock(name)
+            except DriverError as exc:  # a restarted process holds no lock any more
+                log.info("%s: fsyncUnlock of %s: %s", self.hostname, name, exc.detail)
+            return Outcome(f"fsyncUnlock on {name}: writes flow again", [{"type": "writes_unlocked"}])
+        if kind is ActionKind.BUILD:
+            return self._out_of_set(build, process, create=True)
+        if kind is ActionKind.DROP_INDEX:
+            return self._out_of_set(build, process, create=False)
+        return Outcome(f"nothing to do for {kind.value}", None, blocked=True)
+
+    def _out_of_set(self, build: UniqueIndexBuild, process: dict[str, Any], *, create: bool) -> Outcome:
+        """Take the member out of its set (as the rolling way does), build or drop the index, put it back."""
+        name, d = process["name"], self.driver
+        status = d.rs_status(name)
+        if status is None:
+            return Outcome(f"{name} is not running in replSet mode yet", None, blocked=True)
+        unhealthy = [
+            m.host for m in status.members if not m.self and (not m.health or m.state not in HEALTHY_STATES)
+        ]
+        if unhealthy:
+            return Outcome(
+                f"waits: {', '.join(unhealthy)} not healthy, and taking {name} out as well could lose the "
+                "majority",
+                None,
+                blocked=True,
+            )
+        done = []
+        if status.my_state is MemberState.PRIMARY:
+            d.step_down(name)
+            if not self._wait(lambda: self._other_primary(name)):
+                return Outcome(
+                    f"stepped {name} down but no other member was elected within "
+                    f"{self.election_timeout_s:.0f}s; it stays in the set",
+                    None,
+                    blocked=True,
+                )
+            done.append(f"stepped {name} down")
+        elif status.my_state is not MemberState.SECONDARY:
+            return Outcome(f"waits: {name} is {status.my_state.value}, not SECONDARY", None, blocked=True)
+        spec = process_spec(process)
+        port = maintenance_port(spec.port)
+        index = str(build.options.get("name") or "_".join(f"{f}_{v}" for f, v in build.key))
+        d.stop(name)
+        d.start(standalone_spec(spec, port))
+        done.append(f"restarted standalone on port {port}")
+        try:
+            if create:
+                events = self._create(build, name, index, done)
+            else:
+                d.drop_index(name, build.ns, index)
+                done.append(f"dropped {index}")
+                events = [{"type": "index_dropped", "member": name}]
+        finally:
+            d.stop(name)
+            d.start(spec)
+        done.append("restarted in replSet mode")
+        return Outcome(", ".join(done), events)
+
+    def _create(
+        self, build: UniqueIndexBuild, name: str, index: str, done: list[str]
+    ) -> list[dict[str, Any]]:
+        d = self.driver
+        keys: list[tuple[str, Any]] = list(build.key)  # directions, or a type such as "hashed"
+        try:
+            d.create_index(name, build.ns, keys, dict(build.options))
+        except (CommandConflict, CommandInvalid) as exc:
+            # The member refused (duplicates already in the collection, bad options): undo here and abort.
+            d.drop_index(name, build.ns, index)
+            done.append(f"{name} refused the index, dropped what it left")
+            reason = f"{name} refused to build the unique index {index} on {build.ns}: {exc.detail}"
+            return [{"type": "aborted", "reason": reason}, {"type": "index_dropped", "member": name}]
+        listed = d.list_indexes(name, build.ns)
+        if not any(ix.get("name") == index and ix.get("unique") is True for ix in listed):
+            raise DriverError(f"{name} built {index} on {build.ns} but listIndexes does not show it unique")
+        done.append(f"built {index} ({build.current + 1} of {len(build.members)})")
+        return [{"type": "member_built", "member": name}]
+
+    def _other_primary(self, name: str) -> bool:
+        try:
+            status = self.driver.rs_status(name)
+        except DriverError:
+            return False
+        primary = status.primary() if status is not None else None
+        return primary is not None and not primary.self
+
+    def _wait(self, ok: Callable[[], bool]) -> bool:
+        """Poll ``ok`` until it holds or the election timeout passes (blocking: a worker thread)."""
+        deadline = time.monotonic() + self.election_timeout_s
+        while not ok():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(self.poll_s)
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What an action did (``sentence``) and the events to report, in order (None: nothing happened)."""
+
+    sentence: str
+    event: list[dict[str, Any]] | None
+    blocked: bool = False
