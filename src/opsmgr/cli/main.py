@@ -17,6 +17,7 @@ from rich.console import Console
 
 from opsmgr import __version__
 from opsmgr.cli.backup import backup_app
+from opsmgr.cli.index import index_app
 from opsmgr.errors import InvalidInput, OpsmgrError, PreflightFailure
 from opsmgr.store.appdb import AppDB
 from opsmgr.store.engine import Store
@@ -32,6 +33,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Programmatic API keys.")
 app.add_typer(keys_app, name="keys")
 fence_app = typer.Typer(no_args_is_help=True, help="Restore fences on the backing databases.")
 app.add_typer(fence_app, name="fence")
+app.add_typer(index_app, name="index")
 # Other modules (e.g. cli.secondary) attach their commands to this group too.
 app.add_typer(backup_app, name="backup")
 

@@ -1,0 +1,178 @@
+"""``opsmgr index``: the supervised unique index build from the command line, over the public API.
+
+``build-unique`` starts a build, has the operator confirm that writes to the collection are stopped (or
+takes ``--yes-writes-stopped``), confirms it and shows its progress until it is DONE (exit 0) or ABORTED
+(exit 1 with the reason). ``builds`` lists a project's builds; ``cancel`` cancels one. May import
+``opsmgr.cli.api`` and ``opsmgr.errors``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from opsmgr.cli.api import GroupOpt, PrivateKeyOpt, PublicApi, PublicKeyOpt, UrlOpt, watch
+from opsmgr.errors import InvalidInput, OpsmgrError
+
+index_app = typer.Typer(no_args_is_help=True, help="Supervised unique index builds.")
+out = Console(soft_wrap=True)
+
+FINAL = ("DONE", "ABORTED")
+
+
+def _fail(exc: OpsmgrError) -> NoReturn:
+    from opsmgr.cli.main import fail  # main registers this module: imported late to avoid a cycle
+
+    fail(exc)
+
+
+def parse_key(specs: list[str]) -> list[list[Any]]:
+    """``field:1`` / ``field:-1`` (repeatable, in order) as the API's ``[[field, 1], ...]``."""
+    key: list[list[Any]] = []
+    for spec in specs:
+        field, sep, direction = spec.rpartition(":")
+        if not sep or not field or direction not in ("1", "-1"):
+            raise InvalidInput(f"--key {spec!r}: expected field:1 or field:-1", field="--key")
+        key.append([field, int(direction)])
+    return key
+
+
+def _path(group: str, build_id: str = "") -> str:
+    return f"/groups/{group}/uniqueIndexBuilds" + (f"/{build_id}" if build_id else "")
+
+
+def fraction(build: dict[str, Any]) -> float:
+    """Members built, plus the verification, over the whole; a finished build is complete."""
+    if build.get("state") in FINAL:
+        return 1.0
+    progress = build.get("progress") or {}
+    return float(progress.get("done", 0)) / (float(progress.get("total", 0)) + 1.0)
+
+
+def describe(build: dict[str, Any]) -> str:
+    progress = build.get("progress") or {}
+    text = f"{build.get('state')} {progress.get('done', 0)}/{progress.get('total', 0)} members"
+    activity = build.get("activity") or {}
+    if build.get("state") not in FINAL and activity.get("note"):
+        text += f" | {activity['note']}"
+    return text
+
+
+@index_app.command("build-unique")
+def build_unique(
+    url: str = UrlOpt,
+    group: str = GroupOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    rs: str = typer.Option(..., "--rs", help="Replica set (rsName)."),
+    db: str = typer.Option(..., "--db", help="Database."),
+    collection: str = typer.Option(..., "--collection", help="Collection."),
+    key: list[str] = typer.Option(..., "--key", help="field:1 or field:-1; repeat for a compound key."),
+    name: str | None = typer.Option(None, "--name", help="Index name (default: MongoDB's)."),
+    lock_primary_writes: bool = typer.Option(
+        False,
+        "--lock-primary-writes",
+        help="Hold every write to the primary (fsyncLock) while secondaries build.",
+    ),
+    yes_writes_stopped: bool = typer.Option(
+        False,
+        "--yes-writes-stopped",
+        help="Confirm without asking that writes to the collection are stopped.",
+    ),
+    operator: str | None = typer.Option(None, "--operator", help="Who confirms (default: the OS user)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=1, help="Give up watching after so many seconds."
+    ),
+) -> None:
+    """Build a unique index member by member after you confirm that writes to the collection are stopped."""
+    try:
+        options: dict[str, Any] = {"unique": True} | ({"name": name} if name else {})
+        body = {
+            "rsName": rs,
+            "dbName": db,
+            "collectionName": collection,
+            "key": parse_key(key),
+            "options": options,
+            "lockPrimaryWrites": lock_primary_writes,
+        }
+        with PublicApi(url, public_key, private_key) as api:
+            build = api.post(_path(group), body)
+            build_id = build["id"]
+            out.print(
+                f"unique index build {build_id} on {db}.{collection} in {rs}: members in order "
+                f"{', '.join(build['members'])}",
+                highlight=False,
+            )
+            if not yes_writes_stopped and not typer.confirm(
+                f"Have ALL writes to {db}.{collection} been stopped, and will they stay stopped until the "
+                "build ends? (a write during the build aborts it and drops the index from every member)"
+            ):
+                api.delete(_path(group, build_id))
+                raise InvalidInput(f"not confirmed: build {build_id} cancelled", field="--yes-writes-stopped")
+            api.post(
+                _path(group, build_id) + "/confirm",
+                {"writesStopped": True, "operator": operator or getpass.getuser()},
+            )
+            final = watch(
+                lambda: dict(api.get(_path(group, build_id))),
+                fraction,
+                lambda b: b.get("state") in FINAL,
+                description=f"unique index {db}.{collection}",
+                status=describe,
+                timeout_s=timeout,
+            )
+    except OpsmgrError as exc:
+        _fail(exc)
+    if final["state"] == "ABORTED":
+        _fail(OpsmgrError(f"unique index build {build_id} ABORTED: {final.get('reason')}"))
+    out.print(
+        f"unique index build {build_id} DONE: {len(final['members'])} members have the index; "
+        "it is in the automation config's indexConfigs"
+        + (" (the config change is still pending)" if final.get("configPending") else ""),
+        highlight=False,
+    )
+
+
+@index_app.command("builds")
+def list_builds(
+    url: str = UrlOpt, group: str = GroupOpt, public_key: str = PublicKeyOpt, private_key: str = PrivateKeyOpt
+) -> None:
+    """List the project's unique index builds."""
+    try:
+        with PublicApi(url, public_key, private_key) as api:
+            builds = api.get(_path(group))["results"]
+    except OpsmgrError as exc:
+        _fail(exc)
+    table = Table("id", "namespace", "rs", "state", "progress", "reason")
+    for b in builds:
+        progress = b.get("progress") or {}
+        table.add_row(
+            b["id"],
+            f"{b['dbName']}.{b['collectionName']}",
+            b["rsName"],
+            b["state"],
+            f"{progress.get('done', 0)}/{progress.get('total', 0)}",
+            b.get("reason") or "",
+        )
+    out.print(table)
+
+
+@index_app.command("cancel")
+def cancel_build(
+    build_id: str = typer.Argument(..., help="The build's id."),
+    url: str = UrlOpt,
+    group: str = GroupOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+) -> None:
+    """Cancel a build: the agents unlock the primary and drop the index wherever it was built."""
+    try:
+        with PublicApi(url, public_key, private_key) as api:
+            build = api.delete(_path(group, build_id))
+    except OpsmgrError as exc:
+        _fail(exc)
+    out.print(f"unique index build {build_id}: {build['state']} ({build.get('reason')})", highlight=False)
