@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from opsmgr.agent.backing import BackingShipper, load_backing_config
 from opsmgr.agent.loop import Agent
 from opsmgr.agent.settings import MEMORY_WORLD, AgentSettings, DriverKind, load_settings
 from opsmgr.drivers.base import Driver
@@ -78,7 +79,13 @@ async def serve_agent(
         stop = asyncio.Event()
         install_stop_signals(stop)
     async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_TIMEOUT_S)) as http:
-        await Agent(settings, driver, http, config_path=config_path).run(stop)
+        agent = Agent(settings, driver, http, config_path=config_path)
+        # The agent on a primary's host may also back up that primary's backing databases (agent.backing).
+        backing = load_backing_config(config_path) if config_path is not None else None
+        tasks = [agent.run(stop)]
+        if backing is not None:
+            tasks.append(BackingShipper(agent.backup, backing).run(stop))
+        await asyncio.gather(*tasks)
 
 
 def run_agent(config_path: Path) -> None:
