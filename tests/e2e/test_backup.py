@@ -17,6 +17,7 @@ from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
+from tests.e2e.simbackup import cluster_id, dump_at_a_position, primary
 from tests.procs import ServerProcess, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -38,37 +39,6 @@ def pair(
         target.close()
 
 
-def _cluster_id(d: Deployment) -> str:
-    clusters = d.api.get(f"/groups/{d.group_id}/clusters").json()["results"]
-    assert len(clusters) == 1 and clusters[0]["typeName"] == "REPLICA_SET"
-    return str(clusters[0]["id"])
-
-
-def _primary(world: SimWorld, hosts: list[str], rs: str) -> tuple[str, str] | None:
-    for i, host in enumerate(hosts):
-        name = f"{rs}_{i}"
-        try:
-            status = world.rs_status(host, name)
-        except Exception:  # a member being restarted does not answer
-            continue
-        if status is not None and status.my_state.value == "PRIMARY":
-            return host, name
-    return None
-
-
-def _dump_at_a_position(
-    world: SimWorld, host: str, name: str
-) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
-    """The primary's documents and the oplog position they are at (no entry between the two reads)."""
-    for _ in range(200):
-        before = world.oplog_window(host, name)
-        docs = world.dump(host, name)
-        after = world.oplog_window(host, name)
-        if before is not None and after is not None and before.last_ts == after.last_ts:
-            return before.last_ts, docs
-    raise AssertionError("the write load never paused long enough for a dump at one position")
-
-
 def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deployment, Deployment]) -> None:
     source, target = pair
     for host in SOURCE_HOSTS:
@@ -79,13 +49,13 @@ def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deploymen
     target.wait_goal(target.put(replica_set_config(TARGET_HOSTS, rs="dst")), 3)
     world = SimWorld.open(source.root / "world.sqlite")
     try:
-        found = _primary(world, SOURCE_HOSTS, "src")
+        found = primary(world, SOURCE_HOSTS, "src")
         assert found is not None
         set_id = world.set_id_of(*found)
         assert set_id is not None
         world.set_write_load(set_id, WriteLoad(rate=40, keys=100, payload_bytes=32))
 
-        cid = _cluster_id(source)
+        cid = cluster_id(source)
         base = f"/groups/{source.group_id}/clusters/{cid}"
         r = source.api.patch(f"/groups/{source.group_id}/backupConfigs/{cid}", json={"statusName": "STARTED"})
         assert r.status_code == 200 and r.json()["statusName"] == "STARTED", r.text
@@ -113,8 +83,8 @@ def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deploymen
         assert snap["id"] == on_demand and snap["snapshotType"] == "ON_DEMAND", snap
 
         # The instant to restore to: the source's documents as they were at one oplog position.
-        host, name = _primary(world, SOURCE_HOSTS, "src") or ("", "")
-        position, expected = _dump_at_a_position(world, host, name)
+        host, name = primary(world, SOURCE_HOSTS, "src") or ("", "")
+        position, expected = dump_at_a_position(world, host, name)
         assert expected, "the write load wrote documents"
         wait_for(
             lambda: listing()["pitrWindow"][-1]["end"]["time"] > position >> 32, 30, what="window past it"
@@ -127,7 +97,7 @@ def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deploymen
         assert outside.status_code == 400, outside.text
         assert outside.json()["parameters"]["restorableRanges"], outside.text
 
-        target_cid = _cluster_id(target)
+        target_cid = cluster_id(target)
         job = source.api.post(
             f"{base}/restoreJobs",
             json={
@@ -150,7 +120,7 @@ def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deploymen
         assert job_state() == "FINISHED", source.api.get(f"{base}/restoreJobs/{job_id}").json()
 
         def restored() -> bool:
-            p = _primary(world, TARGET_HOSTS, "dst")
+            p = primary(world, TARGET_HOSTS, "dst")
             return p is not None and world.dump(*p) == expected
 
         wait_for(restored, 60, what="the target's primary holding the source's documents at the instant")

@@ -36,6 +36,8 @@ backup_app = typer.Typer(no_args_is_help=True, help="Continuous backup: snapshot
 ClusterOpt = typer.Option(..., "--cluster", help="Cluster id or replica set name.")
 TimeoutOpt = typer.Option(600.0, "--timeout", min=1.0, help="Seconds to wait before giving up.")
 out = Console(soft_wrap=True)
+# Piped output is 80 columns by default, which would fold ids and dates: tables get room there.
+tables = out if out.is_terminal else Console(width=180)
 DONE = ("FINISHED", "FAILED")
 
 
@@ -105,7 +107,7 @@ def snapshots(
             f"{s.get('blockCount', '')} ({s.get('newBlockCount', '')})",
             s.get("expires") or "-",
         )
-    out.print(table)
+    tables.print(table)
     out.print("\n".join(_window_lines(listing.get("pitrWindow", []))), highlight=False)
 
 
@@ -307,4 +309,4 @@ def jobs(
             j["snapshotId"],
             (j.get("plan") or {}).get("targetTimestamp", {}).get("date", "-"),
         )
-    out.print(table)
+    tables.print(table)
