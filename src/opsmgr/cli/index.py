@@ -62,6 +62,16 @@ def describe(build: dict[str, Any]) -> str:
     return text
 
 
+def _confirmed(ns: str) -> bool:
+    try:
+        return typer.confirm(
+            f"Have ALL writes to {ns} been stopped, and will they stay stopped until the build ends? "
+            "(a write during the build aborts it and drops the index from every member)"
+        )
+    except typer.Abort:  # no terminal to ask (end of input, Ctrl-C): not confirmed
+        return False
+
+
 @index_app.command("build-unique")
 def build_unique(
     url: str = UrlOpt,
@@ -107,10 +117,7 @@ def build_unique(
                 f"{', '.join(build['members'])}",
                 highlight=False,
             )
-            if not yes_writes_stopped and not typer.confirm(
-                f"Have ALL writes to {db}.{collection} been stopped, and will they stay stopped until the "
-                "build ends? (a write during the build aborts it and drops the index from every member)"
-            ):
+            if not (yes_writes_stopped or _confirmed(f"{db}.{collection}")):
                 api.delete(_path(group, build_id))
                 raise InvalidInput(f"not confirmed: build {build_id} cancelled", field="--yes-writes-stopped")
             api.post(
