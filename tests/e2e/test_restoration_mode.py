@@ -1,28 +1,35 @@
-"""The seed's risk table as scenarios, with real agent processes on simulated hosts: the application
-database is rolled back to T0 (before a new member and a new index), the primary starts on it, and the
-agents must neither stop nor change anything while the project reconciles on their latest config. The
-counterfactual with Restoration Mode turned off shows the harm it prevents: the new member is removed.
+"""The seed's risk table as scenarios, with real agent processes on simulated hosts: backups run, the
+application database is backed up at T0 and later restored to T0 through the backup daemon's restore path
+(before a new member, a priority change and a new index), the primary starts on it, and the agents must
+neither stop nor change anything while the project reconciles on their latest config; on exit an on-demand
+snapshot is queued and backups go on. The counterfactual with Restoration Mode turned off shows the harm it
+prevents: the new member is removed. Also the three endpoints with each role, in and out of the mode.
+
+The version-change row of the risk table is stood in for by a priority change: a MongoDB version change
+does not reach goal state until the agents' rolling maintenance is wired (``agent.plan.ROLLING_NOT_YET``).
 """
 
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from opsmgr.sim.model import WriteLoad
+from opsmgr.sim.world import SimWorld
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
 from tests.procs import ServerProcess, free_port, wait_for
+from tests.restoration.appdb_backup import AppDbBackup
 
 pytestmark = pytest.mark.e2e
 
 HOSTS = [f"rm{i}.e2e.sim" for i in range(4)]
-APPDB = ("appdb.sqlite", "appdb.sqlite-wal", "appdb.sqlite-shm")
 INDEX = {
     "dbName": "shop",
     "collectionName": "orders",
@@ -30,14 +37,6 @@ INDEX = {
     "rsName": "rs0",
     "options": {"name": "customer_1"},
 }
-
-
-def copy_appdb(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in APPDB:
-        (dst / name).unlink(missing_ok=True)
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)
 
 
 def set_restoration_mode(data_dir: Path, enabled: bool) -> None:
@@ -50,38 +49,74 @@ def set_restoration_mode(data_dir: Path, enabled: bool) -> None:
     )
 
 
+def snapshots(d: Deployment) -> dict[str, Any]:
+    (cluster,) = d.api.get(f"/groups/{d.group_id}/clusters").json()["results"]
+    return dict(d.api.get(f"/groups/{d.group_id}/clusters/{cluster['id']}/snapshots").json())
+
+
+def start_backup(d: Deployment) -> None:
+    """Backup of rs0 started, with an application writing to it, up to a first snapshot."""
+    world = SimWorld.open(d.root / "world.sqlite")
+    try:
+        set_id = world.set_id_of(HOSTS[0], "rs0_0")
+        assert set_id is not None
+        world.set_write_load(set_id, WriteLoad(rate=20, keys=50, payload_bytes=32))
+    finally:
+        world.close()
+    (cluster,) = d.api.get(f"/groups/{d.group_id}/clusters").json()["results"]
+    r = d.api.patch(f"/groups/{d.group_id}/backupConfigs/{cluster['id']}", json={"statusName": "STARTED"})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: snapshots(d)["totalCount"] >= 1 and snapshots(d)["pitrWindow"], 60, what="a snapshot")
+
+
+def with_priority(config: dict[str, Any], member: str, priority: float) -> dict[str, Any]:
+    changed = copy.deepcopy(config)
+    for m in changed["replicaSets"][0]["members"]:
+        if m["host"] == member:
+            m["priority"] = priority
+    return changed
+
+
 @pytest.fixture
 def rolled_back(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Deployment, dict[str, Any]]]:
-    """Agents at config v3 (4 members, an index) on a server whose application database is back at T0 (v1)."""
+    """Agents at the latest config (4 members, a priority change, an index) on a server whose application
+    database was restored to T0 (3 members, v1, backup running) by the backup daemon's restore path."""
     enabled = bool(request.param)
     server = ServerProcess(tmp_path / "data", free_port()).start()
     server.stop()
     set_restoration_mode(server.data_dir, enabled)
     server.start()
     d = Deployment(server, server.create_key(), tmp_path, "rollback")
+    backup: AppDbBackup | None = None
     try:
+        # Backed up from the start, so the restore to T0 is a snapshot plus replayed slices.
+        backup = AppDbBackup(server.data_dir, tmp_path / "secondary")
         for host in HOSTS:
             d.agent(host)
-        t0 = replica_set_config(HOSTS[:3])
-        d.wait_goal(d.put(t0), 3)
-        server.stop()
-        copy_appdb(server.data_dir, tmp_path / "t0")
-        server.start()
+        d.wait_goal(d.put(replica_set_config(HOSTS[:3])), 3)
+        start_backup(d)
+        t0 = backup.mark()
         latest = replica_set_config(HOSTS)
+        d.wait_goal(d.put(latest), 4)
+        latest = with_priority(latest, "rs0_1", 0.5)
         d.wait_goal(d.put(latest), 4)
         latest["indexConfigs"] = [INDEX]
         version = d.put(latest)
         d.wait_goal(version, 4)
         server.stop()
-        copy_appdb(tmp_path / "t0", server.data_dir)
+        restored = backup.restore_to(t0)
+        assert restored["documents"] > 0
         # What each agent logs from now on is about the rolled-back server.
         marks = {host: len(agent.log()) for host, agent in d.agents.items()}
         restarted_ms = int(time.time() * 1000)
         server.start()
+        assert d.api.get(f"/groups/{d.group_id}/automationConfig").json()["version"] == 1, "back at T0"
         yield d, {"latest": latest, "version": version, "marks": marks, "restarted_ms": restarted_ms}
     finally:
+        if backup is not None:
+            backup.close()
         d.close()
         server.stop()
 
@@ -115,11 +150,27 @@ def test_restoration_mode_reconciles_without_touching_processes(
         return view if view["state"] == "INACTIVE" else None
 
     view = wait_for(reconciled, 60, interval=0.2, what="reconciliation")
+    window_at_exit = snapshots(d)["pitrWindow"][-1]["end"]["time"]
     assert view["authoritativeConfigVersion"] >= facts["version"]
     assert view["history"][-1]["exitReason"].startswith("reconciled")
     config = d.api.get(f"/groups/{d.group_id}/automationConfig").json()
     assert [p["hostname"] for p in config["processes"]] == HOSTS, "the new member is kept"
+    priorities = {m["host"]: m["priority"] for m in config["replicaSets"][0]["members"]}
+    assert priorities["rs0_1"] == 0.5, "the priority change is kept"
     assert config["indexConfigs"] == [INDEX], "the new index is kept"
+
+    # An on-demand snapshot of the one backed-up deployment was queued on exit, and the daemon takes it.
+    (queued,) = view["snapshotsQueued"]
+    taken = wait_for(
+        lambda: [s for s in snapshots(d)["results"] if s["id"] == queued], 30, what="the queued snapshot"
+    )
+    assert taken[0]["snapshotType"] == "ON_DEMAND", taken
+    # Backups resume by themselves: the point-in-time window keeps advancing after the exit.
+    wait_for(
+        lambda: snapshots(d)["pitrWindow"][-1]["end"]["time"] > window_at_exit,
+        30,
+        what="the PITR window advancing after the exit",
+    )
     d.wait_goal(config["version"], 4)
     assert {h["hostname"] for h in fresh_hosts(d, facts["restarted_ms"]) if h["running"]} == set(HOSTS)
     for host in HOSTS:
@@ -180,3 +231,70 @@ def test_cutover_to_a_new_url_reattaches_agents_without_re_registration(tmp_path
     finally:
         d.close()
         d.server.stop()
+
+
+ROLES = ("GROUP_READ_ONLY", "GROUP_AUTOMATION_ADMIN", "GROUP_BACKUP_ADMIN", "GROUP_OWNER")
+
+
+def role_keys(api: httpx.Client, group_id: str) -> dict[str, dict[str, Any]]:
+    return {
+        role: api.post(f"/groups/{group_id}/apiKeys", json={"desc": role, "roles": [role]}).json()
+        for role in ROLES
+    }
+
+
+def project_with_config(api: httpx.Client, name: str) -> tuple[str, str]:
+    group_id = api.post("/groups", json={"name": name}).json()["id"]
+    agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "e2e"}).json()["key"]
+    r = api.put(f"/groups/{group_id}/automationConfig", json=replica_set_config(HOSTS[:3]))
+    assert r.status_code == 200, r.text
+    return group_id, agent_key
+
+
+def test_the_three_endpoints_with_each_role(server: ServerProcess, owner: dict[str, Any]) -> None:
+    """GET for Project Read Only and above; retry and DELETE for Project Owner only (403 otherwise); a
+    project not in the mode answers GET with its INACTIVE record and retry/DELETE with a named 409."""
+    with server.client(owner) as api:
+        calm, _ = project_with_config(api, "rm-roles-calm")
+        busy, agent_key = project_with_config(api, "rm-roles-busy")
+        # An agent holding a config version above the project's: the project enters the mode.
+        r = httpx.get(
+            f"{server.url}/agents/api/automation/conf/v1/{busy}",
+            params={"hostname": HOSTS[0], "cv": 7},
+            auth=(busy, agent_key),
+        )
+        assert r.status_code == 304, r.text
+        keys = {group: role_keys(api, group) for group in (calm, busy)}
+
+    for role in ROLES:
+        with server.client(keys[calm][role]) as c:
+            view = c.get(f"/groups/{calm}/restorationMode")
+            assert view.status_code == 200, (role, view.text)
+            assert view.json()["state"] == "INACTIVE" and view.json()["inRestorationMode"] is False
+            assert view.json()["failureCount"] == 0 and view.json()["triggerReason"] is None
+            for method, path in (("POST", "restorationMode/retry"), ("DELETE", "restorationMode")):
+                r = c.request(method, f"/groups/{calm}/{path}")
+                if role == "GROUP_OWNER":
+                    assert r.status_code == 409, r.text
+                    assert r.json()["errorCode"] == "NOT_IN_RESTORATION_MODE"
+                    assert "not in Restoration Mode" in r.json()["detail"]
+                else:
+                    assert r.status_code == 403, (role, method, r.text)
+
+        with server.client(keys[busy][role]) as c:
+            view = c.get(f"/groups/{busy}/restorationMode")
+            assert view.status_code == 200, (role, view.text)
+            assert view.json()["inRestorationMode"], view.json()
+            assert view.json()["triggerReason"]["agentConfigVersion"] == 7
+            if role != "GROUP_OWNER":
+                for method, path in (("POST", "restorationMode/retry"), ("DELETE", "restorationMode")):
+                    assert c.request(method, f"/groups/{busy}/{path}").status_code == 403, (role, method)
+                continue
+            retried = c.post(f"/groups/{busy}/restorationMode/retry")
+            assert retried.status_code == 200, retried.text
+            assert retried.json()["inRestorationMode"] and retried.json()["failureCount"] == 0
+            forced = c.delete(f"/groups/{busy}/restorationMode")
+            assert forced.status_code == 200, forced.text
+            assert forced.json()["state"] == "FORCED_EXIT_CONVERGING"
+            assert not forced.json()["inRestorationMode"]
+    assert httpx.get(f"{server.url}/api/public/v1.0/groups/{busy}/restorationMode").status_code == 401
