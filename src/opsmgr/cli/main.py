@@ -36,6 +36,10 @@ app.add_typer(fence_app, name="fence")
 app.add_typer(index_app, name="index")
 # Other modules (e.g. cli.secondary) attach their commands to this group too.
 app.add_typer(backup_app, name="backup")
+# Importing cli.secondary also attaches `backup restore-stores` to the backup group.
+from opsmgr.cli.secondary import secondary_app  # noqa: E402
+
+app.add_typer(secondary_app, name="secondary")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
