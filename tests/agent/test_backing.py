@@ -204,3 +204,40 @@ def test_config_from_the_primary_conf_and_explicit_uris(tmp_path: Path) -> None:
     explicit = backing_config({"backing.appDbUri": "postgresql://u@h/app"})
     assert explicit is not None and explicit.uris == {"app": "postgresql://u@h/app"}
     assert backing_config({"mmsGroupId": "g"}) is None
+
+
+def test_a_lost_sqlite_file_is_not_recreated_and_a_replaced_one_is_reopened(
+    secondary: Secondary, tmp_path: Path
+) -> None:
+    path = tmp_path / "appdb.sqlite"
+    url = f"sqlite:///{path}"
+    first = Store(url)
+    write(first, 5)
+    first.close()
+
+    async def go() -> list[str]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
+            worker = BackupWorker(None, http, lambda: ("http://s", GROUP, "k"), "primary-host")  # type: ignore[arg-type]
+            shipper = BackingShipper(worker, BackingConfig({"app": url}))
+            try:
+                seen = [(await shipper.step())["app"]]
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                seen.append((await shipper.step())["app"])
+                assert not path.exists(), "the agent must not create the primary's database"
+                replacement = Store(url)
+                write(replacement, 3, start=100)
+                replacement.close()
+                secondary.daemon.require_resync(secondary.sources["app"], "restored")
+                seen.append((await shipper.step())["app"])
+                return seen
+            finally:
+                shipper.close()
+
+    seen = asyncio.run(go())
+    assert "initial sync" in seen[0] and seen[1].startswith("missing") and "initial sync" in seen[2]
+    check = Store(url)
+    try:
+        assert restored_latest(secondary.daemon, secondary.sources["app"]) == store_documents(check)
+    finally:
+        check.close()

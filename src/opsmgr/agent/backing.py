@@ -32,10 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import sqlalchemy as sa
 
 from opsmgr.agent.backup import DOC_CHUNK, BackupWorker
 from opsmgr.backup.slices import encode_slice
@@ -141,15 +144,34 @@ class BackingShipper:
     config: BackingConfig
     stores: dict[str, Store] = field(default_factory=dict)
 
-    def store(self, name: str) -> Store:
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)  # SQLite store -> (device, inode) opened
+
+    def store(self, name: str) -> Store | None:
+        """The store, reopened when its SQLite file was replaced; None when the file is missing (the agent
+        must not create the primary's database: a restore does)."""
+        uri = self.config.uris[name]
+        url = sa.engine.make_url(uri)
+        if url.get_backend_name() == "sqlite" and url.database:
+            try:
+                st = os.stat(url.database)
+            except FileNotFoundError:
+                self._drop(name)
+                return None
+            if self.files.get(name) != (st.st_dev, st.st_ino):
+                self._drop(name)
+                self.files[name] = (st.st_dev, st.st_ino)
         if name not in self.stores:
-            self.stores[name] = Store(self.config.uris[name], name=f"primary's {LABELS[name]}")
+            self.stores[name] = Store(uri, name=f"primary's {LABELS[name]}")
         return self.stores[name]
 
+    def _drop(self, name: str) -> None:
+        self.files.pop(name, None)
+        if (old := self.stores.pop(name, None)) is not None:
+            old.close()
+
     def close(self) -> None:
-        for s in self.stores.values():
-            s.close()
-        self.stores.clear()
+        for name in list(self.stores):
+            self._drop(name)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -170,7 +192,9 @@ class BackingShipper:
         return done
 
     async def ship(self, sid: str, name: str) -> str:
-        store = self.store(name)
+        store = await self._call(self.store, name)
+        if store is None:
+            return "missing: the store's file does not exist"
         if (fence := await self._call(read_fence, store)) is not None:
             return f"fenced: {fence.describe()}"
         ack = await self.channel._json("GET", f"/sources/{sid}/acknowledged")
