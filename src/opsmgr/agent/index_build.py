@@ -92,8 +92,11 @@ class IndexBuildWorker:
         offload: bool = True,
         election_timeout_s: float = 60.0,
         poll_s: float = 0.2,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``credentials`` gives the current (base URL, group id, agent API key), which may change."""
+        """``credentials`` gives the current (base URL, group id, agent API key), which may change; ``now``
+        and ``sleep`` time the wait for an election (a simulated world's clock in tests)."""
         self.driver = driver
         self.http = http
         self.credentials = credentials
@@ -101,6 +104,7 @@ class IndexBuildWorker:
         self.offload = offload
         self.election_timeout_s = election_timeout_s
         self.poll_s = poll_s
+        self.now, self.sleep = now, sleep
         self._cursors: dict[str, int] = {}  # build id -> last oplog ts read
 
     # --- the server --------------------------------------------------------------------------------------
@@ -346,11 +350,11 @@ class IndexBuildWorker:
 
     def _wait(self, ok: Callable[[], bool]) -> bool:
         """Poll ``ok`` until it holds or the election timeout passes (blocking: a worker thread)."""
-        deadline = time.monotonic() + self.election_timeout_s
+        deadline = self.now() + self.election_timeout_s
         while not ok():
-            if time.monotonic() > deadline:
+            if self.now() > deadline:
                 return False
-            time.sleep(self.poll_s)
+            self.sleep(self.poll_s)
         return True
 
 

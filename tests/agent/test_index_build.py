@@ -1,0 +1,211 @@
+"""The agent's unique index executor on a simulated replica set (fake clock), one worker per host as each
+host's agent runs it, against the server's real build service over an in-memory transport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from opsmgr.agent.index_build import IndexBuildWorker, standalone_spec
+from opsmgr.agent.plan import process_spec
+from opsmgr.automation.templates import replica_set_config
+from opsmgr.drivers.base import CommandConflict, MemberState
+from opsmgr.drivers.sim import SimDriver
+from opsmgr.errors import OpsmgrError
+from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.store.engine import Store
+from tests.sim.cluster import Cluster, make_cluster
+
+GROUP = "g" * 24
+NS = "shop.orders"
+
+
+class Harness:
+    """A 3-member set, the build service a server would run, and a worker per host."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.cluster: Cluster = make_cluster(3)
+        hosts = [self.cluster.host(i) for i in range(3)]
+        self.goal = replica_set_config(hosts)
+        for p in self.goal["processes"]:  # as the cluster started them
+            p["args2_6"]["replication"]["oplogSizeMB"] = int(self.cluster.oplog_mb)
+            p["version"] = self.cluster.version
+        self.store = Store(f"sqlite:///{tmp_path / 'app.db'}")
+        self.adopted: list[dict[str, Any]] = []
+        self.service = IndexBuildService(
+            self.store,
+            goal=lambda _g: self.goal,
+            statuses=lambda _g: self.statuses(),
+            adopt=lambda _g, entry: self.adopted.append(entry),
+        )
+        self.http = httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
+        clock = self.cluster.clock
+        self.workers = [
+            IndexBuildWorker(
+                SimDriver(self.cluster.world, h),
+                self.http,
+                lambda: ("http://server", GROUP, "key"),
+                h,
+                offload=False,
+                now=clock.now,
+                sleep=clock.sleep,
+            )
+            for h in hosts
+        ]
+        self.sentences: list[str] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.params["hostname"]
+        try:
+            if request.method == "GET":
+                return httpx.Response(200, json={"builds": self.service.for_agent(GROUP)})
+            build_id = request.url.path.split("/")[-2]
+            return httpx.Response(
+                200, json=self.service.on_event(GROUP, build_id, host, json.loads(request.content))
+            )
+        except OpsmgrError as exc:
+            return httpx.Response(exc.http_status, json=exc.to_json())
+
+    def statuses(self) -> list[dict[str, Any]]:
+        out = []
+        for i in range(3):
+            status = self.cluster.world.rs_status(self.cluster.host(i), self.cluster.name(i))
+            assert status is not None
+            me = next(m for m in status.members if m.self)
+            observed = {"replicaStateName": status.my_state.value, "optimeTs": me.optime_ts}
+            out.append({"processes": [{"name": self.cluster.name(i), "observed": observed}]})
+        return out
+
+    def start(self, key: str = "orderNo", *, lock: bool = False) -> str:
+        body = {"rsName": "rs0", "dbName": "shop", "collectionName": "orders", "key": [[key, 1]]}
+        build = self.service.create(GROUP, {**body, "lockPrimaryWrites": lock})
+        self.service.confirm(GROUP, build["id"], {"writesStopped": True}, "tester")
+        return str(build["id"])
+
+    def rounds(
+        self, build_id: str, *, until: set[str], limit: int = 40, between: Any = None
+    ) -> dict[str, Any]:
+        for n in range(limit):
+            for w in self.workers:
+                sentence = asyncio.run(w.step(self.goal, at_goal=True))
+                if sentence:
+                    self.sentences.append(sentence)
+            if between is not None:
+                between(n)
+            self.cluster.run(1.0)
+            build = self.service.get(GROUP, build_id)
+            if build["state"] in until:
+                return build
+        raise AssertionError(f"{self.service.get(GROUP, build_id)}\n{self.sentences}")
+
+    def write(self, doc: dict[str, Any]) -> None:
+        self.cluster.world.write(self.cluster.set_id, NS, "i", doc)
+
+    def unique_indexes(self) -> list[set[str]]:
+        c = self.cluster
+        return [
+            {ix["name"] for ix in c.world.list_indexes(c.host(i), c.name(i), NS) if ix.get("unique")}
+            for i in range(3)
+        ]
+
+    def assert_back_and_unlocked(self) -> None:
+        c = self.cluster
+        c.run_until(lambda: all(c.state(i) in (MemberState.PRIMARY, MemberState.SECONDARY) for i in range(3)))
+        for i in range(3):
+            obs = c.world.observe(c.host(i), c.name(i))
+            assert (obs.mode, obs.port) == ("replset", 27017)
+            with pytest.raises(CommandConflict, match="not locked"):
+                c.world.fsync_unlock(c.host(i), c.name(i))
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    for i in range(5):
+        h.write({"_id": i, "orderNo": i, "sku": "same"})
+    h.cluster.run(2.0)
+    try:
+        yield h
+    finally:
+        asyncio.run(h.http.aclose())
+        h.store.close()
+
+
+def test_builds_member_by_member_with_the_primary_held(harness: Harness) -> None:
+    primary = harness.cluster.name(harness.cluster.primary() or 0)
+    build_id = harness.start(lock=True)
+    done = harness.rounds(build_id, until={"DONE", "ABORTED"})
+    assert done["state"] == "DONE", done
+    assert done["members"][-1] == primary and done["built"] == done["members"]
+    assert harness.unique_indexes() == [{"orderNo_1"}] * 3
+    assert harness.adopted == [
+        {
+            "dbName": "shop",
+            "collectionName": "orders",
+            "rsName": "rs0",
+            "key": [["orderNo", 1]],
+            "options": {"unique": True, "name": "orderNo_1"},
+        }
+    ]
+    text = "\n".join(harness.sentences)
+    assert "LockWrites on " + primary in text and "UnlockWrites on " + primary in text
+    assert "restarted standalone on port 37017" in text and f"stepped {primary} down" in text
+    assert harness.cluster.name(harness.cluster.primary() or 0) != primary, "the former primary stepped down"
+    harness.assert_back_and_unlocked()
+
+
+def test_a_write_during_the_build_undoes_it_everywhere(harness: Harness) -> None:
+    build_id = harness.start()
+
+    def write_after_first_member(_n: int) -> None:
+        if (
+            harness.service.get(GROUP, build_id)["built"]
+            and not harness.service.get(GROUP, build_id)["reason"]
+        ):
+            harness.write({"_id": 100, "orderNo": 100})
+
+    aborted = harness.rounds(build_id, until={"ABORTED"}, between=write_after_first_member)
+    assert "a write to shop.orders" in aborted["reason"]
+    assert aborted["dropped"] and set(aborted["toDrop"]) <= set(aborted["dropped"])
+    assert harness.unique_indexes() == [set()] * 3
+    assert harness.adopted == []
+    harness.assert_back_and_unlocked()
+
+
+def test_a_member_refusing_the_index_aborts_with_its_message(harness: Harness) -> None:
+    aborted = harness.rounds(harness.start("sku"), until={"ABORTED"})
+    assert (
+        "refused to build the unique index sku_1" in aborted["reason"]
+        and "duplicate key" in aborted["reason"]
+    )
+    assert harness.unique_indexes() == [set()] * 3
+    harness.assert_back_and_unlocked()
+
+
+def test_waits_while_another_member_is_down(harness: Harness) -> None:
+    c = harness.cluster
+    build_id = harness.start()
+    first = harness.service.get(GROUP, build_id)["members"][0]
+    other = next(i for i in range(3) if c.name(i) not in (first, c.name(c.primary() or 0)))
+    c.world.kill(c.host(other), c.name(other))
+    c.run(15.0)
+    worker = next(w for w in harness.workers if w.hostname == c.host(int(first[-1])))
+    sentence = asyncio.run(worker.step(harness.goal, at_goal=True))
+    assert sentence is not None and sentence.startswith("blocked:") and "not healthy" in sentence
+    assert c.world.observe(c.host(int(first[-1])), first).mode == "replset"
+    assert harness.service.get(GROUP, build_id)["built"] == []
+    held = asyncio.run(worker.step(harness.goal, at_goal=False))
+    assert held is not None and "waits for this host's processes to reach goal state" in held
+
+
+def test_standalone_spec_leaves_the_set_and_moves_port() -> None:
+    spec = process_spec(replica_set_config(["h"])["processes"][0])
+    out = standalone_spec(spec, 37017)
+    assert (out.port, out.repl_set_name, out.args["net"]["port"]) == (37017, None, 37017)
+    assert "replication" not in out.args and spec.args["replication"] == {"replSetName": "rs0"}
