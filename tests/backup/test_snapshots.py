@@ -156,11 +156,7 @@ def test_a_flipped_bit_is_reported_by_the_integrity_job_and_refused_by_a_restore
     victim = blocks[len(blocks) // 2]
     flip_bit(daemon.blockstore.path(victim))
 
-    report = daemon.integrity_check()
-    assert [(p["blockId"], p["usedBy"]) for p in report["problems"]] == [(victim, [f"snapshot:{snap.id}"])]
-    assert report["blocksChecked"] == len(blocks)
-    assert daemon.status(source.id)["integrityProblems"] == 1
-
+    # Before the integrity job knows: the restore itself finds the damage and refuses.
     target = Store(f"sqlite:///{tmp_path / 'target.db'}")
     try:
         target.insert("precious", {"_id": "keep-me"})
@@ -173,6 +169,16 @@ def test_a_flipped_bit_is_reported_by_the_integrity_job_and_refused_by_a_restore
             list(daemon.restore_documents(plan))
     finally:
         target.close()
+
+    report = daemon.integrity_check()
+    assert [(p["blockId"], p["usedBy"]) for p in report["problems"]] == [(victim, [f"snapshot:{snap.id}"])]
+    assert report["blocksChecked"] == len(blocks)
+    status = daemon.status(source.id)
+    assert status["integrityProblems"] == 1 and status["sourceIntegrityProblems"] == 1
+    # Once it has reported the block, a restore needing it is refused before it starts.
+    with pytest.raises(BlockCorrupt) as err:
+        daemon.restore_plan(source.id, {"snapshotId": snap.id})
+    assert err.value.http_status == 409 and "found by the integrity job" in err.value.detail
 
 
 def test_a_missing_block_or_block_list_is_409_snapshot_blocks_missing(

@@ -20,8 +20,8 @@ restored documents (the daemon replays up to the target **inclusive**: the entry
 applied), ``driver.load``s them into each, and reports DONE; the server then enables the processes again
 and automation starts them on the restored data.
 
-May import ``opsmgr.agent``, ``opsmgr.automation.protocol``, ``opsmgr.backup.slices``, ``opsmgr.drivers``
-and ``opsmgr.errors``.
+May import ``opsmgr.agent``, ``opsmgr.automation.protocol``, ``opsmgr.backup.slices``,
+``opsmgr.backup.crashpoints``, ``opsmgr.drivers`` and ``opsmgr.errors``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from urllib.parse import quote
 import httpx
 
 from opsmgr.automation.protocol import BACKUP_PATH
+from opsmgr.backup import crashpoints
 from opsmgr.backup.slices import encode_slice
 from opsmgr.drivers.base import Driver, MemberState
 from opsmgr.errors import OplogGap, OpsmgrError
@@ -151,6 +152,7 @@ class BackupWorker:
                 content=data,
                 headers={"content-type": "application/octet-stream"},
             )
+            crashpoints.reached("agent-slice-upload")
             if result["status"] not in ("ACCEPTED", "DUPLICATE") or result["acknowledged"] is None:
                 log.warning("%s: slice refused for %s: %s", self.hostname, name, result)
                 return

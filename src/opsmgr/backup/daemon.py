@@ -29,9 +29,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from opsmgr.backup import pitr, policy, restore
+from opsmgr.backup import crashpoints, pitr, policy, restore
 from opsmgr.backup.blockstore import Blockstore
-from opsmgr.backup.errors import SnapshotBlocksMissing, SnapshotFailed
+from opsmgr.backup.errors import BlockCorrupt, SnapshotBlocksMissing, SnapshotFailed
 from opsmgr.backup.head import Head, Heads, HeadState
 from opsmgr.backup.pitr import Range, SliceSpan, SnapshotPoint, Target
 from opsmgr.backup.policy import Schedule
@@ -185,6 +185,8 @@ class BackupDaemon:
         self._progress_lock = threading.Lock()
         self.integrity_interval_ms = int(integrity_interval_s * 1000)
         self._last_groom_ms: int | None = None
+        # Blocks are re-hashed once after every start (a crash may have come with disk trouble), then daily.
+        self._integrity_checked = False
         self.started_ms = self.now_ms()
         # Agent contact per source, in memory: after a restart, silence is counted from started_ms.
         self._contact: dict[str, tuple[int, int | None]] = {}
@@ -416,6 +418,7 @@ class BackupDaemon:
                     now_ms=self.now_ms,
                     target=self.block_target,
                     progress=lambda p: self._set_progress(meta.id, p),
+                    before_commit=lambda _blocks: crashpoints.reached("daemon-snapshot-commit"),
                 )
             except OpsmgrError as exc:
                 self._record_failure(source_id, meta.id, exc.detail)
@@ -534,8 +537,20 @@ class BackupDaemon:
         blocks = snapshot_blocks(self.snapshot_catalog, self.blockstore, meta)
         by_id = {s.id: s for s in slices}
         needed = [by_id[s.id] for s in plan.slices]
-        check_blocks(self.blockstore, [s.blockId for s in needed if s.blockId], "the oplog slices to replay")
+        slice_blocks = [s.blockId for s in needed if s.blockId]
+        check_blocks(self.blockstore, slice_blocks, "the oplog slices to replay")
+        self._refuse_known_corrupt(blocks + slice_blocks)
         return ResolvedRestore(kind, plan, meta, blocks, needed)
+
+    def _refuse_known_corrupt(self, block_ids: list[str]) -> None:
+        """A restore needing a block the integrity job found damaged is refused before it starts (409), not
+        cut off midway; such blocks are re-verified here, as the report may be older than a repair."""
+        report = self.snapshot_catalog.store.get(INTEGRITY, "last")
+        reported = {p["blockId"] for p in report["problems"]} if report else set()
+        for block_id in reported.intersection(block_ids):
+            problem = self.blockstore.verify(block_id)
+            if problem is not None:
+                raise BlockCorrupt(block_id, f"{problem.problem}; found by the integrity job")
 
     def cluster_restore_plans(
         self, group_id: str, cluster_id: str, body: dict[str, Any]
@@ -619,7 +634,11 @@ class BackupDaemon:
             self.groom(now)
             report.groomed = True
         last_check = self.snapshot_catalog.store.get(INTEGRITY, "last")
-        if last_check is None or now - last_check["checkedAt"] >= self.integrity_interval_ms:
+        if (
+            not self._integrity_checked
+            or last_check is None
+            or now - last_check["checkedAt"] >= self.integrity_interval_ms
+        ):
             report.integrity_problems = len(self.integrity_check()["problems"])
         return report
 
@@ -705,6 +724,7 @@ class BackupDaemon:
         ]
         report = {"_id": "last", "checkedAt": self.now_ms(), "blocksChecked": checked, "problems": found}
         self.snapshot_catalog.store.put(INTEGRITY, report)
+        self._integrity_checked = True
         for item in found:
             log.error(
                 "integrity: block %s: %s (used by %s)", item["blockId"], item["problem"], item["usedBy"]
