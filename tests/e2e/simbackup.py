@@ -3,7 +3,10 @@ read back from the sim world file (the primary, its documents at one oplog posit
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import httpx
 
 from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
@@ -71,3 +74,24 @@ def wait_window_past(d: Deployment, base: str, position: int, timeout: float = 3
         )
 
     wait_for(past, timeout, what=f"the window reaching {position >> 32}:{position & 0xFFFFFFFF}")
+
+
+def download(d: Deployment, base: str, target: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """An HTTP restore of ``target`` (``snapshotId``, ``oplogTs``/``oplogInc``...), read back."""
+    job = d.api.post(
+        f"{base}/restoreJobs", json={**target, "delivery": {"methodName": "HTTP", "expirationHours": 1}}
+    )
+    assert job.status_code == 200, job.text
+    response = httpx.get(job.json()["delivery"]["url"], timeout=60)
+    assert response.status_code == 200, response.text
+    return [(d["ns"], d["doc"]) for d in map(json.loads, response.text.splitlines()) if d]
+
+
+def restore_matches_now(d: Deployment, base: str, world: SimWorld, hosts: list[str], rs: str) -> None:
+    """The source's documents at a position reached now are what a restore to that position gives."""
+    found = primary(world, hosts, rs)
+    assert found is not None
+    position, expected = dump_at_a_position(world, *found)
+    wait_window_past(d, base, position)
+    got = download(d, base, {"oplogTs": position >> 32, "oplogInc": position & 0xFFFFFFFF})
+    assert got == expected
