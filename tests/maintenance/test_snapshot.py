@@ -60,6 +60,7 @@ def test_a_young_oplog_is_judged_by_what_it_will_hold() -> None:
     assert effective_window_s(full) == 7200.0
     assert math.isclose(effective_window_s(young), 3600.0)
     assert effective_window_s(OplogWindow(990, 0, 0, 0, 0.0)) == math.inf
+    assert effective_window_s(OplogWindow(990, 0.001, 5, 5, 0.0)) == math.inf, "one instant: no rate yet"
 
 
 def test_the_maintenance_port_stays_a_valid_port() -> None:

@@ -17,6 +17,8 @@ import httpx
 from opsmgr.automation.protocol import CONF_PATH, STATUS_PATH, UPLOAD_PATH
 from opsmgr.errors import OpsmgrError
 
+MAINTENANCE_PATH = "/agents/api/automation/maintenance/v1/{group}"
+
 
 class ServerUnreachable(OpsmgrError):
     """No usable answer: the server may be down, restarting or overloaded."""
@@ -115,6 +117,23 @@ class AgentClient:
             "POST", self._url(UPLOAD_PATH), params={"hostname": self.hostname}, body=config
         )
         return self._json_object(response, "upload answer")
+
+    async def maintenance(
+        self,
+        method: str,
+        rs_id: str,
+        path: str = "",
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The rolling-maintenance routes of one replica set (``agent.maintenance``); a refusal (a lease
+        denied, a stale move) is a :class:`ServerRejected` carrying the server's reason."""
+        url = self._url(MAINTENANCE_PATH) + "/" + quote(rs_id, safe="") + path
+        response = await self._send(
+            method, url, params={"hostname": self.hostname, **(params or {})}, body=body
+        )
+        return self._json_object(response, f"maintenance answer for {rs_id}")
 
     @staticmethod
     def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import httpx
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, ServerUnreachable
 from opsmgr.agent.index_build import IndexBuildWorker
+from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.state import NO_VERSION, StateStore
@@ -208,6 +209,9 @@ class Agent:
         self.rejected_delay_s = max(poll, min(MAX_REJECTED_RETRY_S, 6 * poll))
         self.busy_delay_s = min(poll, MAX_BUSY_DELAY_S)
 
+        # Rolling changes the server registered: this host's part of them (see ``agent.maintenance``).
+        self.maintenance = MaintenanceExecutor(self.client, driver, self.hostname, run=self._driver)
+        self._rolling = Outcome()
         self.store = StateStore(settings.state_dir)
         self.state = self.store.load()
         self.held: dict[str, Any] | None = self.state.goal_config
@@ -276,6 +280,10 @@ class Agent:
             sentence = config_error or "waiting for a first automation config from the server"
             await self._publish(sentence, snapshot, [])
             return self._done(sentence, self.settings.poll_interval_s)
+        self._rolling = await self.maintenance.cycle(
+            snapshot, self.held, self.held_version, self.state.goal_config
+        )
+        snapshot = replace(snapshot, maintenance=self._rolling.owned)
         try:
             plans = plan(snapshot, self.held, self.hostname)
         except Exception as exc:  # a config that validates but still trips the planner must not kill the loop
@@ -284,7 +292,7 @@ class Agent:
             await self._publish(sentence, snapshot, [])
             return self._done(sentence, self.settings.poll_interval_s, logging.ERROR)
 
-        result = await self._act(plans, config_error)
+        result = await self._act_beside_rolling(plans, config_error)
         if config_error is None and result.move is None:
             # A unique index build acts only while this host is at goal, so automation never races it.
             building = await self.index_builds.step(self.held, all(p.at_goal for p in plans))
@@ -351,6 +359,17 @@ class Agent:
             what += f", {disabled} disabled"
         return CycleResult(f"goal state: version {version}, {what}", self.settings.poll_interval_s)
 
+    async def _act_beside_rolling(self, plans: list[ProcessPlan], config_error: str | None) -> CycleResult:
+        """One move in all: the rolling maintenance's if it carried one out, else the plan's; the sentence
+        names the rolling change while it waits or is blocked."""
+        rolling = self._rolling
+        if rolling.acted and rolling.sentence:
+            return CycleResult(rolling.sentence, self.busy_delay_s)
+        result = await self._act(plans, config_error)
+        if result.move is None and rolling.sentence and config_error is None:
+            return CycleResult(rolling.sentence, result.delay_s)
+        return result
+
     async def _execute(self, p: ProcessPlan) -> CycleResult:
         step, name = p.current, p.name
         index, original = self._position(p)
@@ -366,6 +385,8 @@ class Agent:
                 await self._driver(self.driver.reconfig, name, dict(step.rs_config))
             elif step.move is Move.STEP_DOWN:
                 await self._driver(self.driver.step_down, name)
+            elif step.move is Move.SET_PARAMETER and step.parameters:
+                await self._driver(self.driver.set_parameter, name, dict(step.parameters))
             else:
                 raise OpsmgrError(f"the agent cannot carry out {step.move.value} yet")
         except Exception as exc:  # the driver may raise anything its backend raises; the move is retried
@@ -463,6 +484,8 @@ class Agent:
                     ),
                 }
             )
+            # A process of a set under rolling maintenance shows the procedure's moves.
+            processes[-1].update(self._rolling.annotations.get(p.name, {}))
         return {
             "hostname": self.hostname,
             "cv": self.held_version,

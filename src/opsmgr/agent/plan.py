@@ -13,10 +13,15 @@ The set is at goal once its config matches, every enabled member is up and, when
 highest-priority member that is up has taken over as primary (MongoDB's priority takeover; WaitPrimary).
 A replica set this agent has seen initiated is never initiated again, whatever a restarted process says.
 
-Moves carry Ops Manager's names where it has one. ChangeVersion and RollingChangeArgs are planned but
-blocked: carrying them out needs the rolling-maintenance procedure (leases, standalone restarts, step-down),
-which lives in ``opsmgr.maintenance``. May import ``opsmgr.errors``, ``opsmgr.drivers.base`` (types only)
-and ``opsmgr.automation.config`` (pure accessors).
+Moves carry Ops Manager's names where it has one. A change that needs a rolling restart is not the
+planner's: the server registers it as a rolling change, and the processes of that replica set on this
+host are handed to the agent's maintenance executor (``agent.maintenance``) while it lasts
+(``Snapshot.maintenance`` names them; their plan is the one ``RollingMaintenance`` step). Without a
+registered change a replica set member that differs only waits (ChangeVersion / RollingChangeArgs,
+blocked), a standalone process is simply restarted, and ``setParameter`` values MongoDB applies at runtime
+(``maintenance.rolling.RUNTIME_PARAMETERS``) are set on the running process (SetParameter). May import
+``opsmgr.errors``, ``opsmgr.drivers.base`` (types only), ``opsmgr.automation.config`` (pure accessors) and
+``opsmgr.maintenance.rolling`` (pure).
 """
 
 from __future__ import annotations
@@ -36,9 +41,13 @@ from opsmgr.automation.config import (
     replica_set_of,
 )
 from opsmgr.drivers.base import MemberState, ProcessObservation, ProcessSpec, RsStatus, RunMode
+from opsmgr.maintenance.rolling import RUNTIME_PARAMETERS
 
 DEFAULT_DBPATH = "/data/db"
-ROLLING_NOT_YET = "rolling maintenance is not available yet: the process keeps running as it is"
+ROLLING_NOT_YET = (
+    "waiting for rolling maintenance: the server has no rolling change under way for its replica set, so "
+    "the process keeps running as it is"
+)
 HEALTHY_STATES = frozenset({MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER})
 
 
@@ -54,6 +63,8 @@ class Move(StrEnum):
     WAIT_HEALTHY = "WaitHealthy"
     CHANGE_VERSION = "ChangeVersion"
     ROLLING_CHANGE_ARGS = "RollingChangeArgs"
+    SET_PARAMETER = "SetParameter"
+    ROLLING_MAINTENANCE = "RollingMaintenance"
     GOAL = "Goal"
 
 
@@ -74,6 +85,7 @@ class Snapshot:
 
     processes: Mapping[str, LocalProcess]
     initiated_sets: frozenset[str] = frozenset()
+    maintenance: Mapping[str, str] = field(default_factory=dict)  # process -> what its rolling change does
 
     def running(self, name: str) -> bool:
         local = self.processes.get(name)
@@ -97,6 +109,7 @@ class Step:
     blocked: bool = False
     spec: ProcessSpec | None = None  # Start
     rs_config: Mapping[str, Any] | None = None  # RsInit, RsReconfig
+    parameters: Mapping[str, Any] | None = None  # SetParameter
 
 
 WAIT = True  # readability for Step(..., blocked=WAIT)
@@ -332,23 +345,45 @@ def _process_steps(obs: ProcessObservation | None, spec: ProcessSpec) -> list[St
             Step(Move.STOP, f"stop {spec.name}, running standalone"),
             Step(Move.START, f"restart {spec.name} in replSet mode", spec=spec),
         ]
-    needs_rolling = ROLLING_NOT_YET
-    if obs.version is not None and obs.version != spec.version:
-        return [
-            Step(
-                Move.CHANGE_VERSION,
-                f"change version {obs.version} -> {spec.version}; {needs_rolling}",
-                blocked=WAIT,
-            )
-        ]
+    version_differs = obs.version is not None and obs.version != spec.version
     differs = (
         (obs.mode is not None and obs.mode is not want_mode)
         or (obs.port is not None and obs.port != spec.port)
         or (bool(obs.args) and obs.args != spec.args)
     )
+    if want_mode is RunMode.STANDALONE and (version_differs or differs):
+        # Not a replica set member: there is no availability to keep, a restart is the change.
+        return [
+            Step(Move.STOP, f"stop {spec.name} to restart it with its new options"),
+            Step(Move.START, f"restart {spec.name} with its new options", spec=spec),
+        ]
+    if version_differs:
+        return [
+            Step(
+                Move.CHANGE_VERSION,
+                f"change version {obs.version} -> {spec.version}; {ROLLING_NOT_YET}",
+                blocked=WAIT,
+            )
+        ]
+    runtime = runtime_parameters(obs.args, spec.args) if differs else None
+    if runtime:
+        listed = ", ".join(f"{k}={v!r}" for k, v in sorted(runtime.items()))
+        return [Step(Move.SET_PARAMETER, f"set {listed} on the running {spec.name}", parameters=runtime)]
     if differs:
-        return [Step(Move.ROLLING_CHANGE_ARGS, f"change startup options; {needs_rolling}", blocked=WAIT)]
+        return [Step(Move.ROLLING_CHANGE_ARGS, f"change startup options; {ROLLING_NOT_YET}", blocked=WAIT)]
     return []
+
+
+def runtime_parameters(running: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``setParameter`` values to apply at runtime when they are all that separates ``running`` from
+    ``wanted`` (None otherwise: a removed parameter only falls back to its default by a restart)."""
+    have, want = dict(running.get("setParameter") or {}), dict(wanted.get("setParameter") or {})
+    rest_have = {k: v for k, v in running.items() if k != "setParameter"}
+    rest_want = {k: v for k, v in wanted.items() if k != "setParameter"}
+    changed = {k: v for k, v in want.items() if have.get(k) != v}
+    if rest_have != rest_want or set(have) - set(want) or not changed or set(changed) - RUNTIME_PARAMETERS:
+        return None
+    return changed
 
 
 def _up(status: RsStatus, host: str) -> bool:
@@ -552,6 +587,10 @@ def _mongod_steps(
     return set_steps + own if own and own[0].blocked else own + set_steps
 
 
+def _maintenance_step(name: str, snap: Snapshot) -> Step:
+    return Step(Move.ROLLING_MAINTENANCE, snap.maintenance[name], blocked=WAIT)
+
+
 def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[ProcessPlan]:
     """One plan per process of this host: those of the goal config in config order, then any process the
     agent managed before that the goal no longer references (to be stopped)."""
@@ -569,11 +608,16 @@ def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[Pro
                     blocked=WAIT,
                 )
             ]
+        elif name in observed.maintenance:
+            steps = [_maintenance_step(name, observed)]
         else:
             steps = _mongod_steps(name, process, goal, observed)
         plans.append(ProcessPlan(name, (*steps, _goal_step(f"{name} is in goal state"))))
     names = {p["name"] for p in mine}
     for name in sorted(set(observed.processes) - names):
+        if name in observed.maintenance:
+            plans.append(ProcessPlan(name, (_maintenance_step(name, observed), _goal_step(f"{name} left"))))
+            continue
         steps = _leave_steps(name, goal, observed, "no longer in the config")
         plans.append(ProcessPlan(name, (*steps, _goal_step(f"{name} is stopped"))))
     return plans

@@ -829,6 +829,15 @@ class MongodDriver:
     def freeze(self, name: str, secs: int) -> None:
         self._command(name, {"replSetFreeze": secs})
 
+    def set_parameter(self, name: str, parameters: Doc) -> None:
+        self._command(name, {"setParameter": 1, **parameters})
+        with self._lock:
+            proc = self._require(name)
+            current = dict(proc.args.get("setParameter") or {})
+            proc.args = {**proc.args, "setParameter": {**current, **parameters}}
+            if proc.pid is not None:
+                self._save(proc)
+
     def fsync_lock(self, name: str) -> None:
         self._command(name, {"fsync": 1, "lock": True})
 

@@ -106,6 +106,9 @@ class SimDriver:
     def freeze(self, name: str, secs: int) -> None:
         self.world.freeze(self.hostname, name, secs)
 
+    def set_parameter(self, name: str, parameters: dict[str, Any]) -> None:
+        self.world.set_parameter(self.hostname, name, parameters)
+
     def fsync_lock(self, name: str) -> None:
         self.world.fsync_lock(self.hostname, name)
 

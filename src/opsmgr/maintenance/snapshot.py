@@ -21,9 +21,10 @@ HEALTHY_STATES = frozenset({MemberState.PRIMARY, MemberState.SECONDARY, MemberSt
 def effective_window_s(window: OplogWindow) -> float:
     """How many seconds of writes the oplog holds at the current write rate. ``window_hours`` spans the
     first to the last entry, so an oplog that is not full yet (a young one) understates what it will hold:
-    scale it by size over used. Without any write yet the oplog covers any outage (infinity)."""
+    scale it by size over used. Without any write yet, or with all its entries at one instant (a set just
+    initiated, no write since), the oplog covers any outage so far (infinity): there is no rate to judge."""
     seconds = window.window_hours * 3600
-    if window.used_mb <= 0:
+    if window.used_mb <= 0 or seconds <= 0:
         return math.inf
     return seconds * max(1.0, window.size_mb / window.used_mb)
 

@@ -379,6 +379,16 @@ class SimWorld:
 
         return self._on_node(hostname, name, run, reads=True)
 
+    def set_parameter(self, hostname: str, name: str, parameters: dict[str, Any]) -> None:
+        """``setParameter`` on a running process: its options show the new values from now on."""
+
+        def run(ctx: Ctx, n: NodeRec | None, t: float) -> None:
+            n = self._up(n, name, t)
+            current = dict(n.args.get("setParameter") or {})
+            n.args = {**n.args, "setParameter": {**current, **copy.deepcopy(parameters)}}
+
+        self._on_node(hostname, name, run)
+
     def initiate(self, hostname: str, name: str, config: dict[str, Any]) -> None:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> None:
             n = self._up(n, name, t)

@@ -1,0 +1,646 @@
+"""The agent's side of rolling maintenance: carrying out, through the driver, the moves of the rolling
+changes the server registered for the replica sets this host takes part in.
+
+On every cycle :meth:`MaintenanceExecutor.cycle` asks the server for the view of each candidate replica set
+(those of the held config with a process here, those of the config this agent last reached goal with, whose
+members may be leaving, and those whose temporary arbiter runs here): only when the held version changed or
+the last view said a change is under way, so an agent at rest asks nothing. For a set under way it builds
+the :class:`~opsmgr.maintenance.snapshot.RsSnapshot` from a local member's ``replSetGetStatus`` (or, when no
+local member is in its set, from what the server relays of the other agents' reports), asks
+``maintenance.procedure.next_move``, and when the move's actor is a local process carries it out:
+
+- ``RestartStandalone``: stop, start without ``replSetName`` on ``maintenance_port`` with the options it ran
+  with; ``PerformTask``: restart standalone with the goal's version and options (plus a task's start option,
+  e.g. KMIP master key rotation) and build the non-unique indexes; ``RestartReplSet``: start with the goal
+  spec; ``StepDown``: ``replSetStepDown`` with ``secondaryCatchUpPeriodSecs``; ``Shutdown``: stop;
+- the reconfigurations (temporary arbiter added and removed, vote handed over and back, a member removed) by
+  the agent of the primary; the temporary arbiter started and stopped by the agent of its host;
+- the lease moves go to the server (``POST /lease`` records the acquisition with the grant).
+
+Each move carried out is reported (``POST /progress``): the server records it, so agents never overwrite
+each other's progress. The decision (by the agent of the primary, or by every agent while there is none),
+the primaries it saw and what it measured (oplog windows, connections) go to ``POST /events``. While a
+change is under way the set's local processes belong to the executor (the planner gives them the single
+step ``RollingMaintenance``): one that crashed outside its turn is started again here. May import
+``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.config``, ``opsmgr.maintenance`` and
+``opsmgr.agent``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from opsmgr.agent.plan import LocalProcess, Snapshot, process_spec
+from opsmgr.automation.config import processes_by_name
+from opsmgr.drivers.base import Driver, DriverError, MemberState, ProcessSpec, RunMode
+from opsmgr.errors import OpsmgrError
+from opsmgr.maintenance.procedure import (
+    Blocked,
+    Decision,
+    Done,
+    Move,
+    MoveName,
+    Progress,
+    next_move,
+    temporary_arbiter_name,
+)
+from opsmgr.maintenance.report import events_between
+from opsmgr.maintenance.rolling import ArbiterSpec, MaintenanceOptions, RollingChange, Task
+from opsmgr.maintenance.service import decision_to_json, move_to_json, policy_from_json
+from opsmgr.maintenance.snapshot import (
+    MemberView,
+    ObservedExtras,
+    Policy,
+    RsSnapshot,
+    effective_window_s,
+    maintenance_port,
+    snapshot_from_status,
+)
+
+log = logging.getLogger(__name__)
+
+# Start options a task adds to the member's standalone restart (MongoDB's procedure for that task).
+TASK_START_OPTIONS: dict[Task, dict[str, Any]] = {
+    Task.ROTATE_KMIP_KEY: {"security": {"kmip": {"rotateMasterKey": True}}},
+}
+# Tasks carried out without restarting the member (it is already standalone).
+_NO_RESTART_TASKS = frozenset({Task.BUILD_INDEX})
+_REPORT_EVERY_S = 5.0
+
+
+class MaintenanceApi(Protocol):
+    """The server's maintenance routes for one project (``AgentClient.maintenance`` over HTTP)."""
+
+    async def maintenance(
+        self,
+        method: str,
+        rs_id: str,
+        path: str = "",
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one cycle of the executor did. ``owned``: local processes that are the executor's (process ->
+    note for the planner); ``annotations``: per process, what the agent's status shows (plan, current step,
+    blocked reason); ``acted``: a move was carried out (the loop does nothing else this cycle)."""
+
+    owned: dict[str, str] = field(default_factory=dict)
+    sentence: str | None = None
+    acted: bool = False
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _SetMemory:
+    checked_version: int | None = None
+    active: bool = False
+    owned: tuple[str, ...] = ()
+    before: RsSnapshot | None = None
+    reported_at: float = 0.0
+    last_decision: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _SetRun:
+    owned: dict[str, str]
+    sentence: str
+    acted: bool
+    annotations: dict[str, dict[str, Any]]
+
+
+def _arbiter_spec(raw: Mapping[str, Any] | None) -> ArbiterSpec | None:
+    return ArbiterSpec(str(raw["hostname"]), int(raw["port"])) if raw else None
+
+
+def options_from_json(raw: Mapping[str, Any]) -> MaintenanceOptions:
+    return MaintenanceOptions(bool(raw.get("acceptDowntime")), _arbiter_spec(raw.get("temporaryArbiter")))
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, Mapping) else copy.deepcopy(value)
+    return out
+
+
+def standalone_spec(spec: ProcessSpec, policy: Policy, extra: Mapping[str, Any] | None = None) -> ProcessSpec:
+    """``spec`` out of its set: no ``replSetName``, on its maintenance port, with ``extra`` start options."""
+    port = maintenance_port(spec.port, policy)
+    args = _merge(spec.args, extra or {})
+    replication = {k: v for k, v in (args.get("replication") or {}).items() if k != "replSetName"}
+    if replication:
+        args["replication"] = replication
+    else:
+        args.pop("replication", None)
+    args.setdefault("net", {})["port"] = port
+    return ProcessSpec(spec.name, spec.hostname, port, spec.version, args, None, spec.dbpath, spec.log_path)
+
+
+class MaintenanceExecutor:
+    """Carries out this host's part of rolling changes (see the module docstring)."""
+
+    def __init__(
+        self,
+        api: MaintenanceApi,
+        driver: Driver,
+        hostname: str,
+        *,
+        run: Callable[..., Awaitable[Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api = api
+        self.driver = driver
+        self.hostname = hostname
+        self.clock = clock
+        self._run = run
+        self._sets: dict[str, _SetMemory] = {}
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Driver calls block; the loop passes its worker-thread runner."""
+        if self._run is None:
+            return fn(*args, **kwargs)
+        return await self._run(lambda: fn(*args, **kwargs))
+
+    # --- which sets ---------------------------------------------------------------------------------------
+
+    def _candidates(self, goal: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[str]:
+        out: list[str] = []
+        for config in (goal, previous or {}):
+            procs = processes_by_name(config)
+            for rs in config.get("replicaSets", []):
+                here = any(procs.get(m["host"], {}).get("hostname") == self.hostname for m in rs["members"])
+                arbiter = (rs.get("maintenance") or {}).get("temporaryArbiter") or {}
+                if (here or arbiter.get("hostname") == self.hostname) and rs["_id"] not in out:
+                    out.append(rs["_id"])
+        return out
+
+    async def cycle(
+        self,
+        snap: Snapshot,
+        goal: Mapping[str, Any] | None,
+        version: int,
+        previous: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """One look at every candidate set; at most one move carried out in all."""
+        if goal is None:
+            return Outcome()
+        owned: dict[str, str] = {}
+        annotations: dict[str, dict[str, Any]] = {}
+        sentences: list[str] = []
+        acted = False
+        for rs_id in self._candidates(goal, previous):
+            memory = self._sets.setdefault(rs_id, _SetMemory())
+            if not memory.active and memory.checked_version == version:
+                continue
+            try:
+                view = await self.api.maintenance("GET", rs_id, params={"hostname": self.hostname})
+            except OpsmgrError as exc:
+                if memory.active:  # mid-change: the planner must not take the processes back meanwhile
+                    owned.update(
+                        {n: f"rolling maintenance of {rs_id} (server unreachable)" for n in memory.owned}
+                    )
+                    sentences.append(f"{rs_id}: rolling maintenance paused: {exc.detail}")
+                continue
+            if not view.get("active"):
+                memory.active, memory.checked_version, memory.owned = False, version, ()
+                continue
+            memory.active = True
+            try:
+                done = await self._run_set(rs_id, view, snap, goal, previous, memory, may_act=not acted)
+            except Exception as exc:  # a bug or an unexpected answer must not take the agent's loop down
+                log.exception("%s: rolling maintenance of %s failed", self.hostname, rs_id)
+                owned.update({n: f"rolling maintenance of {rs_id}" for n in memory.owned})
+                sentences.append(f"error: rolling maintenance of {rs_id}: {exc}")
+                continue
+            owned.update(done.owned)
+            annotations.update(done.annotations)
+            sentences.append(done.sentence)
+            acted = acted or done.acted
+        return Outcome(owned, "; ".join(sentences) or None, acted, annotations)
+
+    # --- one set ------------------------------------------------------------------------------------------
+
+    async def _run_set(
+        self,
+        rs_id: str,
+        view: Mapping[str, Any],
+        snap: Snapshot,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        memory: _SetMemory,
+        *,
+        may_act: bool,
+    ) -> _SetRun:
+        change = RollingChange.from_json(view["change"])
+        progress = Progress.from_json(view["progress"])
+        options = options_from_json(view.get("options") or {})
+        policy = policy_from_json(view.get("policy"))
+        local = [m["name"] for m in view.get("members", []) if m.get("hostname") == self.hostname]
+        arbiter = temporary_arbiter_name(rs_id)
+        arbiter_here = (
+            options.temporary_arbiter is not None and options.temporary_arbiter.hostname == self.hostname
+        )
+        memory.owned = tuple(n for n in local if n in snap.processes)
+        measured = await self._measure(local, snap)
+        rs_snap, from_status = self._snapshot(rs_id, view, snap, local, change, measured)
+        decision = next_move(rs_snap, change, progress, options=options, policy=policy)
+        move = decision.retry if isinstance(decision, Blocked) else decision
+        mine = set(local) | ({arbiter} if arbiter_here else set())
+        acted, error, sentence = False, None, _sentence(rs_id, decision, view)
+        if may_act and isinstance(move, Move) and not move.waiting and move.actor in mine:
+            try:
+                denied = await self._carry_out(
+                    rs_id, view, move, progress, rs_snap, snap, goal, previous, policy
+                )
+            except OpsmgrError as exc:
+                denied, error = None, f"{move.name.value} for {move.member} failed, will retry: {exc.detail}"
+            except Exception as exc:  # the driver may raise anything its backend raises
+                denied, error = None, f"{move.name.value} for {move.member} failed, will retry: {exc}"
+            acted = error is None and denied is None
+            if acted and isinstance(decision, Blocked):
+                sentence = f"{sentence} (retrying {move.name.value})"
+            elif error is not None:
+                sentence = f"{rs_id}: {error}"
+            elif denied is not None:
+                sentence = f"{rs_id} blocked: {move.name.value} for {move.member} refused: {denied}"
+        if may_act and not acted:
+            acted = await self._keep_up(rs_id, change, progress, snap, goal, previous, local)
+        await self._renew(rs_id, view, local)
+        await self._report(rs_id, view, decision, rs_snap, from_status, local, measured, memory, acted)
+        state = (view.get("status") or {}).get("state", "RUNNING")
+        notes = {n: f"rolling maintenance of {rs_id}: {state}" for n in memory.owned}
+        annotations = {n: _annotation(n, decision, progress, error) for n in memory.owned}
+        return _SetRun(notes, sentence, acted, annotations)
+
+    async def _measure(self, local: list[str], snap: Snapshot) -> dict[str, dict[str, Any]]:
+        """Oplog window and client connections of the local members in their set."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in local:
+            lp = snap.processes.get(name)
+            if lp is None or not lp.observation.running or lp.observation.mode is not RunMode.REPLSET:
+                continue
+            entry: dict[str, Any] = {"connections": lp.connections}
+            try:
+                window = await self._call(self.driver.oplog_window, name)
+            except DriverError:
+                window = None
+            if window is not None:
+                seconds = effective_window_s(window)
+                entry["oplogWindowSecs"] = seconds if seconds != float("inf") else None
+            out[name] = entry
+        return out
+
+    def _snapshot(
+        self,
+        rs_id: str,
+        view: Mapping[str, Any],
+        snap: Snapshot,
+        local: list[str],
+        change: RollingChange,
+        measured: Mapping[str, Mapping[str, Any]],
+    ) -> tuple[RsSnapshot, bool]:
+        """The set as a local member in it sees it; else as the server relays the agents' reports."""
+        now = self.clock()
+        members = view.get("members", [])
+        windows = {m["name"]: m["oplogWindowSecs"] for m in members if m.get("oplogWindowSecs") is not None}
+        connections = {m["name"]: m["connections"] for m in members if m.get("connections") is not None}
+        for name, entry in measured.items():
+            if entry.get("oplogWindowSecs") is not None:
+                windows[name] = entry["oplogWindowSecs"]
+            if entry.get("connections") is not None:
+                connections[name] = entry["connections"]
+        sets = {rs_id, change.old_rs_id}
+        seen: list[tuple[bool, str, LocalProcess]] = []
+        for name in local:
+            lp = snap.processes.get(name)
+            if (
+                lp is None
+                or lp.rs_status is None
+                or lp.rs_config is None
+                or lp.rs_status.set_name not in sets
+            ):
+                continue
+            if lp.rs_status.my_state is MemberState.REMOVED:
+                continue
+            seen.append((lp.rs_status.my_state is not MemberState.PRIMARY, name, lp))
+        if seen:
+            _, _, lp = min(seen, key=lambda s: (s[0], s[1]))
+            assert lp.rs_status is not None and lp.rs_config is not None
+            extras = ObservedExtras(windows, connections)
+            return (
+                snapshot_from_status(rs_id, now, lp.rs_status, lp.rs_config, view.get("names", {}), extras),
+                True,
+            )
+        views = []
+        for m in members:
+            state = MemberState(m["state"]) if m.get("state") in MemberState.__members__.values() else None
+            views.append(
+                MemberView(
+                    name=m["name"],
+                    state=state or MemberState.UNKNOWN,
+                    health=bool(m.get("health")),
+                    votes=int(m.get("votes", 1)),
+                    priority=float(m.get("priority", 1)),
+                    arbiter=bool(m.get("arbiterOnly")),
+                    hidden=bool(m.get("hidden")),
+                    optime=int(m.get("optimeTs") or 0),
+                    oplog_window_s=windows.get(m["name"]),
+                    connections=connections.get(m["name"]),
+                )
+            )
+        return RsSnapshot(rs_id, now, tuple(views)), False
+
+    # --- carrying moves out -------------------------------------------------------------------------------
+
+    async def _carry_out(
+        self,
+        rs_id: str,
+        view: Mapping[str, Any],
+        move: Move,
+        progress: Progress,
+        rs_snap: RsSnapshot,
+        snap: Snapshot,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        policy: Policy,
+    ) -> str | None:
+        """Carry ``move`` out and report it; the server's reason when it refused (a lease denied)."""
+        at = self.clock()
+        body: dict[str, Any] = {"changeId": view["changeId"], "move": move_to_json(move), "seq": progress.seq}
+        if move.name is MoveName.ACQUIRE_LEASE:
+            try:
+                await self.api.maintenance("POST", rs_id, "/lease", body={**body, "member": move.member})
+            except OpsmgrError as exc:
+                return exc.detail
+            return None
+        primary = rs_snap.primary()
+        if move.name is MoveName.STEP_DOWN and primary is not None:
+            body["connections"] = primary.connections
+        if move.name is not MoveName.RELEASE_LEASE:
+            await self._drive(rs_id, view, move, snap, goal, previous, policy)
+        body["at"] = at
+        try:
+            await self.api.maintenance("POST", rs_id, "/progress", body=body)
+        except OpsmgrError as exc:
+            # Done but not recorded: the procedure asks for it again, and each move can be repeated.
+            log.warning("%s: %s done but not recorded: %s", self.hostname, move.name.value, exc.detail)
+        log.info("%s: %s: %s %s carried out", self.hostname, rs_id, move.name.value, move.member)
+        return None
+
+    def _spec(
+        self, name: str, goal: Mapping[str, Any], previous: Mapping[str, Any] | None, *, new: bool
+    ) -> ProcessSpec:
+        """The goal's spec of ``name`` (``new``), else the one it had before the change."""
+        configs = (goal, previous or {}) if new else (previous or {}, goal)
+        for config in configs:
+            proc = processes_by_name(config).get(name)
+            if proc is not None:
+                return process_spec(proc)
+        raise OpsmgrError(f"{name} is in neither the goal config nor the previous one")
+
+    def _running_spec(
+        self, name: str, snap: Snapshot, goal: Mapping[str, Any], previous: Mapping[str, Any] | None
+    ) -> ProcessSpec:
+        """How ``name`` runs now (its version and options), to restart it standalone as it is."""
+        spec = self._spec(name, goal, previous, new=False)
+        lp = snap.processes.get(name)
+        obs = lp.observation if lp is not None else None
+        if obs is None or not obs.running or obs.mode is not RunMode.REPLSET or not obs.args:
+            return spec
+        port = obs.port or spec.port
+        return ProcessSpec(
+            name,
+            spec.hostname,
+            port,
+            obs.version or spec.version,
+            copy.deepcopy(obs.args),
+            spec.repl_set_name,
+            spec.dbpath,
+            spec.log_path,
+        )
+
+    async def _drive(
+        self,
+        rs_id: str,
+        view: Mapping[str, Any],
+        move: Move,
+        snap: Snapshot,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        policy: Policy,
+    ) -> None:
+        name, d = move.member, self.driver
+        if move.name is MoveName.RESTART_STANDALONE:
+            spec = standalone_spec(self._running_spec(name, snap, goal, previous), policy)
+            await self._restart(name, spec)
+        elif move.name is MoveName.PERFORM_TASK:
+            await self._perform(name, move, goal, previous, policy)
+        elif move.name is MoveName.RESTART_REPLSET:
+            await self._restart(name, self._spec(name, goal, previous, new=True))
+        elif move.name is MoveName.STEP_DOWN:
+            await self._call(
+                d.step_down,
+                name,
+                step_down_secs=int(move.params.get("stepDownSecs", policy.step_down_secs)),
+                catch_up_secs=int(
+                    move.params.get("secondaryCatchUpPeriodSecs", policy.secondary_catch_up_period_secs)
+                ),
+            )
+        elif move.name in (MoveName.SHUTDOWN, MoveName.STOP_TEMPORARY_ARBITER):
+            await self._call(d.stop, name)
+        elif move.name is MoveName.START_TEMPORARY_ARBITER:
+            await self._call(d.start, self._arbiter_spec(rs_id, move, goal))
+        else:
+            await self._reconfigure(rs_id, view, move)
+
+    async def _restart(self, name: str, spec: ProcessSpec) -> None:
+        await self._call(self.driver.stop, name)
+        await self._call(self.driver.start, spec)
+
+    async def _perform(
+        self,
+        name: str,
+        move: Move,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        policy: Policy,
+    ) -> None:
+        tasks = set(move.tasks)
+        if tasks - _NO_RESTART_TASKS:
+            extra: dict[str, Any] = {}
+            for task in sorted(tasks):
+                extra = _merge(extra, TASK_START_OPTIONS.get(task, {}))
+            await self._restart(
+                name, standalone_spec(self._spec(name, goal, previous, new=True), policy, extra)
+            )
+        for entry in move.params.get("indexBuilds", []):
+            ns = f"{entry['dbName']}.{entry['collectionName']}"
+            keys = [(str(k), v) for k, v in entry["key"]]
+            await self._call(self.driver.create_index, name, ns, keys, dict(entry.get("options") or {}))
+
+    def _arbiter_spec(self, rs_id: str, move: Move, goal: Mapping[str, Any]) -> ProcessSpec:
+        params = move.params
+        port = int(params["port"])
+        rs = next(r for r in goal.get("replicaSets", []) if r["_id"] == rs_id)
+        procs = processes_by_name(goal)
+        version = next(procs[m["host"]]["version"] for m in rs["members"] if m["host"] in procs)
+        dbpath = f"/data/{move.member}"
+        args = {"net": {"port": port}, "storage": {"dbPath": dbpath}, "replication": {"replSetName": rs_id}}
+        return ProcessSpec(move.member, str(params["hostname"]), port, version, args, rs_id, dbpath)
+
+    async def _reconfigure(self, rs_id: str, view: Mapping[str, Any], move: Move) -> None:
+        """The reconfigurations, by the primary's agent, from the set's config as it stands."""
+        actor = str(move.actor)
+        current = await self._call(self.driver.rs_config, actor)
+        if current is None:
+            raise OpsmgrError(f"{actor} has no replica set config to change")
+        hosts = {name: host for host, name in view.get("names", {}).items()}
+        members = [dict(m) for m in current["members"]]
+        host = hosts.get(move.member)
+        target = next((m for m in members if m["host"] == host), None)
+        if move.name is MoveName.ADD_TEMPORARY_ARBITER:
+            if target is None:
+                new_id = max(m["_id"] for m in members) + 1
+                members.append({"_id": new_id, "host": host, "arbiterOnly": True, "votes": 1, "priority": 0})
+        elif move.name in (MoveName.REMOVE_TEMPORARY_ARBITER, MoveName.REMOVE_FROM_SET):
+            members = [m for m in members if m["host"] != host]
+        elif move.name is MoveName.TRANSFER_VOTE and target is not None:
+            target.update(votes=0, priority=0)
+        elif move.name is MoveName.RESTORE_VOTE and target is not None:
+            wanted: Mapping[str, Any] = next(
+                (m for m in view.get("members", []) if m["name"] == move.member), {}
+            )
+            target.update(votes=int(wanted.get("votes", 1)), priority=float(wanted.get("priority", 1)))
+        else:
+            raise OpsmgrError(f"the agent cannot carry out {move.name.value}")
+        config = {k: v for k, v in current.items() if k != "term"}
+        config["members"] = members
+        await self._call(self.driver.reconfig, actor, config)
+
+    async def _keep_up(
+        self,
+        rs_id: str,
+        change: RollingChange,
+        progress: Progress,
+        snap: Snapshot,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        local: list[str],
+    ) -> bool:
+        """A local member that is down outside its turn (a crash) is started again, as it ran before: the
+        planner does not look after the processes of a set under maintenance."""
+        in_unit = {s.member for s in progress.steps}
+        for name in local:
+            lp = snap.processes.get(name)
+            if lp is None or lp.observation.running or name in in_unit or change.leaving(name):
+                continue
+            new = name in progress.done or name not in change.tasks
+            try:
+                await self._call(self.driver.start, self._spec(name, goal, previous, new=new))
+            except Exception as exc:  # the driver may raise anything; retried on the next cycle
+                log.warning("%s: cannot start %s again: %s", self.hostname, name, exc)
+                continue
+            log.info("%s: %s: started %s again (down outside its turn)", self.hostname, rs_id, name)
+            return True
+        return False
+
+    async def _renew(self, rs_id: str, view: Mapping[str, Any], local: list[str]) -> None:
+        lease = view.get("lease") or {}
+        ttl = float((view.get("policy") or {}).get("lease_ttl_s", Policy().lease_ttl_s))
+        left = lease.get("expiresInSecs")
+        if lease.get("holder") in local and left is not None and left < ttl / 2:
+            try:
+                await self.api.maintenance("PUT", rs_id, "/lease", body={"member": lease["holder"]})
+            except OpsmgrError as exc:
+                log.warning("%s: lease of %s not renewed: %s", self.hostname, rs_id, exc.detail)
+
+    async def _report(
+        self,
+        rs_id: str,
+        view: Mapping[str, Any],
+        decision: Decision,
+        rs_snap: RsSnapshot,
+        from_status: bool,
+        local: list[str],
+        measured: Mapping[str, Any],
+        memory: _SetMemory,
+        acted: bool,
+    ) -> None:
+        """The decision (by the primary's agent, or by all while there is none), primary sightings and
+        measurements; skipped when there is nothing new to say."""
+        primary = rs_snap.primary()
+        reporter = isinstance(decision, Done) or primary is None or primary.name in local or acted
+        events = events_between(memory.before, rs_snap) if from_status else []
+        if from_status:
+            memory.before = rs_snap
+        said = decision_to_json(decision) if reporter else None
+        now = self.clock()
+        stale = now - memory.reported_at >= _REPORT_EVERY_S
+        if not events and (said is None or said == memory.last_decision) and not stale:
+            return
+        body = {
+            "changeId": view["changeId"],
+            "decision": said,
+            "events": [e.to_json() for e in events],
+            "extras": dict(measured),
+        }
+        try:
+            await self.api.maintenance("POST", rs_id, "/events", body=body)
+        except OpsmgrError as exc:
+            log.warning("%s: maintenance report for %s not delivered: %s", self.hostname, rs_id, exc.detail)
+            return
+        memory.reported_at = now
+        if said is not None:
+            memory.last_decision = said
+
+
+def _member_detail(view: Mapping[str, Any], member: str) -> str:
+    change = view.get("change") or {}
+    mine = [r.split(": ", 1)[1] for r in change.get("reasons", []) if r.startswith(f"{member}: ")]
+    if mine:
+        return "; ".join(mine)
+    return ", ".join(change.get("tasks", {}).get(member, [])) or "maintenance"
+
+
+def _sentence(rs_id: str, decision: Decision, view: Mapping[str, Any]) -> str:
+    """The cycle's one line: ``rs0: RestartStandalone h2:27017 (version 7.0.2 -> 7.0.5)``, ``rs0 blocked:
+    <reason>``."""
+    if isinstance(decision, Done):
+        return f"{rs_id}: {decision.note}"
+    if isinstance(decision, Blocked):
+        return f"{rs_id} blocked: {decision.reason}"
+    if decision.waiting:
+        return f"{rs_id}: {decision.name.value}: {decision.note}"
+    hosts = {name: host for host, name in view.get("names", {}).items()}
+    where = hosts.get(decision.member, decision.member)
+    return f"{rs_id}: {decision.name.value} {where} ({_member_detail(view, decision.member)})"
+
+
+def _annotation(name: str, decision: Decision, progress: Progress, error: str | None) -> dict[str, Any]:
+    """What the agent's status shows for a local process of a set under maintenance."""
+    steps = [s.move.value for s in progress.steps if s.member == name]
+    current = progress.current()
+    step: str | None = current.move.value if current is not None and current.member == name else None
+    if isinstance(decision, Move) and decision.member == name:
+        steps = steps or [s.move.value for s in decision.plan if s.member == name] or [decision.name.value]
+        step = decision.name.value
+    blocked = None
+    if isinstance(decision, Blocked) and decision.member in (None, name):
+        blocked = decision.reason
+    elif isinstance(decision, Move) and decision.waiting and decision.member == name:
+        blocked = decision.note
+    return {
+        "plan": steps or ["RollingMaintenance"],
+        "currentStep": step or "RollingMaintenance",
+        "blockedReason": blocked,
+        "errorText": error,
+    }
