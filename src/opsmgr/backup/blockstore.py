@@ -1,13 +1,14 @@
 """The blockstore: content-addressed, compressed, checksummed blocks in a folder on disk.
 
 A block's id is the SHA-256 (hex) of its uncompressed content. It lives in ``<root>/blocks/ab/cd/<id>``:
-a header (magic, compression, uncompressed length) and the payload, zlib-compressed when that makes it
-smaller. Writing is atomic: the file is written under ``<root>/tmp``, fsynced, renamed into place and its
-folder fsynced, so a reader sees a whole block or none, even after a SIGKILL or a power cut. A block already
-present is not written again (deduplication); its modification time is refreshed instead, which is what
-lets grooming in another process keep blocks younger than its grace period (see :meth:`Blockstore.delete`).
-Within the process, blocks put through a :meth:`Blockstore.writer` are pinned until its metadata is
-committed: grooming never deletes a pinned block, even one a deduplicated put found already there.
+a header (magic, compression, uncompressed length) and the payload, zlib-compressed when that saves at
+least 1/8 (:data:`MAX_PACKED_RATIO`). Writing is atomic: the file is written under ``<root>/tmp``, fsynced,
+renamed into place and its folder fsynced, so a reader sees a whole block or none, even after a SIGKILL or a
+power cut. A block already present is not written again (deduplication); its modification time is refreshed
+instead, which is what lets grooming in another process keep blocks younger than its grace period (see
+:meth:`Blockstore.delete`). Within the process, blocks put through a :meth:`Blockstore.writer` are pinned
+until its metadata is committed: grooming never deletes a pinned block, even one a deduplicated put found
+already there.
 
 :meth:`Blockstore.get` re-hashes what it read: a block whose content does not match its id is
 :class:`BlockCorrupt`, an absent one :class:`BlockMissing`; both are HTTP 409 to a restore, never data.
@@ -40,6 +41,9 @@ _MAGIC = b"OPBK"
 _HEADER = struct.Struct(">4sBQ")  # magic, compression (0 none, 1 zlib), uncompressed length
 _RAW, _ZLIB = 0, 1
 _HEX = frozenset("0123456789abcdef")
+# A block is stored compressed only when that saves at least 1/8 of it: below that, decompressing it at every
+# restore costs more time than the few bytes save.
+MAX_PACKED_RATIO = 0.875
 # Abandoned temporary files (a writer killed mid-block) older than this are removed when the store opens.
 TMP_MAX_AGE_S = 3600.0
 
@@ -127,7 +131,7 @@ class Blockstore:
         except FileNotFoundError:
             pass
         packed = zlib.compress(data, self.compress_level)
-        mode, payload = (_ZLIB, packed) if len(packed) < len(data) else (_RAW, data)
+        mode, payload = (_ZLIB, packed) if len(packed) <= len(data) * MAX_PACKED_RATIO else (_RAW, data)
         tmp = self.tmp / f"{block_id[:16]}.{uuid.uuid4().hex}"
         with open(tmp, "wb") as f:
             f.write(_HEADER.pack(_MAGIC, mode, len(data)))
