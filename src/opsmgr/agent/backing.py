@@ -206,6 +206,8 @@ class BackingShipper:
         shipped = 0
         while True:
             try:
+                # Taken before the read: if the read finds nothing, nothing up to it can appear later.
+                quiet = await self._call(store.quiet_position)
                 entries = await self._call(store.oplog_after, position, self.config.max_entries)
             except OplogGap as exc:
                 log.warning(
@@ -218,9 +220,11 @@ class BackingShipper:
                 )
                 return f"{synced}gap after {position}"
             batch = self._cut(entries)
-            if not batch:
+            if not batch and quiet <= position:
                 return f"{synced}{shipped} entries shipped, at {position}"
-            data = encode_slice(position, batch[-1].ts, [e.to_json() for e in batch])
+            # An empty slice up to the quiet position says the store had no writes: the window advances.
+            end = batch[-1].ts if batch else quiet
+            data = encode_slice(position, end, [e.to_json() for e in batch])
             result = await self.channel._json(
                 "POST",
                 f"/sources/{sid}/slices",
@@ -232,6 +236,8 @@ class BackingShipper:
                 return f"{synced}refused: {result.get('detail') or result['status']}"
             position = int(result["acknowledged"])
             shipped += len(batch)
+            if not batch:
+                return f"{synced}{shipped} entries shipped, at {position}"
 
     def _cut(self, entries: list[OplogEntry]) -> list[OplogEntry]:
         """The entries of one slice: up to the size limit (at least one entry)."""

@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -328,6 +329,15 @@ def current_snapshots(uri: str) -> Facts | None:
     return Facts(current_snapshots=snapshots_from(docs))
 
 
+Bar = Callable[[str], AbstractContextManager[Callable[[float, str], None]]]
+
+
+@contextmanager
+def no_bar(_description: str) -> Iterator[Callable[[float, str], None]]:
+    """For ``--json``: the output is the JSON document alone."""
+    yield lambda _fraction, _status: None
+
+
 def run_restore(
     api: PublicApi,
     group_id: str,
@@ -337,6 +347,7 @@ def run_restore(
     *,
     force: bool,
     confirm: Any,
+    bar: Bar = progress_bar,
 ) -> dict[str, Any]:
     """The whole procedure; ``confirm(plan)`` returns whether to go on once the fences stand."""
     uris = primary_store_uris(conf)
@@ -347,7 +358,7 @@ def run_restore(
         try:
             with tempfile.TemporaryDirectory(prefix="opsmgr-restore-") as tmp:
                 downloads: dict[str, Download] = {}
-                with progress_bar("downloading from the secondary") as update:
+                with bar("downloading from the secondary") as update:
                     for i, name in enumerate(targets):
 
                         def status(text: str, i: int = i) -> None:
@@ -359,7 +370,7 @@ def run_restore(
                         )
                     update(1.0, f"{sum(d.documents for d in downloads.values())} documents")
                 plan = decide_plan(job, downloads, uris, force)
-                result = apply_plan(api, base, job_id, plan, downloads, uris, me.describe(), confirm)
+                result = apply_plan(api, base, job_id, plan, downloads, uris, me.describe(), confirm, bar)
         except BaseException as exc:
             if not isinstance(exc, RestoreAborted):
                 _report(api, base, job_id, "FAILED", str(getattr(exc, "detail", exc)))
@@ -403,6 +414,7 @@ def apply_plan(
     uris: dict[str, str],
     written_by: str,
     confirm: Any,
+    bar: Bar,
 ) -> dict[str, Any]:
     stores = {n.value: open_target(n.value, uris[n.value]) for n in plan.stores}
     try:
@@ -416,7 +428,7 @@ def apply_plan(
             raise RestoreAborted("restore declined: nothing was changed and the fences were removed")
         counts: dict[str, dict[str, int]] = {}
         total = sum(downloads[n].documents for n in stores) or 1
-        with progress_bar("restoring the backing databases") as update:
+        with bar("restoring the backing databases") as update:
             done = 0
             for name, store in stores.items():
 
@@ -455,7 +467,7 @@ def _report(api: PublicApi, base: str, job_id: str, status: str, detail: str) ->
 
 def _show_plan(plan: Plan) -> None:
     for name in plan.stores:
-        out.print(f"  restoring the {LABELS[name.value]} to position {plan.points.of(name)}", highlight=False)
+        err.print(f"  restoring the {LABELS[name.value]} to position {plan.points.of(name)}", highlight=False)
     for w in plan.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
 
@@ -500,7 +512,16 @@ def restore_stores(
                 err.print("restore fences written: the primary cannot start until this restore ends")
                 return yes or typer.confirm("Replace the primary's backing databases now?", err=True)
 
-            result = run_restore(api, group, cluster, conf, targets, force=force, confirm=confirm)
+            result = run_restore(
+                api,
+                group,
+                cluster,
+                conf,
+                targets,
+                force=force,
+                confirm=confirm,
+                bar=no_bar if as_json else progress_bar,
+            )
     except OpsmgrError as exc:
         _fail(exc)
     if as_json:

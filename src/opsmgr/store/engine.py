@@ -507,6 +507,14 @@ class Store:
                 for r in rows
             ]
 
+    def quiet_position(self) -> int:
+        """A position through which the oplog is complete: read under the writer lock with the clock that
+        assigns ``ts``, so every entry committed from now on gets a greater ``ts`` (as long as the clock does
+        not step back). A backup may declare the range up to it free of entries it has not seen, which lets
+        the PITR window of a quiet database keep advancing."""
+        with self.tx() as t:
+            return int(t._conn.exec_driver_sql(f"SELECT {_next_ts_sql(self.dialect)}").scalar_one()) - 1
+
     def oplog_bounds(self) -> OplogBounds:
         with self.read() as t:
             conn = t._conn
