@@ -1,0 +1,138 @@
+"""The seed's procedure end to end: a primary with agents and a simulated deployment, backed up by a secondary
+(its three backing databases, through ``opsmgr secondary attach`` and the backing-database agent); changes;
+the failure table (the secondary down: the primary and its agents carry on and backup pauses; back: backup
+resumes with no gap); a disaster (the primary stopped, its stores deleted); the restore of all three stores
+through the secondary to a chosen instant with ``opsmgr backup restore-stores``, refused while the primary
+runs, its fence visible during the restore and removed after; the primary started on the restored stores
+serving the state of that instant; the secondary failing after the restore has no effect on the primary.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opsmgr.store import Store
+from opsmgr.store.installation import read_fence
+from tests.configs import replica_set_config
+from tests.deployments import Deployment
+from tests.procs import OPSMGR, ServerProcess, run_cli, wait_for
+from tests.secondary_support import STORE_FILES, SecondaryPair, now_ms, primary_with_secondary
+
+pytestmark = pytest.mark.e2e
+
+HOSTS = [f"p{i}.secondary.sim" for i in range(3)]
+
+
+def fences(pair: SecondaryPair) -> dict[str, str | None]:
+    out = {}
+    for name, file in STORE_FILES.items():
+        path = pair.primary.data_dir / file
+        if not path.exists():
+            out[name] = None
+            continue
+        store = Store(f"sqlite:///{path}")
+        try:
+            fence = read_fence(store)
+            out[name] = fence.restore_job_id if fence else None
+        finally:
+            store.close()
+    return out
+
+
+def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:
+    with primary_with_secondary(tmp_path) as pair:
+        d = Deployment(pair.primary, pair.primary_key, tmp_path, "managed")
+        try:
+            for host in HOSTS:
+                d.agent(host)
+            v1 = d.put(replica_set_config(HOSTS, rs="rs0"))
+            d.wait_goal(v1, 3)
+            pair.wait_snapshots()
+
+            # The instant T to restore to: the project's config is at v2 then.
+            config = d.api.get(f"/groups/{d.group_id}/automationConfig").json()
+            config["replicaSets"][0]["members"][1]["priority"] = 2
+            v2 = d.put(config)
+            time.sleep(0.01)  # T strictly after v2's commit, at millisecond resolution
+            at = now_ms()
+            pair.wait_caught_up()
+
+            # The secondary goes down: the primary and its agents carry on (v3 reaches goal), backup pauses.
+            pair.secondary.stop()
+            config["replicaSets"][0]["members"][2]["priority"] = 3
+            v3 = d.put(config)
+            d.wait_goal(v3, 3)
+            later_group = d.api.post("/groups", json={"name": "after-T"}).json()["id"]
+            # Back: backup resumes from where it stopped, with no gap.
+            pair.secondary.start()
+            pair.wait_caught_up()
+            for store in pair.backing()["stores"]:
+                assert len(store["pitrWindow"]) == 1, f"a hole in the {store['name']} window: {store}"
+
+            # Refused while the primary runs, naming it.
+            refused = pair.restore("--point-in-time-ms", str(at), "--yes")
+            assert refused.returncode != 0
+            assert "the primary is running" in refused.stderr and pair.primary.url in refused.stderr
+
+            # The disaster: the primary stopped, its stores lost (agents keep running).
+            pair.stop_primary()
+            pair.stop_agent()  # the primary's host is lost with them
+            pair.lose_stores()
+
+            # The restore, with confirmation: the fences stand (and the primary cannot start) until it ends.
+            proc = subprocess.Popen(
+                [*OPSMGR, *pair.restore_args("--at", _iso(at))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+
+                def fenced() -> str | None:
+                    if proc.poll() is not None:
+                        raise AssertionError(f"restore-stores ended early: {proc.communicate()}")
+                    found = fences(pair)
+                    return found["app"] if all(found.values()) else None
+
+                job = wait_for(fenced, 60, what="the restore fences")
+                assert set(fences(pair).values()) == {job}
+                early = ServerProcess(pair.primary.data_dir, pair.primary.port).start(wait=False)
+                assert early.proc is not None and early.proc.wait(60) != 0, "the primary refuses to start"
+                shown = run_cli("fence", "show", "--data-dir", str(pair.primary.data_dir))
+                assert job in shown.stdout
+                out, errs = proc.communicate("y\n", timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            assert proc.returncode == 0, out + errs
+            assert fences(pair) == {"app": None, "snapshot": None, "oplog": None}
+
+            # The primary starts on the restored stores and serves the state of T.
+            pair.primary.start()
+            api = pair.primary.client(pair.primary_key)
+            assert api.get(f"/groups/{d.group_id}/automationConfig").json()["version"] == v2
+            assert api.get(f"/groups/{later_group}").status_code == 404
+            api.close()
+
+            # The secondary resyncs the restored stores; then it fails: no effect on the primary.
+            pair.start_agent()
+            pair.wait_caught_up()
+            pair.secondary.stop()
+            assert httpx.get(f"{pair.primary.url}/health/ready", timeout=5).status_code == 200
+            with pair.primary.client(pair.primary_key) as api:
+                assert api.get(f"/groups/{d.group_id}").status_code == 200
+        finally:
+            d.close()
+
+
+def _iso(ms: int) -> str:
+    from opsmgr.backup.positions import iso_millis
+
+    return iso_millis(ms)
