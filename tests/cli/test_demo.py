@@ -64,6 +64,18 @@ def test_demo_reaches_goal_and_stops_cleanly(tmp_path: Path) -> None:
         assert all(p["lastGoalVersionAchieved"] == status["goalVersion"] for p in status["processes"])
         hosts = httpx.get(f"{base}/hosts", auth=auth).json()["results"]
         assert sorted(h["replicaStateName"] for h in hosts) == ["PRIMARY", "SECONDARY", "SECONDARY"]
+        # The secondary backs up the primary's three backing databases, with a first snapshot of each.
+        sec = demo["secondary"]
+        assert (
+            set(sec) >= {"url", "groupId", "publicKey", "privateKey", "clusterId"}
+            and sec["url"] != demo["url"]
+        )
+        backing = httpx.get(
+            f"{sec['url']}/api/public/v1.0/groups/{sec['groupId']}/backingDatabases/{sec['clusterId']}",
+            auth=httpx.DigestAuth(sec["publicKey"], sec["privateKey"]),
+        ).json()
+        assert sorted(s["name"] for s in backing["stores"]) == ["app", "oplog", "snapshot"]
+        assert all(s["snapshots"] for s in backing["stores"])
     finally:
         output = stop_demo(proc) if proc.poll() is None else ""
     assert demo["privateKey"] in output, "the credentials are printed for the user"

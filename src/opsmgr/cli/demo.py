@@ -1,5 +1,6 @@
 """``opsmgr demo``, the main job: a server on embedded defaults, a project, an API key, and a 3-member
-simulated replica set brought to goal state by a fleet of real agent loops, all on this machine.
+simulated replica set brought to goal state by a fleet of real agent loops, and a secondary server backing up
+the primary's three backing databases (through a backing-database agent), all on this machine.
 
 Owns the orchestration of child processes (each started from the same ``opsmgr`` command an operator would
 run) and their clean shutdown; everything it creates goes through the public API.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -216,6 +218,7 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
             "publicKey": key["publicKey"],
             "privateKey": key["privateKey"],
             "agentApiKey": agent_key,
+            "secondary": start_secondary(data_dir, primary_dir, children, poll_interval),
         }
         (data_dir / DEMO_MARKER).write_text(json.dumps(record, indent=2) + "\n")
         print_welcome(record, version, data_dir)
@@ -231,6 +234,76 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
         console.print(f"demo stopped; its data stays in {data_dir}")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_secondary(
+    data_dir: Path, primary_dir: Path, children: Children, poll_interval: float
+) -> dict[str, Any]:
+    """A second server, made the primary's secondary: it backs up the primary's three backing databases
+    through the agent on the primary's host (here), up to a first snapshot of each."""
+    from opsmgr.cli.api import PublicApi
+    from opsmgr.cli.secondary import attach_secondary
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    secondary_dir = data_dir / "secondary"
+    children.start(
+        "secondary server",
+        [
+            *opsmgr_command(),
+            "server",
+            "--data-dir",
+            str(secondary_dir),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        data_dir / "secondary-server.log",
+    )
+    wait_ready(url, children)
+    key = create_key(secondary_dir)
+    with PublicApi(url, key["publicKey"], key["privateKey"]) as api:
+        attached = attach_secondary(
+            api,
+            url,
+            primary_dir / "conf-mms.properties",
+            group_name="primary-backing-databases",
+            hostname=socket.gethostname(),
+            agent_dir=data_dir / "backing-agent",
+            poll_interval=poll_interval,
+        )
+        children.start(
+            "backing-database agent",
+            [*opsmgr_command(), "agent", "--config", attached["agentConfig"]],
+            data_dir / "backing-agent.log",
+        )
+        path = f"/groups/{attached['groupId']}/backingDatabases/{attached['clusterId']}"
+        deadline = time.monotonic() + 120
+        while True:
+            children.check()
+            stores = api.get(path)["stores"]
+            if len(stores) == 3 and all(s["snapshots"] for s in stores):
+                break
+            if time.monotonic() > deadline:
+                raise OpsmgrError(
+                    "the secondary took no snapshot of the primary's backing databases in 120 s"
+                )
+            time.sleep(0.3)
+    console.print(f"secondary ready at {url}, backing up the primary's stores")
+    return {
+        "url": url,
+        "groupId": attached["groupId"],
+        "publicKey": key["publicKey"],
+        "privateKey": key["privateKey"],
+        "clusterId": attached["clusterId"],
+    }
+
+
 def print_welcome(record: dict[str, Any], version: int, data_dir: Path) -> None:
     base = f"{record['url']}/api/public/v1.0"
     auth = f"--digest -u {record['publicKey']}:{record['privateKey']}"
@@ -244,6 +317,7 @@ at config version {version}.
   private key  {record["privateKey"]}
   project id   {record["groupId"]}
   written to   {data_dir / DEMO_MARKER}
+  secondary    {record["secondary"]["url"]} (backs up this server's backing databases; see demo.json)
 
 Try next:
   curl {auth} {base}/groups/{record["groupId"]}/automationStatus
