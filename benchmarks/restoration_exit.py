@@ -111,7 +111,9 @@ def watch_exits(
     return done
 
 
-def measure_scale(agents: int, poll_s: float, timeout_polls: float, keep: Path | None) -> dict[str, Any]:
+def measure_scale(
+    agents: int, poll_s: float, timeout_polls: float, keep: Path | None, fleet_processes: int
+) -> dict[str, Any]:
     timeout_s = timeout_polls * poll_s
     with workdir(keep, f"rx{agents}-") as tmp, running_server(tmp, poll_s) as server:
         api = Api(server)
@@ -119,7 +121,7 @@ def measure_scale(agents: int, poll_s: float, timeout_polls: float, keep: Path |
             projects = create_projects(api, set_sizes(agents, SET_SIZE), f"rx{agents}")
             pairs = {p.group_id: configs_v1_v2(p) for p in projects}
             v1 = put_everywhere(api, projects, {g: c[0] for g, c in pairs.items()})
-            fleet = Fleet.split(server.url, projects, tmp, poll_s)
+            fleet = Fleet.split(server.url, projects, tmp, poll_s, processes=fleet_processes)
             with running_fleet(fleet):
                 wait_goal(api, projects, v1, 60 + timeout_s, "v1")
                 backup = AppDbBackup(server.data_dir, tmp / "secondary")
@@ -194,6 +196,7 @@ def main() -> None:
     ap.add_argument("--agents", type=int, nargs="+", default=[10, 100, 1000], help="scales to measure")
     ap.add_argument("--poll-interval", type=float, default=5.0, help="agent poll interval, seconds")
     ap.add_argument("--timeout-polls", type=float, default=60, help="give up a scale after this many polls")
+    ap.add_argument("--fleet-processes", type=int, default=1, help="fleet processes (projects split)")
     ap.add_argument("--keep", type=Path, help="keep data dirs and logs under this directory")
     args = ap.parse_args()
     poll = args.poll_interval
@@ -203,7 +206,7 @@ def main() -> None:
     rows = []
     for n in args.agents:
         try:
-            rows.append(measure_scale(n, poll, args.timeout_polls, args.keep))
+            rows.append(measure_scale(n, poll, args.timeout_polls, args.keep, args.fleet_processes))
         except RuntimeError as exc:
             print(f"  {n} agents: not measured: {exc}", flush=True)
             continue

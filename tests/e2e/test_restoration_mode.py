@@ -1,6 +1,7 @@
-"""The seed's risk table as scenarios, with real agent processes on simulated hosts: backups run, the
-application database is backed up at T0 and later restored to T0 through the backup daemon's restore path
-(before a new member, a priority change and a new index), the primary starts on it, and the agents must
+"""The seed's risk table as scenarios, with real agent processes on simulated hosts: backups run, a
+secondary server backs up the primary's backing databases, the application database is restored from it to
+T0 with ``opsmgr backup restore-stores`` (T0 is before a new member, a priority change and a new index), the
+primary starts on it, and the agents must
 neither stop nor change anything while the project reconciles on their latest config; on exit an on-demand
 snapshot is queued and backups go on. The counterfactual with Restoration Mode turned off shows the harm it
 prevents: the new member is removed. Also the three endpoints with each role, in and out of the mode.
@@ -12,6 +13,8 @@ does not reach goal state until the agents' rolling maintenance is wired (``agen
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +27,7 @@ from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
-from tests.procs import ServerProcess, free_port, wait_for
-from tests.restoration.appdb_backup import AppDbBackup
+from tests.procs import OPSMGR, ServerProcess, free_port, run_cli, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -77,27 +79,89 @@ def with_priority(config: dict[str, Any], member: str, priority: float) -> dict[
     return changed
 
 
+class Secondary:
+    """A second ``opsmgr server`` made the primary's secondary with the real CLI: ``opsmgr secondary attach``
+    and an ``opsmgr agent`` on the primary's host backing up its three backing databases; the application
+    database restored from it with ``opsmgr backup restore-stores --app-only`` (the primary stopped)."""
+
+    def __init__(self, root: Path, primary: ServerProcess) -> None:
+        self.root = root
+        self.primary = primary
+        self.server = ServerProcess(root / "secondary-data", free_port())
+        self.agent: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Secondary:
+        self.server.start()
+        key = self.server.create_key()
+        self.auth = ["--url", self.server.url, "--public-key", key["publicKey"]]
+        self.auth += ["--private-key", key["privateKey"]]
+        self.api = self.server.client(key)
+        done = run_cli(
+            "secondary", "attach", *self.auth, "--primary-data-dir", str(self.primary.data_dir),
+            "--hostname", "primary.e2e", "--agent-dir", str(self.root / "backing-agent"),
+            "--slice-seconds", "0.2", "--poll-interval", "0.5", "--json",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        attached = json.loads(done.stdout)
+        self.group_id, self.cluster_id = attached["groupId"], attached["clusterId"]
+        self.agent = subprocess.Popen(
+            [*OPSMGR, "agent", "--config", attached["agentConfig"]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def app_db_restorable_until(self) -> int:
+        """The latest millisecond to which the application database can be restored."""
+        backing = self.api.get(f"/groups/{self.group_id}/backingDatabases/{self.cluster_id}").json()
+        (app,) = [s for s in backing["stores"] if s["name"] == "app"]
+        return max((r["endUTCMillis"] or 0 for r in app["pitrWindow"]), default=0)
+
+    def restore_app_db(self, at_ms: int) -> dict[str, Any]:
+        done = run_cli(
+            "backup", "restore-stores", *self.auth, "--group", self.group_id, "--cluster", self.cluster_id,
+            "--primary-data-dir", str(self.primary.data_dir), "--point-in-time-ms", str(at_ms),
+            "--app-only", "--yes", "--json", timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    def close(self) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(20)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait(10)
+        if hasattr(self, "api"):
+            self.api.close()
+        self.server.stop()
+
+
 @pytest.fixture
 def rolled_back(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Deployment, dict[str, Any]]]:
-    """Agents at the latest config (4 members, a priority change, an index) on a server whose application
-    database was restored to T0 (3 members, v1, backup running) by the backup daemon's restore path."""
+    """Agents at the latest config (4 members, a priority change, an index) on a primary whose application
+    database was restored from its secondary to T0 (3 members, v1, backup of rs0 running)."""
     enabled = bool(request.param)
     server = ServerProcess(tmp_path / "data", free_port()).start()
     server.stop()
     set_restoration_mode(server.data_dir, enabled)
     server.start()
     d = Deployment(server, server.create_key(), tmp_path, "rollback")
-    backup: AppDbBackup | None = None
+    secondary = Secondary(tmp_path, server)
     try:
-        # Backed up from the start, so the restore to T0 is a snapshot plus replayed slices.
-        backup = AppDbBackup(server.data_dir, tmp_path / "secondary")
+        secondary.start()
         for host in HOSTS:
             d.agent(host)
         d.wait_goal(d.put(replica_set_config(HOSTS[:3])), 3)
         start_backup(d)
-        t0 = backup.mark()
+        t0 = int(time.time() * 1000)
+        wait_for(
+            lambda: secondary.app_db_restorable_until() >= t0, 90, what="the secondary's window reaching T0"
+        )
         latest = replica_set_config(HOSTS)
         d.wait_goal(d.put(latest), 4)
         latest = with_priority(latest, "rs0_1", 0.5)
@@ -106,8 +170,8 @@ def rolled_back(
         version = d.put(latest)
         d.wait_goal(version, 4)
         server.stop()
-        restored = backup.restore_to(t0)
-        assert restored["documents"] > 0
+        restored = secondary.restore_app_db(t0)
+        assert restored["stores"]["app"]["documents"] > 0, restored
         # What each agent logs from now on is about the rolled-back server.
         marks = {host: len(agent.log()) for host, agent in d.agents.items()}
         restarted_ms = int(time.time() * 1000)
@@ -115,8 +179,7 @@ def rolled_back(
         assert d.api.get(f"/groups/{d.group_id}/automationConfig").json()["version"] == 1, "back at T0"
         yield d, {"latest": latest, "version": version, "marks": marks, "restarted_ms": restarted_ms}
     finally:
-        if backup is not None:
-            backup.close()
+        secondary.close()
         d.close()
         server.stop()
 

@@ -3,8 +3,9 @@ back with the restore path the secondary uses: an initial sync of the database's
 shipped as abutting slices, a snapshot, and ``BackupDaemon.restore_into_store`` to a point in time (the
 newest snapshot at or before it, then the slices replayed up to it).
 
-The daemon here lives in the test (or benchmark) process with stores of its own, so a rollback can be staged
-before the secondary instance exists; ``tests/secondary_support.py`` stages it through a real secondary.
+The daemon here lives in the calling process with stores of its own: the benchmark stages its rollback this
+way so that no second server and agent compete with the fleet for the CPU. The end-to-end scenarios stage
+it through a real secondary (``Secondary`` in ``tests/e2e/test_restoration_mode.py``).
 Reads of the primary's database happen while its server runs (SQLite WAL readers); the restore itself
 requires the primary stopped, as the real restore's fence does.
 """
