@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
@@ -185,26 +186,248 @@ def _args(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
-def _version(config: dict[str, Any]) -> None:
-    _all("version", "7.0.6")(config)
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()).replace("Z", f".{time.time_ns() % 10**9:09d}Z")
 
 
-TASKS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "version": _version,
+def _tls(config: dict[str, Any]) -> None:
+    _args("net.tls", {"mode": "allowTLS", "certificateKeyFile": "/etc/ssl/mongod.pem"})(config)
+
+
+def _auth(config: dict[str, Any]) -> None:
+    config["auth"] = {
+        "disabled": False,
+        "autoUser": "mms-automation",
+        "autoPwd": "automation-password",
+        "autoAuthMechanisms": ["SCRAM-SHA-256"],
+        "deploymentAuthMechanisms": ["SCRAM-SHA-256"],
+        "key": AUTH_KEY,
+        "keyfile": "/var/lib/mongodb-mms-automation/keyfile",
+        "usersWanted": [],
+        "usersDeleted": [],
+    }
+    _args("security.transitionToAuth", True)(config)
+
+
+def _keyfile(config: dict[str, Any]) -> None:
+    config["auth"]["key"] = "bmV3a2V5ZmlsZWNvbnRlbnRyb3RhdGVk"
+
+
+def _member(config: dict[str, Any], name: str, host: str, port: int, member_id: int) -> None:
+    proc = copy.deepcopy(config["processes"][0])
+    proc.update(name=name, hostname=host)
+    proc["args2_6"]["net"]["port"] = port
+    proc["args2_6"]["storage"]["dbPath"] = f"/data/{name}"
+    proc["args2_6"]["systemLog"]["path"] = f"/data/{name}/mongod.log"
+    config["processes"].append(proc)
+    config["replicaSets"][0]["members"].append(
+        {"_id": member_id, "host": name, "priority": 1, "votes": 1, "arbiterOnly": False, "hidden": False}
+    )
+
+
+def _drop(name: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(config: dict[str, Any]) -> None:
+        config["processes"] = [p for p in config["processes"] if p["name"] != name]
+        members = config["replicaSets"][0]["members"]
+        config["replicaSets"][0]["members"] = [m for m in members if m["host"] != name]
+
+    return mutate
+
+
+def _cancel_restore(config: dict[str, Any]) -> None:
+    for p in config["processes"]:
+        p.pop("backupRestoreUrl", None)
+
+
+def _with_restore_url(config: dict[str, Any]) -> None:
+    config["processes"][1]["backupRestoreUrl"] = "https://backup.e2e.sim/restore/0123456789abcdef"
+
+
+def _grow(config: dict[str, Any]) -> None:
+    # Two members on one host: removing one of them leaves the host in the deployment, removing the other
+    # decommissions it.
+    _member(config, f"{RS}_3", HOSTS[3], 27017, 3)
+    _member(config, f"{RS}_4", HOSTS[3], 27018, 4)
+
+
+@dataclass(frozen=True)
+class Task:
+    mutate: Callable[[dict[str, Any]], None]
+    members: int = 3  # at goal afterwards
+    before: Callable[[dict[str, Any]], None] | None = None  # a non-rolling change that sets the task up
+    members_before: int = 3
+    tasks: frozenset[str] = frozenset()  # the task names the change must carry
+
+
+TASKS: dict[str, Task] = {
+    "version": Task(_all("version", "7.0.6"), tasks=frozenset({"changeVersion"})),
+    "args2_6": Task(_args("net.maxIncomingConnections", 2000), tasks=frozenset({"changeArgs"})),
+    "oplogSize": Task(_args("replication.oplogSizeMB", 2048), tasks=frozenset({"changeOplogSize"})),
+    "tlsOneStep": Task(_tls, tasks=frozenset({"changeTlsMode"})),
+    "authModeStep": Task(_auth, tasks=frozenset({"changeAuthMode"})),
+    "keyfileRotation": Task(_keyfile, tasks=frozenset({"rotateKeyfile"})),
+    "kmipRotation": Task(
+        lambda c: _all("lastKmipMasterKeyRotation", _stamp())(c), tasks=frozenset({"rotateKmipMasterKey"})
+    ),
+    "profiler": Task(
+        _args("operationProfiling", {"mode": "slowOp", "slowOpThresholdMs": 50}),
+        tasks=frozenset({"changeProfiler"}),
+    ),
+    "explicitRestart": Task(lambda c: _all("lastRestart", _stamp())(c), tasks=frozenset({"restart"})),
+    "cancelRestore": Task(_cancel_restore, before=_with_restore_url, tasks=frozenset({"cancelRestore"})),
+    "removeProcess": Task(
+        _drop(f"{RS}_3"), members=4, before=_grow, members_before=5, tasks=frozenset({"removeProcess"})
+    ),
+    "decommissionHost": Task(
+        _drop(f"{RS}_4"), members=3, members_before=4, tasks=frozenset({"removeProcess", "decommissionHost"})
+    ),
 }
 
 
-@pytest.mark.parametrize("task", list(TASKS))
-def test_each_task_rolls_one_member_at_a_time_with_one_election(rs: Maintained, task: str) -> None:
+def _primary_process(rs: Maintained) -> str | None:
+    view = rs.set_view()
+    hosts = {f"{p['hostname']}:{p['args2_6']['net']['port']}": p["name"] for p in rs.config["processes"]}
+    return hosts.get(view.primary) if view.primary else None
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_each_task_rolls_one_member_at_a_time_with_one_election(rs: Maintained, name: str) -> None:
+    task = TASKS[name]
+    if task.before is not None:
+        rs.d.wait_goal(rs.put(task.before), task.members_before)
+    primary = _primary_process(rs)
     elections = rs.set_view().elections
-    done, watch = rs.roll(TASKS[task])
+    done, watch = rs.roll(task.mutate, task.members)
+
+    assert set().union(*map(set, done["tasks"].values())) >= task.tasks, done["tasks"]
     assert watch.samples > 5
-    assert watch.most_out == 1, "exactly one member out at a time"
-    assert watch.lost_majority == []
-    assert rs.set_view().elections - elections == 1
+    # A leaving member is removed from the set's config before it is shut down: it is never out of it.
+    leaving = bool(task.tasks & {"removeProcess", "decommissionHost"})
+    assert watch.most_out == (0 if leaving else 1), "never more than one member out for maintenance at a time"
+    assert watch.lost_majority == [], "the set never lost its majority"
+    expected = 1 if primary in done["tasks"] else 0
+    assert rs.set_view().elections - elections == expected, "one planned election when the primary rolls"
     report = done["report"]
-    assert report["plannedElections"] == 1 and report["elections"] == 1, report
-    assert done["progress"]["stepsDone"] == done["progress"]["stepsTotal"]
-    assert set(report["memberSecsOut"]) == {f"{RS}_{i}" for i in range(3)}
-    step_down = report["stepDowns"][0]
-    assert step_down["noWritablePrimarySecs"] is not None and step_down["noWritablePrimarySecs"] < 10
+    assert report["plannedElections"] == expected and report["elections"] == expected, report
+    assert done["progress"]["stepsDone"] == done["progress"]["stepsTotal"] > 0
+    assert set(report["memberSecsOut"]) == set(done["tasks"]), "each maintained member's time out"
+    if expected:
+        step_down = report["stepDowns"][0]
+        assert step_down["connectionsDropped"] is not None
+        assert 0 <= step_down["noWritablePrimarySecs"] < 10
+    entry = next(m for m in rs.d.status()["maintenance"] if m["replicaSet"] == RS)
+    assert entry["state"] == "DONE" and entry["changeId"] == done["id"]
+
+
+def _secondaries(rs: Maintained) -> list[tuple[str, str]]:
+    """(process, host) of the members that are not primary, in config order (the procedure's order when
+    priorities are equal)."""
+    primary = _primary_process(rs)
+    return [(p["name"], p["hostname"]) for p in rs.config["processes"] if p["name"] != primary]
+
+
+def _pids(rs: Maintained, names: list[tuple[str, str]]) -> dict[str, int | None]:
+    return {name: rs.world.observe(host, name).pid for name, host in names}
+
+
+def _open_alerts(rs: Maintained) -> list[dict[str, Any]]:
+    r = rs.d.api.get(f"/groups/{rs.d.group_id}/alerts", params={"status": "OPEN"})
+    assert r.status_code == 200, r.text
+    return [a for a in r.json()["results"] if a["eventTypeName"] == "MAINTENANCE_MEMBER_FAILED"]
+
+
+def _new_change(rs: Maintained, before: set[str]) -> dict[str, Any]:
+    return dict(wait_for(lambda: next((c for c in rs.changes() if c["id"] not in before), None), 10))
+
+
+def _maintenance_entry(rs: Maintained) -> dict[str, Any]:
+    return dict(next(m for m in rs.d.status()["maintenance"] if m["replicaSet"] == RS))
+
+
+def test_a_member_that_does_not_come_back_stops_the_change_raises_an_alert_and_resumes(
+    rs: Maintained,
+) -> None:
+    (first, host), *others = _secondaries(rs)
+    rs.world.fail_start(host, first)
+    before = {c["id"] for c in rs.changes()}
+    try:
+        version = rs.put(_all("lastRestart", _stamp()))
+        change = _new_change(rs, before)
+        failed = rs.wait_state(change["id"], "FAILED", 60)
+        assert first in failed["reason"]
+        untouched = _pids(rs, others)
+        assert all(untouched.values())
+        wait_for(lambda: _open_alerts(rs), 15, what="the alert")
+        alert = _open_alerts(rs)[0]
+        assert alert["replicaSetName"] == RS and first in alert["message"]
+        entry = _maintenance_entry(rs)
+        assert entry["state"] == "FAILED" and first in entry["reason"], entry
+        agent_of_first = next(p for p in rs.d.status()["processes"] if p["name"] == first)
+        assert "rs0" in (agent_of_first["agentStatus"] or "")
+        # The change stops there: the other members stay as they were while it is failed.
+        assert _pids(rs, others) == untouched
+    finally:
+        rs.world.heal()
+    rs.wait_state(change["id"], "DONE", 90)
+    rs.d.wait_goal(version, 3)
+    assert _open_alerts(rs) == [], "the alert closes once the member is back"
+    assert any(e["state"] == "DONE" for e in rs.changes() if e["id"] == change["id"])
+
+
+def test_another_member_down_blocks_the_change_until_it_heals(rs: Maintained) -> None:
+    victim, host = _secondaries(rs)[-1]
+    rs.world.cut_host(host)
+    before = {c["id"] for c in rs.changes()}
+    try:
+        version = rs.put(_all("lastRestart", _stamp()))
+        change = _new_change(rs, before)
+
+        def blocked() -> bool:
+            c = rs.change(change["id"])
+            return c["state"] == "BLOCKED" and victim in (c["reason"] or "")
+
+        wait_for(blocked, 30, 0.2, what="blocked by the fault tolerance check")
+        entry = _maintenance_entry(rs)
+        assert entry["state"] == "BLOCKED" and "unavailable" in entry["reason"], entry
+        assert rs.change(change["id"])["progress"]["membersDone"] == []
+    finally:
+        rs.world.reconnect_host(host)
+    rs.wait_state(change["id"], "DONE", 90)
+    rs.d.wait_goal(version, 3)
+
+
+def test_an_oplog_window_too_small_blocks_naming_oplog_size(rs: Maintained) -> None:
+    rs.roll(_args("replication.oplogSizeMB", 1))
+    set_id = rs.set_view().id
+    rs.world.set_write_load(set_id, WriteLoad(rate=200, payload_bytes=2000, keys=5000))
+    try:
+        wait_for(lambda: (rs.set_view().writes or 0) > 1000, 30, what="the oplog filling up")
+        before = {c["id"] for c in rs.changes()}
+        rs.put(_all("lastRestart", _stamp()))
+        change = _new_change(rs, before)
+
+        def blocked() -> dict[str, Any] | None:
+            c = rs.change(change["id"])
+            return c if c["state"] == "BLOCKED" and "oplogSizeMB" in (c["reason"] or "") else None
+
+        c = wait_for(blocked, 30, 0.2, what="blocked by the oplog window check")
+        assert "replication.oplogSizeMB" in c["reason"]
+        assert c["progress"]["membersDone"] == [] and c["progress"]["currentMember"] is None
+    finally:
+        rs.world.set_write_load(set_id, WriteLoad())
+
+
+def test_a_rename_with_accepted_downtime_comes_back_under_the_new_name(rs: Maintained) -> None:
+    def rename(config: dict[str, Any]) -> None:
+        config["replicaSets"][0]["_id"] = "rs9"
+        config["replicaSets"][0]["maintenance"] = {"acceptDowntime": True}
+        _args("replication.replSetName", "rs9")(config)
+
+    before = {c["id"] for c in rs.changes()}
+    version = rs.put(rename)
+    change = _new_change(rs, before)
+    assert change["replicaSet"] == "rs9" and change["previousName"] == RS
+    rs.wait_state(change["id"], "DONE", 90)
+    rs.d.wait_goal(version, 3)
+    view = next(v for v in rs.world.replica_sets() if v.name == "rs9")
+    assert view.primary is not None and len(view.members) == 3

@@ -103,6 +103,7 @@ class Outcome:
 class _SetMemory:
     checked_version: int | None = None
     active: bool = False
+    change_id: str | None = None
     owned: tuple[str, ...] = ()
     before: RsSnapshot | None = None
     reported_at: float = 0.0
@@ -242,6 +243,9 @@ class MaintenanceExecutor:
     ) -> _SetRun:
         change = RollingChange.from_json(view["change"])
         progress = Progress.from_json(view["progress"])
+        if memory.change_id != view["changeId"]:
+            # A new change's timeline starts with the primary as it is now.
+            memory.change_id, memory.before, memory.last_decision = view["changeId"], None, None
         options = options_from_json(view.get("options") or {})
         policy = policy_from_json(view.get("policy"))
         local = [m["name"] for m in view.get("members", []) if m.get("hostname") == self.hostname]
@@ -443,7 +447,7 @@ class MaintenanceExecutor:
             spec = standalone_spec(self._running_spec(name, snap, goal, previous), policy)
             await self._restart(name, spec)
         elif move.name is MoveName.PERFORM_TASK:
-            await self._perform(name, move, goal, previous, policy)
+            await self._perform(rs_id, name, move, goal, previous, policy)
         elif move.name is MoveName.RESTART_REPLSET:
             await self._restart(name, self._spec(name, goal, previous, new=True))
         elif move.name is MoveName.STEP_DOWN:
@@ -468,6 +472,7 @@ class MaintenanceExecutor:
 
     async def _perform(
         self,
+        rs_id: str,
         name: str,
         move: Move,
         goal: Mapping[str, Any],
@@ -482,6 +487,8 @@ class MaintenanceExecutor:
             await self._restart(
                 name, standalone_spec(self._spec(name, goal, previous, new=True), policy, extra)
             )
+        if Task.RENAME_REPLICA_SET in tasks:
+            await self._call(self.driver.rename_replica_set, name, rs_id)
         for entry in move.params.get("indexBuilds", []):
             ns = f"{entry['dbName']}.{entry['collectionName']}"
             keys = [(str(k), v) for k, v in entry["key"]]
@@ -589,6 +596,7 @@ class MaintenanceExecutor:
             return
         body = {
             "changeId": view["changeId"],
+            "primary": primary is not None and primary.name in local,
             "decision": said,
             "events": [e.to_json() for e in events],
             "extras": dict(measured),

@@ -838,6 +838,18 @@ class MongodDriver:
             if proc.pid is not None:
                 self._save(proc)
 
+    def rename_replica_set(self, name: str, new_name: str) -> None:
+        def rename(client: MongoClient[Doc]) -> None:
+            replset = client.local["system.replset"]
+            config = replset.find_one({})
+            if config is None:
+                raise CommandConflict(f"{name}: no replica set config in local.system.replset to rename")
+            if config["_id"] != new_name:
+                replset.delete_one({"_id": config["_id"]})
+                replset.insert_one({**config, "_id": new_name})
+
+        self._run(self._require(name), "rename the replica set", rename)
+
     def fsync_lock(self, name: str) -> None:
         self._command(name, {"fsync": 1, "lock": True})
 

@@ -109,6 +109,9 @@ class SimDriver:
     def set_parameter(self, name: str, parameters: dict[str, Any]) -> None:
         self.world.set_parameter(self.hostname, name, parameters)
 
+    def rename_replica_set(self, name: str, new_name: str) -> None:
+        self.world.rename_replica_set(self.hostname, name, new_name)
+
     def fsync_lock(self, name: str) -> None:
         self.world.fsync_lock(self.hostname, name)
 

@@ -81,6 +81,8 @@ log = logging.getLogger(__name__)
 
 HISTORY = "maintenance_changes"
 STALE_REPORT_MS = 30_000  # an agent silent this long says nothing about its members' health
+# While the primary's agent reports, the others' decisions (from a member cut off, say) are not folded in.
+PRIMARY_VOICE_S = 5.0
 MAX_EVENTS = 2000
 # Steps of one member's cycle, to estimate how much of a change is left (see ``change_view``).
 _CYCLE_STEPS = {"member": 6, "primary": 9, "leaving": 4}
@@ -221,6 +223,12 @@ class MaintenanceService:
         ``t``; returns the replica sets whose change was registered or recomputed."""
         now = self.clock()
         touched = []
+        kept = {rs["_id"] for rs in new.get("replicaSets", [])}
+        for doc in t.find(LEASES, groupId=group_id):
+            if doc["rsId"] not in kept and _active(doc):
+                self._end(t, doc, now, f"version {version} no longer has replica set {doc['rsId']}: dropped")
+                t.put(LEASES, doc)
+                touched.append(doc["rsId"])
         for rs_id, fresh in rolling_changes(old, new).items():
             doc = t.get(LEASES, self._id(group_id, rs_id)) or {
                 "_id": self._id(group_id, rs_id),
@@ -528,9 +536,10 @@ class MaintenanceService:
         decision: Mapping[str, Any] | None = None,
         events: Sequence[Mapping[str, Any]] = (),
         extras: Mapping[str, Mapping[str, Any]] | None = None,
+        from_primary: bool = False,
     ) -> dict[str, Any]:
         """Fold an agent's decision, primary sightings and measurements into the change; returns its
-        status."""
+        status. ``from_primary``: the reporting agent runs the primary, whose view of the set prevails."""
         parsed = decision_from_json(decision) if decision is not None else None
         seen = [_event(e) for e in events]
         now = self.clock()
@@ -554,6 +563,13 @@ class MaintenanceService:
             for name, measured in (extras or {}).items():
                 doc.setdefault("extras", {})[str(name)] = {**dict(measured), "at": now}
             if isinstance(parsed, Done) and not self._finished(doc, now):
+                parsed = None
+            if from_primary:
+                doc["primaryReportAt"] = now
+            elif (
+                not isinstance(parsed, Done)
+                and now - float(doc.get("primaryReportAt") or 0) < PRIMARY_VOICE_S
+            ):
                 parsed = None
             if parsed is not None:
                 status = ChangeStatus.from_json(rs_id, doc.get("status") or {})

@@ -149,6 +149,7 @@ def report_events(
         decision=_object(body, "decision"),
         events=events,
         extras=extras,
+        from_primary=body.get("primary") is True,
     )
     return {"status": status}
 

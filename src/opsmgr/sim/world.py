@@ -389,6 +389,30 @@ class SimWorld:
 
         self._on_node(hostname, name, run)
 
+    def rename_replica_set(self, hostname: str, name: str, new_name: str) -> None:
+        """Rename the set in the data of a standalone process (its ``local.system.replset``). The set's
+        config is shared in this model, so its other members, still under the old name, drop out of it
+        (REMOVED) until they are restarted under the new one, as the offline rename procedure does."""
+
+        def run(ctx: Ctx, n: NodeRec | None, t: float) -> None:
+            n = self._up(n, name, t)
+            if n.mode != RunMode.STANDALONE.value:
+                raise _refuse(f"{name}: rename the replica set while standalone", 20, "IllegalOperation")
+            g = ctx.group(n.gid)
+            if g is None:
+                raise _refuse(f"{name}: has no replica set config to rename", 76, "NoReplicationEnabled")
+            if g.set_name != new_name:
+                g.set_name = new_name
+                g.config = {**g.config, "_id": new_name}
+                ctx.event(g, t, "rename", host=n.addr, name=new_name)
+                # A primary still under the old name is no member of the set any more: it steps down.
+                for key in list(g.bound):
+                    o = ctx.node(key)
+                    if o is not None and o.running and o.role == Role.PRIMARY and o.repl_set_name != new_name:
+                        engine.step_down(ctx, g, o, t, "is no longer a member of the renamed set")
+
+        self._on_node(hostname, name, run)
+
     def initiate(self, hostname: str, name: str, config: dict[str, Any]) -> None:
         def run(ctx: Ctx, n: NodeRec | None, t: float) -> None:
             n = self._up(n, name, t)
