@@ -241,6 +241,7 @@ class MaintenanceService:
                 change = rolling_changes(start, new).get(rs_id)
                 if change is None or not change.needs_roll:
                     self._end(t, doc, now, f"version {version} needs no rolling restart any more: superseded")
+                    t.put(LEASES, doc)
                     touched.append(rs_id)
                     continue
                 before = RollingChange.from_json(doc["change"])
