@@ -1,0 +1,249 @@
+"""A replica set on the simulated world with simulated time, each host driven by the agent's maintenance
+executor, the server's maintenance service in process behind a fake client: rolling changes played end to
+end without HTTP, fast enough for property-style tests and benchmarks, and in simulated seconds.
+
+Per tick every host's executor runs one cycle (as the agent loop would, on a snapshot read through the sim
+driver), its status is reported to the service, and the clock moves on by ``tick_s``. Tests and benchmarks
+drive it (``play``) and read the world (at most one member out, majority) and the service's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opsmgr.agent.loop import read_snapshot
+from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
+from opsmgr.agent.plan import Snapshot, initial_rs_config, process_spec
+from opsmgr.alerts import AlertService
+from opsmgr.automation.config import processes_on_host
+from opsmgr.automation.service import AutomationService
+from opsmgr.automation.templates import replica_set_config
+from opsmgr.drivers.base import MemberState
+from opsmgr.drivers.sim import SimDriver
+from opsmgr.errors import OpsmgrError
+from opsmgr.maintenance.leases import Deny
+from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.snapshot import Policy
+from opsmgr.sim.clock import FakeClock
+from opsmgr.sim.model import SimParams, WriteLoad
+from opsmgr.sim.world import SimWorld
+from opsmgr.store.engine import Store
+
+GROUP = "g0"
+HEALTHY = {MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER}
+
+
+class LocalApi:
+    """The agent routes of ``server.maintenance_api``, answered in process by the service."""
+
+    def __init__(self, service: MaintenanceService) -> None:
+        self.service = service
+        self.calls: list[tuple[str, str]] = []
+
+    async def maintenance(
+        self,
+        method: str,
+        rs_id: str,
+        path: str = "",
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        self.calls.append((method, path))
+        s, b = self.service, body or {}
+        if (method, path) == ("GET", ""):
+            return s.agent_view(GROUP, rs_id)
+        if (method, path) == ("POST", "/lease"):
+            granted = s.acquire(
+                GROUP, rs_id, b["member"], change_id=b.get("changeId"), move=b.get("move"), seq=b.get("seq")
+            )
+            if isinstance(granted, Deny):
+                raise OpsmgrError(granted.reason)
+            return granted.lease.to_json()
+        if (method, path) == ("PUT", "/lease"):
+            renewed = s.renew(GROUP, rs_id, b["member"])
+            if isinstance(renewed, Deny):
+                raise OpsmgrError(renewed.reason)
+            return renewed.lease.to_json()
+        if (method, path) == ("POST", "/progress"):
+            return {
+                "progress": s.record(
+                    GROUP,
+                    rs_id,
+                    b["changeId"],
+                    b["move"],
+                    seq=b.get("seq"),
+                    at=b.get("at"),
+                    connections=b.get("connections"),
+                )
+            }
+        if (method, path) == ("POST", "/events"):
+            status = s.report(
+                GROUP,
+                rs_id,
+                b["changeId"],
+                decision=b.get("decision"),
+                events=b.get("events", []),
+                extras=b.get("extras"),
+                from_primary=b.get("primary") is True,
+            )
+            return {"status": status}
+        raise AssertionError(f"no route {method} {path}")
+
+
+@dataclass
+class Sample:
+    t: float
+    out: int  # members of the set not healthy in it
+    majority: bool
+    primary: str | None
+
+
+@dataclass
+class RollingFleet:
+    """``hosts`` sim hosts running one member each of ``rs0`` (``replica_set_config``)."""
+
+    root: Path
+    members: int = 3
+    tick_s: float = 0.5
+    policy: Policy = field(default_factory=lambda: Policy(default_out_s=30.0))
+    write_load: WriteLoad | None = None
+    extra_hosts: tuple[str, ...] = ()  # hosts without a member (a temporary arbiter's)
+    params: SimParams = field(default_factory=SimParams)
+    samples: list[Sample] = field(default_factory=list)
+    outcomes: list[tuple[float, str, Outcome]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.clock = FakeClock()
+        self.world = SimWorld.in_memory(clock=self.clock, params=self.params)
+        self.store = Store(f"sqlite:///{self.root / 'app.db'}", name="application database")
+        self.automation = AutomationService(self.store, lambda s: s, lambda s: s)
+        self.alerts = AlertService(self.store, clock=self.clock.now)
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.service = MaintenanceService(
+            self.store,
+            self.alerts,
+            goal=self.automation.config,
+            statuses=lambda _g: list(self.reports.values()),
+            encrypt=lambda s: s,
+            decrypt=lambda s: s,
+            policy=self.policy,
+            clock=self.clock.now,
+        )
+        self.automation.on_config_change.append(self.service.register)
+        self.hosts = [f"h{i}.sim" for i in range(self.members)] + list(self.extra_hosts)
+        self.drivers = {h: SimDriver(self.world, h) for h in self.hosts}
+        self.api = LocalApi(self.service)
+        self.executors = {
+            h: MaintenanceExecutor(self.api, self.drivers[h], h, clock=self.clock.now) for h in self.hosts
+        }
+        self.config = replica_set_config(self.hosts[: self.members])
+        self.previous: dict[str, Any] | None = None
+
+    def close(self) -> None:
+        self.store.close()
+        self.world.close()
+
+    # --- setting up -------------------------------------------------------------------------------------
+
+    def deploy(self, config: dict[str, Any] | None = None) -> None:
+        """Start every member and initiate the set (what the agents' planner does), then wait for a
+        primary; the config is the project's goal, as a first PUT would make it."""
+        self.config = copy.deepcopy(config or self.config)
+        self.goal = self.automation.put_config(GROUP, copy.deepcopy(self.config))
+        for p in self.goal["processes"]:
+            self.drivers[p["hostname"]].start(process_spec(p))
+        first = self.goal["processes"][0]
+        self.drivers[first["hostname"]].initiate(
+            first["name"], initial_rs_config(self.goal, self.goal["replicaSets"][0])
+        )
+        self.run_until(
+            lambda: self.view().primary is not None and all(m.state in HEALTHY for m in self.view().members),
+            120,
+        )
+        if self.write_load is not None:
+            self.world.set_write_load(self.view().id, self.write_load)
+
+    def settled(self) -> bool:
+        return all(m.state in HEALTHY for m in self.view().members)
+
+    def view(self) -> Any:
+        return self.world.replica_sets()[0]
+
+    def put(self, mutate: Callable[[dict[str, Any]], None]) -> int:
+        """A public PUT: the previous goal becomes what the agents reached, the new one their goal."""
+        config = copy.deepcopy(self.config)
+        mutate(config)
+        self.previous = self.goal
+        self.goal = self.automation.put_config(GROUP, config)
+        self.config = config
+        return int(self.goal["version"])
+
+    # --- running ----------------------------------------------------------------------------------------
+
+    def _status(self, host: str, snap: Snapshot) -> dict[str, Any]:
+        processes = []
+        for name, local in snap.processes.items():
+            status = local.rs_status
+            me = next((m for m in status.members if m.self), None) if status is not None else None
+            processes.append(
+                {
+                    "name": name,
+                    "observed": {
+                        "running": local.observation.running,
+                        "replicaStateName": status.my_state.value if status is not None else None,
+                        "optimeTs": me.optime_ts if me is not None else None,
+                        "connections": local.connections,
+                    },
+                }
+            )
+        return {"hostname": host, "processes": processes, "receivedAt": int(self.clock.now() * 1000)}
+
+    async def _cycle(self, host: str) -> None:
+        names = sorted(
+            {p["name"] for p in processes_on_host(self.goal, host)}
+            | {p["name"] for p in processes_on_host(self.previous or {}, host)}
+        )
+        snap = read_snapshot(self.drivers[host], names, frozenset())
+        self.reports[host] = self._status(host, snap)
+        outcome = await self.executors[host].cycle(snap, self.goal, int(self.goal["version"]), self.previous)
+        self.outcomes.append((self.clock.now(), host, outcome))
+
+    def tick(self) -> None:
+        for host in self.hosts:
+            asyncio.run(self._cycle(host))
+        self.sample()
+        self.clock.advance(self.tick_s)
+
+    def sample(self) -> None:
+        view = self.view()
+        out = sum(1 for m in view.members if not m.arbiter and m.state not in HEALTHY)
+        votes = sum(m.votes for m in view.members)
+        up = sum(m.votes for m in view.members if m.state in HEALTHY)
+        self.samples.append(Sample(self.clock.now(), out, up >= votes // 2 + 1, view.primary))
+
+    def run_until(self, done: Callable[[], bool], within_s: float) -> bool:
+        deadline = self.clock.now() + within_s
+        while self.clock.now() < deadline:
+            if done():
+                return True
+            self.tick()
+        return done()
+
+    def change(self) -> dict[str, Any] | None:
+        changes = self.service.changes(GROUP)
+        return max(changes, key=lambda c: c["created"] or 0) if changes else None
+
+    def play(self, mutate: Callable[[dict[str, Any]], None], within_s: float = 900) -> dict[str, Any]:
+        """PUT the change and run until its rolling change is DONE; returns the change as the API lists it."""
+        self.samples.clear()
+        self.put(mutate)
+        finished = self.run_until(lambda: (c := self.change()) is not None and c["state"] == "DONE", within_s)
+        change = self.change()
+        assert finished and change is not None, f"not done within {within_s} s: {change}"
+        return change
