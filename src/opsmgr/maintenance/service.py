@@ -223,9 +223,9 @@ class MaintenanceService:
         ``t``; returns the replica sets whose change was registered or recomputed."""
         now = self.clock()
         touched = []
-        kept = {rs["_id"] for rs in new.get("replicaSets", [])}
+        sets = {rs["_id"] for rs in new.get("replicaSets", [])}
         for doc in t.find(LEASES, groupId=group_id):
-            if doc["rsId"] not in kept and _active(doc):
+            if doc["rsId"] not in sets and _active(doc):
                 self._end(t, doc, now, f"version {version} no longer has replica set {doc['rsId']}: dropped")
                 t.put(LEASES, doc)
                 touched.append(doc["rsId"])
