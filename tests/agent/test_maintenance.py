@@ -180,3 +180,23 @@ def test_the_standalone_spec_leaves_the_set_for_the_maintenance_port() -> None:
     assert out.args["replication"] == {"oplogSizeMB": 100}
     assert out.args["security"]["kmip"]["rotateMasterKey"] is True
     assert spec.args["net"]["port"] == 27017, "the goal spec is left as it was"
+
+
+def test_a_member_that_crashes_while_waiting_its_turn_is_started_again(fleet: RollingFleet) -> None:
+    fleet.put(_upgrade)
+    assert fleet.run_until(
+        lambda: len((fleet.change() or {}).get("progress", {}).get("membersDone", [])) == 1, 120
+    )
+    change = fleet.change()
+    assert change is not None
+    primary = fleet.view().primary
+    waiting = next(
+        p
+        for p in fleet.goal["processes"]
+        if p["name"] not in change["progress"]["membersDone"] and f"{p['hostname']}:27017" != primary
+    )
+    assert fleet.world.kill(waiting["hostname"], waiting["name"])
+    fleet.tick()
+    assert fleet.drivers[waiting["hostname"]].observe(waiting["name"]).running, "started again at once"
+    assert fleet.run_until(lambda: fleet.change()["state"] == "DONE", 300)  # type: ignore[index]
+    assert set(_versions(fleet).values()) == {("7.0.6", RunMode.REPLSET)}
