@@ -7,6 +7,7 @@ and nothing shipped while a restore fence stands."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -136,7 +137,7 @@ def test_sync_tail_resume_and_outage(secondary: Secondary, source_url: str) -> N
         assert "entries shipped" in run_step(secondary, source_url, max_entries=7)["app"]
         tail = secondary.slices[start:]
         assert tail[0][0] == first_tip
-        assert all(a[1] == b[0] for a, b in zip(tail, tail[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(tail))
         assert len(tail) >= 40 * 2 // 7
         assert secondary.daemon.acknowledged(sid).acknowledged >= store.oplog_bounds().last_ts
 
