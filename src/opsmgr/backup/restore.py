@@ -5,7 +5,7 @@ Two deliveries:
 - :func:`restore_into_store`: into an ``opsmgr.store`` :class:`Store` (a backing database being restored).
   Every block the plan needs is read and verified **before** the target is touched, so a missing or corrupt
   block refuses the restore (409) with the target as it was; then the target's documents are replaced by the
-  snapshot's and the entries replayed.
+  snapshot's (``store_replace``: the target's restore fence stays) and the entries replayed.
 - :func:`materialize`: the restored documents as a stream of ``(namespace, document)`` (for an HTTP download,
   or a MongoDB target the agent loads with its driver). A snapshot alone streams straight from its blocks;
   with entries to replay, they are applied to a scratch head first. Each block is verified before any of
@@ -30,10 +30,11 @@ from opsmgr.backup.pitr import RestorePlan
 from opsmgr.backup.positions import PositionKind, millis_range, timestamp_json, to_millis
 from opsmgr.backup.slices import SliceMeta, read_changes
 from opsmgr.backup.snapshots import Progress, SnapshotMeta, read_records
+from opsmgr.backup.store_replace import replace_documents
 from opsmgr.errors import InvalidInput
 from opsmgr.store.engine import Store, Txn
+from opsmgr.store.installation import RESTORE_FENCE
 
-BATCH = 2000
 ProgressFn = Callable[[Progress], None]
 
 
@@ -113,40 +114,27 @@ def restore_into_store(
     if r.kind is not PositionKind.STORE:
         raise InvalidInput("only a backing database's backup can be restored into a store", field="target")
     verify(blockstore, r, lambda p: progress(Progress(p.fraction * 0.2, p.message)) if progress else None)
-    removed = 0
-    for coll in target.collections():
-        ids = [d["_id"] for d in target.find(coll)]
-        for i in range(0, len(ids), BATCH):
-            with target.tx() as t:
-                removed += sum(t.delete(coll, doc_id) for doc_id in ids[i : i + BATCH])
     total = len(r.blocks) + len(r.slices)
     report = _reporter(progress, total)
-    loaded = 0
-    batch: list[tuple[str, dict[str, Any]]] = []
-
-    def flush() -> None:
-        with target.tx() as t:
-            for ns, doc in batch:
-                t.put(ns, doc)
-        batch.clear()
 
     def on_block(p: Progress) -> None:
         report(int(p.fraction * len(r.blocks)), f"loading the snapshot: {p.message}")
 
-    for ns, _key, doc in read_records(blockstore, r.blocks, on_block):
-        batch.append((ns, doc))
-        loaded += 1
-        if len(batch) >= BATCH:
-            flush()
-    flush()
+    counts = replace_documents(
+        target, ((ns, doc) for ns, _key, doc in read_records(blockstore, r.blocks, on_block))
+    )
     applied = 0
     for i, s in enumerate(r.slices):
-        changes = [c for c in read_changes(blockstore, s) if r.plan.after < c.ts <= r.plan.target]
+        changes = [
+            c
+            for c in read_changes(blockstore, s)
+            if r.plan.after < c.ts <= r.plan.target and c.ns != RESTORE_FENCE
+        ]
         with target.tx() as t:
             applied += apply_changes(_StoreTarget(t), changes)
         report(len(r.blocks) + i + 1, f"replayed {i + 1} of {len(r.slices)} oplog slices")
-    report(total, f"restored {loaded} documents and replayed {applied} oplog entries")
-    return {"removed": removed, "documents": loaded, "entriesApplied": applied}
+    report(total, f"restored {counts['documents']} documents and replayed {applied} oplog entries")
+    return counts | {"entriesApplied": applied}
 
 
 def materialize(
