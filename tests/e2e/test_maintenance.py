@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,9 +64,12 @@ class Watch:
     whether a majority of votes was ever missing."""
 
     world: SimWorld
+    status: Callable[[], dict[str, Any]]
     most_out: int = 0
     lost_majority: list[str] = field(default_factory=list)
     samples: int = 0
+    steps: set[str] = field(default_factory=set)  # currentStep of the processes in automationStatus
+    sentences: set[str] = field(default_factory=set)  # the agents' status sentences
     stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
@@ -81,11 +85,18 @@ class Watch:
                 self.lost_majority.append(f"{up}/{votes} at {time.time():.1f}")
             self.samples += 1
 
+    def read_status(self) -> None:
+        for p in self.status()["processes"]:
+            self.steps.add(p["currentStep"] or "")
+            self.sentences.add(p["agentStatus"] or "")
+
     def run(self) -> None:
         while not self.stop.wait(0.05):
             try:
                 self.sample()
-            except Exception:  # a busy world file: the next sample will do
+                if self.samples % 3 == 0:
+                    self.read_status()
+            except Exception:  # a busy world file or server: the next sample will do
                 continue
 
 
@@ -122,7 +133,10 @@ class Maintained:
     ) -> tuple[dict[str, Any], Watch]:
         """PUT the change and watch it until the rolling change is DONE and the deployment at goal."""
         before = {c["id"] for c in self.changes()}
-        watch = Watch(self.world)
+        watcher = self.d.server.client(self.d.api_owner)
+        watch = Watch(
+            self.world, lambda: dict(watcher.get(f"/groups/{self.d.group_id}/automationStatus").json())
+        )
         thread = threading.Thread(target=watch.run, daemon=True)
         thread.start()
         try:
@@ -135,6 +149,7 @@ class Maintained:
         finally:
             watch.stop.set()
             thread.join(5)
+            watcher.close()
         return done, watch
 
     def change(self, change_id: str) -> dict[str, Any]:
@@ -311,6 +326,11 @@ def test_each_task_rolls_one_member_at_a_time_with_one_election(rs: Maintained, 
     assert report["plannedElections"] == expected and report["elections"] == expected, report
     assert done["progress"]["stepsDone"] == done["progress"]["stepsTotal"] > 0
     assert set(report["memberSecsOut"]) == set(done["tasks"]), "each maintained member's time out"
+    if not leaving:
+        # Each step is a plan move in automationStatus, and the agents' sentences name it.
+        assert watch.steps & {"RestartStandalone", "PerformTask", "RestartReplSet", "WaitSecondaryCaughtUp"}
+        named = [s for s in watch.sentences if re.match(rf"{RS}: \w+ m\d\.e2e\.sim:\d+ \(.+\)", s)]
+        assert named, watch.sentences
     if expected:
         step_down = report["stepDowns"][0]
         assert step_down["connectionsDropped"] is not None
