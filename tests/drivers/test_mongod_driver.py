@@ -567,6 +567,26 @@ def test_freeze(peer: WirePeer, driver: MongodDriver) -> None:
     assert peer.last("replSetFreeze") == {"replSetFreeze": 120}
 
 
+def test_set_parameter_sends_the_values_and_shows_them_in_the_options(
+    peer: WirePeer, driver: MongodDriver
+) -> None:
+    peer.script("setParameter", {"was": 0})
+    driver.set_parameter(NAME, {"logLevel": 2})
+    assert peer.last("setParameter") == {"setParameter": 1, "logLevel": 2}
+    assert driver.observe(NAME).args["setParameter"] == {"logLevel": 2}
+
+
+def test_rename_replica_set_rewrites_local_system_replset(peer: WirePeer, driver: MongodDriver) -> None:
+    config = {"_id": "rs0", "version": 3, "members": []}
+    peer.script("find", {"cursor": {"firstBatch": [config], "id": Int64(0), "ns": "local.system.replset"}})
+    peer.script("delete", {"n": 1})
+    peer.script("insert", {"n": 1})
+    driver.rename_replica_set(NAME, "rs9")
+    assert peer.last("delete")["deletes"][0]["q"] == {"_id": "rs0"}
+    inserted = peer.last("insert")
+    assert inserted["insert"] == "system.replset" and inserted["documents"][0]["_id"] == "rs9"
+
+
 def test_fsync_lock_and_unlock(peer: WirePeer, driver: MongodDriver) -> None:
     peer.script("fsync", {"info": "now locked against writes", "lockCount": Int64(1)})
     peer.script("fsyncUnlock", {"info": "fsyncUnlock completed", "lockCount": Int64(0)})
