@@ -213,3 +213,17 @@ def test_a_member_that_crashes_while_waiting_its_turn_is_started_again(fleet: Ro
     assert fleet.drivers[waiting["hostname"]].observe(waiting["name"]).running, "started again at once"
     assert fleet.run_until(lambda: fleet.change()["state"] == "DONE", 300)  # type: ignore[index]
     assert set(_versions(fleet).values()) == {("7.0.6", RunMode.REPLSET)}
+
+
+def test_a_standalone_process_with_new_options_is_simply_restarted() -> None:
+    from tests.configs import replica_set_config
+
+    goal = replica_set_config(["h0.sim"])
+    goal["replicaSets"] = []
+    del goal["processes"][0]["args2_6"]["replication"]
+    running = process_spec(goal["processes"][0])
+    goal["processes"][0]["args2_6"]["net"]["maxIncomingConnections"] = 100
+    obs = ProcessObservation("rs0_0", True, RunMode.STANDALONE, 27017, "7.0.5", running.args)
+    (p,) = plan(Snapshot({"rs0_0": LocalProcess(obs)}), goal, "h0.sim")
+    assert [s.move for s in p.steps] == [Move.STOP, Move.START, Move.GOAL]
+    assert p.steps[1].spec is not None and p.steps[1].spec.args["net"]["maxIncomingConnections"] == 100
