@@ -278,3 +278,17 @@ def test_done_is_taken_only_when_the_progress_agrees_and_then_reports_the_figure
     assert set(report["memberSecsOut"]) == {"rs0_0", "rs0_1"}
     assert report["elections"] == 1 and report["noPrimarySecs"] == pytest.approx(1.0)
     assert w.service.change(G, listed["id"])["id"] == listed["id"]
+
+
+def test_the_alert_of_a_superseded_change_is_closed_by_the_periodic_work(w: World) -> None:
+    base = config(3)
+    w.put(base)
+    w.put(_upgraded(base))
+    failure = decision_to_json(Blocked("rs0_1 did not come back", BlockCause.FAILURE, "rs0_1"))
+    w.service.report(G, "rs0", w.doc()["changeId"], decision=failure, from_primary=True)
+    assert w.service.settle_alerts() == 0, "the change is still under way"
+    w.put(base)  # back to where it started: nothing to roll, the change ends
+    assert len(w.alerts.of_group(G, AlertStatus.OPEN)) == 1
+    assert w.service.settle_alerts() == 1
+    assert w.alerts.of_group(G, AlertStatus.OPEN) == []
+    assert w.service.settle_alerts() == 0

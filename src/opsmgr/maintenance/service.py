@@ -581,6 +581,8 @@ class MaintenanceService:
             doc["events"] = timeline[-MAX_EVENTS:]
             if isinstance(parsed, Done):
                 self._end(t, doc, now, parsed.note)
+            if alerts:
+                doc["alertOpen"] = alerts[-1][0]
             doc["updatedAt"] = now
             t.put(LEASES, doc)
         for opened, reason, member in alerts:
@@ -597,6 +599,21 @@ class MaintenanceService:
             else:
                 self.alerts.resolve(group_id, alert_key(rs_id))
         return dict(doc["status"])
+
+    def settle_alerts(self) -> int:
+        """Close the member-failed alerts of changes that ended without a decision closing them (superseded
+        by a later config, or their replica set dropped); periodic work. Returns how many were closed."""
+        closed = 0
+        for doc in self.store.find(LEASES, alertOpen=True):
+            if _active(doc):
+                continue
+            self.alerts.resolve(doc["groupId"], alert_key(doc["rsId"]))
+            with self.store.tx() as t:
+                current = t.get(LEASES, doc["_id"])
+                if current is not None and not _active(current):
+                    t.put(LEASES, {**current, "alertOpen": False})
+            closed += 1
+        return closed
 
     def _host_of(self, group_id: str, doc: Mapping[str, Any], member: str | None) -> str | None:
         names = self._member_names(self.goal(group_id), doc)

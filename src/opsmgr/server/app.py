@@ -146,6 +146,7 @@ class ServerContext:
             "restoration": self.restoration.tick,
             "backup": self.backup.tick,
             "backup-alerts": alert_work(self),
+            "maintenance": self.maintenance.settle_alerts,
         }
         if self.alert_webhook_url:
             from opsmgr.server.alerts_api import webhook_poster
