@@ -43,7 +43,6 @@ class LocalApi:
 
     def __init__(self, service: MaintenanceService) -> None:
         self.service = service
-        self.calls: list[tuple[str, str]] = []
 
     async def maintenance(
         self,
@@ -54,7 +53,6 @@ class LocalApi:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        self.calls.append((method, path))
         s, b = self.service, body or {}
         if (method, path) == ("GET", ""):
             return s.agent_view(GROUP, rs_id)
