@@ -16,6 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.daemon import BackupDaemon, Source, SourceKind
 from tests.backup.backuptest import FakeClock, open_stores
 
@@ -42,14 +43,16 @@ def documents(n: int, size: int, seed: int = 1) -> Iterator[tuple[str, dict[str,
 
 
 @contextmanager
-def bench_daemon(folder: Path, block_kib: int = 1024, compress_level: int = 1) -> Iterator[BackupDaemon]:
+def bench_daemon(
+    folder: Path, block_kib: int = 1024, compression: Compression | None = None
+) -> Iterator[BackupDaemon]:
     stores = open_stores(folder / "server")
     daemon = BackupDaemon(
         stores,
         folder / "blockstore",
         FakeClock(),
         block_target=block_kib * 1024,
-        compress_level=compress_level,
+        compression=compression,
     )
     try:
         yield daemon

@@ -2,9 +2,10 @@
 inserts of the same documents, in the same run.
 
 1. **Restore.** N generated documents of about S bytes are initial-synced and snapshotted. A restore reads
-   each block of the snapshot, re-hashes it (SHA-256), decompresses it and writes its records out, which is
-   what a snapshot download delivers; it is timed against ``shutil.copyfile`` of a file holding the same
-   (uncompressed) bytes. For information, a full restore into a Store (a backing database) is timed too.
+   each block of the snapshot, decompresses it (zstd by default, see ``--compression``), re-hashes it
+   (SHA-256) and writes its records out, which is what a snapshot download delivers; it is timed against
+   ``shutil.copyfile`` of a file holding the same (uncompressed) bytes. For information, a full restore into
+   a Store (a backing database) is timed too.
 2. **Replay.** M updates (full post-images, as a backing database's oplog carries them) of a smaller
    dataset are shipped as slices after a snapshot; a point-in-time restore to the last entry decodes and
    applies them to a Store. Its replay part (restore time minus the same restore to the snapshot alone) is
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backup_common import START, bench_daemon, document, mb, ship_updates, synced_source
 
-from opsmgr.backup.blockstore import Blockstore
+from opsmgr.backup.blockstore import Blockstore, Compression
 from opsmgr.backup.snapshots import read_blocks
 from opsmgr.store import Store
 
@@ -60,8 +61,8 @@ def _copy_file(src: Path, dst: Path, durable: bool) -> float:
     return time.perf_counter() - started
 
 
-def restore_vs_copy(folder: Path, n: int, size: int, compress_level: int) -> None:
-    with bench_daemon(folder / "restore", compress_level=compress_level) as daemon:
+def restore_vs_copy(folder: Path, n: int, size: int, compression: Compression) -> None:
+    with bench_daemon(folder / "restore", compression=compression) as daemon:
         src, _ = synced_source(daemon, n, size)
         snap = daemon.take_snapshot(src.id)
         plan = daemon.restore_plan(src.id, {"snapshotId": snap.id})
@@ -71,7 +72,7 @@ def restore_vs_copy(folder: Path, n: int, size: int, compress_level: int) -> Non
         plain.read_bytes()  # the copy's source is in the page cache, as the blocks are
         print(
             f"restore of a {mb(snap.sizeBytes)} snapshot ({snap.blockCount} blocks, {mb(snap.storedBytes)} "
-            f"stored, zlib level {compress_level}), best of 3:",
+            f"stored, blocks {compression}), best of 3:",
             flush=True,
         )
         for durable in (False, True):
@@ -157,10 +158,15 @@ def main() -> None:
     ap.add_argument("--doc-bytes", type=int, default=1000)
     ap.add_argument("--entries", type=int, default=50_000, help="oplog entries replayed")
     ap.add_argument("--per-slice", type=int, default=5000)
-    ap.add_argument("--compress-level", type=int, default=1, help="zlib level of blocks; 0 stores them raw")
+    ap.add_argument(
+        "--compression",
+        type=Compression.parse,
+        default=Compression(),
+        help="codec[:level] of new blocks: zstd[:1-19] (default zstd:1), zlib[:1-9] or none",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        restore_vs_copy(Path(tmp), args.docs, args.doc_bytes, args.compress_level)
+        restore_vs_copy(Path(tmp), args.docs, args.doc_bytes, args.compression)
         replay_vs_inserts(Path(tmp), args.entries, args.doc_bytes, args.per_slice)
 
 

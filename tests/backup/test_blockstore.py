@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
-from opsmgr.backup.blockstore import TMP_MAX_AGE_S, Blockstore
+from opsmgr.backup.blockstore import TMP_MAX_AGE_S, Blockstore, Codec, Compression
 from opsmgr.backup.errors import BlockCorrupt, BlockMissing, SnapshotBlocksMissing
 
 
@@ -120,3 +121,56 @@ def test_a_deduplicated_put_refreshes_the_block_for_other_groomers(tmp_path: Pat
     bs.put(b"old block")
     assert not bs.delete(block_id, older_than=time.time() - 600)
     assert bs.exists(block_id)
+
+
+def test_new_blocks_are_zstd_and_the_header_names_the_codec(tmp_path: Path) -> None:
+    bs = Blockstore(tmp_path)
+    data = b'{"_id": "doc1", "text": "alpha bravo charlie"}\n' * 2000
+    put = bs.put(data)
+    raw = bs.path(put.block_id).read_bytes()
+    assert raw[4] == 2  # the codec byte: zstd
+    assert zstandard.ZstdDecompressor().decompress(raw[13:]) == data
+    assert bs.get(put.block_id) == data
+
+
+@pytest.mark.parametrize("old", ["zlib:1", "zlib:9", "none", "zstd:19"])
+def test_blocks_written_with_another_codec_stay_readable(tmp_path: Path, old: str) -> None:
+    data = b"a record line of a snapshot written by an earlier version\n" * 3000
+    block_id = Blockstore(tmp_path, compression=Compression.parse(old)).put(data).block_id
+    reopened = Blockstore(tmp_path)  # zstd:1
+    assert reopened.get(block_id) == data
+    assert reopened.verify(block_id) is None
+    again = reopened.put(data)  # the same content is the same block whatever the codec: deduplicated
+    assert again.block_id == block_id and not again.new
+
+
+def test_a_zstd_frame_that_lies_about_its_size_is_corrupt(tmp_path: Path) -> None:
+    bs = Blockstore(tmp_path)
+    data = b"x" * 100_000
+    path = bs.path(bs.put(data).block_id)
+    raw = bytearray(path.read_bytes())
+    raw[5:13] = (len(data) + 1).to_bytes(8, "big")  # the header's uncompressed length
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BlockCorrupt, match="zstd"):
+        bs.get(hashlib.sha256(data).hexdigest())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("zstd", Compression(Codec.ZSTD, 1)),
+        ("ZSTD:3", Compression(Codec.ZSTD, 3)),
+        ("zlib", Compression(Codec.ZLIB, 1)),
+        ("zlib:9", Compression(Codec.ZLIB, 9)),
+        ("none", Compression(Codec.NONE, 0)),
+    ],
+)
+def test_compression_settings_parse(text: str, expected: Compression) -> None:
+    assert Compression.parse(text) == expected
+    assert Compression.parse(str(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["gzip", "zstd:0", "zstd:20", "zlib:x", "none:1", ""])
+def test_bad_compression_settings_name_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ValueError, match=r"zstd\[:1-19\], zlib\[:1-9\] or none"):
+        Compression.parse(text)

@@ -30,7 +30,9 @@ has one (``OPLOG_BEHIND``, ``RESYNC_REQUIRED``, ``BACKUP_AGENT_DOWN``):
 
 Agent reachability is decided on the server: every agent call for a source (``acknowledged``, slices, gap
 reports) counts as contact, so no agent change is needed and an agent that died is noticed the same way as
-one cut off from the daemon. Thresholds are the :class:`AlertPolicy` defaults below (documented constants).
+one cut off from the daemon. Thresholds are an :class:`AlertPolicy`, which the server reads from the
+``mms.backup.alerts.*`` properties of ``conf-mms.properties`` (defaults below, documented in
+``opsmgr.server.settings``).
 
 An alert's key is ``backup:<sourceId>:<condition>``, so each source has at most one open alert per
 condition. Imports nothing of opsmgr: the sink is a protocol.
@@ -63,6 +65,8 @@ class AlertPolicy:
     lag_ms: int = MINUTE_MS  # backup lag (source newest entry - acknowledged) that is OPLOG_BEHIND
     stall_ms: int = 15 * MINUTE_MS  # window end this far behind the source: not advancing
     silent_ms: int = 5 * MINUTE_MS  # no agent contact for this long: BACKUP_AGENT_DOWN
+    # On a primary: its secondary failing the readiness probe this long is BACKUP_SECONDARY_UNREACHABLE.
+    secondary_unreachable_ms: int = MINUTE_MS
 
 
 @dataclass(frozen=True)

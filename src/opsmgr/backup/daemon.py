@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from opsmgr.backup import crashpoints, pitr, policy, restore
-from opsmgr.backup.blockstore import Blockstore
+from opsmgr.backup.blockstore import Blockstore, Compression
 from opsmgr.backup.errors import BlockCorrupt, SnapshotBlocksMissing, SnapshotFailed
 from opsmgr.backup.head import Head, Heads, HeadState
 from opsmgr.backup.pitr import Range, SliceSpan, SnapshotPoint, Target
@@ -164,7 +164,7 @@ class BackupDaemon:
         clock: Clock | None = None,
         *,
         block_target: int = BLOCK_TARGET,
-        compress_level: int = 1,
+        compression: Compression | None = None,
         groom_interval_s: float = 600.0,
         groom_grace_s: float = 600.0,
         integrity_interval_s: float = 24 * 3600.0,
@@ -173,7 +173,7 @@ class BackupDaemon:
         self.snapshot_catalog = SnapshotCatalog(stores.snapshots)
         self.slice_catalog = SliceCatalog(stores.oplogs)
         self.root = Path(blockstore_path)
-        self.blockstore = Blockstore(self.root, compress_level=compress_level)
+        self.blockstore = Blockstore(self.root, compression=compression)
         self.heads = Heads(self.root)
         self.clock = clock or SystemClock()
         self.block_target = block_target

@@ -285,8 +285,8 @@ def read_blocks(
     snapshot-only download can send these bytes as they are).
 
     Blocks are read, decompressed and re-hashed by ``workers`` threads a few blocks ahead of the consumer:
-    zlib and hashlib release the GIL, so a restore uses every core instead of one. At most ``2 * workers``
-    blocks are in memory at once.
+    zstd, zlib and hashlib release the GIL, so a restore uses every core instead of one. At most
+    ``2 * workers`` blocks are in memory at once.
     """
     if not block_ids:
         return

@@ -28,8 +28,29 @@ key                                meaning                                      
 ``mms.store.oplogMaxAgeHours``     cap of each backing database's oplog by age (hours)    ``168``
 =================================  =====================================================  ===================
 
+Backup: the codec of new blocks, and the alert thresholds (see ``opsmgr.backup.alerts``):
+
+=====================================================  ==========================================  ========
+key                                                    meaning                                     default
+=====================================================  ==========================================  ========
+``mms.blockstore.compression``                         codec of new snapshot blocks:               ``zstd``
+                                                       ``zstd[:1-19]``, ``zlib[:1-9]``, ``none``
+``mms.backup.alerts.snapshotGraceMinutes``             a snapshot this late after its interval is  ``60``
+                                                       missed
+``mms.backup.alerts.oplogLagSeconds``                  acknowledged oplog this far behind the      ``60``
+                                                       source: OPLOG_BEHIND
+``mms.backup.alerts.windowStallMinutes``               window end this far behind the source's     ``15``
+                                                       newest entry: not advancing
+``mms.backup.alerts.agentSilenceMinutes``              no agent contact this long:                 ``5``
+                                                       BACKUP_AGENT_DOWN
+``mms.backup.alerts.secondaryUnreachableSeconds``      on a primary: its secondary failing its     ``60``
+                                                       readiness probe this long is the global
+                                                       alert BACKUP_SECONDARY_UNREACHABLE
+=====================================================  ==========================================  ========
+
 The three backing databases must be three different databases. May import ``opsmgr.errors``,
-``opsmgr.properties``, ``opsmgr.store`` and SQLAlchemy's URL parser; nothing of the web framework."""
+``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and ``opsmgr.backup.blockstore`` (for the
+backup settings' types) and SQLAlchemy's URL parser; nothing of the web framework."""
 
 from __future__ import annotations
 
@@ -48,6 +69,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from opsmgr.backup.alerts import AlertPolicy
+from opsmgr.backup.blockstore import Compression
 from opsmgr.errors import InvalidInput, PreflightFailure
 from opsmgr.properties import dump_properties, parse_properties
 from opsmgr.store.crypto import GenKey
@@ -180,6 +203,10 @@ def _text(text: str, _base: Path) -> str:
     return text
 
 
+def _compression(text: str, _base: Path) -> Compression:
+    return Compression.parse(text)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Key:
     """One documented configuration key: its name, the :class:`Settings` field it sets, and its rules."""
@@ -293,6 +320,52 @@ KEYS: tuple[Key, ...] = (
         default="168",
         parse=_float_in(0.01, 24 * 3650),
     ),
+    Key(
+        name="mms.blockstore.compression",
+        attr="block_compression",
+        description="Codec of new snapshot blocks: zstd[:1-19], zlib[:1-9] or none. Blocks already written "
+        "keep theirs and stay readable.",
+        default="zstd:1",
+        parse=_compression,
+    ),
+    Key(
+        name="mms.backup.alerts.snapshotGraceMinutes",
+        attr="alert_snapshot_grace_min",
+        description="Minutes past a source's snapshot interval after which BACKUP_SNAPSHOT_MISSED opens.",
+        default="60",
+        parse=_float_in(0.001, 60 * 24 * 365),
+    ),
+    Key(
+        name="mms.backup.alerts.oplogLagSeconds",
+        attr="alert_oplog_lag_s",
+        description="Seconds the acknowledged oplog may be behind the source before OPLOG_BEHIND opens.",
+        default="60",
+        parse=_float_in(0.1, 86400 * 30),
+    ),
+    Key(
+        name="mms.backup.alerts.windowStallMinutes",
+        attr="alert_window_stall_min",
+        description="Minutes the point-in-time window's end may lag the source's newest entry before "
+        "BACKUP_PITR_WINDOW_NOT_ADVANCING opens.",
+        default="15",
+        parse=_float_in(0.001, 60 * 24 * 365),
+    ),
+    Key(
+        name="mms.backup.alerts.agentSilenceMinutes",
+        attr="alert_agent_silence_min",
+        description="Minutes without any agent reaching the backup daemon for a source before "
+        "BACKUP_AGENT_DOWN opens.",
+        default="5",
+        parse=_float_in(0.001, 60 * 24 * 365),
+    ),
+    Key(
+        name="mms.backup.alerts.secondaryUnreachableSeconds",
+        attr="alert_secondary_unreachable_s",
+        description="On a primary with a secondary (opsmgr secondary attach): seconds the secondary may fail "
+        "its readiness probe before the global alert BACKUP_SECONDARY_UNREACHABLE opens.",
+        default="60",
+        parse=_float_in(0.1, 86400 * 30),
+    ),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
@@ -313,7 +386,22 @@ class Settings:
     log_level: str
     oplog_max_mb: int
     oplog_max_age_hours: float
+    block_compression: Compression
+    alert_snapshot_grace_min: float
+    alert_oplog_lag_s: float
+    alert_window_stall_min: float
+    alert_agent_silence_min: float
+    alert_secondary_unreachable_s: float
     conf_path: Path | None = None
+
+    def backup_alert_policy(self) -> AlertPolicy:
+        return AlertPolicy(
+            grace_ms=round(self.alert_snapshot_grace_min * 60_000),
+            lag_ms=round(self.alert_oplog_lag_s * 1000),
+            stall_ms=round(self.alert_window_stall_min * 60_000),
+            silent_ms=round(self.alert_agent_silence_min * 60_000),
+            secondary_unreachable_ms=round(self.alert_secondary_unreachable_s * 1000),
+        )
 
     def store_uris(self) -> dict[str, str]:
         return {
