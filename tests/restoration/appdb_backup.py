@@ -32,6 +32,9 @@ class AppDbBackup:
         self.source = self.daemon.register_source("secondary", "appdb", "appdb", SourceKind.BACKING_DATABASE)
         self.agent = StoreAgent(self.daemon, self.source.id, self.appdb, page=500)
         self.agent.sync()
+        # Writes during the sync make the copy consistent only once the slices up to its end are applied.
+        self.agent.ship()
+        self.daemon.apply_pending(self.source.id)
         self.daemon.take_snapshot(self.source.id)
 
     def mark(self) -> int:
