@@ -30,6 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opsmgr import __version__
 from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
+from opsmgr.backup.alerts import AlertPolicy
+from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
@@ -72,6 +74,8 @@ class ServerContext:
     restoration_mode_enabled: bool = True
     agent_poll_interval_s: float = 10.0
     alert_webhook_url: str | None = None
+    block_compression: Compression | None = None
+    backup_alert_policy: AlertPolicy | None = None
     metrics: Metrics = field(default_factory=Metrics)
     digest: DigestAuthenticator = field(init=False)
     appdb: AppDB = field(init=False)
@@ -88,7 +92,7 @@ class ServerContext:
         self.appdb = AppDB(self.stores.app, self.encrypt, self.decrypt)
         self.alerts = AlertService(self.stores.app)
         self.automation = AutomationService(self.stores.app, self.encrypt, self.decrypt)
-        self.backup = BackupDaemon(self.stores, self.blockstore_path)
+        self.backup = BackupDaemon(self.stores, self.blockstore_path, compression=self.block_compression)
         self.maintenance = MaintenanceService(
             self.stores.app,
             self.alerts,
@@ -141,11 +145,13 @@ class ServerContext:
         """Work that waits on time rather than on a request, each run by its own thread so that a long
         snapshot never holds up Restoration Mode's timeouts."""
         from opsmgr.server.backup_alerts import alert_work
+        from opsmgr.server.secondary_watch import secondary_work
 
         work: dict[str, Callable[[], object]] = {
             "restoration": self.restoration.tick,
             "backup": self.backup.tick,
-            "backup-alerts": alert_work(self),
+            "backup-alerts": alert_work(self, self.backup_alert_policy),
+            "secondary-watch": secondary_work(self, self.backup_alert_policy),
             "maintenance": self.maintenance.settle_alerts,
         }
         if self.alert_webhook_url:

@@ -54,6 +54,8 @@ def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Se
             restoration_mode_enabled=settings.restoration_mode_enabled,
             agent_poll_interval_s=settings.agent_poll_interval_s,
             alert_webhook_url=settings.alert_webhook_url,
+            block_compression=settings.block_compression,
+            backup_alert_policy=settings.backup_alert_policy(),
             digest_secret=genkey.derive("digest nonce"),
         )
         try:
