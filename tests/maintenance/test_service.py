@@ -292,3 +292,23 @@ def test_the_alert_of_a_superseded_change_is_closed_by_the_periodic_work(w: Worl
     assert w.service.settle_alerts() == 1
     assert w.alerts.of_group(G, AlertStatus.OPEN) == []
     assert w.service.settle_alerts() == 0
+
+
+def test_a_denied_lease_is_the_stated_reason_unless_a_failure_stops_the_change(w: World) -> None:
+    base = config(3)
+    w.put(base)
+    w.put(_upgraded(base))
+    change_id = w.doc()["changeId"]
+    w.report_states({"rs0_0": "SECONDARY", "rs0_1": "DOWN", "rs0_2": "PRIMARY"})
+    assert isinstance(w.service.acquire(G, "rs0", "rs0_0"), Deny)
+    status = w.doc()["status"]
+    assert status["state"] == "BLOCKED" and "lease for rs0_0 is denied" in status["reason"]
+    # The primary's agent, which sees the lease step ahead, does not hide the denial.
+    asking = decision_to_json(Move(MoveName.ACQUIRE_LEASE, "rs0_0", "rs0_0", "ask for the lease"))
+    assert w.service.report(G, "rs0", change_id, decision=asking, from_primary=True)["state"] == "BLOCKED"
+
+    failure = decision_to_json(Blocked("rs0_1 did not come back", BlockCause.FAILURE, "rs0_1"))
+    w.service.report(G, "rs0", change_id, decision=failure, from_primary=True)
+    assert isinstance(w.service.acquire(G, "rs0", "rs0_0"), Deny)
+    assert w.doc()["status"]["state"] == "FAILED", "a denial does not hide the failure"
+    assert len(w.alerts.of_group(G, AlertStatus.OPEN)) == 1

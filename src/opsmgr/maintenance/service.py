@@ -83,6 +83,7 @@ HISTORY = "maintenance_changes"
 STALE_REPORT_MS = 30_000  # an agent silent this long says nothing about its members' health
 # While the primary's agent reports, the others' decisions (from a member cut off, say) are not folded in.
 PRIMARY_VOICE_S = 5.0
+LEASE_DENIAL_S = 10.0  # an agent still asking for the lease this soon after a denial is still denied
 MAX_EVENTS = 2000
 # Steps of one member's cycle, to estimate how much of a change is left (see ``change_view``).
 _CYCLE_STEPS = {"member": 6, "primary": 9, "leaving": 4}
@@ -423,8 +424,6 @@ class MaintenanceService:
         current = self._doc(group_id, rs_id)
         if current is None or not _active(current):
             return Deny(f"no rolling change of {rs_id} is under way")
-        if refuse is not None:
-            return Deny(refuse)
         health = self._health(group_id, current)
         now = self.clock()
         with self.store.tx() as t:
@@ -435,13 +434,38 @@ class MaintenanceService:
             change = RollingChange.from_json(doc["change"])
             pending = tuple(m for m in change.tasks if m not in progress.done)
             request = LeaseRequest(member, self.policy.lease_ttl_s, pending)
-            decision = decide_grant(_lease_state(doc), request, health, now)
+            decision = (
+                Deny(refuse) if refuse is not None else decide_grant(_lease_state(doc), request, health, now)
+            )
             if isinstance(decision, Grant):
-                doc.update(lease=decision.lease.to_json(), lastHolder=member, updatedAt=now)
+                doc.update(lease=decision.lease.to_json(), lastHolder=member, leaseDenied=None, updatedAt=now)
                 if move is not None:
                     self._apply(doc, change_id, move_from_json(move), seq, now, {})
-                t.put(LEASES, doc)
+            else:
+                # The status says why the change does not go on (the agents only see the request fail),
+                # unless a failure stops it: that stays the reason, with its alert, until it clears.
+                doc["leaseDenied"] = {"member": member, "reason": decision.reason, "at": now}
+                if (doc.get("status") or {}).get("state") != ChangeState.FAILED.value:
+                    self._observe(doc, self._denied(member, decision.reason), now)
+            t.put(LEASES, doc)
         return decision
+
+    @staticmethod
+    def _denied(member: str, reason: str) -> Blocked:
+        return Blocked(
+            f"the maintenance lease for {member} is denied: {reason}", BlockCause.PREFLIGHT, member
+        )
+
+    @staticmethod
+    def _observe(doc: dict[str, Any], decision: Decision, now: float) -> list[tuple[bool, str, str | None]]:
+        """Fold ``decision`` into the status of ``doc``; returns the alert facts (open, reason, member)."""
+        seen = observe(ChangeStatus.from_json(doc["rsId"], doc.get("status") or {}), decision, now)
+        doc["status"] = seen.status.to_json()
+        doc["events"] = [
+            *doc.get("events", []),
+            *(e.to_json() for e in seen.events if e.kind is not EventKind.DONE),
+        ]
+        return [(a.open, a.reason, a.member) for a in seen.alerts]
 
     def renew(self, group_id: str, rs_id: str, member: str) -> Grant | Deny:
         now = self.clock()
@@ -572,13 +596,19 @@ class MaintenanceService:
                 and now - float(doc.get("primaryReportAt") or 0) < PRIMARY_VOICE_S
             ):
                 parsed = None
+            denial = doc.get("leaseDenied")
+            if (
+                isinstance(parsed, Move)
+                and parsed.name is MoveName.ACQUIRE_LEASE
+                and denial is not None
+                and denial["member"] == parsed.member
+                and now - float(denial["at"]) < LEASE_DENIAL_S
+            ):
+                parsed = self._denied(parsed.member, str(denial["reason"]))
+            doc["events"] = timeline
             if parsed is not None:
-                status = ChangeStatus.from_json(rs_id, doc.get("status") or {})
-                seen_obs = observe(status, parsed, now)
-                doc["status"] = seen_obs.status.to_json()
-                timeline += [e.to_json() for e in seen_obs.events if e.kind is not EventKind.DONE]
-                alerts += [(a.open, a.reason, a.member) for a in seen_obs.alerts]
-            doc["events"] = timeline[-MAX_EVENTS:]
+                alerts += self._observe(doc, parsed, now)
+            doc["events"] = doc["events"][-MAX_EVENTS:]
             if isinstance(parsed, Done):
                 self._end(t, doc, now, parsed.note)
             if alerts:
