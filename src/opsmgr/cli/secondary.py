@@ -2,8 +2,10 @@
 primary's three backing databases, and restoring them from it (the seed's procedure).
 
 ``attach`` creates, through the secondary's public API, the project whose deployment is the primary's backing
-databases, and writes the ``automation-agent.config`` with which ``opsmgr agent`` on the primary's host backs
-them up to the secondary.
+databases, writes the ``automation-agent.config`` with which ``opsmgr agent`` on the primary's host backs
+them up to the secondary, and records the secondary in the primary's application database
+(``backup.secondaries``), from which the primary watches it and raises the global alert
+``BACKUP_SECONDARY_UNREACHABLE`` when it stops answering.
 
 ``restore-stores`` runs on the primary's host, with the primary stopped:
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from rich.console import Console
 
 from opsmgr.agent.backing import LABELS, primary_store_uris
 from opsmgr.backup.positions import PositionKind, to_oplog
+from opsmgr.backup.secondaries import record_secondary
 from opsmgr.backup.store_replace import replace_documents
 from opsmgr.backup.store_restore import (
     Facts,
@@ -105,9 +109,9 @@ def attach_secondary(
     slice_seconds: float = 1.0,
     poll_interval: float = 5.0,
 ) -> dict[str, Any]:
-    """Creates the backing-database deployment on the secondary and writes the agent config; returns
-    ``{groupId, clusterId, agentConfig}``."""
-    primary_store_uris(conf)  # the configuration must be readable before anything is created
+    """Creates the backing-database deployment on the secondary, writes the agent config and records the
+    secondary on the primary; returns ``{groupId, clusterId, agentConfig}``."""
+    app_uri = primary_store_uris(conf)["app"]  # the configuration must be readable before anything is created
     group_id = find_or_create_group(api, group_name)
     agent_key = api.post(f"/groups/{group_id}/agentapikeys", {"desc": f"backing databases of {hostname}"})[
         "key"
@@ -133,6 +137,11 @@ def attach_secondary(
     }
     config_path.write_text(dump_properties(values, header="written by opsmgr secondary attach"))
     config_path.chmod(0o600)  # it holds the agent API key
+    primary_app = Store(app_uri, name="primary's application database")
+    try:
+        record_secondary(primary_app, url, group_id, cluster["id"], int(time.time() * 1000))
+    finally:
+        primary_app.close()
     return {"groupId": group_id, "clusterId": cluster["id"], "agentConfig": str(config_path)}
 
 
