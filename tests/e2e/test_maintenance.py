@@ -5,14 +5,13 @@ reason and figures in ``/maintenance`` and ``automationStatus``, the alert of a 
 back).
 
 One module-scoped deployment carries the whole file: each task starts from the config the previous one left.
-The server runs with a short maintenance policy (``OPSMGR_MAINTENANCE_POLICY``) so that failures show in
-seconds; the sim's restarts take half a second.
+The server runs with a short maintenance policy (``mms.maintenance.*`` in its ``conf-mms.properties``) so
+that failures show in seconds; the sim's restarts take half a second.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 import threading
 import time
@@ -34,12 +33,12 @@ pytestmark = pytest.mark.e2e
 HOSTS = [f"m{i}.e2e.sim" for i in range(5)]
 RS = "rs0"
 POLICY = {
-    "member_timeout_s": 6.0,
-    "election_timeout_s": 30.0,
-    "default_out_s": 5.0,
-    "lease_ttl_s": 30.0,
-    "step_down_secs": 10,
-    "secondary_catch_up_period_secs": 5,
+    "mms.maintenance.memberTimeoutSeconds": "6",
+    "mms.maintenance.electionTimeoutSeconds": "30",
+    "mms.maintenance.defaultOutSeconds": "5",
+    "mms.maintenance.leaseTtlSeconds": "30",
+    "mms.maintenance.stepDownSeconds": "10",
+    "mms.maintenance.secondaryCatchUpPeriodSeconds": "5",
 }
 HEALTHY = {"PRIMARY", "SECONDARY", "ARBITER"}
 AUTH_KEY = "c2VjcmV0a2V5ZmlsZWNvbnRlbnQ="
@@ -47,12 +46,11 @@ AUTH_KEY = "c2VjcmV0a2V5ZmlsZWNvbnRlbnQ="
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(
-        tmp_path_factory.mktemp("server") / "data",
-        free_port(),
-        env={"OPSMGR_MAINTENANCE_POLICY": json.dumps(POLICY)},
-    ).start()
+    srv = ServerProcess(tmp_path_factory.mktemp("server") / "data", free_port()).start()
     try:
+        srv.stop()
+        srv.set_conf(POLICY)
+        srv.start()
         yield srv
     finally:
         srv.stop()

@@ -282,3 +282,71 @@ def test_settings_are_frozen():
     s = parse_settings(MINIMAL, base_dir=Path("/x"))
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_maintenance_policy_defaults_are_the_procedures():
+    from opsmgr.maintenance.snapshot import Policy
+
+    assert parse_settings(MINIMAL, base_dir=Path("/x")).maintenance_policy() == Policy()
+
+
+def test_maintenance_policy_from_the_conf_keys():
+    values = {
+        **MINIMAL,
+        "mms.maintenance.leaseTtlSeconds": "30",
+        "mms.maintenance.memberTimeoutSeconds": "6.5",
+        "mms.maintenance.electionTimeoutSeconds": "20",
+        "mms.maintenance.catchUpLagSeconds": "0",
+        "mms.maintenance.oplogMargin": "3",
+        "mms.maintenance.defaultOutSeconds": "5",
+        "mms.maintenance.stepDownSeconds": "10",
+        "mms.maintenance.secondaryCatchUpPeriodSeconds": "5",
+        "mms.maintenance.portOffset": "20000",
+    }
+    policy = parse_settings(values, base_dir=Path("/x")).maintenance_policy()
+    assert (policy.lease_ttl_s, policy.member_timeout_s, policy.election_timeout_s) == (30, 6.5, 20)
+    assert (policy.catch_up_lag_s, policy.oplog_margin, policy.default_out_s) == (0, 3, 5)
+    assert (policy.step_down_secs, policy.secondary_catch_up_period_secs) == (10, 5)
+    assert policy.maintenance_port_offset == 20000
+
+
+def test_bad_maintenance_values_are_refused_by_key():
+    problems, _ = problems_of(
+        {
+            **MINIMAL,
+            "mms.maintenance.leaseTtlSeconds": "0",
+            "mms.maintenance.oplogMargin": "lots",
+            "mms.maintenance.stepDownSeconds": "1.5",
+            "mms.maintenance.memberTimeoutSecs": "6",
+        }
+    )
+    assert "must be a number from 1 to 3600" in problems["mms.maintenance.leaseTtlSeconds"]
+    assert "'lots'" in problems["mms.maintenance.oplogMargin"]
+    assert "whole number" in problems["mms.maintenance.stepDownSeconds"]
+    assert "did you mean mms.maintenance.memberTimeoutSeconds" in problems["mms.maintenance.memberTimeoutSecs"]
+
+
+def test_catch_up_period_must_be_shorter_than_the_step_down():
+    problems, _ = problems_of(
+        {
+            **MINIMAL,
+            "mms.maintenance.stepDownSeconds": "10",
+            "mms.maintenance.secondaryCatchUpPeriodSeconds": "10",
+        }
+    )
+    assert problems == {
+        "mms.maintenance.secondaryCatchUpPeriodSeconds": "must be less than mms.maintenance.stepDownSeconds "
+        "(10), not 10"
+    }
+
+
+def test_a_bad_maintenance_key_stops_the_server_naming_it(tmp_path):
+    from tests.procs import run_cli
+
+    conf = tmp_path / CONF_NAME
+    conf.write_text(
+        "\n".join(f"{k}={v}" for k, v in MINIMAL.items()) + "\nmms.maintenance.memberTimeoutSeconds=-1\n"
+    )
+    done = run_cli("server", "--conf", str(conf), "--port", "1")
+    assert done.returncode != 0
+    assert "mms.maintenance.memberTimeoutSeconds" in done.stdout + done.stderr

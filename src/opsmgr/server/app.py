@@ -8,9 +8,7 @@ handlers live in ``public_api`` and ``agent_api`` and stay thin. May import ever
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -35,7 +33,8 @@ from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
-from opsmgr.maintenance.service import MaintenanceService, policy_from_json
+from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.snapshot import Policy
 from opsmgr.restoration.service import RestorationService
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
@@ -76,6 +75,7 @@ class ServerContext:
     alert_webhook_url: str | None = None
     block_compression: Compression | None = None
     backup_alert_policy: AlertPolicy | None = None
+    maintenance_policy: Policy = field(default_factory=Policy)
     metrics: Metrics = field(default_factory=Metrics)
     digest: DigestAuthenticator = field(init=False)
     appdb: AppDB = field(init=False)
@@ -100,8 +100,7 @@ class ServerContext:
             statuses=self.automation.agent_statuses,
             encrypt=self.encrypt,
             decrypt=self.decrypt,
-            # Tests and demos shorten the procedure's timeouts: {"member_timeout_s": 20, ...}.
-            policy=policy_from_json(json.loads(os.environ.get("OPSMGR_MAINTENANCE_POLICY") or "{}")),
+            policy=self.maintenance_policy,
         )
         self.automation.on_config_change.append(self.maintenance.register)
         self.automation.status_sections["maintenance"] = self.maintenance.status_views

@@ -56,6 +56,7 @@ def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Se
             alert_webhook_url=settings.alert_webhook_url,
             block_compression=settings.block_compression,
             backup_alert_policy=settings.backup_alert_policy(),
+            maintenance_policy=settings.maintenance_policy(),
             digest_secret=genkey.derive("digest nonce"),
         )
         try:

@@ -48,9 +48,36 @@ key                                                    meaning                  
                                                        alert BACKUP_SECONDARY_UNREACHABLE
 =====================================================  ==========================================  ========
 
+Rolling maintenance and supervised unique index builds: the procedure's timeouts and margins, one setting
+for every agent of a project (``opsmgr.maintenance.snapshot.Policy``):
+
+=====================================================  ==========================================  ========
+key                                                    meaning                                     default
+=====================================================  ==========================================  ========
+``mms.maintenance.leaseTtlSeconds``                    life of a maintenance lease between its     ``120``
+                                                       holder's renewals
+``mms.maintenance.memberTimeoutSeconds``               a member not healthy this long after its    ``600``
+                                                       restart in replSet mode has failed
+``mms.maintenance.electionTimeoutSeconds``             longest wait for an election after a        ``60``
+                                                       step-down
+``mms.maintenance.catchUpLagSeconds``                  a secondary this close to the primary is    ``2``
+                                                       caught up
+``mms.maintenance.oplogMargin``                        the oplog window must exceed a member's     ``2``
+                                                       estimated time out by this factor
+``mms.maintenance.defaultOutSeconds``                  a member's estimated time out before any    ``300``
+                                                       restart was observed
+``mms.maintenance.stepDownSeconds``                    ``replSetStepDown``'s ``stepDownSecs``      ``60``
+``mms.maintenance.secondaryCatchUpPeriodSeconds``      ``replSetStepDown``'s                       ``10``
+                                                       ``secondaryCatchUpPeriodSecs`` (less than
+                                                       ``stepDownSeconds``)
+``mms.maintenance.portOffset``                         a member is standalone on its port plus     ``10000``
+                                                       this (minus, past 65535)
+=====================================================  ==========================================  ========
+
 The three backing databases must be three different databases. May import ``opsmgr.errors``,
 ``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and ``opsmgr.backup.blockstore`` (for the
-backup settings' types) and SQLAlchemy's URL parser; nothing of the web framework."""
+backup settings' types), ``opsmgr.maintenance.snapshot`` (the maintenance policy, a pure value) and
+SQLAlchemy's URL parser; nothing of the web framework."""
 
 from __future__ import annotations
 
@@ -72,6 +99,7 @@ import sqlalchemy as sa
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Compression
 from opsmgr.errors import InvalidInput, PreflightFailure
+from opsmgr.maintenance.snapshot import Policy
 from opsmgr.properties import dump_properties, parse_properties
 from opsmgr.store.crypto import GenKey
 
@@ -367,6 +395,75 @@ KEYS: tuple[Key, ...] = (
         parse=_float_in(0.1, 86400 * 30),
     ),
 )
+
+
+def _policy_key(name: str, attr: str, description: str, parse: Callable[[str, Path], Any]) -> Key:
+    """A ``mms.maintenance.*`` key; ``attr`` is the :class:`Policy` field, whose default is the key's."""
+    default = Policy.__dataclass_fields__[attr].default
+    return Key(f"mms.maintenance.{name}", f"maintenance_{attr}", description, f"{default:g}", parse)
+
+
+MAINTENANCE_KEYS: tuple[Key, ...] = (
+    _policy_key(
+        "leaseTtlSeconds",
+        "lease_ttl_s",
+        "Seconds a maintenance lease lives between its holder's renewals; an agent that dies lets it expire "
+        "(no other member goes down while the member it held is unhealthy).",
+        _float_in(1, 3600),
+    ),
+    _policy_key(
+        "memberTimeoutSeconds",
+        "member_timeout_s",
+        "Seconds a member may take to be healthy again after its restart in replSet mode; past it the "
+        "rolling change stops with MAINTENANCE_MEMBER_FAILED until the member recovers.",
+        _float_in(1, 86400),
+    ),
+    _policy_key(
+        "electionTimeoutSeconds",
+        "election_timeout_s",
+        "Seconds to wait for another member's election after a step-down.",
+        _float_in(1, 3600),
+    ),
+    _policy_key(
+        "catchUpLagSeconds",
+        "catch_up_lag_s",
+        "A secondary this many seconds (or fewer) behind the primary is caught up.",
+        _float_in(0, 3600),
+    ),
+    _policy_key(
+        "oplogMargin",
+        "oplog_margin",
+        "Factor by which the oplog window must exceed the estimated time a member is out.",
+        _float_in(1, 100),
+    ),
+    _policy_key(
+        "defaultOutSeconds",
+        "default_out_s",
+        "Estimated seconds a member is out for maintenance before any of its restarts was observed.",
+        _float_in(1, 7 * 86400),
+    ),
+    _policy_key(
+        "stepDownSeconds",
+        "step_down_secs",
+        "stepDownSecs of replSetStepDown: how long the former primary may not be elected again.",
+        _int_in(1, 86400),
+    ),
+    _policy_key(
+        "secondaryCatchUpPeriodSeconds",
+        "secondary_catch_up_period_secs",
+        "secondaryCatchUpPeriodSecs of replSetStepDown: how long the primary waits for an electable "
+        "secondary to catch up; less than mms.maintenance.stepDownSeconds.",
+        _int_in(0, 86400),
+    ),
+    _policy_key(
+        "portOffset",
+        "maintenance_port_offset",
+        "A member restarted standalone for maintenance listens on its port plus this (minus it, past 65535), "
+        "away from its clients and its set.",
+        _int_in(1, 55535),
+    ),
+)
+KEYS = KEYS + MAINTENANCE_KEYS
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
 
@@ -392,7 +489,19 @@ class Settings:
     alert_window_stall_min: float
     alert_agent_silence_min: float
     alert_secondary_unreachable_s: float
+    maintenance_lease_ttl_s: float
+    maintenance_member_timeout_s: float
+    maintenance_election_timeout_s: float
+    maintenance_catch_up_lag_s: float
+    maintenance_oplog_margin: float
+    maintenance_default_out_s: float
+    maintenance_step_down_secs: int
+    maintenance_secondary_catch_up_period_secs: int
+    maintenance_maintenance_port_offset: int
     conf_path: Path | None = None
+
+    def maintenance_policy(self) -> Policy:
+        return Policy(**{f: getattr(self, f"maintenance_{f}") for f in Policy.__dataclass_fields__})
 
     def backup_alert_policy(self) -> AlertPolicy:
         return AlertPolicy(
@@ -471,6 +580,18 @@ def parse_settings(
         for other, other_uri in uris[:i]:
             if uri is not None and other_uri is not None and _same_database(uri, other_uri):
                 problems.append((name, f"is the same database as {other}; the three must be different"))
+    step_down, catch_up = (
+        parsed.get("maintenance_step_down_secs"),
+        parsed.get("maintenance_secondary_catch_up_period_secs"),
+    )
+    if step_down is not None and catch_up is not None and catch_up >= step_down:
+        # replSetStepDown refuses a catch-up period that is not shorter than the step-down period.
+        problems.append(
+            (
+                "mms.maintenance.secondaryCatchUpPeriodSeconds",
+                f"must be less than mms.maintenance.stepDownSeconds ({step_down}), not {catch_up}",
+            )
+        )
     if problems:
         raise SettingsError(source, problems)
     if parsed["central_url"] is None:
