@@ -323,7 +323,8 @@ def test_bad_maintenance_values_are_refused_by_key():
     assert "must be a number from 1 to 3600" in problems["mms.maintenance.leaseTtlSeconds"]
     assert "'lots'" in problems["mms.maintenance.oplogMargin"]
     assert "whole number" in problems["mms.maintenance.stepDownSeconds"]
-    assert "did you mean mms.maintenance.memberTimeoutSeconds" in problems["mms.maintenance.memberTimeoutSecs"]
+    typo = problems["mms.maintenance.memberTimeoutSecs"]
+    assert "did you mean mms.maintenance.memberTimeoutSeconds" in typo
 
 
 def test_catch_up_period_must_be_shorter_than_the_step_down():
