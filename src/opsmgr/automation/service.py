@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opsmgr.automation.config import empty_config, map_secrets, same_content, validate
+from opsmgr.errors import Conflict
 from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.store.engine import Store, Txn
 
@@ -28,6 +29,10 @@ AGENT_STATUS = "agent_status"
 
 def status_id(group_id: str, hostname: str) -> str:
     return f"{group_id}:{hostname}"
+
+
+class ConfigVersionConflict(Conflict):
+    error_code = "AUTOMATION_CONFIG_VERSION_CONFLICT"
 
 
 class AutomationService:
@@ -61,15 +66,24 @@ class AutomationService:
         min_version: int | None = None,
         allow_unique_indexes: bool = False,
         check_transition: bool = True,
+        expected_version: int | None = None,
     ) -> dict[str, Any]:
         """Replace the goal config; ``version`` goes up by one only when the content differs.
 
         ``min_version`` lets Restoration Mode write a config whose version is at least an agent's.
         ``check_transition=False`` skips the rolling-maintenance transition rules: Restoration Mode adopts a
         config agents already run, which is no step the maintenance procedure has to take.
+        ``expected_version``: a compare-and-set, refused (:class:`ConfigVersionConflict`) when the stored
+        version is another, so an edit made from a config read earlier never loses a change made since.
         """
         with self.store.tx() as t:
             doc = t.get(CONFIGS, group_id) or {"_id": group_id, "config": empty_config(), "version": 0}
+            if expected_version is not None and int(doc["version"]) != expected_version:
+                raise ConfigVersionConflict(
+                    f"the automation config of {group_id} is at version {doc['version']}, not "
+                    f"{expected_version}: it changed meanwhile",
+                    version=int(doc["version"]),
+                )
             current = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
             new = validate(body, current=current, allow_unique_indexes=allow_unique_indexes)
             if check_transition:
