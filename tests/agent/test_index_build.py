@@ -32,7 +32,7 @@ class Harness:
     def __init__(self, tmp_path: Path) -> None:
         self.cluster: Cluster = make_cluster(3)
         hosts = [self.cluster.host(i) for i in range(3)]
-        self.goal = replica_set_config(hosts)
+        self.goal = {**replica_set_config(hosts), "version": 1}
         for p in self.goal["processes"]:  # as the cluster started them
             p["args2_6"]["replication"]["oplogSizeMB"] = int(self.cluster.oplog_mb)
             p["version"] = self.cluster.version
@@ -42,7 +42,7 @@ class Harness:
             self.store,
             goal=lambda _g: self.goal,
             statuses=lambda _g: self.statuses(),
-            adopt=lambda _g, entry: self.adopted.append(entry),
+            write_goal=self.write_goal,
         )
         self.http = httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
         clock = self.cluster.clock
@@ -59,6 +59,11 @@ class Harness:
             for h in hosts
         ]
         self.sentences: list[str] = []
+
+    def write_goal(self, _group: str, config: dict[str, Any], version: int) -> None:
+        assert version == self.goal["version"]
+        self.adopted += config["indexConfigs"][len(self.goal.get("indexConfigs", [])) :]
+        self.goal = {**config, "version": version + 1}
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         host = request.url.params["hostname"]

@@ -13,11 +13,14 @@ it, over the builds kept by :class:`~opsmgr.maintenance.builds.UniqueIndexBuilds
   every member's ``listIndexes`` (each agent lists only its own processes) and one oplog sweep read after the
   build entered VERIFYING, so that no write between the last build and DONE escapes the watch: the document
   gathers ``listings`` and ``swept`` until both are complete, then :func:`verified` decides.
-- At DONE the entry is added to the goal config through ``adopt`` (the automation config PUT with
-  ``allow_unique_indexes``); a failure there is retried on later agent fetches (``configPending``).
+- At DONE the entry is added to the goal config: read it, add the entry, and write it back through
+  ``adopt`` (the automation config PUT with ``allow_unique_indexes``) as a compare-and-set on the version
+  read, so an operator's PUT in between is never lost (a conflict reads again; see :func:`add_index_config`).
+  A failure there is retried on later agent fetches (``configPending``).
 
 Every event is one write transaction on the build's document. May import ``opsmgr.errors``,
-``opsmgr.store``, ``opsmgr.automation.config`` (validation and accessors) and ``opsmgr.maintenance``.
+``opsmgr.store``, ``opsmgr.automation.config`` (validation and accessors), ``opsmgr.automation.service``
+(its version conflict only) and ``opsmgr.maintenance``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmgr.automation.config import processes_by_name, replica_set, validate
+from opsmgr.automation.service import ConfigVersionConflict
 from opsmgr.drivers.base import OplogRecord
 from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
 from opsmgr.maintenance.builds import BUILDS, UniqueIndexBuilds
@@ -53,7 +57,7 @@ log = logging.getLogger(__name__)
 
 GoalOf = Callable[[str], dict[str, Any]]
 StatusesOf = Callable[[str], list[dict[str, Any]]]
-Adopt = Callable[[str, dict[str, Any]], None]
+GoalWrite = Callable[[str, dict[str, Any], int], None]  # (group, config, the version it was read at)
 
 EVENT_TYPES = (
     "activity",
@@ -66,6 +70,7 @@ EVENT_TYPES = (
     "aborted",
 )
 MAX_TEXT = 2000
+ADOPT_ATTEMPTS = 5  # compare-and-set tries against concurrent PUTs before leaving it to a later fetch
 _ENTRY_FIELD = re.compile(r"^indexConfigs\[\d+\]\.?")
 CONFIRM_MEANING = (
     "writesStopped must be true: confirming means you have stopped every write to {ns} (inserts, updates, "
@@ -173,6 +178,41 @@ def _build_order(
     return [m for m in members if m != primary] + [primary], optime
 
 
+def _identity(entry: Mapping[str, Any]) -> list[Any]:
+    return [entry.get(k) for k in ("rsName", "dbName", "collectionName", "key")]
+
+
+def with_index_config(config: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``config`` with ``entry`` added to its ``indexConfigs``; None when it lists that index already."""
+    entries = list(config.get("indexConfigs", []))
+    if any(_identity(e) == _identity(entry) for e in entries):
+        return None
+    out = copy.deepcopy(dict(config))
+    out["indexConfigs"] = [*entries, copy.deepcopy(dict(entry))]
+    return out
+
+
+def add_index_config(
+    group_id: str, entry: Mapping[str, Any], *, goal: GoalOf, write: GoalWrite, attempts: int = ADOPT_ATTEMPTS
+) -> None:
+    """Add ``entry`` to the goal config unless it is there: each try writes only if the config is still at
+    the version it read (another PUT meanwhile makes it read again)."""
+    for _ in range(attempts):
+        config = goal(group_id)
+        updated = with_index_config(config, entry)
+        if updated is None:
+            return
+        try:
+            write(group_id, updated, int(config["version"]))
+            return
+        except ConfigVersionConflict as exc:
+            log.info("index config of %s: %s; reading it again", group_id, exc.detail)
+    raise Conflict(
+        f"the automation config of {group_id} kept changing during {attempts} tries to add the index",
+        error_code="AUTOMATION_CONFIG_VERSION_CONFLICT",
+    )
+
+
 def _progress(build: UniqueIndexBuild) -> dict[str, int]:
     return {"done": len(build.built), "total": len(build.members)}
 
@@ -225,12 +265,14 @@ def _records(raw: Any) -> list[OplogRecord]:
 
 
 class IndexBuildService:
-    def __init__(self, store: Store, *, goal: GoalOf, statuses: StatusesOf, adopt: Adopt) -> None:
+    def __init__(self, store: Store, *, goal: GoalOf, statuses: StatusesOf, write_goal: GoalWrite) -> None:
+        """``write_goal(group, config, version)`` puts the config only if the goal is still at ``version``
+        (raising :class:`ConfigVersionConflict` otherwise)."""
         self.store = store
         self.builds = UniqueIndexBuilds(store)
         self.goal = goal
         self.statuses = statuses
-        self.adopt = adopt
+        self.write_goal = write_goal
 
     # --- the operator ------------------------------------------------------------------------------------
 
@@ -359,7 +401,7 @@ class IndexBuildService:
         """Add a DONE build's entry to the goal config; left pending (and retried) if that fails."""
         build = self.builds.get(group_id, build_id)
         try:
-            self.adopt(group_id, build.index_config())
+            add_index_config(group_id, build.index_config(), goal=self.goal, write=self.write_goal)
         except OpsmgrError as exc:
             log.warning("unique index build %s is DONE but its config entry waits: %s", build_id, exc.detail)
             return None

@@ -8,7 +8,6 @@ Restoration Mode.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -24,23 +23,18 @@ router = APIRouter(prefix=PREFIX, tags=["uniqueIndexBuilds"])
 agent_router = APIRouter(tags=["agents"])
 
 
-def _identity(entry: dict[str, Any]) -> str:
-    return json.dumps([entry.get(k) for k in ("rsName", "dbName", "collectionName", "key")])
-
-
 def _service(request: Request) -> IndexBuildService:
     ctx: Any = request.app.state.ctx
 
-    def adopt(group_id: str, entry: dict[str, Any]) -> None:
-        config = ctx.automation.config(group_id)
-        entries = config.setdefault("indexConfigs", [])
-        if all(_identity(e) != _identity(entry) for e in entries):
-            entries.append(entry)
-            ctx.automation.put_config(group_id, config, allow_unique_indexes=True)
-            ctx.goal_versions.invalidate(group_id)
+    def write_goal(group_id: str, config: dict[str, Any], version: int) -> None:
+        ctx.automation.put_config(group_id, config, allow_unique_indexes=True, expected_version=version)
+        ctx.goal_versions.invalidate(group_id)
 
     return IndexBuildService(
-        ctx.stores.app, goal=ctx.automation.config, statuses=ctx.automation.agent_statuses, adopt=adopt
+        ctx.stores.app,
+        goal=ctx.automation.config,
+        statuses=ctx.automation.agent_statuses,
+        write_goal=write_goal,
     )
 
 
