@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,15 @@ import pytest
 
 from opsmgr.agent.index_build import IndexBuildWorker, standalone_spec
 from opsmgr.agent.plan import process_spec
+from opsmgr.alerts import AlertService
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.drivers.base import CommandConflict, MemberState
 from opsmgr.drivers.sim import SimDriver
 from opsmgr.errors import OpsmgrError
 from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.maintenance.leases import Deny
+from opsmgr.maintenance.service import MaintenanceService, policy_to_json
+from opsmgr.maintenance.snapshot import Policy
 from opsmgr.store.engine import Store
 from tests.sim.cluster import Cluster, make_cluster
 
@@ -38,11 +43,21 @@ class Harness:
             p["version"] = self.cluster.version
         self.store = Store(f"sqlite:///{tmp_path / 'app.db'}")
         self.adopted: list[dict[str, Any]] = []
+        self.maintenance = MaintenanceService(
+            self.store,
+            AlertService(self.store),
+            goal=lambda _g: self.goal,
+            statuses=lambda _g: self.statuses(),
+            encrypt=lambda s: s,
+            decrypt=lambda s: s,
+            policy=Policy(member_timeout_s=30),
+        )
         self.service = IndexBuildService(
             self.store,
             goal=lambda _g: self.goal,
             statuses=lambda _g: self.statuses(),
             write_goal=self.write_goal,
+            maintenance=self.maintenance,
         )
         self.http = httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
         clock = self.cluster.clock
@@ -59,6 +74,8 @@ class Harness:
             for h in hosts
         ]
         self.sentences: list[str] = []
+        self.denials: list[str] = []
+        self.grants: list[str] = []
 
     def write_goal(self, _group: str, config: dict[str, Any], version: int) -> None:
         assert version == self.goal["version"]
@@ -71,20 +88,47 @@ class Harness:
             if request.method == "GET":
                 return httpx.Response(200, json={"builds": self.service.for_agent(GROUP)})
             build_id = request.url.path.split("/")[-2]
+            if request.url.path.endswith("/lease"):
+                return self.lease(request, build_id)
             return httpx.Response(
                 200, json=self.service.on_event(GROUP, build_id, host, json.loads(request.content))
             )
         except OpsmgrError as exc:
             return httpx.Response(exc.http_status, json=exc.to_json())
 
+    def lease(self, request: httpx.Request, build_id: str) -> httpx.Response:
+        """The server's lease routes, as ``server.index_builds_api`` answers them."""
+        if request.method == "DELETE":
+            released = self.service.release_lease(GROUP, build_id, request.url.params["member"])
+            return httpx.Response(200 if released else 409, json={"released": released})
+        member = json.loads(request.content)["member"]
+        acquire = self.service.acquire_lease if request.method == "POST" else self.service.renew_lease
+        decision = acquire(GROUP, build_id, member)
+        if isinstance(decision, Deny):
+            self.denials.append(decision.reason)
+            return httpx.Response(409, json={"detail": decision.reason})
+        self.grants.append(member)
+        return httpx.Response(
+            200, json={**decision.lease.to_json(), "policy": policy_to_json(self.maintenance.policy)}
+        )
+
     def statuses(self) -> list[dict[str, Any]]:
         out = []
         for i in range(3):
-            status = self.cluster.world.rs_status(self.cluster.host(i), self.cluster.name(i))
-            assert status is not None
-            me = next(m for m in status.members if m.self)
-            observed = {"replicaStateName": status.my_state.value, "optimeTs": me.optime_ts}
-            out.append({"processes": [{"name": self.cluster.name(i), "observed": observed}]})
+            try:
+                status = self.cluster.world.rs_status(self.cluster.host(i), self.cluster.name(i))
+            except OpsmgrError:  # down: its agent reports it not running
+                status = None
+            me = next((m for m in status.members if m.self), None) if status is not None else None
+            observed: dict[str, Any] = {"running": status is not None}
+            if status is not None and me is not None:
+                observed.update(replicaStateName=status.my_state.value, optimeTs=me.optime_ts)
+            out.append(
+                {
+                    "processes": [{"name": self.cluster.name(i), "observed": observed}],
+                    "receivedAt": int(time.time() * 1000),
+                }
+            )
         return out
 
     def start(self, key: str = "orderNo", *, lock: bool = False) -> str:
@@ -202,7 +246,11 @@ def test_waits_while_another_member_is_down(harness: Harness) -> None:
     c.run(15.0)
     worker = next(w for w in harness.workers if w.hostname == c.host(int(first[-1])))
     sentence = asyncio.run(worker.step(harness.goal, at_goal=True))
-    assert sentence is not None and sentence.startswith("blocked:") and "not healthy" in sentence
+    # The server's lease decision, over the agents' reports, is what holds it back.
+    assert sentence is not None and sentence.startswith("blocked:"), sentence
+    assert (
+        f"waits for the maintenance lease: another voting member is unavailable: {c.name(other)}" in sentence
+    )
     assert c.world.observe(c.host(int(first[-1])), first).mode == "replset"
     assert harness.service.get(GROUP, build_id)["built"] == []
     held = asyncio.run(worker.step(harness.goal, at_goal=False))

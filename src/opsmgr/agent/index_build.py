@@ -13,21 +13,26 @@ for the members of each build that run on this host:
   are at goal (automation never races the build): ``fsyncLock``/``fsyncUnlock`` of the primary when the
   operator allowed holding writes; the build of one member; the drop of the index from one member.
 
-Members are built **by their own agent**, not by the primary's: a driver reaches only the processes of its
-own host. A member is taken out of its set as the rolling way does, inside one cycle so that automation
-never sees it half-way: every other member must be healthy first (one member out at a time; otherwise the
-action waits), a PRIMARY steps down first and waits for another member's election, then the member is
-restarted standalone on its maintenance port (``maintenance.snapshot.maintenance_port``, no
-``replSetName``), the index is built (or dropped) and checked with ``listIndexes``, and the member is
-restarted in replSet mode. A build the member refuses (existing duplicates, bad options) drops whatever it
-left, then aborts the build with the member's message; the other members' indexes are then dropped by their
-agents. An agent that dies mid-way leaves a standalone process that automation restarts in replSet mode,
-and the action is done again (building or dropping the same index twice is a no-op).
+Members are built **by their own agent**, not by the primary's: a driver reaches only the processes of its own
+host. A member is taken out of its set as the rolling way does, inside one cycle so that automation never sees
+it half-way, and only under the replica set's maintenance lease, the one rolling changes take: the agent asks
+the server for it first (denied, with the reason, while a rolling change holds it or the set is not healthy
+enough: the action waits), renews it while the member is out, and releases it once the member is back in its
+set and caught up (within the server's ``member_timeout_s``; otherwise it is released on a later cycle once it
+is, or expires while the member, unhealthy, keeps every other member in). Every other member must also look
+healthy from here (otherwise the action waits), a PRIMARY steps down first and waits for another member's
+election, then the member is restarted standalone on its maintenance port
+(``maintenance.snapshot.maintenance_port``, no ``replSetName``), the index is built (or dropped) and checked
+with ``listIndexes``, and the member is restarted in replSet mode. A build the member refuses (existing
+duplicates, bad options) drops whatever it left, then aborts the build with the member's message; the other
+members' indexes are then dropped by their agents. An agent that dies mid-way leaves a standalone process that
+automation restarts in replSet mode, and the action is done again (building or dropping the same index twice
+is a no-op).
 
 Every action is reported as an ``activity`` event when it begins and is the agent's status sentence (and so
 the agent's line in automationStatus) when it ends. May import ``opsmgr.errors``, ``opsmgr.drivers.base``,
-``opsmgr.automation``, ``opsmgr.agent`` and the pure ``opsmgr.maintenance.unique_index`` and
-``opsmgr.maintenance.snapshot``.
+``opsmgr.automation``, ``opsmgr.agent``, the pure ``opsmgr.maintenance.unique_index`` and
+``opsmgr.maintenance.snapshot``, and ``opsmgr.maintenance.service`` (the policy's JSON form).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ from opsmgr.automation.config import processes_on_host
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
 from opsmgr.drivers.base import CommandConflict, CommandInvalid, Driver, DriverError, MemberState, ProcessSpec
 from opsmgr.errors import OplogGap, OpsmgrError
-from opsmgr.maintenance.snapshot import maintenance_port
+from opsmgr.maintenance.service import policy_from_json
+from opsmgr.maintenance.snapshot import Policy, maintenance_port, optime_seconds
 from opsmgr.maintenance.unique_index import (
     WATCHED_STATES,
     ActionKind,
@@ -106,23 +112,36 @@ class IndexBuildWorker:
         self.poll_s = poll_s
         self.now, self.sleep = now, sleep
         self._cursors: dict[str, int] = {}  # build id -> last oplog ts read
+        # build id -> (member, catch-up lag): leases kept because the member was not caught up in time.
+        self._kept: dict[str, tuple[str, float]] = {}
 
     # --- the server --------------------------------------------------------------------------------------
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None = None, **params: str
+    ) -> dict[str, Any]:
         base, group, key = self.credentials()
         url = base.rstrip("/") + INDEX_BUILDS_PATH.format(group=quote(group, safe="")) + path
         try:
             response = await self.http.request(
-                method, url, params={"hostname": self.hostname}, json=body, auth=httpx.BasicAuth(group, key)
+                method,
+                url,
+                params={"hostname": self.hostname, **params},
+                json=body,
+                auth=httpx.BasicAuth(group, key),
             )
         except httpx.HTTPError as exc:
             raise IndexBuildFailed(f"index builds: server unreachable: {exc!r}") from exc
         if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except (ValueError, AttributeError):
+                detail = None
             raise IndexBuildFailed(
                 f"index builds: {method} {path or '/'} answered {response.status_code}: "
                 f"{response.text[:300]}",
                 status=response.status_code,
+                reason=str(detail or response.text[:300]),
             )
         answer = response.json()
         if not isinstance(answer, dict):
@@ -151,6 +170,7 @@ class IndexBuildWorker:
             log.debug("%s: %s", self.hostname, exc.detail)
             return None
         mine = {p["name"]: p for p in processes_on_host(goal, self.hostname)}
+        await self._release_kept()
         active = {str(b.get("id")) for b in raw if isinstance(b, dict)}
         self._cursors = {k: v for k, v in self._cursors.items() if k in active}
         sentences = []
@@ -186,8 +206,24 @@ class IndexBuildWorker:
         if not at_goal:
             return f"blocked: {head} waits for this host's processes to reach goal state"
         process = local[action.member]
+        policy: Policy | None = None
+        if action.kind in (ActionKind.BUILD, ActionKind.DROP_INDEX):
+            try:
+                grant = await self._send(
+                    "POST", f"/{quote(build.build_id, safe='')}/lease", {"member": action.member}
+                )
+            except IndexBuildFailed as exc:
+                if exc.parameters.get("status") != 409:
+                    raise
+                return f"blocked: {head}: waits for the maintenance lease: {exc.parameters.get('reason')}"
+            policy = policy_from_json(grant.get("policy"))
         await self._event(build.build_id, {"type": "activity", "note": f"{head}: {action.note}"})
-        outcome = await self._call(self._act, build, action.kind, process)
+        if policy is None:
+            outcome = await self._call(self._act, build, action.kind, process, Policy())
+        else:
+            outcome = await self._holding(
+                build.build_id, action.member, policy, self._act, build, action.kind, process, policy
+            )
         for event in outcome.event or []:
             try:
                 await self._event(build.build_id, {**event, "note": f"{head}: {outcome.sentence}"})
@@ -197,8 +233,62 @@ class IndexBuildWorker:
                 # Another report moved the build on meanwhile (an abort from the oplog watch, a cancel).
                 log.info("%s: %s", self.hostname, exc.detail)
                 break
+        if policy is not None:
+            if outcome.back:
+                await self._release(build.build_id, action.member)
+            else:
+                self._kept[build.build_id] = (action.member, policy.catch_up_lag_s)
         prefix = "blocked: " if outcome.blocked else ""
         return f"{prefix}{head}: {outcome.sentence}"
+
+    # --- the maintenance lease ---------------------------------------------------------------------------
+
+    async def _holding(
+        self, build_id: str, member: str, policy: Policy, fn: Callable[..., T], *args: Any
+    ) -> T:
+        """``fn(*args)`` while renewing ``member``'s lease (a third of its life apart)."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(max(0.2, policy.lease_ttl_s / 3))
+                try:
+                    await self._send("PUT", f"/{quote(build_id, safe='')}/lease", {"member": member})
+                except IndexBuildFailed as exc:
+                    log.warning("%s: lease of %s not renewed: %s", self.hostname, member, exc.detail)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            return await self._call(fn, *args)
+        finally:
+            renewing.cancel()
+
+    async def _release(self, build_id: str, member: str) -> None:
+        try:
+            await self._send("DELETE", f"/{quote(build_id, safe='')}/lease", member=member)
+        except IndexBuildFailed as exc:
+            # Expired and taken by another meanwhile, or released already: nothing of ours to give back.
+            log.info("%s: lease of %s not released: %s", self.hostname, member, exc.detail)
+        self._kept.pop(build_id, None)
+
+    async def _release_kept(self) -> None:
+        """Give back the leases kept for members that were not caught up in time, once they are."""
+        for build_id, (member, lag) in list(self._kept.items()):
+            if await self._call(self._caught_up, member, lag):
+                await self._release(build_id, member)
+
+    def _caught_up(self, name: str, lag_s: float) -> bool:
+        """In its set, healthy, and at most ``lag_s`` behind the primary."""
+        try:
+            status = self.driver.rs_status(name)
+        except DriverError:
+            return False
+        if status is None or status.my_state not in (MemberState.PRIMARY, MemberState.SECONDARY):
+            return False
+        me = next((m for m in status.members if m.self), None)
+        primary = status.primary()
+        if me is None or primary is None:
+            return False
+        return optime_seconds(primary.optime_ts) - optime_seconds(me.optime_ts) <= lag_s
 
     async def _watch(self, build: UniqueIndexBuild, local: list[str]) -> UniqueIndexBuild:
         """Report the writes to the namespace the local PRIMARY's oplog holds after the build's position."""
@@ -245,7 +335,9 @@ class IndexBuildWorker:
 
     # --- actions (blocking: run in a worker thread) ------------------------------------------------------
 
-    def _act(self, build: UniqueIndexBuild, kind: ActionKind, process: dict[str, Any]) -> Outcome:
+    def _act(
+        self, build: UniqueIndexBuild, kind: ActionKind, process: dict[str, Any], policy: Policy
+    ) -> Outcome:
         name = process["name"]
         d = self.driver
         if kind is ActionKind.LOCK_WRITES:
@@ -268,13 +360,16 @@ class IndexBuildWorker:
                 log.info("%s: fsyncUnlock of %s: %s", self.hostname, name, exc.detail)
             return Outcome(f"fsyncUnlock on {name}: writes flow again", [{"type": "writes_unlocked"}])
         if kind is ActionKind.BUILD:
-            return self._out_of_set(build, process, create=True)
+            return self._out_of_set(build, process, policy, create=True)
         if kind is ActionKind.DROP_INDEX:
-            return self._out_of_set(build, process, create=False)
+            return self._out_of_set(build, process, policy, create=False)
         return Outcome(f"nothing to do for {kind.value}", None, blocked=True)
 
-    def _out_of_set(self, build: UniqueIndexBuild, process: dict[str, Any], *, create: bool) -> Outcome:
-        """Take the member out of its set (as the rolling way does), build or drop the index, put it back."""
+    def _out_of_set(
+        self, build: UniqueIndexBuild, process: dict[str, Any], policy: Policy, *, create: bool
+    ) -> Outcome:
+        """Take the member out of its set (as the rolling way does), build or drop the index, put it back,
+        and wait until it is caught up (``back`` False when it is not within ``policy.member_timeout_s``)."""
         name, d = process["name"], self.driver
         status = d.rs_status(name)
         if status is None:
@@ -303,7 +398,7 @@ class IndexBuildWorker:
         elif status.my_state is not MemberState.SECONDARY:
             return Outcome(f"waits: {name} is {status.my_state.value}, not SECONDARY", None, blocked=True)
         spec = process_spec(process)
-        port = maintenance_port(spec.port)
+        port = maintenance_port(spec.port, policy)
         index = str(build.options.get("name") or "_".join(f"{f}_{v}" for f, v in build.key))
         d.stop(name)
         d.start(standalone_spec(spec, port))
@@ -319,6 +414,10 @@ class IndexBuildWorker:
             d.stop(name)
             d.start(spec)
         done.append("restarted in replSet mode")
+        if not self._wait(lambda: self._caught_up(name, policy.catch_up_lag_s), policy.member_timeout_s):
+            done.append(f"not caught up within {policy.member_timeout_s:.0f}s: the lease stays until it is")
+            return Outcome(", ".join(done), events, back=False)
+        done.append("caught up")
         return Outcome(", ".join(done), events)
 
     def _create(
@@ -348,9 +447,10 @@ class IndexBuildWorker:
         primary = status.primary() if status is not None else None
         return primary is not None and not primary.self
 
-    def _wait(self, ok: Callable[[], bool]) -> bool:
-        """Poll ``ok`` until it holds or the election timeout passes (blocking: a worker thread)."""
-        deadline = self.now() + self.election_timeout_s
+    def _wait(self, ok: Callable[[], bool], timeout_s: float | None = None) -> bool:
+        """Poll ``ok`` until it holds or ``timeout_s`` (the election timeout by default) passes (blocking: a
+        worker thread)."""
+        deadline = self.now() + (self.election_timeout_s if timeout_s is None else timeout_s)
         while not ok():
             if self.now() > deadline:
                 return False
@@ -360,8 +460,10 @@ class IndexBuildWorker:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What an action did (``sentence``) and the events to report, in order (None: nothing happened)."""
+    """What an action did (``sentence``) and the events to report, in order (None: nothing happened);
+    ``back``: the member is in its set (never taken out, or back and caught up)."""
 
     sentence: str
     event: list[dict[str, Any]] | None
     blocked: bool = False
+    back: bool = True

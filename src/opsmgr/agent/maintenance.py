@@ -39,6 +39,7 @@ from opsmgr.agent.plan import LocalProcess, Snapshot, process_spec
 from opsmgr.automation.config import processes_by_name
 from opsmgr.drivers.base import Driver, DriverError, MemberState, ProcessSpec, RunMode
 from opsmgr.errors import OpsmgrError
+from opsmgr.maintenance.leases import ROLLING
 from opsmgr.maintenance.procedure import (
     Blocked,
     Decision,
@@ -564,7 +565,9 @@ class MaintenanceExecutor:
         lease = view.get("lease") or {}
         ttl = float((view.get("policy") or {}).get("lease_ttl_s", Policy().lease_ttl_s))
         left = lease.get("expiresInSecs")
-        if lease.get("holder") in local and left is not None and left < ttl / 2:
+        # A unique index build's lease (another owner) is renewed by that build's worker.
+        ours = lease.get("owner") in (None, ROLLING)
+        if ours and lease.get("holder") in local and left is not None and left < ttl / 2:
             try:
                 await self.api.maintenance("PUT", rs_id, "/lease", body={"member": lease["holder"]})
             except OpsmgrError as exc:

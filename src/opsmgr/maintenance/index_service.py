@@ -18,6 +18,12 @@ it, over the builds kept by :class:`~opsmgr.maintenance.builds.UniqueIndexBuilds
   read, so an operator's PUT in between is never lost (a conflict reads again; see :func:`add_index_config`).
   A failure there is retried on later agent fetches (``configPending``).
 
+- A member goes out of its set only under the replica set's maintenance lease, the one rolling changes take
+  (``MaintenanceService.acquire_for`` with the build as owner): the same decision over the same health, so
+  a build and a rolling change never have two members out at once, and each waits with the other's reason
+  (:meth:`IndexBuildService.acquire_lease`). The lease is granted only to the member the build takes out
+  next; its agent renews it while the member is out and releases it once the member is back and caught up.
+
 Every event is one write transaction on the build's document. May import ``opsmgr.errors``,
 ``opsmgr.store``, ``opsmgr.automation.config`` (validation and accessors), ``opsmgr.automation.service``
 (its version conflict only) and ``opsmgr.maintenance``.
@@ -37,7 +43,11 @@ from opsmgr.automation.service import ConfigVersionConflict
 from opsmgr.drivers.base import OplogRecord
 from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
 from opsmgr.maintenance.builds import BUILDS, UniqueIndexBuilds
+from opsmgr.maintenance.leases import Deny, Grant, build_owner
+from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.unique_index import (
+    FINAL_STATES,
+    ActionKind,
     BuildState,
     UniqueIndexBuild,
     abort,
@@ -265,10 +275,19 @@ def _records(raw: Any) -> list[OplogRecord]:
 
 
 class IndexBuildService:
-    def __init__(self, store: Store, *, goal: GoalOf, statuses: StatusesOf, write_goal: GoalWrite) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        goal: GoalOf,
+        statuses: StatusesOf,
+        write_goal: GoalWrite,
+        maintenance: MaintenanceService,
+    ) -> None:
         """``write_goal(group, config, version)`` puts the config only if the goal is still at ``version``
-        (raising :class:`ConfigVersionConflict` otherwise)."""
+        (raising :class:`ConfigVersionConflict` otherwise); ``maintenance`` keeps the sets' leases."""
         self.store = store
+        self.maintenance = maintenance
         self.builds = UniqueIndexBuilds(store)
         self.goal = goal
         self.statuses = statuses
@@ -364,6 +383,37 @@ class IndexBuildService:
             return self._maybe_verified(b, {**doc, **extra}), extra
 
         return self._update(group_id, build_id, apply)
+
+    def acquire_lease(
+        self, group_id: str, build_id: str, member: str, *, refuse: str | None = None
+    ) -> Grant | Deny:
+        """The maintenance lease of the build's set for ``member``, which must be the member the build takes
+        out next (``refuse``: a reason to deny outright, e.g. Restoration Mode)."""
+        build = self.builds.get(group_id, build_id)
+        action = next_action(build)
+        if build.state in FINAL_STATES:
+            return Deny(f"unique index build {build_id} is {build.state.value}")
+        if action.member != member or action.kind not in (ActionKind.BUILD, ActionKind.DROP_INDEX):
+            return Deny(
+                f"unique index build {build_id} takes {member} out of {build.rs_id} only when its turn comes"
+            )
+        return self.maintenance.acquire_for(
+            group_id,
+            build.rs_id,
+            member,
+            owner=build_owner(build_id),
+            purpose=f"a unique index build {build_id} on {build.ns} is under way",
+            refuse=refuse,
+        )
+
+    def renew_lease(self, group_id: str, build_id: str, member: str) -> Grant | Deny:
+        build = self.builds.get(group_id, build_id)
+        return self.maintenance.renew(group_id, build.rs_id, member, owner=build_owner(build_id))
+
+    def release_lease(self, group_id: str, build_id: str, member: str) -> bool:
+        """Released in any state: the last member is back and caught up after the build moved on."""
+        build = self.builds.get(group_id, build_id)
+        return self.maintenance.release(group_id, build.rs_id, member, owner=build_owner(build_id))
 
     # --- inside --------------------------------------------------------------------------------------------
 

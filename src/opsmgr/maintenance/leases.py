@@ -12,6 +12,11 @@ the set's members:
 - no lease while another voting member is unhealthy, or when the healthy votes left without the requester
   would not be a majority.
 
+Two procedures take members out and so share the lease: the rolling change (owner :data:`ROLLING`) and the
+supervised unique index build (owner ``uniqueIndexBuild:<id>``, see :func:`build_owner`). A lease is its
+owner's: a request from another owner, even for the same member, is a request from somebody else, and is
+denied with the holder's ``purpose`` ("a unique index build ... is under way") as the reason.
+
 :class:`LeaseService` keeps one document per replica set in the application database's
 ``maintenance_leases`` collection: the lease, the last holder, and the rolling change under way with its
 shared :class:`~opsmgr.maintenance.procedure.Progress`. May import ``opsmgr.errors``, ``opsmgr.store`` and
@@ -23,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opsmgr.maintenance.procedure import Progress
@@ -34,23 +39,46 @@ LEASES = "maintenance_leases"
 DEFAULT_TTL_S = 120.0
 MAX_TTL_S = 3600.0
 _HEALTHY_STATES = frozenset({"PRIMARY", "SECONDARY", "ARBITER"})
+ROLLING = "rolling"  # the owner of the leases a rolling change takes
+
+
+def build_owner(build_id: str) -> str:
+    """The owner of the leases a supervised unique index build takes."""
+    return f"uniqueIndexBuild:{build_id}"
 
 
 @dataclass(frozen=True)
 class Lease:
+    """``holder``: the member out (or going out); ``owner``: the procedure that took it; ``purpose``: what
+    the others are told while it is held."""
+
     holder: str
     granted_at: float
     expires_at: float
+    owner: str = ROLLING
+    purpose: str = ""
 
     def live(self, now: float) -> bool:
         return now < self.expires_at
 
     def to_json(self) -> dict[str, Any]:
-        return {"holder": self.holder, "grantedAt": self.granted_at, "expiresAt": self.expires_at}
+        return {
+            "holder": self.holder,
+            "grantedAt": self.granted_at,
+            "expiresAt": self.expires_at,
+            "owner": self.owner,
+            "purpose": self.purpose,
+        }
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Lease:
-        return cls(str(raw["holder"]), float(raw["grantedAt"]), float(raw["expiresAt"]))
+        return cls(
+            str(raw["holder"]),
+            float(raw["grantedAt"]),
+            float(raw["expiresAt"]),
+            str(raw.get("owner") or ROLLING),
+            str(raw.get("purpose") or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -64,11 +92,14 @@ class LeaseState:
 
 @dataclass(frozen=True)
 class LeaseRequest:
-    """``pending``: the members of the rolling change still to do, the requester included."""
+    """``pending``: the members of the rolling change still to do, the requester included; ``owner`` and
+    ``purpose`` as in :class:`Lease`."""
 
     member: str
     ttl_s: float = DEFAULT_TTL_S
     pending: tuple[str, ...] = ()
+    owner: str = ROLLING
+    purpose: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,15 +130,19 @@ def decide_grant(
     """Whether ``request.member`` may hold the lease of its replica set from ``now``."""
     member, ttl = request.member, min(max(request.ttl_s, 1.0), MAX_TTL_S)
     lease = state.lease
-    if lease is not None and lease.holder == member:
+    own = lease is not None and lease.holder == member and lease.owner == request.owner
+    if lease is not None and own:
         # Its own lease, live or expired: nobody else took it meanwhile, so it may go on.
-        return Grant(Lease(member, lease.granted_at, now + ttl), renewed=True)
+        return Grant(replace(lease, expires_at=now + ttl), renewed=True)
     if lease is not None and lease.live(now):
-        return Deny(f"{lease.holder} holds the maintenance lease for {lease.expires_at - now:.0f} s more")
+        held = f"{lease.holder} holds the maintenance lease for {lease.expires_at - now:.0f} s more"
+        return Deny(f"{lease.purpose}: {held}" if lease.purpose else held)
     health = {h.name: h for h in members_health}
     previous = lease.holder if lease is not None else state.last_holder
-    # A previous holder no longer in the set (it left) cannot hold anything up.
-    if previous in health and previous != member and not _healthy(health.get(previous)):
+    # A previous holder no longer in the set (it left) cannot hold anything up. Its own member under
+    # another owner (a build's expired lease) is somebody else's outage all the same.
+    other = previous != member or lease is not None
+    if previous in health and other and not _healthy(health.get(previous)):
         how = "whose lease expired" if lease is not None else "which held the lease last"
         return Deny(
             f"{previous}, {how}, is still {health[previous].state}: no other member goes down "
@@ -129,16 +164,16 @@ def decide_grant(
     left = sum(h.votes for h in members_health if h.name != member and h.healthy)
     if left < total // 2 + 1:
         return Deny(f"without {member}, {left} of {total} votes would be healthy: not a majority")
-    return Grant(Lease(member, now, now + ttl))
+    return Grant(Lease(member, now, now + ttl, request.owner, request.purpose))
 
 
 def _healthy(health: MemberHealth | None) -> bool:
     return health is not None and health.healthy
 
 
-def released(state: LeaseState, member: str) -> LeaseState | None:
-    """The state once ``member`` gives its lease back; None when it does not hold it."""
-    if state.lease is None or state.lease.holder != member:
+def released(state: LeaseState, member: str, owner: str = ROLLING) -> LeaseState | None:
+    """The state once ``member`` gives its lease back; None when it does not hold it (for ``owner``)."""
+    if state.lease is None or state.lease.holder != member or state.lease.owner != owner:
         return None
     return LeaseState(None, member)
 
@@ -234,7 +269,7 @@ class LeaseService:
             if state.lease is None or state.lease.holder != member:
                 holder = state.lease.holder if state.lease is not None else "nobody"
                 return Deny(f"{member} does not hold the maintenance lease of {rs_id} ({holder} does)")
-            lease = Lease(member, state.lease.granted_at, self.clock() + min(max(ttl_s, 1.0), MAX_TTL_S))
+            lease = replace(state.lease, expires_at=self.clock() + min(max(ttl_s, 1.0), MAX_TTL_S))
             self._put_state(doc, LeaseState(lease, member))
         return Grant(lease, renewed=True)
 
@@ -282,4 +317,6 @@ def lease_view(state: LeaseState, now: float) -> dict[str, Any]:
         "expiresInSecs": round(lease.expires_at - now, 1) if lease is not None and lease.live(now) else None,
         "expiredHolder": lease.holder if lease is not None and not lease.live(now) else None,
         "lastHolder": state.last_holder,
+        "owner": lease.owner if lease is not None else None,
+        "purpose": lease.purpose if lease is not None and lease.purpose else None,
     }

@@ -37,6 +37,7 @@ from opsmgr.automation.config import map_secrets, process_port, processes_by_nam
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.maintenance.leases import (
     LEASES,
+    ROLLING,
     Deny,
     Grant,
     Lease,
@@ -270,8 +271,7 @@ class MaintenanceService:
                     goalVersion=version,
                     createdAt=now,
                     doneAt=None,
-                    lease=None,
-                    lastHolder=None,
+                    **_without_rolling_lease(doc, forget=True),
                 )
                 log.info("rolling change of %s registered for version %s: %s", rs_id, version, fresh.reasons)
             else:
@@ -286,15 +286,13 @@ class MaintenanceService:
         status = ChangeStatus.from_json(doc["rsId"], doc.get("status") or {})
         done = replace(status, state=ChangeState.DONE, reason=reason, failed_member=None, since=now)
         events = [*doc.get("events", []), Event(now, EventKind.DONE).to_json()]
-        state = LeaseState(None, doc.get("lastHolder"))
         doc.update(
             status=done.to_json(),
             events=events,
             report=summarize(Event.from_json(e) for e in events).to_json(),
             doneAt=now,
-            lease=None,
-            lastHolder=state.last_holder,
             updatedAt=now,
+            **_without_rolling_lease(doc),
         )
         t.put(HISTORY, {**_history(doc), "_id": doc["changeId"]})
 
@@ -433,7 +431,9 @@ class MaintenanceService:
             progress = Progress.from_json(doc["progress"])
             change = RollingChange.from_json(doc["change"])
             pending = tuple(m for m in change.tasks if m not in progress.done)
-            request = LeaseRequest(member, self.policy.lease_ttl_s, pending)
+            request = LeaseRequest(
+                member, self.policy.lease_ttl_s, pending, ROLLING, f"a rolling change of {rs_id} is under way"
+            )
             decision = (
                 Deny(refuse) if refuse is not None else decide_grant(_lease_state(doc), request, health, now)
             )
@@ -467,28 +467,75 @@ class MaintenanceService:
         ]
         return [(a.open, a.reason, a.member) for a in seen.alerts]
 
-    def renew(self, group_id: str, rs_id: str, member: str) -> Grant | Deny:
+    def acquire_for(
+        self, group_id: str, rs_id: str, member: str, *, owner: str, purpose: str, refuse: str | None = None
+    ) -> Grant | Deny:
+        """The lease for ``member`` on behalf of another procedure than the rolling change (``owner``, a
+        unique index build): the same decision over the same health, so at most one member of the set is out
+        whoever takes it out, but no rolling order (that procedure orders its members itself). ``purpose``
+        is the reason the others are given while it holds the lease."""
+        health = self._set_health(group_id, rs_id)
+        now = self.clock()
+        with self.store.tx() as t:
+            doc = t.get(LEASES, self._id(group_id, rs_id)) or {
+                "_id": self._id(group_id, rs_id),
+                "groupId": group_id,
+                "rsId": rs_id,
+                "lease": None,
+            }
+            request = LeaseRequest(member, self.policy.lease_ttl_s, (member,), owner, purpose)
+            decision = (
+                Deny(refuse) if refuse is not None else decide_grant(_lease_state(doc), request, health, now)
+            )
+            if isinstance(decision, Grant):
+                doc.update(lease=decision.lease.to_json(), lastHolder=member, updatedAt=now)
+                t.put(LEASES, doc)
+        return decision
+
+    def _set_health(self, group_id: str, rs_id: str) -> list[Any]:
+        doc = self.active_doc(group_id, rs_id)
+        if doc is not None:
+            return self._health(group_id, doc)
+        rs = _rs(self.goal(group_id), rs_id) or {}
+        return members_health(
+            self.statuses(group_id),
+            {m["host"]: int(m.get("votes", 1)) for m in rs.get("members", [])},
+            int(self.clock() * 1000),
+            STALE_REPORT_MS,
+        )
+
+    def state_of_lease(self, group_id: str, rs_id: str) -> dict[str, Any]:
+        """The lease of ``rs_id`` as :func:`~opsmgr.maintenance.leases.lease_view` shows it."""
+        doc = self._doc(group_id, rs_id) or {}
+        return lease_view(_lease_state(doc), self.clock())
+
+    def renew(self, group_id: str, rs_id: str, member: str, *, owner: str = ROLLING) -> Grant | Deny:
         now = self.clock()
         with self.store.tx() as t:
             doc = t.get(LEASES, self._id(group_id, rs_id))
             state = _lease_state(doc) if doc is not None else LeaseState()
-            if doc is None or state.lease is None or state.lease.holder != member:
+            if (
+                doc is None
+                or state.lease is None
+                or (state.lease.holder, state.lease.owner) != (member, owner)
+            ):
                 holder = state.lease.holder if state.lease is not None else "nobody"
                 return Deny(f"{member} does not hold the maintenance lease of {rs_id} ({holder} does)")
-            lease = Lease(member, state.lease.granted_at, now + self.policy.lease_ttl_s)
+            lease = replace(state.lease, expires_at=now + self.policy.lease_ttl_s)
             doc.update(lease=lease.to_json(), lastHolder=member, updatedAt=now)
             t.put(LEASES, doc)
         return Grant(lease, renewed=True)
 
-    def release(self, group_id: str, rs_id: str, member: str | None = None) -> bool:
+    def release(self, group_id: str, rs_id: str, member: str | None = None, *, owner: str = ROLLING) -> bool:
         """Give the lease back (``member`` None: whoever holds it, the operator's force release)."""
         with self.store.tx() as t:
             doc = t.get(LEASES, self._id(group_id, rs_id))
             if doc is None:
                 return False
             state = _lease_state(doc)
-            holder = member if member is not None else (state.lease.holder if state.lease else None)
-            after = released(state, holder) if holder is not None else None
+            if member is None and state.lease is not None:
+                member, owner = state.lease.holder, state.lease.owner
+            after = released(state, member, owner) if member is not None else None
             if after is None:
                 return False
             doc.update(lease=None, lastHolder=after.last_holder, updatedAt=self.clock())
@@ -710,6 +757,15 @@ def _active(doc: Mapping[str, Any] | None) -> bool:
 
 def _state(doc: Mapping[str, Any] | None) -> str | None:
     return (doc.get("status") or {}).get("state") if doc is not None and doc.get("changeId") else None
+
+
+def _without_rolling_lease(doc: Mapping[str, Any], *, forget: bool = False) -> dict[str, Any]:
+    """The lease fields once the rolling change's lease goes (``forget``: its last holder too, for a new
+    change); another procedure's lease (a unique index build's) stays."""
+    state = _lease_state(doc)
+    if state.lease is not None and state.lease.owner != ROLLING:
+        return {"lease": doc["lease"], "lastHolder": doc.get("lastHolder")}
+    return {"lease": None, "lastHolder": None if forget else state.last_holder}
 
 
 def _lease_state(doc: Mapping[str, Any]) -> LeaseState:

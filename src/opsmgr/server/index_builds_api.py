@@ -1,19 +1,23 @@
 """The supervised unique index build over HTTP: the public routes under
 ``/groups/{id}/uniqueIndexBuilds`` (Project Owner or Project Automation Admin to start, confirm and cancel;
 Project Read Only to read) and the agents' routes under ``/agents/api/automation/indexBuilds/v1/{id}`` (the
-active builds, and the events of the actions agents carry out). Thin: the work is
-``opsmgr.maintenance.index_service``; starting and confirming are deployment changes, refused (409) in
-Restoration Mode.
+active builds, the events of the actions agents carry out, and the replica set's maintenance lease for the
+member a build takes out: ``POST``/``PUT``/``DELETE .../{buildId}/lease``, a denial is 409 with the reason).
+Thin: the work is ``opsmgr.maintenance.index_service``; starting and confirming are deployment changes,
+refused (409) in Restoration Mode, as is a build's lease.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
+from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.maintenance.leases import Deny, Grant
+from opsmgr.maintenance.service import policy_to_json
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import agent_group, public_principal
 from opsmgr.server.public_api import PREFIX, group_for
@@ -35,6 +39,7 @@ def _service(request: Request) -> IndexBuildService:
         goal=ctx.automation.config,
         statuses=ctx.automation.agent_statuses,
         write_goal=write_goal,
+        maintenance=ctx.maintenance,
     )
 
 
@@ -118,3 +123,61 @@ def agent_event(
     body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     return _service(request).on_event(group_id, build_id, hostname, body)
+
+
+def _lease_answer(request: Request, decision: Grant | Deny) -> dict[str, Any]:
+    if isinstance(decision, Deny):
+        raise Conflict(decision.reason, error_code="MAINTENANCE_LEASE_DENIED", reason=decision.reason)
+    # The agent paces its renewals and its patience with the member from the server's one policy.
+    policy = policy_to_json(request.app.state.ctx.maintenance.policy)
+    return {"granted": True, "renewed": decision.renewed, **decision.lease.to_json(), "policy": policy}
+
+
+def _member(body: dict[str, Any]) -> str:
+    member = body.get("member")
+    if not isinstance(member, str) or not 1 <= len(member) <= 255:
+        raise InvalidInput("member must be a string of 1 to 255 characters", field="member")
+    return member
+
+
+@agent_router.post(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")
+def acquire_lease(
+    request: Request,
+    build_id: str,
+    group_id: str = Depends(agent_group),
+    hostname: str = Hostname,
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    ctx = request.app.state.ctx
+    refuse = None
+    if ctx.restoration.is_active(group_id):
+        refuse = f"project {group_id} is in Restoration Mode: no member goes down for maintenance meanwhile"
+    decision = _service(request).acquire_lease(group_id, build_id, _member(body), refuse=refuse)
+    return _lease_answer(request, decision)
+
+
+@agent_router.put(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")
+def renew_lease(
+    request: Request,
+    build_id: str,
+    group_id: str = Depends(agent_group),
+    hostname: str = Hostname,
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    return _lease_answer(request, _service(request).renew_lease(group_id, build_id, _member(body)))
+
+
+@agent_router.delete(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")
+def release_lease(
+    request: Request,
+    build_id: str,
+    group_id: str = Depends(agent_group),
+    hostname: str = Hostname,
+    member: str = Query(..., min_length=1, max_length=255),
+) -> dict[str, Any]:
+    if not _service(request).release_lease(group_id, build_id, member):
+        raise Conflict(
+            f"{member} does not hold the maintenance lease for build {build_id}",
+            error_code="MAINTENANCE_LEASE_DENIED",
+        )
+    return {"released": True}
