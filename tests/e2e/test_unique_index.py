@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,68 @@ def test_cli_shows_progress_and_exits_by_outcome(deployment: Deployment, world: 
     assert unconfirmed.returncode == 1 and "cancelled" in unconfirmed.stderr
     builds = deployment.api.get(builds_path(deployment)).json()["results"]
     assert builds[-1]["state"] == "ABORTED" and "cancelled" in builds[-1]["reason"]
+
+
+def test_a_rolling_change_during_a_build_shares_its_lease_and_both_finish(
+    deployment: Deployment, world: SimWorld
+) -> None:
+    """A version change PUT while a unique build is under way on the same set: the build and the rolling
+    change take turns under the set's one maintenance lease, so never two members are out at once."""
+    seed(deployment, world, "shop.items", [{"_id": i, "itemNo": i} for i in range(10)])
+    r = deployment.api.post(
+        builds_path(deployment),
+        json={"rsName": "rs0", "dbName": "shop", "collectionName": "items", "key": [["itemNo", 1]]},
+    )
+    assert r.status_code == 201, r.text
+    build_id = r.json()["id"]
+    most_out = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal most_out
+        while not stop.wait(0.05):
+            try:
+                view = next(v for v in world.replica_sets() if v.name == "rs0")
+            except Exception:  # a busy world file: the next sample will do
+                continue
+            out = [m for m in view.members if m.state.value not in ("PRIMARY", "SECONDARY", "ARBITER")]
+            most_out = max(most_out, len(out))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        r = deployment.api.post(builds_path(deployment, build_id) + "/confirm", json={"writesStopped": True})
+        assert r.status_code == 200, r.text
+        # Wait for the build to take its first member out, then ask for a rolling change of the same set.
+        wait_for(
+            lambda: (
+                deployment.api.get(builds_path(deployment, build_id)).json()["built"]
+                or deployment.api.get(builds_path(deployment, build_id)).json()["state"] != "BUILDING"
+                or any(world.observe(h, n).mode == "standalone" for h, n in zip(HOSTS, NAMES, strict=True))
+            ),
+            30,
+            interval=0.05,
+            what="the build under way",
+        )
+        upgraded = replica_set_config(HOSTS, "rs0", "7.0.6")
+        upgraded["indexConfigs"] = (
+            deployment.api.get(f"/groups/{deployment.group_id}/automationConfig")
+            .json()
+            .get("indexConfigs", [])
+        )
+        version = deployment.put(upgraded)
+        done = finished(deployment, build_id, timeout=180)
+        assert done["state"] == "DONE", done
+
+        def rolled() -> bool:
+            changes = deployment.api.get(f"/groups/{deployment.group_id}/maintenance").json()["results"]
+            return bool(changes) and all(c["state"] == "DONE" for c in changes)
+
+        wait_for(rolled, 180, interval=0.3, what="the rolling change to finish")
+        deployment.wait_goal(max(version, int(deployment.status()["goalVersion"])), 3, timeout=180)
+    finally:
+        stop.set()
+        sampler.join(5)
+    assert most_out <= 1, f"{most_out} members were out at once"
+    assert all(names == {"itemNo_1"} for names in index_names(world, "shop.items").values())
+    assert all(world.observe(h, n).version == "7.0.6" for h, n in zip(HOSTS, NAMES, strict=True))
