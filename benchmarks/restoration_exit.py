@@ -9,7 +9,7 @@ as the seed's disaster:
    PUT and every process reaches goal;
 2. the application database is backed up the way a secondary backs up a backing database
    (``tests/restoration/appdb_backup.py``: initial sync, snapshot, oplog slices); T0 is its position now;
-3. every project gets config v2 (an index added) and every process reaches goal on it;
+3. every project gets config v2 (a member's priority lowered) and every process reaches goal on it;
 4. the server stops, its application database is restored to T0 through ``BackupDaemon.restore_into_store``
    (the restore path: the snapshot, then the slices replayed up to T0), and the server starts. The clock
    starts when the server process is launched. Agents holding v2 poll a server at v1: each project enters
@@ -67,18 +67,11 @@ TARGET_POLLS = 2.0
 
 
 def configs_v1_v2(project: Project) -> tuple[dict[str, Any], dict[str, Any]]:
-    rs = f"rs-{project.name}"
-    v1 = replica_set_config(list(project.hosts), rs=rs)
+    """v1, and v2 with the last member's priority lowered: a reconfig by the primary's agent, no restart (an
+    index build is a rolling maintenance now, which takes many poll intervals at 1,000 agents)."""
+    v1 = replica_set_config(list(project.hosts), rs=f"rs-{project.name}")
     v2 = copy.deepcopy(v1)
-    v2["indexConfigs"] = [
-        {
-            "dbName": "shop",
-            "collectionName": "orders",
-            "key": [["customer", 1]],
-            "rsName": rs,
-            "options": {"name": "customer_1"},
-        }
-    ]
+    v2["replicaSets"][0]["members"][-1]["priority"] = 0.5
     return v1, v2
 
 
