@@ -1,13 +1,10 @@
 """The seed's risk table as scenarios, with real agent processes on simulated hosts: backups run, a
-secondary server backs up the primary's backing databases, the application database is restored from it to
-T0 with ``opsmgr backup restore-stores`` (T0 is before a new member, a priority change and a new index), the
-primary starts on it, and the agents must
-neither stop nor change anything while the project reconciles on their latest config; on exit an on-demand
-snapshot is queued and backups go on. The counterfactual with Restoration Mode turned off shows the harm it
-prevents: the new member is removed. Also the three endpoints with each role, in and out of the mode.
-
-The version-change row of the risk table is stood in for by a priority change: a MongoDB version change
-does not reach goal state until the agents' rolling maintenance is wired (``agent.plan.ROLLING_NOT_YET``).
+secondary server backs up the primary's backing databases, and the application database is restored from
+it to T0 with ``opsmgr backup restore-stores``; T0 is before a new member, a MongoDB version change (a
+rolling restart) and a new index. The primary starts on it, and the agents must neither stop nor change
+anything while the project reconciles on their latest config; on exit an on-demand snapshot is queued and
+backups go on. The counterfactual with Restoration Mode turned off shows the harm it prevents: the new
+member is removed. Also the three endpoints with each role, in and out of the mode.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from tests.procs import OPSMGR, ServerProcess, free_port, run_cli, wait_for
 pytestmark = pytest.mark.e2e
 
 HOSTS = [f"rm{i}.e2e.sim" for i in range(4)]
+OLD_VERSION, NEW_VERSION = "7.0.5", "7.0.6"
 INDEX = {
     "dbName": "shop",
     "collectionName": "orders",
@@ -71,11 +69,10 @@ def start_backup(d: Deployment) -> None:
     wait_for(lambda: snapshots(d)["totalCount"] >= 1 and snapshots(d)["pitrWindow"], 60, what="a snapshot")
 
 
-def with_priority(config: dict[str, Any], member: str, priority: float) -> dict[str, Any]:
+def with_version(config: dict[str, Any], version: str) -> dict[str, Any]:
     changed = copy.deepcopy(config)
-    for m in changed["replicaSets"][0]["members"]:
-        if m["host"] == member:
-            m["priority"] = priority
+    for process in changed["processes"]:
+        process["version"] = version
     return changed
 
 
@@ -143,8 +140,8 @@ class Secondary:
 def rolled_back(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Deployment, dict[str, Any]]]:
-    """Agents at the latest config (4 members, a priority change, an index) on a primary whose application
-    database was restored from its secondary to T0 (3 members, v1, backup of rs0 running)."""
+    """Agents at the latest config (4 members on a new MongoDB version, an index) on a primary whose
+    application database was restored from its secondary to T0 (3 members, v1, backup of rs0 running)."""
     enabled = bool(request.param)
     server = ServerProcess(tmp_path / "data", free_port()).start()
     server.stop()
@@ -164,8 +161,8 @@ def rolled_back(
         )
         latest = replica_set_config(HOSTS)
         d.wait_goal(d.put(latest), 4)
-        latest = with_priority(latest, "rs0_1", 0.5)
-        d.wait_goal(d.put(latest), 4)
+        latest = with_version(latest, NEW_VERSION)
+        d.wait_goal(d.put(latest), 4, timeout=180)
         latest["indexConfigs"] = [INDEX]
         version = d.put(latest)
         d.wait_goal(version, 4)
@@ -218,8 +215,7 @@ def test_restoration_mode_reconciles_without_touching_processes(
     assert view["history"][-1]["exitReason"].startswith("reconciled")
     config = d.api.get(f"/groups/{d.group_id}/automationConfig").json()
     assert [p["hostname"] for p in config["processes"]] == HOSTS, "the new member is kept"
-    priorities = {m["host"]: m["priority"] for m in config["replicaSets"][0]["members"]}
-    assert priorities["rs0_1"] == 0.5, "the priority change is kept"
+    assert {p["version"] for p in config["processes"]} == {NEW_VERSION}, "the version change is kept"
     assert config["indexConfigs"] == [INDEX], "the new index is kept"
 
     # An on-demand snapshot of the one backed-up deployment was queued on exit, and the daemon takes it.
@@ -239,6 +235,7 @@ def test_restoration_mode_reconciles_without_touching_processes(
     for host in HOSTS:
         assert "adopting automation config version 1 " not in log_since(d, host, facts), "no rollback"
         assert "Stop (" not in log_since(d, host, facts), "no process was stopped"
+        assert f"-> {OLD_VERSION}" not in log_since(d, host, facts), "no process was downgraded"
 
 
 @pytest.mark.parametrize("rolled_back", [False], indirect=True)
@@ -252,7 +249,13 @@ def test_without_restoration_mode_the_new_member_is_removed(
         what="the agent of the member added after T0 stopping it: the harm the mode prevents",
     )
     assert "adopting automation config version 1 " in log_since(d, HOSTS[3], facts)
-    d.wait_goal(1, 3)
+    # The members kept are told to go back to the old MongoDB version: a downgrade is planned everywhere.
+    wait_for(
+        lambda: all(f"-> {OLD_VERSION}" in log_since(d, h, facts) for h in HOSTS[:3]),
+        60,
+        what="the other agents planning a downgrade to the restored version",
+    )
+    assert d.status()["goalVersion"] == 1
     assert d.api.get(f"/groups/{d.group_id}/restorationMode").json()["state"] == "INACTIVE"
     assert "RESTORATION MODE DISABLED: agent" in d.server.log()
     kept = copy.deepcopy(d.api.get(f"/groups/{d.group_id}/automationConfig").json())
