@@ -13,7 +13,15 @@ import pytest
 
 from opsmgr.backup.daemon import BackupDaemon, Source
 from opsmgr.backup.errors import BlockCorrupt, SnapshotBlocksMissing
-from opsmgr.backup.snapshots import SnapshotCatalog, chunk, record_line
+from opsmgr.backup.positions import PositionKind
+from opsmgr.backup.snapshots import (
+    SnapshotCatalog,
+    SnapshotMeta,
+    SnapshotType,
+    chunk,
+    record_line,
+    snapshot_json,
+)
 from opsmgr.store import Store
 from tests.backup.backuptest import StoreAgent, store_documents
 from tests.backup.test_blockstore import flip_bit
@@ -212,3 +220,22 @@ def test_snapshot_progress_and_api_shape(daemon: BackupDaemon, source: Source, a
     assert shown["parts"][0]["replicaSetName"] == "appdb"
     assert shown["lastOplogAppliedTimestamp"]["time"] == snap.position // 1_000_000
     assert shown["expires"] is not None
+
+
+@pytest.mark.parametrize(("compression", "shown"), [("zlib:6", "GZIP"), ("none", "NONE"), ("zstd:1", "ZSTD")])
+def test_a_snapshot_shows_the_compression_it_was_taken_with(compression: str, shown: str) -> None:
+    meta = SnapshotMeta(
+        "s1",
+        "src",
+        "g",
+        "c",
+        "rs0",
+        PositionKind.BSON,
+        "chain",
+        1,
+        1_000,
+        SnapshotType.SCHEDULED,
+        compression=compression,
+    )
+    assert snapshot_json(meta)["parts"][0]["compressionSetting"] == shown
+    assert SnapshotMeta.from_doc(meta.to_doc()).compression == compression

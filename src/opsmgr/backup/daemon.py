@@ -407,6 +407,7 @@ class BackupDaemon:
                 position=state.applied,
                 createdAt=self.now_ms(),
                 type=SnapshotType.ON_DEMAND if on_demand else SnapshotType.SCHEDULED,
+                compression=str(self.blockstore.compression),
             )
             try:
                 done = write_snapshot(

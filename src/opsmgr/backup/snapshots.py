@@ -69,6 +69,7 @@ class SnapshotMeta:
     blockCount: int = 0
     newBlocks: int = 0
     records: int = 0
+    compression: str = "zlib:1"  # the blockstore's setting when taken (older snapshots: zlib)
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -325,7 +326,10 @@ def snapshot_json(meta: SnapshotMeta, expires_ms: int | None = None) -> dict[str
                 "dataSizeBytes": meta.sizeBytes,
                 "fileSizeBytes": meta.storedBytes,
                 "storageSizeBytes": meta.storedBytes,
-                "compressionSetting": "GZIP",
+                # Ops Manager's values are GZIP and NONE; a zstd block store says so rather than claim GZIP.
+                "compressionSetting": {"zlib": "GZIP", "none": "NONE"}.get(
+                    meta.compression.partition(":")[0], meta.compression.partition(":")[0].upper()
+                ),
                 "encryptionEnabled": False,
             }
         ],
