@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from opsmgr.agent.backing import BackingConfig, BackingShipper, backing_config
-from opsmgr.agent.backup import BackupFailed, BackupWorker
+from opsmgr.agent.backup import BackupWorker
+from opsmgr.agent.client import ServerUnreachable
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.backup.positions import to_oplog
 from opsmgr.backup.slices import decode_slice
@@ -149,7 +150,7 @@ def test_sync_tail_resume_and_outage(secondary: Secondary, source_url: str) -> N
 
         # The secondary is down: the step fails (the agent's loop carries on), the primary keeps writing.
         secondary.down = True
-        with pytest.raises(BackupFailed):
+        with pytest.raises(ServerUnreachable):
             run_step(secondary, source_url)
         write(store, 25, start=70)
         # Back: a new agent process resumes exactly at the acknowledged position, no gap.

@@ -32,10 +32,10 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 
+from opsmgr.agent.client import AgentRequestFailed, Credentials, send, send_json
 from opsmgr.automation.protocol import BACKUP_PATH
 from opsmgr.backup import crashpoints
 from opsmgr.backup.slices import encode_slice
@@ -47,16 +47,12 @@ T = TypeVar("T")
 DOC_CHUNK = 2000
 
 
-class BackupFailed(OpsmgrError):
-    """The server refused or could not be reached; the step is tried again later."""
-
-
 class BackupWorker:
     def __init__(
         self,
         driver: Driver,
         http: httpx.AsyncClient,
-        credentials: Callable[[], tuple[str, str, str]],
+        credentials: Callable[[], Credentials],
         hostname: str,
         *,
         interval_s: float = 1.0,
@@ -78,21 +74,10 @@ class BackupWorker:
         return await asyncio.to_thread(fn, *args)
 
     async def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        base, group, key = self.credentials()
-        url = base.rstrip("/") + BACKUP_PATH.format(group=quote(group, safe="")) + path
-        try:
-            response = await self.http.request(method, url, auth=httpx.BasicAuth(group, key), **kw)
-        except httpx.HTTPError as exc:
-            raise BackupFailed(f"{method} {path}: {exc!r}") from exc
-        if response.status_code >= 400:
-            raise BackupFailed(f"{method} {path}: HTTP {response.status_code}: {response.text[:300]}")
-        return response
+        return await send(self.http, self.credentials(), method, BACKUP_PATH, path, **kw)
 
     async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        body = (await self._send(method, path, **kw)).json()
-        if not isinstance(body, dict):
-            raise BackupFailed(f"{method} {path}: answer is not a JSON object")
-        return body
+        return await send_json(self.http, self.credentials(), method, BACKUP_PATH, path, **kw)
 
     # --- one step -------------------------------------------------------------------------------------------
 
@@ -206,7 +191,7 @@ class BackupWorker:
                 params={"hostname": self.hostname},
                 json={"processes": names, "state": state, "detail": detail},
             )
-        except BackupFailed as exc:
+        except AgentRequestFailed as exc:
             log.warning("%s: restore job %s: progress not delivered: %s", self.hostname, job_id, exc.detail)
 
     async def run(self, stop: asyncio.Event) -> None:

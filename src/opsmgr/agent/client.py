@@ -3,7 +3,8 @@
 Owns the HTTP contract with the server (paths, HTTP Basic auth with ``mmsGroupId``/``mmsApiKey``, the ``cv``
 and ``hostname`` query parameters) and the translation of its answers into three outcomes the loop acts on:
 a result, :class:`ServerUnreachable` (retry with backoff; transport errors, timeouts and 5xx), or
-:class:`ServerRejected` (the server answered and said no: 401, 403, 404 and other 4xx). The
+:class:`ServerRejected` (the server answered and said no: 401, 403, 404 and other 4xx). The agent's other
+workers (backup, index builds) send their requests through :func:`send` and :func:`send_json` too. The
 ``httpx.AsyncClient`` is passed in so that a fleet shares one connection pool. May import ``opsmgr.errors``.
 """
 
@@ -20,14 +21,22 @@ from opsmgr.errors import OpsmgrError
 MAINTENANCE_PATH = "/agents/api/automation/maintenance/v1/{group}"
 
 
-class ServerUnreachable(OpsmgrError):
+# (base URL, group id, agent API key): read at every request, since the agent may be given new ones.
+Credentials = tuple[str, str, str]
+
+
+class AgentRequestFailed(OpsmgrError):
+    """An agent request got no answer to use: one of the three kinds below."""
+
+
+class ServerUnreachable(AgentRequestFailed):
     """No usable answer: the server may be down, restarting or overloaded."""
 
     http_status = 503
     error_code = "SERVER_UNREACHABLE"
 
 
-class ServerRejected(OpsmgrError):
+class ServerRejected(AgentRequestFailed):
     """The server answered with a 4xx: retrying right away will not help."""
 
     error_code = "REJECTED_BY_SERVER"
@@ -38,7 +47,7 @@ class ServerRejected(OpsmgrError):
         self.http_status = status
 
 
-class BadResponse(OpsmgrError):
+class BadResponse(AgentRequestFailed):
     """A 200 whose body is not what the contract promises (e.g. not a JSON object)."""
 
     http_status = 502
@@ -61,6 +70,44 @@ def _describe(exc: httpx.HTTPError) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
+async def send(
+    http: httpx.AsyncClient, credentials: Credentials, method: str, route: str, path: str = "", **kw: Any
+) -> httpx.Response:
+    """``method`` on the agent route ``route`` (a path template with ``{group}``) followed by ``path``, with
+    HTTP Basic auth; ``kw`` go to ``httpx`` (``params``, ``json``, ``content``, ``headers``). Transport errors
+    and 5xx raise :class:`ServerUnreachable`, other 4xx :class:`ServerRejected`."""
+    base_url, group_id, api_key = credentials
+    url = base_url.rstrip("/") + route.format(group=quote(group_id, safe="")) + path
+    try:
+        response = await http.request(method, url, auth=httpx.BasicAuth(group_id, api_key), **kw)
+    except httpx.HTTPError as exc:
+        raise ServerUnreachable(_describe(exc)) from exc
+    if response.status_code >= 500:
+        raise ServerUnreachable(f"HTTP {response.status_code}: {_detail(response)}")
+    if response.status_code >= 400:
+        raise ServerRejected(response.status_code, _detail(response))
+    return response
+
+
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The answer's JSON object, or :class:`BadResponse` naming ``what`` it should have been."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise BadResponse(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadResponse(f"{what} is not a JSON object")
+    return body
+
+
+async def send_json(
+    http: httpx.AsyncClient, credentials: Credentials, method: str, route: str, path: str = "", **kw: Any
+) -> dict[str, Any]:
+    """:func:`send`, and its answer's JSON object."""
+    response = await send(http, credentials, method, route, path, **kw)
+    return json_object(response, f"the answer to {method} {route}{path}")
+
+
 class AgentClient:
     def __init__(
         self, http: httpx.AsyncClient, base_url: str, group_id: str, api_key: str, hostname: str
@@ -72,51 +119,41 @@ class AgentClient:
     def set_credentials(self, base_url: str, group_id: str, api_key: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.group_id = group_id
-        self._auth = httpx.BasicAuth(group_id, api_key)
-
-    def _url(self, template: str) -> str:
-        return self.base_url + template.format(group=quote(self.group_id, safe=""))
+        self._api_key = api_key
 
     async def _send(
-        self, method: str, url: str, *, params: dict[str, Any], body: dict[str, Any] | None = None
+        self,
+        method: str,
+        route: str,
+        path: str = "",
+        *,
+        params: dict[str, Any],
+        body: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        try:
-            response = await self.http.request(method, url, params=params, json=body, auth=self._auth)
-        except httpx.HTTPError as exc:
-            raise ServerUnreachable(_describe(exc)) from exc
-        if response.status_code >= 500:
-            raise ServerUnreachable(f"HTTP {response.status_code}: {_detail(response)}")
-        if response.status_code >= 400:
-            raise ServerRejected(response.status_code, _detail(response))
-        return response
+        credentials = (self.base_url, self.group_id, self._api_key)
+        return await send(self.http, credentials, method, route, path, params=params, json=body)
 
     async def poll_config(self, held_version: int) -> dict[str, Any] | None:
         """The config to adopt, or None when the server says the held version is current (304)."""
-        response = await self._send(
-            "GET", self._url(CONF_PATH), params={"hostname": self.hostname, "cv": held_version}
-        )
+        response = await self._send("GET", CONF_PATH, params={"hostname": self.hostname, "cv": held_version})
         if response.status_code == 304:
             return None
-        return self._json_object(response, "automation config")
+        return json_object(response, "automation config")
 
     async def post_status(self, status: dict[str, Any]) -> list[dict[str, Any]]:
         """Report status; returns the server's requests to this agent (``{"requests": [...]}``), if any."""
-        response = await self._send(
-            "POST", self._url(STATUS_PATH), params={"hostname": self.hostname}, body=status
-        )
+        response = await self._send("POST", STATUS_PATH, params={"hostname": self.hostname}, body=status)
         if not response.content:
             return []
-        requests = self._json_object(response, "status answer").get("requests", [])
+        requests = json_object(response, "status answer").get("requests", [])
         if not isinstance(requests, list):
             raise BadResponse("status answer: 'requests' is not a list")
         return [r for r in requests if isinstance(r, dict)]
 
     async def upload_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """Restoration Mode: send the held config (secrets redacted) when the server asks for it."""
-        response = await self._send(
-            "POST", self._url(UPLOAD_PATH), params={"hostname": self.hostname}, body=config
-        )
-        return self._json_object(response, "upload answer")
+        response = await self._send("POST", UPLOAD_PATH, params={"hostname": self.hostname}, body=config)
+        return json_object(response, "upload answer")
 
     async def maintenance(
         self,
@@ -129,18 +166,11 @@ class AgentClient:
     ) -> dict[str, Any]:
         """The rolling-maintenance routes of one replica set (``agent.maintenance``); a refusal (a lease
         denied, a stale move) is a :class:`ServerRejected` carrying the server's reason."""
-        url = self._url(MAINTENANCE_PATH) + "/" + quote(rs_id, safe="") + path
         response = await self._send(
-            method, url, params={"hostname": self.hostname, **(params or {})}, body=body
+            method,
+            MAINTENANCE_PATH,
+            "/" + quote(rs_id, safe="") + path,
+            params={"hostname": self.hostname, **(params or {})},
+            body=body,
         )
-        return self._json_object(response, f"maintenance answer for {rs_id}")
-
-    @staticmethod
-    def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise BadResponse(f"{what} is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise BadResponse(f"{what} is not a JSON object")
-        return body
+        return json_object(response, f"maintenance answer for {rs_id}")

@@ -48,6 +48,7 @@ from urllib.parse import quote
 
 import httpx
 
+from opsmgr.agent.client import AgentRequestFailed, Credentials, ServerRejected, send_json
 from opsmgr.agent.plan import HEALTHY_STATES, process_spec
 from opsmgr.automation.config import processes_on_host
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
@@ -71,10 +72,6 @@ OPLOG_BATCH = 1000
 OPLOG_BATCHES_PER_STEP = 20
 
 
-class IndexBuildFailed(OpsmgrError):
-    """The server could not be reached or refused an event; the step is tried again next cycle."""
-
-
 def standalone_spec(spec: ProcessSpec, port: int) -> ProcessSpec:
     """The member as MongoDB's rolling procedures run it for maintenance: no replica set, another port."""
     args = copy.deepcopy(spec.args)
@@ -92,7 +89,7 @@ class IndexBuildWorker:
         self,
         driver: Driver,
         http: httpx.AsyncClient,
-        credentials: Callable[[], tuple[str, str, str]],
+        credentials: Callable[[], Credentials],
         hostname: str,
         *,
         offload: bool = True,
@@ -120,33 +117,15 @@ class IndexBuildWorker:
     async def _send(
         self, method: str, path: str, body: dict[str, Any] | None = None, **params: str
     ) -> dict[str, Any]:
-        base, group, key = self.credentials()
-        url = base.rstrip("/") + INDEX_BUILDS_PATH.format(group=quote(group, safe="")) + path
-        try:
-            response = await self.http.request(
-                method,
-                url,
-                params={"hostname": self.hostname, **params},
-                json=body,
-                auth=httpx.BasicAuth(group, key),
-            )
-        except httpx.HTTPError as exc:
-            raise IndexBuildFailed(f"index builds: server unreachable: {exc!r}") from exc
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail")
-            except (ValueError, AttributeError):
-                detail = None
-            raise IndexBuildFailed(
-                f"index builds: {method} {path or '/'} answered {response.status_code}: "
-                f"{response.text[:300]}",
-                status=response.status_code,
-                reason=str(detail or response.text[:300]),
-            )
-        answer = response.json()
-        if not isinstance(answer, dict):
-            raise IndexBuildFailed("index builds: the answer is not a JSON object")
-        return answer
+        return await send_json(
+            self.http,
+            self.credentials(),
+            method,
+            INDEX_BUILDS_PATH,
+            path,
+            params={"hostname": self.hostname, **params},
+            json=body,
+        )
 
     async def _event(self, build_id: str, event: dict[str, Any]) -> UniqueIndexBuild:
         answer = await self._send("POST", f"/{quote(build_id, safe='')}/events", event)
@@ -166,7 +145,7 @@ class IndexBuildWorker:
             return None
         try:
             raw = (await self._send("GET", "")).get("builds", [])
-        except IndexBuildFailed as exc:
+        except AgentRequestFailed as exc:
             log.debug("%s: %s", self.hostname, exc.detail)
             return None
         mine = {p["name"]: p for p in processes_on_host(goal, self.hostname)}
@@ -212,10 +191,10 @@ class IndexBuildWorker:
                 grant = await self._send(
                     "POST", f"/{quote(build.build_id, safe='')}/lease", {"member": action.member}
                 )
-            except IndexBuildFailed as exc:
-                if exc.parameters.get("status") != 409:
+            except ServerRejected as exc:
+                if exc.status != 409:
                     raise
-                return f"blocked: {head}: waits for the maintenance lease: {exc.parameters.get('reason')}"
+                return f"blocked: {head}: waits for the maintenance lease: {exc.detail}"
             policy = policy_from_json(grant.get("policy"))
         await self._event(build.build_id, {"type": "activity", "note": f"{head}: {action.note}"})
         if policy is None:
@@ -227,8 +206,8 @@ class IndexBuildWorker:
         for event in outcome.event or []:
             try:
                 await self._event(build.build_id, {**event, "note": f"{head}: {outcome.sentence}"})
-            except IndexBuildFailed as exc:
-                if exc.parameters.get("status") != 409:
+            except ServerRejected as exc:
+                if exc.status != 409:
                     raise
                 # Another report moved the build on meanwhile (an abort from the oplog watch, a cancel).
                 log.info("%s: %s", self.hostname, exc.detail)
@@ -253,7 +232,7 @@ class IndexBuildWorker:
                 await asyncio.sleep(max(0.2, policy.lease_ttl_s / 3))
                 try:
                     await self._send("PUT", f"/{quote(build_id, safe='')}/lease", {"member": member})
-                except IndexBuildFailed as exc:
+                except AgentRequestFailed as exc:
                     log.warning("%s: lease of %s not renewed: %s", self.hostname, member, exc.detail)
 
         renewing = asyncio.create_task(renew())
@@ -265,7 +244,7 @@ class IndexBuildWorker:
     async def _release(self, build_id: str, member: str) -> None:
         try:
             await self._send("DELETE", f"/{quote(build_id, safe='')}/lease", member=member)
-        except IndexBuildFailed as exc:
+        except AgentRequestFailed as exc:
             # Expired and taken by another meanwhile, or released already: nothing of ours to give back.
             log.info("%s: lease of %s not released: %s", self.hostname, member, exc.detail)
         self._kept.pop(build_id, None)
