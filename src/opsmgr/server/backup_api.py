@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.errors import InvalidInput, NotFound
 from opsmgr.server.auth import public_principal
-from opsmgr.server.public_api import PREFIX, group_for
+from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
 from opsmgr.store.engine import new_id
 
@@ -55,11 +55,20 @@ def cluster_id_for(ctx: Any, group_id: str, rs_name: str) -> str:
         return str(doc["_id"])
 
 
-def cluster(ctx: Any, group_id: str, cluster_id: str) -> dict[str, Any]:
-    doc = ctx.stores.app.get(CLUSTERS, cluster_id) if cluster_id.isalnum() else None
-    if doc is None or doc["groupId"] != group_id:
-        raise NotFound(f"no cluster {cluster_id} in project {group_id}", clusterId=cluster_id)
+def owned(reader: Any, collection: str, doc_id: str, **owner: str) -> dict[str, Any] | None:
+    """A copy of document ``doc_id`` of ``collection`` (read through a store or a transaction) when its
+    fields are ``owner`` (its project, its cluster), else None; ids are alphanumeric."""
+    doc = reader.get(collection, doc_id) if doc_id.isalnum() else None
+    if doc is None or any(doc[k] != v for k, v in owner.items()):
+        return None
     return dict(doc)
+
+
+def cluster(ctx: Any, group_id: str, cluster_id: str) -> dict[str, Any]:
+    doc = owned(ctx.stores.app, CLUSTERS, cluster_id, groupId=group_id)
+    if doc is None:
+        raise NotFound(f"no cluster {cluster_id} in project {group_id}", clusterId=cluster_id)
+    return doc
 
 
 def cluster_json(doc: dict[str, Any]) -> dict[str, Any]:
@@ -88,10 +97,6 @@ def started_sources(ctx: Any, group_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def _paged(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"results": items, "totalCount": len(items), "links": []}
-
-
 @router.get("/groups/{group_id}/clusters")
 def list_clusters(
     request: Request, group_id: str, principal: Principal = Depends(public_principal)
@@ -100,7 +105,7 @@ def list_clusters(
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
     ids = [cluster_id_for(ctx, group_id, name) for name in replica_sets(ctx, group_id)]
-    return _paged([cluster_json(cluster(ctx, group_id, i)) for i in ids])
+    return unpaged([cluster_json(cluster(ctx, group_id, i)) for i in ids])
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}")
@@ -192,7 +197,7 @@ def list_snapshots(
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
     src = _source(ctx, group_id, cluster_id)
-    return {**_paged(ctx.backup.snapshots_json(src.id)), "pitrWindow": ctx.backup.window_json(src.id)}
+    return {**unpaged(ctx.backup.snapshots_json(src.id)), "pitrWindow": ctx.backup.window_json(src.id)}
 
 
 @router.post("/groups/{group_id}/clusters/{cluster_id}/snapshots")
@@ -347,10 +352,10 @@ def create_restore_job(
 
 
 def _job(ctx: Any, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
-    job = ctx.stores.app.get(JOBS, job_id) if job_id.isalnum() else None
-    if job is None or job["groupId"] != group_id or job["clusterId"] != cluster_id:
+    job = owned(ctx.stores.app, JOBS, job_id, groupId=group_id, clusterId=cluster_id)
+    if job is None:
         raise NotFound(f"no restore job {job_id}", jobId=job_id)
-    return dict(job)
+    return job
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs")
@@ -363,7 +368,7 @@ def list_restore_jobs(
     jobs = sorted(
         ctx.stores.app.find(JOBS, groupId=group_id, clusterId=cluster_id), key=lambda j: -j["created"]
     )
-    return _paged([job_json(ctx, j, str(request.base_url)) for j in jobs])
+    return unpaged([job_json(ctx, j, str(request.base_url)) for j in jobs])
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs/{job_id}")
@@ -379,10 +384,15 @@ def get_restore_job(
     return job_json(ctx, _job(ctx, group_id, cluster_id, job_id), str(request.base_url))
 
 
+def document_line(ns: str, doc: dict[str, Any]) -> bytes:
+    """One restored document as a line of a JSON-lines download."""
+    return (json.dumps({"ns": ns, "doc": doc}, separators=(",", ":")) + "\n").encode()
+
+
 def json_lines(ctx: Any, job: dict[str, Any]) -> Iterator[bytes]:
     """The restored documents, one ``{"ns", "doc"}`` object per line."""
     for ns, doc in ctx.backup.restore_documents(resolve(ctx, job), job["_id"]):
-        yield (json.dumps({"ns": ns, "doc": doc}, separators=(",", ":")) + "\n").encode()
+        yield document_line(ns, doc)
 
 
 @download_router.get(DOWNLOAD_PATH, include_in_schema=False)

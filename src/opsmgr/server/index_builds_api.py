@@ -14,13 +14,14 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
-from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.errors import Conflict
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.leases import Deny, Grant
 from opsmgr.maintenance.service import policy_to_json
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import agent_group, public_principal
-from opsmgr.server.public_api import PREFIX, group_for
+from opsmgr.server.maintenance_api import lease_answer, restoration_refusal, text
+from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
 
 router = APIRouter(prefix=PREFIX, tags=["uniqueIndexBuilds"])
@@ -68,12 +69,7 @@ def list_builds(
     request: Request, group_id: str, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    results = _service(request).of_group(group_id)
-    return {
-        "results": results,
-        "totalCount": len(results),
-        "links": [{"href": str(request.url), "rel": "self"}],
-    }
+    return unpaged(_service(request).of_group(group_id), request)
 
 
 @router.get("/groups/{group_id}/uniqueIndexBuilds/{build_id}")
@@ -126,18 +122,9 @@ def agent_event(
 
 
 def _lease_answer(request: Request, decision: Grant | Deny) -> dict[str, Any]:
-    if isinstance(decision, Deny):
-        raise Conflict(decision.reason, error_code="MAINTENANCE_LEASE_DENIED", reason=decision.reason)
+    answer = lease_answer(decision)
     # The agent paces its renewals and its patience with the member from the server's one policy.
-    policy = policy_to_json(request.app.state.ctx.maintenance.policy)
-    return {"granted": True, "renewed": decision.renewed, **decision.lease.to_json(), "policy": policy}
-
-
-def _member(body: dict[str, Any]) -> str:
-    member = body.get("member")
-    if not isinstance(member, str) or not 1 <= len(member) <= 255:
-        raise InvalidInput("member must be a string of 1 to 255 characters", field="member")
-    return member
+    return {**answer, "policy": policy_to_json(request.app.state.ctx.maintenance.policy)}
 
 
 @agent_router.post(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")
@@ -148,11 +135,8 @@ def acquire_lease(
     hostname: str = Hostname,
     body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
-    ctx = request.app.state.ctx
-    refuse = None
-    if ctx.restoration.is_active(group_id):
-        refuse = f"project {group_id} is in Restoration Mode: no member goes down for maintenance meanwhile"
-    decision = _service(request).acquire_lease(group_id, build_id, _member(body), refuse=refuse)
+    refuse = restoration_refusal(request.app.state.ctx, group_id)
+    decision = _service(request).acquire_lease(group_id, build_id, text(body, "member"), refuse=refuse)
     return _lease_answer(request, decision)
 
 
@@ -164,7 +148,7 @@ def renew_lease(
     hostname: str = Hostname,
     body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
-    return _lease_answer(request, _service(request).renew_lease(group_id, build_id, _member(body)))
+    return _lease_answer(request, _service(request).renew_lease(group_id, build_id, text(body, "member")))
 
 
 @agent_router.delete(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")

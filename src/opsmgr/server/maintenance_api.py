@@ -16,20 +16,21 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 
 from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.maintenance.leases import Deny, Grant
+from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import agent_group, public_principal
-from opsmgr.server.public_api import PREFIX, group_for
+from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
 
 agent_router = APIRouter(prefix="/agents/api/automation/maintenance/v1/{group_id}/{rs_id}", tags=["agents"])
 router = APIRouter(prefix=PREFIX, tags=["maintenance"])
-Hostname = Query(..., min_length=1, max_length=255)
 
 
 def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _text(body: dict[str, Any], name: str) -> str:
+def text(body: dict[str, Any], name: str) -> str:
+    """``body[name]``: a string of 1 to 255 characters (a member, a change id)."""
     value = body.get(name)
     if not isinstance(value, str) or not 1 <= len(value) <= 255:
         raise InvalidInput(f"{name} must be a string of 1 to 255 characters", field=name)
@@ -37,7 +38,7 @@ def _text(body: dict[str, Any], name: str) -> str:
 
 
 def _optional_text(body: dict[str, Any], name: str) -> str | None:
-    return None if body.get(name) is None else _text(body, name)
+    return None if body.get(name) is None else text(body, name)
 
 
 def _number(body: dict[str, Any], name: str) -> float | None:
@@ -56,7 +57,15 @@ def _object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
     return value
 
 
-def _lease_answer(decision: Grant | Deny) -> dict[str, Any]:
+def restoration_refusal(ctx: Any, group_id: str) -> str | None:
+    """Why no member of the project may go down for maintenance now: Restoration Mode (or None)."""
+    if ctx.restoration.is_active(group_id):
+        return f"project {group_id} is in Restoration Mode: no member goes down for maintenance meanwhile"
+    return None
+
+
+def lease_answer(decision: Grant | Deny) -> dict[str, Any]:
+    """A grant's lease; a denial is 409 with the reason."""
     if isinstance(decision, Deny):
         raise Conflict(decision.reason, error_code="MAINTENANCE_LEASE_DENIED", reason=decision.reason)
     return {"granted": True, "renewed": decision.renewed, **decision.lease.to_json()}
@@ -74,27 +83,24 @@ def acquire_lease(
     request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    refuse = None
-    if ctx.restoration.is_active(group_id):
-        refuse = f"project {group_id} is in Restoration Mode: no member goes down for maintenance meanwhile"
     seq = _number(body, "seq")
     decision = ctx.maintenance.acquire(
         group_id,
         rs_id,
-        _text(body, "member"),
+        text(body, "member"),
         change_id=_optional_text(body, "changeId"),
         move=_object(body, "move"),
         seq=int(seq) if seq is not None else None,
-        refuse=refuse,
+        refuse=restoration_refusal(ctx, group_id),
     )
-    return _lease_answer(decision)
+    return lease_answer(decision)
 
 
 @agent_router.put("/lease")
 def renew_lease(
     request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
-    return _lease_answer(_ctx(request).maintenance.renew(group_id, rs_id, _text(body, "member")))
+    return lease_answer(_ctx(request).maintenance.renew(group_id, rs_id, text(body, "member")))
 
 
 @agent_router.delete("/lease")
@@ -123,7 +129,7 @@ def record_progress(
     progress = _ctx(request).maintenance.record(
         group_id,
         rs_id,
-        _text(body, "changeId"),
+        text(body, "changeId"),
         move,
         seq=int(seq) if seq is not None else None,
         at=_number(body, "at"),
@@ -145,7 +151,7 @@ def report_events(
     status = _ctx(request).maintenance.report(
         group_id,
         rs_id,
-        _text(body, "changeId"),
+        text(body, "changeId"),
         decision=_object(body, "decision"),
         events=events,
         extras=extras,
@@ -163,8 +169,7 @@ def list_changes(
 ) -> dict[str, Any]:
     """Every rolling change of the project: state, reason, progress and, when done, its figures."""
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    results = _ctx(request).maintenance.changes(group_id)
-    return {"results": results, "totalCount": len(results), "links": []}
+    return unpaged(_ctx(request).maintenance.changes(group_id))
 
 
 @router.get("/groups/{group_id}/maintenance/{change_id}")

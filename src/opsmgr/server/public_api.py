@@ -63,6 +63,11 @@ def paginated(
     }
 
 
+def unpaged(items: list[dict[str, Any]], request: Request | None = None) -> dict[str, Any]:
+    """A whole list in the shape of a page (``links``: the self link when ``request`` is given)."""
+    return {"results": items, "totalCount": len(items), "links": _links(request) if request else []}
+
+
 Page = Query(1, ge=1, le=100_000, alias="pageNum")
 PerPage = Query(100, ge=1, le=500, alias="itemsPerPage")
 

@@ -41,7 +41,7 @@ from opsmgr.backup.store_restore import LABELS, StoreName
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.server import backup_api
 from opsmgr.server.auth import agent_group, public_principal
-from opsmgr.server.public_api import PREFIX, group_for
+from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
 from opsmgr.store.engine import new_id
 
@@ -145,8 +145,7 @@ def list_backing(
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
     docs = ctx.stores.app.find(backup_api.CLUSTERS, groupId=group_id, kind=KIND)
-    items = [_json(ctx, d) for d in docs]
-    return {"results": items, "totalCount": len(items), "links": []}
+    return unpaged([_json(ctx, d) for d in docs])
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}")
@@ -223,11 +222,12 @@ def create_restore(
     return _job_json(ctx, job)
 
 
-def _job(ctx: Any, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
-    job = ctx.stores.app.get(JOBS, job_id) if job_id.isalnum() else None
-    if job is None or job["groupId"] != group_id or job["clusterId"] != cluster_id:
+def _job(reader: Any, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
+    """The job through ``reader`` (the store, or a transaction that changes it)."""
+    job = backup_api.owned(reader, JOBS, job_id, groupId=group_id, clusterId=cluster_id)
+    if job is None:
         raise NotFound(f"no restore job {job_id} of backing databases", jobId=job_id)
-    return dict(job)
+    return job
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs/{job_id}")
@@ -240,14 +240,14 @@ def get_restore(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
-    return _job_json(ctx, _job(ctx, group_id, cluster_id, job_id))
+    return _job_json(ctx, _job(ctx.stores.app, group_id, cluster_id, job_id))
 
 
 def _lines(ctx: Any, resolved: ResolvedRestore, progress_id: str) -> Iterator[bytes]:
     count = 0
     for ns, doc in _daemon(ctx).restore_documents(resolved, progress_id):
         count += 1
-        yield (json.dumps({"ns": ns, "doc": doc}, separators=(",", ":")) + "\n").encode()
+        yield backup_api.document_line(ns, doc)
     yield (json.dumps({"end": True, "documents": count}) + "\n").encode()
 
 
@@ -263,7 +263,7 @@ def restore_documents(
     """One store's restored documents as JSON lines, the last line ``{"end": true, "documents": N}``."""
     group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
     ctx = _ctx(request)
-    job = _job(ctx, group_id, cluster_id, job_id)
+    job = _job(ctx.stores.app, group_id, cluster_id, job_id)
     if name not in job["stores"]:
         raise NotFound(f"restore job {job_id} does not restore the {name} store", store=name)
     if job["statusName"] in FINAL:
@@ -292,9 +292,7 @@ def finish_restore(
     if status not in FINAL:
         raise InvalidInput("statusName must be FINISHED or FAILED", field="statusName")
     with ctx.stores.app.tx() as t:
-        job = t.get(JOBS, job_id) if job_id.isalnum() else None
-        if job is None or job["groupId"] != group_id or job["clusterId"] != cluster_id:
-            raise NotFound(f"no restore job {job_id} of backing databases", jobId=job_id)
+        job = _job(t, group_id, cluster_id, job_id)
         if job["statusName"] in FINAL:
             raise Conflict(f"restore job {job_id} is already {job['statusName']}", jobId=job_id)
         job.update(
