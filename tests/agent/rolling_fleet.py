@@ -25,10 +25,9 @@ from opsmgr.automation.service import AutomationService
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.drivers.base import MemberState
 from opsmgr.drivers.sim import SimDriver
-from opsmgr.errors import OpsmgrError
-from opsmgr.maintenance.leases import Deny
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
+from opsmgr.server.maintenance_api import lease_answer
 from opsmgr.sim.clock import FakeClock
 from opsmgr.sim.model import SimParams, WriteLoad
 from opsmgr.sim.world import SimWorld
@@ -57,17 +56,12 @@ class LocalApi:
         if (method, path) == ("GET", ""):
             return s.agent_view(GROUP, rs_id)
         if (method, path) == ("POST", "/lease"):
-            granted = s.acquire(
+            decision = s.acquire(
                 GROUP, rs_id, b["member"], change_id=b.get("changeId"), move=b.get("move"), seq=b.get("seq")
             )
-            if isinstance(granted, Deny):
-                raise OpsmgrError(granted.reason)
-            return granted.lease.to_json()
+            return lease_answer(decision)
         if (method, path) == ("PUT", "/lease"):
-            renewed = s.renew(GROUP, rs_id, b["member"])
-            if isinstance(renewed, Deny):
-                raise OpsmgrError(renewed.reason)
-            return renewed.lease.to_json()
+            return lease_answer(s.renew(GROUP, rs_id, b["member"]))
         if (method, path) == ("POST", "/progress"):
             return {
                 "progress": s.record(
