@@ -4,7 +4,9 @@ message, so commands print it and exit non-zero instead of showing a traceback.
 
 Also the Typer options every API command shares (``--url``, ``--public-key``, ``--private-key``; each also
 read from ``OPSMGR_URL``, ``OPSMGR_PUBLIC_KEY``, ``OPSMGR_PRIVATE_KEY`` so keys need not sit in shell
-history) and :func:`watch`, the progress bar of long work (restores, builds, drills) polled until it ends.
+history), :func:`public_api`, the client of one command whose failures end it through :func:`fail` (the
+error's message and a non-zero exit, for every command), and :func:`watch`, the progress bar of long work
+(restores, builds, drills) polled until it ends.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from opsmgr.errors import OpsmgrError
+from opsmgr.errors import OpsmgrError, PreflightFailure
 
 PUBLIC_PREFIX = "/api/public/v1.0"
 
@@ -28,6 +31,14 @@ PrivateKeyOpt = typer.Option(
     ..., "--private-key", envvar="OPSMGR_PRIVATE_KEY", help="API key's private part.", show_default=False
 )
 GroupOpt = typer.Option(..., "--group", envvar="OPSMGR_GROUP", help="Project (group) id.")
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(exc: OpsmgrError) -> NoReturn:
+    label = "preflight check failed" if isinstance(exc, PreflightFailure) else "error"
+    err.print(f"[bold red]{label}:[/] {exc.detail}", highlight=False)
+    raise typer.Exit(2 if isinstance(exc, PreflightFailure) else 1)
 
 
 class ApiFailed(OpsmgrError):
@@ -86,6 +97,16 @@ class PublicApi:
 
     def delete(self, path: str) -> Any:
         return self.call("DELETE", path)
+
+
+@contextmanager
+def public_api(url: str, public_key: str, private_key: str) -> Iterator[PublicApi]:
+    """The client of one command: an :class:`OpsmgrError` raised in the block ends it (:func:`fail`)."""
+    try:
+        with PublicApi(url, public_key, private_key) as api:
+            yield api
+    except OpsmgrError as exc:
+        fail(exc)
 
 
 @contextmanager

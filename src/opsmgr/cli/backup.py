@@ -27,9 +27,10 @@ from opsmgr.cli.api import (
     PublicKeyOpt,
     UrlOpt,
     progress_bar,
+    public_api,
     watch,
 )
-from opsmgr.errors import InvalidInput, OpsmgrError
+from opsmgr.errors import InvalidInput
 
 backup_app = typer.Typer(no_args_is_help=True, help="Continuous backup: snapshots, PITR window, restores.")
 
@@ -39,12 +40,6 @@ out = Console(soft_wrap=True)
 # Piped output is 80 columns by default, which would fold ids and dates: tables get room there.
 tables = out if out.is_terminal else Console(width=180)
 DONE = ("FINISHED", "FAILED")
-
-
-def _fail(exc: OpsmgrError) -> None:
-    from opsmgr.cli.main import fail  # main imports this module: resolved at call time
-
-    fail(exc)
 
 
 def _cluster_id(api: PublicApi, group: str, cluster: str) -> str:
@@ -86,13 +81,9 @@ def snapshots(
     private_key: str = PrivateKeyOpt,
 ) -> None:
     """The cluster's snapshots, newest first, and its point-in-time window as ranges with the holes."""
-    try:
-        with PublicApi(url, public_key, private_key) as api:
-            cid = _cluster_id(api, group, cluster)
-            listing = api.get(f"/groups/{group}/clusters/{cid}/snapshots")
-    except OpsmgrError as exc:
-        _fail(exc)
-        return
+    with public_api(url, public_key, private_key) as api:
+        cid = _cluster_id(api, group, cluster)
+        listing = api.get(f"/groups/{group}/clusters/{cid}/snapshots")
     table = Table(title=f"snapshots of cluster {cid}")
     for column in ("id", "created", "type", "oplog position", "documents", "blocks (new)", "expires"):
         table.add_column(column)
@@ -121,27 +112,23 @@ def snapshot(
     timeout: float = TimeoutOpt,
 ) -> None:
     """Takes an on-demand snapshot and waits for it with a progress bar."""
-    try:
-        with PublicApi(url, public_key, private_key) as api:
-            cid = _cluster_id(api, group, cluster)
-            base = f"/groups/{group}/clusters/{cid}/snapshots"
-            wanted = set(api.post(base)["snapshotIds"])
+    with public_api(url, public_key, private_key) as api:
+        cid = _cluster_id(api, group, cluster)
+        base = f"/groups/{group}/clusters/{cid}/snapshots"
+        wanted = set(api.post(base)["snapshotIds"])
 
-            def read() -> dict[str, Any]:
-                present = {s["id"] for s in api.get(base)["results"]}
-                return {"done": len(wanted & present), "of": len(wanted)}
+        def read() -> dict[str, Any]:
+            present = {s["id"] for s in api.get(base)["results"]}
+            return {"done": len(wanted & present), "of": len(wanted)}
 
-            watch(
-                read,
-                lambda r: r["done"] / r["of"],
-                lambda r: bool(r["done"] == r["of"]),
-                description="snapshot",
-                status=lambda r: f"{r['done']} of {r['of']} taken",
-                timeout_s=timeout,
-            )
-    except OpsmgrError as exc:
-        _fail(exc)
-        return
+        watch(
+            read,
+            lambda r: r["done"] / r["of"],
+            lambda r: bool(r["done"] == r["of"]),
+            description="snapshot",
+            status=lambda r: f"{r['done']} of {r['of']} taken",
+            timeout_s=timeout,
+        )
     out.print(f"snapshot taken: {', '.join(sorted(wanted))}", highlight=False)
 
 
@@ -235,43 +222,39 @@ def restore(
 ) -> None:
     """Restores a snapshot or a point in time (inclusive: the entry at exactly that point is applied) into
     another deployment (automated restore) or into a file (HTTP download, one JSON document per line)."""
-    try:
+    with public_api(url, public_key, private_key) as api:
         if (download is None) == (target_cluster is None):
             raise InvalidInput("give either --download FILE or --target-cluster (with --target-group)")
         body = _target(snapshot_id, at, point_in_time_ms, oplog_ts, oplog_inc)
-        with PublicApi(url, public_key, private_key) as api:
-            cid = _cluster_id(api, group, cluster)
-            base = f"/groups/{group}/clusters/{cid}"
-            if download is not None:
-                body["delivery"] = {"methodName": "HTTP", "expirationHours": 1}
-            else:
-                tgroup = target_group or group
-                body["delivery"] = {
-                    "methodName": "AUTOMATED_RESTORE",
-                    "targetGroupId": tgroup,
-                    "targetClusterId": _cluster_id(api, tgroup, str(target_cluster)),
-                }
-            job = api.post(f"{base}/restoreJobs", body)
-            out.print(f"restore job {job['id']} from snapshot {job['snapshotId']}", highlight=False)
-            if download is not None:
-                snap = api.get(f"{base}/snapshots/{job['snapshotId']}")
-                size = sum(int(p.get("dataSizeBytes", 0)) for p in snap.get("parts", []))
-                written = _download(api, job, size, download)
-                out.print(f"downloaded {written:,} bytes to {download}", highlight=False)
-                return
-            final = watch(
-                lambda: dict(api.get(f"{base}/restoreJobs/{job['id']}")),
-                _progress_of,
-                lambda j: j["statusName"] in DONE,
-                description="restore",
-                status=_status_of,
-                timeout_s=timeout,
-            )
-            if final["statusName"] != "FINISHED":
-                raise ApiFailed(f"restore job {job['id']} {final['statusName']}: {final.get('failure', '')}")
-    except OpsmgrError as exc:
-        _fail(exc)
-        return
+        cid = _cluster_id(api, group, cluster)
+        base = f"/groups/{group}/clusters/{cid}"
+        if download is not None:
+            body["delivery"] = {"methodName": "HTTP", "expirationHours": 1}
+        else:
+            tgroup = target_group or group
+            body["delivery"] = {
+                "methodName": "AUTOMATED_RESTORE",
+                "targetGroupId": tgroup,
+                "targetClusterId": _cluster_id(api, tgroup, str(target_cluster)),
+            }
+        job = api.post(f"{base}/restoreJobs", body)
+        out.print(f"restore job {job['id']} from snapshot {job['snapshotId']}", highlight=False)
+        if download is not None:
+            snap = api.get(f"{base}/snapshots/{job['snapshotId']}")
+            size = sum(int(p.get("dataSizeBytes", 0)) for p in snap.get("parts", []))
+            written = _download(api, job, size, download)
+            out.print(f"downloaded {written:,} bytes to {download}", highlight=False)
+            return
+        final = watch(
+            lambda: dict(api.get(f"{base}/restoreJobs/{job['id']}")),
+            _progress_of,
+            lambda j: j["statusName"] in DONE,
+            description="restore",
+            status=_status_of,
+            timeout_s=timeout,
+        )
+        if final["statusName"] != "FINISHED":
+            raise ApiFailed(f"restore job {job['id']} {final['statusName']}: {final.get('failure', '')}")
     out.print(f"restore job {job['id']} FINISHED", highlight=False)
 
 
@@ -284,13 +267,9 @@ def jobs(
     private_key: str = PrivateKeyOpt,
 ) -> None:
     """The cluster's restore jobs, newest first."""
-    try:
-        with PublicApi(url, public_key, private_key) as api:
-            cid = _cluster_id(api, group, cluster)
-            found = api.get(f"/groups/{group}/clusters/{cid}/restoreJobs")["results"]
-    except OpsmgrError as exc:
-        _fail(exc)
-        return
+    with public_api(url, public_key, private_key) as api:
+        cid = _cluster_id(api, group, cluster)
+        found = api.get(f"/groups/{group}/clusters/{cid}/restoreJobs")["results"]
     table = Table(title=f"restore jobs of cluster {cid}")
     for column in ("id", "created", "status", "delivery", "snapshot", "target time"):
         table.add_column(column)

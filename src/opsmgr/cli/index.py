@@ -9,25 +9,19 @@ takes ``--yes-writes-stopped``), confirms it and shows its progress until it is 
 from __future__ import annotations
 
 import getpass
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from opsmgr.cli.api import GroupOpt, PrivateKeyOpt, PublicApi, PublicKeyOpt, UrlOpt, watch
+from opsmgr.cli.api import GroupOpt, PrivateKeyOpt, PublicKeyOpt, UrlOpt, fail, public_api, watch
 from opsmgr.errors import InvalidInput, OpsmgrError
 
 index_app = typer.Typer(no_args_is_help=True, help="Supervised unique index builds.")
 out = Console(soft_wrap=True)
 
 FINAL = ("DONE", "ABORTED")
-
-
-def _fail(exc: OpsmgrError) -> NoReturn:
-    from opsmgr.cli.main import fail  # main registers this module: imported late to avoid a cycle
-
-    fail(exc)
 
 
 def parse_key(specs: list[str]) -> list[list[Any]]:
@@ -99,7 +93,7 @@ def build_unique(
     ),
 ) -> None:
     """Build a unique index member by member after you confirm that writes to the collection are stopped."""
-    try:
+    with public_api(url, public_key, private_key) as api:
         options: dict[str, Any] = {"unique": True} | ({"name": name} if name else {})
         body = {
             "rsName": rs,
@@ -109,33 +103,30 @@ def build_unique(
             "options": options,
             "lockPrimaryWrites": lock_primary_writes,
         }
-        with PublicApi(url, public_key, private_key) as api:
-            build = api.post(_path(group), body)
-            build_id = build["id"]
-            out.print(
-                f"unique index build {build_id} on {db}.{collection} in {rs}: members in order "
-                f"{', '.join(build['members'])}",
-                highlight=False,
-            )
-            if not (yes_writes_stopped or _confirmed(f"{db}.{collection}")):
-                api.delete(_path(group, build_id))
-                raise InvalidInput(f"not confirmed: build {build_id} cancelled", field="--yes-writes-stopped")
-            api.post(
-                _path(group, build_id) + "/confirm",
-                {"writesStopped": True, "operator": operator or getpass.getuser()},
-            )
-            final = watch(
-                lambda: dict(api.get(_path(group, build_id))),
-                fraction,
-                lambda b: b.get("state") in FINAL,
-                description=f"unique index {db}.{collection}",
-                status=describe,
-                timeout_s=timeout,
-            )
-    except OpsmgrError as exc:
-        _fail(exc)
+        build = api.post(_path(group), body)
+        build_id = build["id"]
+        out.print(
+            f"unique index build {build_id} on {db}.{collection} in {rs}: members in order "
+            f"{', '.join(build['members'])}",
+            highlight=False,
+        )
+        if not (yes_writes_stopped or _confirmed(f"{db}.{collection}")):
+            api.delete(_path(group, build_id))
+            raise InvalidInput(f"not confirmed: build {build_id} cancelled", field="--yes-writes-stopped")
+        api.post(
+            _path(group, build_id) + "/confirm",
+            {"writesStopped": True, "operator": operator or getpass.getuser()},
+        )
+        final = watch(
+            lambda: dict(api.get(_path(group, build_id))),
+            fraction,
+            lambda b: b.get("state") in FINAL,
+            description=f"unique index {db}.{collection}",
+            status=describe,
+            timeout_s=timeout,
+        )
     if final["state"] == "ABORTED":
-        _fail(OpsmgrError(f"unique index build {build_id} ABORTED: {final.get('reason')}"))
+        fail(OpsmgrError(f"unique index build {build_id} ABORTED: {final.get('reason')}"))
     out.print(
         f"unique index build {build_id} DONE: {len(final['members'])} members have the index; "
         "it is in the automation config's indexConfigs"
@@ -149,11 +140,8 @@ def list_builds(
     url: str = UrlOpt, group: str = GroupOpt, public_key: str = PublicKeyOpt, private_key: str = PrivateKeyOpt
 ) -> None:
     """List the project's unique index builds."""
-    try:
-        with PublicApi(url, public_key, private_key) as api:
-            builds = api.get(_path(group))["results"]
-    except OpsmgrError as exc:
-        _fail(exc)
+    with public_api(url, public_key, private_key) as api:
+        builds = api.get(_path(group))["results"]
     table = Table("id", "namespace", "rs", "state", "progress", "reason")
     for b in builds:
         progress = b.get("progress") or {}
@@ -177,9 +165,6 @@ def cancel_build(
     private_key: str = PrivateKeyOpt,
 ) -> None:
     """Cancel a build: the agents unlock the primary and drop the index wherever it was built."""
-    try:
-        with PublicApi(url, public_key, private_key) as api:
-            build = api.delete(_path(group, build_id))
-    except OpsmgrError as exc:
-        _fail(exc)
+    with public_api(url, public_key, private_key) as api:
+        build = api.delete(_path(group, build_id))
     out.print(f"unique index build {build_id}: {build['state']} ({build.get('reason')})", highlight=False)

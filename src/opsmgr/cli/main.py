@@ -1,6 +1,6 @@
 """The ``opsmgr`` command line: ``server``, ``keys create``, ``agent``, ``fleet``, ``demo`` and ``--version``.
 
-Owns argument parsing and the translation of opsmgr errors into a message and a non-zero exit; every
+Owns argument parsing; opsmgr errors become a message and a non-zero exit (``cli.api.fail``); every
 command delegates to the package that owns the work.
 """
 
@@ -10,15 +10,15 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.console import Console
 
 from opsmgr import __version__
+from opsmgr.cli.api import fail as fail  # re-exported: cli.secondary imports it from here
 from opsmgr.cli.backup import backup_app
 from opsmgr.cli.index import index_app
-from opsmgr.errors import InvalidInput, OpsmgrError, PreflightFailure
+from opsmgr.errors import InvalidInput, OpsmgrError
 from opsmgr.store.appdb import AppDB
 from opsmgr.store.engine import Store
 
@@ -43,12 +43,6 @@ app.add_typer(secondary_app, name="secondary")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-
-
-def fail(exc: OpsmgrError) -> NoReturn:
-    label = "preflight check failed" if isinstance(exc, PreflightFailure) else "error"
-    err.print(f"[bold red]{label}:[/] {exc.detail}", highlight=False)
-    raise typer.Exit(2 if isinstance(exc, PreflightFailure) else 1)
 
 
 def _version(value: bool) -> None:
