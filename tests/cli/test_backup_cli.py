@@ -81,13 +81,14 @@ def backed(
         target.close()
 
 
-def _expected_at_a_position(b: Backed) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+def _expected_at_a_position(b: Backed) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+    """The restore options naming an oplog position inside the window, and the documents at it."""
     found = primary(b.world, SOURCE, "src")
     assert found is not None
     position, docs = dump_at_a_position(b.world, *found)
     assert docs, "the write load wrote documents"
     wait_window_past(b.source, b.base, position)
-    return position, docs
+    return ["--oplog-ts", str(position >> 32), "--oplog-inc", str(position & 0xFFFFFFFF)], docs
 
 
 def test_snapshots_lists_the_snapshots_and_the_window(backed: Backed) -> None:
@@ -108,17 +109,9 @@ def test_an_on_demand_snapshot_waits_until_it_is_taken(backed: Backed) -> None:
 
 
 def test_a_point_in_time_download_holds_the_documents_at_that_instant(backed: Backed, tmp_path: Path) -> None:
-    position, expected = _expected_at_a_position(backed)
+    at, expected = _expected_at_a_position(backed)
     out = tmp_path / "restored.jsonl"
-    done = backed.cli(
-        "restore",
-        "--oplog-ts",
-        str(position >> 32),
-        "--oplog-inc",
-        str(position & 0xFFFFFFFF),
-        "--download",
-        str(out),
-    )
+    done = backed.cli("restore", *at, "--download", str(out))
     assert done.returncode == 0, done.stderr
     got = [json.loads(line) for line in out.read_text().splitlines() if line]
     assert [(d["ns"], d["doc"]) for d in got] == expected
@@ -126,13 +119,10 @@ def test_a_point_in_time_download_holds_the_documents_at_that_instant(backed: Ba
 
 
 def test_an_automated_restore_into_another_project(backed: Backed) -> None:
-    position, expected = _expected_at_a_position(backed)
+    at, expected = _expected_at_a_position(backed)
     done = backed.cli(
         "restore",
-        "--oplog-ts",
-        str(position >> 32),
-        "--oplog-inc",
-        str(position & 0xFFFFFFFF),
+        *at,
         "--target-group",
         backed.target.group_id,
         "--target-cluster",
