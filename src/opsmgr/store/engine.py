@@ -76,6 +76,11 @@ oplog_meta = sa.Table(
 _PG_WRITER_LOCK = 0x6F70736D
 # How long a writer waits for the writer lock before giving up with a StoreError, on both engines.
 _LOCK_TIMEOUT_S = 30
+# Every request thread (the server's thread pool holds 40) and periodic loop may want a connection at once; a
+# thread that cannot get one within this time gets a StoreError (503, retried by agents), never a 500.
+_POOL_SIZE = 16
+_POOL_OVERFLOW = 48
+_POOL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,14 +378,20 @@ class Store:
     def _make_engine(self) -> Engine:
         if self.dialect == "sqlite":
             engine = sa.create_engine(
-                self.url, connect_args={"timeout": _LOCK_TIMEOUT_S, "check_same_thread": False}, pool_size=8
+                self.url,
+                connect_args={"timeout": _LOCK_TIMEOUT_S, "check_same_thread": False},
+                pool_size=_POOL_SIZE,
+                max_overflow=_POOL_OVERFLOW,
+                pool_timeout=_POOL_TIMEOUT_S,
             )
             begin = {"write": "BEGIN IMMEDIATE", "read": "BEGIN"}
         else:
             engine = sa.create_engine(
                 self.url,
-                pool_size=10,
-                max_overflow=20,
+                # A PostgreSQL server allows 100 connections by default, shared by every store and server.
+                pool_size=min(_POOL_SIZE, 10),
+                max_overflow=min(_POOL_OVERFLOW, 30),
+                pool_timeout=_POOL_TIMEOUT_S,
                 pool_pre_ping=True,
                 connect_args={"options": f"-c lock_timeout={_LOCK_TIMEOUT_S}s"},
             )
@@ -443,6 +454,8 @@ class Store:
                 yield Txn(conn, self._stmts, writable=True)
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the {self.name} is unavailable: {exc.orig}") from exc
+        except sa.exc.TimeoutError as exc:
+            raise StoreError(f"the {self.name} is too busy: {exc}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
@@ -452,6 +465,8 @@ class Store:
                 yield Txn(conn, self._stmts, writable=False)
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the {self.name} is unavailable: {exc.orig}") from exc
+        except sa.exc.TimeoutError as exc:
+            raise StoreError(f"the {self.name} is too busy: {exc}") from exc
 
     # Single-statement conveniences, each its own transaction.
 
