@@ -116,9 +116,11 @@ class ServerContext:
         """Refuse deployment changes a project cannot take now."""
         self.restoration.guard(group_id)
 
-    def put_automation_config(self, group_id: str, body: Any) -> dict[str, Any]:
+    def put_automation_config(
+        self, group_id: str, body: Any, *, expected_version: int | None = None
+    ) -> dict[str, Any]:
         self.guard_deployment_change(group_id)
-        config = self.automation.put_config(group_id, body)
+        config = self.automation.put_config(group_id, body, expected_version=expected_version)
         self.goal_versions.invalidate(group_id)
         return config
 
