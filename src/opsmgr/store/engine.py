@@ -99,6 +99,26 @@ class OplogEntry:
         return cls(ts=int(raw["ts"]), op=raw["op"], ns=raw["ns"], id=str(raw["_id"]), doc=raw.get("doc"))
 
 
+# The PostgreSQL NOTIFY channel of document changes that other servers cache (see Txn.notify).
+CHANGES_CHANNEL = "opsmgr_changes"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change announced by a write transaction: ``key`` of ``topic`` (``*`` for every key) changed."""
+
+    topic: str
+    key: str
+
+    def payload(self) -> str:
+        return f"{self.topic}:{self.key}"
+
+    @classmethod
+    def parse(cls, payload: str) -> Change:
+        topic, _, key = payload.partition(":")
+        return cls(topic, key or "*")
+
+
 @dataclass(frozen=True, slots=True)
 class OplogBounds:
     """``first_ts``/``last_ts`` of the retained entries (None when empty) and the highest removed ``ts``."""
@@ -252,6 +272,20 @@ class Txn:
         self._conn = conn
         self._stmts = stmts
         self._writable = writable
+        self.notes: list[Change] = []
+
+    def notify(self, topic: str, key: str) -> None:
+        """Announce, once this transaction commits, that ``key`` of ``topic`` changed: to this process's
+        listeners (:meth:`Store.on_change`) and, on PostgreSQL, to every process that LISTENs on
+        :data:`CHANGES_CHANNEL` (NOTIFY is transactional: a rolled-back write announces nothing)."""
+        self._check_writable()
+        change = Change(topic, key)
+        self.notes.append(change)
+        if self._conn.dialect.name == "postgresql":
+            self._conn.execute(
+                sa.text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": CHANGES_CHANNEL, "payload": change.payload()[:7900]},
+            )
 
     def _check_writable(self) -> None:
         # A write in a read transaction would bypass the writer lock that keeps ts in commit order.
@@ -349,6 +383,7 @@ class Store:
         self.oplog_max_bytes = oplog_max_bytes
         self.oplog_max_age_s = oplog_max_age_s
         self._writing = threading.local()
+        self._change_listeners: list[Callable[[Change], None]] = []
         try:
             self.dialect = sa.engine.make_url(self.url).get_backend_name()
             if self.dialect not in ("sqlite", "postgresql"):
@@ -451,11 +486,23 @@ class Store:
         """
         try:
             with self._begin(write=True) as conn:
-                yield Txn(conn, self._stmts, writable=True)
+                txn = Txn(conn, self._stmts, writable=True)
+                yield txn
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the {self.name} is unavailable: {exc.orig}") from exc
         except sa.exc.TimeoutError as exc:
             raise StoreError(f"the {self.name} is too busy: {exc}") from exc
+        self.announce(txn.notes)
+
+    def on_change(self, listener: Callable[[Change], None]) -> None:
+        """Call ``listener`` with every change this process's transactions announce, once committed
+        (changes of other processes arrive through :class:`opsmgr.store.changes.ChangeListener`)."""
+        self._change_listeners.append(listener)
+
+    def announce(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            for listener in self._change_listeners:
+                listener(change)
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
