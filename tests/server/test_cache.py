@@ -36,3 +36,53 @@ def test_invalidate_forces_a_load() -> None:
     cache.invalidate("g")
     assert cache.peek("g") is None
     assert cache.get("g", lambda _k: 2) == 2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_expired_value_is_reloaded_not_served_as_fresh() -> None:
+    """The defect: peek() re-armed an expired entry and get() then returned the old value as fresh."""
+    clock = FakeClock()
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=clock)
+    assert cache.get("g", lambda _k: 1) == 1
+    clock.now += 1.5
+    assert cache.peek("g") is None  # this caller reloads
+    assert cache.get("g", lambda _k: 2) == 2
+    assert cache.peek("g") == 2
+
+
+def test_the_old_value_is_handed_out_only_during_the_reload_grace() -> None:
+    clock = FakeClock()
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=clock)
+    cache.get("g", lambda _k: 1)
+    clock.now += 1.5
+    assert cache.peek("g") is None
+    assert cache.peek("g") == 1
+    clock.now += cache.reload_grace_s + 0.01  # the loader never came back: someone else must load
+    assert cache.peek("g") is None
+
+
+def test_a_load_overtaken_by_an_invalidation_is_not_kept() -> None:
+    cache: TtlCache[str, int] = TtlCache(60)
+
+    def load(_k: str) -> int:
+        cache.invalidate("g")  # the value changed while it was being read
+        return 1
+
+    assert cache.get("g", load) == 1
+    assert cache.peek("g") is None
+    assert cache.get("g", lambda _k: 2) == 2
+
+
+def test_clear_forgets_every_key() -> None:
+    cache: TtlCache[str, int] = TtlCache(60)
+    cache.get("a", lambda _k: 1)
+    cache.get("b", lambda _k: 2)
+    cache.clear()
+    assert cache.peek("a") is None and cache.peek("b") is None

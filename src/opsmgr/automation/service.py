@@ -24,6 +24,8 @@ from opsmgr.store.engine import Store, Txn
 ConfigChangeHook = Callable[[Txn, str, dict[str, Any], dict[str, Any], int], object]
 
 CONFIGS = "automation_configs"
+# The change a new goal config announces (Txn.notify), keyed by project id: servers cache goal versions.
+CONFIG_CHANGED = "automation_config"
 AGENT_STATUS = "agent_status"
 
 
@@ -101,6 +103,7 @@ class AutomationService:
                         "updated": int(time.time() * 1000),
                     },
                 )
+                t.notify(CONFIG_CHANGED, group_id)
                 if check_transition:
                     for hook in self.on_config_change:
                         hook(t, group_id, current, new, version)

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsmgr import __version__
 from opsmgr.alerts import AlertService
-from opsmgr.automation.service import AutomationService
+from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.daemon import BackupDaemon
@@ -39,8 +39,9 @@ from opsmgr.restoration.service import RestorationService
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.metrics import Metrics
-from opsmgr.store.appdb import AppDB
-from opsmgr.store.engine import Store
+from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
+from opsmgr.store.changes import EVERYTHING, ChangeListener
+from opsmgr.store.engine import Change, Store
 
 log = logging.getLogger("opsmgr.server")
 access_log = logging.getLogger("opsmgr.access")
@@ -84,10 +85,15 @@ class ServerContext:
     backup: BackupDaemon = field(init=False)
     alerts: AlertService = field(init=False)
     maintenance: MaintenanceService = field(init=False)
+    # The agent poll path's caches: invalidated by the changes the application database announces (this
+    # server's at commit, other servers' through ``changes``), the TTL bounding a lost notification.
     agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
+    changes: ChangeListener = field(init=False)
 
     def __post_init__(self) -> None:
+        self.changes = ChangeListener(self.stores.app)
+        self.stores.app.on_change(self._forget_cached)
         self.digest = DigestAuthenticator(self.digest_secret)
         self.appdb = AppDB(self.stores.app, self.encrypt, self.decrypt)
         self.alerts = AlertService(self.stores.app)
@@ -112,6 +118,17 @@ class ServerContext:
             enqueue_snapshots=self.backup.enqueue_on_demand,
         )
 
+    def _forget_cached(self, change: Change) -> None:
+        caches: dict[str, TtlCache[str, Any]] = {
+            CONFIG_CHANGED: self.goal_versions,
+            AGENT_KEYS_CHANGED: self.agent_keys,
+        }
+        for topic, cache in caches.items():
+            if change == EVERYTHING:
+                cache.clear()
+            elif change.topic == topic:
+                cache.invalidate(change.key)
+
     def guard_deployment_change(self, group_id: str) -> None:
         """Refuse deployment changes a project cannot take now."""
         self.restoration.guard(group_id)
@@ -120,9 +137,7 @@ class ServerContext:
         self, group_id: str, body: Any, *, expected_version: int | None = None
     ) -> dict[str, Any]:
         self.guard_deployment_change(group_id)
-        config = self.automation.put_config(group_id, body, expected_version=expected_version)
-        self.goal_versions.invalidate(group_id)
-        return config
+        return self.automation.put_config(group_id, body, expected_version=expected_version)
 
     def unchanged_for_agent(self, group_id: str, held: int) -> bool:
         """True when the cache alone shows the agent holds the goal version (never a database read)."""
@@ -275,6 +290,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.changes.start()
         stop = threading.Event()
         workers = [
             threading.Thread(target=ctx.run_periodic, args=(name, work, stop), name=name, daemon=True)
@@ -286,6 +302,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
             yield
         finally:
             stop.set()
+            ctx.changes.stop()
             for worker in workers:
                 worker.join(10)
 

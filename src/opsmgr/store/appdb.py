@@ -26,6 +26,9 @@ ORGS = "orgs"
 GROUPS = "groups"
 API_KEYS = "api_keys"
 AGENT_API_KEYS = "agent_api_keys"
+# The change a write of a project's agent API keys announces (Txn.notify), keyed by project id: servers
+# cache the key digests on the agent poll path.
+AGENT_KEYS_CHANGED = "agent_api_keys"
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-()]{0,63}$")
@@ -184,6 +187,7 @@ class AppDB:
             for key in t.find(AGENT_API_KEYS, groupId=group_id):
                 t.delete(AGENT_API_KEYS, key["_id"])
             t.delete(GROUPS, group_id)
+            t.notify(AGENT_KEYS_CHANGED, group_id)
 
     # Programmatic API keys.
 
@@ -245,7 +249,9 @@ class AppDB:
             "createdTime": _now_iso(),
             "createdBy": "PUBLIC_API",
         }
-        return self.store.insert(AGENT_API_KEYS, doc), key
+        with self.store.tx() as t:
+            t.notify(AGENT_KEYS_CHANGED, group_id)
+            return t.insert(AGENT_API_KEYS, doc), key
 
     def agent_keys(self, group_id: str) -> list[dict[str, Any]]:
         return self.store.find(AGENT_API_KEYS, groupId=group_id)
@@ -256,6 +262,7 @@ class AppDB:
             if doc is None or doc["groupId"] != group_id:
                 raise NotFound(f"No agent API key with ID {key_id} exists in project {group_id}.")
             t.delete(AGENT_API_KEYS, key_id)
+            t.notify(AGENT_KEYS_CHANGED, group_id)
 
     def agent_key_hashes(self, group_id: str) -> set[str]:
         return {k["keyHash"] for k in self.agent_keys(group_id)}
@@ -268,6 +275,7 @@ def agent_key_matches(presented: str, hashes: set[str]) -> bool:
 
 __all__ = [
     "AGENT_API_KEYS",
+    "AGENT_KEYS_CHANGED",
     "API_KEYS",
     "GROUPS",
     "GROUP_ROLES",
