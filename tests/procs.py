@@ -65,6 +65,11 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    conf: Path | None = None  # a conf-mms.properties to run with instead of the embedded setup in data_dir
+
+    def setup_args(self) -> list[str]:
+        """How the CLI finds this server's configuration: ``--conf FILE`` or ``--data-dir DIR``."""
+        return ["--conf", str(self.conf)] if self.conf is not None else ["--data-dir", str(self.data_dir)]
 
     @property
     def url(self) -> str:
@@ -77,8 +82,7 @@ class ServerProcess:
                 [
                     *OPSMGR,
                     "server",
-                    "--data-dir",
-                    str(self.data_dir),
+                    *self.setup_args(),
                     "--port",
                     str(self.port),
                     *self.extra_args,
@@ -128,7 +132,7 @@ class ServerProcess:
 
     def create_key(self, role: str = "ORG_OWNER", **opts: str) -> dict[str, Any]:
         extra = [x for k, v in opts.items() for x in (f"--{k.replace('_', '-')}", v)]
-        done = run_cli("keys", "create", "--role", role, "--json", "--data-dir", str(self.data_dir), *extra)
+        done = run_cli("keys", "create", "--role", role, "--json", *self.setup_args(), *extra)
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
