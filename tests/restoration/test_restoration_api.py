@@ -5,61 +5,20 @@ Agents here are plain HTTP clients speaking the agent protocol, so each step can
 
 from __future__ import annotations
 
-import base64
 import copy
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.agent_protocol import FakeAgent
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess, free_port, wait_for
 
 HOSTS = ["a.rm.sim", "b.rm.sim", "c.rm.sim"]
 APPDB_FILES = ("appdb.sqlite", "appdb.sqlite-wal", "appdb.sqlite-shm")
-
-
-class FakeAgent:
-    def __init__(self, url: str, group_id: str, key: str, hostname: str) -> None:
-        auth = base64.b64encode(f"{group_id}:{key}".encode()).decode()
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Basic {auth}"}, timeout=10)
-        self.group_id = group_id
-        self.hostname = hostname
-        self.held: dict[str, Any] = {}
-        self.held_at = 0
-
-    @property
-    def cv(self) -> int:
-        return int(self.held.get("version", -1))
-
-    def poll(self) -> int:
-        r = self.http.get(
-            f"/agents/api/automation/conf/v1/{self.group_id}",
-            params={"hostname": self.hostname, "cv": self.cv},
-        )
-        if r.status_code == 200:
-            self.held = r.json()
-            self.held_at = int(time.time() * 1000)
-        return r.status_code
-
-    def report(self) -> list[dict[str, Any]]:
-        body = {"hostname": self.hostname, "cv": self.cv, "cvTimestamp": self.held_at, "processes": []}
-        r = self.http.post(
-            f"/agents/api/automation/status/v1/{self.group_id}", params={"hostname": self.hostname}, json=body
-        )
-        assert r.status_code == 200, r.text
-        return list(r.json().get("requests", []))
-
-    def upload(self) -> httpx.Response:
-        return self.http.post(
-            f"/agents/api/automation/restoration/v1/{self.group_id}/config",
-            params={"hostname": self.hostname},
-            json=self.held,
-        )
 
 
 @pytest.fixture
