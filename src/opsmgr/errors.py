@@ -73,6 +73,20 @@ class Conflict(OpsmgrError):
     error_code = "CONFLICT"
 
 
+class Gone(OpsmgrError):
+    """The resource existed but can no longer be used (an expired or used-up download)."""
+
+    http_status = 410
+    error_code = "GONE"
+
+
+class PreconditionFailed(OpsmgrError):
+    """A conditional request (``If-Match``) names a version that is no longer the current one."""
+
+    http_status = 412
+    error_code = "PRECONDITION_FAILED"
+
+
 class PreflightFailure(OpsmgrError):
     """Start-up must not go on; the CLI prints ``detail`` and exits non-zero."""
 

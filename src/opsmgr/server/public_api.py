@@ -19,6 +19,10 @@ PREFIX = "/api/public/v1.0"
 router = APIRouter(prefix=PREFIX, tags=["public"])
 
 
+# More role names than there are roles is never a list a client meant.
+MAX_ROLES = 16
+
+
 class NameBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str = Field(min_length=1, max_length=64)
@@ -31,12 +35,12 @@ class GroupBody(NameBody):
 class ApiKeyBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     desc: str = Field(min_length=1, max_length=250)
-    roles: list[str] = Field(min_length=1)
+    roles: list[str] = Field(min_length=1, max_length=MAX_ROLES)
 
 
 class RolesBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    roles: list[str] = Field(min_length=1)
+    roles: list[str] = Field(min_length=1, max_length=MAX_ROLES)
 
 
 class AgentKeyBody(BaseModel):
@@ -138,7 +142,7 @@ def create_org(
         raise Forbidden("Creating an organization needs an ORG_OWNER API key.")
     ctx = _ctx(request)
     org = ctx.appdb.create_org(body.name)
-    ctx.appdb.set_roles(principal.key_id, lambda _r: True, [{"orgId": org["_id"], "roleName": "ORG_OWNER"}])
+    ctx.appdb.add_roles(principal.key_id, [{"orgId": org["_id"], "roleName": Role.ORG_OWNER.value}])
     return org_view(org)
 
 
@@ -178,9 +182,7 @@ def list_org_keys(
     ctx = _ctx(request)
     ctx.appdb.org(org_id)
     principal.require_org(org_id, Role.ORG_OWNER)
-    keys = [
-        api_key_view(k) for k in ctx.appdb.api_keys() if any(r.get("orgId") == org_id for r in k["roles"])
-    ]
+    keys = [api_key_view(k) for k in ctx.appdb.org_api_keys(org_id)]
     return paginated(request, keys, page, per)
 
 
@@ -205,7 +207,7 @@ def get_org_key(
     ctx = _ctx(request)
     ctx.appdb.org(org_id)
     principal.require_org(org_id, Role.ORG_OWNER)
-    return api_key_view(ctx.appdb.api_key(key_id))
+    return api_key_view(ctx.appdb.org_api_key(org_id, key_id))
 
 
 @router.delete("/orgs/{org_id}/apiKeys/{key_id}", status_code=204)
@@ -215,7 +217,7 @@ def delete_org_key(
     ctx = _ctx(request)
     ctx.appdb.org(org_id)
     principal.require_org(org_id, Role.ORG_OWNER)
-    ctx.appdb.delete_api_key(key_id)
+    ctx.appdb.delete_org_api_key(org_id, key_id)
 
 
 # Projects.
@@ -273,11 +275,7 @@ def list_group_keys(
     per: int = PerPage,
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_OWNER)
-    keys = [
-        api_key_view(k)
-        for k in _ctx(request).appdb.api_keys()
-        if any(r.get("groupId") == group_id for r in k["roles"])
-    ]
+    keys = [api_key_view(k) for k in _ctx(request).appdb.project_api_keys(group_id)]
     return paginated(request, keys, page, per)
 
 
@@ -301,14 +299,11 @@ def assign_group_key(
     body: RolesBody,
     principal: Principal = Depends(public_principal),
 ) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_OWNER)
+    """Assigns a key of the project's organization to the project with ``roles`` (Ops Manager's "assign an
+    organization API key to a project"); a key of another organization is as missing (404)."""
+    group = group_for(request, principal, group_id, Role.GROUP_OWNER)
     roles = parse_roles(body.roles, GROUP_ROLES)
-    key = _ctx(request).appdb.set_roles(
-        key_id,
-        lambda r: r.get("groupId") != group_id,
-        [{"groupId": group_id, "roleName": r.value} for r in roles],
-    )
-    return api_key_view(key)
+    return api_key_view(_ctx(request).appdb.assign_api_key(group, key_id, roles))
 
 
 @router.delete("/groups/{group_id}/apiKeys/{key_id}", status_code=204)
@@ -316,7 +311,7 @@ def unassign_group_key(
     request: Request, group_id: str, key_id: str, principal: Principal = Depends(public_principal)
 ) -> None:
     group_for(request, principal, group_id, Role.GROUP_OWNER)
-    _ctx(request).appdb.set_roles(key_id, lambda r: r.get("groupId") != group_id, [])
+    _ctx(request).appdb.unassign_api_key(group_id, key_id)
 
 
 # Agent API keys.

@@ -1,5 +1,5 @@
 """The identity records of the application database: organizations, projects (groups), programmatic API
-keys with their roles, and project agent API keys.
+keys with their roles and the organization each belongs to, and project agent API keys.
 
 Owns the collections ``orgs``, ``groups``, ``api_keys`` and ``agent_api_keys`` and the role model. Secrets
 are never stored in the clear: a programmatic key's private part is encrypted with gen.key (HTTP Digest needs
@@ -189,31 +189,38 @@ class AppDB:
             t.delete(GROUPS, group_id)
             t.notify(AGENT_KEYS_CHANGED, group_id)
 
-    # Programmatic API keys.
+    # Programmatic API keys. Each key belongs to one organization (``orgId``, as in Ops Manager): its org
+    # routes reach only that organization's keys, and a project can be given only its organization's keys.
 
     def create_api_key(self, desc: Any, roles: Iterable[dict[str, str]]) -> tuple[dict[str, Any], str]:
-        """Returns the stored record and the private key, which is shown this once and never again."""
+        """Returns the stored record and the private key, which is shown this once and never again. The key
+        belongs to the organization its roles are in (an org role's, or the organization of a project's)."""
         if not isinstance(desc, str) or not 1 <= len(desc) <= 250:
             raise InvalidInput("desc must be a string of 1 to 250 characters", field="desc")
+        roles = list(roles)
         public = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
         private = str(uuid.uuid4())
         doc = {
             "publicKey": public,
             "privateKeyEnc": self._encrypt(private),
             "desc": desc,
-            "roles": list(roles),
+            "orgId": _owner_of(self.store, {"roles": roles}),
+            "roles": roles,
             "created": _now_iso(),
         }
         return self.store.insert(API_KEYS, doc), private
 
-    def api_key(self, key_id: str) -> dict[str, Any]:
-        doc = self.store.get(API_KEYS, check_id(key_id, "apiKeyId"))
-        if doc is None:
-            raise NotFound(f"No API key with ID {key_id} exists.", error_code="API_KEY_NOT_FOUND")
-        return doc
+    def org_api_keys(self, org_id: str) -> list[dict[str, Any]]:
+        """The keys of organization ``org_id``."""
+        return [k for k in self.store.find(API_KEYS) if _owner_of(self.store, k) == org_id]
 
-    def api_keys(self) -> list[dict[str, Any]]:
-        return self.store.find(API_KEYS)
+    def org_api_key(self, org_id: str, key_id: str) -> dict[str, Any]:
+        """Key ``key_id`` of organization ``org_id``; a key of another organization is as missing."""
+        return _key(self.store, key_id, lambda k, r: _owner_of(r, k) == org_id)
+
+    def project_api_keys(self, group_id: str) -> list[dict[str, Any]]:
+        """The keys holding a role on project ``group_id``."""
+        return [k for k in self.store.find(API_KEYS) if _holds_project_role(k, group_id)]
 
     def api_key_by_public(self, public_key: str) -> dict[str, Any] | None:
         found = self.store.find(API_KEYS, publicKey=public_key)
@@ -222,19 +229,33 @@ class AppDB:
     def private_key(self, key: dict[str, Any]) -> str:
         return self._decrypt(key["privateKeyEnc"])
 
-    def set_roles(
-        self, key_id: str, keep: Callable[[dict[str, str]], bool], add: list[dict[str, str]]
-    ) -> dict[str, Any]:
+    def add_roles(self, key_id: str, roles: list[dict[str, str]]) -> dict[str, Any]:
+        """Roles added to a key its caller already holds (an organization it has just created)."""
         with self.store.tx() as t:
-            key = t.get(API_KEYS, check_id(key_id, "apiKeyId"))
-            if key is None:
-                raise NotFound(f"No API key with ID {key_id} exists.", error_code="API_KEY_NOT_FOUND")
-            key["roles"] = [r for r in key.get("roles", []) if keep(r)] + add
+            key = _key(t, key_id, lambda _k, _r: True)
+            key["roles"] = [*key.get("roles", []), *roles]
             return t.put(API_KEYS, key)
 
-    def delete_api_key(self, key_id: str) -> None:
-        if not self.store.delete(API_KEYS, check_id(key_id, "apiKeyId")):
-            raise NotFound(f"No API key with ID {key_id} exists.", error_code="API_KEY_NOT_FOUND")
+    def assign_api_key(self, group: dict[str, Any], key_id: str, roles: list[Role]) -> dict[str, Any]:
+        """Key ``key_id`` of the project's organization gets exactly ``roles`` on the project."""
+        with self.store.tx() as t:
+            key = _key(t, key_id, lambda k, r: _owner_of(r, k) == group["orgId"])
+            kept = [r for r in key.get("roles", []) if r.get("groupId") != group["_id"]]
+            key["roles"] = kept + [{"groupId": group["_id"], "roleName": r.value} for r in roles]
+            return t.put(API_KEYS, key)
+
+    def unassign_api_key(self, group_id: str, key_id: str) -> None:
+        """Key ``key_id``, which holds roles on the project, loses them; any other key is as missing. Any
+        key: the grant is the project's own, so a project can always withdraw what it gave."""
+        with self.store.tx() as t:
+            key = _key(t, key_id, lambda k, _r: _holds_project_role(k, group_id))
+            key["roles"] = [r for r in key["roles"] if r.get("groupId") != group_id]
+            t.put(API_KEYS, key)
+
+    def delete_org_api_key(self, org_id: str, key_id: str) -> None:
+        with self.store.tx() as t:
+            _key(t, key_id, lambda k, r: _owner_of(r, k) == org_id)
+            t.delete(API_KEYS, key_id)
 
     # Agent API keys.
 
@@ -266,6 +287,33 @@ class AppDB:
 
     def agent_key_hashes(self, group_id: str) -> set[str]:
         return {k["keyHash"] for k in self.agent_keys(group_id)}
+
+
+def _key(reader: Any, key_id: str, belongs: Callable[[dict[str, Any], Any], bool]) -> dict[str, Any]:
+    """Key ``key_id`` read through ``reader`` (a store or a transaction) when ``belongs(key, reader)``; a key
+    that does not belong gets the very answer a missing one does, so ids of other tenants reveal nothing."""
+    key = reader.get(API_KEYS, check_id(key_id, "apiKeyId"))
+    if key is None or not belongs(key, reader):
+        raise NotFound(f"No API key with ID {key_id} exists.", error_code="API_KEY_NOT_FOUND")
+    return dict(key)
+
+
+def _owner_of(reader: Any, key: dict[str, Any]) -> str | None:
+    """The organization a key belongs to: its ``orgId``, or for a key stored before keys recorded one, the
+    organization of its first role (the one it was created with)."""
+    if key.get("orgId"):
+        return str(key["orgId"])
+    for role in key.get("roles", []):
+        if "orgId" in role:
+            return str(role["orgId"])
+        group = reader.get(GROUPS, role["groupId"]) if "groupId" in role else None
+        if group is not None:
+            return str(group["orgId"])
+    return None
+
+
+def _holds_project_role(key: dict[str, Any], group_id: str) -> bool:
+    return any(r.get("groupId") == group_id for r in key.get("roles", []))
 
 
 def agent_key_matches(presented: str, hashes: set[str]) -> bool:
