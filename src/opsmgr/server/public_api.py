@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsmgr.errors import InvalidInput
+from opsmgr.automation.service import ConfigVersionConflict
+from opsmgr.errors import InvalidInput, PreconditionFailed
 from opsmgr.server.auth import public_principal
+from opsmgr.server.etags import etag, parse_if_match
 from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, Principal, Role, check_id, parse_roles
 
 PREFIX = "/api/public/v1.0"
@@ -352,10 +354,12 @@ def delete_agent_key(
 
 @router.get("/groups/{group_id}/automationConfig")
 def get_automation_config(
-    request: Request, group_id: str, principal: Principal = Depends(public_principal)
+    request: Request, group_id: str, response: Response, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
+    """The goal config; its ``ETag`` is its version, for a later conditional PUT (``If-Match``)."""
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     config: dict[str, Any] = _ctx(request).automation.config(group_id)
+    response.headers["ETag"] = etag(config["version"])
     return config
 
 
@@ -363,12 +367,37 @@ def get_automation_config(
 def put_automation_config(
     request: Request,
     group_id: str,
+    response: Response,
     body: dict[str, Any] = Body(...),
     principal: Principal = Depends(public_principal),
+    if_match: str | None = Header(
+        None,
+        description='Apply only if the config is still at this version (its ETag, "7"), else 412; '
+        "without it the later modification wins, as in Ops Manager.",
+    ),
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_AUTOMATION_ADMIN)
-    config: dict[str, Any] = _ctx(request).put_automation_config(group_id, body)
+    ctx = _ctx(request)
+    expected: int | None = None
+    if if_match is not None and not (condition := parse_if_match(if_match)).any_version:
+        expected = ctx.automation.version(group_id)
+        if not condition.matches(expected):
+            raise _stale_config(group_id, if_match, expected)
+    try:
+        config: dict[str, Any] = ctx.put_automation_config(group_id, body, expected_version=expected)
+    except ConfigVersionConflict as exc:  # changed between the check above and the write
+        raise _stale_config(group_id, if_match or "", exc.parameters["version"]) from None
+    response.headers["ETag"] = etag(config["version"])
     return config
+
+
+def _stale_config(group_id: str, if_match: str, current: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"If-Match {if_match[:100]} does not match the automation config of project {group_id}, now at "
+        f"version {current} (ETag {etag(current)}): read it again and reapply the change",
+        error_code="AUTOMATION_CONFIG_VERSION_MISMATCH",
+        version=current,
+    )
 
 
 @router.get("/groups/{group_id}/automationStatus")
