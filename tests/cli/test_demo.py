@@ -1,11 +1,14 @@
 """``opsmgr demo``, the main job, as a user runs it: it brings a simulated replica set to goal state, writes
-demo.json, answers with the credentials it printed, stops cleanly on Ctrl-C, and can be run again.
+demo.json, answers with the credentials it printed, stops cleanly on Ctrl-C, and can be run again. Its secrets
+(demo.json, the agent configs) are readable by their owner only, and no key shows on a child's command line.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,40 @@ def stop_demo(proc: subprocess.Popen[str]) -> str:
     return output
 
 
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def child_cmdlines(parent: int) -> list[bytes]:
+    """The command lines of ``parent``'s children, as ``ps`` shows them to any user."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent:
+                found.append((proc / "cmdline").read_bytes())
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or it ended meanwhile
+    return found
+
+
+def assert_secrets_private(data_dir: Path, demo: dict[str, Any], demo_pid: int) -> None:
+    assert mode(data_dir) == 0o700
+    assert mode(data_dir / "demo.json") == 0o600
+    configs = [
+        *(data_dir / "fleet").glob("*/automation-agent.config"),
+        data_dir / "backing-agent" / "automation-agent.config",
+    ]
+    assert len(configs) == 4
+    for config in configs:
+        assert mode(config) == 0o600, f"{config} is readable by others"
+    cmdlines = child_cmdlines(demo_pid)
+    assert any(b"fleet" in c for c in cmdlines), cmdlines
+    secrets = [demo["agentApiKey"], demo["privateKey"], demo["secondary"]["privateKey"]]
+    for cmdline in cmdlines:
+        assert not any(s.encode() in cmdline for s in secrets), cmdline
+
+
 def test_demo_reaches_goal_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     port = free_port()
@@ -76,6 +113,7 @@ def test_demo_reaches_goal_and_stops_cleanly(tmp_path: Path) -> None:
         ).json()
         assert sorted(s["name"] for s in backing["stores"]) == ["app", "oplog", "snapshot"]
         assert all(s["snapshots"] for s in backing["stores"])
+        assert_secrets_private(data_dir, demo, proc.pid)
     finally:
         output = stop_demo(proc) if proc.poll() is None else ""
     assert demo["privateKey"] in output, "the credentials are printed for the user"

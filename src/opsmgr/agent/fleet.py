@@ -1,10 +1,11 @@
 """``opsmgr fleet``: many simulated hosts, each with a full agent loop, in one asyncio process.
 
 Owns the fleet's layout (one directory per host under ``state_root`` with its own ``automation-agent.config``
-and agent state) and the sharing that lets one process carry thousands of agents: one ``httpx.AsyncClient``
-with a sized connection pool, one simulated world, and first polls spread over one poll interval so that
-the agents do not hit the server in one burst. Every agent is the same ``agent.loop.Agent`` that
-``opsmgr agent`` runs; only the driver (``sim``, called inline: it never blocks) differs from a real host.
+and agent state, readable by their owner only: they hold the agent API key) and the sharing that lets one
+process carry thousands of agents: one ``httpx.AsyncClient`` with a sized connection pool, one simulated
+world, and first polls spread over one poll interval so that the agents do not hit the server in one burst.
+Every agent is the same ``agent.loop.Agent`` that ``opsmgr agent`` runs; only the driver (``sim``, called
+inline: it never blocks) differs from a real host.
 May import ``opsmgr.errors``, ``opsmgr.drivers``, ``opsmgr.sim``, ``opsmgr.logs`` and ``opsmgr.agent``.
 """
 
@@ -30,6 +31,9 @@ from opsmgr.logs import setup_logging
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "automation-agent.config"
+# Where ``opsmgr fleet`` reads the agent API key when no key file is given: never the command line, which
+# every user of the host can read (ps).
+AGENT_KEY_ENV = "OPSMGR_AGENT_KEY"
 MAX_POOL = 256
 MAX_DRIVER_THREADS = 128
 # Spreading first polls 5 ms apart starts 200 agents a second; never longer than one poll interval.
@@ -207,7 +211,7 @@ def run_fleet(
     names = list(hostnames) if hostnames else fleet_hostnames(count)
     if not names:
         raise InvalidInput("a fleet needs hostnames or a count above 0", field="hostnames")
-    state_root.mkdir(parents=True, exist_ok=True)
+    state_root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the hosts' configs hold the agent API key
     setup_logging(log_level, state_root / "fleet.log")
     quiet_http_logs()
     fleet = [FleetHost(h, group_id, api_key) for h in names]

@@ -4,7 +4,7 @@ Owns ``{stateDir}/agent-state.json``: the last automation config with which the 
 its version, the names of the processes on this host the agent has managed (so it can stop the ones a later
 config no longer references), and the replica sets it has seen initiated (so it never initiates one twice).
 Writes are atomic (temporary file, fsync, rename, fsync of the directory): a crash leaves the old state or the
-new one, never a torn file. May import ``opsmgr.errors``.
+new one, never a torn file; and private (0600). May import ``opsmgr.errors``.
 """
 
 from __future__ import annotations
@@ -61,9 +61,12 @@ class AgentState:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Readable by the owner only from the first byte (0600, a new folder 0700): what is written this way
+    holds agent API keys and the credentials in automation configs."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    tmp.unlink(missing_ok=True)  # a stale one (of a killed writer) may have another mode: never reuse it
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

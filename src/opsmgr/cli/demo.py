@@ -3,12 +3,14 @@ simulated replica set brought to goal state by a fleet of real agent loops, and 
 the primary's three backing databases (through a backing-database agent), all on this machine.
 
 Owns the orchestration of child processes (each started from the same ``opsmgr`` command an operator would
-run) and their clean shutdown; everything it creates goes through the public API.
+run, keys passed in their environment, never on their command line) and their clean shutdown; everything it
+creates goes through the public API. The data dir (0700) and demo.json (0600) are for their owner only.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -23,6 +25,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from opsmgr.agent.fleet import AGENT_KEY_ENV
+from opsmgr.agent.state import atomic_write
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.errors import InvalidInput, OpsmgrError
 
@@ -47,9 +51,18 @@ class Children:
 
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``env`` adds to this process's environment: where a secret goes, never ``args`` (ps shows them)."""
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **env} if env else None,
+            )
         self.procs.append((name, proc))
         return proc
 
@@ -79,7 +92,8 @@ def prepare_data_dir(data_dir: Path) -> None:
                 field="--data-dir",
             )
         shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # also when it existed (empty): demo.json and the agents' configs hold keys
 
 
 def wait_ready(url: str, children: Children, timeout: float = 60) -> None:
@@ -200,8 +214,6 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
                     url,
                     "--group-id",
                     group_id,
-                    "--agent-key",
-                    agent_key,
                     "--hosts",
                     ",".join(SIM_HOSTS),
                     "--state-dir",
@@ -210,6 +222,7 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
                     str(poll_interval),
                 ],
                 data_dir / "fleet.log",
+                env={AGENT_KEY_ENV: agent_key},
             )
             version = wait_goal(api, group_id, children, timeout=120)
         record = {
@@ -220,7 +233,7 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
             "agentApiKey": agent_key,
             "secondary": start_secondary(data_dir, primary_dir, children, poll_interval),
         }
-        (data_dir / DEMO_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+        atomic_write(data_dir / DEMO_MARKER, (json.dumps(record, indent=2) + "\n").encode())
         print_welcome(record, version, data_dir)
         if exit_when_ready:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -201,11 +202,49 @@ def agent(
         fail(exc)
 
 
+def _fleet_agent_key(key_file: Path | None, on_command_line: str | None) -> str:
+    """The agent API key from ``--agent-key-file`` or else the environment; never from the command line."""
+    from opsmgr.agent.fleet import AGENT_KEY_ENV
+
+    safe_ways = (
+        f"give it in a file with --agent-key-file PATH (mode 0600) or in the environment as {AGENT_KEY_ENV}"
+    )
+    if on_command_line is not None:
+        raise InvalidInput(
+            f"--agent-key would show the key to every user of this host (ps): {safe_ways}",
+            field="--agent-key",
+        )
+    if key_file is None:
+        key = os.environ.get(AGENT_KEY_ENV, "").strip()
+        if not key:
+            raise InvalidInput(
+                f"the project's agent API key is missing: {safe_ways}", field="--agent-key-file"
+            )
+        return key
+    try:
+        key = key_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"cannot read --agent-key-file {key_file}: {exc}", field="--agent-key-file"
+        ) from None
+    if not key:
+        raise InvalidInput(f"--agent-key-file {key_file} is empty", field="--agent-key-file")
+    return key
+
+
 @app.command()
 def fleet(
     url: str = typer.Option(..., "--url", help="The server's base URL (mmsBaseUrl)."),
     group_id: str = typer.Option(..., "--group-id", help="Project id (mmsGroupId)."),
-    agent_key: str = typer.Option(..., "--agent-key", help="The project's agent API key (mmsApiKey)."),
+    agent_key_file: Path | None = typer.Option(
+        None,
+        "--agent-key-file",
+        dir_okay=False,
+        help="File holding the project's agent API key (mmsApiKey); or set OPSMGR_AGENT_KEY.",
+    ),
+    agent_key: str | None = typer.Option(
+        None, "--agent-key", hidden=True, help="Refused: the key would show in ps."
+    ),
     hosts: str | None = typer.Option(None, "--hosts", help="Comma-separated simulated hostnames."),
     count: int = typer.Option(0, "--count", min=0, max=100_000, help="Or: this many generated hostnames."),
     state_dir: Path = typer.Option(..., "--state-dir", help="Root of the per-host state dirs."),
@@ -222,7 +261,7 @@ def fleet(
         run_fleet(
             base_url=url,
             group_id=group_id,
-            api_key=agent_key,
+            api_key=_fleet_agent_key(agent_key_file, agent_key),
             hostnames=names or None,
             count=count,
             state_root=state_dir,

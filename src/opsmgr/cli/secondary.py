@@ -40,6 +40,7 @@ import typer
 from rich.console import Console
 
 from opsmgr.agent.backing import LABELS, primary_store_uris
+from opsmgr.agent.state import atomic_write
 from opsmgr.backup.positions import PositionKind, to_oplog
 from opsmgr.backup.secondaries import record_secondary
 from opsmgr.backup.store_replace import replace_documents
@@ -119,7 +120,7 @@ def attach_secondary(
     cluster = api.post(
         f"/groups/{group_id}/backingDatabases", {"clusterName": "backing-databases", "hostname": hostname}
     )
-    agent_dir.mkdir(parents=True, exist_ok=True)
+    agent_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config_path = agent_dir / "automation-agent.config"
     values = {
         "mmsGroupId": group_id,
@@ -135,8 +136,8 @@ def attach_secondary(
         "backing.primaryConf": str(conf),
         "backing.sliceSeconds": repr(slice_seconds),
     }
-    config_path.write_text(dump_properties(values, header="written by opsmgr secondary attach"))
-    config_path.chmod(0o600)  # it holds the agent API key
+    # It holds the agent API key: 0600 from its first byte.
+    atomic_write(config_path, dump_properties(values, header="written by opsmgr secondary attach").encode())
     primary_app = Store(app_uri, name="primary's application database")
     try:
         record_secondary(primary_app, url, group_id, cluster["id"], int(time.time() * 1000))
