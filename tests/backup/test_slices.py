@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from opsmgr.backup.daemon import BackupDaemon, Source
-from opsmgr.backup.slices import SliceCatalog, SliceStatus, decode_slice, encode_slice
+from opsmgr.backup.positions import POSITION_LIMITS, PositionKind
+from opsmgr.backup.slices import SliceCatalog, SliceStatus, decode_slice, encode_slice, normalise
 from opsmgr.errors import InvalidInput
 from opsmgr.store import Store
 from tests.backup.backuptest import StoreAgent
@@ -156,3 +157,38 @@ def test_runs_follow_the_slices_through_gaps_resyncs_and_deletions(
     daemon.slice_catalog.delete(source.id, [oldest.id])
     runs = sorted((r.chain, r.start, r.end) for r in daemon.slice_catalog.runs(source.id))
     assert runs == sorted([(first, 110, 120), (second, 200, 210)])
+
+
+def _nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (float("nan"), "finite"),
+        (float("-inf"), "finite"),
+        (2**63, "64 bits"),
+        ("\udfff", "surrogate"),
+        (_nested(130), "deeper than 128"),
+    ],
+)
+def test_the_wire_format_refuses_json_a_later_reader_would_choke_on(value: Any, words: str) -> None:
+    with pytest.raises(InvalidInput, match=words) as refused:
+        decode_slice(encode_slice(10, 20, [entry(11), {**entry(15, "b"), "doc": {"_id": "b", "v": value}}]))
+    assert "entry 2" in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    ("kind", "end"), [(PositionKind.BSON, 2**63), (PositionKind.STORE, 253_402_300_800_000_000)]
+)
+def test_a_slice_ending_past_what_a_position_of_its_kind_can_be_is_invalid(
+    kind: PositionKind, end: int
+) -> None:
+    limit = POSITION_LIMITS[kind]
+    assert normalise(kind, limit - 1, limit, []) == []
+    with pytest.raises(InvalidInput, match="start <= end"):
+        normalise(kind, limit, end, [])

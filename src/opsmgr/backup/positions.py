@@ -33,6 +33,11 @@ class PositionKind(StrEnum):
     BSON = "BSON"  # seconds << 32 | increment
 
 
+# The highest position of each kind: one that still fits a signed 64-bit column and names a date (a STORE
+# position past the year 9999 cannot be shown as one; a BSON one's seconds are below 2**31).
+POSITION_LIMITS = {PositionKind.STORE: 253_402_300_799_999_999, PositionKind.BSON: POSITION_MAX}
+
+
 def to_millis(kind: PositionKind, pos: int) -> int:
     """The millisecond in which ``pos`` falls (for BSON: the start of its second)."""
     if kind is PositionKind.BSON:

@@ -21,7 +21,7 @@ Collections of the oplog metadata store: ``backup_chains`` (one document per sou
 last gap), ``backup_slices.<sourceId>``, and ``backup_runs`` (per source, the unbroken runs its slices cover,
 kept in step with them in the same transactions, so that the PITR window never needs to read every slice).
 
-May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup``.
+May import ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store``, ``opsmgr.backup``.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from opsmgr import strictjson
 from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.changes import Change, decode_changes, encode_changes, from_mongo_record, from_store_entry
 from opsmgr.backup.pitr import SliceSpan, coverage
-from opsmgr.backup.positions import PositionKind
+from opsmgr.backup.positions import POSITION_LIMITS, PositionKind
 from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.store.engine import Store
 
@@ -145,10 +146,11 @@ def decode_slice(data: bytes) -> SliceUpload:
         if inflater.unconsumed_tail:
             raise InvalidInput(f"oplog slice larger than {MAX_SLICE_BYTES} bytes", field="body")
         header, *lines = text.splitlines()
-        meta = json.loads(header)
-        entries = [json.loads(line) for line in lines]
     except (zlib.error, ValueError) as exc:
         raise InvalidInput(f"malformed oplog slice: {exc}", field="body") from None
+    # Strict: an entry is stored and replayed into a head, where NaN or 2**64 would break later readers.
+    meta = strictjson.loads(header, "the oplog slice header")
+    entries = [strictjson.loads(line, f"oplog slice entry {i}") for i, line in enumerate(lines, 1)]
     if not isinstance(meta, dict) or meta.get("format") != 1:
         raise InvalidInput("unknown oplog slice format", field="body")
     if meta.get("count") != len(entries) or not all(isinstance(e, dict) for e in entries):
@@ -161,8 +163,8 @@ def decode_slice(data: bytes) -> SliceUpload:
 
 def normalise(kind: PositionKind, start: int, end: int, entries: Iterable[dict[str, Any]]) -> list[Change]:
     """The applied form of a slice's entries, checking that they are in order and inside ``(start, end]``."""
-    if not 0 <= start <= end:
-        raise InvalidInput("a slice needs 0 <= start <= end", field="start")
+    if not 0 <= start <= end <= POSITION_LIMITS[kind]:
+        raise InvalidInput(f"a slice needs 0 <= start <= end <= {POSITION_LIMITS[kind]}", field="start")
     out: list[Change] = []
     last = start
     for raw in entries:

@@ -36,6 +36,7 @@ from opsmgr.logs import request_id as current_request_id
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.restoration.service import RestorationService
+from opsmgr.server import jsonbody
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.metrics import Metrics
@@ -212,7 +213,8 @@ class BodyTooLarge(Exception):
 
 class RequestPipeline:
     """Pure ASGI middleware (cheaper than a ``BaseHTTPMiddleware`` on the poll path): request ids, the body
-    size limit, metrics, access logs, and a JSON 500 for anything the exception handlers did not catch."""
+    size limit (declared or chunked), strict JSON bodies (``jsonbody``), metrics, access logs, and a JSON 500
+    for anything the exception handlers did not catch."""
 
     def __init__(self, app: ASGIApp, ctx: ServerContext) -> None:
         self.app = app
@@ -251,13 +253,19 @@ class RequestPipeline:
         try:
             if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
                 raise BodyTooLarge
-            await self.app(scope, counted_receive, send_with_id)
+            body: Receive = counted_receive
+            if jsonbody.carries_json(scope["method"], headers.get(b"content-type")):
+                body = await jsonbody.checked(counted_receive)
+            await self.app(scope, body, send_with_id)
         except BodyTooLarge:
             if not response_started:
                 too_large = error_response(
                     413, f"Request body larger than {MAX_BODY_BYTES} bytes", "REQUEST_TOO_LARGE"
                 )
                 await too_large(scope, receive, send_with_id)
+        except OpsmgrError as exc:  # a JSON body that is not strict JSON, refused before any route saw it
+            if not response_started:
+                await JSONResponse(exc.to_json(), status_code=exc.http_status)(scope, receive, send_with_id)
         except Exception as exc:  # the exception handlers missed it: still never a traceback
             log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
             if not response_started:
