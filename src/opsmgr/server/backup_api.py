@@ -1,17 +1,18 @@
 """The public backup API in Ops Manager's shapes: clusters, backup configurations, snapshot schedules,
-snapshots with the point-in-time window, and restore jobs (automated into a deployment, or an expiring HTTP
-download of the restored documents as JSON lines).
+snapshots with the point-in-time window, and restore jobs (automated into a deployment, or an HTTP download
+of the restored documents as JSON lines, through a URL that expires and serves ``maxDownloads`` downloads).
 
 Owns three collections of the application database: ``backup_clusters`` (a stable cluster id per project and
 replica set name), ``backup_configs`` (a cluster's ``statusName``) and ``backup_restore_jobs``. The backup
 work itself is the daemon's (``ctx.backup``). Reads need GROUP_READ_ONLY; changes GROUP_BACKUP_ADMIN (which
-a GROUP_OWNER holds). A restore job is a deployment change: Restoration Mode refuses it (409).
+a GROUP_OWNER holds). A restore job is a deployment change: Restoration Mode refuses it (409). A download
+URL is a credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager, where Project
+Read Only can neither create nor download restores.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.errors import InvalidInput, NotFound
 from opsmgr.server.auth import public_principal
+from opsmgr.server.download_grants import DeliveryStatus, DownloadGrant, no_such_download, token_for
 from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
 from opsmgr.store.engine import new_id
@@ -32,7 +34,8 @@ download_router = APIRouter(tags=["backup"])
 CLUSTERS = "backup_clusters"
 CONFIGS = "backup_configs"
 JOBS = "backup_restore_jobs"
-DOWNLOAD_PATH = "/backup/restore/{token}"
+DOWNLOAD_PATH = "/backup/restore/{job_id}/{token}"
+MAX_DOWNLOADS = 100
 STATUSES = ("STARTED", "STOPPED", "TERMINATING")
 
 
@@ -240,10 +243,12 @@ def _delivery(ctx: Any, principal: Principal, request: Request, body: dict[str, 
         raise InvalidInput("delivery is required", field="delivery")
     method = delivery.get("methodName")
     if method == "HTTP":
-        hours = delivery.get("expirationHours", 1)
-        if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 168:
-            raise InvalidInput("expirationHours must be from 1 to 168", field="delivery.expirationHours")
-        return {"methodName": "HTTP", "expirationHours": hours}
+        hours = _count(delivery, "expirationHours", 168)
+        return {
+            "methodName": "HTTP",
+            "expirationHours": hours,
+            "maxDownloads": _count(delivery, "maxDownloads"),
+        }
     if method == "AUTOMATED_RESTORE":
         target_group = delivery.get("targetGroupId")
         target_cluster = delivery.get("targetClusterId")
@@ -261,6 +266,13 @@ def _delivery(ctx: Any, principal: Principal, request: Request, body: dict[str, 
             "targetReplicaSetName": target["replicaSetName"],
         }
     raise InvalidInput("delivery.methodName must be AUTOMATED_RESTORE or HTTP", field="delivery.methodName")
+
+
+def _count(delivery: dict[str, Any], name: str, most: int = MAX_DOWNLOADS) -> int:
+    value = delivery.get(name, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise InvalidInput(f"{name} must be an integer from 1 to {most}", field=f"delivery.{name}")
+    return value
 
 
 def target_processes(ctx: Any, group_id: str, rs_name: str) -> list[dict[str, Any]]:
@@ -284,21 +296,40 @@ def set_disabled(ctx: Any, group_id: str, names: list[str], disabled: bool) -> N
     ctx.put_automation_config(group_id, config)
 
 
-def job_json(ctx: Any, job: dict[str, Any], base_url: str) -> dict[str, Any]:
-    out = {k: v for k, v in job.items() if k not in ("_id", "token", "pending")}
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def job_json(ctx: Any, job: dict[str, Any], base_url: str, may_restore: bool) -> dict[str, Any]:
+    """A restore job in Ops Manager's shape. An HTTP job's ``delivery.url`` is shown only to a key that
+    ``may_restore`` and only while the download is READY: the URL is all it takes to download."""
+    # "token" and "expiresAt": the download of a record written before download grants (the token in clear).
+    out = {k: v for k, v in job.items() if k not in ("_id", "token", "expiresAt", "pending", "download")}
     out["id"] = job["_id"]
     progress = ctx.backup.progress(job["_id"])
     if progress is not None and job["statusName"] != "FINISHED":
         out["progress"] = {"fraction": progress.fraction, "message": progress.message}
     if job["delivery"]["methodName"] == "HTTP":
-        expired = job["expiresAt"] < int(time.time() * 1000)
-        out["delivery"] = {
-            **job["delivery"],
-            "url": None if expired else base_url.rstrip("/") + DOWNLOAD_PATH.format(token=job["token"]),
-            "expires": job["expiresAt"],
-            "statusName": "EXPIRED" if expired else "READY",
-        }
+        grant = DownloadGrant.of(job)
+        status = grant.status(_now_ms()) if grant else DeliveryStatus.EXPIRED
+        out["delivery"] = {**job["delivery"], "statusName": status.value}
+        if grant is not None:
+            out["delivery"]["expires"] = _iso(grant.expires_ms)
+        if status is DeliveryStatus.READY and may_restore:
+            token = token_for(ctx.digest_secret, job["_id"])
+            out["delivery"]["url"] = base_url.rstrip("/") + DOWNLOAD_PATH.format(
+                job_id=job["_id"], token=token
+            )
     return out
+
+
+def _may_restore(principal: Principal, group: dict[str, Any]) -> bool:
+    """Whether the key may create restore jobs of the project, and so see their download URLs."""
+    return Role.GROUP_BACKUP_ADMIN in principal.group_roles(group)
 
 
 def resolve(ctx: Any, job: dict[str, Any]) -> Any:
@@ -324,7 +355,7 @@ def create_restore_job(
     delivery = _delivery(ctx, principal, request, body)
     target = {k: body[k] for k in TARGET_FIELDS if k in body}
     plan = ctx.backup.cluster_restore_plans(group_id, cluster_id, target)[0]
-    now = int(time.time() * 1000)
+    now = _now_ms()
     job: dict[str, Any] = {
         "_id": new_id(),
         "groupId": group_id,
@@ -337,8 +368,10 @@ def create_restore_job(
         "statusName": "QUEUED",
     }
     if delivery["methodName"] == "HTTP":
-        job["token"] = secrets.token_urlsafe(32)
-        job["expiresAt"] = now + delivery["expirationHours"] * 3600 * 1000
+        expires = now + delivery["expirationHours"] * 3600 * 1000
+        # The job id as the token's derivation input: one job's token never opens another's download.
+        grant = DownloadGrant.issue(ctx.digest_secret, job["_id"], expires, delivery["maxDownloads"])
+        job["download"] = grant.to_json()
         job["statusName"] = "FINISHED"  # nothing to carry out: the download restores on request
     else:
         procs = target_processes(ctx, delivery["targetGroupId"], delivery["targetReplicaSetName"])
@@ -348,7 +381,7 @@ def create_restore_job(
     ctx.stores.app.insert(JOBS, job)
     if delivery["methodName"] == "AUTOMATED_RESTORE":
         set_disabled(ctx, delivery["targetGroupId"], job["pending"], True)
-    return job_json(ctx, job, str(request.base_url))
+    return job_json(ctx, job, str(request.base_url), may_restore=True)
 
 
 def _job(ctx: Any, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
@@ -362,13 +395,14 @@ def _job(ctx: Any, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any
 def list_restore_jobs(
     request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
+    group = group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
     cluster(ctx, group_id, cluster_id)
     jobs = sorted(
         ctx.stores.app.find(JOBS, groupId=group_id, clusterId=cluster_id), key=lambda j: -j["created"]
     )
-    return unpaged([job_json(ctx, j, str(request.base_url)) for j in jobs])
+    may_restore = _may_restore(principal, group)
+    return unpaged([job_json(ctx, j, str(request.base_url), may_restore) for j in jobs])
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs/{job_id}")
@@ -379,9 +413,10 @@ def get_restore_job(
     job_id: str,
     principal: Principal = Depends(public_principal),
 ) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
+    group = group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
-    return job_json(ctx, _job(ctx, group_id, cluster_id, job_id), str(request.base_url))
+    job = _job(ctx, group_id, cluster_id, job_id)
+    return job_json(ctx, job, str(request.base_url), _may_restore(principal, group))
 
 
 def document_line(ns: str, doc: dict[str, Any]) -> bytes:
@@ -395,13 +430,26 @@ def json_lines(ctx: Any, job: dict[str, Any]) -> Iterator[bytes]:
         yield document_line(ns, doc)
 
 
+def _granted(reader: Any, job_id: str, token: str) -> tuple[dict[str, Any], DownloadGrant]:
+    """The job behind a download URL and its grant, read through a store or a transaction; 404 alike for a
+    job that does not exist, has no download, or that the token does not fit."""
+    # Bounded before any lookup: the route is open to anyone who can reach the server.
+    job = reader.get(JOBS, job_id) if job_id.isalnum() and len(job_id) == 24 and len(token) <= 64 else None
+    grant = DownloadGrant.of(job) if job else None
+    if job is None or grant is None or not grant.fits(token):
+        raise no_such_download()
+    return job, grant
+
+
 @download_router.get(DOWNLOAD_PATH, include_in_schema=False)
-def download(request: Request, token: str) -> StreamingResponse:
-    """An HTTP restore: the unguessable token is the only credential, until the job expires."""
+def download(request: Request, job_id: str, token: str) -> StreamingResponse:
+    """An HTTP restore: the token is the only credential; each download uses the job's grant once, before the
+    first byte, so a second download with a single-use URL is 410 Gone however the first one ended."""
     ctx = _ctx(request)
-    found = ctx.stores.app.find(JOBS, token=token) if 20 <= len(token) <= 64 else []
-    if not found or found[0]["expiresAt"] < int(time.time() * 1000):
-        raise NotFound("no such download, or it expired")
-    job = found[0]
-    resolve(ctx, job)  # refuse (409) before the response starts
+    job, grant = _granted(ctx.stores.app, job_id, token)
+    grant.use(token, _now_ms())  # 410 for an expired or used-up grant before any work
+    resolve(ctx, job)  # 409 before the grant is used and the response starts
+    with ctx.stores.app.tx() as t:
+        job, grant = _granted(t, job_id, token)
+        t.put(JOBS, {**job, "download": grant.use(token, _now_ms()).to_json()})
     return StreamingResponse(json_lines(ctx, job), media_type="application/x-ndjson")
