@@ -90,31 +90,44 @@ class AlertService:
         self, group_id: str, event_type: str, key: str, message: str, **details: Any
     ) -> dict[str, Any]:
         """Opens the alert ``key`` of the project, or refreshes it if it is already open."""
-        now = self.clock()
+        with self.store.tx() as t:
+            return self._raise(t, group_id, event_type, key, message, details)
+
+    def raise_counted(
+        self, group_id: str, event_type: str, key: str, message: str, **details: Any
+    ) -> dict[str, Any]:
+        """Like :meth:`raise_alert` for a condition that recurs: the alert's ``count`` goes up by one each
+        time (in one transaction, so concurrent raisers never lose a count)."""
         with self.store.tx() as t:
             current = self._open(t, group_id, key)
-            if current is not None:
-                if current["message"] == message and all(current.get(k) == v for k, v in details.items()):
-                    return public_view(current)
-                refreshed = t.update(
-                    ALERTS, current["_id"], {"message": message, "updated": iso(now), **details}
-                )
-                assert refreshed is not None  # read in this same transaction
-                return public_view(refreshed)
-            alert = {
-                "_id": new_id(),
-                "groupId": group_id,
-                "key": key,
-                "eventTypeName": event_type,
-                "status": AlertStatus.OPEN.value,
-                "created": iso(now),
-                "updated": iso(now),
-                "resolved": None,
-                "message": message,
-                **details,
-            }
-            t.insert(ALERTS, alert)
-            self._notify(t, alert, now)
+            count = 1 if current is None else int(current.get("count", 1)) + 1
+            return self._raise(t, group_id, event_type, key, message, {**details, "count": count})
+
+    def _raise(
+        self, t: Txn, group_id: str, event_type: str, key: str, message: str, details: dict[str, Any]
+    ) -> dict[str, Any]:
+        now = self.clock()
+        current = self._open(t, group_id, key)
+        if current is not None:
+            if current["message"] == message and all(current.get(k) == v for k, v in details.items()):
+                return public_view(current)
+            refreshed = t.update(ALERTS, current["_id"], {"message": message, "updated": iso(now), **details})
+            assert refreshed is not None  # read in this same transaction
+            return public_view(refreshed)
+        alert = {
+            "_id": new_id(),
+            "groupId": group_id,
+            "key": key,
+            "eventTypeName": event_type,
+            "status": AlertStatus.OPEN.value,
+            "created": iso(now),
+            "updated": iso(now),
+            "resolved": None,
+            "message": message,
+            **details,
+        }
+        t.insert(ALERTS, alert)
+        self._notify(t, alert, now)
         log.warning("alert %s opened in project %s: %s", event_type, group_id, message)
         return public_view(alert)
 

@@ -8,6 +8,8 @@ from opsmgr.restoration import mode
 from opsmgr.restoration.mode import AgentReport, Fail, ModeState, RequestUpload, Wait
 
 POLL_MS = 1000
+HASH_A = "a" * 64
+HASH_B = "b" * 64
 
 
 def entered(now: int = 0) -> dict[str, object]:
@@ -48,16 +50,86 @@ def test_enter_records_trigger_and_resets_failures() -> None:
 
 def test_waits_for_every_expected_agent_then_requests_the_latest() -> None:
     rec = entered()
-    mode.heard(rec, AgentReport("a", 5, 100), now=1)
+    mode.heard(rec, AgentReport("a", 5, 100, HASH_A), now=1)
     assert isinstance(mode.decide(rec, {"a", "b"}, now=2, poll_interval_ms=POLL_MS), Wait)
-    mode.heard(rec, AgentReport("b", 6, 50), now=3)
+    mode.heard(rec, AgentReport("b", 6, 50, HASH_B), now=3)
     decision = mode.decide(rec, {"a", "b"}, now=4, poll_interval_ms=POLL_MS)
-    assert decision == RequestUpload(AgentReport("b", 6, 50))
+    assert decision == RequestUpload(AgentReport("b", 6, 50, HASH_B))
+
+
+def test_the_choice_waits_for_every_agent_s_status_claim() -> None:
+    """A poll says which version an agent holds, not since when nor the config's hash: choosing on polls
+    alone would rank agents by hostname and ask for an upload nothing can be checked against."""
+    rec = entered()
+    mode.heard(rec, AgentReport("a", 5, 100, HASH_A), now=1)
+    mode.heard(rec, AgentReport("b", 6, 0), now=2)  # a poll: no hash yet
+    assert isinstance(mode.decide(rec, {"a", "b"}, now=3, poll_interval_ms=POLL_MS), Wait)
+    assert mode.missing(rec, {"a", "b"}) == ["b"]
+    mode.heard(rec, AgentReport("b", 6, 50, HASH_B), now=4)  # its status
+    mode.heard(rec, AgentReport("b", 6, 50), now=5)  # a later poll keeps the claim of the same version
+    assert mode.decide(rec, {"a", "b"}, now=6, poll_interval_ms=POLL_MS) == RequestUpload(
+        AgentReport("b", 6, 50, HASH_B)
+    )
+    mode.heard(rec, AgentReport("b", 7, 60), now=7)  # a poll at another version drops the claim
+    assert isinstance(mode.decide(rec, {"a", "b"}, now=8, poll_interval_ms=POLL_MS), Wait)
+    late = int(mode.COLLECTION_TIMEOUT_POLLS * POLL_MS) + 10
+    failed = mode.decide(rec, {"a", "b"}, now=late, poll_interval_ms=POLL_MS)
+    assert isinstance(failed, Fail) and failed.missing_hosts[0]["hostname"] == "b"
+
+
+@pytest.mark.parametrize(
+    ("version", "digest", "problem"),
+    [
+        (6, HASH_B, None),
+        (5, HASH_B, "claimed to hold version 6"),
+        (6, HASH_A, "is not the hash"),
+        ("6", HASH_B, "claimed to hold version 6"),
+    ],
+)
+def test_an_upload_must_be_the_claimed_config(version: object, digest: str, problem: str | None) -> None:
+    chosen = {"hostname": "b", "configVersion": 6, "configHash": HASH_B}
+    found = mode.claim_problem(chosen, version, digest)
+    assert found is None if problem is None else (found is not None and problem in found)
+
+
+def test_an_upload_without_a_claimed_hash_is_refused() -> None:
+    found = mode.claim_problem({"hostname": "b", "configVersion": 6, "configHash": None}, 6, HASH_B)
+    assert found is not None and "never reported" in found
+
+
+@pytest.mark.parametrize(
+    ("processes", "running", "rule"),
+    [
+        ({"p1": "b", "p2": "c"}, {"b": {"p1"}, "c": {"p2"}}, None),
+        ({}, {"b": {"p1"}}, "no-processes"),
+        ({}, {"b": set()}, None),
+        ({"p2": "c"}, {"b": {"p1"}, "c": {"p2"}}, "running-processes"),
+        ({"p1": "c"}, {"b": {"p1"}}, "running-processes"),  # on another host is not what b runs
+        ({"p1": "B"}, {"b": {"p1"}}, None),  # host names compare case-insensitively
+        ({"p1": "b"}, {"b": {"p1"}, "c": {"old"}}, None),  # another agent may still be converging
+    ],
+)
+def test_an_upload_must_describe_what_the_chosen_agent_runs(
+    processes: dict[str, str], running: dict[str, set[str]], rule: str | None
+) -> None:
+    found = mode.upload_problem(processes, running, "b")
+    assert found is None if rule is None else (found is not None and f"rule {rule}" in found)
+
+
+def test_armed_clears_once_every_awaited_agent_polled() -> None:
+    rec = mode.new_record("g")
+    mode.arm(rec, hosts=["a", "b"], restore={"restoreJobId": "j"}, now=1)
+    assert rec["state"] == ModeState.ARMED and ModeState.ARMED in mode.GUARDED_STATES
+    assert not mode.heard_while_armed(rec, "A", now=2)
+    assert rec["awaitingHosts"] == ["b"]
+    assert not mode.heard_while_armed(rec, "stranger", now=3)
+    assert mode.heard_while_armed(rec, "b", now=4)
+    assert rec["state"] == ModeState.INACTIVE and rec["disarmedAt"] == 4
 
 
 def test_missing_agents_fail_after_the_collection_timeout_with_backoff() -> None:
     rec = entered(now=0)
-    mode.heard(rec, AgentReport("a", 5, 1), now=1)
+    mode.heard(rec, AgentReport("a", 5, 1, HASH_A), now=1)
     late = int(mode.COLLECTION_TIMEOUT_POLLS * POLL_MS) + 1
     decision = mode.decide(rec, {"a", "c"}, now=late, poll_interval_ms=POLL_MS)
     assert isinstance(decision, Fail)

@@ -39,7 +39,7 @@ from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.state import NO_VERSION, StateStore
-from opsmgr.automation.config import processes_on_host, redact, validate
+from opsmgr.automation.config import config_hash, processes_on_host, redact, validate
 from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
 from opsmgr.drivers.base import Driver, RsStatus
 from opsmgr.errors import OpsmgrError
@@ -217,6 +217,7 @@ class Agent:
         self.held: dict[str, Any] | None = self.state.goal_config
         self.held_version = self.state.goal_version if self.held is not None else NO_VERSION
         self.held_at_ms = self.state.adopted_at_ms
+        self._hashed: tuple[int, str | None] = (NO_VERSION - 1, None)  # held version -> its config hash
         self.last_sentence = ""
         self._tracks: dict[str, tuple[int, tuple[str, ...]]] = {}  # process -> (version, plan as first made)
         self._errors: dict[str, str] = {}  # process -> text of its last failed move
@@ -490,6 +491,8 @@ class Agent:
             "hostname": self.hostname,
             "cv": self.held_version,
             "cvTimestamp": self.held_at_ms,
+            # What this agent claims to hold; Restoration Mode accepts an upload only if it hashes alike.
+            "cvHash": self._held_hash(),
             "lastGoalVersionAchieved": self.state.goal_version,
             "statusSentence": sentence,
             "timestamp": int(time.time() * 1000),
@@ -514,18 +517,34 @@ class Agent:
             except Exception:  # a handler's failure is reported, never fatal to the loop
                 log.exception("%s: server request %r failed", self.hostname, kind)
 
-    async def _upload_config(self, request: dict[str, Any]) -> None:
-        """Restoration Mode chose this agent's config as the latest: upload it, secrets redacted."""
+    def _held_hash(self) -> str | None:
         if self.held is None:
-            log.warning("%s: asked to upload a config but holds none", self.hostname)
+            return None
+        if self._hashed[0] != self.held_version:
+            self._hashed = (self.held_version, config_hash({**self.held, "version": self.held_version}))
+        return self._hashed[1]
+
+    async def _upload_config(self, request: dict[str, Any]) -> None:
+        """Restoration Mode chose this agent's config as the latest: upload the one kept on disk, with which
+        it reached goal, secrets redacted. Not before it reached goal with the version it claims: the server
+        asks again with every status answer until then (or gives up and collects again)."""
+        goal = self.state.goal_config
+        if goal is None or self.state.goal_version != self.held_version:
+            log.warning(
+                "%s: asked to upload version %s, but has reached goal with version %s only; uploading once "
+                "at goal",
+                self.hostname,
+                self.held_version,
+                self.state.goal_version,
+            )
             return
-        config = redact(self.held)
-        config["version"] = self.held_version
+        config = redact(goal)
+        config["version"] = self.state.goal_version
         answer = await self.client.upload_config(config)
         log.warning(
             "%s: uploaded automation config version %s for Restoration Mode; the server wrote version %s",
             self.hostname,
-            self.held_version,
+            self.state.goal_version,
             answer.get("version"),
         )
 

@@ -12,6 +12,7 @@ maintenance. Pure functions over plain JSON values that never mutate their argum
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
 import json
 import re
@@ -710,6 +711,18 @@ def _check_secrets(config: dict[str, Any]) -> None:
 def _canonical(value: Any) -> str:
     # JSON text tells true, 1 and 1.0 apart where Python's == does not, and sort_keys drops key order.
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """What an agent claims for the config it holds and must match when it uploads it: the SHA-256 of the
+    config's canonical JSON, ``version`` included and secrets redacted (the server never sees an agent's
+    secrets, and the agent's copy and its upload must hash alike)."""
+    return hashlib.sha256(_canonical(redact(config)).encode()).hexdigest()
+
+
+def hostnames(config: Mapping[str, Any]) -> set[str]:
+    """The hosts the config's processes live on, lower-cased (host names compare case-insensitively)."""
+    return {str(p["hostname"]).lower() for p in config.get("processes", []) if p.get("hostname")}
 
 
 def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -6,6 +6,9 @@ by gen.key, and its ``version``) and ``agent_status`` (one document per project 
 intent (a new goal config) and observations (agent status); agents act on them. Builds the
 ``automationStatus`` and ``hosts`` views in Ops Manager's shapes. May import ``opsmgr.errors``,
 ``opsmgr.store``, ``opsmgr.automation`` and ``opsmgr.maintenance.rolling`` (transition rules).
+
+The config document also keeps ``hostnames``: every host a process of the project's config has lived on at
+any version this database has seen, which is who may speak for the project as its agent.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opsmgr.automation.config import empty_config, map_secrets, same_content, validate
+from opsmgr.automation.config import empty_config, hostnames, map_secrets, same_content, validate
+from opsmgr.automation.status import StatusReport
 from opsmgr.errors import Conflict
 from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.store.engine import Store, Txn
@@ -101,6 +105,7 @@ class AutomationService:
                         "config": map_secrets(copy.deepcopy(new), self._encrypt),
                         "version": version,
                         "updated": int(time.time() * 1000),
+                        "hostnames": sorted(_known(doc) | hostnames(new)),
                     },
                 )
                 t.notify(CONFIG_CHANGED, group_id)
@@ -111,8 +116,13 @@ class AutomationService:
         result["version"] = version
         return result
 
-    def record_status(self, group_id: str, hostname: str, status: dict[str, Any]) -> None:
-        doc = dict(status)
+    def known_hostnames(self, group_id: str) -> frozenset[str]:
+        """The hosts whose agents speak for the project: of its config at any version this database has."""
+        return frozenset(_known(self._stored(group_id)))
+
+    def record_status(self, group_id: str, hostname: str, report: StatusReport) -> None:
+        """Keep an agent's latest report; the caller has checked that the host is the project's."""
+        doc = report.stored()
         doc["_id"] = status_id(group_id, hostname)
         doc["groupId"] = group_id
         doc["hostname"] = hostname
@@ -175,10 +185,15 @@ class AutomationService:
                         "lagSeconds": observed.get("lagSeconds"),
                         "connections": observed.get("connections"),
                         "lastPing": status.get("receivedAt"),
-                        "simulated": bool(status.get("simulated")),
+                        "simulated": status.get("driver") == "sim",
                     }
                 )
         return sorted(hosts, key=lambda h: (h["hostname"] or "", h["port"] or 0))
+
+
+def _known(doc: dict[str, Any]) -> set[str]:
+    # A document written before ``hostnames`` was kept knows the hosts of its current config.
+    return set(doc.get("hostnames") or hostnames(doc.get("config") or {}))
 
 
 def _type_name(observed: dict[str, Any]) -> str:

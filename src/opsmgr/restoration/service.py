@@ -1,9 +1,17 @@
 """Restoration Mode against the application database: the ``restoration_mode`` collection (one record per
 project, so a restarted server resumes where it was at the next agent contact) and the side effects of the
 pure decisions in ``restoration.mode``: answering polls, asking for and accepting an agent's config upload,
-writing the authoritative config, enqueueing on-demand snapshots, retry and forced exit.
+writing the authoritative config, enqueueing on-demand snapshots, retry and forced exit, and arming every
+project after a restore of the application database.
 
-May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.automation`` and ``opsmgr.restoration``.
+An agent that does not speak for the project (no process of its config, at any version this database has
+or that the restore record names, lives on its host) is refused (403) whenever its word would count: it
+cannot trigger the mode, be heard in it or upload; each refusal is counted in an alert. A change of a
+project's state is announced (:data:`RESTORATION_CHANGED`) so that poll caches stop short-cutting polls the
+mode must see.
+
+May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.alerts``, ``opsmgr.automation`` and
+``opsmgr.restoration``.
 """
 
 from __future__ import annotations
@@ -11,19 +19,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from opsmgr.automation.config import fill_redacted, processes_by_name
+from opsmgr.alerts import AlertService
+from opsmgr.automation.config import config_hash, fill_redacted, hostnames, processes_by_name
 from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
-from opsmgr.automation.service import AutomationService
-from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
-from opsmgr.restoration import mode
-from opsmgr.restoration.mode import ACTIVE_STATES, AgentReport, Fail, ModeState, RequestUpload
+from opsmgr.automation.service import AGENT_STATUS, CONFIGS, AutomationService
+from opsmgr.automation.status import StatusReport
+from opsmgr.errors import Conflict, Forbidden, InvalidInput, OpsmgrError
+from opsmgr.restoration import mode, record
+from opsmgr.restoration.mode import (
+    ACTIVE_STATES,
+    GUARDED_STATES,
+    AgentReport,
+    Fail,
+    ModeState,
+    RequestUpload,
+)
 from opsmgr.store.engine import Store, Txn
 
 log = logging.getLogger("opsmgr.restoration")
 
 RESTORATION = "restoration_mode"
+# Announced (Txn.notify, keyed by project id) when a project's Restoration Mode state changes.
+RESTORATION_CHANGED = "restoration_mode"
+REFUSED_ALERT = "RESTORATION_MODE_AGENT_REFUSED"
+REFUSED_KEY = "restoration:agent-refused"
 
 
 def _now_ms() -> int:
@@ -39,6 +61,7 @@ class RestorationService:
         enabled: bool,
         poll_interval_s: float,
         enqueue_snapshots: Callable[[str], list[str]] | None = None,
+        alerts: AlertService | None = None,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         self.store = store
@@ -46,6 +69,7 @@ class RestorationService:
         self.enabled = enabled
         self.poll_interval_ms = max(int(poll_interval_s * 1000), 50)
         self.enqueue_snapshots = enqueue_snapshots
+        self.alerts = alerts
         self.clock = clock
 
     # Reading.
@@ -53,12 +77,26 @@ class RestorationService:
     def record(self, group_id: str) -> dict[str, Any]:
         return self.store.get(RESTORATION, group_id) or mode.new_record(group_id)
 
+    def state(self, group_id: str) -> ModeState:
+        return ModeState(self.record(group_id)["state"])
+
     def is_active(self, group_id: str) -> bool:
-        return ModeState(self.record(group_id)["state"]) in ACTIVE_STATES
+        return self.state(group_id) in ACTIVE_STATES
 
     def guard(self, group_id: str) -> None:
-        """Refuse a deployment change while the project is in Restoration Mode."""
-        if self.is_active(group_id):
+        """Refuse a deployment change while the project is in Restoration Mode or armed after a restore."""
+        rec = self.record(group_id)
+        state = ModeState(rec["state"])
+        if state is ModeState.ARMED:
+            raise Conflict(
+                f"Project {group_id} was restored and is ARMED: deployment changes are refused until every "
+                "agent of the restored config has polled once (not heard yet: "
+                f"{', '.join(rec.get('awaitingHosts', []))}), so that a change cannot drive agents that "
+                "hold a newer config backwards. A Project Owner can clear it with DELETE "
+                f"/api/public/v1.0/groups/{group_id}/restorationMode.",
+                error_code="RESTORATION_MODE_ARMED",
+            )
+        if state in ACTIVE_STATES:
             raise Conflict(
                 f"Project {group_id} is in Restoration Mode: deployment changes are refused until "
                 "reconciliation of the agents' automation configs completes. See "
@@ -66,9 +104,37 @@ class RestorationService:
                 error_code="RESTORATION_MODE_ACTIVE",
             )
 
+    def known_hosts(self, group_id: str) -> frozenset[str]:
+        """The hosts whose agents speak for the project: of its config at any version this database has,
+        or named by the record of the restore that wrote it."""
+        restored = record.read(self.store)
+        named = restored.hostnames.get(group_id, []) if restored is not None else []
+        return self.automation.known_hostnames(group_id) | {h.lower() for h in named}
+
+    def refuse_unknown(self, group_id: str, hostname: str, what: str) -> None:
+        """Refuse (403) and count an agent whose host is not the project's."""
+        reason = (
+            f"agent host {hostname!r} is not a host of project {group_id}: no process of its automation "
+            f"config (at any version this server has, or that its restore record names) lives there, so "
+            f"it cannot {what}"
+        )
+        log.warning("project %s: %s", group_id, reason)
+        if self.alerts is not None:
+            self.alerts.raise_counted(
+                group_id,
+                REFUSED_ALERT,
+                REFUSED_KEY,
+                "Agents of hosts that are not the project's were refused by Restoration Mode",
+                lastHostname=hostname,
+                lastReason=reason,
+            )
+        raise Forbidden(reason, error_code="AGENT_HOST_NOT_IN_PROJECT", hostname=hostname)
+
     def view(self, group_id: str) -> dict[str, Any]:
         """``GET /groups/{id}/restorationMode``."""
-        rec = self.record(group_id)
+        return self._view(group_id, self.record(group_id))
+
+    def _view(self, group_id: str, rec: dict[str, Any]) -> dict[str, Any]:
         state = ModeState(rec["state"])
         expected = self._expected_hosts(group_id, rec) if state in ACTIVE_STATES else set()
         return {
@@ -99,6 +165,12 @@ class RestorationService:
             "missingHosts": rec.get("missingHosts", [])
             or [{"hostname": h, "reason": "not heard from yet"} for h in mode.missing(rec, expected)],
             "awaitingConvergence": rec.get("awaitingConvergence", []),
+            "armed": state is ModeState.ARMED,
+            "armedAt": _iso(rec.get("armedAt")),
+            "armedBy": rec.get("armedBy"),
+            "awaitingHosts": rec.get("awaitingHosts", []) if state is ModeState.ARMED else [],
+            "disarmedAt": _iso(rec.get("disarmedAt")),
+            "disarmReason": rec.get("disarmReason"),
             "snapshotsQueued": rec.get("snapshotsQueued", []),
             "history": rec.get("history", []),
         }
@@ -109,7 +181,12 @@ class RestorationService:
         """The config to serve an agent polling with ``cv``, or None for "unchanged"."""
         now = self.clock()
         version = self.automation.version(group_id)
-        if cv <= version and ModeState(self.record(group_id)["state"]) is ModeState.INACTIVE:
+        state = self.state(group_id)
+        if cv <= version and state is ModeState.INACTIVE:
+            return None if cv == version else self.automation.config(group_id)
+        if not mode.known(hostname, self.known_hosts(group_id)):
+            if cv > version or state in ACTIVE_STATES:
+                self.refuse_unknown(group_id, hostname, "take part in Restoration Mode")
             return None if cv == version else self.automation.config(group_id)
         with self.store.tx() as t:
             rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
@@ -120,49 +197,72 @@ class RestorationService:
                 self._advance(t, group_id, rec, now)
                 return None
             if state is ModeState.FORCED_EXIT_CONVERGING:
-                mode.converged(rec, hostname, cv, now)
+                if mode.converged(rec, hostname, cv, now):
+                    t.notify(RESTORATION_CHANGED, group_id)
                 t.put(RESTORATION, rec)
             elif cv > version:
-                if not self.enabled:
-                    log.warning(
-                        "RESTORATION MODE DISABLED: agent %s of project %s holds automation config "
-                        "version %s, newer than this server's version %s; serving version %s anyway, and "
-                        "the agent will act on it (processes absent from it will be stopped)",
-                        hostname,
-                        group_id,
-                        cv,
-                        version,
-                        version,
-                    )
-                else:
-                    mode.enter(rec, hostname=hostname, agent_version=cv, restored_version=version, now=now)
-                    mode.heard(rec, AgentReport(hostname, cv, 0), now)
-                    log.warning(
-                        "project %s enters Restoration Mode: %s", group_id, rec["triggerReason"]["detail"]
-                    )
-                    self._advance(t, group_id, rec, now)
+                if self._enter(t, group_id, rec, hostname, cv, version, now):
                     return None
+            elif state is ModeState.ARMED:
+                if mode.heard_while_armed(rec, hostname, now):
+                    t.notify(RESTORATION_CHANGED, group_id)
+                    log.info("project %s is no longer armed: %s", group_id, rec["disarmReason"])
+                t.put(RESTORATION, rec)
         return None if cv == version else self.automation.config(group_id)
 
-    def on_status(self, group_id: str, hostname: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _enter(
+        self, t: Txn, group_id: str, rec: dict[str, Any], hostname: str, cv: int, version: int, now: int
+    ) -> bool:
+        """Enter the mode for an agent holding ``cv`` above ``version``; False when it is disabled."""
+        if not self.enabled:
+            log.warning(
+                "RESTORATION MODE DISABLED: agent %s of project %s holds automation config version %s, "
+                "newer than this server's version %s; serving version %s anyway, and the agent will act on "
+                "it (processes absent from it will be stopped)",
+                hostname,
+                group_id,
+                cv,
+                version,
+                version,
+            )
+            if ModeState(rec["state"]) is ModeState.ARMED:
+                mode.clear_armed(rec, reason="Restoration Mode is disabled", now=now)
+                t.notify(RESTORATION_CHANGED, group_id)
+                t.put(RESTORATION, rec)
+            return False
+        mode.enter(rec, hostname=hostname, agent_version=cv, restored_version=version, now=now)
+        mode.heard(rec, AgentReport(hostname, cv, 0), now)
+        log.warning("project %s enters Restoration Mode: %s", group_id, rec["triggerReason"]["detail"])
+        t.notify(RESTORATION_CHANGED, group_id)
+        self._advance(t, group_id, rec, now)
+        return True
+
+    def on_status(self, group_id: str, hostname: str, report: StatusReport) -> dict[str, Any]:
         """Note an agent's report; the answer may ask it to upload its config."""
         now = self.clock()
-        held = body.get("cv")
-        if not isinstance(held, int):
+        held = report.cv
+        rec = self.store.get(RESTORATION, group_id)
+        state = ModeState(rec["state"]) if rec is not None else ModeState.INACTIVE
+        if state is ModeState.INACTIVE or held is None:
             return {}
-        stamp = body.get("cvTimestamp", body.get("timestamp", 0))
+        if not mode.known(hostname, self.known_hosts(group_id)):
+            if state in ACTIVE_STATES:
+                self.refuse_unknown(group_id, hostname, "take part in Restoration Mode")
+            return {}
+        stamp = report.cvTimestamp or 0
         with self.store.tx() as t:
             rec = t.get(RESTORATION, group_id)
             if rec is None:
                 return {}
             state = ModeState(rec["state"])
             if state is ModeState.FORCED_EXIT_CONVERGING:
-                mode.converged(rec, hostname, held, now)
+                if mode.converged(rec, hostname, held, now):
+                    t.notify(RESTORATION_CHANGED, group_id)
                 t.put(RESTORATION, rec)
                 return {}
             if state not in ACTIVE_STATES:
                 return {}
-            mode.heard(rec, AgentReport(hostname, held, int(stamp) if isinstance(stamp, int) else 0), now)
+            mode.heard(rec, AgentReport(hostname, held, stamp, report.cvHash), now)
             self._advance(t, group_id, rec, now)
             chosen = rec.get("chosenAgent") or {}
             if ModeState(rec["state"]) is ModeState.AWAITING_UPLOAD and chosen.get("hostname") == hostname:
@@ -172,7 +272,11 @@ class RestorationService:
         return {}
 
     def on_upload(self, group_id: str, hostname: str, body: Any) -> dict[str, Any]:
-        """The chosen agent's config (secrets redacted) becomes the authoritative config; the mode ends."""
+        """The chosen agent's config (secrets redacted) becomes the authoritative config; the mode ends.
+
+        Refused unless it is the config the agent claimed (its version and hash) and it still describes what
+        the agents run; a refusal counts as a failed reconciliation, retried after the backoff.
+        """
         now = self.clock()
         with self.store.tx() as t:
             rec = t.get(RESTORATION, group_id)
@@ -189,11 +293,14 @@ class RestorationService:
         if not isinstance(body, dict):
             raise InvalidInput("the uploaded automation config must be a JSON object", field="body")
         try:
+            problem = mode.claim_problem(chosen, body.get("version"), config_hash(body))
+            if problem is not None:
+                raise Conflict(problem, error_code="UPLOAD_DOES_NOT_MATCH_CLAIM")
+            self._check_running(group_id, hostname, body)
             restored = self.automation.config(group_id)
-            config = fill_redacted(body, restored)
             written = self.automation.put_config(
                 group_id,
-                config,
+                fill_redacted(body, restored),
                 min_version=int(chosen["configVersion"]),
                 allow_unique_indexes=True,
                 check_transition=False,
@@ -203,7 +310,7 @@ class RestorationService:
                 group_id,
                 Fail(
                     f"the config uploaded by {hostname} was refused: {exc.detail}",
-                    [{"hostname": hostname, "reason": f"uploaded config invalid: {exc.detail}"}],
+                    [{"hostname": hostname, "reason": f"uploaded config refused: {exc.detail}"}],
                 ),
             )
             raise
@@ -218,6 +325,7 @@ class RestorationService:
             )
             rec["snapshotsQueued"] = queued
             t.put(RESTORATION, rec)
+            t.notify(RESTORATION_CHANGED, group_id)
         log.warning(
             "project %s leaves Restoration Mode: config version %s from %s is authoritative; "
             "%d snapshot(s) queued",
@@ -228,12 +336,32 @@ class RestorationService:
         )
         return {"version": written["version"]}
 
+    def _check_running(self, group_id: str, hostname: str, body: dict[str, Any]) -> None:
+        """Refuse an upload that cannot be what the agents run (see ``mode.upload_problem``)."""
+        running: dict[str, set[str]] = {}
+        for status in self.store.find(AGENT_STATUS, groupId=group_id):
+            names = {
+                str(p.get("name"))
+                for p in status.get("processes", [])
+                if (p.get("observed") or {}).get("running")
+            }
+            running[str(status.get("hostname"))] = names
+        processes = body.get("processes")
+        by_name = {
+            str(p.get("name")): str(p.get("hostname", ""))
+            for p in (processes if isinstance(processes, list) else [])
+            if isinstance(p, dict)
+        }
+        problem = mode.upload_problem(by_name, running, hostname)
+        if problem is not None:
+            raise InvalidInput(problem, field="processes", rule="restoration-upload")
+
     # Operators.
 
     @staticmethod
-    def _active(t: Txn, group_id: str) -> dict[str, Any]:
+    def _guarded(t: Txn, group_id: str) -> dict[str, Any]:
         rec = t.get(RESTORATION, group_id)
-        if rec is None or ModeState(rec["state"]) not in ACTIVE_STATES:
+        if rec is None or ModeState(rec["state"]) not in GUARDED_STATES:
             raise Conflict(
                 f"Project {group_id} is not in Restoration Mode.", error_code="NOT_IN_RESTORATION_MODE"
             )
@@ -242,15 +370,28 @@ class RestorationService:
     def retry(self, group_id: str) -> dict[str, Any]:
         now = self.clock()
         with self.store.tx() as t:
-            rec = self._active(t, group_id)
+            rec = self._guarded(t, group_id)
+            if ModeState(rec["state"]) is ModeState.ARMED:
+                raise Conflict(
+                    f"Project {group_id} is armed after a restore, not reconciling: there is nothing to "
+                    "retry. It clears once every agent of the restored config has polled.",
+                    error_code="NOT_IN_RESTORATION_MODE",
+                )
             mode.restart_collection(rec, now, reset_failures=True)
             self._advance(t, group_id, rec, now)
         return self.view(group_id)
 
     def force_exit(self, group_id: str) -> dict[str, Any]:
+        """Leave the mode accepting the restored config, or clear a project armed after a restore."""
         now = self.clock()
         with self.store.tx() as t:
-            rec = self._active(t, group_id)
+            rec = self._guarded(t, group_id)
+            if ModeState(rec["state"]) is ModeState.ARMED:
+                mode.clear_armed(rec, reason="cleared by a project owner", now=now)
+                t.put(RESTORATION, rec)
+                t.notify(RESTORATION_CHANGED, group_id)
+                log.warning("project %s: armed state cleared by a project owner", group_id)
+                return self._view(group_id, rec)
             heard_versions = [r.version for r in mode.reports(rec)]
             expected = self._expected_hosts(group_id, rec)
         # Served above every version heard, so that agents holding a later config adopt the restored one.
@@ -263,12 +404,43 @@ class RestorationService:
             rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
             mode.force_exit(rec, served_version=int(written["version"]), expected=expected, now=now)
             t.put(RESTORATION, rec)
+            t.notify(RESTORATION_CHANGED, group_id)
         log.warning(
             "project %s forced out of Restoration Mode: the restored config is served as version %s",
             group_id,
             written["version"],
         )
         return self.view(group_id)
+
+    def arm_after_restore(self) -> list[str]:
+        """Arm every project with processes if a restore wrote this database and no server has acted on
+        it yet; returns the projects armed. Called once at start, before anything is served."""
+        restored = record.read(self.store)
+        if restored is None or restored.armed_at_ms is not None:
+            return []
+        now = self.clock()
+        armed = []
+        with self.store.tx() as t:
+            for config in t.find(CONFIGS):
+                group_id = str(config["_id"])
+                hosts = sorted(hostnames(config.get("config") or {}))
+                if not hosts:
+                    continue
+                rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
+                if ModeState(rec["state"]) in ACTIVE_STATES:
+                    continue  # already reconciling: the mode itself guards the project
+                mode.arm(rec, hosts=hosts, restore=restored.summary(), now=now)
+                t.put(RESTORATION, rec)
+                t.notify(RESTORATION_CHANGED, group_id)
+                armed.append(group_id)
+            record.write(t, replace(restored, armed_at_ms=now))
+        if armed:
+            log.warning(
+                "restore %s wrote this application database: %d project(s) ARMED until their agents poll",
+                restored.restore_job_id,
+                len(armed),
+            )
+        return armed
 
     def tick(self) -> None:
         """Advance every project whose reconciliation waits on time rather than on an agent."""

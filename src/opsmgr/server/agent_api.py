@@ -7,18 +7,21 @@ older than the project's goal version.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from opsmgr.automation.status import MAX_VERSION, StatusReport
 from opsmgr.errors import InvalidInput
 from opsmgr.server.auth import agent_group
 
 router = APIRouter(prefix="/agents/api/automation", tags=["agents"])
 
 Hostname = Query(..., min_length=1, max_length=255)
+_CV = re.compile(r"-1|0|[1-9][0-9]{0,18}")
 
 
 _POLL_PARAMETERS = [
@@ -46,11 +49,13 @@ def _poll_params(request: Request) -> tuple[str, int]:
     if not 1 <= len(hostname) <= 255:
         raise InvalidInput("hostname is required (1 to 255 characters)", field="hostname")
     raw_cv = query.get("cv", "-1")
-    try:
-        cv = int(raw_cv)
-    except ValueError:
-        raise InvalidInput(f"cv must be an integer, not {raw_cv[:40]!r}", field="cv") from None
-    if not -1 <= cv <= 2**62:
+    # int() would take "1_0", " 5", "+5" and non-ASCII digits: a version is written in ASCII digits only.
+    if not _CV.fullmatch(raw_cv):
+        raise InvalidInput(
+            f"cv must be -1 or a whole number in ASCII digits, not {raw_cv[:40]!r}", field="cv"
+        )
+    cv = int(raw_cv)
+    if not -1 <= cv <= MAX_VERSION:
         raise InvalidInput("cv must be between -1 and 2^62", field="cv")
     return hostname, cv
 
@@ -83,10 +88,11 @@ async def noop() -> Response:
 @router.post("/status/v1/{group_id}")
 def report_status(
     request: Request,
+    body: StatusReport,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
-    body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
+    """An agent's report; kept (bounded to what the server reads) only for hosts of the project."""
     ctx: Any = request.app.state.ctx
     return dict(ctx.record_agent_status(group_id, hostname, body))
 

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opsmgr import __version__
 from opsmgr.alerts import AlertService
 from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
+from opsmgr.automation.status import StatusReport
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.daemon import BackupDaemon
@@ -35,7 +36,8 @@ from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
-from opsmgr.restoration.service import RestorationService
+from opsmgr.restoration.mode import ModeState
+from opsmgr.restoration.service import RESTORATION_CHANGED, RestorationService
 from opsmgr.server import jsonbody
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
@@ -48,6 +50,7 @@ log = logging.getLogger("opsmgr.server")
 access_log = logging.getLogger("opsmgr.access")
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+UNCACHED = -2  # below every version an agent can hold, so a poll never matches it
 
 
 @dataclass
@@ -89,7 +92,10 @@ class ServerContext:
     # The agent poll path's caches: invalidated by the changes the application database announces (this
     # server's at commit, other servers' through ``changes``), the TTL bounding a lost notification.
     agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
+    # A project's goal version while Restoration Mode is INACTIVE, else UNCACHED: every poll of a project
+    # armed, reconciling or converging must reach the mode.
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
+    known_hosts: TtlCache[str, frozenset[str]] = field(default_factory=lambda: TtlCache(2.0))
     changes: ChangeListener = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,14 +123,26 @@ class ServerContext:
             enabled=self.restoration_mode_enabled,
             poll_interval_s=self.agent_poll_interval_s,
             enqueue_snapshots=self.backup.enqueue_on_demand,
+            alerts=self.alerts,
         )
 
+    def start(self) -> None:
+        """Before anything is served: listen for other servers' changes, and arm Restoration Mode if a
+        restore wrote the application database."""
+        self.changes.start()
+        self.restoration.arm_after_restore()
+
+    def stop(self) -> None:
+        self.changes.stop()
+
     def _forget_cached(self, change: Change) -> None:
-        caches: dict[str, TtlCache[str, Any]] = {
-            CONFIG_CHANGED: self.goal_versions,
-            AGENT_KEYS_CHANGED: self.agent_keys,
-        }
-        for topic, cache in caches.items():
+        caches: list[tuple[str, TtlCache[str, Any]]] = [
+            (CONFIG_CHANGED, self.goal_versions),
+            (CONFIG_CHANGED, self.known_hosts),
+            (RESTORATION_CHANGED, self.goal_versions),
+            (AGENT_KEYS_CHANGED, self.agent_keys),
+        ]
+        for topic, cache in caches:
             if change == EVERYTHING:
                 cache.clear()
             elif change.topic == topic:
@@ -150,13 +168,22 @@ class ServerContext:
         Agents adopt whatever they are served, so anything but the goal version gets the goal config, unless
         Restoration Mode says otherwise.
         """
-        if held == self.goal_versions.get(group_id, self.automation.version):
+        if held == self.goal_versions.get(group_id, self._poll_version):
             return None  # and the version is now cached for the polls that follow
         return self.restoration.on_poll(group_id, hostname, held)
 
-    def record_agent_status(self, group_id: str, hostname: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.automation.record_status(group_id, hostname, body)
-        return self.restoration.on_status(group_id, hostname, body)
+    def _poll_version(self, group_id: str) -> int:
+        if self.restoration.state(group_id) is not ModeState.INACTIVE:
+            return UNCACHED
+        return self.automation.version(group_id)
+
+    def record_agent_status(self, group_id: str, hostname: str, report: StatusReport) -> dict[str, Any]:
+        """Keep the report of an agent of the project (others are not stored); Restoration Mode may answer
+        with a request, or refuse an agent that is not the project's."""
+        answer = self.restoration.on_status(group_id, hostname, report)
+        if hostname.lower() in self.known_hosts.get(group_id, self.restoration.known_hosts):
+            self.automation.record_status(group_id, hostname, report)
+        return answer
 
     def periodic_work(self) -> dict[str, Callable[[], object]]:
         """Work that waits on time rather than on a request, each run by its own thread so that a long
@@ -298,7 +325,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        ctx.changes.start()
+        ctx.start()
         stop = threading.Event()
         workers = [
             threading.Thread(target=ctx.run_periodic, args=(name, work, stop), name=name, daemon=True)
@@ -310,7 +337,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
             yield
         finally:
             stop.set()
-            ctx.changes.stop()
+            ctx.stop()
             for worker in workers:
                 worker.join(10)
 
