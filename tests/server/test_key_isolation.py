@@ -245,3 +245,25 @@ def test_an_organization_deletes_its_own_key(world: World) -> None:
     assert all(k["_id"] != victim["id"] for k in world.store.find(API_KEYS))
     with world.client(victim) as gone:
         assert gone.get(f"/orgs/{t.org}").status_code == 401
+
+
+def test_a_key_stored_before_keys_named_their_organization_belongs_to_its_first_roles(world: World) -> None:
+    a, b = world.a, world.b
+    legacy = world.store.insert(
+        API_KEYS,
+        {
+            "publicKey": "legacykey",
+            "privateKeyEnc": "unused",
+            "desc": "legacy",
+            "roles": [{"groupId": a.projects[0], "roleName": "GROUP_OWNER"}],
+        },
+    )
+    with world.client(b.owner) as c:
+        for route in KEY_ROUTES:
+            on_key(world, c, route, 404, org=b.org, p=b.projects[0], key=legacy["_id"])
+    with world.client(a.owner) as c:
+        assert c.get(f"/orgs/{a.org}/apiKeys/{legacy['_id']}").json()["publicKey"] == "legacykey"
+        r = c.patch(f"/groups/{a.projects[1]}/apiKeys/{legacy['_id']}", json={"roles": ["GROUP_READ_ONLY"]})
+        assert r.status_code == 200, r.text
+        assert c.delete(f"/orgs/{a.org}/apiKeys/{legacy['_id']}").status_code == 204
+    assert world.store.get(API_KEYS, legacy["_id"]) is None
