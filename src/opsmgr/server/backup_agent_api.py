@@ -7,14 +7,16 @@ and automated restores (documents to load, progress reports).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from opsmgr.backup.daemon import Source
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.server import backup_api
 from opsmgr.server.auth import agent_group
+from opsmgr.server.bounds import GapReport, PositionParam, SyncFinish, SyncStart, within
 
 router = APIRouter(prefix="/agents/api/backup/v1/{group_id}", tags=["agents"])
 Hostname = Query(..., min_length=1, max_length=255)
@@ -24,17 +26,14 @@ def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _source_id(ctx: Any, group_id: str, source_id: str) -> str:
-    if not source_id.isalnum() or ctx.backup.source(source_id).groupId != group_id:
+def _source(ctx: Any, group_id: str, source_id: str) -> Source:
+    if not source_id.isalnum() or (src := ctx.backup.source(source_id)).groupId != group_id:
         raise NotFound(f"no backup source {source_id} in project {group_id}", sourceId=source_id)
-    return source_id
+    return cast(Source, src)
 
 
-def _int(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidInput(f"{name} must be a non-negative integer", field=name)
-    return value
+def _source_id(ctx: Any, group_id: str, source_id: str) -> str:
+    return _source(ctx, group_id, source_id).id
 
 
 @router.get("/jobs")
@@ -68,23 +67,26 @@ def acknowledged(
     request: Request,
     source_id: str,
     group_id: str = Depends(agent_group),
-    source_last: int | None = Query(None, alias="sourceLast", ge=0, lt=1 << 63),
+    source_last: PositionParam | None = Query(None, alias="sourceLast"),
 ) -> dict[str, Any]:
     """Where to resume; ``sourceLast`` (the newest entry of the source's oplog the agent sees) feeds the
     backup lag alert, and every call counts as the agent's contact with the daemon."""
     ctx = _ctx(request)
-    sid = _source_id(ctx, group_id, source_id)
+    src = _source(ctx, group_id, source_id)
+    sid = src.id
+    if source_last is not None:
+        within(src.position_kind, source_last, "sourceLast")
     ctx.backup.note_agent(sid, source_last)
     return dict(ctx.backup.acknowledged(sid).to_json())
 
 
 @router.post("/sources/{source_id}/sync")
 def start_sync(
-    request: Request, source_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+    request: Request, source_id: str, body: SyncStart, group_id: str = Depends(agent_group)
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    sid = _source_id(ctx, group_id, source_id)
-    return {"syncId": ctx.backup.start_sync(sid, _int(body, "position"))}
+    src = _source(ctx, group_id, source_id)
+    return {"syncId": ctx.backup.start_sync(src.id, within(src.position_kind, body.position, "position"))}
 
 
 def _docs(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -114,12 +116,13 @@ def finish_sync(
     request: Request,
     source_id: str,
     sync_id: str,
+    body: SyncFinish,
     group_id: str = Depends(agent_group),
-    body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    sid = _source_id(ctx, group_id, source_id)
-    return dict(ctx.backup.finish_sync(sid, sync_id, _int(body, "minValid")).to_json())
+    src = _source(ctx, group_id, source_id)
+    min_valid = within(src.position_kind, body.minValid, "minValid")
+    return dict(ctx.backup.finish_sync(src.id, sync_id, min_valid).to_json())
 
 
 @router.post("/sources/{source_id}/slices")
@@ -139,14 +142,16 @@ async def upload_slice(
 
 @router.post("/sources/{source_id}/gap")
 def report_gap(
-    request: Request, source_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+    request: Request, source_id: str, body: GapReport, group_id: str = Depends(agent_group)
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    sid = _source_id(ctx, group_id, source_id)
-    ctx.backup.note_agent(sid)
-    first = body.get("firstAvailable")
-    ctx.backup.report_gap(sid, first if isinstance(first, int) else None, str(body.get("detail", ""))[:500])
-    return dict(ctx.backup.acknowledged(sid).to_json())
+    src = _source(ctx, group_id, source_id)
+    first = body.firstAvailable
+    if first is not None:
+        within(src.position_kind, first, "firstAvailable")
+    ctx.backup.note_agent(src.id)
+    ctx.backup.report_gap(src.id, first, body.detail[:500])
+    return dict(ctx.backup.acknowledged(src.id).to_json())
 
 
 def _target_job(ctx: Any, group_id: str, job_id: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from opsmgr.maintenance.leases import Deny, Grant
 from opsmgr.maintenance.service import policy_to_json
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import agent_group, public_principal
+from opsmgr.server.bounds import POSITION, bounded
 from opsmgr.server.maintenance_api import lease_answer, restoration_refusal, text
 from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
@@ -118,6 +119,10 @@ def agent_event(
     hostname: str = Hostname,
     body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
+    records = body.get("records")
+    for i, record in enumerate(records if isinstance(records, list) else []):
+        if isinstance(record, dict):
+            bounded(record, "ts", POSITION, f"records[{i}].ts")
     return _service(request).on_event(group_id, build_id, hostname, body)
 
 

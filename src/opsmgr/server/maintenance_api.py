@@ -18,6 +18,7 @@ from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.maintenance.leases import Deny, Grant
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import agent_group, public_principal
+from opsmgr.server.bounds import CONNECTIONS, EPOCH_SECONDS, SEQUENCE, bounded
 from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
 
@@ -39,15 +40,6 @@ def text(body: dict[str, Any], name: str) -> str:
 
 def _optional_text(body: dict[str, Any], name: str) -> str | None:
     return None if body.get(name) is None else text(body, name)
-
-
-def _number(body: dict[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{name} must be a number", field=name)
-    return float(value)
 
 
 def _object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -83,14 +75,13 @@ def acquire_lease(
     request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    seq = _number(body, "seq")
     decision = ctx.maintenance.acquire(
         group_id,
         rs_id,
         text(body, "member"),
         change_id=_optional_text(body, "changeId"),
         move=_object(body, "move"),
-        seq=int(seq) if seq is not None else None,
+        seq=bounded(body, "seq", SEQUENCE),
         refuse=restoration_refusal(ctx, group_id),
     )
     return lease_answer(decision)
@@ -124,16 +115,10 @@ def record_progress(
     move = _object(body, "move")
     if move is None:
         raise InvalidInput("move is required", field="move")
-    seq = _number(body, "seq")
-    connections = _number(body, "connections")
+    seq, at = bounded(body, "seq", SEQUENCE), bounded(body, "at", EPOCH_SECONDS)
+    connections = bounded(body, "connections", CONNECTIONS)
     progress = _ctx(request).maintenance.record(
-        group_id,
-        rs_id,
-        text(body, "changeId"),
-        move,
-        seq=int(seq) if seq is not None else None,
-        at=_number(body, "at"),
-        connections=int(connections) if connections is not None else None,
+        group_id, rs_id, text(body, "changeId"), move, seq=seq, at=at, connections=connections
     )
     return {"progress": progress}
 
