@@ -21,7 +21,11 @@ class Deployment:
         self.root = root
         self.agents: dict[str, AgentProcess] = {}
 
-    def agent(self, hostname: str, api_key: str | None = None) -> AgentProcess:
+    def agent(
+        self, hostname: str, api_key: str | None = None, extra: dict[str, str] | None = None
+    ) -> AgentProcess:
+        """Starts the agent of ``hostname``; it trusts the server's CA (HTTPS), ``extra`` adds config keys."""
+        trust = {"sslTrustedMMSServerCertificate": str(self.server.ca_file)} if self.server.ca_file else {}
         agent = AgentProcess(
             root=self.root,
             hostname=hostname,
@@ -29,6 +33,7 @@ class Deployment:
             group_id=self.group_id,
             api_key=api_key or self.agent_key,
             world=self.root / "world.sqlite",
+            extra=trust | (extra or {}),
         )
         self.agents[hostname] = agent
         return agent.start()

@@ -1,6 +1,10 @@
 """Real processes for end-to-end tests: ``opsmgr server`` on a free loopback port, keys made with the real
 CLI, and HTTP clients that authenticate the way Ops Manager clients do (Digest for the public API, Basic for
 the agent API). Every process started here is stopped by the fixture that started it.
+
+A server given ``conf_keys`` gets them in its embedded ``conf-mms.properties`` before it starts; with
+``mms.https.PEMKeyFile`` among them it serves HTTPS, its ``url`` is ``https://`` and the test's clients
+trust ``ca_file`` (and present ``client_cert`` when the server asks for one).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from opsmgr.server.settings import CONF_NAME, embedded_defaults
+from opsmgr.tls import Setting, client_verify
 
 _SCRIPT = Path(sys.executable).with_name("opsmgr")
 # The installed console script is what an operator runs; fall back to the module when it is not installed.
@@ -66,6 +73,9 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     conf: Path | None = None  # a conf-mms.properties to run with instead of the embedded setup in data_dir
+    conf_keys: dict[str, str] = field(default_factory=dict)  # set in the embedded setup before each start
+    ca_file: Path | None = None  # what the test's clients trust for an HTTPS server
+    client_cert: Path | None = None  # what they present when it asks
 
     def setup_args(self) -> list[str]:
         """How the CLI finds this server's configuration: ``--conf FILE`` or ``--data-dir DIR``."""
@@ -73,9 +83,21 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.conf_keys.get("mms.https.PEMKeyFile") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> Any:
+        """``httpx``'s ``verify=`` for the test's own requests to this server."""
+        return client_verify(
+            self.ca_file, client_cert=self.client_cert, names=Setting("ServerProcess.ca_file")
+        )
 
     def start(self, wait: bool = True) -> ServerProcess:
+        if self.conf_keys:
+            if not (self.data_dir / CONF_NAME).exists():
+                embedded_defaults(self.data_dir, self.port)
+            self.set_conf(self.conf_keys)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -100,7 +122,7 @@ class ServerProcess:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
-            return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+            return httpx.get(f"{self.url}/health/ready", timeout=2, verify=self.verify).status_code == 200
 
         try:
             wait_for(ready, timeout, what="server readiness")
@@ -126,7 +148,7 @@ class ServerProcess:
     def set_conf(self, values: dict[str, str]) -> None:
         """Set keys of the data dir's ``conf-mms.properties`` (created by a first start), replacing earlier
         lines for the same keys; takes effect at the next start."""
-        conf = self.data_dir / "conf-mms.properties"
+        conf = self.data_dir / CONF_NAME
         kept = [line for line in conf.read_text().splitlines() if line.split("=", 1)[0].strip() not in values]
         conf.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in values.items())]) + "\n")
 
@@ -141,6 +163,7 @@ class ServerProcess:
             base_url=f"{self.url}/api/public/v1.0",
             auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]),
             timeout=10,
+            verify=self.verify,
         )
 
 
@@ -156,6 +179,7 @@ class AgentProcess:
     world: Path
     poll_interval: float = 0.2
     proc: subprocess.Popen[bytes] | None = None
+    extra: dict[str, str] = field(default_factory=dict)  # more automation-agent.config keys (TLS, ...)
 
     @property
     def config_path(self) -> Path:
@@ -179,6 +203,7 @@ class AgentProcess:
                     "driver=sim",
                     f"sim.world={self.world}",
                     f"pollIntervalSeconds={self.poll_interval}",
+                    *(f"{k}={v}" for k, v in self.extra.items()),
                 ]
             )
             + "\n"

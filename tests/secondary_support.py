@@ -150,6 +150,7 @@ class SecondaryPair:
             self.cluster_id,
             "--primary-data-dir",
             str(self.primary.data_dir),
+            *_ca_args(self.secondary),
             *args,
         ]
 
@@ -161,10 +162,24 @@ class SecondaryPair:
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _ca_args(server: ServerProcess) -> list[str]:
+    return ["--ca-file", str(server.ca_file)] if server.ca_file is not None else []
+
+
 @contextmanager
-def primary_with_secondary(root: Path, *, slice_seconds: float = 0.2) -> Iterator[SecondaryPair]:
+def primary_with_secondary(
+    root: Path,
+    *,
+    slice_seconds: float = 0.2,
+    secondary_conf: dict[str, str] | None = None,
+    secondary_ca: Path | None = None,
+) -> Iterator[SecondaryPair]:
+    """``secondary_conf`` keys go into the secondary's configuration (``mms.https.*`` makes it HTTPS, with
+    ``secondary_ca`` the CA that signed its certificate, given to ``attach`` with ``--ca-file``)."""
     primary = ServerProcess(root / "primary", free_port())
-    secondary = ServerProcess(root / "secondary", free_port())
+    secondary = ServerProcess(
+        root / "secondary", free_port(), conf_keys=secondary_conf or {}, ca_file=secondary_ca
+    )
     pair: SecondaryPair | None = None
     try:
         primary.start()
@@ -190,6 +205,7 @@ def primary_with_secondary(root: Path, *, slice_seconds: float = 0.2) -> Iterato
             "--poll-interval",
             "0.5",
             "--json",
+            *_ca_args(secondary),
         )
         assert done.returncode == 0, done.stderr
         record = json.loads(done.stdout)

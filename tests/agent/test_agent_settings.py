@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from opsmgr.agent.settings import (
     render_settings,
 )
 from opsmgr.errors import InvalidInput
+from tests.tlsca import TestCA
 
 REAL_AGENT_STYLE = """\
 # written by hand, as for the real agent
@@ -118,3 +120,83 @@ def test_render_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "automation-agent.config"
     path.write_text(render_settings(original))
     assert load_settings(path) == original
+
+
+# HTTPS to the server: the real agent's ssl* keys.
+
+BASE = {"mmsGroupId": "g", "mmsApiKey": "k", "mmsBaseUrl": "https://om:8443", "stateDir": "/s"}
+
+
+def test_tls_keys_default_to_the_systems_cas_and_verification() -> None:
+    s = parse_settings(BASE)
+    assert s.trusted_server_ca is None and s.require_valid_server_certificates is True
+    assert s.client_certificate is None and s.client_certificate_password is None
+    assert s.http_verify() is True  # httpx: the system's trusted CAs, certificate and name checked
+
+
+def test_tls_keys_and_relative_paths(tmp_path: Path) -> None:
+    ca = TestCA.create(tmp_path / "ca")
+    cert = ca.issue("agent.pem", names=("agent",), client=True, password="pw")
+    path = tmp_path / "automation-agent.config"
+    path.write_text(
+        "\n".join(
+            [
+                *(f"{k}={v}" for k, v in BASE.items()),
+                "sslTrustedMMSServerCertificate=ca/ca.pem",
+                "sslRequireValidMMSServerCertificates=TRUE",
+                "sslMMSServerClientCertificate=ca/agent.pem",
+                "sslMMSServerClientCertificatePassword=pw",
+            ]
+        )
+    )
+    s = load_settings(path)
+    assert s.trusted_server_ca == ca.ca_file and s.client_certificate == cert
+    assert s.require_valid_server_certificates and s.client_certificate_password == "pw"
+    ctx = s.http_verify()
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    # Only the configured CA is trusted: a private CA does not widen trust to anything else.
+    assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "opsmgr test CA"),),)]
+    again = tmp_path / "again.config"
+    again.write_text(render_settings(s))
+    assert load_settings(again) == s
+
+
+def test_unverified_server_certificates_only_when_asked(tmp_path: Path) -> None:
+    ca = TestCA.create(tmp_path / "ca")
+    values = {**BASE, "sslTrustedMMSServerCertificate": str(ca.ca_file)}
+    ctx = parse_settings({**values, "sslRequireValidMMSServerCertificates": "false"}).http_verify()
+    assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+    with pytest.raises(InvalidInput, match="sslRequireValidMMSServerCertificates must be true or false"):
+        parse_settings({**values, "sslRequireValidMMSServerCertificates": "maybe"})
+    with pytest.raises(InvalidInput, match="sslMMSServerClientCertificatePassword is set but"):
+        parse_settings({**values, "sslMMSServerClientCertificatePassword": "pw"})
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "words"),
+    [
+        ({"sslTrustedMMSServerCertificate": "missing.pem"}, "sslTrustedMMSServerCertificate", "cannot read"),
+        ({"sslTrustedMMSServerCertificate": "notes.txt"}, "sslTrustedMMSServerCertificate", "no PEM"),
+        (
+            {"sslMMSServerClientCertificate": "ca/locked.pem"},
+            "sslMMSServerClientCertificatePassword",
+            "encrypted",
+        ),
+        (
+            {"sslMMSServerClientCertificate": "ca/locked.pem", "sslMMSServerClientCertificatePassword": "no"},
+            "sslMMSServerClientCertificatePassword",
+            "does not decrypt",
+        ),
+    ],
+)
+def test_unusable_tls_files_name_their_key(
+    tmp_path: Path, values: dict[str, str], key: str, words: str
+) -> None:
+    ca = TestCA.create(tmp_path / "ca")
+    ca.issue("locked.pem", names=("agent",), client=True, password="pw")
+    (tmp_path / "notes.txt").write_text("not a certificate\n")
+    s = parse_settings({**BASE, **values}, base_dir=tmp_path)
+    with pytest.raises(InvalidInput) as err:
+        s.http_verify()
+    assert err.value.field == key and words in err.value.detail and key in err.value.detail

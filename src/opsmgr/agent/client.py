@@ -5,7 +5,9 @@ and ``hostname`` query parameters) and the translation of its answers into three
 a result, :class:`ServerUnreachable` (retry with backoff; transport errors, timeouts and 5xx), or
 :class:`ServerRejected` (the server answered and said no: 401, 403, 404 and other 4xx). The agent's other
 workers (backup, index builds) send their requests through :func:`send` and :func:`send_json` too. The
-``httpx.AsyncClient`` is passed in so that a fleet shares one connection pool. May import ``opsmgr.errors``.
+``httpx.AsyncClient`` is passed in so that a fleet shares one connection pool (its TLS settings come from
+``AgentSettings.http_verify``); a failed TLS handshake is told as such (``opsmgr.tls.tls_failure``). May
+import ``opsmgr.errors`` and ``opsmgr.tls``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import httpx
 
 from opsmgr.automation.protocol import CONF_PATH, STATUS_PATH, UPLOAD_PATH
 from opsmgr.errors import OpsmgrError
+from opsmgr.tls import tls_failure
 
 MAINTENANCE_PATH = "/agents/api/automation/maintenance/v1/{group}"
 
@@ -66,6 +69,10 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _describe(exc: httpx.HTTPError) -> str:
+    tls = tls_failure(exc)
+    if tls is not None:
+        # Named plainly: retrying will not help until sslTrustedMMSServerCertificate (or the server) changes.
+        return tls
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 

@@ -1,9 +1,10 @@
 """``opsmgr agent --config automation-agent.config``: one host's agent as a process of its own.
 
 Owns process-level concerns only: reading the config, logging to ``logFile`` and stderr, building the driver
-the config names, and stopping cleanly on SIGTERM/SIGINT, which ends the loop and leaves every MongoDB
-process exactly as it is (an agent restart must never disturb the deployment). May import
-``opsmgr.errors``, ``opsmgr.logs``, ``opsmgr.drivers``, ``opsmgr.sim`` and ``opsmgr.agent``.
+the config names and the HTTP client (with the config's TLS settings), and stopping cleanly on
+SIGTERM/SIGINT, which ends the loop and leaves every MongoDB process exactly as it is (an agent restart must
+never disturb the deployment). May import ``opsmgr.errors``, ``opsmgr.logs``, ``opsmgr.drivers``,
+``opsmgr.sim`` and ``opsmgr.agent``.
 """
 
 from __future__ import annotations
@@ -78,7 +79,14 @@ async def serve_agent(
     if stop is None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_TIMEOUT_S)) as http:
+    verify = settings.http_verify()
+    if not settings.require_valid_server_certificates:
+        log.warning(
+            "sslRequireValidMMSServerCertificates=false: the server's TLS certificate is not verified, so "
+            "anyone between this host and %s can read and answer this agent's requests",
+            settings.base_url,
+        )
+    async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_TIMEOUT_S), verify=verify) as http:
         agent = Agent(settings, driver, http, config_path=config_path)
         # The agent on a primary's host may also back up that primary's backing databases (agent.backing).
         backing = load_backing_config(config_path) if config_path is not None else None

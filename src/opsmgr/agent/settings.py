@@ -3,14 +3,30 @@
 Owns the meaning of its keys: the real agent's ``mmsGroupId``, ``mmsApiKey``, ``mmsBaseUrl``, ``logFile`` and
 ``logLevel``, plus opsmgr's ``hostname``, ``stateDir``, ``driver``, ``sim.world``, ``mongod.binary`` and
 ``pollIntervalSeconds``. Relative paths are taken relative to the config file's directory, so a fleet's
-per-host directories are self-contained. Unknown keys are ignored (real agent configs carry many). May
-import ``opsmgr.errors`` and ``opsmgr.properties``.
+per-host directories are self-contained. Unknown keys are ignored (real agent configs carry many).
+
+HTTPS to the server, with the real agent's keys:
+
+=========================================  ===================================================  ==========
+``sslTrustedMMSServerCertificate``         PEM file of the CA(s) that signed the server's       the system's
+                                           certificate (a private CA); only these are trusted   CAs
+``sslRequireValidMMSServerCertificates``   verify the server's certificate and name             ``true``
+                                           (``false`` only for tests: anyone could answer)
+``sslMMSServerClientCertificate``          PEM file with this agent's client certificate and    none
+                                           key, for a server whose
+                                           ``mms.https.ClientCertificateMode`` asks for one
+``sslMMSServerClientCertificatePassword``  password of that key, if it is encrypted             none
+=========================================  ===================================================  ==========
+
+The files are read when the agent starts (``opsmgr.tls``); one that cannot be read stops it, naming the key.
+May import ``opsmgr.errors``, ``opsmgr.properties`` and ``opsmgr.tls``.
 """
 
 from __future__ import annotations
 
 import math
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,11 +34,17 @@ from pathlib import Path
 
 from opsmgr.errors import InvalidInput
 from opsmgr.properties import dump_properties, load_properties
+from opsmgr.tls import Setting, client_verify
 
 DEFAULT_POLL_INTERVAL_S = 10.0
 MEMORY_WORLD = ":memory:"  # sim.world value: a world that lives in this process only (a fleet shares one)
 LOG_FILE_NAME = "automation-agent.log"
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR")
+TLS_KEYS = Setting(
+    ca_file="sslTrustedMMSServerCertificate",
+    client_cert="sslMMSServerClientCertificate",
+    client_cert_password="sslMMSServerClientCertificatePassword",
+)
 
 
 class DriverKind(StrEnum):
@@ -43,10 +65,24 @@ class AgentSettings:
     log_level: str = "INFO"
     sim_world: str | None = None  # a SimWorld SQLite file, or MEMORY_WORLD
     mongod_binary: str = "mongod"
+    trusted_server_ca: Path | None = None
+    require_valid_server_certificates: bool = True
+    client_certificate: Path | None = None
+    client_certificate_password: str | None = None
 
     @property
     def log_path(self) -> Path:
         return self.log_file if self.log_file is not None else self.state_dir / LOG_FILE_NAME
+
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """``httpx``'s ``verify=`` for the server; raises InvalidInput naming the key of a bad file."""
+        return client_verify(
+            self.trusted_server_ca,
+            self.require_valid_server_certificates,
+            client_cert=self.client_certificate,
+            client_cert_password=self.client_certificate_password,
+            names=TLS_KEYS,
+        )
 
     def to_properties(self) -> dict[str, str]:
         """The keys that reproduce these settings, for writing an ``automation-agent.config``."""
@@ -65,6 +101,14 @@ class AgentSettings:
             values["logFile"] = str(self.log_file)
         if self.sim_world is not None:
             values["sim.world"] = self.sim_world
+        if not self.require_valid_server_certificates:
+            values["sslRequireValidMMSServerCertificates"] = "false"
+        optional = {
+            TLS_KEYS.ca_file: self.trusted_server_ca,
+            TLS_KEYS.client_cert: self.client_certificate,
+            TLS_KEYS.client_cert_password: self.client_certificate_password,
+        }
+        values.update({key: str(value) for key, value in optional.items() if value is not None})
         return values
 
 
@@ -132,6 +176,14 @@ def parse_settings(
     if log_level not in LOG_LEVELS:
         problem("logLevel", f"must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
 
+    require_text = values.get("sslRequireValidMMSServerCertificates", "").strip().lower() or "true"
+    if require_text not in ("true", "false"):
+        problem("sslRequireValidMMSServerCertificates", f"must be true or false, not {require_text!r}")
+    password = values.get(TLS_KEYS.client_cert_password, "").strip() or None
+    client_cert = path(TLS_KEYS.client_cert)
+    if password is not None and client_cert is None:
+        problem(TLS_KEYS.client_cert_password, f"is set but {TLS_KEYS.client_cert} is not")
+
     if problems:
         raise InvalidInput(f"{source}: " + "; ".join(problems), field=first_field[0], rule="agent-config")
     assert state_dir is not None and driver is not None
@@ -147,6 +199,10 @@ def parse_settings(
         log_level="WARNING" if log_level == "WARN" else log_level,
         sim_world=sim_world,
         mongod_binary=values.get("mongod.binary", "").strip() or "mongod",
+        trusted_server_ca=path(TLS_KEYS.ca_file),
+        require_valid_server_certificates=require_text != "false",
+        client_certificate=client_cert,
+        client_certificate_password=password,
     )
 
 

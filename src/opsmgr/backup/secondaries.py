@@ -1,8 +1,9 @@
 """On a primary: the secondaries that back up its backing databases, and whether each one answers.
 
 ``opsmgr secondary attach`` records the secondary in the primary's application database (collection
-``backup_secondaries``: ``{_id, url, groupId, clusterId, attachedAt}``, one document per secondary URL), so
-the primary knows it is backed up and by whom. The primary's periodic work probes each recorded secondary's
+``backup_secondaries``: ``{_id, url, groupId, clusterId, attachedAt, caFile}``, one document per secondary
+URL; ``caFile``, when set, is the CA that signed an HTTPS secondary's certificate), so the primary knows it
+is backed up and by whom. The primary's periodic work probes each recorded secondary's
 readiness (``/health/ready``); :class:`SecondaryWatch` turns the outcomes into the **global** alert
 ``BACKUP_SECONDARY_UNREACHABLE`` (project id :data:`GLOBAL_GROUP_ID`, reserved: no project has it) once a
 secondary has failed for longer than ``AlertPolicy.secondary_unreachable_ms``, and resolves it when the
@@ -22,6 +23,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from opsmgr.backup.alerts import AlertPolicy, AlertSink
@@ -39,14 +41,24 @@ def _doc_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:24]
 
 
-def record_secondary(store: Store, url: str, group_id: str, cluster_id: str, now_ms: int) -> dict[str, Any]:
-    """Records (or updates) the secondary at ``url`` in the primary's application database ``store``."""
+def record_secondary(
+    store: Store,
+    url: str,
+    group_id: str,
+    cluster_id: str,
+    now_ms: int,
+    *,
+    ca_file: Path | None = None,
+) -> dict[str, Any]:
+    """Records (or updates) the secondary at ``url`` in the primary's application database ``store``;
+    ``ca_file`` is what the primary's probe trusts for the secondary's HTTPS certificate."""
     doc = {
         "_id": _doc_id(url.rstrip("/")),
         "url": url.rstrip("/"),
         "groupId": group_id,
         "clusterId": cluster_id,
         "attachedAt": now_ms,
+        "caFile": str(ca_file.resolve()) if ca_file is not None else None,
     }
     store.put(SECONDARIES, doc)
     return doc

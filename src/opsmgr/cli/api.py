@@ -2,18 +2,25 @@
 and every failure turned into an :class:`~opsmgr.errors.OpsmgrError` whose detail is the server's own
 message, so commands print it and exit non-zero instead of showing a traceback.
 
-Also the Typer options every API command shares (``--url``, ``--public-key``, ``--private-key``; each also
-read from ``OPSMGR_URL``, ``OPSMGR_PUBLIC_KEY``, ``OPSMGR_PRIVATE_KEY`` so keys need not sit in shell
-history), :func:`public_api`, the client of one command whose failures end it through :func:`fail` (the
-error's message and a non-zero exit, for every command), and :func:`watch`, the progress bar of long work
-(restores, builds, drills) polled until it ends.
+Also the Typer options every API command shares (``--url``, ``--public-key``, ``--private-key``,
+``--ca-file``; each also read from ``OPSMGR_URL``, ``OPSMGR_PUBLIC_KEY``, ``OPSMGR_PRIVATE_KEY``,
+``OPSMGR_CA_FILE`` so keys need not sit in shell history). Over HTTPS the server's certificate is verified
+against ``--ca-file`` (else the system's CAs), and a server that requires client certificates gets the one
+in ``OPSMGR_CLIENT_CERT`` (PEM, certificate and key; ``OPSMGR_CLIENT_CERT_PASSWORD`` if the key is
+encrypted); a certificate the CLI cannot verify ends the command with the reason.
+
+:func:`public_api` is the client of one command whose failures end it through :func:`fail` (the error's
+message and a non-zero exit, for every command), and :func:`watch` the progress bar of long work (restores,
+builds, drills) polled until it ends.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -22,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from opsmgr.errors import OpsmgrError, PreflightFailure
+from opsmgr.tls import Setting, client_verify, tls_failure
 
 PUBLIC_PREFIX = "/api/public/v1.0"
 
@@ -31,6 +39,22 @@ PrivateKeyOpt = typer.Option(
     ..., "--private-key", envvar="OPSMGR_PRIVATE_KEY", help="API key's private part.", show_default=False
 )
 GroupOpt = typer.Option(..., "--group", envvar="OPSMGR_GROUP", help="Project (group) id.")
+CaFileOpt = typer.Option(
+    None,
+    "--ca-file",
+    envvar="OPSMGR_CA_FILE",
+    dir_okay=False,
+    help="PEM file of the CA that signed the server's HTTPS certificate (default: the system's CAs).",
+)
+CLI_TLS = Setting(
+    ca_file="--ca-file (OPSMGR_CA_FILE)",
+    client_cert="OPSMGR_CLIENT_CERT",
+    client_cert_password="OPSMGR_CLIENT_CERT_PASSWORD",
+)
+TLS_HINT = (
+    "give the CA that signed the server's certificate with --ca-file (or OPSMGR_CA_FILE), and a client "
+    "certificate in OPSMGR_CLIENT_CERT if the server requires one"
+)
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -64,11 +88,27 @@ def _message(response: httpx.Response) -> str:
 class PublicApi:
     """A small client of ``/api/public/v1.0``; paths are given without that prefix."""
 
-    def __init__(self, url: str, public_key: str, private_key: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        public_key: str,
+        private_key: str,
+        *,
+        ca_file: Path | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        client_cert = os.environ.get(CLI_TLS.client_cert)
+        verify = client_verify(
+            ca_file,
+            client_cert=Path(client_cert) if client_cert else None,
+            client_cert_password=os.environ.get(CLI_TLS.client_cert_password) or None,
+            names=CLI_TLS,
+        )
         self.client = httpx.Client(
             base_url=url.rstrip("/") + PUBLIC_PREFIX,
             auth=httpx.DigestAuth(public_key, private_key),
             timeout=timeout_s,
+            verify=verify,
         )
 
     def __enter__(self) -> PublicApi:
@@ -81,7 +121,7 @@ class PublicApi:
         try:
             response = self.client.request(method, path, json=body, params=params or None)
         except httpx.HTTPError as exc:
-            raise ApiFailed(f"cannot reach {self.client.base_url}: {exc}") from exc
+            raise ApiFailed(unreachable(str(self.client.base_url), exc)) from exc
         if response.status_code >= 400:
             detail = f"{method} {path}: HTTP {response.status_code}: {_message(response)}"
             raise ApiFailed(detail, response.status_code)
@@ -99,11 +139,28 @@ class PublicApi:
         return self.call("DELETE", path)
 
 
+def unreachable(url: str, exc: httpx.HTTPError) -> str:
+    """Why ``url`` gave no answer, with what to do when it was the TLS handshake."""
+    tls = tls_failure(exc)
+    if tls is not None:
+        return f"cannot reach {url}: {tls}; {TLS_HINT}"
+    if url.startswith("https://") and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        # With TLS 1.3 a server that refuses the client's certificate (or its absence) often just closes
+        # the connection: the client never reads the alert that would say so.
+        return (
+            f"cannot reach {url}: the server closed the connection without answering "
+            f"({exc or type(exc).__name__}); if it requires client certificates, {TLS_HINT}"
+        )
+    return f"cannot reach {url}: {exc}"
+
+
 @contextmanager
-def public_api(url: str, public_key: str, private_key: str) -> Iterator[PublicApi]:
+def public_api(
+    url: str, public_key: str, private_key: str, ca_file: Path | None = None
+) -> Iterator[PublicApi]:
     """The client of one command: an :class:`OpsmgrError` raised in the block ends it (:func:`fail`)."""
     try:
-        with PublicApi(url, public_key, private_key) as api:
+        with PublicApi(url, public_key, private_key, ca_file=ca_file) as api:
             yield api
     except OpsmgrError as exc:
         fail(exc)

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from opsmgr.cli.api import (
     ApiFailed,
+    CaFileOpt,
     GroupOpt,
     PrivateKeyOpt,
     PublicApi,
@@ -79,9 +80,10 @@ def snapshots(
     url: str = UrlOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
 ) -> None:
     """The cluster's snapshots, newest first, and its point-in-time window as ranges with the holes."""
-    with public_api(url, public_key, private_key) as api:
+    with public_api(url, public_key, private_key, ca_file) as api:
         cid = _cluster_id(api, group, cluster)
         listing = api.get(f"/groups/{group}/clusters/{cid}/snapshots")
     table = Table(title=f"snapshots of cluster {cid}")
@@ -109,10 +111,11 @@ def snapshot(
     url: str = UrlOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
     timeout: float = TimeoutOpt,
 ) -> None:
     """Takes an on-demand snapshot and waits for it with a progress bar."""
-    with public_api(url, public_key, private_key) as api:
+    with public_api(url, public_key, private_key, ca_file) as api:
         cid = _cluster_id(api, group, cluster)
         base = f"/groups/{group}/clusters/{cid}/snapshots"
         wanted = set(api.post(base)["snapshotIds"])
@@ -180,7 +183,7 @@ def _download(api: PublicApi, job: dict[str, Any], size_hint: int, to: Path) -> 
     partial = to.with_name(to.name + ".partial")
     with progress_bar(f"download {to.name}") as update:
         try:
-            with httpx.stream("GET", link, timeout=api.client.timeout) as response, open(partial, "wb") as f:
+            with api.client.stream("GET", link) as response, open(partial, "wb") as f:
                 if response.status_code >= 400:
                     response.read()
                     raise ApiFailed(
@@ -218,11 +221,12 @@ def restore(
     url: str = UrlOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
     timeout: float = TimeoutOpt,
 ) -> None:
     """Restores a snapshot or a point in time (inclusive: the entry at exactly that point is applied) into
     another deployment (automated restore) or into a file (HTTP download, one JSON document per line)."""
-    with public_api(url, public_key, private_key) as api:
+    with public_api(url, public_key, private_key, ca_file) as api:
         if (download is None) == (target_cluster is None):
             raise InvalidInput("give either --download FILE or --target-cluster (with --target-group)")
         body = _target(snapshot_id, at, point_in_time_ms, oplog_ts, oplog_inc)
@@ -265,9 +269,10 @@ def jobs(
     url: str = UrlOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
 ) -> None:
     """The cluster's restore jobs, newest first."""
-    with public_api(url, public_key, private_key) as api:
+    with public_api(url, public_key, private_key, ca_file) as api:
         cid = _cluster_id(api, group, cluster)
         found = api.get(f"/groups/{group}/clusters/{cid}/restoreJobs")["results"]
     table = Table(title=f"restore jobs of cluster {cid}")

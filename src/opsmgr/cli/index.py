@@ -9,13 +9,23 @@ takes ``--yes-writes-stopped``), confirms it and shows its progress until it is 
 from __future__ import annotations
 
 import getpass
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from opsmgr.cli.api import GroupOpt, PrivateKeyOpt, PublicKeyOpt, UrlOpt, fail, public_api, watch
+from opsmgr.cli.api import (
+    CaFileOpt,
+    GroupOpt,
+    PrivateKeyOpt,
+    PublicKeyOpt,
+    UrlOpt,
+    fail,
+    public_api,
+    watch,
+)
 from opsmgr.errors import InvalidInput, OpsmgrError
 
 index_app = typer.Typer(no_args_is_help=True, help="Supervised unique index builds.")
@@ -72,6 +82,7 @@ def build_unique(
     group: str = GroupOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
     rs: str = typer.Option(..., "--rs", help="Replica set (rsName)."),
     db: str = typer.Option(..., "--db", help="Database."),
     collection: str = typer.Option(..., "--collection", help="Collection."),
@@ -93,7 +104,7 @@ def build_unique(
     ),
 ) -> None:
     """Build a unique index member by member after you confirm that writes to the collection are stopped."""
-    with public_api(url, public_key, private_key) as api:
+    with public_api(url, public_key, private_key, ca_file) as api:
         options: dict[str, Any] = {"unique": True} | ({"name": name} if name else {})
         body = {
             "rsName": rs,
@@ -137,10 +148,14 @@ def build_unique(
 
 @index_app.command("builds")
 def list_builds(
-    url: str = UrlOpt, group: str = GroupOpt, public_key: str = PublicKeyOpt, private_key: str = PrivateKeyOpt
+    url: str = UrlOpt,
+    group: str = GroupOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
 ) -> None:
     """List the project's unique index builds."""
-    with public_api(url, public_key, private_key) as api:
+    with public_api(url, public_key, private_key, ca_file) as api:
         builds = api.get(_path(group))["results"]
     table = Table("id", "namespace", "rs", "state", "progress", "reason")
     for b in builds:
@@ -163,8 +178,9 @@ def cancel_build(
     group: str = GroupOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
 ) -> None:
     """Cancel a build: the agents unlock the primary and drop the index wherever it was built."""
-    with public_api(url, public_key, private_key) as api:
+    with public_api(url, public_key, private_key, ca_file) as api:
         build = api.delete(_path(group, build_id))
     out.print(f"unique index build {build_id}: {build['state']} ({build.get('reason')})", highlight=False)

@@ -54,7 +54,15 @@ from opsmgr.backup.store_restore import (
     jobs_from,
     snapshots_from,
 )
-from opsmgr.cli.api import ApiFailed, PrivateKeyOpt, PublicApi, PublicKeyOpt, UrlOpt, progress_bar
+from opsmgr.cli.api import (
+    ApiFailed,
+    CaFileOpt,
+    PrivateKeyOpt,
+    PublicApi,
+    PublicKeyOpt,
+    UrlOpt,
+    progress_bar,
+)
 from opsmgr.cli.backup import backup_app
 from opsmgr.errors import InvalidInput, OpsmgrError, StoreError
 from opsmgr.properties import dump_properties
@@ -109,9 +117,11 @@ def attach_secondary(
     agent_dir: Path,
     slice_seconds: float = 1.0,
     poll_interval: float = 5.0,
+    ca_file: Path | None = None,
 ) -> dict[str, Any]:
     """Creates the backing-database deployment on the secondary, writes the agent config and records the
-    secondary on the primary; returns ``{groupId, clusterId, agentConfig}``."""
+    secondary on the primary (both trusting ``ca_file`` for the secondary's HTTPS certificate, when given);
+    returns ``{groupId, clusterId, agentConfig}``."""
     app_uri = primary_store_uris(conf)["app"]  # the configuration must be readable before anything is created
     group_id = find_or_create_group(api, group_name)
     agent_key = api.post(f"/groups/{group_id}/agentapikeys", {"desc": f"backing databases of {hostname}"})[
@@ -136,11 +146,13 @@ def attach_secondary(
         "backing.primaryConf": str(conf),
         "backing.sliceSeconds": repr(slice_seconds),
     }
+    if ca_file is not None:
+        values["sslTrustedMMSServerCertificate"] = str(ca_file.resolve())
     # It holds the agent API key: 0600 from its first byte.
     atomic_write(config_path, dump_properties(values, header="written by opsmgr secondary attach").encode())
     primary_app = Store(app_uri, name="primary's application database")
     try:
-        record_secondary(primary_app, url, group_id, cluster["id"], int(time.time() * 1000))
+        record_secondary(primary_app, url, group_id, cluster["id"], int(time.time() * 1000), ca_file=ca_file)
     finally:
         primary_app.close()
     return {"groupId": group_id, "clusterId": cluster["id"], "agentConfig": str(config_path)}
@@ -151,6 +163,7 @@ def attach(
     url: str = UrlOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
     primary_conf: Path | None = PrimaryConfOpt,
     primary_data_dir: Path | None = PrimaryDirOpt,
     group: str = typer.Option(
@@ -165,7 +178,7 @@ def attach(
     """Make a server the secondary of a primary: a project backing up the primary's three stores."""
     try:
         conf = primary_conf_path(primary_conf, primary_data_dir)
-        with PublicApi(url, public_key, private_key) as api:
+        with PublicApi(url, public_key, private_key, ca_file=ca_file) as api:
             record = attach_secondary(
                 api,
                 url,
@@ -175,6 +188,7 @@ def attach(
                 agent_dir=(agent_dir or conf.parent / "backing-agent").resolve(),
                 slice_seconds=slice_seconds,
                 poll_interval=poll_interval,
+                ca_file=ca_file,
             )
     except OpsmgrError as exc:
         _fail(exc)
@@ -487,6 +501,7 @@ def restore_stores(
     url: str = UrlOpt,
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
     group: str = typer.Option(..., "--group", envvar="OPSMGR_GROUP", help="The secondary's project id."),
     cluster: str = typer.Option(..., "--cluster", help="The backing-database deployment's cluster id."),
     primary_conf: Path | None = PrimaryConfOpt,
@@ -511,7 +526,7 @@ def restore_stores(
             raise InvalidInput("give --at or --point-in-time-ms, not both", field="--at")
         at_ms = parse_instant(at, "--at") if at is not None else point_in_time_ms
         meta_ms = parse_instant(metadata_at, "--metadata-at") if metadata_at is not None else None
-        with PublicApi(url, public_key, private_key) as api:
+        with PublicApi(url, public_key, private_key, ca_file=ca_file) as api:
             backing = api.get(f"/groups/{group}/backingDatabases/{cluster}")
             targets = restore_targets(
                 backing, at_ms=at_ms, snapshot_id=snapshot, app_only=app_only, metadata_at_ms=meta_ms

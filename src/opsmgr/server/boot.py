@@ -72,6 +72,7 @@ def serve(settings: Settings, *, app_version: str = __version__) -> None:
 
     from opsmgr.logs import setup_logging
     from opsmgr.server.app import create_app
+    from opsmgr.server.tls import uvicorn_https
 
     setup_logging(settings.log_level)
     # Held while serving: a restore of these backing databases refuses while it is (and we refuse to start
@@ -102,4 +103,5 @@ def serve(settings: Settings, *, app_version: str = __version__) -> None:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            **uvicorn_https(settings),
         )

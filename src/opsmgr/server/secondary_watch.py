@@ -1,27 +1,41 @@
 """The primary's watch over its secondaries: the periodic work that probes each secondary recorded in the
 application database (``opsmgr.backup.secondaries``) with a short HTTP readiness check and keeps the global
-alert ``BACKUP_SECONDARY_UNREACHABLE`` in step. A server with no recorded secondary probes nothing."""
+alert ``BACKUP_SECONDARY_UNREACHABLE`` in step. A server with no recorded secondary probes nothing.
+
+An HTTPS secondary is verified against the CA file ``opsmgr secondary attach --ca-file`` recorded with it
+(else the system's CAs); a certificate it cannot verify is a failed probe whose reason says so."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.secondaries import Probe, SecondaryWatch, secondaries
+from opsmgr.errors import OpsmgrError
+from opsmgr.tls import Setting, client_verify, tls_failure
 
 PROBE_TIMEOUT_S = 2.0
 
 
-def http_probe(timeout_s: float) -> Probe:
+def http_probe(timeout_s: float, ca_file_of: Callable[[str], str | None] = lambda _url: None) -> Probe:
+    """Probes a secondary's ``/health/ready``, trusting ``ca_file_of(url)`` for its certificate."""
+
     def probe(url: str) -> str | None:
+        ca_file = ca_file_of(url)
         try:
-            response = httpx.get(f"{url}/health/ready", timeout=timeout_s)
+            verify = client_verify(
+                Path(ca_file) if ca_file else None, names=Setting(ca_file=f"the CA file recorded for {url}")
+            )
+            response = httpx.get(f"{url}/health/ready", timeout=timeout_s, verify=verify)
+        except OpsmgrError as exc:
+            return exc.detail
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return tls_failure(exc) or (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         if response.status_code != 200:
             return f"/health/ready answered HTTP {response.status_code}"
         return None
@@ -34,5 +48,13 @@ def secondary_work(ctx: Any, policy: AlertPolicy | None = None) -> Callable[[], 
     policy = policy or AlertPolicy()
     # Never longer than half the threshold, so a hung secondary is noticed as soon as a refusing one.
     timeout_s = min(PROBE_TIMEOUT_S, policy.secondary_unreachable_ms / 2000)
-    watch = SecondaryWatch(ctx.alerts, http_probe(timeout_s), policy)
-    return lambda: watch.run(secondaries(ctx.stores.app), int(time.time() * 1000))
+    ca_files: dict[str, str | None] = {}
+    watch = SecondaryWatch(ctx.alerts, http_probe(timeout_s, ca_files.get), policy)
+
+    def run() -> object:
+        recorded = secondaries(ctx.stores.app)
+        ca_files.clear()
+        ca_files.update({str(d["url"]): d.get("caFile") for d in recorded})
+        return watch.run(recorded, int(time.time() * 1000))
+
+    return run

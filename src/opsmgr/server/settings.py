@@ -11,7 +11,7 @@ key                                meaning                                      
 =================================  =====================================================  ===================
 ``mms.listenAddress``              address (IP or host name) the HTTP server binds to     ``127.0.0.1``
 ``mms.port``                       TCP port of the HTTP server (1-65535)                  ``8080``
-``mms.centralUrl``                 the "URL to Access Ops Manager": the base URL agents   ``http://<listen
+``mms.centralUrl``                 the "URL to Access Ops Manager": the base URL agents   ``http(s)://<listen
                                    and links use (http or https)                          address>:<port>``
 ``mongo.mongoUri``                 URI of the application database (``sqlite:///FILE``   required
                                    or ``postgresql://USER:PASSWORD@HOST:PORT/DB``)
@@ -27,6 +27,25 @@ key                                meaning                                      
 ``mms.store.oplogMaxSizeMB``       cap of each backing database's oplog by size (MB)      ``512``
 ``mms.store.oplogMaxAgeHours``     cap of each backing database's oplog by age (hours)    ``168``
 =================================  =====================================================  ===================
+
+HTTPS, with Ops Manager's keys (``opsmgr.server.tls`` builds the TLS context and refuses to start, naming
+the key, when a file is missing or unreadable or the password does not decrypt the key). With a PEM key file
+the server serves HTTPS only, on ``mms.port``, and ``mms.centralUrl`` defaults to ``https://``:
+
+=====================================  ==================================================  =========
+key                                    meaning                                             default
+=====================================  ==================================================  =========
+``mms.https.PEMKeyFile``               PEM file with the server's certificate (chain) and  empty:
+                                       its private key: serve HTTPS                        HTTP
+``mms.https.PEMKeyFilePassword``       password of that private key, if it is encrypted    empty
+``mms.https.CAFile``                   PEM file of the CA(s) whose client certificates     empty
+                                       the server accepts; the server then asks clients
+                                       for one and refuses any it cannot verify
+``mms.https.ClientCertificateMode``    who must present a client certificate signed by     ``none``
+                                       ``mms.https.CAFile``: ``none``, ``agents_only``
+                                       (every ``/agents/`` request) or ``required``
+                                       (every connection); the last two need the CA file
+=====================================  ==================================================  =========
 
 Backup: the codec of new blocks, and the alert thresholds (see ``opsmgr.backup.alerts``):
 
@@ -90,6 +109,7 @@ import re
 import socket
 import textwrap
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -233,6 +253,22 @@ def _text(text: str, _base: Path) -> str:
 
 def _compression(text: str, _base: Path) -> Compression:
     return Compression.parse(text)
+
+
+class ClientCertificateMode(StrEnum):
+    """``mms.https.ClientCertificateMode``: who must present a client certificate (Ops Manager's values)."""
+
+    NONE = "none"
+    AGENTS_ONLY = "agents_only"
+    REQUIRED = "required"
+
+
+def _client_certificate_mode(text: str, _base: Path) -> ClientCertificateMode:
+    try:
+        return ClientCertificateMode(text.lower())
+    except ValueError:
+        allowed = ", ".join(m.value for m in ClientCertificateMode)
+        raise ValueError(f"must be one of {allowed}, not {text!r}") from None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -463,7 +499,40 @@ MAINTENANCE_KEYS: tuple[Key, ...] = (
         _int_in(1, 55535),
     ),
 )
-KEYS = KEYS + MAINTENANCE_KEYS
+HTTPS_KEYS: tuple[Key, ...] = (
+    Key(
+        name="mms.https.PEMKeyFile",
+        attr="https_pem_key_file",
+        description="PEM file with this server's TLS certificate (and chain) and its private key: the server "
+        "then serves HTTPS only. Empty: HTTP.",
+        default="",
+        parse=_path,
+    ),
+    Key(
+        name="mms.https.PEMKeyFilePassword",
+        attr="https_pem_key_file_password",
+        description="Password of the private key in mms.https.PEMKeyFile, if it is encrypted.",
+        default="",
+        parse=_text,
+    ),
+    Key(
+        name="mms.https.CAFile",
+        attr="https_ca_file",
+        description="PEM file of the certificate authorities whose client certificates this server accepts; "
+        "set, the server asks clients for a certificate and refuses one it cannot verify.",
+        default="",
+        parse=_path,
+    ),
+    Key(
+        name="mms.https.ClientCertificateMode",
+        attr="https_client_certificate_mode",
+        description="Who must present a client certificate signed by mms.https.CAFile: none, agents_only "
+        "(every agent request) or required (every connection).",
+        default=ClientCertificateMode.NONE.value,
+        parse=_client_certificate_mode,
+    ),
+)
+KEYS = KEYS + MAINTENANCE_KEYS + HTTPS_KEYS
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
 
@@ -498,7 +567,15 @@ class Settings:
     maintenance_step_down_secs: int
     maintenance_secondary_catch_up_period_secs: int
     maintenance_maintenance_port_offset: int
+    https_pem_key_file: Path | None = None
+    https_pem_key_file_password: str | None = None
+    https_ca_file: Path | None = None
+    https_client_certificate_mode: ClientCertificateMode = ClientCertificateMode.NONE
     conf_path: Path | None = None
+
+    @property
+    def https(self) -> bool:
+        return self.https_pem_key_file is not None
 
     def maintenance_policy(self) -> Policy:
         return Policy(**{f: getattr(self, f"maintenance_{f}") for f in Policy.__dataclass_fields__})
@@ -523,28 +600,69 @@ class Settings:
         """Where everything is, for the operator; database passwords are masked."""
         rows = [
             ("configuration", str(self.conf_path) if self.conf_path else "(none)"),
-            ("listening on", f"{_base_url(self.listen_address, self.port)}"),
+            ("listening on", _base_url(self.listen_address, self.port, "https" if self.https else "http")),
             ("URL to Access Ops Manager", self.central_url),
             *((label, _masked(uri)) for label, uri in self.store_uris().items()),
             ("blockstore", str(self.blockstore_path)),
             ("gen.key", str(self.gen_key_path)),
             ("Restoration Mode", "enabled" if self.restoration_mode_enabled else "DISABLED"),
+            ("HTTPS", self._describe_https()),
         ]
         width = max(len(label) for label, _ in rows)
         return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+
+    def _describe_https(self) -> str:
+        if self.https_pem_key_file is None:
+            return "off (mms.https.PEMKeyFile is not set)"
+        clients = f"client certificates {self.https_client_certificate_mode.value}"
+        if self.https_ca_file is not None:
+            clients += f", signed by {self.https_ca_file}"
+        return f"{self.https_pem_key_file}; {clients}"
 
 
 def _masked(uri: str) -> str:
     return sa.engine.make_url(uri).render_as_string(hide_password=True)
 
 
-def _base_url(host: str, port: int) -> str:
+def _base_url(host: str, port: int, scheme: str = "http") -> str:
     if host in ("0.0.0.0", "::"):
         # Bound to every interface: the machine's name is what other hosts most likely reach it by.
         host = socket.gethostname()
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _https_problems(parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    """The mms.https.* keys that only make sense together, and a central URL agents could not use."""
+    problems = []
+    mode = parsed.get("https_client_certificate_mode")
+    if parsed.get("https_pem_key_file") is None:
+        given = [
+            k.name for k in HTTPS_KEYS[1:] if parsed.get(k.attr) not in (None, ClientCertificateMode.NONE)
+        ]
+        problems += [(name, "needs mms.https.PEMKeyFile (HTTPS) to be set") for name in given]
+        return problems
+    if mode in (ClientCertificateMode.AGENTS_ONLY, ClientCertificateMode.REQUIRED) and not parsed.get(
+        "https_ca_file"
+    ):
+        problems.append(
+            (
+                "mms.https.CAFile",
+                f"is required with mms.https.ClientCertificateMode={mode}: name the CA "
+                "that signs the client certificates",
+            )
+        )
+    central = parsed.get("central_url")
+    if central is not None and central.startswith("http://"):
+        problems.append(
+            (
+                "mms.centralUrl",
+                f"is {central!r} but this server serves HTTPS only (mms.https.PEMKeyFile): "
+                "agents and links would fail; use https://",
+            )
+        )
+    return problems
 
 
 def parse_settings(
@@ -592,10 +710,12 @@ def parse_settings(
                 f"must be less than mms.maintenance.stepDownSeconds ({step_down}), not {catch_up}",
             )
         )
+    problems += _https_problems(parsed)
     if problems:
         raise SettingsError(source, problems)
     if parsed["central_url"] is None:
-        parsed["central_url"] = _base_url(parsed["listen_address"], parsed["port"])
+        scheme = "https" if parsed["https_pem_key_file"] is not None else "http"
+        parsed["central_url"] = _base_url(parsed["listen_address"], parsed["port"], scheme)
     return Settings(**parsed)
 
 
