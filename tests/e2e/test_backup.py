@@ -125,11 +125,11 @@ def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deploymen
 
         wait_for(restored, 60, what="the target's primary holding the source's documents at the instant")
 
-        # An agent holding a newer config than the target project's puts it in Restoration Mode: restore jobs
-        # into it are deployment changes and are refused.
+        # An agent (of one of the project's hosts) holding a newer config than the target project's puts it in
+        # Restoration Mode: restore jobs into it are deployment changes and are refused.
         poll = httpx.get(
             f"{target.server.url}/agents/api/automation/conf/v1/{target.group_id}",
-            params={"hostname": "newer.backup.sim", "cv": 10_000},
+            params={"hostname": TARGET_HOSTS[0], "cv": 10_000},
             auth=(target.group_id, target.agent_key),
         )
         assert poll.status_code in (200, 304), poll.text
