@@ -22,7 +22,7 @@ from opsmgr.store import Store
 from opsmgr.tls import Setting, client_verify
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
-from tests.procs import ServerProcess, free_port, run_cli, wait_for
+from tests.procs import AgentProcess, ServerProcess, free_port, run_cli, wait_for
 from tests.secondary_support import now_ms, primary_with_secondary
 from tests.tlsca import TestCA
 
@@ -158,6 +158,21 @@ def test_the_server_refuses_to_start_naming_the_https_key(tmp_path: Path, case: 
     log = server.log()
     assert code != 0, log
     assert key in log and "Traceback" not in log, log
+
+
+def test_an_agent_whose_ca_file_cannot_be_read_does_not_start(tmp_path: Path) -> None:
+    agent = AgentProcess(
+        root=tmp_path,
+        hostname=HOSTS[0],
+        base_url=f"https://127.0.0.1:{free_port()}",
+        group_id="g",
+        api_key="k",
+        world=tmp_path / "world.sqlite",
+        extra={"sslTrustedMMSServerCertificate": str(tmp_path / "missing-ca.pem")},
+    )
+    agent.write_config()
+    done = run_cli("agent", "--config", str(agent.config_path), timeout=60)
+    refused_clearly(done, "sslTrustedMMSServerCertificate", "missing-ca.pem", "cannot read")
 
 
 def test_agents_only_client_certificates(tmp_path: Path) -> None:
