@@ -348,6 +348,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         description="Open-source control plane for self-managed MongoDB, in Ops Manager's API shapes.",
     )
     app.state.ctx = ctx
+    app.state.readiness = ops_api.Readiness(ctx.stores.app, ctx.stores.snapshots, ctx.stores.oplogs)
 
     @app.exception_handler(OpsmgrError)
     async def _opsmgr_error(_request: Request, exc: OpsmgrError) -> JSONResponse:
