@@ -18,6 +18,6 @@ Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr
 - ``snapshots``, ``slices``, ``head``, ``restore``: the metadata stores, the head copies and restores.
 - ``daemon``: the :class:`~opsmgr.backup.daemon.BackupDaemon` the server drives.
 
-The package may import ``opsmgr.errors``, ``opsmgr.strictjson`` and ``opsmgr.store``; never the web framework or
-``opsmgr.server``.
+The package may import ``opsmgr.errors``, ``opsmgr.strictjson`` and ``opsmgr.store``; never the web framework
+or ``opsmgr.server``.
 """
