@@ -140,27 +140,62 @@ def keys_create(
         out.print(f"roles:       {', '.join(r['roleName'] for r in roles)}")
 
 
-def _fenceable_stores(conf: Path | None, data_dir: Path | None) -> dict[str, Store]:
+@dataclasses.dataclass
+class _Fenceable:
+    """The backing databases a restore fences, and the downloads a killed restore may have left."""
+
+    stores: dict[str, Store]
+    download: Path  # the well-known download folder beside this configuration
+
+    def downloads(self) -> list[Path]:
+        """That folder, and any other one a standing fence names."""
+        from opsmgr.store.installation import read_fence
+
+        named = {Path(f.download) for s in self.stores.values() if (f := read_fence(s)) and f.download}
+        return sorted(named | {self.download})
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+
+
+def _fenceable(conf: Path | None, data_dir: Path | None) -> _Fenceable:
+    from opsmgr.backup.restore_download import download_folder
     from opsmgr.server.boot import open_stores
     from opsmgr.server.settings import load_settings
 
     settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
     stores = open_stores(settings)
-    return {"app": stores.app, "snapshot": stores.snapshots, "oplog": stores.oplogs}
+    conf_dir = settings.conf_path.parent if settings.conf_path else settings.gen_key_path.parent
+    return _Fenceable(
+        {"app": stores.app, "snapshot": stores.snapshots, "oplog": stores.oplogs}, download_folder(conf_dir)
+    )
 
 
 @fence_app.command("show")
 def fence_show(conf: Path | None = ConfOpt, data_dir: Path | None = DataDirOpt) -> None:
-    """Show the restore fence, if any, on each backing database (works while the server refuses to start)."""
+    """Show the restore fence, if any, on each backing database (works while the server refuses to start),
+    and the download a killed restore left behind."""
+    from opsmgr.backup.restore_download import leftover
     from opsmgr.store.installation import read_fence
 
     try:
-        for label, store in _fenceable_stores(conf, data_dir).items():
-            fence = read_fence(store)
-            out.print(
-                f"{label:9} {store.safe_url}: {fence.describe() if fence else 'no fence'}", highlight=False
-            )
-            store.close()
+        fenceable = _fenceable(conf, data_dir)
+        try:
+            for label, store in fenceable.stores.items():
+                fence = read_fence(store)
+                out.print(
+                    f"{label:9} {store.safe_url}: {fence.describe() if fence else 'no fence'}",
+                    highlight=False,
+                )
+            for folder in filter(leftover, fenceable.downloads()):
+                out.print(
+                    f"download  {folder}: left by an interrupted restore (store contents, agent-key hashes "
+                    "included); `opsmgr fence remove` or the next restore deletes it",
+                    highlight=False,
+                )
+        finally:
+            fenceable.close()
     except OpsmgrError as exc:
         fail(exc)
 
@@ -172,19 +207,26 @@ def fence_remove(
     conf: Path | None = ConfOpt,
     data_dir: Path | None = DataDirOpt,
 ) -> None:
-    """Remove an abandoned restore fence: only when nothing is restoring into that database any more."""
+    """Remove an abandoned restore fence: only when nothing is restoring into that database any more. The
+    download an interrupted restore left goes with it."""
+    from opsmgr.backup.restore_download import remove_leftover
     from opsmgr.store.installation import remove_fence
 
     try:
-        stores = _fenceable_stores(conf, data_dir)
-        if store_name not in stores:
-            raise InvalidInput("--store must be app, snapshot or oplog", field="--store")
-        removed = remove_fence(stores[store_name], restore_job_id=restore_job)
-        for store in stores.values():
-            store.close()
+        fenceable = _fenceable(conf, data_dir)
+        try:
+            if store_name not in fenceable.stores:
+                raise InvalidInput("--store must be app, snapshot or oplog", field="--store")
+            # First: a download still locked means its restore is running, and then nothing is removed.
+            deleted = [folder for folder in fenceable.downloads() if remove_leftover(folder)]
+            removed = remove_fence(fenceable.stores[store_name], restore_job_id=restore_job)
+        finally:
+            fenceable.close()
     except OpsmgrError as exc:
         fail(exc)
     out.print("fence removed" if removed else "no fence on that database")
+    for folder in deleted:
+        out.print(f"deleted the download an interrupted restore left in {folder}", highlight=False)
 
 
 @app.command()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -42,8 +41,9 @@ from rich.console import Console
 from opsmgr.agent.backing import LABELS, primary_store_uris
 from opsmgr.agent.state import atomic_write
 from opsmgr.backup.positions import PositionKind, to_oplog
+from opsmgr.backup.restore_download import claimed, private_opener
 from opsmgr.backup.secondaries import record_secondary
-from opsmgr.backup.store_replace import replace_documents
+from opsmgr.backup.store_replace import fence_all, replace_documents, unfence_unwritten
 from opsmgr.backup.store_restore import (
     Facts,
     Plan,
@@ -64,10 +64,17 @@ from opsmgr.cli.api import (
     progress_bar,
 )
 from opsmgr.cli.backup import backup_app
+from opsmgr.cli.restore_ends import (
+    RestoreAborted,
+    RestoreInterrupted,
+    aborted_message,
+    interrupted_message,
+    stops_as_interrupts,
+)
 from opsmgr.errors import InvalidInput, OpsmgrError, StoreError
 from opsmgr.properties import dump_properties
 from opsmgr.store.engine import Store
-from opsmgr.store.installation import remove_fence, write_fence
+from opsmgr.store.installation import read_fence, remove_fence
 from opsmgr.store.running import hold_for_restore
 
 secondary_app = typer.Typer(no_args_is_help=True, help="A secondary server that backs up a primary's stores.")
@@ -290,7 +297,7 @@ def download_store(api: PublicApi, path: str, name: str, folder: Path, update: A
     try:
         with (
             api.client.stream("GET", path, timeout=None) as response,
-            open(target, "w", encoding="utf-8") as f,
+            open(target, "w", encoding="utf-8", opener=private_opener) as f,
         ):
             if response.status_code >= 400:
                 response.read()
@@ -376,34 +383,45 @@ def run_restore(
     """The whole procedure; ``confirm(plan)`` returns whether to go on once the fences stand."""
     uris = primary_store_uris(conf)
     base = f"/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs"
-    with hold_for_restore(conf.parent, uris["app"]) as me:
+    with (
+        stops_as_interrupts(),
+        hold_for_restore(conf.parent, uris["app"]) as me,
+        claimed(conf.parent) as download,  # deleted whatever ends the block; a SIGKILL's is found later
+    ):
+        if download.leftover_removed:
+            err.print(
+                f"deleted the download an interrupted restore left in {download.folder}", highlight=False
+            )
         job = api.post(base, {"stores": targets})
         job_id = job["id"]
         try:
-            with tempfile.TemporaryDirectory(prefix="opsmgr-restore-") as tmp:
-                downloads: dict[str, Download] = {}
-                with bar("downloading from the secondary") as update:
-                    for i, name in enumerate(targets):
+            downloads: dict[str, Download] = {}
+            with bar("downloading from the secondary") as update:
+                for i, name in enumerate(targets):
 
-                        def status(text: str, i: int = i) -> None:
-                            update(i / len(targets), text)
+                    def status(text: str, i: int = i) -> None:
+                        update(i / len(targets), text)
 
-                        status(f"{LABELS[name]}")
-                        downloads[name] = download_store(
-                            api, f"{base}/{job_id}/stores/{name}/documents", name, Path(tmp), status
-                        )
-                    update(1.0, f"{sum(d.documents for d in downloads.values())} documents")
-                plan = decide_plan(job, downloads, uris, force)
-                result = apply_plan(api, base, job_id, plan, downloads, uris, me.describe(), confirm, bar)
+                    status(f"{LABELS[name]}")
+                    downloads[name] = download_store(
+                        api, f"{base}/{job_id}/stores/{name}/documents", name, download.folder, status
+                    )
+                update(1.0, f"{sum(d.documents for d in downloads.values())} documents")
+            plan = decide_plan(job, downloads, uris, force)
+            fencing = Fencing(me.describe(), str(download.folder))
+            result = apply_plan(api, base, job_id, plan, downloads, uris, fencing, confirm, bar)
         except BaseException as exc:
-            if not isinstance(exc, RestoreAborted):
-                _report(api, base, job_id, "FAILED", str(getattr(exc, "detail", exc)))
+            _report(api, base, job_id, "FAILED", str(getattr(exc, "detail", exc)) or "interrupted")
             raise
     return result
 
 
-class RestoreAborted(OpsmgrError):
-    """The operator declined after the plan was shown; the fences were removed, nothing was changed."""
+@dataclass(frozen=True)
+class Fencing:
+    """What this restore's fences say: who wrote them, and where its download is (for a later cleanup)."""
+
+    written_by: str
+    download: str
 
 
 def decide_plan(
@@ -436,37 +454,40 @@ def apply_plan(
     plan: Plan,
     downloads: dict[str, Download],
     uris: dict[str, str],
-    written_by: str,
+    fencing: Fencing,
     confirm: Any,
     bar: Bar,
 ) -> dict[str, Any]:
-    stores = {n.value: open_target(n.value, uris[n.value]) for n in plan.stores}
+    """Fences every target, asks ``confirm``, writes, tells the secondary and removes the fences last. Ended
+    before writing (declined, end of input, Ctrl-C, an error), it removes its fences: nothing was changed.
+    Ended once writing has begun, it leaves them, and :class:`RestoreInterrupted` names them."""
+    stores: dict[str, Store] = {}
+    taken: dict[str, str] = {}
+    writing = False
     try:
+        for n in plan.stores:
+            stores[n.value] = open_target(n.value, uris[n.value])
         # Fences first, on every target, before any of them is changed.
-        for name, store in stores.items():
-            write_fence(store, restore_job_id=job_id, store_label=name, written_by=written_by)
+        taken = fence_all(stores, job_id, fencing.written_by, fencing.download)
+        for name, old_job in taken.items():
+            err.print(f"took over the fence of interrupted restore job {old_job} on the {LABELS[name]}")
         if not confirm(plan):
-            for store in stores.values():
-                remove_fence(store, restore_job_id=job_id)
-            _report(api, base, job_id, "FAILED", "declined by the operator")
-            raise RestoreAborted("restore declined: nothing was changed and the fences were removed")
-        counts: dict[str, dict[str, int]] = {}
-        total = sum(downloads[n].documents for n in stores) or 1
-        with bar("restoring the backing databases") as update:
-            done = 0
-            for name, store in stores.items():
-
-                def written(n: int, name: str = name, before: int = done) -> None:
-                    update((before + n) / total, f"{LABELS[name]}: {n} of {downloads[name].documents}")
-
-                counts[name] = replace_documents(store, downloads[name].docs(), written)
-                done += counts[name]["documents"]
-            update(1.0, "done")
+            raise RestoreAborted("declined")
+        writing = True
+        counts = _write_stores(stores, downloads, bar)
         # The secondary is told before the fences go, so its backup resyncs the restored stores rather than
         # continue their old history; a secondary that fails now does not hold the primary back.
         reported = _report(api, base, job_id, "FINISHED", "")
         for store in stores.values():
             remove_fence(store, restore_job_id=job_id)
+    except BaseException as exc:
+        if writing:
+            fenced = [LABELS[name] for name, store in stores.items() if read_fence(store) is not None]
+            raise RestoreInterrupted(interrupted_message(fenced, job_id, exc)) from exc
+        unfence_unwritten(stores, job_id, taken)
+        if isinstance(exc, KeyboardInterrupt | RestoreAborted):
+            raise RestoreAborted(aborted_message(exc, [LABELS[name] for name in taken])) from None
+        raise
     finally:
         for store in stores.values():
             store.close()
@@ -478,6 +499,24 @@ def apply_plan(
         "snapshotsMayBeUnavailable": list(plan.snapshots_may_be_unavailable),
         "secondaryInformed": reported,
     }
+
+
+def _write_stores(
+    stores: dict[str, Store], downloads: dict[str, Download], bar: Bar
+) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    total = sum(downloads[n].documents for n in stores) or 1
+    with bar("restoring the backing databases") as update:
+        done = 0
+        for name, store in stores.items():
+
+            def written(n: int, name: str = name, before: int = done) -> None:
+                update((before + n) / total, f"{LABELS[name]}: {n} of {downloads[name].documents}")
+
+            counts[name] = replace_documents(store, downloads[name].docs(), written)
+            done += counts[name]["documents"]
+        update(1.0, "done")
+    return counts
 
 
 def _report(api: PublicApi, base: str, job_id: str, status: str, detail: str) -> bool:
@@ -535,7 +574,11 @@ def restore_stores(
             def confirm(plan: Plan) -> bool:
                 _show_plan(plan)
                 err.print("restore fences written: the primary cannot start until this restore ends")
-                return yes or typer.confirm("Replace the primary's backing databases now?", err=True)
+                try:
+                    return yes or typer.confirm("Replace the primary's backing databases now?", err=True)
+                except typer.Abort:  # end of input or Ctrl-C at the prompt: a no
+                    err.print()
+                    return False
 
             result = run_restore(
                 api,
@@ -549,6 +592,8 @@ def restore_stores(
             )
     except OpsmgrError as exc:
         _fail(exc)
+    except KeyboardInterrupt:  # while writing it is a RestoreInterrupted: here nothing was written
+        _fail(RestoreAborted("restore interrupted before anything was written: nothing was changed"))
     if as_json:
         typer.echo(json.dumps(result))
         return

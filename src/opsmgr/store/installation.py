@@ -19,6 +19,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from opsmgr.errors import Conflict, InvalidInput, PreflightFailure
@@ -110,6 +111,7 @@ class RestoreFence:
     store: str
     written_by: str
     written_at: str
+    download: str = ""  # the folder its restore downloads into, which a killed restore leaves behind
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -118,6 +120,7 @@ class RestoreFence:
             "store": self.store,
             "writtenBy": self.written_by,
             "writtenAt": self.written_at,
+            "download": self.download,
         }
 
     @classmethod
@@ -127,6 +130,7 @@ class RestoreFence:
             store=str(doc.get("store", "?")),
             written_by=str(doc.get("writtenBy", "?")),
             written_at=str(doc.get("writtenAt", "?")),
+            download=str(doc.get("download", "")),
         )
 
     def describe(self) -> str:
@@ -136,23 +140,34 @@ class RestoreFence:
         )
 
 
-def write_fence(store: Store, *, restore_job_id: str, store_label: str, written_by: str) -> RestoreFence:
+def write_fence(
+    store: Store,
+    *,
+    restore_job_id: str,
+    store_label: str,
+    written_by: str,
+    download: str = "",
+    taking_over: str | None = None,
+) -> RestoreFence:
     """Fence ``store`` off for a restore job. Writing again for the same job is a no-op that keeps the
-    original time; a fence of another job is a :class:`Conflict`, since two restores must not interleave.
+    original time; a fence of another job is a :class:`Conflict`, since two restores must not interleave,
+    unless it is the fence of job ``taking_over`` (an interrupted restore this one replaces: in one
+    transaction, so the store is never unfenced in between).
     """
     with store.tx() as t:
         existing = t.get(RESTORE_FENCE, FENCE_ID)
         if existing is not None:
             fence = RestoreFence.from_doc(existing)
-            if fence.restore_job_id != restore_job_id:
+            if fence.restore_job_id == restore_job_id:
+                return fence
+            if fence.restore_job_id != taking_over:
                 raise Conflict(
                     f"{store.name} is already fenced off: {fence.describe()}",
                     error_code="RESTORE_FENCE_EXISTS",
                     restoreJobId=fence.restore_job_id,
                 )
-            return fence
-        fence = RestoreFence(restore_job_id, store_label, written_by, _now_iso())
-        t.insert(RESTORE_FENCE, fence.to_doc())
+        fence = RestoreFence(restore_job_id, store_label, written_by, _now_iso(), download)
+        t.put(RESTORE_FENCE, fence.to_doc())
     log.info("restore fence written on %s: %s", store.name, fence.describe())
     return fence
 
@@ -252,6 +267,12 @@ def _check_fences(stores: list[tuple[str, Store]]) -> None:
     if not found:
         return
     lines = [f"  - {label} ({store.safe_url}): {fence.describe()}" for label, store, fence in found]
+    left = sorted({f.download for _, _, f in found if f.download and Path(f.download).exists()})
+    lines += [
+        f"  - its download (store contents, agent-key hashes included) is left in {p}; the next restore "
+        "or `opsmgr fence remove` deletes it"
+        for p in left
+    ]
     raise PreflightFailure(
         "Refusing to start: a restore fence stands on "
         + ", ".join(label for label, _, _ in found)
