@@ -185,8 +185,11 @@ class RestorationService:
         if cv <= version and state is ModeState.INACTIVE:
             return None if cv == version else self.automation.config(group_id)
         if not mode.known(hostname, self.known_hosts(group_id)):
-            if cv > version or state in ACTIVE_STATES:
+            # With the mode disabled nothing is guarded: the agent gets the goal, as any agent would.
+            if (cv > version and self.enabled) or state in ACTIVE_STATES:
                 self.refuse_unknown(group_id, hostname, "take part in Restoration Mode")
+            if cv > version:
+                self._warn_disabled(group_id, hostname, cv, version)
             return None if cv == version else self.automation.config(group_id)
         with self.store.tx() as t:
             rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
@@ -215,16 +218,7 @@ class RestorationService:
     ) -> bool:
         """Enter the mode for an agent holding ``cv`` above ``version``; False when it is disabled."""
         if not self.enabled:
-            log.warning(
-                "RESTORATION MODE DISABLED: agent %s of project %s holds automation config version %s, "
-                "newer than this server's version %s; serving version %s anyway, and the agent will act on "
-                "it (processes absent from it will be stopped)",
-                hostname,
-                group_id,
-                cv,
-                version,
-                version,
-            )
+            self._warn_disabled(group_id, hostname, cv, version)
             if ModeState(rec["state"]) is ModeState.ARMED:
                 mode.clear_armed(rec, reason="Restoration Mode is disabled", now=now)
                 t.notify(RESTORATION_CHANGED, group_id)
@@ -236,6 +230,19 @@ class RestorationService:
         t.notify(RESTORATION_CHANGED, group_id)
         self._advance(t, group_id, rec, now)
         return True
+
+    @staticmethod
+    def _warn_disabled(group_id: str, hostname: str, cv: int, version: int) -> None:
+        log.warning(
+            "RESTORATION MODE DISABLED: agent %s of project %s holds automation config version %s, newer "
+            "than this server's version %s; serving version %s anyway, and the agent will act on it "
+            "(processes absent from it will be stopped)",
+            hostname,
+            group_id,
+            cv,
+            version,
+            version,
+        )
 
     def on_status(self, group_id: str, hostname: str, report: StatusReport) -> dict[str, Any]:
         """Note an agent's report; the answer may ask it to upload its config."""
