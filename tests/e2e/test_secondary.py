@@ -119,6 +119,9 @@ def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:
             api = pair.primary.client(pair.primary_key)
             assert api.get(f"/groups/{d.group_id}/automationConfig").json()["version"] == v2
             assert api.get(f"/groups/{later_group}").status_code == 404
+            # The restore left its record: the project was armed before anything was served.
+            mode = api.get(f"/groups/{d.group_id}/restorationMode").json()
+            assert mode["armedAt"] and mode["armedBy"]["restoreJobId"] == job, mode
             api.close()
 
             # The secondary resyncs the restored stores; then it fails: no effect on the primary.

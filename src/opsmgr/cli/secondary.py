@@ -73,6 +73,7 @@ from opsmgr.cli.restore_ends import (
 )
 from opsmgr.errors import InvalidInput, OpsmgrError, StoreError
 from opsmgr.properties import dump_properties
+from opsmgr.restoration import record
 from opsmgr.store.engine import Store
 from opsmgr.store.installation import read_fence, remove_fence
 from opsmgr.store.running import hold_for_restore
@@ -475,6 +476,9 @@ def apply_plan(
             raise RestoreAborted("declined")
         writing = True
         counts = _write_stores(stores, downloads, bar)
+        if StoreName.APP.value in stores:
+            # Read by the server that starts on it: every project is armed until its agents are heard.
+            record.mark_restored(stores["app"], job_id, plan.points.app, downloads["app"].docs())
         # The secondary is told before the fences go, so its backup resyncs the restored stores rather than
         # continue their old history; a secondary that fails now does not hold the primary back.
         reported = _report(api, base, job_id, "FINISHED", "")

@@ -10,6 +10,7 @@ and ``opsmgr.automation.config``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,22 @@ def hostnames_by_group(app_docs: Iterable[tuple[str, dict[str, Any]]]) -> dict[s
 
 def write(t: Txn, record: RestoreRecord) -> None:
     t.put(RESTORE_RECORD, record.to_doc())
+
+
+def mark_restored(
+    app_store: Store, restore_job_id: str, point_us: int, app_docs: Iterable[tuple[str, dict[str, Any]]]
+) -> RestoreRecord:
+    """Written by the restore into the application database it has just restored (``app_docs`` are its
+    restored documents), before its fence comes down: the server that starts on it arms every project."""
+    record = RestoreRecord(
+        restore_job_id=restore_job_id,
+        restored_at_ms=time.time_ns() // 1_000_000,
+        point_us=point_us,
+        hostnames=hostnames_by_group(app_docs),
+    )
+    with app_store.tx() as t:
+        write(t, record)
+    return record
 
 
 def read(store: Store) -> RestoreRecord | None:
