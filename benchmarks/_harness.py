@@ -39,6 +39,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from opsmgr.agent.state import atomic_write  # noqa: E402
 from opsmgr.server.settings import CONF_NAME, embedded_defaults  # noqa: E402
 from tests.configs import replica_set_config  # noqa: E402
 from tests.procs import ServerProcess, free_port, wait_for  # noqa: E402
@@ -301,7 +302,9 @@ class FleetProcess:
     def start(self) -> FleetProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         spec = self.root / "fleet-spec.json"
-        spec.write_text(
+        # It holds the agent API keys: owner-only from its first byte, like the agents' own configs.
+        atomic_write(
+            spec,
             json.dumps(
                 {
                     "url": self.url,
@@ -310,7 +313,7 @@ class FleetProcess:
                     "stateRoot": str(self.root / "hosts"),
                     "hosts": [[h, p.group_id, p.agent_key] for p in self.projects for h in p.hosts],
                 }
-            )
+            ).encode(),
         )
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
