@@ -34,7 +34,6 @@ def _service(request: Request) -> IndexBuildService:
 
     def write_goal(group_id: str, config: dict[str, Any], version: int) -> None:
         ctx.automation.put_config(group_id, config, allow_unique_indexes=True, expected_version=version)
-        ctx.goal_versions.invalidate(group_id)
 
     return IndexBuildService(
         ctx.stores.app,

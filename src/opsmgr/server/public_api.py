@@ -336,7 +336,6 @@ def create_agent_key(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_OWNER)
     key, plain = _ctx(request).appdb.create_agent_key(group_id, body.desc)
-    _ctx(request).agent_keys.invalidate(group_id)
     return agent_key_view(key, plain)
 
 
@@ -346,7 +345,6 @@ def delete_agent_key(
 ) -> None:
     group_for(request, principal, group_id, Role.GROUP_OWNER)
     _ctx(request).appdb.delete_agent_key(group_id, key_id)
-    _ctx(request).agent_keys.invalidate(group_id)
 
 
 # Automation.
