@@ -22,7 +22,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsmgr import __version__
@@ -234,8 +236,21 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     return f"Invalid {where}: {first.get('msg', 'malformed request')}", where
 
 
-class BodyTooLarge(Exception):
-    pass
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read (a chunked body has no Content-Length to refuse it by): an HTTP error,
+    so that FastAPI's body parsing passes it on as it is rather than as a malformed body."""
+
+    def __init__(self) -> None:
+        super().__init__(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
 
 
 class RequestPipeline:
@@ -284,12 +299,9 @@ class RequestPipeline:
             if jsonbody.carries_json(scope["method"], headers.get(b"content-type")):
                 body = await jsonbody.checked(counted_receive)
             await self.app(scope, body, send_with_id)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if not response_started:
-                too_large = error_response(
-                    413, f"Request body larger than {MAX_BODY_BYTES} bytes", "REQUEST_TOO_LARGE"
-                )
-                await too_large(scope, receive, send_with_id)
+                await error_response(413, exc.detail, "REQUEST_TOO_LARGE")(scope, receive, send_with_id)
         except OpsmgrError as exc:  # a JSON body that is not strict JSON, refused before any route saw it
             if not response_started:
                 await JSONResponse(exc.to_json(), status_code=exc.http_status)(scope, receive, send_with_id)
@@ -315,6 +327,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         alerts_api,
         backup_agent_api,
         backup_api,
+        contract,
         index_builds_api,
         maintenance_api,
         ops_api,
@@ -363,10 +376,15 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return error_response(400, detail, "INVALID_ATTRIBUTE", field=where)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "RESOURCE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "RESOURCE_NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "REQUEST_TOO_LARGE"}.get(
+            exc.status_code, "HTTP_ERROR"
+        )
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return error_response(exc.status_code, detail, code)
+        response = error_response(exc.status_code, detail, code)
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -397,4 +415,6 @@ def create_app(ctx: ServerContext) -> FastAPI:
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    generated = app.openapi
+    app.openapi = lambda: contract.declare(generated())  # type: ignore[method-assign]
     return app

@@ -100,10 +100,9 @@ def live() -> dict[str, str]:
 def ready(request: Request) -> Any:
     problems = request.app.state.readiness.problems()
     if problems:
-        detail = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
-        return JSONResponse(
-            {"status": "UNAVAILABLE", "detail": f"not ready: {detail}", "problems": problems}, status_code=503
-        )
+        detail = "not ready: " + "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        body = StoreError(detail, error_code="NOT_READY").to_json()
+        return JSONResponse({**body, "status": "UNAVAILABLE", "problems": problems}, status_code=503)
     return {"status": "OK"}
 
 
