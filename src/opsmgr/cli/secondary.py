@@ -386,7 +386,7 @@ def run_restore(
     base = f"/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs"
     with (
         stops_as_interrupts(),
-        hold_for_restore(conf.parent, uris["app"]) as me,
+        hold_for_restore({LABELS[name]: uri for name, uri in uris.items()}) as me,
         claimed(conf.parent) as download,  # deleted whatever ends the block; a SIGKILL's is found later
     ):
         if download.leftover_removed:

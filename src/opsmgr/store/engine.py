@@ -19,17 +19,24 @@ snapshot (REPEATABLE READ on PostgreSQL, a deferred transaction on SQLite).
 
 The oplog is capped by size and by age (:meth:`Store.cap`); ``oplog_meta.truncated_through`` remembers the
 highest ``ts`` removed, and a reader asking for entries after an older ``ts`` gets :class:`OplogGap`, never a
-silent skip. May import only ``opsmgr.errors``, SQLAlchemy and bson (for ids).
+silent skip.
+
+On SQLite, closing a store checkpoints its write-ahead log into the database file and empties it (TRUNCATE),
+so after a clean stop the ``.sqlite`` file alone holds every committed transaction; :meth:`Store.quick_check`
+reads every page for the damage a failing disk leaves. May import only ``opsmgr.errors``, SQLAlchemy and bson
+(for ids).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -38,6 +45,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from opsmgr.errors import InvalidInput, OplogGap, StoreError
+
+log = logging.getLogger(__name__)
 
 Op = Literal["i", "u", "d"]
 
@@ -177,6 +186,24 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for PostgreSQL and in-memory SQLite."""
+    parsed = sa.engine.make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _damaged(exc: sa.exc.SQLAlchemyError, dialect: str) -> bool:
+    # SQLite reports a damaged file ("file is not a database", "database disk image is malformed") as a
+    # DatabaseError; locks, permissions and missing folders are OperationalErrors.
+    return (
+        dialect == "sqlite"
+        and isinstance(exc, sa.exc.DatabaseError)
+        and not isinstance(exc, sa.exc.OperationalError)
+    )
+
+
 def _next_ts_sql(dialect: str) -> str:
     """SQL for the next entry's ``ts``: later than every entry kept or truncated, else the clock (in
     microseconds). Evaluated inside the writing transaction, after it took the writer lock."""
@@ -310,6 +337,10 @@ class Txn:
             return 0
         return int(self._conn.execute(self._stmts.count, {"k_coll": coll}).scalar_one())
 
+    def count_all(self) -> int:
+        """The documents of every collection."""
+        return int(self._conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one())
+
     def insert(self, coll: str, doc: dict[str, Any]) -> dict[str, Any]:
         """Insert a new document, giving it an ``_id`` when it has none; a taken ``_id`` is a StoreError
         with error_code DUPLICATE_KEY, and the transaction stays usable."""
@@ -400,7 +431,8 @@ class Store:
             if hasattr(self, "engine"):
                 self.engine.dispose()
             raise StoreError(
-                f"cannot open the {name} at {self.safe_url}: {exc.__class__.__name__}: {exc}"
+                f"cannot open the {name} at {self.safe_url}: {exc.__class__.__name__}: {exc}",
+                error_code="STORE_DAMAGED" if _damaged(exc, getattr(self, "dialect", "")) else None,
             ) from exc
 
     @property
@@ -617,5 +649,43 @@ class Store:
             )
             return int(removed)
 
-    def close(self) -> None:
+    def quick_check(self, max_problems: int = 10) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: every page read and its structure checked (not the indexes'
+        contents); the problems found, none when the file is sound. PostgreSQL checks its own pages."""
+        if self.dialect != "sqlite":
+            return []
+        raw = self.engine.raw_connection()
+        try:
+            rows = [str(r[0]) for r in raw.cursor().execute(f"PRAGMA quick_check({int(max_problems)})")]
+        except Exception as exc:  # the driver's error is the finding, whatever its class
+            rows = [f"{exc.__class__.__name__}: {exc}"]
+        finally:
+            raw.close()
+        return [] if rows == ["ok"] else rows
+
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Release the connections; on SQLite first checkpoint the write-ahead log into the database file
+        and truncate it, so a copy of the file, or the loss of its ``-wal``, loses nothing committed (not
+        wanted of a damaged file: ``checkpoint=False``)."""
+        if checkpoint and self.dialect == "sqlite":
+            self._checkpoint()
         self.engine.dispose()
+
+    def _checkpoint(self) -> None:
+        path = sqlite_file(self.url)
+        if path is None or not path.exists():
+            return  # a new connection would create the file, lost or deleted meanwhile
+        try:
+            raw = self.engine.raw_connection()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("%s: no checkpoint on close: %s", self.name, exc)
+            return
+        try:
+            # Waits (up to the busy timeout) for readers of older snapshots, e.g. a backing agent's.
+            busy, _, _ = raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                log.warning("%s: the checkpoint on close was blocked by another connection", self.name)
+        except Exception as exc:  # closing goes on; the WAL keeps what it holds
+            log.warning("%s: no checkpoint on close: %s", self.name, exc)
+        finally:
+            raw.close()

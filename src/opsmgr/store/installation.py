@@ -1,14 +1,18 @@
 """The installation record, the restore fence, and the start-up preflight that checks both.
 
-Owns the ``installation`` collection of the application database (one document: the gen.key check value and
-the highest application version that has opened the store) and the ``restore_fence`` collection of any
-backing database (one document ``{_id: "fence"}`` that a restore writes first and removes last).
+Owns the ``installation`` collection of every backing database: in the application database the installation
+record (the installation id, the gen.key check value and the highest application version that has opened the
+store), in the two metadata stores one document carrying the installation id. Owns also the
+``restore_fence`` collection of any backing database (one document ``{_id: "fence"}`` that a restore writes
+first and removes last).
 
-:func:`preflight` runs before a server serves anything. It refuses, in this order, on a restore fence in any
-of the three backing databases, on a gen.key whose check value differs from the recorded one, and on an
-application version older than the recorded one; on success it records the check value (first start) and
-raises the recorded version. The key and version checks and their write are one transaction of the
-application database, so two servers starting together on shared stores cannot both "first start".
+:func:`check_integrity` reads every page of each SQLite store and refuses a damaged one. :func:`preflight`
+then refuses, in this order, on a restore fence in any of the three backing databases, on a gen.key whose
+check value differs from the recorded one, on an application version older than the recorded one, and on
+stores that are missing, emptied or of another installation (``store.identity`` decides); on success it
+records the check value and installation id (first start), stamps the id on the stores that lack it, and
+raises the recorded version. The checks and their writes happen inside one transaction of the application
+database, so two servers starting together on shared stores cannot both "first start".
 
 May import ``opsmgr.errors`` and ``opsmgr.store``.
 """
@@ -24,7 +28,17 @@ from typing import Any
 
 from opsmgr.errors import Conflict, InvalidInput, PreflightFailure
 from opsmgr.store.crypto import GenKey
-from opsmgr.store.engine import Store
+from opsmgr.store.engine import Store, Txn, new_id
+from opsmgr.store.identity import (
+    ID_FIELD,
+    Decision,
+    Role,
+    StoreFacts,
+    Surroundings,
+    bind_key,
+    damaged,
+    decide,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +97,7 @@ class InstallationRecord:
     created_at: str
     last_started_at: str
     last_started_version: str | None
+    installation_id: str | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> InstallationRecord:
@@ -92,12 +107,48 @@ class InstallationRecord:
             created_at=str(doc.get("createdAt", "")),
             last_started_at=str(doc.get("lastStartedAt", "")),
             last_started_version=doc.get("lastStartedVersion"),
+            installation_id=_id_of(doc),
         )
 
 
 def read_installation(app_store: Store) -> InstallationRecord | None:
     doc = app_store.get(INSTALLATION, INSTALLATION_ID)
     return None if doc is None else InstallationRecord.from_doc(doc)
+
+
+def _id_of(doc: dict[str, Any] | None) -> str | None:
+    value = None if doc is None else doc.get(ID_FIELD)
+    return value if isinstance(value, str) and value else None
+
+
+def read_facts(t: Txn, role: Role, where: str) -> StoreFacts:
+    """What a backing database holds, read in ``t`` (a transaction of that database)."""
+    doc = t.get(INSTALLATION, INSTALLATION_ID)
+    return StoreFacts(role, where, t.count_all(), _id_of(doc), has_record=doc is not None)
+
+
+def store_facts(store: Store, role: Role) -> StoreFacts:
+    with store.read() as t:
+        return read_facts(t, role, store.safe_url)
+
+
+def read_installation_id(store: Store) -> str | None:
+    """The installation a backing database carries (its record, or its id document), if any."""
+    return _id_of(store.get(INSTALLATION, INSTALLATION_ID))
+
+
+def _stamp(store: Store, installation_id: str) -> None:
+    with store.tx() as t:
+        doc = t.get(INSTALLATION, INSTALLATION_ID) or {"_id": INSTALLATION_ID}
+        t.put(INSTALLATION, {**doc, ID_FIELD: installation_id, "stampedAt": _now_iso()})
+
+
+def check_integrity(stores: list[tuple[Role, Store]]) -> None:
+    """Refuse to start on a backing database with a damaged page (SQLite's quick_check)."""
+    for role, store in stores:
+        problems = store.quick_check()
+        if problems:
+            raise damaged(role, store.safe_url, problems)
 
 
 # The restore fence.
@@ -203,30 +254,27 @@ def remove_fence(store: Store, *, restore_job_id: str | None = None) -> bool:
 
 
 def preflight(
-    app_store: Store, snapshot_store: Store, oplog_store: Store, genkey: GenKey, app_version: str
-) -> None:
-    """Refuse to start on a restore fence, a mismatched gen.key or a downgrade; else record this start."""
+    app_store: Store,
+    snapshot_store: Store,
+    oplog_store: Store,
+    genkey: GenKey,
+    app_version: str,
+    *,
+    around: Surroundings | None = None,
+    absent: frozenset[Role] = frozenset(),
+) -> Decision:
+    """Refuse to start on a restore fence, a mismatched gen.key, a downgrade, or stores that are missing,
+    emptied or of another installation; else record this start. ``around`` says what lies beside the
+    stores, ``absent`` which SQLite files did not exist before this start."""
     running = Version.parse(app_version)
-    _check_fences(
-        [
-            ("application database", app_store),
-            ("snapshot metadata store", snapshot_store),
-            ("oplog metadata store", oplog_store),
-        ]
-    )
-    check = genkey.check_value()
+    metadata = {Role.SNAPSHOT: snapshot_store, Role.OPLOG: oplog_store}
+    _check_fences([(Role.APP.value, app_store), *((r.value, s) for r, s in metadata.items())])
+    around = around or Surroundings()
     now = _now_iso()
     with app_store.tx() as t:
         doc = t.get(INSTALLATION, INSTALLATION_ID)
         record = None if doc is None else InstallationRecord.from_doc(doc)
-        if record is not None and record.key_check_value is not None and record.key_check_value != check:
-            where = f" ({genkey.path})" if genkey.path else ""
-            raise PreflightFailure(
-                f"{KEY_MISMATCH}: the gen.key in use{where} is not the one that encrypted this application "
-                "database. Use the gen.key from the original installation (keep it in your disaster recovery "
-                "backup alongside the application database).",
-                error_code="GEN_KEY_MISMATCH",
-            )
+        _check_key(record, genkey)
         highest = _highest_recorded(record)
         if highest is not None and highest > running:
             raise PreflightFailure(
@@ -236,18 +284,68 @@ def preflight(
                 runningVersion=str(running),
                 recordedVersion=str(highest),
             )
+        facts = [
+            _absent_or(read_facts(t, Role.APP, app_store.safe_url), absent),
+            *(_absent_or(store_facts(store, role), absent) for role, store in metadata.items()),
+        ]
+        # Decided under the application database's writer lock: a server starting at the same time on the
+        # same stores waits here, then finds this one's record and ids.
+        decision = decide(facts, around, new_id)
+        for role in decision.stamp:
+            if role in metadata:
+                _stamp(metadata[role], decision.installation_id)
         t.put(
             INSTALLATION,
             {
                 **(doc or {"_id": INSTALLATION_ID, "createdAt": now}),
-                "genKeyCheckValue": check,
+                ID_FIELD: decision.installation_id,
+                "genKeyCheckValue": genkey.check_value(),
                 "highestVersion": str(running if highest is None or running > highest else highest),
                 "lastStartedAt": now,
                 "lastStartedVersion": str(running),
             },
         )
-    if record is None:
-        log.info("first start of this installation: recorded the gen.key check value and version %s", running)
+    _after_start(decision, around, running)
+    return decision
+
+
+def _absent_or(facts: StoreFacts, absent: frozenset[Role]) -> StoreFacts:
+    if facts.role in absent and facts.new:
+        return StoreFacts.missing(facts.role, facts.where)
+    return facts
+
+
+def _check_key(record: InstallationRecord | None, genkey: GenKey) -> None:
+    if (
+        record is not None
+        and record.key_check_value is not None
+        and record.key_check_value != genkey.check_value()
+    ):
+        where = f" ({genkey.path})" if genkey.path else ""
+        raise PreflightFailure(
+            f"{KEY_MISMATCH}: the gen.key in use{where} is not the one that encrypted this application "
+            "database. Use the gen.key from the original installation (keep it in your disaster recovery "
+            "backup alongside the application database).",
+            error_code="GEN_KEY_MISMATCH",
+        )
+
+
+def _after_start(decision: Decision, around: Surroundings, running: Version) -> None:
+    if around.key_path is not None and around.key_bound_to is None:
+        bind_key(around.key_path, decision.installation_id)
+    if decision.first_start:
+        log.info(
+            "first start of this installation: installation id %s, recorded the gen.key check value and "
+            "version %s",
+            decision.installation_id,
+            running,
+        )
+    elif decision.stamp:
+        log.info(
+            "installation id %s recorded in the %s",
+            decision.installation_id,
+            ", ".join(role.value for role in decision.stamp),
+        )
 
 
 def _highest_recorded(record: InstallationRecord | None) -> Version | None:

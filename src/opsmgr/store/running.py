@@ -1,19 +1,21 @@
-"""Whether a server is running on a set of backing databases: the lock a running server holds and a restore
-of those databases checks.
+"""Whether a server is running on a set of backing databases: the locks a running server holds on each of its
+stores, and a restore of those stores takes.
 
-Owns two locks that are released by the operating system (or PostgreSQL) when their holder dies, so a crashed
-server never leaves a stale "running" marker behind, and nothing is written into the backed-up data:
+The locks are keyed on the stores themselves, whatever configuration names them, and are released by the
+operating system (or PostgreSQL) when their holder dies, so a crashed server never leaves a stale "running"
+marker behind, and nothing is written into the backed-up data:
 
-- a lock file ``opsmgr-server.lock`` in the server's configuration directory (its data dir in an embedded
-  setup), locked with ``flock``; its text says who holds it (pid, URL, role), for the message of whoever
-  is refused;
-- when the application database is PostgreSQL (which servers on other hosts may share), a session-level
-  advisory lock on it: each running server holds it shared, a restore takes it exclusively. The holders are
-  named through ``application_name``.
+- beside each SQLite file, ``<file>.lock``, locked exclusively with ``flock`` by the one server that may
+  write that file and by a restore of it; its text says who holds it (pid, host, URL, role), for the message
+  of whoever is refused;
+- on each PostgreSQL database (which servers on other hosts may share), a session-level advisory lock: each
+  running server holds it shared, so several servers serve one set together, and a restore takes it
+  exclusively. The holders are named through ``application_name``.
 
-A server refuses to start while a restore holds either lock (:func:`hold_for_server`); a restore refuses
-while any server holds one (:func:`hold_for_restore`), naming the running server's pid and URL. May import
-``opsmgr.errors``, psycopg and SQLAlchemy's URL parser.
+A server refuses to start while another server holds an SQLite store or a restore holds any store
+(:func:`hold_for_server`); a restore refuses while any server holds one (:func:`hold_for_restore`), naming
+the running server's pid and URL. May import ``opsmgr.errors``, ``opsmgr.store.engine``,
+``opsmgr.store.changes`` (the libpq URI), psycopg and SQLAlchemy's URL parser.
 """
 
 from __future__ import annotations
@@ -22,18 +24,18 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-import sqlalchemy as sa
-
 from opsmgr.errors import Conflict, PreflightFailure, StoreError
+from opsmgr.store.changes import libpq_conninfo
+from opsmgr.store.engine import sqlite_file
 
-LOCK_FILE = "opsmgr-server.lock"
+LOCK_SUFFIX = ".lock"
 # An arbitrary constant, distinct from the store's writer lock: the "server running" advisory lock.
 _PG_RUNNING_LOCK = 0x6F70726E
 _APP_NAME_PREFIX = "opsmgr "
@@ -66,8 +68,9 @@ class Holder:
         return f"{_APP_NAME_PREFIX}{self.role} pid={self.pid} host={self.host} url={self.url}"[:63]
 
 
-def lock_path(conf_dir: Path) -> Path:
-    return conf_dir / LOCK_FILE
+def lock_path(database: Path) -> Path:
+    """The lock file beside an SQLite database file."""
+    return database.with_name(database.name + LOCK_SUFFIX)
 
 
 def _read_holder(path: Path) -> str:
@@ -98,39 +101,28 @@ def _file_lock(path: Path, me: Holder) -> Iterator[str | None]:
         handle.close()  # releases the flock
 
 
-def _libpq(url: str) -> str | None:
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        return None
-    return str(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
-
-
 @contextmanager
-def _pg_lock(app_db_uri: str, me: Holder, *, shared: bool) -> Iterator[str | None]:
-    """Yields None while holding the advisory lock on a PostgreSQL application database (or when it is
-    SQLite), else a description of its holders."""
-    conninfo = _libpq(app_db_uri)
-    if conninfo is None:
-        yield None
-        return
+def _pg_lock(conninfo: str, label: str, me: Holder, *, shared: bool) -> Iterator[str | None]:
+    """Yields None while holding the advisory lock on a PostgreSQL database, else a description of its
+    holders."""
     import psycopg
 
     try:
         conn = psycopg.connect(conninfo, autocommit=True, application_name=me.app_name(), connect_timeout=10)
     except psycopg.Error as exc:
-        raise StoreError(
-            f"cannot reach the application database to check for a running server: {exc}"
-        ) from exc
+        raise StoreError(f"cannot reach the {label} to check for a running server: {exc}") from exc
     try:
         fn = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         row = conn.execute(f"SELECT {fn}(%s)", (_PG_RUNNING_LOCK,)).fetchone()
         if row is not None and row[0]:
             yield None
             return
+        # Advisory locks belong to one database: the same key on another database is another lock.
         holders = conn.execute(
             "SELECT a.application_name, a.client_addr::text FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted AND a.pid <> pg_backend_pid()",
+            "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted AND a.pid <> pg_backend_pid() "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (_PG_RUNNING_LOCK,),
         ).fetchall()
         names = [f"{name or '?'} (from {addr or 'local socket'})" for name, addr in holders]
@@ -140,45 +132,58 @@ def _pg_lock(app_db_uri: str, me: Holder, *, shared: bool) -> Iterator[str | Non
 
 
 @contextmanager
-def hold_for_server(conf_dir: Path, app_db_uri: str, url: str) -> Iterator[Holder]:
-    """Held by ``opsmgr server`` while it runs; PreflightFailure when a restore (or another server on the
-    same configuration directory) holds it."""
+def _lock_store(label: str, uri: str, me: Holder, *, shared_pg: bool) -> Iterator[tuple[str, str] | None]:
+    """Yields None while holding the lock of one store, else (where, holder) of the one in the way."""
+    database = sqlite_file(uri)
+    if database is not None:
+        where = f"the {label} {database} (locked through {lock_path(database)})"
+        with _file_lock(lock_path(database), me) as other:
+            yield None if other is None else (where, other)
+        return
+    conninfo = libpq_conninfo(uri)
+    if conninfo is None:  # an in-memory database belongs to its process
+        yield None
+        return
+    with _pg_lock(conninfo, label, me, shared=shared_pg) as other:
+        yield None if other is None else (f"the {label} (PostgreSQL)", other)
+
+
+@contextmanager
+def hold_for_server(stores: Mapping[str, str], url: str) -> Iterator[Holder]:
+    """Held by ``opsmgr server`` while it serves the ``stores`` ({label: URI}); PreflightFailure while
+    another server holds one of its SQLite files or a restore holds any of them."""
     me = Holder.me("server", url)
     with ExitStack() as stack:
-        other = stack.enter_context(_file_lock(lock_path(conf_dir), me))
-        if other is not None:
-            raise PreflightFailure(
-                f"Refusing to start: {lock_path(conf_dir)} is held by {other}. Another server or a restore "
-                "of the backing databases is using this configuration; wait for it to end.",
-                error_code="SERVER_LOCKED",
-            )
-        other = stack.enter_context(_pg_lock(app_db_uri, me, shared=True))
-        if other is not None:
-            raise PreflightFailure(
-                f"Refusing to start: a restore of the application database holds it ({other}); wait for it "
-                "to end.",
-                error_code="SERVER_LOCKED",
-            )
+        for label, uri in stores.items():
+            found = stack.enter_context(_lock_store(label, uri, me, shared_pg=True))
+            if found is not None:
+                where, other = found
+                raise PreflightFailure(
+                    f"Refusing to start: {where} is in use by {other}. Two servers writing one SQLite file, "
+                    "or a server beside a restore of its store, would split the brain between them; stop "
+                    "that process first, or wait for the restore to end.",
+                    error_code="SERVER_LOCKED",
+                    holder=other,
+                )
         yield me
 
 
 @contextmanager
-def hold_for_restore(conf_dir: Path | None, app_db_uri: str) -> Iterator[Holder]:
-    """Held by a restore of the backing databases; :class:`ServerRunning` while a server runs on them."""
+def hold_for_restore(stores: Mapping[str, str]) -> Iterator[Holder]:
+    """Held by a restore of the backing databases ({label: URI}); :class:`ServerRunning` while a server runs
+    on any of them."""
     me = Holder.me("restore")
     with ExitStack() as stack:
-        if conf_dir is not None:
-            other = stack.enter_context(_file_lock(lock_path(conf_dir), me))
-            if other is not None:
-                raise ServerRunning(_running_message(other), holder=other)
-        other = stack.enter_context(_pg_lock(app_db_uri, me, shared=False))
-        if other is not None:
-            raise ServerRunning(_running_message(other), holder=other)
+        for label, uri in stores.items():
+            found = stack.enter_context(_lock_store(label, uri, me, shared_pg=False))
+            if found is not None:
+                raise ServerRunning(_running_message(*found), holder=found[1])
         yield me
 
 
-def _running_message(holder: str) -> str:
+def _running_message(where: str, holder: str) -> str:
     return (
-        f"the primary is running: {holder}. Stop it before restoring its backing databases: a server "
-        "writing to them during or after the restore would split the brain between the old and the new state."
+        f"the primary is running: {holder} holds {where}. Stop it before restoring its backing databases: a "
+        "server writing to them during or after the restore would split the brain between the old and the "
+        "new state."
     )

@@ -1,0 +1,87 @@
+"""The running-server lock is the stores' own, through real ``opsmgr server`` processes: a second server whose
+configuration (in another folder) names the same SQLite files is refused, naming the server that holds
+them; servers on one PostgreSQL set run together (the scale-out design) while a restore of any one of the
+three databases keeps them off it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opsmgr.store.crypto import GenKey
+from opsmgr.store.running import ServerRunning, hold_for_restore
+from tests.cli.test_lost_stores import refused_start
+from tests.pgserver import PgServer
+from tests.procs import ServerProcess, free_port
+
+
+def write_conf(folder: Path, stores: dict[str, str], gen_key: Path, blockstore: Path, port: int) -> Path:
+    folder.mkdir(parents=True)
+    conf = folder / "conf-mms.properties"
+    conf.write_text(
+        "\n".join(
+            [
+                f"mongo.mongoUri={stores['application database']}",
+                f"mms.snapshotMetadataStore.uri={stores['snapshot metadata store']}",
+                f"mms.oplogMetadataStore.uri={stores['oplog metadata store']}",
+                f"mms.blockstore.path={blockstore}",
+                f"mms.genKeyPath={gen_key}",
+                f"mms.port={port}",
+            ]
+        )
+        + "\n"
+    )
+    return conf
+
+
+def test_a_second_server_on_the_same_sqlite_files_is_refused_naming_the_first(tmp_path: Path) -> None:
+    first = ServerProcess(tmp_path / "data", free_port()).start()
+    try:
+        data = first.data_dir
+        stores = {
+            "application database": f"sqlite:///{data / 'appdb.sqlite'}",
+            "snapshot metadata store": f"sqlite:///{data / 'snapshotdb.sqlite'}",
+            "oplog metadata store": f"sqlite:///{data / 'oplogdb.sqlite'}",
+        }
+        port = free_port()
+        conf = write_conf(tmp_path / "elsewhere", stores, data / "gen.key", data / "blockstore", port)
+        out = refused_start(ServerProcess(tmp_path / "elsewhere" / "data", port, conf=conf))
+        assert f"pid {first.proc.pid}" in out and first.url in out, out  # type: ignore[union-attr]
+        assert "appdb.sqlite" in out
+        first.wait_ready(5)
+    finally:
+        first.stop()
+
+
+@pytest.mark.postgres
+def test_servers_share_a_postgres_set_and_a_restore_of_one_database_keeps_them_off(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    stores = {
+        label: pg_server.create_database()
+        for label in ("application database", "snapshot metadata store", "oplog metadata store")
+    }
+    gen_key = tmp_path / "gen.key"
+    GenKey.create(gen_key)
+    servers = []
+    for name in ("one", "two"):
+        port = free_port()
+        conf = write_conf(tmp_path / name, stores, gen_key, tmp_path / name / "blockstore", port)
+        servers.append(ServerProcess(tmp_path / name / "data", port, conf=conf))
+    try:
+        for server in servers:
+            server.start()
+        with pytest.raises(ServerRunning) as running, hold_for_restore(stores):
+            pass
+        assert all(f"url={s.url}" in running.value.detail for s in servers), running.value.detail
+        for server in servers:
+            server.stop()
+        snapshot = {"snapshot metadata store": stores["snapshot metadata store"]}
+        with hold_for_restore(snapshot):
+            out = refused_start(servers[0])
+            assert "snapshot metadata store" in out and "restore pid" in out
+        servers[0].start()
+    finally:
+        for server in servers:
+            server.stop()
