@@ -110,7 +110,8 @@ def test_a_read_only_postgresql_store_is_not_ready_until_writable_again(
         assert ready(server).status_code == 200
         read_only(True)
         problems = wait_for(lambda: not_ready_naming(server, "snapshotStore"), 30, 0.2, what="readiness 503")
-        assert set(problems) == {"snapshotStore"} and "read-only" in problems["snapshotStore"], problems
+        assert set(problems) == {"snapshotStore"}, problems
+        assert "read-only transaction" in problems["snapshotStore"] and "SQL" not in problems["snapshotStore"]
         read_only(False)
         wait_for(lambda: ready(server).status_code == 200, 30, 0.2, what="readiness back once writable")
     finally:

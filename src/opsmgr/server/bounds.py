@@ -27,13 +27,13 @@ INT32_MAX = (1 << 31) - 1
 Position = Annotated[int, Field(strict=True, ge=0, le=POSITION_MAX)]
 # A query parameter is text: its digits are the integer.
 PositionParam = Annotated[int, Field(ge=0, le=POSITION_MAX)]
-Sequence = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+SeqNumber = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
 EpochSeconds = Annotated[float, Field(strict=True, ge=0, le=EPOCH_S_MAX)]
 Connections = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
 
 # For bodies read field by field (:func:`bounded`).
 POSITION: TypeAdapter[int] = TypeAdapter(Position)
-SEQUENCE: TypeAdapter[int] = TypeAdapter(Sequence)
+SEQUENCE: TypeAdapter[int] = TypeAdapter(SeqNumber)
 EPOCH_SECONDS: TypeAdapter[float] = TypeAdapter(EpochSeconds)
 CONNECTIONS: TypeAdapter[int] = TypeAdapter(Connections)
 

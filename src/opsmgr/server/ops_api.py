@@ -68,7 +68,8 @@ class WriteProbe:
         except StoreError as exc:
             problem = exc.detail
         except Exception as exc:  # the driver's refusal (a read-only transaction, say) is the finding
-            problem = f"a write failed: {exc.__class__.__name__}: {exc}"
+            cause = getattr(exc, "orig", None) or exc  # the database's words, not SQLAlchemy's statement dump
+            problem = f"a write failed: {cause.__class__.__name__}: {str(cause).strip()}"
         with self._lock:
             self._problem, self._finished_at, self._running = problem, time.monotonic(), None
         done.set()
