@@ -195,13 +195,15 @@ def test_restoration_mode_reconciles_without_touching_processes(
     rolled_back: tuple[Deployment, dict[str, Any]],
 ) -> None:
     d, facts = rolled_back
+    # Armed at start (a restore wrote the database), then in the mode once an agent with v3 polls.
     entered = wait_for(
-        lambda: (v := d.api.get(f"/groups/{d.group_id}/restorationMode").json())["state"] != "INACTIVE" and v,
+        lambda: (v := d.api.get(f"/groups/{d.group_id}/restorationMode").json())["inRestorationMode"] and v,
         30,
         what="Restoration Mode",
     )
     assert entered["triggerReason"]["agentConfigVersion"] == facts["version"]
     assert entered["triggerReason"]["restoredConfigVersion"] == 1
+    assert entered["armedAt"] and entered["armedBy"]["restoreJobId"], "the restore record armed it first"
 
     def reconciled() -> dict[str, Any] | None:
         fresh = fresh_hosts(d, facts["restarted_ms"])
