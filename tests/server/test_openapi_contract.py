@@ -125,3 +125,38 @@ def test_a_body_over_the_limit_is_413_declared_or_chunked(
         timeout=30,
     )
     assert r.status_code == 413 and r.json()["errorCode"] == "REQUEST_TOO_LARGE", r.text
+
+
+ODD_IDS = ["x", "0", "é", "a b", "a.b", "0" * 300, "-", "%00", "%2e%2e"]
+
+
+@pytest.fixture(scope="module")
+def api(server: ServerProcess, owner: dict[str, Any]) -> Iterator[httpx.Client]:
+    with server.client(owner) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def group(api: httpx.Client) -> str:
+    return str(api.post("/groups", json={"name": "odd ids"}).json()["id"])
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+def test_any_string_a_path_id_schema_allows_is_a_declared_answer(
+    api: httpx.Client, group: str, odd: str
+) -> None:
+    """Path ids are strings in the document: any string is 404 or 400 (both declared for every operation
+    with a path id, above), never 422 or 500."""
+    for template in [
+        "/groups/{id}",
+        "/groups/{id}/automationConfig",
+        "/groups/{group}/clusters/{id}",
+        "/groups/{group}/clusters/{id}/restoreJobs/{id}",
+        "/groups/{group}/alerts/{id}",
+        "/groups/{group}/maintenance/{id}",
+        "/groups/{group}/uniqueIndexBuilds/{id}",
+        "/groups/{group}/backingDatabases/{id}",
+        "/orgs/{id}/apiKeys/{id}",
+    ]:
+        r = api.get(template.format(id=odd, group=group))
+        assert r.status_code in (400, 404) and r.json()["errorCode"], (template, r.text)
