@@ -516,14 +516,9 @@ class Store:
         Write transactions run one at a time across every process using the database, so a read inside one
         is never stale. One thread may hold only one at a time (nesting is a StoreError, not a deadlock).
         """
-        try:
-            with self._begin(write=True) as conn:
-                txn = Txn(conn, self._stmts, writable=True)
-                yield txn
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"the {self.name} is unavailable: {exc.orig}") from exc
-        except sa.exc.TimeoutError as exc:
-            raise StoreError(f"the {self.name} is too busy: {exc}") from exc
+        with self._unavailable(), self._begin(write=True) as conn:
+            txn = Txn(conn, self._stmts, writable=True)
+            yield txn
         self.announce(txn.notes)
 
     def on_change(self, listener: Callable[[Change], None]) -> None:
@@ -539,10 +534,16 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Txn]:
         """A read-only transaction: one consistent view of the documents."""
+        with self._unavailable(), self._begin(write=False) as conn:
+            yield Txn(conn, self._stmts, writable=False)
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """The database failing under us (down, refusing writes, out of connections) is a StoreError naming
+        this store, which the server answers with a 503 that agents retry; never a driver exception."""
         try:
-            with self._begin(write=False) as conn:
-                yield Txn(conn, self._stmts, writable=False)
-        except sa.exc.OperationalError as exc:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InternalError, sa.exc.InterfaceError) as exc:
             raise StoreError(f"the {self.name} is unavailable: {exc.orig}") from exc
         except sa.exc.TimeoutError as exc:
             raise StoreError(f"the {self.name} is too busy: {exc}") from exc
