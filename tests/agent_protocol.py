@@ -1,6 +1,7 @@
-"""An agent as a plain HTTP client of the agent API (HTTP Basic with the project id and agent API key): poll
-with the held version, report status, upload the held config, so each step of the protocol can be checked
-in turn against a real server."""
+"""The agent API as plain HTTP clients (HTTP Basic with the project id and agent API key): a project made
+through the public API with its agent key and an agent-API client, and an agent that polls with the held
+version, reports status and uploads the held config, so each step of the protocol can be checked in turn
+against a real server."""
 
 from __future__ import annotations
 
@@ -13,10 +14,36 @@ import httpx
 from opsmgr.automation.config import config_hash, processes_on_host, redact
 
 
+def agent_http(url: str, group_id: str, key: str, timeout: float = 10) -> httpx.Client:
+    """A client of the agent API, authenticated as ``automation-agent.config`` would have it."""
+    auth = base64.b64encode(f"{group_id}:{key}".encode()).decode()
+    return httpx.Client(base_url=url, headers={"Authorization": f"Basic {auth}"}, timeout=timeout)
+
+
+class AgentProject:
+    """A project created through the public API with an agent API key, ``config`` as its goal (when given),
+    and ``agent``, a client of the agent API for it."""
+
+    def __init__(
+        self, url: str, api: httpx.Client, name: str, config: dict[str, Any] | None = None
+    ) -> None:
+        self.api = api
+        self.gid: str = api.post("/groups", json={"name": name}).json()["id"]
+        made = api.post(f"/groups/{self.gid}/agentapikeys", json={"desc": "agents"})
+        self.agent_key: str = made.json()["key"]
+        self.agent = agent_http(url, self.gid, self.agent_key, timeout=30)
+        self.config: dict[str, Any] = config or {}
+        self.version = self.put(config) if config is not None else 0
+
+    def put(self, config: dict[str, Any]) -> int:
+        r = self.api.put(f"/groups/{self.gid}/automationConfig", json=config)
+        assert r.status_code == 200, r.text
+        return int(r.json()["version"])
+
+
 class FakeAgent:
     def __init__(self, url: str, group_id: str, key: str, hostname: str) -> None:
-        auth = base64.b64encode(f"{group_id}:{key}".encode()).decode()
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Basic {auth}"}, timeout=10)
+        self.http = agent_http(url, group_id, key)
         self.group_id = group_id
         self.key = key
         self.hostname = hostname

@@ -229,3 +229,45 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+STORE_KEYS = {
+    "application database": "mongo.mongoUri",
+    "snapshot metadata store": "mms.snapshotMetadataStore.uri",
+    "oplog metadata store": "mms.oplogMetadataStore.uri",
+}
+
+
+def write_conf(
+    folder: Path,
+    stores: dict[str, str],
+    gen_key: Path,
+    blockstore: Path,
+    port: int,
+    extra: dict[str, str] | None = None,
+) -> Path:
+    """A ``conf-mms.properties`` in ``folder`` naming the three stores (by label, as in STORE_KEYS), gen.key,
+    the blockstore and the port, plus ``extra`` keys."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"{STORE_KEYS[label]}={uri}" for label, uri in stores.items()]
+    lines += [f"mms.blockstore.path={blockstore}", f"mms.genKeyPath={gen_key}", f"mms.port={port}"]
+    lines += [f"{key}={value}" for key, value in (extra or {}).items()]
+    conf = folder / "conf-mms.properties"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+def servers_sharing(
+    root: Path, stores: dict[str, str], names: list[str], extra: dict[str, str] | None = None
+) -> list[ServerProcess]:
+    """Servers (not started) that share ``stores`` and one gen.key, each with its own conf and blockstore."""
+    from opsmgr.store.crypto import GenKey
+
+    gen_key = root / "gen.key"
+    GenKey.create(gen_key)
+    servers = []
+    for name in names:
+        port = free_port()
+        conf = write_conf(root / name, stores, gen_key, root / name / "blockstore", port, extra)
+        servers.append(ServerProcess(root / name / "data", port, conf=conf))
+    return servers

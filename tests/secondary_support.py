@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from opsmgr.store import Store
+from opsmgr.store.installation import read_fence
 from tests.procs import OPSMGR, ServerProcess, free_port, run_cli, wait_for
 
 STORE_FILES = {"app": "appdb.sqlite", "snapshot": "snapshotdb.sqlite", "oplog": "oplogdb.sqlite"}
@@ -218,3 +219,20 @@ def primary_with_secondary(
             pair.stop_agent()
         primary.stop()
         secondary.stop()
+
+
+def fences(pair: SecondaryPair) -> dict[str, str | None]:
+    """The restore job whose fence stands on each of the primary's stores (None: no fence, or no file)."""
+    out: dict[str, str | None] = {}
+    for name, file in STORE_FILES.items():
+        path = pair.primary.data_dir / file
+        if not path.exists():
+            out[name] = None
+            continue
+        store = Store(f"sqlite:///{path}")
+        try:
+            fence = read_fence(store)
+            out[name] = fence.restore_job_id if fence else None
+        finally:
+            store.close()
+    return out

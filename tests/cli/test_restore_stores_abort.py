@@ -24,9 +24,9 @@ import pytest
 from opsmgr.backup.crashpoints import ENV as CRASHPOINT_ENV
 from opsmgr.backup.restore_download import download_folder
 from opsmgr.store import Store
-from opsmgr.store.installation import RESTORE_FENCE, read_fence
+from opsmgr.store.installation import RESTORE_FENCE
 from tests.procs import OPSMGR, free_port, run_cli, wait_for
-from tests.secondary_support import STORE_FILES, SecondaryPair, now_ms, primary_with_secondary
+from tests.secondary_support import STORE_FILES, SecondaryPair, fences, now_ms, primary_with_secondary
 
 pytestmark = pytest.mark.e2e
 
@@ -57,18 +57,6 @@ def contents(pair: SecondaryPair) -> Contents:
         store = Store(f"sqlite:///{pair.primary.data_dir / file}")
         try:
             out[name] = {c: store.find(c) for c in store.collections() if c != RESTORE_FENCE}
-        finally:
-            store.close()
-    return out
-
-
-def fences(pair: SecondaryPair) -> dict[str, str | None]:
-    out = {}
-    for name, file in STORE_FILES.items():
-        store = Store(f"sqlite:///{pair.primary.data_dir / file}")
-        try:
-            fence = read_fence(store)
-            out[name] = fence.restore_job_id if fence else None
         finally:
             store.close()
     return out

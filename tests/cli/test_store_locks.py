@@ -9,30 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from opsmgr.store.crypto import GenKey
 from opsmgr.store.running import ServerRunning, hold_for_restore
 from tests.cli.test_lost_stores import refused_start
 from tests.pgserver import PgServer
-from tests.procs import ServerProcess, free_port
-
-
-def write_conf(folder: Path, stores: dict[str, str], gen_key: Path, blockstore: Path, port: int) -> Path:
-    folder.mkdir(parents=True)
-    conf = folder / "conf-mms.properties"
-    conf.write_text(
-        "\n".join(
-            [
-                f"mongo.mongoUri={stores['application database']}",
-                f"mms.snapshotMetadataStore.uri={stores['snapshot metadata store']}",
-                f"mms.oplogMetadataStore.uri={stores['oplog metadata store']}",
-                f"mms.blockstore.path={blockstore}",
-                f"mms.genKeyPath={gen_key}",
-                f"mms.port={port}",
-            ]
-        )
-        + "\n"
-    )
-    return conf
+from tests.procs import ServerProcess, free_port, servers_sharing, write_conf
 
 
 def test_a_second_server_on_the_same_sqlite_files_is_refused_naming_the_first(tmp_path: Path) -> None:
@@ -62,13 +42,7 @@ def test_servers_share_a_postgres_set_and_a_restore_of_one_database_keeps_them_o
         label: pg_server.create_database()
         for label in ("application database", "snapshot metadata store", "oplog metadata store")
     }
-    gen_key = tmp_path / "gen.key"
-    GenKey.create(gen_key)
-    servers = []
-    for name in ("one", "two"):
-        port = free_port()
-        conf = write_conf(tmp_path / name, stores, gen_key, tmp_path / name / "blockstore", port)
-        servers.append(ServerProcess(tmp_path / name / "data", port, conf=conf))
+    servers = servers_sharing(tmp_path, stores, ["one", "two"])
     try:
         for server in servers:
             server.start()

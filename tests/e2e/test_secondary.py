@@ -16,32 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opsmgr.store import Store
-from opsmgr.store.installation import read_fence
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
 from tests.procs import OPSMGR, ServerProcess, run_cli, wait_for
-from tests.secondary_support import STORE_FILES, SecondaryPair, now_ms, primary_with_secondary
+from tests.secondary_support import fences, now_ms, primary_with_secondary
 
 pytestmark = pytest.mark.e2e
 
 HOSTS = [f"p{i}.secondary.sim" for i in range(3)]
-
-
-def fences(pair: SecondaryPair) -> dict[str, str | None]:
-    out = {}
-    for name, file in STORE_FILES.items():
-        path = pair.primary.data_dir / file
-        if not path.exists():
-            out[name] = None
-            continue
-        store = Store(f"sqlite:///{path}")
-        try:
-            fence = read_fence(store)
-            out[name] = fence.restore_job_id if fence else None
-        finally:
-            store.close()
-    return out
 
 
 def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:

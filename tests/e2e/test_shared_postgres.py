@@ -12,11 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from opsmgr.store.crypto import GenKey
-from tests.agent_protocol import FakeAgent
+from tests.agent_protocol import AgentProject, FakeAgent
 from tests.configs import replica_set_config
 from tests.pgserver import PgServer
-from tests.procs import ServerProcess, free_port, wait_for
+from tests.procs import STORE_KEYS, ServerProcess, servers_sharing, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -24,36 +23,10 @@ HOSTS = ["a.shared.sim", "b.shared.sim", "c.shared.sim"]
 PROPAGATION_S = 2.0
 
 
-def write_conf(folder: Path, pg: PgServer, databases: dict[str, str], gen_key: Path, port: int) -> Path:
-    folder.mkdir(parents=True)
-    conf = folder / "conf-mms.properties"
-    conf.write_text(
-        "\n".join(
-            [
-                f"mongo.mongoUri={databases['app']}",
-                f"mms.snapshotMetadataStore.uri={databases['snapshot']}",
-                f"mms.oplogMetadataStore.uri={databases['oplog']}",
-                f"mms.blockstore.path={folder / 'blockstore'}",
-                f"mms.genKeyPath={gen_key}",
-                f"mms.port={port}",
-                "mms.agent.pollIntervalSeconds=1",
-            ]
-        )
-        + "\n"
-    )
-    return conf
-
-
 @pytest.fixture
 def two_servers(tmp_path: Path, pg_server: PgServer) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    databases = {name: pg_server.create_database() for name in ("app", "snapshot", "oplog")}
-    gen_key = tmp_path / "gen.key"
-    GenKey.create(gen_key)
-    servers = []
-    for name in ("one", "two"):
-        port = free_port()
-        conf = write_conf(tmp_path / name, pg_server, databases, gen_key, port)
-        servers.append(ServerProcess(tmp_path / name / "data", port, conf=conf))
+    stores = {label: pg_server.create_database() for label in STORE_KEYS}
+    servers = servers_sharing(tmp_path, stores, ["one", "two"], {"mms.agent.pollIntervalSeconds": "1"})
     try:
         for server in servers:
             server.start()
@@ -76,8 +49,8 @@ def test_a_change_on_one_server_reaches_agents_polling_the_other(
     one, two = two_servers
     key = one.create_key()
     with one.client(key) as api:
-        group_id = api.post("/groups", json={"name": "shared"}).json()["id"]
-        agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "a"}).json()["key"]
+        project = AgentProject(one.url, api, "shared")
+        group_id, agent_key = project.gid, project.agent_key
         config = replica_set_config(HOSTS)
         assert api.put(f"/groups/{group_id}/automationConfig", json=config).json()["version"] == 1
 
@@ -109,8 +82,8 @@ def test_servers_reload_after_their_ttl_even_without_notifications(
     one, two = two_servers
     key = one.create_key()
     with one.client(key) as api:
-        group_id = api.post("/groups", json={"name": "ttl"}).json()["id"]
-        agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "a"}).json()["key"]
+        project = AgentProject(one.url, api, "ttl")
+        group_id, agent_key = project.gid, project.agent_key
         api.put(f"/groups/{group_id}/automationConfig", json=replica_set_config(HOSTS))
         agent = FakeAgent(two.url, group_id, agent_key, HOSTS[0])
         _within(PROPAGATION_S, lambda: agent.poll() == 200 and agent.cv == 1, "version 1")

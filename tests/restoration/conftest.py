@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent_protocol import FakeAgent
+from tests.agent_protocol import AgentProject, FakeAgent
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess, free_port, wait_for
 
@@ -25,13 +25,12 @@ RolledBack = tuple[ServerProcess, httpx.Client, str, list[FakeAgent]]
 def rolled_back(tmp_path: Path) -> Iterator[tuple[ServerProcess, httpx.Client, str, list[FakeAgent]]]:
     """A project whose agents hold config v3 while the application database was rolled back to v1."""
     server = ServerProcess(tmp_path / "data", free_port()).start()
-    key = server.create_key()
-    api = server.client(key)
-    group_id = api.post("/groups", json={"name": "rolled-back"}).json()["id"]
-    agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "rm"}).json()["key"]
+    api = server.client(server.create_key())
     config = replica_set_config(HOSTS)
-    assert api.put(f"/groups/{group_id}/automationConfig", json=config).json()["version"] == 1
-    agents = [FakeAgent(server.url, group_id, agent_key, h) for h in HOSTS]
+    project = AgentProject(server.url, api, "rolled-back", config)
+    group_id = project.gid
+    assert project.version == 1
+    agents = [FakeAgent(server.url, group_id, project.agent_key, h) for h in HOSTS]
     for a in agents:
         assert a.poll() == 200
     server.stop()

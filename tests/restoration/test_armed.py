@@ -15,7 +15,7 @@ import pytest
 from opsmgr.restoration import record
 from opsmgr.restoration.record import RestoreRecord
 from opsmgr.store.engine import Store
-from tests.agent_protocol import FakeAgent
+from tests.agent_protocol import AgentProject, FakeAgent
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess, free_port
 
@@ -26,12 +26,10 @@ LATER_HOST = "d.armed.sim"  # a host the restore knows of from a later config th
 @pytest.fixture
 def restored(tmp_path: Path) -> Iterator[tuple[ServerProcess, httpx.Client, str, list[FakeAgent]]]:
     server = ServerProcess(tmp_path / "data", free_port()).start()
-    key = server.create_key()
-    api = server.client(key)
-    group_id = api.post("/groups", json={"name": "restored"}).json()["id"]
-    agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "a"}).json()["key"]
-    api.put(f"/groups/{group_id}/automationConfig", json=replica_set_config(HOSTS))
-    agents = [FakeAgent(server.url, group_id, agent_key, h) for h in HOSTS]
+    api = server.client(server.create_key())
+    project = AgentProject(server.url, api, "restored", replica_set_config(HOSTS))
+    group_id = project.gid
+    agents = [FakeAgent(server.url, group_id, project.agent_key, h) for h in HOSTS]
     for a in agents:
         assert a.poll() == 200
     server.stop()

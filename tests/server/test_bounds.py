@@ -5,7 +5,6 @@ nothing, and the views and alerts that read positions back keep answering."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from opsmgr.backup.positions import POSITION_LIMITS, PositionKind
+from tests.agent_protocol import AgentProject
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess
 
@@ -22,18 +22,9 @@ NOW_US = 1_700_000_000_000_000
 NOT_POSITIONS = [-1, 1.5, True, "5", 2**64]
 
 
-class Project:
+class Project(AgentProject):
     def __init__(self, server: ServerProcess, api: httpx.Client) -> None:
-        self.api = api
-        self.gid = api.post("/groups", json={"name": "bounds"}).json()["id"]
-        key = api.post(f"/groups/{self.gid}/agentapikeys", json={"desc": "agents"}).json()["key"]
-        token = base64.b64encode(f"{self.gid}:{key}".encode()).decode()
-        self.agent = httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Basic {token}"}, timeout=30
-        )
-        assert (
-            api.put(f"/groups/{self.gid}/automationConfig", json=replica_set_config(HOSTS)).status_code == 200
-        )
+        super().__init__(server.url, api, "bounds", replica_set_config(HOSTS))
         backing = api.post(f"/groups/{self.gid}/backingDatabases", json={"clusterName": "stores"}).json()
         self.store_source = backing["stores"][0]["sourceId"]  # positions: microseconds since the epoch
         self.cluster = api.get(f"/groups/{self.gid}/clusters").json()["results"][0]["id"]

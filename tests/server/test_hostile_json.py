@@ -6,7 +6,6 @@ no 5xx and logs no error."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from opsmgr.backup.slices import encode_slice
+from tests.agent_protocol import AgentProject
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess
 
@@ -40,19 +40,9 @@ def with_hostile(template: Any, raw: bytes) -> bytes:
     return json.dumps(template).replace(json.dumps(PLACEHOLDER), raw.decode()).encode()
 
 
-class Project:
+class Project(AgentProject):
     def __init__(self, server: ServerProcess, api: httpx.Client) -> None:
-        self.api = api
-        self.gid = api.post("/groups", json={"name": "hostile"}).json()["id"]
-        key = api.post(f"/groups/{self.gid}/agentapikeys", json={"desc": "agents"}).json()["key"]
-        token = base64.b64encode(f"{self.gid}:{key}".encode()).decode()
-        self.agent = httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Basic {token}"}, timeout=30
-        )
-        self.config = replica_set_config(HOSTS)
-        r = api.put(f"/groups/{self.gid}/automationConfig", json=self.config)
-        assert r.status_code == 200, r.text
-        self.version = r.json()["version"]
+        super().__init__(server.url, api, "hostile", replica_set_config(HOSTS))
         r = api.post(f"/groups/{self.gid}/backingDatabases", json={"clusterName": "stores"})
         assert r.status_code == 201, r.text
         self.source = r.json()["stores"][0]["sourceId"]  # a STORE source: positions are microseconds

@@ -5,7 +5,6 @@ anything."""
 
 from __future__ import annotations
 
-import base64
 import copy
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from opsmgr.maintenance.procedure import BlockCause, Blocked, Move, MoveName, PlannedStep, Unit
 from opsmgr.maintenance.service import decision_to_json, move_to_json
+from tests.agent_protocol import AgentProject
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess
 
@@ -27,22 +27,10 @@ def api(server: ServerProcess, owner: dict[str, Any]) -> Iterator[httpx.Client]:
         yield client
 
 
-class Project:
+class Project(AgentProject):
     def __init__(self, server: ServerProcess, api: httpx.Client, name: str) -> None:
-        self.server, self.api = server, api
-        self.gid = api.post("/groups", json={"name": name}).json()["id"]
-        key = api.post(f"/groups/{self.gid}/agentapikeys", json={"desc": "agents"}).json()["key"]
-        token = base64.b64encode(f"{self.gid}:{key}".encode()).decode()
-        self.agent = httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Basic {token}"}, timeout=10
-        )
-        self.config = replica_set_config(HOSTS)
-        self.put(self.config)
-
-    def put(self, config: dict[str, Any]) -> int:
-        r = self.api.put(f"/groups/{self.gid}/automationConfig", json=config)
-        assert r.status_code == 200, r.text
-        return int(r.json()["version"])
+        super().__init__(server.url, api, name, replica_set_config(HOSTS))
+        self.server = server
 
     def upgrade(self) -> None:
         config = copy.deepcopy(self.config)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent_protocol import FakeAgent
+from tests.agent_protocol import AgentProject, FakeAgent
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess, free_port, wait_for
 
@@ -24,11 +24,9 @@ Project = tuple[ServerProcess, httpx.Client, str, str]
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     server = ServerProcess(tmp_path_factory.mktemp("status") / "data", free_port()).start()
     api = server.client(server.create_key())
-    group_id = api.post("/groups", json={"name": "status"}).json()["id"]
-    agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "a"}).json()["key"]
-    api.put(f"/groups/{group_id}/automationConfig", json=replica_set_config(HOSTS))
+    project = AgentProject(server.url, api, "status", replica_set_config(HOSTS))
     try:
-        yield server, api, group_id, agent_key
+        yield server, api, project.gid, project.agent_key
     finally:
         api.close()
         server.stop()
@@ -98,10 +96,9 @@ def test_a_forced_exit_reaches_agents_holding_the_cached_version(tmp_path: Path)
     server = ServerProcess(tmp_path / "data", free_port()).start()
     try:
         with server.client(server.create_key()) as api:
-            group_id = api.post("/groups", json={"name": "forced"}).json()["id"]
-            agent_key = api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "a"}).json()["key"]
-            api.put(f"/groups/{group_id}/automationConfig", json=replica_set_config(HOSTS))
-            steady, ahead = (FakeAgent(server.url, group_id, agent_key, h) for h in HOSTS[:2])
+            project = AgentProject(server.url, api, "forced", replica_set_config(HOSTS))
+            group_id = project.gid
+            steady, ahead = (FakeAgent(server.url, group_id, project.agent_key, h) for h in HOSTS[:2])
             assert steady.poll() == 200 and steady.cv == 1
             for _ in range(3):
                 assert steady.poll() == 304  # version 1 is cached now
