@@ -3,21 +3,12 @@ their defaults, their conversion into the daemon's and the alerts' types, and ba
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Codec, Compression
 from opsmgr.server.settings import SettingsError, parse_settings
-
-MINIMAL = {
-    "mongo.mongoUri": "sqlite:///app.sqlite",
-    "mms.snapshotMetadataStore.uri": "sqlite:///snap.sqlite",
-    "mms.oplogMetadataStore.uri": "sqlite:///oplog.sqlite",
-    "mms.blockstore.path": "blocks",
-}
-BASE = Path("/srv/opsmgr")
+from tests.server.settings_cases import BASE, MINIMAL
 
 
 def test_defaults_are_zstd_level_1_and_the_documented_thresholds() -> None:

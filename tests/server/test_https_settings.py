@@ -11,15 +11,8 @@ import pytest
 from opsmgr.server.settings import ClientCertificateMode, SettingsError, parse_settings
 from opsmgr.server.tls import server_context, uvicorn_https
 from opsmgr.tls import Setting, client_verify
+from tests.server.settings_cases import BASE, MINIMAL
 from tests.tlsca import TestCA
-
-MINIMAL = {
-    "mongo.mongoUri": "sqlite:///app.sqlite",
-    "mms.snapshotMetadataStore.uri": "sqlite:///snap.sqlite",
-    "mms.oplogMetadataStore.uri": "sqlite:///oplog.sqlite",
-    "mms.blockstore.path": "blocks",
-}
-BASE = Path("/srv/opsmgr")
 
 
 def problems_of(values: dict[str, str]) -> dict[str, str]:

@@ -17,18 +17,12 @@ from opsmgr.server.settings import (
     parse_settings,
 )
 from opsmgr.store.crypto import GenKey
-
-MINIMAL = {
-    "mongo.mongoUri": "sqlite:///app.sqlite",
-    "mms.snapshotMetadataStore.uri": "sqlite:///snap.sqlite",
-    "mms.oplogMetadataStore.uri": "sqlite:///oplog.sqlite",
-    "mms.blockstore.path": "blocks",
-}
+from tests.server.settings_cases import BASE, MINIMAL
 
 
 def problems_of(values, **kw):
     with pytest.raises(SettingsError) as info:
-        parse_settings(values, base_dir=Path("/srv/opsmgr"), **kw)
+        parse_settings(values, base_dir=BASE, **kw)
     return dict(info.value.problems), info.value
 
 
@@ -44,7 +38,7 @@ def test_every_key_is_documented_in_the_module_docstring_and_has_a_description()
 
 
 def test_defaults_and_relative_paths():
-    s = parse_settings(MINIMAL, base_dir=Path("/srv/opsmgr"))
+    s = parse_settings(MINIMAL, base_dir=BASE)
     assert (s.listen_address, s.port) == ("127.0.0.1", 8080)
     assert s.central_url == "http://127.0.0.1:8080"
     assert s.app_db_uri == "sqlite:////srv/opsmgr/app.sqlite"
