@@ -183,19 +183,21 @@ class Chaos:
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[tuple[Deployment, SimWorld]]:
     server = ServerProcess(tmp_path / "data", free_port()).start()
-    server.stop()
-    server.set_conf(POLICY)
-    server.start()
-    d = Deployment(server, server.create_key(), tmp_path / "fleet", "chaos")
     (tmp_path / "fleet").mkdir()
     world = SimWorld.open(tmp_path / "fleet" / "world.sqlite")
     try:
-        for host in HOSTS:
-            d.agent(host)
-        d.wait_goal(d.put(replica_set_config(HOSTS, RS, "7.0.5")), 3)
-        yield d, world
+        server.stop()
+        server.set_conf(POLICY)
+        server.start()
+        d = Deployment(server, server.create_key(), tmp_path / "fleet", "chaos")
+        try:
+            for host in HOSTS:
+                d.agent(host)
+            d.wait_goal(d.put(replica_set_config(HOSTS, RS, "7.0.5")), 3)
+            yield d, world
+        finally:
+            d.close()
     finally:
-        d.close()
         world.close()
         server.stop()
 
