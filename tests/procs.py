@@ -114,7 +114,11 @@ class ServerProcess:
                 env={**os.environ, **self.env},
             )
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # a server that never became ready must not outlive the test
+                raise
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
