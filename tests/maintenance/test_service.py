@@ -15,6 +15,7 @@ import pytest
 
 from opsmgr.alerts import AlertService, AlertStatus
 from opsmgr.automation.service import AutomationService
+from opsmgr.automation.status import StatusReport
 from opsmgr.errors import Conflict
 from opsmgr.maintenance.leases import Deny, Grant, build_owner
 from opsmgr.maintenance.procedure import (
@@ -60,9 +61,8 @@ class World:
         for name, state in states.items():
             i = int(name.rsplit("_", 1)[1])
             observed = {"running": state != "DOWN", "replicaStateName": None if state == "DOWN" else state}
-            self.automation.record_status(
-                G, f"h{i}.example.net", {"processes": [{"name": name, "observed": observed}]}
-            )
+            report = StatusReport.model_validate({"processes": [{"name": name, "observed": observed}]})
+            self.automation.record_status(G, f"h{i}.example.net", report)
 
     def doc(self) -> dict[str, Any]:
         doc = self.service.active_doc(G, "rs0")
