@@ -40,7 +40,9 @@ def _within(seconds: float, condition: Callable[[], Any], what: str) -> float:
     """Seconds until ``condition()`` holds, failing after ``seconds``."""
     started = time.monotonic()
     wait_for(condition, seconds, 0.02, what=what)
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    print(f"{what}: {elapsed * 1000:.0f} ms")
+    return elapsed
 
 
 def test_a_change_on_one_server_reaches_agents_polling_the_other(
