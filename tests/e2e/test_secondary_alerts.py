@@ -64,8 +64,9 @@ def test_the_primary_raises_a_global_alert_while_its_secondary_is_down(tmp_path:
             assert _global_alerts(api) == []
 
             # The secondary goes down: after the threshold, the primary's operator is told.
-            pair.secondary.stop()
+            # Timed from the stop's start: a clean stop stops answering before its process has exited.
             stopped = time.monotonic()
+            pair.secondary.stop()
             alert = wait_for(
                 lambda: next(iter(_global_alerts(api, "OPEN")), None),
                 THRESHOLD_S + 20,
