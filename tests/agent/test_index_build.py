@@ -22,8 +22,9 @@ from opsmgr.drivers.sim import SimDriver
 from opsmgr.errors import OpsmgrError
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.leases import Deny
-from opsmgr.maintenance.service import MaintenanceService, policy_to_json
+from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
+from opsmgr.maintenance.wire import policy_to_json
 from opsmgr.store.engine import Store
 from tests.sim.cluster import Cluster, make_cluster
 

@@ -29,8 +29,9 @@ from opsmgr.maintenance.procedure import (
     Unit,
 )
 from opsmgr.maintenance.report import ALERT_MEMBER_FAILED
-from opsmgr.maintenance.service import MaintenanceService, decision_to_json, move_to_json
+from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
+from opsmgr.maintenance.wire import decision_to_json, move_to_json
 from opsmgr.store.engine import Store
 from tests.maintenance.helpers import config, name_of
 

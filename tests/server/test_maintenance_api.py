@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from opsmgr.maintenance.procedure import BlockCause, Blocked, Move, MoveName, PlannedStep, Unit
-from opsmgr.maintenance.service import decision_to_json, move_to_json
+from opsmgr.maintenance.wire import decision_to_json, move_to_json
 from tests.agent_protocol import AgentProject
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess

@@ -32,7 +32,7 @@ is a no-op).
 Every action is reported as an ``activity`` event when it begins and is the agent's status sentence (and so
 the agent's line in automationStatus) when it ends. May import ``opsmgr.errors``, ``opsmgr.drivers.base``,
 ``opsmgr.automation``, ``opsmgr.agent``, the pure ``opsmgr.maintenance.unique_index`` and
-``opsmgr.maintenance.snapshot``, and ``opsmgr.maintenance.service`` (the policy's JSON form).
+``opsmgr.maintenance.snapshot``, and ``opsmgr.maintenance.wire`` (the policy's JSON form).
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ from opsmgr.automation.config import processes_on_host
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
 from opsmgr.drivers.base import CommandConflict, CommandInvalid, Driver, DriverError, MemberState, ProcessSpec
 from opsmgr.errors import OplogGap, OpsmgrError
-from opsmgr.maintenance.service import policy_from_json
 from opsmgr.maintenance.snapshot import Policy, maintenance_port, optime_seconds
 from opsmgr.maintenance.unique_index import (
     WATCHED_STATES,
@@ -64,6 +63,7 @@ from opsmgr.maintenance.unique_index import (
     next_action,
     touches,
 )
+from opsmgr.maintenance.wire import policy_from_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -51,8 +51,7 @@ from opsmgr.maintenance.procedure import (
     temporary_arbiter_name,
 )
 from opsmgr.maintenance.report import events_between
-from opsmgr.maintenance.rolling import ArbiterSpec, MaintenanceOptions, RollingChange, Task
-from opsmgr.maintenance.service import decision_to_json, move_to_json, policy_from_json
+from opsmgr.maintenance.rolling import RollingChange, Task
 from opsmgr.maintenance.snapshot import (
     MemberView,
     ObservedExtras,
@@ -62,6 +61,7 @@ from opsmgr.maintenance.snapshot import (
     maintenance_port,
     snapshot_from_status,
 )
+from opsmgr.maintenance.wire import decision_to_json, move_to_json, options_from_json, policy_from_json
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +118,6 @@ class _SetRun:
     acted: bool
     annotations: dict[str, dict[str, Any]]
 
-
-def _arbiter_spec(raw: Mapping[str, Any] | None) -> ArbiterSpec | None:
-    return ArbiterSpec(str(raw["hostname"]), int(raw["port"])) if raw else None
-
-
-def options_from_json(raw: Mapping[str, Any]) -> MaintenanceOptions:
-    return MaintenanceOptions(bool(raw.get("acceptDowntime")), _arbiter_spec(raw.get("temporaryArbiter")))
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,6 @@ setting governs every agent of a set. May import ``opsmgr.errors``, ``opsmgr.sto
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,9 +56,7 @@ from opsmgr.maintenance.procedure import (
     Done,
     Move,
     MoveName,
-    PlannedStep,
     Progress,
-    Unit,
     record,
     temporary_arbiter_name,
 )
@@ -76,6 +73,12 @@ from opsmgr.maintenance.report import (
 )
 from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, maintenance_options, rolling_changes
 from opsmgr.maintenance.snapshot import Policy
+from opsmgr.maintenance.wire import (
+    decision_from_json,
+    move_from_json,
+    options_to_json,
+    policy_to_json,
+)
 from opsmgr.store.engine import Store, Txn, new_id
 
 log = logging.getLogger(__name__)
@@ -92,91 +95,6 @@ _CYCLE_STEPS = {"member": 6, "primary": 9, "leaving": 4}
 
 def alert_key(rs_id: str) -> str:
     return f"maintenance:{rs_id}:member-failed"
-
-
-def policy_from_json(raw: Mapping[str, Any] | None) -> Policy:
-    """A :class:`Policy` from ``{field: value}`` (unknown fields refused: a typo must not pass silently)."""
-    names = {f.name for f in dataclasses.fields(Policy)}
-    unknown = sorted(set(raw or {}) - names)
-    if unknown:
-        raise InvalidInput(f"unknown maintenance policy field {unknown[0]!r}; known: {sorted(names)}")
-    return Policy(**dict(raw or {}))
-
-
-def policy_to_json(policy: Policy) -> dict[str, Any]:
-    return dataclasses.asdict(policy)
-
-
-def options_to_json(options: MaintenanceOptions) -> dict[str, Any]:
-    arbiter = options.temporary_arbiter
-    return {
-        "acceptDowntime": options.accept_downtime,
-        "temporaryArbiter": {"hostname": arbiter.hostname, "port": arbiter.port} if arbiter else None,
-    }
-
-
-def move_to_json(move: Move) -> dict[str, Any]:
-    """The parts of a move :func:`~opsmgr.maintenance.procedure.record` needs, as agents send them."""
-    return {
-        "name": move.name.value,
-        "member": move.member,
-        "actor": move.actor,
-        "waiting": move.waiting,
-        "unit": move.unit.value if move.unit is not None else None,
-        "plan": [[s.move.value, s.member, s.by_primary] for s in move.plan],
-    }
-
-
-def move_from_json(raw: Mapping[str, Any]) -> Move:
-    try:
-        return Move(
-            name=MoveName(raw["name"]),
-            member=str(raw["member"]),
-            actor=raw.get("actor"),
-            note="",
-            waiting=bool(raw.get("waiting", False)),
-            unit=Unit(raw["unit"]) if raw.get("unit") else None,
-            plan=tuple(PlannedStep(MoveName(m), str(n), bool(b)) for m, n, b in raw.get("plan", [])),
-        )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InvalidInput(f"move is malformed: {exc}", field="move") from None
-
-
-def decision_to_json(decision: Decision) -> dict[str, Any]:
-    if isinstance(decision, Done):
-        return {"kind": "done", "note": decision.note}
-    if isinstance(decision, Blocked):
-        return {
-            "kind": "blocked",
-            "reason": decision.reason,
-            "cause": decision.cause.value,
-            "member": decision.member,
-            "warnings": list(decision.warnings),
-        }
-    return {
-        "kind": "move",
-        "name": decision.name.value,
-        "note": decision.note,
-        "member": decision.member,
-        "warnings": list(decision.warnings),
-    }
-
-
-def decision_from_json(raw: Mapping[str, Any]) -> Decision:
-    try:
-        kind = raw["kind"]
-        warnings = tuple(str(w) for w in raw.get("warnings", ()))
-        if kind == "done":
-            return Done(str(raw.get("note", "")))
-        if kind == "blocked":
-            return Blocked(str(raw["reason"]), BlockCause(raw["cause"]), raw.get("member"), warnings=warnings)
-        if kind == "move":
-            return Move(
-                MoveName(raw["name"]), str(raw["member"]), None, str(raw.get("note", "")), warnings=warnings
-            )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InvalidInput(f"decision is malformed: {exc}", field="decision") from None
-    raise InvalidInput(f"decision kind must be move, blocked or done, not {kind!r}", field="decision.kind")
 
 
 def _rs(config: Mapping[str, Any], rs_id: str | None) -> dict[str, Any] | None:

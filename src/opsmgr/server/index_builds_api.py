@@ -17,7 +17,7 @@ from opsmgr.automation.protocol import INDEX_BUILDS_PATH
 from opsmgr.errors import Conflict
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.leases import Deny, Grant
-from opsmgr.maintenance.service import policy_to_json
+from opsmgr.maintenance.wire import policy_to_json
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import agent_group, public_principal
 from opsmgr.server.bounds import POSITION, bounded
