@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from opsmgr.agent.backup import BackupWorker
+from opsmgr.agent.runtime import Runtime
 from opsmgr.backup.slices import decode_slice
 from opsmgr.drivers.base import MemberState, OplogRecord, OplogWindow, ProcessObservation, RsStatus
 from opsmgr.errors import OplogGap
@@ -114,14 +115,8 @@ def entry(sec: int, inc: int, doc_id: int) -> OplogRecord:
 def step(driver: Driver, server: Server, max_entries: int = 2) -> None:
     async def go() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
-            worker = BackupWorker(
-                driver,  # type: ignore[arg-type]
-                http,
-                lambda: ("http://server", GROUP, "key"),
-                "h0",
-                max_entries=max_entries,
-                offload=False,
-            )
+            runtime = Runtime(http, "h0", "http://server", GROUP, "key", offload=False)
+            worker = BackupWorker(runtime, driver, max_entries=max_entries)  # type: ignore[arg-type]
             await worker.step()
 
     asyncio.run(go())

@@ -20,6 +20,7 @@ import pytest
 from opsmgr.agent.backing import BackingConfig, BackingShipper, backing_config
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import ServerUnreachable
+from opsmgr.agent.runtime import Runtime
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.backup.positions import to_oplog
 from opsmgr.backup.slices import decode_slice
@@ -96,7 +97,8 @@ def secondary(tmp_path: Path) -> Iterator[Secondary]:
 def run_step(secondary: Secondary, url: str, **config: Any) -> dict[str, str]:
     async def go() -> dict[str, str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
-            worker = BackupWorker(None, http, lambda: ("http://secondary", GROUP, "key"), "primary-host")  # type: ignore[arg-type]
+            runtime = Runtime(http, "primary-host", "http://secondary", GROUP, "key", offload=False)
+            worker = BackupWorker(runtime, None)  # type: ignore[arg-type]
             shipper = BackingShipper(worker, BackingConfig({"app": url}, **config))
             try:
                 return await shipper.step()
@@ -226,7 +228,7 @@ def test_a_lost_sqlite_file_is_not_recreated_and_a_replaced_one_is_reopened(
 
     async def go() -> list[str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
-            worker = BackupWorker(None, http, lambda: ("http://s", GROUP, "k"), "primary-host")  # type: ignore[arg-type]
+            worker = BackupWorker(Runtime(http, "primary-host", "http://s", GROUP, "k"), None)  # type: ignore[arg-type]
             shipper = BackingShipper(worker, BackingConfig({"app": url}))
             try:
                 seen = [(await shipper.step())["app"]]

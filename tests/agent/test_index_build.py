@@ -15,6 +15,7 @@ import pytest
 
 from opsmgr.agent.index_build import IndexBuildWorker, standalone_spec
 from opsmgr.agent.plan import process_spec
+from opsmgr.agent.runtime import Runtime
 from opsmgr.alerts import AlertService
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.drivers.base import CommandConflict, MemberState
@@ -64,11 +65,8 @@ class Harness:
         clock = self.cluster.clock
         self.workers = [
             IndexBuildWorker(
+                Runtime(self.http, h, "http://server", GROUP, "key", offload=False),
                 SimDriver(self.cluster.world, h),
-                self.http,
-                lambda: ("http://server", GROUP, "key"),
-                h,
-                offload=False,
                 now=clock.now,
                 sleep=clock.sleep,
             )

@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from opsmgr.agent.client import AgentRequestFailed, Credentials, send, send_json
+from opsmgr.agent.client import AgentRequestFailed
+from opsmgr.agent.runtime import Runtime
 from opsmgr.automation.protocol import BACKUP_PATH
 from opsmgr.backup import crashpoints
 from opsmgr.backup.slices import encode_slice
@@ -50,34 +51,26 @@ DOC_CHUNK = 2000
 class BackupWorker:
     def __init__(
         self,
+        runtime: Runtime,
         driver: Driver,
-        http: httpx.AsyncClient,
-        credentials: Callable[[], Credentials],
-        hostname: str,
         *,
         interval_s: float = 1.0,
         max_entries: int = 2000,
-        offload: bool = True,
     ) -> None:
-        """``credentials`` gives the current (base URL, group id, agent API key), which may change."""
+        self.runtime = runtime
         self.driver = driver
-        self.http = http
-        self.credentials = credentials
-        self.hostname = hostname
+        self.hostname = runtime.hostname
         self.interval_s = interval_s
         self.max_entries = max_entries
-        self.offload = offload
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if not self.offload:
-            return fn(*args)
-        return await asyncio.to_thread(fn, *args)
+        return await self.runtime.run_blocking(fn, *args)
 
     async def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return await send(self.http, self.credentials(), method, BACKUP_PATH, path, **kw)
+        return await self.runtime.send(method, BACKUP_PATH, path, **kw)
 
     async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        return await send_json(self.http, self.credentials(), method, BACKUP_PATH, path, **kw)
+        return await self.runtime.send_json(method, BACKUP_PATH, path, **kw)
 
     # --- one step -------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import ``opsmgr.errors`` and ``opsmgr.tls``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -20,6 +20,9 @@ import httpx
 from opsmgr.automation.protocol import CONF_PATH, STATUS_PATH, UPLOAD_PATH
 from opsmgr.errors import OpsmgrError
 from opsmgr.tls import tls_failure
+
+if TYPE_CHECKING:
+    from opsmgr.agent.runtime import Runtime
 
 MAINTENANCE_PATH = "/agents/api/automation/maintenance/v1/{group}"
 
@@ -116,17 +119,11 @@ async def send_json(
 
 
 class AgentClient:
-    def __init__(
-        self, http: httpx.AsyncClient, base_url: str, group_id: str, api_key: str, hostname: str
-    ) -> None:
-        self.http = http
-        self.hostname = hostname
-        self.set_credentials(base_url, group_id, api_key)
+    """The automation routes of one agent: poll, status, Restoration Mode upload, rolling maintenance."""
 
-    def set_credentials(self, base_url: str, group_id: str, api_key: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.group_id = group_id
-        self._api_key = api_key
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.hostname = runtime.hostname
 
     async def _send(
         self,
@@ -137,8 +134,7 @@ class AgentClient:
         params: dict[str, Any],
         body: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        credentials = (self.base_url, self.group_id, self._api_key)
-        return await send(self.http, credentials, method, route, path, params=params, json=body)
+        return await self.runtime.send(method, route, path, params=params, json=body)
 
     async def poll_config(self, held_version: int) -> dict[str, Any] | None:
         """The config to adopt, or None when the server says the held version is current (304)."""
@@ -147,15 +143,15 @@ class AgentClient:
             return None
         return json_object(response, "automation config")
 
-    async def post_status(self, status: dict[str, Any]) -> list[dict[str, Any]]:
-        """Report status; returns the server's requests to this agent (``{"requests": [...]}``), if any."""
+    async def post_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Report status; returns the server's answer (its requests to this agent, the work list)."""
         response = await self._send("POST", STATUS_PATH, params={"hostname": self.hostname}, body=status)
         if not response.content:
-            return []
-        requests = json_object(response, "status answer").get("requests", [])
-        if not isinstance(requests, list):
+            return {}
+        answer = json_object(response, "status answer")
+        if not isinstance(answer.get("requests", []), list):
             raise BadResponse("status answer: 'requests' is not a list")
-        return [r for r in requests if isinstance(r, dict)]
+        return answer
 
     async def upload_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """Restoration Mode: send the held config (secrets redacted) when the server asks for it."""

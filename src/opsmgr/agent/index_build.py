@@ -46,10 +46,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
-
-from opsmgr.agent.client import AgentRequestFailed, Credentials, ServerRejected, send_json
+from opsmgr.agent.client import AgentRequestFailed, ServerRejected
 from opsmgr.agent.plan import HEALTHY_STATES, process_spec
+from opsmgr.agent.runtime import Runtime
 from opsmgr.automation.config import processes_on_host
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
 from opsmgr.drivers.base import CommandConflict, CommandInvalid, Driver, DriverError, MemberState, ProcessSpec
@@ -87,24 +86,18 @@ def standalone_spec(spec: ProcessSpec, port: int) -> ProcessSpec:
 class IndexBuildWorker:
     def __init__(
         self,
+        runtime: Runtime,
         driver: Driver,
-        http: httpx.AsyncClient,
-        credentials: Callable[[], Credentials],
-        hostname: str,
         *,
-        offload: bool = True,
         election_timeout_s: float = 60.0,
         poll_s: float = 0.2,
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``credentials`` gives the current (base URL, group id, agent API key), which may change; ``now``
-        and ``sleep`` time the wait for an election (a simulated world's clock in tests)."""
+        """``now`` and ``sleep`` time the wait for an election (a simulated world's clock in tests)."""
+        self.runtime = runtime
         self.driver = driver
-        self.http = http
-        self.credentials = credentials
-        self.hostname = hostname
-        self.offload = offload
+        self.hostname = runtime.hostname
         self.election_timeout_s = election_timeout_s
         self.poll_s = poll_s
         self.now, self.sleep = now, sleep
@@ -117,14 +110,8 @@ class IndexBuildWorker:
     async def _send(
         self, method: str, path: str, body: dict[str, Any] | None = None, **params: str
     ) -> dict[str, Any]:
-        return await send_json(
-            self.http,
-            self.credentials(),
-            method,
-            INDEX_BUILDS_PATH,
-            path,
-            params={"hostname": self.hostname, **params},
-            json=body,
+        return await self.runtime.send_json(
+            method, INDEX_BUILDS_PATH, path, params={"hostname": self.hostname, **params}, json=body
         )
 
     async def _event(self, build_id: str, event: dict[str, Any]) -> UniqueIndexBuild:
@@ -132,9 +119,7 @@ class IndexBuildWorker:
         return UniqueIndexBuild.from_json(answer)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if not self.offload:
-            return fn(*args)
-        return await asyncio.to_thread(fn, *args)
+        return await self.runtime.run_blocking(fn, *args)
 
     # --- one cycle ---------------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.confi
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
@@ -37,6 +36,7 @@ from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, Server
 from opsmgr.agent.index_build import IndexBuildWorker
 from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
+from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.state import NO_VERSION, StateStore
 from opsmgr.automation.config import config_hash, processes_on_host, redact, validate
@@ -178,30 +178,23 @@ class Agent:
         self.settings = settings
         self.hostname = settings.hostname
         self.driver = driver
-        self.client = AgentClient(
-            http, settings.base_url, settings.group_id, settings.api_key, settings.hostname
+        self.runtime = Runtime(
+            http,
+            settings.hostname,
+            settings.base_url.rstrip("/"),
+            settings.group_id,
+            settings.api_key,
+            executor=executor,
+            offload=offload_driver,
         )
-        self.offload_driver = offload_driver
-        self.executor = executor
+        self.client = AgentClient(self.runtime)
         self.request_handlers: dict[str, RequestHandler] = {UPLOAD_CONFIG_REQUEST: self._upload_config}
         self.request_handlers.update(request_handlers or {})
         self.config_path = config_path
-        # Backup runs as its own task beside the cycle (see ``run``); it reads the current credentials.
-        self.backup = BackupWorker(
-            driver,
-            http,
-            lambda: (self.settings.base_url, self.settings.group_id, self.settings.api_key),
-            settings.hostname,
-            offload=offload_driver,
-        )
+        # Backup runs as its own task beside the cycle (see ``run``).
+        self.backup = BackupWorker(self.runtime, driver)
         # Supervised unique index builds: watched and acted on inside the cycle (see ``cycle``).
-        self.index_builds = IndexBuildWorker(
-            driver,
-            http,
-            lambda: (self.settings.base_url, self.settings.group_id, self.settings.api_key),
-            settings.hostname,
-            offload=offload_driver,
-        )
+        self.index_builds = IndexBuildWorker(self.runtime, driver)
         poll = settings.poll_interval_s
         self.backoff = Backoff(
             min(1.0, poll), max(poll, min(MAX_BACKOFF_S, 30 * poll)), rng or random.Random()
@@ -453,14 +446,10 @@ class Agent:
         except OpsmgrError as exc:
             log.error("cannot re-read %s: %s", self.config_path, exc.detail)
             return
-        if (fresh.base_url, fresh.group_id, fresh.api_key) != (
-            self.client.base_url,
-            self.client.group_id,
-            self.settings.api_key,
-        ):
+        if (fresh.base_url.rstrip("/"), fresh.group_id, fresh.api_key) != self.runtime.credentials():
             log.info("credentials in %s changed; using them from now on", self.config_path)
             self.settings = fresh
-            self.client.set_credentials(fresh.base_url, fresh.group_id, fresh.api_key)
+            self.runtime.set_credentials(fresh.base_url, fresh.group_id, fresh.api_key)
 
     # --- reporting ------------------------------------------------------------------------------------------
 
@@ -502,11 +491,13 @@ class Agent:
 
     async def _publish(self, sentence: str, snapshot: Snapshot, plans: list[ProcessPlan]) -> None:
         try:
-            requests = await self.client.post_status(self.status_body(sentence, snapshot, plans))
+            answer = await self.client.post_status(self.status_body(sentence, snapshot, plans))
         except OpsmgrError as exc:
             log.warning("%s: status not delivered: %s", self.hostname, exc.detail)
             return
-        for request in requests:
+        for request in answer.get("requests", []):
+            if not isinstance(request, dict):
+                continue
             kind = request.get("type")
             handler = self.request_handlers.get(kind) if isinstance(kind, str) else None
             if handler is None:
@@ -563,11 +554,7 @@ class Agent:
         return CycleResult(sentence, delay_s, move, process)
 
     async def _driver(self, fn: Callable[..., T], *args: Any) -> T:
-        """Driver calls block (a start waits until the process accepts connections, a step-down until a
-        secondary caught up), so they run in worker threads and the event loop keeps serving other agents."""
-        if not self.offload_driver:
-            return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+        return await self.runtime.run_blocking(fn, *args)
 
     # --- running --------------------------------------------------------------------------------------------
 
