@@ -203,7 +203,9 @@ class RollingFleet:
         )
         snap = read_snapshot(self.drivers[host], names, frozenset())
         self.reports[host] = self._status(host, snap)
-        outcome = await self.executors[host].cycle(snap, self.goal, int(self.goal["version"]), self.previous)
+        # What the agent's work list would name: the sets under a rolling change.
+        active = frozenset(self.service.active_sets(GROUP))
+        outcome = await self.executors[host].cycle(snap, self.goal, active, self.previous)
         self.outcomes.append((self.clock.now(), host, outcome))
 
     def tick(self) -> None:

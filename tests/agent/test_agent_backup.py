@@ -13,6 +13,7 @@ import httpx
 
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.runtime import Runtime
+from opsmgr.agent.work import WorkList
 from opsmgr.backup.slices import decode_slice
 from opsmgr.drivers.base import MemberState, OplogRecord, OplogWindow, ProcessObservation, RsStatus
 from opsmgr.errors import OplogGap
@@ -67,6 +68,11 @@ class Server:
     slices: list[tuple[int, int, list[dict[str, Any]]]] = field(default_factory=list)
     synced: list[list[Any]] = field(default_factory=list)
 
+    def work(self) -> WorkList:
+        """The agent's work list as the server's status answer gives it."""
+        sources = ({"sourceId": "s1", "replicaSetName": "rs0", "processes": ["rs0_0"]},)
+        return WorkList("v1", sources=sources, restores=tuple(self.restores))
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert request.headers["authorization"].startswith("Basic ")
         path = request.url.path.removeprefix(f"/agents/api/backup/v1/{GROUP}")
@@ -80,9 +86,6 @@ class Server:
         elif request.content:
             body = json.loads(request.content)
         self.requests.append((request.method, path, body))
-        if path == "/jobs":
-            sources = [{"sourceId": "s1", "replicaSetName": "rs0", "processes": ["rs0_0"]}]
-            return httpx.Response(200, json={"sources": sources, "restores": self.restores})
         if path.endswith("/acknowledged"):
             if self.tip is None:
                 return httpx.Response(200, json={"status": "SYNC_REQUIRED", "acknowledged": None})
@@ -116,7 +119,7 @@ def step(driver: Driver, server: Server, max_entries: int = 2) -> None:
     async def go() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
             runtime = Runtime(http, "h0", "http://server", GROUP, "key", offload=False)
-            worker = BackupWorker(runtime, driver, max_entries=max_entries)  # type: ignore[arg-type]
+            worker = BackupWorker(runtime, driver, server.work, max_entries=max_entries)  # type: ignore[arg-type]
             await worker.step()
 
     asyncio.run(go())
@@ -144,7 +147,7 @@ def test_only_the_primarys_agent_ships() -> None:
     driver = Driver(primary=False, oplog=[entry(100, 1, 1)])
     server = Server()
     step(driver, server)
-    assert [p for _, p, _ in server.requests] == ["/jobs"]
+    assert server.requests == [], "the work list came with the status answer: nothing to ask"
 
 
 def test_a_gap_is_reported_and_the_next_step_resyncs() -> None:

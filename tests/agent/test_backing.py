@@ -21,6 +21,7 @@ from opsmgr.agent.backing import BackingConfig, BackingShipper, backing_config
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import ServerUnreachable
 from opsmgr.agent.runtime import Runtime
+from opsmgr.agent.work import WorkList
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.backup.positions import to_oplog
 from opsmgr.backup.slices import decode_slice
@@ -42,6 +43,11 @@ class Secondary:
     down: bool = False
     slices: list[tuple[int, int]] = field(default_factory=list)
 
+    def work(self) -> WorkList:
+        """The agent's work list as the secondary's status answer gives it."""
+        backing = tuple({"sourceId": s, "clusterId": "c", "name": n} for n, s in self.sources.items())
+        return WorkList("v1", backing=backing)
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("secondary down", request=request)
@@ -49,11 +55,7 @@ class Secondary:
         body: Any = json.loads(request.content) if request.content and "slices" not in path else None
         d = self.daemon
         parts = path.strip("/").split("/")
-        if path == "/backingDatabases":
-            out: Any = {
-                "sources": [{"sourceId": s, "clusterId": "c", "name": n} for n, s in self.sources.items()]
-            }
-        elif parts[-1] == "acknowledged":
+        if parts[-1] == "acknowledged":
             out = d.acknowledged(parts[1]).to_json()
         elif parts[-1] == "sync":
             out = {"syncId": d.start_sync(parts[1], body["position"])}
@@ -98,7 +100,7 @@ def run_step(secondary: Secondary, url: str, **config: Any) -> dict[str, str]:
     async def go() -> dict[str, str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
             runtime = Runtime(http, "primary-host", "http://secondary", GROUP, "key", offload=False)
-            worker = BackupWorker(runtime, None)  # type: ignore[arg-type]
+            worker = BackupWorker(runtime, None, secondary.work)  # type: ignore[arg-type]
             shipper = BackingShipper(worker, BackingConfig({"app": url}, **config))
             try:
                 return await shipper.step()
@@ -228,7 +230,8 @@ def test_a_lost_sqlite_file_is_not_recreated_and_a_replaced_one_is_reopened(
 
     async def go() -> list[str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
-            worker = BackupWorker(Runtime(http, "primary-host", "http://s", GROUP, "k"), None)  # type: ignore[arg-type]
+            runtime = Runtime(http, "primary-host", "http://s", GROUP, "k")
+            worker = BackupWorker(runtime, None, secondary.work)  # type: ignore[arg-type]
             shipper = BackingShipper(worker, BackingConfig({"app": url}))
             try:
                 seen = [(await shipper.step())["app"]]

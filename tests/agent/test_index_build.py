@@ -141,7 +141,7 @@ class Harness:
     ) -> dict[str, Any]:
         for n in range(limit):
             for w in self.workers:
-                sentence = asyncio.run(w.step(self.goal, at_goal=True))
+                sentence = asyncio.run(w.step(self.goal, at_goal=True, active=True))
                 if sentence:
                     self.sentences.append(sentence)
             if between is not None:
@@ -244,7 +244,7 @@ def test_waits_while_another_member_is_down(harness: Harness) -> None:
     c.world.kill(c.host(other), c.name(other))
     c.run(15.0)
     worker = next(w for w in harness.workers if w.hostname == c.host(int(first[-1])))
-    sentence = asyncio.run(worker.step(harness.goal, at_goal=True))
+    sentence = asyncio.run(worker.step(harness.goal, at_goal=True, active=True))
     # The server's lease decision, over the agents' reports, is what holds it back.
     assert sentence is not None and sentence.startswith("blocked:"), sentence
     assert (
@@ -252,7 +252,7 @@ def test_waits_while_another_member_is_down(harness: Harness) -> None:
     )
     assert c.world.observe(c.host(int(first[-1])), first).mode == "replset"
     assert harness.service.get(GROUP, build_id)["built"] == []
-    held = asyncio.run(worker.step(harness.goal, at_goal=False))
+    held = asyncio.run(worker.step(harness.goal, at_goal=False, active=True))
     assert held is not None and "waits for this host's processes to reach goal state" in held
 
 

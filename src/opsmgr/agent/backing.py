@@ -14,7 +14,7 @@ Configured in ``automation-agent.config`` (``mmsGroupId``/``mmsApiKey``/``mmsBas
 ``backing.sliceMaxBytes``       and about this many bytes (default 4 MB)
 ==============================  ==========================================================================
 
-Per store, whose source the secondary lists for this host (``GET .../backingDatabases``): ask where to
+Per store, whose source the secondary lists for this host (the agent's work list): ask where to
 resume (``acknowledged``); on SYNC_REQUIRED do an **initial sync** (the oplog position before reading,
 every document per collection, the position after as ``minValid``); then ship ``Store.oplog_after`` from the
 acknowledged position as slices ``(acknowledged, last entry]``, compressed and checksummed, data then
@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from opsmgr.agent.backup import DOC_CHUNK, BackupWorker
+from opsmgr.agent.client import ServerUnreachable
 from opsmgr.backup.slices import encode_slice
 from opsmgr.errors import InvalidInput, OplogGap, OpsmgrError
 from opsmgr.properties import load_properties
@@ -67,7 +68,6 @@ AGENT_KEYS = {
     "snapshot": "backing.snapshotStoreUri",
     "oplog": "backing.oplogStoreUri",
 }
-LIST_PATH = "/backingDatabases"
 
 
 @dataclass(frozen=True)
@@ -177,15 +177,17 @@ class BackingShipper:
         return await asyncio.to_thread(fn, *args)
 
     async def step(self) -> dict[str, str]:
-        """One pass over the stores; returns what happened to each (for logs and tests)."""
-        listing = await self.channel._json("GET", LIST_PATH, params={"hostname": self.channel.hostname})
+        """One pass over the stores; returns what happened to each (for logs and tests). An unreachable
+        secondary ends the pass (:class:`ServerUnreachable`): the next store would not reach it either."""
         done: dict[str, str] = {}
-        for source in listing.get("sources", []):
+        for source in self.channel.work().backing:
             name = source.get("name")
             if name not in self.config.uris:
                 continue
             try:
                 done[name] = await self.ship(source["sourceId"], name)
+            except ServerUnreachable:
+                raise
             except OpsmgrError as exc:
                 done[name] = f"failed: {exc.detail}"
                 log.warning("backup of the primary's %s: %s", LABELS.get(name, name), exc.detail)

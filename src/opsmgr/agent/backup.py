@@ -2,7 +2,7 @@
 out automated restores into this host's processes. It runs as its own asyncio task beside the automation
 cycle (:meth:`BackupWorker.run`), one :meth:`BackupWorker.step` at a time, so backup never delays automation.
 
-Per backed-up source (``GET .../jobs`` names them), the agent whose process is PRIMARY:
+Per backed-up source (the agent's work list names them), the agent whose process is PRIMARY:
 
 - asks where to resume (``acknowledged``: the daemon's tip), telling the daemon the newest entry of the
   source's oplog it sees (``sourceLast``, for the backup lag alert); on SYNC_REQUIRED it does an
@@ -37,6 +37,7 @@ import httpx
 
 from opsmgr.agent.client import AgentRequestFailed
 from opsmgr.agent.runtime import Runtime
+from opsmgr.agent.work import WorkList
 from opsmgr.automation.protocol import BACKUP_PATH
 from opsmgr.backup import crashpoints
 from opsmgr.backup.slices import encode_slice
@@ -53,12 +54,15 @@ class BackupWorker:
         self,
         runtime: Runtime,
         driver: Driver,
+        work: Callable[[], WorkList],
         *,
         interval_s: float = 1.0,
         max_entries: int = 2000,
     ) -> None:
+        """``work`` gives the agent's current work list (its sources and restores are this worker's)."""
         self.runtime = runtime
         self.driver = driver
+        self.work = work
         self.hostname = runtime.hostname
         self.interval_s = interval_s
         self.max_entries = max_entries
@@ -75,13 +79,13 @@ class BackupWorker:
     # --- one step -------------------------------------------------------------------------------------------
 
     async def step(self) -> None:
-        jobs = await self._json("GET", "/jobs", params={"hostname": self.hostname})
-        for source in jobs.get("sources", []):
+        work = self.work()
+        for source in work.sources:
             try:
                 await self.ship(source)
             except OpsmgrError as exc:
                 log.warning("%s: backup of %s: %s", self.hostname, source.get("replicaSetName"), exc.detail)
-        for job in jobs.get("restores", []):
+        for job in work.restores:
             await self.restore(job)
 
     async def _primary_here(self, names: list[str]) -> str | None:

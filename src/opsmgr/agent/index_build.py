@@ -123,10 +123,10 @@ class IndexBuildWorker:
 
     # --- one cycle ---------------------------------------------------------------------------------------
 
-    async def step(self, goal: Mapping[str, Any] | None, at_goal: bool) -> str | None:
-        """Watch, list and act for every active build; the sentence of the action carried out or waiting on
-        this host, or None when there is none."""
-        if goal is None:
+    async def step(self, goal: Mapping[str, Any] | None, at_goal: bool, *, active: bool) -> str | None:
+        """Watch, list and act for every active build (``active``: the work list names one); the sentence of
+        the action carried out or waiting on this host, or None when there is none."""
+        if goal is None or not (active or self._kept):
             return None
         try:
             raw = (await self._send("GET", "")).get("builds", [])
@@ -135,8 +135,8 @@ class IndexBuildWorker:
             return None
         mine = {p["name"]: p for p in processes_on_host(goal, self.hostname)}
         await self._release_kept()
-        active = {str(b.get("id")) for b in raw if isinstance(b, dict)}
-        self._cursors = {k: v for k, v in self._cursors.items() if k in active}
+        under_way = {str(b.get("id")) for b in raw if isinstance(b, dict)}
+        self._cursors = {k: v for k, v in self._cursors.items() if k in under_way}
         sentences = []
         for doc in raw:
             try:

@@ -39,6 +39,7 @@ from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.state import NO_VERSION, StateStore
+from opsmgr.agent.work import WorkList, received
 from opsmgr.automation.config import config_hash, processes_on_host, redact, validate
 from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
 from opsmgr.drivers.base import Driver, RsStatus
@@ -192,7 +193,9 @@ class Agent:
         self.request_handlers.update(request_handlers or {})
         self.config_path = config_path
         # Backup runs as its own task beside the cycle (see ``run``).
-        self.backup = BackupWorker(self.runtime, driver)
+        # What the server says this host has to do besides automation (with each status answer).
+        self.work = WorkList()
+        self.backup = BackupWorker(self.runtime, driver, lambda: self.work)
         # Supervised unique index builds: watched and acted on inside the cycle (see ``cycle``).
         self.index_builds = IndexBuildWorker(self.runtime, driver)
         poll = settings.poll_interval_s
@@ -272,10 +275,10 @@ class Agent:
 
         if self.held is None:
             sentence = config_error or "waiting for a first automation config from the server"
-            await self._publish(sentence, snapshot, [])
-            return self._done(sentence, self.settings.poll_interval_s)
+            more = await self._publish(sentence, snapshot, [])
+            return self._done(sentence, 0.0 if more else self.settings.poll_interval_s)
         self._rolling = await self.maintenance.cycle(
-            snapshot, self.held, self.held_version, self.state.goal_config
+            snapshot, self.held, self.work.maintenance, self.state.goal_config
         )
         snapshot = replace(snapshot, maintenance=self._rolling.owned)
         try:
@@ -289,13 +292,15 @@ class Agent:
         result = await self._act_beside_rolling(plans, config_error)
         if config_error is None and result.move is None:
             # A unique index build acts only while this host is at goal, so automation never races it.
-            building = await self.index_builds.step(self.held, all(p.at_goal for p in plans))
+            building = await self.index_builds.step(
+                self.held, all(p.at_goal for p in plans), active=bool(self.work.index_builds)
+            )
             if building is not None:
                 result = replace(result, sentence=building)
-        await self._publish(result.sentence, snapshot, plans)
+        more = await self._publish(result.sentence, snapshot, plans)
         return self._done(
             result.sentence,
-            result.delay_s,
+            0.0 if more else result.delay_s,
             logging.WARNING if result.sentence.startswith("error") else logging.INFO,
             move=result.move,
             process=result.process,
@@ -482,6 +487,7 @@ class Agent:
             "cvTimestamp": self.held_at_ms,
             # What this agent claims to hold; Restoration Mode accepts an upload only if it hashes alike.
             "cvHash": self._held_hash(),
+            "workVersion": self.work.version,
             "lastGoalVersionAchieved": self.state.goal_version,
             "statusSentence": sentence,
             "timestamp": int(time.time() * 1000),
@@ -489,12 +495,18 @@ class Agent:
             "processes": processes,
         }
 
-    async def _publish(self, sentence: str, snapshot: Snapshot, plans: list[ProcessPlan]) -> None:
+    async def _publish(self, sentence: str, snapshot: Snapshot, plans: list[ProcessPlan]) -> bool:
+        """Report; True when the answer brought new work (the next cycle then starts at once)."""
         try:
             answer = await self.client.post_status(self.status_body(sentence, snapshot, plans))
         except OpsmgrError as exc:
             log.warning("%s: status not delivered: %s", self.hostname, exc.detail)
-            return
+            return False
+        before, self.work = self.work, received(self.work, answer, self.hostname)
+        await self._handle_requests(answer)
+        return self.work.version != before.version and not self.work.idle
+
+    async def _handle_requests(self, answer: dict[str, Any]) -> None:
         for request in answer.get("requests", []):
             if not isinstance(request, dict):
                 continue

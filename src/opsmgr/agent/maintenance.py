@@ -3,8 +3,9 @@ changes the server registered for the replica sets this host takes part in.
 
 On every cycle :meth:`MaintenanceExecutor.cycle` asks the server for the view of each candidate replica set
 (those of the held config with a process here, those of the config this agent last reached goal with, whose
-members may be leaving, and those whose temporary arbiter runs here): only when the held version changed or
-the last view said a change is under way, so an agent at rest asks nothing. For a set under way it builds
+members may be leaving, and those whose temporary arbiter runs here): only when the agent's work list names
+it or the last view said a change is under way, so an agent at rest asks nothing. For a set under way it
+builds
 the :class:`~opsmgr.maintenance.snapshot.RsSnapshot` from a local member's ``replSetGetStatus`` (or, when no
 local member is in its set, from what the server relays of the other agents' reports), asks
 ``maintenance.procedure.next_move``, and when the move's actor is a local process carries it out:
@@ -102,7 +103,6 @@ class Outcome:
 
 @dataclass
 class _SetMemory:
-    checked_version: int | None = None
     active: bool = False
     change_id: str | None = None
     owned: tuple[str, ...] = ()
@@ -182,10 +182,11 @@ class MaintenanceExecutor:
         self,
         snap: Snapshot,
         goal: Mapping[str, Any] | None,
-        version: int,
+        active: frozenset[str],
         previous: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """One look at every candidate set; at most one move carried out in all."""
+        """One look at every candidate set that the work list names (``active``) or that this executor saw
+        under way; at most one move carried out in all."""
         if goal is None:
             return Outcome()
         owned: dict[str, str] = {}
@@ -194,7 +195,7 @@ class MaintenanceExecutor:
         acted = False
         for rs_id in self._candidates(goal, previous):
             memory = self._sets.setdefault(rs_id, _SetMemory())
-            if not memory.active and memory.checked_version == version:
+            if not memory.active and rs_id not in active:
                 continue
             try:
                 view = await self.api.maintenance("GET", rs_id, params={"hostname": self.hostname})
@@ -206,7 +207,7 @@ class MaintenanceExecutor:
                     sentences.append(f"{rs_id}: rolling maintenance paused: {exc.detail}")
                 continue
             if not view.get("active"):
-                memory.active, memory.checked_version, memory.owned = False, version, ()
+                memory.active, memory.owned = False, ()
                 continue
             memory.active = True
             try:

@@ -18,3 +18,8 @@ BACKUP_PATH: Final = "/agents/api/backup/v1/{group}"
 
 # Supervised unique index builds: the active builds of a project, and ``/{buildId}/events`` under it.
 INDEX_BUILDS_PATH: Final = "/agents/api/automation/indexBuilds/v1/{group}"
+
+# The change a write of a project's agent work announces (``Txn.notify``, keyed by project id): backup
+# configs, restore jobs, rolling changes ending, unique index builds starting or ending. The server's cache of
+# each project's work (``server.work``) drops it; so does any change of its automation config.
+WORK_CHANGED: Final = "agent_work"

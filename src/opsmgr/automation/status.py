@@ -72,10 +72,12 @@ class StatusReport(_Record):
     timestamp: EpochMs | None = None
     driver: Word | None = None
     processes: Annotated[list[ProcessReport], Field(max_length=MAX_PROCESSES)] = []
+    # The version of the work list the agent holds: the answer carries the work only when it changed.
+    workVersion: Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$")] | None = None
 
     def running_processes(self) -> set[str]:
         return {p.name for p in self.processes if p.observed is not None and p.observed.running}
 
     def stored(self) -> dict[str, Any]:
         """The document kept in ``agent_status`` (without its key fields)."""
-        return self.model_dump(exclude_none=False)
+        return self.model_dump(exclude={"workVersion"})

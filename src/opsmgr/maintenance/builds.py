@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.errors import Conflict, NotFound
 from opsmgr.maintenance.unique_index import FINAL_STATES, BuildState, UniqueIndexBuild, new_build
 from opsmgr.store.engine import Store, new_id
@@ -42,6 +43,7 @@ class UniqueIndexBuilds:
                         error_code="UNIQUE_INDEX_BUILD_IN_PROGRESS",
                     )
             t.insert(BUILDS, {"_id": build.build_id, "groupId": group_id, "build": build.to_json()})
+            t.notify(WORK_CHANGED, group_id)
         return build
 
     def get(self, group_id: str, build_id: str) -> UniqueIndexBuild:

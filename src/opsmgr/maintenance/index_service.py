@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmgr.automation.config import processes_by_name, replica_set, validate
+from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.automation.service import ConfigVersionConflict
 from opsmgr.drivers.base import OplogRecord
 from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
@@ -330,12 +331,17 @@ class IndexBuildService:
 
     # --- the agents --------------------------------------------------------------------------------------
 
+    def retry_pending_configs(self) -> int:
+        """Add the config entry of every DONE build whose entry could not be added yet (a periodic job);
+        returns how many were added."""
+        added = 0
+        for doc in self.store.find(BUILDS, configPending=True):
+            added += self._adopt(str(doc["groupId"]), doc["_id"]) is not None
+        return added
+
     def for_agent(self, group_id: str) -> list[dict[str, Any]]:
-        """The builds agents act on (not final), after retrying any DONE build's pending config change."""
+        """The builds agents act on (not final)."""
         docs = self.store.find(BUILDS, groupId=group_id)
-        for doc in docs:
-            if doc.get("configPending"):
-                self._adopt(group_id, doc["_id"])
         return [
             view(d)
             for d in docs
@@ -443,6 +449,8 @@ class IndexBuildService:
             if after.state is BuildState.DONE and before.state is not BuildState.DONE:
                 doc["configPending"] = True
             t.put(BUILDS, doc)
+            if after.state in FINAL_STATES and before.state not in FINAL_STATES:
+                t.notify(WORK_CHANGED, group_id)
         if doc.get("configPending"):
             doc = self._adopt(group_id, build_id) or doc
         return view(doc)

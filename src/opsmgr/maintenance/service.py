@@ -33,6 +33,7 @@ from typing import Any
 
 from opsmgr.alerts import AlertService
 from opsmgr.automation.config import map_secrets, process_port, processes_by_name
+from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.maintenance.leases import (
     LEASES,
@@ -213,6 +214,7 @@ class MaintenanceService:
             **_without_rolling_lease(doc),
         )
         t.put(HISTORY, {**_history(doc), "_id": doc["changeId"]})
+        t.notify(WORK_CHANGED, str(doc["groupId"]))
 
     # --- reading ------------------------------------------------------------------------------------------
 

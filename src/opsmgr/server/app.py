@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsmgr import __version__
 from opsmgr.alerts import AlertService
+from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.backup.alerts import AlertPolicy
@@ -44,6 +45,7 @@ from opsmgr.server import jsonbody
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.metrics import Metrics
+from opsmgr.server.work import ProjectWork, project_work
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
 from opsmgr.store.changes import EVERYTHING, ChangeListener
 from opsmgr.store.engine import Change, Store
@@ -98,6 +100,9 @@ class ServerContext:
     # armed, reconciling or converging must reach the mode.
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
     known_hosts: TtlCache[str, frozenset[str]] = field(default_factory=lambda: TtlCache(2.0))
+    # Each project's agent work (``server.work``): recomputed after a change is announced, at the latest
+    # after this long.
+    work: TtlCache[str, ProjectWork] = field(default_factory=lambda: TtlCache(30.0))
     changes: ChangeListener = field(init=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +146,8 @@ class ServerContext:
         caches: list[tuple[str, TtlCache[str, Any]]] = [
             (CONFIG_CHANGED, self.goal_versions),
             (CONFIG_CHANGED, self.known_hosts),
+            (CONFIG_CHANGED, self.work),
+            (WORK_CHANGED, self.work),
             (RESTORATION_CHANGED, self.goal_versions),
             (AGENT_KEYS_CHANGED, self.agent_keys),
         ]
@@ -185,11 +192,15 @@ class ServerContext:
         answer = self.restoration.on_status(group_id, hostname, report)
         if hostname.lower() in self.known_hosts.get(group_id, self.restoration.known_hosts):
             self.automation.record_status(group_id, hostname, report)
+        work = self.work.get(group_id, lambda g: project_work(self, g)).for_host(hostname)
+        if work["version"] != report.workVersion:
+            answer = {**answer, "work": work}
         return answer
 
     def periodic_work(self) -> dict[str, Callable[[], object]]:
         """Work that waits on time rather than on a request, each run by its own thread so that a long
         snapshot never holds up Restoration Mode's timeouts."""
+        from opsmgr.server import index_builds_api
         from opsmgr.server.backup_alerts import alert_work
         from opsmgr.server.secondary_watch import secondary_work
 
@@ -199,6 +210,7 @@ class ServerContext:
             "backup-alerts": alert_work(self, self.backup_alert_policy),
             "secondary-watch": secondary_work(self, self.backup_alert_policy),
             "maintenance": self.maintenance.settle_alerts,
+            "index-build-configs": lambda: index_builds_api.service_of(self).retry_pending_configs(),
         }
         if self.alert_webhook_url:
             from opsmgr.server.alerts_api import webhook_poster

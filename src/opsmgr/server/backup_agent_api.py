@@ -12,6 +12,7 @@ from typing import Any, cast
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.backup.daemon import Source
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.server import backup_api
@@ -36,30 +37,34 @@ def _source_id(ctx: Any, group_id: str, source_id: str) -> str:
     return _source(ctx, group_id, source_id).id
 
 
+def backed_up(ctx: Any, group_id: str, members: dict[str, tuple[str, ...]]) -> list[dict[str, Any]]:
+    """The project's backed-up replica sets, each with its members' process names (``members``: the config's
+    replica sets); the agent whose process is PRIMARY ships each."""
+    return [
+        {**s, "members": list(members.get(s["replicaSetName"], ()))}
+        for s in backup_api.started_sources(ctx, group_id)
+    ]
+
+
+def loading(ctx: Any, group_id: str, processes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The automated restores into the project still loading, each with the processes (as the goal config
+    runs them) that have not loaded yet."""
+    jobs = ctx.stores.app.find(backup_api.JOBS, statusName="QUEUED") + ctx.stores.app.find(
+        backup_api.JOBS, statusName="RUNNING"
+    )
+    return [
+        {"jobId": job["_id"], "processes": [processes[n] for n in job.get("pending", []) if n in processes]}
+        for job in jobs
+        if job["delivery"].get("targetGroupId") == group_id
+    ]
+
+
 @router.get("/jobs")
 def jobs(request: Request, group_id: str = Depends(agent_group), hostname: str = Hostname) -> dict[str, Any]:
-    """The backed-up replica sets with a process on this host (the agent whose process is PRIMARY ships
-    them) and the automated restores whose target has processes on this host, not yet done by it."""
-    ctx = _ctx(request)
-    config = ctx.automation.config(group_id)
-    mine = {p["name"]: p for p in config.get("processes", []) if p.get("hostname") == hostname}
-    sources = []
-    for s in backup_api.started_sources(ctx, group_id):
-        procs = [p["name"] for p in backup_api.target_processes(ctx, group_id, s["replicaSetName"])]
-        here = [n for n in procs if n in mine]
-        if here:
-            sources.append({**s, "processes": here})
-    restores = []
-    for job in ctx.stores.app.find(backup_api.JOBS, statusName="QUEUED") + ctx.stores.app.find(
-        backup_api.JOBS, statusName="RUNNING"
-    ):
-        delivery = job["delivery"]
-        if delivery.get("targetGroupId") != group_id:
-            continue
-        here = [mine[n] for n in job.get("pending", []) if n in mine]
-        if here:
-            restores.append({"jobId": job["_id"], "processes": here})
-    return {"sources": sources, "restores": restores}
+    """What this host backs up and restores: its share of the work its status answers carry."""
+    from opsmgr.server.work import project_work
+
+    return dict(project_work(_ctx(request), group_id).for_host(hostname)["backup"])
 
 
 @router.get("/sources/{source_id}/acknowledged")
@@ -207,6 +212,7 @@ def restore_progress(
             if not job["pending"]:
                 job.update(statusName="FINISHED", finished=now)
         t.put(backup_api.JOBS, job)
+        t.notify(WORK_CHANGED, group_id)
     if job["statusName"] in ("FINISHED", "FAILED"):
         names = [
             p["name"]

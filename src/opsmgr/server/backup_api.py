@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.errors import InvalidInput, NotFound
 from opsmgr.server.auth import public_principal
@@ -155,7 +156,9 @@ def patch_backup_config(
         for src in daemon.sources(group_id, cluster_id):
             daemon.remove_source(src.id)
         status = "STOPPED"  # terminated at once: nothing remains to wait for
-    ctx.stores.app.put(CONFIGS, {"_id": cluster_id, "groupId": group_id, "statusName": status})
+    with ctx.stores.app.tx() as t:
+        t.put(CONFIGS, {"_id": cluster_id, "groupId": group_id, "statusName": status})
+        t.notify(WORK_CHANGED, group_id)
     return _config_json(ctx, group_id, cluster_id)
 
 

@@ -30,8 +30,10 @@ agent_router = APIRouter(tags=["agents"])
 
 
 def _service(request: Request) -> IndexBuildService:
-    ctx: Any = request.app.state.ctx
+    return service_of(request.app.state.ctx)
 
+
+def service_of(ctx: Any) -> IndexBuildService:
     def write_goal(group_id: str, config: dict[str, Any], version: int) -> None:
         ctx.automation.put_config(group_id, config, allow_unique_indexes=True, expected_version=version)
 

@@ -35,6 +35,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.backup.daemon import BackupDaemon, Source, SourceKind
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.backup.store_restore import LABELS, StoreName
@@ -135,6 +136,7 @@ def create_backing(
         t.put(backup_api.CONFIGS, {"_id": cluster["_id"], "groupId": group_id, "statusName": "STARTED"})
     for store in StoreName:
         _daemon(ctx).register_source(group_id, cluster["_id"], store.value, SourceKind.BACKING_DATABASE)
+    ctx.stores.app.notify(WORK_CHANGED, group_id)  # once the sources exist: agents ship them
     return _json(ctx, _backing_cluster(ctx, group_id, cluster["_id"]))
 
 
@@ -308,18 +310,25 @@ def finish_restore(
     return _job_json(ctx, job)
 
 
+def backing_sources(ctx: Any, group_id: str) -> list[dict[str, Any]]:
+    """The backing-database sources with backup STARTED, each with the ``hostname`` that ships it (None: the
+    agent of any host)."""
+    out = []
+    for cluster in ctx.stores.app.find(backup_api.CLUSTERS, groupId=group_id, kind=KIND):
+        if backup_api.backup_status(ctx, cluster["_id"]) != "STARTED":
+            continue
+        for name, src in _sources(ctx, cluster).items():
+            host = cluster.get("hostname")
+            out.append({"sourceId": src.id, "clusterId": cluster["_id"], "name": name, "hostname": host})
+    return out
+
+
 @agent_router.get("/backingDatabases")
 def agent_sources(
     request: Request, group_id: str = Depends(agent_group), hostname: str = Query(..., min_length=1)
 ) -> dict[str, Any]:
-    """The backing-database sources the agent on ``hostname`` ships (a cluster without a host: any)."""
-    ctx = _ctx(request)
-    out = []
-    for cluster in ctx.stores.app.find(backup_api.CLUSTERS, groupId=group_id, kind=KIND):
-        if cluster.get("hostname") not in (None, hostname):
-            continue
-        if backup_api.backup_status(ctx, cluster["_id"]) != "STARTED":
-            continue
-        for name, src in _sources(ctx, cluster).items():
-            out.append({"sourceId": src.id, "clusterId": cluster["_id"], "name": name})
-    return {"sources": out}
+    """The backing-database sources the agent on ``hostname`` ships: its share of the work its status
+    answers carry."""
+    from opsmgr.server.work import project_work
+
+    return {"sources": project_work(_ctx(request), group_id).for_host(hostname)["backing"]}

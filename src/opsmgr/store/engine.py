@@ -521,6 +521,11 @@ class Store:
             yield txn
         self.announce(txn.notes)
 
+    def notify(self, topic: str, key: str) -> None:
+        """Announce a change made outside a transaction of this store (see :meth:`Txn.notify`)."""
+        with self.tx() as t:
+            t.notify(topic, key)
+
     def on_change(self, listener: Callable[[Change], None]) -> None:
         """Call ``listener`` with every change this process's transactions announce, once committed
         (changes of other processes arrive through :class:`opsmgr.store.changes.ChangeListener`)."""

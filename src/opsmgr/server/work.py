@@ -1,0 +1,105 @@
+"""What each agent has to do, delivered with the answer to its status report, so that an idle agent asks the
+server nothing but its poll and its report.
+
+Per project, :func:`project_work` gathers, once per change (cached by the server until a write announces a
+change of the project's config or work, the cache's time to live bounding a lost announcement): the backed-up
+replica sets and the processes that serve them, the automated restores still loading, the replica sets under
+a rolling change, the unique index builds under way, and (on a secondary) the backing databases to ship. An
+agent's share of it (:meth:`ProjectWork.for_host`) comes with a version; the agent echoes the version it
+holds in its report (``workVersion``) and the answer carries the work only when it changed.
+
+Owns the composition only: what each list means belongs to backup, maintenance and the index builds. May
+import everything below ``server``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsmgr.automation.config import processes_by_name
+
+# A replica set's or build's hosts, by process name.
+_Members = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProjectWork:
+    """A project's work, before it is split by host (process names are mapped to their hosts)."""
+
+    host_of: dict[str, str] = field(default_factory=dict)  # process name -> host (lower-cased)
+    sources: tuple[dict[str, Any], ...] = ()  # backup sources, with ``members``: the set's process names
+    restores: tuple[dict[str, Any], ...] = ()  # restore jobs, with ``processes``: the pending ones
+    maintenance: tuple[tuple[str, _Members], ...] = ()  # replica set, its members' and arbiter's processes
+    index_builds: tuple[tuple[str, _Members], ...] = ()  # build id, its members
+    backing: tuple[dict[str, Any], ...] = ()  # backing-database sources, with ``hostname`` (None: any)
+
+    def _here(self, names: _Members, host: str) -> list[str]:
+        return [n for n in names if self.host_of.get(n) == host]
+
+    def for_host(self, hostname: str) -> dict[str, Any]:
+        """This host's share, with its ``version``."""
+        host = hostname.lower()
+        sources = []
+        for s in self.sources:
+            here = self._here(tuple(s["members"]), host)
+            if here:
+                sources.append({k: v for k, v in s.items() if k != "members"} | {"processes": here})
+        restores = []
+        for job in self.restores:
+            here = [p for p in job["processes"] if self.host_of.get(p["name"]) == host]
+            if here:
+                restores.append({"jobId": job["jobId"], "processes": here})
+        work: dict[str, Any] = {
+            "backup": {"sources": sources, "restores": restores},
+            "maintenance": sorted(rs for rs, names in self.maintenance if self._here(names, host)),
+            "indexBuilds": sorted(b for b, names in self.index_builds if self._here(names, host)),
+            "backing": [
+                {k: v for k, v in b.items() if k != "hostname"}
+                for b in self.backing
+                if b.get("hostname") in (None, hostname)
+            ],
+        }
+        work["version"] = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()[:32]
+        return work
+
+
+def project_work(ctx: Any, group_id: str) -> ProjectWork:
+    """Gathered from the services (a few reads of the project's documents)."""
+    from opsmgr.server import backup_agent_api, index_builds_api, secondary_api
+
+    config = ctx.automation.config(group_id)
+    procs = processes_by_name(config)
+    host_of = {name: str(p.get("hostname", "")).lower() for name, p in procs.items()}
+    members = {
+        rs["_id"]: tuple(m["host"] for m in rs.get("members", [])) for rs in config.get("replicaSets", [])
+    }
+    maintenance = []
+    for rs_id in ctx.maintenance.active_sets(group_id):
+        names = members.get(rs_id, ())
+        arbiter = _temporary_arbiter(config, rs_id)
+        if arbiter is not None:
+            host_of[f"{rs_id}:temporary-arbiter"] = arbiter
+            names = (*names, f"{rs_id}:temporary-arbiter")
+        maintenance.append((rs_id, names))
+    return ProjectWork(
+        host_of=host_of,
+        sources=tuple(backup_agent_api.backed_up(ctx, group_id, members)),
+        restores=tuple(backup_agent_api.loading(ctx, group_id, procs)),
+        maintenance=tuple(maintenance),
+        index_builds=tuple(
+            (str(b["id"]), tuple(b.get("members", [])))
+            for b in index_builds_api.service_of(ctx).for_agent(group_id)
+        ),
+        backing=tuple(secondary_api.backing_sources(ctx, group_id)),
+    )
+
+
+def _temporary_arbiter(config: Mapping[str, Any], rs_id: str) -> str | None:
+    rs: Mapping[str, Any] = next((r for r in config.get("replicaSets", []) if r["_id"] == rs_id), {})
+    arbiter = (rs.get("maintenance") or {}).get("temporaryArbiter") or {}
+    host = arbiter.get("hostname")
+    return str(host).lower() if host else None
