@@ -668,6 +668,21 @@ class MaintenanceService:
     def active_sets(self, group_id: str) -> list[str]:
         return sorted(d["rsId"] for d in self.store.find(LEASES, groupId=group_id) if _active(d))
 
+    def active_hosts(self, group_id: str) -> dict[str, frozenset[str]]:
+        """Per replica set under a rolling change, the hosts (lower-cased) whose agents take part: of its
+        members in the goal config and in the config the change started from (members leaving), and of the
+        temporary arbiter."""
+        docs = [d for d in self.store.find(LEASES, groupId=group_id) if _active(d)]
+        if not docs:
+            return {}
+        goal = self.goal(group_id)
+        return {
+            d["rsId"]: frozenset(
+                host.rsplit(":", 1)[0].lower() for host in self._member_names(goal, d)
+            )
+            for d in docs
+        }
+
 
 def _active(doc: Mapping[str, Any] | None) -> bool:
     if doc is None or not doc.get("changeId"):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ class ProjectWork:
     host_of: dict[str, str] = field(default_factory=dict)  # process name -> host (lower-cased)
     sources: tuple[dict[str, Any], ...] = ()  # backup sources, with ``members``: the set's process names
     restores: tuple[dict[str, Any], ...] = ()  # restore jobs, with ``processes``: the pending ones
-    maintenance: tuple[tuple[str, _Members], ...] = ()  # replica set, its members' and arbiter's processes
+    maintenance: tuple[tuple[str, frozenset[str]], ...] = ()  # replica set, the hosts taking part
     index_builds: tuple[tuple[str, _Members], ...] = ()  # build id, its members
     backing: tuple[dict[str, Any], ...] = ()  # backing-database sources, with ``hostname`` (None: any)
 
@@ -55,7 +54,7 @@ class ProjectWork:
                 restores.append({"jobId": job["jobId"], "processes": here})
         work: dict[str, Any] = {
             "backup": {"sources": sources, "restores": restores},
-            "maintenance": sorted(rs for rs, names in self.maintenance if self._here(names, host)),
+            "maintenance": sorted(rs for rs, hosts in self.maintenance if host in hosts),
             "indexBuilds": sorted(b for b, names in self.index_builds if self._here(names, host)),
             "backing": [
                 {k: v for k, v in b.items() if k != "hostname"}
@@ -77,29 +76,15 @@ def project_work(ctx: Any, group_id: str) -> ProjectWork:
     members = {
         rs["_id"]: tuple(m["host"] for m in rs.get("members", [])) for rs in config.get("replicaSets", [])
     }
-    maintenance = []
-    for rs_id in ctx.maintenance.active_sets(group_id):
-        names = members.get(rs_id, ())
-        arbiter = _temporary_arbiter(config, rs_id)
-        if arbiter is not None:
-            host_of[f"{rs_id}:temporary-arbiter"] = arbiter
-            names = (*names, f"{rs_id}:temporary-arbiter")
-        maintenance.append((rs_id, names))
+    maintenance = tuple(sorted(ctx.maintenance.active_hosts(group_id).items()))
     return ProjectWork(
         host_of=host_of,
         sources=tuple(backup_agent_api.backed_up(ctx, group_id, members)),
         restores=tuple(backup_agent_api.loading(ctx, group_id, procs)),
-        maintenance=tuple(maintenance),
+        maintenance=maintenance,
         index_builds=tuple(
             (str(b["id"]), tuple(b.get("members", [])))
             for b in index_builds_api.service_of(ctx).for_agent(group_id)
         ),
         backing=tuple(secondary_api.backing_sources(ctx, group_id)),
     )
-
-
-def _temporary_arbiter(config: Mapping[str, Any], rs_id: str) -> str | None:
-    rs: Mapping[str, Any] = next((r for r in config.get("replicaSets", []) if r["_id"] == rs_id), {})
-    arbiter = (rs.get("maintenance") or {}).get("temporaryArbiter") or {}
-    host = arbiter.get("hostname")
-    return str(host).lower() if host else None
