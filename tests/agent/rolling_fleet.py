@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opsmgr.agent.executor import LongActions
 from opsmgr.agent.loop import read_snapshot
 from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
 from opsmgr.agent.plan import Snapshot, initial_rs_config, process_spec
@@ -131,8 +132,10 @@ class RollingFleet:
         self.hosts = [f"h{i}.sim" for i in range(self.members)] + list(self.extra_hosts)
         self.drivers = {h: SimDriver(self.world, h) for h in self.hosts}
         self.api = LocalApi(self.service)
+        self.longs = {h: LongActions(h, clock=self.clock.now) for h in self.hosts}
         self.executors = {
-            h: MaintenanceExecutor(self.api, self.drivers[h], h, clock=self.clock.now) for h in self.hosts
+            h: MaintenanceExecutor(self.api, self.drivers[h], h, long=self.longs[h], clock=self.clock.now)
+            for h in self.hosts
         }
         self.config = replica_set_config(self.hosts[: self.members])
         self.previous: dict[str, Any] | None = None
@@ -205,7 +208,10 @@ class RollingFleet:
         self.reports[host] = self._status(host, snap)
         # What the agent's work list would name: the sets under a rolling change.
         active = frozenset(self.service.active_sets(GROUP))
-        outcome = await self.executors[host].cycle(snap, self.goal, active, self.previous)
+        version = int(self.goal["version"])
+        outcome = await self.executors[host].cycle(snap, self.goal, version, active, self.previous)
+        # A long move runs beside the agent's cycles; on the simulated clock it takes no time at all.
+        await self.longs[host].wait()
         self.outcomes.append((self.clock.now(), host, outcome))
 
     def tick(self) -> None:

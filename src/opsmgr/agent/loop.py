@@ -33,6 +33,7 @@ import httpx
 
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, ServerUnreachable
+from opsmgr.agent.executor import LongActions
 from opsmgr.agent.index_build import IndexBuildWorker
 from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
@@ -206,7 +207,11 @@ class Agent:
         self.busy_delay_s = min(poll, MAX_BUSY_DELAY_S)
 
         # Rolling changes the server registered: this host's part of them (see ``agent.maintenance``).
-        self.maintenance = MaintenanceExecutor(self.client, driver, self.hostname, run=self._driver)
+        # One long action at a time on this host (a restart out of the set, an index build, a restore load).
+        self.long = LongActions(self.hostname)
+        self.maintenance = MaintenanceExecutor(
+            self.client, driver, self.hostname, long=self.long, run=self._driver
+        )
         self._rolling = Outcome()
         self.store = StateStore(settings.state_dir)
         self.state = self.store.load()
@@ -278,7 +283,7 @@ class Agent:
             more = await self._publish(sentence, snapshot, [])
             return self._done(sentence, 0.0 if more else self.settings.poll_interval_s)
         self._rolling = await self.maintenance.cycle(
-            snapshot, self.held, self.work.maintenance, self.state.goal_config
+            snapshot, self.held, self.held_version, self.work.maintenance, self.state.goal_config
         )
         snapshot = replace(snapshot, maintenance=self._rolling.owned)
         try:
@@ -575,7 +580,7 @@ class Agent:
         delay = first_delay_s
         backup = asyncio.create_task(self.backup.run(stop))
         try:
-            while not await _stopped_within(stop, delay):
+            while not await _stopped_within(stop, delay, self.long.ended):
                 try:
                     delay = (await self.cycle()).delay_s
                 except Exception:  # the loop outlives any bug in one cycle
@@ -584,16 +589,26 @@ class Agent:
         finally:
             backup.cancel()
             await asyncio.gather(backup, return_exceptions=True)
+            # A long action is finished, not cut: a member stopped half-way through its restart would be
+            # left down.
+            await self.long.wait()
         log.info("%s: agent stopped; processes left as they are", self.hostname)
 
 
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+async def _stopped_within(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> bool:
+    """Wait ``seconds``, or less when ``wake`` is set (then cleared); True when ``stop`` was set."""
     if stop.is_set():
         return True
     if seconds <= 0:
         return False
+    waiters = {asyncio.ensure_future(stop.wait())}
+    if wake is not None:
+        waiters.add(asyncio.ensure_future(wake.wait()))
     try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    if wake is not None:
+        wake.clear()
+    return stop.is_set()

@@ -4,8 +4,8 @@ changes the server registered for the replica sets this host takes part in.
 On every cycle :meth:`MaintenanceExecutor.cycle` asks the server for the view of each candidate replica set
 (those of the held config with a process here, those of the config this agent last reached goal with, whose
 members may be leaving, and those whose temporary arbiter runs here): only when the agent's work list names
-it or the last view said a change is under way, so an agent at rest asks nothing. For a set under way it
-builds
+it, the last view said a change is under way, or the held version changed (the new config may have
+registered a change), so an agent at rest asks nothing. For a set under way it builds
 the :class:`~opsmgr.maintenance.snapshot.RsSnapshot` from a local member's ``replSetGetStatus`` (or, when no
 local member is in its set, from what the server relays of the other agents' reports), asks
 ``maintenance.procedure.next_move``, and when the move's actor is a local process carries it out:
@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.plan import LocalProcess, Snapshot, process_spec
 from opsmgr.automation.config import processes_by_name
 from opsmgr.drivers.base import Driver, DriverError, MemberState, ProcessSpec, RunMode
@@ -72,6 +73,19 @@ TASK_START_OPTIONS: dict[Task, dict[str, Any]] = {
 }
 # Tasks carried out without restarting the member (it is already standalone).
 _NO_RESTART_TASKS = frozenset({Task.BUILD_INDEX})
+# Moves that stop or start a process, or wait on an election: each runs as the host's long action, while
+# the agent's cycle goes on polling and reporting.
+LONG_MOVES = frozenset(
+    {
+        MoveName.RESTART_STANDALONE,
+        MoveName.PERFORM_TASK,
+        MoveName.RESTART_REPLSET,
+        MoveName.STEP_DOWN,
+        MoveName.SHUTDOWN,
+        MoveName.START_TEMPORARY_ARBITER,
+        MoveName.STOP_TEMPORARY_ARBITER,
+    }
+)
 _REPORT_EVERY_S = 5.0
 
 
@@ -109,6 +123,8 @@ class _SetMemory:
     before: RsSnapshot | None = None
     reported_at: float = 0.0
     last_decision: dict[str, Any] | None = None
+    checked_version: int | None = None
+    error: str | None = None  # the last failure of one of this set's moves, until one succeeds
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,6 @@ class _SetRun:
     sentence: str
     acted: bool
     annotations: dict[str, dict[str, Any]]
-
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,12 +164,14 @@ class MaintenanceExecutor:
         driver: Driver,
         hostname: str,
         *,
+        long: LongActions,
         run: Callable[..., Awaitable[Any]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.api = api
         self.driver = driver
         self.hostname = hostname
+        self.long = long
         self.clock = clock
         self._run = run
         self._sets: dict[str, _SetMemory] = {}
@@ -182,11 +199,14 @@ class MaintenanceExecutor:
         self,
         snap: Snapshot,
         goal: Mapping[str, Any] | None,
+        version: int,
         active: frozenset[str],
         previous: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """One look at every candidate set that the work list names (``active``) or that this executor saw
-        under way; at most one move carried out in all."""
+        """One look at every candidate set that the work list names (``active``), that this executor saw
+        under way, or whose config just changed (``version``: the new config may have started a change,
+        which the processes must not be planned around before the work list says so); at most one move
+        carried out in all."""
         if goal is None:
             return Outcome()
         owned: dict[str, str] = {}
@@ -195,7 +215,7 @@ class MaintenanceExecutor:
         acted = False
         for rs_id in self._candidates(goal, previous):
             memory = self._sets.setdefault(rs_id, _SetMemory())
-            if not memory.active and rs_id not in active:
+            if not memory.active and rs_id not in active and memory.checked_version == version:
                 continue
             try:
                 view = await self.api.maintenance("GET", rs_id, params={"hostname": self.hostname})
@@ -207,7 +227,7 @@ class MaintenanceExecutor:
                     sentences.append(f"{rs_id}: rolling maintenance paused: {exc.detail}")
                 continue
             if not view.get("active"):
-                memory.active, memory.owned = False, ()
+                memory.active, memory.checked_version, memory.owned = False, version, ()
                 continue
             memory.active = True
             try:
@@ -254,23 +274,31 @@ class MaintenanceExecutor:
         decision = next_move(rs_snap, change, progress, options=options, policy=policy)
         move = decision.retry if isinstance(decision, Blocked) else decision
         mine = set(local) | ({arbiter} if arbiter_here else set())
-        acted, error, sentence = False, None, _sentence(rs_id, decision, view)
-        if may_act and isinstance(move, Move) and not move.waiting and move.actor in mine:
-            try:
-                denied = await self._carry_out(
-                    rs_id, view, move, progress, rs_snap, snap, goal, previous, policy
+        acted, error, sentence = False, memory.error, _sentence(rs_id, decision, view)
+        running = self.long.running
+        if running is not None and running.name.startswith(f"{rs_id}: "):
+            sentence, error = self.long.sentence() or sentence, None  # this set's move, under way
+        elif may_act and isinstance(move, Move) and not move.waiting and move.actor in mine:
+            args = (rs_id, view, move, progress, rs_snap, snap, goal, previous, policy, memory)
+            if move.name in LONG_MOVES:
+                action = LongAction(
+                    sentence if move is decision else f"{rs_id}: {move.name.value} {move.member}",
+                    frozenset({move.member}),
                 )
-            except OpsmgrError as exc:
-                denied, error = None, f"{move.name.value} for {move.member} failed, will retry: {exc.detail}"
-            except Exception as exc:  # the driver may raise anything its backend raises
-                denied, error = None, f"{move.name.value} for {move.member} failed, will retry: {exc}"
-            acted = error is None and denied is None
-            if acted and isinstance(decision, Blocked):
-                sentence = f"{sentence} (retrying {move.name.value})"
-            elif error is not None:
-                sentence = f"{rs_id}: {error}"
-            elif denied is not None:
-                sentence = f"{rs_id} blocked: {move.name.value} for {move.member} refused: {denied}"
+                acted = self.long.start(action, lambda: self._attempt(*args))
+                sentence = sentence if acted else f"{sentence} (waits for {running.name if running else '?'})"
+            else:
+                denied = await self._attempt(*args)
+                error = memory.error
+                acted = error is None and denied is None
+                if acted and isinstance(decision, Blocked):
+                    sentence = f"{sentence} (retrying {move.name.value})"
+                elif error is not None:
+                    sentence = f"{rs_id}: {error}"
+                elif denied is not None:
+                    sentence = f"{rs_id} blocked: {move.name.value} for {move.member} refused: {denied}"
+        elif error is not None:
+            sentence = f"{rs_id}: {error}"
         if may_act and not acted:
             acted = await self._keep_up(rs_id, change, progress, snap, goal, previous, local)
         await self._renew(rs_id, view, local)
@@ -359,6 +387,32 @@ class MaintenanceExecutor:
         return RsSnapshot(rs_id, now, tuple(views)), False
 
     # --- carrying moves out -------------------------------------------------------------------------------
+
+    async def _attempt(
+        self,
+        rs_id: str,
+        view: Mapping[str, Any],
+        move: Move,
+        progress: Progress,
+        rs_snap: RsSnapshot,
+        snap: Snapshot,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        policy: Policy,
+        memory: _SetMemory,
+    ) -> str | None:
+        """Carry ``move`` out (inline, or as the host's long action); a failure is remembered for the status
+        until the move, asked for again by the procedure, succeeds. The server's reason when it refused."""
+        try:
+            denied = await self._carry_out(rs_id, view, move, progress, rs_snap, snap, goal, previous, policy)
+        except OpsmgrError as exc:
+            memory.error = f"{move.name.value} for {move.member} failed, will retry: {exc.detail}"
+            return None
+        except Exception as exc:  # the driver may raise anything its backend raises
+            memory.error = f"{move.name.value} for {move.member} failed, will retry: {exc}"
+            return None
+        memory.error = None
+        return denied
 
     async def _carry_out(
         self,
@@ -544,6 +598,8 @@ class MaintenanceExecutor:
         for name in local:
             lp = snap.processes.get(name)
             if lp is None or lp.observation.running or name in in_unit or change.leaving(name):
+                continue
+            if self.long.owns(name):
                 continue
             new = name in progress.done or name not in change.tasks
             try:
