@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from opsmgr.agent.backup import BackupWorker
+from opsmgr.agent.executor import LongActions
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.work import WorkList
 from opsmgr.backup.slices import decode_slice
@@ -68,6 +69,11 @@ class Server:
     slices: list[tuple[int, int, list[dict[str, Any]]]] = field(default_factory=list)
     synced: list[list[Any]] = field(default_factory=list)
 
+    # The config the agent holds: the restore target's process disabled by the server for the job.
+    held: dict[str, Any] = field(
+        default_factory=lambda: {"processes": [{"name": "dst_0", "hostname": "h0", "disabled": True}]}
+    )
+
     def work(self) -> WorkList:
         """The agent's work list as the server's status answer gives it."""
         sources = ({"sourceId": "s1", "replicaSetName": "rs0", "processes": ["rs0_0"]},)
@@ -119,8 +125,17 @@ def step(driver: Driver, server: Server, max_entries: int = 2) -> None:
     async def go() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
             runtime = Runtime(http, "h0", "http://server", GROUP, "key", offload=False)
-            worker = BackupWorker(runtime, driver, server.work, max_entries=max_entries)  # type: ignore[arg-type]
+            long = LongActions("h0")
+            worker = BackupWorker(
+                runtime,
+                driver,
+                server.work,
+                lambda: server.held,
+                long,
+                max_entries=max_entries,  # type: ignore[arg-type]
+            )
             await worker.step()
+            await long.wait()
 
     asyncio.run(go())
 
@@ -175,3 +190,14 @@ def test_restore_loads_only_stopped_processes_and_reports_them() -> None:
     assert driver.loaded["dst_0"] == [("app.a", {"_id": i}) for i in range(3)]
     reports = [b for _, p, b in server.requests if p.endswith("/progress")]
     assert reports == [{"processes": ["dst_0"], "state": "DONE", "detail": ""}]
+
+
+def test_a_process_that_stopped_on_its_own_is_never_loaded() -> None:
+    """Not disabled in the config the agent holds: automation starts it again; no restore touches it."""
+    restore = {"jobId": "j1", "processes": [{"name": "dst_0", "hostname": "h0"}]}
+    driver = Driver(primary=False, running=False)
+    server = Server(restores=[restore])
+    server.held = {"processes": [{"name": "dst_0", "hostname": "h0", "disabled": False}]}
+    step(driver, server)
+    assert driver.loaded == {}
+    assert not any(p.endswith("/documents") or p.endswith("/progress") for _, p, _ in server.requests)

@@ -20,6 +20,7 @@ import pytest
 from opsmgr.agent.backing import BackingConfig, BackingShipper, backing_config
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import ServerUnreachable
+from opsmgr.agent.executor import LongActions
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.work import WorkList
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
@@ -100,7 +101,7 @@ def run_step(secondary: Secondary, url: str, **config: Any) -> dict[str, str]:
     async def go() -> dict[str, str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
             runtime = Runtime(http, "primary-host", "http://secondary", GROUP, "key", offload=False)
-            worker = BackupWorker(runtime, None, secondary.work)  # type: ignore[arg-type]
+            worker = BackupWorker(runtime, None, secondary.work, dict, LongActions("primary-host"))  # type: ignore[arg-type]
             shipper = BackingShipper(worker, BackingConfig({"app": url}, **config))
             try:
                 return await shipper.step()
@@ -231,7 +232,7 @@ def test_a_lost_sqlite_file_is_not_recreated_and_a_replaced_one_is_reopened(
     async def go() -> list[str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
             runtime = Runtime(http, "primary-host", "http://s", GROUP, "k")
-            worker = BackupWorker(runtime, None, secondary.work)  # type: ignore[arg-type]
+            worker = BackupWorker(runtime, None, secondary.work, dict, LongActions("primary-host"))  # type: ignore[arg-type]
             shipper = BackingShipper(worker, BackingConfig({"app": url}))
             try:
                 seen = [(await shipper.step())["app"]]

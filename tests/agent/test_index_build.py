@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from opsmgr.agent.executor import LongActions
 from opsmgr.agent.index_build import IndexBuildWorker, standalone_spec
 from opsmgr.agent.plan import process_spec
 from opsmgr.agent.runtime import Runtime
@@ -67,6 +68,7 @@ class Harness:
             IndexBuildWorker(
                 Runtime(self.http, h, "http://server", GROUP, "key", offload=False),
                 SimDriver(self.cluster.world, h),
+                LongActions(h, clock=clock.now),
                 now=clock.now,
                 sleep=clock.sleep,
             )
@@ -130,6 +132,13 @@ class Harness:
             )
         return out
 
+    async def step(self, worker: IndexBuildWorker, *, at_goal: bool = True) -> str | None:
+        """One cycle's step of ``worker``; a long action it began runs to its end (on the simulated clock
+        it takes no time), and its outcome is the next step's sentence."""
+        sentence = await worker.step(self.goal, at_goal=at_goal, active=True)
+        await worker.long.wait()
+        return sentence
+
     def start(self, key: str = "orderNo", *, lock: bool = False) -> str:
         body = {"rsName": "rs0", "dbName": "shop", "collectionName": "orders", "key": [[key, 1]]}
         build = self.service.create(GROUP, {**body, "lockPrimaryWrites": lock})
@@ -141,7 +150,7 @@ class Harness:
     ) -> dict[str, Any]:
         for n in range(limit):
             for w in self.workers:
-                sentence = asyncio.run(w.step(self.goal, at_goal=True, active=True))
+                sentence = asyncio.run(self.step(w))
                 if sentence:
                     self.sentences.append(sentence)
             if between is not None:
@@ -244,7 +253,7 @@ def test_waits_while_another_member_is_down(harness: Harness) -> None:
     c.world.kill(c.host(other), c.name(other))
     c.run(15.0)
     worker = next(w for w in harness.workers if w.hostname == c.host(int(first[-1])))
-    sentence = asyncio.run(worker.step(harness.goal, at_goal=True, active=True))
+    sentence = asyncio.run(harness.step(worker))
     # The server's lease decision, over the agents' reports, is what holds it back.
     assert sentence is not None and sentence.startswith("blocked:"), sentence
     assert (
@@ -252,7 +261,7 @@ def test_waits_while_another_member_is_down(harness: Harness) -> None:
     )
     assert c.world.observe(c.host(int(first[-1])), first).mode == "replset"
     assert harness.service.get(GROUP, build_id)["built"] == []
-    held = asyncio.run(worker.step(harness.goal, at_goal=False, active=True))
+    held = asyncio.run(harness.step(worker, at_goal=False))
     assert held is not None and "waits for this host's processes to reach goal state" in held
 
 

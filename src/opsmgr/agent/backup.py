@@ -14,11 +14,12 @@ Per backed-up source (the agent's work list names them), the agent whose process
   exactly;
 - on ``OplogGap`` reports the gap and resyncs at the next step.
 
-An automated restore (``restores`` in the jobs answer): the server disabled the target's processes in the
-goal config, so the automation cycle stops them; once this host's are stopped, the agent downloads the
-restored documents (the daemon replays up to the target **inclusive**: the entry at exactly the target is
-applied), ``driver.load``s them into each, and reports DONE; the server then enables the processes again
-and automation starts them on the restored data.
+An automated restore (``restores`` in the work list): the server disabled the target's processes in the
+goal config, so the automation cycle stops them; once this host's are disabled in the config the agent
+holds and stopped, the agent downloads the restored documents (the daemon replays up to the target
+**inclusive**: the entry at exactly the target is applied), ``driver.load``s them into each as the host's
+long action, and reports DONE; the server then enables the processes again and automation starts them on
+the restored data. A process that stopped on its own is not disabled: it is never loaded.
 
 May import ``opsmgr.agent``, ``opsmgr.automation.protocol``, ``opsmgr.backup.slices``,
 ``opsmgr.backup.crashpoints``, ``opsmgr.drivers`` and ``opsmgr.errors``.
@@ -30,14 +31,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 
 from opsmgr.agent.client import AgentRequestFailed
+from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.work import WorkList
+from opsmgr.automation.config import processes_on_host
 from opsmgr.automation.protocol import BACKUP_PATH
 from opsmgr.backup import crashpoints
 from opsmgr.backup.slices import encode_slice
@@ -55,14 +58,19 @@ class BackupWorker:
         runtime: Runtime,
         driver: Driver,
         work: Callable[[], WorkList],
+        held: Callable[[], Mapping[str, Any] | None],
+        long: LongActions,
         *,
         interval_s: float = 1.0,
         max_entries: int = 2000,
     ) -> None:
-        """``work`` gives the agent's current work list (its sources and restores are this worker's)."""
+        """``work`` gives the agent's current work list (its sources and restores are this worker's), ``held``
+        the automation config the agent holds; restore loads run as the host's long action (``long``)."""
         self.runtime = runtime
         self.driver = driver
         self.work = work
+        self.held = held
+        self.long = long
         self.hostname = runtime.hostname
         self.interval_s = interval_s
         self.max_entries = max_entries
@@ -156,24 +164,37 @@ class BackupWorker:
         return await self._json("POST", f"/sources/{sid}/sync/{sync_id}/finish", json={"minValid": min_valid})
 
     async def restore(self, job: dict[str, Any]) -> None:
-        """Load the restored documents into this host's processes of the target once they are stopped (the
-        server disabled them in the goal config; it enables them again when every one is loaded)."""
+        """Load the restored documents into this host's processes of the target once the job's processes are
+        disabled in the config this agent holds (the server disabled them for the job) and stopped (automation
+        stopped them): as the host's long action. A process that merely stopped is not disabled: automation
+        starts it again, and it is never loaded."""
         job_id = job["jobId"]
+        held = {p["name"]: p for p in processes_on_host(self.held() or {}, self.hostname)}
+        names = [p["name"] for p in job["processes"] if held.get(p["name"], {}).get("disabled")]
+        if not names or self.long.running is not None:
+            return
         try:
-            stopped = []
-            for process in job["processes"]:
-                observed = await self._call(self.driver.observe, process["name"])
-                if not observed.running:
-                    stopped.append(process["name"])
-            if not stopped:
-                return
+            stopped = [n for n in names if not (await self._call(self.driver.observe, n)).running]
+        except OpsmgrError as exc:
+            log.warning(
+                "%s: restore job %s: cannot observe its processes: %s", self.hostname, job_id, exc.detail
+            )
+            return
+        if stopped:
+            self.long.start(
+                LongAction(f"restore job {job_id}: loading {', '.join(stopped)}", frozenset(stopped)),
+                lambda: self._load(job_id, stopped),
+            )
+
+    async def _load(self, job_id: str, stopped: list[str]) -> None:
+        try:
             response = await self._send("GET", f"/restores/{job_id}/documents")
             docs = [(d["ns"], d["doc"]) for d in map(json.loads, response.text.splitlines()) if d]
             for name in stopped:
                 await self._call(self.driver.load, name, docs)
         except OpsmgrError as exc:
             log.error("%s: restore job %s failed: %s", self.hostname, job_id, exc.detail)
-            await self._report(job_id, [p["name"] for p in job["processes"]], "FAILED", exc.detail)
+            await self._report(job_id, stopped, "FAILED", exc.detail)
             return
         await self._report(job_id, stopped, "DONE", "")
         log.warning(

@@ -39,6 +39,7 @@ class LongActions:
         self.hostname = hostname
         self.clock = clock
         self._running: tuple[LongAction, float, asyncio.Task[Any]] | None = None
+        self._on_done: Callable[[Finished], None] | None = None
         self._finished: Finished | None = None
         self._ended: asyncio.Event | None = None  # made in the running loop, at the first start
 
@@ -58,15 +59,26 @@ class LongActions:
         action = self.running
         return action is not None and process in action.processes
 
-    def start(self, action: LongAction, work: Callable[[], Awaitable[Any]]) -> bool:
-        """Schedule ``work``; False (and nothing scheduled) while another action runs."""
+    def start(
+        self,
+        action: LongAction,
+        work: Callable[[], Awaitable[Any]],
+        on_done: Callable[[Finished], None] | None = None,
+    ) -> bool:
+        """Schedule ``work``; False (and nothing scheduled) while another action runs. ``on_done`` gets the
+        outcome as soon as it ends."""
         if self.running is not None:
             return False
+        self._on_done = on_done
         log.info("%s: %s begins", self.hostname, action.name)
         task = asyncio.ensure_future(work())
-        task.add_done_callback(lambda _t: self.ended.set())
         self._running = (action, self.clock(), task)
+        task.add_done_callback(self._ended_now)
         return True
+
+    def _ended_now(self, _task: asyncio.Task[Any]) -> None:
+        self._settle()
+        self.ended.set()
 
     def sentence(self) -> str | None:
         """``<action> in progress (N s)`` while one runs."""
@@ -94,6 +106,9 @@ class LongActions:
         else:
             log.info("%s: %s done in %.1f s", self.hostname, action.name, seconds)
         self._finished = Finished(action, result, error, seconds)
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(self._finished)
 
     async def wait(self) -> Finished | None:
         """Until the running action ends (tests, and a clean stop)."""

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from opsmgr.agent.client import AgentRequestFailed, ServerRejected
+from opsmgr.agent.executor import Finished, LongAction, LongActions
 from opsmgr.agent.plan import HEALTHY_STATES, process_spec
 from opsmgr.agent.runtime import Runtime
 from opsmgr.automation.config import processes_on_host
@@ -88,6 +89,7 @@ class IndexBuildWorker:
         self,
         runtime: Runtime,
         driver: Driver,
+        long: LongActions,
         *,
         election_timeout_s: float = 60.0,
         poll_s: float = 0.2,
@@ -97,7 +99,9 @@ class IndexBuildWorker:
         """``now`` and ``sleep`` time the wait for an election (a simulated world's clock in tests)."""
         self.runtime = runtime
         self.driver = driver
+        self.long = long
         self.hostname = runtime.hostname
+        self._outcomes: list[str] = []  # sentences of long actions that ended, for the next cycle
         self.election_timeout_s = election_timeout_s
         self.poll_s = poll_s
         self.now, self.sleep = now, sleep
@@ -126,8 +130,9 @@ class IndexBuildWorker:
     async def step(self, goal: Mapping[str, Any] | None, at_goal: bool, *, active: bool) -> str | None:
         """Watch, list and act for every active build (``active``: the work list names one); the sentence of
         the action carried out or waiting on this host, or None when there is none."""
+        ended, self._outcomes = self._outcomes, []
         if goal is None or not (active or self._kept):
-            return None
+            return "; ".join(ended) or None
         try:
             raw = (await self._send("GET", "")).get("builds", [])
         except AgentRequestFailed as exc:
@@ -153,7 +158,7 @@ class IndexBuildWorker:
                 sentence = f"error: unique index build {build.build_id} on {build.ns}: {exc.detail}"
             if sentence is not None:
                 sentences.append(sentence)
-        return "; ".join(sentences) or None
+        return "; ".join([*ended, *sentences]) or None
 
     async def _one(
         self, build: UniqueIndexBuild, local: dict[str, dict[str, Any]], at_goal: bool
@@ -167,27 +172,57 @@ class IndexBuildWorker:
         if action.member not in local:
             return None
         head = f"unique index build {build.build_id} on {build.ns}: {action.kind.value} on {action.member}"
+        running = self.long.running
+        if running is not None and running.name == head:
+            return self.long.sentence()
         if not at_goal:
             return f"blocked: {head} waits for this host's processes to reach goal state"
         process = local[action.member]
-        policy: Policy | None = None
-        if action.kind in (ActionKind.BUILD, ActionKind.DROP_INDEX):
-            try:
-                grant = await self._send(
-                    "POST", f"/{quote(build.build_id, safe='')}/lease", {"member": action.member}
-                )
-            except ServerRejected as exc:
-                if exc.status != 409:
-                    raise
-                return f"blocked: {head}: waits for the maintenance lease: {exc.detail}"
-            policy = policy_from_json(grant.get("policy"))
-        await self._event(build.build_id, {"type": "activity", "note": f"{head}: {action.note}"})
-        if policy is None:
+        if action.kind not in (ActionKind.BUILD, ActionKind.DROP_INDEX):
+            # Holding or releasing the primary's writes: one quick command, carried out in the cycle.
+            await self._event(build.build_id, {"type": "activity", "note": f"{head}: {action.note}"})
             outcome = await self._call(self._act, build, action.kind, process, Policy())
-        else:
-            outcome = await self._holding(
-                build.build_id, action.member, policy, self._act, build, action.kind, process, policy
+            return await self._report(build, head, outcome)
+        if running is not None:
+            return f"blocked: {head}: waits for {running.name}"
+        try:
+            grant = await self._send(
+                "POST", f"/{quote(build.build_id, safe='')}/lease", {"member": action.member}
             )
+        except ServerRejected as exc:
+            if exc.status != 409:
+                raise
+            return f"blocked: {head}: waits for the maintenance lease: {exc.detail}"
+        policy = policy_from_json(grant.get("policy"))
+        await self._event(build.build_id, {"type": "activity", "note": f"{head}: {action.note}"})
+        # Out of the set, the build or drop, back and caught up: the host's long action; the cycle goes on.
+        self.long.start(
+            LongAction(head, frozenset({action.member})),
+            lambda: self._out_of_set_action(build, action.kind, process, policy, head),
+            on_done=self._ended,
+        )
+        return f"{head}: {action.note}"
+
+    async def _out_of_set_action(
+        self, build: UniqueIndexBuild, kind: ActionKind, process: dict[str, Any], policy: Policy, head: str
+    ) -> str:
+        member = process["name"]
+        outcome = await self._holding(build.build_id, member, policy, self._act, build, kind, process, policy)
+        sentence = await self._report(build, head, outcome)
+        if outcome.back:
+            await self._release(build.build_id, member)
+        else:
+            self._kept[build.build_id] = (member, policy.catch_up_lag_s)
+        return sentence
+
+    def _ended(self, finished: Finished) -> None:
+        """A build's long action ended: its sentence is the next cycle's (an error, the reason)."""
+        if finished.error is not None:
+            self._outcomes.append(f"error: {finished.action.name}: {finished.error}")
+        elif isinstance(finished.result, str):
+            self._outcomes.append(finished.result)
+
+    async def _report(self, build: UniqueIndexBuild, head: str, outcome: Outcome) -> str:
         for event in outcome.event or []:
             try:
                 await self._event(build.build_id, {**event, "note": f"{head}: {outcome.sentence}"})
@@ -197,11 +232,6 @@ class IndexBuildWorker:
                 # Another report moved the build on meanwhile (an abort from the oplog watch, a cancel).
                 log.info("%s: %s", self.hostname, exc.detail)
                 break
-        if policy is not None:
-            if outcome.back:
-                await self._release(build.build_id, action.member)
-            else:
-                self._kept[build.build_id] = (action.member, policy.catch_up_lag_s)
         prefix = "blocked: " if outcome.blocked else ""
         return f"{prefix}{head}: {outcome.sentence}"
 

@@ -190,15 +190,17 @@ class Agent:
             offload=offload_driver,
         )
         self.client = AgentClient(self.runtime)
+        # One long action at a time on this host (a restart out of the set, an index build, a restore load).
+        self.long = LongActions(self.hostname)
         self.request_handlers: dict[str, RequestHandler] = {UPLOAD_CONFIG_REQUEST: self._upload_config}
         self.request_handlers.update(request_handlers or {})
         self.config_path = config_path
         # Backup runs as its own task beside the cycle (see ``run``).
         # What the server says this host has to do besides automation (with each status answer).
         self.work = WorkList()
-        self.backup = BackupWorker(self.runtime, driver, lambda: self.work)
+        self.backup = BackupWorker(self.runtime, driver, lambda: self.work, lambda: self.held, self.long)
         # Supervised unique index builds: watched and acted on inside the cycle (see ``cycle``).
-        self.index_builds = IndexBuildWorker(self.runtime, driver)
+        self.index_builds = IndexBuildWorker(self.runtime, driver, self.long)
         poll = settings.poll_interval_s
         self.backoff = Backoff(
             min(1.0, poll), max(poll, min(MAX_BACKOFF_S, 30 * poll)), rng or random.Random()
@@ -207,8 +209,6 @@ class Agent:
         self.busy_delay_s = min(poll, MAX_BUSY_DELAY_S)
 
         # Rolling changes the server registered: this host's part of them (see ``agent.maintenance``).
-        # One long action at a time on this host (a restart out of the set, an index build, a restore load).
-        self.long = LongActions(self.hostname)
         self.maintenance = MaintenanceExecutor(
             self.client, driver, self.hostname, long=self.long, run=self._driver
         )
@@ -285,7 +285,9 @@ class Agent:
         self._rolling = await self.maintenance.cycle(
             snapshot, self.held, self.held_version, self.work.maintenance, self.state.goal_config
         )
-        snapshot = replace(snapshot, maintenance=self._rolling.owned)
+        running = self.long.running
+        busy = {n: f"{running.name}: in progress" for n in running.processes} if running else {}
+        snapshot = replace(snapshot, maintenance=self._rolling.owned, busy=busy)
         try:
             plans = plan(snapshot, self.held, self.hostname)
         except Exception as exc:  # a config that validates but still trips the planner must not kill the loop

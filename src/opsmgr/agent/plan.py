@@ -65,6 +65,7 @@ class Move(StrEnum):
     ROLLING_CHANGE_ARGS = "RollingChangeArgs"
     SET_PARAMETER = "SetParameter"
     ROLLING_MAINTENANCE = "RollingMaintenance"
+    LONG_ACTION = "LongActionInProgress"
     GOAL = "Goal"
 
 
@@ -86,6 +87,7 @@ class Snapshot:
     processes: Mapping[str, LocalProcess]
     initiated_sets: frozenset[str] = frozenset()
     maintenance: Mapping[str, str] = field(default_factory=dict)  # process -> what its rolling change does
+    busy: Mapping[str, str] = field(default_factory=dict)  # process -> the host's long action that owns it
 
     def running(self, name: str) -> bool:
         local = self.processes.get(name)
@@ -588,7 +590,14 @@ def _mongod_steps(
 
 
 def _maintenance_step(name: str, snap: Snapshot) -> Step:
+    if name in snap.busy:
+        return Step(Move.LONG_ACTION, snap.busy[name], blocked=WAIT)
     return Step(Move.ROLLING_MAINTENANCE, snap.maintenance[name], blocked=WAIT)
+
+
+def _owned(name: str, snap: Snapshot) -> bool:
+    """A rolling change's or the host's long action: automation leaves the process alone meanwhile."""
+    return name in snap.maintenance or name in snap.busy
 
 
 def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[ProcessPlan]:
@@ -608,14 +617,14 @@ def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[Pro
                     blocked=WAIT,
                 )
             ]
-        elif name in observed.maintenance:
+        elif _owned(name, observed):
             steps = [_maintenance_step(name, observed)]
         else:
             steps = _mongod_steps(name, process, goal, observed)
         plans.append(ProcessPlan(name, (*steps, _goal_step(f"{name} is in goal state"))))
     names = {p["name"] for p in mine}
     for name in sorted(set(observed.processes) - names):
-        if name in observed.maintenance:
+        if _owned(name, observed):
             plans.append(ProcessPlan(name, (_maintenance_step(name, observed), _goal_step(f"{name} left"))))
             continue
         steps = _leave_steps(name, goal, observed, "no longer in the config")
