@@ -22,7 +22,11 @@ class Deployment:
         self.agents: dict[str, AgentProcess] = {}
 
     def agent(
-        self, hostname: str, api_key: str | None = None, extra: dict[str, str] | None = None
+        self,
+        hostname: str,
+        api_key: str | None = None,
+        extra: dict[str, str] | None = None,
+        poll_interval: float = 0.2,
     ) -> AgentProcess:
         """Starts the agent of ``hostname``; it trusts the server's CA (HTTPS), ``extra`` adds config keys."""
         trust = {"sslTrustedMMSServerCertificate": str(self.server.ca_file)} if self.server.ca_file else {}
@@ -33,6 +37,7 @@ class Deployment:
             group_id=self.group_id,
             api_key=api_key or self.agent_key,
             world=self.root / "world.sqlite",
+            poll_interval=poll_interval,
             extra=trust | (extra or {}),
         )
         self.agents[hostname] = agent

@@ -1,0 +1,142 @@
+"""The agent as one loop that is never silent: real agents on a simulated set whose processes take 3 s to
+start, so that a member's restart out of its set is a long action. While it runs, the acting agent goes on
+polling and reporting at its poll interval, and a Restoration Mode that starts meanwhile hears it; idle,
+every agent makes at most 2 requests per poll interval (read from the real server's ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from opsmgr.sim.model import SimParams
+from opsmgr.sim.world import SimWorld
+from tests.agent_protocol import FakeAgent
+from tests.configs import replica_set_config
+from tests.deployments import Deployment
+from tests.procs import ServerProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+HOSTS = [f"slow{i}.cycle.sim" for i in range(3)]
+POLL_S = 0.5
+STARTUP_S = 3.0  # a member's start takes this long: its restart out of the set is a long action
+
+
+@dataclass
+class ReportWatch:
+    """Samples automationStatus: per host, the times its agent's status said a long action was in progress
+    and the gaps between its successive reports meanwhile."""
+
+    d: Deployment
+    in_progress: dict[str, list[float]] = field(default_factory=dict)  # host -> sample times
+    gaps: dict[str, float] = field(default_factory=dict)  # host -> longest gap between reports, seconds
+    last: dict[str, int] = field(default_factory=dict)  # host -> last lastReport seen (ms)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def sample(self, api: httpx.Client) -> None:
+        for p in api.get(f"/groups/{self.d.group_id}/automationStatus").json()["processes"]:
+            host, report = p["hostname"], p["lastReport"] or 0
+            acting = "in progress" in (p["agentStatus"] or "")
+            if acting:
+                self.in_progress.setdefault(host, []).append(time.time())
+            if acting and host in self.last and report != self.last[host]:
+                self.gaps[host] = max(self.gaps.get(host, 0.0), (report - self.last[host]) / 1000)
+            self.last[host] = report
+
+    def run(self) -> None:
+        with self.d.server.client(self.d.api_owner) as api:
+            while not self.stop.wait(0.05):
+                try:
+                    self.sample(api)
+                except httpx.HTTPError:
+                    continue
+
+    def acting_for(self, seconds: float) -> str | None:
+        """A host whose long action has been in progress at least ``seconds``."""
+        return next((h for h, t in self.in_progress.items() if t[-1] - t[0] >= seconds), None)
+
+
+Slow = tuple[Deployment, SimWorld]
+
+
+@pytest.fixture
+def slow(
+    server: ServerProcess, owner: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Slow]:
+    # The world is created before the agents open it: its parameters apply to a new file only.
+    world = SimWorld.open(tmp_path / "world.sqlite", params=SimParams(startup_s=STARTUP_S))
+    d = Deployment(server, owner, tmp_path, request.node.name[:60])
+    try:
+        for host in HOSTS:
+            d.agent(host, poll_interval=POLL_S)
+        d.wait_goal(d.put(replica_set_config(HOSTS, "rs0", "7.0.5")), 3, timeout=120)
+        yield d, world
+    finally:
+        d.close()
+        world.close()
+
+
+def _watched(d: Deployment) -> tuple[ReportWatch, threading.Thread]:
+    watch = ReportWatch(d)
+    thread = threading.Thread(target=watch.run, daemon=True)
+    thread.start()
+    return watch, thread
+
+
+def test_an_agent_reports_through_its_long_action_and_restoration_mode_hears_it(
+    slow: Slow,
+) -> None:
+    d, _world = slow
+    watch, thread = _watched(d)
+    try:
+        d.put(replica_set_config(HOSTS, "rs0", "7.0.6"))  # a rolling restart: each member out in turn
+        acting = wait_for(lambda: watch.acting_for(2 * POLL_S), 90, 0.1, what="a long action under way")
+        # Restoration Mode begins while the action runs: an agent of the project holding a newer config.
+        newer = FakeAgent(d.server.url, d.group_id, d.agent_key, next(h for h in HOSTS if h != acting))
+        newer.held = {"version": 10_000}
+        assert newer.poll() == 304
+        mode = wait_for(
+            lambda: (
+                v := d.api.get(f"/groups/{d.group_id}/restorationMode").json()
+            )["inRestorationMode"]
+            and acting in {a["hostname"] for a in v["agentsHeard"]}
+            and v,
+            10 * POLL_S,
+            0.1,
+            what=f"Restoration Mode hearing {acting}",
+        )
+        assert mode["state"] in ("COLLECTING", "AWAITING_UPLOAD", "RETRY_WAIT")
+        still = watch.in_progress[acting]
+        assert still[-1] - still[0] >= 2 * POLL_S
+    finally:
+        watch.stop.set()
+        thread.join(5)
+    gap = watch.gaps.get(acting, 0.0)
+    print(f"\n{acting}: longest gap between status reports during its long action: {gap:.2f} s")
+    assert 0 < gap <= 2 * POLL_S + 0.5, f"{acting} went silent for {gap:.2f} s during its long action"
+    d.api.delete(f"/groups/{d.group_id}/restorationMode")
+
+
+def test_idle_agents_make_at_most_two_requests_per_poll_interval(slow: Slow) -> None:
+    d, _world = slow
+
+    def agent_requests() -> int:
+        total = 0
+        for line in httpx.get(f"{d.server.url}/metrics", timeout=10).text.splitlines():
+            if line.startswith("opsmgr_http_requests_total{") and 'route="/agents/' in line:
+                total += int(line.rsplit(" ", 1)[1])
+        return total
+
+    before, started = agent_requests(), time.monotonic()
+    time.sleep(6 * POLL_S)  # the measurement window itself, not a synchronisation
+    per_interval = (agent_requests() - before) / len(HOSTS) / ((time.monotonic() - started) / POLL_S)
+    print(f"\nidle: {per_interval:.2f} agent requests per agent per poll interval")
+    assert 1.0 <= per_interval <= 2.0 + 0.2, per_interval
