@@ -105,8 +105,8 @@ def _quietly(fn: Callable[[str], T | None], name: str) -> T | None:
     """A process can die between two questions; what it cannot answer is unknown, not an error."""
     try:
         return fn(name)
-    except Exception as exc:  # the driver may raise anything its backend raises
-        log.debug("%s(%s) failed: %s", getattr(fn, "__name__", fn), name, exc)
+    except OpsmgrError as exc:
+        log.debug("%s(%s) failed: %s", getattr(fn, "__name__", fn), name, exc.detail)
         return None
 
 
@@ -240,6 +240,19 @@ class Agent:
     # --- the cycle ------------------------------------------------------------------------------------------
 
     async def cycle(self) -> CycleResult:
+        """One cycle, inside the loop's one error boundary: a bug in any part of it is logged with its
+        traceback and becomes the cycle's sentence; the next cycle starts afresh, processes untouched."""
+        try:
+            return await self._cycle()
+        except Exception as exc:  # the boundary: the loop outlives any bug in one cycle
+            log.exception("%s: cycle failed", self.hostname)
+            return self._done(
+                f"error: this cycle failed ({type(exc).__name__}: {exc}); retrying",
+                self.settings.poll_interval_s,
+                logging.ERROR,
+            )
+
+    async def _cycle(self) -> CycleResult:
         try:
             served = await self.client.poll_config(self.held_version)
             config_error = self._adopt(served) if served is not None else None
@@ -270,9 +283,9 @@ class Agent:
             snapshot = await self._driver(
                 read_snapshot, self.driver, self._names(), self.state.initiated_sets
             )
-        except Exception as exc:  # the driver may raise anything its backend raises
+        except OpsmgrError as exc:
             return self._done(
-                f"error: cannot observe the processes of {self.hostname}: {exc}",
+                f"error: cannot observe the processes of {self.hostname}: {exc.detail}",
                 self.settings.poll_interval_s,
                 logging.ERROR,
             )
@@ -288,13 +301,7 @@ class Agent:
         running = self.long.running
         busy = {n: f"{running.name}: in progress" for n in running.processes} if running else {}
         snapshot = replace(snapshot, maintenance=self._rolling.owned, busy=busy)
-        try:
-            plans = plan(snapshot, self.held, self.hostname)
-        except Exception as exc:  # a config that validates but still trips the planner must not kill the loop
-            log.exception("planning failed for version %s", self.held_version)
-            sentence = f"error: cannot plan for version {self.held_version}: {exc}"
-            await self._publish(sentence, snapshot, [])
-            return self._done(sentence, self.settings.poll_interval_s, logging.ERROR)
+        plans = plan(snapshot, self.held, self.hostname)
 
         result = await self._act_beside_rolling(plans, config_error)
         if config_error is None and result.move is None:
@@ -324,11 +331,6 @@ class Agent:
             return (
                 f"error: config version {version} from the server is invalid, keeping version "
                 f"{self.held_version}: {exc.detail}"
-            )
-        except Exception as exc:  # whatever shape a broken server sends must not reach the planner
-            return (
-                f"error: config version {version} from the server is unusable, keeping version "
-                f"{self.held_version}: {exc!r}"
             )
         if version != self.held_version:
             log.info("adopting automation config version %s (held %s)", version, self.held_version)
@@ -395,10 +397,13 @@ class Agent:
                 await self._driver(self.driver.set_parameter, name, dict(step.parameters))
             else:
                 raise OpsmgrError(f"the agent cannot carry out {step.move.value} yet")
-        except Exception as exc:  # the driver may raise anything its backend raises; the move is retried
-            self._errors[name] = f"{step.move.value} failed: {exc}"
+        except OpsmgrError as exc:  # drivers say what failed as a DriverError; the move is retried
+            self._errors[name] = f"{step.move.value} failed: {exc.detail}"
             return CycleResult(
-                f"error: {where} failed, will retry: {exc}", self.settings.poll_interval_s, step.move, name
+                f"error: {where} failed, will retry: {exc.detail}",
+                self.settings.poll_interval_s,
+                step.move,
+                name,
             )
         self._errors.pop(name, None)
         return CycleResult(
@@ -524,7 +529,7 @@ class Agent:
                 continue
             try:
                 await handler(request)
-            except Exception:  # a handler's failure is reported, never fatal to the loop
+            except Exception:  # each handler is a boundary of its own: one failing must not cost the others
                 log.exception("%s: server request %r failed", self.hostname, kind)
 
     def _held_hash(self) -> str | None:
@@ -583,11 +588,7 @@ class Agent:
         backup = asyncio.create_task(self.backup.run(stop))
         try:
             while not await _stopped_within(stop, delay, self.long.ended):
-                try:
-                    delay = (await self.cycle()).delay_s
-                except Exception:  # the loop outlives any bug in one cycle
-                    log.exception("%s: cycle failed", self.hostname)
-                    delay = self.settings.poll_interval_s
+                delay = (await self.cycle()).delay_s
         finally:
             backup.cancel()
             await asyncio.gather(backup, return_exceptions=True)
