@@ -1,20 +1,35 @@
-"""The reconcile loop of one agent: poll, observe, plan, do one move, report.
+"""The reconcile loop of one agent: poll, observe, decide, do one move, report, in the shape of Patroni's HA
+loop.
 
 Each cycle polls the conf endpoint with the held version, reads ONE snapshot of this host through the driver,
-plans (``agent.plan``), executes at most one move, posts status, and returns a one-line status sentence that
-is also logged. It is async so that one event loop can carry thousands of agents (``agent.fleet``); driver
-calls, which block, run in worker threads.
+lets each feature decide on it, carries out at most one move, posts status, and returns a one-line status
+sentence that is also logged. Who may act, in this order (the first that has a move this cycle makes it):
+
+1. the host's long action (``agent.executor``): while one runs (a member's restart out of its set, an index
+   build on one member, a restore load), the processes it owns are nobody else's, and the sentence says
+   ``<action> in progress (N s)``; a second long action waits for it;
+2. rolling maintenance (``agent.maintenance``): the moves of the server-registered rolling change of a
+   replica set this host takes part in (those that stop or start a process become the long action);
+3. automation (``agent.plan``): the first move of the plan that brings this host's processes to the goal;
+4. a supervised unique index build (``agent.index_build``), only once this host is at goal.
+
+Backup runs as a task of its own beside the cycle (it ships slices at its own cadence and never changes a
+process); its restore loads are the long action. What there is to do besides automation comes with the
+status answer (``agent.work``); a cycle with new work is followed at once by the next. It is async so that
+one event loop carries thousands of agents (``agent.fleet``); driver calls, which block, run on the
+runtime's executor (``agent.runtime``).
 
 Rules it keeps: an unreachable server leaves processes exactly as they are and is retried with capped
 exponential backoff and jitter; a rejection (401 bad key, 404 unknown project) is reported and retried
 slowly, re-reading the agent's config file in case the key was fixed; a config the server sends that does
-not validate is reported and not adopted; nothing the server or the driver does makes the loop crash.
-The agent adopts whatever config the server serves (the server decides; Restoration Mode answers 304), and
-keeps on disk the last config with which it reached goal (``agent.state``).
+not validate is reported and not adopted; a cycle is one error boundary (a bug in it is logged and becomes
+its sentence, the loop goes on). The agent adopts whatever config the server serves (the server decides;
+Restoration Mode answers 304), and keeps on disk the last config with which it reached goal
+(``agent.state``). Server requests in a status answer (``{"requests": [{"type": ...}]}``) go to the handler
+registered for their type (Restoration Mode config uploads); unknown types are ignored.
 
-Server requests in a status answer (``{"requests": [{"type": ...}]}``) go to the handler registered for
-their type (later: maintenance leases, Restoration Mode config uploads); unknown types are ignored.
-May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.config`` and ``opsmgr.agent``.
+May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation`` (config, protocol) and
+``opsmgr.agent``.
 """
 
 from __future__ import annotations
