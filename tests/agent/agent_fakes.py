@@ -28,7 +28,7 @@ from opsmgr.drivers.base import (
     RunMode,
 )
 
-MUTATING = ("start", "stop", "initiate", "reconfig", "step_down")
+MUTATING = ("start", "stop", "initiate", "reconfig", "step_down", "load")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class FakeWorld:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     stepped_down: set[str] = field(default_factory=set)
+    loaded: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
 
     def mutations(self) -> list[tuple[str, str]]:
         return [c for c in self.calls if c[0] in MUTATING]
@@ -228,7 +229,8 @@ class FakeDriver:
         raise NotImplementedError
 
     def load(self, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
-        raise NotImplementedError
+        self.world.calls.append(("load", name))
+        self.world.loaded[name] = list(docs)
 
 
 class FakeServer:
@@ -243,6 +245,8 @@ class FakeServer:
         self.polls: list[tuple[str, int]] = []
         self.statuses: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
+        self.work: dict[str, Any] | None = None  # the work list status answers carry, when set
+        self.restored: list[dict[str, Any]] = []  # restore progress the agents reported
 
     def set_config(self, config: dict[str, Any]) -> int:
         self.version += 1
@@ -258,6 +262,8 @@ class FakeServer:
     def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        if request.url.path.startswith(f"/agents/api/backup/v1/{self.group_id}/restores/"):
+            return self._restore(request)
         kind, _, group = request.url.path.removeprefix("/agents/api/automation/").partition("/v1/")
         if group != self.group_id:
             return httpx.Response(404, json={"detail": f"no project {group}"})
@@ -276,5 +282,16 @@ class FakeServer:
         if kind == "status" and request.method == "POST":
             self.statuses.append(json.loads(request.content))
             requests, self.requests = self.requests, []
-            return httpx.Response(200, json={"requests": requests} if requests else {})
+            answer: dict[str, Any] = {"requests": requests} if requests else {}
+            if self.work is not None:
+                answer["work"] = self.work
+            return httpx.Response(200, json=answer)
         return httpx.Response(404, json={"detail": "no such endpoint"})
+
+    def _restore(self, request: httpx.Request) -> httpx.Response:
+        """An automated restore's documents (two) and its progress reports."""
+        if request.url.path.endswith("/documents"):
+            lines = [json.dumps({"ns": "app.a", "doc": {"_id": i}}) for i in range(2)]
+            return httpx.Response(200, text="\n".join(lines) + "\n")
+        self.restored.append(json.loads(request.content))
+        return httpx.Response(200, json={"statusName": "RUNNING"})

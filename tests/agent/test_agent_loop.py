@@ -329,3 +329,28 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert len({round(d, 6) for d in delays[4:]}) > 1  # jitter spreads agents that failed together
     backoff.reset()
     assert backoff.next() <= 1.0
+
+
+async def test_a_process_that_stops_on_its_own_is_restarted_never_loaded(rig: Rig) -> None:
+    """A restore job targets the process, but only the server disabling it for the job makes it a load: a
+    process that merely stopped is started again by the cycle and never loaded from a backup."""
+    rig.server.set_config(goal_config([0]))
+    agent = rig.agent(0)
+    await until([agent], all_at_goal(1))
+    job = {"jobId": "j1", "processes": [{"name": "rs0_0", "hostname": host_of(0)}]}
+    rig.server.work = {"version": "w1", "backup": {"sources": [], "restores": [job]}}
+    rig.world.procs["rs0_0"].running = False  # it stops on its own
+
+    result = await agent.cycle()
+    assert result.move is Move.START, result.sentence
+    await agent.backup.step()
+    await agent.long.wait()
+    assert rig.world.loaded == {} and rig.server.restored == []
+    assert rig.world.procs["rs0_0"].running
+
+    rig.server.set_config(goal_config([0], disabled=(0,)))  # the server disables it for the job
+    await until([agent], lambda results: not rig.world.procs["rs0_0"].running)
+    await agent.backup.step()
+    await agent.long.wait()
+    assert rig.world.loaded["rs0_0"] == [("app.a", {"_id": 0}), ("app.a", {"_id": 1})]
+    assert rig.server.restored == [{"processes": ["rs0_0"], "state": "DONE", "detail": ""}]
