@@ -14,6 +14,7 @@ Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr
 - ``changes`` (pure): oplog entries of both kinds normalised into one applied form, and their encoding.
 - ``pitr`` (pure): the PITR window as ranges with holes, and restore planning.
 - ``policy`` (pure): snapshot schedule, retention and what grooming may delete.
+- ``wire`` (pure but for ``opsmgr.strictjson``): an oplog slice's wire format, which the agent encodes.
 - ``blockstore``: content-addressed, compressed, checksummed block files.
 - ``snapshots``, ``slices``, ``head``, ``restore``: the metadata stores, the head copies and restores.
 - ``daemon``: the :class:`~opsmgr.backup.daemon.BackupDaemon` the server drives.

@@ -4,9 +4,8 @@ A slice covers the range ``(start, end]`` (start exclusive, end inclusive) and c
 source in that range; ``end`` may lie past its last entry (the agent read that far and found nothing more),
 and a slice may be empty, which just moves the covered range on while the source is idle.
 
-**Wire format** (:func:`encode_slice`/:func:`decode_slice`, shared by the agent and the server):
-``OPSL1`` + SHA-256 of the body + body, the body being zlib-compressed JSON lines: a header
-``{"format": 1, "start", "end", "count"}`` and one line per entry in the source's own shape.
+**Wire format**: ``backup.wire`` (pure, so the agent needs no store to encode a slice); its codec is
+re-exported here for the daemon.
 
 **Chain.** After an initial sync at position P (a new chain, named by the sync's id), the daemon accepts a
 slice only if it continues the chain exactly: ``start`` must equal the last acknowledged ``end`` (the
@@ -21,34 +20,29 @@ Collections of the oplog metadata store: ``backup_chains`` (one document per sou
 last gap), ``backup_slices.<sourceId>``, and ``backup_runs`` (per source, the unbroken runs its slices cover,
 kept in step with them in the same transactions, so that the PITR window never needs to read every slice).
 
-May import ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store``, ``opsmgr.backup``.
+May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
-import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from opsmgr import strictjson
 from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.changes import Change, decode_changes, encode_changes, from_mongo_record, from_store_entry
 from opsmgr.backup.pitr import SliceSpan, coverage
 from opsmgr.backup.positions import POSITION_LIMITS, PositionKind
+from opsmgr.backup.wire import decode_slice as decode_slice
+from opsmgr.backup.wire import encode_slice as encode_slice
 from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.store.engine import Store
 
 CHAINS = "backup_chains"
 RUNS = "backup_runs"
 SLICES_PREFIX = "backup_slices."
-_MAGIC = b"OPSL1"
-_DIGEST = 32
-MAX_SLICE_BYTES = 64 * 1024 * 1024  # decompressed: a slice bigger than this is cut smaller by the agent
 
 
 class SliceStatus(StrEnum):
@@ -112,53 +106,6 @@ class Chain:
         return cls(
             sourceId=doc["_id"], **{k: doc.get(k) for k in cls.__dataclass_fields__ if k != "sourceId"}
         )
-
-
-# The wire format.
-
-
-@dataclass(frozen=True)
-class SliceUpload:
-    start: int
-    end: int
-    entries: list[dict[str, Any]]
-
-
-def encode_slice(start: int, end: int, entries: list[dict[str, Any]], level: int = 1) -> bytes:
-    header = {"format": 1, "start": start, "end": end, "count": len(entries)}
-    lines = [json.dumps(header, separators=(",", ":"))]
-    lines += [json.dumps(e, separators=(",", ":")) for e in entries]
-    body = zlib.compress(("\n".join(lines) + "\n").encode(), level)
-    return _MAGIC + hashlib.sha256(body).digest() + body
-
-
-def decode_slice(data: bytes) -> SliceUpload:
-    """An uploaded slice, checksum verified; InvalidInput (400) when it is damaged or malformed."""
-    if data[: len(_MAGIC)] != _MAGIC:
-        raise InvalidInput("not an opsmgr oplog slice (bad magic)", field="body")
-    digest = data[len(_MAGIC) : len(_MAGIC) + _DIGEST]
-    body = data[len(_MAGIC) + _DIGEST :]
-    if hashlib.sha256(body).digest() != digest:
-        raise InvalidInput("oplog slice checksum mismatch: the upload was damaged", field="body")
-    try:
-        inflater = zlib.decompressobj()
-        text = inflater.decompress(body, MAX_SLICE_BYTES)
-        if inflater.unconsumed_tail:
-            raise InvalidInput(f"oplog slice larger than {MAX_SLICE_BYTES} bytes", field="body")
-        header, *lines = text.splitlines()
-    except (zlib.error, ValueError) as exc:
-        raise InvalidInput(f"malformed oplog slice: {exc}", field="body") from None
-    # Strict: an entry is stored and replayed into a head, where NaN or 2**64 would break later readers.
-    meta = strictjson.loads(header, "the oplog slice header")
-    entries = [strictjson.loads(line, f"oplog slice entry {i}") for i, line in enumerate(lines, 1)]
-    if not isinstance(meta, dict) or meta.get("format") != 1:
-        raise InvalidInput("unknown oplog slice format", field="body")
-    if meta.get("count") != len(entries) or not all(isinstance(e, dict) for e in entries):
-        raise InvalidInput("oplog slice entry count does not match its header", field="body")
-    start, end = meta.get("start"), meta.get("end")
-    if not (isinstance(start, int) and isinstance(end, int)):
-        raise InvalidInput("oplog slice start and end must be integers", field="body")
-    return SliceUpload(start, end, entries)
 
 
 def normalise(kind: PositionKind, start: int, end: int, entries: Iterable[dict[str, Any]]) -> list[Change]:
