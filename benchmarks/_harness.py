@@ -499,14 +499,16 @@ async def _fleet_with_pool(
 
 
 def _without_backup_task() -> None:
-    """Diagnosis only: each agent's backup task (``GET .../jobs`` every second) waits for the stop instead,
-    so that the automation poll path can be measured apart from it."""
+    """Diagnosis only: each agent's backup tasks (restores, and the oplog shipper) wait for the stop instead,
+    so that the automation poll path can be measured apart from them."""
     from opsmgr.agent.backup import BackupWorker
+    from opsmgr.agent.shipper import Shipper
 
-    async def idle(self: BackupWorker, stop: asyncio.Event) -> None:
+    async def idle(self: object, stop: asyncio.Event) -> None:
         await stop.wait()
 
     BackupWorker.run = idle  # type: ignore[method-assign]
+    Shipper.run = idle  # type: ignore[method-assign]
 
 
 def _fleet_child(spec_path: str) -> None:

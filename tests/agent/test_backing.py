@@ -1,8 +1,9 @@
-"""The agent's backup of backing databases (``agent.backing``) against a real backup daemon behind the agent
-routes (an in-process transport), on a real SQLite store and on PostgreSQL: initial sync, slices tailing the
-store's oplog, exact resume after a restart of the agent and after the secondary was down (no gap), a gap
-when the store's oplog was capped past the acknowledged position (reported, resynced, a hole in the window),
-and nothing shipped while a restore fence stands."""
+"""The agent's backup of backing databases (the ``agent.backing.BackingStore`` adapter under the agent's
+``Shipper``) against a real backup daemon behind the agent routes (an in-process transport), on a real
+SQLite store and on PostgreSQL: initial sync, slices tailing the store's oplog, exact resume after a
+restart of the agent and after the secondary was down (no gap), a gap when the store's oplog was capped
+past the acknowledged position (reported, resynced, a hole in the window), and nothing shipped while a
+restore fence stands."""
 
 from __future__ import annotations
 
@@ -17,11 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from opsmgr.agent.backing import BackingConfig, BackingShipper, backing_config
-from opsmgr.agent.backup import BackupWorker
+from opsmgr.agent.backing import BackingConfig, BackingStores, backing_config
 from opsmgr.agent.client import ServerUnreachable
-from opsmgr.agent.executor import LongActions
 from opsmgr.agent.runtime import Runtime
+from opsmgr.agent.shipper import Shipper
 from opsmgr.agent.work import WorkList
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.backup.positions import to_oplog
@@ -97,12 +97,15 @@ def secondary(tmp_path: Path) -> Iterator[Secondary]:
         stores.close()
 
 
+def backing_shipper(runtime: Runtime, secondary: Secondary, config: BackingConfig) -> Shipper:
+    return Shipper(runtime, [BackingStores(runtime, config, secondary.work)], exchange_s=10.0)
+
+
 def run_step(secondary: Secondary, url: str, **config: Any) -> dict[str, str]:
     async def go() -> dict[str, str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
             runtime = Runtime(http, "primary-host", "http://secondary", GROUP, "key", offload=False)
-            worker = BackupWorker(runtime, None, secondary.work, dict, LongActions("primary-host"))  # type: ignore[arg-type]
-            shipper = BackingShipper(worker, BackingConfig({"app": url}, **config))
+            shipper = backing_shipper(runtime, secondary, BackingConfig({"app": url}, **config))
             try:
                 return await shipper.step()
             finally:
@@ -232,8 +235,7 @@ def test_a_lost_sqlite_file_is_not_recreated_and_a_replaced_one_is_reopened(
     async def go() -> list[str]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(secondary)) as http:
             runtime = Runtime(http, "primary-host", "http://s", GROUP, "k")
-            worker = BackupWorker(runtime, None, secondary.work, dict, LongActions("primary-host"))  # type: ignore[arg-type]
-            shipper = BackingShipper(worker, BackingConfig({"app": url}))
+            shipper = backing_shipper(runtime, secondary, BackingConfig({"app": url}))
             try:
                 seen = [(await shipper.step())["app"]]
                 for suffix in ("", "-wal", "-shm"):

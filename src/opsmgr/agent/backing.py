@@ -1,6 +1,7 @@
 """The agent's backup of a server's backing databases: the agent on the primary's host, registered with the
 **secondary**, ships the primary's three stores (application database, snapshot metadata store, oplog
-metadata store) to the secondary's backup daemon, through the same agent routes replica sets use.
+metadata store) to the secondary's backup daemon, through the same agent routes and the same
+:class:`~opsmgr.agent.shipper.Shipper` replica sets use; this module is the :class:`BackingStore` adapter.
 
 Configured in ``automation-agent.config`` (``mmsGroupId``/``mmsApiKey``/``mmsBaseUrl`` name the secondary):
 
@@ -9,47 +10,38 @@ Configured in ``automation-agent.config`` (``mmsGroupId``/``mmsApiKey``/``mmsBas
 ``backing.appDbUri``            or each URI given explicitly (SQLite ``sqlite:///FILE`` or PostgreSQL),
 ``backing.snapshotStoreUri``    overriding the file's
 ``backing.oplogStoreUri``
-``backing.sliceSeconds``        how often a slice is cut and shipped (default 1 s)
+``backing.sliceSeconds``        how often a slice is cut and shipped (default 1 s; an idle store gets an
+                                empty slice at most this often, which keeps its window advancing)
 ``backing.sliceMaxEntries``     at most this many entries per slice (default 2000)
 ``backing.sliceMaxBytes``       and about this many bytes (default 4 MB)
 ==============================  ==========================================================================
 
-Per store, whose source the secondary lists for this host (the agent's work list): ask where to
-resume (``acknowledged``); on SYNC_REQUIRED do an **initial sync** (the oplog position before reading,
-every document per collection, the position after as ``minValid``); then ship ``Store.oplog_after`` from the
-acknowledged position as slices ``(acknowledged, last entry]``, compressed and checksummed, data then
-metadata in one upload, and continue from what the daemon acknowledges, so a restart of either side resumes
-exactly. ``OplogGap`` (the store's oplog was capped past the position) is reported; the daemon records the
-hole, asks for a resync, and the next step does it. A store with a restore fence is being replaced: nothing
-is shipped from it until the fence is gone.
+Each store the secondary lists for this host (the agent's work list, ``backing``) is shipped while it can
+be: a store with a restore fence is being replaced, and nothing is shipped from it until the fence is gone;
+a SQLite store whose file is missing is not created (a restore does that), and one whose file was replaced
+is reopened. Its initial sync copies every document per collection; its quiet position (the store's clock
+under the writer lock) lets an idle store's window advance.
 
-May import ``opsmgr.agent``, ``opsmgr.backup.slices``, ``opsmgr.errors``, ``opsmgr.properties`` and
-``opsmgr.store``.
+Imports ``opsmgr.store`` only when a store is opened, so an agent that backs up none never loads
+SQLAlchemy. May import ``opsmgr.agent``, ``opsmgr.errors``, ``opsmgr.properties`` and ``opsmgr.store``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from opsmgr.agent.backup import DOC_CHUNK, BackupWorker
-from opsmgr.agent.client import ServerUnreachable
-from opsmgr.backup.slices import encode_slice
-from opsmgr.errors import InvalidInput, OplogGap, OpsmgrError
+from opsmgr.agent.runtime import Runtime
+from opsmgr.agent.shipper import DOC_CHUNK, Documents, OplogSource, Slicing
+from opsmgr.agent.work import WorkList
+from opsmgr.errors import InvalidInput, OpsmgrError
 from opsmgr.properties import load_properties
-from opsmgr.store.engine import OplogEntry, Store
-from opsmgr.store.installation import read_fence
 
-log = logging.getLogger("opsmgr.agent.backing")
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from opsmgr.store import Store
 
 STORE_NAMES = ("app", "snapshot", "oplog")
 LABELS = {
@@ -77,6 +69,10 @@ class BackingConfig:
     max_entries: int = 2000
     max_bytes: int = 4 * 1024 * 1024
     primary_conf: Path | None = None
+
+    @property
+    def slicing(self) -> Slicing:
+        return Slicing(self.interval_s, self.max_entries, self.max_bytes)
 
 
 def primary_store_uris(conf: Path) -> dict[str, str]:
@@ -132,160 +128,102 @@ def load_backing_config(config_path: Path) -> BackingConfig | None:
     return backing_config(load_properties(config_path), config_path.resolve().parent)
 
 
-def _entry_size(e: OplogEntry) -> int:
-    return 64 + len(e.ns) + len(e.id) + (len(repr(e.doc)) if e.doc is not None else 0)
+@dataclass
+class BackingStore:
+    """One of the primary's stores as an :class:`~opsmgr.agent.shipper.OplogSource`."""
+
+    runtime: Runtime
+    name: str  # app, snapshot or oplog
+    uri: str
+    slicing: Slicing
+    store: Store | None = None
+    file: tuple[int, int] | None = None  # (device, inode) of the SQLite file opened
+
+    @property
+    def label(self) -> str:
+        return f"the primary's {LABELS.get(self.name, self.name)}"
+
+    def _open(self) -> Store | None:
+        """The store, reopened when its SQLite file was replaced; None when the file is missing (the agent
+        must not create the primary's database: a restore does)."""
+        from opsmgr.store import Store
+        from opsmgr.store.engine import sqlite_file
+
+        path = sqlite_file(self.uri)
+        if path is not None:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                self.close()
+                return None
+            if self.file != (st.st_dev, st.st_ino):
+                self.close()
+                self.file = (st.st_dev, st.st_ino)
+        if self.store is None:
+            self.store = Store(self.uri, name=f"primary's {LABELS.get(self.name, self.name)}")
+        return self.store
+
+    def _opened(self) -> Store:
+        if self.store is None:
+            raise OpsmgrError(f"{self.label} is not open")
+        return self.store
+
+    async def available(self) -> str | None:
+        from opsmgr.store.installation import read_fence
+
+        store = await self.runtime.run_blocking(self._open)
+        if store is None:
+            return "missing: the store's file does not exist"
+        if (fence := await self.runtime.run_blocking(read_fence, store)) is not None:
+            return f"fenced: {fence.describe()}"
+        return None
+
+    async def newest(self) -> int | None:
+        bounds = await self.runtime.run_blocking(self._opened().oplog_bounds)
+        return max(bounds.last_ts or 0, bounds.truncated_through)
+
+    async def read_after(self, position: int, limit: int) -> list[dict[str, Any]]:
+        entries = await self.runtime.run_blocking(self._opened().oplog_after, position, limit)
+        return [e.to_json() for e in entries]
+
+    async def quiet_position(self) -> int | None:
+        return await self.runtime.run_blocking(self._opened().quiet_position)
+
+    async def documents(self) -> AsyncIterator[Documents]:
+        store = self._opened()
+        for coll in await self.runtime.run_blocking(store.collections):
+            docs = await self.runtime.run_blocking(store.find, coll)
+            for i in range(0, len(docs), DOC_CHUNK):
+                yield [(coll, d) for d in docs[i : i + DOC_CHUNK]]
+
+    def close(self) -> None:
+        self.file = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 @dataclass
-class BackingShipper:
-    """Ships the configured stores to the daemon that ``channel`` (the agent's backup worker) talks to."""
+class BackingStores:
+    """The :class:`~opsmgr.agent.shipper.Feed` of the configured stores the work list names for this host."""
 
-    channel: BackupWorker
+    runtime: Runtime
     config: BackingConfig
-    stores: dict[str, Store] = field(default_factory=dict)
+    work: Callable[[], WorkList]
+    stores: dict[str, BackingStore] = field(default_factory=dict)  # by source id
 
-    files: dict[str, tuple[int, int]] = field(default_factory=dict)  # SQLite store -> (device, inode) opened
-
-    def store(self, name: str) -> Store | None:
-        """The store, reopened when its SQLite file was replaced; None when the file is missing (the agent
-        must not create the primary's database: a restore does)."""
-        uri = self.config.uris[name]
-        url = sa.engine.make_url(uri)
-        if url.get_backend_name() == "sqlite" and url.database:
-            try:
-                st = os.stat(url.database)
-            except FileNotFoundError:
-                self._drop(name)
-                return None
-            if self.files.get(name) != (st.st_dev, st.st_ino):
-                self._drop(name)
-                self.files[name] = (st.st_dev, st.st_ino)
-        if name not in self.stores:
-            self.stores[name] = Store(uri, name=f"primary's {LABELS[name]}")
-        return self.stores[name]
-
-    def _drop(self, name: str) -> None:
-        self.files.pop(name, None)
-        if (old := self.stores.pop(name, None)) is not None:
-            old.close()
+    def sources(self) -> Mapping[str, OplogSource]:
+        wanted = {s["sourceId"]: s["name"] for s in self.work().backing if s.get("name") in self.config.uris}
+        for sid in [sid for sid, st in self.stores.items() if wanted.get(sid) != st.name]:
+            self.stores.pop(sid).close()
+        for sid, name in wanted.items():
+            if sid not in self.stores:
+                self.stores[sid] = BackingStore(
+                    self.runtime, name, self.config.uris[name], self.config.slicing
+                )
+        return self.stores
 
     def close(self) -> None:
-        for name in list(self.stores):
-            self._drop(name)
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
-
-    async def step(self) -> dict[str, str]:
-        """One pass over the stores; returns what happened to each (for logs and tests). An unreachable
-        secondary ends the pass (:class:`ServerUnreachable`): the next store would not reach it either."""
-        done: dict[str, str] = {}
-        for source in self.channel.work().backing:
-            name = source.get("name")
-            if name not in self.config.uris:
-                continue
-            try:
-                done[name] = await self.ship(source["sourceId"], name)
-            except ServerUnreachable:
-                raise
-            except OpsmgrError as exc:
-                done[name] = f"failed: {exc.detail}"
-                log.warning("backup of the primary's %s: %s", LABELS.get(name, name), exc.detail)
-        return done
-
-    async def ship(self, sid: str, name: str) -> str:
-        store = await self._call(self.store, name)
-        if store is None:
-            return "missing: the store's file does not exist"
-        if (fence := await self._call(read_fence, store)) is not None:
-            return f"fenced: {fence.describe()}"
-        ack = await self.channel._json("GET", f"/sources/{sid}/acknowledged")
-        synced = ""
-        if ack["status"] == "SYNC_REQUIRED":
-            ack = await self.initial_sync(sid, name, store)
-            synced = "initial sync, "
-        position = int(ack["acknowledged"])
-        shipped = 0
-        while True:
-            try:
-                # Taken before the read: if the read finds nothing, nothing up to it can appear later.
-                quiet = await self._call(store.quiet_position)
-                entries = await self._call(store.oplog_after, position, self.config.max_entries)
-            except OplogGap as exc:
-                log.warning(
-                    "the primary's %s no longer holds the entries after %s: gap", LABELS[name], position
-                )
-                await self.channel._json(
-                    "POST",
-                    f"/sources/{sid}/gap",
-                    json={"firstAvailable": exc.first_available_ts, "detail": exc.detail},
-                )
-                return f"{synced}gap after {position}"
-            batch = self._cut(entries)
-            if not batch and quiet <= position:
-                return f"{synced}{shipped} entries shipped, at {position}"
-            # An empty slice up to the quiet position says the store had no writes: the window advances.
-            end = batch[-1].ts if batch else quiet
-            data = encode_slice(position, end, [e.to_json() for e in batch])
-            result = await self.channel._json(
-                "POST",
-                f"/sources/{sid}/slices",
-                content=data,
-                headers={"content-type": "application/octet-stream"},
-            )
-            if result["status"] not in ("ACCEPTED", "DUPLICATE") or result["acknowledged"] is None:
-                log.warning("slice of the primary's %s refused: %s", LABELS[name], result)
-                return f"{synced}refused: {result.get('detail') or result['status']}"
-            position = int(result["acknowledged"])
-            shipped += len(batch)
-            if not batch:
-                return f"{synced}{shipped} entries shipped, at {position}"
-
-    def _cut(self, entries: list[OplogEntry]) -> list[OplogEntry]:
-        """The entries of one slice: up to the size limit (at least one entry)."""
-        size = 0
-        for i, e in enumerate(entries):
-            size += _entry_size(e)
-            if size > self.config.max_bytes and i > 0:
-                return entries[:i]
-        return entries
-
-    async def initial_sync(self, sid: str, name: str, store: Store) -> dict[str, Any]:
-        def position() -> int:
-            bounds = store.oplog_bounds()
-            return max(bounds.last_ts or 0, bounds.truncated_through)
-
-        start = await self._call(position)
-        sync_id = (await self.channel._json("POST", f"/sources/{sid}/sync", json={"position": start}))[
-            "syncId"
-        ]
-        count = 0
-        for coll in await self._call(store.collections):
-            docs = await self._call(store.find, coll)
-            for i in range(0, len(docs), DOC_CHUNK):
-                chunk = [[coll, d] for d in docs[i : i + DOC_CHUNK]]
-                await self.channel._json(
-                    "POST", f"/sources/{sid}/sync/{sync_id}/documents", json={"docs": chunk}
-                )
-            count += len(docs)
-        min_valid = max(await self._call(position), start)
-        log.info("initial sync of the primary's %s: %d documents at %s", LABELS[name], count, start)
-        return await self.channel._json(
-            "POST", f"/sources/{sid}/sync/{sync_id}/finish", json={"minValid": min_valid}
-        )
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Steps every ``interval_s`` (the time bound of a slice) until ``stop`` is set."""
-        try:
-            while not stop.is_set():
-                try:
-                    await self.step()
-                except OpsmgrError as exc:
-                    # The secondary is down or refusing: backup pauses, the primary is not affected.
-                    log.debug("backing-database backup step: %s", exc.detail)
-                except Exception:  # backup must never take the agent down
-                    log.exception("backing-database backup step failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.config.interval_s)
-        finally:
-            self.close()
+        for store in self.stores.values():
+            store.close()
+        self.stores = {}

@@ -1,18 +1,6 @@
-"""The agent's backup module: ships the oplog of the replica sets whose PRIMARY runs on this host, and carries
-out automated restores into this host's processes. It runs as its own asyncio task beside the automation
-cycle (:meth:`BackupWorker.run`), one :meth:`BackupWorker.step` at a time, so backup never delays automation.
-
-Per backed-up source (the agent's work list names them), the agent whose process is PRIMARY:
-
-- asks where to resume (``acknowledged``: the daemon's tip), telling the daemon the newest entry of the
-  source's oplog it sees (``sourceLast``, for the backup lag alert); on SYNC_REQUIRED it does an
-  **initial sync**: the oplog position before ``driver.dump`` (``position``), the documents in chunks, and
-  the position after (``minValid``);
-- then tails ``driver.oplog_read`` from the acknowledged position and ships what it read as slices
-  ``(acknowledged, last entry]``, cut at ``max_entries`` entries (size) and shipped every step (time, about
-  ``interval_s``); the next slice starts where the daemon acknowledged, so restarts of either side resume
-  exactly;
-- on ``OplogGap`` reports the gap and resyncs at the next step.
+"""The agent's automated restores: loading restored documents into this host's processes. It runs as its
+own asyncio task beside the automation cycle (:meth:`BackupWorker.run`), one :meth:`BackupWorker.step` at a
+time. (Shipping the oplog of backed-up sources is ``agent.shipper``'s.)
 
 An automated restore (``restores`` in the work list): the server disabled the target's processes in the
 goal config, so the automation cycle stops them; once this host's are disabled in the config the agent
@@ -21,8 +9,7 @@ holds and stopped, the agent downloads the restored documents (the daemon replay
 long action, and reports DONE; the server then enables the processes again and automation starts them on
 the restored data. A process that stopped on its own is not disabled: it is never loaded.
 
-May import ``opsmgr.agent``, ``opsmgr.automation.protocol``, ``opsmgr.backup.slices``,
-``opsmgr.backup.crashpoints``, ``opsmgr.drivers`` and ``opsmgr.errors``.
+May import ``opsmgr.agent``, ``opsmgr.automation``, ``opsmgr.drivers`` and ``opsmgr.errors``.
 """
 
 from __future__ import annotations
@@ -42,14 +29,11 @@ from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.work import WorkList
 from opsmgr.automation.config import processes_on_host
 from opsmgr.automation.protocol import BACKUP_PATH
-from opsmgr.backup import crashpoints
-from opsmgr.backup.slices import encode_slice
-from opsmgr.drivers.base import Driver, MemberState
-from opsmgr.errors import OplogGap, OpsmgrError
+from opsmgr.drivers.base import Driver
+from opsmgr.errors import OpsmgrError
 
 log = logging.getLogger("opsmgr.agent.backup")
 T = TypeVar("T")
-DOC_CHUNK = 2000
 
 
 class BackupWorker:
@@ -62,10 +46,9 @@ class BackupWorker:
         long: LongActions,
         *,
         interval_s: float = 1.0,
-        max_entries: int = 2000,
     ) -> None:
-        """``work`` gives the agent's current work list (its sources and restores are this worker's), ``held``
-        the automation config the agent holds; restore loads run as the host's long action (``long``)."""
+        """``work`` gives the agent's current work list (its restores are this worker's), ``held`` the
+        automation config the agent holds; restore loads run as the host's long action (``long``)."""
         self.runtime = runtime
         self.driver = driver
         self.work = work
@@ -73,7 +56,6 @@ class BackupWorker:
         self.long = long
         self.hostname = runtime.hostname
         self.interval_s = interval_s
-        self.max_entries = max_entries
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.runtime.run_blocking(fn, *args)
@@ -87,81 +69,8 @@ class BackupWorker:
     # --- one step -------------------------------------------------------------------------------------------
 
     async def step(self) -> None:
-        work = self.work()
-        for source in work.sources:
-            try:
-                await self.ship(source)
-            except OpsmgrError as exc:
-                log.warning("%s: backup of %s: %s", self.hostname, source.get("replicaSetName"), exc.detail)
-        for job in work.restores:
+        for job in self.work().restores:
             await self.restore(job)
-
-    async def _primary_here(self, names: list[str]) -> str | None:
-        for name in names:
-            try:
-                status = await self._call(self.driver.rs_status, name)
-            except OpsmgrError:
-                continue
-            if status is not None and status.my_state is MemberState.PRIMARY:
-                return name
-        return None
-
-    async def ship(self, source: dict[str, Any]) -> None:
-        """Initial sync when the daemon needs one, then every entry since the acknowledged position."""
-        name = await self._primary_here(list(source.get("processes", [])))
-        if name is None:
-            return
-        sid = source["sourceId"]
-        window = await self._call(self.driver.oplog_window, name)
-        seen = {"sourceLast": window.last_ts} if window is not None else {}
-        ack = await self._json("GET", f"/sources/{sid}/acknowledged", params=seen)
-        if ack["status"] == "SYNC_REQUIRED":
-            ack = await self.initial_sync(sid, name)
-        position = ack["acknowledged"]
-        while True:
-            try:
-                entries = await self._call(self.driver.oplog_read, name, position, self.max_entries)
-            except OplogGap as exc:
-                log.warning("%s: oplog gap after %s on %s: resync", self.hostname, position, name)
-                await self._json(
-                    "POST",
-                    f"/sources/{sid}/gap",
-                    json={"firstAvailable": exc.first_available_ts, "detail": exc.detail},
-                )
-                return
-            if not entries:
-                return
-            raw = [
-                {"ts": e.ts, "op": e.op, "ns": e.ns, "o": e.o, **({"o2": e.o2} if e.o2 is not None else {})}
-                for e in entries
-            ]
-            data = encode_slice(position, entries[-1].ts, raw)
-            result = await self._json(
-                "POST",
-                f"/sources/{sid}/slices",
-                content=data,
-                headers={"content-type": "application/octet-stream"},
-            )
-            crashpoints.reached("agent-slice-upload")
-            if result["status"] not in ("ACCEPTED", "DUPLICATE") or result["acknowledged"] is None:
-                log.warning("%s: slice refused for %s: %s", self.hostname, name, result)
-                return
-            position = result["acknowledged"]
-            if len(entries) < self.max_entries:
-                return
-
-    async def initial_sync(self, sid: str, name: str) -> dict[str, Any]:
-        window = await self._call(self.driver.oplog_window, name)
-        position = window.last_ts if window else 0
-        docs = await self._call(self.driver.dump, name)
-        after = await self._call(self.driver.oplog_window, name)
-        min_valid = max(after.last_ts if after else 0, position)
-        sync_id = (await self._json("POST", f"/sources/{sid}/sync", json={"position": position}))["syncId"]
-        for i in range(0, len(docs), DOC_CHUNK):
-            chunk = [[ns, doc] for ns, doc in docs[i : i + DOC_CHUNK]]
-            await self._json("POST", f"/sources/{sid}/sync/{sync_id}/documents", json={"docs": chunk})
-        log.info("%s: initial sync of %s: %d documents at %s", self.hostname, name, len(docs), position)
-        return await self._json("POST", f"/sources/{sid}/sync/{sync_id}/finish", json={"minValid": min_valid})
 
     async def restore(self, job: dict[str, Any]) -> None:
         """Load the restored documents into this host's processes of the target once the job's processes are

@@ -54,6 +54,7 @@ from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
 from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.settings import AgentSettings, load_settings
+from opsmgr.agent.shipper import ReplicaSets, Shipper
 from opsmgr.agent.state import NO_VERSION, StateStore
 from opsmgr.agent.work import WorkList, received
 from opsmgr.automation.config import config_hash, processes_on_host, redact, validate
@@ -214,6 +215,12 @@ class Agent:
         # What the server says this host has to do besides automation (with each status answer).
         self.work = WorkList()
         self.backup = BackupWorker(self.runtime, driver, lambda: self.work, lambda: self.held, self.long)
+        # Oplog shipping runs as its own task beside the cycle too, at its own cadence (see ``run``).
+        self.shipper = Shipper(
+            self.runtime,
+            [ReplicaSets(self.runtime, driver, lambda: self.work)],
+            exchange_s=settings.poll_interval_s,
+        )
         # Supervised unique index builds: watched and acted on inside the cycle (see ``cycle``).
         self.index_builds = IndexBuildWorker(self.runtime, driver, self.long)
         poll = settings.poll_interval_s
@@ -600,7 +607,7 @@ class Agent:
     async def run(self, stop: asyncio.Event, *, first_delay_s: float = 0.0) -> None:
         """Cycle until ``stop`` is set; processes are left exactly as they are when it stops."""
         delay = first_delay_s
-        backup = asyncio.create_task(self.backup.run(stop))
+        backup = asyncio.gather(self.backup.run(stop), self.shipper.run(stop))
         try:
             while not await _stopped_within(stop, delay, self.long.ended):
                 delay = (await self.cycle()).delay_s

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from opsmgr.agent.backing import BackingShipper, load_backing_config
+from opsmgr.agent.backing import BackingStores, load_backing_config
 from opsmgr.agent.loop import Agent
 from opsmgr.agent.settings import MEMORY_WORLD, AgentSettings, DriverKind, load_settings
 from opsmgr.drivers.base import Driver
@@ -90,10 +90,9 @@ async def serve_agent(
         agent = Agent(settings, driver, http, config_path=config_path)
         # The agent on a primary's host may also back up that primary's backing databases (agent.backing).
         backing = load_backing_config(config_path) if config_path is not None else None
-        tasks = [agent.run(stop)]
         if backing is not None:
-            tasks.append(BackingShipper(agent.backup, backing).run(stop))
-        await asyncio.gather(*tasks)
+            agent.shipper.feeds.append(BackingStores(agent.runtime, backing, lambda: agent.work))
+        await agent.run(stop)
 
 
 def run_agent(config_path: Path) -> None:
