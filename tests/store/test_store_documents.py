@@ -165,3 +165,16 @@ def test_an_unreachable_database_is_a_store_error(store_engine: str, tmp_path) -
         url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing_listens_here"
     with pytest.raises(StoreError, match="cannot open"):
         Store(url, name="application database")
+
+
+def test_find_prefix_reads_only_the_documents_whose_id_starts_with_it(store: Store) -> None:
+    with store.tx() as t:
+        for doc_id in ("g1:a", "g1:b", "g10:a", "g2:a", "xg1:a", "g1"):
+            t.put("statuses", {"_id": doc_id, "ok": doc_id != "g1:b"})
+        t.put("other", {"_id": "g1:z"})
+    assert [d["_id"] for d in store.find_prefix("statuses", "g1:")] == ["g1:a", "g1:b"]
+    assert [d["_id"] for d in store.find_prefix("statuses", "g1:", ok=True)] == ["g1:a"]
+    assert store.find_prefix("statuses", "%") == [] and store.find_prefix("statuses", "") == []
+    with store.tx() as t:
+        t.put("statuses", {"_id": "é:1"})
+    assert [d["_id"] for d in store.find_prefix("statuses", "é:")] == ["é:1"]

@@ -130,7 +130,7 @@ class AutomationService:
         self.store.put(AGENT_STATUS, doc)
 
     def agent_statuses(self, group_id: str) -> list[dict[str, Any]]:
-        return self.store.find(AGENT_STATUS, groupId=group_id)
+        return self.store.find_prefix(AGENT_STATUS, status_id(group_id, ""), groupId=group_id)
 
     def automation_status(self, group_id: str) -> dict[str, Any]:
         """``GET /groups/{id}/automationStatus`` as Ops Manager shapes it."""

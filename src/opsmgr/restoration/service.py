@@ -25,7 +25,7 @@ from typing import Any
 from opsmgr.alerts import AlertService
 from opsmgr.automation.config import config_hash, fill_redacted, hostnames, processes_by_name
 from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
-from opsmgr.automation.service import AGENT_STATUS, CONFIGS, AutomationService
+from opsmgr.automation.service import CONFIGS, AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.errors import Conflict, Forbidden, InvalidInput, OpsmgrError
 from opsmgr.restoration import mode, record
@@ -346,7 +346,7 @@ class RestorationService:
     def _check_running(self, group_id: str, hostname: str, body: dict[str, Any]) -> None:
         """Refuse an upload that cannot be what the agents run (see ``mode.upload_problem``)."""
         running: dict[str, set[str]] = {}
-        for status in self.store.find(AGENT_STATUS, groupId=group_id):
+        for status in self.automation.agent_statuses(group_id):
             names = {
                 str(p.get("name"))
                 for p in status.get("processes", [])

@@ -275,6 +275,15 @@ class _Statements:
             .where(documents.c.coll == sa.bindparam("k_coll"))
             .order_by(documents.c.id)
         )
+        # Documents whose id starts with a prefix: compared with substr, whatever the database's collation.
+        self.find_prefix = (
+            sa.select(documents.c.doc)
+            .where(
+                (documents.c.coll == sa.bindparam("k_coll"))
+                & (sa.func.substr(documents.c.id, 1, sa.bindparam("k_len")) == sa.bindparam("k_prefix"))
+            )
+            .order_by(documents.c.id)
+        )
         self.count = (
             sa.select(sa.func.count())
             .select_from(documents)
@@ -330,6 +339,15 @@ class Txn:
         if not _valid_key(coll, MAX_COLL_LEN):
             return []
         docs = (json.loads(t) for t in self._conn.execute(self._stmts.find, {"k_coll": coll}).scalars())
+        return [d for d in docs if _matches(d, eq)]
+
+    def find_prefix(self, coll: str, prefix: str, **eq: Any) -> list[dict[str, Any]]:
+        """Like :meth:`find`, among the documents whose ``_id`` starts with ``prefix`` only: the database
+        picks them, so a collection keyed by project (``<group>:...``) is not read whole for one project."""
+        if not _valid_key(coll, MAX_COLL_LEN) or not prefix:
+            return []
+        params = {"k_coll": coll, "k_len": len(prefix), "k_prefix": prefix}
+        docs = (json.loads(t) for t in self._conn.execute(self._stmts.find_prefix, params).scalars())
         return [d for d in docs if _matches(d, eq)]
 
     def count(self, coll: str) -> int:
@@ -562,6 +580,10 @@ class Store:
     def find(self, coll: str, **eq: Any) -> list[dict[str, Any]]:
         with self.read() as t:
             return t.find(coll, **eq)
+
+    def find_prefix(self, coll: str, prefix: str, **eq: Any) -> list[dict[str, Any]]:
+        with self.read() as t:
+            return t.find_prefix(coll, prefix, **eq)
 
     def insert(self, coll: str, doc: dict[str, Any]) -> dict[str, Any]:
         with self.tx() as t:
