@@ -155,7 +155,10 @@ def test_a_point_outside_the_window_is_refused_with_the_ranges(backed: Backed, t
 
 def test_a_snapshot_whose_blocks_are_gone_is_409(backed: Backed, tmp_path: Path) -> None:
     snap = listing(backed.source, backed.base)["results"][0]["id"]
-    shutil.rmtree(backed.source.server.data_dir / "blockstore" / "blocks")
+    blocks = backed.source.server.data_dir / "blockstore" / "blocks"
+    # Moved away in one step first: the server goes on writing the slices its agents ship meanwhile.
+    gone = blocks.rename(tmp_path / "blocks-gone")
+    shutil.rmtree(gone)
     done = backed.cli("restore", "--snapshot", snap, "--download", str(tmp_path / "gone.jsonl"))
     assert done.returncode != 0
     assert "HTTP 409" in done.stderr and "snapshot blocks missing" in done.stderr, done.stderr

@@ -20,6 +20,7 @@ the running server's pid and URL. May import ``opsmgr.errors``, ``opsmgr.store.e
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -115,7 +116,13 @@ def _pg_lock(conninfo: str, label: str, me: Holder, *, shared: bool) -> Iterator
         fn = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         row = conn.execute(f"SELECT {fn}(%s)", (_PG_RUNNING_LOCK,)).fetchone()
         if row is not None and row[0]:
-            yield None
+            try:
+                yield None
+            finally:
+                # Released before the close: a closed session's backend lets its locks go only when it
+                # exits, after the close returned, and whoever checks next would still see it held.
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock_all()")
             return
         # Advisory locks belong to one database: the same key on another database is another lock.
         holders = conn.execute(
