@@ -41,8 +41,9 @@ HEALTHY = {MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER}
 class LocalApi:
     """The agent routes of ``server.maintenance_api``, answered in process by the service."""
 
-    def __init__(self, service: MaintenanceService) -> None:
+    def __init__(self, service: MaintenanceService, group: str = GROUP) -> None:
         self.service = service
+        self.group = group
 
     async def maintenance(
         self,
@@ -53,31 +54,32 @@ class LocalApi:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        s, b = self.service, body or {}
+        s, b, group = self.service, body or {}, self.group
         if (method, path) == ("GET", ""):
-            return s.agent_view(GROUP, rs_id)
+            return s.agent_view(group, rs_id)
         if (method, path) == ("POST", "/lease"):
             decision = s.acquire(
-                GROUP, rs_id, b["member"], change_id=b.get("changeId"), move=b.get("move"), seq=b.get("seq")
+                group, rs_id, b["member"], change_id=b.get("changeId"), move=b.get("move"), seq=b.get("seq")
             )
             return lease_answer(decision)
         if (method, path) == ("PUT", "/lease"):
-            return lease_answer(s.renew(GROUP, rs_id, b["member"]))
+            return lease_answer(s.renew(group, rs_id, b["member"]))
         if (method, path) == ("POST", "/progress"):
             return {
                 "progress": s.record(
-                    GROUP,
+                    group,
                     rs_id,
                     b["changeId"],
                     b["move"],
                     seq=b.get("seq"),
                     at=b.get("at"),
                     connections=b.get("connections"),
+                    refused=b.get("refused"),
                 )
             }
         if (method, path) == ("POST", "/events"):
             status = s.report(
-                GROUP,
+                group,
                 rs_id,
                 b["changeId"],
                 decision=b.get("decision"),

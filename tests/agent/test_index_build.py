@@ -1,5 +1,7 @@
-"""The agent's unique index executor on a simulated replica set (fake clock), one worker per host as each
-host's agent runs it, against the server's real build service over an in-memory transport."""
+"""The agent's part in unique index builds on a simulated replica set (fake clock): per host, as each host's
+agent runs them, the index-build worker (the oplog watch, the lock, asking for its member's step) and the
+maintenance executor (the member steps, as one-member rolling changes), against the server's real build and
+maintenance services (the build routes over an in-memory transport, the maintenance routes in process)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import httpx
 import pytest
 
 from opsmgr.agent.executor import LongActions
-from opsmgr.agent.index_build import IndexBuildWorker, standalone_spec
-from opsmgr.agent.plan import process_spec
+from opsmgr.agent.index_build import IndexBuildWorker
+from opsmgr.agent.loop import read_snapshot
+from opsmgr.agent.maintenance import MaintenanceExecutor
 from opsmgr.agent.runtime import Runtime
 from opsmgr.alerts import AlertService
+from opsmgr.automation.config import processes_on_host
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.drivers.base import CommandConflict, MemberState
 from opsmgr.drivers.sim import SimDriver
@@ -26,8 +30,9 @@ from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.leases import Deny
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
-from opsmgr.maintenance.wire import policy_to_json
+from opsmgr.server.maintenance_api import lease_answer
 from opsmgr.store.engine import Store
+from tests.agent.rolling_fleet import LocalApi
 from tests.sim.cluster import Cluster, make_cluster
 
 GROUP = "g" * 24
@@ -35,7 +40,8 @@ NS = "shop.orders"
 
 
 class Harness:
-    """A 3-member set, the build service a server would run, and a worker per host."""
+    """A 3-member set, the build and maintenance services a server would run, and per host a worker and a
+    maintenance executor sharing the host's long action."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.cluster: Cluster = make_cluster(3)
@@ -62,18 +68,19 @@ class Harness:
             write_goal=self.write_goal,
             maintenance=self.maintenance,
         )
+        self.maintenance.on_step_done.append(self.service.step_done)
         self.http = httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
         clock = self.cluster.clock
+        self.drivers = {h: SimDriver(self.cluster.world, h) for h in hosts}
+        longs = {h: LongActions(h, clock=clock.now) for h in hosts}
         self.workers = [
             IndexBuildWorker(
-                Runtime(self.http, h, "http://server", GROUP, "key", offload=False),
-                SimDriver(self.cluster.world, h),
-                LongActions(h, clock=clock.now),
-                now=clock.now,
-                sleep=clock.sleep,
+                Runtime(self.http, h, "http://server", GROUP, "key", offload=False), self.drivers[h], longs[h]
             )
             for h in hosts
         ]
+        api = LocalApi(self.maintenance, GROUP)
+        self.executors = {h: MaintenanceExecutor(api, self.drivers[h], h, long=longs[h]) for h in hosts}
         self.sentences: list[str] = []
         self.denials: list[str] = []
         self.grants: list[str] = []
@@ -89,29 +96,23 @@ class Harness:
             if request.method == "GET":
                 return httpx.Response(200, json={"builds": self.service.for_agent(GROUP)})
             build_id = request.url.path.split("/")[-2]
-            if request.url.path.endswith("/lease"):
-                return self.lease(request, build_id)
+            if request.url.path.endswith("/step"):
+                return self.take_step(request, build_id)
             return httpx.Response(
                 200, json=self.service.on_event(GROUP, build_id, host, json.loads(request.content))
             )
         except OpsmgrError as exc:
             return httpx.Response(exc.http_status, json=exc.to_json())
 
-    def lease(self, request: httpx.Request, build_id: str) -> httpx.Response:
-        """The server's lease routes, as ``server.index_builds_api`` answers them."""
-        if request.method == "DELETE":
-            released = self.service.release_lease(GROUP, build_id, request.url.params["member"])
-            return httpx.Response(200 if released else 409, json={"released": released})
+    def take_step(self, request: httpx.Request, build_id: str) -> httpx.Response:
+        """The server's step route, as ``server.index_builds_api`` answers it."""
         member = json.loads(request.content)["member"]
-        acquire = self.service.acquire_lease if request.method == "POST" else self.service.renew_lease
-        decision = acquire(GROUP, build_id, member)
+        decision = self.service.take_step(GROUP, build_id, member)
         if isinstance(decision, Deny):
             self.denials.append(decision.reason)
-            return httpx.Response(409, json={"detail": decision.reason})
+        answer = lease_answer(decision)  # a denial is the route's 409
         self.grants.append(member)
-        return httpx.Response(
-            200, json={**decision.lease.to_json(), "policy": policy_to_json(self.maintenance.policy)}
-        )
+        return httpx.Response(200, json={**answer, "step": self.service.get(GROUP, build_id)["step"]})
 
     def statuses(self) -> list[dict[str, Any]]:
         out = []
@@ -133,8 +134,17 @@ class Harness:
         return out
 
     async def step(self, worker: IndexBuildWorker, *, at_goal: bool = True) -> str | None:
-        """One cycle's step of ``worker``; a long action it began runs to its end (on the simulated clock
-        it takes no time), and its outcome is the next step's sentence."""
+        """One cycle of ``worker``'s host: its maintenance executor (whose sentence is kept), then the
+        worker's step (whose sentence is returned). A long move runs to its end (on the simulated clock it
+        takes no time)."""
+        host, goal = worker.hostname, self.goal
+        names = [p["name"] for p in processes_on_host(goal, host)]
+        snap = read_snapshot(self.drivers[host], names, frozenset())
+        active = frozenset(self.maintenance.active_sets(GROUP))
+        rolling = await self.executors[host].cycle(snap, goal, int(goal["version"]), active)
+        await worker.long.wait()
+        if rolling.sentence:
+            self.sentences.append(rolling.sentence)
         sentence = await worker.step(self.goal, at_goal=at_goal, active=True)
         await worker.long.wait()
         return sentence
@@ -263,10 +273,3 @@ def test_waits_while_another_member_is_down(harness: Harness) -> None:
     assert harness.service.get(GROUP, build_id)["built"] == []
     held = asyncio.run(harness.step(worker, at_goal=False))
     assert held is not None and "waits for this host's processes to reach goal state" in held
-
-
-def test_standalone_spec_leaves_the_set_and_moves_port() -> None:
-    spec = process_spec(replica_set_config(["h"])["processes"][0])
-    out = standalone_spec(spec, 37017)
-    assert (out.port, out.repl_set_name, out.args["net"]["port"]) == (37017, None, 37017)
-    assert "replication" not in out.args and spec.args["replication"] == {"replSetName": "rs0"}

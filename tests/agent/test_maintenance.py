@@ -195,6 +195,15 @@ def test_the_standalone_spec_leaves_the_set_for_the_maintenance_port() -> None:
     assert spec.args["net"]["port"] == 27017, "the goal spec is left as it was"
 
 
+def test_standalone_spec_leaves_the_set_and_moves_port() -> None:
+    from opsmgr.automation.templates import replica_set_config
+
+    spec = process_spec(replica_set_config(["h"])["processes"][0])
+    out = standalone_spec(spec, Policy())
+    assert (out.port, out.repl_set_name, out.args["net"]["port"]) == (37017, None, 37017)
+    assert "replication" not in out.args and spec.args["replication"] == {"replSetName": "rs0"}
+
+
 def test_a_member_that_crashes_while_waiting_its_turn_is_started_again(fleet: RollingFleet) -> None:
     fleet.put(_upgrade)
     assert fleet.run_until(

@@ -12,8 +12,11 @@ local member is in its set, from what the server relays of the other agents' rep
 
 - ``RestartStandalone``: stop, start without ``replSetName`` on ``maintenance_port`` with the options it ran
   with; ``PerformTask``: restart standalone with the goal's version and options (plus a task's start option,
-  e.g. KMIP master key rotation) and build the non-unique indexes; ``RestartReplSet``: start with the goal
-  spec; ``StepDown``: ``replSetStepDown`` with ``secondaryCatchUpPeriodSecs``; ``Shutdown``: stop;
+  e.g. KMIP master key rotation) and build the non-unique indexes, or, for a unique index build's member
+  step, build its index and check with ``listIndexes`` that it is there and unique (a member refusing it,
+  for duplicates or bad options, drops what it left and the refusal, in its words, goes with the move's
+  report: the build aborts on it) or drop it; ``RestartReplSet``: start with the goal spec; ``StepDown``:
+  ``replSetStepDown`` with ``secondaryCatchUpPeriodSecs``; ``Shutdown``: stop;
 - the reconfigurations (temporary arbiter added and removed, vote handed over and back, a member removed) by
   the agent of the primary; the temporary arbiter started and stopped by the agent of its host;
 - the lease moves go to the server (``POST /lease`` records the acquisition with the grant).
@@ -39,9 +42,16 @@ from typing import Any, Protocol
 from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.plan import LocalProcess, Snapshot, process_spec
 from opsmgr.automation.config import processes_by_name
-from opsmgr.drivers.base import Driver, DriverError, MemberState, ProcessSpec, RunMode
+from opsmgr.drivers.base import (
+    CommandConflict,
+    CommandInvalid,
+    Driver,
+    DriverError,
+    MemberState,
+    ProcessSpec,
+    RunMode,
+)
 from opsmgr.errors import OpsmgrError
-from opsmgr.maintenance.leases import ROLLING
 from opsmgr.maintenance.procedure import (
     Blocked,
     Decision,
@@ -53,7 +63,7 @@ from opsmgr.maintenance.procedure import (
     temporary_arbiter_name,
 )
 from opsmgr.maintenance.report import events_between
-from opsmgr.maintenance.rolling import RollingChange, Task
+from opsmgr.maintenance.rolling import UNIQUE_INDEX_TASKS, MemberTask, RollingChange, Task, UniqueIndexTask
 from opsmgr.maintenance.snapshot import (
     MemberView,
     ObservedExtras,
@@ -63,16 +73,17 @@ from opsmgr.maintenance.snapshot import (
     maintenance_port,
     snapshot_from_status,
 )
+from opsmgr.maintenance.unique_index import index_name
 from opsmgr.maintenance.wire import decision_to_json, move_to_json, options_from_json, policy_from_json
 
 log = logging.getLogger(__name__)
 
 # Start options a task adds to the member's standalone restart (MongoDB's procedure for that task).
-TASK_START_OPTIONS: dict[Task, dict[str, Any]] = {
+TASK_START_OPTIONS: dict[MemberTask, dict[str, Any]] = {
     Task.ROTATE_KMIP_KEY: {"security": {"kmip": {"rotateMasterKey": True}}},
 }
 # Tasks carried out without restarting the member (it is already standalone).
-_NO_RESTART_TASKS = frozenset({Task.BUILD_INDEX})
+_NO_RESTART_TASKS = frozenset({Task.BUILD_INDEX, *UNIQUE_INDEX_TASKS})
 # Moves that stop or start a process, or wait on an election: each runs as the host's long action, while
 # the agent's cycle goes on polling and reporting.
 LONG_MOVES = frozenset(
@@ -439,7 +450,7 @@ class MaintenanceExecutor:
         if move.name is MoveName.STEP_DOWN and primary is not None:
             body["connections"] = primary.connections
         if move.name is not MoveName.RELEASE_LEASE:
-            await self._drive(rs_id, view, move, snap, goal, previous, policy)
+            body.update(await self._drive(rs_id, view, move, snap, goal, previous, policy))
         body["at"] = at
         try:
             await self.api.maintenance("POST", rs_id, "/progress", body=body)
@@ -490,13 +501,14 @@ class MaintenanceExecutor:
         goal: Mapping[str, Any],
         previous: Mapping[str, Any] | None,
         policy: Policy,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Carry ``move`` out through the driver; what its report adds (a refused unique index)."""
         name, d = move.member, self.driver
         if move.name is MoveName.RESTART_STANDALONE:
             spec = standalone_spec(self._running_spec(name, snap, goal, previous), policy)
             await self._restart(name, spec)
         elif move.name is MoveName.PERFORM_TASK:
-            await self._perform(rs_id, name, move, goal, previous, policy)
+            return await self._perform(rs_id, name, move, goal, previous, policy)
         elif move.name is MoveName.RESTART_REPLSET:
             await self._restart(name, self._spec(name, goal, previous, new=True))
         elif move.name is MoveName.STEP_DOWN:
@@ -514,6 +526,7 @@ class MaintenanceExecutor:
             await self._call(d.start, self._arbiter_spec(rs_id, move, goal))
         else:
             await self._reconfigure(rs_id, view, move)
+        return {}
 
     async def _restart(self, name: str, spec: ProcessSpec) -> None:
         await self._call(self.driver.stop, name)
@@ -527,7 +540,7 @@ class MaintenanceExecutor:
         goal: Mapping[str, Any],
         previous: Mapping[str, Any] | None,
         policy: Policy,
-    ) -> None:
+    ) -> dict[str, Any]:
         tasks = set(move.tasks)
         if tasks - _NO_RESTART_TASKS:
             extra: dict[str, Any] = {}
@@ -542,6 +555,28 @@ class MaintenanceExecutor:
             ns = f"{entry['dbName']}.{entry['collectionName']}"
             keys = [(str(k), v) for k, v in entry["key"]]
             await self._call(self.driver.create_index, name, ns, keys, dict(entry.get("options") or {}))
+        if tasks & UNIQUE_INDEX_TASKS:
+            drop = UniqueIndexTask.DROP_UNIQUE_INDEX in tasks
+            refused: str | None = await self._call(self._unique_index, name, move.params["uniqueIndex"], drop)
+            return {"refused": refused} if refused else {}
+        return {}
+
+    def _unique_index(self, name: str, entry: Mapping[str, Any], drop: bool) -> str | None:
+        """Build (or ``drop``) a unique index build's index on ``name``, standalone; the member's words when
+        it refuses the index (duplicates, bad options), once it dropped whatever the attempt left."""
+        d, ns, index = self.driver, f"{entry['dbName']}.{entry['collectionName']}", index_name(entry)
+        if drop:
+            d.drop_index(name, ns, index)
+            return None
+        keys: list[tuple[str, Any]] = [(str(k), v) for k, v in entry["key"]]  # a direction or a type
+        try:
+            d.create_index(name, ns, keys, dict(entry.get("options") or {}))
+        except (CommandConflict, CommandInvalid) as exc:
+            d.drop_index(name, ns, index)
+            return f"{name} refused to build the unique index {index} on {ns}: {exc.detail}"
+        if not any(ix.get("name") == index and ix.get("unique") is True for ix in d.list_indexes(name, ns)):
+            raise DriverError(f"{name} built {index} on {ns} but listIndexes does not show it unique")
+        return None
 
     def _arbiter_spec(self, rs_id: str, move: Move, goal: Mapping[str, Any]) -> ProcessSpec:
         params = move.params
@@ -615,8 +650,8 @@ class MaintenanceExecutor:
         lease = view.get("lease") or {}
         ttl = float((view.get("policy") or {}).get("lease_ttl_s", Policy().lease_ttl_s))
         left = lease.get("expiresInSecs")
-        # A unique index build's lease (another owner) is renewed by that build's worker.
-        ours = lease.get("owner") in (None, ROLLING)
+        # The lease of the change under way: a config's, or a unique index build's member step.
+        ours = lease.get("owner") in (None, view.get("owner"))
         if ours and lease.get("holder") in local and left is not None and left < ttl / 2:
             try:
                 await self.api.maintenance("PUT", rs_id, "/lease", body={"member": lease["holder"]})

@@ -9,7 +9,7 @@ it, over the builds kept by :class:`~opsmgr.maintenance.builds.UniqueIndexBuilds
   from the primary's optime as its agent last reported it: that report is older than the confirmation, so
   the watch may see writes made just before it and abort a build that would have been sound; a false abort
   is the failure that is safe.
-- The agents carry out the actions (``opsmgr.agent.index_build``) and report events. Verification needs
+- The agents carry out the actions and report events. Verification needs
   every member's ``listIndexes`` (each agent lists only its own processes) and one oplog sweep read after the
   build entered VERIFYING, so that no write between the last build and DONE escapes the watch: the document
   gathers ``listings`` and ``swept`` until both are complete, then :func:`verified` decides.
@@ -18,11 +18,17 @@ it, over the builds kept by :class:`~opsmgr.maintenance.builds.UniqueIndexBuilds
   read, so an operator's PUT in between is never lost (a conflict reads again; see :func:`add_index_config`).
   A failure there is retried on later agent fetches (``configPending``).
 
-- A member goes out of its set only under the replica set's maintenance lease, the one rolling changes take
-  (``MaintenanceService.acquire_for`` with the build as owner): the same decision over the same health, so
-  a build and a rolling change never have two members out at once, and each waits with the other's reason
-  (:meth:`IndexBuildService.acquire_lease`). The lease is granted only to the member the build takes out
-  next; its agent renews it while the member is out and releases it once the member is back and caught up.
+- A member is built (or its index dropped) out of its set by the rolling procedure: when its turn comes,
+  its agent asks for the member step (:meth:`IndexBuildService.take_step`), which registers the action as a
+  one-member rolling change (``unique_index.member_step``) with the replica set's maintenance lease, the
+  one rolling changes take (``MaintenanceService.acquire_for`` with the build as owner): the same decision
+  over the same health, and one change per set at a time, so a build and a config's rolling change never
+  have two members out at once and each waits with the other's reason. The agents carry the step out as
+  any rolling change (``opsmgr.agent.maintenance``); when it is DONE (:meth:`IndexBuildService.step_done`,
+  the maintenance service's listener) the build records ``member_built`` or ``index_dropped``, or, when
+  the member refused the index, ``aborted`` with the member's words and ``index_dropped`` (it dropped what
+  it left). A step the build no longer needs (it aborted meanwhile) is withdrawn while none of its moves is
+  carried out; once begun, it runs to its end and its member is dropped in turn.
 
 Every event is one write transaction on the build's document. May import ``opsmgr.errors``,
 ``opsmgr.store``, ``opsmgr.automation.config`` (validation and accessors), ``opsmgr.automation.service``
@@ -38,17 +44,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opsmgr.automation.config import processes_by_name, replica_set, validate
+from opsmgr.automation.config import process_port, processes_by_name, replica_set, validate
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.automation.service import ConfigVersionConflict
 from opsmgr.drivers.base import OplogRecord
 from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
 from opsmgr.maintenance.builds import BUILDS, UniqueIndexBuilds
-from opsmgr.maintenance.leases import Deny, Grant, build_owner
-from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.leases import Deny, Grant, owner_of, purpose_of
+from opsmgr.maintenance.rolling import RollingChange, UniqueIndexTask
+from opsmgr.maintenance.service import MaintenanceService, StepEnd
+from opsmgr.maintenance.snapshot import maintenance_port
 from opsmgr.maintenance.unique_index import (
     FINAL_STATES,
-    ActionKind,
     BuildState,
     UniqueIndexBuild,
     abort,
@@ -56,6 +63,7 @@ from opsmgr.maintenance.unique_index import (
     confirm,
     index_dropped,
     member_built,
+    member_step,
     next_action,
     oplog_observed,
     verified,
@@ -257,6 +265,7 @@ def view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "memberProgress": _member_progress(build),
         "nextAction": {"kind": action.kind.value, "member": action.member, "note": action.note},
         "activity": doc.get("activity"),
+        "lastStep": doc.get("lastStep"),
         "configPending": bool(doc.get("configPending")),
         "created": doc.get("created"),
         "updated": doc.get("updated"),
@@ -310,13 +319,31 @@ class IndexBuildService:
 
     def of_group(self, group_id: str) -> list[dict[str, Any]]:
         docs = self.store.find(BUILDS, groupId=group_id)
-        return [view(d) for d in sorted(docs, key=lambda d: (d.get("created") or 0, d["_id"]))]
+        return [self._view(d) for d in sorted(docs, key=lambda d: (d.get("created") or 0, d["_id"]))]
 
     def get(self, group_id: str, build_id: str) -> dict[str, Any]:
         self.builds.get(group_id, build_id)  # NotFound for another project's build
         doc = self.store.get(BUILDS, build_id)
         assert doc is not None
-        return view(doc)
+        return self._view(doc)
+
+    def _view(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """:func:`view` with ``step``: the member step under way, as a rolling change (None when none is)."""
+        out = view(doc)
+        under_way = self.maintenance.active_doc(str(doc["groupId"]), out["rsName"])
+        change = RollingChange.from_json(under_way["change"]) if under_way is not None else None
+        step = None
+        if under_way is not None and change is not None and change.build_id == doc["_id"]:
+            ((member, tasks),) = change.tasks.items()
+            status = under_way.get("status") or {}
+            step = {
+                "changeId": under_way["changeId"],
+                "member": member,
+                "task": sorted(t.value for t in tasks)[0],
+                "state": status.get("state"),
+                "reason": status.get("reason"),
+            }
+        return {**out, "step": step}
 
     def confirm(self, group_id: str, build_id: str, body: Mapping[str, Any], caller: str) -> dict[str, Any]:
         build = self.builds.get(group_id, build_id)
@@ -343,7 +370,7 @@ class IndexBuildService:
         """The builds agents act on (not final)."""
         docs = self.store.find(BUILDS, groupId=group_id)
         return [
-            view(d)
+            self._view(d)
             for d in docs
             if BuildState(d["build"]["state"]) not in (BuildState.DONE, BuildState.ABORTED)
         ]
@@ -390,36 +417,84 @@ class IndexBuildService:
 
         return self._update(group_id, build_id, apply)
 
-    def acquire_lease(
+    def take_step(
         self, group_id: str, build_id: str, member: str, *, refuse: str | None = None
     ) -> Grant | Deny:
-        """The maintenance lease of the build's set for ``member``, which must be the member the build takes
-        out next (``refuse``: a reason to deny outright, e.g. Restoration Mode)."""
+        """The member step of the build's next action, asked for by ``member``'s agent once its turn has come
+        and its host is at goal: registered as a one-member rolling change with the set's maintenance lease,
+        or denied with the reason it waits (``refuse``: a reason to deny outright, e.g. Restoration Mode)."""
         build = self.builds.get(group_id, build_id)
-        action = next_action(build)
         if build.state in FINAL_STATES:
             return Deny(f"unique index build {build_id} is {build.state.value}")
-        if action.member != member or action.kind not in (ActionKind.BUILD, ActionKind.DROP_INDEX):
+        change = member_step(build)
+        if change is None or member not in change.tasks:
             return Deny(
                 f"unique index build {build_id} takes {member} out of {build.rs_id} only when its turn comes"
             )
+        self._withdraw_stale(group_id, build)
         return self.maintenance.acquire_for(
             group_id,
             build.rs_id,
             member,
-            owner=build_owner(build_id),
-            purpose=f"a unique index build {build_id} on {build.ns} is under way",
+            owner=owner_of(change),
+            purpose=purpose_of(change),
             refuse=refuse,
+            change=change,
         )
 
-    def renew_lease(self, group_id: str, build_id: str, member: str) -> Grant | Deny:
-        build = self.builds.get(group_id, build_id)
-        return self.maintenance.renew(group_id, build.rs_id, member, owner=build_owner(build_id))
+    def step_done(self, end: StepEnd) -> None:
+        """A member step ended DONE (its member back in its set and caught up): the build records what it did
+        and moves on. Each transition the build has moved past meanwhile (an abort, a cancel) is skipped."""
+        goal = self.goal(end.group_id)
+        proc = processes_by_name(goal).get(end.member) or {}
+        build = self.builds.get(end.group_id, end.build_id)
+        note = self._step_note(build, end, proc)
+        steps: list[Callable[[UniqueIndexBuild], UniqueIndexBuild]]
+        if end.refused:
+            steps = [lambda b: abort(b, end.refused or ""), lambda b: index_dropped(b, end.member)]
+        elif end.task is UniqueIndexTask.BUILD_UNIQUE_INDEX:
+            steps = [lambda b: member_built(b, end.member)]
+        else:
+            steps = [lambda b: index_dropped(b, end.member)]
+        activity = {"hostname": proc.get("hostname"), "note": note, "at": _now_ms()}
+        last = {"changeId": end.change_id, "member": end.member, "note": note}
 
-    def release_lease(self, group_id: str, build_id: str, member: str) -> bool:
-        """Released in any state: the last member is back and caught up after the build moved on."""
-        build = self.builds.get(group_id, build_id)
-        return self.maintenance.release(group_id, build.rs_id, member, owner=build_owner(build_id))
+        def apply(doc: dict[str, Any], b: UniqueIndexBuild) -> tuple[UniqueIndexBuild, dict[str, Any]]:
+            for step in steps:
+                try:
+                    b = step(b)
+                except Conflict as exc:
+                    log.info("unique index build %s moved on: %s", end.build_id, exc.detail)
+            return b, {"activity": activity, "lastStep": last}
+
+        self._update(end.group_id, end.build_id, apply)
+
+    def _step_note(self, build: UniqueIndexBuild, end: StepEnd, proc: Mapping[str, Any]) -> str:
+        """What a member step did, as the build's activity says it."""
+        member, index = end.member, build.index_name
+        port = f" on port {maintenance_port(process_port(proc), self.maintenance.policy)}" if proc else ""
+        done = [f"stepped {member} down"] if end.stepped_down else []
+        done.append(f"restarted standalone{port}")
+        if end.refused:
+            done.append(f"{member} refused the index, dropped what it left")
+        elif end.task is UniqueIndexTask.BUILD_UNIQUE_INDEX:
+            place = build.members.index(member) + 1 if member in build.members else len(build.built)
+            done.append(f"built {index} ({place} of {len(build.members)})")
+        else:
+            done.append(f"dropped {index}")
+        return ", ".join([*done, "restarted in replSet mode", "caught up"])
+
+    def _withdraw_stale(self, group_id: str, build: UniqueIndexBuild) -> None:
+        """Withdraw this build's step under way if the build no longer needs it and it has not begun."""
+        doc = self.maintenance.active_doc(group_id, build.rs_id)
+        if doc is None:
+            return
+        step, wanted = RollingChange.from_json(doc["change"]), member_step(build)
+        if step.build_id != build.build_id or (wanted is not None and wanted.tasks == step.tasks):
+            return
+        why = f"unique index build {build.build_id} no longer needs it: {next_action(build).note}"
+        if self.maintenance.withdraw(group_id, build.rs_id, str(doc["changeId"]), why):
+            log.info("step %s of unique index build %s withdrawn", doc["changeId"], build.build_id)
 
     # --- inside --------------------------------------------------------------------------------------------
 
@@ -451,9 +526,11 @@ class IndexBuildService:
             t.put(BUILDS, doc)
             if after.state in FINAL_STATES and before.state not in FINAL_STATES:
                 t.notify(WORK_CHANGED, group_id)
+        if after != before:
+            self._withdraw_stale(group_id, after)
         if doc.get("configPending"):
             doc = self._adopt(group_id, build_id) or doc
-        return view(doc)
+        return self._view(doc)
 
     def _adopt(self, group_id: str, build_id: str) -> dict[str, Any] | None:
         """Add a DONE build's entry to the goal config; left pending (and retried) if that fails."""

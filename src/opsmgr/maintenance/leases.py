@@ -12,10 +12,11 @@ the set's members:
 - no lease while another voting member is unhealthy, or when the healthy votes left without the requester
   would not be a majority.
 
-Two procedures take members out and so share the lease: the rolling change (owner :data:`ROLLING`) and the
-supervised unique index build (owner ``uniqueIndexBuild:<id>``, see :func:`build_owner`). A lease is its
-owner's: a request from another owner, even for the same member, is a request from somebody else, and is
-denied with the holder's ``purpose`` ("a unique index build ... is under way") as the reason.
+Two procedures take members out and so share the lease: a config's rolling change (owner :data:`ROLLING`)
+and the supervised unique index build, whose member steps are one-member rolling changes of their own
+(owner ``uniqueIndexBuild:<id>``, see :func:`owner_of`). A lease is its owner's: a request from another
+owner, even for the same member, is a request from somebody else, and is denied with the holder's
+``purpose`` ("a unique index build ... is under way") as the reason.
 
 :class:`LeaseService` keeps one document per replica set in the application database's
 ``maintenance_leases`` collection: the lease, the last holder, and the rolling change under way with its
@@ -45,6 +46,20 @@ ROLLING = "rolling"  # the owner of the leases a rolling change takes
 def build_owner(build_id: str) -> str:
     """The owner of the leases a supervised unique index build takes."""
     return f"uniqueIndexBuild:{build_id}"
+
+
+def owner_of(change: RollingChange) -> str:
+    """Who owns the leases ``change`` takes: a unique index build's member step is the build's."""
+    return build_owner(change.build_id) if change.build_id else ROLLING
+
+
+def purpose_of(change: RollingChange) -> str:
+    """What the others are told while ``change`` holds its replica set's lease."""
+    if change.build_id is None:
+        return f"a rolling change of {change.rs_id} is under way"
+    entry = change.index_builds[0] if change.index_builds else {}
+    ns = f"{entry.get('dbName')}.{entry.get('collectionName')}"
+    return f"a unique index build {change.build_id} on {ns} is under way"
 
 
 @dataclass(frozen=True)

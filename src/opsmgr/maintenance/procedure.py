@@ -52,7 +52,13 @@ from typing import Any
 
 from opsmgr.drivers.base import MemberState
 from opsmgr.maintenance.preflight import Check, Verdict, fault_tolerance, oplog_window, preferred_primary
-from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, Task
+from opsmgr.maintenance.rolling import (
+    UNIQUE_INDEX_TASKS,
+    MaintenanceOptions,
+    MemberTask,
+    RollingChange,
+    Task,
+)
 from opsmgr.maintenance.snapshot import Policy, RsSnapshot
 
 
@@ -223,7 +229,7 @@ class Move:
     actor: str | None
     note: str
     waiting: bool = False
-    tasks: tuple[Task, ...] = ()
+    tasks: tuple[MemberTask, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     unit: Unit | None = None
     plan: tuple[PlannedStep, ...] = ()
@@ -593,7 +599,7 @@ def _action(
     )
 
 
-def _note(snap: RsSnapshot, change: RollingChange, step: PlannedStep, tasks: tuple[Task, ...]) -> str:
+def _note(snap: RsSnapshot, change: RollingChange, step: PlannedStep, tasks: tuple[MemberTask, ...]) -> str:
     name = step.member
     notes = {
         MoveName.START_TEMPORARY_ARBITER: f"start the temporary arbiter {name}",
@@ -628,6 +634,8 @@ def _params(
         return {"maintenancePortOffset": policy.maintenance_port_offset}
     if move is MoveName.PERFORM_TASK and Task.BUILD_INDEX in change.tasks[step.member]:
         return {"indexBuilds": [dict(e) for e in change.index_builds]}
+    if move is MoveName.PERFORM_TASK and change.tasks[step.member] & UNIQUE_INDEX_TASKS:
+        return {"uniqueIndex": dict(change.index_builds[0]), "buildId": change.build_id}
     if move in _ARBITER_MOVES:
         spec = options.temporary_arbiter
         return {"name": step.member, "hostname": spec.hostname, "port": spec.port} if spec else {}

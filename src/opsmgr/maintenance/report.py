@@ -8,7 +8,8 @@
   :func:`events_between` and :func:`observe`) into a :class:`RollingReport`: total time, each member's time
   out, elections (planned ones are the step-downs), and per step-down the client connections it dropped and
   how long the set had no writable primary.
-- :func:`status_view` is the ``maintenance`` entry of a replica set in ``automationStatus``.
+- :func:`status_view` is the ``maintenance`` entry of a replica set in ``automationStatus``, and
+  :func:`change_view` a change as ``GET /groups/{id}/maintenance`` lists it.
 
 Pure. May import ``opsmgr.maintenance`` modules.
 """
@@ -25,9 +26,12 @@ from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.maintenance.snapshot import RsSnapshot
 
 ALERT_MEMBER_FAILED = "MAINTENANCE_MEMBER_FAILED"
+# Steps of one member's cycle, to estimate how much of a change is left (see ``change_view``).
+CYCLE_STEPS = {"member": 6, "primary": 9, "leaving": 4}
 
 
 class ChangeState(StrEnum):
+    QUEUED = "QUEUED"  # registered while another change of the set is under way: it begins when that ends
     RUNNING = "RUNNING"
     BLOCKED = "BLOCKED"
     FAILED = "FAILED"
@@ -318,4 +322,84 @@ def status_view(
         "members": members,
         "lease": dict(lease) if lease is not None else None,
         "report": summarize(events).to_json(),
+    }
+
+
+def change_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One rolling change as the public API lists it: state, reason, steps done of the (estimated) total,
+    and, once done, the figures of its report."""
+    change = RollingChange.from_json(doc["change"])
+    progress = Progress.from_json(doc["progress"])
+    status = ChangeStatus.from_json(doc["rsId"], doc.get("status") or {})
+    done_state = status.state is ChangeState.DONE
+    pending = [m for m in change.tasks if m not in progress.done and m != progress.member]
+    # seq counts the moves recorded; members not begun yet are estimated by the kind of cycle they need.
+    remaining = len(progress.steps) - progress.position
+    remaining += sum(CYCLE_STEPS["leaving" if change.leaving(m) else "member"] for m in pending)
+    if progress.step_downs == 0 and pending and not change.offline:
+        remaining += CYCLE_STEPS["primary"] - CYCLE_STEPS["member"]
+    steps_done = progress.seq
+    report = doc.get("report") if done_state else None
+    current = progress.current()
+    return {
+        "id": doc["_id"],
+        "replicaSet": doc["rsId"],
+        "previousName": change.old_rs_id if change.old_rs_id != change.rs_id else None,
+        "goalVersion": doc.get("goalVersion"),
+        "state": status.state.value,
+        "reason": status.reason,
+        "warnings": list(status.warnings),
+        "tasks": {m: sorted(t.value for t in tasks) for m, tasks in change.tasks.items()},
+        "reasons": list(change.reasons),
+        "progress": {
+            "stepsDone": steps_done,
+            "stepsTotal": steps_done + (0 if done_state else remaining),
+            "membersDone": list(progress.done),
+            "membersTotal": len(change.tasks),
+            "currentMember": progress.member,
+            "currentStep": current.move.value if current is not None else None,
+        },
+        "created": doc.get("createdAt"),
+        "finished": doc.get("doneAt"),
+        "report": _report_figures(report) if report else None,
+    }
+
+
+def queued_view(rs_id: str, queued: Mapping[str, Any], waits_for: str) -> dict[str, Any]:
+    """A config's change that waits for the change under way (``waits_for``: what that one is) to end."""
+    status = ChangeStatus(
+        rs_id,
+        ChangeState.QUEUED,
+        f"{waits_for}: this change begins when it ends (one change per replica set at a time)",
+    )
+    return change_view(
+        {
+            "_id": queued["changeId"],
+            "rsId": rs_id,
+            "change": queued["change"],
+            "progress": Progress().to_json(),
+            "status": status.to_json(),
+            "goalVersion": queued.get("goalVersion"),
+            "createdAt": queued.get("createdAt"),
+        }
+    )
+
+
+def _report_figures(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "totalSecs": report.get("totalSecs"),
+        "memberSecsOut": report.get("memberSecsOut", {}),
+        "elections": report.get("elections"),
+        "plannedElections": report.get("plannedElections"),
+        "noPrimarySecs": report.get("noPrimarySecs"),
+        "failures": report.get("failures"),
+        "stepDowns": [
+            {
+                "member": s.get("member"),
+                "connectionsDropped": s.get("connectionsDropped"),
+                "noWritablePrimarySecs": s.get("noWritablePrimarySecs"),
+                "newPrimary": s.get("newPrimary"),
+            }
+            for s in report.get("stepDowns", [])
+        ],
     }

@@ -1,8 +1,9 @@
 """Which changes between two automation configs need a rolling restart, and which are refused outright.
 
-Owns the maintenance task names (:class:`Task`), the per-replica-set decision :func:`rolling_changes`, the
-PUT-time check :func:`validate_transition` (modes move one legal step at a time; a rename needs accepted
-downtime; the ``maintenance`` options of a replica set entry are well formed) and those options
+Owns the maintenance task names (:class:`Task`, and :class:`UniqueIndexTask` for a unique index build's
+member steps), the per-replica-set decision :func:`rolling_changes`, the PUT-time check
+:func:`validate_transition` (modes move one legal step at a time; a rename needs accepted downtime; the
+``maintenance`` options of a replica set entry are well formed) and those options
 (:class:`MaintenanceOptions`). Pure functions over plain JSON configs; they never mutate their arguments.
 May import ``opsmgr.errors`` and ``opsmgr.automation.config``.
 
@@ -18,7 +19,9 @@ What rolls (each member is restarted standalone, the task performed, and restart
   sections the agent turns into every member's start-up options.
 - ``backupRestoreUrl`` removed from a process (a restore cancelled: it restarts on its own data).
 - a new non-unique ``indexConfigs`` entry: every data-bearing member builds it while standalone. Unique
-  indexes never roll: ``automation.config.validate`` refuses them; ``maintenance.unique_index`` builds them.
+  indexes never roll with a config: ``automation.config.validate`` refuses them; ``maintenance.unique_index``
+  builds them, one member at a time, each member's turn a one-member change of its own
+  (a :class:`UniqueIndexTask`, with the build's id) carried out by this same procedure.
 - a member removed from its set (``REMOVE_PROCESS``), or whose host no longer runs any process of the config
   (``DECOMMISSION_HOST``, the agent there is shut down): the member leaves, stepping down first if primary.
 - a replica set renamed (same member processes, another ``_id``): MongoDB binds the set name into each
@@ -85,8 +88,26 @@ class Task(StrEnum):
     BUILD_INDEX = "buildIndex"
 
 
+class UniqueIndexTask(StrEnum):
+    """The task of a unique index build's member step (``maintenance.unique_index``): no config asks for
+    it, the build does, one member at a time."""
+
+    BUILD_UNIQUE_INDEX = "buildUniqueIndex"
+    DROP_UNIQUE_INDEX = "dropUniqueIndex"
+
+
+MemberTask = Task | UniqueIndexTask
+
+
 LEAVING_TASKS = frozenset({Task.REMOVE_PROCESS, Task.DECOMMISSION_HOST})
 OFFLINE_TASKS = frozenset({Task.RENAME_REPLICA_SET})
+UNIQUE_INDEX_TASKS: frozenset[MemberTask] = frozenset(UniqueIndexTask)
+
+
+def member_task(value: str) -> MemberTask:
+    """A task by its JSON name."""
+    return UniqueIndexTask(value) if value in UniqueIndexTask._value2member_map_ else Task(value)
+
 
 # args2_6 paths whose change is a task of its own; any other difference is CHANGE_ARGS. None: decided at the
 # replica set level (the set name follows the replica set's _id, which validate() enforces).
@@ -340,16 +361,19 @@ class RollingChange:
     not touched); members with a task of :data:`LEAVING_TASKS` leave the set instead of coming back.
     ``reconfig`` lists changes carried out by ``replSetReconfig`` alone, ``runtime_parameters`` the
     ``setParameter`` values to apply on running processes, ``index_builds`` the ``indexConfigs`` entries the
-    ``BUILD_INDEX`` task builds, and ``reasons`` says why each task is there, one sentence each.
+    ``BUILD_INDEX`` task builds (or the one unique index a :class:`UniqueIndexTask` builds or drops), and
+    ``reasons`` says why each task is there, one sentence each. ``build_id``: the unique index build whose
+    one-member step this change is (None: a config's change).
     """
 
     rs_id: str
     old_rs_id: str | None = None
-    tasks: dict[str, frozenset[Task]] = field(default_factory=dict)
+    tasks: dict[str, frozenset[MemberTask]] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
     reconfig: tuple[str, ...] = ()
     runtime_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     index_builds: tuple[dict[str, Any], ...] = ()
+    build_id: str | None = None
 
     @property
     def needs_roll(self) -> bool:
@@ -360,7 +384,7 @@ class RollingChange:
         return any(t & OFFLINE_TASKS for t in self.tasks.values())
 
     @property
-    def all_tasks(self) -> frozenset[Task]:
+    def all_tasks(self) -> frozenset[MemberTask]:
         return frozenset().union(*self.tasks.values()) if self.tasks else frozenset()
 
     def leaving(self, member: str) -> bool:
@@ -375,6 +399,7 @@ class RollingChange:
             "reconfig": list(self.reconfig),
             "runtimeParameters": self.runtime_parameters,
             "indexBuilds": list(self.index_builds),
+            "buildId": self.build_id,
         }
 
     @classmethod
@@ -382,11 +407,14 @@ class RollingChange:
         return cls(
             rs_id=raw["rsId"],
             old_rs_id=raw.get("oldRsId"),
-            tasks={name: frozenset(Task(t) for t in tasks) for name, tasks in raw.get("tasks", {}).items()},
+            tasks={
+                name: frozenset(member_task(t) for t in tasks) for name, tasks in raw.get("tasks", {}).items()
+            },
             reasons=tuple(raw.get("reasons", ())),
             reconfig=tuple(raw.get("reconfig", ())),
             runtime_parameters={k: dict(v) for k, v in raw.get("runtimeParameters", {}).items()},
             index_builds=tuple(raw.get("indexBuilds", ())),
+            build_id=raw.get("buildId"),
         )
 
 

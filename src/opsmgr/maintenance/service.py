@@ -10,6 +10,11 @@ and the config it started from; changes that ended are copied to ``maintenance_c
   ``AutomationService.put_config``): one rolling change per replica set that needs a roll. If one is already
   under way for that set, the change is recomputed from the config it started from and members whose tasks
   are unchanged keep their progress.
+- A supervised unique index build's member step is a one-member rolling change too, owned by the build
+  (``RollingChange.build_id``), registered with the set's lease by :meth:`acquire_for`. One change per set at
+  a time: a step is refused while a config's change is under way (the denial names it), and a config PUT
+  while a step is under way registers its change QUEUED, begun when the step ends. A step that ends DONE is
+  handed to the ``on_step_done`` listeners (the build records its outcome).
 - Agents read :meth:`agent_view` (the change, the progress, the lease, and what the other agents report of
   their members), take the lease with :meth:`acquire` (health from the agents' reported status), and report
   each move carried out with :meth:`record`: the server applies ``procedure.record`` itself, so agents never
@@ -28,13 +33,13 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opsmgr.alerts import AlertService
 from opsmgr.automation.config import map_secrets, process_port, processes_by_name
 from opsmgr.automation.protocol import WORK_CHANGED
-from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.errors import Conflict, InvalidInput, NotFound, OpsmgrError
 from opsmgr.maintenance.leases import (
     LEASES,
     ROLLING,
@@ -46,6 +51,8 @@ from opsmgr.maintenance.leases import (
     decide_grant,
     lease_view,
     members_health,
+    owner_of,
+    purpose_of,
     released,
 )
 from opsmgr.maintenance.procedure import (
@@ -67,12 +74,21 @@ from opsmgr.maintenance.report import (
     ChangeStatus,
     Event,
     EventKind,
+    change_view,
     events_for_move,
     observe,
+    queued_view,
     status_view,
     summarize,
 )
-from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, maintenance_options, rolling_changes
+from opsmgr.maintenance.rolling import (
+    UNIQUE_INDEX_TASKS,
+    MaintenanceOptions,
+    RollingChange,
+    UniqueIndexTask,
+    maintenance_options,
+    rolling_changes,
+)
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.maintenance.wire import (
     decision_from_json,
@@ -90,8 +106,21 @@ STALE_REPORT_MS = 30_000  # an agent silent this long says nothing about its mem
 PRIMARY_VOICE_S = 5.0
 LEASE_DENIAL_S = 10.0  # an agent still asking for the lease this soon after a denial is still denied
 MAX_EVENTS = 2000
-# Steps of one member's cycle, to estimate how much of a change is left (see ``change_view``).
-_CYCLE_STEPS = {"member": 6, "primary": 9, "leaving": 4}
+MAX_REFUSAL = 2000
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    """A unique index build's member step that ended DONE: ``member`` is back in its set and caught up, its
+    ``task`` carried out, unless the member ``refused`` the index (its words; it dropped what it left)."""
+
+    group_id: str
+    build_id: str
+    change_id: str
+    member: str
+    task: UniqueIndexTask
+    refused: str | None
+    stepped_down: bool
 
 
 def alert_key(rs_id: str) -> str:
@@ -130,6 +159,7 @@ class MaintenanceService:
         self.decrypt = decrypt
         self.policy = policy
         self.clock = clock
+        self.on_step_done: list[Callable[[StepEnd], None]] = []
 
     @staticmethod
     def _id(group_id: str, rs_id: str) -> str:
@@ -147,6 +177,7 @@ class MaintenanceService:
         sets = {rs["_id"] for rs in new.get("replicaSets", [])}
         for doc in t.find(LEASES, groupId=group_id):
             if doc["rsId"] not in sets and _active(doc):
+                doc["queued"] = None
                 self._end(t, doc, now, f"version {version} no longer has replica set {doc['rsId']}: dropped")
                 t.put(LEASES, doc)
                 touched.append(doc["rsId"])
@@ -157,7 +188,9 @@ class MaintenanceService:
                 "rsId": rs_id,
                 "lease": None,
             }
-            if _active(doc):
+            if _active(doc) and _owner(doc) != ROLLING:
+                self._queue(doc, old, new, rs_id, version, now)
+            elif _active(doc):
                 start = map_secrets(copy.deepcopy(doc["startedFrom"]), self.decrypt)
                 change = rolling_changes(start, new).get(rs_id)
                 if change is None or not change.needs_roll:
@@ -176,22 +209,7 @@ class MaintenanceService:
                 )
                 log.info("rolling change of %s recomputed for version %s", rs_id, version)
             elif fresh.needs_roll:
-                doc.update(
-                    changeId=new_id(),
-                    change=fresh.to_json(),
-                    progress=Progress().to_json(),
-                    status=ChangeStatus(rs_id).to_json(),
-                    events=[],
-                    lastPrimary=None,
-                    extras={},
-                    report=None,
-                    revision=0,
-                    startedFrom=map_secrets(copy.deepcopy(dict(old)), self.encrypt),
-                    goalVersion=version,
-                    createdAt=now,
-                    doneAt=None,
-                    **_without_rolling_lease(doc, forget=True),
-                )
+                self._begin(doc, fresh, map_secrets(copy.deepcopy(dict(old)), self.encrypt), version, now)
                 log.info("rolling change of %s registered for version %s: %s", rs_id, version, fresh.reasons)
             else:
                 continue
@@ -199,6 +217,71 @@ class MaintenanceService:
             t.put(LEASES, doc)
             touched.append(rs_id)
         return touched
+
+    def _begin(
+        self,
+        doc: dict[str, Any],
+        change: RollingChange,
+        started_from: dict[str, Any] | None,
+        version: int | None,
+        now: float,
+        change_id: str | None = None,
+    ) -> None:
+        """``change`` becomes the one under way in ``doc`` (``started_from``: the config it started from, its
+        secrets encrypted; None for a build's member step)."""
+        doc.update(
+            changeId=change_id or new_id(),
+            change=change.to_json(),
+            progress=Progress().to_json(),
+            status=ChangeStatus(change.rs_id).to_json(),
+            events=[],
+            lastPrimary=None,
+            extras={},
+            report=None,
+            revision=0,
+            startedFrom=started_from,
+            goalVersion=version,
+            createdAt=now,
+            doneAt=None,
+            refused=None,
+            leaseDenied=None,
+            updatedAt=now,
+            **_without_own_lease(doc, owner_of(change), forget=True),
+        )
+
+    def _queue(
+        self,
+        doc: dict[str, Any],
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+        rs_id: str,
+        version: int,
+        now: float,
+    ) -> None:
+        """A config's change of a set whose build step is under way waits for the step to end; a later PUT
+        recomputes it from the config it first started from (None once nothing needs a roll)."""
+        queued = doc.get("queued")
+        started = queued["startedFrom"] if queued else map_secrets(copy.deepcopy(dict(old)), self.encrypt)
+        change = rolling_changes(map_secrets(copy.deepcopy(started), self.decrypt), new).get(rs_id)
+        if change is None or not change.needs_roll:
+            doc["queued"] = None
+            return
+        doc["queued"] = {
+            "changeId": queued["changeId"] if queued else new_id(),
+            "change": change.to_json(),
+            "startedFrom": started,
+            "goalVersion": version,
+            "createdAt": queued["createdAt"] if queued else now,
+        }
+        log.info("rolling change of %s for version %s queued behind %s", rs_id, version, _purpose(doc))
+
+    def _promote(self, doc: dict[str, Any], now: float) -> None:
+        """The change that waited for the one that just ended begins."""
+        queued = doc.pop("queued", None)
+        if queued:
+            change = RollingChange.from_json(queued["change"])
+            self._begin(doc, change, queued["startedFrom"], queued["goalVersion"], now, queued["changeId"])
+            log.info("rolling change of %s for version %s begins", doc["rsId"], queued["goalVersion"])
 
     def _end(self, t: Txn, doc: dict[str, Any], now: float, reason: str) -> None:
         """The change is over (done or superseded): its lease goes, its figures and history are kept."""
@@ -211,7 +294,7 @@ class MaintenanceService:
             report=summarize(Event.from_json(e) for e in events).to_json(),
             doneAt=now,
             updatedAt=now,
-            **_without_rolling_lease(doc),
+            **_without_own_lease(doc, _owner(doc)),
         )
         t.put(HISTORY, {**_history(doc), "_id": doc["changeId"]})
         t.notify(WORK_CHANGED, str(doc["groupId"]))
@@ -304,6 +387,7 @@ class MaintenanceService:
             "active": True,
             "changeId": doc["changeId"],
             "goalVersion": doc.get("goalVersion"),
+            "owner": _owner(doc),
             "change": doc["change"],
             "progress": doc["progress"],
             "status": doc.get("status"),
@@ -352,7 +436,7 @@ class MaintenanceService:
             change = RollingChange.from_json(doc["change"])
             pending = tuple(m for m in change.tasks if m not in progress.done)
             request = LeaseRequest(
-                member, self.policy.lease_ttl_s, pending, ROLLING, f"a rolling change of {rs_id} is under way"
+                member, self.policy.lease_ttl_s, pending, owner_of(change), purpose_of(change)
             )
             decision = (
                 Deny(refuse) if refuse is not None else decide_grant(_lease_state(doc), request, health, now)
@@ -388,13 +472,26 @@ class MaintenanceService:
         return [(a.open, a.reason, a.member) for a in seen.alerts]
 
     def acquire_for(
-        self, group_id: str, rs_id: str, member: str, *, owner: str, purpose: str, refuse: str | None = None
+        self,
+        group_id: str,
+        rs_id: str,
+        member: str,
+        *,
+        owner: str,
+        purpose: str,
+        refuse: str | None = None,
+        change: RollingChange | None = None,
     ) -> Grant | Deny:
-        """The lease for ``member`` on behalf of another procedure than the rolling change (``owner``, a
-        unique index build): the same decision over the same health, so at most one member of the set is out
-        whoever takes it out, but no rolling order (that procedure orders its members itself). ``purpose``
-        is the reason the others are given while it holds the lease."""
+        """The lease for ``member`` on behalf of another procedure than a config's rolling change (``owner``,
+        a unique index build): the same decision over the same health, so at most one member of the set is
+        out whoever takes it out, but no rolling order (that procedure orders its members itself).
+        ``purpose`` is the reason the others are given while it holds the lease.
+
+        ``change``: that procedure's one-member rolling change, registered with the grant in the same
+        transaction, so that the member goes out by the rolling procedure and only with the lease; denied
+        while another change of the set is under way (one at a time), the same one asked again is granted."""
         health = self._set_health(group_id, rs_id)
+        version = self.goal(group_id).get("version") if change is not None else None
         now = self.clock()
         with self.store.tx() as t:
             doc = t.get(LEASES, self._id(group_id, rs_id)) or {
@@ -403,14 +500,39 @@ class MaintenanceService:
                 "rsId": rs_id,
                 "lease": None,
             }
+            under_way = RollingChange.from_json(doc["change"]) if _active(doc) else None
+            if change is not None and under_way is not None and not _same_step(under_way, change):
+                return Deny(
+                    f"{purpose_of(under_way)} ({', '.join(under_way.tasks)}): one change per replica set at "
+                    "a time"
+                )
             request = LeaseRequest(member, self.policy.lease_ttl_s, (member,), owner, purpose)
             decision = (
                 Deny(refuse) if refuse is not None else decide_grant(_lease_state(doc), request, health, now)
             )
             if isinstance(decision, Grant):
+                if change is not None and under_way is None:
+                    self._begin(doc, change, None, version, now)
+                    t.notify(WORK_CHANGED, group_id)
+                    log.info("%s registered as a one-member rolling change of %s", purpose, rs_id)
                 doc.update(lease=decision.lease.to_json(), lastHolder=member, updatedAt=now)
                 t.put(LEASES, doc)
         return decision
+
+    def withdraw(self, group_id: str, rs_id: str, change_id: str, reason: str) -> bool:
+        """End change ``change_id`` if none of its moves is carried out yet (a build's step that the build no
+        longer needs); False when it has begun (it runs to its end) or is not under way."""
+        with self.store.tx() as t:
+            doc = t.get(LEASES, self._id(group_id, rs_id))
+            if doc is None or not _active(doc) or doc.get("changeId") != change_id:
+                return False
+            if Progress.from_json(doc["progress"]).seq != 0:
+                return False
+            now = self.clock()
+            self._end(t, doc, now, reason)
+            self._promote(doc, now)
+            t.put(LEASES, doc)
+        return True
 
     def _set_health(self, group_id: str, rs_id: str) -> list[Any]:
         doc = self.active_doc(group_id, rs_id)
@@ -429,11 +551,13 @@ class MaintenanceService:
         doc = self._doc(group_id, rs_id) or {}
         return lease_view(_lease_state(doc), self.clock())
 
-    def renew(self, group_id: str, rs_id: str, member: str, *, owner: str = ROLLING) -> Grant | Deny:
+    def renew(self, group_id: str, rs_id: str, member: str, *, owner: str | None = None) -> Grant | Deny:
+        """Extend ``member``'s lease for ``owner`` (None: the change under way's owner)."""
         now = self.clock()
         with self.store.tx() as t:
             doc = t.get(LEASES, self._id(group_id, rs_id))
             state = _lease_state(doc) if doc is not None else LeaseState()
+            owner = owner or _owner(doc)
             if (
                 doc is None
                 or state.lease is None
@@ -446,13 +570,17 @@ class MaintenanceService:
             t.put(LEASES, doc)
         return Grant(lease, renewed=True)
 
-    def release(self, group_id: str, rs_id: str, member: str | None = None, *, owner: str = ROLLING) -> bool:
-        """Give the lease back (``member`` None: whoever holds it, the operator's force release)."""
+    def release(
+        self, group_id: str, rs_id: str, member: str | None = None, *, owner: str | None = None
+    ) -> bool:
+        """Give the lease back (``member`` None: whoever holds it, the operator's force release; ``owner``
+        None: the change under way's)."""
         with self.store.tx() as t:
             doc = t.get(LEASES, self._id(group_id, rs_id))
             if doc is None:
                 return False
             state = _lease_state(doc)
+            owner = owner or _owner(doc)
             if member is None and state.lease is not None:
                 member, owner = state.lease.holder, state.lease.owner
             after = released(state, member, owner) if member is not None else None
@@ -490,7 +618,7 @@ class MaintenanceService:
         if after is progress:
             return
         if move.name is MoveName.RELEASE_LEASE:
-            state = released(_lease_state(doc), move.member)
+            state = released(_lease_state(doc), move.member, _owner(doc))
             if state is not None:
                 doc.update(lease=None, lastHolder=state.last_holder)
         doc["progress"] = after.to_json()
@@ -507,15 +635,19 @@ class MaintenanceService:
         seq: int | None = None,
         at: float | None = None,
         connections: int | None = None,
+        refused: str | None = None,
     ) -> dict[str, Any]:
         """An agent carried ``move`` out (started at ``at``; ``connections``: the primary's client
-        connections just before a step-down). Returns the progress as it now stands."""
+        connections just before a step-down; ``refused``: a unique index task's member refused the index,
+        in its words). Returns the progress as it now stands."""
         parsed = move_from_json(move)
         with self.store.tx() as t:
             doc = t.get(LEASES, self._id(group_id, rs_id))
             if doc is None or not _active(doc):
                 raise Conflict(f"no rolling change of {rs_id} is under way")
             self._apply(doc, change_id, parsed, seq, self.clock(), {"at": at, "connections": connections})
+            if refused and parsed.name is MoveName.PERFORM_TASK and _owner(doc) != ROLLING:
+                doc["refused"] = refused[:MAX_REFUSAL]
             t.put(LEASES, doc)
         return dict(doc["progress"])
 
@@ -576,10 +708,15 @@ class MaintenanceService:
             if parsed is not None:
                 alerts += self._observe(doc, parsed, now)
             doc["events"] = doc["events"][-MAX_EVENTS:]
+            ended = None
             if isinstance(parsed, Done):
+                ended = _step_end(group_id, doc)
                 self._end(t, doc, now, parsed.note)
             if alerts:
                 doc["alertOpen"] = alerts[-1][0]
+            status = dict(doc["status"])
+            if ended is not None:
+                self._promote(doc, now)
             doc["updatedAt"] = now
             t.put(LEASES, doc)
         for opened, reason, member in alerts:
@@ -595,7 +732,16 @@ class MaintenanceService:
                 )
             else:
                 self.alerts.resolve(group_id, alert_key(rs_id))
-        return dict(doc["status"])
+        if ended is not None:
+            self._step_done(ended)
+        return status
+
+    def _step_done(self, ended: StepEnd) -> None:
+        for listener in self.on_step_done:
+            try:
+                listener(ended)
+            except OpsmgrError as exc:  # recorded already; the build asks for the step again if it must
+                log.warning("the end of step %s of build %s: %s", ended.change_id, ended.build_id, exc.detail)
 
     def settle_alerts(self) -> int:
         """Close the member-failed alerts of changes that ended without a decision closing them (superseded
@@ -657,6 +803,7 @@ class MaintenanceService:
         ids = {d["changeId"] for d in current}
         history = [d for d in self.store.find(HISTORY, groupId=group_id) if d["_id"] not in ids]
         views = [change_view(_history(d)) for d in current] + [change_view(d) for d in history]
+        views += [queued_view(d["rsId"], d["queued"], _purpose(d)) for d in current if d.get("queued")]
         return sorted(views, key=lambda v: (v["state"] == ChangeState.DONE.value, -(v["created"] or 0)))
 
     def change(self, group_id: str, change_id: str) -> dict[str, Any]:
@@ -694,11 +841,41 @@ def _state(doc: Mapping[str, Any] | None) -> str | None:
     return (doc.get("status") or {}).get("state") if doc is not None and doc.get("changeId") else None
 
 
-def _without_rolling_lease(doc: Mapping[str, Any], *, forget: bool = False) -> dict[str, Any]:
-    """The lease fields once the rolling change's lease goes (``forget``: its last holder too, for a new
-    change); another procedure's lease (a unique index build's) stays."""
+def _owner(doc: Mapping[str, Any] | None) -> str:
+    """The owner of the leases the change under way in ``doc`` takes (a config's, when none is)."""
+    return owner_of(RollingChange.from_json(doc["change"])) if doc is not None and _active(doc) else ROLLING
+
+
+def _purpose(doc: Mapping[str, Any]) -> str:
+    return purpose_of(RollingChange.from_json(doc["change"]))
+
+
+def _same_step(a: RollingChange, b: RollingChange) -> bool:
+    return (a.build_id, a.tasks) == (b.build_id, b.tasks)
+
+
+def _step_end(group_id: str, doc: Mapping[str, Any]) -> StepEnd | None:
+    """What a unique index build's member step ending now did; None for a config's change."""
+    change = RollingChange.from_json(doc["change"])
+    if change.build_id is None:
+        return None
+    ((member, tasks),) = change.tasks.items()
+    return StepEnd(
+        group_id,
+        change.build_id,
+        str(doc["changeId"]),
+        member,
+        UniqueIndexTask(next(iter(tasks & UNIQUE_INDEX_TASKS))),
+        doc.get("refused"),
+        Progress.from_json(doc["progress"]).step_downs > 0,
+    )
+
+
+def _without_own_lease(doc: Mapping[str, Any], owner: str, *, forget: bool = False) -> dict[str, Any]:
+    """The lease fields once ``owner``'s lease goes (``forget``: its last holder too, for a new change);
+    another procedure's lease (a unique index build's) stays."""
     state = _lease_state(doc)
-    if state.lease is not None and state.lease.owner != ROLLING:
+    if state.lease is not None and state.lease.owner != owner:
         return {"lease": doc["lease"], "lastHolder": doc.get("lastHolder")}
     return {"lease": None, "lastHolder": None if forget else state.last_holder}
 
@@ -723,64 +900,4 @@ def _history(doc: Mapping[str, Any]) -> dict[str, Any]:
         "_id": doc["changeId"],
         "createdAt": doc.get("createdAt"),
         "doneAt": doc.get("doneAt"),
-    }
-
-
-def change_view(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """One rolling change as the public API lists it: state, reason, steps done of the (estimated) total,
-    and, once done, the figures of its report."""
-    change = RollingChange.from_json(doc["change"])
-    progress = Progress.from_json(doc["progress"])
-    status = ChangeStatus.from_json(doc["rsId"], doc.get("status") or {})
-    done_state = status.state is ChangeState.DONE
-    pending = [m for m in change.tasks if m not in progress.done and m != progress.member]
-    # seq counts the moves recorded; members not begun yet are estimated by the kind of cycle they need.
-    remaining = len(progress.steps) - progress.position
-    remaining += sum(_CYCLE_STEPS["leaving" if change.leaving(m) else "member"] for m in pending)
-    if progress.step_downs == 0 and pending and not change.offline:
-        remaining += _CYCLE_STEPS["primary"] - _CYCLE_STEPS["member"]
-    steps_done = progress.seq
-    report = doc.get("report") if done_state else None
-    current = progress.current()
-    return {
-        "id": doc["_id"],
-        "replicaSet": doc["rsId"],
-        "previousName": change.old_rs_id if change.old_rs_id != change.rs_id else None,
-        "goalVersion": doc.get("goalVersion"),
-        "state": status.state.value,
-        "reason": status.reason,
-        "warnings": list(status.warnings),
-        "tasks": {m: sorted(t.value for t in tasks) for m, tasks in change.tasks.items()},
-        "reasons": list(change.reasons),
-        "progress": {
-            "stepsDone": steps_done,
-            "stepsTotal": steps_done + (0 if done_state else remaining),
-            "membersDone": list(progress.done),
-            "membersTotal": len(change.tasks),
-            "currentMember": progress.member,
-            "currentStep": current.move.value if current is not None else None,
-        },
-        "created": doc.get("createdAt"),
-        "finished": doc.get("doneAt"),
-        "report": _report_figures(report) if report else None,
-    }
-
-
-def _report_figures(report: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "totalSecs": report.get("totalSecs"),
-        "memberSecsOut": report.get("memberSecsOut", {}),
-        "elections": report.get("elections"),
-        "plannedElections": report.get("plannedElections"),
-        "noPrimarySecs": report.get("noPrimarySecs"),
-        "failures": report.get("failures"),
-        "stepDowns": [
-            {
-                "member": s.get("member"),
-                "connectionsDropped": s.get("connectionsDropped"),
-                "noWritablePrimarySecs": s.get("noWritablePrimarySecs"),
-                "newPrimary": s.get("newPrimary"),
-            }
-            for s in report.get("stepDowns", [])
-        ],
     }

@@ -22,8 +22,13 @@ application writes away), and the only useful lock is on the primary while the s
 stops every write to the deployment: it happens only when the operator allows it (``lock_primary``), and
 the primary is unlocked before its own step-down and build. Otherwise the oplog watch is the guarantee.
 
+A member is built (or its index dropped) out of its set, the way rolling maintenance takes any member out:
+:func:`member_step` is that action as a one-member :class:`~opsmgr.maintenance.rolling.RollingChange`
+(``BUILD_UNIQUE_INDEX`` or ``DROP_UNIQUE_INDEX``), which the agents carry out with the rolling procedure,
+under the replica set's one maintenance lease.
+
 Pure: events in, a new :class:`UniqueIndexBuild` out; :func:`next_action` says what the executor does next.
-May import ``opsmgr.errors`` and ``opsmgr.drivers.base`` (types only).
+May import ``opsmgr.errors``, ``opsmgr.drivers.base`` (types only) and ``opsmgr.maintenance.rolling``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 
 from opsmgr.drivers.base import OplogRecord
 from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.maintenance.rolling import RollingChange, UniqueIndexTask
 
 
 class BuildState(StrEnum):
@@ -101,6 +107,10 @@ class UniqueIndexBuild:
     @property
     def primary(self) -> str:
         return self.members[-1]
+
+    @property
+    def index_name(self) -> str:
+        return index_name(self.index_config())
 
     def index_config(self) -> dict[str, Any]:
         """The ``indexConfigs`` entry to add to the automation config once DONE."""
@@ -340,3 +350,27 @@ def next_action(build: UniqueIndexBuild) -> Action:
         member = next(m for m in build.to_drop if m not in build.dropped)
         return Action(ActionKind.DROP_INDEX, member, f"drop the index on {build.ns} from {member}")
     return Action(ActionKind.NONE, None, build.reason or f"the unique index on {build.ns} is built")
+
+
+def index_name(entry: Mapping[str, Any]) -> str:
+    """The name of an ``indexConfigs`` entry's index: its ``options.name``, else MongoDB's (``a_1_b_-1``)."""
+    named = (entry.get("options") or {}).get("name")
+    return str(named) if named else "_".join(f"{field}_{way}" for field, way in entry.get("key", []))
+
+
+def member_step(build: UniqueIndexBuild) -> RollingChange | None:
+    """The next action as a one-member rolling change when it takes a member out of its set (a build or a
+    drop, on the member it names); None for the others, which need no member out."""
+    action = next_action(build)
+    if action.member is None or action.kind not in (ActionKind.BUILD, ActionKind.DROP_INDEX):
+        return None
+    creates = action.kind is ActionKind.BUILD
+    task = UniqueIndexTask.BUILD_UNIQUE_INDEX if creates else UniqueIndexTask.DROP_UNIQUE_INDEX
+    return RollingChange(
+        build.rs_id,
+        build.rs_id,
+        tasks={action.member: frozenset({task})},
+        reasons=(f"{action.member}: {action.note}, for unique index build {build.build_id}",),
+        index_builds=(build.index_config(),),
+        build_id=build.build_id,
+    )

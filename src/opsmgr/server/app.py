@@ -37,7 +37,7 @@ from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.errors import OpsmgrError
 from opsmgr.logs import request_id as current_request_id
-from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.service import MaintenanceService, StepEnd
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.restoration.mode import ModeState
 from opsmgr.restoration.service import RESTORATION_CHANGED, RestorationService
@@ -123,6 +123,7 @@ class ServerContext:
             policy=self.maintenance_policy,
         )
         self.automation.on_config_change.append(self.maintenance.register)
+        self.maintenance.on_step_done.append(self._index_step_done)
         self.automation.status_sections["maintenance"] = self.maintenance.status_views
         self.restoration = RestorationService(
             self.stores.app,
@@ -132,6 +133,12 @@ class ServerContext:
             enqueue_snapshots=self.backup.enqueue_on_demand,
             alerts=self.alerts,
         )
+
+    def _index_step_done(self, end: StepEnd) -> None:
+        """A unique index build's member step ended DONE: the build records it and moves on."""
+        from opsmgr.server import index_builds_api
+
+        index_builds_api.service_of(self).step_done(end)
 
     def start(self) -> None:
         """Before anything is served: listen for other servers' changes, and arm Restoration Mode if a

@@ -1,23 +1,21 @@
 """The supervised unique index build over HTTP: the public routes under
 ``/groups/{id}/uniqueIndexBuilds`` (Project Owner or Project Automation Admin to start, confirm and cancel;
 Project Read Only to read) and the agents' routes under ``/agents/api/automation/indexBuilds/v1/{id}`` (the
-active builds, the events of the actions agents carry out, and the replica set's maintenance lease for the
-member a build takes out: ``POST``/``PUT``/``DELETE .../{buildId}/lease``, a denial is 409 with the reason).
-Thin: the work is ``opsmgr.maintenance.index_service``; starting and confirming are deployment changes,
-refused (409) in Restoration Mode, as is a build's lease.
+active builds, the events of what agents watch and carry out, and ``POST .../{buildId}/step``: the member
+whose turn it is goes out of its set as a one-member rolling change under the replica set's maintenance
+lease, carried out through the maintenance routes; a denial is 409 with the reason). Thin: the work is
+``opsmgr.maintenance.index_service``; starting and confirming are deployment changes, refused (409) in
+Restoration Mode, as is a member step.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Request
 
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
-from opsmgr.errors import Conflict
 from opsmgr.maintenance.index_service import IndexBuildService
-from opsmgr.maintenance.leases import Deny, Grant
-from opsmgr.maintenance.wire import policy_to_json
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import agent_group, public_principal
 from opsmgr.server.bounds import POSITION, bounded
@@ -127,47 +125,16 @@ def agent_event(
     return _service(request).on_event(group_id, build_id, hostname, body)
 
 
-def _lease_answer(request: Request, decision: Grant | Deny) -> dict[str, Any]:
-    answer = lease_answer(decision)
-    # The agent paces its renewals and its patience with the member from the server's one policy.
-    return {**answer, "policy": policy_to_json(request.app.state.ctx.maintenance.policy)}
-
-
-@agent_router.post(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")
-def acquire_lease(
+@agent_router.post(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/step")
+def take_step(
     request: Request,
     build_id: str,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
     body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
+    """``{"member": ...}``: the lease granted with the step, and the step (its rolling change's id)."""
     refuse = restoration_refusal(request.app.state.ctx, group_id)
-    decision = _service(request).acquire_lease(group_id, build_id, text(body, "member"), refuse=refuse)
-    return _lease_answer(request, decision)
-
-
-@agent_router.put(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")
-def renew_lease(
-    request: Request,
-    build_id: str,
-    group_id: str = Depends(agent_group),
-    hostname: str = Hostname,
-    body: dict[str, Any] = Body(...),
-) -> dict[str, Any]:
-    return _lease_answer(request, _service(request).renew_lease(group_id, build_id, text(body, "member")))
-
-
-@agent_router.delete(INDEX_BUILDS_PATH.format(group="{group_id}") + "/{build_id}/lease")
-def release_lease(
-    request: Request,
-    build_id: str,
-    group_id: str = Depends(agent_group),
-    hostname: str = Hostname,
-    member: str = Query(..., min_length=1, max_length=255),
-) -> dict[str, Any]:
-    if not _service(request).release_lease(group_id, build_id, member):
-        raise Conflict(
-            f"{member} does not hold the maintenance lease for build {build_id}",
-            error_code="MAINTENANCE_LEASE_DENIED",
-        )
-    return {"released": True}
+    service = _service(request)
+    answer = lease_answer(service.take_step(group_id, build_id, text(body, "member"), refuse=refuse))
+    return {**answer, "step": service.get(group_id, build_id)["step"]}

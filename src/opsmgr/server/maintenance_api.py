@@ -4,7 +4,8 @@ agent API key, HTTP Basic, as the other agent routes) and the public ``/groups/{
 Agent routes, per replica set: ``GET`` the view (change, progress, lease, the other members as their agents
 report them), ``POST /lease`` to acquire (optionally recording the ``AcquireMaintenanceLease`` move in the
 same transaction), ``PUT /lease`` to renew, ``DELETE /lease`` to release (a denial is 409 with the reason),
-``POST /progress`` for a move carried out, ``POST /events`` for decisions, primary sightings and the
+``POST /progress`` for a move carried out (with ``refused``: the member's words when it refused a unique
+index build's index), ``POST /events`` for decisions, primary sightings and the
 measurements the preflight checks need. Handlers are thin: ``maintenance.service`` decides.
 """
 
@@ -117,8 +118,18 @@ def record_progress(
         raise InvalidInput("move is required", field="move")
     seq, at = bounded(body, "seq", SEQUENCE), bounded(body, "at", EPOCH_SECONDS)
     connections = bounded(body, "connections", CONNECTIONS)
+    refused = body.get("refused")
+    if refused is not None and not isinstance(refused, str):
+        raise InvalidInput("refused must be a string: the member's refusal of the index", field="refused")
     progress = _ctx(request).maintenance.record(
-        group_id, rs_id, text(body, "changeId"), move, seq=seq, at=at, connections=connections
+        group_id,
+        rs_id,
+        text(body, "changeId"),
+        move,
+        seq=seq,
+        at=at,
+        connections=connections,
+        refused=refused,
     )
     return {"progress": progress}
 
