@@ -6,9 +6,10 @@ every agent makes at most 2 requests per poll interval (read from the real serve
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def slow(
 ) -> Iterator[Slow]:
     # The world is created before the agents open it: its parameters apply to a new file only.
     world = SimWorld.open(tmp_path / "world.sqlite", params=SimParams(startup_s=STARTUP_S))
-    d = Deployment(server, owner, tmp_path, request.node.name[:60])
+    d = Deployment(server, owner, tmp_path, re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[-60:])
     try:
         for host in HOSTS:
             d.agent(host, poll_interval=POLL_S)
@@ -91,13 +92,30 @@ def _watched(d: Deployment) -> tuple[ReportWatch, threading.Thread]:
     return watch, thread
 
 
+def _rolling_restart(d: Deployment) -> None:
+    d.put(replica_set_config(HOSTS, "rs0", "7.0.6"))  # each member out of its set in turn
+
+
+def _unique_index_build(d: Deployment) -> None:
+    """Each member out of its set in turn, to build its index standalone."""
+    body = {"rsName": "rs0", "dbName": "shop", "collectionName": "orders", "key": [["orderNo", 1]]}
+    r = d.api.post(f"/groups/{d.group_id}/uniqueIndexBuilds", json=body)
+    assert r.status_code == 201, r.text
+    build_id = r.json()["id"]
+    path = f"/groups/{d.group_id}/uniqueIndexBuilds/{build_id}"
+    wait_for(lambda: d.api.get(path).json()["state"] == "AWAITING_CONFIRMATION", 60, 0.1, what="the build")
+    confirmed = d.api.post(f"{path}/confirm", json={"writesStopped": True, "operator": "e2e"})
+    assert confirmed.status_code == 200, confirmed.text
+
+
+@pytest.mark.parametrize("start", [_rolling_restart, _unique_index_build], ids=["restart", "index build"])
 def test_an_agent_reports_through_its_long_action_and_restoration_mode_hears_it(
-    slow: Slow,
+    slow: Slow, start: Callable[[Deployment], None]
 ) -> None:
     d, _world = slow
     watch, thread = _watched(d)
     try:
-        d.put(replica_set_config(HOSTS, "rs0", "7.0.6"))  # a rolling restart: each member out in turn
+        start(d)
         acting = wait_for(lambda: watch.acting_for(2 * POLL_S), 90, 0.1, what="a long action under way")
         # Restoration Mode begins while the action runs: an agent of the project holding a newer config.
         newer = FakeAgent(d.server.url, d.group_id, d.agent_key, next(h for h in HOSTS if h != acting))

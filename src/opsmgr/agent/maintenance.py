@@ -126,6 +126,22 @@ class Outcome:
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _InHand:
+    """A move to carry out, with everything it is carried out from: the set's view from the server, the
+    procedure's snapshot of the set and the agent's of its host, the configs before and after the change."""
+
+    rs_id: str
+    view: Mapping[str, Any]
+    move: Move
+    progress: Progress
+    rs_snap: RsSnapshot
+    snap: Snapshot
+    goal: Mapping[str, Any]
+    previous: Mapping[str, Any] | None
+    policy: Policy
+
+
 @dataclass
 class _SetMemory:
     active: bool = False
@@ -290,16 +306,16 @@ class MaintenanceExecutor:
         if running is not None and running.name.startswith(f"{rs_id}: "):
             sentence, error = self.long.sentence() or sentence, None  # this set's move, under way
         elif may_act and isinstance(move, Move) and not move.waiting and move.actor in mine:
-            args = (rs_id, view, move, progress, rs_snap, snap, goal, previous, policy, memory)
+            hand = _InHand(rs_id, view, move, progress, rs_snap, snap, goal, previous, policy)
             if move.name in LONG_MOVES:
                 action = LongAction(
                     sentence if move is decision else f"{rs_id}: {move.name.value} {move.member}",
                     frozenset({move.member}),
                 )
-                acted = self.long.start(action, lambda: self._attempt(*args))
+                acted = self.long.start(action, lambda: self._attempt(hand, memory))
                 sentence = sentence if acted else f"{sentence} (waits for {running.name if running else '?'})"
             else:
-                denied = await self._attempt(*args)
+                denied = await self._attempt(hand, memory)
                 error = memory.error
                 acted = error is None and denied is None
                 if acted and isinstance(decision, Blocked):
@@ -399,23 +415,12 @@ class MaintenanceExecutor:
 
     # --- carrying moves out -------------------------------------------------------------------------------
 
-    async def _attempt(
-        self,
-        rs_id: str,
-        view: Mapping[str, Any],
-        move: Move,
-        progress: Progress,
-        rs_snap: RsSnapshot,
-        snap: Snapshot,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-        policy: Policy,
-        memory: _SetMemory,
-    ) -> str | None:
-        """Carry ``move`` out (inline, or as the host's long action); a failure is remembered for the status
+    async def _attempt(self, hand: _InHand, memory: _SetMemory) -> str | None:
+        """Carry the move out (inline, or as the host's long action); a failure is remembered for the status
         until the move, asked for again by the procedure, succeeds. The server's reason when it refused."""
+        move = hand.move
         try:
-            denied = await self._carry_out(rs_id, view, move, progress, rs_snap, snap, goal, previous, policy)
+            denied = await self._carry_out(hand)
         except OpsmgrError as exc:
             memory.error = f"{move.name.value} for {move.member} failed, will retry: {exc.detail}"
             return None
@@ -425,32 +430,25 @@ class MaintenanceExecutor:
         memory.error = None
         return denied
 
-    async def _carry_out(
-        self,
-        rs_id: str,
-        view: Mapping[str, Any],
-        move: Move,
-        progress: Progress,
-        rs_snap: RsSnapshot,
-        snap: Snapshot,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-        policy: Policy,
-    ) -> str | None:
-        """Carry ``move`` out and report it; the server's reason when it refused (a lease denied)."""
-        at = self.clock()
-        body: dict[str, Any] = {"changeId": view["changeId"], "move": move_to_json(move), "seq": progress.seq}
+    async def _carry_out(self, hand: _InHand) -> str | None:
+        """Carry the move out and report it; the server's reason when it refused (a lease denied)."""
+        at, rs_id, move = self.clock(), hand.rs_id, hand.move
+        body: dict[str, Any] = {
+            "changeId": hand.view["changeId"],
+            "move": move_to_json(move),
+            "seq": hand.progress.seq,
+        }
         if move.name is MoveName.ACQUIRE_LEASE:
             try:
                 await self.api.maintenance("POST", rs_id, "/lease", body={**body, "member": move.member})
             except OpsmgrError as exc:
                 return exc.detail
             return None
-        primary = rs_snap.primary()
+        primary = hand.rs_snap.primary()
         if move.name is MoveName.STEP_DOWN and primary is not None:
             body["connections"] = primary.connections
         if move.name is not MoveName.RELEASE_LEASE:
-            body.update(await self._drive(rs_id, view, move, snap, goal, previous, policy))
+            body.update(await self._drive(hand))
         body["at"] = at
         try:
             await self.api.maintenance("POST", rs_id, "/progress", body=body)
@@ -492,23 +490,15 @@ class MaintenanceExecutor:
             spec.log_path,
         )
 
-    async def _drive(
-        self,
-        rs_id: str,
-        view: Mapping[str, Any],
-        move: Move,
-        snap: Snapshot,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-        policy: Policy,
-    ) -> dict[str, Any]:
-        """Carry ``move`` out through the driver; what its report adds (a refused unique index)."""
+    async def _drive(self, hand: _InHand) -> dict[str, Any]:
+        """Carry the move out through the driver; what its report adds (a refused unique index)."""
+        rs_id, move, goal, previous, policy = hand.rs_id, hand.move, hand.goal, hand.previous, hand.policy
         name, d = move.member, self.driver
         if move.name is MoveName.RESTART_STANDALONE:
-            spec = standalone_spec(self._running_spec(name, snap, goal, previous), policy)
+            spec = standalone_spec(self._running_spec(name, hand.snap, goal, previous), policy)
             await self._restart(name, spec)
         elif move.name is MoveName.PERFORM_TASK:
-            return await self._perform(rs_id, name, move, goal, previous, policy)
+            return await self._perform(hand)
         elif move.name is MoveName.RESTART_REPLSET:
             await self._restart(name, self._spec(name, goal, previous, new=True))
         elif move.name is MoveName.STEP_DOWN:
@@ -525,23 +515,16 @@ class MaintenanceExecutor:
         elif move.name is MoveName.START_TEMPORARY_ARBITER:
             await self._call(d.start, self._arbiter_spec(rs_id, move, goal))
         else:
-            await self._reconfigure(rs_id, view, move)
+            await self._reconfigure(rs_id, hand.view, move)
         return {}
 
     async def _restart(self, name: str, spec: ProcessSpec) -> None:
         await self._call(self.driver.stop, name)
         await self._call(self.driver.start, spec)
 
-    async def _perform(
-        self,
-        rs_id: str,
-        name: str,
-        move: Move,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-        policy: Policy,
-    ) -> dict[str, Any]:
-        tasks = set(move.tasks)
+    async def _perform(self, hand: _InHand) -> dict[str, Any]:
+        rs_id, move, goal, previous, policy = hand.rs_id, hand.move, hand.goal, hand.previous, hand.policy
+        name, tasks = move.member, set(move.tasks)
         if tasks - _NO_RESTART_TASKS:
             extra: dict[str, Any] = {}
             for task in sorted(tasks):
