@@ -22,8 +22,9 @@ a SQLite store whose file is missing is not created (a restore does that), and o
 is reopened. Its initial sync copies every document per collection; its quiet position (the store's clock
 under the writer lock) lets an idle store's window advance.
 
-Imports ``opsmgr.store`` only when a store is opened, so an agent that backs up none never loads
-SQLAlchemy. May import ``opsmgr.agent``, ``opsmgr.errors``, ``opsmgr.properties`` and ``opsmgr.store``.
+Imports ``opsmgr.store`` and ``opsmgr.conf`` only inside the functions that need them (the stores' names from
+the light ``store.backing``, the store's engine when a store is opened), so an agent that backs up none never
+loads SQLAlchemy. May import ``opsmgr.agent``, ``opsmgr.conf``, ``opsmgr.errors`` and ``opsmgr.store``.
 """
 
 from __future__ import annotations
@@ -38,28 +39,9 @@ from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.shipper import DOC_CHUNK, Documents, OplogSource, Slicing
 from opsmgr.agent.work import WorkList
 from opsmgr.errors import InvalidInput, OpsmgrError
-from opsmgr.properties import load_properties
 
 if TYPE_CHECKING:
     from opsmgr.store import Store
-
-STORE_NAMES = ("app", "snapshot", "oplog")
-LABELS = {
-    "app": "application database",
-    "snapshot": "snapshot metadata store",
-    "oplog": "oplog metadata store",
-}
-# The primary's conf-mms.properties keys of each store, and the agent config keys that override them.
-CONF_KEYS = {
-    "app": "mongo.mongoUri",
-    "snapshot": "mms.snapshotMetadataStore.uri",
-    "oplog": "mms.oplogMetadataStore.uri",
-}
-AGENT_KEYS = {
-    "app": "backing.appDbUri",
-    "snapshot": "backing.snapshotStoreUri",
-    "oplog": "backing.oplogStoreUri",
-}
 
 
 @dataclass(frozen=True)
@@ -77,14 +59,9 @@ class BackingConfig:
 
 def primary_store_uris(conf: Path) -> dict[str, str]:
     """The three store URIs of the primary's ``conf-mms.properties``, resolved as the server resolves them."""
-    from opsmgr.server.settings import load_conf
+    from opsmgr.conf import backing_uris
 
-    settings = load_conf(conf)
-    return {
-        "app": settings.app_db_uri,
-        "snapshot": settings.snapshot_store_uri,
-        "oplog": settings.oplog_store_uri,
-    }
+    return backing_uris(conf).by_name()
 
 
 def _number(values: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
@@ -110,9 +87,11 @@ def backing_config(values: Mapping[str, str], base_dir: Path | None = None) -> B
         if not conf.is_absolute() and base_dir is not None:
             conf = base_dir / conf
         uris = primary_store_uris(conf)
-    for name, key in AGENT_KEYS.items():
-        if text := values.get(key, "").strip():
-            uris[name] = text
+    from opsmgr.store.backing import BACKING
+
+    for b in BACKING:
+        if text := values.get(b.agent_key, "").strip():
+            uris[b.name.value] = text
     if not uris:
         return None
     return BackingConfig(
@@ -125,7 +104,15 @@ def backing_config(values: Mapping[str, str], base_dir: Path | None = None) -> B
 
 
 def load_backing_config(config_path: Path) -> BackingConfig | None:
-    return backing_config(load_properties(config_path), config_path.resolve().parent)
+    from opsmgr.conf import read_properties_file
+
+    return backing_config(read_properties_file(config_path), config_path.resolve().parent)
+
+
+def _label(name: str) -> str:
+    from opsmgr.store.backing import LABELS
+
+    return LABELS.get(name, name)
 
 
 @dataclass
@@ -141,7 +128,7 @@ class BackingStore:
 
     @property
     def label(self) -> str:
-        return f"the primary's {LABELS.get(self.name, self.name)}"
+        return f"the primary's {_label(self.name)}"
 
     def _open(self) -> Store | None:
         """The store, reopened when its SQLite file was replaced; None when the file is missing (the agent
@@ -160,7 +147,7 @@ class BackingStore:
                 self.close()
                 self.file = (st.st_dev, st.st_ino)
         if self.store is None:
-            self.store = Store(self.uri, name=f"primary's {LABELS.get(self.name, self.name)}")
+            self.store = Store(self.uri, name=f"primary's {_label(self.name)}")
         return self.store
 
     def _opened(self) -> Store:

@@ -19,7 +19,7 @@ HTTPS to the server, with the real agent's keys:
 =========================================  ===================================================  ==========
 
 The files are read when the agent starts (``opsmgr.tls``); one that cannot be read stops it, naming the key.
-May import ``opsmgr.errors``, ``opsmgr.properties`` and ``opsmgr.tls``.
+May import ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties`` and ``opsmgr.tls``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from opsmgr.conf import ConfUnreadable, read_properties_file
 from opsmgr.errors import InvalidInput
-from opsmgr.properties import dump_properties, load_properties
+from opsmgr.properties import dump_properties
 from opsmgr.tls import Setting, client_verify
 
 DEFAULT_POLL_INTERVAL_S = 10.0
@@ -208,7 +209,7 @@ def parse_settings(
 
 def load_settings(path: Path) -> AgentSettings:
     try:
-        values = load_properties(path)
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}", field="config") from exc
+        values = read_properties_file(path)
+    except ConfUnreadable as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.reason}", field="config") from exc
     return parse_settings(values, source=str(path), base_dir=path.resolve().parent)

@@ -15,35 +15,24 @@ Pure.
 Positions are the stores' oplog timestamps (microseconds since the epoch, ``opsmgr.store``), comparable across
 the three stores of one server. The facts (which jobs and snapshots exist where) are read from the restored
 documents by :func:`facts_from_documents` before anything is written, so a refusal leaves every target as
-it was. Imports only ``opsmgr.errors`` and ``opsmgr.backup.snapshots``' collection prefix.
+it was. May import ``opsmgr.errors``, ``opsmgr.store.backing`` (the stores' names) and
+``opsmgr.backup.snapshots``' collection prefix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from opsmgr.backup.snapshots import SNAPSHOTS_PREFIX
 from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.store.backing import LABELS as LABELS
+from opsmgr.store.backing import METADATA
+from opsmgr.store.backing import StoreName as StoreName
 
 # The server's collection of restore jobs in the application database (``opsmgr.server.backup_api.JOBS``).
 RESTORE_JOBS = "backup_restore_jobs"
-
-
-class StoreName(StrEnum):
-    APP = "app"
-    SNAPSHOT = "snapshot"
-    OPLOG = "oplog"
-
-
-LABELS = {
-    StoreName.APP: "application database",
-    StoreName.SNAPSHOT: "snapshot metadata store",
-    StoreName.OPLOG: "oplog metadata store",
-}
-METADATA = (StoreName.SNAPSHOT, StoreName.OPLOG)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from opsmgr.agent.backing import LABELS, primary_store_uris
 from opsmgr.agent.state import atomic_write
 from opsmgr.backup.positions import PositionKind, to_oplog
 from opsmgr.backup.restore_download import claimed, private_opener
@@ -49,7 +48,6 @@ from opsmgr.backup.store_restore import (
     Plan,
     Points,
     RestoreRefused,
-    StoreName,
     decide,
     jobs_from,
     snapshots_from,
@@ -71,9 +69,11 @@ from opsmgr.cli.restore_ends import (
     interrupted_message,
     stops_as_interrupts,
 )
+from opsmgr.conf import backing_uris
 from opsmgr.errors import InvalidInput, OpsmgrError, StoreError
 from opsmgr.properties import dump_properties
 from opsmgr.restoration import record
+from opsmgr.store.backing import LABELS, StoreName
 from opsmgr.store.engine import Store
 from opsmgr.store.installation import read_fence, remove_fence
 from opsmgr.store.running import hold_for_restore
@@ -130,7 +130,7 @@ def attach_secondary(
     """Creates the backing-database deployment on the secondary, writes the agent config and records the
     secondary on the primary (both trusting ``ca_file`` for the secondary's HTTPS certificate, when given);
     returns ``{groupId, clusterId, agentConfig}``."""
-    app_uri = primary_store_uris(conf)["app"]  # the configuration must be readable before anything is created
+    app_uri = backing_uris(conf).app  # the configuration must be readable before anything is created
     group_id = find_or_create_group(api, group_name)
     agent_key = api.post(f"/groups/{group_id}/agentapikeys", {"desc": f"backing databases of {hostname}"})[
         "key"
@@ -382,7 +382,7 @@ def run_restore(
     bar: Bar = progress_bar,
 ) -> dict[str, Any]:
     """The whole procedure; ``confirm(plan)`` returns whether to go on once the fences stand."""
-    uris = primary_store_uris(conf)
+    uris = backing_uris(conf).by_name()
     base = f"/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs"
     with (
         stops_as_interrupts(),

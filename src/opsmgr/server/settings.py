@@ -101,154 +101,31 @@ SQLAlchemy's URL parser; nothing of the web framework."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import ipaddress
-import math
 import os
-import re
 import socket
 import textwrap
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from opsmgr import conf
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Compression
-from opsmgr.errors import InvalidInput, PreflightFailure
+from opsmgr.conf import Key
+from opsmgr.conf import SettingsError as SettingsError  # its home is opsmgr.conf
+from opsmgr.errors import InvalidInput
 from opsmgr.maintenance.snapshot import Policy
-from opsmgr.properties import dump_properties, parse_properties
+from opsmgr.properties import dump_properties
+from opsmgr.store.backing import APP, BACKING, OPLOG, SNAPSHOT, BackingStores
 from opsmgr.store.crypto import GenKey
 
 CONF_NAME = "conf-mms.properties"
-EMBEDDED_STORES = {
-    "mongo.mongoUri": "appdb.sqlite",
-    "mms.snapshotMetadataStore.uri": "snapshotdb.sqlite",
-    "mms.oplogMetadataStore.uri": "oplogdb.sqlite",
-}
+EMBEDDED_STORES = {b.conf_key: b.embedded_file for b in BACKING}
 EMBEDDED_BLOCKSTORE = "blockstore"
 DEFAULT_PORT = 8080
-
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
-_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
-_STORE_SCHEMES = {"sqlite", "postgresql", "postgres", "postgresql+psycopg"}
-
-
-class SettingsError(PreflightFailure):
-    """The configuration cannot be used; ``problems`` lists ``(key, what is wrong)`` for each problem."""
-
-    error_code = "INVALID_CONFIGURATION"
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
-        lines = "\n".join(f"  - {key}: {problem}" for key, problem in problems)
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(
-            f"{source} has {len(problems)} {noun}:\n{lines}",
-            problems=[{"key": k, "problem": p} for k, p in problems],
-        )
-        self.problems = tuple(problems)
-
-
-# Value parsers: text (already stripped, never empty) and the base directory for relative paths. They raise
-# ValueError with a message that completes "KEY: ...".
-
-
-def _host(text: str, _base: Path) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(text):
-        raise ValueError(f"not an IP address or host name: {text!r}")
-    return text
-
-
-def _int_in(low: int, high: int) -> Callable[[str, Path], int]:
-    def parse(text: str, _base: Path) -> int:
-        if not re.fullmatch(r"[0-9]+", text) or not low <= int(text) <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}, not {text!r}")
-        return int(text)
-
-    return parse
-
-
-def _float_in(low: float, high: float) -> Callable[[str, Path], float]:
-    def parse(text: str, _base: Path) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and low <= value <= high):
-            raise ValueError(f"must be a number from {low:g} to {high:g}, not {text!r}")
-        return value
-
-    return parse
-
-
-def _bool(text: str, _base: Path) -> bool:
-    lowered = text.lower()
-    if lowered not in ("true", "false"):
-        raise ValueError(f"must be true or false, not {text!r}")
-    return lowered == "true"
-
-
-def _http_url(text: str, _base: Path) -> str:
-    parts = urlsplit(text)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or re.search(r"\s", text):
-        raise ValueError(f"must be an http:// or https:// URL with a host, not {text!r}")
-    return text.rstrip("/")
-
-
-def _path(text: str, base: Path) -> Path:
-    return (base / Path(text).expanduser()).resolve()
-
-
-def _store_uri(text: str, base: Path) -> str:
-    try:
-        url = sa.engine.make_url(text)
-    except (sa.exc.ArgumentError, ValueError):
-        raise ValueError(f"not a database URI: {text!r}") from None
-    if url.drivername not in _STORE_SCHEMES:
-        raise ValueError(
-            "backing databases are SQLite (sqlite:///FILE) or PostgreSQL (postgresql://...), "
-            f"not {url.drivername}"
-        )
-    if url.drivername != "sqlite":
-        if not url.database:
-            raise ValueError(f"a PostgreSQL URI must name the database: {url.render_as_string()!r}")
-        return text
-    if not url.database or url.database == ":memory:":
-        raise ValueError("an in-memory SQLite database would lose everything on restart; name a file")
-    return url.set(database=str(_path(url.database, base))).render_as_string(hide_password=False)
-
-
-def _same_database(a: str, b: str) -> bool:
-    def identity(uri: str) -> tuple[str, str, int, str]:
-        url = sa.engine.make_url(uri)
-        if url.drivername == "sqlite":
-            return ("sqlite", "", 0, url.database or "")
-        return ("postgresql", (url.host or "").lower(), url.port or 5432, url.database or "")
-
-    return identity(a) == identity(b)
-
-
-def _log_level(text: str, _base: Path) -> str:
-    level = _LOG_LEVELS.get(text.upper())
-    if level is None:
-        raise ValueError(f"must be one of DEBUG, INFO, WARNING, ERROR, not {text!r}")
-    return level
-
-
-def _text(text: str, _base: Path) -> str:
-    return text
 
 
 def _compression(text: str, _base: Path) -> Compression:
@@ -271,31 +148,20 @@ def _client_certificate_mode(text: str, _base: Path) -> ClientCertificateMode:
         raise ValueError(f"must be one of {allowed}, not {text!r}") from None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Key:
-    """One documented configuration key: its name, the :class:`Settings` field it sets, and its rules."""
-
-    name: str
-    attr: str
-    description: str
-    default: str | None  # None: required; "": optional with no value
-    parse: Callable[[str, Path], Any]
-
-
 KEYS: tuple[Key, ...] = (
     Key(
         name="mms.listenAddress",
         attr="listen_address",
         description="Address (IP or host name) the HTTP server binds to.",
         default="127.0.0.1",
-        parse=_host,
+        parse=conf.host,
     ),
     Key(
         name="mms.port",
         attr="port",
         description="TCP port of the HTTP server.",
         default=str(DEFAULT_PORT),
-        parse=_int_in(1, 65535),
+        parse=conf.int_in(1, 65535),
     ),
     Key(
         name="mms.centralUrl",
@@ -303,43 +169,43 @@ KEYS: tuple[Key, ...] = (
         description='The "URL to Access Ops Manager": the base URL agents and links use. '
         "Empty: http://<listen address>:<port>.",
         default="",
-        parse=_http_url,
+        parse=conf.http_url,
     ),
     Key(
-        name="mongo.mongoUri",
+        name=APP.conf_key,
         attr="app_db_uri",
         description="URI of the application database: sqlite:///FILE (relative to this file's directory) "
         "or postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
         default=None,
-        parse=_store_uri,
+        parse=conf.store_uri,
     ),
     Key(
-        name="mms.snapshotMetadataStore.uri",
+        name=SNAPSHOT.conf_key,
         attr="snapshot_store_uri",
         description="URI of the snapshot metadata store (a different database from the other two).",
         default=None,
-        parse=_store_uri,
+        parse=conf.store_uri,
     ),
     Key(
-        name="mms.oplogMetadataStore.uri",
+        name=OPLOG.conf_key,
         attr="oplog_store_uri",
         description="URI of the oplog metadata store (a different database from the other two).",
         default=None,
-        parse=_store_uri,
+        parse=conf.store_uri,
     ),
     Key(
         name="mms.blockstore.path",
         attr="blockstore_path",
         description="Directory that holds snapshot blocks.",
         default=None,
-        parse=_path,
+        parse=conf.relative_path,
     ),
     Key(
         name="mms.genKeyPath",
         attr="gen_key_path",
         description="The 24-byte gen.key that encrypts sensitive fields. Keep a copy with your backups.",
         default="gen.key",
-        parse=_path,
+        parse=conf.relative_path,
     ),
     Key(
         name="mms.restorationMode.enabled",
@@ -347,42 +213,42 @@ KEYS: tuple[Key, ...] = (
         description="Enter Restoration Mode when an agent reports a config newer than the restored one "
         "(true or false).",
         default="true",
-        parse=_bool,
+        parse=conf.boolean,
     ),
     Key(
         name="mms.agent.pollIntervalSeconds",
         attr="agent_poll_interval_s",
         description="Seconds between an agent's polls for its automation config.",
         default="10",
-        parse=_float_in(0.1, 3600),
+        parse=conf.float_in(0.1, 3600),
     ),
     Key(
         name="mms.alerts.webhook.url",
         attr="alert_webhook_url",
         description="URL alerts are POSTed to as JSON; empty for none.",
         default="",
-        parse=_http_url,
+        parse=conf.http_url,
     ),
     Key(
         name="mms.logLevel",
         attr="log_level",
         description="Log level: DEBUG, INFO, WARNING or ERROR.",
         default="INFO",
-        parse=_log_level,
+        parse=conf.log_level,
     ),
     Key(
         name="mms.store.oplogMaxSizeMB",
         attr="oplog_max_mb",
         description="Cap of each backing database's oplog by size, in MB.",
         default="512",
-        parse=_int_in(1, 1024 * 1024),
+        parse=conf.int_in(1, 1024 * 1024),
     ),
     Key(
         name="mms.store.oplogMaxAgeHours",
         attr="oplog_max_age_hours",
         description="Cap of each backing database's oplog by age, in hours.",
         default="168",
-        parse=_float_in(0.01, 24 * 3650),
+        parse=conf.float_in(0.01, 24 * 3650),
     ),
     Key(
         name="mms.blockstore.compression",
@@ -397,14 +263,14 @@ KEYS: tuple[Key, ...] = (
         attr="alert_snapshot_grace_min",
         description="Minutes past a source's snapshot interval after which BACKUP_SNAPSHOT_MISSED opens.",
         default="60",
-        parse=_float_in(0.001, 60 * 24 * 365),
+        parse=conf.float_in(0.001, 60 * 24 * 365),
     ),
     Key(
         name="mms.backup.alerts.oplogLagSeconds",
         attr="alert_oplog_lag_s",
         description="Seconds the acknowledged oplog may be behind the source before OPLOG_BEHIND opens.",
         default="60",
-        parse=_float_in(0.1, 86400 * 30),
+        parse=conf.float_in(0.1, 86400 * 30),
     ),
     Key(
         name="mms.backup.alerts.windowStallMinutes",
@@ -412,7 +278,7 @@ KEYS: tuple[Key, ...] = (
         description="Minutes the point-in-time window's end may lag the source's newest entry before "
         "BACKUP_PITR_WINDOW_NOT_ADVANCING opens.",
         default="15",
-        parse=_float_in(0.001, 60 * 24 * 365),
+        parse=conf.float_in(0.001, 60 * 24 * 365),
     ),
     Key(
         name="mms.backup.alerts.agentSilenceMinutes",
@@ -420,7 +286,7 @@ KEYS: tuple[Key, ...] = (
         description="Minutes without any agent reaching the backup daemon for a source before "
         "BACKUP_AGENT_DOWN opens.",
         default="5",
-        parse=_float_in(0.001, 60 * 24 * 365),
+        parse=conf.float_in(0.001, 60 * 24 * 365),
     ),
     Key(
         name="mms.backup.alerts.secondaryUnreachableSeconds",
@@ -428,7 +294,7 @@ KEYS: tuple[Key, ...] = (
         description="On a primary with a secondary (opsmgr secondary attach): seconds the secondary may fail "
         "its readiness probe before the global alert BACKUP_SECONDARY_UNREACHABLE opens.",
         default="60",
-        parse=_float_in(0.1, 86400 * 30),
+        parse=conf.float_in(0.1, 86400 * 30),
     ),
 )
 
@@ -445,58 +311,58 @@ MAINTENANCE_KEYS: tuple[Key, ...] = (
         "lease_ttl_s",
         "Seconds a maintenance lease lives between its holder's renewals; an agent that dies lets it expire "
         "(no other member goes down while the member it held is unhealthy).",
-        _float_in(1, 3600),
+        conf.float_in(1, 3600),
     ),
     _policy_key(
         "memberTimeoutSeconds",
         "member_timeout_s",
         "Seconds a member may take to be healthy again after its restart in replSet mode; past it the "
         "rolling change stops with MAINTENANCE_MEMBER_FAILED until the member recovers.",
-        _float_in(1, 86400),
+        conf.float_in(1, 86400),
     ),
     _policy_key(
         "electionTimeoutSeconds",
         "election_timeout_s",
         "Seconds to wait for another member's election after a step-down.",
-        _float_in(1, 3600),
+        conf.float_in(1, 3600),
     ),
     _policy_key(
         "catchUpLagSeconds",
         "catch_up_lag_s",
         "A secondary this many seconds (or fewer) behind the primary is caught up.",
-        _float_in(0, 3600),
+        conf.float_in(0, 3600),
     ),
     _policy_key(
         "oplogMargin",
         "oplog_margin",
         "Factor by which the oplog window must exceed the estimated time a member is out.",
-        _float_in(1, 100),
+        conf.float_in(1, 100),
     ),
     _policy_key(
         "defaultOutSeconds",
         "default_out_s",
         "Estimated seconds a member is out for maintenance before any of its restarts was observed.",
-        _float_in(1, 7 * 86400),
+        conf.float_in(1, 7 * 86400),
     ),
     _policy_key(
         "stepDownSeconds",
         "step_down_secs",
         "stepDownSecs of replSetStepDown: how long the former primary may not be elected again.",
-        _int_in(1, 86400),
+        conf.int_in(1, 86400),
     ),
     _policy_key(
         "secondaryCatchUpPeriodSeconds",
         "secondary_catch_up_period_secs",
         "secondaryCatchUpPeriodSecs of replSetStepDown: how long the primary waits for an electable "
         "secondary to catch up; less than mms.maintenance.stepDownSeconds.",
-        _int_in(0, 86400),
+        conf.int_in(0, 86400),
     ),
     _policy_key(
         "portOffset",
         "maintenance_port_offset",
         "A member restarted standalone for maintenance listens on its port plus this (minus it, past 65535), "
         "away from its clients and its set.",
-        _int_in(1, 55535),
+        conf.int_in(1, 55535),
     ),
 )
 HTTPS_KEYS: tuple[Key, ...] = (
@@ -506,14 +372,14 @@ HTTPS_KEYS: tuple[Key, ...] = (
         description="PEM file with this server's TLS certificate (and chain) and its private key: the server "
         "then serves HTTPS only. Empty: HTTP.",
         default="",
-        parse=_path,
+        parse=conf.relative_path,
     ),
     Key(
         name="mms.https.PEMKeyFilePassword",
         attr="https_pem_key_file_password",
         description="Password of the private key in mms.https.PEMKeyFile, if it is encrypted.",
         default="",
-        parse=_text,
+        parse=conf.as_text,
     ),
     Key(
         name="mms.https.CAFile",
@@ -521,7 +387,7 @@ HTTPS_KEYS: tuple[Key, ...] = (
         description="PEM file of the certificate authorities whose client certificates this server accepts; "
         "set, the server asks clients for a certificate and refuses one it cannot verify.",
         default="",
-        parse=_path,
+        parse=conf.relative_path,
     ),
     Key(
         name="mms.https.ClientCertificateMode",
@@ -589,12 +455,11 @@ class Settings:
             secondary_unreachable_ms=round(self.alert_secondary_unreachable_s * 1000),
         )
 
+    def backing_uris(self) -> BackingStores[str]:
+        return BackingStores(self.app_db_uri, self.snapshot_store_uri, self.oplog_store_uri)
+
     def store_uris(self) -> dict[str, str]:
-        return {
-            "application database": self.app_db_uri,
-            "snapshot metadata store": self.snapshot_store_uri,
-            "oplog metadata store": self.oplog_store_uri,
-        }
+        return self.backing_uris().by_label()
 
     def describe(self) -> str:
         """Where everything is, for the operator; database passwords are masked."""
@@ -672,32 +537,10 @@ def parse_settings(
 
     Raises :class:`SettingsError` naming every unknown key, missing required key and malformed value.
     """
-    problems: list[tuple[str, str]] = []
-    for name in values:
-        if name not in KEYS_BY_NAME:
-            close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
-            problems.append((name, "unknown key" + (f" (did you mean {close[0]}?)" if close else "")))
-    parsed: dict[str, Any] = {}
-    for key in KEYS:
-        text = values.get(key.name, "").strip()
-        if key.name == "mms.port" and port is not None:
-            text = str(port)
-        if not text:
-            text = key.default or ""
-        if not text:
-            if key.default is None:
-                problems.append((key.name, "is required"))
-            parsed[key.attr] = None
-            continue
-        try:
-            parsed[key.attr] = key.parse(text, base_dir)
-        except ValueError as exc:
-            problems.append((key.name, str(exc)))
-    uris = [(k, parsed.get(KEYS_BY_NAME[k].attr)) for k in EMBEDDED_STORES]
-    for i, (name, uri) in enumerate(uris):
-        for other, other_uri in uris[:i]:
-            if uri is not None and other_uri is not None and _same_database(uri, other_uri):
-                problems.append((name, f"is the same database as {other}; the three must be different"))
+    given = {"mms.port": str(port)} if port is not None else None
+    parsed, problems = conf.check_keys(values, KEYS, base_dir, given=given)
+    stores = [(b.conf_key, parsed.get(KEYS_BY_NAME[b.conf_key].attr)) for b in BACKING]
+    problems += conf.different_databases(stores)
     step_down, catch_up = (
         parsed.get("maintenance_step_down_secs"),
         parsed.get("maintenance_secondary_catch_up_period_secs"),
@@ -722,18 +565,7 @@ def parse_settings(
 def load_conf(conf_path: str | Path, *, port: int | None = None) -> Settings:
     """Read and validate a ``conf-mms.properties`` file."""
     path = Path(conf_path).expanduser().resolve()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SettingsError(str(path), [("(file)", f"cannot read it: {exc.strerror or exc}")]) from exc
-    except UnicodeDecodeError as exc:
-        raise SettingsError(
-            str(path), [("(file)", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
-        ) from exc
-    try:
-        values = parse_properties(text, source=str(path))
-    except InvalidInput as exc:
-        raise SettingsError(str(path), [(exc.field or "(syntax)", exc.detail)]) from exc
+    values = conf.read_conf(path)
     return dataclasses.replace(
         parse_settings(values, base_dir=path.parent, source=str(path), port=port), conf_path=path
     )

@@ -23,11 +23,7 @@ OpenStore = Callable[[str, Role], Store]
 
 
 def store_uris(settings: Settings) -> dict[Role, str]:
-    return {
-        Role.APP: settings.app_db_uri,
-        Role.SNAPSHOT: settings.snapshot_store_uri,
-        Role.OPLOG: settings.oplog_store_uri,
-    }
+    return settings.backing_uris().by_role()
 
 
 def surroundings(settings: Settings, snapshots: Store | None) -> Surroundings:

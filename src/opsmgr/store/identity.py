@@ -11,7 +11,7 @@ the stores that do not carry it yet (an installation from before ids adopts one 
 Owns also the file beside gen.key (``gen.key.installation``) that names the installation the key serves: the
 key itself is 24 random bytes and cannot say whether it is new. Losing that file only weakens the check.
 
-May import ``opsmgr.errors`` and the standard library.
+May import ``opsmgr.errors`` and ``opsmgr.store.backing`` (the stores' roles).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from opsmgr.errors import PreflightFailure
+from opsmgr.store.backing import Role as Role  # its home is store.backing; re-exported for the preflight
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,6 @@ RECOVER = (
     "`opsmgr backup restore-stores --primary-conf <conf-mms.properties>` (or `--primary-data-dir <dir>`), "
     "which restores the three backing databases to one point in time and keeps their installation id."
 )
-
-
-class Role(StrEnum):
-    """A backing database, named as the operator knows it."""
-
-    APP = "application database"
-    SNAPSHOT = "snapshot metadata store"
-    OPLOG = "oplog metadata store"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from opsmgr.errors import Conflict, InvalidInput, PreflightFailure
+from opsmgr.store.backing import Role
 from opsmgr.store.crypto import GenKey
 from opsmgr.store.engine import Store, Txn, new_id
 from opsmgr.store.identity import (
     ID_FIELD,
     Decision,
-    Role,
     StoreFacts,
     Surroundings,
     bind_key,
