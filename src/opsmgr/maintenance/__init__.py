@@ -3,9 +3,12 @@ carries one out one member at a time without losing the majority, the preflight 
 stated reason, the per-replica-set maintenance lease the server grants, the supervised unique index build,
 and the figures of each rolling change.
 
-Every decision here is a pure function over plain values; only ``leases.LeaseService``, ``builds`` and
-``service.MaintenanceService`` (the server's side: changes registered by config PUTs, the agents' view,
-leases, progress, status, alerts, reports) touch the store. May import ``opsmgr.errors``,
-``opsmgr.automation.config`` (pure accessors), ``opsmgr.drivers.base`` (types only), ``opsmgr.store`` and
-``opsmgr.alerts`` (``service``). Never the web framework, the agent or the simulator.
+Every decision here is a pure function over plain values; only ``leases.LeaseService``, ``builds``,
+``index_service`` and ``service.MaintenanceService`` touch the store. The service is the server's side, a
+façade over its parts: ``changes`` (the change document each part moves), ``registration`` (changes
+registered by config PUTs), ``grants`` (the lease), ``recorder`` (progress, decisions, status, alerts,
+reports), ``index_steps`` (a unique index build's member steps), ``members`` and ``views`` (what agents and
+operators see). May import ``opsmgr.errors``, ``opsmgr.automation.config`` (pure accessors),
+``opsmgr.automation.protocol`` (the work-changed topic), ``opsmgr.drivers.base`` (types only),
+``opsmgr.store`` and ``opsmgr.alerts`` (``recorder``). Never the web framework, the agent or the simulator.
 """

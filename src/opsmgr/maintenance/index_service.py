@@ -31,7 +31,8 @@ it, over the builds kept by :class:`~opsmgr.maintenance.builds.UniqueIndexBuilds
   carried out; once begun, it runs to its end and its member is dropped in turn.
 
 Every event is one write transaction on the build's document. May import ``opsmgr.errors``,
-``opsmgr.store``, ``opsmgr.automation.config`` (validation and accessors), ``opsmgr.automation.service``
+``opsmgr.store``, ``opsmgr.automation.config`` (validation and accessors), ``opsmgr.automation.protocol``,
+``opsmgr.drivers.base`` (types only), ``opsmgr.automation.service``
 (its version conflict only) and ``opsmgr.maintenance``.
 """
 
@@ -50,9 +51,10 @@ from opsmgr.automation.service import ConfigVersionConflict
 from opsmgr.drivers.base import OplogRecord
 from opsmgr.errors import Conflict, InvalidInput, OpsmgrError
 from opsmgr.maintenance.builds import BUILDS, UniqueIndexBuilds
+from opsmgr.maintenance.index_steps import StepEnd
 from opsmgr.maintenance.leases import Deny, Grant, owner_of, purpose_of
 from opsmgr.maintenance.rolling import RollingChange, UniqueIndexTask
-from opsmgr.maintenance.service import MaintenanceService, StepEnd
+from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import maintenance_port
 from opsmgr.maintenance.unique_index import (
     FINAL_STATES,
