@@ -3,6 +3,9 @@ key (HTTP Basic: mmsGroupId / mmsApiKey, as ``automation-agent.config`` holds th
 
 The poll is the server's hottest path: it answers 304 "unchanged" unless the agent's held version ``cv`` is
 older than the project's goal version.
+
+May import ``opsmgr.errors``, ``opsmgr.automation.status``, ``opsmgr.server.auth``, ``opsmgr.server.deps`` and
+``opsmgr.server.work``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from opsmgr.automation.status import MAX_VERSION, StatusReport
 from opsmgr.errors import InvalidInput
 from opsmgr.server.auth import agent_group
+from opsmgr.server.deps import Restoration, ServicesDep, services_of
+from opsmgr.server.work import with_work
 
 router = APIRouter(prefix="/agents/api/automation", tags=["agents"])
 
@@ -67,13 +72,13 @@ def _poll_params(request: Request) -> tuple[str, int]:
     responses={200: {"description": "The goal automation config"}, 304: {"description": "Unchanged"}},
 )
 async def poll_config(request: Request, group_id: str) -> Response:
-    ctx: Any = request.app.state.ctx
+    polls = services_of(request).polls
     await agent_group(request, group_id)
     hostname, cv = _poll_params(request)
     # Most polls are answered from the version cache without touching the database or leaving the loop.
-    if ctx.unchanged_for_agent(group_id, cv):
+    if polls.unchanged(group_id, cv):
         return Response(status_code=304)
-    config = await run_in_threadpool(ctx.config_for_agent, group_id, hostname, cv)
+    config = await run_in_threadpool(polls.config_for, group_id, hostname, cv)
     if config is None:
         return Response(status_code=304)
     return JSONResponse(config)
@@ -87,23 +92,23 @@ async def noop() -> Response:
 
 @router.post("/status/v1/{group_id}")
 def report_status(
-    request: Request,
+    services: ServicesDep,
     body: StatusReport,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
 ) -> dict[str, Any]:
-    """An agent's report; kept (bounded to what the server reads) only for hosts of the project."""
-    ctx: Any = request.app.state.ctx
-    return dict(ctx.record_agent_status(group_id, hostname, body))
+    """An agent's report; kept (bounded to what the server reads) only for hosts of the project. The
+    answer carries the host's work when it changed."""
+    answer = services.polls.record_status(group_id, hostname, body)
+    return with_work(services, group_id, hostname, body.workVersion, answer)
 
 
 @router.post("/restoration/v1/{group_id}/config")
 def upload_config(
-    request: Request,
+    restoration: Restoration,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
     body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     """Restoration Mode: the agent asked for it uploads the config it holds, with its secrets redacted."""
-    ctx: Any = request.app.state.ctx
-    return dict(ctx.restoration.on_upload(group_id, hostname, body))
+    return dict(restoration.on_upload(group_id, hostname, body))

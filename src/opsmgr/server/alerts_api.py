@@ -4,7 +4,11 @@ in Ops Manager's shapes, for Project Read Only and above; ``GET /globalAlerts[?s
 ``BACKUP_SECONDARY_UNREACHABLE``, kept under the reserved project id ``GLOBAL_GROUP_ID`` and shown with
 ``groupId: null``), for keys holding ORG_OWNER or ORG_READ_ONLY on an organization; and
 :func:`webhook_poster`, the HTTP side of the webhook delivery that ``opsmgr.alerts`` drives from the server's
-periodic work."""
+periodic work.
+
+May import ``opsmgr.errors``, ``opsmgr.alerts``, ``opsmgr.backup.secondaries``, ``opsmgr.store.appdb``,
+``opsmgr.server.auth``, ``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from opsmgr.alerts import AlertStatus
 from opsmgr.backup.secondaries import GLOBAL_GROUP_ID
 from opsmgr.errors import Forbidden
-from opsmgr.server.auth import public_principal
-from opsmgr.server.public_api import PREFIX, Page, PerPage, group_for, paginated
+from opsmgr.server.auth import ProjectReader, public_principal
+from opsmgr.server.deps import Alerts
+from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated
 from opsmgr.store.appdb import Principal, Role
 
 router = APIRouter(prefix=PREFIX, tags=["alerts"])
@@ -29,22 +34,18 @@ WEBHOOK_TIMEOUT_S = 10.0
 @router.get("/groups/{group_id}/alerts")
 def list_alerts(
     request: Request,
-    group_id: str,
-    principal: Principal = Depends(public_principal),
+    caller: ProjectReader,
+    alerts: Alerts,
     status: AlertStatus | None = Query(None),
     page: int = Page,
     per: int = PerPage,
 ) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    return paginated(request, request.app.state.ctx.alerts.of_group(group_id, status), page, per)
+    return paginated(request, alerts.of_group(caller.group_id, status), page, per)
 
 
 @router.get("/groups/{group_id}/alerts/{alert_id}")
-def get_alert(
-    request: Request, group_id: str, alert_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    return dict(request.app.state.ctx.alerts.get(group_id, alert_id))
+def get_alert(caller: ProjectReader, alerts: Alerts, alert_id: str) -> dict[str, Any]:
+    return dict(alerts.get(caller.group_id, alert_id))
 
 
 def _global_reader(principal: Principal) -> None:
@@ -60,22 +61,23 @@ def _global_view(alert: dict[str, Any]) -> dict[str, Any]:
 @router.get("/globalAlerts")
 def list_global_alerts(
     request: Request,
+    alerts: Alerts,
     principal: Principal = Depends(public_principal),
     status: AlertStatus | None = Query(None),
     page: int = Page,
     per: int = PerPage,
 ) -> dict[str, Any]:
     _global_reader(principal)
-    alerts = request.app.state.ctx.alerts.of_group(GLOBAL_GROUP_ID, status)
-    return paginated(request, [_global_view(a) for a in alerts], page, per)
+    found = alerts.of_group(GLOBAL_GROUP_ID, status)
+    return paginated(request, [_global_view(a) for a in found], page, per)
 
 
 @router.get("/globalAlerts/{alert_id}")
 def get_global_alert(
-    request: Request, alert_id: str, principal: Principal = Depends(public_principal)
+    alerts: Alerts, alert_id: str, principal: Principal = Depends(public_principal)
 ) -> dict[str, Any]:
     _global_reader(principal)
-    return _global_view(request.app.state.ctx.alerts.get(GLOBAL_GROUP_ID, alert_id))
+    return _global_view(alerts.get(GLOBAL_GROUP_ID, alert_id))
 
 
 def webhook_poster(url: str) -> Callable[[dict[str, Any]], None]:

@@ -3,28 +3,29 @@ HTTP Basic for the agent API.
 
 Owns the FastAPI dependencies that authenticate a request and the short-lived cache of agent key digests
 that keeps the agent poll path off the database. Role checks themselves live in ``store.appdb.Principal``.
+
+May import ``opsmgr.errors``, ``opsmgr.store.appdb`` and ``opsmgr.server.deps``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from opsmgr.errors import Unauthorized
-from opsmgr.store.appdb import Principal, agent_key_matches
-
-
-def _ctx(request: Request) -> Any:
-    return request.app.state.ctx
+from opsmgr.server.deps import AppDBDep, services_of
+from opsmgr.store.appdb import Principal, Role, agent_key_matches
 
 
 def public_principal(request: Request) -> Principal:
     """FastAPI dependency: the API key behind valid Digest credentials, or a 401 carrying fresh challenges."""
-    ctx = _ctx(request)
+    appdb, digest = (services := services_of(request)).appdb, services.digest
     # Clients sign the request target as sent, before any percent-decoding.
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
@@ -32,13 +33,13 @@ def public_principal(request: Request) -> Principal:
     keys: dict[str, dict[str, Any]] = {}
 
     def private_key(username: str) -> str | None:
-        key = ctx.appdb.api_key_by_public(username)
+        key = appdb.api_key_by_public(username)
         if key is None:
             return None
         keys[username] = key
-        return str(ctx.appdb.private_key(key))
+        return str(appdb.private_key(key))
 
-    username = ctx.digest.verify(
+    username = digest.verify(
         request.method, uri, request.headers.get("authorization"), password_for=private_key
     )
     return Principal(keys[username])
@@ -56,13 +57,69 @@ def _basic(header: str | None) -> tuple[str, str] | None:
 
 async def agent_group(request: Request, group_id: str) -> str:
     """FastAPI dependency for the agent API: the project id, once its agent API key checks out."""
-    ctx = _ctx(request)
+    services = services_of(request)
     creds = _basic(request.headers.get("authorization"))
     if creds is None or creds[0] != group_id:
         raise Unauthorized("Agent requests must carry HTTP Basic credentials: mmsGroupId and mmsApiKey.")
-    hashes = ctx.agent_keys.peek(group_id)
+    cache = services.caches.agent_keys
+    hashes = cache.peek(group_id)
     if hashes is None:
-        hashes = await run_in_threadpool(ctx.agent_keys.get, group_id, ctx.appdb.agent_key_hashes)
+        hashes = await run_in_threadpool(cache.get, group_id, services.appdb.agent_key_hashes)
     if not agent_key_matches(creds[1], hashes):
         raise Unauthorized(f"Invalid agent API key for project {group_id}.")
     return group_id
+
+
+@dataclass(frozen=True)
+class ProjectCaller:
+    """A caller whose API key holds the role a route asks for on the project, and the project."""
+
+    principal: Principal
+    group: dict[str, Any]
+
+    @property
+    def group_id(self) -> str:
+        return str(self.group["_id"])
+
+
+def _project_role(role: Role) -> Callable[..., ProjectCaller]:
+    def check(
+        group_id: str, appdb: AppDBDep, principal: Principal = Depends(public_principal)
+    ) -> ProjectCaller:
+        group = appdb.group(group_id)
+        principal.require_group(group, role)
+        return ProjectCaller(principal, group)
+
+    return check
+
+
+# The role checks of the project routes, one dependency each (Project Owner holds them all).
+ProjectReader = Annotated[ProjectCaller, Depends(_project_role(Role.GROUP_READ_ONLY))]
+ProjectOwner = Annotated[ProjectCaller, Depends(_project_role(Role.GROUP_OWNER))]
+ProjectBackupAdmin = Annotated[ProjectCaller, Depends(_project_role(Role.GROUP_BACKUP_ADMIN))]
+ProjectAutomationAdmin = Annotated[ProjectCaller, Depends(_project_role(Role.GROUP_AUTOMATION_ADMIN))]
+
+
+@dataclass(frozen=True)
+class OrgCaller:
+    """A caller whose API key holds the role a route asks for on the organization, and the organization."""
+
+    principal: Principal
+    org: dict[str, Any]
+
+    @property
+    def org_id(self) -> str:
+        return str(self.org["_id"])
+
+
+def _org_role(role: Role) -> Callable[..., OrgCaller]:
+    def check(org_id: str, appdb: AppDBDep, principal: Principal = Depends(public_principal)) -> OrgCaller:
+        org = appdb.org(org_id)
+        principal.require_org(org_id, role)
+        return OrgCaller(principal, org)
+
+    return check
+
+
+OrgReader = Annotated[OrgCaller, Depends(_org_role(Role.ORG_READ_ONLY))]
+OrgOwner = Annotated[OrgCaller, Depends(_org_role(Role.ORG_OWNER))]

@@ -260,7 +260,7 @@ def _delivery(ctx: Any, principal: Principal, request: Request, body: dict[str, 
                 "AUTOMATED_RESTORE needs targetGroupId and targetClusterId", field="delivery.targetClusterId"
             )
         group_for(request, principal, target_group, Role.GROUP_BACKUP_ADMIN)
-        ctx.guard_deployment_change(target_group)
+        ctx.deployments.guard(target_group)
         target = cluster(ctx, target_group, target_cluster)
         return {
             "methodName": "AUTOMATED_RESTORE",
@@ -296,7 +296,7 @@ def set_disabled(ctx: Any, group_id: str, names: list[str], disabled: bool) -> N
     for p in config.get("processes", []):
         if p["name"] in names:
             p["disabled"] = disabled
-    ctx.put_automation_config(group_id, config)
+    ctx.deployments.put_config(group_id, config)
 
 
 def _iso(ms: int) -> str:
@@ -323,7 +323,7 @@ def job_json(ctx: Any, job: dict[str, Any], base_url: str, may_restore: bool) ->
         if grant is not None:
             out["delivery"]["expires"] = _iso(grant.expires_ms)
         if status is DeliveryStatus.READY and may_restore:
-            token = token_for(ctx.digest_secret, job["_id"])
+            token = token_for(ctx.config.digest_secret, job["_id"])
             out["delivery"]["url"] = base_url.rstrip("/") + DOWNLOAD_PATH.format(
                 job_id=job["_id"], token=token
             )
@@ -353,7 +353,7 @@ def create_restore_job(
     records the job; an automated restore is carried out by the target's agents."""
     group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
     ctx = _ctx(request)
-    ctx.guard_deployment_change(group_id)
+    ctx.deployments.guard(group_id)
     cluster(ctx, group_id, cluster_id)
     delivery = _delivery(ctx, principal, request, body)
     target = {k: body[k] for k in TARGET_FIELDS if k in body}
@@ -373,7 +373,7 @@ def create_restore_job(
     if delivery["methodName"] == "HTTP":
         expires = now + delivery["expirationHours"] * 3600 * 1000
         # The job id as the token's derivation input: one job's token never opens another's download.
-        grant = DownloadGrant.issue(ctx.digest_secret, job["_id"], expires, delivery["maxDownloads"])
+        grant = DownloadGrant.issue(ctx.config.digest_secret, job["_id"], expires, delivery["maxDownloads"])
         job["download"] = grant.to_json()
         job["statusName"] = "FINISHED"  # nothing to carry out: the download restores on request
     else:

@@ -5,6 +5,11 @@ Owns the order of start-up, which matters: nothing is served, and nothing is wri
 the installation record and the installation id, until preflight has passed (``server.store_checks`` opens
 the stores for it: a missing SQLite file is refused before opening would create it); and the stop on
 SIGTERM, which closes the stores (an SQLite store checkpoints its log into its file) before the process ends.
+
+The composition root. May import ``opsmgr`` (its version), ``opsmgr.logs``, ``opsmgr.alerts``,
+``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.maintenance.service``,
+``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service``, ``opsmgr.store`` and ``opsmgr.server``
+modules.
 """
 
 from __future__ import annotations
@@ -16,9 +21,20 @@ from contextlib import contextmanager
 from types import FrameType
 
 from opsmgr import __version__
-from opsmgr.server.app import ServerContext, Stores
+from opsmgr.alerts import AlertService
+from opsmgr.automation.service import AutomationService
+from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.restoration.service import RestorationService
+from opsmgr.server.digest import DigestAuthenticator
+from opsmgr.server.jobs import Job, JobRunner
+from opsmgr.server.metrics import Metrics
+from opsmgr.server.services import AgentPolls, Deployments, PollCaches, ServerConfig, Services, Stores
 from opsmgr.server.settings import Settings
 from opsmgr.server.store_checks import open_checked, refuse_lost_files, store_uris, surroundings
+from opsmgr.store.appdb import AppDB
+from opsmgr.store.changes import ChangeListener
 from opsmgr.store.crypto import GenKey
 from opsmgr.store.engine import Store
 from opsmgr.store.identity import Role
@@ -65,9 +81,106 @@ def _open_for_start(settings: Settings) -> tuple[Stores, frozenset[Role]]:
     return Stores(*opened), absent
 
 
+def server_config(settings: Settings, genkey: GenKey) -> ServerConfig:
+    return ServerConfig(
+        central_url=settings.central_url,
+        digest_secret=genkey.derive("digest nonce"),
+        blockstore_path=settings.blockstore_path,
+        restoration_mode_enabled=settings.restoration_mode_enabled,
+        agent_poll_interval_s=settings.agent_poll_interval_s,
+        alert_webhook_url=settings.alert_webhook_url,
+        block_compression=settings.block_compression,
+        backup_alert_policy=settings.backup_alert_policy(),
+        maintenance_policy=settings.maintenance_policy(),
+    )
+
+
+def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Services:
+    """The one place the server's services are built and wired to each other."""
+    app = stores.app
+    alerts = AlertService(app)
+    automation = AutomationService(app, genkey.encrypt, genkey.decrypt)
+    backup = BackupDaemon(stores, config.blockstore_path, compression=config.block_compression)
+    maintenance = MaintenanceService(
+        app,
+        alerts,
+        goal=automation.config,
+        statuses=automation.agent_statuses,
+        encrypt=genkey.encrypt,
+        decrypt=genkey.decrypt,
+        policy=config.maintenance_policy,
+    )
+
+    def write_goal(group_id: str, config_doc: dict[str, object], version: int) -> None:
+        automation.put_config(group_id, config_doc, allow_unique_indexes=True, expected_version=version)
+
+    index_builds = IndexBuildService(
+        app,
+        goal=automation.config,
+        statuses=automation.agent_statuses,
+        write_goal=write_goal,
+        maintenance=maintenance,
+    )
+    automation.on_config_change.append(maintenance.register)
+    maintenance.on_step_done.append(index_builds.step_done)
+    automation.status_sections["maintenance"] = maintenance.status_views
+    restoration = RestorationService(
+        app,
+        automation,
+        enabled=config.restoration_mode_enabled,
+        poll_interval_s=config.agent_poll_interval_s,
+        enqueue_snapshots=backup.enqueue_on_demand,
+        alerts=alerts,
+    )
+    caches = PollCaches()
+    app.on_change(caches.forget)
+    services = Services(
+        config=config,
+        stores=stores,
+        digest=DigestAuthenticator(config.digest_secret),
+        appdb=AppDB(app, genkey.encrypt, genkey.decrypt),
+        alerts=alerts,
+        automation=automation,
+        backup=backup,
+        maintenance=maintenance,
+        index_builds=index_builds,
+        restoration=restoration,
+        deployments=Deployments(automation, restoration),
+        polls=AgentPolls(automation, restoration, caches),
+        caches=caches,
+        changes=ChangeListener(app),
+        jobs=JobRunner([]),
+        metrics=Metrics(),
+    )
+    services.jobs.jobs.extend(periodic_jobs(services))
+    return services
+
+
+def periodic_jobs(services: Services) -> list[Job]:
+    """Work that waits on time rather than on a request."""
+    from opsmgr.server.alerts_api import webhook_poster
+    from opsmgr.server.backup_alerts import alert_work
+    from opsmgr.server.secondary_watch import secondary_work
+
+    config = services.config
+    every = min(1.0, config.agent_poll_interval_s / 2)
+    jobs = [
+        Job("restoration", every, services.restoration.tick),
+        Job("backup", every, services.backup.tick),
+        Job("backup-alerts", every, alert_work(services, config.backup_alert_policy)),
+        Job("secondary-watch", every, secondary_work(services, config.backup_alert_policy)),
+        Job("maintenance", every, services.maintenance.settle_alerts),
+        Job("index-build-configs", every, services.index_builds.retry_pending_configs),
+    ]
+    if config.alert_webhook_url:
+        post = webhook_poster(config.alert_webhook_url)
+        jobs.append(Job("alert-webhook", every, lambda: services.alerts.deliver(post)))
+    return jobs
+
+
 @contextmanager
-def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[ServerContext]:
-    """The server's context after preflight; raises PreflightFailure (and serves nothing) if it fails."""
+def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Services]:
+    """The server's services after preflight; raises PreflightFailure (and serves nothing) if it fails."""
     genkey = GenKey.load(settings.gen_key_path)
     stores, absent = _open_for_start(settings)
     try:
@@ -75,42 +188,32 @@ def opened(settings: Settings, *, app_version: str = __version__) -> Iterator[Se
         preflight(
             stores.app, stores.snapshots, stores.oplogs, genkey, app_version, around=around, absent=absent
         )
-        ctx = ServerContext(
-            stores=stores,
-            encrypt=genkey.encrypt,
-            decrypt=genkey.decrypt,
-            central_url=settings.central_url,
-            blockstore_path=settings.blockstore_path,
-            restoration_mode_enabled=settings.restoration_mode_enabled,
-            agent_poll_interval_s=settings.agent_poll_interval_s,
-            alert_webhook_url=settings.alert_webhook_url,
-            block_compression=settings.block_compression,
-            backup_alert_policy=settings.backup_alert_policy(),
-            maintenance_policy=settings.maintenance_policy(),
-            digest_secret=genkey.derive("digest nonce"),
-        )
+        services = build_services(server_config(settings, genkey), stores, genkey)
         try:
-            yield ctx
+            yield services
         finally:
-            ctx.backup.close()
+            services.backup.close()
     finally:
         stores.close()
+        log.info("stopped: the backing databases are closed")
 
 
 @contextmanager
-def _stopped_by_sigterm() -> Iterator[None]:
-    """SIGTERM ends the server through its ``finally`` blocks (the stores checkpoint and close, the locks
-    go) rather than by the default action, which kills the process where it stands: uvicorn, after its own
-    graceful shutdown, raises the signal again for the handler it found installed, which is this one."""
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT end the server through its ``finally`` blocks (the jobs stop, the stores checkpoint
+    and close, the locks go) and with exit status 0, rather than by the default actions, which kill the
+    process where it stands or raise KeyboardInterrupt: uvicorn, after its own graceful shutdown, raises the
+    signal again for the handler it found installed, which is this one."""
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(0)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(settings: Settings, *, app_version: str = __version__) -> None:
@@ -125,11 +228,11 @@ def serve(settings: Settings, *, app_version: str = __version__) -> None:
     # while a restore, or another server on one of these SQLite files, holds it). Only serving takes it:
     # ``keys create`` may open the stores beside a server.
     with (
-        _stopped_by_sigterm(),
+        _stopped_by_signals(),
         hold_for_server(settings.store_uris(), settings.central_url),
-        opened(settings, app_version=app_version) as ctx,
+        opened(settings, app_version=app_version) as services,
     ):
-        app = create_app(ctx)
+        app = create_app(services)
         if not settings.restoration_mode_enabled:
             log.warning(
                 "RESTORATION MODE IS DISABLED (mms.restorationMode.enabled=false): after a restore of the "

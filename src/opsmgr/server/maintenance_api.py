@@ -7,28 +7,29 @@ same transaction), ``PUT /lease`` to renew, ``DELETE /lease`` to release (a deni
 ``POST /progress`` for a move carried out (with ``refused``: the member's words when it refused a unique
 index build's index), ``POST /events`` for decisions, primary sightings and the
 measurements the preflight checks need. Handlers are thin: ``maintenance.service`` decides.
+
+May import ``opsmgr.errors``, ``opsmgr.maintenance.leases``, ``opsmgr.restoration.service``,
+``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bounds``,
+``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 
 from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.maintenance.leases import Deny, Grant
+from opsmgr.restoration.service import RestorationService
 from opsmgr.server.agent_api import Hostname
-from opsmgr.server.auth import agent_group, public_principal
+from opsmgr.server.auth import ProjectAutomationAdmin, ProjectReader, agent_group
 from opsmgr.server.bounds import CONNECTIONS, EPOCH_SECONDS, SEQUENCE, bounded
-from opsmgr.server.public_api import PREFIX, group_for, unpaged
-from opsmgr.store.appdb import Principal, Role
+from opsmgr.server.deps import Maintenance, ServicesDep
+from opsmgr.server.public_api import PREFIX, unpaged
 
 agent_router = APIRouter(prefix="/agents/api/automation/maintenance/v1/{group_id}/{rs_id}", tags=["agents"])
 router = APIRouter(prefix=PREFIX, tags=["maintenance"])
-
-
-def _ctx(request: Request) -> Any:
-    return request.app.state.ctx
 
 
 def text(body: dict[str, Any], name: str) -> str:
@@ -50,9 +51,9 @@ def _object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
     return value
 
 
-def restoration_refusal(ctx: Any, group_id: str) -> str | None:
+def restoration_refusal(restoration: RestorationService, group_id: str) -> str | None:
     """Why no member of the project may go down for maintenance now: Restoration Mode (or None)."""
-    if ctx.restoration.is_active(group_id):
+    if restoration.is_active(group_id):
         return f"project {group_id} is in Restoration Mode: no member goes down for maintenance meanwhile"
     return None
 
@@ -66,43 +67,45 @@ def lease_answer(decision: Grant | Deny) -> dict[str, Any]:
 
 @agent_router.get("")
 def agent_view(
-    request: Request, rs_id: str, group_id: str = Depends(agent_group), hostname: str = Hostname
+    maintenance: Maintenance, rs_id: str, group_id: str = Depends(agent_group), hostname: str = Hostname
 ) -> dict[str, Any]:
-    return dict(_ctx(request).maintenance.agent_view(group_id, rs_id))
+    return dict(maintenance.agent_view(group_id, rs_id))
 
 
 @agent_router.post("/lease")
 def acquire_lease(
-    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+    services: ServicesDep, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
-    ctx = _ctx(request)
-    decision = ctx.maintenance.acquire(
+    decision = services.maintenance.acquire(
         group_id,
         rs_id,
         text(body, "member"),
         change_id=_optional_text(body, "changeId"),
         move=_object(body, "move"),
         seq=bounded(body, "seq", SEQUENCE),
-        refuse=restoration_refusal(ctx, group_id),
+        refuse=restoration_refusal(services.restoration, group_id),
     )
     return lease_answer(decision)
 
 
 @agent_router.put("/lease")
 def renew_lease(
-    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+    maintenance: Maintenance,
+    rs_id: str,
+    group_id: str = Depends(agent_group),
+    body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
-    return lease_answer(_ctx(request).maintenance.renew(group_id, rs_id, text(body, "member")))
+    return lease_answer(maintenance.renew(group_id, rs_id, text(body, "member")))
 
 
 @agent_router.delete("/lease")
 def release_lease(
-    request: Request,
+    maintenance: Maintenance,
     rs_id: str,
     group_id: str = Depends(agent_group),
     member: str = Query(..., min_length=1, max_length=255),
 ) -> dict[str, Any]:
-    if not _ctx(request).maintenance.release(group_id, rs_id, member):
+    if not maintenance.release(group_id, rs_id, member):
         raise Conflict(
             f"{member} does not hold the maintenance lease of {rs_id}", error_code="MAINTENANCE_LEASE_DENIED"
         )
@@ -111,7 +114,10 @@ def release_lease(
 
 @agent_router.post("/progress")
 def record_progress(
-    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+    maintenance: Maintenance,
+    rs_id: str,
+    group_id: str = Depends(agent_group),
+    body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     move = _object(body, "move")
     if move is None:
@@ -121,7 +127,7 @@ def record_progress(
     refused = body.get("refused")
     if refused is not None and not isinstance(refused, str):
         raise InvalidInput("refused must be a string: the member's refusal of the index", field="refused")
-    progress = _ctx(request).maintenance.record(
+    progress = maintenance.record(
         group_id,
         rs_id,
         text(body, "changeId"),
@@ -136,7 +142,10 @@ def record_progress(
 
 @agent_router.post("/events")
 def report_events(
-    request: Request, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
+    maintenance: Maintenance,
+    rs_id: str,
+    group_id: str = Depends(agent_group),
+    body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     events = body.get("events", [])
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
@@ -144,7 +153,7 @@ def report_events(
     extras = _object(body, "extras") or {}
     if not all(isinstance(v, dict) for v in extras.values()):
         raise InvalidInput("extras must map process names to objects", field="extras")
-    status = _ctx(request).maintenance.report(
+    status = maintenance.report(
         group_id,
         rs_id,
         text(body, "changeId"),
@@ -160,31 +169,21 @@ def report_events(
 
 
 @router.get("/groups/{group_id}/maintenance")
-def list_changes(
-    request: Request, group_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+def list_changes(caller: ProjectReader, maintenance: Maintenance) -> dict[str, Any]:
     """Every rolling change of the project: state, reason, progress and, when done, its figures."""
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    return unpaged(_ctx(request).maintenance.changes(group_id))
+    return unpaged(maintenance.changes(caller.group_id))
 
 
 @router.get("/groups/{group_id}/maintenance/{change_id}")
-def get_change(
-    request: Request, group_id: str, change_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    return dict(_ctx(request).maintenance.change(group_id, change_id))
+def get_change(caller: ProjectReader, maintenance: Maintenance, change_id: str) -> dict[str, Any]:
+    return dict(maintenance.change(caller.group_id, change_id))
 
 
 @router.delete("/groups/{group_id}/maintenance/replicaSets/{rs_id}/lease")
-def force_release_lease(
-    request: Request, group_id: str, rs_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+def force_release_lease(caller: ProjectAutomationAdmin, services: ServicesDep, rs_id: str) -> dict[str, Any]:
     """Take the maintenance lease back from its holder (an operator who knows its member will not return,
     e.g. its host is gone). The procedure still waits for the member's health before the next goes down."""
-    group_for(request, principal, group_id, Role.GROUP_AUTOMATION_ADMIN)
-    ctx = _ctx(request)
-    ctx.guard_deployment_change(group_id)
-    if not ctx.maintenance.release(group_id, rs_id):
+    services.deployments.guard(caller.group_id)
+    if not services.maintenance.release(caller.group_id, rs_id):
         raise Conflict(f"nobody holds the maintenance lease of {rs_id}", error_code="MAINTENANCE_LEASE_FREE")
     return {"released": True}

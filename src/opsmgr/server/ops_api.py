@@ -5,6 +5,8 @@ elsewhere) serves nothing useful. Each store's probe updates one ``health`` docu
 :data:`PROBE_EVERY_S` whatever the polling rate (every write appends an entry to the store's oplog, which the
 secondary backs up), and its outcome is cached in between; a write not finished within
 :data:`PROBE_TIMEOUT_S` counts as failed until it finishes.
+
+May import ``opsmgr`` (its version), ``opsmgr.errors``, ``opsmgr.store.engine`` and ``opsmgr.server.deps``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from opsmgr import __version__
 from opsmgr.errors import StoreError
+from opsmgr.server.deps import ServicesDep
 from opsmgr.store.engine import Store
 
 router = APIRouter(tags=["operations"])
@@ -98,13 +101,18 @@ def live() -> dict[str, str]:
 
 
 @router.get("/health/ready", response_model=None)
-def ready(request: Request) -> Any:
+def ready(request: Request, services: ServicesDep) -> Any:
+    """Ready when every backing database takes a write; the periodic jobs' last runs and errors are shown
+    (a failing job is an alert's business, not a reason to take the server out of its load balancer)."""
     problems = request.app.state.readiness.problems()
+    jobs = services.jobs.views()
     if problems:
         detail = "not ready: " + "; ".join(f"{name}: {problem}" for name, problem in problems.items())
         body = StoreError(detail, error_code="NOT_READY").to_json()
-        return JSONResponse({**body, "status": "UNAVAILABLE", "problems": problems}, status_code=503)
-    return {"status": "OK"}
+        return JSONResponse(
+            {**body, "status": "UNAVAILABLE", "problems": problems, "jobs": jobs}, status_code=503
+        )
+    return {"status": "OK", "jobs": jobs}
 
 
 @router.get("/monitor/health")

@@ -2,43 +2,37 @@
 
 A project that is not in the mode answers ``GET`` with ``state: INACTIVE``; ``retry`` and ``DELETE`` on such
 a project answer 409 ``NOT_IN_RESTORATION_MODE``.
+
+May import ``opsmgr.store.appdb``, ``opsmgr.server.auth``, ``opsmgr.server.deps`` and
+``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
-from opsmgr.server.auth import public_principal
-from opsmgr.server.public_api import PREFIX, group_for
-from opsmgr.store.appdb import Principal, Role
+from opsmgr.server.auth import ProjectOwner, ProjectReader
+from opsmgr.server.deps import Restoration
+from opsmgr.server.public_api import PREFIX
 
 router = APIRouter(prefix=PREFIX, tags=["restorationMode"])
 
 
 @router.get("/groups/{group_id}/restorationMode")
-def get_restoration_mode(
-    request: Request, group_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+def get_restoration_mode(caller: ProjectReader, restoration: Restoration) -> dict[str, Any]:
     """Current state, trigger reason, timestamps, failure counter and the agents heard from."""
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    return dict(request.app.state.ctx.restoration.view(group_id))
+    return dict(restoration.view(caller.group_id))
 
 
 @router.post("/groups/{group_id}/restorationMode/retry")
-def retry_restoration_mode(
-    request: Request, group_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+def retry_restoration_mode(caller: ProjectOwner, restoration: Restoration) -> dict[str, Any]:
     """Reset the failure counter and run reconciliation again without leaving Restoration Mode."""
-    group_for(request, principal, group_id, Role.GROUP_OWNER)
-    return dict(request.app.state.ctx.restoration.retry(group_id))
+    return dict(restoration.retry(caller.group_id))
 
 
 @router.delete("/groups/{group_id}/restorationMode")
-def exit_restoration_mode(
-    request: Request, group_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+def exit_restoration_mode(caller: ProjectOwner, restoration: Restoration) -> dict[str, Any]:
     """Force an exit: accept the restored config and serve it to every agent (see the seed's warning)."""
-    group_for(request, principal, group_id, Role.GROUP_OWNER)
-    return dict(request.app.state.ctx.restoration.force_exit(group_id))
+    return dict(restoration.force_exit(caller.group_id))

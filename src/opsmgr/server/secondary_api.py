@@ -195,7 +195,7 @@ def create_restore(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
     ctx = _ctx(request)
-    ctx.guard_deployment_change(group_id)
+    ctx.deployments.guard(group_id)
     cluster = _backing_cluster(ctx, group_id, cluster_id)
     sources = _sources(ctx, cluster)
     targets = body.get("stores")

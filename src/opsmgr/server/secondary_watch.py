@@ -3,14 +3,18 @@ application database (``opsmgr.backup.secondaries``) with a short HTTP readiness
 alert ``BACKUP_SECONDARY_UNREACHABLE`` in step. A server with no recorded secondary probes nothing.
 
 An HTTPS secondary is verified against the CA file ``opsmgr secondary attach --ca-file`` recorded with it
-(else the system's CAs); a certificate it cannot verify is a failed probe whose reason says so."""
+(else the system's CAs); a certificate it cannot verify is a failed probe whose reason says so.
+
+May import ``opsmgr.errors``, ``opsmgr.tls``, ``opsmgr.backup.alerts``, ``opsmgr.backup.secondaries`` and
+``opsmgr.server.services`` (types only).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -18,6 +22,9 @@ from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.secondaries import Probe, SecondaryWatch, secondaries
 from opsmgr.errors import OpsmgrError
 from opsmgr.tls import Setting, client_verify, tls_failure
+
+if TYPE_CHECKING:
+    from opsmgr.server.services import Services
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -43,16 +50,16 @@ def http_probe(timeout_s: float, ca_file_of: Callable[[str], str | None] = lambd
     return probe
 
 
-def secondary_work(ctx: Any, policy: AlertPolicy | None = None) -> Callable[[], object]:
+def secondary_work(services: Services, policy: AlertPolicy | None = None) -> Callable[[], object]:
     """The periodic work: probe the recorded secondaries, raise or resolve their alerts."""
     policy = policy or AlertPolicy()
     # Never longer than half the threshold, so a hung secondary is noticed as soon as a refusing one.
     timeout_s = min(PROBE_TIMEOUT_S, policy.secondary_unreachable_ms / 2000)
     ca_files: dict[str, str | None] = {}
-    watch = SecondaryWatch(ctx.alerts, http_probe(timeout_s, ca_files.get), policy)
+    watch = SecondaryWatch(services.alerts, http_probe(timeout_s, ca_files.get), policy)
 
     def run() -> object:
-        recorded = secondaries(ctx.stores.app)
+        recorded = secondaries(services.stores.app)
         ca_files.clear()
         ca_files.update({str(d["url"]): d.get("caFile") for d in recorded})
         return watch.run(recorded, int(time.time() * 1000))

@@ -10,6 +10,10 @@ holds in its report (``workVersion``) and the answer carries the work only when 
 
 Owns the composition only: what each list means belongs to backup, maintenance and the index builds. May
 import everything below ``server``.
+
+May import ``opsmgr.automation.config``, ``opsmgr.server.backup_agent_api``,
+``opsmgr.server.index_builds_api``, ``opsmgr.server.secondary_api`` and ``opsmgr.server.services`` (types
+only).
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsmgr.automation.config import processes_by_name
+
+if TYPE_CHECKING:
+    from opsmgr.server.services import Services
 
 # A replica set's or build's hosts, by process name.
 _Members = tuple[str, ...]
@@ -66,25 +73,33 @@ class ProjectWork:
         return work
 
 
-def project_work(ctx: Any, group_id: str) -> ProjectWork:
+def project_work(services: Services, group_id: str) -> ProjectWork:
     """Gathered from the services (a few reads of the project's documents)."""
-    from opsmgr.server import backup_agent_api, index_builds_api, secondary_api
+    from opsmgr.server import backup_agent_api, secondary_api
 
-    config = ctx.automation.config(group_id)
+    config = services.automation.config(group_id)
     procs = processes_by_name(config)
     host_of = {name: str(p.get("hostname", "")).lower() for name, p in procs.items()}
     members = {
         rs["_id"]: tuple(m["host"] for m in rs.get("members", [])) for rs in config.get("replicaSets", [])
     }
-    maintenance = tuple(sorted(ctx.maintenance.active_hosts(group_id).items()))
+    maintenance = tuple(sorted(services.maintenance.active_hosts(group_id).items()))
     return ProjectWork(
         host_of=host_of,
-        sources=tuple(backup_agent_api.backed_up(ctx, group_id, members)),
-        restores=tuple(backup_agent_api.loading(ctx, group_id, procs)),
+        sources=tuple(backup_agent_api.backed_up(services, group_id, members)),
+        restores=tuple(backup_agent_api.loading(services, group_id, procs)),
         maintenance=maintenance,
         index_builds=tuple(
-            (str(b["id"]), tuple(b.get("members", [])))
-            for b in index_builds_api.service_of(ctx).for_agent(group_id)
+            (str(b["id"]), tuple(b.get("members", []))) for b in services.index_builds.for_agent(group_id)
         ),
-        backing=tuple(secondary_api.backing_sources(ctx, group_id)),
+        backing=tuple(secondary_api.backing_sources(services, group_id)),
     )
+
+
+def with_work(
+    services: Services, group_id: str, hostname: str, held: str | None, answer: dict[str, Any]
+) -> dict[str, Any]:
+    """``answer`` to an agent's status report, with the host's work when it differs from the version the
+    agent ``held``."""
+    work = services.caches.work.get(group_id, lambda g: project_work(services, g)).for_host(hostname)
+    return answer if work["version"] == held else {**answer, "work": work}

@@ -1,0 +1,78 @@
+"""Typed FastAPI dependencies: how handlers reach the server's services (``server.services``).
+
+A handler names what it needs (``automation: Automation``) and gets the one instance ``server.boot`` built;
+a misspelt service or method is a type error, not a 500. May import ``opsmgr.server.services`` and the
+services' own modules (for their types).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from opsmgr.alerts import AlertService
+from opsmgr.automation.service import AutomationService
+from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.restoration.service import RestorationService
+from opsmgr.server.services import AgentPolls, Deployments, Services
+from opsmgr.store.appdb import AppDB
+
+
+def services_of(request: Request) -> Services:
+    found = request.app.state.services
+    if not isinstance(found, Services):  # a wiring mistake, found by the first request of any test
+        raise TypeError(f"app.state.services is a {type(found).__name__}, not Services")
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services_of)]
+
+
+def _appdb(services: ServicesDep) -> AppDB:
+    return services.appdb
+
+
+def _automation(services: ServicesDep) -> AutomationService:
+    return services.automation
+
+
+def _restoration(services: ServicesDep) -> RestorationService:
+    return services.restoration
+
+
+def _alerts(services: ServicesDep) -> AlertService:
+    return services.alerts
+
+
+def _maintenance(services: ServicesDep) -> MaintenanceService:
+    return services.maintenance
+
+
+def _index_builds(services: ServicesDep) -> IndexBuildService:
+    return services.index_builds
+
+
+def _backup(services: ServicesDep) -> BackupDaemon:
+    return services.backup
+
+
+def _deployments(services: ServicesDep) -> Deployments:
+    return services.deployments
+
+
+def _polls(services: ServicesDep) -> AgentPolls:
+    return services.polls
+
+
+AppDBDep = Annotated[AppDB, Depends(_appdb)]
+Automation = Annotated[AutomationService, Depends(_automation)]
+Restoration = Annotated[RestorationService, Depends(_restoration)]
+Alerts = Annotated[AlertService, Depends(_alerts)]
+Maintenance = Annotated[MaintenanceService, Depends(_maintenance)]
+IndexBuilds = Annotated[IndexBuildService, Depends(_index_builds)]
+Backup = Annotated[BackupDaemon, Depends(_backup)]
+DeploymentsDep = Annotated[Deployments, Depends(_deployments)]
+Polls = Annotated[AgentPolls, Depends(_polls)]

@@ -1,0 +1,188 @@
+"""The services of one control-plane instance, typed: what handlers, pages and periodic jobs reach.
+
+Owns the :class:`Services` container (frozen: built once, by ``server.boot``), the server's settings as the
+services need them (:class:`ServerConfig`), the agent poll path's caches (:class:`PollCaches`) and the two
+pieces of orchestration that span services: deployment changes refused while Restoration Mode is in the way
+(:class:`Deployments`), and the agent poll and status (:class:`AgentPolls`). May import ``opsmgr.alerts``,
+``opsmgr.automation``, ``opsmgr.backup``, ``opsmgr.maintenance``, ``opsmgr.restoration``, ``opsmgr.store``,
+``opsmgr.errors`` and ``opsmgr.server`` modules below the handlers (cache, digest, jobs, metrics, work).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opsmgr.alerts import AlertService
+from opsmgr.automation.protocol import WORK_CHANGED
+from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
+from opsmgr.automation.status import StatusReport
+from opsmgr.backup.alerts import AlertPolicy
+from opsmgr.backup.blockstore import Compression
+from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.snapshot import Policy
+from opsmgr.restoration.mode import ModeState
+from opsmgr.restoration.service import RESTORATION_CHANGED, RestorationService
+from opsmgr.server.cache import TtlCache
+from opsmgr.server.digest import DigestAuthenticator
+from opsmgr.server.jobs import JobRunner
+from opsmgr.server.metrics import Metrics
+from opsmgr.server.work import ProjectWork
+from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
+from opsmgr.store.changes import EVERYTHING, ChangeListener
+from opsmgr.store.engine import Change, Store
+
+log = logging.getLogger("opsmgr.server")
+
+UNCACHED = -2  # below every version an agent can hold, so a poll never matches it
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The settings the services and handlers act on (``server.settings`` parses them)."""
+
+    central_url: str
+    digest_secret: bytes
+    blockstore_path: Path
+    restoration_mode_enabled: bool = True
+    agent_poll_interval_s: float = 10.0
+    alert_webhook_url: str | None = None
+    block_compression: Compression | None = None
+    backup_alert_policy: AlertPolicy | None = None
+    maintenance_policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True)
+class Stores:
+    app: Store
+    snapshots: Store
+    oplogs: Store
+
+    def all(self) -> list[Store]:
+        return [self.app, self.snapshots, self.oplogs]
+
+    def close(self) -> None:
+        for s in self.all():
+            s.close()
+
+
+@dataclass
+class PollCaches:
+    """The agent poll path's caches: invalidated by the changes the application database announces (this
+    server's at commit, other servers' through the change listener), the TTL bounding a lost notification."""
+
+    agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
+    # A project's goal version while Restoration Mode is INACTIVE, else UNCACHED: every poll of a project
+    # armed, reconciling or converging must reach the mode.
+    goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
+    known_hosts: TtlCache[str, frozenset[str]] = field(default_factory=lambda: TtlCache(2.0))
+    # Each project's agent work (``server.work``): recomputed after a change is announced, at the latest
+    # after this long.
+    work: TtlCache[str, ProjectWork] = field(default_factory=lambda: TtlCache(30.0))
+
+    def forget(self, change: Change) -> None:
+        caches: list[tuple[str, TtlCache[str, Any]]] = [
+            (CONFIG_CHANGED, self.goal_versions),
+            (CONFIG_CHANGED, self.known_hosts),
+            (CONFIG_CHANGED, self.work),
+            (WORK_CHANGED, self.work),
+            (RESTORATION_CHANGED, self.goal_versions),
+            (AGENT_KEYS_CHANGED, self.agent_keys),
+        ]
+        for topic, cache in caches:
+            if change == EVERYTHING:
+                cache.clear()
+            elif change.topic == topic:
+                cache.invalidate(change.key)
+
+
+class Deployments:
+    """Changes to a project's deployment: refused while Restoration Mode is in the way."""
+
+    def __init__(self, automation: AutomationService, restoration: RestorationService) -> None:
+        self.automation = automation
+        self.restoration = restoration
+
+    def guard(self, group_id: str) -> None:
+        """Refuse deployment changes a project cannot take now."""
+        self.restoration.guard(group_id)
+
+    def put_config(self, group_id: str, body: Any, *, expected_version: int | None = None) -> dict[str, Any]:
+        self.guard(group_id)
+        return self.automation.put_config(group_id, body, expected_version=expected_version)
+
+
+class AgentPolls:
+    """The agent poll and status: what an agent must adopt, and whose report is kept."""
+
+    def __init__(
+        self, automation: AutomationService, restoration: RestorationService, caches: PollCaches
+    ) -> None:
+        self.automation = automation
+        self.restoration = restoration
+        self.caches = caches
+
+    def unchanged(self, group_id: str, held: int) -> bool:
+        """True when the cache alone shows the agent holds the goal version (never a database read)."""
+        return self.caches.goal_versions.peek(group_id) == held
+
+    def config_for(self, group_id: str, hostname: str, held: int) -> dict[str, Any] | None:
+        """The config an agent polling with version ``held`` must adopt, or None for "unchanged".
+
+        Agents adopt whatever they are served, so anything but the goal version gets the goal config, unless
+        Restoration Mode says otherwise.
+        """
+        if held == self.caches.goal_versions.get(group_id, self._poll_version):
+            return None  # and the version is now cached for the polls that follow
+        return self.restoration.on_poll(group_id, hostname, held)
+
+    def _poll_version(self, group_id: str) -> int:
+        if self.restoration.state(group_id) is not ModeState.INACTIVE:
+            return UNCACHED
+        return self.automation.version(group_id)
+
+    def record_status(self, group_id: str, hostname: str, report: StatusReport) -> dict[str, Any]:
+        """Keep the report of an agent of the project (others are not stored); Restoration Mode may answer
+        with a request, or refuse an agent that is not the project's."""
+        answer = self.restoration.on_status(group_id, hostname, report)
+        if hostname.lower() in self.caches.known_hosts.get(group_id, self.restoration.known_hosts):
+            self.automation.record_status(group_id, hostname, report)
+        return answer
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request, a page or a periodic job of this server reaches, each typed."""
+
+    config: ServerConfig
+    stores: Stores
+    digest: DigestAuthenticator
+    appdb: AppDB
+    alerts: AlertService
+    automation: AutomationService
+    backup: BackupDaemon
+    maintenance: MaintenanceService
+    index_builds: IndexBuildService
+    restoration: RestorationService
+    deployments: Deployments
+    polls: AgentPolls
+    caches: PollCaches
+    changes: ChangeListener
+    jobs: JobRunner
+    metrics: Metrics
+
+    def start(self) -> None:
+        """Before anything is served: listen for other servers' changes, arm Restoration Mode if a restore
+        wrote the application database, and start the periodic jobs."""
+        self.changes.start()
+        self.restoration.arm_after_restore()
+        self.jobs.start()
+
+    def stop(self) -> None:
+        log.info("stopping: the periodic jobs, then the stores")
+        self.jobs.stop()
+        self.changes.stop()
