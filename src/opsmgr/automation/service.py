@@ -83,35 +83,58 @@ class AutomationService:
         version is another, so an edit made from a config read earlier never loses a change made since.
         """
         with self.store.tx() as t:
-            doc = t.get(CONFIGS, group_id) or {"_id": group_id, "config": empty_config(), "version": 0}
-            if expected_version is not None and int(doc["version"]) != expected_version:
-                raise ConfigVersionConflict(
-                    f"the automation config of {group_id} is at version {doc['version']}, not "
-                    f"{expected_version}: it changed meanwhile",
-                    version=int(doc["version"]),
-                )
-            current = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
-            new = validate(body, current=current, allow_unique_indexes=allow_unique_indexes)
+            return self.write_config(
+                t,
+                group_id,
+                body,
+                min_version=min_version,
+                allow_unique_indexes=allow_unique_indexes,
+                check_transition=check_transition,
+                expected_version=expected_version,
+            )
+
+    def write_config(
+        self,
+        t: Txn,
+        group_id: str,
+        body: Any,
+        *,
+        min_version: int | None = None,
+        allow_unique_indexes: bool = False,
+        check_transition: bool = True,
+        expected_version: int | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`put_config` written by the caller's transaction ``t``, so that the change commits with what
+        it is part of (a restore job disabling its target's processes)."""
+        doc = t.get(CONFIGS, group_id) or {"_id": group_id, "config": empty_config(), "version": 0}
+        if expected_version is not None and int(doc["version"]) != expected_version:
+            raise ConfigVersionConflict(
+                f"the automation config of {group_id} is at version {doc['version']}, not "
+                f"{expected_version}: it changed meanwhile",
+                version=int(doc["version"]),
+            )
+        current = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
+        new = validate(body, current=current, allow_unique_indexes=allow_unique_indexes)
+        if check_transition:
+            validate_transition(current, new)
+        new.pop("version", None)
+        version = int(doc["version"])
+        if not same_content(current, new) or (min_version is not None and version < min_version):
+            version = max(version + 1, min_version or 0)
+            t.put(
+                CONFIGS,
+                {
+                    "_id": group_id,
+                    "config": map_secrets(copy.deepcopy(new), self._encrypt),
+                    "version": version,
+                    "updated": int(time.time() * 1000),
+                    "hostnames": sorted(_known(doc) | hostnames(new)),
+                },
+            )
+            t.notify(CONFIG_CHANGED, group_id)
             if check_transition:
-                validate_transition(current, new)
-            new.pop("version", None)
-            version = int(doc["version"])
-            if not same_content(current, new) or (min_version is not None and version < min_version):
-                version = max(version + 1, min_version or 0)
-                t.put(
-                    CONFIGS,
-                    {
-                        "_id": group_id,
-                        "config": map_secrets(copy.deepcopy(new), self._encrypt),
-                        "version": version,
-                        "updated": int(time.time() * 1000),
-                        "hostnames": sorted(_known(doc) | hostnames(new)),
-                    },
-                )
-                t.notify(CONFIG_CHANGED, group_id)
-                if check_transition:
-                    for hook in self.on_config_change:
-                        hook(t, group_id, current, new, version)
+                for hook in self.on_config_change:
+                    hook(t, group_id, current, new, version)
         result = copy.deepcopy(new)
         result["version"] = version
         return result

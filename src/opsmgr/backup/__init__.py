@@ -18,7 +18,10 @@ Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr
 - ``blockstore``: content-addressed, compressed, checksummed block files.
 - ``snapshots``, ``slices``, ``head``, ``restore``: the metadata stores, the head copies and restores.
 - ``daemon``: the :class:`~opsmgr.backup.daemon.BackupDaemon` the server drives.
+- ``clusters``: backed-up clusters and their backup configurations.
+- ``jobs``: restore jobs of both kinds (a deployment's, the backing databases') as one state machine.
 
-The package may import ``opsmgr.errors``, ``opsmgr.strictjson`` and ``opsmgr.store``; never the web framework
-or ``opsmgr.server``.
+The package may import ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store`` and
+``opsmgr.automation.protocol`` (the change agents' work announces); never the web framework or
+``opsmgr.server``.
 """

@@ -2,19 +2,20 @@
 (HTTP Basic, as the automation routes): what a host must back up and restore (``jobs``), initial syncs,
 slice uploads (the daemon's ingest makes a partial upload invisible), the acknowledged position, gap reports,
 and automated restores (documents to load, progress reports).
+
+May import ``opsmgr.errors``, ``opsmgr.automation.protocol``, ``opsmgr.backup.daemon``,
+``opsmgr.server.auth``, ``opsmgr.server.backup_api``, ``opsmgr.server.bounds`` and ``opsmgr.server.work``.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, cast
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.backup.daemon import Source
-from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.errors import InvalidInput, NotFound
 from opsmgr.server import backup_api
 from opsmgr.server.auth import agent_group
 from opsmgr.server.bounds import GapReport, PositionParam, SyncFinish, SyncStart, within
@@ -41,21 +42,22 @@ def backed_up(ctx: Any, group_id: str, members: dict[str, tuple[str, ...]]) -> l
     """The project's backed-up replica sets, each with its members' process names (``members``: the config's
     replica sets); the agent whose process is PRIMARY ships each."""
     return [
-        {**s, "members": list(members.get(s["replicaSetName"], ()))}
-        for s in backup_api.started_sources(ctx, group_id)
+        {
+            "sourceId": s.source_id,
+            "clusterId": s.cluster_id,
+            "replicaSetName": s.name,
+            "members": list(members.get(s.name, ())),
+        }
+        for s in backup_api.clusters_of(ctx).started_sources(group_id)
     ]
 
 
 def loading(ctx: Any, group_id: str, processes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The automated restores into the project still loading, each with the processes (as the goal config
     runs them) that have not loaded yet."""
-    jobs = ctx.stores.app.find(backup_api.JOBS, statusName="QUEUED") + ctx.stores.app.find(
-        backup_api.JOBS, statusName="RUNNING"
-    )
     return [
-        {"jobId": job["_id"], "processes": [processes[n] for n in job.get("pending", []) if n in processes]}
-        for job in jobs
-        if job["delivery"].get("targetGroupId") == group_id
+        {"jobId": job.job_id, "processes": [processes[n] for n in job.pending if n in processes]}
+        for job in backup_api.restores_of(ctx).loading(group_id)
     ]
 
 
@@ -159,26 +161,14 @@ def report_gap(
     return dict(ctx.backup.acknowledged(src.id).to_json())
 
 
-def _target_job(ctx: Any, group_id: str, job_id: str) -> dict[str, Any]:
-    job = ctx.stores.app.get(backup_api.JOBS, job_id) if job_id.isalnum() else None
-    if job is None or job["delivery"].get("targetGroupId") != group_id:
-        raise NotFound(f"no restore job {job_id} into project {group_id}", jobId=job_id)
-    return dict(job)
-
-
 @router.get("/restores/{job_id}/documents")
 def restore_documents(
     request: Request, job_id: str, group_id: str = Depends(agent_group)
 ) -> StreamingResponse:
     """The restored documents as JSON lines; the job is RUNNING from the first download on."""
-    ctx = _ctx(request)
-    job = _target_job(ctx, group_id, job_id)
-    backup_api.resolve(ctx, job)  # refuse (409) before the response starts
-    if job["statusName"] == "QUEUED":
-        ctx.stores.app.put(
-            backup_api.JOBS, {**job, "statusName": "RUNNING", "started": int(time.time() * 1000)}
-        )
-    return StreamingResponse(backup_api.json_lines(ctx, job), media_type="application/x-ndjson")
+    restores = backup_api.restores_of(_ctx(request))
+    resolved = restores.open_for_loading(group_id, job_id)  # refuses (409) before the response starts
+    return backup_api.stream(restores, resolved, job_id)
 
 
 @router.post("/restores/{job_id}/progress")
@@ -191,32 +181,8 @@ def restore_progress(
 ) -> dict[str, Any]:
     """An agent restored (``DONE``) or failed to restore (``FAILED``) its processes of the target; the job is
     FINISHED when every process of the target is done, and the target's processes are enabled again."""
-    ctx = _ctx(request)
-    names = body.get("processes")
-    state = body.get("state")
-    if not isinstance(names, list) or state not in ("DONE", "FAILED"):
-        raise InvalidInput("give processes (a list) and state DONE or FAILED", field="state")
-    with ctx.stores.app.tx() as t:
-        job = t.get(backup_api.JOBS, job_id) if job_id.isalnum() else None
-        if job is None or job["delivery"].get("targetGroupId") != group_id:
-            raise NotFound(f"no restore job {job_id} into project {group_id}", jobId=job_id)
-        if job["statusName"] in ("FINISHED", "FAILED"):
-            raise Conflict(f"restore job {job_id} is already {job['statusName']}", jobId=job_id)
-        now = int(time.time() * 1000)
-        if state == "FAILED":
-            job.update(
-                statusName="FAILED", finished=now, failure=f"{hostname}: {body.get('detail', '')}"[:500]
-            )
-        else:
-            job["pending"] = [n for n in job.get("pending", []) if n not in names]
-            if not job["pending"]:
-                job.update(statusName="FINISHED", finished=now)
-        t.put(backup_api.JOBS, job)
-        t.notify(WORK_CHANGED, group_id)
-    if job["statusName"] in ("FINISHED", "FAILED"):
-        names = [
-            p["name"]
-            for p in backup_api.target_processes(ctx, group_id, job["delivery"]["targetReplicaSetName"])
-        ]
-        backup_api.set_disabled(ctx, group_id, names, False)
+    restores = backup_api.restores_of(_ctx(request))
+    job = restores.report(
+        group_id, job_id, hostname, body.get("processes"), body.get("state"), body.get("detail", "")
+    )
     return {"statusName": job["statusName"], "pending": job.get("pending", [])}

@@ -22,37 +22,35 @@ Public API (``/api/public/v1.0``; reads GROUP_READ_ONLY, changes GROUP_BACKUP_AD
 Agent API: ``GET /agents/api/backup/v1/{id}/backingDatabases?hostname=`` names the sources the agent on
 that host ships; the syncs and slices go through the routes replica sets use (``backup_agent_api``).
 
-Owns the ``backing_restore_jobs`` collection of the application database.
+The clusters are ``backup.clusters``'s and the restore jobs ``backup.jobs``'s (``backing_restore_jobs``):
+handlers parse, call one of them and shape the answer.
+
+May import ``opsmgr.errors``, ``opsmgr.automation.protocol``, ``opsmgr.backup``, ``opsmgr.store.appdb``,
+``opsmgr.store.engine``, ``opsmgr.server.auth``, ``opsmgr.server.backup_api``, ``opsmgr.server.public_api``
+and ``opsmgr.server.work``.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from opsmgr.automation.protocol import WORK_CHANGED
-from opsmgr.backup.daemon import BackupDaemon, Source, SourceKind
+from opsmgr.backup.clusters import BACKING_KIND, DEFAULT_BACKING_NAME, Clusters
+from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.jobs import BackingRestores
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.backup.store_restore import LABELS, StoreName
-from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.server import backup_api
 from opsmgr.server.auth import agent_group, public_principal
 from opsmgr.server.public_api import PREFIX, group_for, unpaged
 from opsmgr.store.appdb import Principal, Role
-from opsmgr.store.engine import new_id
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
 agent_router = APIRouter(prefix="/agents/api/backup/v1/{group_id}", tags=["agents"])
-
-KIND = "BACKING_DATABASES"
-JOBS = "backing_restore_jobs"
-DEFAULT_NAME = "backing-databases"
-FINAL = ("FINISHED", "FAILED")
 
 
 def _ctx(request: Request) -> Any:
@@ -64,20 +62,17 @@ def _daemon(ctx: Any) -> BackupDaemon:
     return daemon
 
 
-def _backing_cluster(ctx: Any, group_id: str, cluster_id: str) -> dict[str, Any]:
-    doc = backup_api.cluster(ctx, group_id, cluster_id)
-    if doc.get("kind") != KIND:
-        raise NotFound(f"cluster {cluster_id} is not a deployment of backing databases", clusterId=cluster_id)
-    return doc
+def _clusters(ctx: Any) -> Clusters:
+    return backup_api.clusters_of(ctx)
 
 
-def _sources(ctx: Any, cluster: dict[str, Any]) -> dict[str, Source]:
-    return {s.name: s for s in _daemon(ctx).sources(cluster["groupId"], cluster["_id"])}
+def _restores(ctx: Any) -> BackingRestores:
+    return BackingRestores(ctx.stores.app, ctx.backup, ctx.deployments.guard)
 
 
 def _json(ctx: Any, cluster: dict[str, Any]) -> dict[str, Any]:
     daemon = _daemon(ctx)
-    sources = _sources(ctx, cluster)
+    sources = _clusters(ctx).backing_sources(cluster)
     stores = []
     for name in StoreName:
         src = sources.get(name.value)
@@ -101,7 +96,7 @@ def _json(ctx: Any, cluster: dict[str, Any]) -> dict[str, Any]:
         "id": cluster["_id"],
         "groupId": cluster["groupId"],
         "clusterName": cluster["replicaSetName"],
-        "typeName": KIND,
+        "typeName": BACKING_KIND,
         "hostname": cluster.get("hostname"),
         "stores": stores,
         "restorableTogether": [{"startUTCMillis": lo, "endUTCMillis": hi} for lo, hi in together],
@@ -117,27 +112,8 @@ def create_backing(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
     ctx = _ctx(request)
-    name = body.get("clusterName", DEFAULT_NAME)
-    hostname = body.get("hostname")
-    if (
-        not isinstance(name, str)
-        or not 0 < len(name) <= 64
-        or not name.replace("-", "").replace("_", "").isalnum()
-    ):
-        raise InvalidInput("clusterName must be 1 to 64 letters, digits, - or _", field="clusterName")
-    if hostname is not None and (not isinstance(hostname, str) or not 0 < len(hostname) <= 255):
-        raise InvalidInput("hostname must be the primary's host name", field="hostname")
-    with ctx.stores.app.tx() as t:
-        found = t.find(backup_api.CLUSTERS, groupId=group_id, replicaSetName=name)
-        if found and found[0].get("kind") != KIND:
-            raise Conflict(f"project {group_id} already has a replica set named {name}", field="clusterName")
-        cluster = found[0] if found else {"_id": new_id(), "groupId": group_id, "replicaSetName": name}
-        t.put(backup_api.CLUSTERS, {**cluster, "kind": KIND, "hostname": hostname})
-        t.put(backup_api.CONFIGS, {"_id": cluster["_id"], "groupId": group_id, "statusName": "STARTED"})
-    for store in StoreName:
-        _daemon(ctx).register_source(group_id, cluster["_id"], store.value, SourceKind.BACKING_DATABASE)
-    ctx.stores.app.notify(WORK_CHANGED, group_id)  # once the sources exist: agents ship them
-    return _json(ctx, _backing_cluster(ctx, group_id, cluster["_id"]))
+    name, hostname = body.get("clusterName", DEFAULT_BACKING_NAME), body.get("hostname")
+    return _json(ctx, _clusters(ctx).create_backing(group_id, name, hostname))
 
 
 @router.get("/groups/{group_id}/backingDatabases")
@@ -146,8 +122,7 @@ def list_backing(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
-    docs = ctx.stores.app.find(backup_api.CLUSTERS, groupId=group_id, kind=KIND)
-    return unpaged([_json(ctx, d) for d in docs])
+    return unpaged([_json(ctx, d) for d in _clusters(ctx).backing_clusters(group_id)])
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}")
@@ -156,17 +131,10 @@ def get_backing(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
-    return _json(ctx, _backing_cluster(ctx, group_id, cluster_id))
+    return _json(ctx, _clusters(ctx).backing(group_id, cluster_id))
 
 
 # Restore jobs.
-
-
-def _plan(ctx: Any, src: Source, target: Any, name: str) -> ResolvedRestore:
-    if not isinstance(target, dict):
-        raise InvalidInput(f"stores.{name} must be an object with the restore target", field=f"stores.{name}")
-    fields = {k: target[k] for k in backup_api.TARGET_FIELDS if k in target}
-    return _daemon(ctx).restore_plan(src.id, fields)
 
 
 def _job_json(ctx: Any, job: dict[str, Any]) -> dict[str, Any]:
@@ -195,41 +163,7 @@ def create_restore(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
     ctx = _ctx(request)
-    ctx.deployments.guard(group_id)
-    cluster = _backing_cluster(ctx, group_id, cluster_id)
-    sources = _sources(ctx, cluster)
-    targets = body.get("stores")
-    if not isinstance(targets, dict) or not targets:
-        raise InvalidInput("stores must map app, snapshot and/or oplog to a restore target", field="stores")
-    stores = {}
-    for name, target in targets.items():
-        if name not in sources:
-            raise InvalidInput(f"no backed-up store {name!r}: use {sorted(sources)}", field=f"stores.{name}")
-        resolved = _plan(ctx, sources[name], target, name)
-        stores[name] = {
-            "sourceId": sources[name].id,
-            "target": target,
-            "targetPosition": resolved.plan.target,
-            "plan": resolved.to_json(),
-        }
-    job = {
-        "_id": new_id(),
-        "groupId": group_id,
-        "clusterId": cluster_id,
-        "stores": stores,
-        "created": int(time.time() * 1000),
-        "statusName": "QUEUED",
-    }
-    ctx.stores.app.insert(JOBS, job)
-    return _job_json(ctx, job)
-
-
-def _job(reader: Any, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
-    """The job through ``reader`` (the store, or a transaction that changes it)."""
-    job = backup_api.owned(reader, JOBS, job_id, groupId=group_id, clusterId=cluster_id)
-    if job is None:
-        raise NotFound(f"no restore job {job_id} of backing databases", jobId=job_id)
-    return job
+    return _job_json(ctx, _restores(ctx).create(group_id, cluster_id, body.get("stores")))
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs/{job_id}")
@@ -242,7 +176,7 @@ def get_restore(
 ) -> dict[str, Any]:
     group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
     ctx = _ctx(request)
-    return _job_json(ctx, _job(ctx.stores.app, group_id, cluster_id, job_id))
+    return _job_json(ctx, _restores(ctx).get(group_id, cluster_id, job_id))
 
 
 def _lines(ctx: Any, resolved: ResolvedRestore, progress_id: str) -> Iterator[bytes]:
@@ -265,16 +199,7 @@ def restore_documents(
     """One store's restored documents as JSON lines, the last line ``{"end": true, "documents": N}``."""
     group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
     ctx = _ctx(request)
-    job = _job(ctx.stores.app, group_id, cluster_id, job_id)
-    if name not in job["stores"]:
-        raise NotFound(f"restore job {job_id} does not restore the {name} store", store=name)
-    if job["statusName"] in FINAL:
-        raise Conflict(f"restore job {job_id} is already {job['statusName']}", jobId=job_id)
-    entry = job["stores"][name]
-    src = _daemon(ctx).source(entry["sourceId"])
-    resolved = _plan(ctx, src, entry["target"], name)  # refuses (409) before the response starts
-    if job["statusName"] == "QUEUED":
-        ctx.stores.app.put(JOBS, {**job, "statusName": "RUNNING", "started": int(time.time() * 1000)})
+    resolved = _restores(ctx).open_store(group_id, cluster_id, job_id, name)  # 409 before the response starts
     return StreamingResponse(_lines(ctx, resolved, f"{job_id}.{name}"), media_type="application/x-ndjson")
 
 
@@ -290,37 +215,18 @@ def finish_restore(
     """The restoring host reports the outcome; FINISHED asks for a new initial sync of each restored store."""
     group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
     ctx = _ctx(request)
-    status = body.get("statusName")
-    if status not in FINAL:
-        raise InvalidInput("statusName must be FINISHED or FAILED", field="statusName")
-    with ctx.stores.app.tx() as t:
-        job = _job(t, group_id, cluster_id, job_id)
-        if job["statusName"] in FINAL:
-            raise Conflict(f"restore job {job_id} is already {job['statusName']}", jobId=job_id)
-        job.update(
-            statusName=status, finished=int(time.time() * 1000), detail=str(body.get("detail", ""))[:1000]
-        )
-        t.put(JOBS, job)
-    if status == "FINISHED":
-        for name, entry in job["stores"].items():
-            _daemon(ctx).require_resync(
-                entry["sourceId"],
-                f"the primary's {name} store was restored by job {job_id}: a new initial sync",
-            )
+    restores = _restores(ctx)
+    job = restores.finish(group_id, cluster_id, job_id, body.get("statusName"), body.get("detail", ""))
     return _job_json(ctx, job)
 
 
 def backing_sources(ctx: Any, group_id: str) -> list[dict[str, Any]]:
     """The backing-database sources with backup STARTED, each with the ``hostname`` that ships it (None: the
     agent of any host)."""
-    out = []
-    for cluster in ctx.stores.app.find(backup_api.CLUSTERS, groupId=group_id, kind=KIND):
-        if backup_api.backup_status(ctx, cluster["_id"]) != "STARTED":
-            continue
-        for name, src in _sources(ctx, cluster).items():
-            host = cluster.get("hostname")
-            out.append({"sourceId": src.id, "clusterId": cluster["_id"], "name": name, "hostname": host})
-    return out
+    return [
+        {"sourceId": s.source_id, "clusterId": s.cluster_id, "name": s.name, "hostname": s.hostname}
+        for s in _clusters(ctx).started_backing_sources(group_id)
+    ]
 
 
 @agent_router.get("/backingDatabases")

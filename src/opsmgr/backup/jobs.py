@@ -1,0 +1,473 @@
+"""Restore jobs of both kinds, as one state machine: a deployment's restore job (``backup_restore_jobs``: an
+automated restore into a replica set's processes, or an HTTP download of the restored documents) and a
+restore job of a primary's backing databases (``backing_restore_jobs``, carried out on the primary's host by
+``opsmgr backup restore-stores``).
+
+A job's ``statusName`` is a :class:`JobState`; :data:`TRANSITIONS` is the one table of the moves it may
+make, and every move is one transaction of the application database that reads the job again, so a refused
+move (a :class:`~opsmgr.errors.Conflict`) changes nothing. What a move does beside the job commits with it:
+an automated restore disables its target's processes in the goal config in the transaction that creates the
+job (their agents stop them all before any is loaded: a member restarted early would sync the old data back
+from one not yet restored) and enables them in the one that ends it, and the agents' work is announced
+(``WORK_CHANGED``). The goal config is reached through :class:`RestoreTargets` (the server's automation
+service behind Restoration Mode's guard): a restore job is a deployment change, refused while the project is
+in Restoration Mode.
+
+May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup`` and ``opsmgr.automation.protocol`` (the
+change agents' work announces).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Final, Protocol
+
+from opsmgr.automation.protocol import WORK_CHANGED
+from opsmgr.backup.clusters import Clusters, owned
+from opsmgr.backup.daemon import BackupDaemon, Source
+from opsmgr.backup.restore import ResolvedRestore
+from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.store.engine import Store, Txn, new_id
+
+DEPLOYMENT_JOBS = "backup_restore_jobs"
+BACKING_JOBS = "backing_restore_jobs"
+# The fields of a request that name what to restore to (a snapshot, or a point in time).
+TARGET_FIELDS = ("snapshotId", "pointInTimeUTCMillis", "oplogTs", "oplogInc")
+MAX_DOWNLOADS = 100
+MAX_EXPIRATION_HOURS = 168
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"  # from the first download of its documents on
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+
+FINAL: Final = frozenset({JobState.FINISHED, JobState.FAILED})
+# A job is created QUEUED, or FINISHED when there is nothing to carry out (an HTTP download restores on
+# request).
+INITIAL: Final = frozenset({JobState.QUEUED, JobState.FINISHED})
+TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = MappingProxyType(
+    {
+        JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FINISHED, JobState.FAILED}),
+        JobState.RUNNING: frozenset({JobState.FINISHED, JobState.FAILED}),
+        JobState.FINISHED: frozenset(),
+        JobState.FAILED: frozenset(),
+    }
+)
+
+
+def state_of(job: Mapping[str, Any]) -> JobState:
+    return JobState(job["statusName"])
+
+
+class JobLog:
+    """The jobs of one kind in one collection: creation and moves, each one transaction."""
+
+    def __init__(self, store: Store, collection: str, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.collection = collection
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def lookup(self, reader: Store | Txn, job_id: str, **owner: str) -> dict[str, Any] | None:
+        return owned(reader, self.collection, job_id, **owner)
+
+    def create(
+        self, job: dict[str, Any], then: Callable[[Txn, dict[str, Any]], object] | None = None
+    ) -> None:
+        """Inserts ``job`` in one transaction with ``then`` (what its creation does beside it)."""
+        if state_of(job) not in INITIAL:
+            raise Conflict(f"a restore job cannot begin {job['statusName']}", jobId=job["_id"])
+        with self.store.tx() as t:
+            t.insert(self.collection, job)
+            if then is not None:
+                then(t, job)
+
+    def move(self, t: Txn, job: dict[str, Any], to: JobState, **fields: Any) -> dict[str, Any]:
+        """``job`` (as ``t`` read it) moved to ``to`` with ``fields``, written by ``t``; a move the table does
+        not allow is refused before anything is written."""
+        current = self.refuse_ended(job)
+        if to not in TRANSITIONS[current]:
+            raise Conflict(f"restore job {job['_id']} cannot go from {current} to {to}", jobId=job["_id"])
+        return t.put(self.collection, {**job, **fields, "statusName": to.value})
+
+    @staticmethod
+    def refuse_ended(job: Mapping[str, Any]) -> JobState:
+        """The job's state, unless it ended: no move leaves FINISHED or FAILED (409)."""
+        current = state_of(job)
+        if current in FINAL:
+            raise Conflict(f"restore job {job['_id']} is already {current}", jobId=job["_id"])
+        return current
+
+    def transition(self, job_id: str, to: JobState, **fields: Any) -> dict[str, Any]:
+        """Moves job ``job_id`` to ``to`` in a transaction of its own."""
+        with self.store.tx() as t:
+            job = self.lookup(t, job_id)
+            if job is None:
+                raise NotFound(f"no restore job {job_id}", jobId=job_id)
+            return self.move(t, job, to, **fields)
+
+    def start(self, job_id: str) -> None:
+        """A QUEUED job is RUNNING from the first download of its documents on (later ones change nothing)."""
+        with self.store.tx() as t:
+            job = self.lookup(t, job_id)
+            if job is not None and state_of(job) is JobState.QUEUED:
+                self.move(t, job, JobState.RUNNING, started=self.now_ms())
+
+
+# A deployment's restore jobs.
+
+
+@dataclass(frozen=True)
+class Download:
+    """An HTTP delivery: a URL valid for ``expiration_hours`` and ``max_downloads`` downloads."""
+
+    expiration_hours: int
+    max_downloads: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "methodName": "HTTP",
+            "expirationHours": self.expiration_hours,
+            "maxDownloads": self.max_downloads,
+        }
+
+
+@dataclass(frozen=True)
+class IntoDeployment:
+    """An automated restore into a cluster's processes, carried out by their agents."""
+
+    group_id: str
+    cluster_id: str
+
+    def to_json(self, replica_set: str) -> dict[str, Any]:
+        return {
+            "methodName": "AUTOMATED_RESTORE",
+            "targetGroupId": self.group_id,
+            "targetClusterId": self.cluster_id,
+            "targetReplicaSetName": replica_set,
+        }
+
+
+Delivery = Download | IntoDeployment
+
+
+def parse_delivery(body: Mapping[str, Any]) -> Delivery:
+    """A restore job request's ``delivery``; 400 naming the field that is wrong."""
+    delivery = body.get("delivery")
+    if not isinstance(delivery, dict):
+        raise InvalidInput("delivery is required", field="delivery")
+    method = delivery.get("methodName")
+    if method == "HTTP":
+        hours = _count(delivery, "expirationHours", MAX_EXPIRATION_HOURS)
+        return Download(hours, _count(delivery, "maxDownloads", MAX_DOWNLOADS))
+    if method == "AUTOMATED_RESTORE":
+        group_id = delivery.get("targetGroupId")
+        cluster_id = delivery.get("targetClusterId")
+        if not isinstance(group_id, str) or not isinstance(cluster_id, str):
+            raise InvalidInput(
+                "AUTOMATED_RESTORE needs targetGroupId and targetClusterId", field="delivery.targetClusterId"
+            )
+        return IntoDeployment(group_id, cluster_id)
+    raise InvalidInput("delivery.methodName must be AUTOMATED_RESTORE or HTTP", field="delivery.methodName")
+
+
+def _count(delivery: dict[str, Any], name: str, most: int) -> int:
+    value = delivery.get(name, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise InvalidInput(f"{name} must be an integer from 1 to {most}", field=f"delivery.{name}")
+    return value
+
+
+class RestoreTargets(Protocol):
+    """The goal configs automated restores go into."""
+
+    def guard(self, group_id: str) -> None:
+        """Refuses (409) a deployment change the project cannot take now."""
+
+    def processes(self, group_id: str, replica_set: str) -> list[dict[str, Any]]:
+        """The processes of a replica set in the project's goal config, as the agents run them."""
+
+    def set_disabled(self, t: Txn, group_id: str, names: Sequence[str], disabled: bool) -> None:
+        """Disables or enables the named processes in the project's goal config, written by ``t``."""
+
+
+# Issues an HTTP job's download grant: (job id, expiry in ms, downloads) -> the job's ``download`` field.
+Grants = Callable[[str, int, int], dict[str, Any]]
+# A download's use of its job's grant: the job record (None: no such job) -> the job with the grant used,
+# or an error (404, 410).
+Spend = Callable[[dict[str, Any] | None], dict[str, Any]]
+
+
+class LoadOutcome(StrEnum):
+    """What an agent reports of its processes of an automated restore's target."""
+
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Loading:
+    """An automated restore still loading, with the target's processes that have not loaded yet."""
+
+    job_id: str
+    target_group_id: str
+    pending: tuple[str, ...]
+
+
+class DeploymentRestores:
+    """A deployment's restore jobs: planned by the daemon, delivered as a download or into a cluster."""
+
+    def __init__(
+        self,
+        store: Store,
+        daemon: BackupDaemon,
+        targets: RestoreTargets,
+        grants: Grants,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = JobLog(store, DEPLOYMENT_JOBS, clock)
+        self.daemon = daemon
+        self.clusters = Clusters(store, daemon)
+        self.targets = targets
+        self.grants = grants
+
+    def create(
+        self, group_id: str, cluster_id: str, target: Mapping[str, Any], delivery: Delivery
+    ) -> dict[str, Any]:
+        """Plans first (400 outside the window with the restorable ranges, 409 when blocks are missing), then
+        records the job; an automated restore's target is disabled with it."""
+        self.targets.guard(group_id)
+        self.clusters.get(group_id, cluster_id)
+        if isinstance(delivery, IntoDeployment):
+            self.targets.guard(delivery.group_id)
+            replica_set = self.clusters.get(delivery.group_id, delivery.cluster_id)["replicaSetName"]
+            delivery_json = delivery.to_json(replica_set)
+        else:
+            delivery_json = delivery.to_json()
+        fields = {k: target[k] for k in TARGET_FIELDS if k in target}
+        plan = self.daemon.cluster_restore_plans(group_id, cluster_id, fields)[0]
+        now = self.log.now_ms()
+        job: dict[str, Any] = {
+            "_id": new_id(),
+            "groupId": group_id,
+            "clusterId": cluster_id,
+            "target": fields,
+            "plan": plan.to_json(),
+            "snapshotId": plan.snapshot.id,
+            "delivery": delivery_json,
+            "created": now,
+            "statusName": JobState.QUEUED.value,
+        }
+        if isinstance(delivery, Download):
+            expires = now + delivery.expiration_hours * 3600 * 1000
+            job["download"] = self.grants(job["_id"], expires, delivery.max_downloads)
+            # Nothing to carry out: the download restores on request.
+            job["statusName"] = JobState.FINISHED.value
+            self.log.create(job)
+            return job
+        procs = self.targets.processes(delivery.group_id, delivery_json["targetReplicaSetName"])
+        if not procs:
+            raise InvalidInput("the target cluster has no processes", field="delivery.targetClusterId")
+        job["pending"] = sorted(p["name"] for p in procs)
+        self.log.create(job, lambda t, j: self._disable(t, delivery.group_id, j["pending"]))
+        return job
+
+    def _disable(self, t: Txn, group_id: str, names: Sequence[str]) -> None:
+        self.targets.set_disabled(t, group_id, names, True)
+        t.notify(WORK_CHANGED, group_id)
+
+    def of_cluster(self, group_id: str, cluster_id: str) -> list[dict[str, Any]]:
+        """The cluster's restore jobs, newest first."""
+        self.clusters.get(group_id, cluster_id)
+        jobs = self.log.store.find(DEPLOYMENT_JOBS, groupId=group_id, clusterId=cluster_id)
+        return sorted(jobs, key=lambda j: -j["created"])
+
+    def get(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
+        job = self.log.lookup(self.log.store, job_id, groupId=group_id, clusterId=cluster_id)
+        if job is None:
+            raise NotFound(f"no restore job {job_id}", jobId=job_id)
+        return job
+
+    def plan(self, job: Mapping[str, Any]) -> ResolvedRestore:
+        """The job's restore plan, made afresh (it stays valid until grooming removes what it needs)."""
+        return self.daemon.cluster_restore_plans(job["groupId"], job["clusterId"], job["target"])[0]
+
+    def documents(self, resolved: ResolvedRestore, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The restored documents ``(namespace, document)``, the job's progress kept by the daemon."""
+        return self.daemon.restore_documents(resolved, job_id)
+
+    def use_download(self, job_id: str, spend: Spend) -> tuple[dict[str, Any], ResolvedRestore]:
+        """An HTTP job's download: ``spend`` refuses (404, 410) before any work, the plan refuses (409)
+        before the grant is used, then the grant is used in one transaction."""
+        job = spend(self._by_id(self.log.store, job_id))
+        resolved = self.plan(job)
+        with self.log.store.tx() as t:
+            job = t.put(DEPLOYMENT_JOBS, spend(self._by_id(t, job_id)))
+        return job, resolved
+
+    @staticmethod
+    def _by_id(reader: Store | Txn, job_id: str) -> dict[str, Any] | None:
+        # Bounded before any lookup: the download route is open to anyone who can reach the server.
+        return reader.get(DEPLOYMENT_JOBS, job_id) if job_id.isalnum() and len(job_id) == 24 else None
+
+    # The target's agents.
+
+    def _into(self, reader: Store | Txn, group_id: str, job_id: str) -> dict[str, Any]:
+        job = self.log.lookup(reader, job_id)
+        if job is None or job["delivery"].get("targetGroupId") != group_id:
+            raise NotFound(f"no restore job {job_id} into project {group_id}", jobId=job_id)
+        return job
+
+    def loading(self, group_id: str) -> list[Loading]:
+        """The automated restores into the project still loading."""
+        return [
+            Loading(job["_id"], group_id, tuple(job.get("pending", [])))
+            for state in (JobState.QUEUED, JobState.RUNNING)
+            for job in self.log.store.find(DEPLOYMENT_JOBS, statusName=state.value)
+            if job["delivery"].get("targetGroupId") == group_id
+        ]
+
+    def open_for_loading(self, group_id: str, job_id: str) -> ResolvedRestore:
+        """The plan of a job an agent of the target loads (409 before its documents start); the job is
+        RUNNING from then on."""
+        resolved = self.plan(self._into(self.log.store, group_id, job_id))
+        self.log.start(job_id)
+        return resolved
+
+    def report(
+        self, group_id: str, job_id: str, hostname: str, names: Any, outcome: Any, detail: Any
+    ) -> dict[str, Any]:
+        """An agent loaded (DONE) or failed to load (FAILED) its ``names`` of the target. The job is FINISHED
+        when every process of the target is done; a job that ends enables the target's processes again in
+        the same transaction."""
+        if not isinstance(names, list) or outcome not in list(LoadOutcome):
+            raise InvalidInput("give processes (a list) and state DONE or FAILED", field="state")
+        with self.log.store.tx() as t:
+            job = self._into(t, group_id, job_id)
+            self.log.refuse_ended(job)
+            now = self.log.now_ms()
+            if outcome == LoadOutcome.FAILED:
+                failure = f"{hostname}: {detail}"[:500]
+                job = self.log.move(t, job, JobState.FAILED, finished=now, failure=failure)
+            else:
+                job["pending"] = [n for n in job.get("pending", []) if n not in names]
+                job = (
+                    t.put(DEPLOYMENT_JOBS, job)
+                    if job["pending"]
+                    else self.log.move(t, job, JobState.FINISHED, finished=now)
+                )
+            if state_of(job) in FINAL:
+                replica_set = job["delivery"]["targetReplicaSetName"]
+                names = [p["name"] for p in self.targets.processes(group_id, replica_set)]
+                self.targets.set_disabled(t, group_id, names, False)
+            t.notify(WORK_CHANGED, group_id)
+        return job
+
+
+# Restore jobs of a primary's backing databases.
+
+
+class BackingRestores:
+    """Restore jobs of the backing databases a secondary backs up: every store planned first, streamed to
+    the primary's host store by store, the outcome reported by that host."""
+
+    def __init__(
+        self,
+        store: Store,
+        daemon: BackupDaemon,
+        guard: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = JobLog(store, BACKING_JOBS, clock)
+        self.daemon = daemon
+        self.clusters = Clusters(store, daemon)
+        self.guard = guard
+
+    def _plan(self, src: Source, target: Any, name: str) -> ResolvedRestore:
+        if not isinstance(target, dict):
+            raise InvalidInput(
+                f"stores.{name} must be an object with the restore target", field=f"stores.{name}"
+            )
+        return self.daemon.restore_plan(src.id, {k: target[k] for k in TARGET_FIELDS if k in target})
+
+    def create(self, group_id: str, cluster_id: str, targets: Any) -> dict[str, Any]:
+        """``targets`` maps store names to a restore target each; every store is planned before the job is
+        recorded (400 outside its window, 409 when blocks are missing)."""
+        self.guard(group_id)
+        sources = self.clusters.backing_sources(self.clusters.backing(group_id, cluster_id))
+        if not isinstance(targets, dict) or not targets:
+            raise InvalidInput(
+                "stores must map app, snapshot and/or oplog to a restore target", field="stores"
+            )
+        stores = {}
+        for name, target in targets.items():
+            if name not in sources:
+                raise InvalidInput(
+                    f"no backed-up store {name!r}: use {sorted(sources)}", field=f"stores.{name}"
+                )
+            resolved = self._plan(sources[name], target, name)
+            stores[name] = {
+                "sourceId": sources[name].id,
+                "target": target,
+                "targetPosition": resolved.plan.target,
+                "plan": resolved.to_json(),
+            }
+        job = {
+            "_id": new_id(),
+            "groupId": group_id,
+            "clusterId": cluster_id,
+            "stores": stores,
+            "created": self.log.now_ms(),
+            "statusName": JobState.QUEUED.value,
+        }
+        self.log.create(job)
+        return job
+
+    def get(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
+        return self._get(self.log.store, group_id, cluster_id, job_id)
+
+    def _get(self, reader: Store | Txn, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
+        job = self.log.lookup(reader, job_id, groupId=group_id, clusterId=cluster_id)
+        if job is None:
+            raise NotFound(f"no restore job {job_id} of backing databases", jobId=job_id)
+        return job
+
+    def open_store(self, group_id: str, cluster_id: str, job_id: str, name: str) -> ResolvedRestore:
+        """The plan of one store of a job that has not ended (409 before its documents start); the job is
+        RUNNING from then on."""
+        job = self.get(group_id, cluster_id, job_id)
+        if name not in job["stores"]:
+            raise NotFound(f"restore job {job_id} does not restore the {name} store", store=name)
+        if state_of(job) in FINAL:
+            raise Conflict(f"restore job {job_id} is already {job['statusName']}", jobId=job_id)
+        entry = job["stores"][name]
+        resolved = self._plan(self.daemon.source(entry["sourceId"]), entry["target"], name)
+        self.log.start(job_id)
+        return resolved
+
+    def finish(self, group_id: str, cluster_id: str, job_id: str, status: Any, detail: Any) -> dict[str, Any]:
+        """The restoring host's outcome; FINISHED asks for a new initial sync of each restored store (the
+        restored database goes on from a new history, not from the backed-up one)."""
+        if status not in list(FINAL):
+            raise InvalidInput("statusName must be FINISHED or FAILED", field="statusName")
+        with self.log.store.tx() as t:
+            job = self._get(t, group_id, cluster_id, job_id)
+            job = self.log.move(
+                t, job, JobState(status), finished=self.log.now_ms(), detail=str(detail)[:1000]
+            )
+        if status == JobState.FINISHED:
+            for name, entry in job["stores"].items():
+                self.daemon.require_resync(
+                    entry["sourceId"],
+                    f"the primary's {name} store was restored by job {job_id}: a new initial sync",
+                )
+        return job
