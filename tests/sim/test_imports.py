@@ -1,6 +1,7 @@
 """The simulated world and the drivers depend one way: the sim uses the driver seam's types
-(``opsmgr.drivers.base``), the sim driver (``opsmgr.drivers.sim``) uses the sim, and nothing in the sim
-reaches the sim driver, the ``mongod`` driver or anything that imports them back."""
+(``opsmgr.drivers.base``), the sim driver (``opsmgr.drivers.sim``) names the sim's world as a type only (its
+callers hand it the world), and nothing in the sim reaches the sim driver, the ``mongod`` driver or anything
+that imports them back. At run time no driver loads the sim."""
 
 from __future__ import annotations
 
@@ -63,9 +64,20 @@ def test_the_sim_reaches_only_the_driver_seam_and_no_driver_reaches_back() -> No
     assert "opsmgr.sim.world" in graph["opsmgr.drivers.sim"]
 
 
-def test_importing_the_sim_loads_no_driver() -> None:
-    code = "import sys, json; import opsmgr.sim; print(json.dumps(sorted(sys.modules)))"
+def _loaded(module: str) -> list[str]:
+    """The modules importing ``module`` in a fresh interpreter loads."""
+    code = f"import sys, json; import {module}; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    loaded = json.loads(out.stdout)
-    assert "opsmgr.sim.world" in loaded
+    loaded: list[str] = json.loads(out.stdout)
+    assert module in loaded
+    return loaded
+
+
+def test_importing_the_sim_loads_no_driver() -> None:
+    loaded = _loaded("opsmgr.sim")
     assert [m for m in loaded if m.startswith("opsmgr.drivers.")] == ["opsmgr.drivers.base"]
+
+
+def test_importing_the_drivers_loads_no_sim() -> None:
+    loaded = _loaded("opsmgr.drivers.sim")
+    assert [m for m in loaded if m == "opsmgr.sim" or m.startswith("opsmgr.sim.")] == []

@@ -10,12 +10,14 @@ given config over the current one with the version one past it. Blocking command
 shutdown, ``replSetStepDown``) wait on the world's clock, so with a fake clock they move simulated time
 instead of sleeping.
 
-May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.sim``.
+The world is handed in by the caller, which imports the sim; this module names ``SimWorld`` as a type only,
+so that the drivers never load the sim, which itself uses ``drivers.base``'s types. May import
+``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.sim`` (the type of the world, under TYPE_CHECKING).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsmgr.drivers.base import (
     CommandConflict,
@@ -26,7 +28,9 @@ from opsmgr.drivers.base import (
     RsStatus,
 )
 from opsmgr.errors import InvalidInput
-from opsmgr.sim.world import SimWorld
+
+if TYPE_CHECKING:
+    from opsmgr.sim.world import SimWorld
 
 # MongoDB's codes for the outcomes a pending step-down or shutdown can end with.
 _RESULT_CODES = {
