@@ -49,7 +49,14 @@ def test_job_names_are_distinct() -> None:
 
 
 def test_a_server_shows_its_jobs_in_metrics_and_readiness(server: ServerProcess) -> None:
-    names = {"restoration", "backup", "backup-alerts", "secondary-watch", "maintenance", "index-build-configs"}
+    names = {
+        "restoration",
+        "backup",
+        "backup-alerts",
+        "secondary-watch",
+        "maintenance",
+        "index-build-configs",
+    }
 
     def ran() -> dict[str, dict[str, object]] | None:
         jobs = {j["name"]: j for j in httpx.get(f"{server.url}/health/ready", timeout=10).json()["jobs"]}

@@ -11,7 +11,6 @@ May import ``opsmgr.errors``, ``opsmgr.automation.status``, ``opsmgr.server.auth
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opsmgr.automation.status import MAX_VERSION, StatusReport
 from opsmgr.errors import InvalidInput
+from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import agent_group
 from opsmgr.server.deps import Restoration, ServicesDep, services_of
 from opsmgr.server.work import with_work
@@ -96,7 +96,7 @@ def report_status(
     body: StatusReport,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
-) -> dict[str, Any]:
+) -> JsonObject:
     """An agent's report; kept (bounded to what the server reads) only for hosts of the project. The
     answer carries the host's work when it changed."""
     answer = services.polls.record_status(group_id, hostname, body)
@@ -108,7 +108,7 @@ def upload_config(
     restoration: Restoration,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
-    body: dict[str, Any] = Body(...),
-) -> dict[str, Any]:
+    body: JsonObject = Body(...),
+) -> JsonObject:
     """Restoration Mode: the agent asked for it uploads the config it holds, with its secrets redacted."""
     return dict(restoration.on_upload(group_id, hostname, body))

@@ -13,7 +13,6 @@ May import ``opsmgr.errors``, ``opsmgr.alerts``, ``opsmgr.backup.secondaries``, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from opsmgr.alerts import AlertStatus
 from opsmgr.backup.secondaries import GLOBAL_GROUP_ID
 from opsmgr.errors import Forbidden
+from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import ProjectReader, public_principal
 from opsmgr.server.deps import Alerts
 from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated
@@ -39,12 +39,12 @@ def list_alerts(
     status: AlertStatus | None = Query(None),
     page: int = Page,
     per: int = PerPage,
-) -> dict[str, Any]:
+) -> JsonObject:
     return paginated(request, alerts.of_group(caller.group_id, status), page, per)
 
 
 @router.get("/groups/{group_id}/alerts/{alert_id}")
-def get_alert(caller: ProjectReader, alerts: Alerts, alert_id: str) -> dict[str, Any]:
+def get_alert(caller: ProjectReader, alerts: Alerts, alert_id: str) -> JsonObject:
     return dict(alerts.get(caller.group_id, alert_id))
 
 
@@ -54,7 +54,7 @@ def _global_reader(principal: Principal) -> None:
         raise Forbidden(f"API key {principal.public_key} lacks ORG_OWNER or ORG_READ_ONLY for global alerts")
 
 
-def _global_view(alert: dict[str, Any]) -> dict[str, Any]:
+def _global_view(alert: JsonObject) -> JsonObject:
     return alert | {"groupId": None}
 
 
@@ -66,7 +66,7 @@ def list_global_alerts(
     status: AlertStatus | None = Query(None),
     page: int = Page,
     per: int = PerPage,
-) -> dict[str, Any]:
+) -> JsonObject:
     _global_reader(principal)
     found = alerts.of_group(GLOBAL_GROUP_ID, status)
     return paginated(request, [_global_view(a) for a in found], page, per)
@@ -75,15 +75,15 @@ def list_global_alerts(
 @router.get("/globalAlerts/{alert_id}")
 def get_global_alert(
     alerts: Alerts, alert_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+) -> JsonObject:
     _global_reader(principal)
     return _global_view(alerts.get(GLOBAL_GROUP_ID, alert_id))
 
 
-def webhook_poster(url: str) -> Callable[[dict[str, Any]], None]:
+def webhook_poster(url: str) -> Callable[[JsonObject], None]:
     """POSTs one alert as JSON; any answer but 2xx is a failure the outbox retries."""
 
-    def post(payload: dict[str, Any]) -> None:
+    def post(payload: JsonObject) -> None:
         response = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)
         response.raise_for_status()
 

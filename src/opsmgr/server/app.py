@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsmgr import __version__
 from opsmgr.errors import OpsmgrError
+from opsmgr.jsontypes import JsonObject
 from opsmgr.logs import request_id as current_request_id
 from opsmgr.server import jsonbody
 from opsmgr.server.metrics import Metrics
@@ -39,8 +39,8 @@ access_log = logging.getLogger("opsmgr.access")
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-def error_response(status: int, detail: str, code: str, **parameters: Any) -> JSONResponse:
-    body: dict[str, Any] = {
+def error_response(status: int, detail: str, code: str, **parameters: object) -> JSONResponse:
+    body: JsonObject = {
         "detail": detail,
         "error": status,
         "errorCode": code,

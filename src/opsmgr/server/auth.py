@@ -13,14 +13,15 @@ import base64
 import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from opsmgr.errors import Unauthorized
+from opsmgr.jsontypes import JsonObject
 from opsmgr.server.deps import AppDBDep, services_of
-from opsmgr.store.appdb import Principal, Role, agent_key_matches
+from opsmgr.store.appdb import AppDB, Principal, Role, agent_key_matches
 
 
 def public_principal(request: Request) -> Principal:
@@ -30,7 +31,7 @@ def public_principal(request: Request) -> Principal:
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
     uri = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-    keys: dict[str, dict[str, Any]] = {}
+    keys: dict[str, JsonObject] = {}
 
     def private_key(username: str) -> str | None:
         key = appdb.api_key_by_public(username)
@@ -75,14 +76,14 @@ class ProjectCaller:
     """A caller whose API key holds the role a route asks for on the project, and the project."""
 
     principal: Principal
-    group: dict[str, Any]
+    group: JsonObject
 
     @property
     def group_id(self) -> str:
         return str(self.group["_id"])
 
 
-def _project_role(role: Role) -> Callable[..., ProjectCaller]:
+def _project_role(role: Role) -> Callable[[str, AppDB, Principal], ProjectCaller]:
     def check(
         group_id: str, appdb: AppDBDep, principal: Principal = Depends(public_principal)
     ) -> ProjectCaller:
@@ -105,14 +106,14 @@ class OrgCaller:
     """A caller whose API key holds the role a route asks for on the organization, and the organization."""
 
     principal: Principal
-    org: dict[str, Any]
+    org: JsonObject
 
     @property
     def org_id(self) -> str:
         return str(self.org["_id"])
 
 
-def _org_role(role: Role) -> Callable[..., OrgCaller]:
+def _org_role(role: Role) -> Callable[[str, AppDB, Principal], OrgCaller]:
     def check(org_id: str, appdb: AppDBDep, principal: Principal = Depends(public_principal)) -> OrgCaller:
         org = appdb.org(org_id)
         principal.require_org(org_id, role)

@@ -11,7 +11,7 @@ position of each kind must still name a date (``backup.positions.POSITION_LIMITS
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -46,7 +46,9 @@ def within(kind: PositionKind, value: int, field: str) -> int:
     return value
 
 
-def bounded(body: Mapping[str, Any], name: str, kind: TypeAdapter[T], where: str | None = None) -> T | None:
+def bounded(
+    body: Mapping[str, object], name: str, kind: TypeAdapter[T], where: str | None = None
+) -> T | None:
     """``body[name]`` checked against the constrained type ``kind`` (None when absent or null); InvalidInput
     naming the field (``where`` it is in the request, if not at the top) and the bound otherwise."""
     value = body.get(name)

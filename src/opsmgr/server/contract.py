@@ -11,13 +11,14 @@ each operation's path, method and shape rather than in every route decorator.
 - Downloads of restored documents are JSON lines; an oplog slice upload is an ``application/octet-stream``
   body.
 
-Imports nothing of opsmgr: it reads the document, not the routes.
+May import the standard library and ``opsmgr.jsontypes`` only: it reads the document, not the routes.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+
+from opsmgr.jsontypes import JsonObject
 
 PUBLIC_PREFIX = "/api/public/v1.0"
 AGENT_PREFIX = "/agents/"
@@ -63,7 +64,7 @@ _WHY = {
 _CHANGES = {"post", "put", "patch", "delete"}
 
 
-def declare(schema: dict[str, Any]) -> dict[str, Any]:
+def declare(schema: JsonObject) -> JsonObject:
     """Completes FastAPI's ``schema`` in place (doing it again changes nothing) and returns it."""
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
@@ -88,7 +89,7 @@ def _scheme(path: str) -> str | None:
     return None
 
 
-def _declare_operation(path: str, method: str, operation: dict[str, Any]) -> None:
+def _declare_operation(path: str, method: str, operation: JsonObject) -> None:
     scheme = _scheme(path)
     operation["security"] = [{scheme: []}] if scheme else []
     if method == "post" and path.endswith(SLICE_UPLOAD):
@@ -120,8 +121,8 @@ def _declare_operation(path: str, method: str, operation: dict[str, Any]) -> Non
         responses.setdefault(str(code), _error(code, scheme))
 
 
-def _error(code: int, scheme: str | None) -> dict[str, Any]:
-    response: dict[str, Any] = {
+def _error(code: int, scheme: str | None) -> JsonObject:
+    response: JsonObject = {
         "description": _WHY.get(code, HTTPStatus(code).phrase),
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
     }

@@ -2,7 +2,9 @@
 
 A handler names what it needs (``automation: Automation``) and gets the one instance ``server.boot`` built;
 a misspelt service or method is a type error, not a 500. May import ``opsmgr.server.services`` and the
-services' own modules (for their types).
+services' own modules, for their types: ``opsmgr.alerts``, ``opsmgr.automation.service``,
+``opsmgr.backup.daemon``, ``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``,
+``opsmgr.restoration.service`` and ``opsmgr.store.appdb``.
 """
 
 from __future__ import annotations

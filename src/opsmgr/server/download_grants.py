@@ -17,9 +17,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
 
 from opsmgr.errors import Gone, NotFound
+from opsmgr.jsontypes import JsonObject
 
 _PURPOSE = b"opsmgr restore download v1\x00"
 
@@ -52,14 +52,14 @@ class DownloadGrant:
         return cls(_digest(token_for(secret, job_id)), expires_ms, max_downloads)
 
     @classmethod
-    def of(cls, job: dict[str, Any]) -> DownloadGrant | None:
+    def of(cls, job: JsonObject) -> DownloadGrant | None:
         """The grant of a job record; None for a job without one (automated, or stored before grants)."""
         raw = job.get("download")
         if not isinstance(raw, dict):
             return None
         return cls(raw["tokenHash"], int(raw["expiresMs"]), int(raw["maxDownloads"]), int(raw["used"]))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {
             "tokenHash": self.token_hash,
             "expiresMs": self.expires_ms,

@@ -14,11 +14,10 @@ May import ``opsmgr.automation.protocol``, ``opsmgr.maintenance.index_service``,
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Body, Depends, Request
 
 from opsmgr.automation.protocol import INDEX_BUILDS_PATH
+from opsmgr.jsontypes import JsonObject
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import ProjectAutomationAdmin, ProjectReader, agent_group
 from opsmgr.server.bounds import POSITION, bounded
@@ -32,8 +31,8 @@ agent_router = APIRouter(tags=["agents"])
 
 @router.post("/groups/{group_id}/uniqueIndexBuilds", status_code=201)
 def create_build(
-    caller: ProjectAutomationAdmin, services: ServicesDep, body: dict[str, Any] = Body(...)
-) -> dict[str, Any]:
+    caller: ProjectAutomationAdmin, services: ServicesDep, body: JsonObject = Body(...)
+) -> JsonObject:
     """Start a build of ``{rsName, dbName, collectionName, key: [[field, 1]...], options,
     lockPrimaryWrites}``; it waits for the operator to confirm that writes to the collection are stopped.
     Project Owner or Project Automation Admin."""
@@ -42,26 +41,26 @@ def create_build(
 
 
 @router.get("/groups/{group_id}/uniqueIndexBuilds")
-def list_builds(request: Request, caller: ProjectReader, builds: IndexBuilds) -> dict[str, Any]:
+def list_builds(request: Request, caller: ProjectReader, builds: IndexBuilds) -> JsonObject:
     return unpaged(builds.of_group(caller.group_id), request)
 
 
 @router.get("/groups/{group_id}/uniqueIndexBuilds/{build_id}")
-def get_build(caller: ProjectReader, builds: IndexBuilds, build_id: str) -> dict[str, Any]:
+def get_build(caller: ProjectReader, builds: IndexBuilds, build_id: str) -> JsonObject:
     return builds.get(caller.group_id, build_id)
 
 
 @router.post("/groups/{group_id}/uniqueIndexBuilds/{build_id}/confirm")
 def confirm_build(
-    caller: ProjectAutomationAdmin, services: ServicesDep, build_id: str, body: dict[str, Any] = Body(...)
-) -> dict[str, Any]:
+    caller: ProjectAutomationAdmin, services: ServicesDep, build_id: str, body: JsonObject = Body(...)
+) -> JsonObject:
     """``{"writesStopped": true, "operator": "..."}``: writes to the collection are stopped; build."""
     services.deployments.guard(caller.group_id)
     return services.index_builds.confirm(caller.group_id, build_id, body, caller.principal.public_key)
 
 
 @router.delete("/groups/{group_id}/uniqueIndexBuilds/{build_id}")
-def cancel_build(caller: ProjectAutomationAdmin, builds: IndexBuilds, build_id: str) -> dict[str, Any]:
+def cancel_build(caller: ProjectAutomationAdmin, builds: IndexBuilds, build_id: str) -> JsonObject:
     """Cancel: the agents unlock the primary if it is held and drop the index wherever it may be."""
     return builds.cancel(caller.group_id, build_id, caller.principal.public_key)
 
@@ -69,7 +68,7 @@ def cancel_build(caller: ProjectAutomationAdmin, builds: IndexBuilds, build_id: 
 @agent_router.get(INDEX_BUILDS_PATH.format(group="{group_id}"))
 def agent_builds(
     builds: IndexBuilds, group_id: str = Depends(agent_group), hostname: str = Hostname
-) -> dict[str, Any]:
+) -> JsonObject:
     return {"builds": builds.for_agent(group_id)}
 
 
@@ -79,8 +78,8 @@ def agent_event(
     build_id: str,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
-    body: dict[str, Any] = Body(...),
-) -> dict[str, Any]:
+    body: JsonObject = Body(...),
+) -> JsonObject:
     records = body.get("records")
     for i, record in enumerate(records if isinstance(records, list) else []):
         if isinstance(record, dict):
@@ -94,8 +93,8 @@ def take_step(
     build_id: str,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
-    body: dict[str, Any] = Body(...),
-) -> dict[str, Any]:
+    body: JsonObject = Body(...),
+) -> JsonObject:
     """``{"member": ...}``: the lease granted with the step, and the step (its rolling change's id)."""
     refuse = restoration_refusal(services.restoration, group_id)
     service = services.index_builds

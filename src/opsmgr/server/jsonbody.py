@@ -3,7 +3,7 @@
 
 The request pipeline reads a JSON body whole before any route sees it, checks it, and hands the same bytes
 on, so no route module can forget the check, and a request without a body (the agent poll) costs a method
-test (80 ns). Pure ASGI (Starlette's types); of opsmgr it imports only ``opsmgr.strictjson``.
+test (80 ns). Pure ASGI (Starlette's types). May import ``opsmgr.strictjson`` only.
 """
 
 from __future__ import annotations

@@ -15,11 +15,10 @@ May import ``opsmgr.errors``, ``opsmgr.maintenance.leases``, ``opsmgr.restoratio
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Body, Depends, Query
 
 from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.leases import Deny, Grant
 from opsmgr.restoration.service import RestorationService
 from opsmgr.server.agent_api import Hostname
@@ -32,7 +31,7 @@ agent_router = APIRouter(prefix="/agents/api/automation/maintenance/v1/{group_id
 router = APIRouter(prefix=PREFIX, tags=["maintenance"])
 
 
-def text(body: dict[str, Any], name: str) -> str:
+def text(body: JsonObject, name: str) -> str:
     """``body[name]``: a string of 1 to 255 characters (a member, a change id)."""
     value = body.get(name)
     if not isinstance(value, str) or not 1 <= len(value) <= 255:
@@ -40,11 +39,11 @@ def text(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def _optional_text(body: dict[str, Any], name: str) -> str | None:
+def _optional_text(body: JsonObject, name: str) -> str | None:
     return None if body.get(name) is None else text(body, name)
 
 
-def _object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+def _object(body: JsonObject, name: str) -> JsonObject | None:
     value = body.get(name)
     if value is not None and not isinstance(value, dict):
         raise InvalidInput(f"{name} must be an object", field=name)
@@ -58,7 +57,7 @@ def restoration_refusal(restoration: RestorationService, group_id: str) -> str |
     return None
 
 
-def lease_answer(decision: Grant | Deny) -> dict[str, Any]:
+def lease_answer(decision: Grant | Deny) -> JsonObject:
     """A grant's lease; a denial is 409 with the reason."""
     if isinstance(decision, Deny):
         raise Conflict(decision.reason, error_code="MAINTENANCE_LEASE_DENIED", reason=decision.reason)
@@ -68,14 +67,17 @@ def lease_answer(decision: Grant | Deny) -> dict[str, Any]:
 @agent_router.get("")
 def agent_view(
     maintenance: Maintenance, rs_id: str, group_id: str = Depends(agent_group), hostname: str = Hostname
-) -> dict[str, Any]:
+) -> JsonObject:
     return dict(maintenance.agent_view(group_id, rs_id))
 
 
 @agent_router.post("/lease")
 def acquire_lease(
-    services: ServicesDep, rs_id: str, group_id: str = Depends(agent_group), body: dict[str, Any] = Body(...)
-) -> dict[str, Any]:
+    services: ServicesDep,
+    rs_id: str,
+    group_id: str = Depends(agent_group),
+    body: JsonObject = Body(...),
+) -> JsonObject:
     decision = services.maintenance.acquire(
         group_id,
         rs_id,
@@ -93,8 +95,8 @@ def renew_lease(
     maintenance: Maintenance,
     rs_id: str,
     group_id: str = Depends(agent_group),
-    body: dict[str, Any] = Body(...),
-) -> dict[str, Any]:
+    body: JsonObject = Body(...),
+) -> JsonObject:
     return lease_answer(maintenance.renew(group_id, rs_id, text(body, "member")))
 
 
@@ -104,7 +106,7 @@ def release_lease(
     rs_id: str,
     group_id: str = Depends(agent_group),
     member: str = Query(..., min_length=1, max_length=255),
-) -> dict[str, Any]:
+) -> JsonObject:
     if not maintenance.release(group_id, rs_id, member):
         raise Conflict(
             f"{member} does not hold the maintenance lease of {rs_id}", error_code="MAINTENANCE_LEASE_DENIED"
@@ -117,8 +119,8 @@ def record_progress(
     maintenance: Maintenance,
     rs_id: str,
     group_id: str = Depends(agent_group),
-    body: dict[str, Any] = Body(...),
-) -> dict[str, Any]:
+    body: JsonObject = Body(...),
+) -> JsonObject:
     move = _object(body, "move")
     if move is None:
         raise InvalidInput("move is required", field="move")
@@ -145,8 +147,8 @@ def report_events(
     maintenance: Maintenance,
     rs_id: str,
     group_id: str = Depends(agent_group),
-    body: dict[str, Any] = Body(...),
-) -> dict[str, Any]:
+    body: JsonObject = Body(...),
+) -> JsonObject:
     events = body.get("events", [])
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise InvalidInput("events must be a list of objects", field="events")
@@ -169,18 +171,18 @@ def report_events(
 
 
 @router.get("/groups/{group_id}/maintenance")
-def list_changes(caller: ProjectReader, maintenance: Maintenance) -> dict[str, Any]:
+def list_changes(caller: ProjectReader, maintenance: Maintenance) -> JsonObject:
     """Every rolling change of the project: state, reason, progress and, when done, its figures."""
     return unpaged(maintenance.changes(caller.group_id))
 
 
 @router.get("/groups/{group_id}/maintenance/{change_id}")
-def get_change(caller: ProjectReader, maintenance: Maintenance, change_id: str) -> dict[str, Any]:
+def get_change(caller: ProjectReader, maintenance: Maintenance, change_id: str) -> JsonObject:
     return dict(maintenance.change(caller.group_id, change_id))
 
 
 @router.delete("/groups/{group_id}/maintenance/replicaSets/{rs_id}/lease")
-def force_release_lease(caller: ProjectAutomationAdmin, services: ServicesDep, rs_id: str) -> dict[str, Any]:
+def force_release_lease(caller: ProjectAutomationAdmin, services: ServicesDep, rs_id: str) -> JsonObject:
     """Take the maintenance lease back from its holder (an operator who knows its member will not return,
     e.g. its host is gone). The procedure still waits for the member's health before the next goes down."""
     services.deployments.guard(caller.group_id)

@@ -1,6 +1,6 @@
 """Request counters and latency histograms, rendered in the Prometheus text format for ``/metrics``.
 
-Owns only in-process counters; nothing here is persisted. Imports nothing of opsmgr.
+Owns only in-process counters; nothing here is persisted. May import the standard library only.
 """
 
 from __future__ import annotations

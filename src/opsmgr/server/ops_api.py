@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -101,7 +100,7 @@ def live() -> dict[str, str]:
 
 
 @router.get("/health/ready", response_model=None)
-def ready(request: Request, services: ServicesDep) -> Any:
+def ready(request: Request, services: ServicesDep) -> object:
     """Ready when every backing database takes a write; the periodic jobs' last runs and errors are shown
     (a failing job is an alert's business, not a reason to take the server out of its load balancer)."""
     problems = request.app.state.readiness.problems()

@@ -9,13 +9,12 @@ May import ``opsmgr.errors``, ``opsmgr.automation.service``, ``opsmgr.store.appd
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsmgr.automation.service import ConfigVersionConflict
 from opsmgr.errors import Forbidden, InvalidInput, PreconditionFailed
+from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import (
     OrgOwner,
     OrgReader,
@@ -65,9 +64,7 @@ def _links(request: Request) -> list[dict[str, str]]:
     return [{"href": str(request.url), "rel": "self"}]
 
 
-def paginated(
-    request: Request, items: list[dict[str, Any]], page_num: int, items_per_page: int
-) -> dict[str, Any]:
+def paginated(request: Request, items: list[JsonObject], page_num: int, items_per_page: int) -> JsonObject:
     start = (page_num - 1) * items_per_page
     return {
         "results": items[start : start + items_per_page],
@@ -76,7 +73,7 @@ def paginated(
     }
 
 
-def unpaged(items: list[dict[str, Any]], request: Request | None = None) -> dict[str, Any]:
+def unpaged(items: list[JsonObject], request: Request | None = None) -> JsonObject:
     """A whole list in the shape of a page (``links``: the self link when ``request`` is given)."""
     return {"results": items, "totalCount": len(items), "links": _links(request) if request else []}
 
@@ -85,11 +82,11 @@ Page = Query(1, ge=1, le=100_000, alias="pageNum")
 PerPage = Query(100, ge=1, le=500, alias="itemsPerPage")
 
 
-def org_view(org: dict[str, Any]) -> dict[str, Any]:
+def org_view(org: JsonObject) -> JsonObject:
     return {"id": org["_id"], "name": org["name"], "isDeleted": False, "links": []}
 
 
-def group_view(group: dict[str, Any]) -> dict[str, Any]:
+def group_view(group: JsonObject) -> JsonObject:
     return {
         "id": group["_id"],
         "name": group["name"],
@@ -100,7 +97,7 @@ def group_view(group: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def api_key_view(key: dict[str, Any], private: str | None = None) -> dict[str, Any]:
+def api_key_view(key: JsonObject, private: str | None = None) -> JsonObject:
     view = {
         "id": key["_id"],
         "desc": key.get("desc", ""),
@@ -112,7 +109,7 @@ def api_key_view(key: dict[str, Any], private: str | None = None) -> dict[str, A
     return view
 
 
-def agent_key_view(key: dict[str, Any], plain: str | None = None) -> dict[str, Any]:
+def agent_key_view(key: JsonObject, plain: str | None = None) -> JsonObject:
     return {
         "_id": key["_id"],
         "id": key["_id"],
@@ -123,7 +120,7 @@ def agent_key_view(key: dict[str, Any], plain: str | None = None) -> dict[str, A
     }
 
 
-def group_for(request: Request, principal: Principal, group_id: str, role: Role) -> dict[str, Any]:
+def group_for(request: Request, principal: Principal, group_id: str, role: Role) -> JsonObject:
     """The project, once ``principal`` holds ``role`` on it (for routes that choose the role at run time)."""
     group = services_of(request).appdb.group(group_id)
     principal.require_group(group, role)
@@ -140,7 +137,7 @@ def list_orgs(
     principal: Principal = Depends(public_principal),
     page: int = Page,
     per: int = PerPage,
-) -> dict[str, Any]:
+) -> JsonObject:
     orgs = [org_view(o) for o in appdb.orgs() if principal.can_see_org(o["_id"])]
     return paginated(request, orgs, page, per)
 
@@ -148,7 +145,7 @@ def list_orgs(
 @router.post("/orgs", status_code=201)
 def create_org(
     appdb: AppDBDep, body: NameBody, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+) -> JsonObject:
     # Creating an organization is for keys that already own one, as a global owner would.
     if not any(r.get("roleName") == Role.ORG_OWNER.value for r in principal.roles):
         raise Forbidden("Creating an organization needs an ORG_OWNER API key.")
@@ -158,7 +155,7 @@ def create_org(
 
 
 @router.get("/orgs/{org_id}")
-def get_org(caller: OrgReader) -> dict[str, Any]:
+def get_org(caller: OrgReader) -> JsonObject:
     return org_view(caller.org)
 
 
@@ -170,7 +167,7 @@ def list_org_groups(
     principal: Principal = Depends(public_principal),
     page: int = Page,
     per: int = PerPage,
-) -> dict[str, Any]:
+) -> JsonObject:
     appdb.org(org_id)
     groups = [group_view(g) for g in appdb.groups() if g["orgId"] == org_id and principal.can_see_group(g)]
     return paginated(request, groups, page, per)
@@ -179,13 +176,13 @@ def list_org_groups(
 @router.get("/orgs/{org_id}/apiKeys")
 def list_org_keys(
     request: Request, caller: OrgOwner, appdb: AppDBDep, page: int = Page, per: int = PerPage
-) -> dict[str, Any]:
+) -> JsonObject:
     keys = [api_key_view(k) for k in appdb.org_api_keys(caller.org_id)]
     return paginated(request, keys, page, per)
 
 
 @router.post("/orgs/{org_id}/apiKeys", status_code=201)
-def create_org_key(caller: OrgOwner, appdb: AppDBDep, body: ApiKeyBody) -> dict[str, Any]:
+def create_org_key(caller: OrgOwner, appdb: AppDBDep, body: ApiKeyBody) -> JsonObject:
     roles = parse_roles(body.roles, ORG_ROLES)
     key, private = appdb.create_api_key(
         body.desc, [{"orgId": caller.org_id, "roleName": r.value} for r in roles]
@@ -194,7 +191,7 @@ def create_org_key(caller: OrgOwner, appdb: AppDBDep, body: ApiKeyBody) -> dict[
 
 
 @router.get("/orgs/{org_id}/apiKeys/{key_id}")
-def get_org_key(caller: OrgOwner, appdb: AppDBDep, key_id: str) -> dict[str, Any]:
+def get_org_key(caller: OrgOwner, appdb: AppDBDep, key_id: str) -> JsonObject:
     return api_key_view(appdb.org_api_key(caller.org_id, key_id))
 
 
@@ -213,7 +210,7 @@ def list_groups(
     principal: Principal = Depends(public_principal),
     page: int = Page,
     per: int = PerPage,
-) -> dict[str, Any]:
+) -> JsonObject:
     groups = [group_view(g) for g in appdb.groups() if principal.can_see_group(g)]
     return paginated(request, groups, page, per)
 
@@ -221,7 +218,7 @@ def list_groups(
 @router.post("/groups", status_code=201)
 def create_group(
     appdb: AppDBDep, body: GroupBody, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+) -> JsonObject:
     org_id = body.orgId
     if org_id is None:
         owned = [r["orgId"] for r in principal.roles if r.get("roleName") == "ORG_OWNER" and "orgId" in r]
@@ -237,12 +234,12 @@ def create_group(
 
 
 @router.get("/groups/{group_id}")
-def get_group(caller: ProjectReader) -> dict[str, Any]:
+def get_group(caller: ProjectReader) -> JsonObject:
     return group_view(caller.group)
 
 
 @router.delete("/groups/{group_id}", status_code=202)
-def delete_group(caller: ProjectOwner, appdb: AppDBDep) -> dict[str, Any]:
+def delete_group(caller: ProjectOwner, appdb: AppDBDep) -> JsonObject:
     appdb.delete_group(caller.group_id)
     return {}
 
@@ -250,13 +247,13 @@ def delete_group(caller: ProjectOwner, appdb: AppDBDep) -> dict[str, Any]:
 @router.get("/groups/{group_id}/apiKeys")
 def list_group_keys(
     request: Request, caller: ProjectOwner, appdb: AppDBDep, page: int = Page, per: int = PerPage
-) -> dict[str, Any]:
+) -> JsonObject:
     keys = [api_key_view(k) for k in appdb.project_api_keys(caller.group_id)]
     return paginated(request, keys, page, per)
 
 
 @router.post("/groups/{group_id}/apiKeys", status_code=201)
-def create_group_key(caller: ProjectOwner, appdb: AppDBDep, body: ApiKeyBody) -> dict[str, Any]:
+def create_group_key(caller: ProjectOwner, appdb: AppDBDep, body: ApiKeyBody) -> JsonObject:
     roles = parse_roles(body.roles, GROUP_ROLES)
     key, private = appdb.create_api_key(
         body.desc, [{"groupId": caller.group_id, "roleName": r.value} for r in roles]
@@ -265,7 +262,7 @@ def create_group_key(caller: ProjectOwner, appdb: AppDBDep, body: ApiKeyBody) ->
 
 
 @router.patch("/groups/{group_id}/apiKeys/{key_id}")
-def assign_group_key(caller: ProjectOwner, appdb: AppDBDep, key_id: str, body: RolesBody) -> dict[str, Any]:
+def assign_group_key(caller: ProjectOwner, appdb: AppDBDep, key_id: str, body: RolesBody) -> JsonObject:
     """Assigns a key of the project's organization to the project with ``roles`` (Ops Manager's "assign an
     organization API key to a project"); a key of another organization is as missing (404)."""
     roles = parse_roles(body.roles, GROUP_ROLES)
@@ -281,14 +278,14 @@ def unassign_group_key(caller: ProjectOwner, appdb: AppDBDep, key_id: str) -> No
 
 
 @router.get("/groups/{group_id}/agentapikeys")
-def list_agent_keys(caller: ProjectOwner, appdb: AppDBDep) -> list[dict[str, Any]]:
+def list_agent_keys(caller: ProjectOwner, appdb: AppDBDep) -> list[JsonObject]:
     return [agent_key_view(k) for k in appdb.agent_keys(caller.group_id)]
 
 
 @router.post("/groups/{group_id}/agentapikeys", status_code=201)
 def create_agent_key(
     caller: ProjectOwner, appdb: AppDBDep, body: AgentKeyBody = Body(default_factory=AgentKeyBody)
-) -> dict[str, Any]:
+) -> JsonObject:
     key, plain = appdb.create_agent_key(caller.group_id, body.desc)
     return agent_key_view(key, plain)
 
@@ -302,11 +299,9 @@ def delete_agent_key(caller: ProjectOwner, appdb: AppDBDep, key_id: str) -> None
 
 
 @router.get("/groups/{group_id}/automationConfig")
-def get_automation_config(
-    caller: ProjectReader, automation: Automation, response: Response
-) -> dict[str, Any]:
+def get_automation_config(caller: ProjectReader, automation: Automation, response: Response) -> JsonObject:
     """The goal config; its ``ETag`` is its version, for a later conditional PUT (``If-Match``)."""
-    config: dict[str, Any] = automation.config(caller.group_id)
+    config = automation.config(caller.group_id)
     response.headers["ETag"] = etag(config["version"])
     return config
 
@@ -316,13 +311,13 @@ def put_automation_config(
     caller: ProjectAutomationAdmin,
     services: ServicesDep,
     response: Response,
-    body: dict[str, Any] = Body(...),
+    body: JsonObject = Body(...),
     if_match: str | None = Header(
         None,
         description='Apply only if the config is still at this version (its ETag, "7"), else 412; '
         "without it the later modification wins, as in Ops Manager.",
     ),
-) -> dict[str, Any]:
+) -> JsonObject:
     group_id = caller.group_id
     expected: int | None = None
     if if_match is not None and not (condition := parse_if_match(if_match)).any_version:
@@ -347,13 +342,13 @@ def _stale_config(group_id: str, if_match: str, current: int) -> PreconditionFai
 
 
 @router.get("/groups/{group_id}/automationStatus")
-def get_automation_status(caller: ProjectReader, automation: Automation) -> dict[str, Any]:
-    status: dict[str, Any] = automation.automation_status(caller.group_id)
+def get_automation_status(caller: ProjectReader, automation: Automation) -> JsonObject:
+    status: JsonObject = automation.automation_status(caller.group_id)
     return status
 
 
 @router.get("/groups/{group_id}/hosts")
 def list_hosts(
     request: Request, caller: ProjectReader, automation: Automation, page: int = Page, per: int = PerPage
-) -> dict[str, Any]:
+) -> JsonObject:
     return paginated(request, automation.hosts(caller.group_id), page, per)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from opsmgr.alerts import AlertService
 from opsmgr.automation.protocol import WORK_CHANGED
@@ -22,6 +22,7 @@ from opsmgr.automation.status import StatusReport
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
@@ -70,6 +71,12 @@ class Stores:
             s.close()
 
 
+class _Forgets(Protocol):
+    def invalidate(self, key: str) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 @dataclass
 class PollCaches:
     """The agent poll path's caches: invalidated by the changes the application database announces (this
@@ -85,7 +92,7 @@ class PollCaches:
     work: TtlCache[str, ProjectWork] = field(default_factory=lambda: TtlCache(30.0))
 
     def forget(self, change: Change) -> None:
-        caches: list[tuple[str, TtlCache[str, Any]]] = [
+        caches: list[tuple[str, _Forgets]] = [
             (CONFIG_CHANGED, self.goal_versions),
             (CONFIG_CHANGED, self.known_hosts),
             (CONFIG_CHANGED, self.work),
@@ -111,7 +118,7 @@ class Deployments:
         """Refuse deployment changes a project cannot take now."""
         self.restoration.guard(group_id)
 
-    def put_config(self, group_id: str, body: Any, *, expected_version: int | None = None) -> dict[str, Any]:
+    def put_config(self, group_id: str, body: object, *, expected_version: int | None = None) -> JsonObject:
         self.guard(group_id)
         return self.automation.put_config(group_id, body, expected_version=expected_version)
 
@@ -130,7 +137,7 @@ class AgentPolls:
         """True when the cache alone shows the agent holds the goal version (never a database read)."""
         return self.caches.goal_versions.peek(group_id) == held
 
-    def config_for(self, group_id: str, hostname: str, held: int) -> dict[str, Any] | None:
+    def config_for(self, group_id: str, hostname: str, held: int) -> JsonObject | None:
         """The config an agent polling with version ``held`` must adopt, or None for "unchanged".
 
         Agents adopt whatever they are served, so anything but the goal version gets the goal config, unless
@@ -145,7 +152,7 @@ class AgentPolls:
             return UNCACHED
         return self.automation.version(group_id)
 
-    def record_status(self, group_id: str, hostname: str, report: StatusReport) -> dict[str, Any]:
+    def record_status(self, group_id: str, hostname: str, report: StatusReport) -> JsonObject:
         """Keep the report of an agent of the project (others are not stored); Restoration Mode may answer
         with a request, or refuse an agent that is not the project's."""
         answer = self.restoration.on_status(group_id, hostname, report)

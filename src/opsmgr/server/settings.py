@@ -94,9 +94,9 @@ key                                                    meaning                  
 =====================================================  ==========================================  ========
 
 The three backing databases must be three different databases. May import ``opsmgr.errors``,
-``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and ``opsmgr.backup.blockstore`` (for the
-backup settings' types), ``opsmgr.maintenance.snapshot`` (the maintenance policy, a pure value) and
-SQLAlchemy's URL parser; nothing of the web framework."""
+``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and
+``opsmgr.backup.blockstore`` (for the backup settings' types), ``opsmgr.maintenance.snapshot`` (the
+maintenance policy, a pure value) and SQLAlchemy's URL parser; nothing of the web framework."""
 
 from __future__ import annotations
 
@@ -107,7 +107,6 @@ import textwrap
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -117,6 +116,7 @@ from opsmgr.backup.blockstore import Compression
 from opsmgr.conf import Key
 from opsmgr.conf import SettingsError as SettingsError  # its home is opsmgr.conf
 from opsmgr.errors import InvalidInput
+from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.properties import dump_properties
 from opsmgr.store.backing import APP, BACKING, OPLOG, SNAPSHOT, BackingStores
@@ -299,7 +299,7 @@ KEYS: tuple[Key, ...] = (
 )
 
 
-def _policy_key(name: str, attr: str, description: str, parse: Callable[[str, Path], Any]) -> Key:
+def _policy_key(name: str, attr: str, description: str, parse: Callable[[str, Path], object]) -> Key:
     """A ``mms.maintenance.*`` key; ``attr`` is the :class:`Policy` field, whose default is the key's."""
     default = Policy.__dataclass_fields__[attr].default
     return Key(f"mms.maintenance.{name}", f"maintenance_{attr}", description, f"{default:g}", parse)
@@ -498,7 +498,7 @@ def _base_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def _https_problems(parsed: dict[str, Any]) -> list[tuple[str, str]]:
+def _https_problems(parsed: JsonObject) -> list[tuple[str, str]]:
     """The mms.https.* keys that only make sense together, and a central URL agents could not use."""
     problems = []
     mode = parsed.get("https_client_certificate_mode")

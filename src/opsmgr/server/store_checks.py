@@ -5,7 +5,8 @@ Owns: which SQLite files are missing (a missing one is refused, before opening w
 store is new), opening the three stores with a damaged one refused (its file unreadable, or a page SQLite's
 quick_check finds damaged), and what lies beside them (whether gen.key has served an installation, whether
 the blockstore holds blocks and how many the snapshot metadata store's snapshots reference), which
-``store.identity`` weighs. May import ``opsmgr.store``, ``opsmgr.backup.snapshots`` and the server's settings.
+``store.identity`` weighs. May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup.snapshots`` and
+the server's settings (``opsmgr.server.settings``).
 """
 
 from __future__ import annotations

@@ -22,17 +22,17 @@ import asyncio
 import json
 import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from opsmgr.errors import Forbidden, InvalidInput
+from opsmgr.jsontypes import JsonObject
 from opsmgr.server.settings import CONF_NAME, ClientCertificateMode, Settings, SettingsError
 from opsmgr.tls import load_ca, load_identity
 
 AGENT_PREFIX = "/agents/"
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, object]
+Receive = Callable[[], Awaitable[MutableMapping[str, object]]]
+Send = Callable[[MutableMapping[str, object]], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -65,12 +65,12 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def uvicorn_https(settings: Settings) -> dict[str, Any]:
+def uvicorn_https(settings: Settings) -> JsonObject:
     """``uvicorn.run``'s keyword arguments for the ``mms.https.*`` keys: none for HTTP."""
     ctx = server_context(settings)
     if ctx is None:
         return {}
-    options: dict[str, Any] = {"ssl_context_factory": lambda _config, _default: ctx}
+    options: JsonObject = {"ssl_context_factory": lambda _config, _default: ctx}
     if settings.https_client_certificate_mode is ClientCertificateMode.AGENTS_ONLY:
         options["http"] = agents_need_certificates_protocol()
     return options
@@ -102,9 +102,9 @@ def agents_need_certificates_protocol() -> type[asyncio.Protocol]:
     TLS handshake brought no verified client certificate (the ASGI scope does not carry it)."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    base: Any = AutoHTTPProtocol  # httptools' protocol, or h11's; both keep the app in ``self.app``
+    base: object = AutoHTTPProtocol  # httptools' protocol, or h11's; both keep the app in ``self.app``
 
-    class AgentsNeedCertificates(base):  # type: ignore[misc]
+    class AgentsNeedCertificates(base):  # type: ignore[misc, valid-type]
         app: Asgi
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

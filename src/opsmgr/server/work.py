@@ -9,11 +9,8 @@ agent's share of it (:meth:`ProjectWork.for_host`) comes with a version; the age
 holds in its report (``workVersion``) and the answer carries the work only when it changed.
 
 Owns the composition only: what each list means belongs to backup, maintenance and the index builds. May
-import everything below ``server``.
-
-May import ``opsmgr.automation.config``, ``opsmgr.server.backup_agent_api``,
-``opsmgr.server.index_builds_api``, ``opsmgr.server.secondary_api`` and ``opsmgr.server.services`` (types
-only).
+import ``opsmgr.automation.config``, ``opsmgr.server.backup_agent_api``, ``opsmgr.server.index_builds_api``,
+``opsmgr.server.secondary_api`` and ``opsmgr.server.services`` (types only).
 """
 
 from __future__ import annotations
@@ -21,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opsmgr.automation.config import processes_by_name
+from opsmgr.jsontypes import JsonObject
 
 if TYPE_CHECKING:
     from opsmgr.server.services import Services
@@ -37,16 +35,16 @@ class ProjectWork:
     """A project's work, before it is split by host (process names are mapped to their hosts)."""
 
     host_of: dict[str, str] = field(default_factory=dict)  # process name -> host (lower-cased)
-    sources: tuple[dict[str, Any], ...] = ()  # backup sources, with ``members``: the set's process names
-    restores: tuple[dict[str, Any], ...] = ()  # restore jobs, with ``processes``: the pending ones
+    sources: tuple[JsonObject, ...] = ()  # backup sources, with ``members``: the set's process names
+    restores: tuple[JsonObject, ...] = ()  # restore jobs, with ``processes``: the pending ones
     maintenance: tuple[tuple[str, frozenset[str]], ...] = ()  # replica set, the hosts taking part
     index_builds: tuple[tuple[str, _Members], ...] = ()  # build id, its members
-    backing: tuple[dict[str, Any], ...] = ()  # backing-database sources, with ``hostname`` (None: any)
+    backing: tuple[JsonObject, ...] = ()  # backing-database sources, with ``hostname`` (None: any)
 
     def _here(self, names: _Members, host: str) -> list[str]:
         return [n for n in names if self.host_of.get(n) == host]
 
-    def for_host(self, hostname: str) -> dict[str, Any]:
+    def for_host(self, hostname: str) -> JsonObject:
         """This host's share, with its ``version``."""
         host = hostname.lower()
         sources = []
@@ -59,7 +57,7 @@ class ProjectWork:
             here = [p for p in job["processes"] if self.host_of.get(p["name"]) == host]
             if here:
                 restores.append({"jobId": job["jobId"], "processes": here})
-        work: dict[str, Any] = {
+        work: JsonObject = {
             "backup": {"sources": sources, "restores": restores},
             "maintenance": sorted(rs for rs, hosts in self.maintenance if host in hosts),
             "indexBuilds": sorted(b for b, names in self.index_builds if self._here(names, host)),
@@ -97,8 +95,8 @@ def project_work(services: Services, group_id: str) -> ProjectWork:
 
 
 def with_work(
-    services: Services, group_id: str, hostname: str, held: str | None, answer: dict[str, Any]
-) -> dict[str, Any]:
+    services: Services, group_id: str, hostname: str, held: str | None, answer: JsonObject
+) -> JsonObject:
     """``answer`` to an agent's status report, with the host's work when it differs from the version the
     agent ``held``."""
     work = services.caches.work.get(group_id, lambda g: project_work(services, g)).for_host(hostname)
