@@ -2,6 +2,8 @@
 
 Domain code raises these; the HTTP layer turns them into Ops Manager shaped JSON errors and the CLI into a
 message and a non-zero exit. Nothing here knows about the web framework: ``http_status`` is just data.
+
+May import the standard library only.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Logging set-up shared by the server and the agent: one JSON object per line, carrying the request id of
 the HTTP request being served (if any) so a line can be traced back to the request that caused it.
+
+May import the standard library only.
 """
 
 from __future__ import annotations

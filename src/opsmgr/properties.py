@@ -2,7 +2,7 @@
 
 Owns parsing and writing only (comments with ``#``/``!``, ``key=value``, ``key:value`` and ``key value``
 separators, backslash line continuations, ``\\t \\n \\r \\f \\uXXXX`` escapes); what the keys mean belongs
-to whoever reads the file. Imports nothing of opsmgr but ``opsmgr.errors``.
+to whoever reads the file. May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ becomes ``inf``), integers of any size, lone UTF-16 surrogates (``"\\ud800"``) a
 interpreter's recursion limit. Each of them is stored without complaint and breaks a later reader: a JSON
 response refuses ``NaN`` and a lone surrogate, a BIGINT column or a date refuses ``2**64``, a recursive
 walker overflows on 900 levels. :func:`check` refuses them with :class:`~opsmgr.errors.InvalidInput` naming
-where; :func:`loads` parses and checks. Imports only ``opsmgr.errors``.
+where; :func:`loads` parses and checks. May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ a result, :class:`ServerUnreachable` (retry with backoff; transport errors, time
 workers (backup, index builds) send their requests through :func:`send` and :func:`send_json` too. The
 ``httpx.AsyncClient`` is passed in so that a fleet shares one connection pool (its TLS settings come from
 ``AgentSettings.http_verify``); a failed TLS handshake is told as such (``opsmgr.tls.tls_failure``). May
-import ``opsmgr.errors`` and ``opsmgr.tls``.
-"""
+import ``opsmgr.errors``, ``opsmgr.tls``, ``opsmgr.automation.protocol`` and ``opsmgr.agent.runtime`` (types
+only)."""
 
 from __future__ import annotations
 

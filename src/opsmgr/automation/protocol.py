@@ -1,5 +1,7 @@
 """The agent protocol's names, shared by the server that answers and the agent that asks: the agent API
 paths and the types of the requests a server may put in its answer to a status report.
+
+May import the standard library only.
 """
 
 from __future__ import annotations

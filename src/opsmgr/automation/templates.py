@@ -1,6 +1,6 @@
 """Ready-made automation configs in Ops Manager's shape: what the demo, the benchmarks and the tests deploy.
 
-Pure; imports nothing of opsmgr.
+Pure. May import the standard library only.
 """
 
 from __future__ import annotations

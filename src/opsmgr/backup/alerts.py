@@ -35,7 +35,7 @@ one cut off from the daemon. Thresholds are an :class:`AlertPolicy`, which the s
 ``opsmgr.server.settings``).
 
 An alert's key is ``backup:<sourceId>:<condition>``, so each source has at most one open alert per
-condition. Imports nothing of opsmgr: the sink is a protocol.
+condition. May import the standard library only: the sink is a protocol.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ decompresses about 4x faster than zlib at a better ratio, and restore time is de
 SHA-256 stays the content address: with the CPU's SHA extensions it hashes faster than BLAKE2b, and changing
 the address would split deduplication between old and new blocks.
 
-Imports ``opsmgr.backup.errors``, ``zstandard`` and the standard library only.
+May import ``opsmgr.backup.errors``, ``zstandard`` and the standard library only.
 """
 
 from __future__ import annotations

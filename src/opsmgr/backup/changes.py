@@ -12,7 +12,7 @@ application to a document target. Pure (the targets are passed in).
   (``renameCollection``) are refused with a clear error, so the source has to be resynced.
 
 A document's **key** is the canonical JSON of its ``_id``, so that ``5`` and ``"5"`` stay different documents
-whatever the source. Imports only ``opsmgr.errors``.
+whatever the source. May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

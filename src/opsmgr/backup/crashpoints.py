@@ -8,7 +8,7 @@ test then kills the process. Unset (the normal case), :func:`reached` costs one 
 Points: ``agent-slice-upload`` (the agent has sent a slice and the daemon answered, before the agent uses
 the answer), ``daemon-snapshot-commit`` (every block of a snapshot is written, its metadata is not),
 ``store-restore-batch`` (a restore of a backing database has committed a batch of its documents).
-Imports the standard library only.
+May import the standard library only.
 """
 
 from __future__ import annotations

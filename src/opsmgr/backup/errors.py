@@ -7,7 +7,7 @@
   restorable ranges).
 - :class:`SnapshotFailed`: a snapshot could not be written (503; the daemon retries at its next tick).
 
-Imports only ``opsmgr.errors``.
+May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ A restore to ``t`` takes the newest snapshot at or before ``t`` that reaches it 
 Targets come in Ops Manager's shapes: ``snapshotId``, ``pointInTimeUTCMillis`` or ``oplogTs`` + ``oplogInc``
 (see ``backup.positions`` for how each maps to a position).
 
-Imports ``opsmgr.errors`` and ``opsmgr.backup.positions``/``errors`` only.
+May import ``opsmgr.errors``, ``opsmgr.backup.positions`` and ``opsmgr.backup.errors`` only.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ part of the window could not be restored. Slices are needed from the base (and a
 in that snapshot's chain, and while the head has not applied them; grooming deletes the metadata of the
 rest first and then frees only the blocks no remaining snapshot or slice references.
 
-Imports ``opsmgr.errors`` only.
+May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ carry whole seconds, every entry of the second ``m`` falls in). ``oplogTs``/``op
 exactly: for a BSON source they are its two halves; for a STORE source ``oplogTs`` is whole seconds and
 ``oplogInc`` the microseconds within that second, which is how :func:`timestamp_json` shows its positions.
 
-Imports only the standard library.
+May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

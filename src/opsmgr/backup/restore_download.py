@@ -8,7 +8,7 @@ next restore and by ``opsmgr fence remove``, and named by ``opsmgr fence show``;
 folder in its fences, so a server refusing to start on them names it too. A folder whose restore is still
 running is never deleted.
 
-Imports the standard library and ``opsmgr.errors`` only.
+May import the standard library and ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ encrypted); a certificate the CLI cannot verify ends the command with the reason
 :func:`public_api` is the client of one command whose failures end it through :func:`fail` (the error's
 message and a non-zero exit, for every command), and :func:`watch` the progress bar of long work (restores,
 builds, drills) polled until it ends.
+
+May import ``opsmgr.errors`` and ``opsmgr.tls``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ server or the backup daemon. A refusal prints the server's message and exits non
 window (400) lists the restorable ranges, missing blocks are 409 "snapshot blocks missing".
 
 ``--cluster`` takes a cluster id or its replica set name.
+
+May import ``opsmgr.errors`` and ``opsmgr.cli.api``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ the primary's three backing databases (through a backing-database agent), all on
 Owns the orchestration of child processes (each started from the same ``opsmgr`` command an operator would
 run, keys passed in their environment, never on their command line) and their clean shutdown; everything it
 creates goes through the public API. The data dir (0700) and demo.json (0600) are for their owner only.
+
+May import ``opsmgr.errors``, ``opsmgr.agent.fleet``, ``opsmgr.agent.state``, ``opsmgr.automation.templates``,
+``opsmgr.cli.api`` and ``opsmgr.cli.secondary``.
 """
 
 from __future__ import annotations

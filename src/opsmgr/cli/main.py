@@ -2,6 +2,11 @@
 
 Owns argument parsing; opsmgr errors become a message and a non-zero exit (``cli.api.fail``); every
 command delegates to the package that owns the work.
+
+May import ``opsmgr`` (its version), ``opsmgr.errors``, the ``opsmgr.cli`` modules of the command groups,
+``opsmgr.agent.main`` and ``opsmgr.agent.fleet``, ``opsmgr.server.boot`` and ``opsmgr.server.settings``,
+``opsmgr.backup.restore_download`` and ``opsmgr.store``; a command imports what it runs when it runs, so
+``opsmgr --help`` stays quick. Nothing imports it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import typer
 from rich.console import Console
 
 from opsmgr import __version__
-from opsmgr.cli.api import fail as fail  # re-exported: cli.secondary imports it from here
+from opsmgr.cli.api import fail
 from opsmgr.cli.backup import backup_app
 from opsmgr.cli.index import index_app
 from opsmgr.errors import InvalidInput, OpsmgrError

@@ -5,7 +5,7 @@ its fences: nothing was changed (:class:`RestoreAborted`). Once writing has begu
 store it may have half-written, and :class:`RestoreInterrupted` names them and the way out: the same restore,
 run again, takes them over. SIGTERM and SIGHUP (a closed terminal) end it as Ctrl-C does, through that
 cleanup (:func:`stops_as_interrupts`); only SIGKILL leaves things where they stood, which the fences and the
-well-known download folder (``backup.restore_download``) then tell. Imports ``opsmgr.errors`` only.
+well-known download folder (``backup.restore_download``) then tell. May import ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

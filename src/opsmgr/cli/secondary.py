@@ -21,6 +21,11 @@ them up to the secondary, and records the secondary in the primary's application
    secondary (which then resyncs its backup of the restored stores), and removes the fences last.
 
 A thin client of the public API (:mod:`opsmgr.cli.api`) plus the stores it restores.
+
+May import ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.agent.state``,
+``opsmgr.backup.positions``, ``opsmgr.backup.restore_download``, ``opsmgr.backup.secondaries``,
+``opsmgr.backup.store_replace``, ``opsmgr.backup.store_restore``, ``opsmgr.restoration.record``,
+``opsmgr.store``, ``opsmgr.cli.api``, ``opsmgr.cli.backup`` and ``opsmgr.cli.restore_ends``.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from opsmgr.cli.api import (
     PublicApi,
     PublicKeyOpt,
     UrlOpt,
+    fail,
     progress_bar,
 )
 from opsmgr.cli.backup import backup_app
@@ -87,12 +93,6 @@ PrimaryConfOpt = typer.Option(
 )
 PrimaryDirOpt = typer.Option(None, "--primary-data-dir", help="Or: the primary's embedded data dir.")
 CONF_NAME = "conf-mms.properties"
-
-
-def _fail(exc: OpsmgrError) -> None:
-    from opsmgr.cli.main import fail
-
-    fail(exc)
 
 
 def primary_conf_path(conf: Path | None, data_dir: Path | None) -> Path:
@@ -199,7 +199,7 @@ def attach(
                 ca_file=ca_file,
             )
     except OpsmgrError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(record))
         return
@@ -595,9 +595,9 @@ def restore_stores(
                 bar=no_bar if as_json else progress_bar,
             )
     except OpsmgrError as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:  # while writing it is a RestoreInterrupted: here nothing was written
-        _fail(RestoreAborted("restore interrupted before anything was written: nothing was changed"))
+        fail(RestoreAborted("restore interrupted before anything was written: nothing was changed"))
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -3,7 +3,8 @@
 One document per build: the :class:`~opsmgr.maintenance.unique_index.UniqueIndexBuild` as JSON plus its
 project. Every event is applied in one write transaction (read, apply the pure transition, write), so the
 operator's confirmation, the executor's reports and the oplog watch never overwrite one another. At most one
-build per replica set is under way. May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.maintenance``.
+build per replica set is under way. May import ``opsmgr.errors``, ``opsmgr.store``,
+``opsmgr.automation.protocol`` and ``opsmgr.maintenance``.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ agents run (:func:`upload_problem`).
 After a restore of the application database every project with processes is ARMED until each host of its
 restored config has polled once: deployment changes are refused meanwhile, since a change accepted before
 the agents are heard could later drive them backwards. A poll with a newer version enters the mode; once
-every awaited host polled without one, the project is clear. Imports nothing of opsmgr but the standard
-library.
+every awaited host polled without one, the project is clear. May import the standard
+library only.
 """
 
 from __future__ import annotations

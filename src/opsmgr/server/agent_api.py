@@ -4,8 +4,8 @@ key (HTTP Basic: mmsGroupId / mmsApiKey, as ``automation-agent.config`` holds th
 The poll is the server's hottest path: it answers 304 "unchanged" unless the agent's held version ``cv`` is
 older than the project's goal version.
 
-May import ``opsmgr.errors``, ``opsmgr.automation.status``, ``opsmgr.server.auth``, ``opsmgr.server.deps`` and
-``opsmgr.server.work``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.status``, ``opsmgr.server.auth``,
+``opsmgr.server.deps`` and ``opsmgr.server.work``.
 """
 
 from __future__ import annotations

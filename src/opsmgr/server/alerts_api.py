@@ -6,8 +6,8 @@ in Ops Manager's shapes, for Project Read Only and above; ``GET /globalAlerts[?s
 :func:`webhook_poster`, the HTTP side of the webhook delivery that ``opsmgr.alerts`` drives from the server's
 periodic work.
 
-May import ``opsmgr.errors``, ``opsmgr.alerts``, ``opsmgr.backup.secondaries``, ``opsmgr.store.appdb``,
-``opsmgr.server.auth``, ``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.alerts``, ``opsmgr.backup.secondaries``,
+``opsmgr.store.appdb``, ``opsmgr.server.auth``, ``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations

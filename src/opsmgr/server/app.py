@@ -3,9 +3,10 @@
 
 Owns the request pipeline: request ids and structured access logs, metrics, the body size limit, and the
 translation of every error into Ops Manager's JSON error shape, so no request yields a traceback. Route
-handlers live in the ``*_api`` modules and stay thin. May import ``opsmgr`` (its version), ``opsmgr.errors``,
-``opsmgr.logs``, ``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.backup``, ``opsmgr.maintenance``,
-``opsmgr.restoration``, ``opsmgr.store`` and ``opsmgr.server`` modules: everything below ``server``.
+handlers live in the ``*_api`` modules and stay thin. May import ``opsmgr.jsontypes``, ``opsmgr`` (its
+version), ``opsmgr.errors``, ``opsmgr.logs``, ``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.backup``,
+``opsmgr.maintenance``, ``opsmgr.restoration``, ``opsmgr.store`` and ``opsmgr.server`` modules: everything
+below ``server``.
 """
 
 from __future__ import annotations

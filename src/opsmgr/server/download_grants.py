@@ -7,7 +7,7 @@ of the database (the secondary's backup of it, a restore download of it) grants 
 derived from the job id with a secret of gen.key, so the server can show the URL again to whoever may
 restore, without storing it. Owns the ``download`` field of a restore job record.
 
-May import ``opsmgr.errors`` only.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors`` only.
 """
 
 from __future__ import annotations

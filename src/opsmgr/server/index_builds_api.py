@@ -7,9 +7,9 @@ lease, carried out through the maintenance routes; a denial is 409 with the reas
 ``opsmgr.maintenance.index_service``; starting and confirming are deployment changes, refused (409) in
 Restoration Mode, as is a member step.
 
-May import ``opsmgr.automation.protocol``, ``opsmgr.maintenance.index_service``, ``opsmgr.store.appdb``,
-``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bounds``, ``opsmgr.server.deps``,
-``opsmgr.server.maintenance_api`` and ``opsmgr.server.public_api``.
+May import ``opsmgr.jsontypes``, ``opsmgr.automation.protocol``, ``opsmgr.maintenance.index_service``,
+``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bounds``,
+``opsmgr.server.deps``, ``opsmgr.server.maintenance_api`` and ``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations

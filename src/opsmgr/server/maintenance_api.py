@@ -8,9 +8,9 @@ same transaction), ``PUT /lease`` to renew, ``DELETE /lease`` to release (a deni
 index build's index), ``POST /events`` for decisions, primary sightings and the
 measurements the preflight checks need. Handlers are thin: ``maintenance.service`` decides.
 
-May import ``opsmgr.errors``, ``opsmgr.maintenance.leases``, ``opsmgr.restoration.service``,
-``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bounds``,
-``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.maintenance.leases``,
+``opsmgr.restoration.service``, ``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``,
+``opsmgr.server.bounds``, ``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 
 Handlers are thin: authenticate, check the role, call the domain service, shape the answer.
 
-May import ``opsmgr.errors``, ``opsmgr.automation.service``, ``opsmgr.store.appdb``, ``opsmgr.server.auth``,
-``opsmgr.server.deps`` and ``opsmgr.server.etags``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.service``, ``opsmgr.store.appdb``,
+``opsmgr.server.auth``, ``opsmgr.server.deps`` and ``opsmgr.server.etags``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A project that is not in the mode answers ``GET`` with ``state: INACTIVE``; ``retry`` and ``DELETE`` on such
 a project answer 409 ``NOT_IN_RESTORATION_MODE``.
 
-May import ``opsmgr.store.appdb``, ``opsmgr.server.auth``, ``opsmgr.server.deps`` and
+May import ``opsmgr.jsontypes``, ``opsmgr.store.appdb``, ``opsmgr.server.auth``, ``opsmgr.server.deps`` and
 ``opsmgr.server.public_api``.
 """
 

@@ -3,9 +3,10 @@
 Owns the :class:`Services` container (frozen: built once, by ``server.boot``), the server's settings as the
 services need them (:class:`ServerConfig`), the agent poll path's caches (:class:`PollCaches`) and the two
 pieces of orchestration that span services: deployment changes refused while Restoration Mode is in the way
-(:class:`Deployments`), and the agent poll and status (:class:`AgentPolls`). May import ``opsmgr.alerts``,
-``opsmgr.automation``, ``opsmgr.backup``, ``opsmgr.maintenance``, ``opsmgr.restoration``, ``opsmgr.store``,
-``opsmgr.errors`` and ``opsmgr.server`` modules below the handlers (cache, digest, jobs, metrics, work).
+(:class:`Deployments`), and the agent poll and status (:class:`AgentPolls`). May import ``opsmgr.jsontypes``,
+``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.backup``, ``opsmgr.maintenance``, ``opsmgr.restoration``,
+``opsmgr.store``, ``opsmgr.errors`` and ``opsmgr.server`` modules below the handlers (cache, digest, jobs,
+metrics, work).
 """
 
 from __future__ import annotations

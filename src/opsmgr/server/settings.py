@@ -93,8 +93,8 @@ key                                                    meaning                  
                                                        this (minus, past 65535)
 =====================================================  ==========================================  ========
 
-The three backing databases must be three different databases. May import ``opsmgr.errors``,
-``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and
+The three backing databases must be three different databases. May import ``opsmgr.jsontypes``,
+``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and
 ``opsmgr.backup.blockstore`` (for the backup settings' types), ``opsmgr.maintenance.snapshot`` (the
 maintenance policy, a pure value) and SQLAlchemy's URL parser; nothing of the web framework."""
 

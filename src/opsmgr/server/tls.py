@@ -12,8 +12,8 @@ means, as in Ops Manager:
 - ``required``: a connection without a verified client certificate is refused in the handshake.
 
 Every problem with the files is a :class:`~opsmgr.server.settings.SettingsError` naming the key, before
-anything is served. May import ``opsmgr.errors``, ``opsmgr.tls`` and ``opsmgr.server.settings``; ``uvicorn``
-only where the serving protocol is made.
+anything is served. May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.tls`` and
+``opsmgr.server.settings``; ``uvicorn`` only where the serving protocol is made.
 """
 
 from __future__ import annotations

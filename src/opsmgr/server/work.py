@@ -9,8 +9,9 @@ agent's share of it (:meth:`ProjectWork.for_host`) comes with a version; the age
 holds in its report (``workVersion``) and the answer carries the work only when it changed.
 
 Owns the composition only: what each list means belongs to backup, maintenance and the index builds. May
-import ``opsmgr.automation.config``, ``opsmgr.server.backup_agent_api``, ``opsmgr.server.index_builds_api``,
-``opsmgr.server.secondary_api`` and ``opsmgr.server.services`` (types only).
+import ``opsmgr.jsontypes``, ``opsmgr.automation.config``, ``opsmgr.server.backup_agent_api``,
+``opsmgr.server.index_builds_api``, ``opsmgr.server.secondary_api`` and ``opsmgr.server.services`` (types
+only).
 """
 
 from __future__ import annotations

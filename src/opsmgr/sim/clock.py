@@ -2,7 +2,7 @@
 
 ``sleep`` is part of the clock because simulated commands that block in MongoDB (``replSetStepDown`` waiting
 for a secondary to catch up, a graceful ``shutdown`` of a primary, a process starting) wait on it: with the
-fake clock, waiting moves simulated time forward instead of blocking. Imports only the standard library.
+fake clock, waiting moves simulated time forward instead of blocking. May import the standard library only.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ A new primary elected behind the lineage's end rolls the lineage back to its poi
 are removed and the versions undone), which is MongoDB's rollback of unreplicated writes.
 
 Two implementations of :class:`DataOps`: :class:`MemoryData` here and ``sim.sqlite.SqliteData``.
-Imports only the standard library and ``opsmgr.drivers.base``.
+May import the standard library and ``opsmgr.drivers.base`` only.
 """
 
 from __future__ import annotations

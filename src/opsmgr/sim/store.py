@@ -10,7 +10,7 @@ A :class:`Backend` opens transactions. Every transaction sees the records (``sim
   agent per host) serialise their calls; records are read as JSON on first use and written back at commit
   when they changed; entries and document versions are tables, changed statement by statement.
 
-Imports only the standard library and ``opsmgr.sim.model``/``opsmgr.sim.data``.
+May import the standard library, ``opsmgr.errors``, ``opsmgr.sim.model`` and ``opsmgr.sim.data`` only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,7 @@
+"""The ``opsmgr`` command line: argument parsing and output, each command delegating to the package that owns
+the work; the public API commands are thin clients over HTTP.
+
+May import ``opsmgr`` (its version), ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``,
+``opsmgr.tls``, ``opsmgr.agent``, ``opsmgr.automation.templates``, ``opsmgr.backup``,
+``opsmgr.restoration.record``, ``opsmgr.server`` (its boot and settings) and ``opsmgr.store``.
+"""
