@@ -49,8 +49,11 @@ primary's (after a restore) resyncs by itself instead of requiring an operator. 
 ``oplogSizeMB`` takes effect at the next start (MongoDB needs ``replSetResizeOplog``).
 
 Modules: ``clock`` (system and fake clocks), ``model`` (records, parameters, views), ``rsconfig`` (config
-rules), ``data`` (documents and oplog entries per lineage), ``store`` (memory and SQLite backends),
-``engine`` (the state machine), ``world`` (``SimWorld``, the API). May import ``opsmgr.errors`` and
+rules), ``data`` (documents and oplog entries per lineage), ``store`` (memory and SQLite backends), the state
+machine (``ctx``: one transaction's view; ``members``: a set read at one instant; ``elections``: elections
+and step-downs; ``replication``: writes, replication, oplog, initial sync; ``engine``: advancing a set in
+time), the commands (``processes``, ``replset``, ``indexes``, ``oplog``, ``restore``, ``faults``, ``views``)
+and ``world`` (``SimWorld``, the API, a façade over the commands). May import ``opsmgr.errors`` and
 ``opsmgr.drivers.base``; nothing here imports the agent, the server or a web framework.
 """
 
