@@ -99,6 +99,13 @@ class Cluster:
         self.world.set_write_load(self.set_id, WriteLoad(**kw))
 
 
+def last_ts(c: Cluster, i: int) -> int:
+    """The newest entry of member ``i``'s oplog."""
+    window = c.driver(i).oplog_window(c.name(i))
+    assert window is not None
+    return window.last_ts
+
+
 def make_cluster(
     members: list[dict[str, Any]] | int = 3,
     *,

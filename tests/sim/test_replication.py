@@ -1,4 +1,5 @@
-"""Replication, the oplog (window, truncation, gaps), the write load's documents, indexes and data moves."""
+"""Replication: the write load's documents, secondaries catching up (or left behind and resynced), a member
+out of its set and back, fsync locks holding writes and applying."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from typing import Any
 import pytest
 
 from opsmgr.drivers.base import CommandConflict, MemberState, OplogRecord
-from opsmgr.errors import OplogGap
-from tests.sim.cluster import MAINTENANCE_PORT, Cluster, make_cluster
+from tests.sim.cluster import MAINTENANCE_PORT, Cluster, last_ts, make_cluster
 
 Docs = dict[tuple[str, str], dict[str, Any]]
 
@@ -35,12 +35,6 @@ def read_all(c: Cluster, i: int, after_ts: int) -> list[OplogRecord]:
         out += batch
         after_ts = batch[-1].ts
     return out
-
-
-def last_ts(c: Cluster, i: int) -> int:
-    window = c.driver(i).oplog_window(c.name(i))
-    assert window is not None
-    return window.last_ts
 
 
 def test_write_load_makes_mongodb_shaped_entries_and_bounded_documents() -> None:
@@ -100,36 +94,6 @@ def test_replication_lag_grows_while_stalled_and_closes_when_healed() -> None:
     c.run(2)
     assert c.view().members[2].lag_s == 0
     assert c.view().members[2].optime_ts == c.view().members[0].optime_ts
-
-
-def test_oplog_window_depends_on_the_write_rate() -> None:
-    c = make_cluster(3, oplog_mb=0.25)
-
-    def window_s(rate: float) -> float:
-        c.set_load(rate=rate, payload_bytes=200)
-        c.run(0.25 * 1024 * 1024 / rate / 200 * 3)  # long enough to fill the oplog several times
-        window = c.driver(0).oplog_window(c.name(0))
-        assert window is not None
-        assert window.size_mb == 0.25 and 0.24 <= window.used_mb <= 0.25
-        return window.window_hours * 3600
-
-    slow, fast = window_s(20), window_s(80)
-    assert slow == pytest.approx(4 * fast, rel=0.1)
-
-
-def test_reading_after_a_truncated_position_is_a_gap() -> None:
-    c = make_cluster(3, oplog_mb=0.05)
-    c.set_load(rate=100)
-    early = last_ts(c, 0)
-    c.run(2)
-    assert c.driver(0).oplog_read(c.name(0), early, limit=5)
-    c.run(30)
-    with pytest.raises(OplogGap) as raised:
-        c.driver(0).oplog_read(c.name(0), early)
-    window = c.driver(0).oplog_window(c.name(0))
-    assert window is not None
-    assert raised.value.first_available_ts == window.first_ts
-    assert c.driver(0).oplog_read(c.name(0), window.first_ts, limit=1)[0].ts > window.first_ts
 
 
 def test_a_member_left_behind_the_oplog_goes_recovering_and_resyncs_after_a_wipe() -> None:
@@ -195,47 +159,3 @@ def test_fsync_lock_blocks_writes_on_the_primary_and_applying_on_a_secondary() -
     assert c.view().members[2].lag_s == 0
     with pytest.raises(CommandConflict, match="not locked"):
         c.driver(2).fsync_unlock(c.name(2))
-
-
-def test_indexes_replicate_and_unique_ones_refuse_duplicates() -> None:
-    c = make_cluster(3)
-    c.world.write(c.set_id, "shop.items", "i", {"_id": 1, "sku": "a"})
-    c.world.write(c.set_id, "shop.items", "i", {"_id": 2, "sku": "a"})
-    c.driver(0).create_index(c.name(0), "shop.items", [("sku", 1)], {})
-    with pytest.raises(CommandConflict, match="E11000 duplicate key") as raised:
-        c.driver(0).create_index(c.name(0), "shop.items", [("sku", -1)], {"unique": True, "name": "sku_u"})
-    assert raised.value.code == 11000
-    c.world.write(c.set_id, "shop.items", "u", {"_id": 2, "sku": "b"})
-    c.driver(0).create_index(c.name(0), "shop.items", [("sku", -1)], {"unique": True, "name": "sku_u"})
-    with pytest.raises(CommandConflict, match="E11000"):
-        c.world.write(c.set_id, "shop.items", "i", {"_id": 3, "sku": "b"})
-    c.run(1)
-    names = [ix["name"] for ix in c.driver(2).list_indexes(c.name(2), "shop.items")]
-    assert names == ["_id_", "sku_1", "sku_u"]
-    with pytest.raises(CommandConflict, match="not primary"):
-        c.driver(1).create_index(c.name(1), "shop.items", [("x", 1)], {})
-
-
-def test_an_index_built_standalone_stays_on_that_member() -> None:
-    c = make_cluster(3)
-    c.driver(1).stop(c.name(1))
-    c.start(1, standalone=True)
-    c.driver(1).create_index(c.name(1), "app.t", [("k", 1)], {"unique": True})
-    c.driver(1).stop(c.name(1))
-    c.start(1)
-    c.run(2)
-    assert [ix["name"] for ix in c.driver(1).list_indexes(c.name(1), "app.t")] == ["_id_", "k_1"]
-    assert [ix["name"] for ix in c.driver(0).list_indexes(c.name(0), "app.t")] == ["_id_"]
-
-
-def test_load_replaces_a_standalone_members_data() -> None:
-    c = make_cluster(1)
-    c.set_load(rate=20)
-    c.run(5)
-    docs = [("app.x", {"_id": i, "v": i * i}) for i in range(10)]
-    with pytest.raises(CommandConflict, match="standalone"):
-        c.driver(0).load(c.name(0), docs)
-    c.driver(0).stop(c.name(0))
-    c.start(0, standalone=True)
-    c.driver(0).load(c.name(0), docs)
-    assert c.driver(0).dump(c.name(0)) == docs

@@ -1,4 +1,5 @@
-"""Network partitions: a cut-off primary, a cut-off secondary, rollback of unreplicated writes, healing."""
+"""Network partitions (``sim.faults``): a cut-off primary, a cut-off secondary, rollback of unreplicated
+writes, healing."""
 
 from __future__ import annotations
 
