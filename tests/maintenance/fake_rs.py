@@ -22,17 +22,17 @@ from opsmgr.maintenance.leases import (
     decide_grant,
     released,
 )
-from opsmgr.maintenance.procedure import (
+from opsmgr.maintenance.moves import (
     Blocked,
     Decision,
     Done,
     Move,
     MoveName,
     Progress,
-    next_move,
     record,
     temporary_arbiter_name,
 )
+from opsmgr.maintenance.procedure import next_move
 from opsmgr.maintenance.report import (
     Alert,
     ChangeState,

@@ -17,7 +17,7 @@ from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.maintenance.leases import Grant
-from opsmgr.maintenance.procedure import Move, MoveName, PlannedStep, Progress, Unit
+from opsmgr.maintenance.moves import Move, MoveName, PlannedStep, Progress, Unit
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.maintenance.wire import move_to_json

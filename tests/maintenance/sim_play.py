@@ -12,17 +12,17 @@ from typing import Any
 from opsmgr.drivers.base import DriverError, MemberState, ProcessSpec
 from opsmgr.drivers.sim import SimDriver
 from opsmgr.maintenance.leases import Deny, LeaseRequest, LeaseState, MemberHealth, decide_grant, released
-from opsmgr.maintenance.procedure import (
+from opsmgr.maintenance.moves import (
     Blocked,
     Decision,
     Done,
     Move,
     MoveName,
     Progress,
-    next_move,
     record,
     temporary_arbiter_name,
 )
+from opsmgr.maintenance.procedure import next_move
 from opsmgr.maintenance.report import Event, events_between, events_for_move
 from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, Task
 from opsmgr.maintenance.snapshot import (

@@ -15,7 +15,7 @@ from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.errors import Conflict
 from opsmgr.maintenance import changes
 from opsmgr.maintenance.leases import ROLLING, Lease, build_owner
-from opsmgr.maintenance.procedure import Move, MoveName, PlannedStep, Progress, Unit
+from opsmgr.maintenance.moves import Move, MoveName, PlannedStep, Progress, Unit
 from opsmgr.maintenance.rolling import RollingChange, Task
 from opsmgr.store.engine import Change, Store
 

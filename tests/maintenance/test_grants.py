@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from opsmgr.alerts import AlertStatus
 from opsmgr.maintenance.leases import Deny, Grant, build_owner
-from opsmgr.maintenance.procedure import BlockCause, Blocked, Move, MoveName
+from opsmgr.maintenance.moves import BlockCause, Blocked, Move, MoveName
 from opsmgr.maintenance.wire import decision_to_json
 from tests.maintenance.helpers import config
 from tests.maintenance.service_world import G, World, upgraded

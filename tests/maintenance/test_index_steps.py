@@ -18,7 +18,7 @@ from opsmgr.automation.service import AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.leases import Deny, Grant, build_owner
-from opsmgr.maintenance.procedure import Done, Move, MoveName, PlannedStep, Unit
+from opsmgr.maintenance.moves import Done, Move, MoveName, PlannedStep, Unit
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.wire import decision_to_json, move_to_json
 from opsmgr.store.engine import Store

@@ -24,7 +24,7 @@ from opsmgr.maintenance.leases import (
     members_health,
     released,
 )
-from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.rolling import RollingChange, Task
 from opsmgr.store.engine import Store
 

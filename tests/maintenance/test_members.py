@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 from opsmgr.maintenance.members import STALE_REPORT_MS, MemberReports
-from opsmgr.maintenance.procedure import temporary_arbiter_name
+from opsmgr.maintenance.moves import temporary_arbiter_name
 from opsmgr.maintenance.rolling import RollingChange
 from tests.maintenance.helpers import config
 

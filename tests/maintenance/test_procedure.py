@@ -3,8 +3,7 @@ one at a time where a scenario would hide them."""
 
 from __future__ import annotations
 
-from opsmgr.maintenance.preflight import Check
-from opsmgr.maintenance.procedure import (
+from opsmgr.maintenance.moves import (
     ArbiterPhase,
     BlockCause,
     Blocked,
@@ -14,11 +13,11 @@ from opsmgr.maintenance.procedure import (
     PlannedStep,
     Progress,
     Unit,
-    member_order,
-    next_move,
     record,
     temporary_arbiter_name,
 )
+from opsmgr.maintenance.preflight import Check
+from opsmgr.maintenance.procedure import member_order, next_move
 from opsmgr.maintenance.rolling import ArbiterSpec, MaintenanceOptions, RollingChange, Task
 from opsmgr.maintenance.snapshot import Policy, maintenance_port
 from tests.maintenance.fake_rs import FakeMember, FakeSet, Fault, play

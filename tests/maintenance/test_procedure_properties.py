@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from opsmgr.maintenance.procedure import temporary_arbiter_name
+from opsmgr.maintenance.moves import temporary_arbiter_name
 from opsmgr.maintenance.rolling import ArbiterSpec, MaintenanceOptions, RollingChange, Task
 from opsmgr.maintenance.snapshot import Policy
 from tests.maintenance.fake_rs import FakeMember, FakeSet, Fault, play

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from opsmgr.drivers.base import MemberState
-from opsmgr.maintenance.procedure import BlockCause, MoveName
+from opsmgr.maintenance.moves import BlockCause, MoveName
 from opsmgr.maintenance.report import summarize
 from opsmgr.maintenance.rolling import ArbiterSpec, MaintenanceOptions, RollingChange, Task
 from opsmgr.maintenance.snapshot import Policy

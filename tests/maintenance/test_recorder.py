@@ -8,7 +8,7 @@ import pytest
 
 from opsmgr.alerts import AlertStatus
 from opsmgr.errors import Conflict
-from opsmgr.maintenance.procedure import BlockCause, Blocked, Done, Move, MoveName
+from opsmgr.maintenance.moves import BlockCause, Blocked, Done, Move, MoveName
 from opsmgr.maintenance.report import ALERT_MEMBER_FAILED
 from opsmgr.maintenance.wire import decision_to_json
 from tests.maintenance.helpers import config

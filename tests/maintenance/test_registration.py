@@ -4,7 +4,7 @@ under way recomputed from the config it started from."""
 
 from __future__ import annotations
 
-from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.moves import Progress
 from tests.maintenance.helpers import config, name_of
 from tests.maintenance.service_world import G, World, maintain, upgraded
 

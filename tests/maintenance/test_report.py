@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opsmgr.maintenance.procedure import (
+from opsmgr.maintenance.moves import (
     BlockCause,
     Blocked,
     Decision,

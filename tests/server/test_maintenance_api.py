@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opsmgr.maintenance.procedure import BlockCause, Blocked, Move, MoveName, PlannedStep, Unit
+from opsmgr.maintenance.moves import BlockCause, Blocked, Move, MoveName, PlannedStep, Unit
 from opsmgr.maintenance.wire import decision_to_json, move_to_json
 from tests.agent_protocol import AgentProject
 from tests.configs import replica_set_config

@@ -52,16 +52,8 @@ from opsmgr.drivers.base import (
     RunMode,
 )
 from opsmgr.errors import OpsmgrError
-from opsmgr.maintenance.procedure import (
-    Blocked,
-    Decision,
-    Done,
-    Move,
-    MoveName,
-    Progress,
-    next_move,
-    temporary_arbiter_name,
-)
+from opsmgr.maintenance.moves import Blocked, Decision, Done, Move, MoveName, Progress, temporary_arbiter_name
+from opsmgr.maintenance.procedure import next_move
 from opsmgr.maintenance.report import events_between
 from opsmgr.maintenance.rolling import UNIQUE_INDEX_TASKS, MemberTask, RollingChange, Task, UniqueIndexTask
 from opsmgr.maintenance.snapshot import (

@@ -1,7 +1,8 @@
 """Rolling maintenance of replica sets: which config changes need a rolling restart, the procedure that
-carries one out one member at a time without losing the majority, the preflight checks that block it with a
-stated reason, the per-replica-set maintenance lease the server grants, the supervised unique index build,
-and the figures of each rolling change.
+carries one out one member at a time without losing the majority (``procedure`` decides, over the moves and
+progress of ``moves``), the preflight checks that block it with a stated reason, the per-replica-set
+maintenance lease the server grants, the supervised unique index build, and the figures of each rolling
+change.
 
 Every decision here is a pure function over plain values; only ``leases.LeaseService``, ``builds``,
 ``index_service`` and ``service.MaintenanceService`` touch the store. The service is the server's side, a

@@ -23,7 +23,7 @@ from typing import Any
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.errors import Conflict
 from opsmgr.maintenance.leases import ROLLING, Lease, LeaseState, owner_of, purpose_of, released
-from opsmgr.maintenance.procedure import (
+from opsmgr.maintenance.moves import (
     WAITS,
     ArbiterPhase,
     BlockCause,

@@ -30,7 +30,7 @@ from opsmgr.maintenance.leases import (
     released,
 )
 from opsmgr.maintenance.members import MemberReports
-from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.report import ChangeState
 from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.maintenance.snapshot import Policy

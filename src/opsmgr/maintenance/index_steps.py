@@ -24,7 +24,7 @@ from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import active, lease_state
 from opsmgr.maintenance.leases import LEASES, Deny, Grant, LeaseRequest, decide_grant, purpose_of
 from opsmgr.maintenance.members import MemberReports
-from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.rolling import UNIQUE_INDEX_TASKS, RollingChange, UniqueIndexTask
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.store.engine import Store

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.store.engine import Store
 

@@ -17,7 +17,7 @@ from typing import Any
 from opsmgr.automation.config import process_port, processes_by_name
 from opsmgr.maintenance.changes import replica_set
 from opsmgr.maintenance.leases import MemberHealth, members_health
-from opsmgr.maintenance.procedure import temporary_arbiter_name
+from opsmgr.maintenance.moves import temporary_arbiter_name
 from opsmgr.maintenance.rolling import RollingChange, maintenance_options
 
 STALE_REPORT_MS = 30_000  # an agent silent this long says nothing about its members' health

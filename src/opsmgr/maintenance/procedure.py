@@ -1,11 +1,12 @@
 """The rolling procedure over one replica set, as a decision the agent asks for on every cycle.
 
 :func:`next_move` takes what the agent sees (:class:`~opsmgr.maintenance.snapshot.RsSnapshot`), the
-:class:`~opsmgr.maintenance.rolling.RollingChange` being carried out and the shared :class:`Progress`, and
-answers with the next :class:`Move`, a :class:`Blocked` (with its reason) or :class:`Done`. The agent whose
-process is the move's ``actor`` carries it out and then calls :func:`record`; a move with ``waiting`` set
-asks for nothing but another look on the next cycle. Progress is plain JSON (:meth:`Progress.to_json`) kept
-by the server with the replica set's maintenance lease, so that every agent of the set sees the same one.
+:class:`~opsmgr.maintenance.rolling.RollingChange` being carried out and the shared
+:class:`~opsmgr.maintenance.moves.Progress`, and answers with the next ``Move``, a ``Blocked`` (with its
+reason) or ``Done`` (the vocabulary of ``maintenance.moves``). The agent whose process is the move's
+``actor`` carries it out and the move is recorded with ``moves.record``; a move with ``waiting`` set asks for
+nothing but another look on the next cycle. Progress is plain JSON (``Progress.to_json``) kept by the server
+with the replica set's maintenance lease, so that every agent of the set sees the same one.
 
 The order: members leaving the set first (a dead member on a decommissioned host must not hold the others
 up), then the other secondaries by ascending priority (hidden, arbiter and priority-0 members first: their
@@ -45,12 +46,25 @@ Pure. May import ``opsmgr.maintenance`` modules and ``opsmgr.drivers.base`` (typ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Any
 
 from opsmgr.drivers.base import MemberState
+from opsmgr.maintenance.moves import (
+    WAITS,
+    ArbiterPhase,
+    BlockCause,
+    Blocked,
+    Decision,
+    Done,
+    Move,
+    MoveName,
+    PlannedStep,
+    Progress,
+    Unit,
+    finish_unit,
+    temporary_arbiter_name,
+)
 from opsmgr.maintenance.preflight import Check, Verdict, fault_tolerance, oplog_window, preferred_primary
 from opsmgr.maintenance.rolling import (
     UNIQUE_INDEX_TASKS,
@@ -61,39 +75,9 @@ from opsmgr.maintenance.rolling import (
 )
 from opsmgr.maintenance.snapshot import Policy, RsSnapshot
 
-
-class MoveName(StrEnum):
-    START_TEMPORARY_ARBITER = "StartTemporaryArbiter"
-    ADD_TEMPORARY_ARBITER = "AddTemporaryArbiter"
-    ACQUIRE_LEASE = "AcquireMaintenanceLease"
-    WAIT_PREFERRED_PRIMARY_CAUGHT_UP = "WaitPreferredPrimaryCaughtUp"
-    STEP_DOWN = "StepDown"
-    WAIT_ELECTION = "WaitElection"
-    TRANSFER_VOTE = "TransferVoteToArbiter"
-    RESTART_STANDALONE = "RestartStandalone"
-    PERFORM_TASK = "PerformTask"
-    RESTART_REPLSET = "RestartReplSet"
-    WAIT_SECONDARY_CAUGHT_UP = "WaitSecondaryCaughtUp"
-    RESTORE_VOTE = "RestoreVote"
-    REMOVE_FROM_SET = "RemoveFromReplicaSet"
-    SHUTDOWN = "Shutdown"
-    RELEASE_LEASE = "ReleaseMaintenanceLease"
-    REMOVE_TEMPORARY_ARBITER = "RemoveTemporaryArbiter"
-    STOP_TEMPORARY_ARBITER = "StopTemporaryArbiter"
-    WAIT_PRIMARY = "WaitPrimary"
-
-
 _RESTARTS = frozenset({MoveName.RESTART_STANDALONE, MoveName.PERFORM_TASK, MoveName.RESTART_REPLSET})
 # Moves after which the member no longer serves its set as it did: never while it is the primary.
 _OUT_OF_SET = frozenset({MoveName.TRANSFER_VOTE, MoveName.RESTART_STANDALONE, MoveName.REMOVE_FROM_SET})
-WAITS = frozenset(
-    {
-        MoveName.WAIT_PREFERRED_PRIMARY_CAUGHT_UP,
-        MoveName.WAIT_ELECTION,
-        MoveName.WAIT_SECONDARY_CAUGHT_UP,
-        MoveName.WAIT_PRIMARY,
-    }
-)
 # Carried out by the agent of the current primary (replica set reconfigurations).
 _BY_PRIMARY = frozenset(
     {
@@ -112,149 +96,6 @@ _ARBITER_MOVES = frozenset(
         MoveName.STOP_TEMPORARY_ARBITER,
     }
 )
-
-
-class Unit(StrEnum):
-    """A fixed run of steps: setting up the temporary arbiter, one member's cycle, tearing the arbiter
-    down, or a whole offline change."""
-
-    SETUP = "setup"
-    MEMBER = "member"
-    TEARDOWN = "teardown"
-    OFFLINE = "offline"
-
-
-class ArbiterPhase(StrEnum):
-    NONE = "none"
-    ACTIVE = "active"
-    REMOVED = "removed"
-
-
-class BlockCause(StrEnum):
-    PREFLIGHT = "preflight"  # a check refused the next going-down move
-    FAILURE = "failure"  # a member did not come back, or no primary was elected
-    WAITING = "waiting"  # the set is not in a state to go on (no primary yet, a member not in the set)
-
-
-def temporary_arbiter_name(rs_id: str) -> str:
-    """The process name of the temporary arbiter of ``rs_id`` (it is in no automation config)."""
-    return f"{rs_id}_maintenance_arbiter"
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    """One step of a unit; ``by_primary``: the primary's agent acts for the member (a leaving member that is
-    already unhealthy may have no agent left to ask for the lease or be shut down)."""
-
-    move: MoveName
-    member: str
-    by_primary: bool = False
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a rolling change has got; changed only by :func:`record`.
-
-    ``steps``/``position``: the unit under way and how many of its steps are complete. ``since``: when the
-    last step completed (timeouts count from it). ``done``: members whose cycle is complete, in order;
-    ``out_times``: how long each was out (the oplog check estimates from them). ``seq`` counts records, so
-    that the server can refuse a stale update.
-    """
-
-    unit: Unit | None = None
-    member: str | None = None
-    steps: tuple[PlannedStep, ...] = ()
-    position: int = 0
-    since: float | None = None
-    out_since: float | None = None
-    started_at: float | None = None
-    done: tuple[str, ...] = ()
-    out_times: tuple[tuple[str, float], ...] = ()
-    step_downs: int = 0
-    arbiter: ArbiterPhase = ArbiterPhase.NONE
-    seq: int = 0
-
-    @property
-    def in_unit(self) -> bool:
-        return self.position < len(self.steps)
-
-    @property
-    def observed_out_s(self) -> list[float]:
-        return [t for _, t in self.out_times]
-
-    def current(self) -> PlannedStep | None:
-        return self.steps[self.position] if self.in_unit else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "unit": self.unit.value if self.unit is not None else None,
-            "member": self.member,
-            "steps": [[s.move.value, s.member, s.by_primary] for s in self.steps],
-            "position": self.position,
-            "since": self.since,
-            "outSince": self.out_since,
-            "startedAt": self.started_at,
-            "done": list(self.done),
-            "outTimes": [[m, t] for m, t in self.out_times],
-            "stepDowns": self.step_downs,
-            "arbiter": self.arbiter.value,
-            "seq": self.seq,
-        }
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Progress:
-        return cls(
-            unit=Unit(raw["unit"]) if raw.get("unit") else None,
-            member=raw.get("member"),
-            steps=tuple(PlannedStep(MoveName(m), str(n), bool(b)) for m, n, b in raw.get("steps", [])),
-            position=int(raw.get("position", 0)),
-            since=raw.get("since"),
-            out_since=raw.get("outSince"),
-            started_at=raw.get("startedAt"),
-            done=tuple(raw.get("done", [])),
-            out_times=tuple((str(m), float(t)) for m, t in raw.get("outTimes", [])),
-            step_downs=int(raw.get("stepDowns", 0)),
-            arbiter=ArbiterPhase(raw.get("arbiter", ArbiterPhase.NONE.value)),
-            seq=int(raw.get("seq", 0)),
-        )
-
-
-@dataclass(frozen=True)
-class Move:
-    """One step for an agent. ``actor`` is the process whose agent carries it out (None for a wait);
-    ``plan`` is set on the first step of a unit and is what :func:`record` stores."""
-
-    name: MoveName
-    member: str
-    actor: str | None
-    note: str
-    waiting: bool = False
-    tasks: tuple[MemberTask, ...] = ()
-    params: dict[str, Any] = field(default_factory=dict)
-    unit: Unit | None = None
-    plan: tuple[PlannedStep, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Blocked:
-    """The change cannot go on. ``retry``: a failed member's own restart step, which the agent keeps
-    carrying out (it is what brings the member back) while the change reports the failure."""
-
-    reason: str
-    cause: BlockCause
-    member: str | None = None
-    check: Check | None = None
-    warnings: tuple[str, ...] = ()
-    retry: Move | None = None
-
-
-@dataclass(frozen=True)
-class Done:
-    note: str
-
-
-Decision = Move | Blocked | Done
 
 
 # --- order and cycles ---------------------------------------------------------------------------------------
@@ -352,7 +193,7 @@ def next_move(
         decision = _continue(snap, change, progress, options, policy)
         if decision is not None:
             return decision
-        progress = _finish_unit(progress, snap.now)  # only satisfied waits were left
+        progress = finish_unit(progress, snap.now)  # only satisfied waits were left
     if change.offline:
         if progress.unit is Unit.OFFLINE:
             return Done(f"{snap.rs_id} is back under its new name")
@@ -640,60 +481,3 @@ def _params(
         spec = options.temporary_arbiter
         return {"name": step.member, "hostname": spec.hostname, "port": spec.port} if spec else {}
     return {}
-
-
-# --- recording ----------------------------------------------------------------------------------------------
-
-
-def record(progress: Progress, move: Move, now: float) -> Progress:
-    """The progress once ``move`` has been carried out at ``now``. Waits change nothing; a move that is not
-    the current unit's next (a retry of something already recorded) is ignored."""
-    if move.waiting:
-        return progress
-    p = progress
-    if move.plan and move.plan != p.steps:
-        p = replace(
-            p,
-            unit=move.unit,
-            member=move.member if move.unit is Unit.MEMBER else None,
-            steps=move.plan,
-            position=0,
-            out_since=None,
-            started_at=p.started_at if p.started_at is not None else now,
-        )
-    index = next(
-        (
-            i
-            for i in range(p.position, len(p.steps))
-            if (p.steps[i].move, p.steps[i].member) == (move.name, move.member)
-        ),
-        None,
-    )
-    if index is None:
-        if move.name is MoveName.STEP_DOWN:  # a primary that a fault put in a secondary's cycle
-            return replace(p, step_downs=p.step_downs + 1, since=now, seq=p.seq + 1)
-        return progress
-    p = replace(p, position=index + 1, since=now, seq=p.seq + 1)
-    if move.name in (MoveName.RESTART_STANDALONE, MoveName.REMOVE_FROM_SET) or (
-        move.name is MoveName.SHUTDOWN and p.out_since is None
-    ):
-        p = replace(p, out_since=p.out_since if p.out_since is not None else now)
-    if move.name is MoveName.STEP_DOWN:
-        p = replace(p, step_downs=p.step_downs + 1)
-    elif move.name is MoveName.ADD_TEMPORARY_ARBITER:
-        p = replace(p, arbiter=ArbiterPhase.ACTIVE)
-    elif move.name is MoveName.REMOVE_TEMPORARY_ARBITER:
-        p = replace(p, arbiter=ArbiterPhase.REMOVED)
-    return _finish_unit(p, now) if not p.in_unit else p
-
-
-def _finish_unit(p: Progress, now: float) -> Progress:
-    done, out_times = p.done, p.out_times
-    if p.unit is Unit.MEMBER and p.member is not None:
-        done = (*done, p.member)
-        if p.out_since is not None:
-            out_times = (*out_times, (p.member, now - p.out_since))
-    elif p.unit is Unit.OFFLINE:
-        members = dict.fromkeys(s.member for s in p.steps)
-        done = (*done, *(m for m in members if m not in done))
-    return replace(p, steps=(), position=0, member=None, out_since=None, done=done, out_times=out_times)

@@ -22,7 +22,7 @@ from opsmgr.maintenance.changes import MAX_EVENTS, AlertFact, active, alert_key
 from opsmgr.maintenance.index_steps import IndexSteps, step_end
 from opsmgr.maintenance.leases import LEASES, ROLLING
 from opsmgr.maintenance.members import MemberReports
-from opsmgr.maintenance.procedure import Decision, Done, Move, MoveName
+from opsmgr.maintenance.moves import Decision, Done, Move, MoveName
 from opsmgr.maintenance.report import ALERT_MEMBER_FAILED, Event, EventKind
 from opsmgr.maintenance.wire import decision_from_json, move_from_json
 from opsmgr.store.engine import Store

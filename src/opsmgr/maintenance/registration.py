@@ -21,7 +21,7 @@ from opsmgr.automation.config import map_secrets
 from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import active
 from opsmgr.maintenance.leases import LEASES, ROLLING
-from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.rolling import RollingChange, rolling_changes
 from opsmgr.store.engine import Txn, new_id
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from opsmgr.maintenance.procedure import BlockCause, Blocked, Decision, Done, Move, MoveName, Progress
+from opsmgr.maintenance.moves import BlockCause, Blocked, Decision, Done, Move, MoveName, Progress
 from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.maintenance.snapshot import RsSnapshot
 

@@ -20,7 +20,7 @@ from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import HISTORY, active, history, lease_state, replica_set
 from opsmgr.maintenance.leases import LEASES, lease_view
 from opsmgr.maintenance.members import MemberReports
-from opsmgr.maintenance.procedure import Progress
+from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.report import ChangeState, ChangeStatus, Event, change_view, queued_view, status_view
 from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, maintenance_options
 from opsmgr.maintenance.snapshot import Policy

@@ -13,16 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opsmgr.errors import InvalidInput
-from opsmgr.maintenance.procedure import (
-    BlockCause,
-    Blocked,
-    Decision,
-    Done,
-    Move,
-    MoveName,
-    PlannedStep,
-    Unit,
-)
+from opsmgr.maintenance.moves import BlockCause, Blocked, Decision, Done, Move, MoveName, PlannedStep, Unit
 from opsmgr.maintenance.rolling import ArbiterSpec, MaintenanceOptions
 from opsmgr.maintenance.snapshot import Policy
 
