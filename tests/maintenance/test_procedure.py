@@ -13,7 +13,6 @@ from opsmgr.maintenance.moves import (
     PlannedStep,
     Progress,
     Unit,
-    record,
     temporary_arbiter_name,
 )
 from opsmgr.maintenance.preflight import Check
@@ -287,18 +286,6 @@ def test_member_order() -> None:
     )
     tasks = {n: frozenset({Task.RESTART}) for n in "abcd"} | {"e": frozenset({Task.REMOVE_PROCESS})}
     assert member_order(s, RollingChange("rs0", tasks=tasks)) == ["e", "c", "d", "a", "b"]
-
-
-def test_record_keeps_to_the_plan() -> None:
-    change = version_change(*ALL3)
-    first = next_move(psa(), change, Progress())
-    assert isinstance(first, Move) and first.unit is Unit.MEMBER and first.plan
-    progress = record(Progress(), first, 10.0)
-    assert progress.member == "rs0_0" and progress.position == 1 and progress.seq == 1
-    assert record(progress, first, 11.0) == progress  # a retry of a recorded move changes nothing
-    wait = Move(MoveName.WAIT_ELECTION, "rs0_0", None, "", waiting=True)
-    assert record(progress, wait, 12.0) == progress
-    assert Progress.from_json(progress.to_json()) == progress
 
 
 def test_nothing_to_roll_is_done() -> None:
