@@ -220,7 +220,7 @@ class FakeDriver:
         raise NotImplementedError
 
     def oplog_window(self, name: str) -> OplogWindow | None:
-        raise NotImplementedError
+        return None  # the fake world keeps no oplog: a window is unknown, as on a member without writes
 
     def oplog_read(self, name: str, after_ts: int, limit: int = 1000) -> list[OplogRecord]:
         raise NotImplementedError

@@ -206,7 +206,7 @@ class RollingFleet:
             {p["name"] for p in processes_on_host(self.goal, host)}
             | {p["name"] for p in processes_on_host(self.previous or {}, host)}
         )
-        snap = read_snapshot(self.drivers[host], names, frozenset())
+        snap = read_snapshot(self.drivers[host], names, frozenset(), oplog_windows=True)
         self.reports[host] = self._status(host, snap)
         # What the agent's work list would name: the sets under a rolling change.
         active = frozenset(self.service.active_sets(GROUP))

@@ -139,7 +139,7 @@ class Harness:
         takes no time)."""
         host, goal = worker.hostname, self.goal
         names = [p["name"] for p in processes_on_host(goal, host)]
-        snap = read_snapshot(self.drivers[host], names, frozenset())
+        snap = read_snapshot(self.drivers[host], names, frozenset(), oplog_windows=True)
         active = frozenset(self.maintenance.active_sets(GROUP))
         rolling = await self.executors[host].cycle(snap, goal, int(goal["version"]), active)
         await worker.long.wait()

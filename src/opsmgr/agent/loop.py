@@ -59,7 +59,7 @@ from opsmgr.agent.state import NO_VERSION, StateStore
 from opsmgr.agent.work import WorkList, received
 from opsmgr.automation.config import config_hash, processes_on_host, redact, validate
 from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
-from opsmgr.drivers.base import Driver, RsStatus
+from opsmgr.drivers.base import Driver, RsStatus, RunMode
 from opsmgr.errors import OpsmgrError
 
 log = logging.getLogger(__name__)
@@ -100,19 +100,25 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")
 
 
-def read_snapshot(driver: Driver, names: list[str], initiated_sets: frozenset[str]) -> Snapshot:
-    """Everything the planner needs from the driver, read in one go (one worker-thread hop for mongod)."""
+def read_snapshot(
+    driver: Driver, names: list[str], initiated_sets: frozenset[str], oplog_windows: bool = False
+) -> Snapshot:
+    """Everything the cycle's decisions need from the driver, read in one go (one worker-thread hop for
+    mongod): each process's state, its replica set's status and config, its client connections and, with
+    ``oplog_windows`` (while a rolling change may check them), the oplog window of each member in its set."""
     processes: dict[str, LocalProcess] = {}
     for name in names:
         obs = driver.observe(name)
         if not obs.running:
             processes[name] = LocalProcess(obs)
             continue
+        in_set = oplog_windows and obs.mode is RunMode.REPLSET
         processes[name] = LocalProcess(
             obs,
             rs_status=_quietly(driver.rs_status, name),
             rs_config=_quietly(driver.rs_config, name),
             connections=_quietly(driver.connections, name),
+            oplog_window=_quietly(driver.oplog_window, name) if in_set else None,
         )
     return Snapshot(processes, initiated_sets)
 
@@ -302,8 +308,11 @@ class Agent:
         self.backoff.reset()
 
         try:
+            windows = self.maintenance.looks_at_sets(
+                self.held, self.held_version, self.work.maintenance, self.state.goal_config
+            )
             snapshot = await self._driver(
-                read_snapshot, self.driver, self._names(), self.state.initiated_sets
+                read_snapshot, self.driver, self._names(), self.state.initiated_sets, windows
             )
         except OpsmgrError as exc:
             return self._done(

@@ -288,7 +288,7 @@ class MaintenanceExecutor:
             options.temporary_arbiter is not None and options.temporary_arbiter.hostname == self.hostname
         )
         memory.owned = tuple(n for n in local if n in snap.processes)
-        measured = await self._measure(local, snap)
+        measured = self._measure(local, snap)
         rs_snap, from_status = self._snapshot(rs_id, view, snap, local, change, measured)
         decision = next_move(rs_snap, change, progress, options=options, policy=policy)
         move = decision.retry if isinstance(decision, Blocked) else decision
@@ -327,20 +327,33 @@ class MaintenanceExecutor:
         annotations = {n: _annotation(n, decision, progress, error) for n in memory.owned}
         return _SetRun(notes, sentence, acted, annotations)
 
-    async def _measure(self, local: list[str], snap: Snapshot) -> dict[str, dict[str, Any]]:
-        """Oplog window and client connections of the local members in their set."""
+    def looks_at_sets(
+        self,
+        goal: Mapping[str, Any] | None,
+        version: int,
+        active: frozenset[str],
+        previous: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Whether :meth:`cycle` looks at any set this cycle (the snapshot then needs the oplog windows)."""
+        if goal is None:
+            return False
+        for rs_id in self._candidates(goal, previous):
+            memory = self._sets.get(rs_id)
+            if memory is None or memory.active or rs_id in active or memory.checked_version != version:
+                return True
+        return False
+
+    @staticmethod
+    def _measure(local: list[str], snap: Snapshot) -> dict[str, dict[str, Any]]:
+        """Oplog window and client connections of the local members in their set, from the snapshot."""
         out: dict[str, dict[str, Any]] = {}
         for name in local:
             lp = snap.processes.get(name)
             if lp is None or not lp.observation.running or lp.observation.mode is not RunMode.REPLSET:
                 continue
             entry: dict[str, Any] = {"connections": lp.connections}
-            try:
-                window = await self._call(self.driver.oplog_window, name)
-            except DriverError:
-                window = None
-            if window is not None:
-                seconds = effective_window_s(window)
+            if lp.oplog_window is not None:
+                seconds = effective_window_s(lp.oplog_window)
                 entry["oplogWindowSecs"] = seconds if seconds != float("inf") else None
             out[name] = entry
         return out

@@ -40,7 +40,7 @@ from opsmgr.automation.config import (
     replica_set,
     replica_set_of,
 )
-from opsmgr.drivers.base import MemberState, ProcessObservation, ProcessSpec, RsStatus, RunMode
+from opsmgr.drivers.base import MemberState, OplogWindow, ProcessObservation, ProcessSpec, RsStatus, RunMode
 from opsmgr.maintenance.rolling import RUNTIME_PARAMETERS
 
 DEFAULT_DBPATH = "/data/db"
@@ -77,6 +77,8 @@ class LocalProcess:
     rs_status: RsStatus | None = None
     rs_config: Mapping[str, Any] | None = None
     connections: int | None = None
+    # Read only while a rolling change may need it (its oplog check): None otherwise.
+    oplog_window: OplogWindow | None = None
 
 
 @dataclass(frozen=True)
