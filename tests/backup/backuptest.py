@@ -1,5 +1,5 @@
-"""Helpers of the backup tests: a fake clock, the three stores of a server on SQLite, and a minimal agent
-that initial-syncs a source store and ships its oplog as slices, as the real agent does."""
+"""Helpers of the backup tests: a fake clock, the three stores of a server on SQLite, a minimal agent that
+initial-syncs a source store and ships its oplog as slices, as the real agent does, and restores read back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.daemon import BackupDaemon, Source
+from opsmgr.backup.positions import PositionKind, to_oplog
 from opsmgr.backup.slices import SliceResult, SliceStatus
 from opsmgr.store import Store
 
@@ -41,6 +42,18 @@ def open_stores(folder: Path) -> Stores:
         Store(f"sqlite:///{folder / 'snapshots.db'}", name="snapshots"),
         Store(f"sqlite:///{folder / 'oplogs.db'}", name="oplogs"),
     )
+
+
+def at(position: int) -> dict[str, int]:
+    """A restore target at a store oplog position."""
+    ts, inc = to_oplog(PositionKind.STORE, position)
+    return {"oplogTs": ts, "oplogInc": inc}
+
+
+def restored(daemon: BackupDaemon, source: Source, target: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """The documents a restore of ``source`` to ``target`` gives, by (collection, _id)."""
+    plan = daemon.restore_plan(source.id, target)
+    return {(ns, doc["_id"]): doc for ns, doc in daemon.restore_documents(plan)}
 
 
 def store_documents(store: Store) -> dict[tuple[str, str], dict[str, Any]]:

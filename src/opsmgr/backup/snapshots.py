@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +188,28 @@ class Progress:
 
     def to_json(self) -> dict[str, Any]:
         return {"fraction": round(self.fraction, 4), "message": self.message}
+
+
+class ProgressBoard:
+    """The progress of long work (a snapshot by its id, a restore by the job id given to it), in memory."""
+
+    def __init__(self) -> None:
+        self._progress: dict[str, Progress] = {}
+        self._lock = threading.Lock()
+
+    def set(self, work_id: str, progress: Progress) -> None:
+        with self._lock:
+            self._progress[work_id] = progress
+
+    def get(self, work_id: str) -> Progress | None:
+        with self._lock:
+            return self._progress.get(work_id)
+
+    def reporter(self, work_id: str | None) -> Callable[[Progress], None] | None:
+        """What reports the progress of ``work_id`` (None: work nobody follows)."""
+        if work_id is None:
+            return None
+        return lambda p: self.set(work_id, p)
 
 
 def write_snapshot(
