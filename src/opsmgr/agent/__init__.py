@@ -3,7 +3,8 @@ shipping backups and loading restores, and carrying out rolling maintenance, ove
 
 Never the server's code, and no store but the backing agent's, opened lazily. May import ``opsmgr.errors``,
 ``opsmgr.logs``, ``opsmgr.tls``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.automation.config``,
-``opsmgr.automation.protocol``, the pure ``opsmgr.maintenance.procedure``, ``opsmgr.maintenance.report``,
+``opsmgr.automation.protocol``, the pure ``opsmgr.maintenance.procedure``, ``opsmgr.maintenance.moves``,
+``opsmgr.maintenance.report``,
 ``opsmgr.maintenance.rolling``, ``opsmgr.maintenance.snapshot``, ``opsmgr.maintenance.unique_index`` and
 ``opsmgr.maintenance.wire``, ``opsmgr.backup.wire``, ``opsmgr.backup.crashpoints``, ``opsmgr.drivers``,
 ``opsmgr.sim`` and ``opsmgr.store``.
