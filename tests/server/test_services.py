@@ -1,4 +1,4 @@
-"""Where automated restores go (``backup_api.GoalConfigTargets``): the target's processes disabled or enabled
+"""Where automated restores go (``services.GoalConfigTargets``): the target's processes disabled or enabled
 in the goal config by the caller's transaction, so that a restore job and its target's change commit together
 or not at all; Restoration Mode's guard refuses before anything is written."""
 
@@ -12,7 +12,7 @@ import pytest
 from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.errors import Conflict
-from opsmgr.server.backup_api import GoalConfigTargets
+from opsmgr.server.services import GoalConfigTargets
 from opsmgr.store.engine import Change, Store
 
 G = "g1"

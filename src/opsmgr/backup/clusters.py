@@ -113,6 +113,10 @@ class Clusters:
             raise NotFound(f"cluster {cluster_id} is not backed up", clusterId=cluster_id)
         return sources[0]
 
+    def started(self) -> set[str]:
+        """The ids of the clusters of every project whose backup is STARTED."""
+        return {doc["_id"] for doc in self.store.find(CONFIGS, statusName=BackupStatus.STARTED.value)}
+
     def started_sources(self, group_id: str) -> list[StartedSource]:
         """The sources of the project's clusters with backup STARTED."""
         out = []

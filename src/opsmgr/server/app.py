@@ -227,8 +227,6 @@ def create_app(services: Services) -> FastAPI:
         description="Open-source control plane for self-managed MongoDB, in Ops Manager's API shapes.",
     )
     app.state.services = services
-    # The handlers not yet on typed dependencies reach the services by this name.
-    app.state.ctx = services
     app.state.readiness = ops_api.Readiness(
         services.stores.app, services.stores.snapshots, services.stores.oplogs
     )

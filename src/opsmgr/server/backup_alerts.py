@@ -3,8 +3,7 @@
 
 A source of a cluster whose backup is STOPPED is not listed, so its alerts resolve: nothing is expected of it.
 
-May import ``opsmgr.errors``, ``opsmgr.backup.alerts``, ``opsmgr.server.backup_api`` and
-``opsmgr.server.services`` (types only).
+May import ``opsmgr.errors``, ``opsmgr.backup.alerts`` and ``opsmgr.server.services`` (types only).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from opsmgr.backup.alerts import AlertPolicy, Publisher, SourceFacts
 from opsmgr.errors import NotFound
-from opsmgr.server import backup_api
 
 if TYPE_CHECKING:
     from opsmgr.server.services import Services
@@ -24,7 +22,7 @@ log = logging.getLogger("opsmgr.server.backup_alerts")
 
 
 def started_facts(services: Services) -> list[SourceFacts]:
-    started = {doc["_id"] for doc in services.stores.app.find(backup_api.CONFIGS, statusName="STARTED")}
+    started = services.clusters.started()
     out = []
     for src in services.backup.sources():
         if src.clusterId not in started:

@@ -3,45 +3,37 @@ snapshots with the point-in-time window, and restore jobs (automated into a depl
 of the restored documents as JSON lines, through a URL that expires and serves ``maxDownloads`` downloads).
 
 The clusters and their configurations are ``backup.clusters``'s, the restore jobs ``backup.jobs``'s, the
-backup work the daemon's (``ctx.backup``): handlers parse, call one of them and shape the answer. Reads need
-GROUP_READ_ONLY; changes GROUP_BACKUP_ADMIN (which a GROUP_OWNER holds). A restore job is a deployment change:
-Restoration Mode refuses it (409). A download URL is a credential: only keys that may restore
-(GROUP_BACKUP_ADMIN) see it, as in Ops Manager, where Project Read Only can neither create nor download
-restores.
+backup work the daemon's, each one of the server's services (``server.deps``): handlers parse, call one of
+them and shape the answer. Reads need GROUP_READ_ONLY; changes GROUP_BACKUP_ADMIN (which a GROUP_OWNER
+holds). A restore job is a deployment change: Restoration Mode refuses it (409). A download URL is a
+credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager, where Project Read
+Only can neither create nor download restores.
 
-May import ``opsmgr.errors``, ``opsmgr.automation.protocol``, ``opsmgr.automation.service``,
-``opsmgr.backup``, ``opsmgr.store.appdb``, ``opsmgr.store.engine``, ``opsmgr.server.auth``,
-``opsmgr.server.download_grants`` and ``opsmgr.server.public_api``.
+May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.backup``, ``opsmgr.store.appdb``,
+``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.download_grants``,
+``opsmgr.server.public_api`` and ``opsmgr.server.services``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from opsmgr.automation.service import AutomationService
-from opsmgr.backup.clusters import CONFIGS as CONFIGS
-from opsmgr.backup.clusters import Clusters
-from opsmgr.backup.jobs import (
-    DEPLOYMENT_JOBS,
-    DeploymentRestores,
-    Grants,
-    IntoDeployment,
-    JobState,
-    parse_delivery,
-)
+from opsmgr.backup.jobs import DEPLOYMENT_JOBS, DeploymentRestores, IntoDeployment, JobState, parse_delivery
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.errors import NotFound
-from opsmgr.server.auth import public_principal
+from opsmgr.jsontypes import JsonObject
+from opsmgr.server.auth import ProjectBackupAdmin, ProjectCaller, ProjectReader
+from opsmgr.server.bodies import BackupConfigBody, RestoreJobBody, SnapshotScheduleBody
+from opsmgr.server.deps import AppDBDep, Automation, Backup, ClustersDep, Restores, ServicesDep
 from opsmgr.server.download_grants import DeliveryStatus, DownloadGrant, no_such_download, token_for
-from opsmgr.server.public_api import PREFIX, group_for, unpaged
-from opsmgr.store.appdb import Principal, Role
-from opsmgr.store.engine import Txn
+from opsmgr.server.public_api import PREFIX, unpaged
+from opsmgr.server.services import Services
+from opsmgr.store.appdb import Role
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
 download_router = APIRouter(tags=["backup"])
@@ -50,55 +42,7 @@ JOBS = DEPLOYMENT_JOBS
 DOWNLOAD_PATH = "/backup/restore/{job_id}/{token}"
 
 
-def _ctx(request: Request) -> Any:
-    return request.app.state.ctx
-
-
-class GoalConfigTargets:
-    """Where automated restores go: the projects' goal configs, behind Restoration Mode's guard."""
-
-    def __init__(self, automation: AutomationService, guard: Callable[[str], None]) -> None:
-        self.automation = automation
-        self._guard = guard
-
-    def guard(self, group_id: str) -> None:
-        self._guard(group_id)
-
-    def processes(self, group_id: str, replica_set: str) -> list[dict[str, Any]]:
-        config = self.automation.config(group_id)
-        members: list[dict[str, Any]] = next(
-            (rs["members"] for rs in config.get("replicaSets", []) if rs["_id"] == replica_set), []
-        )
-        names = {m["host"] for m in members}
-        return [p for p in config.get("processes", []) if p["name"] in names]
-
-    def set_disabled(self, t: Txn, group_id: str, names: Sequence[str], disabled: bool) -> None:
-        self._guard(group_id)
-        config = self.automation.config(group_id)
-        for p in config.get("processes", []):
-            if p["name"] in names:
-                p["disabled"] = disabled
-        # Read before ``t`` wrote anything of it: the version makes the write refuse a change made since.
-        self.automation.write_config(t, group_id, config, expected_version=config["version"])
-
-
-def _grants(secret: bytes) -> Grants:
-    # The job id as the token's derivation input: one job's token never opens another's download.
-    return lambda job_id, expires, downloads: DownloadGrant.issue(
-        secret, job_id, expires, downloads
-    ).to_json()
-
-
-def clusters_of(ctx: Any) -> Clusters:
-    return Clusters(ctx.stores.app, ctx.backup)
-
-
-def restores_of(ctx: Any) -> DeploymentRestores:
-    targets = GoalConfigTargets(ctx.automation, ctx.deployments.guard)
-    return DeploymentRestores(ctx.stores.app, ctx.backup, targets, _grants(ctx.config.digest_secret))
-
-
-def cluster_json(doc: dict[str, Any]) -> dict[str, Any]:
+def cluster_json(doc: JsonObject) -> JsonObject:
     return {
         "id": doc["_id"],
         "groupId": doc["groupId"],
@@ -109,112 +53,81 @@ def cluster_json(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/groups/{group_id}/clusters")
-def list_clusters(
-    request: Request, group_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+def list_clusters(caller: ProjectReader, automation: Automation, clusters: ClustersDep) -> JsonObject:
     """One cluster per replica set of the project's automation config."""
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    names = [rs["_id"] for rs in ctx.automation.config(group_id).get("replicaSets", [])]
-    return unpaged([cluster_json(c) for c in clusters_of(ctx).ensure(group_id, names)])
+    names = [rs["_id"] for rs in automation.config(caller.group_id).get("replicaSets", [])]
+    return unpaged([cluster_json(c) for c in clusters.ensure(caller.group_id, names)])
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}")
-def get_cluster(
-    request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    return cluster_json(clusters_of(_ctx(request)).get(group_id, cluster_id))
+def get_cluster(caller: ProjectReader, clusters: ClustersDep, cluster_id: str) -> JsonObject:
+    return cluster_json(clusters.get(caller.group_id, cluster_id))
 
 
-def _config_json(group_id: str, cluster_id: str, status: str) -> dict[str, Any]:
+def _config_json(group_id: str, cluster_id: str, status: str) -> JsonObject:
     return {"groupId": group_id, "clusterId": cluster_id, "statusName": status}
 
 
 @router.get("/groups/{group_id}/backupConfigs/{cluster_id}")
-def get_backup_config(
-    request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    clusters = clusters_of(_ctx(request))
-    clusters.get(group_id, cluster_id)
-    return _config_json(group_id, cluster_id, clusters.status(cluster_id))
+def get_backup_config(caller: ProjectReader, clusters: ClustersDep, cluster_id: str) -> JsonObject:
+    clusters.get(caller.group_id, cluster_id)
+    return _config_json(caller.group_id, cluster_id, clusters.status(cluster_id))
 
 
 @router.patch("/groups/{group_id}/backupConfigs/{cluster_id}")
 def patch_backup_config(
-    request: Request,
-    group_id: str,
-    cluster_id: str,
-    body: dict[str, Any] = Body(...),
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
+    caller: ProjectBackupAdmin, clusters: ClustersDep, cluster_id: str, body: BackupConfigBody
+) -> JsonObject:
     """``statusName`` STARTED registers the replica set with the daemon; TERMINATING deletes its backups."""
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    status = clusters_of(_ctx(request)).set_status(group_id, cluster_id, body.get("statusName"))
-    return _config_json(group_id, cluster_id, status)
+    status = clusters.set_status(caller.group_id, cluster_id, body.as_sent().get("statusName"))
+    return _config_json(caller.group_id, cluster_id, status)
 
 
 @router.get("/groups/{group_id}/backupConfigs/{cluster_id}/snapshotSchedule")
-def get_schedule(
-    request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    src = clusters_of(_ctx(request)).source(group_id, cluster_id)
-    return {"groupId": group_id, "clusterId": cluster_id, **src.schedule.to_json()}
+def get_schedule(caller: ProjectReader, clusters: ClustersDep, cluster_id: str) -> JsonObject:
+    src = clusters.source(caller.group_id, cluster_id)
+    return {"groupId": caller.group_id, "clusterId": cluster_id, **src.schedule.to_json()}
 
 
 @router.patch("/groups/{group_id}/backupConfigs/{cluster_id}/snapshotSchedule")
 def patch_schedule(
-    request: Request,
-    group_id: str,
+    caller: ProjectBackupAdmin,
+    clusters: ClustersDep,
+    backup: Backup,
     cluster_id: str,
-    body: dict[str, Any] = Body(...),
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    ctx = _ctx(request)
-    src = clusters_of(ctx).source(group_id, cluster_id)
-    fields = {k: v for k, v in body.items() if k not in ("groupId", "clusterId", "links")}
-    schedule = ctx.backup.set_schedule(src.id, fields)
-    return {"groupId": group_id, "clusterId": cluster_id, **schedule.to_json()}
+    body: SnapshotScheduleBody,
+) -> JsonObject:
+    src = clusters.source(caller.group_id, cluster_id)
+    fields = {k: v for k, v in body.as_sent().items() if k not in ("groupId", "clusterId", "links")}
+    schedule = backup.set_schedule(src.id, fields)
+    return {"groupId": caller.group_id, "clusterId": cluster_id, **schedule.to_json()}
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/snapshots")
 def list_snapshots(
-    request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+    caller: ProjectReader, clusters: ClustersDep, backup: Backup, cluster_id: str
+) -> JsonObject:
     """The snapshots, newest first, and beside them the point-in-time window as ranges (holes between)."""
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    src = clusters_of(ctx).source(group_id, cluster_id)
-    return {**unpaged(ctx.backup.snapshots_json(src.id)), "pitrWindow": ctx.backup.window_json(src.id)}
+    src = clusters.source(caller.group_id, cluster_id)
+    return {**unpaged(backup.snapshots_json(src.id)), "pitrWindow": backup.window_json(src.id)}
 
 
 @router.post("/groups/{group_id}/clusters/{cluster_id}/snapshots")
 def take_snapshot(
-    request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
+    caller: ProjectBackupAdmin, clusters: ClustersDep, backup: Backup, cluster_id: str
+) -> JsonObject:
     """An on-demand snapshot, taken by the daemon's next tick."""
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    ctx = _ctx(request)
-    clusters_of(ctx).get(group_id, cluster_id)
-    ids = ctx.backup.request_cluster_snapshot(group_id, cluster_id)
-    return {"groupId": group_id, "clusterId": cluster_id, "snapshotIds": ids, "statusName": "QUEUED"}
+    clusters.get(caller.group_id, cluster_id)
+    ids = backup.request_cluster_snapshot(caller.group_id, cluster_id)
+    return {"groupId": caller.group_id, "clusterId": cluster_id, "snapshotIds": ids, "statusName": "QUEUED"}
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/snapshots/{snapshot_id}")
 def get_snapshot(
-    request: Request,
-    group_id: str,
-    cluster_id: str,
-    snapshot_id: str,
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    src = clusters_of(ctx).source(group_id, cluster_id)
-    for snap in ctx.backup.snapshots_json(src.id):
+    caller: ProjectReader, clusters: ClustersDep, backup: Backup, cluster_id: str, snapshot_id: str
+) -> JsonObject:
+    src = clusters.source(caller.group_id, cluster_id)
+    for snap in backup.snapshots_json(src.id):
         if snap.get("id") == snapshot_id:
             return dict(snap)
     raise NotFound(f"no snapshot {snapshot_id}", snapshotId=snapshot_id)
@@ -231,13 +144,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def job_json(ctx: Any, job: dict[str, Any], base_url: str, may_restore: bool) -> dict[str, Any]:
+def job_json(services: Services, job: JsonObject, base_url: str, may_restore: bool) -> JsonObject:
     """A restore job in Ops Manager's shape. An HTTP job's ``delivery.url`` is shown only to a key that
     ``may_restore`` and only while the download is READY: the URL is all it takes to download."""
     # "token" and "expiresAt": the download of a record written before download grants (the token in clear).
     out = {k: v for k, v in job.items() if k not in ("_id", "token", "expiresAt", "pending", "download")}
     out["id"] = job["_id"]
-    progress = ctx.backup.progress(job["_id"])
+    progress = services.backup.progress(job["_id"])
     if progress is not None and job["statusName"] != JobState.FINISHED:
         out["progress"] = {"fraction": progress.fraction, "message": progress.message}
     if job["delivery"]["methodName"] == "HTTP":
@@ -247,68 +160,61 @@ def job_json(ctx: Any, job: dict[str, Any], base_url: str, may_restore: bool) ->
         if grant is not None:
             out["delivery"]["expires"] = _iso(grant.expires_ms)
         if status is DeliveryStatus.READY and may_restore:
-            token = token_for(ctx.config.digest_secret, job["_id"])
+            token = token_for(services.config.digest_secret, job["_id"])
             out["delivery"]["url"] = base_url.rstrip("/") + DOWNLOAD_PATH.format(
                 job_id=job["_id"], token=token
             )
     return out
 
 
-def _may_restore(principal: Principal, group: dict[str, Any]) -> bool:
+def _may_restore(caller: ProjectCaller) -> bool:
     """Whether the key may create restore jobs of the project, and so see their download URLs."""
-    return Role.GROUP_BACKUP_ADMIN in principal.group_roles(group)
+    return Role.GROUP_BACKUP_ADMIN in caller.principal.group_roles(caller.group)
 
 
 @router.post("/groups/{group_id}/clusters/{cluster_id}/restoreJobs")
 def create_restore_job(
     request: Request,
-    group_id: str,
+    caller: ProjectBackupAdmin,
+    services: ServicesDep,
+    appdb: AppDBDep,
     cluster_id: str,
-    body: dict[str, Any] = Body(...),
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
+    body: RestoreJobBody,
+) -> JsonObject:
     """Plans first (400 outside the window with the restorable ranges, 409 when blocks are missing), then
-    records the job; an automated restore is carried out by the target's agents."""
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    delivery = parse_delivery(body)
+    records the job; an automated restore is carried out by the target's agents, whose project the key must
+    hold GROUP_BACKUP_ADMIN on too."""
+    sent = body.as_sent()
+    delivery = parse_delivery(sent)
     if isinstance(delivery, IntoDeployment):
-        group_for(request, principal, delivery.group_id, Role.GROUP_BACKUP_ADMIN)
-    ctx = _ctx(request)
-    job = restores_of(ctx).create(group_id, cluster_id, body, delivery)
-    return job_json(ctx, job, str(request.base_url), may_restore=True)
+        caller.principal.require_group(appdb.group(delivery.group_id), Role.GROUP_BACKUP_ADMIN)
+    job = services.restores.create(caller.group_id, cluster_id, sent, delivery)
+    return job_json(services, job, str(request.base_url), may_restore=True)
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs")
 def list_restore_jobs(
-    request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group = group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    jobs = restores_of(ctx).of_cluster(group_id, cluster_id)
-    may_restore = _may_restore(principal, group)
-    return unpaged([job_json(ctx, j, str(request.base_url), may_restore) for j in jobs])
+    request: Request, caller: ProjectReader, services: ServicesDep, cluster_id: str
+) -> JsonObject:
+    jobs = services.restores.of_cluster(caller.group_id, cluster_id)
+    may_restore = _may_restore(caller)
+    return unpaged([job_json(services, j, str(request.base_url), may_restore) for j in jobs])
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs/{job_id}")
 def get_restore_job(
-    request: Request,
-    group_id: str,
-    cluster_id: str,
-    job_id: str,
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
-    group = group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    job = restores_of(ctx).get(group_id, cluster_id, job_id)
-    return job_json(ctx, job, str(request.base_url), _may_restore(principal, group))
+    request: Request, caller: ProjectReader, services: ServicesDep, cluster_id: str, job_id: str
+) -> JsonObject:
+    job = services.restores.get(caller.group_id, cluster_id, job_id)
+    return job_json(services, job, str(request.base_url), _may_restore(caller))
 
 
-def document_line(ns: str, doc: dict[str, Any]) -> bytes:
+def document_line(ns: str, doc: JsonObject) -> bytes:
     """One restored document as a line of a JSON-lines download."""
     return (json.dumps({"ns": ns, "doc": doc}, separators=(",", ":")) + "\n").encode()
 
 
-def json_lines(documents: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[bytes]:
+def json_lines(documents: Iterator[tuple[str, JsonObject]]) -> Iterator[bytes]:
     """The restored documents, one ``{"ns", "doc"}`` object per line."""
     for ns, doc in documents:
         yield document_line(ns, doc)
@@ -321,11 +227,11 @@ def stream(restores: DeploymentRestores, resolved: ResolvedRestore, job_id: str)
 
 
 @download_router.get(DOWNLOAD_PATH, include_in_schema=False)
-def download(request: Request, job_id: str, token: str) -> StreamingResponse:
+def download(restores: Restores, job_id: str, token: str) -> StreamingResponse:
     """An HTTP restore: the token is the only credential; each download uses the job's grant once, before the
     first byte, so a second download with a single-use URL is 410 Gone however the first one ended."""
 
-    def spend(job: dict[str, Any] | None) -> dict[str, Any]:
+    def spend(job: JsonObject | None) -> JsonObject:
         """404 alike for a job that does not exist, has no download, or that the token does not fit; 410
         for an expired or used-up grant."""
         grant = DownloadGrant.of(job) if job is not None and len(token) <= 64 else None
@@ -333,6 +239,5 @@ def download(request: Request, job_id: str, token: str) -> StreamingResponse:
             raise no_such_download()
         return {**job, "download": grant.use(token, _now_ms()).to_json()}
 
-    restores = restores_of(_ctx(request))
     job, resolved = restores.use_download(job_id, spend)
     return stream(restores, resolved, job["_id"])

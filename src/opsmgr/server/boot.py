@@ -7,9 +7,9 @@ the stores for it: a missing SQLite file is refused before opening would create 
 SIGTERM, which closes the stores (an SQLite store checkpoints its log into its file) before the process ends.
 
 The composition root. May import ``opsmgr`` (its version), ``opsmgr.logs``, ``opsmgr.alerts``,
-``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.maintenance.service``,
-``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service``, ``opsmgr.store`` and ``opsmgr.server``
-modules.
+``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.jobs``,
+``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service``,
+``opsmgr.store`` and ``opsmgr.server`` modules.
 """
 
 from __future__ import annotations
@@ -23,14 +23,25 @@ from types import FrameType
 from opsmgr import __version__
 from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
+from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.jobs import BackingRestores, DeploymentRestores, Grants
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.restoration.service import RestorationService
 from opsmgr.server.digest import DigestAuthenticator
+from opsmgr.server.download_grants import DownloadGrant
 from opsmgr.server.jobs import Job, JobRunner
 from opsmgr.server.metrics import Metrics
-from opsmgr.server.services import AgentPolls, Deployments, PollCaches, ServerConfig, Services, Stores
+from opsmgr.server.services import (
+    AgentPolls,
+    Deployments,
+    GoalConfigTargets,
+    PollCaches,
+    ServerConfig,
+    Services,
+    Stores,
+)
 from opsmgr.server.settings import Settings
 from opsmgr.server.store_checks import open_checked, refuse_lost_files, store_uris, surroundings
 from opsmgr.store.appdb import AppDB
@@ -95,12 +106,18 @@ def server_config(settings: Settings, genkey: GenKey) -> ServerConfig:
     )
 
 
-def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Services:
-    """The one place the server's services are built and wired to each other."""
-    app = stores.app
-    alerts = AlertService(app)
-    automation = AutomationService(app, genkey.encrypt, genkey.decrypt)
-    backup = BackupDaemon(stores, config.blockstore_path, compression=config.block_compression)
+def download_grants(secret: bytes) -> Grants:
+    """How an HTTP restore job's download grant is issued: the job id as the token's derivation input, so
+    that one job's token never opens another's download."""
+    return lambda job_id, expires, downloads: DownloadGrant.issue(
+        secret, job_id, expires, downloads
+    ).to_json()
+
+
+def _maintenance(
+    config: ServerConfig, app: Store, alerts: AlertService, automation: AutomationService, genkey: GenKey
+) -> tuple[MaintenanceService, IndexBuildService]:
+    """Rolling maintenance and the unique index builds, wired to the automation service and each other."""
     maintenance = MaintenanceService(
         app,
         alerts,
@@ -124,6 +141,16 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
     automation.on_config_change.append(maintenance.register)
     maintenance.on_step_done.append(index_builds.step_done)
     automation.status_sections["maintenance"] = maintenance.status_views
+    return maintenance, index_builds
+
+
+def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Services:
+    """The one place the server's services are built and wired to each other."""
+    app = stores.app
+    alerts = AlertService(app)
+    automation = AutomationService(app, genkey.encrypt, genkey.decrypt)
+    backup = BackupDaemon(stores, config.blockstore_path, compression=config.block_compression)
+    maintenance, index_builds = _maintenance(config, app, alerts, automation, genkey)
     restoration = RestorationService(
         app,
         automation,
@@ -134,6 +161,8 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
     )
     caches = PollCaches()
     app.on_change(caches.forget)
+    deployments = Deployments(automation, restoration)
+    targets = GoalConfigTargets(automation, deployments.guard)
     services = Services(
         config=config,
         stores=stores,
@@ -142,10 +171,13 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         alerts=alerts,
         automation=automation,
         backup=backup,
+        clusters=Clusters(app, backup),
+        restores=DeploymentRestores(app, backup, targets, download_grants(config.digest_secret)),
+        backing_restores=BackingRestores(app, backup, deployments.guard),
         maintenance=maintenance,
         index_builds=index_builds,
         restoration=restoration,
-        deployments=Deployments(automation, restoration),
+        deployments=deployments,
         polls=AgentPolls(automation, restoration, caches),
         caches=caches,
         changes=ChangeListener(app),

@@ -3,8 +3,8 @@
 A handler names what it needs (``automation: Automation``) and gets the one instance ``server.boot`` built;
 a misspelt service or method is a type error, not a 500. May import ``opsmgr.server.services`` and the
 services' own modules, for their types: ``opsmgr.alerts``, ``opsmgr.automation.service``,
-``opsmgr.backup.daemon``, ``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``,
-``opsmgr.restoration.service`` and ``opsmgr.store.appdb``.
+``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.jobs``, ``opsmgr.maintenance.service``,
+``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service`` and ``opsmgr.store.appdb``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from fastapi import Depends, Request
 
 from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
+from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.jobs import BackingRestores, DeploymentRestores
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.restoration.service import RestorationService
@@ -61,6 +63,18 @@ def _backup(services: ServicesDep) -> BackupDaemon:
     return services.backup
 
 
+def _clusters(services: ServicesDep) -> Clusters:
+    return services.clusters
+
+
+def _restores(services: ServicesDep) -> DeploymentRestores:
+    return services.restores
+
+
+def _backing_restores(services: ServicesDep) -> BackingRestores:
+    return services.backing_restores
+
+
 def _deployments(services: ServicesDep) -> Deployments:
     return services.deployments
 
@@ -76,5 +90,8 @@ Alerts = Annotated[AlertService, Depends(_alerts)]
 Maintenance = Annotated[MaintenanceService, Depends(_maintenance)]
 IndexBuilds = Annotated[IndexBuildService, Depends(_index_builds)]
 Backup = Annotated[BackupDaemon, Depends(_backup)]
+ClustersDep = Annotated[Clusters, Depends(_clusters)]
+Restores = Annotated[DeploymentRestores, Depends(_restores)]
+BackingRestoresDep = Annotated[BackingRestores, Depends(_backing_restores)]
 DeploymentsDep = Annotated[Deployments, Depends(_deployments)]
 Polls = Annotated[AgentPolls, Depends(_polls)]

@@ -8,8 +8,9 @@ lease, carried out through the maintenance routes; a denial is 409 with the reas
 Restoration Mode, as is a member step.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.automation.protocol``, ``opsmgr.maintenance.index_service``,
-``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bounds``,
-``opsmgr.server.deps``, ``opsmgr.server.maintenance_api`` and ``opsmgr.server.public_api``.
+``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bodies``,
+``opsmgr.server.bounds``, ``opsmgr.server.deps``, ``opsmgr.server.maintenance_api`` and
+``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from opsmgr.automation.protocol import INDEX_BUILDS_PATH
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import ProjectAutomationAdmin, ProjectReader, agent_group
+from opsmgr.server.bodies import ConfirmBuildBody, UniqueIndexBuildBody
 from opsmgr.server.bounds import POSITION, bounded
 from opsmgr.server.deps import IndexBuilds, ServicesDep
 from opsmgr.server.maintenance_api import lease_answer, restoration_refusal, text
@@ -31,13 +33,13 @@ agent_router = APIRouter(tags=["agents"])
 
 @router.post("/groups/{group_id}/uniqueIndexBuilds", status_code=201)
 def create_build(
-    caller: ProjectAutomationAdmin, services: ServicesDep, body: JsonObject = Body(...)
+    caller: ProjectAutomationAdmin, services: ServicesDep, body: UniqueIndexBuildBody
 ) -> JsonObject:
     """Start a build of ``{rsName, dbName, collectionName, key: [[field, 1]...], options,
     lockPrimaryWrites}``; it waits for the operator to confirm that writes to the collection are stopped.
     Project Owner or Project Automation Admin."""
     services.deployments.guard(caller.group_id)
-    return services.index_builds.create(caller.group_id, body)
+    return services.index_builds.create(caller.group_id, body.as_sent())
 
 
 @router.get("/groups/{group_id}/uniqueIndexBuilds")
@@ -52,11 +54,12 @@ def get_build(caller: ProjectReader, builds: IndexBuilds, build_id: str) -> Json
 
 @router.post("/groups/{group_id}/uniqueIndexBuilds/{build_id}/confirm")
 def confirm_build(
-    caller: ProjectAutomationAdmin, services: ServicesDep, build_id: str, body: JsonObject = Body(...)
+    caller: ProjectAutomationAdmin, services: ServicesDep, build_id: str, body: ConfirmBuildBody
 ) -> JsonObject:
     """``{"writesStopped": true, "operator": "..."}``: writes to the collection are stopped; build."""
     services.deployments.guard(caller.group_id)
-    return services.index_builds.confirm(caller.group_id, build_id, body, caller.principal.public_key)
+    sent = body.as_sent()
+    return services.index_builds.confirm(caller.group_id, build_id, sent, caller.principal.public_key)
 
 
 @router.delete("/groups/{group_id}/uniqueIndexBuilds/{build_id}")

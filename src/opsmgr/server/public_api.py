@@ -4,7 +4,7 @@
 Handlers are thin: authenticate, check the role, call the domain service, shape the answer.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.service``, ``opsmgr.store.appdb``,
-``opsmgr.server.auth``, ``opsmgr.server.deps`` and ``opsmgr.server.etags``.
+``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps`` and ``opsmgr.server.etags``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from opsmgr.server.auth import (
     ProjectReader,
     public_principal,
 )
-from opsmgr.server.deps import AppDBDep, Automation, ServicesDep, services_of
+from opsmgr.server.bodies import AutomationConfigBody
+from opsmgr.server.deps import AppDBDep, Automation, ServicesDep
 from opsmgr.server.etags import etag, parse_if_match
 from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, Principal, Role, check_id, parse_roles
 
@@ -118,13 +119,6 @@ def agent_key_view(key: JsonObject, plain: str | None = None) -> JsonObject:
         "createdTime": key.get("createdTime"),
         "createdBy": key.get("createdBy"),
     }
-
-
-def group_for(request: Request, principal: Principal, group_id: str, role: Role) -> JsonObject:
-    """The project, once ``principal`` holds ``role`` on it (for routes that choose the role at run time)."""
-    group = services_of(request).appdb.group(group_id)
-    principal.require_group(group, role)
-    return group
 
 
 # Organizations.
@@ -311,7 +305,7 @@ def put_automation_config(
     caller: ProjectAutomationAdmin,
     services: ServicesDep,
     response: Response,
-    body: JsonObject = Body(...),
+    body: AutomationConfigBody,
     if_match: str | None = Header(
         None,
         description='Apply only if the config is still at this version (its ETag, "7"), else 412; '
@@ -325,7 +319,7 @@ def put_automation_config(
         if not condition.matches(expected):
             raise _stale_config(group_id, if_match, expected)
     try:
-        config = services.deployments.put_config(group_id, body, expected_version=expected)
+        config = services.deployments.put_config(group_id, body.as_sent(), expected_version=expected)
     except ConfigVersionConflict as exc:  # changed between the check above and the write
         raise _stale_config(group_id, if_match or "", exc.parameters["version"]) from None
     response.headers["ETag"] = etag(config["version"])

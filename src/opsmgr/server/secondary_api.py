@@ -22,76 +22,58 @@ Public API (``/api/public/v1.0``; reads GROUP_READ_ONLY, changes GROUP_BACKUP_AD
 Agent API: ``GET /agents/api/backup/v1/{id}/backingDatabases?hostname=`` names the sources the agent on
 that host ships; the syncs and slices go through the routes replica sets use (``backup_agent_api``).
 
-The clusters are ``backup.clusters``'s and the restore jobs ``backup.jobs``'s (``backing_restore_jobs``):
-handlers parse, call one of them and shape the answer.
+The clusters are ``backup.clusters``'s and the restore jobs ``backup.jobs``'s (``backing_restore_jobs``),
+each one of the server's services (``server.deps``): handlers parse, call one of them and shape the answer.
 
-May import ``opsmgr.errors``, ``opsmgr.automation.protocol``, ``opsmgr.backup``, ``opsmgr.store.appdb``,
-``opsmgr.store.engine``, ``opsmgr.server.auth``, ``opsmgr.server.backup_api``, ``opsmgr.server.public_api``
-and ``opsmgr.server.work``.
+May import ``opsmgr.jsontypes``, ``opsmgr.backup``, ``opsmgr.server.auth``, ``opsmgr.server.backup_api``,
+``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.public_api`` and ``opsmgr.server.work``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from opsmgr.backup.clusters import BACKING_KIND, DEFAULT_BACKING_NAME, Clusters
 from opsmgr.backup.daemon import BackupDaemon
-from opsmgr.backup.jobs import BackingRestores
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.backup.store_restore import LABELS, StoreName
+from opsmgr.jsontypes import JsonObject
 from opsmgr.server import backup_api
-from opsmgr.server.auth import agent_group, public_principal
-from opsmgr.server.public_api import PREFIX, group_for, unpaged
-from opsmgr.store.appdb import Principal, Role
+from opsmgr.server.auth import ProjectBackupAdmin, ProjectReader, agent_group
+from opsmgr.server.bodies import BackingDatabasesBody, BackingOutcomeBody, BackingRestoreBody
+from opsmgr.server.deps import BackingRestoresDep, Backup, ClustersDep, ServicesDep
+from opsmgr.server.public_api import PREFIX, unpaged
+from opsmgr.server.work import project_work
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
 agent_router = APIRouter(prefix="/agents/api/backup/v1/{group_id}", tags=["agents"])
 
 
-def _ctx(request: Request) -> Any:
-    return request.app.state.ctx
-
-
-def _daemon(ctx: Any) -> BackupDaemon:
-    daemon: BackupDaemon = ctx.backup
-    return daemon
-
-
-def _clusters(ctx: Any) -> Clusters:
-    return backup_api.clusters_of(ctx)
-
-
-def _restores(ctx: Any) -> BackingRestores:
-    return BackingRestores(ctx.stores.app, ctx.backup, ctx.deployments.guard)
-
-
-def _json(ctx: Any, cluster: dict[str, Any]) -> dict[str, Any]:
-    daemon = _daemon(ctx)
-    sources = _clusters(ctx).backing_sources(cluster)
+def _json(backup: BackupDaemon, clusters: Clusters, cluster: JsonObject) -> JsonObject:
+    sources = clusters.backing_sources(cluster)
     stores = []
     for name in StoreName:
         src = sources.get(name.value)
         if src is None:
             continue
-        status = daemon.status(src.id)
+        status = backup.status(src.id)
         stores.append(
             {
                 "name": name.value,
                 "label": LABELS[name],
                 "sourceId": src.id,
-                "snapshots": daemon.snapshots_json(src.id),
-                "pitrWindow": daemon.window_json(src.id),
+                "snapshots": backup.snapshots_json(src.id),
+                "pitrWindow": backup.window_json(src.id),
                 "tip": status["tip"],
                 "syncRequired": status["syncRequired"],
                 "lastSliceReceivedAt": status["lastSliceReceivedAt"],
             }
         )
-    together = daemon.cluster_window(cluster["groupId"], cluster["_id"])
+    together = backup.cluster_window(cluster["groupId"], cluster["_id"])
     return {
         "id": cluster["_id"],
         "groupId": cluster["groupId"],
@@ -105,44 +87,32 @@ def _json(ctx: Any, cluster: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/groups/{group_id}/backingDatabases", status_code=201)
 def create_backing(
-    request: Request,
-    group_id: str,
-    body: dict[str, Any] = Body(...),
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    ctx = _ctx(request)
-    name, hostname = body.get("clusterName", DEFAULT_BACKING_NAME), body.get("hostname")
-    return _json(ctx, _clusters(ctx).create_backing(group_id, name, hostname))
+    caller: ProjectBackupAdmin, clusters: ClustersDep, backup: Backup, body: BackingDatabasesBody
+) -> JsonObject:
+    sent = body.as_sent()
+    name, hostname = sent.get("clusterName", DEFAULT_BACKING_NAME), sent.get("hostname")
+    return _json(backup, clusters, clusters.create_backing(caller.group_id, name, hostname))
 
 
 @router.get("/groups/{group_id}/backingDatabases")
-def list_backing(
-    request: Request, group_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    return unpaged([_json(ctx, d) for d in _clusters(ctx).backing_clusters(group_id)])
+def list_backing(caller: ProjectReader, clusters: ClustersDep, backup: Backup) -> JsonObject:
+    return unpaged([_json(backup, clusters, d) for d in clusters.backing_clusters(caller.group_id)])
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}")
-def get_backing(
-    request: Request, group_id: str, cluster_id: str, principal: Principal = Depends(public_principal)
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    return _json(ctx, _clusters(ctx).backing(group_id, cluster_id))
+def get_backing(caller: ProjectReader, clusters: ClustersDep, backup: Backup, cluster_id: str) -> JsonObject:
+    return _json(backup, clusters, clusters.backing(caller.group_id, cluster_id))
 
 
 # Restore jobs.
 
 
-def _job_json(ctx: Any, job: dict[str, Any]) -> dict[str, Any]:
+def _job_json(backup: BackupDaemon, job: JsonObject) -> JsonObject:
     out = {k: v for k, v in job.items() if k != "_id"}
     out["id"] = job["_id"]
     stores = {}
     for name, entry in job["stores"].items():
-        progress = _daemon(ctx).progress(f"{job['_id']}.{name}")
+        progress = backup.progress(f"{job['_id']}.{name}")
         stores[name] = {
             **entry,
             **(
@@ -155,33 +125,26 @@ def _job_json(ctx: Any, job: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs")
 def create_restore(
-    request: Request,
-    group_id: str,
+    caller: ProjectBackupAdmin,
+    restores: BackingRestoresDep,
+    backup: Backup,
     cluster_id: str,
-    body: dict[str, Any] = Body(...),
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    ctx = _ctx(request)
-    return _job_json(ctx, _restores(ctx).create(group_id, cluster_id, body.get("stores")))
+    body: BackingRestoreBody,
+) -> JsonObject:
+    job = restores.create(caller.group_id, cluster_id, body.as_sent().get("stores"))
+    return _job_json(backup, job)
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs/{job_id}")
 def get_restore(
-    request: Request,
-    group_id: str,
-    cluster_id: str,
-    job_id: str,
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
-    group_for(request, principal, group_id, Role.GROUP_READ_ONLY)
-    ctx = _ctx(request)
-    return _job_json(ctx, _restores(ctx).get(group_id, cluster_id, job_id))
+    caller: ProjectReader, restores: BackingRestoresDep, backup: Backup, cluster_id: str, job_id: str
+) -> JsonObject:
+    return _job_json(backup, restores.get(caller.group_id, cluster_id, job_id))
 
 
-def _lines(ctx: Any, resolved: ResolvedRestore, progress_id: str) -> Iterator[bytes]:
+def _lines(backup: BackupDaemon, resolved: ResolvedRestore, progress_id: str) -> Iterator[bytes]:
     count = 0
-    for ns, doc in _daemon(ctx).restore_documents(resolved, progress_id):
+    for ns, doc in backup.restore_documents(resolved, progress_id):
         count += 1
         yield backup_api.document_line(ns, doc)
     yield (json.dumps({"end": True, "documents": count}) + "\n").encode()
@@ -189,52 +152,39 @@ def _lines(ctx: Any, resolved: ResolvedRestore, progress_id: str) -> Iterator[by
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs/{job_id}/stores/{name}/documents")
 def restore_documents(
-    request: Request,
-    group_id: str,
+    caller: ProjectBackupAdmin,
+    restores: BackingRestoresDep,
+    backup: Backup,
     cluster_id: str,
     job_id: str,
     name: str,
-    principal: Principal = Depends(public_principal),
 ) -> StreamingResponse:
     """One store's restored documents as JSON lines, the last line ``{"end": true, "documents": N}``."""
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    ctx = _ctx(request)
-    resolved = _restores(ctx).open_store(group_id, cluster_id, job_id, name)  # 409 before the response starts
-    return StreamingResponse(_lines(ctx, resolved, f"{job_id}.{name}"), media_type="application/x-ndjson")
+    resolved = restores.open_store(
+        caller.group_id, cluster_id, job_id, name
+    )  # 409 before the response starts
+    return StreamingResponse(_lines(backup, resolved, f"{job_id}.{name}"), media_type="application/x-ndjson")
 
 
 @router.patch("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs/{job_id}")
 def finish_restore(
-    request: Request,
-    group_id: str,
+    caller: ProjectBackupAdmin,
+    restores: BackingRestoresDep,
+    backup: Backup,
     cluster_id: str,
     job_id: str,
-    body: dict[str, Any] = Body(...),
-    principal: Principal = Depends(public_principal),
-) -> dict[str, Any]:
+    body: BackingOutcomeBody,
+) -> JsonObject:
     """The restoring host reports the outcome; FINISHED asks for a new initial sync of each restored store."""
-    group_for(request, principal, group_id, Role.GROUP_BACKUP_ADMIN)
-    ctx = _ctx(request)
-    restores = _restores(ctx)
-    job = restores.finish(group_id, cluster_id, job_id, body.get("statusName"), body.get("detail", ""))
-    return _job_json(ctx, job)
-
-
-def backing_sources(ctx: Any, group_id: str) -> list[dict[str, Any]]:
-    """The backing-database sources with backup STARTED, each with the ``hostname`` that ships it (None: the
-    agent of any host)."""
-    return [
-        {"sourceId": s.source_id, "clusterId": s.cluster_id, "name": s.name, "hostname": s.hostname}
-        for s in _clusters(ctx).started_backing_sources(group_id)
-    ]
+    sent = body.as_sent()
+    job = restores.finish(caller.group_id, cluster_id, job_id, sent.get("statusName"), sent.get("detail", ""))
+    return _job_json(backup, job)
 
 
 @agent_router.get("/backingDatabases")
 def agent_sources(
-    request: Request, group_id: str = Depends(agent_group), hostname: str = Query(..., min_length=1)
-) -> dict[str, Any]:
+    services: ServicesDep, group_id: str = Depends(agent_group), hostname: str = Query(..., min_length=1)
+) -> JsonObject:
     """The backing-database sources the agent on ``hostname`` ships: its share of the work its status
     answers carry."""
-    from opsmgr.server.work import project_work
-
-    return {"sources": project_work(_ctx(request), group_id).for_host(hostname)["backing"]}
+    return {"sources": project_work(services, group_id).for_host(hostname)["backing"]}

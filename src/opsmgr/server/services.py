@@ -3,15 +3,16 @@
 Owns the :class:`Services` container (frozen: built once, by ``server.boot``), the server's settings as the
 services need them (:class:`ServerConfig`), the agent poll path's caches (:class:`PollCaches`) and the two
 pieces of orchestration that span services: deployment changes refused while Restoration Mode is in the way
-(:class:`Deployments`), and the agent poll and status (:class:`AgentPolls`). May import ``opsmgr.jsontypes``,
-``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.backup``, ``opsmgr.maintenance``, ``opsmgr.restoration``,
-``opsmgr.store``, ``opsmgr.errors`` and ``opsmgr.server`` modules below the handlers (cache, digest, jobs,
-metrics, work).
+(:class:`Deployments`, and :class:`GoalConfigTargets`, where automated restores go), and the agent poll and
+status (:class:`AgentPolls`). May import ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation``,
+``opsmgr.backup``, ``opsmgr.maintenance``, ``opsmgr.restoration``, ``opsmgr.store``, ``opsmgr.errors`` and
+``opsmgr.server`` modules below the handlers (cache, digest, jobs, metrics, work).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,7 +23,9 @@ from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Compression
+from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.jobs import BackingRestores, DeploymentRestores
 from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.service import MaintenanceService
@@ -36,7 +39,7 @@ from opsmgr.server.metrics import Metrics
 from opsmgr.server.work import ProjectWork
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
 from opsmgr.store.changes import EVERYTHING, ChangeListener
-from opsmgr.store.engine import Change, Store
+from opsmgr.store.engine import Change, Store, Txn
 
 log = logging.getLogger("opsmgr.server")
 
@@ -124,6 +127,35 @@ class Deployments:
         return self.automation.put_config(group_id, body, expected_version=expected_version)
 
 
+class GoalConfigTargets:
+    """Where automated restores go (``backup.jobs.RestoreTargets``): the projects' goal configs, behind
+    Restoration Mode's guard."""
+
+    def __init__(self, automation: AutomationService, guard: Callable[[str], None]) -> None:
+        self.automation = automation
+        self._guard = guard
+
+    def guard(self, group_id: str) -> None:
+        self._guard(group_id)
+
+    def processes(self, group_id: str, replica_set: str) -> list[JsonObject]:
+        config = self.automation.config(group_id)
+        members: list[JsonObject] = next(
+            (rs["members"] for rs in config.get("replicaSets", []) if rs["_id"] == replica_set), []
+        )
+        names = {m["host"] for m in members}
+        return [p for p in config.get("processes", []) if p["name"] in names]
+
+    def set_disabled(self, t: Txn, group_id: str, names: Sequence[str], disabled: bool) -> None:
+        self._guard(group_id)
+        config = self.automation.config(group_id)
+        for p in config.get("processes", []):
+            if p["name"] in names:
+                p["disabled"] = disabled
+        # Read before ``t`` wrote anything of it: the version makes the write refuse a change made since.
+        self.automation.write_config(t, group_id, config, expected_version=config["version"])
+
+
 class AgentPolls:
     """The agent poll and status: what an agent must adopt, and whose report is kept."""
 
@@ -173,6 +205,9 @@ class Services:
     alerts: AlertService
     automation: AutomationService
     backup: BackupDaemon
+    clusters: Clusters
+    restores: DeploymentRestores
+    backing_restores: BackingRestores
     maintenance: MaintenanceService
     index_builds: IndexBuildService
     restoration: RestorationService

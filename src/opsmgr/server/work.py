@@ -8,10 +8,9 @@ a rolling change, the unique index builds under way, and (on a secondary) the ba
 agent's share of it (:meth:`ProjectWork.for_host`) comes with a version; the agent echoes the version it
 holds in its report (``workVersion``) and the answer carries the work only when it changed.
 
-Owns the composition only: what each list means belongs to backup, maintenance and the index builds. May
-import ``opsmgr.jsontypes``, ``opsmgr.automation.config``, ``opsmgr.server.backup_agent_api``,
-``opsmgr.server.index_builds_api``, ``opsmgr.server.secondary_api`` and ``opsmgr.server.services`` (types
-only).
+Owns the composition only: what each list means belongs to backup (``services.clusters``,
+``services.restores``), maintenance and the index builds. May import ``opsmgr.jsontypes``,
+``opsmgr.automation.config`` and ``opsmgr.server.services`` (types only).
 """
 
 from __future__ import annotations
@@ -74,8 +73,6 @@ class ProjectWork:
 
 def project_work(services: Services, group_id: str) -> ProjectWork:
     """Gathered from the services (a few reads of the project's documents)."""
-    from opsmgr.server import backup_agent_api, secondary_api
-
     config = services.automation.config(group_id)
     procs = processes_by_name(config)
     host_of = {name: str(p.get("hostname", "")).lower() for name, p in procs.items()}
@@ -85,14 +82,46 @@ def project_work(services: Services, group_id: str) -> ProjectWork:
     maintenance = tuple(sorted(services.maintenance.active_hosts(group_id).items()))
     return ProjectWork(
         host_of=host_of,
-        sources=tuple(backup_agent_api.backed_up(services, group_id, members)),
-        restores=tuple(backup_agent_api.loading(services, group_id, procs)),
+        sources=tuple(_backed_up(services, group_id, members)),
+        restores=tuple(_loading(services, group_id, procs)),
         maintenance=maintenance,
         index_builds=tuple(
             (str(b["id"]), tuple(b.get("members", []))) for b in services.index_builds.for_agent(group_id)
         ),
-        backing=tuple(secondary_api.backing_sources(services, group_id)),
+        backing=tuple(_backing(services, group_id)),
     )
+
+
+def _backed_up(services: Services, group_id: str, members: dict[str, _Members]) -> list[JsonObject]:
+    """The project's backed-up replica sets, each with its members' process names (``members``: the config's
+    replica sets); the agent whose process is PRIMARY ships each."""
+    return [
+        {
+            "sourceId": s.source_id,
+            "clusterId": s.cluster_id,
+            "replicaSetName": s.name,
+            "members": list(members.get(s.name, ())),
+        }
+        for s in services.clusters.started_sources(group_id)
+    ]
+
+
+def _loading(services: Services, group_id: str, processes: dict[str, JsonObject]) -> list[JsonObject]:
+    """The automated restores into the project still loading, each with the processes (as the goal config
+    runs them) that have not loaded yet."""
+    return [
+        {"jobId": job.job_id, "processes": [processes[n] for n in job.pending if n in processes]}
+        for job in services.restores.loading(group_id)
+    ]
+
+
+def _backing(services: Services, group_id: str) -> list[JsonObject]:
+    """The backing-database sources with backup STARTED, each with the ``hostname`` that ships it (None: the
+    agent of any host)."""
+    return [
+        {"sourceId": s.source_id, "clusterId": s.cluster_id, "name": s.name, "hostname": s.hostname}
+        for s in services.clusters.started_backing_sources(group_id)
+    ]
 
 
 def with_work(
