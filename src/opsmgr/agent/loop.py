@@ -243,6 +243,7 @@ class Agent:
         self._rolling = Outcome()
         self.store = StateStore(settings.state_dir)
         self.state = self.store.load()
+        self._unsaved = False
         self.held: dict[str, Any] | None = self.state.goal_config
         self.held_version = self.state.goal_version if self.held is not None else NO_VERSION
         self.held_at_ms = self.state.adopted_at_ms
@@ -321,6 +322,8 @@ class Agent:
                 logging.ERROR,
             )
         self._remember_initiated(snapshot)
+        # What the agent manages and has seen initiated is on disk before it acts on it.
+        await self._persist()
 
         if self.held is None:
             sentence = config_error or "waiting for a first automation config from the server"
@@ -342,6 +345,7 @@ class Agent:
             )
             if building is not None:
                 result = replace(result, sentence=building)
+        await self._persist()  # the goal reached, kept before it is reported
         more = await self._publish(result.sentence, snapshot, plans)
         return self._done(
             result.sentence,
@@ -481,10 +485,16 @@ class Agent:
                 self._process_goal.pop(p.name, None)
 
     def _save(self, **changes: Any) -> None:
+        """Change the state; :meth:`_persist` writes it before the cycle acts on it."""
         state = replace(self.state, **changes)
         if state != self.state:
-            self.store.save(state)
-            self.state = state
+            self.state, self._unsaved = state, True
+
+    async def _persist(self) -> None:
+        # Off the event loop: a fleet's thousands of agents each fsync their state file (and its folder).
+        if self._unsaved:
+            self._unsaved = False
+            await self.runtime.run_blocking(self.store.save, self.state)
 
     def _reload_credentials(self) -> None:
         if self.config_path is None:
