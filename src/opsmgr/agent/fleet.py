@@ -12,6 +12,7 @@ May import ``opsmgr.errors``, ``opsmgr.drivers``, ``opsmgr.sim``, ``opsmgr.logs`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -34,10 +35,12 @@ CONFIG_FILE = "automation-agent.config"
 # Where ``opsmgr fleet`` reads the agent API key when no key file is given: never the command line, which
 # every user of the host can read (ps).
 AGENT_KEY_ENV = "OPSMGR_AGENT_KEY"
-# httpx's pool looks at every pooled connection (a getpeername each) for every request it sends: with 256 of
-# them that was most of a 600-agent fleet's CPU (stack samples), and it produced 35 of 60 nominal polls a
-# second; with 32 it produces all 60, a request waiting a moment for a connection instead.
-MAX_POOL = 32
+# httpx's pool looks at every pooled connection (a getpeername each) and every queued request for each
+# request it sends: one pool of 256 for a fleet was most of a 600-agent fleet's CPU (stack samples) and
+# produced 35 of 60 nominal polls a second. So the agents share small pools instead: one client per
+# AGENTS_PER_CLIENT agents, each with its share of the fleet's connections.
+MAX_POOL = 128
+AGENTS_PER_CLIENT = 64
 MAX_DRIVER_THREADS = 128
 # Spreading first polls 5 ms apart starts 200 agents a second; never longer than one poll interval.
 STAGGER_PER_AGENT_S = 0.005
@@ -108,12 +111,19 @@ async def serve_fleet(
     exist.
     """
     pool = max_connections or min(MAX_POOL, max(8, len(hosts)))
-    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    shards = max(1, min(pool, -(-len(hosts) // AGENTS_PER_CLIENT)))
+    limits = httpx.Limits(max_connections=pool // shards, max_keepalive_connections=pool // shards)
     # A poll waiting for a free pooled connection is not a sign of a dead server: give it a long pool timeout.
     timeout = httpx.Timeout(30.0, pool=120.0)
     threads = driver_threads or min(MAX_DRIVER_THREADS, max(4, len(hosts)))
     with ThreadPoolExecutor(threads, thread_name_prefix="fleet-driver") as executor:
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport) as http:
+        async with contextlib.AsyncExitStack() as clients:
+            http = [
+                await clients.enter_async_context(
+                    httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport)
+                )
+                for _ in range(shards)
+            ]
             return await _run_agents(
                 base_url,
                 hosts,
@@ -137,24 +147,26 @@ async def _run_agents(
     stop: asyncio.Event,
     world: str,
     poll_interval_s: float,
-    http: httpx.AsyncClient,
+    http: list[httpx.AsyncClient],
     executor: Executor,
     pool: int,
     started: Callable[[list[Agent]], None] | None,
 ) -> list[Agent]:
     agents = []
-    for host in hosts:
+    for i, host in enumerate(hosts):
         settings = host_settings(host, base_url, state_root, world, poll_interval_s)
         config_path = write_host_config(settings)
+        client = http[i % len(http)]
         agents.append(
-            Agent(settings, driver_for(host.hostname), http, executor=executor, config_path=config_path)
+            Agent(settings, driver_for(host.hostname), client, executor=executor, config_path=config_path)
         )
     log.info(
-        "fleet of %d simulated hosts against %s (state in %s, %d pooled connections)",
+        "fleet of %d simulated hosts against %s (state in %s, %d pooled connections in %d clients)",
         len(agents),
         base_url,
         state_root,
         pool,
+        len(http),
     )
     if started is not None:
         started(agents)
