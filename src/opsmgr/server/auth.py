@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from opsmgr.errors import Unauthorized
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.deps import AppDBDep, services_of
+from opsmgr.server.services import ALL_AGENT_KEYS
 from opsmgr.store.appdb import AppDB, Principal, Role, agent_key_matches
 
 
@@ -63,10 +64,12 @@ async def agent_group(request: Request, group_id: str) -> str:
     if creds is None or creds[0] != group_id:
         raise Unauthorized("Agent requests must carry HTTP Basic credentials: mmsGroupId and mmsApiKey.")
     cache = services.caches.agent_keys
-    hashes = cache.peek(group_id)
-    if hashes is None:
-        hashes = await run_in_threadpool(cache.get, group_id, services.appdb.agent_key_hashes)
-    if not agent_key_matches(creds[1], hashes):
+    table = cache.peek(ALL_AGENT_KEYS)
+    if table is None:
+        table = await run_in_threadpool(
+            cache.get, ALL_AGENT_KEYS, lambda _all: services.appdb.agent_key_hashes_by_group()
+        )
+    if not agent_key_matches(creds[1], table.get(group_id, frozenset())):
         raise Unauthorized(f"Invalid agent API key for project {group_id}.")
     return group_id
 

@@ -44,6 +44,7 @@ from opsmgr.store.engine import Change, Store, Txn
 log = logging.getLogger("opsmgr.server")
 
 UNCACHED = -2  # below every version an agent can hold, so a poll never matches it
+ALL_AGENT_KEYS = "*"  # the agent key cache's one entry
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,9 @@ class PollCaches:
     """The agent poll path's caches: invalidated by the changes the application database announces (this
     server's at commit, other servers' through the change listener), the TTL bounding a lost notification."""
 
-    agent_keys: TtlCache[str, set[str]] = field(default_factory=lambda: TtlCache(2.0))
+    # Every project's agent key digests in ONE entry (:data:`ALL_AGENT_KEYS`): loading them per project read
+    # the whole collection each time, which at 666 projects was most of the server's CPU (stack samples).
+    agent_keys: TtlCache[str, dict[str, frozenset[str]]] = field(default_factory=lambda: TtlCache(2.0))
     # A project's goal version while Restoration Mode is INACTIVE, else UNCACHED: every poll of a project
     # armed, reconciling or converging must reach the mode.
     goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
@@ -102,13 +105,14 @@ class PollCaches:
             (CONFIG_CHANGED, self.work),
             (WORK_CHANGED, self.work),
             (RESTORATION_CHANGED, self.goal_versions),
-            (AGENT_KEYS_CHANGED, self.agent_keys),
         ]
         for topic, cache in caches:
             if change == EVERYTHING:
                 cache.clear()
             elif change.topic == topic:
                 cache.invalidate(change.key)
+        if change == EVERYTHING or change.topic == AGENT_KEYS_CHANGED:
+            self.agent_keys.invalidate(ALL_AGENT_KEYS)
 
 
 class Deployments:

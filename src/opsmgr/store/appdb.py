@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from enum import StrEnum
 from typing import Any
 
@@ -288,6 +288,13 @@ class AppDB:
     def agent_key_hashes(self, group_id: str) -> set[str]:
         return {k["keyHash"] for k in self.agent_keys(group_id)}
 
+    def agent_key_hashes_by_group(self) -> dict[str, frozenset[str]]:
+        """Every project's agent key digests, in one read of the collection (the agent poll path's table)."""
+        table: dict[str, set[str]] = {}
+        for key in self.store.find(AGENT_API_KEYS):
+            table.setdefault(str(key["groupId"]), set()).add(str(key["keyHash"]))
+        return {group: frozenset(hashes) for group, hashes in table.items()}
+
 
 def _key(reader: Any, key_id: str, belongs: Callable[[dict[str, Any], Any], bool]) -> dict[str, Any]:
     """Key ``key_id`` read through ``reader`` (a store or a transaction) when ``belongs(key, reader)``; a key
@@ -316,7 +323,7 @@ def _holds_project_role(key: dict[str, Any], group_id: str) -> bool:
     return any(r.get("groupId") == group_id for r in key.get("roles", []))
 
 
-def agent_key_matches(presented: str, hashes: set[str]) -> bool:
+def agent_key_matches(presented: str, hashes: Set[str]) -> bool:
     digest = hash_agent_key(presented)
     return any(hmac.compare_digest(digest, h) for h in hashes)
 

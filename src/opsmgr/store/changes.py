@@ -43,9 +43,7 @@ class ChangeListener:
 
     def start(self) -> ChangeListener:
         if self._conninfo is not None and self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"listen {self.store.name}", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=f"listen {self.store.name}", daemon=True)
             self._thread.start()
         return self
 
