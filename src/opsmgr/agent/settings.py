@@ -117,91 +117,130 @@ def render_settings(settings: AgentSettings) -> str:
     return dump_properties(settings.to_properties(), header="automation-agent.config written by opsmgr")
 
 
-def parse_settings(
-    values: Mapping[str, str], *, source: str = "automation-agent.config", base_dir: Path | None = None
-) -> AgentSettings:
-    """Check every key and report all problems at once, each by its key name."""
-    problems: list[str] = []
-    first_field: list[str] = []
+class _Checker:
+    """Reads keys from an agent config, collecting every problem by its key name."""
 
-    def problem(key: str, text: str) -> None:
-        problems.append(f"{key} {text}")
-        first_field.append(key)
+    def __init__(self, values: Mapping[str, str], base_dir: Path | None) -> None:
+        self.values = values
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+        self.first_field: list[str] = []
 
-    def required(key: str) -> str:
-        value = values.get(key, "").strip()
+    def text(self, key: str, default: str = "") -> str:
+        return self.values.get(key, default).strip()
+
+    def problem(self, key: str, text: str) -> None:
+        self.problems.append(f"{key} {text}")
+        self.first_field.append(key)
+
+    def required(self, key: str) -> str:
+        value = self.text(key)
         if not value:
-            problem(key, "is missing")
+            self.problem(key, "is missing")
         return value
 
-    def path(key: str) -> Path | None:
-        value = values.get(key, "").strip()
+    def path(self, key: str) -> Path | None:
+        value = self.text(key)
         if not value:
             return None
         p = Path(value).expanduser()
-        return p if p.is_absolute() or base_dir is None else base_dir / p
+        return p if p.is_absolute() or self.base_dir is None else self.base_dir / p
 
-    group_id = required("mmsGroupId")
-    api_key = required("mmsApiKey")
-    base_url = required("mmsBaseUrl").rstrip("/")
-    if base_url and not base_url.startswith(("http://", "https://")):
-        problem("mmsBaseUrl", f"must be an http:// or https:// URL, not {base_url!r}")
+    def base_url(self) -> str:
+        base_url = self.required("mmsBaseUrl").rstrip("/")
+        if base_url and not base_url.startswith(("http://", "https://")):
+            self.problem("mmsBaseUrl", f"must be an http:// or https:// URL, not {base_url!r}")
+        return base_url
 
-    state_dir = path("stateDir")
-    if state_dir is None:
-        problem("stateDir", "is missing")
+    def driver(self) -> tuple[DriverKind | None, str | None]:
+        """The driver and its simulated world (required with the sim driver)."""
+        driver_text = self.text("driver", DriverKind.MONGOD.value)
+        driver: DriverKind | None = None
+        try:
+            driver = DriverKind(driver_text)
+        except ValueError:
+            self.problem(
+                "driver", f"must be one of {', '.join(d.value for d in DriverKind)}, not {driver_text!r}"
+            )
+        world_text = self.text("sim.world")
+        sim_world = (
+            world_text if world_text == MEMORY_WORLD else (str(p) if (p := self.path("sim.world")) else None)
+        )
+        if driver is DriverKind.SIM and sim_world is None:
+            self.problem("sim.world", "is missing (required with driver=sim)")
+        return driver, sim_world
 
-    driver_text = values.get("driver", DriverKind.MONGOD.value).strip()
-    driver: DriverKind | None = None
-    try:
-        driver = DriverKind(driver_text)
-    except ValueError:
-        problem("driver", f"must be one of {', '.join(d.value for d in DriverKind)}, not {driver_text!r}")
-
-    world_text = values.get("sim.world", "").strip()
-    sim_world = world_text if world_text == MEMORY_WORLD else (str(p) if (p := path("sim.world")) else None)
-    if driver is DriverKind.SIM and sim_world is None:
-        problem("sim.world", "is missing (required with driver=sim)")
-
-    poll_text = values.get("pollIntervalSeconds", "").strip()
-    poll = DEFAULT_POLL_INTERVAL_S
-    if poll_text:
+    def poll_interval(self) -> float:
+        poll_text = self.text("pollIntervalSeconds")
+        if not poll_text:
+            return DEFAULT_POLL_INTERVAL_S
         try:
             poll = float(poll_text)
         except ValueError:
             poll = math.nan
         if not (math.isfinite(poll) and 0 < poll <= 3600):
-            problem("pollIntervalSeconds", f"must be a number of seconds in (0, 3600], not {poll_text!r}")
+            self.problem(
+                "pollIntervalSeconds", f"must be a number of seconds in (0, 3600], not {poll_text!r}"
+            )
+        return poll
 
-    log_level = values.get("logLevel", "INFO").strip().upper() or "INFO"
-    if log_level not in LOG_LEVELS:
-        problem("logLevel", f"must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
+    def log_level(self) -> str:
+        log_level = self.text("logLevel", "INFO").upper() or "INFO"
+        if log_level not in LOG_LEVELS:
+            self.problem("logLevel", f"must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
+        return "WARNING" if log_level == "WARN" else log_level
 
-    require_text = values.get("sslRequireValidMMSServerCertificates", "").strip().lower() or "true"
-    if require_text not in ("true", "false"):
-        problem("sslRequireValidMMSServerCertificates", f"must be true or false, not {require_text!r}")
-    password = values.get(TLS_KEYS.client_cert_password, "").strip() or None
-    client_cert = path(TLS_KEYS.client_cert)
-    if password is not None and client_cert is None:
-        problem(TLS_KEYS.client_cert_password, f"is set but {TLS_KEYS.client_cert} is not")
+    def require_valid(self) -> bool:
+        require_text = self.text("sslRequireValidMMSServerCertificates").lower() or "true"
+        if require_text not in ("true", "false"):
+            self.problem(
+                "sslRequireValidMMSServerCertificates", f"must be true or false, not {require_text!r}"
+            )
+        return require_text != "false"
 
-    if problems:
-        raise InvalidInput(f"{source}: " + "; ".join(problems), field=first_field[0], rule="agent-config")
+    def client_certificate(self) -> tuple[Path | None, str | None]:
+        password = self.text(TLS_KEYS.client_cert_password) or None
+        client_cert = self.path(TLS_KEYS.client_cert)
+        if password is not None and client_cert is None:
+            self.problem(TLS_KEYS.client_cert_password, f"is set but {TLS_KEYS.client_cert} is not")
+        return client_cert, password
+
+
+def parse_settings(
+    values: Mapping[str, str], *, source: str = "automation-agent.config", base_dir: Path | None = None
+) -> AgentSettings:
+    """Check every key and report all problems at once, each by its key name."""
+    check = _Checker(values, base_dir)
+    group_id = check.required("mmsGroupId")
+    api_key = check.required("mmsApiKey")
+    base_url = check.base_url()
+    state_dir = check.path("stateDir")
+    if state_dir is None:
+        check.problem("stateDir", "is missing")
+    driver, sim_world = check.driver()
+    poll = check.poll_interval()
+    log_level = check.log_level()
+    require_valid = check.require_valid()
+    client_cert, password = check.client_certificate()
+    if check.problems:
+        raise InvalidInput(
+            f"{source}: " + "; ".join(check.problems), field=check.first_field[0], rule="agent-config"
+        )
     assert state_dir is not None and driver is not None
     return AgentSettings(
         group_id=group_id,
         api_key=api_key,
         base_url=base_url,
-        hostname=values.get("hostname", "").strip() or socket.gethostname(),
+        hostname=check.text("hostname") or socket.gethostname(),
         state_dir=state_dir,
         driver=driver,
         poll_interval_s=poll,
-        log_file=path("logFile"),
-        log_level="WARNING" if log_level == "WARN" else log_level,
+        log_file=check.path("logFile"),
+        log_level=log_level,
         sim_world=sim_world,
-        mongod_binary=values.get("mongod.binary", "").strip() or "mongod",
-        trusted_server_ca=path(TLS_KEYS.ca_file),
-        require_valid_server_certificates=require_text != "false",
+        mongod_binary=check.text("mongod.binary") or "mongod",
+        trusted_server_ca=check.path(TLS_KEYS.ca_file),
+        require_valid_server_certificates=require_valid,
         client_certificate=client_cert,
         client_certificate_password=password,
     )

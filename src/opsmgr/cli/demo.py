@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -32,6 +32,9 @@ from opsmgr.agent.fleet import AGENT_KEY_ENV
 from opsmgr.agent.state import atomic_write
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.errors import InvalidInput, OpsmgrError
+
+if TYPE_CHECKING:
+    from opsmgr.cli.api import PublicApi
 
 DEMO_MARKER = "demo.json"
 SIM_HOSTS = ["sim-host-1.opsmgr.sim", "sim-host-2.opsmgr.sim", "sim-host-3.opsmgr.sim"]
@@ -168,10 +171,60 @@ def wait_goal(api: httpx.Client, group_id: str, children: Children, timeout: flo
     raise OpsmgrError(f"the simulated replica set did not reach goal state within {timeout:.0f}s")
 
 
+def start_server(children: Children, name: str, server_dir: Path, port: int, log_path: Path) -> str:
+    """An ``opsmgr server`` on loopback, once it answers ready; returns its URL."""
+    url = f"http://127.0.0.1:{port}"
+    children.start(
+        name,
+        [
+            *opsmgr_command(),
+            "server",
+            "--data-dir",
+            str(server_dir),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        log_path,
+    )
+    wait_ready(url, children)
+    return url
+
+
+def start_fleet(
+    api: httpx.Client, url: str, data_dir: Path, children: Children, poll_interval: float
+) -> tuple[str, str, int]:
+    """The demo project, its agent key and goal config, and the fleet that brings it to goal: returns the
+    project id, the agent key and the goal version reached."""
+    group_id = checked(api.post("/groups", json={"name": "demo"}))["id"]
+    agent_key = checked(api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "demo fleet"}))["key"]
+    checked(api.put(f"/groups/{group_id}/automationConfig", json=demo_automation_config()))
+    children.start(
+        "fleet",
+        [
+            *opsmgr_command(),
+            "fleet",
+            "--url",
+            url,
+            "--group-id",
+            group_id,
+            "--hosts",
+            ",".join(SIM_HOSTS),
+            "--state-dir",
+            str(data_dir / "fleet"),
+            "--poll-interval",
+            str(poll_interval),
+        ],
+        data_dir / "fleet.log",
+        env={AGENT_KEY_ENV: agent_key},
+    )
+    return group_id, agent_key, wait_goal(api, group_id, children, timeout=120)
+
+
 def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when_ready: bool = False) -> None:
     data_dir = data_dir.resolve()
     prepare_data_dir(data_dir)
-    url = f"http://127.0.0.1:{port}"
     children = Children()
 
     def on_signal(_sig: int, _frame: Any) -> None:
@@ -181,21 +234,7 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
     try:
         console.print(f"[bold]opsmgr demo[/] in {data_dir}")
         primary_dir = data_dir / "primary"
-        children.start(
-            "server",
-            [
-                *opsmgr_command(),
-                "server",
-                "--data-dir",
-                str(primary_dir),
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-            ],
-            data_dir / "server.log",
-        )
-        wait_ready(url, children)
+        url = start_server(children, "server", primary_dir, port, data_dir / "server.log")
         console.print(f"server ready at {url}")
         key = create_key(primary_dir)
         with httpx.Client(
@@ -203,31 +242,7 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
             auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]),
             timeout=30,
         ) as api:
-            group_id = checked(api.post("/groups", json={"name": "demo"}))["id"]
-            agent_key = checked(api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "demo fleet"}))[
-                "key"
-            ]
-            checked(api.put(f"/groups/{group_id}/automationConfig", json=demo_automation_config()))
-            children.start(
-                "fleet",
-                [
-                    *opsmgr_command(),
-                    "fleet",
-                    "--url",
-                    url,
-                    "--group-id",
-                    group_id,
-                    "--hosts",
-                    ",".join(SIM_HOSTS),
-                    "--state-dir",
-                    str(data_dir / "fleet"),
-                    "--poll-interval",
-                    str(poll_interval),
-                ],
-                data_dir / "fleet.log",
-                env={AGENT_KEY_ENV: agent_key},
-            )
-            version = wait_goal(api, group_id, children, timeout=120)
+            group_id, agent_key, version = start_fleet(api, url, data_dir, children, poll_interval)
         record = {
             "url": url,
             "groupId": group_id,
@@ -264,24 +279,10 @@ def start_secondary(
     from opsmgr.cli.api import PublicApi
     from opsmgr.cli.secondary import attach_secondary
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     secondary_dir = data_dir / "secondary"
-    children.start(
-        "secondary server",
-        [
-            *opsmgr_command(),
-            "server",
-            "--data-dir",
-            str(secondary_dir),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-        ],
-        data_dir / "secondary-server.log",
+    url = start_server(
+        children, "secondary server", secondary_dir, free_port(), data_dir / "secondary-server.log"
     )
-    wait_ready(url, children)
     key = create_key(secondary_dir)
     with PublicApi(url, key["publicKey"], key["privateKey"]) as api:
         attached = attach_secondary(
@@ -299,17 +300,7 @@ def start_secondary(
             data_dir / "backing-agent.log",
         )
         path = f"/groups/{attached['groupId']}/backingDatabases/{attached['clusterId']}"
-        deadline = time.monotonic() + 120
-        while True:
-            children.check()
-            stores = api.get(path)["stores"]
-            if len(stores) == 3 and all(s["snapshots"] for s in stores):
-                break
-            if time.monotonic() > deadline:
-                raise OpsmgrError(
-                    "the secondary took no snapshot of the primary's backing databases in 120 s"
-                )
-            time.sleep(0.3)
+        wait_first_snapshots(api, path, children)
     console.print(f"secondary ready at {url}, backing up the primary's stores")
     return {
         "url": url,
@@ -318,6 +309,19 @@ def start_secondary(
         "privateKey": key["privateKey"],
         "clusterId": attached["clusterId"],
     }
+
+
+def wait_first_snapshots(api: PublicApi, path: str, children: Children) -> None:
+    """Until the secondary holds a snapshot of each of the primary's three backing databases."""
+    deadline = time.monotonic() + 120
+    while True:
+        children.check()
+        stores = api.get(path)["stores"]
+        if len(stores) == 3 and all(s["snapshots"] for s in stores):
+            return
+        if time.monotonic() > deadline:
+            raise OpsmgrError("the secondary took no snapshot of the primary's backing databases in 120 s")
+        time.sleep(0.3)
 
 
 def print_welcome(record: dict[str, Any], version: int, data_dir: Path) -> None:
