@@ -26,6 +26,7 @@ from opsmgr.automation.service import AutomationService
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.drivers.base import MemberState
 from opsmgr.drivers.sim import SimDriver
+from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.server.maintenance_api import lease_answer
@@ -117,7 +118,9 @@ class RollingFleet:
         self.clock = FakeClock()
         self.world = SimWorld.in_memory(clock=self.clock, params=self.params)
         self.store = Store(f"sqlite:///{self.root / 'app.db'}", name="application database")
-        self.automation = AutomationService(self.store, lambda s: s, lambda s: s)
+        self.automation = AutomationService(
+            self.store, lambda s: s, lambda s: s, validate_transition=validate_transition
+        )
         self.alerts = AlertService(self.store, clock=self.clock.now)
         self.reports: dict[str, dict[str, Any]] = {}
         self.service = MaintenanceService(

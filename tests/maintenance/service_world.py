@@ -18,6 +18,7 @@ from opsmgr.automation.service import AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.maintenance.leases import Grant
 from opsmgr.maintenance.moves import Move, MoveName, PlannedStep, Progress, Unit
+from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.maintenance.wire import move_to_json
@@ -63,7 +64,7 @@ class World:
 def service_world(tmp_path: Path) -> Iterator[World]:
     store = Store(f"sqlite:///{tmp_path / 'app.db'}", name="application database")
     clock = Clock()
-    automation = AutomationService(store, lambda s: s, lambda s: s)
+    automation = AutomationService(store, lambda s: s, lambda s: s, validate_transition=validate_transition)
     alerts = AlertService(store, clock=clock)
     service = MaintenanceService(
         store,

@@ -13,6 +13,7 @@ import pytest
 from opsmgr.automation.service import AutomationService, ConfigVersionConflict
 from opsmgr.errors import Conflict
 from opsmgr.maintenance.index_service import add_index_config, with_index_config
+from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.store.engine import Store
 from tests.maintenance.helpers import config
 
@@ -29,7 +30,7 @@ ENTRY = {
 @pytest.fixture
 def automation(tmp_path: Path) -> Iterator[AutomationService]:
     store = Store(f"sqlite:///{tmp_path / 'app.db'}", name="application database")
-    service = AutomationService(store, lambda s: s, lambda s: s)
+    service = AutomationService(store, lambda s: s, lambda s: s, validate_transition=validate_transition)
     service.put_config(G, config(3))
     try:
         yield service

@@ -19,6 +19,7 @@ from opsmgr.automation.status import StatusReport
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.leases import Deny, Grant, build_owner
 from opsmgr.maintenance.moves import Done, Move, MoveName, PlannedStep, Unit
+from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.wire import decision_to_json, move_to_json
 from opsmgr.store.engine import Store
@@ -92,7 +93,7 @@ class World:
 @pytest.fixture
 def w(tmp_path: Path) -> Iterator[World]:
     store = Store(f"sqlite:///{tmp_path / 'app.db'}", name="application database")
-    automation = AutomationService(store, lambda s: s, lambda s: s)
+    automation = AutomationService(store, lambda s: s, lambda s: s, validate_transition=validate_transition)
     maintenance = MaintenanceService(
         store,
         AlertService(store),

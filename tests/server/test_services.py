@@ -12,6 +12,7 @@ import pytest
 from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.errors import Conflict
+from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.server.services import GoalConfigTargets
 from opsmgr.store.engine import Change, Store
 
@@ -22,7 +23,7 @@ NAMES = ["rs0_0", "rs0_1", "rs0_2"]
 @pytest.fixture
 def automation(tmp_path: Path) -> Iterator[AutomationService]:
     store = Store(f"sqlite:///{tmp_path / 'app.db'}", name="application database")
-    service = AutomationService(store, lambda s: s, lambda s: s)
+    service = AutomationService(store, lambda s: s, lambda s: s, validate_transition=validate_transition)
     service.put_config(G, replica_set_config(["h0", "h1", "h2"]))
     try:
         yield service

@@ -5,7 +5,8 @@ Owns the collections ``automation_configs`` (one document per project: the confi
 by gen.key, and its ``version``) and ``agent_status`` (one document per project and agent hostname). Records
 intent (a new goal config) and observations (agent status); agents act on them. Builds the
 ``automationStatus`` and ``hosts`` views in Ops Manager's shapes. May import ``opsmgr.errors``,
-``opsmgr.store``, ``opsmgr.automation`` and ``opsmgr.maintenance.rolling`` (transition rules).
+``opsmgr.store`` and ``opsmgr.automation``; the rolling-maintenance transition rules come in as a callable
+from the composition root, since maintenance itself reads automation configs.
 
 The config document also keeps ``hostnames``: every host a process of the project's config has lived on at
 any version this database has seen, which is who may speak for the project as its agent.
@@ -15,17 +16,18 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmgr.automation.config import empty_config, hostnames, map_secrets, same_content, validate
 from opsmgr.automation.status import StatusReport
 from opsmgr.errors import Conflict
-from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.store.engine import Store, Txn
 
 # Called inside the transaction of a public config change that differs: (txn, group id, old, new, version).
 ConfigChangeHook = Callable[[Txn, str, dict[str, Any], dict[str, Any], int], object]
+# Refuses (raises an ``opsmgr.errors`` error) a new config that cannot be reached safely from the current one.
+TransitionCheck = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
 
 CONFIGS = "automation_configs"
 # The change a new goal config announces (Txn.notify), keyed by project id: servers cache goal versions.
@@ -42,8 +44,16 @@ class ConfigVersionConflict(Conflict):
 
 
 class AutomationService:
-    def __init__(self, store: Store, encrypt: Callable[[str], str], decrypt: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        encrypt: Callable[[str], str],
+        decrypt: Callable[[str], str],
+        *,
+        validate_transition: TransitionCheck,
+    ) -> None:
         self.store = store
+        self._validate_transition = validate_transition
         self._encrypt = encrypt
         self._decrypt = decrypt
         self.on_config_change: list[ConfigChangeHook] = []
@@ -116,7 +126,7 @@ class AutomationService:
         current = map_secrets(copy.deepcopy(doc["config"]), self._decrypt)
         new = validate(body, current=current, allow_unique_indexes=allow_unique_indexes)
         if check_transition:
-            validate_transition(current, new)
+            self._validate_transition(current, new)
         new.pop("version", None)
         version = int(doc["version"])
         if not same_content(current, new) or (min_version is not None and version < min_version):

@@ -8,8 +8,9 @@ SIGTERM, which closes the stores (an SQLite store checkpoints its log into its f
 
 The composition root. May import ``opsmgr`` (its version), ``opsmgr.logs``, ``opsmgr.alerts``,
 ``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.jobs``,
-``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service``,
-``opsmgr.store`` and ``opsmgr.server`` modules.
+``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``, ``opsmgr.maintenance.rolling`` (the
+transition check it hands to automation), ``opsmgr.restoration.service``, ``opsmgr.store`` and
+``opsmgr.server`` modules.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.backup.jobs import BackingRestores, DeploymentRestores, Grants
 from opsmgr.maintenance.index_service import IndexBuildService
+from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.restoration.service import RestorationService
 from opsmgr.server.digest import DigestAuthenticator
@@ -148,7 +150,9 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
     """The one place the server's services are built and wired to each other."""
     app = stores.app
     alerts = AlertService(app)
-    automation = AutomationService(app, genkey.encrypt, genkey.decrypt)
+    automation = AutomationService(
+        app, genkey.encrypt, genkey.decrypt, validate_transition=validate_transition
+    )
     backup = BackupDaemon(stores, config.blockstore_path, compression=config.block_compression)
     maintenance, index_builds = _maintenance(config, app, alerts, automation, genkey)
     restoration = RestorationService(
