@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opsmgr.automation.config import empty_config, hostnames, map_secrets, same_content, validate
+from opsmgr.automation.config import empty_config, hostnames, same_content, validate
+from opsmgr.automation.secrets import map_secrets
 from opsmgr.automation.status import StatusReport
 from opsmgr.errors import Conflict
 from opsmgr.store.engine import Store, Txn

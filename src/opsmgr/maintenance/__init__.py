@@ -10,6 +10,7 @@ façade over its parts: ``changes`` (the change document each part moves), ``reg
 registered by config PUTs), ``grants`` (the lease), ``recorder`` (progress, decisions, status, alerts,
 reports), ``index_steps`` (a unique index build's member steps), ``members`` and ``views`` (what agents and
 operators see). May import ``opsmgr.errors``, ``opsmgr.automation.config`` (pure accessors),
+``opsmgr.automation.rules`` (modes, host names), ``opsmgr.automation.secrets`` (gen.key on started configs),
 ``opsmgr.automation.protocol`` (the work-changed topic), ``opsmgr.automation.service`` (its version
 conflict, for ``index_service``), ``opsmgr.drivers.base`` (types only),
 ``opsmgr.store`` and ``opsmgr.alerts`` (``recorder``). Never the web framework, the agent or the simulator.

@@ -5,7 +5,8 @@
 under way for that set, the change is recomputed from the config it started from and members whose tasks
 are unchanged keep their progress; a set the new config drops ends its change. While a unique index build's
 member step holds the set, the config's change is queued behind it, begun when the step ends. May import
-``opsmgr.automation.config`` (pure accessors), ``opsmgr.store`` and ``opsmgr.maintenance`` modules.
+``opsmgr.automation.config`` (pure accessors), ``opsmgr.automation.secrets``, ``opsmgr.store`` and
+``opsmgr.maintenance`` modules.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from opsmgr.automation.config import map_secrets
+from opsmgr.automation.secrets import map_secrets
 from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import active
 from opsmgr.maintenance.leases import LEASES, ROLLING

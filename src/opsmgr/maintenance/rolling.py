@@ -5,7 +5,7 @@ member steps), the per-replica-set decision :func:`rolling_changes`, the PUT-tim
 :func:`validate_transition` (modes move one legal step at a time; a rename needs accepted downtime; the
 ``maintenance`` options of a replica set entry are well formed) and those options
 (:class:`MaintenanceOptions`). Pure functions over plain JSON configs; they never mutate their arguments.
-May import ``opsmgr.errors`` and ``opsmgr.automation.config``.
+May import ``opsmgr.errors``, ``opsmgr.automation.config`` and ``opsmgr.automation.rules``.
 
 What rolls (each member is restarted standalone, the task performed, and restarted in its set):
 
@@ -44,13 +44,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NoReturn
 
-from opsmgr.automation.config import (
-    CLUSTER_AUTH_MODES,
-    SSL_MODES,
-    TLS_MODES,
-    processes_by_name,
-    valid_hostname,
-)
+from opsmgr.automation.config import processes_by_name
+from opsmgr.automation.rules import CLUSTER_AUTH_MODES, SSL_MODES, TLS_MODES, valid_hostname
 from opsmgr.errors import InvalidInput
 
 # setParameter keys MongoDB documents as settable on a running mongod; a change to them needs no restart.

@@ -1,4 +1,5 @@
-"""The automation config model: one case per validation rule, normalisation, content equality, secrets."""
+"""The automation config: one case per validation rule of every section, normalisation, content equality,
+accessors."""
 
 from __future__ import annotations
 
@@ -13,120 +14,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opsmgr.automation import config as ac
+from opsmgr.automation import indexes, secrets, security, topology
+from opsmgr.automation import rules as shared_rules
 from opsmgr.errors import InvalidInput
-
-DELETE = object()
-
-
-def _process(i: int, rs: str = "rs0") -> dict[str, Any]:
-    return {
-        "name": f"{rs}-{i}",
-        "processType": "mongod",
-        "hostname": f"host{i}.example.net",
-        "version": "7.0.5-ent",
-        "featureCompatibilityVersion": "7.0",
-        "authSchemaVersion": 5,
-        "disabled": False,
-        "args2_6": {
-            "net": {
-                "port": 27017,
-                "tls": {
-                    "mode": "requireTLS",
-                    "certificateKeyFile": "/etc/ssl/host.pem",
-                    "certificateKeyFilePassword": f"pem-{i}",
-                },
-            },
-            "replication": {"replSetName": rs},
-            "storage": {"dbPath": f"/data/{rs}-{i}"},
-            "systemLog": {"destination": "file", "path": f"/data/{rs}-{i}/mongod.log"},
-            "security": {"clusterAuthMode": "keyFile"},
-        },
-    }
-
-
-def _member(i: int, rs: str = "rs0", **extra: Any) -> dict[str, Any]:
-    return {
-        "_id": i,
-        "host": f"{rs}-{i}",
-        "priority": 1,
-        "votes": 1,
-        "arbiterOnly": False,
-        "hidden": False,
-    } | extra
-
-
-def base() -> dict[str, Any]:
-    """A valid three-member deployment with auth, TLS, a user and an index: every case breaks one rule."""
-    config = ac.empty_config()
-    config.update(
-        version=4,
-        processes=[_process(i) for i in range(3)],
-        replicaSets=[{"_id": "rs0", "protocolVersion": "1", "members": [_member(i) for i in range(3)]}],
-        auth={
-            "disabled": False,
-            "autoUser": "mms-automation",
-            "autoPwd": "agent-password",
-            "autoAuthMechanisms": ["SCRAM-SHA-256"],
-            "autoAuthMechanism": "SCRAM-SHA-256",
-            "deploymentAuthMechanisms": ["SCRAM-SHA-256"],
-            "key": "c2VjcmV0a2V5ZmlsZWNvbnRlbnRz",
-            "keyfile": "/var/lib/mongodb-mms-automation/keyfile",
-            "usersWanted": [{"db": "admin", "user": "app", "roles": [], "initPwd": "app-password"}],
-            "usersDeleted": [],
-        },
-        tls={"clientCertificateMode": "OPTIONAL", "CAFilePath": "/etc/ssl/ca.pem"},
-        ldap={"bindQueryUser": "cn=om", "bindQueryPassword": "ldap-password"},
-        indexConfigs=[
-            {
-                "dbName": "shop",
-                "collectionName": "orders",
-                "key": [["customer", 1], ["created", -1]],
-                "rsName": "rs0",
-                "options": {"name": "customer_created"},
-            }
-        ],
-    )
-    return config
-
-
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def _set(config: Any, path: str, value: Any) -> None:
-    """Set (or, with DELETE, remove) the value at a JSON path like ``processes[1].args2_6.net.port``."""
-    steps: list[str | int] = [name or int(index) for name, index in _STEP.findall(path)]
-    node = config
-    for step in steps[:-1]:
-        node = node[step]
-    if value is DELETE:
-        del node[steps[-1]]
-    elif isinstance(node, list) and steps[-1] == len(node):
-        node.append(value)
-    else:
-        node[steps[-1]] = value
-
-
-def _add_mongos(config: dict[str, Any], cluster: str) -> None:
-    mongos = _process(9, rs="mongos")
-    mongos.update(processType="mongos", cluster=cluster, args2_6={"net": {"port": 27018}})
-    config["processes"].append(mongos)
-
-
-def _add_sharding(config: dict[str, Any], shard_rs: str = "rs0", csrs: str = "rs0") -> None:
-    config["sharding"].append(
-        {"name": "c1", "configServerReplica": csrs, "shards": [{"_id": "s0", "rs": shard_rs}]}
-    )
-
-
-def _members(config: dict[str, Any], n: int, voting: int) -> None:
-    """Replace rs0 by an n-member set whose first ``voting`` members vote."""
-    config["processes"] = [_process(i) for i in range(n)]
-    for proc in config["processes"]:
-        proc["args2_6"]["net"]["tls"] = {"mode": "disabled"}
-    config["replicaSets"][0]["members"] = [
-        _member(i) if i < voting else _member(i, votes=0, priority=0) for i in range(n)
-    ]
-
+from tests.automation.configs import (
+    DELETE,
+    _add_mongos,
+    _add_sharding,
+    _member,
+    _members,
+    _process,
+    _set,
+    base,
+)
 
 Mutation = Callable[[dict[str, Any]], None] | tuple[str, Any]
 
@@ -397,8 +297,8 @@ CASES: list[tuple[str, Mutation, str, str | None]] = [
     ("secret-type", ("auth.autoPwd", 5), "type", None),
     ("process-secret-type", ("processes[1].args2_6.net.tls.certificateKeyFilePassword", 1), "type", None),
     ("ldap-secret-type", ("ldap.bindQueryPassword", ["x"]), "type", None),
-    ("secret-redacted", ("auth.usersWanted[0].initPwd", ac.REDACTED), "secret-redacted", None),
-    ("keyfile-redacted", ("auth.key", ac.REDACTED), "secret-redacted", None),
+    ("secret-redacted", ("auth.usersWanted[0].initPwd", secrets.REDACTED), "secret-redacted", None),
+    ("keyfile-redacted", ("auth.key", secrets.REDACTED), "secret-redacted", None),
 ]
 
 
@@ -430,8 +330,10 @@ def test_each_rule_names_its_id_and_field(mutation: Mutation, rule: str, field: 
 
 
 def test_every_rule_has_a_case() -> None:
-    with open(ac.__file__, encoding="utf-8") as f:
-        source = f.read()
+    source = ""
+    for module in (ac, shared_rules, topology, indexes, security, secrets):
+        with open(module.__file__ or "", encoding="utf-8") as f:
+            source += f.read()
     # Rule ids are the kebab-case literals of the module, plus a few one-word ones.
     rules = set(re.findall(r'"([a-z0-9]+(?:-[a-z0-9]+)+)"', source))
     rules |= {"type", "required", "port", "votes", "priority", "hostname", "fcv", "timestamp"}
@@ -471,7 +373,7 @@ def test_normalisation_fills_defaults_and_keeps_unknown_fields() -> None:
     out = ac.validate(body)
     assert body == before, "validate must not mutate its argument"
     proc = out["processes"][0]
-    assert proc["disabled"] is False and proc["args2_6"]["net"]["port"] == ac.DEFAULT_PORT
+    assert proc["disabled"] is False and proc["args2_6"]["net"]["port"] == shared_rules.DEFAULT_PORT
     assert proc["someFutureField"] == {"x": 1} and out["uiBaseUrl"] is None
     assert out["replicaSets"][0]["members"][0] == {
         "_id": 0,
@@ -498,16 +400,9 @@ def test_priority_defaults_to_zero_for_members_that_cannot_be_electable() -> Non
 def test_limits_are_inclusive() -> None:
     config = base()
     _members(config, 50, voting=7)
-    config["replicaSets"][0]["members"][0]["priority"] = ac.MAX_PRIORITY
+    config["replicaSets"][0]["members"][0]["priority"] = shared_rules.MAX_PRIORITY
     config["processes"][0]["args2_6"]["net"]["port"] = 65535
     assert len(ac.validate(config)["replicaSets"][0]["members"]) == 50
-
-
-def test_hostnames() -> None:
-    for good in ("localhost", "db-1.example.net", "10.0.0.7", "::1", "a" * 63 + ".example"):
-        assert ac.valid_hostname(good), good
-    for bad in ("a" * 64 + ".example", "host.", "http://h", "h:1", "h/x", "", "h h", None, 5):
-        assert not ac.valid_hostname(bad), bad
 
 
 def test_same_host_different_ports_is_fine() -> None:
@@ -550,7 +445,7 @@ def test_accessors() -> None:
     assert list(ac.processes_by_name(config)) == ["rs0-0", "rs0-1", "rs0-2", "other-7"]
     assert [p["name"] for p in ac.processes_on_host(config, "host0.EXAMPLE.net")] == ["rs0-0", "other-7"]
     assert ac.process_port(config["processes"][0]) == 27017
-    assert ac.process_port({"args2_6": {}}) == ac.DEFAULT_PORT
+    assert ac.process_port({"args2_6": {}}) == shared_rules.DEFAULT_PORT
     rs = ac.replica_set_of(config, "rs0-1")
     assert rs is not None and rs["_id"] == "rs0" and ac.replica_set(config, "rs0") is rs
     assert ac.replica_set_of(config, "other-7") is None and ac.replica_set(config, "nope") is None
@@ -573,67 +468,6 @@ def test_same_content_ignores_version_and_key_order_but_not_values() -> None:
     c = base()
     c["replicaSets"][0]["members"][0]["votes"] = True
     assert not ac.same_content(base(), c), "true and 1 are different JSON"
-
-
-# --- secrets ------------------------------------------------------------------------------------------------
-
-
-def test_secret_paths_find_every_secret_of_the_base() -> None:
-    redacted = ac.redact(base())
-    fields = ac.redacted_fields(redacted)
-    assert set(fields) == {
-        "auth.key",
-        "auth.autoPwd",
-        "auth.usersWanted[0].initPwd",
-        "ldap.bindQueryPassword",
-        "processes[0].args2_6.net.tls.certificateKeyFilePassword",
-        "processes[1].args2_6.net.tls.certificateKeyFilePassword",
-        "processes[2].args2_6.net.tls.certificateKeyFilePassword",
-    }
-    text = json.dumps(redacted)
-    for secret in ("agent-password", "app-password", "ldap-password", "pem-0", base()["auth"]["key"]):
-        assert secret not in text
-    assert ac.redacted_fields(base()) == []
-
-
-def test_secret_paths_are_well_formed() -> None:
-    for path in ac.SECRET_PATHS:
-        assert re.fullmatch(
-            r"[A-Za-z0-9_]+(\[[A-Za-z_]+(,[A-Za-z_]+)*\])?(\.[A-Za-z0-9_]+(\[[A-Za-z_,]+\])?)*", path
-        )
-        assert not path.endswith("]"), "a secret is a string field, not a list"
-
-
-def test_fill_redacted_matches_list_elements_by_identity() -> None:
-    source = base()
-    uploaded = ac.redact(base())
-    uploaded["processes"].reverse()
-    uploaded["processes"].append(_process(5, rs="new"))
-    uploaded["processes"][-1]["args2_6"]["net"]["tls"]["certificateKeyFilePassword"] = ac.REDACTED
-    filled = ac.fill_redacted(uploaded, source)
-    by_name = ac.processes_by_name(filled)
-    assert [by_name[f"rs0-{i}"]["args2_6"]["net"]["tls"]["certificateKeyFilePassword"] for i in range(3)] == [
-        "pem-0",
-        "pem-1",
-        "pem-2",
-    ]
-    assert ac.redacted_fields(filled) == ["processes[3].args2_6.net.tls.certificateKeyFilePassword"]
-    assert uploaded["auth"]["key"] == ac.REDACTED, "fill_redacted must not mutate its argument"
-
-
-def test_fill_redacted_keeps_values_that_are_not_the_marker() -> None:
-    uploaded = base()
-    uploaded["auth"]["autoPwd"] = "rotated-by-agent"
-    assert ac.fill_redacted(uploaded, base())["auth"]["autoPwd"] == "rotated-by-agent"
-
-
-def test_map_secrets_touches_only_secrets() -> None:
-    config = base()
-    mapped = ac.map_secrets(config, lambda s: "enc:" + s)
-    assert config == base()
-    assert mapped["auth"]["autoPwd"] == "enc:agent-password"
-    assert mapped["auth"]["autoUser"] == "mms-automation"
-    assert mapped["processes"][0]["args2_6"]["net"]["tls"]["certificateKeyFile"] == "/etc/ssl/host.pem"
 
 
 # --- properties ---------------------------------------------------------------------------------------------
@@ -716,60 +550,3 @@ def test_same_content_is_reflexive_and_ignores_version_and_key_order(
     assert not ac.same_content(config, other | {"__extra__": None}), "keys are at most 8 characters"
     for key in config.keys() - ac.SERVER_MANAGED_FIELDS:
         assert not ac.same_content(config, other | {key: [config[key]]})
-
-
-secrets = st.text(max_size=12).filter(lambda s: s != ac.REDACTED)
-
-
-@st.composite
-def configs_with_secrets(draw: Any) -> dict[str, Any]:
-    config = base()
-    for slot_path in ac.redacted_fields(ac.redact(config)):
-        _set(config, slot_path, draw(secrets))
-    if draw(st.booleans()):
-        config["tls"]["autoPEMKeyFilePwd"] = draw(secrets)
-    if draw(st.booleans()):
-        config["processes"][1]["args2_6"]["security"]["kmip"] = {"clientCertificatePassword": draw(secrets)}
-    if draw(st.booleans()):
-        config["processes"][2]["backupRestoreUrl"] = draw(secrets)
-    users = draw(st.integers(0, 3))
-    config["auth"]["usersWanted"] = [
-        {
-            "db": "admin",
-            "user": f"u{i}",
-            "roles": [],
-            "initPwd": draw(secrets),
-            "scramSha256Creds": {
-                "iterationCount": 15000,
-                "salt": "c2FsdA==",
-                "storedKey": draw(secrets),
-                "serverKey": draw(secrets),
-            },
-        }
-        for i in range(users)
-    ]
-    return config
-
-
-@settings(max_examples=150, deadline=None)
-@given(configs_with_secrets(), st.randoms())
-def test_secrets_round_trip(config: dict[str, Any], rnd: Any) -> None:
-    original = copy.deepcopy(config)
-    encrypted = ac.map_secrets(config, lambda s: "enc:" + s[::-1])
-    assert ac.map_secrets(encrypted, lambda s: s.removeprefix("enc:")[::-1]) == config
-    assert config == original
-
-    present: list[str] = []
-    ac.map_secrets(config, lambda s: present.append(s) or s)
-    redacted = ac.redact(config)
-    assert len(ac.redacted_fields(redacted)) == len(present)
-    left: list[str] = []
-    ac.map_secrets(redacted, lambda s: left.append(s) or s)
-    assert left == [ac.REDACTED] * len(present)
-    rnd.shuffle(redacted["processes"])
-    rnd.shuffle(redacted["auth"]["usersWanted"])
-    filled = ac.fill_redacted(redacted, config)
-    assert ac.redacted_fields(filled) == []
-    assert ac.processes_by_name(filled) == ac.processes_by_name(config)
-    key = lambda u: (u["db"], u["user"])  # noqa: E731
-    assert sorted(filled["auth"]["usersWanted"], key=key) == sorted(config["auth"]["usersWanted"], key=key)

@@ -1,0 +1,121 @@
+"""Automation configs for the tests of opsmgr.automation: a valid base every case breaks one rule of, and the
+helpers that edit one by JSON path."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from opsmgr.automation.config import empty_config
+
+DELETE = object()
+
+
+def _process(i: int, rs: str = "rs0") -> dict[str, Any]:
+    return {
+        "name": f"{rs}-{i}",
+        "processType": "mongod",
+        "hostname": f"host{i}.example.net",
+        "version": "7.0.5-ent",
+        "featureCompatibilityVersion": "7.0",
+        "authSchemaVersion": 5,
+        "disabled": False,
+        "args2_6": {
+            "net": {
+                "port": 27017,
+                "tls": {
+                    "mode": "requireTLS",
+                    "certificateKeyFile": "/etc/ssl/host.pem",
+                    "certificateKeyFilePassword": f"pem-{i}",
+                },
+            },
+            "replication": {"replSetName": rs},
+            "storage": {"dbPath": f"/data/{rs}-{i}"},
+            "systemLog": {"destination": "file", "path": f"/data/{rs}-{i}/mongod.log"},
+            "security": {"clusterAuthMode": "keyFile"},
+        },
+    }
+
+
+def _member(i: int, rs: str = "rs0", **extra: Any) -> dict[str, Any]:
+    return {
+        "_id": i,
+        "host": f"{rs}-{i}",
+        "priority": 1,
+        "votes": 1,
+        "arbiterOnly": False,
+        "hidden": False,
+    } | extra
+
+
+def base() -> dict[str, Any]:
+    """A valid three-member deployment with auth, TLS, a user and an index: every case breaks one rule."""
+    config = empty_config()
+    config.update(
+        version=4,
+        processes=[_process(i) for i in range(3)],
+        replicaSets=[{"_id": "rs0", "protocolVersion": "1", "members": [_member(i) for i in range(3)]}],
+        auth={
+            "disabled": False,
+            "autoUser": "mms-automation",
+            "autoPwd": "agent-password",
+            "autoAuthMechanisms": ["SCRAM-SHA-256"],
+            "autoAuthMechanism": "SCRAM-SHA-256",
+            "deploymentAuthMechanisms": ["SCRAM-SHA-256"],
+            "key": "c2VjcmV0a2V5ZmlsZWNvbnRlbnRz",
+            "keyfile": "/var/lib/mongodb-mms-automation/keyfile",
+            "usersWanted": [{"db": "admin", "user": "app", "roles": [], "initPwd": "app-password"}],
+            "usersDeleted": [],
+        },
+        tls={"clientCertificateMode": "OPTIONAL", "CAFilePath": "/etc/ssl/ca.pem"},
+        ldap={"bindQueryUser": "cn=om", "bindQueryPassword": "ldap-password"},
+        indexConfigs=[
+            {
+                "dbName": "shop",
+                "collectionName": "orders",
+                "key": [["customer", 1], ["created", -1]],
+                "rsName": "rs0",
+                "options": {"name": "customer_created"},
+            }
+        ],
+    )
+    return config
+
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _set(config: Any, path: str, value: Any) -> None:
+    """Set (or, with DELETE, remove) the value at a JSON path like ``processes[1].args2_6.net.port``."""
+    steps: list[str | int] = [name or int(index) for name, index in _STEP.findall(path)]
+    node = config
+    for step in steps[:-1]:
+        node = node[step]
+    if value is DELETE:
+        del node[steps[-1]]
+    elif isinstance(node, list) and steps[-1] == len(node):
+        node.append(value)
+    else:
+        node[steps[-1]] = value
+
+
+def _add_mongos(config: dict[str, Any], cluster: str) -> None:
+    mongos = _process(9, rs="mongos")
+    mongos.update(processType="mongos", cluster=cluster, args2_6={"net": {"port": 27018}})
+    config["processes"].append(mongos)
+
+
+def _add_sharding(config: dict[str, Any], shard_rs: str = "rs0", csrs: str = "rs0") -> None:
+    config["sharding"].append(
+        {"name": "c1", "configServerReplica": csrs, "shards": [{"_id": "s0", "rs": shard_rs}]}
+    )
+
+
+def _members(config: dict[str, Any], n: int, voting: int) -> None:
+    """Replace rs0 by an n-member set whose first ``voting`` members vote."""
+    config["processes"] = [_process(i) for i in range(n)]
+    for proc in config["processes"]:
+        proc["args2_6"]["net"]["tls"] = {"mode": "disabled"}
+    config["replicaSets"][0]["members"] = [
+        _member(i) if i < voting else _member(i, votes=0, priority=0) for i in range(n)
+    ]
