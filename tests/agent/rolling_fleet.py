@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from opsmgr.agent.executor import LongActions
-from opsmgr.agent.loop import read_snapshot
 from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
+from opsmgr.agent.observe import read_snapshot
 from opsmgr.agent.plan import Snapshot, initial_rs_config, process_spec
 from opsmgr.alerts import AlertService
 from opsmgr.automation.config import processes_on_host

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opsmgr.agent.loop import Agent, Backoff, CycleResult
+from opsmgr.agent.loop import Agent, CycleResult
 from opsmgr.agent.plan import Move
 from opsmgr.agent.settings import AgentSettings, DriverKind, render_settings
 from opsmgr.agent.state import STATE_FILE
@@ -320,15 +320,6 @@ async def test_run_stops_cleanly_without_touching_processes(rig: Rig) -> None:
     await asyncio.wait_for(task, 2)
     assert rig.world.procs["rs0_0"].running
     assert ("stop", "rs0_0") not in rig.world.mutations()
-
-
-def test_backoff_is_capped_and_jittered() -> None:
-    backoff = Backoff(1.0, 8.0, random.Random(3))
-    delays = [backoff.next() for _ in range(8)]
-    assert all(0.5 * min(8, 2**n) <= d <= min(8, 2**n) for n, d in enumerate(delays))
-    assert len({round(d, 6) for d in delays[4:]}) > 1  # jitter spreads agents that failed together
-    backoff.reset()
-    assert backoff.next() <= 1.0
 
 
 async def test_a_process_that_stops_on_its_own_is_restarted_never_loaded(rig: Rig) -> None:

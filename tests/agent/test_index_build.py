@@ -17,8 +17,8 @@ import pytest
 
 from opsmgr.agent.executor import LongActions
 from opsmgr.agent.index_build import IndexBuildWorker
-from opsmgr.agent.loop import read_snapshot
 from opsmgr.agent.maintenance import MaintenanceExecutor
+from opsmgr.agent.observe import read_snapshot
 from opsmgr.agent.runtime import Runtime
 from opsmgr.alerts import AlertService
 from opsmgr.automation.config import processes_on_host

@@ -51,7 +51,9 @@ from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, Server
 from opsmgr.agent.executor import LongActions
 from opsmgr.agent.index_build import IndexBuildWorker
 from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
-from opsmgr.agent.plan import LocalProcess, Move, ProcessPlan, Snapshot, plan
+from opsmgr.agent.observe import read_snapshot, status_observed
+from opsmgr.agent.pacing import Backoff, format_seconds, stopped_within
+from opsmgr.agent.plan import Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.shipper import ReplicaSets, Shipper
@@ -59,7 +61,7 @@ from opsmgr.agent.state import NO_VERSION, StateStore
 from opsmgr.agent.work import WorkList, received
 from opsmgr.automation.config import config_hash, processes_on_host, redact, validate
 from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
-from opsmgr.drivers.base import Driver, RsStatus, RunMode
+from opsmgr.drivers.base import Driver
 from opsmgr.errors import OpsmgrError
 
 log = logging.getLogger(__name__)
@@ -72,103 +74,12 @@ MAX_REJECTED_RETRY_S = 60.0
 MAX_BUSY_DELAY_S = 1.0
 
 
-class Backoff:
-    """Exponential backoff with equal jitter: attempt n waits between half and all of min(cap, base*2**n)."""
-
-    def __init__(self, base_s: float, cap_s: float, rng: random.Random) -> None:
-        self.base_s, self.cap_s, self.rng = base_s, cap_s, rng
-        self.failures = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2**self.failures)
-        self.failures = min(self.failures + 1, 62)
-        return float(ceiling / 2 + self.rng.uniform(0, ceiling / 2))
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
 @dataclass(frozen=True)
 class CycleResult:
     sentence: str
     delay_s: float  # when the next cycle should start
     move: Move | None = None  # the move executed, if any
     process: str | None = None
-
-
-def format_seconds(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")
-
-
-def read_snapshot(
-    driver: Driver, names: list[str], initiated_sets: frozenset[str], oplog_windows: bool = False
-) -> Snapshot:
-    """Everything the cycle's decisions need from the driver, read in one go (one worker-thread hop for
-    mongod): each process's state, its replica set's status and config, its client connections and, with
-    ``oplog_windows`` (while a rolling change may check them), the oplog window of each member in its set."""
-    processes: dict[str, LocalProcess] = {}
-    for name in names:
-        obs = driver.observe(name)
-        if not obs.running:
-            processes[name] = LocalProcess(obs)
-            continue
-        in_set = oplog_windows and obs.mode is RunMode.REPLSET
-        processes[name] = LocalProcess(
-            obs,
-            rs_status=_quietly(driver.rs_status, name),
-            rs_config=_quietly(driver.rs_config, name),
-            connections=_quietly(driver.connections, name),
-            oplog_window=_quietly(driver.oplog_window, name) if in_set else None,
-        )
-    return Snapshot(processes, initiated_sets)
-
-
-def _quietly(fn: Callable[[str], T | None], name: str) -> T | None:
-    """A process can die between two questions; what it cannot answer is unknown, not an error."""
-    try:
-        return fn(name)
-    except OpsmgrError as exc:
-        log.debug("%s(%s) failed: %s", getattr(fn, "__name__", fn), name, exc.detail)
-        return None
-
-
-def _observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]:
-    if local is None:
-        return {
-            "hostname": hostname,
-            "port": None,
-            "running": False,
-            "mode": None,
-            "version": None,
-            "replicaSetName": None,
-            "replicaStateName": None,
-            "optimeTs": None,
-            "connections": None,
-            "lagSeconds": None,
-        }
-    obs, status = local.observation, local.rs_status
-    me = next((m for m in status.members if m.self), None) if status is not None else None
-    return {
-        "hostname": hostname,
-        "port": obs.port,
-        "running": obs.running,
-        "mode": obs.mode.value if obs.mode is not None else None,
-        "version": obs.version,
-        "replicaSetName": status.set_name if status is not None else None,
-        "replicaStateName": status.my_state.value if status is not None else None,
-        "optimeTs": me.optime_ts if me is not None else None,
-        "connections": local.connections,
-        "lagSeconds": _lag_seconds(status),
-    }
-
-
-def _lag_seconds(status: RsStatus | None) -> float | None:
-    if status is None:
-        return None
-    primary, me = status.primary(), next((m for m in status.members if m.self), None)
-    if primary is None or me is None or not me.optime_ts or not primary.optime_ts:
-        return None
-    return float(max(0, (primary.optime_ts >> 32) - (me.optime_ts >> 32)))
 
 
 def _aligned_index(original: tuple[str, ...], remaining: list[str]) -> int | None:
@@ -202,6 +113,22 @@ class Agent:
         self.settings = settings
         self.hostname = settings.hostname
         self.driver = driver
+        self.config_path = config_path
+        self.request_handlers: dict[str, RequestHandler] = {UPLOAD_CONFIG_REQUEST: self._upload_config}
+        self.request_handlers.update(request_handlers or {})
+        self._wire(http, executor, offload_driver)
+        poll = settings.poll_interval_s
+        self.backoff = Backoff(
+            min(1.0, poll), max(poll, min(MAX_BACKOFF_S, 30 * poll)), rng or random.Random()
+        )
+        self.rejected_delay_s = max(poll, min(MAX_REJECTED_RETRY_S, 6 * poll))
+        self.busy_delay_s = min(poll, MAX_BUSY_DELAY_S)
+        self._recall()
+
+    def _wire(self, http: httpx.AsyncClient, executor: Executor | None, offload_driver: bool) -> None:
+        """The parts that act for this host, on one runtime: the server client, the long actions, backup,
+        oplog shipping, index builds and rolling maintenance."""
+        settings, driver = self.settings, self.driver
         self.runtime = Runtime(
             http,
             settings.hostname,
@@ -214,12 +141,9 @@ class Agent:
         self.client = AgentClient(self.runtime)
         # One long action at a time on this host (a restart out of the set, an index build, a restore load).
         self.long = LongActions(self.hostname)
-        self.request_handlers: dict[str, RequestHandler] = {UPLOAD_CONFIG_REQUEST: self._upload_config}
-        self.request_handlers.update(request_handlers or {})
-        self.config_path = config_path
-        # Backup runs as its own task beside the cycle (see ``run``).
         # What the server says this host has to do besides automation (with each status answer).
         self.work = WorkList()
+        # Backup runs as its own task beside the cycle (see ``run``).
         self.backup = BackupWorker(self.runtime, driver, lambda: self.work, lambda: self.held, self.long)
         # Oplog shipping runs as its own task beside the cycle too, at its own cadence (see ``run``).
         self.shipper = Shipper(
@@ -229,19 +153,15 @@ class Agent:
         )
         # Supervised unique index builds: watched and acted on inside the cycle (see ``cycle``).
         self.index_builds = IndexBuildWorker(self.runtime, driver, self.long)
-        poll = settings.poll_interval_s
-        self.backoff = Backoff(
-            min(1.0, poll), max(poll, min(MAX_BACKOFF_S, 30 * poll)), rng or random.Random()
-        )
-        self.rejected_delay_s = max(poll, min(MAX_REJECTED_RETRY_S, 6 * poll))
-        self.busy_delay_s = min(poll, MAX_BUSY_DELAY_S)
-
         # Rolling changes the server registered: this host's part of them (see ``agent.maintenance``).
         self.maintenance = MaintenanceExecutor(
             self.client, driver, self.hostname, long=self.long, run=self._driver
         )
         self._rolling = Outcome()
-        self.store = StateStore(settings.state_dir)
+
+    def _recall(self) -> None:
+        """What the agent remembers from its state file, and what it tracks in memory from cycle to cycle."""
+        self.store = StateStore(self.settings.state_dir)
         self.state = self.store.load()
         self._unsaved = False
         self.held: dict[str, Any] | None = self.state.goal_config
@@ -259,7 +179,7 @@ class Agent:
             "agent for %s starts with goal version %s held (state in %s)",
             self.hostname,
             self.state.goal_version,
-            settings.state_dir,
+            self.settings.state_dir,
         )
 
     @property
@@ -282,6 +202,32 @@ class Agent:
             )
 
     async def _cycle(self) -> CycleResult:
+        polled = await self._poll()
+        if isinstance(polled, CycleResult):
+            return polled
+        config_error = polled
+        snapshot = await self._observe()
+        if isinstance(snapshot, CycleResult):
+            return snapshot
+        if self.held is None:
+            sentence = config_error or "waiting for a first automation config from the server"
+            more = await self._publish(sentence, snapshot, [])
+            return self._done(sentence, 0.0 if more else self.settings.poll_interval_s)
+        snapshot, plans = await self._decide(snapshot, self.held)
+        result = await self._act_all(plans, config_error, self.held)
+        await self._persist()  # the goal reached, kept before it is reported
+        more = await self._publish(result.sentence, snapshot, plans)
+        return self._done(
+            result.sentence,
+            0.0 if more else result.delay_s,
+            logging.WARNING if result.sentence.startswith("error") else logging.INFO,
+            move=result.move,
+            process=result.process,
+        )
+
+    async def _poll(self) -> CycleResult | str | None:
+        """Poll the server and adopt what it serves: the cycle's end if the server could not be asked, else
+        why the served config was not adopted (None when it was, or nothing new was served)."""
         try:
             served = await self.client.poll_config(self.held_version)
             config_error = self._adopt(served) if served is not None else None
@@ -307,7 +253,11 @@ class Agent:
                 f"error: unusable answer from the server, keeping version {self.held_version}: {exc}"
             )
         self.backoff.reset()
+        return config_error
 
+    async def _observe(self) -> Snapshot | CycleResult:
+        """The host's one snapshot of this cycle, with what it shows kept on disk before anything acts on it;
+        the cycle's end if the processes cannot be observed."""
         try:
             windows = self.maintenance.looks_at_sets(
                 self.held, self.held_version, self.work.maintenance, self.state.goal_config
@@ -324,36 +274,32 @@ class Agent:
         self._remember_initiated(snapshot)
         # What the agent manages and has seen initiated is on disk before it acts on it.
         await self._persist()
+        return snapshot
 
-        if self.held is None:
-            sentence = config_error or "waiting for a first automation config from the server"
-            more = await self._publish(sentence, snapshot, [])
-            return self._done(sentence, 0.0 if more else self.settings.poll_interval_s)
+    async def _decide(self, snapshot: Snapshot, held: dict[str, Any]) -> tuple[Snapshot, list[ProcessPlan]]:
+        """Rolling maintenance takes its processes first; automation plans the rest around it and around
+        the long action in progress."""
         self._rolling = await self.maintenance.cycle(
-            snapshot, self.held, self.held_version, self.work.maintenance, self.state.goal_config
+            snapshot, held, self.held_version, self.work.maintenance, self.state.goal_config
         )
         running = self.long.running
         busy = {n: f"{running.name}: in progress" for n in running.processes} if running else {}
         snapshot = replace(snapshot, maintenance=self._rolling.owned, busy=busy)
-        plans = plan(snapshot, self.held, self.hostname)
+        return snapshot, plan(snapshot, held, self.hostname)
 
+    async def _act_all(
+        self, plans: list[ProcessPlan], config_error: str | None, held: dict[str, Any]
+    ) -> CycleResult:
+        """At most one move: rolling maintenance's or automation's, else a step of a unique index build."""
         result = await self._act_beside_rolling(plans, config_error)
         if config_error is None and result.move is None:
             # A unique index build acts only while this host is at goal, so automation never races it.
             building = await self.index_builds.step(
-                self.held, all(p.at_goal for p in plans), active=bool(self.work.index_builds)
+                held, all(p.at_goal for p in plans), active=bool(self.work.index_builds)
             )
             if building is not None:
                 result = replace(result, sentence=building)
-        await self._persist()  # the goal reached, kept before it is reported
-        more = await self._publish(result.sentence, snapshot, plans)
-        return self._done(
-            result.sentence,
-            0.0 if more else result.delay_s,
-            logging.WARNING if result.sentence.startswith("error") else logging.INFO,
-            move=result.move,
-            process=result.process,
-        )
+        return result
 
     def _adopt(self, served: dict[str, Any]) -> str | None:
         """Take the served config as the new goal, or say why not (the held one stays)."""
@@ -527,7 +473,7 @@ class Agent:
                     "stepIndex": index if working else None,
                     "blockedReason": p.blocked_reason,
                     "errorText": self._errors.get(p.name),
-                    "observed": _observed(
+                    "observed": status_observed(
                         snapshot.processes.get(p.name), hostnames.get(p.name, self.hostname)
                     ),
                 }
@@ -628,7 +574,7 @@ class Agent:
         delay = first_delay_s
         backup = asyncio.gather(self.backup.run(stop), self.shipper.run(stop))
         try:
-            while not await _stopped_within(stop, delay, self.long.ended):
+            while not await stopped_within(stop, delay, self.long.ended):
                 delay = (await self.cycle()).delay_s
         finally:
             backup.cancel()
@@ -637,22 +583,3 @@ class Agent:
             # left down.
             await self.long.wait()
         log.info("%s: agent stopped; processes left as they are", self.hostname)
-
-
-async def _stopped_within(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> bool:
-    """Wait ``seconds``, or less when ``wake`` is set (then cleared); True when ``stop`` was set."""
-    if stop.is_set():
-        return True
-    if seconds <= 0:
-        return False
-    waiters = {asyncio.ensure_future(stop.wait())}
-    if wake is not None:
-        waiters.add(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-    if wake is not None:
-        wake.clear()
-    return stop.is_set()

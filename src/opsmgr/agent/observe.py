@@ -1,0 +1,93 @@
+"""What one agent cycle reads of this host's processes, and how it reports what it read.
+
+Owns the cycle's one snapshot of the host (each process's state, its replica set's status and config, its
+connections and oplog window, read through the driver in one go) and the ``observed`` part of a process in
+the status report, in the shape of Ops Manager's automationStatus. Reads only: it never changes a process.
+
+May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.agent.plan``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from opsmgr.agent.plan import LocalProcess, Snapshot
+from opsmgr.drivers.base import Driver, RsStatus, RunMode
+from opsmgr.errors import OpsmgrError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def read_snapshot(
+    driver: Driver, names: list[str], initiated_sets: frozenset[str], oplog_windows: bool = False
+) -> Snapshot:
+    """Everything the cycle's decisions need from the driver, read in one go (one worker-thread hop for
+    mongod): each process's state, its replica set's status and config, its client connections and, with
+    ``oplog_windows`` (while a rolling change may check them), the oplog window of each member in its set."""
+    processes: dict[str, LocalProcess] = {}
+    for name in names:
+        obs = driver.observe(name)
+        if not obs.running:
+            processes[name] = LocalProcess(obs)
+            continue
+        in_set = oplog_windows and obs.mode is RunMode.REPLSET
+        processes[name] = LocalProcess(
+            obs,
+            rs_status=_quietly(driver.rs_status, name),
+            rs_config=_quietly(driver.rs_config, name),
+            connections=_quietly(driver.connections, name),
+            oplog_window=_quietly(driver.oplog_window, name) if in_set else None,
+        )
+    return Snapshot(processes, initiated_sets)
+
+
+def _quietly(fn: Callable[[str], T | None], name: str) -> T | None:
+    """A process can die between two questions; what it cannot answer is unknown, not an error."""
+    try:
+        return fn(name)
+    except OpsmgrError as exc:
+        log.debug("%s(%s) failed: %s", getattr(fn, "__name__", fn), name, exc.detail)
+        return None
+
+
+def status_observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]:
+    if local is None:
+        return {
+            "hostname": hostname,
+            "port": None,
+            "running": False,
+            "mode": None,
+            "version": None,
+            "replicaSetName": None,
+            "replicaStateName": None,
+            "optimeTs": None,
+            "connections": None,
+            "lagSeconds": None,
+        }
+    obs, status = local.observation, local.rs_status
+    me = next((m for m in status.members if m.self), None) if status is not None else None
+    return {
+        "hostname": hostname,
+        "port": obs.port,
+        "running": obs.running,
+        "mode": obs.mode.value if obs.mode is not None else None,
+        "version": obs.version,
+        "replicaSetName": status.set_name if status is not None else None,
+        "replicaStateName": status.my_state.value if status is not None else None,
+        "optimeTs": me.optime_ts if me is not None else None,
+        "connections": local.connections,
+        "lagSeconds": lag_seconds(status),
+    }
+
+
+def lag_seconds(status: RsStatus | None) -> float | None:
+    if status is None:
+        return None
+    primary, me = status.primary(), next((m for m in status.members if m.self), None)
+    if primary is None or me is None or not me.optime_ts or not primary.optime_ts:
+        return None
+    return float(max(0, (primary.optime_ts >> 32) - (me.optime_ts >> 32)))
