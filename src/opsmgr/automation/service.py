@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmgr.automation.config import empty_config, hostnames, same_content, validate
+from opsmgr.automation.records import processes
 from opsmgr.automation.secrets import map_secrets
 from opsmgr.automation.status import StatusReport
 from opsmgr.errors import Conflict
@@ -170,13 +171,13 @@ class AutomationService:
         """``GET /groups/{id}/automationStatus`` as Ops Manager shapes it."""
         goal = self.config(group_id)
         reported = {p["name"]: (s, p) for s in self.agent_statuses(group_id) for p in s.get("processes", [])}
-        processes = []
-        for proc in goal.get("processes", []):
-            status, entry = reported.get(proc["name"], ({}, {}))
-            processes.append(
+        views = []
+        for proc in processes(goal):
+            status, entry = reported.get(proc.name, ({}, {}))
+            views.append(
                 {
-                    "name": proc["name"],
-                    "hostname": proc.get("hostname"),
+                    "name": proc.name,
+                    "hostname": proc.hostname,
                     "lastGoalVersionAchieved": entry.get("lastGoalVersionAchieved", -1),
                     "plan": entry.get("plan", []),
                     "currentStep": entry.get("currentStep"),
@@ -186,7 +187,7 @@ class AutomationService:
                     "lastReport": status.get("receivedAt"),
                 }
             )
-        view: dict[str, Any] = {"goalVersion": goal["version"], "processes": processes}
+        view: dict[str, Any] = {"goalVersion": goal["version"], "processes": views}
         for key, section in self.status_sections.items():
             view[key] = section(group_id)
         return view
@@ -194,14 +195,14 @@ class AutomationService:
     def hosts(self, group_id: str) -> list[dict[str, Any]]:
         """``GET /groups/{id}/hosts``: each process as monitoring sees it, from what the agents observe."""
         goal = self.config(group_id)
-        by_name = {p["name"]: p for p in goal.get("processes", [])}
+        by_name = {p.name: p for p in processes(goal)}
         hosts = []
         for status in self.agent_statuses(group_id):
             for entry in status.get("processes", []):
                 observed = entry.get("observed") or {}
-                proc = by_name.get(entry["name"], {})
-                port = observed.get("port") or proc.get("args2_6", {}).get("net", {}).get("port")
-                hostname = observed.get("hostname") or proc.get("hostname") or status["hostname"]
+                proc = by_name.get(entry["name"])
+                port = observed.get("port") or (proc.port if proc else None)
+                hostname = observed.get("hostname") or (proc.hostname if proc else None) or status["hostname"]
                 hosts.append(
                     {
                         "id": f"{group_id}-{entry['name']}",

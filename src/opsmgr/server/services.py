@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from opsmgr.alerts import AlertService
+from opsmgr.automation import records
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
 from opsmgr.automation.status import StatusReport
@@ -144,18 +145,16 @@ class GoalConfigTargets:
 
     def processes(self, group_id: str, replica_set: str) -> list[JsonObject]:
         config = self.automation.config(group_id)
-        members: list[JsonObject] = next(
-            (rs["members"] for rs in config.get("replicaSets", []) if rs["_id"] == replica_set), []
-        )
-        names = {m["host"] for m in members}
-        return [p for p in config.get("processes", []) if p["name"] in names]
+        names = next((set(rs.hosts) for rs in records.replica_sets(config) if rs.id == replica_set), set())
+        return [p.to_doc() for p in records.processes(config) if p.name in names]
 
     def set_disabled(self, t: Txn, group_id: str, names: Sequence[str], disabled: bool) -> None:
         self._guard(group_id)
         config = self.automation.config(group_id)
-        for p in config.get("processes", []):
-            if p["name"] in names:
-                p["disabled"] = disabled
+        config["processes"] = [
+            (replace(p, disabled=disabled) if p.name in names else p).to_doc()
+            for p in records.processes(config)
+        ]
         # Read before ``t`` wrote anything of it: the version makes the write refuse a change made since.
         self.automation.write_config(t, group_id, config, expected_version=config["version"])
 

@@ -10,7 +10,7 @@ holds in its report (``workVersion``) and the answer carries the work only when 
 
 Owns the composition only: what each list means belongs to backup (``services.clusters``,
 ``services.restores``), maintenance and the index builds. May import ``opsmgr.jsontypes``,
-``opsmgr.automation.config`` and ``opsmgr.server.services`` (types only).
+``opsmgr.automation.records`` and ``opsmgr.server.services`` (types only).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from opsmgr.automation.config import processes_by_name
+from opsmgr.automation.records import Process, processes, replica_sets
 from opsmgr.jsontypes import JsonObject
 
 if TYPE_CHECKING:
@@ -74,11 +74,9 @@ class ProjectWork:
 def project_work(services: Services, group_id: str) -> ProjectWork:
     """Gathered from the services (a few reads of the project's documents)."""
     config = services.automation.config(group_id)
-    procs = processes_by_name(config)
-    host_of = {name: str(p.get("hostname", "")).lower() for name, p in procs.items()}
-    members = {
-        rs["_id"]: tuple(m["host"] for m in rs.get("members", [])) for rs in config.get("replicaSets", [])
-    }
+    procs = {p.name: p for p in processes(config)}
+    host_of = {name: p.host for name, p in procs.items()}
+    members = {rs.id: rs.hosts for rs in replica_sets(config)}
     maintenance = tuple(sorted(services.maintenance.active_hosts(group_id).items()))
     return ProjectWork(
         host_of=host_of,
@@ -106,11 +104,11 @@ def _backed_up(services: Services, group_id: str, members: dict[str, _Members]) 
     ]
 
 
-def _loading(services: Services, group_id: str, processes: dict[str, JsonObject]) -> list[JsonObject]:
+def _loading(services: Services, group_id: str, procs: dict[str, Process]) -> list[JsonObject]:
     """The automated restores into the project still loading, each with the processes (as the goal config
     runs them) that have not loaded yet."""
     return [
-        {"jobId": job.job_id, "processes": [processes[n] for n in job.pending if n in processes]}
+        {"jobId": job.job_id, "processes": [procs[n].to_doc() for n in job.pending if n in procs]}
         for job in services.restores.loading(group_id)
     ]
 
