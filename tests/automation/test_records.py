@@ -44,9 +44,13 @@ def test_fields_the_document_leaves_out_stay_out() -> None:
         "args2_6": {},
     }
     proc = Process.from_doc(doc)
-    assert proc.disabled is None and proc.to_doc() == doc
+    assert proc.disabled is False and proc.to_doc() == doc
     assert (proc.port, proc.host) == (27017, "h1.example.net")
-    assert Member.from_doc({"_id": 0, "host": "a"}).to_doc() == {"_id": 0, "host": "a"}
+    member = Member.from_doc({"_id": 0, "host": "a"})
+    assert (member.votes, member.priority, member.arbiter_only, member.hidden) == (1, 1, False, False)
+    assert member.to_doc() == {"_id": 0, "host": "a"}
+    assert replace(member, votes=0, priority=0).to_doc() == {"_id": 0, "host": "a", "votes": 0, "priority": 0}
+    assert replace(proc, disabled=False).to_doc() == doc
     assert replace(proc, disabled=True).to_doc() == {**doc, "disabled": True}
 
 

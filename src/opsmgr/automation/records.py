@@ -4,7 +4,8 @@ rather than checks it.
 Each record is frozen and reads its document with :meth:`from_doc` (a malformed document is an
 :class:`InvalidInput` naming the field's JSON path and what it should be) and writes it back with
 :meth:`to_doc` in the same shape: the fields it names are written only when the document had them, and every
-other field is kept as it was, so a config read into records and written back loses nothing. The rules a
+other field is kept as it was, so a config read into records and written back loses nothing. A field the
+document leaves out reads as Ops Manager's default and stays out unless it is changed. The rules a
 config must satisfy stay in ``config.validate``; a record checks only the types of the fields it names.
 May import ``opsmgr.errors`` and ``opsmgr.automation.rules``.
 """
@@ -39,13 +40,23 @@ def _object(doc: Any, path: str) -> JsonDoc:
     return doc
 
 
+def _or(value: Any, default: Any) -> Any:
+    # 0 and 0.0 are values, not absences.
+    return default if value is None else value
+
+
 def _rest(doc: JsonDoc, named: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in named}
 
 
-def _present(pairs: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    """The named fields a document had (an absent one is held as None)."""
-    return {k: v for k, v in pairs if v is not None}
+def _given(doc: JsonDoc, named: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(k for k in named if k in doc)
+
+
+def _written(given: frozenset[str], pairs: tuple[tuple[str, Any, Any], ...]) -> dict[str, Any]:
+    """The named fields as (key, value, default): those the document had, and those changed from their
+    default."""
+    return {k: v for k, v, default in pairs if k in given or v != default}
 
 
 _PROCESS_FIELDS = ("name", "processType", "hostname", "version", "args2_6", "disabled")
@@ -60,8 +71,9 @@ class Process:
     hostname: str
     version: str
     args2_6: JsonDoc  # the process's mongod/mongos options, as the config states them
-    disabled: bool | None = None  # None: the document does not say (not disabled)
+    disabled: bool = False
     rest: JsonDoc = field(default_factory=dict)  # every other field, kept as it is
+    given: frozenset[str] = frozenset(_PROCESS_FIELDS)  # the named fields the document had
 
     @classmethod
     def from_doc(cls, doc: Any, path: str = "process") -> Process:
@@ -72,20 +84,21 @@ class Process:
             hostname=_read(doc, "hostname", "string", path),
             version=_read(doc, "version", "string", path),
             args2_6=_read(doc, "args2_6", "object", path),
-            disabled=_read(doc, "disabled", "boolean", path, required=False),
+            disabled=_read(doc, "disabled", "boolean", path, required=False) or False,
             rest=_rest(doc, _PROCESS_FIELDS),
+            given=_given(doc, _PROCESS_FIELDS),
         )
 
     def to_doc(self) -> dict[str, Any]:
         named = (
-            ("name", self.name),
-            ("processType", self.process_type),
-            ("hostname", self.hostname),
-            ("version", self.version),
-            ("args2_6", self.args2_6),
-            ("disabled", self.disabled),
+            ("name", self.name, None),
+            ("processType", self.process_type, None),
+            ("hostname", self.hostname, None),
+            ("version", self.version, None),
+            ("args2_6", self.args2_6, None),
+            ("disabled", self.disabled, False),
         )
-        return {**self.rest, **_present(named)}
+        return {**self.rest, **_written(self.given, named)}
 
     @property
     def port(self) -> int:
@@ -107,11 +120,12 @@ class Member:
 
     id: int
     host: str
-    votes: int | None = None  # None for each of these: the document does not say (Ops Manager's default)
-    priority: float | None = None
-    arbiter_only: bool | None = None
-    hidden: bool | None = None
+    votes: int = 1
+    priority: float = 1
+    arbiter_only: bool = False
+    hidden: bool = False
     rest: JsonDoc = field(default_factory=dict)
+    given: frozenset[str] = frozenset(_MEMBER_FIELDS)
 
     @classmethod
     def from_doc(cls, doc: Any, path: str = "member") -> Member:
@@ -119,23 +133,24 @@ class Member:
         return cls(
             id=_read(doc, "_id", "integer", path),
             host=_read(doc, "host", "string", path),
-            votes=_read(doc, "votes", "integer", path, required=False),
-            priority=_read(doc, "priority", "number", path, required=False),
-            arbiter_only=_read(doc, "arbiterOnly", "boolean", path, required=False),
-            hidden=_read(doc, "hidden", "boolean", path, required=False),
+            votes=_or(_read(doc, "votes", "integer", path, required=False), 1),
+            priority=_or(_read(doc, "priority", "number", path, required=False), 1),
+            arbiter_only=_read(doc, "arbiterOnly", "boolean", path, required=False) or False,
+            hidden=_read(doc, "hidden", "boolean", path, required=False) or False,
             rest=_rest(doc, _MEMBER_FIELDS),
+            given=_given(doc, _MEMBER_FIELDS),
         )
 
     def to_doc(self) -> dict[str, Any]:
         named = (
-            ("_id", self.id),
-            ("host", self.host),
-            ("votes", self.votes),
-            ("priority", self.priority),
-            ("arbiterOnly", self.arbiter_only),
-            ("hidden", self.hidden),
+            ("_id", self.id, None),
+            ("host", self.host, None),
+            ("votes", self.votes, 1),
+            ("priority", self.priority, 1),
+            ("arbiterOnly", self.arbiter_only, False),
+            ("hidden", self.hidden, False),
         )
-        return {**self.rest, **_present(named)}
+        return {**self.rest, **_written(self.given, named)}
 
     @property
     def electable(self) -> bool:
