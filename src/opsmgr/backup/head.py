@@ -39,7 +39,8 @@ import sqlalchemy as sa
 from opsmgr.backup.changes import RESERVED_NS, Change, ChangeOp, apply_changes, doc_key
 from opsmgr.backup.snapshots import Record, record_line
 from opsmgr.errors import InvalidInput
-from opsmgr.store.engine import Store, Txn, documents
+from opsmgr.store.engine import Store, Txn
+from opsmgr.store.schema import documents
 
 STATE_COLL = RESERVED_NS
 STATE_ID = "state"

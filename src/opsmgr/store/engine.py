@@ -1,9 +1,9 @@
 """One backing database: JSON documents in named collections plus a same-transaction oplog.
 
-Owns the tables ``documents``, ``oplog`` and ``oplog_meta`` and the oplog triggers of one database (SQLite
-file or PostgreSQL database) and nothing else. Every insert, update and delete of a document appends, in the
-same transaction, one oplog entry ``{ts, op, ns, _id, doc}``: row triggers on ``documents`` write it, so no
-code path can forget it and a write is one statement. ``ts`` is an integer in microseconds since the epoch
+Owns one database (SQLite file or PostgreSQL database) through the tables and triggers of ``store.schema``,
+and nothing else. Every insert, update and delete of a document appends, in the same transaction, one oplog
+entry ``{ts, op, ns, _id, doc}``: row triggers on ``documents`` write it, so no code path can forget it and a
+write is one statement. ``ts`` is an integer in microseconds since the epoch
 that strictly increases in commit order:
 
 - Write transactions serialise on a lock taken before their first statement (``BEGIN IMMEDIATE`` on SQLite,
@@ -23,8 +23,8 @@ silent skip.
 
 On SQLite, closing a store checkpoints its write-ahead log into the database file and empties it (TRUNCATE),
 so after a clean stop the ``.sqlite`` file alone holds every committed transaction; :meth:`Store.quick_check`
-reads every page for the damage a failing disk leaves. May import only ``opsmgr.errors``, SQLAlchemy and bson
-(for ids).
+reads every page for the damage a failing disk leaves. The tables, triggers and statements are
+``store.schema``'s. May import only ``opsmgr.errors``, ``opsmgr.store.schema``, SQLAlchemy and bson (for ids).
 """
 
 from __future__ import annotations
@@ -41,45 +41,24 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from bson import ObjectId
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from opsmgr.errors import InvalidInput, OplogGap, StoreError
+from opsmgr.store.schema import (
+    MAX_COLL_LEN,
+    MAX_ID_LEN,
+    Statements,
+    documents,
+    install_triggers,
+    metadata,
+    next_ts_sql,
+    oplog,
+    oplog_meta,
+)
 
 log = logging.getLogger(__name__)
 
 Op = Literal["i", "u", "d"]
-
-MAX_COLL_LEN = 128
-MAX_ID_LEN = 256
-
-metadata = sa.MetaData()
-
-documents = sa.Table(
-    "documents",
-    metadata,
-    sa.Column("coll", sa.String(MAX_COLL_LEN), primary_key=True),
-    sa.Column("id", sa.String(MAX_ID_LEN), primary_key=True),
-    sa.Column("doc", sa.Text, nullable=False),
-)
-
-oplog = sa.Table(
-    "oplog",
-    metadata,
-    sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("op", sa.String(1), nullable=False),
-    sa.Column("ns", sa.String(MAX_COLL_LEN), nullable=False),
-    sa.Column("doc_id", sa.String(MAX_ID_LEN), nullable=False),
-    sa.Column("doc", sa.Text, nullable=True),
-    sa.Column("size", sa.Integer, nullable=False),
-)
-
-oplog_meta = sa.Table(
-    "oplog_meta",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("truncated_through", sa.BigInteger, nullable=False),
-)
 
 # An arbitrary constant: the PostgreSQL advisory lock every writer of one database serialises on.
 _PG_WRITER_LOCK = 0x6F70736D
@@ -204,107 +183,10 @@ def _damaged(exc: sa.exc.SQLAlchemyError, dialect: str) -> bool:
     )
 
 
-def _next_ts_sql(dialect: str) -> str:
-    """SQL for the next entry's ``ts``: later than every entry kept or truncated, else the clock (in
-    microseconds). Evaluated inside the writing transaction, after it took the writer lock."""
-    if dialect == "postgresql":
-        return (
-            "GREATEST(COALESCE((SELECT max(ts) FROM oplog), 0) + 1,"
-            " (SELECT truncated_through FROM oplog_meta WHERE id = 1) + 1,"
-            " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)"
-        )
-    return (
-        "max(coalesce((SELECT max(ts) FROM oplog), 0) + 1,"
-        " (SELECT truncated_through FROM oplog_meta WHERE id = 1) + 1,"
-        " CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER))"
-    )
-
-
-# The oplog is appended by row triggers on ``documents``, so no write can skip its entry and a write costs
-# one statement. The version suffix lets a later schema replace these without guessing what is installed.
-_TRIGGER = "documents_oplog_v1"
-_ENTRY = (
-    "INSERT INTO oplog (ts, op, ns, doc_id, doc, size) "
-    "VALUES ({ts}, {op}, {row}.coll, {row}.id, {doc}, {size})"
-)
-
-
-def _install_triggers(conn: Connection, dialect: str) -> None:
-    ts = _next_ts_sql(dialect)
-    new_size = "length(NEW.doc) + length(NEW.id) + 32"
-    if dialect == "sqlite":
-        for event, entry in (
-            ("INSERT", _ENTRY.format(ts=ts, op="'i'", row="NEW", doc="NEW.doc", size=new_size)),
-            ("UPDATE", _ENTRY.format(ts=ts, op="'u'", row="NEW", doc="NEW.doc", size=new_size)),
-            ("DELETE", _ENTRY.format(ts=ts, op="'d'", row="OLD", doc="NULL", size="length(OLD.id) + 32")),
-        ):
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER IF NOT EXISTS {_TRIGGER}_{event.lower()} AFTER {event} ON documents "
-                f"FOR EACH ROW BEGIN {entry}; END"
-            )
-        return
-    installed = conn.exec_driver_sql(
-        "SELECT 1 FROM pg_trigger WHERE tgname = %(name)s AND tgrelid = 'documents'::regclass",
-        {"name": _TRIGGER},
-    ).first()
-    if installed:
-        return
-    upsert = _ENTRY.format(
-        ts=ts, op="CASE TG_OP WHEN 'INSERT' THEN 'i' ELSE 'u' END", row="NEW", doc="NEW.doc", size=new_size
-    )
-    delete = _ENTRY.format(ts=ts, op="'d'", row="OLD", doc="NULL", size="length(OLD.id) + 32")
-    conn.exec_driver_sql(
-        f"CREATE OR REPLACE FUNCTION {_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF TG_OP = 'DELETE' THEN {delete}; ELSE {upsert}; END IF; RETURN NULL; END $$"
-    )
-    conn.exec_driver_sql(
-        f"CREATE TRIGGER {_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON documents "
-        f"FOR EACH ROW EXECUTE FUNCTION {_TRIGGER}()"
-    )
-
-
-class _Statements:
-    """The statements of one dialect, built once: SQLAlchemy then compiles each once and caches it, which
-    keeps a write's Python cost that of a plain insert."""
-
-    def __init__(self, dialect: str) -> None:
-        key = (documents.c.coll == sa.bindparam("k_coll")) & (documents.c.id == sa.bindparam("k_id"))
-        self.get = sa.select(documents.c.doc).where(key)
-        self.find = (
-            sa.select(documents.c.doc)
-            .where(documents.c.coll == sa.bindparam("k_coll"))
-            .order_by(documents.c.id)
-        )
-        # Documents whose id starts with a prefix: compared with substr, whatever the database's collation.
-        self.find_prefix = (
-            sa.select(documents.c.doc)
-            .where(
-                (documents.c.coll == sa.bindparam("k_coll"))
-                & (sa.func.substr(documents.c.id, 1, sa.bindparam("k_len")) == sa.bindparam("k_prefix"))
-            )
-            .order_by(documents.c.id)
-        )
-        self.count = (
-            sa.select(sa.func.count())
-            .select_from(documents)
-            .where(documents.c.coll == sa.bindparam("k_coll"))
-        )
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        # rowcount tells whether it inserted; SQLAlchemy keeps it for INSERT only when asked to.
-        self.insert = insert(documents).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
-        # An upsert fires the UPDATE trigger when the document exists and the INSERT one otherwise.
-        upsert = insert(documents)
-        self.upsert = upsert.on_conflict_do_update(
-            index_elements=[documents.c.coll, documents.c.id], set_={"doc": upsert.excluded.doc}
-        )
-        self.delete = documents.delete().where(key)
-        self.greatest: Callable[..., Any] = sa.func.greatest if dialect == "postgresql" else sa.func.max
-
-
 class Txn:
     """The reads and writes of one transaction; the oplog entry of each write is appended within it."""
 
-    def __init__(self, conn: Connection, stmts: _Statements, *, writable: bool) -> None:
+    def __init__(self, conn: Connection, stmts: Statements, *, writable: bool) -> None:
         self._conn = conn
         self._stmts = stmts
         self._writable = writable
@@ -437,12 +319,12 @@ class Store:
             self.dialect = sa.engine.make_url(self.url).get_backend_name()
             if self.dialect not in ("sqlite", "postgresql"):
                 raise StoreError(f"the {name} must be SQLite or PostgreSQL, not {self.dialect}")
-            self._stmts = _Statements(self.dialect)
+            self._stmts = Statements(self.dialect)
             self.engine = self._make_engine()
             # Under the writer lock, so that servers opening one database at once do not race.
             with self._begin(write=True) as conn:
                 metadata.create_all(conn)
-                _install_triggers(conn, self.dialect)
+                install_triggers(conn, self.dialect)
                 if conn.execute(sa.select(oplog_meta.c.id)).first() is None:
                     conn.execute(oplog_meta.insert().values(id=1, truncated_through=0))
         except sa.exc.SQLAlchemyError as exc:
@@ -635,7 +517,7 @@ class Store:
         not step back). A backup may declare the range up to it free of entries it has not seen, which lets
         the PITR window of a quiet database keep advancing."""
         with self.tx() as t:
-            return int(t._conn.exec_driver_sql(f"SELECT {_next_ts_sql(self.dialect)}").scalar_one()) - 1
+            return int(t._conn.exec_driver_sql(f"SELECT {next_ts_sql(self.dialect)}").scalar_one()) - 1
 
     def oplog_bounds(self) -> OplogBounds:
         with self.read() as t:
