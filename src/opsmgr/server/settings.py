@@ -93,7 +93,8 @@ key                                                    meaning                  
                                                        this (minus, past 65535)
 =====================================================  ==========================================  ========
 
-The three backing databases must be three different databases. May import ``opsmgr.jsontypes``,
+The ``mms.maintenance.*`` keys are ``server.maintenance_keys``'. The three backing databases must be three
+different databases. May import ``opsmgr.server.maintenance_keys``, ``opsmgr.jsontypes``,
 ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and
 ``opsmgr.backup.blockstore`` (for the backup settings' types), ``opsmgr.maintenance.snapshot`` (the
 maintenance policy, a pure value) and SQLAlchemy's URL parser; nothing of the web framework."""
@@ -104,7 +105,6 @@ import dataclasses
 import os
 import socket
 import textwrap
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -119,6 +119,7 @@ from opsmgr.errors import InvalidInput
 from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.properties import dump_properties
+from opsmgr.server.maintenance_keys import MAINTENANCE_KEYS
 from opsmgr.store.backing import APP, BACKING, OPLOG, SNAPSHOT, BackingStores
 from opsmgr.store.crypto import GenKey
 
@@ -299,72 +300,6 @@ KEYS: tuple[Key, ...] = (
 )
 
 
-def _policy_key(name: str, attr: str, description: str, parse: Callable[[str, Path], object]) -> Key:
-    """A ``mms.maintenance.*`` key; ``attr`` is the :class:`Policy` field, whose default is the key's."""
-    default = Policy.__dataclass_fields__[attr].default
-    return Key(f"mms.maintenance.{name}", f"maintenance_{attr}", description, f"{default:g}", parse)
-
-
-MAINTENANCE_KEYS: tuple[Key, ...] = (
-    _policy_key(
-        "leaseTtlSeconds",
-        "lease_ttl_s",
-        "Seconds a maintenance lease lives between its holder's renewals; an agent that dies lets it expire "
-        "(no other member goes down while the member it held is unhealthy).",
-        conf.float_in(1, 3600),
-    ),
-    _policy_key(
-        "memberTimeoutSeconds",
-        "member_timeout_s",
-        "Seconds a member may take to be healthy again after its restart in replSet mode; past it the "
-        "rolling change stops with MAINTENANCE_MEMBER_FAILED until the member recovers.",
-        conf.float_in(1, 86400),
-    ),
-    _policy_key(
-        "electionTimeoutSeconds",
-        "election_timeout_s",
-        "Seconds to wait for another member's election after a step-down.",
-        conf.float_in(1, 3600),
-    ),
-    _policy_key(
-        "catchUpLagSeconds",
-        "catch_up_lag_s",
-        "A secondary this many seconds (or fewer) behind the primary is caught up.",
-        conf.float_in(0, 3600),
-    ),
-    _policy_key(
-        "oplogMargin",
-        "oplog_margin",
-        "Factor by which the oplog window must exceed the estimated time a member is out.",
-        conf.float_in(1, 100),
-    ),
-    _policy_key(
-        "defaultOutSeconds",
-        "default_out_s",
-        "Estimated seconds a member is out for maintenance before any of its restarts was observed.",
-        conf.float_in(1, 7 * 86400),
-    ),
-    _policy_key(
-        "stepDownSeconds",
-        "step_down_secs",
-        "stepDownSecs of replSetStepDown: how long the former primary may not be elected again.",
-        conf.int_in(1, 86400),
-    ),
-    _policy_key(
-        "secondaryCatchUpPeriodSeconds",
-        "secondary_catch_up_period_secs",
-        "secondaryCatchUpPeriodSecs of replSetStepDown: how long the primary waits for an electable "
-        "secondary to catch up; less than mms.maintenance.stepDownSeconds.",
-        conf.int_in(0, 86400),
-    ),
-    _policy_key(
-        "portOffset",
-        "maintenance_port_offset",
-        "A member restarted standalone for maintenance listens on its port plus this (minus it, past 65535), "
-        "away from its clients and its set.",
-        conf.int_in(1, 55535),
-    ),
-)
 HTTPS_KEYS: tuple[Key, ...] = (
     Key(
         name="mms.https.PEMKeyFile",
