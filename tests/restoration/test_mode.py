@@ -6,16 +6,15 @@ import pytest
 
 from opsmgr.restoration import mode
 from opsmgr.restoration.mode import AgentReport, Fail, ModeState, RequestUpload, Wait
+from opsmgr.restoration.state import ArmedBy, ChosenAgent, ModeRecord
 
 POLL_MS = 1000
 HASH_A = "a" * 64
 HASH_B = "b" * 64
 
 
-def entered(now: int = 0) -> dict[str, object]:
-    rec = mode.new_record("g")
-    mode.enter(rec, hostname="a", agent_version=5, restored_version=3, now=now)
-    return rec
+def entered(now: int = 0) -> ModeRecord:
+    return mode.enter(mode.new_record("g"), hostname="a", agent_version=5, restored_version=3, now=now)
 
 
 @pytest.mark.parametrize(
@@ -38,9 +37,9 @@ def test_choose_latest_of_nothing() -> None:
 
 def test_enter_records_trigger_and_resets_failures() -> None:
     rec = entered(now=7)
-    assert rec["state"] == ModeState.COLLECTING
-    assert rec["triggeredAt"] == 7
-    assert rec["triggerReason"] == {
+    assert rec.state == ModeState.COLLECTING
+    assert rec.triggered_at == 7
+    assert rec.trigger_reason is not None and rec.trigger_reason.to_doc() == {
         "hostname": "a",
         "agentConfigVersion": 5,
         "restoredConfigVersion": 3,
@@ -50,9 +49,9 @@ def test_enter_records_trigger_and_resets_failures() -> None:
 
 def test_waits_for_every_expected_agent_then_requests_the_latest() -> None:
     rec = entered()
-    mode.heard(rec, AgentReport("a", 5, 100, HASH_A), now=1)
+    rec = mode.heard(rec, AgentReport("a", 5, 100, HASH_A), now=1)
     assert isinstance(mode.decide(rec, {"a", "b"}, now=2, poll_interval_ms=POLL_MS), Wait)
-    mode.heard(rec, AgentReport("b", 6, 50, HASH_B), now=3)
+    rec = mode.heard(rec, AgentReport("b", 6, 50, HASH_B), now=3)
     decision = mode.decide(rec, {"a", "b"}, now=4, poll_interval_ms=POLL_MS)
     assert decision == RequestUpload(AgentReport("b", 6, 50, HASH_B))
 
@@ -61,20 +60,20 @@ def test_the_choice_waits_for_every_agent_s_status_claim() -> None:
     """A poll says which version an agent holds, not since when nor the config's hash: choosing on polls
     alone would rank agents by hostname and ask for an upload nothing can be checked against."""
     rec = entered()
-    mode.heard(rec, AgentReport("a", 5, 100, HASH_A), now=1)
-    mode.heard(rec, AgentReport("b", 6, 0), now=2)  # a poll: no hash yet
+    rec = mode.heard(rec, AgentReport("a", 5, 100, HASH_A), now=1)
+    rec = mode.heard(rec, AgentReport("b", 6, 0), now=2)  # a poll: no hash yet
     assert isinstance(mode.decide(rec, {"a", "b"}, now=3, poll_interval_ms=POLL_MS), Wait)
     assert mode.missing(rec, {"a", "b"}) == ["b"]
-    mode.heard(rec, AgentReport("b", 6, 50, HASH_B), now=4)  # its status
-    mode.heard(rec, AgentReport("b", 6, 50), now=5)  # a later poll keeps the claim of the same version
+    rec = mode.heard(rec, AgentReport("b", 6, 50, HASH_B), now=4)  # its status
+    rec = mode.heard(rec, AgentReport("b", 6, 50), now=5)  # a later poll keeps the claim of the same version
     assert mode.decide(rec, {"a", "b"}, now=6, poll_interval_ms=POLL_MS) == RequestUpload(
         AgentReport("b", 6, 50, HASH_B)
     )
-    mode.heard(rec, AgentReport("b", 7, 60), now=7)  # a poll at another version drops the claim
+    rec = mode.heard(rec, AgentReport("b", 7, 60), now=7)  # a poll at another version drops the claim
     assert isinstance(mode.decide(rec, {"a", "b"}, now=8, poll_interval_ms=POLL_MS), Wait)
     late = int(mode.COLLECTION_TIMEOUT_POLLS * POLL_MS) + 10
     failed = mode.decide(rec, {"a", "b"}, now=late, poll_interval_ms=POLL_MS)
-    assert isinstance(failed, Fail) and failed.missing_hosts[0]["hostname"] == "b"
+    assert isinstance(failed, Fail) and failed.missing_hosts[0].hostname == "b"
 
 
 @pytest.mark.parametrize(
@@ -87,13 +86,13 @@ def test_the_choice_waits_for_every_agent_s_status_claim() -> None:
     ],
 )
 def test_an_upload_must_be_the_claimed_config(version: object, digest: str, problem: str | None) -> None:
-    chosen = {"hostname": "b", "configVersion": 6, "configHash": HASH_B}
+    chosen = ChosenAgent(hostname="b", config_version=6, config_hash=HASH_B)
     found = mode.claim_problem(chosen, version, digest)
     assert found is None if problem is None else (found is not None and problem in found)
 
 
 def test_an_upload_without_a_claimed_hash_is_refused() -> None:
-    found = mode.claim_problem({"hostname": "b", "configVersion": 6, "configHash": None}, 6, HASH_B)
+    found = mode.claim_problem(ChosenAgent(hostname="b", config_version=6, config_hash=None), 6, HASH_B)
     assert found is not None and "never reported" in found
 
 
@@ -117,30 +116,32 @@ def test_an_upload_must_describe_what_the_chosen_agent_runs(
 
 
 def test_armed_clears_once_every_awaited_agent_polled() -> None:
-    rec = mode.new_record("g")
-    mode.arm(rec, hosts=["a", "b"], restore={"restoreJobId": "j"}, now=1)
-    assert rec["state"] == ModeState.ARMED and ModeState.ARMED in mode.GUARDED_STATES
-    assert not mode.heard_while_armed(rec, "A", now=2)
-    assert rec["awaitingHosts"] == ["b"]
-    assert not mode.heard_while_armed(rec, "stranger", now=3)
-    assert mode.heard_while_armed(rec, "b", now=4)
-    assert rec["state"] == ModeState.INACTIVE and rec["disarmedAt"] == 4
+    rec = mode.arm(mode.new_record("g"), hosts=["a", "b"], restore=ArmedBy(restore_job_id="j"), now=1)
+    assert rec.state == ModeState.ARMED and ModeState.ARMED in mode.GUARDED_STATES
+    rec = mode.heard_while_armed(rec, "A", now=2)
+    assert rec.state is ModeState.ARMED
+    assert rec.awaiting_hosts == ["b"]
+    rec = mode.heard_while_armed(rec, "stranger", now=3)
+    assert rec.state is ModeState.ARMED
+    rec = mode.heard_while_armed(rec, "b", now=4)
+    assert rec.state == ModeState.INACTIVE and rec.disarmed_at == 4
 
 
 def test_missing_agents_fail_after_the_collection_timeout_with_backoff() -> None:
     rec = entered(now=0)
-    mode.heard(rec, AgentReport("a", 5, 1, HASH_A), now=1)
+    rec = mode.heard(rec, AgentReport("a", 5, 1, HASH_A), now=1)
     late = int(mode.COLLECTION_TIMEOUT_POLLS * POLL_MS) + 1
     decision = mode.decide(rec, {"a", "c"}, now=late, poll_interval_ms=POLL_MS)
     assert isinstance(decision, Fail)
-    assert decision.missing_hosts[0]["hostname"] == "c"
-    mode.record_failure(rec, decision, now=late, poll_interval_ms=POLL_MS)
-    assert rec["state"] == ModeState.RETRY_WAIT and rec["failureCount"] == 1
-    first_wait = rec["nextAttemptAt"] - late
-    mode.restart_collection(rec, now=rec["nextAttemptAt"], reset_failures=False)
-    mode.record_failure(rec, decision, now=late * 3, poll_interval_ms=POLL_MS)
-    assert rec["failureCount"] == 2
-    assert rec["nextAttemptAt"] - late * 3 == 2 * first_wait
+    assert decision.missing_hosts[0].hostname == "c"
+    rec = mode.record_failure(rec, decision, now=late, poll_interval_ms=POLL_MS)
+    assert rec.state == ModeState.RETRY_WAIT and rec.failure_count == 1
+    assert rec.next_attempt_at is not None
+    first_wait = rec.next_attempt_at - late
+    rec = mode.restart_collection(rec, now=rec.next_attempt_at, reset_failures=False)
+    rec = mode.record_failure(rec, decision, now=late * 3, poll_interval_ms=POLL_MS)
+    assert rec.failure_count == 2
+    assert rec.next_attempt_at is not None and rec.next_attempt_at - late * 3 == 2 * first_wait
 
 
 def test_backoff_is_capped() -> None:
@@ -149,32 +150,35 @@ def test_backoff_is_capped() -> None:
 
 def test_upload_timeout_is_a_failure_naming_the_agent() -> None:
     rec = entered()
-    mode.request_upload(rec, AgentReport("b", 6, 1), now=10)
+    rec = mode.request_upload(rec, AgentReport("b", 6, 1), now=10)
     assert isinstance(mode.decide(rec, {"b"}, now=11, poll_interval_ms=POLL_MS), Wait)
     late = 10 + int(mode.UPLOAD_TIMEOUT_POLLS * POLL_MS) + 1
     decision = mode.decide(rec, {"b"}, now=late, poll_interval_ms=POLL_MS)
-    assert isinstance(decision, Fail) and decision.missing_hosts[0]["hostname"] == "b"
+    assert isinstance(decision, Fail) and decision.missing_hosts[0].hostname == "b"
 
 
 def test_retry_resets_counter_without_leaving() -> None:
     rec = entered()
-    mode.record_failure(rec, Fail("x", []), now=5, poll_interval_ms=POLL_MS)
-    mode.restart_collection(rec, now=6, reset_failures=True)
-    assert rec["state"] == ModeState.COLLECTING and rec["failureCount"] == 0 and rec["lastFailure"] is None
+    rec = mode.record_failure(rec, Fail("x", []), now=5, poll_interval_ms=POLL_MS)
+    rec = mode.restart_collection(rec, now=6, reset_failures=True)
+    assert rec.state == ModeState.COLLECTING and rec.failure_count == 0 and rec.last_failure is None
 
 
 def test_forced_exit_waits_for_every_agent_to_converge() -> None:
     rec = entered()
-    mode.force_exit(rec, served_version=9, expected={"a", "b"}, now=1)
-    assert rec["state"] == ModeState.FORCED_EXIT_CONVERGING
-    assert not mode.converged(rec, "a", 9, now=2)
-    assert not mode.converged(rec, "b", 8, now=3), "an agent below the forced version has not converged"
-    assert mode.converged(rec, "b", 9, now=4)
-    assert rec["state"] == ModeState.INACTIVE
+    rec = mode.force_exit(rec, served_version=9, expected={"a", "b"}, now=1)
+    assert rec.state == ModeState.FORCED_EXIT_CONVERGING
+    rec = mode.converged(rec, "a", 9, now=2)
+    assert rec.state is ModeState.FORCED_EXIT_CONVERGING
+    rec = mode.converged(rec, "b", 8, now=3)
+    below = "an agent below the forced version has not converged"
+    assert rec.state is ModeState.FORCED_EXIT_CONVERGING, below
+    rec = mode.converged(rec, "b", 9, now=4)
+    assert rec.state == ModeState.INACTIVE
 
 
 def test_exit_keeps_a_bounded_history() -> None:
     rec = entered()
     for i in range(15):
-        mode.exit_mode(rec, reason="r", version=i, now=i)
-    assert len(rec["history"]) == 10 and rec["history"][-1]["authoritativeVersion"] == 14
+        rec = mode.exit_mode(rec, reason="r", version=i, now=i)
+    assert len(rec.history) == 10 and rec.history[-1].authoritative_version == 14

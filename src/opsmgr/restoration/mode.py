@@ -19,29 +19,33 @@ agents run (:func:`upload_problem`).
 After a restore of the application database every project with processes is ARMED until each host of its
 restored config has polled once: deployment changes are refused meanwhile, since a change accepted before
 the agents are heard could later drive them backwards. A poll with a newer version enters the mode; once
-every awaited host polled without one, the project is clear. May import the standard
-library only.
+every awaited host polled without one, the project is clear.
+
+The decisions take the project's typed record (``restoration.state.ModeRecord``) and return the changed
+copy. May import ``opsmgr.restoration.state``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+
+from opsmgr.restoration.state import (
+    ArmedBy,
+    ChosenAgent,
+    Exit,
+    Failure,
+    HeardAgent,
+    MissingHost,
+    ModeRecord,
+    ModeState,
+    TriggerReason,
+)
 
 COLLECTION_TIMEOUT_POLLS = 3.0
 UPLOAD_TIMEOUT_POLLS = 4.0
 BACKOFF_CAP_POLLS = 30.0
 
-
-class ModeState(StrEnum):
-    INACTIVE = "INACTIVE"  # not in Restoration Mode
-    COLLECTING = "COLLECTING"  # gathering (version, timestamp, hostname) from every agent
-    AWAITING_UPLOAD = "AWAITING_UPLOAD"  # the agent with the latest config was asked to upload it
-    RETRY_WAIT = "RETRY_WAIT"  # reconciliation failed; it runs again after a backoff
-    FORCED_EXIT_CONVERGING = "FORCED_EXIT_CONVERGING"  # forced out; waiting for every agent to converge
-    ARMED = "ARMED"  # restored; waiting for each known agent's first poll before accepting changes
-
+__all__ = ["ModeRecord", "ModeState"]
 
 ACTIVE_STATES = frozenset({ModeState.COLLECTING, ModeState.AWAITING_UPLOAD, ModeState.RETRY_WAIT})
 # States in which deployment changes are refused.
@@ -64,21 +68,14 @@ def choose_latest(reports: list[AgentReport]) -> AgentReport | None:
     return max(reports, key=AgentReport.rank, default=None)
 
 
-def new_record(group_id: str) -> dict[str, Any]:
-    return {
-        "_id": group_id,
-        "state": ModeState.INACTIVE.value,
-        "failureCount": 0,
-        "agents": {},
-        "missingHosts": [],
-        "history": [],
-    }
+def new_record(group_id: str) -> ModeRecord:
+    return ModeRecord.new(group_id)
 
 
-def reports(record: dict[str, Any]) -> list[AgentReport]:
+def reports(record: ModeRecord) -> list[AgentReport]:
     return [
-        AgentReport(hostname, int(a["version"]), int(a.get("timestamp", 0)), a.get("configHash"))
-        for hostname, a in sorted(record.get("agents", {}).items())
+        AgentReport(hostname, a.version, a.timestamp, a.config_hash)
+        for hostname, a in sorted(record.agents.items())
     ]
 
 
@@ -88,53 +85,49 @@ def known(hostname: str, hosts: set[str] | frozenset[str]) -> bool:
 
 
 def enter(
-    record: dict[str, Any], *, hostname: str, agent_version: int, restored_version: int, now: int
-) -> None:
-    record.update(
-        state=ModeState.COLLECTING.value,
-        triggeredAt=now,
-        updatedAt=now,
-        collectingSince=now,
-        triggerReason={
-            "hostname": hostname,
-            "agentConfigVersion": agent_version,
-            "restoredConfigVersion": restored_version,
-            "detail": (
+    record: ModeRecord, *, hostname: str, agent_version: int, restored_version: int, now: int
+) -> ModeRecord:
+    return record.changed(
+        state=ModeState.COLLECTING,
+        triggered_at=now,
+        updated_at=now,
+        collecting_since=now,
+        trigger_reason=TriggerReason(
+            hostname=hostname,
+            agent_config_version=agent_version,
+            restored_config_version=restored_version,
+            detail=(
                 f"agent {hostname} holds automation config version {agent_version}, higher than the "
                 f"restored version {restored_version}"
             ),
-        },
-        restoredConfigVersion=restored_version,
-        failureCount=0,
+        ),
+        restored_config_version=restored_version,
+        failure_count=0,
         agents={},
-        missingHosts=[],
-        chosenAgent=None,
-        exitedAt=None,
-        exitReason=None,
-        lastFailure=None,
+        missing_hosts=[],
+        chosen_agent=None,
+        exited_at=None,
+        exit_reason=None,
+        last_failure=None,
     )
 
 
-def heard(record: dict[str, Any], report: AgentReport, now: int) -> None:
-    agents = record.setdefault("agents", {})
-    previous = agents.get(report.hostname, {})
+def heard(record: ModeRecord, report: AgentReport, now: int) -> ModeRecord:
+    previous = record.agents.get(report.hostname)
     # A poll carries no hash: the one the agent's status claimed for the same version still stands.
     config_hash = report.config_hash
-    if config_hash is None and previous.get("version") == report.version:
-        config_hash = previous.get("configHash")
-    agents[report.hostname] = {
-        "version": report.version,
-        "timestamp": report.timestamp,
-        "configHash": config_hash,
-        "heardAt": now,
-    }
-    record["updatedAt"] = now
+    if config_hash is None and previous is not None and previous.version == report.version:
+        config_hash = previous.config_hash
+    agent = HeardAgent(
+        version=report.version, timestamp=report.timestamp, config_hash=config_hash, heard_at=now
+    )
+    return record.changed(agents={**record.agents, report.hostname: agent}, updated_at=now)
 
 
-def missing(record: dict[str, Any], expected: set[str]) -> list[str]:
+def missing(record: ModeRecord, expected: set[str]) -> list[str]:
     """The expected agents whose claim is not in yet. A poll says which version an agent holds, but only its
     status report says since when and the config's hash, which the choice and the upload need."""
-    claimed = {h for h, a in record.get("agents", {}).items() if a.get("configHash")}
+    claimed = {h for h, a in record.agents.items() if a.config_hash}
     return sorted(expected - claimed)
 
 
@@ -146,7 +139,7 @@ class RequestUpload:
 @dataclass(frozen=True)
 class Fail:
     reason: str
-    missing_hosts: list[dict[str, str]]
+    missing_hosts: list[MissingHost]
 
 
 @dataclass(frozen=True)
@@ -157,18 +150,18 @@ class Wait:
 Decision = RequestUpload | Fail | Wait
 
 
-def decide(record: dict[str, Any], expected: set[str], now: int, poll_interval_ms: int) -> Decision:
+def decide(record: ModeRecord, expected: set[str], now: int, poll_interval_ms: int) -> Decision:
     """What reconciliation does next, from the record alone (called on every agent contact and tick)."""
-    state = ModeState(record["state"])
+    state = record.state
     if state is ModeState.RETRY_WAIT:
         return Wait()
     if state is ModeState.AWAITING_UPLOAD:
-        if now - int(record.get("uploadRequestedAt", now)) > UPLOAD_TIMEOUT_POLLS * poll_interval_ms:
-            chosen = record.get("chosenAgent") or {}
-            host = str(chosen.get("hostname"))
+        asked_at = record.upload_requested_at if record.upload_requested_at is not None else now
+        if now - asked_at > UPLOAD_TIMEOUT_POLLS * poll_interval_ms:
+            host = str(record.chosen_agent.hostname if record.chosen_agent is not None else None)
             return Fail(
                 f"agent {host} did not upload its automation config in time",
-                [{"hostname": host, "reason": "asked to upload its config, no upload received"}],
+                [MissingHost(hostname=host, reason="asked to upload its config, no upload received")],
             )
         return Wait()
     if state is not ModeState.COLLECTING:
@@ -177,15 +170,16 @@ def decide(record: dict[str, Any], expected: set[str], now: int, poll_interval_m
     if not absent:
         chosen = choose_latest(reports(record))
         return Wait() if chosen is None else RequestUpload(chosen)
-    if now - int(record.get("collectingSince", now)) > COLLECTION_TIMEOUT_POLLS * poll_interval_ms:
+    since = record.collecting_since if record.collecting_since is not None else now
+    if now - since > COLLECTION_TIMEOUT_POLLS * poll_interval_ms:
         return Fail(
             f"{len(absent)} agent(s) did not report: {', '.join(absent)}",
             [
-                {
-                    "hostname": h,
-                    "reason": "no status report (its version, timestamp and config hash) received since "
+                MissingHost(
+                    hostname=h,
+                    reason="no status report (its version, timestamp and config hash) received since "
                     "Restoration Mode began",
-                }
+                )
                 for h in absent
             ],
         )
@@ -196,113 +190,107 @@ def backoff_ms(failures: int, poll_interval_ms: int) -> int:
     return int(min(2 ** max(failures - 1, 0), BACKOFF_CAP_POLLS) * poll_interval_ms)
 
 
-def record_failure(record: dict[str, Any], failure: Fail, now: int, poll_interval_ms: int) -> None:
-    failures = int(record.get("failureCount", 0)) + 1
-    record.update(
-        state=ModeState.RETRY_WAIT.value,
-        failureCount=failures,
-        lastFailure={"at": now, "reason": failure.reason},
-        missingHosts=failure.missing_hosts,
-        nextAttemptAt=now + backoff_ms(failures, poll_interval_ms),
-        updatedAt=now,
+def record_failure(record: ModeRecord, failure: Fail, now: int, poll_interval_ms: int) -> ModeRecord:
+    failures = record.failure_count + 1
+    return record.changed(
+        state=ModeState.RETRY_WAIT,
+        failure_count=failures,
+        last_failure=Failure(at=now, reason=failure.reason),
+        missing_hosts=failure.missing_hosts,
+        next_attempt_at=now + backoff_ms(failures, poll_interval_ms),
+        updated_at=now,
     )
 
 
-def restart_collection(record: dict[str, Any], now: int, *, reset_failures: bool) -> None:
+def restart_collection(record: ModeRecord, now: int, *, reset_failures: bool) -> ModeRecord:
     """Collect again from scratch (after a backoff or a retry request) without leaving the mode."""
-    record.update(
-        state=ModeState.COLLECTING.value,
-        collectingSince=now,
+    restarted = record.changed(
+        state=ModeState.COLLECTING,
+        collecting_since=now,
         agents={},
-        chosenAgent=None,
-        nextAttemptAt=None,
-        updatedAt=now,
+        chosen_agent=None,
+        next_attempt_at=None,
+        updated_at=now,
     )
     if reset_failures:
-        record.update(failureCount=0, missingHosts=[], lastFailure=None)
+        return restarted.changed(failure_count=0, missing_hosts=[], last_failure=None)
+    return restarted
 
 
-def request_upload(record: dict[str, Any], chosen: AgentReport, now: int) -> None:
-    record.update(
-        state=ModeState.AWAITING_UPLOAD.value,
-        chosenAgent={
-            "hostname": chosen.hostname,
-            "configVersion": chosen.version,
-            "timestamp": chosen.timestamp,
-            "configHash": chosen.config_hash,
-        },
-        uploadRequestedAt=now,
-        updatedAt=now,
+def request_upload(record: ModeRecord, chosen: AgentReport, now: int) -> ModeRecord:
+    return record.changed(
+        state=ModeState.AWAITING_UPLOAD,
+        chosen_agent=ChosenAgent(
+            hostname=chosen.hostname,
+            config_version=chosen.version,
+            timestamp=chosen.timestamp,
+            config_hash=chosen.config_hash,
+        ),
+        upload_requested_at=now,
+        updated_at=now,
     )
 
 
-def exit_mode(record: dict[str, Any], *, reason: str, version: int, now: int) -> None:
-    record["history"] = [
-        *record.get("history", [])[-9:],
-        {
-            "triggeredAt": record.get("triggeredAt"),
-            "exitedAt": now,
-            "exitReason": reason,
-            "authoritativeVersion": version,
-            "failureCount": record.get("failureCount", 0),
-        },
-    ]
-    record.update(
-        state=ModeState.INACTIVE.value,
-        exitedAt=now,
-        exitReason=reason,
-        authoritativeVersion=version,
-        updatedAt=now,
+def exit_mode(record: ModeRecord, *, reason: str, version: int, now: int) -> ModeRecord:
+    done = Exit(
+        triggered_at=record.triggered_at,
+        exited_at=now,
+        exit_reason=reason,
+        authoritative_version=version,
+        failure_count=record.failure_count,
+    )
+    return record.changed(
+        history=[*record.history[-9:], done],
+        state=ModeState.INACTIVE,
+        exited_at=now,
+        exit_reason=reason,
+        authoritative_version=version,
+        updated_at=now,
     )
 
 
-def force_exit(record: dict[str, Any], *, served_version: int, expected: set[str], now: int) -> None:
+def force_exit(record: ModeRecord, *, served_version: int, expected: set[str], now: int) -> ModeRecord:
     """Accept the restored config; it is served as ``served_version``, above every version heard."""
-    exit_mode(record, reason="forced exit: restored configuration accepted", version=served_version, now=now)
-    record.update(
-        state=ModeState.FORCED_EXIT_CONVERGING.value,
-        forcedVersion=served_version,
-        awaitingConvergence=sorted(expected),
+    exited = exit_mode(
+        record, reason="forced exit: restored configuration accepted", version=served_version, now=now
+    )
+    return exited.changed(
+        state=ModeState.FORCED_EXIT_CONVERGING,
+        forced_version=served_version,
+        awaiting_convergence=sorted(expected),
     )
 
 
-def converged(record: dict[str, Any], hostname: str, version: int, now: int) -> bool:
-    """Note that an agent holds ``version``; True once every awaited agent holds the forced version."""
-    waiting = [
-        h for h in record.get("awaitingConvergence", []) if h != hostname or version < record["forcedVersion"]
-    ]
-    record["awaitingConvergence"] = waiting
-    record["updatedAt"] = now
-    if not waiting:
-        record["state"] = ModeState.INACTIVE.value
-        return True
-    return False
+def converged(record: ModeRecord, hostname: str, version: int, now: int) -> ModeRecord:
+    """Note that an agent holds ``version``; the record is INACTIVE once every awaited agent holds the forced
+    version."""
+    forced = record.forced_version if record.forced_version is not None else 0
+    waiting = [h for h in record.awaiting_convergence if h != hostname or version < forced]
+    noted = record.changed(awaiting_convergence=waiting, updated_at=now)
+    return noted if waiting else noted.changed(state=ModeState.INACTIVE)
 
 
 # The upload.
 
 
-def claim_problem(chosen: dict[str, Any], version: Any, config_hash: str) -> str | None:
+def claim_problem(chosen: ChosenAgent, version: object, config_hash: str) -> str | None:
     """Why an upload does not match what the chosen agent claimed (its version and config hash), or None."""
-    if version != chosen.get("configVersion"):
+    if version != chosen.config_version:
         return (
-            f"the uploaded config is version {version!r}, but {chosen.get('hostname')} claimed to hold "
-            f"version {chosen.get('configVersion')}"
+            f"the uploaded config is version {version!r}, but {chosen.hostname} claimed to hold "
+            f"version {chosen.config_version}"
         )
-    if chosen.get("configHash") is None:
-        return f"{chosen.get('hostname')} never reported the hash of the config it holds"
-    if config_hash != chosen["configHash"]:
+    if chosen.config_hash is None:
+        return f"{chosen.hostname} never reported the hash of the config it holds"
+    if config_hash != chosen.config_hash:
         return (
             f"the uploaded config's hash {config_hash[:12]}... is not the hash "
-            f"{str(chosen['configHash'])[:12]}... that {chosen.get('hostname')} reported for version "
-            f"{version}"
+            f"{chosen.config_hash[:12]}... that {chosen.hostname} reported for version {version}"
         )
     return None
 
 
-def upload_problem(
-    processes: dict[str, str], running: dict[str, set[str]], chosen_host: str
-) -> str | None:
+def upload_problem(processes: dict[str, str], running: dict[str, set[str]], chosen_host: str) -> str | None:
     """Why an uploaded config cannot be what the agents run, or None.
 
     ``processes`` maps the config's process names to their hosts; ``running`` maps each reporting host to
@@ -328,30 +316,28 @@ def upload_problem(
 # ARMED after a restore.
 
 
-def arm(record: dict[str, Any], *, hosts: list[str], restore: dict[str, Any], now: int) -> None:
-    record.update(
-        state=ModeState.ARMED.value,
-        armedAt=now,
-        updatedAt=now,
-        armedBy=restore,
-        awaitingHosts=sorted(hosts),
+def arm(record: ModeRecord, *, hosts: list[str], restore: ArmedBy, now: int) -> ModeRecord:
+    return record.changed(
+        state=ModeState.ARMED,
+        armed_at=now,
+        updated_at=now,
+        armed_by=restore,
+        awaiting_hosts=sorted(hosts),
         agents={},
-        missingHosts=[],
+        missing_hosts=[],
     )
 
 
-def heard_while_armed(record: dict[str, Any], hostname: str, now: int) -> bool:
-    """Note an awaited agent's first poll; True once every awaited agent has polled (the project clears)."""
-    waiting = [h for h in record.get("awaitingHosts", []) if h.lower() != hostname.lower()]
-    record["awaitingHosts"] = waiting
-    record["updatedAt"] = now
+def heard_while_armed(record: ModeRecord, hostname: str, now: int) -> ModeRecord:
+    """Note an awaited agent's first poll; the project clears (INACTIVE) once every awaited agent polled."""
+    waiting = [h for h in record.awaiting_hosts if h.lower() != hostname.lower()]
+    noted = record.changed(awaiting_hosts=waiting, updated_at=now)
     if waiting:
-        return False
-    clear_armed(
-        record, reason="every agent of the restored config polled; none holds a newer config", now=now
+        return noted
+    return clear_armed(
+        noted, reason="every agent of the restored config polled; none holds a newer config", now=now
     )
-    return True
 
 
-def clear_armed(record: dict[str, Any], *, reason: str, now: int) -> None:
-    record.update(state=ModeState.INACTIVE.value, disarmedAt=now, disarmReason=reason, updatedAt=now)
+def clear_armed(record: ModeRecord, *, reason: str, now: int) -> ModeRecord:
+    return record.changed(state=ModeState.INACTIVE, disarmed_at=now, disarm_reason=reason, updated_at=now)

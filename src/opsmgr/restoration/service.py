@@ -37,6 +37,7 @@ from opsmgr.restoration.mode import (
     ModeState,
     RequestUpload,
 )
+from opsmgr.restoration.state import ArmedBy, MissingHost, ModeRecord, Stored
 from opsmgr.store.engine import Store, Txn
 
 log = logging.getLogger("opsmgr.restoration")
@@ -50,6 +51,19 @@ REFUSED_KEY = "restoration:agent-refused"
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _stored(source: Store | Txn, group_id: str) -> ModeRecord | None:
+    doc = source.get(RESTORATION, group_id)
+    return None if doc is None else ModeRecord.from_doc(doc)
+
+
+def _current(source: Store | Txn, group_id: str) -> ModeRecord:
+    return _stored(source, group_id) or mode.new_record(group_id)
+
+
+def _put(t: Txn, rec: ModeRecord) -> None:
+    t.put(RESTORATION, rec.to_doc())
 
 
 class RestorationService:
@@ -74,11 +88,11 @@ class RestorationService:
 
     # Reading.
 
-    def record(self, group_id: str) -> dict[str, Any]:
-        return self.store.get(RESTORATION, group_id) or mode.new_record(group_id)
+    def record(self, group_id: str) -> ModeRecord:
+        return _current(self.store, group_id)
 
     def state(self, group_id: str) -> ModeState:
-        return ModeState(self.record(group_id)["state"])
+        return self.record(group_id).state
 
     def is_active(self, group_id: str) -> bool:
         return self.state(group_id) in ACTIVE_STATES
@@ -86,12 +100,12 @@ class RestorationService:
     def guard(self, group_id: str) -> None:
         """Refuse a deployment change while the project is in Restoration Mode or armed after a restore."""
         rec = self.record(group_id)
-        state = ModeState(rec["state"])
+        state = rec.state
         if state is ModeState.ARMED:
             raise Conflict(
                 f"Project {group_id} was restored and is ARMED: deployment changes are refused until every "
                 "agent of the restored config has polled once (not heard yet: "
-                f"{', '.join(rec.get('awaitingHosts', []))}), so that a change cannot drive agents that "
+                f"{', '.join(rec.awaiting_hosts)}), so that a change cannot drive agents that "
                 "hold a newer config backwards. A Project Owner can clear it with DELETE "
                 f"/api/public/v1.0/groups/{group_id}/restorationMode.",
                 error_code="RESTORATION_MODE_ARMED",
@@ -134,45 +148,47 @@ class RestorationService:
         """``GET /groups/{id}/restorationMode``."""
         return self._view(group_id, self.record(group_id))
 
-    def _view(self, group_id: str, rec: dict[str, Any]) -> dict[str, Any]:
-        state = ModeState(rec["state"])
+    def _view(self, group_id: str, rec: ModeRecord) -> dict[str, Any]:
+        state = rec.state
         expected = self._expected_hosts(group_id, rec) if state in ACTIVE_STATES else set()
+        missing_hosts = rec.missing_hosts or [
+            MissingHost(hostname=h, reason="not heard from yet") for h in mode.missing(rec, expected)
+        ]
         return {
             "groupId": group_id,
             "state": state.value,
             "inRestorationMode": state in ACTIVE_STATES,
             "enabled": self.enabled,
-            "triggerReason": rec.get("triggerReason"),
-            "triggeredAt": _iso(rec.get("triggeredAt")),
-            "updatedAt": _iso(rec.get("updatedAt")),
-            "exitedAt": _iso(rec.get("exitedAt")),
-            "exitReason": rec.get("exitReason"),
-            "failureCount": rec.get("failureCount", 0),
-            "lastFailure": rec.get("lastFailure"),
-            "nextAttemptAt": _iso(rec.get("nextAttemptAt")),
-            "restoredConfigVersion": rec.get("restoredConfigVersion"),
-            "authoritativeConfigVersion": rec.get("authoritativeVersion"),
-            "chosenAgent": rec.get("chosenAgent"),
+            "triggerReason": _doc(rec.trigger_reason),
+            "triggeredAt": _iso(rec.triggered_at),
+            "updatedAt": _iso(rec.updated_at),
+            "exitedAt": _iso(rec.exited_at),
+            "exitReason": rec.exit_reason,
+            "failureCount": rec.failure_count,
+            "lastFailure": _doc(rec.last_failure),
+            "nextAttemptAt": _iso(rec.next_attempt_at),
+            "restoredConfigVersion": rec.restored_config_version,
+            "authoritativeConfigVersion": rec.authoritative_version,
+            "chosenAgent": _doc(rec.chosen_agent),
             "agentsHeard": [
                 {
                     "hostname": h,
-                    "configVersion": a["version"],
-                    "timestamp": a.get("timestamp"),
-                    "heardAt": _iso(a.get("heardAt")),
+                    "configVersion": a.version,
+                    "timestamp": a.timestamp,
+                    "heardAt": _iso(a.heard_at),
                 }
-                for h, a in sorted(rec.get("agents", {}).items())
+                for h, a in sorted(rec.agents.items())
             ],
-            "missingHosts": rec.get("missingHosts", [])
-            or [{"hostname": h, "reason": "not heard from yet"} for h in mode.missing(rec, expected)],
-            "awaitingConvergence": rec.get("awaitingConvergence", []),
+            "missingHosts": [m.to_doc() for m in missing_hosts],
+            "awaitingConvergence": rec.awaiting_convergence,
             "armed": state is ModeState.ARMED,
-            "armedAt": _iso(rec.get("armedAt")),
-            "armedBy": rec.get("armedBy"),
-            "awaitingHosts": rec.get("awaitingHosts", []) if state is ModeState.ARMED else [],
-            "disarmedAt": _iso(rec.get("disarmedAt")),
-            "disarmReason": rec.get("disarmReason"),
-            "snapshotsQueued": rec.get("snapshotsQueued", []),
-            "history": rec.get("history", []),
+            "armedAt": _iso(rec.armed_at),
+            "armedBy": _doc(rec.armed_by),
+            "awaitingHosts": rec.awaiting_hosts if state is ModeState.ARMED else [],
+            "disarmedAt": _iso(rec.disarmed_at),
+            "disarmReason": rec.disarm_reason,
+            "snapshotsQueued": rec.snapshots_queued,
+            "history": [e.to_doc() for e in rec.history],
         }
 
     # Agent contact.
@@ -192,41 +208,48 @@ class RestorationService:
                 self._warn_disabled(group_id, hostname, cv, version)
             return None if cv == version else self.automation.config(group_id)
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
-            state = ModeState(rec["state"])
+            rec = _current(t, group_id)
+            state = rec.state
             if state in ACTIVE_STATES:
-                previous = rec.get("agents", {}).get(hostname, {})
-                mode.heard(rec, AgentReport(hostname, cv, int(previous.get("timestamp", 0))), now)
-                self._advance(t, group_id, rec, now)
+                previous = rec.agents.get(hostname)
+                stamp = previous.timestamp if previous is not None else 0
+                self._advance(t, group_id, mode.heard(rec, AgentReport(hostname, cv, stamp), now), now)
                 return None
             if state is ModeState.FORCED_EXIT_CONVERGING:
-                if mode.converged(rec, hostname, cv, now):
-                    t.notify(RESTORATION_CHANGED, group_id)
-                t.put(RESTORATION, rec)
+                self._converged(t, rec, hostname, cv, now)
             elif cv > version:
                 if self._enter(t, group_id, rec, hostname, cv, version, now):
                     return None
             elif state is ModeState.ARMED:
-                if mode.heard_while_armed(rec, hostname, now):
+                rec = mode.heard_while_armed(rec, hostname, now)
+                if rec.state is ModeState.INACTIVE:
                     t.notify(RESTORATION_CHANGED, group_id)
-                    log.info("project %s is no longer armed: %s", group_id, rec["disarmReason"])
-                t.put(RESTORATION, rec)
+                    log.info("project %s is no longer armed: %s", group_id, rec.disarm_reason)
+                _put(t, rec)
         return None if cv == version else self.automation.config(group_id)
 
+    @staticmethod
+    def _converged(t: Txn, rec: ModeRecord, hostname: str, held: int, now: int) -> None:
+        """Note that a forced-out project's agent holds ``held``; the project is announced once all do."""
+        noted = mode.converged(rec, hostname, held, now)
+        if noted.state is ModeState.INACTIVE:
+            t.notify(RESTORATION_CHANGED, rec.id)
+        _put(t, noted)
+
     def _enter(
-        self, t: Txn, group_id: str, rec: dict[str, Any], hostname: str, cv: int, version: int, now: int
+        self, t: Txn, group_id: str, rec: ModeRecord, hostname: str, cv: int, version: int, now: int
     ) -> bool:
         """Enter the mode for an agent holding ``cv`` above ``version``; False when it is disabled."""
         if not self.enabled:
             self._warn_disabled(group_id, hostname, cv, version)
-            if ModeState(rec["state"]) is ModeState.ARMED:
-                mode.clear_armed(rec, reason="Restoration Mode is disabled", now=now)
+            if rec.state is ModeState.ARMED:
+                _put(t, mode.clear_armed(rec, reason="Restoration Mode is disabled", now=now))
                 t.notify(RESTORATION_CHANGED, group_id)
-                t.put(RESTORATION, rec)
             return False
-        mode.enter(rec, hostname=hostname, agent_version=cv, restored_version=version, now=now)
-        mode.heard(rec, AgentReport(hostname, cv, 0), now)
-        log.warning("project %s enters Restoration Mode: %s", group_id, rec["triggerReason"]["detail"])
+        rec = mode.enter(rec, hostname=hostname, agent_version=cv, restored_version=version, now=now)
+        rec = mode.heard(rec, AgentReport(hostname, cv, 0), now)
+        detail = rec.trigger_reason.detail if rec.trigger_reason is not None else ""
+        log.warning("project %s enters Restoration Mode: %s", group_id, detail)
         t.notify(RESTORATION_CHANGED, group_id)
         self._advance(t, group_id, rec, now)
         return True
@@ -248,8 +271,8 @@ class RestorationService:
         """Note an agent's report; the answer may ask it to upload its config."""
         now = self.clock()
         held = report.cv
-        rec = self.store.get(RESTORATION, group_id)
-        state = ModeState(rec["state"]) if rec is not None else ModeState.INACTIVE
+        rec = _stored(self.store, group_id)
+        state = rec.state if rec is not None else ModeState.INACTIVE
         if state is ModeState.INACTIVE or held is None:
             return {}
         if not mode.known(hostname, self.known_hosts(group_id)):
@@ -258,24 +281,19 @@ class RestorationService:
             return {}
         stamp = report.cvTimestamp or 0
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id)
+            rec = _stored(t, group_id)
             if rec is None:
                 return {}
-            state = ModeState(rec["state"])
-            if state is ModeState.FORCED_EXIT_CONVERGING:
-                if mode.converged(rec, hostname, held, now):
-                    t.notify(RESTORATION_CHANGED, group_id)
-                t.put(RESTORATION, rec)
+            if rec.state is ModeState.FORCED_EXIT_CONVERGING:
+                self._converged(t, rec, hostname, held, now)
                 return {}
-            if state not in ACTIVE_STATES:
+            if rec.state not in ACTIVE_STATES:
                 return {}
-            mode.heard(rec, AgentReport(hostname, held, stamp, report.cvHash), now)
-            self._advance(t, group_id, rec, now)
-            chosen = rec.get("chosenAgent") or {}
-            if ModeState(rec["state"]) is ModeState.AWAITING_UPLOAD and chosen.get("hostname") == hostname:
-                return {
-                    "requests": [{"type": UPLOAD_CONFIG_REQUEST, "configVersion": chosen["configVersion"]}]
-                }
+            rec = mode.heard(rec, AgentReport(hostname, held, stamp, report.cvHash), now)
+            rec = self._advance(t, group_id, rec, now)
+            chosen = rec.chosen_agent
+            if rec.state is ModeState.AWAITING_UPLOAD and chosen is not None and chosen.hostname == hostname:
+                return {"requests": [{"type": UPLOAD_CONFIG_REQUEST, "configVersion": chosen.config_version}]}
         return {}
 
     def on_upload(self, group_id: str, hostname: str, body: Any) -> dict[str, Any]:
@@ -286,15 +304,15 @@ class RestorationService:
         """
         now = self.clock()
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id)
-            chosen = (rec or {}).get("chosenAgent") or {}
-            if rec is None or ModeState(rec["state"]) is not ModeState.AWAITING_UPLOAD:
+            rec = _stored(t, group_id)
+            chosen = rec.chosen_agent if rec is not None else None
+            if rec is None or rec.state is not ModeState.AWAITING_UPLOAD or chosen is None:
                 raise Conflict(
                     f"Project {group_id} is not waiting for a config upload.", error_code="NO_UPLOAD_EXPECTED"
                 )
-            if chosen.get("hostname") != hostname:
+            if chosen.hostname != hostname:
                 raise Conflict(
-                    f"The upload was asked of {chosen.get('hostname')}, not {hostname}.",
+                    f"The upload was asked of {chosen.hostname}, not {hostname}.",
                     error_code="NO_UPLOAD_EXPECTED",
                 )
         if not isinstance(body, dict):
@@ -308,7 +326,7 @@ class RestorationService:
             written = self.automation.put_config(
                 group_id,
                 fill_redacted(body, restored),
-                min_version=int(chosen["configVersion"]),
+                min_version=chosen.config_version,
                 allow_unique_indexes=True,
                 check_transition=False,
             )
@@ -317,21 +335,19 @@ class RestorationService:
                 group_id,
                 Fail(
                     f"the config uploaded by {hostname} was refused: {exc.detail}",
-                    [{"hostname": hostname, "reason": f"uploaded config refused: {exc.detail}"}],
+                    [MissingHost(hostname=hostname, reason=f"uploaded config refused: {exc.detail}")],
                 ),
             )
             raise
         queued = self.enqueue_snapshots(group_id) if self.enqueue_snapshots else []
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
-            mode.exit_mode(
-                rec,
-                reason=f"reconciled: {hostname}'s config v{chosen['configVersion']} is authoritative",
+            rec = mode.exit_mode(
+                _current(t, group_id),
+                reason=f"reconciled: {hostname}'s config v{chosen.config_version} is authoritative",
                 version=int(written["version"]),
                 now=now,
             )
-            rec["snapshotsQueued"] = queued
-            t.put(RESTORATION, rec)
+            _put(t, rec.changed(snapshots_queued=queued))
             t.notify(RESTORATION_CHANGED, group_id)
         log.warning(
             "project %s leaves Restoration Mode: config version %s from %s is authoritative; "
@@ -366,9 +382,9 @@ class RestorationService:
     # Operators.
 
     @staticmethod
-    def _guarded(t: Txn, group_id: str) -> dict[str, Any]:
-        rec = t.get(RESTORATION, group_id)
-        if rec is None or ModeState(rec["state"]) not in GUARDED_STATES:
+    def _guarded(t: Txn, group_id: str) -> ModeRecord:
+        rec = _stored(t, group_id)
+        if rec is None or rec.state not in GUARDED_STATES:
             raise Conflict(
                 f"Project {group_id} is not in Restoration Mode.", error_code="NOT_IN_RESTORATION_MODE"
             )
@@ -378,14 +394,13 @@ class RestorationService:
         now = self.clock()
         with self.store.tx() as t:
             rec = self._guarded(t, group_id)
-            if ModeState(rec["state"]) is ModeState.ARMED:
+            if rec.state is ModeState.ARMED:
                 raise Conflict(
                     f"Project {group_id} is armed after a restore, not reconciling: there is nothing to "
                     "retry. It clears once every agent of the restored config has polled.",
                     error_code="NOT_IN_RESTORATION_MODE",
                 )
-            mode.restart_collection(rec, now, reset_failures=True)
-            self._advance(t, group_id, rec, now)
+            self._advance(t, group_id, mode.restart_collection(rec, now, reset_failures=True), now)
         return self.view(group_id)
 
     def force_exit(self, group_id: str) -> dict[str, Any]:
@@ -393,9 +408,9 @@ class RestorationService:
         now = self.clock()
         with self.store.tx() as t:
             rec = self._guarded(t, group_id)
-            if ModeState(rec["state"]) is ModeState.ARMED:
-                mode.clear_armed(rec, reason="cleared by a project owner", now=now)
-                t.put(RESTORATION, rec)
+            if rec.state is ModeState.ARMED:
+                rec = mode.clear_armed(rec, reason="cleared by a project owner", now=now)
+                _put(t, rec)
                 t.notify(RESTORATION_CHANGED, group_id)
                 log.warning("project %s: armed state cleared by a project owner", group_id)
                 return self._view(group_id, rec)
@@ -408,9 +423,10 @@ class RestorationService:
             group_id, restored, min_version=served, allow_unique_indexes=True, check_transition=False
         )
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
-            mode.force_exit(rec, served_version=int(written["version"]), expected=expected, now=now)
-            t.put(RESTORATION, rec)
+            rec = mode.force_exit(
+                _current(t, group_id), served_version=int(written["version"]), expected=expected, now=now
+            )
+            _put(t, rec)
             t.notify(RESTORATION_CHANGED, group_id)
         log.warning(
             "project %s forced out of Restoration Mode: the restored config is served as version %s",
@@ -433,11 +449,12 @@ class RestorationService:
                 hosts = sorted(hostnames(config.get("config") or {}))
                 if not hosts:
                     continue
-                rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
-                if ModeState(rec["state"]) in ACTIVE_STATES:
+                rec = _current(t, group_id)
+                if rec.state in ACTIVE_STATES:
                     continue  # already reconciling: the mode itself guards the project
-                mode.arm(rec, hosts=hosts, restore=restored.summary(), now=now)
-                t.put(RESTORATION, rec)
+                _put(
+                    t, mode.arm(rec, hosts=hosts, restore=ArmedBy.model_validate(restored.summary()), now=now)
+                )
                 t.notify(RESTORATION_CHANGED, group_id)
                 armed.append(group_id)
             record.write(t, replace(restored, armed_at_ms=now))
@@ -452,26 +469,28 @@ class RestorationService:
     def tick(self) -> None:
         """Advance every project whose reconciliation waits on time rather than on an agent."""
         now = self.clock()
-        for rec in self.store.find(RESTORATION):
-            if ModeState(rec["state"]) in ACTIVE_STATES:
+        for doc in self.store.find(RESTORATION):
+            rec = ModeRecord.from_doc(doc)
+            if rec.state in ACTIVE_STATES:
                 with self.store.tx() as t:
-                    fresh = t.get(RESTORATION, rec["_id"])
-                    if fresh is not None and ModeState(fresh["state"]) in ACTIVE_STATES:
-                        self._advance(t, rec["_id"], fresh, now)
+                    fresh = _stored(t, rec.id)
+                    if fresh is not None and fresh.state in ACTIVE_STATES:
+                        self._advance(t, rec.id, fresh, now)
 
     # Internals.
 
-    def _expected_hosts(self, group_id: str, rec: dict[str, Any]) -> set[str]:
+    def _expected_hosts(self, group_id: str, rec: ModeRecord) -> set[str]:
         restored = self.automation.config(group_id)
         hosts = {str(p.get("hostname")) for p in processes_by_name(restored).values() if p.get("hostname")}
-        return hosts | set(rec.get("agents", {}))
+        return hosts | set(rec.agents)
 
-    def _advance(self, t: Txn, group_id: str, rec: dict[str, Any], now: int) -> None:
-        if ModeState(rec["state"]) is ModeState.RETRY_WAIT and now >= int(rec.get("nextAttemptAt") or 0):
-            mode.restart_collection(rec, now, reset_failures=False)
+    def _advance(self, t: Txn, group_id: str, rec: ModeRecord, now: int) -> ModeRecord:
+        """Act on the decision for ``rec`` and write the record; returns it as written."""
+        if rec.state is ModeState.RETRY_WAIT and now >= (rec.next_attempt_at or 0):
+            rec = mode.restart_collection(rec, now, reset_failures=False)
         decision = mode.decide(rec, self._expected_hosts(group_id, rec), now, self.poll_interval_ms)
         if isinstance(decision, RequestUpload):
-            mode.request_upload(rec, decision.agent, now)
+            rec = mode.request_upload(rec, decision.agent, now)
             log.info(
                 "project %s: asking %s for its config (version %s)",
                 group_id,
@@ -479,21 +498,24 @@ class RestorationService:
                 decision.agent.version,
             )
         elif isinstance(decision, Fail):
-            mode.record_failure(rec, decision, now, self.poll_interval_ms)
+            rec = mode.record_failure(rec, decision, now, self.poll_interval_ms)
             log.warning(
-                "project %s: reconciliation failed (%s): %s", group_id, rec["failureCount"], decision.reason
+                "project %s: reconciliation failed (%s): %s", group_id, rec.failure_count, decision.reason
             )
-        t.put(RESTORATION, rec)
+        _put(t, rec)
+        return rec
 
     def _fail(self, group_id: str, failure: Fail) -> None:
         now = self.clock()
         with self.store.tx() as t:
-            rec = t.get(RESTORATION, group_id) or mode.new_record(group_id)
-            mode.record_failure(rec, failure, now, self.poll_interval_ms)
-            t.put(RESTORATION, rec)
+            _put(t, mode.record_failure(_current(t, group_id), failure, now, self.poll_interval_ms))
 
 
-def _iso(ms: Any) -> str | None:
-    if not isinstance(ms, int):
+def _doc(part: Stored | None) -> dict[str, Any] | None:
+    return None if part is None else part.to_doc()
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
