@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsmgr.automation.config import validate
-from opsmgr.automation.records import Member, Process, ReplicaSet, processes, replica_sets
+from opsmgr.automation.records import Member, Process, ReplicaSet, processes, replica_set, replica_sets
 from opsmgr.errors import InvalidInput
 from tests.automation.configs import base
 
@@ -64,6 +64,8 @@ def test_the_records_read_what_the_document_says() -> None:
     assert rs.hosts == tuple(m["host"] for m in config["replicaSets"][0]["members"])
     assert [m.electable for m in rs.members] == [True] * len(rs.members)
     assert not replace(rs.members[0], hidden=True, priority=0).electable
+    assert replica_set(config, "rs0") == rs
+    assert replica_set(config, "rs9") is None
 
 
 @pytest.mark.parametrize(

@@ -194,3 +194,8 @@ def replica_sets(config: JsonDoc) -> tuple[ReplicaSet, ...]:
     """The config's ``replicaSets``, in order."""
     docs = _read(config, "replicaSets", "array", "", required=False) or []
     return tuple(ReplicaSet.from_doc(rs, f"replicaSets[{i}]") for i, rs in enumerate(docs))
+
+
+def replica_set(config: JsonDoc, rs_id: str | None) -> ReplicaSet | None:
+    """The config's replica set ``rs_id``, if it has one."""
+    return next((rs for rs in replica_sets(config) if rs.id == rs_id), None)

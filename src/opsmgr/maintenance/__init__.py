@@ -11,6 +11,7 @@ registered by config PUTs), ``grants`` (the lease), ``recorder`` (progress, deci
 reports), ``index_steps`` (a unique index build's member steps), ``members`` and ``views`` (what agents and
 operators see). May import ``opsmgr.errors``, ``opsmgr.automation.config`` (pure accessors),
 ``opsmgr.automation.rules`` (modes, host names), ``opsmgr.automation.secrets`` (gen.key on started configs),
+``opsmgr.automation.records`` (processes and replica sets),
 ``opsmgr.automation.protocol`` (the work-changed topic), ``opsmgr.automation.service`` (its version
 conflict, for ``index_service``), ``opsmgr.drivers.base`` (types only),
 ``opsmgr.store`` and ``opsmgr.alerts`` (``recorder``). Never the web framework, the agent or the simulator.

@@ -4,8 +4,8 @@ the config the change started from, the temporary arbiter) and what their agents
 :class:`MemberReports` answers both for the other parts of
 :class:`~opsmgr.maintenance.service.MaintenanceService`: the names agents map hosts with, the members an
 agent's view lists, and the health the lease decisions take. An agent silent for :data:`STALE_REPORT_MS`
-says nothing about its members' health. May import ``opsmgr.automation.config`` (pure accessors) and
-``opsmgr.maintenance`` modules.
+says nothing about its members' health. May import ``opsmgr.automation.records`` and ``opsmgr.maintenance``
+modules.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opsmgr.automation.config import process_port, processes_by_name
+from opsmgr.automation import records
 from opsmgr.maintenance.changes import replica_set
 from opsmgr.maintenance.leases import MemberHealth, members_health
 from opsmgr.maintenance.moves import temporary_arbiter_name
@@ -45,8 +45,8 @@ class MemberReports:
         names: dict[str, str] = {}
         start = doc.get("startedFrom") or {}
         for config in (start, goal):
-            for p in config.get("processes", []):
-                names[f"{p['hostname']}:{process_port(p)}"] = p["name"]
+            for p in records.processes(config):
+                names[f"{p.hostname}:{p.port}"] = p.name
         rs = replica_set(goal, doc["rsId"])
         arbiter = maintenance_options(rs).temporary_arbiter if rs is not None else None
         if arbiter is not None:
@@ -90,8 +90,8 @@ class MemberReports:
         """The health of ``rs_id``'s members: those of its change under way (``doc``), else of its goal."""
         if doc is not None:
             return self.health(group_id, doc)
-        rs = replica_set(self.goal(group_id), rs_id) or {}
-        return self._health(group_id, {m["host"]: int(m.get("votes", 1)) for m in rs.get("members", [])})
+        rs = records.replica_set(self.goal(group_id), rs_id)
+        return self._health(group_id, {m.host: m.votes for m in rs.members} if rs is not None else {})
 
     def _health(self, group_id: str, votes: dict[str, int]) -> list[MemberHealth]:
         return members_health(self.statuses(group_id), votes, int(self.clock() * 1000), STALE_REPORT_MS)
@@ -115,19 +115,19 @@ def _configured(goal: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, di
     change = RollingChange.from_json(doc["change"])
     entries: dict[str, dict[str, Any]] = {}
     for config, set_id in ((start, change.old_rs_id), (goal, doc["rsId"])):
-        rs = replica_set(config, set_id)
-        procs = processes_by_name(config)
-        for m in rs["members"] if rs is not None else []:
-            proc = procs.get(m["host"])
+        rs = records.replica_set(config, set_id)
+        procs = {p.name: p for p in records.processes(config)}
+        for m in rs.members if rs is not None else ():
+            proc = procs.get(m.host)
             if proc is None:
                 continue
-            entries[m["host"]] = {
-                "name": m["host"],
-                "host": f"{proc['hostname']}:{process_port(proc)}",
-                "hostname": proc["hostname"],
-                "votes": int(m.get("votes", 1)),
-                "priority": float(m.get("priority", 1)),
-                "arbiterOnly": bool(m.get("arbiterOnly", False)),
-                "hidden": bool(m.get("hidden", False)),
+            entries[m.host] = {
+                "name": m.host,
+                "host": f"{proc.hostname}:{proc.port}",
+                "hostname": proc.hostname,
+                "votes": m.votes,
+                "priority": float(m.priority),
+                "arbiterOnly": m.arbiter_only,
+                "hidden": m.hidden,
             }
     return entries
