@@ -5,8 +5,8 @@
 under way for that set, the change is recomputed from the config it started from and members whose tasks
 are unchanged keep their progress; a set the new config drops ends its change. While a unique index build's
 member step holds the set, the config's change is queued behind it, begun when the step ends. May import
-``opsmgr.automation.config`` (pure accessors), ``opsmgr.automation.secrets``, ``opsmgr.store`` and
-``opsmgr.maintenance`` modules.
+``opsmgr.automation.records``, ``opsmgr.automation.secrets``, ``opsmgr.store`` and ``opsmgr.maintenance``
+modules.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from opsmgr.automation import records
 from opsmgr.automation.secrets import map_secrets
 from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import active
@@ -76,7 +77,7 @@ class Registrar:
     @staticmethod
     def _drop_missing(t: Txn, group_id: str, new: Mapping[str, Any], version: int, now: float) -> list[str]:
         """End the changes of the sets ``new`` no longer has; returns those sets."""
-        sets = {rs["_id"] for rs in new.get("replicaSets", [])}
+        sets = {rs.id for rs in records.replica_sets(new)}
         dropped = []
         for doc in t.find(LEASES, groupId=group_id):
             if doc["rsId"] not in sets and active(doc):
