@@ -1,20 +1,14 @@
 """The ``mongod`` driver: real ``mongod`` processes on this host, administered through pymongo.
 
-Owns two things; the config files it writes and the replies it reads are ``drivers.mongod_commands``'.
-(1) Supervising the processes it starts without ``--fork``: each is a child in its own session, recorded in
+Owns supervising the processes it starts without ``--fork``: each is a child in its own session, recorded in
 ``state_dir`` (pid, port, mode, args) so that an agent that restarts finds its processes again instead of
 starting duplicates; stopping is the ``shutdown`` command, then SIGTERM, then SIGKILL, each after a deadline.
-(2) The administrative commands of the Driver protocol, sent as MongoDB documents them (``replSetInitiate``,
-``replSetReconfig``, ``replSetGetStatus``, ``replSetStepDown``, ``replSetFreeze``, ``fsync``/``fsyncUnlock``,
-``createIndexes``, ...) through a direct pymongo connection with short timeouts. A process started elsewhere
-can be administered too: ``attach(name, port)``.
+It holds a direct pymongo connection with short timeouts to each process; a process started elsewhere can be
+administered too: ``attach(name, port)``. The administrative commands are ``drivers.mongod_admin``'s, the
+config files it writes and the replies it reads ``drivers.mongod_commands``'.
 
-pymongo errors become the ``drivers.base`` error family: ``ProcessUnreachable`` when mongod does not
-answer, ``CommandConflict`` when it refuses in its current state, ``CommandInvalid`` when it rejects the
-request, ``DriverError`` otherwise, each with the server's code and message.
-
-May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.drivers.mongod_commands``, pymongo/bson and
-the standard library.
+May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.drivers.mongod_admin``,
+``opsmgr.drivers.mongod_commands``, pymongo/bson and the standard library.
 """
 
 from __future__ import annotations
@@ -26,112 +20,37 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pymongo import MongoClient
-from pymongo.errors import ConnectionFailure, NotPrimaryError, OperationFailure, PyMongoError
 
 from opsmgr.drivers.base import (
     CommandConflict,
-    CommandInvalid,
     DriverError,
-    MemberState,
-    OplogRecord,
-    OplogWindow,
     ProcessObservation,
     ProcessSpec,
     ProcessUnreachable,
-    RsStatus,
     RunMode,
 )
+from opsmgr.drivers.mongod_admin import MongodAdmin, ProcessRecord
 from opsmgr.drivers.mongod_commands import (
     Doc,
     admin_host,
-    index_name,
-    int_to_ts,
     mongod_options,
-    oplog_record,
-    oplog_window,
-    parse_rs_status,
-    plain,
     render_config,
     requires_tls,
-    split_namespace,
-    ts_to_int,
 )
-from opsmgr.errors import OplogGap
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
-
-# Server error codes (src/mongo/base/error_codes.yml) that mean "not now, in this state".
-_CONFLICT_CODES = frozenset(
-    {
-        11000,  # DuplicateKey: a unique index cannot be built over the existing documents
-        10107,  # NotWritablePrimary
-        13435,  # NotPrimaryNoSecondaryOk
-        189,  # PrimarySteppedDown
-        262,  # ExceededTimeLimit: no electable secondary caught up in time (step down, shutdown)
-        23,  # AlreadyInitialized
-        85,  # IndexOptionsConflict
-        86,  # IndexKeySpecsConflict
-        95,  # NotSecondary: freeze asked of a primary
-        103,  # NewReplicaSetConfigurationIncompatible
-        109,  # ConfigurationInProgress
-        91,  # ShutdownInProgress
-    }
-)
-# ...and those that mean "this request is wrong".
-_INVALID_CODES = frozenset(
-    {
-        2,  # BadValue
-        9,  # FailedToParse
-        14,  # TypeMismatch
-        67,  # CannotCreateIndex
-        72,  # InvalidOptions
-        73,  # InvalidNamespace
-        93,  # InvalidReplicaSetConfig
-        40415,  # unknown field in an IDL-parsed command
-    }
-)
-_NAMESPACE_NOT_FOUND = 26
-_INDEX_NOT_FOUND = 27
-_NO_REPLICATION_ENABLED = 76
-_NOT_YET_INITIALIZED = 94
-_INVALID_REPLICA_SET_CONFIG = 93
-
 # ---------------------------------------------------------------------------------------------------------
 # Supervision
-
-
-@dataclass
-class _Process:
-    """What the driver knows of one process. ``pid`` is None for an attached process it did not start."""
-
-    name: str
-    host: str
-    port: int
-    mode: str
-    repl_set_name: str | None
-    tls: bool
-    args: Doc
-    pid: int | None = None
-    conf: str | None = None
-    started_at: float | None = None
-    version: str | None = None
-    log: str | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -144,7 +63,7 @@ class Credentials:
     mechanism: str = "SCRAM-SHA-256"
 
 
-class MongodDriver:
+class MongodDriver(MongodAdmin):
     """The Driver protocol for real ``mongod`` processes on this host.
 
     ``binary`` may contain ``{version}``, filled from each ``ProcessSpec.version``, so a host can keep one
@@ -184,7 +103,7 @@ class MongodDriver:
         self._shutdown_timeout_secs = shutdown_timeout_secs
         self._poll_interval_s = poll_interval_s
         self._lock = threading.RLock()
-        self._attached: dict[str, _Process] = {}
+        self._attached: dict[str, ProcessRecord] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._clients: dict[str, tuple[tuple[str, int, bool], MongoClient[Doc]]] = {}
 
@@ -194,18 +113,18 @@ class MongodDriver:
         # Quoted, not stemmed: a process name may contain dots.
         return self._records_dir / f"{quote(name, safe='')}{suffix}"
 
-    def _load(self, name: str) -> _Process | None:
+    def _load(self, name: str) -> ProcessRecord | None:
         if name in self._attached:
             return self._attached[name]
         path = self._file(name, ".json")
         try:
-            return _Process(**json.loads(path.read_text()))
+            return ProcessRecord(**json.loads(path.read_text()))
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
             raise DriverError(f"{name}: unreadable process record {path}: {exc}") from exc
 
-    def _save(self, proc: _Process) -> None:
+    def _save(self, proc: ProcessRecord) -> None:
         self._records_dir.mkdir(parents=True, exist_ok=True)
         path = self._file(proc.name, ".json")
         tmp = self._file(proc.name, ".json.tmp")
@@ -237,7 +156,7 @@ class MongodDriver:
         ``shutdown``, and stays attached after it stops."""
         with self._lock:
             self._close_client(name)
-            self._attached[name] = _Process(
+            self._attached[name] = ProcessRecord(
                 name=name,
                 host=host,
                 port=port,
@@ -247,7 +166,7 @@ class MongodDriver:
                 args={},
             )
 
-    def _alive(self, proc: _Process) -> bool:
+    def _alive(self, proc: ProcessRecord) -> bool:
         if proc.pid is None:
             return self._answers(proc)
         child = self._children.get(proc.name)
@@ -255,7 +174,7 @@ class MongodDriver:
             return child.poll() is None
         return _pid_runs(proc.pid, proc.conf)
 
-    def _answers(self, proc: _Process) -> bool:
+    def _answers(self, proc: ProcessRecord) -> bool:
         try:
             self._run(proc, "ping", lambda c: c.admin.command("ping"))
         except DriverError:
@@ -264,7 +183,7 @@ class MongodDriver:
 
     # -- clients ------------------------------------------------------------------------------------------
 
-    def _client(self, proc: _Process) -> MongoClient[Doc]:
+    def _client(self, proc: ProcessRecord) -> MongoClient[Doc]:
         key = (proc.host, proc.port, proc.tls)
         with self._lock:
             cached = self._clients.get(proc.name)
@@ -318,49 +237,11 @@ class MongodDriver:
 
     # -- commands -----------------------------------------------------------------------------------------
 
-    def _require(self, name: str) -> _Process:
+    def _require(self, name: str) -> ProcessRecord:
         proc = self._load(name)
         if proc is None:
             raise ProcessUnreachable(f"{name}: no such process on {self.hostname} (not started nor attached)")
         return proc
-
-    @contextmanager
-    def _errors(self, proc: _Process, what: str) -> Iterator[None]:
-        where = f"{proc.name} ({proc.address})"
-        try:
-            yield
-        except OperationFailure as exc:
-            details = exc.details or {}
-            detail = f"{where}: {what} failed: {details.get('errmsg') or exc}"
-            code_name = details.get("codeName")
-            cls = (
-                CommandConflict
-                if exc.code in _CONFLICT_CODES
-                else CommandInvalid
-                if exc.code in _INVALID_CODES
-                else DriverError
-            )
-            raise cls(detail, code=exc.code, code_name=code_name) from exc
-        except NotPrimaryError as exc:  # pymongo raises this, a ConnectionFailure, for "not primary" replies
-            details = exc.details if isinstance(exc.details, Mapping) else {}
-            raise CommandConflict(
-                f"{where}: {what} failed: {details.get('errmsg', exc)}",
-                code=details.get("code"),
-                code_name=details.get("codeName"),
-            ) from exc
-        except ConnectionFailure as exc:
-            raise ProcessUnreachable(f"{where}: {what} failed: mongod did not answer: {exc}") from exc
-        except PyMongoError as exc:
-            raise DriverError(f"{where}: {what} failed: {exc}") from exc
-
-    def _run(self, proc: _Process, what: str, action: Callable[[MongoClient[Doc]], T]) -> T:
-        with self._errors(proc, what):
-            return action(self._client(proc))
-
-    def _command(self, name: str, command: Doc, *, db: str = "admin") -> Doc:
-        proc = self._require(name)
-        what = next(iter(command))
-        return self._run(proc, what, lambda c: c[db].command(command))
 
     # -- Driver: processes --------------------------------------------------------------------------------
 
@@ -403,7 +284,7 @@ class MongodDriver:
             proc = self._spawn(spec, mode)
         self._wait_ready(proc)
 
-    def _spawn(self, spec: ProcessSpec, mode: RunMode) -> _Process:
+    def _spawn(self, spec: ProcessSpec, mode: RunMode) -> ProcessRecord:
         conf = self._file(spec.name, ".conf")
         options = mongod_options(spec, default_log_path=str(self._file(spec.name, ".log")))
         binary = self.binary.format(version=spec.version) if "{version}" in self.binary else self.binary
@@ -427,7 +308,7 @@ class MongodDriver:
             except OSError as exc:
                 raise DriverError(f"{spec.name}: cannot run {binary}: {exc}") from exc
         log.info("started %s: pid %s, port %s, %s mode", spec.name, child.pid, spec.port, mode.value)
-        proc = _Process(
+        proc = ProcessRecord(
             name=spec.name,
             host=admin_host(options),
             port=spec.port,
@@ -446,7 +327,7 @@ class MongodDriver:
         self._save(proc)
         return proc
 
-    def _wait_ready(self, proc: _Process) -> None:
+    def _wait_ready(self, proc: ProcessRecord) -> None:
         deadline = time.monotonic() + self._start_deadline_s
         while True:
             child = self._children.get(proc.name)
@@ -465,7 +346,7 @@ class MongodDriver:
                 )
             time.sleep(self._poll_interval_s)
 
-    def _serves(self, proc: _Process) -> bool:
+    def _serves(self, proc: ProcessRecord) -> bool:
         """Whether ``proc`` answers on its port and it is really that process answering, not another one
         that held the port first (ours then exits with "address already in use")."""
         try:
@@ -478,7 +359,7 @@ class MongodDriver:
             return True
         return status.get("pid") in (None, proc.pid)
 
-    def _output_tail(self, proc: _Process, lines: int = 5) -> str:
+    def _output_tail(self, proc: ProcessRecord, lines: int = 5) -> str:
         tails = []
         for path in (self._file(proc.name, ".out"), Path(proc.log) if proc.log else None):
             if path is not None and path.exists():
@@ -523,7 +404,7 @@ class MongodDriver:
             self._terminate(proc)
         self._forget(name)
 
-    def _terminate(self, proc: _Process) -> None:
+    def _terminate(self, proc: ProcessRecord) -> None:
         assert proc.pid is not None
         pid = proc.pid
 
@@ -553,208 +434,6 @@ class MongodDriver:
                 return False
             time.sleep(self._poll_interval_s)
         return True
-
-    # -- Driver: replica set --------------------------------------------------------------------------------
-
-    def rs_status(self, name: str) -> RsStatus | None:
-        try:
-            return parse_rs_status(self._command(name, {"replSetGetStatus": 1}))
-        except DriverError as exc:
-            if exc.code in (_NOT_YET_INITIALIZED, _NO_REPLICATION_ENABLED):
-                return None
-            if exc.code == _INVALID_REPLICA_SET_CONFIG:  # this member is not in the set's config any more
-                set_name = self._require(name).repl_set_name or ""
-                return RsStatus(
-                    set_name=set_name, my_state=MemberState.REMOVED, term=0, members=(), config_version=0
-                )
-            raise
-
-    def rs_config(self, name: str) -> Doc | None:
-        try:
-            config: Doc = self._command(name, {"replSetGetConfig": 1})["config"]
-        except DriverError as exc:
-            if exc.code in (_NOT_YET_INITIALIZED, _NO_REPLICATION_ENABLED):
-                return None
-            raise
-        return config
-
-    def initiate(self, name: str, config: Doc) -> None:
-        """``replSetInitiate`` with ``config`` (members' ``host`` as host:port). A set already initiated with
-        the same ``_id`` is left as it is, so a plan resumed after a restart can repeat this move."""
-        try:
-            self._command(name, {"replSetInitiate": config})
-        except CommandConflict as exc:
-            current = self.rs_config(name) if exc.code == 23 else None
-            if current is None or current.get("_id") != config.get("_id"):
-                raise
-
-    def reconfig(self, name: str, config: Doc, *, force: bool = False) -> None:
-        """``replSetReconfig`` of ``config`` laid over the current config, with the version one past the
-        current one, as ``cfg = rs.conf(); ...; rs.reconfig(cfg)`` does.
-
-        Laying it over keeps what the caller does not manage (``protocolVersion``, ``settings.replicaSetId``,
-        which a reconfig must not change). ``term`` is left out because the server sets it; with ``force``
-        the server also bumps the version by a large random amount itself.
-        """
-        current = self.rs_config(name)
-        if current is None:
-            raise CommandConflict(f"{name}: cannot reconfigure: the replica set is not initiated")
-        new = {**current, **config}
-        if "settings" in current or "settings" in config:
-            new["settings"] = {**current.get("settings", {}), **config.get("settings", {})}
-        new.pop("term", None)
-        new["version"] = int(current.get("version", 0)) + 1
-        self._command(name, {"replSetReconfig": new, "force": force})
-
-    def step_down(self, name: str, *, step_down_secs: int = 60, catch_up_secs: int = 10) -> None:
-        try:
-            self._command(
-                name, {"replSetStepDown": step_down_secs, "secondaryCatchUpPeriodSecs": catch_up_secs}
-            )
-        except ProcessUnreachable:
-            # Before 4.2 a primary closes every connection when it steps down, so no answer is success.
-            log.info("%s closed the connection on replSetStepDown", name)
-
-    def freeze(self, name: str, secs: int) -> None:
-        self._command(name, {"replSetFreeze": secs})
-
-    def set_parameter(self, name: str, parameters: Doc) -> None:
-        self._command(name, {"setParameter": 1, **parameters})
-        with self._lock:
-            proc = self._require(name)
-            current = dict(proc.args.get("setParameter") or {})
-            proc.args = {**proc.args, "setParameter": {**current, **parameters}}
-            if proc.pid is not None:
-                self._save(proc)
-
-    def rename_replica_set(self, name: str, new_name: str) -> None:
-        def rename(client: MongoClient[Doc]) -> None:
-            replset = client.local["system.replset"]
-            config = replset.find_one({})
-            if config is None:
-                raise CommandConflict(f"{name}: no replica set config in local.system.replset to rename")
-            if config["_id"] != new_name:
-                replset.delete_one({"_id": config["_id"]})
-                replset.insert_one({**config, "_id": new_name})
-
-        self._run(self._require(name), "rename the replica set", rename)
-
-    def fsync_lock(self, name: str) -> None:
-        self._command(name, {"fsync": 1, "lock": True})
-
-    def fsync_unlock(self, name: str) -> None:
-        self._command(name, {"fsyncUnlock": 1})
-
-    # -- Driver: indexes, connections ---------------------------------------------------------------------
-
-    def create_index(self, name: str, ns: str, keys: list[tuple[str, int]], options: Doc) -> None:
-        db, coll = split_namespace(ns)
-        spec: Doc = {"key": dict(keys), "name": options.get("name") or index_name(list(keys))}
-        spec.update((k, v) for k, v in options.items() if k != "name")
-        self._command(name, {"createIndexes": coll, "indexes": [spec]}, db=db)
-
-    def list_indexes(self, name: str, ns: str) -> list[Doc]:
-        db, coll = split_namespace(ns)
-        proc = self._require(name)
-        return self._run(proc, "listIndexes", lambda c: [plain(ix) for ix in c[db][coll].list_indexes()])
-
-    def drop_index(self, name: str, ns: str, index_name: str) -> None:
-        db, coll = split_namespace(ns)
-        try:
-            self._command(name, {"dropIndexes": coll, "index": index_name}, db=db)
-        except DriverError as exc:
-            if exc.code not in (_NAMESPACE_NOT_FOUND, _INDEX_NOT_FOUND):
-                raise
-
-    def connections(self, name: str) -> int:
-        return int(self._command(name, {"serverStatus": 1})["connections"]["current"])
-
-    # -- Driver: oplog ------------------------------------------------------------------------------------
-
-    def _oplog_edge(self, proc: _Process, direction: int) -> Doc | None:
-        return self._run(
-            proc,
-            "find local.oplog.rs",
-            lambda c: c.local["oplog.rs"].find_one({}, sort=[("$natural", direction)]),
-        )
-
-    def oplog_window(self, name: str) -> OplogWindow | None:
-        """None for a process without an oplog (standalone, not initiated) or with an empty one."""
-        proc = self._require(name)
-        try:
-            stats = self._run(
-                proc,
-                "$collStats local.oplog.rs",
-                lambda c: list(c.local["oplog.rs"].aggregate([{"$collStats": {"storageStats": {}}}])),
-            )
-        except DriverError as exc:
-            if exc.code == _NAMESPACE_NOT_FOUND:
-                return None
-            raise
-        first, last = self._oplog_edge(proc, 1), self._oplog_edge(proc, -1)
-        if not stats or first is None or last is None:
-            return None
-        return oplog_window(stats[0].get("storageStats", {}), first, last)
-
-    def oplog_read(self, name: str, after_ts: int, limit: int = 1000) -> list[OplogRecord]:
-        """Entries with ``ts > after_ts``, oldest first, of every namespace (filtering is the reader's)."""
-        proc = self._require(name)
-        entries = self._run(
-            proc,
-            "find local.oplog.rs",
-            lambda c: list(
-                c.local["oplog.rs"].find(
-                    {"ts": {"$gt": int_to_ts(after_ts)}}, sort=[("$natural", 1)], limit=limit
-                )
-            ),
-        )
-        # Checked after the read: truncation only moves the first entry forward, so if it is still at or
-        # before after_ts now, nothing after after_ts was lost before or during the read.
-        first = self._oplog_edge(proc, 1)
-        if first is None:
-            raise CommandConflict(
-                f"{name}: has no oplog to read (not a replica set member, or not initiated)"
-            )
-        first_ts = ts_to_int(first["ts"])
-        if first_ts > after_ts:
-            raise OplogGap(after_ts, first_ts)
-        return [oplog_record(e) for e in entries]
-
-    # -- Driver: data -------------------------------------------------------------------------------------
-
-    def _user_databases(self, client: MongoClient[Doc]) -> list[str]:
-        return [db for db in client.list_database_names() if db not in SYSTEM_DATABASES]
-
-    def dump(self, name: str) -> list[tuple[str, Doc]]:
-        proc = self._require(name)
-
-        def read(client: MongoClient[Doc]) -> list[tuple[str, Doc]]:
-            out: list[tuple[str, Doc]] = []
-            for db_name in self._user_databases(client):
-                db = client[db_name]
-                for coll in sorted(db.list_collection_names(filter={"type": "collection"})):
-                    if not coll.startswith("system."):
-                        out.extend((f"{db_name}.{coll}", doc) for doc in db[coll].find())
-            return out
-
-        return self._run(proc, "dump", read)
-
-    def load(self, name: str, docs: list[tuple[str, Doc]]) -> None:
-        proc = self._require(name)
-        by_ns: dict[str, list[Doc]] = {}
-        for ns, doc in docs:
-            split_namespace(ns)
-            by_ns.setdefault(ns, []).append(doc)
-
-        def write(client: MongoClient[Doc]) -> None:
-            for db_name in self._user_databases(client):
-                client.drop_database(db_name)
-            for ns, batch in by_ns.items():
-                db, coll = split_namespace(ns)
-                for i in range(0, len(batch), 1000):
-                    client[db][coll].insert_many(batch[i : i + 1000], ordered=True)
-
-        self._run(proc, "load", write)
 
 
 def _pid_runs(pid: int, marker: str | None) -> bool:
