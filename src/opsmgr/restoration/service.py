@@ -37,8 +37,9 @@ from opsmgr.restoration.mode import (
     ModeState,
     RequestUpload,
 )
-from opsmgr.restoration.state import ArmedBy, MissingHost, ModeRecord, Stored
+from opsmgr.restoration.state import ArmedBy, MissingHost, ModeRecord
 from opsmgr.store.engine import Store, Txn
+from opsmgr.store.records import Stored
 
 log = logging.getLogger("opsmgr.restoration")
 

@@ -2,26 +2,18 @@
 
 Owns the record's shape: :class:`ModeRecord` and the parts it holds (the trigger, each agent heard, the
 chosen agent, failures, the restore that armed the project, the history of exits). A stored document is
-outside input to the server that reads it (an older server or a hand-edited database may have written it),
-so these are pydantic models: a malformed document is a :class:`~opsmgr.errors.StoreError` naming the
-project and the field, not a ``KeyError`` deep inside a decision. A record keeps which keys its document
-had (``exclude_unset``), so ``to_doc(from_doc(d)) == d`` for every document written so far, and a record
-changed with :meth:`ModeRecord.changed` writes exactly the keys the dict-based code wrote before.
-
-May import ``opsmgr.errors``.
+outside input (``store.records.Stored``): a malformed one is a StoreError naming the project and the field,
+and a record writes back exactly the keys its document had. May import ``opsmgr.store.records``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-from opsmgr.errors import StoreError
-
-_M = TypeVar("_M", bound="Stored")
+from opsmgr.store.records import Stored
 
 
 class ModeState(StrEnum):
@@ -31,23 +23,6 @@ class ModeState(StrEnum):
     RETRY_WAIT = "RETRY_WAIT"  # reconciliation failed; it runs again after a backoff
     FORCED_EXIT_CONVERGING = "FORCED_EXIT_CONVERGING"  # forced out; waiting for every agent to converge
     ARMED = "ARMED"  # restored; waiting for each known agent's first poll before accepting changes
-
-
-class Stored(BaseModel):
-    """A stored document's part: camelCase keys, frozen, no key it does not know."""
-
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    def to_doc(self) -> dict[str, Any]:
-        """The document as stored: the keys it was read or built with, JSON types only."""
-        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
-
-    def changed(self: _M, **changes: Any) -> _M:
-        """A copy with ``changes`` (field names) set; they are written even when None."""
-        unknown = set(changes) - set(type(self).model_fields)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
-        return self.model_copy(update=changes)
 
 
 class TriggerReason(Stored):
@@ -140,14 +115,4 @@ class ModeRecord(Stored):
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ModeRecord:
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as exc:
-            where = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exc.errors()[:5]
-            )
-            project = doc.get("_id", "?")
-            raise StoreError(
-                f"the stored Restoration Mode record of project {project!r} is malformed ({where})",
-                error_code="STORED_RECORD_MALFORMED",
-            ) from None
+        return cls.parse_stored(doc, f"the stored Restoration Mode record of project {doc.get('_id', '?')!r}")
