@@ -1,4 +1,4 @@
-"""The process spec the mongod driver's tests start from."""
+"""The process spec the mongod driver's tests start from, and a server error reply."""
 
 from __future__ import annotations
 
@@ -21,3 +21,7 @@ def spec(**overrides: Any) -> ProcessSpec:
     }
     fields.update(overrides)
     return ProcessSpec(**fields)
+
+
+def error(code: int, code_name: str, errmsg: str) -> dict[str, Any]:
+    return {"ok": 0.0, "code": code, "codeName": code_name, "errmsg": errmsg}
