@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from opsmgr.agent.maintenance import standalone_spec
 from opsmgr.agent.plan import LocalProcess, Move, Snapshot, plan, process_spec, runtime_parameters
 from opsmgr.alerts import AlertStatus
 from opsmgr.drivers.base import ProcessObservation, RunMode
@@ -182,26 +181,6 @@ def test_runtime_parameters_are_set_without_a_restart() -> None:
     goal["processes"][0]["args2_6"]["setParameter"] = {"logLevel": 2}
     (p,) = plan(Snapshot({"rs0_0": _running(spec.args)}), goal, "h0.sim")
     assert p.current.move is Move.SET_PARAMETER and p.current.parameters == {"logLevel": 2}
-
-
-def test_the_standalone_spec_leaves_the_set_for_the_maintenance_port() -> None:
-    from tests.configs import replica_set_config
-
-    spec = process_spec(replica_set_config(["h0.sim"], oplog_size_mb=100)["processes"][0])
-    out = standalone_spec(spec, Policy(), {"security": {"kmip": {"rotateMasterKey": True}}})
-    assert out.repl_set_name is None and out.port == 37017 and out.args["net"]["port"] == 37017
-    assert out.args["replication"] == {"oplogSizeMB": 100}
-    assert out.args["security"]["kmip"]["rotateMasterKey"] is True
-    assert spec.args["net"]["port"] == 27017, "the goal spec is left as it was"
-
-
-def test_standalone_spec_leaves_the_set_and_moves_port() -> None:
-    from opsmgr.automation.templates import replica_set_config
-
-    spec = process_spec(replica_set_config(["h"])["processes"][0])
-    out = standalone_spec(spec, Policy())
-    assert (out.port, out.repl_set_name, out.args["net"]["port"]) == (37017, None, 37017)
-    assert "replication" not in out.args and spec.args["replication"] == {"replSetName": "rs0"}
 
 
 def test_a_member_that_crashes_while_waiting_its_turn_is_started_again(fleet: RollingFleet) -> None:

@@ -32,7 +32,6 @@ step ``RollingMaintenance``): one that crashed outside its turn is started again
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,42 +39,31 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from opsmgr.agent.executor import LongAction, LongActions
-from opsmgr.agent.plan import LocalProcess, Snapshot, process_spec
+from opsmgr.agent.maintenance_driver import InHand, MoveDriver, spec_of
+from opsmgr.agent.plan import LocalProcess, Snapshot
 from opsmgr.automation.config import processes_by_name
 from opsmgr.drivers.base import (
-    CommandConflict,
-    CommandInvalid,
     Driver,
-    DriverError,
     MemberState,
-    ProcessSpec,
     RunMode,
 )
 from opsmgr.errors import OpsmgrError
 from opsmgr.maintenance.moves import Blocked, Decision, Done, Move, MoveName, Progress, temporary_arbiter_name
 from opsmgr.maintenance.procedure import next_move
 from opsmgr.maintenance.report import events_between
-from opsmgr.maintenance.rolling import UNIQUE_INDEX_TASKS, MemberTask, RollingChange, Task, UniqueIndexTask
+from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.maintenance.snapshot import (
     MemberView,
     ObservedExtras,
     Policy,
     RsSnapshot,
     effective_window_s,
-    maintenance_port,
     snapshot_from_status,
 )
-from opsmgr.maintenance.unique_index import index_name
 from opsmgr.maintenance.wire import decision_to_json, move_to_json, options_from_json, policy_from_json
 
 log = logging.getLogger(__name__)
 
-# Start options a task adds to the member's standalone restart (MongoDB's procedure for that task).
-TASK_START_OPTIONS: dict[MemberTask, dict[str, Any]] = {
-    Task.ROTATE_KMIP_KEY: {"security": {"kmip": {"rotateMasterKey": True}}},
-}
-# Tasks carried out without restarting the member (it is already standalone).
-_NO_RESTART_TASKS = frozenset({Task.BUILD_INDEX, *UNIQUE_INDEX_TASKS})
 # Moves that stop or start a process, or wait on an election: each runs as the host's long action, while
 # the agent's cycle goes on polling and reporting.
 LONG_MOVES = frozenset(
@@ -118,22 +106,6 @@ class Outcome:
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _InHand:
-    """A move to carry out, with everything it is carried out from: the set's view from the server, the
-    procedure's snapshot of the set and the agent's of its host, the configs before and after the change."""
-
-    rs_id: str
-    view: Mapping[str, Any]
-    move: Move
-    progress: Progress
-    rs_snap: RsSnapshot
-    snap: Snapshot
-    goal: Mapping[str, Any]
-    previous: Mapping[str, Any] | None
-    policy: Policy
-
-
 @dataclass
 class _SetMemory:
     active: bool = False
@@ -152,26 +124,6 @@ class _SetRun:
     sentence: str
     acted: bool
     annotations: dict[str, dict[str, Any]]
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, Mapping) else copy.deepcopy(value)
-    return out
-
-
-def standalone_spec(spec: ProcessSpec, policy: Policy, extra: Mapping[str, Any] | None = None) -> ProcessSpec:
-    """``spec`` out of its set: no ``replSetName``, on its maintenance port, with ``extra`` start options."""
-    port = maintenance_port(spec.port, policy)
-    args = _merge(spec.args, extra or {})
-    replication = {k: v for k, v in (args.get("replication") or {}).items() if k != "replSetName"}
-    if replication:
-        args["replication"] = replication
-    else:
-        args.pop("replication", None)
-    args.setdefault("net", {})["port"] = port
-    return ProcessSpec(spec.name, spec.hostname, port, spec.version, args, None, spec.dbpath, spec.log_path)
 
 
 class MaintenanceExecutor:
@@ -194,6 +146,7 @@ class MaintenanceExecutor:
         self.clock = clock
         self._run = run
         self._sets: dict[str, _SetMemory] = {}
+        self.moves = MoveDriver(driver, self._call)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Driver calls block; the loop passes its worker-thread runner."""
@@ -293,31 +246,15 @@ class MaintenanceExecutor:
         decision = next_move(rs_snap, change, progress, options=options, policy=policy)
         move = decision.retry if isinstance(decision, Blocked) else decision
         mine = set(local) | ({arbiter} if arbiter_here else set())
-        acted, error, sentence = False, memory.error, _sentence(rs_id, decision, view)
-        running = self.long.running
-        if running is not None and running.name.startswith(f"{rs_id}: "):
-            sentence, error = self.long.sentence() or sentence, None  # this set's move, under way
-        elif may_act and isinstance(move, Move) and not move.waiting and move.actor in mine:
-            hand = _InHand(rs_id, view, move, progress, rs_snap, snap, goal, previous, policy)
-            if move.name in LONG_MOVES:
-                action = LongAction(
-                    sentence if move is decision else f"{rs_id}: {move.name.value} {move.member}",
-                    frozenset({move.member}),
-                )
-                acted = self.long.start(action, lambda: self._attempt(hand, memory))
-                sentence = sentence if acted else f"{sentence} (waits for {running.name if running else '?'})"
-            else:
-                denied = await self._attempt(hand, memory)
-                error = memory.error
-                acted = error is None and denied is None
-                if acted and isinstance(decision, Blocked):
-                    sentence = f"{sentence} (retrying {move.name.value})"
-                elif error is not None:
-                    sentence = f"{rs_id}: {error}"
-                elif denied is not None:
-                    sentence = f"{rs_id} blocked: {move.name.value} for {move.member} refused: {denied}"
-        elif error is not None:
-            sentence = f"{rs_id}: {error}"
+        hand = (
+            InHand(rs_id, view, move, progress, rs_snap, snap, goal, previous, policy)
+            if isinstance(move, Move)
+            else None
+        )
+        sentence = _sentence(rs_id, decision, view)
+        acted, error, sentence = await self._act(
+            rs_id, decision, sentence, memory, mine if may_act else set(), hand
+        )
         if may_act and not acted:
             acted = await self._keep_up(rs_id, change, progress, snap, goal, previous, local)
         await self._renew(rs_id, view, local)
@@ -326,6 +263,46 @@ class MaintenanceExecutor:
         notes = {n: f"rolling maintenance of {rs_id}: {state}" for n in memory.owned}
         annotations = {n: _annotation(n, decision, progress, error) for n in memory.owned}
         return _SetRun(notes, sentence, acted, annotations)
+
+    async def _act(
+        self,
+        rs_id: str,
+        decision: Decision,
+        sentence: str,
+        memory: _SetMemory,
+        mine: set[str],
+        hand: InHand | None,
+    ) -> tuple[bool, str | None, str]:
+        """Carry out the procedure's move if one of ``mine`` (empty: this cycle may not act) is its actor,
+        inline or as the host's long action: whether it acted, the error shown, and the set's sentence."""
+        acted, error = False, memory.error
+        running = self.long.running
+        if running is not None and running.name.startswith(f"{rs_id}: "):
+            return acted, None, self.long.sentence() or sentence  # this set's move, under way
+        if hand is None or hand.move.waiting or hand.move.actor not in mine:
+            return acted, error, f"{rs_id}: {error}" if error is not None else sentence
+        move = hand.move
+        if move.name in LONG_MOVES:
+            action = LongAction(
+                sentence if move is decision else f"{rs_id}: {move.name.value} {move.member}",
+                frozenset({move.member}),
+            )
+            acted = self.long.start(action, lambda: self._attempt(hand, memory))
+            return (
+                acted,
+                error,
+                sentence if acted else f"{sentence} (waits for {running.name if running else '?'})",
+            )
+        denied = await self._attempt(hand, memory)
+        error = memory.error
+        acted = error is None and denied is None
+        if acted and isinstance(decision, Blocked):
+            sentence = f"{sentence} (retrying {move.name.value})"
+        elif error is not None:
+            sentence = f"{rs_id}: {error}"
+        elif denied is not None:
+            sentence = f"{rs_id} blocked: {move.name.value} for {move.member} refused: {denied}"
+        return acted, error, sentence
 
     def looks_at_sets(
         self,
@@ -420,7 +397,7 @@ class MaintenanceExecutor:
 
     # --- carrying moves out -------------------------------------------------------------------------------
 
-    async def _attempt(self, hand: _InHand, memory: _SetMemory) -> str | None:
+    async def _attempt(self, hand: InHand, memory: _SetMemory) -> str | None:
         """Carry the move out (inline, or as the host's long action); a failure is remembered for the status
         until the move, asked for again by the procedure, succeeds. The server's reason when it refused."""
         move = hand.move
@@ -435,7 +412,7 @@ class MaintenanceExecutor:
         memory.error = None
         return denied
 
-    async def _carry_out(self, hand: _InHand) -> str | None:
+    async def _carry_out(self, hand: InHand) -> str | None:
         """Carry the move out and report it; the server's reason when it refused (a lease denied)."""
         at, rs_id, move = self.clock(), hand.rs_id, hand.move
         body: dict[str, Any] = {
@@ -453,7 +430,7 @@ class MaintenanceExecutor:
         if move.name is MoveName.STEP_DOWN and primary is not None:
             body["connections"] = primary.connections
         if move.name is not MoveName.RELEASE_LEASE:
-            body.update(await self._drive(hand))
+            body.update(await self.moves.drive(hand))
         body["at"] = at
         try:
             await self.api.maintenance("POST", rs_id, "/progress", body=body)
@@ -462,148 +439,6 @@ class MaintenanceExecutor:
             log.warning("%s: %s done but not recorded: %s", self.hostname, move.name.value, exc.detail)
         log.info("%s: %s: %s %s carried out", self.hostname, rs_id, move.name.value, move.member)
         return None
-
-    def _spec(
-        self, name: str, goal: Mapping[str, Any], previous: Mapping[str, Any] | None, *, new: bool
-    ) -> ProcessSpec:
-        """The goal's spec of ``name`` (``new``), else the one it had before the change."""
-        configs = (goal, previous or {}) if new else (previous or {}, goal)
-        for config in configs:
-            proc = processes_by_name(config).get(name)
-            if proc is not None:
-                return process_spec(proc)
-        raise OpsmgrError(f"{name} is in neither the goal config nor the previous one")
-
-    def _running_spec(
-        self, name: str, snap: Snapshot, goal: Mapping[str, Any], previous: Mapping[str, Any] | None
-    ) -> ProcessSpec:
-        """How ``name`` runs now (its version and options), to restart it standalone as it is."""
-        spec = self._spec(name, goal, previous, new=False)
-        lp = snap.processes.get(name)
-        obs = lp.observation if lp is not None else None
-        if obs is None or not obs.running or obs.mode is not RunMode.REPLSET or not obs.args:
-            return spec
-        port = obs.port or spec.port
-        return ProcessSpec(
-            name,
-            spec.hostname,
-            port,
-            obs.version or spec.version,
-            copy.deepcopy(obs.args),
-            spec.repl_set_name,
-            spec.dbpath,
-            spec.log_path,
-        )
-
-    async def _drive(self, hand: _InHand) -> dict[str, Any]:
-        """Carry the move out through the driver; what its report adds (a refused unique index)."""
-        rs_id, move, goal, previous, policy = hand.rs_id, hand.move, hand.goal, hand.previous, hand.policy
-        name, d = move.member, self.driver
-        if move.name is MoveName.RESTART_STANDALONE:
-            spec = standalone_spec(self._running_spec(name, hand.snap, goal, previous), policy)
-            await self._restart(name, spec)
-        elif move.name is MoveName.PERFORM_TASK:
-            return await self._perform(hand)
-        elif move.name is MoveName.RESTART_REPLSET:
-            await self._restart(name, self._spec(name, goal, previous, new=True))
-        elif move.name is MoveName.STEP_DOWN:
-            await self._call(
-                d.step_down,
-                name,
-                step_down_secs=int(move.params.get("stepDownSecs", policy.step_down_secs)),
-                catch_up_secs=int(
-                    move.params.get("secondaryCatchUpPeriodSecs", policy.secondary_catch_up_period_secs)
-                ),
-            )
-        elif move.name in (MoveName.SHUTDOWN, MoveName.STOP_TEMPORARY_ARBITER):
-            await self._call(d.stop, name)
-        elif move.name is MoveName.START_TEMPORARY_ARBITER:
-            await self._call(d.start, self._arbiter_spec(rs_id, move, goal))
-        else:
-            await self._reconfigure(rs_id, hand.view, move)
-        return {}
-
-    async def _restart(self, name: str, spec: ProcessSpec) -> None:
-        await self._call(self.driver.stop, name)
-        await self._call(self.driver.start, spec)
-
-    async def _perform(self, hand: _InHand) -> dict[str, Any]:
-        rs_id, move, goal, previous, policy = hand.rs_id, hand.move, hand.goal, hand.previous, hand.policy
-        name, tasks = move.member, set(move.tasks)
-        if tasks - _NO_RESTART_TASKS:
-            extra: dict[str, Any] = {}
-            for task in sorted(tasks):
-                extra = _merge(extra, TASK_START_OPTIONS.get(task, {}))
-            await self._restart(
-                name, standalone_spec(self._spec(name, goal, previous, new=True), policy, extra)
-            )
-        if Task.RENAME_REPLICA_SET in tasks:
-            await self._call(self.driver.rename_replica_set, name, rs_id)
-        for entry in move.params.get("indexBuilds", []):
-            ns = f"{entry['dbName']}.{entry['collectionName']}"
-            keys = [(str(k), v) for k, v in entry["key"]]
-            await self._call(self.driver.create_index, name, ns, keys, dict(entry.get("options") or {}))
-        if tasks & UNIQUE_INDEX_TASKS:
-            drop = UniqueIndexTask.DROP_UNIQUE_INDEX in tasks
-            refused: str | None = await self._call(self._unique_index, name, move.params["uniqueIndex"], drop)
-            return {"refused": refused} if refused else {}
-        return {}
-
-    def _unique_index(self, name: str, entry: Mapping[str, Any], drop: bool) -> str | None:
-        """Build (or ``drop``) a unique index build's index on ``name``, standalone; the member's words when
-        it refuses the index (duplicates, bad options), once it dropped whatever the attempt left."""
-        d, ns, index = self.driver, f"{entry['dbName']}.{entry['collectionName']}", index_name(entry)
-        if drop:
-            d.drop_index(name, ns, index)
-            return None
-        keys: list[tuple[str, Any]] = [(str(k), v) for k, v in entry["key"]]  # a direction or a type
-        try:
-            d.create_index(name, ns, keys, dict(entry.get("options") or {}))
-        except (CommandConflict, CommandInvalid) as exc:
-            d.drop_index(name, ns, index)
-            return f"{name} refused to build the unique index {index} on {ns}: {exc.detail}"
-        if not any(ix.get("name") == index and ix.get("unique") is True for ix in d.list_indexes(name, ns)):
-            raise DriverError(f"{name} built {index} on {ns} but listIndexes does not show it unique")
-        return None
-
-    def _arbiter_spec(self, rs_id: str, move: Move, goal: Mapping[str, Any]) -> ProcessSpec:
-        params = move.params
-        port = int(params["port"])
-        rs = next(r for r in goal.get("replicaSets", []) if r["_id"] == rs_id)
-        procs = processes_by_name(goal)
-        version = next(procs[m["host"]]["version"] for m in rs["members"] if m["host"] in procs)
-        dbpath = f"/data/{move.member}"
-        args = {"net": {"port": port}, "storage": {"dbPath": dbpath}, "replication": {"replSetName": rs_id}}
-        return ProcessSpec(move.member, str(params["hostname"]), port, version, args, rs_id, dbpath)
-
-    async def _reconfigure(self, rs_id: str, view: Mapping[str, Any], move: Move) -> None:
-        """The reconfigurations, by the primary's agent, from the set's config as it stands."""
-        actor = str(move.actor)
-        current = await self._call(self.driver.rs_config, actor)
-        if current is None:
-            raise OpsmgrError(f"{actor} has no replica set config to change")
-        hosts = {name: host for host, name in view.get("names", {}).items()}
-        members = [dict(m) for m in current["members"]]
-        host = hosts.get(move.member)
-        target = next((m for m in members if m["host"] == host), None)
-        if move.name is MoveName.ADD_TEMPORARY_ARBITER:
-            if target is None:
-                new_id = max(m["_id"] for m in members) + 1
-                members.append({"_id": new_id, "host": host, "arbiterOnly": True, "votes": 1, "priority": 0})
-        elif move.name in (MoveName.REMOVE_TEMPORARY_ARBITER, MoveName.REMOVE_FROM_SET):
-            members = [m for m in members if m["host"] != host]
-        elif move.name is MoveName.TRANSFER_VOTE and target is not None:
-            target.update(votes=0, priority=0)
-        elif move.name is MoveName.RESTORE_VOTE and target is not None:
-            wanted: Mapping[str, Any] = next(
-                (m for m in view.get("members", []) if m["name"] == move.member), {}
-            )
-            target.update(votes=int(wanted.get("votes", 1)), priority=float(wanted.get("priority", 1)))
-        else:
-            raise OpsmgrError(f"the agent cannot carry out {move.name.value}")
-        config = {k: v for k, v in current.items() if k != "term"}
-        config["members"] = members
-        await self._call(self.driver.reconfig, actor, config)
 
     async def _keep_up(
         self,
@@ -626,7 +461,7 @@ class MaintenanceExecutor:
                 continue
             new = name in progress.done or name not in change.tasks
             try:
-                await self._call(self.driver.start, self._spec(name, goal, previous, new=new))
+                await self._call(self.driver.start, spec_of(name, goal, previous, new=new))
             except Exception as exc:  # the driver may raise anything; retried on the next cycle
                 log.warning("%s: cannot start %s again: %s", self.hostname, name, exc)
                 continue
