@@ -20,6 +20,7 @@ from opsmgr.cli.api import (
     CaFileOpt,
     GroupOpt,
     PrivateKeyOpt,
+    PublicApi,
     PublicKeyOpt,
     UrlOpt,
     fail,
@@ -114,20 +115,8 @@ def build_unique(
             "options": options,
             "lockPrimaryWrites": lock_primary_writes,
         }
-        build = api.post(_path(group), body)
-        build_id = build["id"]
-        out.print(
-            f"unique index build {build_id} on {db}.{collection} in {rs}: members in order "
-            f"{', '.join(build['members'])}",
-            highlight=False,
-        )
-        if not (yes_writes_stopped or _confirmed(f"{db}.{collection}")):
-            api.delete(_path(group, build_id))
-            raise InvalidInput(f"not confirmed: build {build_id} cancelled", field="--yes-writes-stopped")
-        api.post(
-            _path(group, build_id) + "/confirm",
-            {"writesStopped": True, "operator": operator or getpass.getuser()},
-        )
+        build_id = _start(api, group, body)
+        _confirm(api, group, build_id, f"{db}.{collection}", yes_writes_stopped, operator)
         final = watch(
             lambda: dict(api.get(_path(group, build_id))),
             fraction,
@@ -136,6 +125,34 @@ def build_unique(
             status=describe,
             timeout_s=timeout,
         )
+    _report_final(build_id, final)
+
+
+def _start(api: PublicApi, group: str, body: dict[str, Any]) -> str:
+    build = api.post(_path(group), body)
+    build_id = str(build["id"])
+    out.print(
+        f"unique index build {build_id} on {body['dbName']}.{body['collectionName']} in {body['rsName']}: "
+        f"members in order {', '.join(build['members'])}",
+        highlight=False,
+    )
+    return build_id
+
+
+def _confirm(
+    api: PublicApi, group: str, build_id: str, ns: str, yes_writes_stopped: bool, operator: str | None
+) -> None:
+    """The operator confirms that writes to ``ns`` are stopped, or the build is cancelled."""
+    if not (yes_writes_stopped or _confirmed(ns)):
+        api.delete(_path(group, build_id))
+        raise InvalidInput(f"not confirmed: build {build_id} cancelled", field="--yes-writes-stopped")
+    api.post(
+        _path(group, build_id) + "/confirm",
+        {"writesStopped": True, "operator": operator or getpass.getuser()},
+    )
+
+
+def _report_final(build_id: str, final: dict[str, Any]) -> None:
     if final["state"] == "ABORTED":
         fail(OpsmgrError(f"unique index build {build_id} ABORTED: {final.get('reason')}"))
     out.print(
