@@ -23,8 +23,8 @@ silent skip.
 
 On SQLite, closing a store checkpoints its write-ahead log into the database file and empties it (TRUNCATE),
 so after a clean stop the ``.sqlite`` file alone holds every committed transaction; :meth:`Store.quick_check`
-reads every page for the damage a failing disk leaves. The tables, triggers and statements are
-``store.schema``'s. May import only ``opsmgr.errors``, ``opsmgr.store.schema``, SQLAlchemy and bson (for ids).
+reads every page for the damage a failing disk leaves. May import only ``opsmgr.errors``,
+``opsmgr.store.schema``, SQLAlchemy and bson (for ids).
 """
 
 from __future__ import annotations
