@@ -18,8 +18,7 @@ So a reader never sees ts N+1 without N. Inserts and updates carry the full post
 snapshot (REPEATABLE READ on PostgreSQL, a deferred transaction on SQLite).
 
 The oplog is capped by size and by age (:meth:`Store.cap`); ``oplog_meta.truncated_through`` remembers the
-highest ``ts`` removed, and a reader asking for entries after an older ``ts`` gets :class:`OplogGap`, never a
-silent skip.
+highest ``ts`` removed, and a reader asking after an older ``ts`` gets :class:`OplogGap`, never a silent skip.
 
 On SQLite, closing a store checkpoints its write-ahead log into the database file and empties it (TRUNCATE),
 so after a clean stop the ``.sqlite`` file alone holds every committed transaction; :meth:`Store.quick_check`
