@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
+from bson.timestamp import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsmgr.drivers.base import ProcessSpec
-from opsmgr.drivers.mongod_commands import admin_host, mongod_options, render_config, requires_tls
+from opsmgr.drivers.base import MemberState, ProcessSpec
+from opsmgr.drivers.mongod_commands import (
+    admin_host,
+    int_to_ts,
+    mongod_options,
+    oplog_record,
+    parse_rs_status,
+    render_config,
+    requires_tls,
+    ts_to_int,
+)
 from opsmgr.errors import InvalidInput
 from tests.drivers.specs import spec
 
@@ -188,3 +199,62 @@ def test_admin_host_is_loopback_unless_bind_ip_leaves_it_out(net: dict[str, Any]
 )
 def test_the_agent_uses_tls_only_when_the_process_requires_it(net: dict[str, Any], tls: bool) -> None:
     assert requires_tls({"net": net}) is tls
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Server replies -> driver types
+
+
+def test_a_down_members_state_comes_from_its_number_and_old_optimes_from_optime_date() -> None:
+    reply = {
+        "set": "rs0",
+        "myState": 1,
+        "term": 3,
+        "members": [
+            {
+                "name": "a:27017",
+                "stateStr": "PRIMARY",
+                "health": 1,
+                "self": True,
+                "configVersion": 4,
+                "optime": {"ts": Timestamp(100, 2), "t": 3},
+            },
+            {
+                "name": "b:27017",
+                "state": 8,
+                "stateStr": "(not reachable/healthy)",
+                "health": 0,
+                "optimeDate": datetime(1970, 1, 1, 0, 1, 40, tzinfo=UTC),
+                "syncSourceHost": "",
+            },
+        ],
+    }
+    status = parse_rs_status(reply)
+    assert (status.set_name, status.my_state, status.term, status.config_version) == (
+        "rs0",
+        MemberState.PRIMARY,
+        3,
+        4,
+    )
+    me, down = status.members
+    assert me.self and me.optime_ts == (100 << 32) | 2 and me.state is MemberState.PRIMARY
+    assert down.state is MemberState.DOWN and not down.health and down.optime_ts == 100 << 32
+    assert down.sync_source is None
+
+
+def test_timestamps_round_trip_and_an_oplog_entry_keeps_its_fields() -> None:
+    assert int_to_ts(ts_to_int(Timestamp(1_700_000_000, 7))) == Timestamp(1_700_000_000, 7)
+    wall = datetime(2024, 5, 1, tzinfo=UTC)
+    record = oplog_record(
+        {
+            "ts": Timestamp(5, 1),
+            "op": "u",
+            "ns": "db.c",
+            "o": {"$set": {"x": 1}},
+            "o2": {"_id": 1},
+            "wall": wall,
+        }
+    )
+    assert (record.ts, record.op, record.ns) == ((5 << 32) | 1, "u", "db.c")
+    assert record.o == {"$set": {"x": 1}} and record.o2 == {"_id": 1}
+    assert record.wall_ms == int(wall.timestamp() * 1000)
