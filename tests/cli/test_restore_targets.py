@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from opsmgr.cli.secondary import parse_instant, restore_targets
+from opsmgr.cli.restore_targets import parse_instant, restore_targets
 from opsmgr.errors import InvalidInput
 
 BACKING: dict[str, Any] = {

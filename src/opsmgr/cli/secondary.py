@@ -20,12 +20,14 @@ them up to the secondary, and records the secondary in the primary's application
    store's documents (an empty database, a missing SQLite file created, when the old ones are lost), tells the
    secondary (which then resyncs its backup of the restored stores), and removes the fences last.
 
-A thin client of the public API (:mod:`opsmgr.cli.api`) plus the stores it restores.
+A thin client of the public API (:mod:`opsmgr.cli.api`) plus the stores it restores; the job's targets are
+``cli.restore_targets``'.
 
 May import ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.agent.state``,
-``opsmgr.backup.positions``, ``opsmgr.backup.restore_download``, ``opsmgr.backup.secondaries``,
+``opsmgr.backup.restore_download``, ``opsmgr.backup.secondaries``,
 ``opsmgr.backup.store_replace``, ``opsmgr.backup.store_restore``, ``opsmgr.restoration.record``,
-``opsmgr.store``, ``opsmgr.cli.api``, ``opsmgr.cli.backup`` and ``opsmgr.cli.restore_ends``.
+``opsmgr.store``, ``opsmgr.cli.api``, ``opsmgr.cli.backup``, ``opsmgr.cli.restore_ends`` and
+``opsmgr.cli.restore_targets``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,6 @@ import typer
 from rich.console import Console
 
 from opsmgr.agent.state import atomic_write
-from opsmgr.backup.positions import PositionKind, to_oplog
 from opsmgr.backup.restore_download import claimed, private_opener
 from opsmgr.backup.secondaries import record_secondary
 from opsmgr.backup.store_replace import fence_all, replace_documents, unfence_unwritten
@@ -75,6 +75,7 @@ from opsmgr.cli.restore_ends import (
     interrupted_message,
     stops_as_interrupts,
 )
+from opsmgr.cli.restore_targets import parse_instant, restore_targets
 from opsmgr.conf import backing_uris
 from opsmgr.errors import InvalidInput, OpsmgrError, StoreError
 from opsmgr.properties import dump_properties
@@ -211,70 +212,6 @@ def attach(
 
 
 # restore-stores
-
-
-def parse_instant(text: str, option: str) -> int:
-    """Milliseconds since the epoch of an ISO 8601 instant (``Z`` or an offset required)."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"{option} must be an ISO 8601 instant, e.g. 2024-05-01T12:00:00Z", field=option
-        ) from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"{option} needs a time zone (Z or +hh:mm)", field=option)
-    return int(moment.timestamp() * 1000)
-
-
-def position_target(position: int) -> dict[str, int]:
-    ts, inc = to_oplog(PositionKind.STORE, position)
-    return {"oplogTs": ts, "oplogInc": inc}
-
-
-def restore_targets(
-    backing: dict[str, Any],
-    *,
-    at_ms: int | None,
-    snapshot_id: str | None,
-    app_only: bool,
-    metadata_at_ms: int | None,
-) -> dict[str, dict[str, Any]]:
-    """The restore job body's per-store targets."""
-    if sum(x is not None for x in (at_ms, snapshot_id)) != 1:
-        raise InvalidInput("give one of --at, --point-in-time-ms or --snapshot", field="--at")
-    if app_only and metadata_at_ms is not None:
-        raise InvalidInput(
-            "--app-only leaves the metadata stores as they are: no --metadata-at", field="--app-only"
-        )
-    stores = {s["name"]: s for s in backing["stores"]}
-    targets: dict[str, dict[str, Any]] = {}
-    if snapshot_id is not None:
-        owner = next(
-            (s for s in stores.values() if any(x["id"] == snapshot_id for x in s["snapshots"])), None
-        )
-        if owner is None:
-            raise InvalidInput(f"no snapshot {snapshot_id} of the backing databases", field="--snapshot")
-        snap = next(x for x in owner["snapshots"] if x["id"] == snapshot_id)
-        ts = snap["timestamp"]
-        position = ts["time"] * 1_000_000 + ts["increment"]
-        targets[owner["name"]] = {"snapshotId": snapshot_id}
-        same: dict[str, Any] = position_target(position)
-    else:
-        same = {"pointInTimeUTCMillis": at_ms}
-    for name in (StoreName.APP, StoreName.SNAPSHOT, StoreName.OPLOG):
-        if name.value not in stores or name.value in targets:
-            continue
-        if name is not StoreName.APP and app_only:
-            continue
-        if name is not StoreName.APP and metadata_at_ms is not None:
-            targets[name.value] = {"pointInTimeUTCMillis": metadata_at_ms}
-        else:
-            targets[name.value] = dict(same)
-    if app_only:
-        targets = {k: v for k, v in targets.items() if k == StoreName.APP.value}
-    if StoreName.APP.value not in targets:
-        raise InvalidInput("the application database is not backed up by this deployment", field="--cluster")
-    return targets
 
 
 @dataclass
@@ -539,6 +476,32 @@ def _show_plan(plan: Plan) -> None:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
 
 
+def _confirmer(yes: bool) -> Callable[[Plan], bool]:
+    """Shows the plan once the fences stand, and asks whether to go on (``--yes``: it goes on)."""
+
+    def confirm(plan: Plan) -> bool:
+        _show_plan(plan)
+        err.print("restore fences written: the primary cannot start until this restore ends")
+        try:
+            return yes or typer.confirm("Replace the primary's backing databases now?", err=True)
+        except typer.Abort:  # end of input or Ctrl-C at the prompt: a no
+            err.print()
+            return False
+
+    return confirm
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    out.print(
+        "restored " + ", ".join(f"{n}: {c['documents']} documents" for n, c in result["stores"].items()) + " "
+        f"(restore job {result['restoreJobId']}); fences removed. Start the primary now.",
+        highlight=False,
+    )
+
+
 @backup_app.command("restore-stores")
 def restore_stores(
     url: str = UrlOpt,
@@ -575,15 +538,6 @@ def restore_stores(
                 backing, at_ms=at_ms, snapshot_id=snapshot, app_only=app_only, metadata_at_ms=meta_ms
             )
 
-            def confirm(plan: Plan) -> bool:
-                _show_plan(plan)
-                err.print("restore fences written: the primary cannot start until this restore ends")
-                try:
-                    return yes or typer.confirm("Replace the primary's backing databases now?", err=True)
-                except typer.Abort:  # end of input or Ctrl-C at the prompt: a no
-                    err.print()
-                    return False
-
             result = run_restore(
                 api,
                 group,
@@ -591,18 +545,11 @@ def restore_stores(
                 conf,
                 targets,
                 force=force,
-                confirm=confirm,
+                confirm=_confirmer(yes),
                 bar=no_bar if as_json else progress_bar,
             )
     except OpsmgrError as exc:
         fail(exc)
     except KeyboardInterrupt:  # while writing it is a RestoreInterrupted: here nothing was written
         fail(RestoreAborted("restore interrupted before anything was written: nothing was changed"))
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    out.print(
-        "restored " + ", ".join(f"{n}: {c['documents']} documents" for n, c in result["stores"].items()) + " "
-        f"(restore job {result['restoreJobId']}); fences removed. Start the primary now.",
-        highlight=False,
-    )
+    _print_result(result, as_json)
