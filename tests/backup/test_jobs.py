@@ -26,7 +26,7 @@ from opsmgr.backup.jobs import (
     parse_delivery,
 )
 from opsmgr.backup.slices import SliceStatus
-from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.errors import Conflict, InvalidInput, NotFound, StoreError
 from opsmgr.store import Store
 from opsmgr.store.engine import Change, Txn
 from tests.backup.backuptest import FakeClock, StoreAgent, Stores
@@ -344,3 +344,19 @@ def test_restoration_mode_refuses_a_backing_restore(
     with pytest.raises(Conflict):
         BackingRestores(stores.app, daemon, guard).create("g1", backing["_id"], {"app": {}})
     assert stores.app.find(BACKING_JOBS) == []
+
+
+def test_a_malformed_stored_job_is_a_store_error_not_a_key_error(
+    restores: DeploymentRestores, cluster_id: str, stores: Stores
+) -> None:
+    job = automated(restores, cluster_id)
+    broken = {k: v for k, v in job.items() if k != "delivery"}
+    stores.app.put(DEPLOYMENT_JOBS, broken)
+    before = last_ts(stores.app)
+    with pytest.raises(StoreError, match=r"restore job .* is malformed \(delivery: Field required"):
+        restores.loading("g1")
+    with pytest.raises(StoreError):
+        restores.report("g1", job["_id"], "h0", PROCESSES, "DONE", "")
+    with pytest.raises(StoreError):
+        restores.get("g1", cluster_id, job["_id"])
+    assert last_ts(stores.app) == before and stores.app.get(DEPLOYMENT_JOBS, job["_id"]) == broken

@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.backup.clusters import Clusters, owned
 from opsmgr.backup.daemon import BackupDaemon, Source
+from opsmgr.backup.job_records import BackingJob, BackingStoreEntry, DeploymentJob, JobDelivery
+from opsmgr.backup.job_records import JobState as JobState
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.engine import Store, Txn, new_id
@@ -37,15 +39,9 @@ DEPLOYMENT_JOBS = "backup_restore_jobs"
 BACKING_JOBS = "backing_restore_jobs"
 # The fields of a request that name what to restore to (a snapshot, or a point in time).
 TARGET_FIELDS = ("snapshotId", "pointInTimeUTCMillis", "oplogTs", "oplogInc")
+_J = TypeVar("_J", DeploymentJob, BackingJob)
 MAX_DOWNLOADS = 100
 MAX_EXPIRATION_HOURS = 168
-
-
-class JobState(StrEnum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"  # from the first download of its documents on
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
 
 
 FINAL: Final = frozenset({JobState.FINISHED, JobState.FAILED})
@@ -98,6 +94,10 @@ class JobLog:
         if to not in TRANSITIONS[current]:
             raise Conflict(f"restore job {job['_id']} cannot go from {current} to {to}", jobId=job["_id"])
         return t.put(self.collection, {**job, **fields, "statusName": to.value})
+
+    def move_typed(self, t: Txn, job: _J, to: JobState, **fields: Any) -> _J:
+        """:meth:`move` of a typed job, ``fields`` by their stored names."""
+        return job.parse_stored(self.move(t, job.to_doc(), to, **fields), f"restore job {job.id}")
 
     @staticmethod
     def refuse_ended(job: Mapping[str, Any]) -> JobState:
@@ -256,30 +256,31 @@ class DeploymentRestores:
         fields = {k: target[k] for k in TARGET_FIELDS if k in target}
         plan = self.daemon.cluster_restore_plans(group_id, cluster_id, fields)[0]
         now = self.log.now_ms()
-        job: dict[str, Any] = {
-            "_id": new_id(),
-            "groupId": group_id,
-            "clusterId": cluster_id,
-            "target": fields,
-            "plan": plan.to_json(),
-            "snapshotId": plan.snapshot.id,
-            "delivery": delivery_json,
-            "created": now,
-            "statusName": JobState.QUEUED.value,
-        }
+        job = DeploymentJob(
+            id=new_id(),
+            group_id=group_id,
+            cluster_id=cluster_id,
+            target=fields,
+            plan=plan.to_json(),
+            snapshot_id=plan.snapshot.id,
+            delivery=JobDelivery.model_validate(delivery_json),
+            created=now,
+            status_name=JobState.QUEUED,
+        )
         if isinstance(delivery, Download):
             expires = now + delivery.expiration_hours * 3600 * 1000
-            job["download"] = self.grants(job["_id"], expires, delivery.max_downloads)
+            grant = self.grants(job.id, expires, delivery.max_downloads)
             # Nothing to carry out: the download restores on request.
-            job["statusName"] = JobState.FINISHED.value
-            self.log.create(job)
-            return job
+            doc = job.changed(download=grant, status_name=JobState.FINISHED).to_doc()
+            self.log.create(doc)
+            return doc
         procs = self.targets.processes(delivery.group_id, delivery_json["targetReplicaSetName"])
         if not procs:
             raise InvalidInput("the target cluster has no processes", field="delivery.targetClusterId")
-        job["pending"] = sorted(p["name"] for p in procs)
-        self.log.create(job, lambda t, j: self._disable(t, delivery.group_id, j["pending"]))
-        return job
+        pending = sorted(p["name"] for p in procs)
+        doc = job.changed(pending=pending).to_doc()
+        self.log.create(doc, lambda t, _: self._disable(t, delivery.group_id, pending))
+        return doc
 
     def _disable(self, t: Txn, group_id: str, names: Sequence[str]) -> None:
         self.targets.set_disabled(t, group_id, names, True)
@@ -288,18 +289,21 @@ class DeploymentRestores:
     def of_cluster(self, group_id: str, cluster_id: str) -> list[dict[str, Any]]:
         """The cluster's restore jobs, newest first."""
         self.clusters.get(group_id, cluster_id)
-        jobs = self.log.store.find(DEPLOYMENT_JOBS, groupId=group_id, clusterId=cluster_id)
-        return sorted(jobs, key=lambda j: -j["created"])
+        jobs = [
+            DeploymentJob.from_doc(doc)
+            for doc in self.log.store.find(DEPLOYMENT_JOBS, groupId=group_id, clusterId=cluster_id)
+        ]
+        return [job.to_doc() for job in sorted(jobs, key=lambda j: -j.created)]
 
     def get(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
         job = self.log.lookup(self.log.store, job_id, groupId=group_id, clusterId=cluster_id)
         if job is None:
             raise NotFound(f"no restore job {job_id}", jobId=job_id)
-        return job
+        return DeploymentJob.from_doc(job).to_doc()
 
-    def plan(self, job: Mapping[str, Any]) -> ResolvedRestore:
+    def plan(self, job: DeploymentJob) -> ResolvedRestore:
         """The job's restore plan, made afresh (it stays valid until grooming removes what it needs)."""
-        return self.daemon.cluster_restore_plans(job["groupId"], job["clusterId"], job["target"])[0]
+        return self.daemon.cluster_restore_plans(job.group_id, job.cluster_id, job.target)[0]
 
     def documents(self, resolved: ResolvedRestore, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The restored documents ``(namespace, document)``, the job's progress kept by the daemon."""
@@ -309,7 +313,7 @@ class DeploymentRestores:
         """An HTTP job's download: ``spend`` refuses (404, 410) before any work, the plan refuses (409)
         before the grant is used, then the grant is used in one transaction."""
         job = spend(self._by_id(self.log.store, job_id))
-        resolved = self.plan(job)
+        resolved = self.plan(DeploymentJob.from_doc(job))
         with self.log.store.tx() as t:
             job = t.put(DEPLOYMENT_JOBS, spend(self._by_id(t, job_id)))
         return job, resolved
@@ -321,19 +325,24 @@ class DeploymentRestores:
 
     # The target's agents.
 
-    def _into(self, reader: Store | Txn, group_id: str, job_id: str) -> dict[str, Any]:
-        job = self.log.lookup(reader, job_id)
-        if job is None or job["delivery"].get("targetGroupId") != group_id:
+    def _into(self, reader: Store | Txn, group_id: str, job_id: str) -> DeploymentJob:
+        doc = self.log.lookup(reader, job_id)
+        job = None if doc is None else DeploymentJob.from_doc(doc)
+        if job is None or job.delivery.target_group_id != group_id:
             raise NotFound(f"no restore job {job_id} into project {group_id}", jobId=job_id)
         return job
 
     def loading(self, group_id: str) -> list[Loading]:
         """The automated restores into the project still loading."""
-        return [
-            Loading(job["_id"], group_id, tuple(job.get("pending", [])))
+        jobs = [
+            DeploymentJob.from_doc(doc)
             for state in (JobState.QUEUED, JobState.RUNNING)
-            for job in self.log.store.find(DEPLOYMENT_JOBS, statusName=state.value)
-            if job["delivery"].get("targetGroupId") == group_id
+            for doc in self.log.store.find(DEPLOYMENT_JOBS, statusName=state.value)
+        ]
+        return [
+            Loading(job.id, group_id, tuple(job.pending))
+            for job in jobs
+            if job.delivery.target_group_id == group_id
         ]
 
     def open_for_loading(self, group_id: str, job_id: str) -> ResolvedRestore:
@@ -353,24 +362,23 @@ class DeploymentRestores:
             raise InvalidInput("give processes (a list) and state DONE or FAILED", field="state")
         with self.log.store.tx() as t:
             job = self._into(t, group_id, job_id)
-            self.log.refuse_ended(job)
+            self.log.refuse_ended(job.to_doc())
             now = self.log.now_ms()
             if outcome == LoadOutcome.FAILED:
                 failure = f"{hostname}: {detail}"[:500]
-                job = self.log.move(t, job, JobState.FAILED, finished=now, failure=failure)
+                job = self.log.move_typed(t, job, JobState.FAILED, finished=now, failure=failure)
             else:
-                job["pending"] = [n for n in job.get("pending", []) if n not in names]
-                job = (
-                    t.put(DEPLOYMENT_JOBS, job)
-                    if job["pending"]
-                    else self.log.move(t, job, JobState.FINISHED, finished=now)
-                )
-            if state_of(job) in FINAL:
-                replica_set = job["delivery"]["targetReplicaSetName"]
+                job = job.changed(pending=[n for n in job.pending if n not in names])
+                if job.pending:
+                    t.put(DEPLOYMENT_JOBS, job.to_doc())
+                else:
+                    job = self.log.move_typed(t, job, JobState.FINISHED, finished=now)
+            if job.status_name in FINAL:
+                replica_set = str(job.delivery.target_replica_set_name)
                 names = [p["name"] for p in self.targets.processes(group_id, replica_set)]
                 self.targets.set_disabled(t, group_id, names, False)
             t.notify(WORK_CHANGED, group_id)
-        return job
+        return job.to_doc()
 
 
 # Restore jobs of a primary's backing databases.
@@ -415,42 +423,42 @@ class BackingRestores:
                     f"no backed-up store {name!r}: use {sorted(sources)}", field=f"stores.{name}"
                 )
             resolved = self._plan(sources[name], target, name)
-            stores[name] = {
-                "sourceId": sources[name].id,
-                "target": target,
-                "targetPosition": resolved.plan.target,
-                "plan": resolved.to_json(),
-            }
-        job = {
-            "_id": new_id(),
-            "groupId": group_id,
-            "clusterId": cluster_id,
-            "stores": stores,
-            "created": self.log.now_ms(),
-            "statusName": JobState.QUEUED.value,
-        }
+            stores[name] = BackingStoreEntry(
+                source_id=sources[name].id,
+                target=target,
+                target_position=resolved.plan.target,
+                plan=resolved.to_json(),
+            )
+        job = BackingJob(
+            id=new_id(),
+            group_id=group_id,
+            cluster_id=cluster_id,
+            stores=stores,
+            created=self.log.now_ms(),
+            status_name=JobState.QUEUED,
+        ).to_doc()
         self.log.create(job)
         return job
 
     def get(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
-        return self._get(self.log.store, group_id, cluster_id, job_id)
+        return self._get(self.log.store, group_id, cluster_id, job_id).to_doc()
 
-    def _get(self, reader: Store | Txn, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
+    def _get(self, reader: Store | Txn, group_id: str, cluster_id: str, job_id: str) -> BackingJob:
         job = self.log.lookup(reader, job_id, groupId=group_id, clusterId=cluster_id)
         if job is None:
             raise NotFound(f"no restore job {job_id} of backing databases", jobId=job_id)
-        return job
+        return BackingJob.from_doc(job)
 
     def open_store(self, group_id: str, cluster_id: str, job_id: str, name: str) -> ResolvedRestore:
         """The plan of one store of a job that has not ended (409 before its documents start); the job is
         RUNNING from then on."""
-        job = self.get(group_id, cluster_id, job_id)
-        if name not in job["stores"]:
+        job = self._get(self.log.store, group_id, cluster_id, job_id)
+        entry = job.stores.get(name)
+        if entry is None:
             raise NotFound(f"restore job {job_id} does not restore the {name} store", store=name)
-        if state_of(job) in FINAL:
-            raise Conflict(f"restore job {job_id} is already {job['statusName']}", jobId=job_id)
-        entry = job["stores"][name]
-        resolved = self._plan(self.daemon.source(entry["sourceId"]), entry["target"], name)
+        if job.status_name in FINAL:
+            raise Conflict(f"restore job {job_id} is already {job.status_name}", jobId=job_id)
+        resolved = self._plan(self.daemon.source(entry.source_id), entry.target, name)
         self.log.start(job_id)
         return resolved
 
@@ -460,14 +468,17 @@ class BackingRestores:
         if status not in list(FINAL):
             raise InvalidInput("statusName must be FINISHED or FAILED", field="statusName")
         with self.log.store.tx() as t:
-            job = self._get(t, group_id, cluster_id, job_id)
-            job = self.log.move(
-                t, job, JobState(status), finished=self.log.now_ms(), detail=str(detail)[:1000]
+            job = self.log.move_typed(
+                t,
+                self._get(t, group_id, cluster_id, job_id),
+                JobState(status),
+                finished=self.log.now_ms(),
+                detail=str(detail)[:1000],
             )
         if status == JobState.FINISHED:
-            for name, entry in job["stores"].items():
+            for name, entry in job.stores.items():
                 self.daemon.require_resync(
-                    entry["sourceId"],
+                    entry.source_id,
                     f"the primary's {name} store was restored by job {job_id}: a new initial sync",
                 )
-        return job
+        return job.to_doc()

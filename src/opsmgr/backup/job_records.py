@@ -1,0 +1,82 @@
+"""Restore jobs as stored, typed: a deployment's restore job (``backup_restore_jobs``) and a restore job of a
+primary's backing databases (``backing_restore_jobs``), with their delivery and their stores.
+
+A stored job is outside input (``store.records.Stored``): a malformed one is a StoreError naming the job and
+the field, and a job writes back exactly the keys its document had, so the API's answers (the document less
+its internals) do not change. What the client sent as the restore target and the plan's JSON are kept as
+given: they are shown as stored and read again only by the planner. May import ``opsmgr.store.records``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from opsmgr.store.records import Stored
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"  # from the first download of its documents on
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+
+class JobDelivery(Stored):
+    """How a deployment's job delivers: ``HTTP`` (a download) or ``AUTOMATED_RESTORE`` (into a cluster)."""
+
+    method_name: str
+    expiration_hours: int | None = None
+    max_downloads: int | None = None
+    target_group_id: str | None = None
+    target_cluster_id: str | None = None
+    target_replica_set_name: str | None = None
+
+
+class DeploymentJob(Stored):
+    id: str = Field(alias="_id")
+    group_id: str
+    cluster_id: str
+    target: dict[str, Any]  # the fields of the request that name the target, as sent
+    plan: dict[str, Any]  # ``ResolvedRestore.to_json`` when created
+    snapshot_id: str
+    delivery: JobDelivery
+    created: int
+    status_name: JobState
+    download: dict[str, Any] | None = None  # an HTTP job's grant (``server.download_grants``)
+    pending: list[str] = Field(default_factory=list)  # the target's processes not loaded yet
+    started: int | None = None
+    finished: int | None = None
+    failure: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> DeploymentJob:
+        return cls.parse_stored(doc, f"the stored restore job {doc.get('_id', '?')!r}")
+
+
+class BackingStoreEntry(Stored):
+    """One backing database of a backing job: its backup source, the target as sent, and the plan."""
+
+    source_id: str
+    target: dict[str, Any]
+    target_position: int
+    plan: dict[str, Any]
+
+
+class BackingJob(Stored):
+    id: str = Field(alias="_id")
+    group_id: str
+    cluster_id: str
+    stores: dict[str, BackingStoreEntry]
+    created: int
+    status_name: JobState
+    started: int | None = None
+    finished: int | None = None
+    detail: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> BackingJob:
+        return cls.parse_stored(doc, f"the stored restore job of backing databases {doc.get('_id', '?')!r}")
