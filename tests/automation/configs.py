@@ -4,9 +4,13 @@ helpers that edit one by JSON path."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from opsmgr.automation.config import empty_config
+import pytest
+
+from opsmgr.automation.config import empty_config, validate
+from opsmgr.errors import InvalidInput
 
 DELETE = object()
 
@@ -119,3 +123,31 @@ def _members(config: dict[str, Any], n: int, voting: int) -> None:
     config["replicaSets"][0]["members"] = [
         _member(i) if i < voting else _member(i, votes=0, priority=0) for i in range(n)
     ]
+
+
+Mutation = Callable[[dict[str, Any]], None] | tuple[str, Any]
+# A rule's case: (case id, mutation, rule, field). A tuple mutation sets one path; the field is then that path
+# unless given.
+Case = tuple[str, Mutation, str, str | None]
+
+
+def _apply(config: dict[str, Any], mutation: Mutation) -> None:
+    if isinstance(mutation, tuple):
+        _set(config, *mutation)
+    else:
+        mutation(config)
+
+
+def check_case(mutation: Mutation, rule: str, field: str | None) -> None:
+    """The base config broken by ``mutation`` is refused with ``rule`` naming ``field``."""
+    config = base()
+    _apply(config, mutation)
+    if field is None:
+        assert isinstance(mutation, tuple)
+        field = mutation[0]
+    with pytest.raises(InvalidInput) as caught:
+        validate(config)
+    assert (caught.value.rule, caught.value.field) == (rule, field), caught.value.detail
+    body = caught.value.to_json()
+    assert body["error"] == 400
+    assert body["parameters"] == {"field": field, "rule": rule}

@@ -1,12 +1,11 @@
-"""The automation config: one case per validation rule of every section, normalisation, content equality,
-accessors."""
+"""The automation config: the whole-document rules, that every rule of every section has a case (each
+section's cases are in its module's tests), normalisation, content equality, accessors."""
 
 from __future__ import annotations
 
 import copy
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,296 +16,21 @@ from opsmgr.automation import config as ac
 from opsmgr.automation import indexes, secrets, security, topology
 from opsmgr.automation import rules as shared_rules
 from opsmgr.errors import InvalidInput
+from tests.automation import test_indexes, test_rules, test_secrets, test_security, test_topology
 from tests.automation.configs import (
     DELETE,
-    _add_mongos,
-    _add_sharding,
-    _member,
+    Case,
     _members,
     _process,
     _set,
     base,
+    check_case,
 )
 
-Mutation = Callable[[dict[str, Any]], None] | tuple[str, Any]
-
-# (case id, mutation, rule, field). A tuple mutation sets one path; the field is then that path unless given.
-CASES: list[tuple[str, Mutation, str, str | None]] = [
+CASES: list[Case] = [
     ("version-negative", ("version", -1), "config-version", None),
     ("version-string", ("version", "3"), "config-version", "version"),
-    ("processes-not-array", ("processes", {}), "type", None),
-    ("process-not-object", ("processes[0]", "rs0-0"), "type", None),
-    ("auth-not-object", ("auth", []), "type", None),
-    ("disabled-not-boolean", ("processes[0].disabled", "yes"), "type", None),
-    ("net-not-object", ("processes[0].args2_6.net", 27017), "type", None),
-    ("hostname-missing", ("processes[1].hostname", DELETE), "required", None),
-    ("args-missing", ("processes[1].args2_6", DELETE), "required", None),
-    ("name-empty", ("processes[1].name", ""), "process-name", None),
-    ("name-not-string", ("processes[1].name", 7), "process-name", None),
-    ("name-duplicate", ("processes[2].name", "rs0-0"), "process-name-unique", None),
-    ("process-type", ("processes[0].processType", "mongodx"), "process-type", None),
-    ("hostname-scheme", ("processes[0].hostname", "mongodb://host0"), "hostname", None),
-    ("hostname-port", ("processes[0].hostname", "host0.example.net:27017"), "hostname", None),
-    ("hostname-label", ("processes[0].hostname", "-bad-.example.net"), "hostname", None),
-    ("hostname-underscore", ("processes[0].hostname", "bad_host"), "hostname", None),
-    ("hostname-empty", ("processes[0].hostname", ""), "hostname", None),
-    ("port-zero", ("processes[0].args2_6.net.port", 0), "port", None),
-    ("port-too-big", ("processes[0].args2_6.net.port", 65536), "port", None),
-    ("port-string", ("processes[0].args2_6.net.port", "27017"), "port", None),
-    ("port-bool", ("processes[0].args2_6.net.port", True), "port", None),
-    (
-        "host-port-duplicate",
-        ("processes[1].hostname", "HOST0.example.net"),
-        "host-port-unique",
-        "processes[1].args2_6.net.port",
-    ),
-    ("mongodb-version-short", ("processes[0].version", "7.0"), "mongodb-version", None),
-    ("mongodb-version-word", ("processes[0].version", "latest"), "mongodb-version", None),
-    ("fcv", ("processes[0].featureCompatibilityVersion", "7"), "fcv", None),
-    ("auth-schema-version", ("processes[0].authSchemaVersion", 4), "auth-schema-version", None),
-    (
-        "auth-schema-version-float",
-        ("processes[0].authSchemaVersion", 5.0),
-        "auth-schema-version",
-        "processes[0].authSchemaVersion",
-    ),
-    (
-        "cluster-auth-mode-null",
-        ("processes[0].args2_6.security.clusterAuthMode", None),
-        "cluster-auth-mode",
-        None,
-    ),
-    (
-        "profiler-mode-null",
-        ("processes[0].args2_6.operationProfiling", {"mode": None}),
-        "profiler-mode",
-        "processes[0].args2_6.operationProfiling.mode",
-    ),
-    ("tls-mode-null", ("processes[0].args2_6.net.tls.mode", None), "tls-mode", None),
-    ("last-restart", ("processes[0].lastRestart", "yesterday"), "timestamp", None),
-    ("kmip-rotation", ("processes[0].lastKmipMasterKeyRotation", 1700000000), "timestamp", None),
-    ("oplog-size", ("processes[0].args2_6.replication.oplogSizeMB", 0), "oplog-size", None),
-    (
-        "profiler-mode",
-        ("processes[0].args2_6.operationProfiling", {"mode": "verbose"}),
-        "profiler-mode",
-        "processes[0].args2_6.operationProfiling.mode",
-    ),
-    (
-        "cluster-auth-mode",
-        ("processes[0].args2_6.security.clusterAuthMode", "password"),
-        "cluster-auth-mode",
-        None,
-    ),
-    ("tls-mode", ("processes[0].args2_6.net.tls.mode", "requireSSL"), "tls-mode", None),
-    (
-        "ssl-mode",
-        ("processes[0].args2_6.net.ssl", {"mode": "requireTLS"}),
-        "tls-mode",
-        "processes[0].args2_6.net.ssl.mode",
-    ),
-    ("tls-certificate", ("processes[0].args2_6.net.tls.certificateKeyFile", DELETE), "tls-certificate", None),
-    ("replset-name-other", ("processes[1].args2_6.replication.replSetName", "rs1"), "replset-name", None),
-    (
-        "replset-name-missing",
-        ("processes[1].args2_6.replication", {}),
-        "replset-name",
-        "processes[1].args2_6.replication.replSetName",
-    ),
-    (
-        "replset-name-not-member",
-        ("replicaSets[0].members[2]", DELETE),
-        "replset-name",
-        "processes[2].args2_6.replication.replSetName",
-    ),
-    ("replset-id-empty", ("replicaSets[0]._id", ""), "replset-id", None),
-    ("replset-id-slash", ("replicaSets[0]._id", "rs/0"), "replset-id", None),
-    (
-        "replset-id-duplicate",
-        ("replicaSets[1]", {"_id": "rs0", "members": []}),
-        "replset-id-unique",
-        "replicaSets[1]._id",
-    ),
-    ("members-missing", ("replicaSets[0].members", DELETE), "required", None),
-    ("member-host-unknown", ("replicaSets[0].members[2].host", "nope"), "member-host", None),
-    ("member-host-twice", ("replicaSets[0].members[2].host", "rs0-0"), "member-host-unique", None),
-    (
-        "process-in-two-sets",
-        lambda c: c["replicaSets"].append({"_id": "rs1", "members": [_member(0)]}),
-        "process-in-one-replset",
-        "replicaSets[1].members[0].host",
-    ),
-    ("member-id-duplicate", ("replicaSets[0].members[2]._id", 0), "member-id-unique", None),
-    ("member-id-negative", ("replicaSets[0].members[2]._id", -1), "member-id", None),
-    ("member-id-string", ("replicaSets[0].members[2]._id", "2"), "member-id", None),
-    ("member-id-too-big", ("replicaSets[0].members[2]._id", 256), "member-id", None),
-    ("votes-two", ("replicaSets[0].members[1].votes", 2), "votes", None),
-    ("votes-bool", ("replicaSets[0].members[1].votes", True), "votes", None),
-    ("votes-float", ("replicaSets[0].members[1].votes", 1.0), "votes", None),
-    ("priority-too-high", ("replicaSets[0].members[1].priority", 1001), "priority", None),
-    ("priority-negative", ("replicaSets[0].members[1].priority", -0.5), "priority", None),
-    ("priority-string", ("replicaSets[0].members[1].priority", "1"), "priority", None),
-    ("hidden-not-boolean", ("replicaSets[0].members[1].hidden", 1), "type", None),
-    (
-        "arbiter-priority",
-        lambda c: c["replicaSets"][0]["members"][2].update(arbiterOnly=True),
-        "arbiter-priority",
-        "replicaSets[0].members[2].priority",
-    ),
-    (
-        "arbiter-votes",
-        lambda c: c["replicaSets"][0]["members"][2].update(arbiterOnly=True, priority=0, votes=0),
-        "arbiter-votes",
-        "replicaSets[0].members[2].votes",
-    ),
-    (
-        "non-voting-priority",
-        ("replicaSets[0].members[2].votes", 0),
-        "non-voting-priority",
-        "replicaSets[0].members[2].priority",
-    ),
-    (
-        "hidden-priority",
-        ("replicaSets[0].members[2].hidden", True),
-        "hidden-priority",
-        "replicaSets[0].members[2].priority",
-    ),
-    (
-        "delayed-priority",
-        ("replicaSets[0].members[2].secondaryDelaySecs", 3600),
-        "delayed-priority",
-        "replicaSets[0].members[2].priority",
-    ),
-    ("delay-negative", ("replicaSets[0].members[2].slaveDelay", -1), "member-delay", None),
-    (
-        "build-indexes-priority",
-        ("replicaSets[0].members[2].buildIndexes", False),
-        "build-indexes-priority",
-        "replicaSets[0].members[2].priority",
-    ),
-    (
-        "no-electable-member",
-        lambda c: [m.update(priority=0) for m in c["replicaSets"][0]["members"]],
-        "electable-member",
-        "replicaSets[0].members",
-    ),
-    ("no-members", ("replicaSets[0].members", []), "electable-member", None),
-    ("max-members", lambda c: _members(c, 51, voting=7), "max-members", "replicaSets[0].members"),
-    (
-        "max-voting-members",
-        lambda c: _members(c, 8, voting=8),
-        "max-voting-members",
-        "replicaSets[0].members",
-    ),
-    (
-        "mongos-member",
-        lambda c: (_add_sharding(c), c["processes"][2].update(processType="mongos", cluster="c1")),
-        "member-process-type",
-        "replicaSets[0].members[2].host",
-    ),
-    (
-        "mongos-cluster",
-        lambda c: (_add_sharding(c), _add_mongos(c, "c2")),
-        "mongos-cluster",
-        "processes[3].cluster",
-    ),
-    ("mongos-no-cluster", lambda c: _add_mongos(c, "c1"), "mongos-cluster", "processes[3].cluster"),
-    (
-        "sharding-name-duplicate",
-        lambda c: (_add_sharding(c), _add_sharding(c)),
-        "sharding-name-unique",
-        "sharding[1].name",
-    ),
-    (
-        "sharding-shard-rs",
-        lambda c: _add_sharding(c, shard_rs="rs9"),
-        "sharding-replset",
-        "sharding[0].shards[0].rs",
-    ),
-    (
-        "sharding-csrs",
-        lambda c: _add_sharding(c, csrs="rs9"),
-        "sharding-replset",
-        "sharding[0].configServerReplica",
-    ),
-    ("index-db-missing", ("indexConfigs[0].dbName", DELETE), "required", None),
-    ("index-options-missing", ("indexConfigs[0].options", DELETE), "required", None),
-    ("index-options-not-object", ("indexConfigs[0].options", []), "type", None),
-    ("index-db-name", ("indexConfigs[0].dbName", "shop.eu"), "index-db-name", None),
-    (
-        "index-collection-name",
-        ("indexConfigs[0].collectionName", "system.users"),
-        "index-collection-name",
-        None,
-    ),
-    ("index-key-empty", ("indexConfigs[0].key", []), "index-key", None),
-    ("index-key-object", ("indexConfigs[0].key", {"customer": 1}), "index-key", None),
-    ("index-key-direction", ("indexConfigs[0].key[1]", ["created", 2]), "index-key", None),
-    ("index-key-bool", ("indexConfigs[0].key[1]", ["created", True]), "index-key", None),
-    ("index-key-triple", ("indexConfigs[0].key[1]", ["created", -1, 0]), "index-key", None),
-    ("index-key-repeat", ("indexConfigs[0].key[1]", ["customer", -1]), "index-key", None),
-    ("index-rs-name", ("indexConfigs[0].rsName", "rs9"), "index-rs-name", None),
-    ("index-rs-name-type", ("indexConfigs[0].rsName", ["rs0"]), "type", None),
-    (
-        "index-collation",
-        ("indexConfigs[0].collation", {"strength": 2}),
-        "index-collation",
-        "indexConfigs[0].collation.locale",
-    ),
-    (
-        "index-duplicate",
-        lambda c: c["indexConfigs"].append(
-            copy.deepcopy(c["indexConfigs"][0]) | {"options": {"name": "again"}}
-        ),
-        "index-duplicate",
-        "indexConfigs[1]",
-    ),
-    ("index-unique", ("indexConfigs[0].options.unique", True), "index-unique-rolling", None),
-    ("auth-disabled-type", ("auth.disabled", "no"), "type", None),
-    ("auth-mechanism", ("auth.autoAuthMechanisms[0]", "SCRAM-SHA-512"), "auth-mechanism", None),
-    ("auth-mechanism-single", ("auth.autoAuthMechanism", "NONE"), "auth-mechanism", None),
-    ("deployment-mechanism", ("auth.deploymentAuthMechanisms[1]", 1), "auth-mechanism", None),
-    (
-        "auth-mechanism-required",
-        lambda c: (c["auth"].update(autoAuthMechanisms=[]), c["auth"].pop("autoAuthMechanism")),
-        "auth-mechanism-required",
-        "auth.autoAuthMechanisms",
-    ),
-    ("auth-keyfile-relative", ("auth.keyfile", "keyfile"), "auth-keyfile", None),
-    ("auth-keyfile-null", ("auth.keyfile", None), "auth-keyfile", None),
-    ("auth-key-short", ("auth.key", "abc"), "auth-key", None),
-    ("auth-key-charset", ("auth.key", "not base64 at all!"), "auth-key", None),
-    ("auth-key-missing", ("auth.key", DELETE), "auth-keyfile-required", None),
-    ("auth-keyfile-missing", ("auth.keyfile", DELETE), "auth-keyfile-required", None),
-    ("auth-auto-user", ("auth.autoUser", DELETE), "auth-auto-user", None),
-    ("auth-auto-pwd", ("auth.autoPwd", ""), "auth-auto-user", None),
-    ("user-missing-db", ("auth.usersWanted[0].db", DELETE), "required", None),
-    ("user-not-object", ("auth.usersWanted[0]", "app"), "type", None),
-    (
-        "tls-client-certificate-mode",
-        ("tls.clientCertificateMode", "MAYBE"),
-        "tls-client-certificate-mode",
-        None,
-    ),
-    (
-        "tls-ca-file",
-        lambda c: c["tls"].update(clientCertificateMode="REQUIRE", CAFilePath=""),
-        "tls-ca-file",
-        "tls.CAFilePath",
-    ),
-    ("secret-type", ("auth.autoPwd", 5), "type", None),
-    ("process-secret-type", ("processes[1].args2_6.net.tls.certificateKeyFilePassword", 1), "type", None),
-    ("ldap-secret-type", ("ldap.bindQueryPassword", ["x"]), "type", None),
-    ("secret-redacted", ("auth.usersWanted[0].initPwd", secrets.REDACTED), "secret-redacted", None),
-    ("keyfile-redacted", ("auth.key", secrets.REDACTED), "secret-redacted", None),
 ]
-
-
-def _apply(config: dict[str, Any], mutation: Mutation) -> None:
-    if isinstance(mutation, tuple):
-        _set(config, *mutation)
-    else:
-        mutation(config)
 
 
 def test_base_is_valid() -> None:
@@ -315,18 +39,8 @@ def test_base_is_valid() -> None:
 
 
 @pytest.mark.parametrize(("mutation", "rule", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_each_rule_names_its_id_and_field(mutation: Mutation, rule: str, field: str | None) -> None:
-    config = base()
-    _apply(config, mutation)
-    if field is None:
-        assert isinstance(mutation, tuple)
-        field = mutation[0]
-    with pytest.raises(InvalidInput) as caught:
-        ac.validate(config)
-    assert (caught.value.rule, caught.value.field) == (rule, field), caught.value.detail
-    body = caught.value.to_json()
-    assert body["error"] == 400
-    assert body["parameters"] == {"field": field, "rule": rule}
+def test_each_rule_names_its_id_and_field(mutation: Any, rule: str, field: str | None) -> None:
+    check_case(mutation, rule, field)
 
 
 def test_every_rule_has_a_case() -> None:
@@ -337,7 +51,9 @@ def test_every_rule_has_a_case() -> None:
     # Rule ids are the kebab-case literals of the module, plus a few one-word ones.
     rules = set(re.findall(r'"([a-z0-9]+(?:-[a-z0-9]+)+)"', source))
     rules |= {"type", "required", "port", "votes", "priority", "hostname", "fcv", "timestamp"}
-    assert rules == {case[2] for case in CASES} | {"config-object"}  # see test_not_an_object
+    cases = [*CASES, *test_rules.CASES, *test_topology.CASES, *test_indexes.CASES, *test_security.CASES]
+    cases += test_secrets.CASES
+    assert rules == {case[2] for case in cases} | {"config-object"}  # see test_not_an_object
 
 
 def test_not_an_object() -> None:

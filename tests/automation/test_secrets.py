@@ -8,12 +8,19 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsmgr.automation import secrets as sc
 from opsmgr.automation.config import processes_by_name
-from tests.automation.configs import _process, _set, base
+from tests.automation.configs import (
+    Case,
+    _process,
+    _set,
+    base,
+    check_case,
+)
 
 
 def test_secret_paths_find_every_secret_of_the_base() -> None:
@@ -129,3 +136,14 @@ def test_secrets_round_trip(config: dict[str, Any], rnd: Any) -> None:
     assert processes_by_name(filled) == processes_by_name(config)
     key = lambda u: (u["db"], u["user"])  # noqa: E731
     assert sorted(filled["auth"]["usersWanted"], key=key) == sorted(config["auth"]["usersWanted"], key=key)
+
+
+CASES: list[Case] = [
+    ("secret-redacted", ("auth.usersWanted[0].initPwd", sc.REDACTED), "secret-redacted", None),
+    ("keyfile-redacted", ("auth.key", sc.REDACTED), "secret-redacted", None),
+]
+
+
+@pytest.mark.parametrize(("mutation", "rule", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_each_rule_names_its_id_and_field(mutation: Any, rule: str, field: str | None) -> None:
+    check_case(mutation, rule, field)
