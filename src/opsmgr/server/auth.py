@@ -4,7 +4,8 @@ HTTP Basic for the agent API.
 Owns the FastAPI dependencies that authenticate a request and the short-lived cache of agent key digests
 that keeps the agent poll path off the database. Role checks themselves live in ``store.appdb.Principal``.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store.appdb`` and ``opsmgr.server.deps``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store.appdb``, ``opsmgr.server.deps`` and
+``opsmgr.server.services`` (the agent key cache's entry).
 """
 
 from __future__ import annotations
