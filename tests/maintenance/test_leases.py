@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from opsmgr.errors import StoreError
 from opsmgr.maintenance.leases import (
     LEASES,
     MAX_TTL_S,
+    ROLLING,
     Deny,
     Grant,
     Lease,
@@ -20,7 +22,9 @@ from opsmgr.maintenance.leases import (
     LeaseService,
     LeaseState,
     MemberHealth,
+    StoredLeaseFields,
     decide_grant,
+    lease_state,
     members_health,
     released,
 )
@@ -231,3 +235,57 @@ def test_service_progress_is_kept_per_change_and_never_goes_back(env: Env) -> No
     (doc,) = svc.documents("g1")
     assert doc["changeId"] == "4->5" and RollingChange.from_json(doc["change"]) == change
     assert env.store.get(LEASES, "g1:rs0") == doc
+
+
+# The lease part of the stored document (the rest is the rolling change's).
+
+STORED = {"_id": "g1:rs0", "groupId": "g1", "rsId": "rs0", "updatedAt": 1000.0, "changeId": "4->5"}
+LIVE = {"holder": "a", "grantedAt": 1000.0, "expiresAt": 1060.0, "owner": "rolling", "purpose": ""}
+
+
+@pytest.mark.parametrize(
+    "lease_part",
+    [
+        {"lease": LIVE, "lastHolder": "a"},
+        {"lease": None, "lastHolder": "a"},
+        {"lease": None},  # a replica set's first document
+        {"lease": {"holder": "b", "grantedAt": 5.0, "expiresAt": 9.0}, "lastHolder": "b"},  # before owners
+    ],
+)
+def test_a_stored_lease_part_round_trips_unchanged(lease_part: dict[str, object]) -> None:
+    stored = StoredLeaseFields.parse_stored({**STORED, **lease_part}, "lease")
+    assert stored.to_doc() == lease_part
+    assert StoredLeaseFields.parse_stored(stored.to_doc(), "lease") == stored
+
+
+def test_a_lease_reads_back_as_it_was_granted() -> None:
+    lease = Lease("a", 1000.0, 1060.0, "uniqueIndexBuild:b1", "a unique index build b1 on d.c is under way")
+    assert lease_state({**STORED, "lease": lease.to_json(), "lastHolder": "a"}) == LeaseState(lease, "a")
+    old = lease_state({**STORED, "lease": {"holder": "b", "grantedAt": 5, "expiresAt": 9}})
+    assert old.lease == Lease("b", 5.0, 9.0, ROLLING, "") and old.last_holder is None
+
+
+@pytest.mark.parametrize(
+    ("lease_part", "field"),
+    [
+        ({"lease": {"grantedAt": 5.0, "expiresAt": 9.0}}, "lease.holder"),
+        ({"lease": {"holder": "a", "grantedAt": 5.0, "expiresAt": "soon"}}, "lease.expiresAt"),
+        ({"lease": "a"}, "lease"),
+        ({"lease": None, "lastHolder": ["a"]}, "lastHolder"),
+    ],
+)
+def test_a_malformed_stored_lease_is_a_store_error_naming_the_field(
+    env: Env, lease_part: dict[str, object], field: str
+) -> None:
+    env.store.put(LEASES, {**STORED, **lease_part})
+    for read in (lambda: env.service.state("g1", "rs0"), lambda: env.service.view("g1", "rs0")):
+        with pytest.raises(StoreError) as raised:
+            read()
+        assert raised.value.http_status == 503
+        assert (
+            "maintenance lease of 'g1:rs0' is malformed" in raised.value.detail
+            and field in raised.value.detail
+        )
+    with pytest.raises(StoreError):
+        env.service.acquire("g1", "rs0", "a", health=ABC)
+    assert env.store.get(LEASES, "g1:rs0") == {**STORED, **lease_part}

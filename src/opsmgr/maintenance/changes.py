@@ -22,7 +22,8 @@ from typing import Any
 
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.errors import Conflict
-from opsmgr.maintenance.leases import ROLLING, Lease, LeaseState, owner_of, purpose_of, released
+from opsmgr.maintenance.leases import ROLLING, owner_of, purpose_of, released
+from opsmgr.maintenance.leases import lease_state as lease_state
 from opsmgr.maintenance.moves import (
     WAITS,
     ArbiterPhase,
@@ -88,11 +89,6 @@ def owner(doc: Mapping[str, Any] | None) -> str:
 
 def purpose(doc: Mapping[str, Any]) -> str:
     return purpose_of(RollingChange.from_json(doc["change"]))
-
-
-def lease_state(doc: Mapping[str, Any]) -> LeaseState:
-    raw = doc.get("lease")
-    return LeaseState(Lease.from_json(raw) if raw else None, doc.get("lastHolder"))
 
 
 def begin(

@@ -32,9 +32,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pydantic import ConfigDict
+
 from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.store.engine import Store
+from opsmgr.store.records import Stored
 
 LEASES = "maintenance_leases"
 DEFAULT_TTL_S = 120.0
@@ -85,15 +88,28 @@ class Lease:
             "purpose": self.purpose,
         }
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Lease:
-        return cls(
-            str(raw["holder"]),
-            float(raw["grantedAt"]),
-            float(raw["expiresAt"]),
-            str(raw.get("owner") or ROLLING),
-            str(raw.get("purpose") or ""),
-        )
+
+class StoredLease(Stored):
+    """A lease as stored (``Lease.to_json``); leases stored before owners existed have neither owner nor
+    purpose."""
+
+    holder: str
+    granted_at: float
+    expires_at: float
+    owner: str | None = None
+    purpose: str | None = None
+
+    def lease(self) -> Lease:
+        return Lease(self.holder, self.granted_at, self.expires_at, self.owner or ROLLING, self.purpose or "")
+
+
+class StoredLeaseFields(Stored):
+    """The lease part of a replica set's document (the rest is the change's: ``maintenance.changes``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lease: StoredLease | None = None
+    last_holder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,12 @@ class LeaseState:
 
     lease: Lease | None = None
     last_holder: str | None = None
+
+
+def lease_state(doc: Mapping[str, Any]) -> LeaseState:
+    """The lease part of a replica set's stored document; a malformed one is a StoreError naming the field."""
+    fields = StoredLeaseFields.parse_stored(doc, f"the stored maintenance lease of {doc.get('_id', '?')!r}")
+    return LeaseState(fields.lease.lease() if fields.lease is not None else None, fields.last_holder)
 
 
 @dataclass(frozen=True)
@@ -236,11 +258,6 @@ class LeaseService:
         return {"_id": self._id(group_id, rs_id), "groupId": group_id, "rsId": rs_id, "lease": None}
 
     @staticmethod
-    def _state(doc: Mapping[str, Any]) -> LeaseState:
-        raw = doc.get("lease")
-        return LeaseState(Lease.from_json(raw) if raw else None, doc.get("lastHolder"))
-
-    @staticmethod
     def _put_state(doc: dict[str, Any], state: LeaseState) -> None:
         doc["lease"] = state.lease.to_json() if state.lease is not None else None
         doc["lastHolder"] = state.lease.holder if state.lease is not None else state.last_holder
@@ -257,7 +274,7 @@ class LeaseService:
                 t.put(LEASES, doc)
 
     def state(self, group_id: str, rs_id: str) -> LeaseState:
-        return self._state(self._doc(self.store.get(LEASES, self._id(group_id, rs_id)), group_id, rs_id))
+        return lease_state(self._doc(self.store.get(LEASES, self._id(group_id, rs_id)), group_id, rs_id))
 
     def acquire(
         self,
@@ -272,7 +289,7 @@ class LeaseService:
         """Decide and persist in one transaction, so that two agents asking at once cannot both win."""
         request = LeaseRequest(member, ttl_s, tuple(pending))
         with self._editing(group_id, rs_id) as doc:
-            decision = decide_grant(self._state(doc), request, health, self.clock())
+            decision = decide_grant(lease_state(doc), request, health, self.clock())
             if isinstance(decision, Grant):
                 self._put_state(doc, LeaseState(decision.lease, member))
         return decision
@@ -280,7 +297,7 @@ class LeaseService:
     def renew(self, group_id: str, rs_id: str, member: str, *, ttl_s: float = DEFAULT_TTL_S) -> Grant | Deny:
         """Extend the holder's lease; anyone else is denied."""
         with self._editing(group_id, rs_id) as doc:
-            state = self._state(doc)
+            state = lease_state(doc)
             if state.lease is None or state.lease.holder != member:
                 holder = state.lease.holder if state.lease is not None else "nobody"
                 return Deny(f"{member} does not hold the maintenance lease of {rs_id} ({holder} does)")
@@ -292,7 +309,7 @@ class LeaseService:
         """Give the lease back; False when ``member`` does not hold it (released twice, or expired and
         taken by another)."""
         with self._editing(group_id, rs_id) as doc:
-            state = released(self._state(doc), member)
+            state = released(lease_state(doc), member)
             if state is None:
                 return False
             self._put_state(doc, state)
@@ -319,7 +336,7 @@ class LeaseService:
     def view(self, group_id: str, rs_id: str) -> dict[str, Any]:
         """The lease part of a replica set's maintenance status (see ``maintenance.report.status_view``)."""
         doc = self._doc(self.store.get(LEASES, self._id(group_id, rs_id)), group_id, rs_id)
-        return lease_view(self._state(doc), self.clock())
+        return lease_view(lease_state(doc), self.clock())
 
     def documents(self, group_id: str) -> list[dict[str, Any]]:
         return self.store.find(LEASES, groupId=group_id)
