@@ -33,9 +33,12 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.errors import SnapshotBlocksMissing
 from opsmgr.backup.positions import PositionKind, iso_millis, timestamp_json
+from opsmgr.errors import StoreError
 from opsmgr.store.engine import Store, Txn
 
 BLOCK_TARGET = 1 << 20
@@ -80,10 +83,21 @@ class SnapshotMeta:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> SnapshotMeta:
-        fields = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
-        fields["kind"] = PositionKind(doc["kind"])
-        fields["type"] = SnapshotType(doc["type"])
-        return cls(id=doc["_id"], **fields)
+        """The snapshot a stored document describes (keys it does not know are left out, as ``complete``);
+        a malformed one is a StoreError naming the snapshot and the field."""
+        fields = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__ and k != "id"}
+        try:
+            return _META.validate_python({**fields, "id": doc.get("_id")})
+        except ValidationError as exc:
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            raise StoreError(
+                f"the stored snapshot {doc.get('_id', '?')!r} is malformed ({where})",
+                error_code="STORED_RECORD_MALFORMED",
+            ) from None
+
+
+# Stored documents are outside input: their fields are checked against the types above when read.
+_META: TypeAdapter[SnapshotMeta] = TypeAdapter(SnapshotMeta)
 
 
 # Records and chunking (pure).
