@@ -167,8 +167,6 @@ def test_accessors() -> None:
     assert ac.replica_set_of(config, "other-7") is None and ac.replica_set(config, "nope") is None
     assert [m["host"] for m in ac.members_of(config, "rs0")] == ["rs0-0", "rs0-1", "rs0-2"]
     assert ac.members_of(config, "nope") == []
-    assert ac.is_electable({"priority": 2}) and not ac.is_electable({"priority": 1, "hidden": True})
-    assert not ac.is_electable({"priority": 1, "votes": 0}) and not ac.is_electable({"arbiterOnly": True})
 
 
 # --- content equality ---------------------------------------------------------------------------------------

@@ -47,3 +47,9 @@ CASES: list[Case] = [
 @pytest.mark.parametrize(("mutation", "rule", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_each_rule_names_its_id_and_field(mutation: Any, rule: str, field: str | None) -> None:
     check_case(mutation, rule, field)
+
+
+def test_is_electable() -> None:
+    assert rules.is_electable({"priority": 2}) and not rules.is_electable({"priority": 1, "hidden": True})
+    assert not rules.is_electable({"priority": 1, "votes": 0})
+    assert not rules.is_electable({"arbiterOnly": True})

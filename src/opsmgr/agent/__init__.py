@@ -3,6 +3,7 @@ shipping backups and loading restores, and carrying out rolling maintenance, ove
 
 Never the server's code, and no store but the backing agent's, opened lazily. May import ``opsmgr.errors``,
 ``opsmgr.logs``, ``opsmgr.tls``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.automation.config``,
+``opsmgr.automation.rules``, ``opsmgr.automation.secrets``,
 ``opsmgr.automation.protocol``, the pure ``opsmgr.maintenance.procedure``, ``opsmgr.maintenance.moves``,
 ``opsmgr.maintenance.report``,
 ``opsmgr.maintenance.rolling``, ``opsmgr.maintenance.snapshot``, ``opsmgr.maintenance.unique_index`` and

@@ -28,7 +28,7 @@ Restoration Mode answers 304), and keeps on disk the last config with which it r
 (``agent.state``). Server requests in a status answer (``{"requests": [{"type": ...}]}``) go to the handler
 registered for their type (Restoration Mode config uploads); unknown types are ignored.
 
-May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation`` (config, protocol) and
+May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation`` (config, secrets, protocol) and
 ``opsmgr.agent``.
 """
 
@@ -59,8 +59,9 @@ from opsmgr.agent.settings import AgentSettings, load_settings
 from opsmgr.agent.shipper import ReplicaSets, Shipper
 from opsmgr.agent.state import NO_VERSION, StateStore
 from opsmgr.agent.work import WorkList, received
-from opsmgr.automation.config import config_hash, processes_on_host, redact, validate
+from opsmgr.automation.config import config_hash, processes_on_host, validate
 from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
+from opsmgr.automation.secrets import redact
 from opsmgr.drivers.base import Driver
 from opsmgr.errors import OpsmgrError
 

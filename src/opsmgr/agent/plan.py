@@ -21,7 +21,7 @@ registered change a replica set member that differs only waits (ChangeVersion / 
 blocked), a standalone process is simply restarted, and ``setParameter`` values MongoDB applies at runtime
 (``maintenance.rolling.RUNTIME_PARAMETERS``) are set on the running process (SetParameter). May import
 ``opsmgr.errors``, ``opsmgr.agent.rsconfig`` (replica set configs), ``opsmgr.drivers.base`` (types only),
-``opsmgr.automation.config`` (pure accessors) and
+``opsmgr.automation.config`` (pure accessors), ``opsmgr.automation.rules`` and
 ``opsmgr.maintenance.rolling`` (pure).
 """
 
@@ -35,13 +35,13 @@ from typing import Any
 
 from opsmgr.agent.rsconfig import desired_members, initial_rs_config, member_host, reconfig_plan
 from opsmgr.automation.config import (
-    is_electable,
     process_port,
     processes_by_name,
     processes_on_host,
     replica_set,
     replica_set_of,
 )
+from opsmgr.automation.rules import is_electable
 from opsmgr.drivers.base import MemberState, OplogWindow, ProcessObservation, ProcessSpec, RsStatus, RunMode
 from opsmgr.maintenance.rolling import RUNTIME_PARAMETERS
 

@@ -2,7 +2,7 @@
 compare by value), the config ``replSetInitiate`` gets, and the sequence of ``replSetReconfig`` configs from
 a set's current config to its goal, one voting member at a time (as MongoDB's safe reconfig requires).
 
-Pure: no I/O. May import ``opsmgr.automation.config`` (pure accessors).
+Pure: no I/O. May import ``opsmgr.automation.config`` (pure accessors) and ``opsmgr.automation.rules``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsmgr.automation.config import is_electable, process_port, processes_by_name
+from opsmgr.automation.config import process_port, processes_by_name
+from opsmgr.automation.rules import is_electable
 
 
 def member_host(process: Mapping[str, Any]) -> str:

@@ -18,13 +18,10 @@ from typing import Any
 
 from opsmgr.automation.indexes import check_index_configs
 from opsmgr.automation.rules import DEFAULT_PORT, KINDS, canonical, check_fields, fail, get, json_type
+from opsmgr.automation.secrets import check_secrets, redact
 
-# The agent (agent.loop, agent.plan) and restoration read these from here, the module they know the config
-# by; their homes are the rules and the secrets modules.
-from opsmgr.automation.rules import is_electable as is_electable
-from opsmgr.automation.secrets import check_secrets
+# Restoration reads this from here, the module it knows the config by; its home is the secrets module.
 from opsmgr.automation.secrets import fill_redacted as fill_redacted
-from opsmgr.automation.secrets import redact as redact
 from opsmgr.automation.security import check_auth, check_tls
 from opsmgr.automation.topology import (
     check_mongos_clusters,
