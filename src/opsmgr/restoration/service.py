@@ -37,7 +37,7 @@ from opsmgr.restoration.mode import (
     ModeState,
     RequestUpload,
 )
-from opsmgr.restoration.state import ArmedBy, MissingHost, ModeRecord
+from opsmgr.restoration.state import ArmedBy, ChosenAgent, MissingHost, ModeRecord
 from opsmgr.store.engine import Store, Txn
 from opsmgr.store.records import Stored
 
@@ -304,18 +304,7 @@ class RestorationService:
         the agents run; a refusal counts as a failed reconciliation, retried after the backoff.
         """
         now = self.clock()
-        with self.store.tx() as t:
-            rec = _stored(t, group_id)
-            chosen = rec.chosen_agent if rec is not None else None
-            if rec is None or rec.state is not ModeState.AWAITING_UPLOAD or chosen is None:
-                raise Conflict(
-                    f"Project {group_id} is not waiting for a config upload.", error_code="NO_UPLOAD_EXPECTED"
-                )
-            if chosen.hostname != hostname:
-                raise Conflict(
-                    f"The upload was asked of {chosen.hostname}, not {hostname}.",
-                    error_code="NO_UPLOAD_EXPECTED",
-                )
+        chosen = self._asked(group_id, hostname)
         if not isinstance(body, dict):
             raise InvalidInput("the uploaded automation config must be a JSON object", field="body")
         try:
@@ -359,6 +348,20 @@ class RestorationService:
             len(queued),
         )
         return {"version": written["version"]}
+
+    def _asked(self, group_id: str, hostname: str) -> ChosenAgent:
+        """The agent asked for its config, if it is ``hostname`` (409 otherwise)."""
+        rec = _stored(self.store, group_id)
+        chosen = rec.chosen_agent if rec is not None else None
+        if rec is None or rec.state is not ModeState.AWAITING_UPLOAD or chosen is None:
+            raise Conflict(
+                f"Project {group_id} is not waiting for a config upload.", error_code="NO_UPLOAD_EXPECTED"
+            )
+        if chosen.hostname != hostname:
+            raise Conflict(
+                f"The upload was asked of {chosen.hostname}, not {hostname}.", error_code="NO_UPLOAD_EXPECTED"
+            )
+        return chosen
 
     def _check_running(self, group_id: str, hostname: str, body: dict[str, Any]) -> None:
         """Refuse an upload that cannot be what the agents run (see ``mode.upload_problem``)."""
