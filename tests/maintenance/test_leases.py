@@ -24,6 +24,7 @@ from opsmgr.maintenance.leases import (
     MemberHealth,
     StoredLeaseFields,
     decide_grant,
+    lease_fields,
     lease_state,
     members_health,
     released,
@@ -289,3 +290,18 @@ def test_a_malformed_stored_lease_is_a_store_error_naming_the_field(
     with pytest.raises(StoreError):
         env.service.acquire("g1", "rs0", "a", health=ABC)
     assert env.store.get(LEASES, "g1:rs0") == {**STORED, **lease_part}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        LeaseState(Lease("a", 1000.0, 1060.0), "a"),
+        LeaseState(Lease("b", 5.0, 9.0, "uniqueIndexBuild:b1", "a unique index build"), "b"),
+        LeaseState(None, "a"),
+        LeaseState(None, None),
+    ],
+)
+def test_the_lease_fields_written_read_back_as_the_state(state: LeaseState) -> None:
+    written = lease_fields(state)
+    assert lease_state({**STORED, **written}) == state
+    assert StoredLeaseFields.parse_stored(written, "lease").to_doc() == written

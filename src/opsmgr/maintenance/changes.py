@@ -22,7 +22,7 @@ from typing import Any
 
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.errors import Conflict
-from opsmgr.maintenance.leases import ROLLING, owner_of, purpose_of, released
+from opsmgr.maintenance.leases import ROLLING, lease_fields, owner_of, purpose_of, released
 from opsmgr.maintenance.leases import lease_state as lease_state
 from opsmgr.maintenance.moves import (
     WAITS,
@@ -175,7 +175,7 @@ def apply_move(
     if move.name is MoveName.RELEASE_LEASE:
         left = released(lease_state(doc), move.member, owner(doc))
         if left is not None:
-            doc.update(lease=None, lastHolder=left.last_holder)
+            doc.update(lease_fields(left))
     doc["progress"] = after.to_json()
     doc["events"] = [*doc.get("events", []), *(e.to_json() for e in events)][-MAX_EVENTS:]
     doc["updatedAt"] = now

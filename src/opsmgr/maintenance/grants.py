@@ -24,6 +24,7 @@ from opsmgr.maintenance.leases import (
     LeaseRequest,
     LeaseState,
     decide_grant,
+    lease_fields,
     lease_view,
     owner_of,
     purpose_of,
@@ -87,7 +88,7 @@ class LeaseDesk:
                 Deny(refuse) if refuse is not None else decide_grant(lease_state(doc), request, health, now)
             )
             if isinstance(decision, Grant):
-                doc.update(lease=decision.lease.to_json(), lastHolder=member, leaseDenied=None, updatedAt=now)
+                doc.update(lease_fields(LeaseState(decision.lease, member)), leaseDenied=None, updatedAt=now)
                 if move is not None:
                     changes.apply_move(doc, change_id, move_from_json(move), seq, now, {})
             else:
@@ -119,7 +120,7 @@ class LeaseDesk:
                 holder = state.lease.holder if state.lease is not None else "nobody"
                 return Deny(f"{member} does not hold the maintenance lease of {rs_id} ({holder} does)")
             lease = replace(state.lease, expires_at=now + self.policy.lease_ttl_s)
-            doc.update(lease=lease.to_json(), lastHolder=member, updatedAt=now)
+            doc.update(lease_fields(LeaseState(lease, member)), updatedAt=now)
             t.put(LEASES, doc)
         return Grant(lease, renewed=True)
 
@@ -139,6 +140,6 @@ class LeaseDesk:
             after = released(state, member, owner) if member is not None else None
             if after is None:
                 return False
-            doc.update(lease=None, lastHolder=after.last_holder, updatedAt=self.clock())
+            doc.update(lease_fields(after), updatedAt=self.clock())
             t.put(LEASES, doc)
         return True

@@ -121,6 +121,15 @@ class LeaseState:
     last_holder: str | None = None
 
 
+def lease_fields(state: LeaseState) -> dict[str, Any]:
+    """The lease part of a replica set's document for ``state`` (the holder of a lease is its last holder)."""
+    lease = state.lease
+    return {
+        "lease": lease.to_json() if lease is not None else None,
+        "lastHolder": lease.holder if lease is not None else state.last_holder,
+    }
+
+
 def lease_state(doc: Mapping[str, Any]) -> LeaseState:
     """The lease part of a replica set's stored document; a malformed one is a StoreError naming the field."""
     fields = StoredLeaseFields.parse_stored(doc, f"the stored maintenance lease of {doc.get('_id', '?')!r}")
@@ -257,11 +266,6 @@ class LeaseService:
             return dict(doc)
         return {"_id": self._id(group_id, rs_id), "groupId": group_id, "rsId": rs_id, "lease": None}
 
-    @staticmethod
-    def _put_state(doc: dict[str, Any], state: LeaseState) -> None:
-        doc["lease"] = state.lease.to_json() if state.lease is not None else None
-        doc["lastHolder"] = state.lease.holder if state.lease is not None else state.last_holder
-
     @contextmanager
     def _editing(self, group_id: str, rs_id: str) -> Iterator[dict[str, Any]]:
         """The replica set's document inside a write transaction; written back if the block changed it."""
@@ -291,7 +295,7 @@ class LeaseService:
         with self._editing(group_id, rs_id) as doc:
             decision = decide_grant(lease_state(doc), request, health, self.clock())
             if isinstance(decision, Grant):
-                self._put_state(doc, LeaseState(decision.lease, member))
+                doc.update(lease_fields(LeaseState(decision.lease, member)))
         return decision
 
     def renew(self, group_id: str, rs_id: str, member: str, *, ttl_s: float = DEFAULT_TTL_S) -> Grant | Deny:
@@ -302,7 +306,7 @@ class LeaseService:
                 holder = state.lease.holder if state.lease is not None else "nobody"
                 return Deny(f"{member} does not hold the maintenance lease of {rs_id} ({holder} does)")
             lease = replace(state.lease, expires_at=self.clock() + min(max(ttl_s, 1.0), MAX_TTL_S))
-            self._put_state(doc, LeaseState(lease, member))
+            doc.update(lease_fields(LeaseState(lease, member)))
         return Grant(lease, renewed=True)
 
     def release(self, group_id: str, rs_id: str, member: str) -> bool:
@@ -312,7 +316,7 @@ class LeaseService:
             state = released(lease_state(doc), member)
             if state is None:
                 return False
-            self._put_state(doc, state)
+            doc.update(lease_fields(state))
         return True
 
     def progress(self, group_id: str, rs_id: str, change_id: str) -> Progress:
