@@ -10,8 +10,7 @@ modules.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,31 +29,16 @@ from opsmgr.maintenance.leases import (
     purpose_of,
     released,
 )
-from opsmgr.maintenance.members import MemberReports
+from opsmgr.maintenance.members import SetsPart
 from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.report import ChangeState
 from opsmgr.maintenance.rolling import RollingChange
-from opsmgr.maintenance.snapshot import Policy
 from opsmgr.maintenance.wire import move_from_json
-from opsmgr.store.engine import Store
 
 
-class LeaseDesk:
+class LeaseDesk(SetsPart):
     """Grants, renewals and releases of the leases of a project's rolling changes (``policy.lease_ttl_s``
     long)."""
-
-    def __init__(
-        self,
-        store: Store,
-        members: MemberReports,
-        *,
-        policy: Policy,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.members = members
-        self.policy = policy
-        self.clock = clock
 
     def acquire(
         self,

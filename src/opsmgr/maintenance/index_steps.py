@@ -12,8 +12,8 @@ handed to the ``listeners`` (the build records its outcome). May import ``opsmgr
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +23,9 @@ from opsmgr.errors import OpsmgrError
 from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import active, lease_state
 from opsmgr.maintenance.leases import LEASES, Deny, Grant, LeaseRequest, decide_grant, purpose_of
-from opsmgr.maintenance.members import MemberReports
+from opsmgr.maintenance.members import SetsPart
 from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.rolling import UNIQUE_INDEX_TASKS, RollingChange, UniqueIndexTask
-from opsmgr.maintenance.snapshot import Policy
-from opsmgr.store.engine import Store
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +61,13 @@ def step_end(group_id: str, doc: Mapping[str, Any]) -> StepEnd | None:
     )
 
 
-class IndexSteps:
+class IndexSteps(SetsPart):
     """The member steps of a project's unique index builds, under its replica sets' leases."""
 
-    def __init__(
-        self,
-        store: Store,
-        members: MemberReports,
-        *,
-        policy: Policy,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.members = members
-        self.policy = policy
-        self.clock = clock
-        self.listeners: list[Callable[[StepEnd], None]] = []
+    @functools.cached_property
+    def listeners(self) -> list[Callable[[StepEnd], None]]:
+        """Called with each step that ends (the builds record it)."""
+        return []
 
     def acquire_for(
         self,

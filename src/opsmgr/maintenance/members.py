@@ -4,7 +4,8 @@ the config the change started from, the temporary arbiter) and what their agents
 :class:`MemberReports` answers both for the other parts of
 :class:`~opsmgr.maintenance.service.MaintenanceService`: the names agents map hosts with, the members an
 agent's view lists, and the health the lease decisions take. An agent silent for :data:`STALE_REPORT_MS`
-says nothing about its members' health. May import ``opsmgr.automation.records`` and ``opsmgr.maintenance``
+says nothing about its members' health. :class:`SetsPart` is what the parts that keep the change documents
+are built on. May import ``opsmgr.automation.records``, ``opsmgr.store.engine`` and ``opsmgr.maintenance``
 modules.
 """
 
@@ -19,8 +20,28 @@ from opsmgr.maintenance.changes import replica_set
 from opsmgr.maintenance.leases import MemberHealth, members_health
 from opsmgr.maintenance.moves import temporary_arbiter_name
 from opsmgr.maintenance.rolling import RollingChange, maintenance_options
+from opsmgr.maintenance.snapshot import Policy
+from opsmgr.store.engine import Store
 
 STALE_REPORT_MS = 30_000  # an agent silent this long says nothing about its members' health
+
+
+class SetsPart:
+    """What the parts that read and write the change documents act through: the application database, the
+    members as their agents report them, the maintenance policy and the clock."""
+
+    def __init__(
+        self,
+        store: Store,
+        members: MemberReports,
+        *,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.members = members
+        self.policy = policy
+        self.clock = clock
 
 
 class MemberReports:

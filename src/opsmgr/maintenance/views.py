@@ -11,38 +11,21 @@ a change (the work list names them). May import ``opsmgr.errors``, ``opsmgr.stor
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from opsmgr.errors import NotFound
 from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import HISTORY, active, history, lease_state, replica_set
 from opsmgr.maintenance.leases import LEASES, lease_view
-from opsmgr.maintenance.members import MemberReports
+from opsmgr.maintenance.members import SetsPart
 from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.report import ChangeState, ChangeStatus, Event, change_view, queued_view, status_view
 from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, maintenance_options
-from opsmgr.maintenance.snapshot import Policy
 from opsmgr.maintenance.wire import options_to_json, policy_to_json
-from opsmgr.store.engine import Store
 
 
-class MaintenanceViews:
+class MaintenanceViews(SetsPart):
     """Read-only views of the change documents of a project's replica sets."""
-
-    def __init__(
-        self,
-        store: Store,
-        members: MemberReports,
-        *,
-        policy: Policy,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.members = members
-        self.policy = policy
-        self.clock = clock
 
     def active_doc(self, group_id: str, rs_id: str) -> dict[str, Any] | None:
         doc = self.store.get(LEASES, changes.doc_id(group_id, rs_id))
