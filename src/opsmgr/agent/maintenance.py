@@ -117,6 +117,11 @@ class _SetMemory:
     checked_version: int | None = None
     error: str | None = None  # the last failure of one of this set's moves, until one succeeds
 
+    def due(self, in_work: bool, version: int) -> bool:
+        """Whether the cycle looks at the set: under way here, named by the work list, or its config changed
+        since it was last looked at (the new config may have started a change)."""
+        return self.active or in_work or self.checked_version != version
+
 
 @dataclass(frozen=True)
 class _SetRun:
@@ -187,7 +192,7 @@ class MaintenanceExecutor:
         acted = False
         for rs_id in self._candidates(goal, previous):
             memory = self._sets.setdefault(rs_id, _SetMemory())
-            if not memory.active and rs_id not in active and memory.checked_version == version:
+            if not memory.due(rs_id in active, version):
                 continue
             try:
                 view = await self.api.maintenance("GET", rs_id, params={"hostname": self.hostname})
@@ -315,8 +320,7 @@ class MaintenanceExecutor:
         if goal is None:
             return False
         for rs_id in self._candidates(goal, previous):
-            memory = self._sets.get(rs_id)
-            if memory is None or memory.active or rs_id in active or memory.checked_version != version:
+            if self._sets.get(rs_id, _SetMemory()).due(rs_id in active, version):
                 return True
         return False
 

@@ -285,9 +285,6 @@ class AppDB:
             t.delete(AGENT_API_KEYS, key_id)
             t.notify(AGENT_KEYS_CHANGED, group_id)
 
-    def agent_key_hashes(self, group_id: str) -> set[str]:
-        return {k["keyHash"] for k in self.agent_keys(group_id)}
-
     def agent_key_hashes_by_group(self) -> dict[str, frozenset[str]]:
         """Every project's agent key digests, in one read of the collection (the agent poll path's table)."""
         table: dict[str, set[str]] = {}
