@@ -57,10 +57,15 @@ def wait_for(
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*OPSMGR, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        [*OPSMGR, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=stdin,
     )
 
 
@@ -161,6 +166,13 @@ class ServerProcess:
         done = run_cli("keys", "create", "--role", role, "--json", *self.setup_args(), *extra)
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
+
+    def create_user(self, username: str, password: str, role: str = "ORG_OWNER", **opts: str) -> None:
+        """A web UI user made with the real ``opsmgr users create`` (the password on stdin)."""
+        extra = [x for k, v in opts.items() for x in (f"--{k.replace('_', '-')}", v)]
+        args = ("users", "create", "--username", username, "--role", role, *self.setup_args(), *extra)
+        done = run_cli(*args, stdin=password + "\n")
+        assert done.returncode == 0, done.stderr
 
     def client(self, key: dict[str, Any]) -> httpx.Client:
         return httpx.Client(

@@ -5,8 +5,9 @@ command delegates to the package that owns the work.
 
 May import ``opsmgr`` (its version), ``opsmgr.errors``, the ``opsmgr.cli`` modules of the command groups,
 ``opsmgr.agent.main`` and ``opsmgr.agent.fleet``, ``opsmgr.server.boot`` and ``opsmgr.server.settings``,
-``opsmgr.backup.restore_download`` and ``opsmgr.store``; a command imports what it runs when it runs, so
-``opsmgr --help`` stays quick. Nothing imports it.
+``opsmgr.backup.restore_download``, ``opsmgr.ui`` (what ``server`` serves beside the API) and
+``opsmgr.store``; a command imports what it runs when it runs, so ``opsmgr --help`` stays quick.
+Nothing imports it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Programmatic API keys.")
 app.add_typer(keys_app, name="keys")
+users_app = typer.Typer(no_args_is_help=True, help="Web UI user accounts.")
+app.add_typer(users_app, name="users")
 fence_app = typer.Typer(no_args_is_help=True, help="Restore fences on the backing databases.")
 app.add_typer(fence_app, name="fence")
 app.add_typer(index_app, name="index")
@@ -78,6 +81,7 @@ def server(
     host: str | None = typer.Option(None, "--host", help="Listen address (overrides mms.listenAddress)."),
 ) -> None:
     """Run a control-plane instance: public API, agent API, web UI and backup daemon."""
+    from opsmgr import ui
     from opsmgr.server.boot import serve
     from opsmgr.server.settings import load_settings
 
@@ -86,7 +90,7 @@ def server(
         if host is not None:
             settings = dataclasses.replace(settings, listen_address=host)
         err.print(summary, highlight=False)
-        serve(settings)
+        serve(settings, extend=ui.install)
     except OpsmgrError as exc:
         fail(exc)
 
@@ -117,23 +121,11 @@ def keys_create(
     """Create a programmatic API key directly in the application database (bootstraps the first key)."""
     from opsmgr.server.boot import opened
     from opsmgr.server.settings import load_settings
-    from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, parse_roles
 
     try:
         settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
         with opened(settings) as ctx:
-            if group_id is not None:
-                group = ctx.appdb.group(group_id)
-                roles = [
-                    {"groupId": group["_id"], "roleName": r.value}
-                    for r in parse_roles([role], GROUP_ROLES, "role")
-                ]
-            else:
-                org_id = org_id or _default_org(ctx.appdb)
-                ctx.appdb.org(org_id)
-                roles = [
-                    {"orgId": org_id, "roleName": r.value} for r in parse_roles([role], ORG_ROLES, "role")
-                ]
+            roles = _roles_for(ctx.appdb, role, org_id, group_id)
             key, private = ctx.appdb.create_api_key(desc, roles)
     except OpsmgrError as exc:
         fail(exc)
@@ -143,6 +135,54 @@ def keys_create(
     else:
         out.print(f"public key:  {record['publicKey']}\nprivate key: {private}  (shown once: keep it now)")
         out.print(f"roles:       {', '.join(r['roleName'] for r in roles)}")
+
+
+def _roles_for(appdb: AppDB, role: str, org_id: str | None, group_id: str | None) -> list[dict[str, str]]:
+    """One role of an organization (given, the only one, or a new one) or, with ``group_id``, of a project."""
+    from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, parse_roles
+
+    if group_id is not None:
+        group = appdb.group(group_id)
+        return [
+            {"groupId": group["_id"], "roleName": r.value} for r in parse_roles([role], GROUP_ROLES, "role")
+        ]
+    org_id = org_id or _default_org(appdb)
+    appdb.org(org_id)
+    return [{"orgId": org_id, "roleName": r.value} for r in parse_roles([role], ORG_ROLES, "role")]
+
+
+def _new_password() -> str:
+    """The password from stdin when it is not a terminal (scripts), else asked for twice without echo."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@users_app.command("create")
+def users_create(
+    username: str = typer.Option(..., "--username"),
+    role: str = typer.Option(
+        ..., "--role", help="ORG_OWNER, ORG_READ_ONLY, or a GROUP_* role with --group-id."
+    ),
+    org_id: str | None = typer.Option(
+        None, "--org-id", help="Organization (default: the only one, or a new one)."
+    ),
+    group_id: str | None = typer.Option(None, "--group-id", help="Project, for GROUP_* roles."),
+    conf: Path | None = ConfOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Create a web UI user in the application database; the password is asked for, or read from stdin."""
+    from opsmgr.server.boot import opened
+    from opsmgr.server.settings import load_settings
+
+    try:
+        password = _new_password()
+        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
+        with opened(settings) as ctx:
+            user = ctx.users.create(username, password, _roles_for(ctx.appdb, role, org_id, group_id))
+    except OpsmgrError as exc:
+        fail(exc)
+    out.print(f"user {user.username} created with {', '.join(name for _s, _i, name in user.roles)}")
 
 
 @dataclasses.dataclass

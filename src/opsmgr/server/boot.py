@@ -20,6 +20,7 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from opsmgr import __version__
 from opsmgr.alerts import AlertService
@@ -52,6 +53,10 @@ from opsmgr.store.crypto import GenKey
 from opsmgr.store.engine import Store
 from opsmgr.store.identity import Role
 from opsmgr.store.installation import preflight
+from opsmgr.store.users import Users
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 from opsmgr.store.running import hold_for_server
 
 log = logging.getLogger("opsmgr.server")
@@ -172,6 +177,7 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         stores=stores,
         digest=DigestAuthenticator(config.digest_secret),
         appdb=AppDB(app, genkey.encrypt, genkey.decrypt),
+        users=Users(app),
         alerts=alerts,
         automation=automation,
         backup=backup,
@@ -252,7 +258,13 @@ def _stopped_by_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def serve(settings: Settings, *, app_version: str = __version__) -> None:
+def serve(
+    settings: Settings,
+    *,
+    app_version: str = __version__,
+    extend: Callable[[FastAPI], None] | None = None,
+) -> None:
+    """Serve until stopped; ``extend`` adds to the application (the web UI, which lives above ``server``)."""
     import uvicorn
 
     from opsmgr.logs import setup_logging
@@ -269,6 +281,8 @@ def serve(settings: Settings, *, app_version: str = __version__) -> None:
         opened(settings, app_version=app_version) as services,
     ):
         app = create_app(services)
+        if extend is not None:
+            extend(app)
         if not settings.restoration_mode_enabled:
             log.warning(
                 "RESTORATION MODE IS DISABLED (mms.restorationMode.enabled=false): after a restore of the "

@@ -26,7 +26,7 @@ from opsmgr.server.auth import (
 from opsmgr.server.bodies import AutomationConfigBody
 from opsmgr.server.deps import AppDBDep, Automation, ServicesDep
 from opsmgr.server.etags import etag, parse_if_match
-from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, Principal, Role, check_id, parse_roles
+from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, Principal, Role, parse_roles
 
 PREFIX = "/api/public/v1.0"
 router = APIRouter(prefix=PREFIX, tags=["public"])
@@ -221,10 +221,7 @@ def create_group(
                 "orgId is required when the API key owns no single organization", field="orgId"
             )
         org_id = owned[0]
-    check_id(org_id, "orgId")
-    appdb.org(org_id)
-    principal.require_org(org_id, Role.ORG_OWNER)
-    return group_view(appdb.create_group(body.name, org_id))
+    return group_view(appdb.create_group_as(principal, body.name, org_id))
 
 
 @router.get("/groups/{group_id}")

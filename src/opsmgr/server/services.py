@@ -41,6 +41,7 @@ from opsmgr.server.work import ProjectWork
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
 from opsmgr.store.changes import EVERYTHING, ChangeListener
 from opsmgr.store.engine import Change, Store, Txn
+from opsmgr.store.users import Users
 
 log = logging.getLogger("opsmgr.server")
 
@@ -205,6 +206,7 @@ class Services:
     stores: Stores
     digest: DigestAuthenticator
     appdb: AppDB
+    users: Users
     alerts: AlertService
     automation: AutomationService
     backup: BackupDaemon

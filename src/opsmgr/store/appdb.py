@@ -102,12 +102,14 @@ def _now_iso() -> str:
 
 
 class Principal:
-    """An authenticated programmatic API key and the roles it holds."""
+    """An authenticated caller and the roles it holds: a programmatic API key, or a UI user (``kind``
+    "User", ``public_key`` its username), so that a refusal names who was refused."""
 
-    def __init__(self, key: dict[str, Any]) -> None:
+    def __init__(self, key: dict[str, Any], *, kind: str = "API key") -> None:
         self.key_id: str = key["_id"]
         self.public_key: str = key["publicKey"]
         self.roles: list[dict[str, str]] = key.get("roles", [])
+        self.kind = kind
 
     def org_roles(self, org_id: str) -> set[Role]:
         held = {Role(r["roleName"]) for r in self.roles if r.get("orgId") == org_id}
@@ -124,11 +126,13 @@ class Principal:
 
     def require_org(self, org_id: str, role: Role) -> None:
         if role not in self.org_roles(org_id):
-            raise Forbidden(f"API key {self.public_key} lacks role {role.value} on organization {org_id}")
+            raise Forbidden(f"{self.kind} {self.public_key} lacks role {role.value} on organization {org_id}")
 
     def require_group(self, group: dict[str, Any], role: Role) -> None:
         if role not in self.group_roles(group):
-            raise Forbidden(f"API key {self.public_key} lacks role {role.value} on project {group['_id']}")
+            raise Forbidden(
+                f"{self.kind} {self.public_key} lacks role {role.value} on project {group['_id']}"
+            )
 
     def can_see_group(self, group: dict[str, Any]) -> bool:
         return bool(self.group_roles(group))
@@ -171,6 +175,14 @@ class AppDB:
                     error_code="GROUP_ALREADY_EXISTS",
                 )
             return t.insert(GROUPS, {"name": name, "orgId": org_id, "created": _now_iso()})
+
+    def create_group_as(self, principal: Principal, name: Any, org_id: str) -> dict[str, Any]:
+        """A new project of organization ``org_id``, which ``principal`` must own (the API's and the UI's
+        one rule)."""
+        check_id(org_id, "orgId")
+        self.org(org_id)
+        principal.require_org(org_id, Role.ORG_OWNER)
+        return self.create_group(name, org_id)
 
     def group(self, group_id: str) -> dict[str, Any]:
         doc = self.store.get(GROUPS, check_id(group_id, "groupId"))

@@ -1,0 +1,219 @@
+"""What every page of the web UI stands on: who is logged in, CSRF, rendering, errors and live fragments.
+
+Owns the session cookie, the CSRF token (an HMAC of the session token under the server's secret: nothing to
+store, different for every session), the login throttle's place in the services, the route class that turns
+every refusal into a page with the API's own message and status (never a traceback), the template
+environment, and :func:`live`, which serves a fragment as HTML or, asked for ``text/event-stream``, as a
+stream of the fragment each time it changes.
+
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.restoration.mode``,
+``opsmgr.server.deps``, ``opsmgr.server.services`` and ``opsmgr.ui.throttle``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from opsmgr.errors import Forbidden, OpsmgrError
+from opsmgr.jsontypes import JsonObject
+from opsmgr.restoration.mode import ModeState
+from opsmgr.server.deps import ServicesDep, services_of
+from opsmgr.server.services import Services
+from opsmgr.store.appdb import Principal, Role
+from opsmgr.store.users import Session, User
+
+log = logging.getLogger("opsmgr.ui")
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+SESSION_COOKIE = "opsmgr_session"
+LOGIN_CSRF_COOKIE = "opsmgr_login_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+# A live stream ends after this long and the browser reconnects: the session is checked again each time.
+STREAM_LIFETIME_S = 300.0
+STREAM_TICK_S = 0.25
+
+
+class LoginRequired(OpsmgrError):
+    http_status = 401
+    error_code = "LOGIN_REQUIRED"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in user of a request: who they are, what they may do, and their CSRF token."""
+
+    user: User
+    session: Session
+    principal: Principal
+    csrf: str
+
+    def project_roles(self, group: JsonObject) -> set[Role]:
+        return self.principal.group_roles(group)
+
+    def may(self, group: JsonObject, role: Role) -> bool:
+        return role in self.principal.group_roles(group)
+
+
+def csrf_for(services: Services, session_token: str) -> str:
+    return hmac.new(
+        services.config.digest_secret, b"csrf:" + session_token.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _viewer(request: Request, services: ServicesDep) -> Viewer:
+    token = request.cookies.get(SESSION_COOKIE, "")
+    session = services.users.session(token) if token else None
+    if session is None:
+        raise LoginRequired("Log in to see this page.")
+    viewer = Viewer(session.user, session, session.user.principal(), csrf_for(services, token))
+    request.state.viewer = viewer  # for the error page's navigation, should the route refuse
+    return viewer
+
+
+async def _form_token(request: Request) -> str:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+async def _changer(request: Request, viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer:
+    """A logged-in user whose request carries the session's CSRF token (every state-changing route)."""
+    if not hmac.compare_digest(await _form_token(request), viewer.csrf):
+        raise Forbidden(
+            "The form's CSRF token is missing or wrong: reload the page and try again.",
+            error_code="CSRF_TOKEN_INVALID",
+        )
+    return viewer
+
+
+ViewerDep = Annotated[Viewer, Depends(_viewer)]
+# Use on every POST: the user, once the CSRF token checks out.
+ChangerDep = Annotated[Viewer, Depends(_changer)]
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, object],
+    *,
+    viewer: Viewer | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    services = services_of(request)
+    base: dict[str, object] = {
+        "viewer": viewer,
+        "csrf": viewer.csrf if viewer else "",
+        "modes": restoration_banner(services) if viewer else [],
+        "simulated": True,
+    }
+    response = templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def restoration_banner(services: Services) -> list[JsonObject]:
+    """Every project in Restoration Mode (or armed), for the installation-wide banner."""
+    found: list[JsonObject] = []
+    for group in services.appdb.groups():
+        group_id = str(group["_id"])
+        if services.restoration.state(group_id) is not ModeState.INACTIVE:
+            found.append({"name": group["name"], **services.restoration.view(group_id)})
+    return found
+
+
+def error_page(request: Request, exc: OpsmgrError) -> Response:
+    if isinstance(exc, LoginRequired):
+        if request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
+        exc = Forbidden("Your session has ended: log in again.", error_code="LOGIN_REQUIRED")
+    viewer = getattr(request.state, "viewer", None)
+    return render(
+        request,
+        "error.html",
+        {"detail": exc.detail, "error_code": exc.error_code, "status": exc.http_status},
+        viewer=viewer if isinstance(viewer, Viewer) else None,
+        status=exc.http_status,
+    )
+
+
+class PageRoute(APIRoute):
+    """A UI route: a refusal (the API's exception, with the API's message) becomes a page, not JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[object, object, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except OpsmgrError as exc:
+                return error_page(request, exc)
+            except RequestValidationError as exc:
+                first = exc.errors()[0] if exc.errors() else {}
+                where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+                detail = f"Invalid {where or 'form'}: {first.get('msg', 'malformed request')}"
+                return error_page(request, _Invalid(detail))
+
+        return page
+
+
+class _Invalid(OpsmgrError):
+    http_status = 400
+    error_code = "INVALID_ATTRIBUTE"
+
+
+def live(request: Request, fragment: Callable[[], str], *, lifetime_s: float = STREAM_LIFETIME_S) -> Response:
+    """``fragment`` rendered once (a plain GET), or, for an ``EventSource``, sent again each time it changes
+    (checked every quarter second, so a change shows within a second)."""
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return HTMLResponse(fragment(), headers={"Cache-Control": "no-store"})
+
+    async def events() -> AsyncIterator[str]:
+        last = None
+        ends = time.monotonic() + lifetime_s
+        yield "retry: 1000\n\n"
+        while time.monotonic() < ends and not await request.is_disconnected():
+            try:
+                html = await run_in_threadpool(fragment)
+            except OpsmgrError as exc:  # the thing shown is gone, or the user lost the right to see it
+                yield f"event: gone\ndata: {exc.detail}\n\n"
+                return
+            if html != last:
+                last = html
+                yield "".join(f"data: {line}\n" for line in html.splitlines() or [""]) + "\n"
+            await asyncio.sleep(STREAM_TICK_S)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def fragment(template: str, context: Mapping[str, object]) -> str:
+    """A fragment (a template without the base layout) as HTML, for :func:`live`."""
+    return templates.env.get_template(template).render(context)
