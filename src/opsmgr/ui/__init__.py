@@ -17,11 +17,32 @@ from opsmgr.ui.web import HERE
 
 
 def install(app: FastAPI) -> None:
-    from opsmgr.ui import pages_home
+    from opsmgr.ui import (
+        pages_admin,
+        pages_alerts,
+        pages_backing,
+        pages_backup,
+        pages_deployment,
+        pages_home,
+        pages_maintenance,
+        pages_restoration,
+        pages_restore,
+    )
 
     app.state.login_throttle = LoginThrottle()
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
-    app.include_router(pages_home.router)
+    for pages in (
+        pages_home,
+        pages_deployment,
+        pages_maintenance,
+        pages_backup,
+        pages_restore,
+        pages_backing,
+        pages_alerts,
+        pages_admin,
+        pages_restoration,
+    ):
+        app.include_router(pages.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -1,0 +1,14 @@
+"""Admin: the server's backing stores and their health, periodic jobs, version, and the secondary it reports
+to.
+
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server``, ``opsmgr.ui.web`` and
+``opsmgr.ui.project``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from opsmgr.ui.web import PageRoute
+
+router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)

@@ -1,0 +1,13 @@
+"""Alerts, open and closed, per project and installation-wide; acknowledge.
+
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server``, ``opsmgr.ui.web`` and
+``opsmgr.ui.project``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from opsmgr.ui.web import PageRoute
+
+router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)

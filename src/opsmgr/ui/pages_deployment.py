@@ -1,0 +1,14 @@
+"""The deployment of a project, live (its replica sets, processes, agents' plan steps), and the edit -> review
+-> deploy path of its automation config.
+
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server``, ``opsmgr.ui.web`` and
+``opsmgr.ui.project``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from opsmgr.ui.web import PageRoute
+
+router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)

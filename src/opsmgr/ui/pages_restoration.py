@@ -1,0 +1,13 @@
+"""Restoration Mode's buttons: Retry and Force exit, for Project Owners.
+
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server``, ``opsmgr.ui.web`` and
+``opsmgr.ui.project``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from opsmgr.ui.web import PageRoute
+
+router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
