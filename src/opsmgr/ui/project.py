@@ -24,6 +24,15 @@ PROJECT_PAGES = (
 )
 
 
+# The seed's warning, shown with the Force exit button.
+FORCE_EXIT_WARNING = (
+    "When you force Restoration Mode to exit, the restored configuration is accepted without reconciling "
+    "later agent configurations. Use this only when reconciliation can't complete. After a forced exit, the "
+    "restored configuration is served to all agents in the project, and the project won't re-enter "
+    "Restoration Mode until every agent has converged on it."
+)
+
+
 def project_links(group_id: str) -> list[tuple[str, str]]:
     return [(f"/ui/projects/{group_id}/{path}", label) for path, label in PROJECT_PAGES]
 
@@ -63,7 +72,7 @@ class ProjectPage:
 
     def context(self) -> dict[str, object]:
         """What the base layout needs: the project's navigation and its banner."""
-        return {"project": self, "title": str(self.group["name"])}
+        return {"project": self, "title": str(self.group["name"]), "force_exit_warning": FORCE_EXIT_WARNING}
 
 
 def project_page(
