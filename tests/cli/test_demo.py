@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.procs import OPSMGR, free_port, wait_for
+from tests.ui.uisupport import UiSession
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +82,12 @@ def assert_secrets_private(data_dir: Path, demo: dict[str, Any], demo_pid: int) 
         assert mode(config) == 0o600, f"{config} is readable by others"
     cmdlines = child_cmdlines(demo_pid)
     assert any(b"fleet" in c for c in cmdlines), cmdlines
-    secrets = [demo["agentApiKey"], demo["privateKey"], demo["secondary"]["privateKey"]]
+    secrets = [
+        demo["agentApiKey"],
+        demo["privateKey"],
+        demo["secondary"]["privateKey"],
+        demo["ui"]["password"],
+    ]
     for cmdline in cmdlines:
         assert not any(s.encode() in cmdline for s in secrets), cmdline
 
@@ -114,9 +120,17 @@ def test_demo_reaches_goal_and_stops_cleanly(tmp_path: Path) -> None:
         assert sorted(s["name"] for s in backing["stores"]) == ["app", "oplog", "snapshot"]
         assert all(s["snapshots"] for s in backing["stores"])
         assert_secrets_private(data_dir, demo, proc.pid)
+        # The printed URL opens the web UI's login page; the demo's user logs in and sees the project.
+        front = httpx.get(demo["url"], follow_redirects=True)
+        assert front.status_code == 200 and str(front.url).startswith(f"{demo['url']}/ui/login")
+        assert demo["ui"]["url"] == f"{demo['url']}/ui/"
+        user = UiSession(demo["url"], demo["ui"]["username"], demo["ui"]["password"])
+        assert f"/ui/projects/{demo['groupId']}/deployment" in user.get("/ui/").text
+        user.close()
     finally:
         output = stop_demo(proc) if proc.poll() is None else ""
     assert demo["privateKey"] in output, "the credentials are printed for the user"
+    assert demo["ui"]["password"] in output and demo["ui"]["url"] in output
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{demo['url']}/health/live", timeout=2)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -138,6 +139,34 @@ def create_key(data_dir: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+DEMO_USER = "admin"
+
+
+def create_user(data_dir: Path) -> dict[str, str]:
+    """The demo's web UI user, an Organization Owner with a new random password (on stdin, never argv)."""
+    password = secrets.token_urlsafe(12)
+    done = subprocess.run(
+        [
+            *opsmgr_command(),
+            "users",
+            "create",
+            "--username",
+            DEMO_USER,
+            "--role",
+            "ORG_OWNER",
+            "--data-dir",
+            str(data_dir),
+        ],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise OpsmgrError(f"could not create the demo's UI user: {done.stderr.strip()}")
+    return {"username": DEMO_USER, "password": password}
+
+
 def checked(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 400:
         raise OpsmgrError(
@@ -237,6 +266,7 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
         url = start_server(children, "server", primary_dir, port, data_dir / "server.log")
         console.print(f"server ready at {url}")
         key = create_key(primary_dir)
+        ui_user = create_user(primary_dir)
         with httpx.Client(
             base_url=f"{url}/api/public/v1.0",
             auth=httpx.DigestAuth(key["publicKey"], key["privateKey"]),
@@ -249,6 +279,7 @@ def run_demo(data_dir: Path, port: int, *, poll_interval: float = 1.0, exit_when
             "publicKey": key["publicKey"],
             "privateKey": key["privateKey"],
             "agentApiKey": agent_key,
+            "ui": {"url": f"{url}/ui/", **ui_user},
             "secondary": start_secondary(data_dir, primary_dir, children, poll_interval),
         }
         atomic_write(data_dir / DEMO_MARKER, (json.dumps(record, indent=2) + "\n").encode())
@@ -333,6 +364,7 @@ def print_welcome(record: dict[str, Any], version: int, data_dir: Path) -> None:
 at config version {version}.
 
   URL          {record["url"]}
+  web UI       {record["ui"]["url"]}  (user {record["ui"]["username"]}, password {record["ui"]["password"]})
   public key   {record["publicKey"]}
   private key  {record["privateKey"]}
   project id   {record["groupId"]}
