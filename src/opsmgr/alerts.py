@@ -13,6 +13,10 @@ the due ones with the caller's ``post`` and retries failures with exponential ba
 so in the log and on the notification) after :data:`MAX_ATTEMPTS`. The webhook receives the alert in its
 public shape plus ``"notification": "OPEN" | "CLOSED"``, as Ops Manager's webhook sends the alert JSON.
 
+An operator **acknowledges** an open alert until a future instant (:meth:`AlertService.acknowledge`, the
+fields ``acknowledgedUntil``, ``acknowledgementComment`` and ``acknowledgingUsername`` of Ops Manager's
+alert), the same rule for the API and the UI.
+
 May import ``opsmgr.errors`` and ``opsmgr.store``.
 """
 
@@ -25,7 +29,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from opsmgr.errors import NotFound
+from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.engine import Store, Txn, new_id
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ NOTIFICATIONS = "alert_notifications"
 MAX_ATTEMPTS = 8
 FIRST_RETRY_S = 2.0
 MAX_RETRY_S = 300.0
+MAX_ACK_COMMENT = 200  # Ops Manager's limit on acknowledgementComment
 
 
 class AlertStatus(StrEnum):
@@ -50,6 +55,30 @@ class DeliveryState(StrEnum):
 
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_until(value: object, now: float) -> datetime:
+    """``acknowledgedUntil``: an ISO 8601 date and time (UTC when it names no offset) after ``now``."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise InvalidInput("acknowledgedUntil must be an ISO 8601 date and time", field="acknowledgedUntil")
+    try:
+        until = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"acknowledgedUntil {value!r} is not an ISO 8601 date and time", field="acknowledgedUntil"
+        ) from None
+    until = until.replace(tzinfo=UTC) if until.tzinfo is None else until.astimezone(UTC)
+    if until.timestamp() <= now:
+        raise InvalidInput(
+            f"acknowledgedUntil {iso(until.timestamp())} is not in the future", field="acknowledgedUntil"
+        )
+    return until
+
+
+def is_acknowledged(alert: dict[str, Any], now: float) -> bool:
+    """Whether the alert's acknowledgement still holds at ``now``."""
+    until = alert.get("acknowledgedUntil")
+    return isinstance(until, str) and datetime.fromisoformat(until).timestamp() > now
 
 
 def retry_delay_s(attempts: int) -> float:
@@ -163,6 +192,42 @@ class AlertService:
         if doc is None or doc.get("groupId") != group_id:
             raise NotFound(f"no alert {alert_id} in project {group_id}")
         return public_view(doc)
+
+    def acknowledge(
+        self, group_id: str, alert_id: str, until: object, comment: object, username: str
+    ) -> dict[str, Any]:
+        """Acknowledges the open alert ``alert_id`` of the project until ``until`` (ISO 8601, future), by
+        ``username`` with an optional ``comment``; a closed alert has nothing to acknowledge (409)."""
+        if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_ACK_COMMENT):
+            raise InvalidInput(
+                f"acknowledgementComment must be a string of at most {MAX_ACK_COMMENT} characters",
+                field="acknowledgementComment",
+            )
+        now = self.clock()
+        until_iso = iso(parse_until(until, now).timestamp())
+        with self.store.tx() as t:
+            doc = t.get(ALERTS, alert_id)
+            if doc is None or doc.get("groupId") != group_id:
+                raise NotFound(f"no alert {alert_id} in project {group_id}")
+            if doc["status"] != AlertStatus.OPEN.value:
+                raise Conflict(
+                    f"alert {alert_id} is closed: there is nothing to acknowledge", error_code="ALERT_CLOSED"
+                )
+            acked = t.update(
+                ALERTS,
+                alert_id,
+                {
+                    "acknowledgedUntil": until_iso,
+                    "acknowledgementComment": comment or None,
+                    "acknowledgingUsername": username,
+                    "updated": iso(now),
+                },
+            )
+            assert acked is not None  # read in this same transaction
+        log.info(
+            "alert %s of project %s acknowledged by %s until %s", alert_id, group_id, username, until_iso
+        )
+        return public_view(acked)
 
     def notifications(self, state: DeliveryState | None = None) -> list[dict[str, Any]]:
         eq = {"state": state.value} if state is not None else {}

@@ -1,13 +1,17 @@
 """``GET /groups/{id}/alerts`` (optionally ``?status=OPEN|CLOSED``) and ``GET /groups/{id}/alerts/{alertId}``,
-in Ops Manager's shapes, for Project Read Only and above; ``GET /globalAlerts[?status]`` and
+in Ops Manager's shapes, for Project Read Only and above; ``PATCH /groups/{id}/alerts/{alertId}`` with
+``{acknowledgedUntil, acknowledgementComment}`` acknowledges an open alert (Project Owner, as Atlas documents
+the same route; a past or malformed date is 400); ``GET /globalAlerts[?status]`` and
 ``GET /globalAlerts/{alertId}``: alerts about the installation rather than a project (e.g.
 ``BACKUP_SECONDARY_UNREACHABLE``, kept under the reserved project id ``GLOBAL_GROUP_ID`` and shown with
-``groupId: null``), for keys holding ORG_OWNER or ORG_READ_ONLY on an organization; and
+``groupId: null``), for keys holding ORG_OWNER or ORG_READ_ONLY on an organization, ``PATCH
+/globalAlerts/{alertId}`` to acknowledge one, for keys holding ORG_OWNER on an organization; and
 :func:`webhook_poster`, the HTTP side of the webhook delivery that ``opsmgr.alerts`` drives from the server's
 periodic work.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.alerts``, ``opsmgr.backup.secondaries``,
-``opsmgr.store.appdb``, ``opsmgr.server.auth``, ``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
+``opsmgr.store.appdb``, ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps`` and
+``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from collections.abc import Callable
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ConfigDict, Field
 
 from opsmgr.alerts import AlertStatus
 from opsmgr.backup.secondaries import GLOBAL_GROUP_ID
 from opsmgr.errors import Forbidden
 from opsmgr.jsontypes import JsonObject
-from opsmgr.server.auth import ProjectReader, public_principal
+from opsmgr.server.auth import ProjectOwner, ProjectReader, public_principal
+from opsmgr.server.bodies import SentBody, Text
 from opsmgr.server.deps import Alerts
 from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated
 from opsmgr.store.appdb import Principal, Role
@@ -48,10 +54,40 @@ def get_alert(caller: ProjectReader, alerts: Alerts, alert_id: str) -> JsonObjec
     return dict(alerts.get(caller.group_id, alert_id))
 
 
-def _global_reader(principal: Principal) -> None:
+class AcknowledgeBody(SentBody):
+    """PATCH /groups/{groupId}/alerts/{alertId} and /globalAlerts/{alertId}: acknowledge an open alert."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"required": ["acknowledgedUntil"]})
+    acknowledgedUntil: Text = Field(
+        None, description="ISO 8601 date and time (UTC without an offset), future."
+    )
+    acknowledgementComment: Text = Field(None, description="Why, at most 200 characters.")
+
+
+@router.patch("/groups/{group_id}/alerts/{alert_id}")
+def acknowledge_alert(
+    caller: ProjectOwner, alerts: Alerts, alert_id: str, body: AcknowledgeBody
+) -> JsonObject:
+    sent = body.as_sent()
+    until, comment = sent.get("acknowledgedUntil"), sent.get("acknowledgementComment")
+    return dict(alerts.acknowledge(caller.group_id, alert_id, until, comment, caller.principal.public_key))
+
+
+def global_reader(principal: Principal) -> None:
+    """Who may read the global alerts: a holder of ORG_OWNER or ORG_READ_ONLY on some organization."""
     held = {r.get("roleName") for r in principal.roles if r.get("orgId")}
     if not held & {Role.ORG_OWNER.value, Role.ORG_READ_ONLY.value}:
-        raise Forbidden(f"API key {principal.public_key} lacks ORG_OWNER or ORG_READ_ONLY for global alerts")
+        raise Forbidden(
+            f"{principal.kind} {principal.public_key} lacks ORG_OWNER or ORG_READ_ONLY for global alerts"
+        )
+
+
+def global_owner(principal: Principal) -> None:
+    """Who may acknowledge a global alert: a holder of ORG_OWNER on some organization."""
+    if not any(r.get("orgId") and r.get("roleName") == Role.ORG_OWNER.value for r in principal.roles):
+        raise Forbidden(
+            f"{principal.kind} {principal.public_key} lacks ORG_OWNER to acknowledge global alerts"
+        )
 
 
 def _global_view(alert: JsonObject) -> JsonObject:
@@ -67,7 +103,7 @@ def list_global_alerts(
     page: int = Page,
     per: int = PerPage,
 ) -> JsonObject:
-    _global_reader(principal)
+    global_reader(principal)
     found = alerts.of_group(GLOBAL_GROUP_ID, status)
     return paginated(request, [_global_view(a) for a in found], page, per)
 
@@ -76,8 +112,21 @@ def list_global_alerts(
 def get_global_alert(
     alerts: Alerts, alert_id: str, principal: Principal = Depends(public_principal)
 ) -> JsonObject:
-    _global_reader(principal)
+    global_reader(principal)
     return _global_view(alerts.get(GLOBAL_GROUP_ID, alert_id))
+
+
+@router.patch("/globalAlerts/{alert_id}")
+def acknowledge_global_alert(
+    alerts: Alerts,
+    alert_id: str,
+    body: AcknowledgeBody,
+    principal: Principal = Depends(public_principal),
+) -> JsonObject:
+    global_owner(principal)
+    sent = body.as_sent()
+    until, comment = sent.get("acknowledgedUntil"), sent.get("acknowledgementComment")
+    return _global_view(alerts.acknowledge(GLOBAL_GROUP_ID, alert_id, until, comment, principal.public_key))
 
 
 def webhook_poster(url: str) -> Callable[[JsonObject], None]:
