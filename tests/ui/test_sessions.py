@@ -47,6 +47,8 @@ def test_login_sets_a_hardened_cookie_and_logout_ends_the_session(
         token = client.cookies["opsmgr_session"]
         home = client.get("/ui/")
         assert home.status_code == 200 and "leaver" in home.text
+        assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+        assert home.headers["x-frame-options"] == "DENY" and home.headers["cache-control"] == "no-store"
         assert client.post("/ui/logout", data={"csrf_token": csrf_of(home.text)}).status_code == 303
     # The old cookie opens nothing any more.
     with httpx.Client(base_url=server.url, cookies={"opsmgr_session": token}) as stale:
