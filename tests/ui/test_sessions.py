@@ -167,3 +167,17 @@ def test_login_in_a_browser(server: ServerProcess, ui_owner: Any, page: Any) -> 
     screenshot(page, "home")
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/ui/login")
+
+
+def test_users_list_and_delete_end_the_sessions(server: ServerProcess) -> None:
+    from tests.procs import run_cli
+
+    server.create_user("gone", PASSWORD, "ORG_READ_ONLY")
+    session = UiSession(server.url, "gone")
+    listed = run_cli("users", "list", *server.setup_args())
+    assert listed.returncode == 0 and "gone  ORG_READ_ONLY on org " in listed.stdout
+    assert run_cli("users", "delete", "--username", "gone", *server.setup_args()).returncode == 0
+    assert session.get("/ui/").status_code == 303, "a deleted user's session ends at once"
+    again = run_cli("users", "delete", "--username", "gone", *server.setup_args())
+    assert again.returncode != 0 and "No user named" in again.stderr
+    session.close()

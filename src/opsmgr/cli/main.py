@@ -185,6 +185,42 @@ def users_create(
     out.print(f"user {user.username} created with {', '.join(name for _s, _i, name in user.roles)}")
 
 
+@users_app.command("list")
+def users_list(conf: Path | None = ConfOpt, data_dir: Path | None = DataDirOpt) -> None:
+    """The web UI users and their roles."""
+    from opsmgr.server.boot import opened
+    from opsmgr.server.settings import load_settings
+
+    try:
+        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
+        with opened(settings) as ctx:
+            users = ctx.users.all()
+    except OpsmgrError as exc:
+        fail(exc)
+    for user in sorted(users, key=lambda u: u.username.lower()):
+        roles = ", ".join(f"{name} on {scope[:-2]} {ident}" for scope, ident, name in user.roles)
+        out.print(f"{user.username}  {roles}", highlight=False)
+
+
+@users_app.command("delete")
+def users_delete(
+    username: str = typer.Option(..., "--username"),
+    conf: Path | None = ConfOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Delete a web UI user; their sessions end at once."""
+    from opsmgr.server.boot import opened
+    from opsmgr.server.settings import load_settings
+
+    try:
+        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
+        with opened(settings) as ctx:
+            ctx.users.delete(username)
+    except OpsmgrError as exc:
+        fail(exc)
+    out.print(f"user {username} deleted")
+
+
 @dataclasses.dataclass
 class _Fenceable:
     """The backing databases a restore fences, and the downloads a killed restore may have left."""
