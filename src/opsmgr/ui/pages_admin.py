@@ -8,7 +8,7 @@ first. It is for a user holding ORG_OWNER on some organization (the installation
 Admin section is for its global owners); anyone else gets 403. Nothing secret is shown: a store's URI without
 its password (nor any query parameter naming one), a webhook by its host only, never the server's key.
 
-May import ``opsmgr`` (its version), ``opsmgr.errors``, ``opsmgr.backup.secondaries``, ``opsmgr.store``,
+May import ``opsmgr.errors``, ``opsmgr.backup.secondaries``, ``opsmgr.store``,
 ``opsmgr.server``, ``opsmgr.ui.web`` and ``opsmgr.ui.project``.
 """
 
@@ -22,11 +22,10 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 
-from opsmgr import __version__
 from opsmgr.backup.secondaries import GLOBAL_GROUP_ID, alert_key, secondaries
 from opsmgr.errors import Forbidden
 from opsmgr.server.deps import ServicesDep
-from opsmgr.server.ops_api import Readiness
+from opsmgr.server.ops_api import Readiness, version
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
 from opsmgr.store.engine import Store
@@ -134,7 +133,7 @@ def admin(request: Request, services: ServicesDep, viewer: ViewerDep) -> Respons
     stores = _stores(request, services)
     context = {
         "title": "Admin",
-        "version": __version__,
+        "version": version()["version"],  # what /api/public/v1.0/version answers
         "stores": stores,
         "ready": all(s["problem"] is None for s in stores),
         "jobs": [_job(j) for j in services.jobs.views()],
