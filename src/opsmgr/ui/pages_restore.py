@@ -1,14 +1,319 @@
 """The restore wizard in the seed's words (Snapshot, Point in Time, Oplog timestamp; Choose Cluster to Restore
 to or Download; confirm) and the restore job page with live progress.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server``, ``opsmgr.ui.web`` and
-``opsmgr.ui.project``.
+The wizard's steps are GET forms that carry what was chosen so far; each step asks the service that plans a
+restore (``backup.cluster_restore_plans``, the planning POST restoreJobs does first) whether the target is
+restorable, so a point outside the window is refused at step 1 with the API's message and restorable ranges.
+The confirmation POSTs to the call POST restoreJobs makes (``services.restores.create`` after the same role
+checks: GROUP_BACKUP_ADMIN on the project restored and on the project restored into).
+
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup``, ``opsmgr.server``,
+``opsmgr.ui.web``, ``opsmgr.ui.project``, ``opsmgr.ui.timeline`` and ``opsmgr.ui.pages_backup``.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
 
-from opsmgr.ui.web import PageRoute
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from opsmgr.backup.jobs import IntoDeployment, parse_delivery
+from opsmgr.errors import InvalidInput, OpsmgrError
+from opsmgr.jsontypes import JsonObject
+from opsmgr.server.backup_api import job_json
+from opsmgr.server.deps import ServicesDep
+from opsmgr.server.services import Services
+from opsmgr.store.appdb import Role
+from opsmgr.ui.pages_backup import Id, project_clusters, replica_set_hosts
+from opsmgr.ui.project import ProjectPage, project_page
+from opsmgr.ui.timeline import ranges_of, timeline, utc
+from opsmgr.ui.web import ChangerDep, PageRoute, Viewer, ViewerDep, fragment, live, render
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
+
+Short = Annotated[str, Query(max_length=64)]
+FormShort = Annotated[str, Form(max_length=64)]
+METHODS = (("snapshot", "Snapshot"), ("pit", "Point in Time"), ("oplog", "Oplog timestamp"))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the wizard has been told so far, as typed into its forms."""
+
+    method: str = ""
+    snapshot_id: str = ""
+    date: str = ""
+    time: str = ""
+    oplog_ts: str = ""
+    oplog_inc: str = ""
+    delivery: str = ""  # "automated" or "download"
+    target: str = ""  # "groupId:clusterId" of the deployment restored into
+    expiration_hours: str = "1"
+    max_downloads: str = "1"
+
+    def hidden(self) -> list[tuple[str, str]]:
+        """The choice as the next form's hidden fields."""
+        names = {
+            "method": self.method,
+            "snapshotId": self.snapshot_id,
+            "date": self.date,
+            "time": self.time,
+            "oplogTs": self.oplog_ts,
+            "oplogInc": self.oplog_inc,
+            "delivery": self.delivery,
+            "target": self.target,
+            "expirationHours": self.expiration_hours,
+            "maxDownloads": self.max_downloads,
+        }
+        return [(k, v) for k, v in names.items() if v]
+
+
+def _number(text: str) -> object:
+    """An integer where the text is one; else the text, for the service to refuse with its message."""
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() and len(text) < 20 else text
+
+
+def _millis(date: str, clock: str) -> int:
+    """A date and time of day in UTC as milliseconds since the epoch."""
+    for layout in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
+        try:
+            moment = datetime.strptime(f"{date.strip()} {clock.strip()}", layout).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return int(moment.timestamp() * 1000)
+    raise InvalidInput(
+        "enter the date as YYYY-MM-DD and the time (UTC) as HH:MM or HH:MM:SS", field="pointInTimeUTCMillis"
+    )
+
+
+def target_fields(choice: Choice) -> JsonObject:
+    """The restore job's target fields (POST restoreJobs' ``snapshotId``, ``pointInTimeUTCMillis`` or
+    ``oplogTs``/``oplogInc``)."""
+    if choice.method == "snapshot":
+        return {"snapshotId": choice.snapshot_id}
+    if choice.method == "pit":
+        return {"pointInTimeUTCMillis": _millis(choice.date, choice.time)}
+    if choice.method == "oplog":
+        return {"oplogTs": _number(choice.oplog_ts), "oplogInc": _number(choice.oplog_inc or "0")}
+    raise InvalidInput("choose Snapshot, Point in Time or Oplog timestamp", field="method")
+
+
+def delivery_fields(choice: Choice) -> JsonObject:
+    """POST restoreJobs' ``delivery``."""
+    if choice.delivery == "download":
+        return {
+            "methodName": "HTTP",
+            "expirationHours": _number(choice.expiration_hours),
+            "maxDownloads": _number(choice.max_downloads),
+        }
+    if choice.delivery == "automated":
+        group_id, _, cluster_id = choice.target.partition(":")
+        return {"methodName": "AUTOMATED_RESTORE", "targetGroupId": group_id, "targetClusterId": cluster_id}
+    raise InvalidInput("choose a cluster to restore to, or Download", field="delivery")
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    group: JsonObject
+    cluster: JsonObject
+    hosts: list[str]
+
+    @property
+    def value(self) -> str:
+        return f"{self.group['_id']}:{self.cluster['_id']}"
+
+
+def restore_targets(services: Services, viewer: Viewer) -> list[TargetOption]:
+    """The deployments of every project the viewer may restore into (GROUP_BACKUP_ADMIN there, the role
+    POST restoreJobs asks of the target's project)."""
+    out = []
+    for group in services.appdb.groups():
+        if not viewer.may(group, Role.GROUP_BACKUP_ADMIN):
+            continue
+        gid = str(group["_id"])
+        for cluster in project_clusters(services, gid):
+            hosts = replica_set_hosts(services, gid, cluster["replicaSetName"])
+            out.append(TargetOption(group, cluster, hosts))
+    return out
+
+
+def _wizard_context(
+    services: Services, project: ProjectPage, cluster_id: str, choice: Choice
+) -> dict[str, object]:
+    cluster = services.clusters.get(project.id, cluster_id)
+    src = services.clusters.source(project.id, cluster_id)
+    window = services.backup.window_json(src.id)
+    return {
+        **project.context(),
+        "title": f"Restore {cluster['replicaSetName']}",
+        "cluster": cluster,
+        "snapshots": services.backup.snapshots_json(src.id),
+        "timeline": timeline(ranges_of(window)),
+        "choice": choice,
+        "methods": METHODS,
+        "utc": utc,
+        "action": f"/ui/projects/{project.id}/backup/{cluster_id}/restore",
+    }
+
+
+def _step(services: Services, viewer: Viewer, context: dict[str, object], choice: Choice) -> tuple[int, str]:
+    """Which step the choice has reached (1, 2 or 3), or the step to show again with the refusal."""
+    if not choice.method:
+        return 1, ""
+    project = context["project"]
+    assert isinstance(project, ProjectPage)
+    cluster = context["cluster"]
+    assert isinstance(cluster, dict)
+    try:
+        fields = target_fields(choice)
+        plan = services.backup.cluster_restore_plans(project.id, str(cluster["_id"]), fields)[0]
+        context["plan"] = plan.to_json()
+    except OpsmgrError as exc:
+        context["status"] = exc.http_status
+        return 1, exc.detail
+    context["targets"] = restore_targets(services, viewer)
+    if not choice.delivery:
+        return 2, ""
+    try:
+        sent = {**fields, "delivery": delivery_fields(choice)}
+        delivery = parse_delivery(sent)
+        if isinstance(delivery, IntoDeployment):
+            target_group = services.appdb.group(delivery.group_id)
+            viewer.principal.require_group(target_group, Role.GROUP_BACKUP_ADMIN)
+            target = services.clusters.get(delivery.group_id, delivery.cluster_id)
+            context["target_group"] = target_group
+            context["target_cluster"] = target
+            context["target_hosts"] = replica_set_hosts(services, delivery.group_id, target["replicaSetName"])
+    except OpsmgrError as exc:
+        context["status"] = exc.http_status
+        return 2, exc.detail
+    return 3, ""
+
+
+@router.get("/projects/{group_id}/backup/{cluster_id}/restore")
+def restore_wizard(
+    request: Request,
+    services: ServicesDep,
+    viewer: ViewerDep,
+    group_id: Id,
+    cluster_id: Id,
+    method: Short = "",
+    snapshotId: Short = "",
+    date: Short = "",
+    time: Short = "",
+    oplogTs: Short = "",
+    oplogInc: Short = "",
+    delivery: Short = "",
+    target: Annotated[str, Query(max_length=130)] = "",
+    expirationHours: Short = "1",
+    maxDownloads: Short = "1",
+) -> Response:
+    project = project_page(services, viewer, group_id, Role.GROUP_BACKUP_ADMIN)
+    choice = Choice(
+        method, snapshotId, date, time, oplogTs, oplogInc, delivery, target, expirationHours, maxDownloads
+    )
+    context = _wizard_context(services, project, cluster_id, choice)
+    step, error = _step(services, viewer, context, choice)
+    status = context.pop("status", 200) if error else 200
+    assert isinstance(status, int)
+    context.update(step=step, error=error)
+    return render(request, "restore_wizard.html", context, viewer=viewer, status=status)
+
+
+@router.post("/projects/{group_id}/backup/{cluster_id}/restore")
+def create_restore(
+    services: ServicesDep,
+    viewer: ChangerDep,
+    group_id: Id,
+    cluster_id: Id,
+    method: FormShort = "",
+    snapshotId: FormShort = "",
+    date: FormShort = "",
+    time: FormShort = "",
+    oplogTs: FormShort = "",
+    oplogInc: FormShort = "",
+    delivery: FormShort = "",
+    target: Annotated[str, Form(max_length=130)] = "",
+    expirationHours: FormShort = "1",
+    maxDownloads: FormShort = "1",
+) -> Response:
+    """POST restoreJobs' checks and call: GROUP_BACKUP_ADMIN here and on the target's project, then
+    ``restores.create`` (planned first: 400 outside the window, 409 blocks missing or Restoration Mode)."""
+    project_page(services, viewer, group_id, Role.GROUP_BACKUP_ADMIN)
+    choice = Choice(
+        method, snapshotId, date, time, oplogTs, oplogInc, delivery, target, expirationHours, maxDownloads
+    )
+    sent = {**target_fields(choice), "delivery": delivery_fields(choice)}
+    parsed = parse_delivery(sent)
+    if isinstance(parsed, IntoDeployment):
+        viewer.principal.require_group(services.appdb.group(parsed.group_id), Role.GROUP_BACKUP_ADMIN)
+    job = services.restores.create(group_id, cluster_id, sent, parsed)
+    return RedirectResponse(
+        f"/ui/projects/{group_id}/backup/{cluster_id}/restores/{job['_id']}", status_code=303
+    )
+
+
+# The restore job page.
+
+
+def job_context(
+    services: Services, request: Request, project: ProjectPage, cluster_id: str, job_id: str
+) -> dict[str, object]:
+    """A restore job as GET restoreJobs/{id} shows it to this viewer, with its progress and steps."""
+    raw = services.restores.get(project.id, cluster_id, job_id)
+    job = job_json(services, raw, str(request.base_url), project.may_back_up)
+    delivery = job["delivery"]
+    processes: list[tuple[str, bool]] = []
+    if delivery["methodName"] == "AUTOMATED_RESTORE":
+        names = _process_names(services, delivery["targetGroupId"], delivery["targetReplicaSetName"])
+        pending = set(raw.get("pending", []))
+        processes = [(n, n not in pending or job["statusName"] == "FINISHED") for n in names]
+    done = sum(1 for _, loaded in processes if loaded)
+    if job["statusName"] == "FINISHED":
+        fraction = 1.0
+    elif "progress" in job:
+        fraction = float(job["progress"]["fraction"])
+    else:
+        fraction = done / len(processes) if processes else 0.0
+    return {
+        "job": job,
+        "processes": processes,
+        "percent": round(fraction * 100),
+        "group_id": project.id,
+        "cluster_id": cluster_id,
+        "utc": utc,
+    }
+
+
+def _process_names(services: Services, group_id: str, replica_set: str) -> list[str]:
+    config = services.automation.config(group_id)
+    sets = [rs for rs in config.get("replicaSets", []) if rs["_id"] == replica_set]
+    return sorted(str(m["host"]) for rs in sets for m in rs["members"])
+
+
+@router.get("/projects/{group_id}/backup/{cluster_id}/restores/{job_id}")
+def restore_job_page(
+    request: Request, services: ServicesDep, viewer: ViewerDep, group_id: Id, cluster_id: Id, job_id: Id
+) -> Response:
+    project = project_page(services, viewer, group_id)
+    cluster = services.clusters.get(group_id, cluster_id)
+    context = job_context(services, request, project, cluster_id, job_id)
+    context.update(project.context(), cluster=cluster, title=f"Restore job {job_id}")
+    return render(request, "restore_job.html", context, viewer=viewer)
+
+
+@router.get("/projects/{group_id}/backup/{cluster_id}/restores/{job_id}/live")
+def restore_job_live(
+    request: Request, services: ServicesDep, viewer: ViewerDep, group_id: Id, cluster_id: Id, job_id: Id
+) -> Response:
+    project = project_page(services, viewer, group_id)
+    services.restores.get(group_id, cluster_id, job_id)
+
+    def render_now() -> str:
+        return fragment("_restore_job.html", job_context(services, request, project, cluster_id, job_id))
+
+    return live(request, render_now)

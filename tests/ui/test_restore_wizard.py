@@ -1,0 +1,179 @@
+"""The restore wizard in the seed's words against a real server and a backed-up 3-member sim replica set of
+real ``opsmgr agent`` processes: in real Chromium, Continuous Backup, the menu, Restore, Point in Time (a date
+and time inside the window), Choose Cluster to Restore to (the deployment itself), confirm naming what will be
+replaced, and the job page's progress finishing live; over HTTP a point outside the window refused at step 1
+and at the POST with the API's message and no job created, and every other refusal (read-only role, CSRF,
+forged ids, oversized input: 4xx, never 5xx)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.deployments import Deployment
+from tests.e2e.simbackup import cluster_id, listing
+from tests.procs import ServerProcess
+from tests.ui.test_backup import backed_up
+from tests.ui.uisupport import PASSWORD, UiSession, error_detail, login, screenshot
+
+HOSTS = [f"ui{i}.restore.sim" for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    server: ServerProcess, owner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    d = backed_up(server, owner, tmp_path_factory.mktemp("restore"), "ui-restore", HOSTS)
+    yield d
+    d.close()
+
+
+@pytest.fixture(scope="module")
+def reader(server: ServerProcess, deployment: Deployment) -> Iterator[UiSession]:
+    server.create_user("restore-reader", PASSWORD, "GROUP_READ_ONLY", group_id=deployment.group_id)
+    session = UiSession(server.url, "restore-reader")
+    yield session
+    session.close()
+
+
+def _base(d: Deployment) -> str:
+    return f"/groups/{d.group_id}/clusters/{cluster_id(d)}"
+
+
+def _wizard(d: Deployment) -> str:
+    return f"/ui/projects/{d.group_id}/backup/{cluster_id(d)}/restore"
+
+
+def _jobs(d: Deployment) -> int:
+    return int(d.api.get(f"{_base(d)}/restoreJobs").json()["totalCount"])
+
+
+def inside_the_window(d: Deployment) -> tuple[str, str]:
+    """A whole second inside the window's last range, as the form's date and time (UTC)."""
+    last = listing(d, _base(d))["pitrWindow"][-1]
+    lo, hi = last["startUTCMillis"], last["endUTCMillis"]
+    at = ((lo + hi) // 2000) * 1000
+    assert lo <= at <= hi, last
+    moment = time.gmtime(at // 1000)
+    return time.strftime("%Y-%m-%d", moment), time.strftime("%H:%M:%S", moment)
+
+
+def test_restore_to_a_point_in_time_in_chromium(
+    page: Any, server: ServerProcess, deployment: Deployment, ui_owner: UiSession
+) -> None:
+    from playwright.sync_api import expect
+
+    cid = cluster_id(deployment)
+    login(page, server.url, "owner")
+    page.goto(f"{server.url}/ui/projects/{deployment.group_id}/deployment")
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Continuous Backup").click()
+    section = page.locator(f"#cluster-{cid}")
+    section.locator("details.menu summary").click()
+    section.get_by_role("link", name="Restore").click()
+
+    date, clock = inside_the_window(deployment)
+    page.get_by_label("Point in Time").check()
+    page.get_by_label("Date").fill(date)
+    page.get_by_label("Time (UTC)").fill(clock)
+    page.get_by_role("button", name="Next").click()
+
+    expect(page.locator("[data-restore-point]")).to_contain_text(date)
+    page.locator("fieldset", has_text="Choose Cluster to Restore to").get_by_label(
+        "rs0 in ui-restore"
+    ).check()
+    page.get_by_role("button", name="Restore", exact=True).click()
+    replaced = page.locator("[data-replaced]")
+    expect(replaced).to_contain_text("This replaces all data of rs0 in project ui-restore")
+    expect(replaced).to_contain_text(HOSTS[0])
+    screenshot(page, "restore-wizard")
+    page.get_by_role("button", name="Confirm restore").click()
+
+    page.wait_for_url(f"**/backup/{cid}/restores/*")
+    live = page.locator("#restore-job-live")
+    expect(live.locator("progress")).to_be_visible()
+    expect(live.locator("[data-job-status]")).to_have_text("FINISHED", timeout=60_000)
+    expect(live.locator("[data-percent]")).to_have_text("100%")
+    screenshot(page, "restore-job")
+
+    page.get_by_role("link", name="Back to Continuous Backup").click()
+    expect(page.locator(f"#cluster-{cid} table.restore-jobs")).to_contain_text("FINISHED")
+
+
+def test_a_point_outside_the_window_is_refused_with_the_apis_message(
+    deployment: Deployment, ui_owner: UiSession
+) -> None:
+    jobs = _jobs(deployment)
+    api = deployment.api.post(
+        f"{_base(deployment)}/restoreJobs",
+        json={"pointInTimeUTCMillis": 1_000_000_000_000, "delivery": {"methodName": "HTTP"}},
+    )
+    assert api.status_code == 400, api.text
+    outside = {"method": "pit", "date": "2001-09-09", "time": "01:46:40"}
+    step = ui_owner.get(_wizard(deployment), params=outside)
+    assert step.status_code == 400
+    assert api.json()["detail"] in step.text.replace("&#39;", "'")
+    posted = ui_owner.post(_wizard(deployment), {**outside, "delivery": "download"})
+    assert posted.status_code == 400
+    assert error_detail(posted.text) == api.json()["detail"]
+    assert _jobs(deployment) == jobs
+
+
+def test_download_through_the_wizard(deployment: Deployment, ui_owner: UiSession) -> None:
+    snap = listing(deployment, _base(deployment))["results"][0]["id"]
+    form = {"method": "snapshot", "snapshotId": snap, "delivery": "download", "expirationHours": "2"}
+    confirm = ui_owner.get(_wizard(deployment), params=form)
+    assert confirm.status_code == 200 and "Nothing is replaced" in confirm.text
+    done = ui_owner.post(_wizard(deployment), form)
+    assert done.status_code == 303, done.text
+    job_page = ui_owner.get(done.headers["location"])
+    assert "Download the restored documents" in job_page.text and "FINISHED" in job_page.text
+
+
+def test_read_only_user_and_refusals(deployment: Deployment, reader: UiSession, ui_owner: UiSession) -> None:
+    jobs = _jobs(deployment)
+    html = reader.get(f"/ui/projects/{deployment.group_id}/backup").text
+    assert '/restore"' not in html and ">Restore<" not in html
+    wizard = reader.get(_wizard(deployment))
+    assert wizard.status_code == 403 and "lacks role GROUP_BACKUP_ADMIN" in error_detail(wizard.text)
+    snap = listing(deployment, _base(deployment))["results"][0]["id"]
+    form = {"method": "snapshot", "snapshotId": snap, "delivery": "download"}
+    forged = reader.post(_wizard(deployment), form)
+    assert forged.status_code == 403 and "lacks role GROUP_BACKUP_ADMIN" in error_detail(forged.text)
+    no_csrf = ui_owner.post(_wizard(deployment), form, csrf=False)
+    assert no_csrf.status_code == 403 and "CSRF" in error_detail(no_csrf.text)
+    assert _jobs(deployment) == jobs
+
+    base = f"/ui/projects/{deployment.group_id}/backup/{cluster_id(deployment)}"
+    bad = [
+        ui_owner.get(f"{base}/restores/0123456789abcdef01234567"),
+        ui_owner.get(f"{base}/restores/{'x' * 300}"),
+        ui_owner.get(f"{base}/restores/nosuch/live"),
+        ui_owner.get(f"/ui/projects/{deployment.group_id}/backup/nosuchcluster/restore"),
+        ui_owner.get(_wizard(deployment), params={"method": "pit", "date": "yesterday", "time": "noon"}),
+        ui_owner.get(_wizard(deployment), params={"method": "oplog", "oplogTs": "9" * 60}),
+        ui_owner.get(_wizard(deployment), params={"method": "snapshot", "snapshotId": "s" * 5000}),
+        ui_owner.get(
+            _wizard(deployment),
+            params={
+                "method": "snapshot",
+                "snapshotId": snap,
+                "delivery": "automated",
+                "target": "nosuch:group",
+            },
+        ),
+        ui_owner.post(
+            _wizard(deployment),
+            {"method": "snapshot", "snapshotId": snap, "delivery": "automated", "target": "a" * 129 + ":b"},
+        ),
+        ui_owner.post(
+            _wizard(deployment),
+            {"method": "snapshot", "snapshotId": snap, "delivery": "download", "maxDownloads": "lots"},
+        ),
+        ui_owner.post(_wizard(deployment), {"method": "teleport", "delivery": "download"}),
+    ]
+    for r in bad:
+        assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text[:300])
+    assert _jobs(deployment) == jobs
