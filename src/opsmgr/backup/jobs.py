@@ -443,6 +443,13 @@ class BackingRestores:
     def get(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
         return self._get(self.log.store, group_id, cluster_id, job_id).to_doc()
 
+    def of_cluster(self, group_id: str, cluster_id: str) -> list[dict[str, Any]]:
+        """The backing deployment's restore jobs, newest first (the restore history)."""
+        self.clusters.backing(group_id, cluster_id)
+        docs = self.log.store.find(BACKING_JOBS, groupId=group_id, clusterId=cluster_id)
+        jobs = [BackingJob.from_doc(doc) for doc in docs]
+        return [job.to_doc() for job in sorted(jobs, key=lambda j: -j.created)]
+
     def _get(self, reader: Store | Txn, group_id: str, cluster_id: str, job_id: str) -> BackingJob:
         job = self.log.lookup(reader, job_id, groupId=group_id, clusterId=cluster_id)
         if job is None:

@@ -1,14 +1,142 @@
 """The backing databases, on a secondary: the primary's three stores side by side, the point all three restore
 to together, the restore commands, restore history.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server``, ``opsmgr.ui.web`` and
-``opsmgr.ui.project``.
+The page reads what GET backingDatabases and its restore jobs read (``server.secondary_api``): the backing
+deployments of each project (``clusters.backing_clusters``), per store its snapshots, window and backup
+status (``backup``), the times all three restore to together (``backup.cluster_window``) and the restore jobs
+(``backing_restores``), under the API's rule: GROUP_READ_ONLY on the project that holds the deployment. A
+server whose projects hold no backing deployment is not a secondary, and the page says so.
+
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup``, ``opsmgr.server``,
+``opsmgr.ui.web``, ``opsmgr.ui.project`` and ``opsmgr.ui.timeline``.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import shlex
+import time
+from dataclasses import dataclass
 
-from opsmgr.ui.web import PageRoute
+from fastapi import APIRouter, Request, Response
+
+from opsmgr.jsontypes import JsonObject
+from opsmgr.server.deps import ServicesDep
+from opsmgr.server.services import Services
+from opsmgr.store.appdb import Role
+from opsmgr.store.backing import LABELS, StoreName
+from opsmgr.ui.timeline import Timeline, ranges_of, timeline, utc
+from opsmgr.ui.web import PageRoute, Viewer, ViewerDep, render
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
+
+PRIMARY_DIR = "/path/to/the/primary/data-dir"
+
+
+def iso(ms: int) -> str:
+    """The instant ``opsmgr backup restore-stores --at`` takes."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class StoreView:
+    name: str
+    label: str
+    snapshots: list[JsonObject]
+    window: list[JsonObject]
+    timeline: Timeline
+    status: JsonObject
+
+
+@dataclass(frozen=True)
+class BackingView:
+    group: JsonObject
+    cluster: JsonObject
+    stores: list[StoreView]
+    together: list[tuple[int, int]]
+    together_timeline: Timeline
+    jobs: list[JsonObject]
+    commands: list[tuple[str, str]]  # (what it does, the command)
+
+    @property
+    def latest(self) -> int | None:
+        return self.together[-1][1] if self.together else None
+
+
+def _stores(services: Services, cluster: JsonObject) -> list[StoreView]:
+    sources = services.clusters.backing_sources(cluster)
+    out = []
+    for name in StoreName:
+        src = sources.get(name.value)
+        if src is None:
+            continue
+        window = services.backup.window_json(src.id)
+        out.append(
+            StoreView(
+                name=name.value,
+                label=LABELS[name],
+                snapshots=services.backup.snapshots_json(src.id),
+                window=window,
+                timeline=timeline(ranges_of(window)),
+                status=services.backup.status(src.id),
+            )
+        )
+    return out
+
+
+def restore_commands(
+    base_url: str, group_id: str, cluster_id: str, latest: int | None
+) -> list[tuple[str, str]]:
+    """``opsmgr backup restore-stores`` as it is run on the primary's host, the primary stopped (the keys
+    from ``OPSMGR_PUBLIC_KEY`` and ``OPSMGR_PRIVATE_KEY``, never on the command line)."""
+    if latest is None:
+        return []
+    words = ["opsmgr", "backup", "restore-stores", "--url", base_url, "--group", group_id]
+    words += ["--cluster", cluster_id, "--primary-data-dir", PRIMARY_DIR, "--at", iso(latest)]
+    return [
+        ("All three stores to the latest point they restore to together", shlex.join(words)),
+        (
+            "Only the application database (the metadata stores left as they are)",
+            shlex.join([*words, "--app-only"]),
+        ),
+    ]
+
+
+def backing_view(services: Services, group: JsonObject, cluster: JsonObject, base_url: str) -> BackingView:
+    gid, cid = str(group["_id"]), str(cluster["_id"])
+    together = services.backup.cluster_window(gid, cid)
+    return BackingView(
+        group=group,
+        cluster=cluster,
+        stores=_stores(services, cluster),
+        together=together,
+        together_timeline=timeline(together),
+        jobs=services.backing_restores.of_cluster(gid, cid),
+        commands=restore_commands(base_url, gid, cid, together[-1][1] if together else None),
+    )
+
+
+def visible_backing(services: Services, viewer: Viewer) -> tuple[int, list[tuple[JsonObject, JsonObject]]]:
+    """How many backing deployments this server holds, and those in projects the viewer may read."""
+    total = 0
+    seen = []
+    for group in services.appdb.groups():
+        clusters = services.clusters.backing_clusters(str(group["_id"]))
+        total += len(clusters)
+        if clusters and viewer.may(group, Role.GROUP_READ_ONLY):
+            seen += [(group, c) for c in clusters]
+    return total, seen
+
+
+@router.get("/backing")
+def backing_page(request: Request, services: ServicesDep, viewer: ViewerDep) -> Response:
+    total, seen = visible_backing(services, viewer)
+    base_url = str(request.base_url).rstrip("/")
+    views = [backing_view(services, g, c, base_url) for g, c in seen]
+    context = {
+        "title": "Backing databases",
+        "is_secondary": total > 0,
+        "hidden": total - len(views),
+        "backings": views,
+        "utc": utc,
+    }
+    return render(request, "backing.html", context, viewer=viewer)

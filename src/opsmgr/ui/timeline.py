@@ -15,9 +15,9 @@ from dataclasses import dataclass
 MIN_WIDTH = 0.4
 
 
-def utc(ms: int | None) -> str:
-    """``2026-12-05 21:17:18.123 UTC`` (empty for None)."""
-    if ms is None:
+def utc(ms: object) -> str:
+    """``2026-12-05 21:17:18.123 UTC`` (empty for anything but milliseconds: a field a record lacks)."""
+    if not isinstance(ms, int) or isinstance(ms, bool):
         return ""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d} UTC"
 
