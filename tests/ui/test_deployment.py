@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.configs import replica_set_config
@@ -120,18 +121,6 @@ def test_the_page_shows_every_member_at_goal_and_the_live_fragment_the_same_tabl
     assert "goal reached" in live.text and "<html" not in live.text
 
 
-def test_processes_without_a_report_say_so(
-    server: ServerProcess, owner: dict[str, Any], ui_owner: UiSession, tmp_path: Path
-) -> None:
-    quiet = Deployment(server, owner, tmp_path, "ui-no-agents")
-    try:
-        quiet.put(replica_set_config(["q0.deploy.sim", "q1.deploy.sim"], "rsq"))
-        html = ui_owner.get(f"/ui/projects/{quiet.group_id}/deployment").text
-        assert html.count('class="state state-no-report-yet">no report yet') == 2
-    finally:
-        quiet.close()
-
-
 def test_review_shows_the_diff_and_what_rolls_and_deploy_puts_the_config(
     deployment: Deployment, ui_owner: UiSession
 ) -> None:
@@ -197,6 +186,42 @@ def test_refusals_carry_the_api_message_and_change_nothing(
     assert error_detail(old.text) == (
         f"the automation config of {gid} is at version {before}, not {before - 1}: it changed meanwhile"
     )
+    assert _version(deployment) == before
+
+
+def test_the_review_tells_what_rolls_from_what_applies_in_place(
+    deployment: Deployment, ui_owner: UiSession
+) -> None:
+    gid = deployment.group_id
+    before = _version(deployment)
+    form = edit_form(ui_owner, gid)
+    form |= {
+        "args.setParameter.logLevel": "1",  # a runtime parameter: no restart
+        "p2.priority": "0",
+        "p2.hidden": "1",  # replSetReconfig only
+        "add.hostname": "ui3.deploy.sim",  # initial sync, no restart
+    }
+    review = ui_owner.post(f"/ui/projects/{gid}/deployment/review", form)
+    assert review.status_code == 200, error_detail(review.text)
+    shown = htmllib.unescape(review.text)
+    assert "Rolls:" not in shown
+    assert "setParameter logLevel=1 on rs0_0 (at runtime)" in shown
+    assert "hidden of rs0_2: False -> True" in shown and "add rs0_3" in shown
+    assert '"hostname": "ui3.deploy.sim"' in shown and '"dbPath": "/data/rs0_3"' in shown
+    # The oplog size and a member removed roll, each member named with its task.
+    form = edit_form(ui_owner, gid) | {"args.replication.oplogSizeMB": "2048", "p1.remove": "1"}
+    review = ui_owner.post(f"/ui/projects/{gid}/deployment/review", form)
+    assert review.status_code == 200, error_detail(review.text)
+    rolls = htmllib.unescape(review.text.split('id="rolls-rs0"')[1].split("</div>")[0])
+    assert (
+        "rs0_0</strong>: changeOplogSize" in rolls
+        and "rs0_1</strong>: decommissionHost, removeProcess" in rolls
+    )
+    assert "rs0_1 is removed from rs0" in rolls
+    # A value of the wrong kind reaches the validator, whose message the form shows.
+    form = edit_form(ui_owner, gid) | {"p0.net.port": "99999"}
+    bad = ui_owner.post(f"/ui/projects/{gid}/deployment/review", form)
+    assert bad.status_code == 400 and "net.port must be an integer 1..65535" in error_detail(bad.text)
     assert _version(deployment) == before
 
 
@@ -271,3 +296,43 @@ def test_a_version_change_clicked_through_and_watched_live(
     page.set_viewport_size({"width": 390, "height": 844})
     screenshot(page, "deployment-mobile")
     wait_for(lambda: deployment.at_goal(_version(deployment), 3), 30, what="goal after the version change")
+
+
+def test_no_report_yet_then_restoration_mode_disables_edit_and_deploy_with_the_api_message(
+    server: ServerProcess, owner: dict[str, Any], ui_owner: UiSession, tmp_path: Path
+) -> None:
+    quiet = Deployment(server, owner, tmp_path, "ui-no-agents")
+    try:
+        gid = quiet.group_id
+        version = quiet.put(replica_set_config(["q0.deploy.sim", "q1.deploy.sim"], "rsq"))
+        html = ui_owner.get(f"/ui/projects/{gid}/deployment").text
+        assert html.count('class="state state-no-report-yet">no report yet') == 2
+        form = edit_form(ui_owner, gid)
+        review = ui_owner.post(f"/ui/projects/{gid}/deployment/review", form | {"version": "7.0.6"})
+        assert review.status_code == 200
+        # An agent of the project holding a newer config than the server's: Restoration Mode begins.
+        poll = httpx.get(
+            f"{server.url}/agents/api/automation/conf/v1/{gid}",
+            params={"hostname": "q0.deploy.sim", "cv": version + 5},
+            auth=httpx.BasicAuth(gid, quiet.agent_key),
+            verify=server.verify,
+        )
+        assert poll.status_code in (200, 304), poll.text
+        refused = quiet.api.put(
+            f"/groups/{gid}/automationConfig", json=replica_set_config(["q0.deploy.sim"], "rsq")
+        )
+        assert refused.status_code == 409
+        message = refused.json()["detail"]
+        page = ui_owner.get(f"/ui/projects/{gid}/deployment").text
+        assert 'id="edit-deployment"' not in page
+        assert re.search(r"<button[^>]*disabled[^>]*>Edit deployment</button>", page)
+        assert message in htmllib.unescape(page)
+        again = ui_owner.get(f"/ui/projects/{gid}/deployment/edit").text
+        assert 'id="review-button"' not in again and message in htmllib.unescape(again)
+        review_now = ui_owner.post(f"/ui/projects/{gid}/deployment/review", form | {"version": "7.0.6"})
+        assert review_now.status_code == 409 and error_detail(review_now.text) == message
+        deploy = ui_owner.post(f"/ui/projects/{gid}/deployment/deploy", _review_fields(review.text))
+        assert deploy.status_code == 409 and error_detail(deploy.text) == message
+        assert _version(quiet) == version
+    finally:
+        quiet.close()
