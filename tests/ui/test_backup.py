@@ -16,6 +16,7 @@ import pytest
 
 from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
+from opsmgr.ui.timeline import ranges_of, timeline
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
 from tests.e2e.simbackup import cluster_id, listing, set_load, start_backup
@@ -178,3 +179,18 @@ def test_stop_and_start_backup(deployment: Deployment, ui_owner: UiSession) -> N
     assert "Start backup" in ui_owner.get(_page(deployment)).text
     assert ui_owner.post(f"{_page(deployment)}/{cid}/status", {"statusName": "STARTED"}).status_code == 303
     assert deployment.api.get(config).json()["statusName"] == "STARTED"
+
+
+def test_the_timeline_places_ranges_and_holes() -> None:
+    t = timeline([(1000, 2000), (3000, 5000)], [(1500, "s1"), (9000, "outside")])
+    assert [(s.kind, s.left, s.width) for s in t.segments] == [
+        ("range", 0.0, 25.0),
+        ("hole", 25.0, 25.0),
+        ("range", 50.0, 50.0),
+    ]
+    assert [(m.label, m.left) for m in t.marks] == [("s1", 12.5)]
+    assert t.segments[1].style == "left: 25.000%; width: 25.000%" and len(t.holes) == 1
+    assert timeline([]).empty
+    assert ranges_of(
+        [{"startUTCMillis": None, "endUTCMillis": None}, {"startUTCMillis": 5, "endUTCMillis": 9}]
+    ) == [(5, 9)]

@@ -3,7 +3,7 @@ real ``opsmgr agent`` processes: in real Chromium, Continuous Backup, the menu, 
 and time inside the window), Choose Cluster to Restore to (the deployment itself), confirm naming what will be
 replaced, and the job page's progress finishing live; over HTTP a point outside the window refused at step 1
 and at the POST with the API's message and no job created, and every other refusal (read-only role, CSRF,
-forged ids, oversized input: 4xx, never 5xx)."""
+forged ids, oversized input: 4xx, never 5xx), and Restoration Mode's refusal, the API's own."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.deployments import Deployment
 from tests.e2e.simbackup import cluster_id, listing
-from tests.procs import ServerProcess
+from tests.procs import ServerProcess, wait_for
 from tests.ui.test_backup import backed_up
 from tests.ui.uisupport import PASSWORD, UiSession, error_detail, login, screenshot
 
@@ -176,4 +177,37 @@ def test_read_only_user_and_refusals(deployment: Deployment, reader: UiSession, 
     ]
     for r in bad:
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text[:300])
+    assert _jobs(deployment) == jobs
+
+
+def test_restoration_mode_refuses_with_the_apis_message(deployment: Deployment, ui_owner: UiSession) -> None:
+    """Last: it leaves the project in Restoration Mode. An agent of the project reporting a newer config
+    puts it there, and a restore into it is refused at the confirmation and at the POST, nothing created."""
+    poll = httpx.get(
+        f"{deployment.server.url}/agents/api/automation/conf/v1/{deployment.group_id}",
+        params={"hostname": HOSTS[0], "cv": 10_000},
+        auth=(deployment.group_id, deployment.agent_key),
+    )
+    assert poll.status_code in (200, 304), poll.text
+    mode = f"/groups/{deployment.group_id}/restorationMode"
+    wait_for(lambda: deployment.api.get(mode).json()["state"] != "INACTIVE", 30, what="Restoration Mode")
+    jobs = _jobs(deployment)
+    snap = listing(deployment, _base(deployment))["results"][0]["id"]
+    target = f"{deployment.group_id}:{cluster_id(deployment)}"
+    form = {"method": "snapshot", "snapshotId": snap, "delivery": "automated", "target": target}
+    api = deployment.api.post(
+        f"{_base(deployment)}/restoreJobs",
+        json={
+            "snapshotId": snap,
+            "delivery": {
+                "methodName": "AUTOMATED_RESTORE",
+                "targetGroupId": deployment.group_id,
+                "targetClusterId": cluster_id(deployment),
+            },
+        },
+    )
+    assert api.status_code == 409, api.text
+    posted = ui_owner.post(_wizard(deployment), form)
+    assert posted.status_code == 409 and error_detail(posted.text) == api.json()["detail"]
+    assert "Restores into this project are refused now" in ui_owner.get(_wizard(deployment), params=form).text
     assert _jobs(deployment) == jobs
