@@ -194,9 +194,13 @@ def test_the_review_tells_what_rolls_from_what_applies_in_place(
 ) -> None:
     gid = deployment.group_id
     before = _version(deployment)
+    untouched = ui_owner.post(f"/ui/projects/{gid}/deployment/review", edit_form(ui_owner, gid))
+    assert untouched.status_code == 200 and 'id="no-change"' in untouched.text
+    assert "diff-add" not in untouched.text.split('id="config-diff"')[1]
     form = edit_form(ui_owner, gid)
     form |= {
         "args.setParameter.logLevel": "1",  # a runtime parameter: no restart
+        "p1.priority": "0.5",
         "p2.priority": "0",
         "p2.hidden": "1",  # replSetReconfig only
         "add.hostname": "ui3.deploy.sim",  # initial sync, no restart
@@ -207,6 +211,7 @@ def test_the_review_tells_what_rolls_from_what_applies_in_place(
     assert "Rolls:" not in shown
     assert "setParameter logLevel=1 on rs0_0 (at runtime)" in shown
     assert "hidden of rs0_2: False -> True" in shown and "add rs0_3" in shown
+    assert "priority of rs0_1: 1 -> 0.5" in shown
     assert '"hostname": "ui3.deploy.sim"' in shown and '"dbPath": "/data/rs0_3"' in shown
     # The oplog size and a member removed roll, each member named with its task.
     form = edit_form(ui_owner, gid) | {"args.replication.oplogSizeMB": "2048", "p1.remove": "1"}

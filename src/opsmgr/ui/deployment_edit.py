@@ -162,11 +162,13 @@ def _typed(text: str, kind: str) -> Any:
     text = text.strip()
     if text == "":
         return None
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            return text
+    if kind in ("int", "number"):
+        for parse in (int, float) if kind == "number" else (int,):
+            try:
+                return parse(text)
+            except ValueError:
+                continue
+        return text
     if text in ("true", "false") and kind == "choice":
         return text == "true"
     return text
@@ -235,9 +237,9 @@ def _apply_members(rs: JsonObject, processes: list[JsonObject], form: _Form, rem
             continue
         if m.get("host") in removed:
             continue
-        for key in ("priority", "votes"):
+        for key, kind in (("priority", "number"), ("votes", "int")):
             if f"p{i}.{key}" in form.values:
-                m[key] = _typed(form(f"p{i}.{key}"), "int")
+                m[key] = _typed(form(f"p{i}.{key}"), kind)
         if f"p{i}.priority" in form.values:
             m["hidden"] = bool(form(f"p{i}.hidden"))
         kept.append(m)
@@ -289,7 +291,7 @@ def _added(processes: list[JsonObject], replica_sets: list[JsonObject], form: _F
         {
             "_id": max(ids, default=-1) + 1,
             "host": name,
-            "priority": _typed(form("add.priority") or "1", "int"),
+            "priority": _typed(form("add.priority") or "1", "number"),
             "votes": _typed(form("add.votes") or "1", "int"),
             "hidden": bool(form("add.hidden")),
             "arbiterOnly": False,
