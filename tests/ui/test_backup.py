@@ -108,6 +108,7 @@ def test_take_snapshot_now_in_chromium(
 
     page.set_viewport_size({"width": 390, "height": 844})
     expect(section.locator(".timeline")).to_be_visible()
+    screenshot(page, "backup-narrow")
 
 
 def test_schedule_edit_and_its_refusal(deployment: Deployment, ui_owner: UiSession) -> None:

@@ -79,6 +79,10 @@ def test_restore_to_a_point_in_time_in_chromium(
     page.get_by_label("Point in Time").check()
     page.get_by_label("Date").fill(date)
     page.get_by_label("Time (UTC)").fill(clock)
+    screenshot(page, "restore-wizard-point-in-time")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "restore-wizard-narrow")
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("button", name="Next").click()
 
     expect(page.locator("[data-restore-point]")).to_contain_text(date)
