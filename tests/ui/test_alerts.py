@@ -154,5 +154,7 @@ def test_acknowledge_an_alert_in_a_browser(
         acked = api.get(f"/groups/{group}/alerts/{alert['id']}").json()
     assert acked["acknowledgingUsername"] == "owner" and acked["acknowledgementComment"] == "on it"
     assert acked["acknowledgedUntil"].startswith(_future(7200)[:13])
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "alerts-narrow")
     page.get_by_role("link", name="Closed").click()
     expect(page.locator(f"#alert-{alert['id']}")).to_have_count(0)

@@ -143,6 +143,9 @@ def test_a_version_change_rolls_live_in_the_browser(
     expect(page.locator("#lease-rs0 .lease-holder")).to_contain_text("Free", timeout=10_000)
     assert _lease(rs)["holder"] is None
     screenshot(page, "maintenance-lease-released")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator(f"#finished-{change['id']}")).to_be_visible()
+    screenshot(page, "maintenance-narrow")
 
 
 def test_refusals_are_the_apis_and_change_nothing(

@@ -86,6 +86,14 @@ def _simulated(services: Services, group_id: str) -> set[str]:
     return names
 
 
+def _lease(view: dict[str, Any]) -> dict[str, Any]:
+    """The lease with its expiry as an instant to the second: a countdown would change the board (and
+    replace the release form under the user's hand) four times a second."""
+    left = view.get("expiresInSecs")
+    expires = when(round(time.time() + left)) if isinstance(left, int | float) else "—"
+    return view | {"expiresText": expires}
+
+
 def _finished(view: dict[str, Any]) -> dict[str, Any]:
     return view | {"createdText": when(view.get("created")), "finishedText": when(view.get("finished"))}
 
@@ -109,7 +117,7 @@ def board(services: Services, project: ProjectPage, viewer: Viewer) -> dict[str,
                 "under_way": under_way,
                 "members": member_rows(status, simulated),
                 "stepping_down": under_way and status.get("currentStep") in STEP_DOWN_MOVES,
-                "lease": status.get("lease") or {},
+                "lease": _lease(status.get("lease") or {}),
                 "queued": [v for v in views if v["replicaSet"] == rs and v["state"] == "QUEUED"],
             }
         )
