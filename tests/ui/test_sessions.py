@@ -181,3 +181,21 @@ def test_users_list_and_delete_end_the_sessions(server: ServerProcess) -> None:
     again = run_cli("users", "delete", "--username", "gone", *server.setup_args())
     assert again.returncode != 0 and "No user named" in again.stderr
     session.close()
+
+
+def test_a_live_stream_ends_soon_after_its_session(server: ServerProcess, ui_owner: UiSession) -> None:
+    import time
+
+    viewer = UiSession(server.url, "owner")
+    with viewer.client.stream(
+        "GET", "/ui/restoration/banner", headers={"accept": "text/event-stream"}, timeout=30
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        ended = time.monotonic()
+        viewer.post("/ui/logout")
+        events = [line for line in lines if line.startswith("event:")]
+        assert events == ["event: gone"], events
+        assert time.monotonic() - ended < 10, "the stream outlived its session"
+    viewer.close()

@@ -49,6 +49,8 @@ CSRF_HEADER = "x-csrf-token"
 # A live stream ends after this long and the browser reconnects: the session is checked again each time.
 STREAM_LIFETIME_S = 300.0
 STREAM_TICK_S = 0.25
+# A stream stops within this long of its session's end (logout, expiry, the user deleted).
+SESSION_RECHECK_S = 2.0
 
 
 # Every page: scripts and styles of this server only (the pages have no inline script; inline style attributes
@@ -207,11 +209,20 @@ def live(request: Request, fragment: Callable[[], str], *, lifetime_s: float = S
     if "text/event-stream" not in request.headers.get("accept", ""):
         return HTMLResponse(fragment(), headers={"Cache-Control": "no-store"})
 
+    users = services_of(request).users
+    token = request.cookies.get(SESSION_COOKIE, "")
+
     async def events() -> AsyncIterator[str]:
         last = None
         ends = time.monotonic() + lifetime_s
+        recheck = time.monotonic() + SESSION_RECHECK_S
         yield "retry: 1000\n\n"
         while time.monotonic() < ends and not await request.is_disconnected():
+            if time.monotonic() >= recheck:
+                recheck = time.monotonic() + SESSION_RECHECK_S
+                if await run_in_threadpool(users.session, token) is None:
+                    yield "event: gone\ndata: Your session has ended: log in again.\n\n"
+                    return
             try:
                 html = await run_in_threadpool(fragment)
             except OpsmgrError as exc:  # the thing shown is gone, or the user lost the right to see it
