@@ -3,10 +3,23 @@ and the public API to change and watch it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.configs import replica_set_config
 from tests.procs import AgentProcess, ServerProcess, wait_for
+
+# Rolling maintenance's timings shortened for tests (``ServerProcess(..., conf_keys=QUICK_MAINTENANCE)``).
+QUICK_MAINTENANCE = {
+    "mms.maintenance.memberTimeoutSeconds": "6",
+    "mms.maintenance.electionTimeoutSeconds": "30",
+    "mms.maintenance.defaultOutSeconds": "5",
+    "mms.maintenance.leaseTtlSeconds": "30",
+    "mms.maintenance.stepDownSeconds": "10",
+    "mms.maintenance.secondaryCatchUpPeriodSeconds": "5",
+}
 
 
 class Deployment:
@@ -74,3 +87,24 @@ class Deployment:
         for agent in self.agents.values():
             agent.stop()
         self.api.close()
+
+
+@contextmanager
+def replica_set_at_goal(
+    server: ServerProcess,
+    owner: dict[str, Any],
+    root: Path,
+    name: str,
+    hosts: list[str],
+    config: dict[str, Any] | None = None,
+) -> Iterator[Deployment]:
+    """Project ``name`` with an agent per host, at goal with ``config`` (default: one replica set ``rs0`` of
+    ``hosts``); its agents stop when the context ends."""
+    d = Deployment(server, owner, root, name)
+    try:
+        for host in hosts:
+            d.agent(host)
+        d.wait_goal(d.put(config or replica_set_config(hosts)), len(hosts))
+        yield d
+    finally:
+        d.close()

@@ -25,32 +25,23 @@ import pytest
 from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
 from tests.configs import replica_set_config
-from tests.deployments import Deployment
+from tests.deployments import QUICK_MAINTENANCE, Deployment
 from tests.procs import ServerProcess, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
 HOSTS = [f"m{i}.e2e.sim" for i in range(5)]
 RS = "rs0"
-POLICY = {
-    "mms.maintenance.memberTimeoutSeconds": "6",
-    "mms.maintenance.electionTimeoutSeconds": "30",
-    "mms.maintenance.defaultOutSeconds": "5",
-    "mms.maintenance.leaseTtlSeconds": "30",
-    "mms.maintenance.stepDownSeconds": "10",
-    "mms.maintenance.secondaryCatchUpPeriodSeconds": "5",
-}
 HEALTHY = {"PRIMARY", "SECONDARY", "ARBITER"}
 AUTH_KEY = "c2VjcmV0a2V5ZmlsZWNvbnRlbnQ="
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("server") / "data", free_port()).start()
+    srv = ServerProcess(
+        tmp_path_factory.mktemp("server") / "data", free_port(), conf_keys=QUICK_MAINTENANCE
+    ).start()
     try:
-        srv.stop()
-        srv.set_conf(POLICY)
-        srv.start()
         yield srv
     finally:
         srv.stop()

@@ -21,7 +21,7 @@ from tests.configs import replica_set_config
 from tests.deployments import Deployment
 from tests.e2e.simbackup import cluster_id, listing, set_load, start_backup
 from tests.procs import ServerProcess, wait_for
-from tests.ui.uisupport import PASSWORD, UiSession, error_detail, login, screenshot
+from tests.ui.uisupport import UiSession, error_detail, login, read_only_session, screenshot
 
 HOSTS = [f"ui{i}.backup.sim" for i in range(3)]
 
@@ -71,10 +71,8 @@ def deployment(
 
 @pytest.fixture(scope="module")
 def reader(server: ServerProcess, deployment: Deployment) -> Iterator[UiSession]:
-    server.create_user("backup-reader", PASSWORD, "GROUP_READ_ONLY", group_id=deployment.group_id)
-    session = UiSession(server.url, "backup-reader")
-    yield session
-    session.close()
+    with read_only_session(server, "backup-reader", deployment.group_id) as session:
+        yield session
 
 
 def _page(d: Deployment) -> str:

@@ -16,30 +16,21 @@ import httpx
 import pytest
 
 from tests.configs import replica_set_config
-from tests.deployments import Deployment
+from tests.deployments import QUICK_MAINTENANCE, Deployment, replica_set_at_goal
 from tests.procs import ServerProcess, free_port, wait_for
-from tests.ui.uisupport import PASSWORD, UiSession, error_detail, login, screenshot
+from tests.ui.uisupport import UiSession, error_detail, login, read_only_session, screenshot
 
 HOSTS = [f"ui{i}.deploy.sim" for i in range(3)]
 # A short maintenance policy, as the maintenance end-to-end tests use: a member's restart takes seconds.
-POLICY = {
-    "mms.maintenance.memberTimeoutSeconds": "6",
-    "mms.maintenance.electionTimeoutSeconds": "30",
-    "mms.maintenance.defaultOutSeconds": "5",
-    "mms.maintenance.leaseTtlSeconds": "30",
-    "mms.maintenance.stepDownSeconds": "10",
-    "mms.maintenance.secondaryCatchUpPeriodSeconds": "5",
-}
 _FIELD = re.compile(r'<(?:input|textarea|select)[^>]*\bname="([^"]+)"[^>]*>', re.S)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("server") / "data", free_port()).start()
+    srv = ServerProcess(
+        tmp_path_factory.mktemp("server") / "data", free_port(), conf_keys=QUICK_MAINTENANCE
+    ).start()
     try:
-        srv.stop()
-        srv.set_conf(POLICY)
-        srv.start()
         yield srv
     finally:
         srv.stop()
@@ -49,22 +40,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def deployment(
     server: ServerProcess, owner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    d = Deployment(server, owner, tmp_path_factory.mktemp("deployment"), "ui-deployment")
-    try:
-        for host in HOSTS:
-            d.agent(host)
-        d.wait_goal(d.put(replica_set_config(HOSTS)), 3)
+    with replica_set_at_goal(
+        server, owner, tmp_path_factory.mktemp("deployment"), "ui-deployment", HOSTS
+    ) as d:
         yield d
-    finally:
-        d.close()
 
 
 @pytest.fixture(scope="module")
 def reader(server: ServerProcess, deployment: Deployment) -> Iterator[UiSession]:
-    server.create_user("deploy-reader", PASSWORD, "GROUP_READ_ONLY", group_id=deployment.group_id)
-    session = UiSession(server.url, "deploy-reader")
-    yield session
-    session.close()
+    with read_only_session(server, "deploy-reader", deployment.group_id) as session:
+        yield session
 
 
 def _version(d: Deployment) -> int:

@@ -5,13 +5,11 @@ and the first Tab lands on "Skip to content"."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.configs import replica_set_config
-from tests.deployments import Deployment
+from tests.deployments import Deployment, replica_set_at_goal
 from tests.procs import ServerProcess
 from tests.ui.uisupport import PASSWORD, login, screenshot
 
@@ -49,16 +47,9 @@ AUDIT = """() => {
 def deployment(
     server: ServerProcess, owner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    root: Path = tmp_path_factory.mktemp("layout")
-    d = Deployment(server, owner, root, "layout")
     server.create_user("looker", PASSWORD, "ORG_OWNER")
-    try:
-        for host in HOSTS:
-            d.agent(host)
-        d.wait_goal(d.put(replica_set_config(HOSTS)), 3)
+    with replica_set_at_goal(server, owner, tmp_path_factory.mktemp("layout"), "layout", HOSTS) as d:
         yield d
-    finally:
-        d.close()
 
 
 def pages(group_id: str) -> list[str]:

@@ -19,29 +19,20 @@ from opsmgr.maintenance.changes import doc_id
 from opsmgr.maintenance.leases import LEASES, Lease, LeaseState, lease_fields
 from opsmgr.store.engine import Store
 from tests.configs import replica_set_config
-from tests.deployments import Deployment
+from tests.deployments import QUICK_MAINTENANCE, Deployment, replica_set_at_goal
 from tests.procs import ServerProcess, free_port, wait_for
-from tests.ui.uisupport import PASSWORD, UiSession, error_detail, login, screenshot
+from tests.ui.uisupport import UiSession, error_detail, login, read_only_session, screenshot
 
 HOSTS = [f"m{i}.uimaint.sim" for i in range(3)]
 MEMBERS = [f"rs0_{i}" for i in range(3)]
-POLICY = {
-    "mms.maintenance.memberTimeoutSeconds": "6",
-    "mms.maintenance.electionTimeoutSeconds": "30",
-    "mms.maintenance.defaultOutSeconds": "5",
-    "mms.maintenance.leaseTtlSeconds": "30",
-    "mms.maintenance.stepDownSeconds": "10",
-    "mms.maintenance.secondaryCatchUpPeriodSeconds": "5",
-}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("server") / "data", free_port()).start()
+    srv = ServerProcess(
+        tmp_path_factory.mktemp("server") / "data", free_port(), conf_keys=QUICK_MAINTENANCE
+    ).start()
     try:
-        srv.stop()
-        srv.set_conf(POLICY)
-        srv.start()
         yield srv
     finally:
         srv.stop()
@@ -51,22 +42,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def rs(
     server: ServerProcess, owner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    d = Deployment(server, owner, tmp_path_factory.mktemp("fleet"), "maintained")
-    try:
-        for host in HOSTS:
-            d.agent(host)
-        d.wait_goal(d.put(replica_set_config(HOSTS, "rs0", "7.0.5")), 3)
+    with replica_set_at_goal(server, owner, tmp_path_factory.mktemp("fleet"), "maintained", HOSTS) as d:
         yield d
-    finally:
-        d.close()
 
 
 @pytest.fixture(scope="module")
 def reader(server: ServerProcess, rs: Deployment) -> Iterator[UiSession]:
-    server.create_user("maint-reader", PASSWORD, "GROUP_READ_ONLY", group_id=rs.group_id)
-    session = UiSession(server.url, "maint-reader")
-    yield session
-    session.close()
+    with read_only_session(server, "maint-reader", rs.group_id) as session:
+        yield session
 
 
 def _changes(d: Deployment) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from tests.deployments import Deployment
 from tests.e2e.simbackup import cluster_id, listing
 from tests.procs import ServerProcess, wait_for
 from tests.ui.test_backup import backed_up
-from tests.ui.uisupport import PASSWORD, UiSession, error_detail, login, screenshot
+from tests.ui.uisupport import UiSession, error_detail, login, read_only_session, screenshot
 
 HOSTS = [f"ui{i}.restore.sim" for i in range(3)]
 
@@ -34,10 +34,8 @@ def deployment(
 
 @pytest.fixture(scope="module")
 def reader(server: ServerProcess, deployment: Deployment) -> Iterator[UiSession]:
-    server.create_user("restore-reader", PASSWORD, "GROUP_READ_ONLY", group_id=deployment.group_id)
-    session = UiSession(server.url, "restore-reader")
-    yield session
-    session.close()
+    with read_only_session(server, "restore-reader", deployment.group_id) as session:
+        yield session
 
 
 def _base(d: Deployment) -> str:

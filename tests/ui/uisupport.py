@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,17 @@ class UiSession:
 
     def close(self) -> None:
         self.client.close()
+
+
+@contextmanager
+def read_only_session(server: Any, username: str, group_id: str) -> Iterator[UiSession]:
+    """A GROUP_READ_ONLY user of project ``group_id``, made with the CLI and logged in."""
+    server.create_user(username, PASSWORD, "GROUP_READ_ONLY", group_id=group_id)
+    session = UiSession(server.url, username)
+    try:
+        yield session
+    finally:
+        session.close()
 
 
 def launch(playwright: Any) -> Any:
