@@ -1,10 +1,11 @@
-"""The ``opsmgr`` command line: ``server``, ``keys create``, ``agent``, ``fleet``, ``demo`` and ``--version``.
+"""The ``opsmgr`` command line: ``server``, ``keys``, ``users``, ``agent``, ``fleet``, ``demo``, --version.
 
 Owns argument parsing; opsmgr errors become a message and a non-zero exit (``cli.api.fail``); every
 command delegates to the package that owns the work.
 
 May import ``opsmgr`` (its version), ``opsmgr.errors``, the ``opsmgr.cli`` modules of the command groups,
-``opsmgr.agent.main`` and ``opsmgr.agent.fleet``, ``opsmgr.server.boot`` and ``opsmgr.server.settings``,
+``opsmgr.agent.main`` and ``opsmgr.agent.fleet``, ``opsmgr.server.boot``, ``opsmgr.server.settings``,
+``opsmgr.server.services`` (the type of what ``boot`` opens),
 ``opsmgr.backup.restore_download``, ``opsmgr.ui`` (what ``server`` serves beside the API) and
 ``opsmgr.store``; a command imports what it runs when it runs, so ``opsmgr --help`` stays quick.
 Nothing imports it.
@@ -12,11 +13,14 @@ Nothing imports it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -28,6 +32,9 @@ from opsmgr.cli.index import index_app
 from opsmgr.errors import InvalidInput, OpsmgrError
 from opsmgr.store.appdb import AppDB
 from opsmgr.store.engine import Store
+
+if TYPE_CHECKING:
+    from opsmgr.server.services import Services
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -95,6 +102,17 @@ def server(
         fail(exc)
 
 
+@contextlib.contextmanager
+def _offline(conf: Path | None, data_dir: Path | None) -> Iterator[Services]:
+    """The services over this configuration's stores, opened by the command itself (a server may run)."""
+    from opsmgr.server.boot import opened
+    from opsmgr.server.settings import load_settings
+
+    settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
+    with opened(settings) as services:
+        yield services
+
+
 def _default_org(appdb: AppDB) -> str:
     orgs = appdb.orgs()
     if not orgs:
@@ -119,12 +137,8 @@ def keys_create(
     data_dir: Path | None = DataDirOpt,
 ) -> None:
     """Create a programmatic API key directly in the application database (bootstraps the first key)."""
-    from opsmgr.server.boot import opened
-    from opsmgr.server.settings import load_settings
-
     try:
-        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
-        with opened(settings) as ctx:
+        with _offline(conf, data_dir) as ctx:
             roles = _roles_for(ctx.appdb, role, org_id, group_id)
             key, private = ctx.appdb.create_api_key(desc, roles)
     except OpsmgrError as exc:
@@ -172,13 +186,9 @@ def users_create(
     data_dir: Path | None = DataDirOpt,
 ) -> None:
     """Create a web UI user in the application database; the password is asked for, or read from stdin."""
-    from opsmgr.server.boot import opened
-    from opsmgr.server.settings import load_settings
-
     try:
         password = _new_password()
-        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
-        with opened(settings) as ctx:
+        with _offline(conf, data_dir) as ctx:
             user = ctx.users.create(username, password, _roles_for(ctx.appdb, role, org_id, group_id))
     except OpsmgrError as exc:
         fail(exc)
@@ -188,12 +198,8 @@ def users_create(
 @users_app.command("list")
 def users_list(conf: Path | None = ConfOpt, data_dir: Path | None = DataDirOpt) -> None:
     """The web UI users and their roles."""
-    from opsmgr.server.boot import opened
-    from opsmgr.server.settings import load_settings
-
     try:
-        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
-        with opened(settings) as ctx:
+        with _offline(conf, data_dir) as ctx:
             users = ctx.users.all()
     except OpsmgrError as exc:
         fail(exc)
@@ -209,12 +215,8 @@ def users_delete(
     data_dir: Path | None = DataDirOpt,
 ) -> None:
     """Delete a web UI user; their sessions end at once."""
-    from opsmgr.server.boot import opened
-    from opsmgr.server.settings import load_settings
-
     try:
-        settings, _ = load_settings(conf_path=conf, data_dir=data_dir)
-        with opened(settings) as ctx:
+        with _offline(conf, data_dir) as ctx:
             ctx.users.delete(username)
     except OpsmgrError as exc:
         fail(exc)
