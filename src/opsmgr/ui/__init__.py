@@ -2,8 +2,9 @@
 public API uses, with user accounts, sessions and CSRF protection; its CSS and JavaScript are files of this
 package (no CDN, no build step). :func:`install` adds it to an application ``server.app`` built.
 
-Package may import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.automation``,
-``opsmgr.backup``, ``opsmgr.maintenance``, ``opsmgr.restoration``, ``opsmgr.alerts`` and ``opsmgr.server``.
+Package may import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store``,
+``opsmgr.automation``, ``opsmgr.backup``, ``opsmgr.maintenance``, ``opsmgr.restoration``, ``opsmgr.alerts``
+and ``opsmgr.server``.
 """
 
 from __future__ import annotations

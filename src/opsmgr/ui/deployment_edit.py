@@ -7,8 +7,8 @@ which changes roll through rolling maintenance and which apply without a restart
 Nothing here decides a rule: the new config is checked by ``automation.config.validate`` and
 ``maintenance.rolling.validate_transition`` (the checks the API's PUT runs), and what rolls is
 ``maintenance.rolling.rolling_changes``, the decision the maintenance procedure acts on.
-May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.config``, ``opsmgr.automation.rules``
-and ``opsmgr.maintenance.rolling``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.automation.config``,
+``opsmgr.automation.rules`` and ``opsmgr.maintenance.rolling``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsmgr import strictjson
 from opsmgr.automation.config import validate
 from opsmgr.automation.rules import CLUSTER_AUTH_MODES, PROFILER_MODES, TLS_MODES, get
 from opsmgr.errors import InvalidInput
@@ -151,6 +152,10 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
         raise InvalidInput(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except (RecursionError, ValueError) as exc:  # nested too deep, a number literal too long
+        raise strictjson.parse_error(exc, what) from None
+    # What the API's JSON body refuses (NaN, Infinity, integers past 64 bits, deep nesting), refused here too.
+    strictjson.check(value, what)
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
