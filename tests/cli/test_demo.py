@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.procs import OPSMGR, free_port, wait_for
-from tests.ui.uisupport import UiSession
+from tests.ui.uisupport import UiSession, launch, login
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +92,23 @@ def assert_secrets_private(data_dir: Path, demo: dict[str, Any], demo_pid: int) 
         assert not any(s.encode() in cmdline for s in secrets), cmdline
 
 
+def see_demo_in_a_browser(demo: dict[str, Any]) -> None:
+    """What a new user does with the printed URL and user: log in, open the project, see it at goal."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(demo["url"])
+            login(page, demo["url"], demo["ui"]["username"], demo["ui"]["password"])
+            page.get_by_role("link", name="demo").first.click()
+            expect(page.locator("#deployment-summary")).to_contain_text("3 of 3 processes at goal")
+            expect(page.locator("tr[data-process] .sim")).to_have_count(3)  # shown as simulated
+        finally:
+            browser.close()
+
+
 def test_demo_reaches_goal_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     port = free_port()
@@ -127,6 +144,7 @@ def test_demo_reaches_goal_and_stops_cleanly(tmp_path: Path) -> None:
         user = UiSession(demo["url"], demo["ui"]["username"], demo["ui"]["password"])
         assert f"/ui/projects/{demo['groupId']}/deployment" in user.get("/ui/").text
         user.close()
+        see_demo_in_a_browser(demo)
     finally:
         output = stop_demo(proc) if proc.poll() is None else ""
     assert demo["privateKey"] in output, "the credentials are printed for the user"
