@@ -35,7 +35,7 @@ def project_banner(request: Request, services: ServicesDep, viewer: ViewerDep, g
 @router.get("/restoration/banner")
 def installation_banner(request: Request, services: ServicesDep, viewer: ViewerDep) -> Response:
     def html() -> str:
-        return fragment("_installation_banner.html", {"modes": restoration_banner(services)})
+        return fragment("_installation_banner.html", {"modes": restoration_banner(services, viewer)})
 
     return live(request, html)
 

@@ -261,9 +261,11 @@ def create_restore(
 
 
 def job_context(
-    services: Services, request: Request, project: ProjectPage, cluster_id: str, job_id: str
+    services: Services, request: Request, viewer: Viewer, project: ProjectPage, cluster_id: str, job_id: str
 ) -> dict[str, object]:
-    """A restore job as GET restoreJobs/{id} shows it to this viewer, with its progress and steps."""
+    """A restore job as GET restoreJobs/{id} shows it to this viewer, with its progress and steps; the
+    target's processes by name only to a viewer who may read the target's project (GET automationConfig's
+    role there: a restore may go into a project of another organization)."""
     raw = services.restores.get(project.id, cluster_id, job_id)
     job = job_json(services, raw, str(request.base_url), project.may_back_up)
     delivery = job["delivery"]
@@ -279,6 +281,8 @@ def job_context(
         fraction = float(job["progress"]["fraction"])
     else:
         fraction = done / len(processes) if processes else 0.0
+    if processes and not _may_read(services, viewer, delivery["targetGroupId"]):
+        processes = []
     return {
         "job": job,
         "processes": processes,
@@ -287,6 +291,13 @@ def job_context(
         "cluster_id": cluster_id,
         "utc": utc,
     }
+
+
+def _may_read(services: Services, viewer: Viewer, group_id: str) -> bool:
+    try:
+        return viewer.may(services.appdb.group(group_id), Role.GROUP_READ_ONLY)
+    except OpsmgrError:  # the target project is gone
+        return False
 
 
 def _process_names(services: Services, group_id: str, replica_set: str) -> list[str]:
@@ -301,7 +312,7 @@ def restore_job_page(
 ) -> Response:
     project = project_page(services, viewer, group_id)
     cluster = services.clusters.get(group_id, cluster_id)
-    context = job_context(services, request, project, cluster_id, job_id)
+    context = job_context(services, request, viewer, project, cluster_id, job_id)
     context.update(project.context(), cluster=cluster, title=f"Restore job {job_id}")
     return render(request, "restore_job.html", context, viewer=viewer)
 
@@ -314,6 +325,8 @@ def restore_job_live(
     services.restores.get(group_id, cluster_id, job_id)
 
     def render_now() -> str:
-        return fragment("_restore_job.html", job_context(services, request, project, cluster_id, job_id))
+        return fragment(
+            "_restore_job.html", job_context(services, request, viewer, project, cluster_id, job_id)
+        )
 
     return live(request, render_now)

@@ -142,7 +142,7 @@ def render(
     base: dict[str, object] = {
         "viewer": viewer,
         "csrf": viewer.csrf if viewer else "",
-        "modes": restoration_banner(services) if viewer else [],
+        "modes": restoration_banner(services, viewer) if viewer else [],
         "simulated": True,
     }
     response = templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
@@ -150,10 +150,14 @@ def render(
     return response
 
 
-def restoration_banner(services: Services) -> list[JsonObject]:
-    """Every project in Restoration Mode (or armed), for the installation-wide banner."""
+def restoration_banner(services: Services, viewer: Viewer) -> list[JsonObject]:
+    """Every project in Restoration Mode (or armed) that ``viewer`` may read, for the installation-wide
+    banner: GET restorationMode's role, so no user learns another organization's project names, ids or
+    states."""
     found: list[JsonObject] = []
     for group in services.appdb.groups():
+        if not viewer.may(group, Role.GROUP_READ_ONLY):
+            continue
         group_id = str(group["_id"])
         if services.restoration.state(group_id) is not ModeState.INACTIVE:
             found.append({"name": group["name"], **services.restoration.view(group_id)})
