@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ STREAM_LIFETIME_S = 300.0
 STREAM_TICK_S = 0.25
 # A stream stops within this long of its session's end (logout, expiry, the user deleted).
 SESSION_RECHECK_S = 2.0
+# Live streams one user may hold open at once (a browser holds at most six connections to a server; this
+# leaves room for a few browsers): each re-renders on the thread pool the API and the agents share.
+MAX_STREAMS_PER_USER = 16
 
 
 # Every page: scripts and styles of this server only (the pages have no inline script; inline style attributes
@@ -69,6 +73,38 @@ SECURITY_HEADERS = {
 class LoginRequired(OpsmgrError):
     http_status = 401
     error_code = "LOGIN_REQUIRED"
+
+
+class TooManyStreams(OpsmgrError):
+    http_status = 429
+    error_code = "TOO_MANY_LIVE_VIEWS"
+
+
+class _StreamCount:
+    """The live streams each user holds open."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, user_id: str) -> None:
+        with self._lock:
+            held = self._open.get(user_id, 0)
+            if held >= MAX_STREAMS_PER_USER:
+                raise TooManyStreams(
+                    f"You have {held} live views open, the most one user may: close some pages or tabs and "
+                    "reload this one."
+                )
+            self._open[user_id] = held + 1
+
+    def give_back(self, user_id: str) -> None:
+        with self._lock:
+            held = self._open.pop(user_id, 0) - 1
+            if held > 0:
+                self._open[user_id] = held
+
+
+_streams = _StreamCount()
 
 
 @dataclass(frozen=True)
@@ -215,8 +251,18 @@ def live(request: Request, fragment: Callable[[], str], *, lifetime_s: float = S
 
     users = services_of(request).users
     token = request.cookies.get(SESSION_COOKIE, "")
+    viewer = getattr(request.state, "viewer", None)
+    holder = viewer.user.id if isinstance(viewer, Viewer) else token
+    _streams.take(holder)
 
     async def events() -> AsyncIterator[str]:
+        try:
+            async for event in _events():
+                yield event
+        finally:
+            _streams.give_back(holder)
+
+    async def _events() -> AsyncIterator[str]:
         last = None
         ends = time.monotonic() + lifetime_s
         recheck = time.monotonic() + SESSION_RECHECK_S
