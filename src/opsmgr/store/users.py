@@ -46,7 +46,7 @@ TOUCH_EVERY_S = 300.0
 
 
 def check_username(value: str) -> str:
-    if not _USERNAME.match(value):
+    if not _USERNAME.fullmatch(value):  # not match: its "$" also matches before a final line end
         raise InvalidInput(
             "username must be 1-64 characters of letters, digits, '_', '.', '@', '+' or '-', starting with a "
             "letter or digit",
@@ -173,7 +173,7 @@ class Users:
 
     def authenticate(self, username: str, password: str) -> User | None:
         """The user whose password this is, or None (the same time spent either way)."""
-        found = self.store.find(USERS, usernameKey=username.lower()) if _USERNAME.match(username) else []
+        found = self.store.find(USERS, usernameKey=username.lower()) if _USERNAME.fullmatch(username) else []
         if not found:
             password_matches(password, _decoy())
             return None

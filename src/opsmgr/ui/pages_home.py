@@ -96,15 +96,14 @@ def login(
         )
     address = request.client.host if request.client else "unknown"
     throttle = _throttle(request)
-    wait = throttle.retry_after(username, address)
+    wait = throttle.begin(username, address)
     if wait > 0:
         raise TooManyLogins(f"Too many failed logins: try again in {wait:.0f} s.")
     user = services.users.authenticate(username, password)
     if user is None:
-        throttle.failed(username, address)
         log.warning("failed UI login for %r from %s", username, address)
         return _login_page(request, _safe_next(next), error="Wrong username or password.", status=401)
-    throttle.succeeded(username)
+    throttle.succeeded(username, address)
     session = services.users.open_session(user)
     log.info("UI login: %s from %s", user.username, address)
     response = RedirectResponse(_safe_next(next), status_code=303)

@@ -29,7 +29,7 @@ class LoginThrottle:
         self.window_s = window_s
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # begin() holds it across retry_after() and failed()
 
     def _keys(self, username: str, address: str) -> tuple[tuple[str, int], tuple[str, int]]:
         return (f"user:{username.lower()}", self.limit), (f"addr:{address}", self.address_limit)
@@ -49,6 +49,16 @@ class LoginThrottle:
                     wait = max(wait, self.window_s - (now - times[0]))
         return wait
 
+    def begin(self, username: str, address: str) -> float:
+        """A login attempt takes its place before its password is checked (0 returned), or waits (the seconds
+        returned): checked and counted at once, so guesses sent in parallel cannot all pass the check before
+        any of them is counted. A login that then succeeds gives its places back (:meth:`succeeded`)."""
+        with self._lock:
+            wait = self.retry_after(username, address)
+            if wait == 0:
+                self.failed(username, address)
+            return wait
+
     def failed(self, username: str, address: str) -> None:
         now = self.clock()
         with self._lock:
@@ -57,6 +67,9 @@ class LoginThrottle:
                     del self._failures[next(iter(self._failures))]  # the longest-tracked goes first
                 self._failures.setdefault(key, deque(maxlen=limit)).append(now)
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, address: str | None = None) -> None:
         with self._lock:
             self._failures.pop(f"user:{username.lower()}", None)
+            times = self._failures.get(f"addr:{address}") if address is not None else None
+            if times:
+                times.pop()  # the place :meth:`begin` took for this login
