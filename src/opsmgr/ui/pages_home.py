@@ -6,7 +6,6 @@ May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server.deps``, ``opsmgr
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from typing import Annotated
@@ -28,6 +27,7 @@ from opsmgr.ui.web import (
     PageRoute,
     ViewerDep,
     render,
+    same_token,
 )
 
 log = logging.getLogger("opsmgr.ui")
@@ -89,7 +89,7 @@ def login(
     next: Annotated[str, Form(max_length=2048)] = "/ui/",
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not hmac.compare_digest(csrf_token, expected):
+    if not expected or not same_token(csrf_token, expected):
         raise Forbidden(
             "The login form's CSRF token is missing or wrong: reload the page and try again.",
             error_code="CSRF_TOKEN_INVALID",

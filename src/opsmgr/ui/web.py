@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from opsmgr.errors import Forbidden, OpsmgrError
 from opsmgr.jsontypes import JsonObject
@@ -139,6 +140,12 @@ def _viewer(request: Request, services: ServicesDep) -> Viewer:
     return viewer
 
 
+def same_token(sent: str, expected: str) -> bool:
+    """Whether a CSRF token sent is the one expected, in constant time; any text may be sent (compare_digest
+    refuses a str that is not ASCII with a TypeError)."""
+    return hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), expected.encode())
+
+
 async def _form_token(request: Request) -> str:
     header = request.headers.get(CSRF_HEADER)
     if header:
@@ -153,7 +160,7 @@ async def _form_token(request: Request) -> str:
 
 async def _changer(request: Request, viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer:
     """A logged-in user whose request carries the session's CSRF token (every state-changing route)."""
-    if not hmac.compare_digest(await _form_token(request), viewer.csrf):
+    if not same_token(await _form_token(request), viewer.csrf):
         raise Forbidden(
             "The form's CSRF token is missing or wrong: reload the page and try again.",
             error_code="CSRF_TOKEN_INVALID",
@@ -227,6 +234,11 @@ class PageRoute(APIRoute):
                 response = await handler(request)
             except OpsmgrError as exc:
                 response = error_page(request, exc)
+            except HTTPException as exc:  # the form could not be parsed (too many fields or files)
+                if exc.status_code >= 500:
+                    raise
+                response = error_page(request, _Invalid(f"The form was refused: {exc.detail}"))
+                response.status_code = exc.status_code
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
