@@ -55,7 +55,7 @@ def test_a_form_of_too_many_fields_is_a_page_not_json(
     ui_owner: UiSession, server: ServerProcess, owner: dict[str, Any], group_id: str
 ) -> None:
     before = server.client(owner).get(f"/groups/{group_id}/automationConfig").json()["version"]
-    body = "&".join(f"f{i}=1" for i in range(2000)) + f"&base_version={before}&csrf_token={ui_owner.csrf}"
+    body = "&".join(f"f{i}=1" for i in range(20_500)) + f"&base_version={before}&csrf_token={ui_owner.csrf}"
     r = ui_owner.client.post(f"/ui/projects/{group_id}/deployment/review", content=body, headers=FORM)
     assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
     assert "fields" in error_detail(r.text)

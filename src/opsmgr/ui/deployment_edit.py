@@ -143,9 +143,9 @@ def form_fields(config: JsonObject) -> JsonObject:
     }
 
 
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    if len(text) > MAX_JSON:
-        raise InvalidInput(f"{what} is longer than {MAX_JSON} characters")
+def _json_object(text: str, what: str, max_chars: int | None = MAX_JSON) -> dict[str, Any]:
+    if max_chars is not None and len(text) > max_chars:
+        raise InvalidInput(f"{what} is longer than {max_chars} characters")
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as exc:
@@ -180,8 +180,10 @@ def _typed(text: str, kind: str) -> Any:
 
 
 def parse_json(text: str, what: str) -> dict[str, Any]:
-    """A JSON object posted by a form (the review's config), or a 400 naming what is wrong with it."""
-    return _json_object(text, what)
+    """A JSON object posted by a form (the review's config), or a 400 naming what is wrong with it. A whole
+    config is bounded by the request's body limit only, the API PUT's own: any config the API takes, the
+    review's Deploy takes."""
+    return _json_object(text, what, max_chars=None)
 
 
 @dataclass

@@ -35,17 +35,28 @@ from opsmgr.ui.deployment_edit import (
 )
 from opsmgr.ui.deployment_view import deployment_view
 from opsmgr.ui.project import ProjectPage, project_page
-from opsmgr.ui.web import ChangerDep, PageRoute, Viewer, ViewerDep, fragment, live, render
+from opsmgr.ui.web import (
+    ChangerDep,
+    PageRoute,
+    Viewer,
+    ViewerDep,
+    fragment,
+    live,
+    posted_form,
+    render,
+)
 
 log = logging.getLogger("opsmgr.ui")
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
-MAX_CONFIG = 1_000_000  # characters of the review's config: far above any deployment this server runs
+# Characters of the review's config: the request body's limit (``server.app.MAX_BODY_BYTES``, the API PUT's
+# too) is what bounds it, so that any config the API takes, the review deploys.
+MAX_CONFIG = 8 * 1024 * 1024
 
 
 async def _posted(request: Request) -> dict[str, str]:
     """Every text field of the posted form (the edit form's fields are named after the config's processes)."""
-    form = await request.form()
+    form = await posted_form(request)
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from opsmgr.errors import Forbidden, OpsmgrError
@@ -56,6 +57,9 @@ SESSION_RECHECK_S = 2.0
 # Live streams one user may hold open at once (a browser holds at most six connections to a server; this
 # leaves room for a few browsers): each re-renders on the thread pool the API and the agents share.
 MAX_STREAMS_PER_USER = 16
+# Fields of a posted form (Starlette's default is 1,000): the deployment edit form has about five per process,
+# and a project of several hundred processes is edited too; the request body's limit bounds the form anyway.
+MAX_FORM_FIELDS = 20_000
 
 
 # Every page: scripts and styles of this server only (the pages have no inline script; inline style attributes
@@ -146,13 +150,19 @@ def same_token(sent: str, expected: str) -> bool:
     return hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), expected.encode())
 
 
+async def posted_form(request: Request) -> FormData:
+    """The request's form, parsed once with this UI's limits (Starlette keeps the first parse: every reader of
+    the form, the CSRF check first, must ask through here)."""
+    return await request.form(max_fields=MAX_FORM_FIELDS)
+
+
 async def _form_token(request: Request) -> str:
     header = request.headers.get(CSRF_HEADER)
     if header:
         return header
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        form = await request.form()
+        form = await posted_form(request)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else ""
     return ""
