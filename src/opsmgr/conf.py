@@ -101,7 +101,7 @@ def host(text: str, _base: Path) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         pass
-    if not _HOSTNAME.match(text):
+    if not _HOSTNAME.fullmatch(text):
         raise ValueError(f"not an IP address or host name: {text!r}")
     return text
 

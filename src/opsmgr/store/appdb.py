@@ -61,13 +61,13 @@ _IMPLIED: dict[Role, frozenset[Role]] = {
 
 
 def check_id(value: str, what: str) -> str:
-    if not _OBJECT_ID.match(value):
+    if not _OBJECT_ID.fullmatch(value):
         raise InvalidInput(f"{what} {value!r} is not a valid id (24 hexadecimal characters)", field=what)
     return value
 
 
 def check_name(value: Any, field: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInput(
             f"{field} must be 1-64 characters of letters, digits, spaces, '_', '-', '.', '(' or ')'",
             field=field,
