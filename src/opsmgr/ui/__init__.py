@@ -44,6 +44,7 @@ def install(app: FastAPI) -> None:
         pages_restoration,
     ):
         app.include_router(pages.router)
+    app.include_router(pages_home.fallback)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

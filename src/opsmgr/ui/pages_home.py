@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from opsmgr.errors import Forbidden, OpsmgrError
+from opsmgr.errors import Forbidden, NotFound, OpsmgrError
 from opsmgr.server.deps import AppDBDep, ServicesDep
 from opsmgr.store.appdb import Role
 from opsmgr.ui.project import project_links
@@ -156,3 +156,12 @@ def create_project(
 ) -> Response:
     group = appdb.create_group_as(viewer.principal, name, org_id)
     return RedirectResponse(f"/ui/projects/{group['_id']}/deployment", status_code=303)
+
+
+# Included after every other page: a path of the UI that nothing answers is the UI's own 404 page.
+fallback = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
+
+
+@fallback.api_route("/{rest:path}", methods=["GET", "POST"])
+def no_such_page(request: Request, rest: str) -> Response:
+    raise NotFound(f"There is no {request.method} /ui/{rest[:120]} in the web UI.", error_code="NO_SUCH_PAGE")
