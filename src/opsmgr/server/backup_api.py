@@ -23,17 +23,24 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from opsmgr.backup.jobs import DEPLOYMENT_JOBS, DeploymentRestores, IntoDeployment, JobState, parse_delivery
+from opsmgr.backup.jobs import (
+    DEPLOYMENT_JOBS,
+    Delivery,
+    DeploymentRestores,
+    IntoDeployment,
+    JobState,
+    parse_delivery,
+)
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.errors import NotFound
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import ProjectBackupAdmin, ProjectCaller, ProjectReader
 from opsmgr.server.bodies import BackupConfigBody, RestoreJobBody, SnapshotScheduleBody
-from opsmgr.server.deps import AppDBDep, Automation, Backup, ClustersDep, Restores, ServicesDep
+from opsmgr.server.deps import Automation, Backup, ClustersDep, Restores, ServicesDep
 from opsmgr.server.download_grants import DeliveryStatus, DownloadGrant, no_such_download, token_for
 from opsmgr.server.public_api import PREFIX, unpaged
 from opsmgr.server.services import Services
-from opsmgr.store.appdb import Role
+from opsmgr.store.appdb import Principal, Role
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
 download_router = APIRouter(tags=["backup"])
@@ -177,19 +184,35 @@ def create_restore_job(
     request: Request,
     caller: ProjectBackupAdmin,
     services: ServicesDep,
-    appdb: AppDBDep,
     cluster_id: str,
     body: RestoreJobBody,
 ) -> JsonObject:
     """Plans first (400 outside the window with the restorable ranges, 409 when blocks are missing), then
     records the job; an automated restore is carried out by the target's agents, whose project the key must
     hold GROUP_BACKUP_ADMIN on too."""
-    sent = body.as_sent()
-    delivery = parse_delivery(sent)
-    if isinstance(delivery, IntoDeployment):
-        caller.principal.require_group(appdb.group(delivery.group_id), Role.GROUP_BACKUP_ADMIN)
-    job = services.restores.create(caller.group_id, cluster_id, sent, delivery)
+    job = create_restore(services, caller.principal, caller.group_id, cluster_id, body.as_sent())
     return job_json(services, job, str(request.base_url), may_restore=True)
+
+
+def create_restore(
+    services: Services, principal: Principal, group_id: str, cluster_id: str, sent: JsonObject
+) -> JsonObject:
+    """A restore job of the project's deployment for a caller holding GROUP_BACKUP_ADMIN on the project (the
+    route's check): a restore into a deployment asks the same role on the target's project (the API's and the
+    UI's one rule)."""
+    delivery = parse_delivery(sent)
+    restore_target(services, principal, delivery)
+    return services.restores.create(group_id, cluster_id, sent, delivery)
+
+
+def restore_target(services: Services, principal: Principal, delivery: Delivery) -> JsonObject | None:
+    """The project an automated restore goes into, once ``principal`` is found to hold GROUP_BACKUP_ADMIN
+    there; None for a download."""
+    if not isinstance(delivery, IntoDeployment):
+        return None
+    group = services.appdb.group(delivery.group_id)
+    principal.require_group(group, Role.GROUP_BACKUP_ADMIN)
+    return group
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs")

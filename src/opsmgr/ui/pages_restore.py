@@ -23,7 +23,7 @@ from fastapi.responses import RedirectResponse
 from opsmgr.backup.jobs import IntoDeployment, parse_delivery
 from opsmgr.errors import InvalidInput, OpsmgrError
 from opsmgr.jsontypes import JsonObject
-from opsmgr.server.backup_api import job_json
+from opsmgr.server import backup_api
 from opsmgr.server.deps import ServicesDep
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
@@ -181,9 +181,8 @@ def _step(services: Services, viewer: Viewer, context: dict[str, object], choice
     try:
         sent = {**fields, "delivery": delivery_fields(choice)}
         delivery = parse_delivery(sent)
-        if isinstance(delivery, IntoDeployment):
-            target_group = services.appdb.group(delivery.group_id)
-            viewer.principal.require_group(target_group, Role.GROUP_BACKUP_ADMIN)
+        target_group = backup_api.restore_target(services, viewer.principal, delivery)
+        if isinstance(delivery, IntoDeployment) and target_group is not None:
             target = services.clusters.get(delivery.group_id, delivery.cluster_id)
             context["target_group"] = target_group
             context["target_cluster"] = target
@@ -248,10 +247,7 @@ def create_restore(
         method, snapshotId, date, time, oplogTs, oplogInc, delivery, target, expirationHours, maxDownloads
     )
     sent = {**target_fields(choice), "delivery": delivery_fields(choice)}
-    parsed = parse_delivery(sent)
-    if isinstance(parsed, IntoDeployment):
-        viewer.principal.require_group(services.appdb.group(parsed.group_id), Role.GROUP_BACKUP_ADMIN)
-    job = services.restores.create(group_id, cluster_id, sent, parsed)
+    job = backup_api.create_restore(services, viewer.principal, group_id, cluster_id, sent)
     return RedirectResponse(
         f"/ui/projects/{group_id}/backup/{cluster_id}/restores/{job['_id']}", status_code=303
     )
@@ -267,7 +263,7 @@ def job_context(
     target's processes by name only to a viewer who may read the target's project (GET automationConfig's
     role there: a restore may go into a project of another organization)."""
     raw = services.restores.get(project.id, cluster_id, job_id)
-    job = job_json(services, raw, str(request.base_url), project.may_back_up)
+    job = backup_api.job_json(services, raw, str(request.base_url), project.may_back_up)
     delivery = job["delivery"]
     processes: list[tuple[str, bool]] = []
     if delivery["methodName"] == "AUTOMATED_RESTORE":
