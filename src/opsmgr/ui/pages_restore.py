@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from opsmgr.backup.jobs import IntoDeployment, parse_delivery
 from opsmgr.errors import InvalidInput, OpsmgrError
@@ -34,41 +35,33 @@ from opsmgr.ui.web import ChangerDep, PageRoute, Viewer, ViewerDep, fragment, li
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
-Short = Annotated[str, Query(max_length=64)]
-FormShort = Annotated[str, Form(max_length=64)]
 METHODS = (("snapshot", "Snapshot"), ("pit", "Point in Time"), ("oplog", "Oplog timestamp"))
 
 
-@dataclass(frozen=True)
-class Choice:
-    """What the wizard has been told so far, as typed into its forms."""
+def _short(alias: str | None = None, default: str = "", max_length: int = 64) -> Any:
+    return Field(default, alias=alias, max_length=max_length)
 
-    method: str = ""
-    snapshot_id: str = ""
-    date: str = ""
-    time: str = ""
-    oplog_ts: str = ""
-    oplog_inc: str = ""
-    delivery: str = ""  # "automated" or "download"
-    target: str = ""  # "groupId:clusterId" of the deployment restored into
-    expiration_hours: str = "1"
-    max_downloads: str = "1"
+
+class Choice(BaseModel):
+    """What the wizard has been told so far, as typed into its forms: the GET steps' query and the
+    confirmation's form carry the same fields, by these names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    method: str = _short()
+    snapshot_id: str = _short("snapshotId")
+    date: str = _short()
+    time: str = _short()
+    oplog_ts: str = _short("oplogTs")
+    oplog_inc: str = _short("oplogInc")
+    delivery: str = _short()  # "automated" or "download"
+    target: str = _short(max_length=130)  # "groupId:clusterId" of the deployment restored into
+    expiration_hours: str = _short("expirationHours", "1")
+    max_downloads: str = _short("maxDownloads", "1")
 
     def hidden(self) -> list[tuple[str, str]]:
         """The choice as the next form's hidden fields."""
-        names = {
-            "method": self.method,
-            "snapshotId": self.snapshot_id,
-            "date": self.date,
-            "time": self.time,
-            "oplogTs": self.oplog_ts,
-            "oplogInc": self.oplog_inc,
-            "delivery": self.delivery,
-            "target": self.target,
-            "expirationHours": self.expiration_hours,
-            "maxDownloads": self.max_downloads,
-        }
-        return [(k, v) for k, v in names.items() if v]
+        return [(k, str(v)) for k, v in self.model_dump(by_alias=True).items() if v]
 
 
 def _number(text: str) -> object:
@@ -200,21 +193,9 @@ def restore_wizard(
     viewer: ViewerDep,
     group_id: Id,
     cluster_id: Id,
-    method: Short = "",
-    snapshotId: Short = "",
-    date: Short = "",
-    time: Short = "",
-    oplogTs: Short = "",
-    oplogInc: Short = "",
-    delivery: Short = "",
-    target: Annotated[str, Query(max_length=130)] = "",
-    expirationHours: Short = "1",
-    maxDownloads: Short = "1",
+    choice: Annotated[Choice, Query()],
 ) -> Response:
     project = project_page(services, viewer, group_id, Role.GROUP_BACKUP_ADMIN)
-    choice = Choice(
-        method, snapshotId, date, time, oplogTs, oplogInc, delivery, target, expirationHours, maxDownloads
-    )
     context = _wizard_context(services, project, cluster_id, choice)
     step, error = _step(services, viewer, context, choice)
     status = context.pop("status", 200) if error else 200
@@ -229,23 +210,11 @@ def create_restore(
     viewer: ChangerDep,
     group_id: Id,
     cluster_id: Id,
-    method: FormShort = "",
-    snapshotId: FormShort = "",
-    date: FormShort = "",
-    time: FormShort = "",
-    oplogTs: FormShort = "",
-    oplogInc: FormShort = "",
-    delivery: FormShort = "",
-    target: Annotated[str, Form(max_length=130)] = "",
-    expirationHours: FormShort = "1",
-    maxDownloads: FormShort = "1",
+    choice: Annotated[Choice, Form()],
 ) -> Response:
     """POST restoreJobs' checks and call: GROUP_BACKUP_ADMIN here and on the target's project, then
     ``restores.create`` (planned first: 400 outside the window, 409 blocks missing or Restoration Mode)."""
     project_page(services, viewer, group_id, Role.GROUP_BACKUP_ADMIN)
-    choice = Choice(
-        method, snapshotId, date, time, oplogTs, oplogInc, delivery, target, expirationHours, maxDownloads
-    )
     sent = {**target_fields(choice), "delivery": delivery_fields(choice)}
     job = backup_api.create_restore(services, viewer.principal, group_id, cluster_id, sent)
     return RedirectResponse(
