@@ -170,7 +170,7 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
     )
     caches = PollCaches()
     app.on_change(caches.forget)
-    deployments = Deployments(automation, restoration)
+    deployments = Deployments(automation, restoration, maintenance)
     targets = GoalConfigTargets(automation, deployments.guard)
     services = Services(
         config=config,

@@ -185,7 +185,5 @@ def get_change(caller: ProjectReader, maintenance: Maintenance, change_id: str) 
 def force_release_lease(caller: ProjectAutomationAdmin, services: ServicesDep, rs_id: str) -> JsonObject:
     """Take the maintenance lease back from its holder (an operator who knows its member will not return,
     e.g. its host is gone). The procedure still waits for the member's health before the next goes down."""
-    services.deployments.guard(caller.group_id)
-    if not services.maintenance.release(caller.group_id, rs_id):
-        raise Conflict(f"nobody holds the maintenance lease of {rs_id}", error_code="MAINTENANCE_LEASE_FREE")
+    services.deployments.release_lease(caller.group_id, rs_id)
     return {"released": True}

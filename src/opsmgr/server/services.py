@@ -27,6 +27,7 @@ from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.backup.jobs import BackingRestores, DeploymentRestores
+from opsmgr.errors import Conflict
 from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.service import MaintenanceService
@@ -120,9 +121,12 @@ class PollCaches:
 class Deployments:
     """Changes to a project's deployment: refused while Restoration Mode is in the way."""
 
-    def __init__(self, automation: AutomationService, restoration: RestorationService) -> None:
+    def __init__(
+        self, automation: AutomationService, restoration: RestorationService, maintenance: MaintenanceService
+    ) -> None:
         self.automation = automation
         self.restoration = restoration
+        self.maintenance = maintenance
 
     def guard(self, group_id: str) -> None:
         """Refuse deployment changes a project cannot take now."""
@@ -131,6 +135,15 @@ class Deployments:
     def put_config(self, group_id: str, body: object, *, expected_version: int | None = None) -> JsonObject:
         self.guard(group_id)
         return self.automation.put_config(group_id, body, expected_version=expected_version)
+
+    def release_lease(self, group_id: str, replica_set: str) -> None:
+        """Take a replica set's maintenance lease back from its holder (one that will not return); a lease
+        nobody holds is a 409."""
+        self.guard(group_id)
+        if not self.maintenance.release(group_id, replica_set):
+            raise Conflict(
+                f"nobody holds the maintenance lease of {replica_set}", error_code="MAINTENANCE_LEASE_FREE"
+            )
 
 
 class GoalConfigTargets:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import RedirectResponse
 
-from opsmgr.errors import Conflict, InvalidInput
+from opsmgr.errors import InvalidInput
 from opsmgr.server.deps import ServicesDep
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
@@ -169,7 +169,5 @@ def release_lease(
         raise InvalidInput(
             "Tick the box to confirm that the lease's holder will not come back on its own.", field="confirm"
         )
-    services.deployments.guard(project.id)
-    if not services.maintenance.release(project.id, rs_id):
-        raise Conflict(f"nobody holds the maintenance lease of {rs_id}", error_code="MAINTENANCE_LEASE_FREE")
+    services.deployments.release_lease(project.id, rs_id)
     return RedirectResponse(f"/ui/projects/{project.id}/maintenance#rs-{rs_id}", status_code=303)
