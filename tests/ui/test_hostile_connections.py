@@ -1,24 +1,17 @@
 """Live views and the browser's connection limit: a browser holds at most six HTTP/1.1 connections to one
-server, and every live region of a page (the installation banner, the project banner, the page's own region:
-three on a project page, more on Continuous Backup, one per deployment) holds one open as an event stream.
-Two tabs of a project's deployment page take all six, and a third tab of the UI does not load until a stream
-ends (up to five minutes).
-
-KNOWN DEFECT, not fixed yet (marked xfail, strict: it fails loudly once fixed, to be unmarked): a page should
-hold one connection at most (one stream carrying all its regions), or none in a hidden tab, or poll."""
+server. When every live region of a page (the two banners, the page's own regions) held its own event stream,
+two tabs of a deployment page took all six and a third tab of the UI did not load until a stream ended. A
+page now holds one stream for all its regions (``ui.stream``), and none while its tab is hidden."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import pytest
-
 from tests.procs import ServerProcess
 from tests.ui.uisupport import PASSWORD, login
 
 
-@pytest.mark.xfail(strict=True, reason="each live region holds its own connection: two tabs exhaust six")
 def test_a_third_tab_loads_while_two_project_pages_are_open(
     server: ServerProcess, owner: dict[str, Any], page: Any
 ) -> None:

@@ -17,7 +17,7 @@ LIMIT = 16
 
 
 def _open(client: httpx.Client, stack: ExitStack) -> httpx.Response:
-    return stack.enter_context(client.stream("GET", "/ui/restoration/banner", headers=EVENTS))
+    return stack.enter_context(client.stream("GET", "/ui/live?r=/ui/restoration/banner", headers=EVENTS))
 
 
 def test_one_user_holds_a_bounded_number_of_live_streams(
@@ -33,7 +33,7 @@ def test_one_user_holds_a_bounded_number_of_live_streams(
             with ExitStack() as stack:
                 for _ in range(LIMIT):
                     assert _open(client, stack).status_code == 200
-                refused = client.get("/ui/restoration/banner", headers=EVENTS)
+                refused = client.get("/ui/live?r=/ui/restoration/banner", headers=EVENTS)
                 assert refused.status_code == 429
                 assert "live views" in error_detail(refused.text)
                 # The page itself (no stream) is still served, and the API too.
@@ -42,7 +42,7 @@ def test_one_user_holds_a_bounded_number_of_live_streams(
 
             # Closed streams give their places back (the server notices the disconnect).
             def reopened() -> bool:
-                with client.stream("GET", "/ui/restoration/banner", headers=EVENTS) as again:
+                with client.stream("GET", "/ui/live?r=/ui/restoration/banner", headers=EVENTS) as again:
                     return again.status_code == 200
 
             wait_for(reopened, 15, what="a stream's place given back")

@@ -28,6 +28,7 @@ def install(app: FastAPI) -> None:
         pages_maintenance,
         pages_restoration,
         pages_restore,
+        stream,
     )
 
     app.state.login_throttle = LoginThrottle()
@@ -42,6 +43,7 @@ def install(app: FastAPI) -> None:
         pages_alerts,
         pages_admin,
         pages_restoration,
+        stream,
     ):
         app.include_router(pages.router)
     app.include_router(pages_home.fallback)

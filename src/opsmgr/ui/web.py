@@ -3,8 +3,8 @@
 Owns the session cookie, the CSRF token (an HMAC of the session token under the server's secret: nothing to
 store, different for every session), the login throttle's place in the services, the route class that turns
 every refusal into a page with the API's own message and status (never a traceback), the template
-environment, and :func:`live`, which serves a fragment as HTML or, asked for ``text/event-stream``, as a
-stream of the fragment each time it changes.
+environment, and :func:`live`, which serves a live region's fragment (``ui.stream`` sends a page's regions
+down one event stream).
 
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.restoration.mode``,
 ``opsmgr.server.deps``, ``opsmgr.server.services`` and ``opsmgr.ui.throttle``.
@@ -12,13 +12,10 @@ May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.r
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -26,10 +23,9 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
@@ -49,14 +45,6 @@ SESSION_COOKIE = "opsmgr_session"
 LOGIN_CSRF_COOKIE = "opsmgr_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-# A live stream ends after this long and the browser reconnects: the session is checked again each time.
-STREAM_LIFETIME_S = 300.0
-STREAM_TICK_S = 0.25
-# A stream stops within this long of its session's end (logout, expiry, the user deleted).
-SESSION_RECHECK_S = 2.0
-# Live streams one user may hold open at once (a browser holds at most six connections to a server; this
-# leaves room for a few browsers): each re-renders on the thread pool the API and the agents share.
-MAX_STREAMS_PER_USER = 16
 # Fields of a posted form (Starlette's default is 1,000): the deployment edit form has about five per process,
 # and a project of several hundred processes is edited too; the request body's limit bounds the form anyway.
 MAX_FORM_FIELDS = 20_000
@@ -78,38 +66,6 @@ SECURITY_HEADERS = {
 class LoginRequired(OpsmgrError):
     http_status = 401
     error_code = "LOGIN_REQUIRED"
-
-
-class TooManyStreams(OpsmgrError):
-    http_status = 429
-    error_code = "TOO_MANY_LIVE_VIEWS"
-
-
-class _StreamCount:
-    """The live streams each user holds open."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def take(self, user_id: str) -> None:
-        with self._lock:
-            held = self._open.get(user_id, 0)
-            if held >= MAX_STREAMS_PER_USER:
-                raise TooManyStreams(
-                    f"You have {held} live views open, the most one user may: close some pages or tabs and "
-                    "reload this one."
-                )
-            self._open[user_id] = held + 1
-
-    def give_back(self, user_id: str) -> None:
-        with self._lock:
-            held = self._open.pop(user_id, 0) - 1
-            if held > 0:
-                self._open[user_id] = held
-
-
-_streams = _StreamCount()
 
 
 @dataclass(frozen=True)
@@ -265,51 +221,10 @@ class _Invalid(OpsmgrError):
     error_code = "INVALID_ATTRIBUTE"
 
 
-def live(request: Request, fragment: Callable[[], str], *, lifetime_s: float = STREAM_LIFETIME_S) -> Response:
-    """``fragment`` rendered once (a plain GET), or, for an ``EventSource``, sent again each time it changes
-    (checked every quarter second, so a change shows within a second)."""
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        return HTMLResponse(fragment(), headers={"Cache-Control": "no-store"})
-
-    users = services_of(request).users
-    token = request.cookies.get(SESSION_COOKIE, "")
-    viewer = getattr(request.state, "viewer", None)
-    holder = viewer.user.id if isinstance(viewer, Viewer) else token
-    _streams.take(holder)
-
-    async def events() -> AsyncIterator[str]:
-        try:
-            async for event in _events():
-                yield event
-        finally:
-            _streams.give_back(holder)
-
-    async def _events() -> AsyncIterator[str]:
-        last = None
-        ends = time.monotonic() + lifetime_s
-        recheck = time.monotonic() + SESSION_RECHECK_S
-        yield "retry: 1000\n\n"
-        while time.monotonic() < ends and not await request.is_disconnected():
-            if time.monotonic() >= recheck:
-                recheck = time.monotonic() + SESSION_RECHECK_S
-                if await run_in_threadpool(users.session, token) is None:
-                    yield "event: gone\ndata: Your session has ended: log in again.\n\n"
-                    return
-            try:
-                html = await run_in_threadpool(fragment)
-            except OpsmgrError as exc:  # the thing shown is gone, or the user lost the right to see it
-                yield f"event: gone\ndata: {exc.detail}\n\n"
-                return
-            if html != last:
-                last = html
-                yield "".join(f"data: {line}\n" for line in html.splitlines() or [""]) + "\n"
-            await asyncio.sleep(STREAM_TICK_S)
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+def live(request: Request, fragment: Callable[[], str]) -> Response:
+    """A live region's fragment route: ``fragment`` rendered, never cached. The page's one event stream
+    (``ui.stream``) asks these routes again four times a second and sends what changed."""
+    return HTMLResponse(fragment(), headers={"Cache-Control": "no-store"})
 
 
 def fragment(template: str, context: Mapping[str, object]) -> str:
