@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from tests.pgserver import PgServer
-from tests.procs import ServerProcess, free_port
+from tests.procs import ServerProcess, started_server
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +20,8 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real ``opsmgr server`` process on a free loopback port, one per test module."""
-    srv = ServerProcess(tmp_path_factory.mktemp("server") / "data", free_port()).start()
-    try:
+    with started_server(tmp_path_factory.mktemp("server") / "data") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

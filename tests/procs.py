@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,17 @@ from opsmgr.tls import Setting, client_verify
 _SCRIPT = Path(sys.executable).with_name("opsmgr")
 # The installed console script is what an operator runs; fall back to the module when it is not installed.
 OPSMGR = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "opsmgr.cli.main"]
+
+
+@contextmanager
+def started_server(data_dir: Path, conf_keys: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """A real ``opsmgr server`` on a free loopback port (``conf_keys`` in its embedded configuration), stopped
+    when the context ends."""
+    srv = ServerProcess(data_dir, free_port(), conf_keys=dict(conf_keys or {})).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def free_port() -> int:

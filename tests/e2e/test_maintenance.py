@@ -26,7 +26,7 @@ from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
 from tests.configs import replica_set_config
 from tests.deployments import QUICK_MAINTENANCE, Deployment
-from tests.procs import ServerProcess, free_port, wait_for
+from tests.procs import ServerProcess, started_server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -38,13 +38,8 @@ AUTH_KEY = "c2VjcmV0a2V5ZmlsZWNvbnRlbnQ="
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(
-        tmp_path_factory.mktemp("server") / "data", free_port(), conf_keys=QUICK_MAINTENANCE
-    ).start()
-    try:
+    with started_server(tmp_path_factory.mktemp("server") / "data", QUICK_MAINTENANCE) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @dataclass

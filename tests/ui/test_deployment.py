@@ -17,23 +17,17 @@ import pytest
 
 from tests.configs import replica_set_config
 from tests.deployments import QUICK_MAINTENANCE, Deployment, replica_set_at_goal
-from tests.procs import ServerProcess, free_port, wait_for
+from tests.procs import ServerProcess, started_server, wait_for
 from tests.ui.uisupport import UiSession, error_detail, login, read_only_session, screenshot
 
 HOSTS = [f"ui{i}.deploy.sim" for i in range(3)]
-# A short maintenance policy, as the maintenance end-to-end tests use: a member's restart takes seconds.
 _FIELD = re.compile(r'<(?:input|textarea|select)[^>]*\bname="([^"]+)"[^>]*>', re.S)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(
-        tmp_path_factory.mktemp("server") / "data", free_port(), conf_keys=QUICK_MAINTENANCE
-    ).start()
-    try:
+    with started_server(tmp_path_factory.mktemp("server") / "data", QUICK_MAINTENANCE) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

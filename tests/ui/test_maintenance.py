@@ -20,7 +20,7 @@ from opsmgr.maintenance.leases import LEASES, Lease, LeaseState, lease_fields
 from opsmgr.store.engine import Store
 from tests.configs import replica_set_config
 from tests.deployments import QUICK_MAINTENANCE, Deployment, replica_set_at_goal
-from tests.procs import ServerProcess, free_port, wait_for
+from tests.procs import ServerProcess, started_server, wait_for
 from tests.ui.uisupport import UiSession, error_detail, login, read_only_session, screenshot
 
 HOSTS = [f"m{i}.uimaint.sim" for i in range(3)]
@@ -29,13 +29,8 @@ MEMBERS = [f"rs0_{i}" for i in range(3)]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(
-        tmp_path_factory.mktemp("server") / "data", free_port(), conf_keys=QUICK_MAINTENANCE
-    ).start()
-    try:
+    with started_server(tmp_path_factory.mktemp("server") / "data", QUICK_MAINTENANCE) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

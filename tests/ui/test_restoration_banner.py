@@ -85,7 +85,7 @@ def test_banner_buttons_follow_the_role_and_the_api_rules(
     assert "Force exit" in banner and "Retry" in banner
     assert "without reconciling later agent configurations" in banner  # the seed's warning
     unconfirmed = owner.post(f"/ui/projects/{d.group_id}/restoration/exit")
-    assert unconfirmed.status_code == 400 and "confirmation" in error_detail(unconfirmed.text)
+    assert unconfirmed.status_code == 400 and "Tick the box" in error_detail(unconfirmed.text)
     no_csrf = owner.post(f"/ui/projects/{d.group_id}/restoration/exit", {"confirm": "yes"}, csrf=False)
     assert no_csrf.status_code == 403
     assert d.api.get(f"/groups/{d.group_id}/restorationMode").json()["inRestorationMode"], "nothing changed"

@@ -17,15 +17,24 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse
 
-from opsmgr.errors import InvalidInput
 from opsmgr.server.deps import ServicesDep
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
 from opsmgr.ui.project import ProjectPage, project_page
-from opsmgr.ui.web import ChangerDep, PageRoute, Viewer, ViewerDep, fragment, live, render
+from opsmgr.ui.web import (
+    ChangerDep,
+    Confirmation,
+    PageRoute,
+    Viewer,
+    ViewerDep,
+    fragment,
+    live,
+    render,
+    require_confirmed,
+)
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
@@ -161,13 +170,10 @@ def release_lease(
     viewer: ChangerDep,
     group_id: str,
     rs_id: RsId,
-    confirm: Annotated[str, Form(max_length=8)] = "",
+    confirm: Confirmation = "",
 ) -> Response:
     """DELETE .../maintenance/replicaSets/{rs}/lease's checks and call, once the user has ticked the box."""
     project = project_page(services, viewer, group_id, Role.GROUP_AUTOMATION_ADMIN)
-    if confirm != "yes":
-        raise InvalidInput(
-            "Tick the box to confirm that the lease's holder will not come back on its own.", field="confirm"
-        )
+    require_confirmed(confirm, "that the lease's holder will not come back on its own")
     services.deployments.release_lease(project.id, rs_id)
     return RedirectResponse(f"/ui/projects/{project.id}/maintenance#rs-{rs_id}", status_code=303)

@@ -7,24 +7,28 @@ May import ``opsmgr.errors``, ``opsmgr.server``, ``opsmgr.store``, ``opsmgr.ui.w
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from opsmgr.errors import InvalidInput
 from opsmgr.server.deps import ServicesDep
 from opsmgr.store.appdb import Role
 from opsmgr.ui.project import project_page
-from opsmgr.ui.web import ChangerDep, PageRoute, ViewerDep, fragment, live, restoration_banner
+from opsmgr.ui.web import (
+    ChangerDep,
+    Confirmation,
+    PageRoute,
+    ViewerDep,
+    fragment,
+    live,
+    require_confirmed,
+    restoration_banner,
+)
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
 
 @router.get("/projects/{group_id}/restoration/banner")
 def project_banner(request: Request, services: ServicesDep, viewer: ViewerDep, group_id: str) -> Response:
-    project_page(services, viewer, group_id)  # refused before any stream starts
-
     def html() -> str:
         project = project_page(services, viewer, group_id)
         return fragment("_restoration_banner.html", {**project.context(), "csrf": viewer.csrf})
@@ -52,10 +56,9 @@ def force_exit(
     services: ServicesDep,
     viewer: ChangerDep,
     group_id: str,
-    confirm: Annotated[str, Form(max_length=8)] = "",
+    confirm: Confirmation = "",
 ) -> Response:
     project = project_page(services, viewer, group_id, Role.GROUP_OWNER)
-    if confirm != "yes":
-        raise InvalidInput("Tick the confirmation to force Restoration Mode to exit.", field="confirm")
+    require_confirmed(confirm, "that you have read the warning and want to force Restoration Mode to exit")
     services.restoration.force_exit(project.id)
     return RedirectResponse(f"/ui/projects/{project.id}/deployment", status_code=303)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Form, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -29,7 +29,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from opsmgr.errors import Forbidden, OpsmgrError
+from opsmgr.errors import Forbidden, InvalidInput, OpsmgrError
 from opsmgr.jsontypes import JsonObject
 from opsmgr.restoration.mode import ModeState
 from opsmgr.server.deps import ServicesDep, services_of
@@ -137,6 +137,15 @@ async def _changer(request: Request, viewer: Annotated[Viewer, Depends(_viewer)]
 ViewerDep = Annotated[Viewer, Depends(_viewer)]
 # Use on every POST: the user, once the CSRF token checks out.
 ChangerDep = Annotated[Viewer, Depends(_changer)]
+
+
+Confirmation = Annotated[str, Form(max_length=8)]
+
+
+def require_confirmed(confirm: str, what: str) -> None:
+    """A dangerous button's form carries a ticked box (``confirm=yes``); without it, a 400 saying ``what``."""
+    if confirm != "yes":
+        raise InvalidInput(f"Tick the box to confirm {what}.", field="confirm")
 
 
 def render(
