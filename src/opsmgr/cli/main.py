@@ -56,6 +56,9 @@ app.add_typer(backup_app, name="backup")
 from opsmgr.cli.secondary import secondary_app  # noqa: E402
 
 app.add_typer(secondary_app, name="secondary")
+from opsmgr.cli.restoration import restoration_app  # noqa: E402
+
+app.add_typer(restoration_app, name="restoration-mode")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
