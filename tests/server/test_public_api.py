@@ -246,3 +246,51 @@ def test_server_log_has_request_ids(server: ServerProcess) -> None:
     wait_for(
         lambda: '"requestId": "trace-me-42"' in server.log(), 10, what="the request id in the server log"
     )
+
+
+def test_a_new_project_answers_its_first_agent_api_key(server: Any, owner: dict[str, Any]) -> None:
+    """Ops Manager's POST /groups carries the project's first agent API key (``agentApiKey``); provisioning
+    scripts hand it to the agents. It is a key of the project the agent API takes, listed masked after."""
+    api = server.client(owner)
+    made = api.post("/groups", json={"name": "with-agent-key"})
+    assert made.status_code == 201
+    body = made.json()
+    key = body["agentApiKey"]
+    assert isinstance(key, str) and len(key) == 64
+    listed = api.get(f"/groups/{body['id']}/agentapikeys").json()
+    assert [k["key"] for k in listed] == [f"********{key[-8:]}"]
+    poll = httpx.get(
+        f"{server.url}/agents/api/automation/conf/v1/{body['id']}",
+        params={"hostname": "h.sim", "cv": "-1"},
+        auth=(body["id"], key),
+    )
+    assert poll.status_code in (200, 304), poll.text
+    assert "agentApiKey" not in api.get(f"/groups/{body['id']}").json(), "shown once, at creation"
+
+
+def test_a_project_is_found_by_name_only_by_keys_that_may_read_it(
+    server: ServerProcess, api: httpx.Client
+) -> None:
+    # A project named like a sub-resource of /groups/{id}/ is still found by name.
+    gid = new_group(api, "hosts")
+    found = api.get("/groups/byName/hosts")
+    assert found.status_code == 200 and found.json()["id"] == gid and found.json()["name"] == "hosts"
+    missing = api.get("/groups/byName/no-such-project")
+    assert missing.status_code == 404 and missing.json()["errorCode"] == "GROUP_NAME_NOT_FOUND"
+    assert api.get("/groups/byName/" + "x" * 5000).status_code in (404, 414, 400)
+    # A key of one project does not learn that another project of that name exists.
+    other = new_group(api, "by-name-other")
+    reader = api.post(f"/groups/{gid}/apiKeys", json={"desc": "r", "roles": ["GROUP_READ_ONLY"]}).json()
+    with server.client(reader) as c:
+        assert c.get("/groups/byName/hosts").json()["id"] == gid
+        hidden = c.get("/groups/byName/by-name-other")
+        assert hidden.status_code == 404 and other not in hidden.text
+
+
+def test_organizations_are_filtered_by_name(api: httpx.Client) -> None:
+    orgs = api.get("/orgs").json()["results"]
+    name = orgs[0]["name"]
+    assert [o["id"] for o in api.get("/orgs", params={"name": name}).json()["results"]] == [orgs[0]["id"]]
+    none = api.get("/orgs", params={"name": "no such organization"}).json()
+    assert none["results"] == [] and none["totalCount"] == 0
+    assert api.get("/orgs", params={"name": "x" * 100}).status_code == 400

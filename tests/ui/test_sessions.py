@@ -3,6 +3,7 @@ posts, and hostile input."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -110,9 +111,18 @@ def test_create_project_needs_the_csrf_token_and_the_api_role(
     assert "forged-project" not in names
 
     made = ui_owner.post(f"/ui/orgs/{org_id}/projects", {"name": "ui-made"})
-    assert made.status_code == 303
+    assert made.status_code == 201
     group = next(g for g in api.get("/groups").json()["results"] if g["name"] == "ui-made")
-    assert made.headers["location"] == f"/ui/projects/{group['id']}/deployment"
+    assert f'href="/ui/projects/{group["id"]}/deployment"' in made.text
+    # The project's first agent API key, shown this once, is one the agent API takes.
+    agent_key = re.search(r'id="agent-api-key" readonly size="70" value="([0-9a-f]{64})"', made.text)
+    assert agent_key is not None
+    poll = httpx.get(
+        f"{server.url}/agents/api/automation/conf/v1/{group['id']}",
+        params={"hostname": "h.sim", "cv": "-1"},
+        auth=(group["id"], agent_key.group(1)),
+    )
+    assert poll.status_code in (200, 304), poll.text
 
     # The API's refusals, with the API's message.
     again = ui_owner.post(f"/ui/orgs/{org_id}/projects", {"name": "ui-made"})

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsmgr.automation.service import ConfigVersionConflict
-from opsmgr.errors import Forbidden, InvalidInput, PreconditionFailed
+from opsmgr.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import (
     OrgOwner,
@@ -131,8 +131,13 @@ def list_orgs(
     principal: Principal = Depends(public_principal),
     page: int = Page,
     per: int = PerPage,
+    name: str | None = Query(None, max_length=64, description="Only the organization of this name."),
 ) -> JsonObject:
-    orgs = [org_view(o) for o in appdb.orgs() if principal.can_see_org(o["_id"])]
+    orgs = [
+        org_view(o)
+        for o in appdb.orgs()
+        if principal.can_see_org(o["_id"]) and (name is None or o["name"] == name)
+    ]
     return paginated(request, orgs, page, per)
 
 
@@ -209,6 +214,18 @@ def list_groups(
     return paginated(request, groups, page, per)
 
 
+# Before every /groups/{group_id}/... route of the application: a project may be named like one of them.
+@router.get("/groups/byName/{group_name}")
+def get_group_by_name(
+    group_name: str, appdb: AppDBDep, principal: Principal = Depends(public_principal)
+) -> JsonObject:
+    """The project of this name that the key may read (Ops Manager's "get one project by name")."""
+    for group in appdb.groups():
+        if group["name"] == group_name and principal.can_see_group(group):
+            return group_view(group)
+    raise NotFound(f"No group with name {group_name[:64]!r} exists.", error_code="GROUP_NAME_NOT_FOUND")
+
+
 @router.post("/groups", status_code=201)
 def create_group(
     appdb: AppDBDep, body: GroupBody, principal: Principal = Depends(public_principal)
@@ -221,7 +238,8 @@ def create_group(
                 "orgId is required when the API key owns no single organization", field="orgId"
             )
         org_id = owned[0]
-    return group_view(appdb.create_group_as(principal, body.name, org_id))
+    group, agent_key = appdb.create_group_as(principal, body.name, org_id)
+    return {**group_view(group), "agentApiKey": agent_key}
 
 
 @router.get("/groups/{group_id}")

@@ -165,24 +165,26 @@ class AppDB:
     def orgs(self) -> list[dict[str, Any]]:
         return self.store.find(ORGS)
 
-    def create_group(self, name: Any, org_id: str) -> dict[str, Any]:
+    def create_group_as(self, principal: Principal, name: Any, org_id: str) -> tuple[dict[str, Any], str]:
+        """A new project of organization ``org_id``, which ``principal`` must own (the API's and the UI's one
+        rule), with its first agent API key, in one transaction: the project and the key in the clear (shown
+        this once: Ops Manager answers it as the new project's ``agentApiKey``)."""
+        check_id(org_id, "orgId")
         self.org(org_id)
+        principal.require_org(org_id, Role.ORG_OWNER)
         check_name(name)
+        group_id = new_id()
+        key_doc, plain = _agent_key_doc(group_id, "Initial agent API key")
         with self.store.tx() as t:
             if t.find(GROUPS, name=name, orgId=org_id):
                 raise Conflict(
                     f"A project named {name!r} already exists in organization {org_id}",
                     error_code="GROUP_ALREADY_EXISTS",
                 )
-            return t.insert(GROUPS, {"name": name, "orgId": org_id, "created": _now_iso()})
-
-    def create_group_as(self, principal: Principal, name: Any, org_id: str) -> dict[str, Any]:
-        """A new project of organization ``org_id``, which ``principal`` must own (the API's and the UI's
-        one rule)."""
-        check_id(org_id, "orgId")
-        self.org(org_id)
-        principal.require_org(org_id, Role.ORG_OWNER)
-        return self.create_group(name, org_id)
+            group = t.insert(GROUPS, {"_id": group_id, "name": name, "orgId": org_id, "created": _now_iso()})
+            t.insert(AGENT_API_KEYS, key_doc)
+            t.notify(AGENT_KEYS_CHANGED, group_id)
+        return group, plain
 
     def group(self, group_id: str) -> dict[str, Any]:
         doc = self.store.get(GROUPS, check_id(group_id, "groupId"))
@@ -273,15 +275,7 @@ class AppDB:
 
     def create_agent_key(self, group_id: str, desc: str) -> tuple[dict[str, Any], str]:
         self.group(group_id)
-        key = secrets.token_hex(32)
-        doc = {
-            "groupId": group_id,
-            "desc": desc,
-            "keyHash": hash_agent_key(key),
-            "maskedKey": f"********{key[-8:]}",
-            "createdTime": _now_iso(),
-            "createdBy": "PUBLIC_API",
-        }
+        doc, key = _agent_key_doc(group_id, desc)
         with self.store.tx() as t:
             t.notify(AGENT_KEYS_CHANGED, group_id)
             return t.insert(AGENT_API_KEYS, doc), key
@@ -303,6 +297,20 @@ class AppDB:
         for key in self.store.find(AGENT_API_KEYS):
             table.setdefault(str(key["groupId"]), set()).add(str(key["keyHash"]))
         return {group: frozenset(hashes) for group, hashes in table.items()}
+
+
+def _agent_key_doc(group_id: str, desc: str) -> tuple[dict[str, Any], str]:
+    """A new agent API key of project ``group_id``: the document to store (its digest) and the key itself."""
+    key = secrets.token_hex(32)
+    doc = {
+        "groupId": group_id,
+        "desc": desc,
+        "keyHash": hash_agent_key(key),
+        "maskedKey": f"********{key[-8:]}",
+        "createdTime": _now_iso(),
+        "createdBy": "PUBLIC_API",
+    }
+    return doc, key
 
 
 def _key(reader: Any, key_id: str, belongs: Callable[[dict[str, Any], Any], bool]) -> dict[str, Any]:

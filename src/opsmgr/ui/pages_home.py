@@ -149,13 +149,17 @@ def home(request: Request, appdb: AppDBDep, viewer: ViewerDep) -> Response:
 
 @router.post("/orgs/{org_id}/projects")
 def create_project(
+    request: Request,
     appdb: AppDBDep,
     viewer: ChangerDep,
     org_id: str,
     name: Annotated[str, Form(max_length=64)],
 ) -> Response:
-    group = appdb.create_group_as(viewer.principal, name, org_id)
-    return RedirectResponse(f"/ui/projects/{group['_id']}/deployment", status_code=303)
+    """POST /groups' call; the page shows the project's first agent API key, this once (as the API's
+    answer carries it)."""
+    group, agent_key = appdb.create_group_as(viewer.principal, name, org_id)
+    context = {"group": group, "agent_key": agent_key, "title": "Project created"}
+    return render(request, "project_created.html", context, viewer=viewer, status=201)
 
 
 # Included after every other page: a path of the UI that nothing answers is the UI's own 404 page.
