@@ -2,7 +2,9 @@
 :class:`~opsmgr.server.services.Services` (built by ``server.boot``).
 
 Owns the request pipeline: request ids and structured access logs, metrics, the body size limit, and the
-translation of every error into Ops Manager's JSON error shape, so no request yields a traceback. Route
+translation of every error into Ops Manager's JSON error shape, so no request yields a traceback; the public
+API's protocol details (``envelope``, ``pretty``, the service version header, trailing slashes) are
+``envelope``'s, around it. Route
 handlers live in the ``*_api`` modules and stay thin. May import ``opsmgr.jsontypes``, ``opsmgr`` (its
 version), ``opsmgr.errors``, ``opsmgr.logs``, ``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.backup``,
 ``opsmgr.maintenance``, ``opsmgr.restoration``, ``opsmgr.store`` and ``opsmgr.server`` modules: everything
@@ -31,6 +33,7 @@ from opsmgr.errors import OpsmgrError
 from opsmgr.jsontypes import JsonObject
 from opsmgr.logs import request_id as current_request_id
 from opsmgr.server import jsonbody
+from opsmgr.server.envelope import PublicApiProtocol
 from opsmgr.server.metrics import Metrics
 from opsmgr.server.services import Services
 
@@ -233,6 +236,8 @@ def create_app(services: Services) -> FastAPI:
 
     _handle_errors(app)
     app.add_middleware(RequestPipeline, metrics=services.metrics)
+    # Added last, so outermost: the pipeline's own error answers get the public API's protocol too.
+    app.add_middleware(PublicApiProtocol)
 
     _route(app)
 
