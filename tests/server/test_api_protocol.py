@@ -4,7 +4,9 @@ UI are left as they are."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,8 @@ from tests.agent_protocol import agent_http
 from tests.procs import ServerProcess
 
 VERSION_HEADER = re.compile(r"gitHash=[0-9A-Za-z]+; versionString=(\S+)")
+# The challenge parameters the Go client's parser (mongodb-forks/digest) knows; any other fails its request.
+GO_CHALLENGE_KEYS = {"realm", "domain", "nonce", "opaque", "stale", "algorithm", "qop"}
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +178,50 @@ def test_agent_api_and_ui_are_unaffected(api: httpx.Client, server: ServerProces
     health = httpx.get(f"{server.url}/health/ready", params={"envelope": "true"})
     assert health.status_code == 200 and "content" not in health.json()
     assert "x-mongodb-service-version" not in health.headers
+
+
+def go_client_authorization(challenge: str, method: str, uri: str, key: dict[str, Any]) -> str:
+    """What the Go client (``mongodb-forks/digest``) sends for the first ``WWW-Authenticate`` header it got:
+    it splits the parameters on ``", "``, refuses unknown ones and answers with the challenge's algorithm."""
+    assert challenge.startswith("Digest ")
+    fields = dict(p.split("=", 1) for p in challenge[len("Digest ") :].split(", "))
+    assert set(fields) <= GO_CHALLENGE_KEYS, fields
+    c = {k: v.strip('"') for k, v in fields.items()}
+    h = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}[c.get("algorithm", "MD5")]
+
+    def hexdigest(text: str) -> str:
+        return h(text.encode()).hexdigest()
+
+    cnonce = os.urandom(8).hex()
+    ha1 = hexdigest(f"{key['publicKey']}:{c['realm']}:{key['privateKey']}")
+    ha2 = hexdigest(f"{method}:{uri}")
+    response = hexdigest(f"{ha1}:{c['nonce']}:00000001:{cnonce}:{c['qop']}:{ha2}")
+    return (
+        f'Digest username="{key["publicKey"]}", realm="{c["realm"]}", nonce="{c["nonce"]}", uri="{uri}", '
+        f'response="{response}", algorithm="{c["algorithm"]}", qop={c["qop"]}, nc=00000001, cnonce="{cnonce}"'
+    )
+
+
+def test_digest_challenge_md5_first_for_the_go_client(server: ServerProcess, owner: dict[str, Any]) -> None:
+    uri = "/api/public/v1.0/groups/?envelope=true"
+    first = httpx.get(f"{server.url}{uri}")
+    challenges = first.headers.get_list("www-authenticate")
+    assert [re.findall(r"algorithm=([\w-]+)", c) for c in challenges] == [["MD5"], ["SHA-256"]]
+    authorization = go_client_authorization(challenges[0], "GET", uri, owner)
+    r = httpx.get(f"{server.url}{uri}", headers={"Authorization": authorization})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == 200 and "results" in r.json()
+
+
+def test_python_requests_digest_takes_sha256_from_the_joined_challenges(
+    server: ServerProcess, owner: dict[str, Any]
+) -> None:
+    requests = pytest.importorskip("requests")
+    auth = requests.auth.HTTPDigestAuth(owner["publicKey"], owner["privateKey"])
+    r = requests.get(
+        f"{server.url}/api/public/v1.0/groups/", params={"pretty": "true"}, auth=auth, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    assert r.text.startswith("{\n  ")
+    # requests joins both headers into one and keeps the last algorithm named: SHA-256, on the shared nonce.
+    assert 'algorithm="SHA-256"' in r.request.headers["Authorization"]

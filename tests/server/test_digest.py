@@ -87,11 +87,11 @@ def test_httpx_round_trip(clock, algorithm):
         assert [parse_auth_params(h)["nc"] for h in server.seen[1:]] == ["00000001", "00000002", "00000003"]
 
 
-def test_default_challenges_prefer_sha256_and_httpx_takes_it(clock):
+def test_default_challenges_put_md5_first_as_ops_manager_and_httpx_takes_it(clock):
     server = Server(make(clock))
     with server.client("PUBKEY01", KEYS["PUBKEY01"]) as client:
         assert client.get("/x").status_code == 200
-    assert algorithm_of(server.seen[1]) == "SHA-256"
+    assert algorithm_of(server.seen[1]) == "MD5"
 
 
 def test_non_ascii_private_key(clock):
@@ -103,7 +103,7 @@ def test_non_ascii_private_key(clock):
 def test_challenge_headers(clock):
     values = make(clock).challenges()
     assert len(values) == 2
-    assert [re.search(r"algorithm=([\w-]+)", v).group(1) for v in values] == ["SHA-256", "MD5"]
+    assert [re.search(r"algorithm=([\w-]+)", v).group(1) for v in values] == ["MD5", "SHA-256"]
     params = [parse_auth_params(v) for v in values]
     assert {p["nonce"] for p in params} == {params[0]["nonce"]}, "one nonce for both"
     for p in params:
@@ -114,12 +114,12 @@ def test_challenge_headers(clock):
 
 
 def test_merged_challenge_headers_still_work(clock):
-    """Clients that join both headers and keep the last value of each parameter end up with MD5."""
+    """Clients that join both headers and keep the last value of each parameter end up with SHA-256."""
     auth = make(clock)
     merged = ", ".join(auth.challenges())
     fields = dict(re.findall(r'(\w+)="?([^",]+)"?', merged.replace("Digest ", "")))
-    assert fields["algorithm"] == "MD5"
-    header = client_header(fields["nonce"], "MD5", "GET", "/x", "PUBKEY01", KEYS["PUBKEY01"])
+    assert fields["algorithm"] == "SHA-256"
+    header = client_header(fields["nonce"], "SHA-256", "GET", "/x", "PUBKEY01", KEYS["PUBKEY01"])
     assert auth.verify("GET", "/x", header, password_for=KEYS.get) == "PUBKEY01"
 
 

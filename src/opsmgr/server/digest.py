@@ -1,8 +1,12 @@
 """HTTP Digest authentication, server side (RFC 7616), as Ops Manager's programmatic API keys use it: the
 username is the public key, the password the private key, the realm ``MMS Public API``, ``qop="auth"``.
 
-Owns the ``WWW-Authenticate`` challenges (one per algorithm, SHA-256 then MD5 by default, sharing one
-nonce so that clients which merge the headers still compute a valid answer), stateless nonces (a timestamp
+Owns the ``WWW-Authenticate`` challenges (one per algorithm, sharing one nonce so that clients which merge
+the headers still compute a valid answer). MD5 comes first by default, as Ops Manager sends only MD5 and its
+clients answer the first challenge: the Go client (``mongodb-forks/digest``) reads only the first header,
+rejects any parameter it does not know and, in older versions, MD5 alone; httpx answers the first Digest
+header. SHA-256 follows for the clients that can use it (Python ``requests`` joins the headers and keeps
+the last ``algorithm``, hence the shared nonce). Also owns stateless nonces (a timestamp
 and random bytes authenticated with an HMAC under a server secret, so any server holding the secret accepts
 them and a restart forgets nothing; past their lifetime they are answered with ``stale=true``), the parser
 of ``Authorization: Digest ...`` headers, which turns any malformed input into
@@ -33,7 +37,8 @@ from urllib.parse import urlsplit
 from opsmgr.errors import Unauthorized
 
 REALM = "MMS Public API"
-DEFAULT_ALGORITHMS = ("SHA-256", "MD5")
+# Ops Manager's own algorithm first: see the module docstring for which client answers which challenge.
+DEFAULT_ALGORITHMS = ("MD5", "SHA-256")
 NONCE_TTL_S = 300.0
 MAX_HEADER_CHARS = 8192
 
