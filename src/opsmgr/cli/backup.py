@@ -5,7 +5,10 @@ command is a thin client of the public API through :mod:`opsmgr.cli.api` and imp
 server or the backup daemon. A refusal prints the server's message and exits non-zero: a point outside the
 window (400) lists the restorable ranges, missing blocks are 409 "snapshot blocks missing".
 
-``--cluster`` takes a cluster id or its replica set name.
+``--cluster`` takes a cluster id or its replica set name. With ``--backing``, ``snapshots`` and ``jobs``
+show the backing databases of a primary that this server backs up as its secondary (``--cluster``: their id
+or name, ``/groups/{id}/backingDatabases``): the three stores' snapshots and windows side by side, the times
+all three can be restored to together, and their restore jobs.
 
 May import ``opsmgr.errors`` and ``opsmgr.cli.api``.
 """
@@ -38,6 +41,10 @@ from opsmgr.errors import InvalidInput
 backup_app = typer.Typer(no_args_is_help=True, help="Continuous backup: snapshots, PITR window, restores.")
 
 ClusterOpt = typer.Option(..., "--cluster", help="Cluster id or replica set name.")
+BackingOpt = typer.Option(
+    False, "--backing", help="--cluster names the backing databases of a primary (this server its secondary)."
+)
+JobOpt = typer.Option([], "--job", help="With --backing: show this restore job (repeatable).")
 TimeoutOpt = typer.Option(600.0, "--timeout", min=1.0, help="Seconds to wait before giving up.")
 out = Console(soft_wrap=True)
 # Piped output is 80 columns by default, which would fold ids and dates: tables get room there.
@@ -83,9 +90,14 @@ def snapshots(
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
     ca_file: Path | None = CaFileOpt,
+    backing: bool = BackingOpt,
 ) -> None:
-    """The cluster's snapshots, newest first, and its point-in-time window as ranges with the holes."""
+    """The cluster's snapshots, newest first, and its point-in-time window as ranges with the holes; with
+    --backing, the three backing databases' snapshots and windows side by side."""
     with public_api(url, public_key, private_key, ca_file) as api:
+        if backing:
+            _backing_snapshots(api, group, cluster)
+            return
         cid = _cluster_id(api, group, cluster)
         listing = api.get(f"/groups/{group}/clusters/{cid}/snapshots")
     table = Table(title=f"snapshots of cluster {cid}")
@@ -243,7 +255,7 @@ def restore(
                 "targetGroupId": tgroup,
                 "targetClusterId": _cluster_id(api, tgroup, str(target_cluster)),
             }
-        job = api.post(f"{base}/restoreJobs", body)
+        job = api.post(f"{base}/restoreJobs", body)["results"][0]
         out.print(f"restore job {job['id']} from snapshot {job['snapshotId']}", highlight=False)
         if download is not None:
             snap = api.get(f"{base}/snapshots/{job['snapshotId']}")
@@ -272,9 +284,16 @@ def jobs(
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
     ca_file: Path | None = CaFileOpt,
+    backing: bool = BackingOpt,
+    job_ids: list[str] = JobOpt,
 ) -> None:
-    """The cluster's restore jobs, newest first."""
+    """The cluster's restore jobs, newest first; with --backing, those of the backing databases."""
     with public_api(url, public_key, private_key, ca_file) as api:
+        if backing:
+            _backing_jobs(api, group, cluster, job_ids)
+            return
+        if job_ids:
+            raise InvalidInput("--job goes with --backing", field="--job")
         cid = _cluster_id(api, group, cluster)
         found = api.get(f"/groups/{group}/clusters/{cid}/restoreJobs")["results"]
     table = Table(title=f"restore jobs of cluster {cid}")
@@ -294,5 +313,126 @@ def jobs(
             where,
             j["snapshotId"],
             (j.get("plan") or {}).get("targetTimestamp", {}).get("date", "-"),
+        )
+    tables.print(table)
+
+
+# The backing databases of a secondary (``/groups/{id}/backingDatabases``): the three stores of a primary that
+# this server backs up, each its own backup source, shown together because they are restored together.
+
+STORE_ORDER = ("app", "snapshot", "oplog")
+
+
+def _backing(api: PublicApi, group: str, cluster: str) -> dict[str, Any]:
+    found = api.get(f"/groups/{group}/backingDatabases")["results"]
+    for b in found:
+        if cluster in (b["id"], b["clusterName"]):
+            return dict(api.get(f"/groups/{group}/backingDatabases/{b['id']}"))
+    names = ", ".join(f"{b['clusterName']} ({b['id']})" for b in found) or "none"
+    raise InvalidInput(
+        f"no backing databases {cluster!r} in project {group}; backing databases: {names}", field="--cluster"
+    )
+
+
+def _range_lines(window: list[dict[str, Any]]) -> str:
+    """One store's window for a cell of the side-by-side table: each range, and the holes between them."""
+    if not window:
+        return "none yet"
+    lines = []
+    for i, r in enumerate(window):
+        if i:
+            lines.append(f"hole {window[i - 1]['end']['date']} .. {r['start']['date']}")
+        lines.append(f"{r['start']['date']} .. {r['end']['date']}")
+    return "\n".join(lines)
+
+
+def _slice_time(value: Any) -> str:
+    # Epoch milliseconds in the API; an ISO string shown as it came.
+    return _when(value) if isinstance(value, int) else str(value or "-")
+
+
+def _backing_snapshots(api: PublicApi, group: str, cluster: str) -> None:
+    backing = _backing(api, group, cluster)
+    stores = sorted(
+        backing["stores"], key=lambda s: STORE_ORDER.index(s["name"]) if s["name"] in STORE_ORDER else 9
+    )
+    name = f"{backing['clusterName']} ({backing['id']})"
+    table = Table(title=f"snapshots of the backing databases {name}")
+    for column in ("store", "id", "created", "type", "position", "documents", "blocks (new)", "expires"):
+        table.add_column(column)
+    for store in stores:
+        for s in store["snapshots"]:
+            pos = s["lastOplogAppliedTimestamp"]
+            table.add_row(
+                store["name"],
+                s["id"],
+                s["created"]["date"],
+                s["snapshotType"],
+                f"{pos['date']} ({pos['time']}:{pos['increment']})",
+                str(s.get("documentCount", "")),
+                f"{s.get('blockCount', '')} ({s.get('newBlockCount', '')})",
+                s.get("expires") or "-",
+            )
+        if not store["snapshots"]:
+            table.add_row(store["name"], "none yet", *[""] * 6)
+    tables.print(table)
+    windows = Table(title="point-in-time windows, side by side")
+    windows.add_column("")
+    for store in stores:
+        windows.add_column(f"{store['name']} ({store.get('label', '')})".replace(" ()", ""))
+    windows.add_row("restorable", *[_range_lines(s.get("pitrWindow", [])) for s in stores])
+    windows.add_row("last slice", *[_slice_time(s.get("lastSliceReceivedAt")) for s in stores])
+    windows.add_row("initial sync required", *["yes" if s.get("syncRequired") else "no" for s in stores])
+    tables.print(windows)
+    together = backing.get("restorableTogether", [])
+    lines = [f"  {_when(r['startUTCMillis'])} .. {_when(r['endUTCMillis'])}" for r in together]
+    header = "all stores restorable together:" if together else "all stores restorable together: not yet"
+    out.print("\n".join([header, *lines]), highlight=False)
+
+
+def _backing_target(entry: dict[str, Any]) -> str:
+    target = entry.get("target") or {}
+    if "snapshotId" in target:
+        return f"snapshot {target['snapshotId']}"
+    if "pointInTimeUTCMillis" in target:
+        return _when(int(target["pointInTimeUTCMillis"]))
+    if "oplogTs" in target:
+        return f"oplog {target['oplogTs']}:{target.get('oplogInc', 0)}"
+    return str(target)
+
+
+def _backing_jobs_of(api: PublicApi, base: str, job_ids: list[str]) -> list[dict[str, Any]]:
+    if job_ids:
+        return [dict(api.get(f"{base}/{j}")) for j in job_ids]
+    try:
+        return list(api.get(base)["results"])
+    except ApiFailed as exc:
+        # A server without the list of backing restore jobs answers 404, or 405 (the path exists for POST).
+        if exc.status not in (404, 405):
+            raise
+        raise ApiFailed(
+            "this server does not list the restore jobs of backing databases "
+            f"(GET {base}: HTTP {exc.status}); name them with --job ID"
+        ) from exc
+
+
+def _backing_jobs(api: PublicApi, group: str, cluster: str, job_ids: list[str]) -> None:
+    backing = _backing(api, group, cluster)
+    found = _backing_jobs_of(api, f"/groups/{group}/backingDatabases/{backing['id']}/restoreJobs", job_ids)
+    table = Table(title=f"restore jobs of the backing databases {backing['clusterName']} ({backing['id']})")
+    for column in ("id", "created", "status", "stores and targets", "finished"):
+        table.add_column(column)
+    for j in found:
+        stores = []
+        for store, entry in sorted(j.get("stores", {}).items()):
+            progress = entry.get("progress") or {}
+            done = f" {progress['fraction']:.0%} {progress.get('message', '')}".rstrip() if progress else ""
+            stores.append(f"{store}: {_backing_target(entry)}{done}")
+        table.add_row(
+            j["id"],
+            _when(j.get("created")),
+            j["statusName"] + (f" ({j['detail']})" if j.get("detail") else ""),
+            "\n".join(stores),
+            _when(j.get("finished")),
         )
     tables.print(table)
