@@ -24,6 +24,7 @@ from opsmgr.backup.jobs import (
     JobLog,
     JobState,
     parse_delivery,
+    target_fields,
 )
 from opsmgr.backup.slices import SliceStatus
 from opsmgr.errors import Conflict, InvalidInput, NotFound, StoreError
@@ -360,3 +361,20 @@ def test_a_malformed_stored_job_is_a_store_error_not_a_key_error(
     with pytest.raises(StoreError):
         restores.get("g1", cluster_id, job["_id"])
     assert last_ts(stores.app) == before and stores.app.get(DEPLOYMENT_JOBS, job["_id"]) == broken
+
+
+@pytest.mark.parametrize(
+    ("sent", "taken"),
+    [
+        ({"pointInTimeUTCMillis": 1.7e12}, {"pointInTimeUTCMillis": 1_700_000_000_000}),
+        ({"oplogTs": 1_700_000_000.0, "oplogInc": 3.0}, {"oplogTs": 1_700_000_000, "oplogInc": 3}),
+        ({"pointInTimeUTCMillis": 1.5}, {"pointInTimeUTCMillis": 1.5}),  # not whole: the plan refuses it
+        ({"pointInTimeUTCMillis": float("inf")}, {"pointInTimeUTCMillis": float("inf")}),
+        ({"pointInTimeUTCMillis": True}, {"pointInTimeUTCMillis": True}),
+        ({"snapshotId": "abc", "delivery": {}}, {"snapshotId": "abc"}),
+    ],
+)
+def test_a_whole_number_sent_as_a_float_is_that_integer(sent: dict[str, Any], taken: dict[str, Any]) -> None:
+    fields = target_fields(sent)
+    assert fields == taken
+    assert [type(v) for v in fields.values()] == [type(v) for v in taken.values()]

@@ -111,7 +111,8 @@ def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deploymen
             },
         )
         assert job.status_code == 200, job.text
-        job_id = job.json()["id"]
+        assert job.json()["totalCount"] == 1, "Ops Manager answers the jobs created as a list"
+        job_id = job.json()["results"][0]["id"]
 
         def job_state() -> str:
             return str(source.api.get(f"{base}/restoreJobs/{job_id}").json()["statusName"])

@@ -48,7 +48,9 @@ class Backed:
         with self.client("GROUP_BACKUP_ADMIN") as c:
             r = c.post(f"{self.base}/restoreJobs", json=body)
         assert r.status_code == 200, r.text
-        return dict(r.json())
+        created = r.json()
+        assert created["totalCount"] == 1 and len(created["results"]) == 1, created
+        return dict(created["results"][0])
 
     def jobs(self) -> list[dict[str, Any]]:
         return sorted(self.store.find(JOBS), key=lambda j: str(j["_id"]))

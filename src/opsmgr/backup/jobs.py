@@ -19,6 +19,7 @@ change agents' work announces).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,19 @@ BACKING_JOBS = "backing_restore_jobs"
 # The fields of a request that name what to restore to (a snapshot, or a point in time).
 TARGET_FIELDS = ("snapshotId", "pointInTimeUTCMillis", "oplogTs", "oplogInc")
 _J = TypeVar("_J", DeploymentJob, BackingJob)
+
+
+def target_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a restore request names to restore to. A whole number sent as a JSON float (``1.7e12``, as some
+    clients' number types send it) counts as that integer; any other value goes on as sent, for the plan to
+    refuse with its message."""
+    return {k: _whole(body[k]) for k in TARGET_FIELDS if k in body}
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
 MAX_DOWNLOADS = 100
 MAX_EXPIRATION_HOURS = 168
 
@@ -253,7 +267,7 @@ class DeploymentRestores:
             delivery_json = delivery.to_json(replica_set)
         else:
             delivery_json = delivery.to_json()
-        fields = {k: target[k] for k in TARGET_FIELDS if k in target}
+        fields = target_fields(target)
         plan = self.daemon.cluster_restore_plans(group_id, cluster_id, fields)[0]
         now = self.log.now_ms()
         job = DeploymentJob(
@@ -405,7 +419,7 @@ class BackingRestores:
             raise InvalidInput(
                 f"stores.{name} must be an object with the restore target", field=f"stores.{name}"
             )
-        return self.daemon.restore_plan(src.id, {k: target[k] for k in TARGET_FIELDS if k in target})
+        return self.daemon.restore_plan(src.id, target_fields(target))
 
     def create(self, group_id: str, cluster_id: str, targets: Any) -> dict[str, Any]:
         """``targets`` maps store names to a restore target each; every store is planned before the job is

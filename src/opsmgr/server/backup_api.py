@@ -191,7 +191,8 @@ def create_restore_job(
     records the job; an automated restore is carried out by the target's agents, whose project the key must
     hold GROUP_BACKUP_ADMIN on too."""
     job = create_restore(services, caller.principal, caller.group_id, cluster_id, body.as_sent())
-    return job_json(services, job, str(request.base_url), may_restore=True)
+    # Ops Manager answers the jobs it created as a list (a sharded cluster's restore is a job per part).
+    return unpaged([job_json(services, job, str(request.base_url), may_restore=True)], request)
 
 
 def create_restore(
