@@ -84,8 +84,9 @@ def test_restore_jobs_of_the_backing_databases(pair: SecondaryPair) -> None:
     else:  # the server has no list route yet: the CLI says so and how to name jobs
         assert every.returncode == 1 and "name them with --job ID" in every.stderr, every.stderr
 
-    missing = _cli(pair, "jobs", "--backing", "--cluster", pair.cluster_id, "--job", "0" * 24)
-    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+    for forged in ("0" * 24, "../../snapshots", "x" * 5000):
+        missing = _cli(pair, "jobs", "--backing", "--cluster", pair.cluster_id, "--job", forged)
+        assert missing.returncode == 1 and "HTTP 404" in missing.stderr, missing.stderr
 
 
 def test_a_key_of_another_project_is_refused(pair: SecondaryPair) -> None:

@@ -130,3 +130,13 @@ def test_retry_then_exit_needs_a_confirmation_and_prints_the_seeds_warning(
     with server.client(owner) as api:
         after = api.get(f"/groups/{group}/restorationMode").json()
     assert after["state"] in ("FORCED_EXIT_CONVERGING", "INACTIVE"), after
+
+
+@pytest.mark.parametrize("group", ["../orgs", "x" * 5000, "%2e%2e"])
+def test_a_forged_group_is_one_path_segment_and_a_clean_refusal(
+    server: ServerProcess, owner: dict[str, Any], group: str
+) -> None:
+    for command in (["show"], ["exit", "--yes"]):
+        refused = run_cli("restoration-mode", *command, "--group", group, *_auth(server, owner))
+        assert refused.returncode == 1, refused.stdout
+        assert "HTTP 4" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr

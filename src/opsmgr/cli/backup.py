@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -324,10 +325,11 @@ STORE_ORDER = ("app", "snapshot", "oplog")
 
 
 def _backing(api: PublicApi, group: str, cluster: str) -> dict[str, Any]:
-    found = api.get(f"/groups/{group}/backingDatabases")["results"]
+    # Quoted: what the operator typed stays one path segment (a "../x" reaches no other resource).
+    found = api.get(f"/groups/{quote(group, safe='')}/backingDatabases")["results"]
     for b in found:
         if cluster in (b["id"], b["clusterName"]):
-            return dict(api.get(f"/groups/{group}/backingDatabases/{b['id']}"))
+            return dict(api.get(f"/groups/{b['groupId']}/backingDatabases/{b['id']}"))
     names = ", ".join(f"{b['clusterName']} ({b['id']})" for b in found) or "none"
     raise InvalidInput(
         f"no backing databases {cluster!r} in project {group}; backing databases: {names}", field="--cluster"
@@ -403,7 +405,7 @@ def _backing_target(entry: dict[str, Any]) -> str:
 
 def _backing_jobs_of(api: PublicApi, base: str, job_ids: list[str]) -> list[dict[str, Any]]:
     if job_ids:
-        return [dict(api.get(f"{base}/{j}")) for j in job_ids]
+        return [dict(api.get(f"{base}/{quote(j, safe='')}")) for j in job_ids]
     try:
         return list(api.get(base)["results"])
     except ApiFailed as exc:
@@ -418,7 +420,8 @@ def _backing_jobs_of(api: PublicApi, base: str, job_ids: list[str]) -> list[dict
 
 def _backing_jobs(api: PublicApi, group: str, cluster: str, job_ids: list[str]) -> None:
     backing = _backing(api, group, cluster)
-    found = _backing_jobs_of(api, f"/groups/{group}/backingDatabases/{backing['id']}/restoreJobs", job_ids)
+    base = f"/groups/{backing['groupId']}/backingDatabases/{backing['id']}/restoreJobs"
+    found = _backing_jobs_of(api, base, job_ids)
     table = Table(title=f"restore jobs of the backing databases {backing['clusterName']} ({backing['id']})")
     for column in ("id", "created", "status", "stores and targets", "finished"):
         table.add_column(column)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -40,7 +41,8 @@ FORCE_EXIT_WARNING = (
 
 
 def _path(group: str) -> str:
-    return f"/groups/{group}/restorationMode"
+    # Quoted: a group given as "../orgs" must stay one path segment, not reach another resource.
+    return f"/groups/{quote(group, safe='')}/restorationMode"
 
 
 def _or_dash(value: Any) -> str:
