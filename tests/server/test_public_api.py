@@ -294,3 +294,37 @@ def test_organizations_are_filtered_by_name(api: httpx.Client) -> None:
     none = api.get("/orgs", params={"name": "no such organization"}).json()
     assert none["results"] == [] and none["totalCount"] == 0
     assert api.get("/orgs", params={"name": "x" * 100}).status_code == 400
+
+
+def test_backup_configs_and_all_clusters_list_only_what_the_key_may_read(
+    server: ServerProcess, api: httpx.Client
+) -> None:
+    gid = new_group(api, "all-clusters")
+    config = replica_set_config(["ac1.example.net", "ac2.example.net", "ac3.example.net"], rs="acrs")
+    assert api.put(f"/groups/{gid}/automationConfig", json=config).status_code == 200
+    configs = api.get(f"/groups/{gid}/backupConfigs").json()
+    assert configs["totalCount"] == 1 and configs["results"][0]["statusName"] in ("INACTIVE", "STOPPED")
+    cluster_id = configs["results"][0]["clusterId"]
+    assert cluster_id == api.get(f"/groups/{gid}/clusters").json()["results"][0]["id"]
+
+    everything = api.get("/clusters").json()
+    mine = next(p for p in everything["results"] if p["groupId"] == gid)
+    assert mine["groupName"] == "all-clusters" and mine["orgId"] and mine["orgName"]
+    (cluster,) = mine["clusters"]
+    assert cluster == {
+        "clusterId": cluster_id,
+        "name": "acrs",
+        "type": "REPLICA_SET",
+        "versions": ["7.0.5"],
+        "nodeCount": 3,
+        "backupEnabled": False,
+        "authEnabled": False,
+        "sslEnabled": False,
+    }
+    # A key of another project sees neither the project's clusters nor its backup configurations.
+    other = new_group(api, "all-clusters-other")
+    outsider = api.post(f"/groups/{other}/apiKeys", json={"desc": "o", "roles": ["GROUP_OWNER"]}).json()
+    with server.client(outsider) as c:
+        assert [p["groupId"] for p in c.get("/clusters").json()["results"]] == [other]
+        assert c.get(f"/groups/{gid}/backupConfigs").status_code == 403
+    assert api.get("/clusters", params={"itemsPerPage": 0}).status_code == 400

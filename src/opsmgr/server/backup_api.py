@@ -9,7 +9,8 @@ holds). A restore job is a deployment change: Restoration Mode refuses it (409).
 credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager, where Project Read
 Only can neither create nor download restores.
 
-May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.backup``, ``opsmgr.store.appdb``,
+May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.automation.records``, ``opsmgr.backup``,
+``opsmgr.store.appdb``,
 ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.download_grants``,
 ``opsmgr.server.public_api`` and ``opsmgr.server.services``.
 """
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from opsmgr.automation import records
+from opsmgr.backup.clusters import BackupStatus
 from opsmgr.backup.jobs import (
     DEPLOYMENT_JOBS,
     Delivery,
@@ -34,11 +37,11 @@ from opsmgr.backup.jobs import (
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.errors import NotFound
 from opsmgr.jsontypes import JsonObject
-from opsmgr.server.auth import ProjectBackupAdmin, ProjectCaller, ProjectReader
+from opsmgr.server.auth import ProjectBackupAdmin, ProjectCaller, ProjectReader, public_principal
 from opsmgr.server.bodies import BackupConfigBody, RestoreJobBody, SnapshotScheduleBody
-from opsmgr.server.deps import Automation, Backup, ClustersDep, Restores, ServicesDep
+from opsmgr.server.deps import Backup, ClustersDep, Restores, ServicesDep
 from opsmgr.server.download_grants import DeliveryStatus, DownloadGrant, no_such_download, token_for
-from opsmgr.server.public_api import PREFIX, unpaged
+from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated, unpaged
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Principal, Role
 
@@ -59,11 +62,72 @@ def cluster_json(doc: JsonObject) -> JsonObject:
     }
 
 
+def project_clusters(services: Services, group_id: str) -> list[JsonObject]:
+    """The project's clusters: one per replica set of its automation config."""
+    names = [rs.id for rs in records.replica_sets(services.automation.config(group_id))]
+    return services.clusters.ensure(group_id, names)
+
+
 @router.get("/groups/{group_id}/clusters")
-def list_clusters(caller: ProjectReader, automation: Automation, clusters: ClustersDep) -> JsonObject:
-    """One cluster per replica set of the project's automation config."""
-    names = [rs["_id"] for rs in automation.config(caller.group_id).get("replicaSets", [])]
-    return unpaged([cluster_json(c) for c in clusters.ensure(caller.group_id, names)])
+def list_clusters(caller: ProjectReader, services: ServicesDep) -> JsonObject:
+    return unpaged([cluster_json(c) for c in project_clusters(services, caller.group_id)])
+
+
+@router.get("/clusters")
+def list_all_clusters(
+    request: Request,
+    services: ServicesDep,
+    principal: Principal = Depends(public_principal),
+    page: int = Page,
+    per: int = PerPage,
+) -> JsonObject:
+    """Ops Manager's "get all clusters": for every project the key may read, its organization and its
+    clusters (what opsmgr knows of them: members, MongoDB versions, backup, TLS and authentication)."""
+    projects = [
+        _project_summary(services, group)
+        for group in services.appdb.groups()
+        if principal.can_see_group(group)
+    ]
+    return paginated(request, projects, page, per)
+
+
+def _project_summary(services: Services, group: JsonObject) -> JsonObject:
+    group_id = str(group["_id"])
+    config = services.automation.config(group_id)
+    processes = {p.name: p for p in records.processes(config)}
+    auth_enabled = not bool((config.get("auth") or {}).get("disabled", True))
+    found = []
+    for doc in project_clusters(services, group_id):
+        rs = next((r for r in records.replica_sets(config) if r.id == doc["replicaSetName"]), None)
+        members = [processes[m.host] for m in (rs.members if rs else ()) if m.host in processes]
+        found.append(
+            {
+                "clusterId": doc["_id"],
+                "name": doc["replicaSetName"],
+                "type": "REPLICA_SET",
+                "versions": sorted({p.version for p in members}),
+                "nodeCount": len(members),
+                "backupEnabled": services.clusters.status(str(doc["_id"])) == BackupStatus.STARTED,
+                "authEnabled": auth_enabled,
+                "sslEnabled": any(_tls_on(p.args2_6) for p in members),
+            }
+        )
+    org = services.appdb.org(str(group["orgId"]))
+    return {
+        "groupId": group_id,
+        "groupName": group["name"],
+        "orgId": org["_id"],
+        "orgName": org["name"],
+        "planType": "Ops Manager",
+        "tags": [],
+        "clusters": found,
+    }
+
+
+def _tls_on(args: Mapping[str, object]) -> bool:
+    net = args.get("net")
+    tls = net.get("tls") or net.get("ssl") if isinstance(net, dict) else None
+    return isinstance(tls, dict) and tls.get("mode") not in (None, "disabled")
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}")
@@ -73,6 +137,18 @@ def get_cluster(caller: ProjectReader, clusters: ClustersDep, cluster_id: str) -
 
 def _config_json(group_id: str, cluster_id: str, status: str) -> JsonObject:
     return {"groupId": group_id, "clusterId": cluster_id, "statusName": status}
+
+
+@router.get("/groups/{group_id}/backupConfigs")
+def list_backup_configs(
+    request: Request, caller: ProjectReader, services: ServicesDep, page: int = Page, per: int = PerPage
+) -> JsonObject:
+    """The backup configuration of each of the project's clusters (tools read ``clusterId`` here first)."""
+    configs = [
+        _config_json(caller.group_id, str(c["_id"]), services.clusters.status(str(c["_id"])))
+        for c in project_clusters(services, caller.group_id)
+    ]
+    return paginated(request, configs, page, per)
 
 
 @router.get("/groups/{group_id}/backupConfigs/{cluster_id}")

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import RedirectResponse
 
 from opsmgr.jsontypes import JsonObject
-from opsmgr.server.backup_api import job_json
+from opsmgr.server.backup_api import job_json, project_clusters
 from opsmgr.server.deps import ServicesDep
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
@@ -124,12 +124,6 @@ def cluster_view(
         hosts=hosts,
         simulated=bool(set(hosts) & simulated_hosts(services, group_id)),
     )
-
-
-def project_clusters(services: Services, group_id: str) -> list[JsonObject]:
-    """The project's cluster of each replica set (GET clusters' call)."""
-    names = [rs["_id"] for rs in services.automation.config(group_id).get("replicaSets", [])]
-    return services.clusters.ensure(group_id, names)
 
 
 def _fragment_context(view: ClusterView, group_id: str) -> dict[str, object]:

@@ -28,7 +28,7 @@ from opsmgr.server import backup_api
 from opsmgr.server.deps import ServicesDep
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
-from opsmgr.ui.pages_backup import Id, project_clusters, replica_set_hosts
+from opsmgr.ui.pages_backup import Id, replica_set_hosts
 from opsmgr.ui.project import ProjectPage, project_page
 from opsmgr.ui.timeline import ranges_of, timeline, utc
 from opsmgr.ui.web import ChangerDep, PageRoute, Viewer, ViewerDep, fragment, live, render
@@ -128,7 +128,7 @@ def restore_targets(services: Services, viewer: Viewer) -> list[TargetOption]:
         if not viewer.may(group, Role.GROUP_BACKUP_ADMIN):
             continue
         gid = str(group["_id"])
-        for cluster in project_clusters(services, gid):
+        for cluster in backup_api.project_clusters(services, gid):
             hosts = replica_set_hosts(services, gid, cluster["replicaSetName"])
             out.append(TargetOption(group, cluster, hosts))
     return out
