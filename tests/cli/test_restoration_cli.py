@@ -140,3 +140,30 @@ def test_a_forged_group_is_one_path_segment_and_a_clean_refusal(
         refused = run_cli("restoration-mode", *command, "--group", group, *_auth(server, owner))
         assert refused.returncode == 1, refused.stdout
         assert "HTTP 4" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+
+
+def test_show_of_a_failed_reconciliation_and_of_an_armed_project() -> None:
+    """States the quick server tests do not reach, from answers in the API's shape."""
+    from opsmgr.cli.restoration import describe
+
+    failed = describe(
+        {
+            "groupId": "g",
+            "state": "RETRY_WAIT",
+            "inRestorationMode": True,
+            "failureCount": 3,
+            "lastFailure": {"at": 1796509495000, "reason": "agents disagree"},
+            "nextAttemptAt": "2026-12-05T22:30:00.000Z",
+            "missingHosts": [{"hostname": "h1", "reason": "unreachable"}],
+        }
+    )
+    assert (
+        "failure counter:  3" in failed
+        and "last failure:     2026-12-05T22:24:55.000Z: agents disagree" in failed
+    )
+    assert "  h1  unreachable" in failed and "next attempt:     2026-12-05T22:30:00.000Z" in failed
+    armed = describe(
+        {"state": "ARMED", "armed": True, "armedBy": {"restoreJobId": "j1"}, "awaitingHosts": ["h1", "h2"]}
+    )
+    assert any("by restore job j1" in line for line in armed)
+    assert "  awaiting the first poll of: h1, h2" in armed

@@ -13,6 +13,7 @@ May import ``opsmgr.cli.api``.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -49,6 +50,13 @@ def _or_dash(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+def _instant(value: Any) -> str:
+    # The API's times are ISO strings, but a failure's ``at`` is stored epoch milliseconds.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return _or_dash(value)
+
+
 def _trigger_line(reason: dict[str, Any] | None) -> str:
     if not reason:
         return "-"
@@ -79,7 +87,7 @@ def _agents_lines(view: dict[str, Any]) -> list[str]:
 def describe(view: dict[str, Any]) -> list[str]:
     """The human-readable lines of a ``GET /restorationMode`` answer."""
     failure = view.get("lastFailure") or None
-    last = f"{_or_dash(failure.get('at'))}: {failure.get('reason', '')}" if failure else "-"
+    last = f"{_instant(failure.get('at'))}: {failure.get('reason', '')}" if failure else "-"
     lines = [
         f"project:          {view.get('groupId')}",
         f"state:            {view.get('state')}"
@@ -92,6 +100,11 @@ def describe(view: dict[str, Any]) -> list[str]:
         f"last failure:     {last}",
         f"next attempt:     {_or_dash(view.get('nextAttemptAt'))}",
     ]
+    if view.get("armed"):
+        by = (view.get("armedBy") or {}).get("restoreJobId", "?")
+        waiting = ", ".join(view.get("awaitingHosts") or []) or "-"
+        lines.append(f"armed:            since {_or_dash(view.get('armedAt'))} by restore job {by}")
+        lines.append(f"  awaiting the first poll of: {waiting}")
     if view.get("exitedAt"):
         lines.append(f"exited:           {view['exitedAt']} ({_or_dash(view.get('exitReason'))})")
     if view.get("enabled") is False:
