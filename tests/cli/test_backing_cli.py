@@ -69,7 +69,8 @@ def test_restore_jobs_of_the_backing_databases(pair: SecondaryPair) -> None:
             json={"stores": {name: {"pointInTimeUTCMillis": at} for name in ("app", "snapshot", "oplog")}},
         )
         assert created.status_code == 200, created.text
-        job = created.json()
+        # Ops Manager answers a created restore job as {results: [job], ...}; the bare job is read the same.
+        job = created.json().get("results", [created.json()])[0]
         listed = api.get(f"/groups/{pair.group_id}/backingDatabases/{pair.cluster_id}/restoreJobs")
 
     shown = _cli(pair, "jobs", "--backing", "--cluster", pair.cluster_id, "--job", job["id"])
