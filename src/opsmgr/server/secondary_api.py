@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from opsmgr.backup.clusters import BACKING_KIND, DEFAULT_BACKING_NAME, Clusters
@@ -46,7 +46,7 @@ from opsmgr.server import backup_api
 from opsmgr.server.auth import ProjectBackupAdmin, ProjectReader, agent_group
 from opsmgr.server.bodies import BackingDatabasesBody, BackingOutcomeBody, BackingRestoreBody
 from opsmgr.server.deps import BackingRestoresDep, Backup, ClustersDep, ServicesDep
-from opsmgr.server.public_api import PREFIX, unpaged
+from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated, unpaged
 from opsmgr.server.work import project_work
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
@@ -133,6 +133,21 @@ def create_restore(
 ) -> JsonObject:
     job = restores.create(caller.group_id, cluster_id, body.as_sent().get("stores"))
     return _job_json(backup, job)
+
+
+@router.get("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs")
+def list_restores(
+    request: Request,
+    caller: ProjectReader,
+    restores: BackingRestoresDep,
+    backup: Backup,
+    cluster_id: str,
+    page: int = Page,
+    per: int = PerPage,
+) -> JsonObject:
+    """The backing databases' restore jobs, newest first (the restore history)."""
+    jobs = [_job_json(backup, job) for job in restores.of_cluster(caller.group_id, cluster_id)]
+    return paginated(request, jobs, page, per)
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs/{job_id}")
