@@ -7,7 +7,7 @@ failure counter and reconciles again. ``exit`` is the seed's forced exit: it pri
 goes on only with ``--yes`` or a confirmation typed at the terminal. A refusal (409 when the project is not
 in the mode, 403 for a key without Project Owner) prints the server's message and exits non-zero.
 
-May import ``opsmgr.cli.api``.
+May import ``opsmgr.cli.api`` and ``opsmgr.restoration.mode`` (the seed's forced-exit warning).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from opsmgr.cli.api import CaFileOpt, GroupOpt, PrivateKeyOpt, PublicKeyOpt, UrlOpt, public_api
+from opsmgr.restoration.mode import FORCE_EXIT_WARNING
 
 restoration_app = typer.Typer(
     no_args_is_help=True, help="Restoration Mode of a project: show it, retry reconciliation, force an exit."
@@ -33,12 +34,6 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 # The seed's own words (Restore Ops Manager from a Secondary Ops Manager): the operator reads them before
 # the one call that makes the server stop reconciling.
-FORCE_EXIT_WARNING = (
-    "When you force the primary Ops Manager to exit Restoration Mode, it accepts the restored configuration "
-    "without reconciling later agent configurations. Use this endpoint only when reconciliation can't "
-    "complete. After force-exit, the primary Ops Manager serves the restored configuration to all agents in "
-    "the project and won't re-enter Restoration Mode until every agent has converged on it."
-)
 
 
 def _path(group: str) -> str:

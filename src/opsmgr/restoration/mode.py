@@ -51,6 +51,14 @@ ACTIVE_STATES = frozenset({ModeState.COLLECTING, ModeState.AWAITING_UPLOAD, Mode
 # States in which deployment changes are refused.
 GUARDED_STATES = ACTIVE_STATES | {ModeState.ARMED}
 
+# The seed's warning, shown wherever an operator can force the exit (the CLI, the UI).
+FORCE_EXIT_WARNING = (
+    "When you force the primary Ops Manager to exit Restoration Mode, it accepts the restored configuration "
+    "without reconciling later agent configurations. Use this endpoint only when reconciliation can't "
+    "complete. After force-exit, the primary Ops Manager serves the restored configuration to all agents in "
+    "the project and won't re-enter Restoration Mode until every agent has converged on it."
+)
+
 
 @dataclass(frozen=True)
 class AgentReport:

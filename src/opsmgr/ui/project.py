@@ -1,8 +1,8 @@
 """What every page of one project shares: the project, what the viewer may do on it (button by button), its
 Restoration Mode banner, and the reason deployment changes are refused right now.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.server.services`` and
-``opsmgr.ui.web``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.restoration.mode``, ``opsmgr.store``,
+``opsmgr.server.services`` and ``opsmgr.ui.web``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from opsmgr.errors import OpsmgrError
 from opsmgr.jsontypes import JsonObject
+from opsmgr.restoration.mode import FORCE_EXIT_WARNING
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
 from opsmgr.ui.web import Viewer
@@ -21,15 +22,6 @@ PROJECT_PAGES = (
     ("maintenance", "Rolling maintenance"),
     ("backup", "Continuous Backup"),
     ("alerts", "Alerts"),
-)
-
-
-# The seed's warning, shown with the Force exit button.
-FORCE_EXIT_WARNING = (
-    "When you force Restoration Mode to exit, the restored configuration is accepted without reconciling "
-    "later agent configurations. Use this only when reconciliation can't complete. After a forced exit, the "
-    "restored configuration is served to all agents in the project, and the project won't re-enter "
-    "Restoration Mode until every agent has converged on it."
 )
 
 
