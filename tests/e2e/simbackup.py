@@ -82,7 +82,8 @@ def download(d: Deployment, base: str, target: dict[str, Any]) -> list[tuple[str
         f"{base}/restoreJobs", json={**target, "delivery": {"methodName": "HTTP", "expirationHours": 1}}
     )
     assert job.status_code == 200, job.text
-    response = httpx.get(job.json()["delivery"]["url"], timeout=60)
+    (created,) = job.json()["results"]
+    response = httpx.get(created["delivery"]["url"], timeout=60)
     assert response.status_code == 200, response.text
     return [(d["ns"], d["doc"]) for d in map(json.loads, response.text.splitlines()) if d]
 
