@@ -16,7 +16,7 @@ from tests.ui.uisupport import UiSession
 def group_id(server: ServerProcess, owner: dict[str, Any], ui_owner: UiSession) -> str:
     api = server.client(owner)
     org_id = api.get("/orgs").json()["results"][0]["id"]
-    assert ui_owner.post(f"/ui/orgs/{org_id}/projects", {"name": "hostile-json"}).status_code == 303
+    assert ui_owner.post(f"/ui/orgs/{org_id}/projects", {"name": "hostile-json"}).status_code == 201
     return str(next(g["id"] for g in api.get("/groups").json()["results"] if g["name"] == "hostile-json"))
 
 
