@@ -96,9 +96,11 @@ def _project_summary(services: Services, group: JsonObject) -> JsonObject:
     config = services.automation.config(group_id)
     processes = {p.name: p for p in records.processes(config)}
     auth_enabled = not bool((config.get("auth") or {}).get("disabled", True))
+    sets = {rs.id: rs for rs in records.replica_sets(config)}
     found = []
-    for doc in project_clusters(services, group_id):
-        rs = next((r for r in records.replica_sets(config) if r.id == doc["replicaSetName"]), None)
+    # The config read once: project_clusters would read it again.
+    for doc in services.clusters.ensure(group_id, list(sets)):
+        rs = sets.get(doc["replicaSetName"])
         members = [processes[m.host] for m in (rs.members if rs else ()) if m.host in processes]
         found.append(
             {

@@ -132,11 +132,12 @@ def logout(services: ServicesDep, viewer: ChangerDep) -> Response:
 def home(request: Request, appdb: AppDBDep, viewer: ViewerDep) -> Response:
     principal = viewer.principal
     orgs = []
+    readable = [g for g in appdb.groups() if principal.can_see_group(g)]
     for org in appdb.orgs():
         org_id = str(org["_id"])
         if not principal.can_see_org(org_id):
             continue
-        projects = [g for g in appdb.groups() if g["orgId"] == org_id and principal.can_see_group(g)]
+        projects = [g for g in readable if g["orgId"] == org_id]
         orgs.append(
             {
                 "org": org,
