@@ -83,6 +83,19 @@ def _window_lines(window: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _snapshot_cells(s: dict[str, Any], position: str) -> list[str]:
+    """A snapshot's row: id, created, type, ``position`` as the table shows it, documents, blocks, expiry."""
+    return [
+        s["id"],
+        s["created"]["date"],
+        s["snapshotType"],
+        position,
+        str(s.get("documentCount", "")),
+        f"{s.get('blockCount', '')} ({s.get('newBlockCount', '')})",
+        s.get("expires") or "-",
+    ]
+
+
 @backup_app.command("snapshots")
 def snapshots(
     cluster: str = ClusterOpt,
@@ -106,15 +119,7 @@ def snapshots(
         table.add_column(column)
     for s in listing["results"]:
         pos = s["lastOplogAppliedTimestamp"]
-        table.add_row(
-            s["id"],
-            s["created"]["date"],
-            s["snapshotType"],
-            f"{pos['time']}:{pos['increment']}",
-            str(s.get("documentCount", "")),
-            f"{s.get('blockCount', '')} ({s.get('newBlockCount', '')})",
-            s.get("expires") or "-",
-        )
+        table.add_row(*_snapshot_cells(s, f"{pos['time']}:{pos['increment']}"))
     tables.print(table)
     out.print("\n".join(_window_lines(listing.get("pitrWindow", []))), highlight=False)
 
@@ -366,14 +371,7 @@ def _backing_snapshots(api: PublicApi, group: str, cluster: str) -> None:
         for s in store["snapshots"]:
             pos = s["lastOplogAppliedTimestamp"]
             table.add_row(
-                store["name"],
-                s["id"],
-                s["created"]["date"],
-                s["snapshotType"],
-                f"{pos['date']} ({pos['time']}:{pos['increment']})",
-                str(s.get("documentCount", "")),
-                f"{s.get('blockCount', '')} ({s.get('newBlockCount', '')})",
-                s.get("expires") or "-",
+                store["name"], *_snapshot_cells(s, f"{pos['date']} ({pos['time']}:{pos['increment']})")
             )
         if not store["snapshots"]:
             table.add_row(store["name"], "none yet", *[""] * 6)
