@@ -4,9 +4,10 @@ report.
 Owns the collections ``automation_configs`` (one document per project: the config with its secrets encrypted
 by gen.key, and its ``version``) and ``agent_status`` (one document per project and agent hostname). Records
 intent (a new goal config) and observations (agent status); agents act on them. Builds the
-``automationStatus`` and ``hosts`` views in Ops Manager's shapes. May import ``opsmgr.errors``,
-``opsmgr.store`` and ``opsmgr.automation``; the rolling-maintenance transition rules come in as a callable
-from the composition root, since maintenance itself reads automation configs.
+``automationStatus`` view in Ops Manager's shape (``hosts`` come from :mod:`opsmgr.automation.hosts`).
+May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.automation``; the rolling-maintenance
+transition rules come in as a callable from the composition root, since maintenance itself reads automation
+configs.
 
 The config document also keeps ``hostnames``: every host a process of the project's config has lived on at
 any version this database has seen, which is who may speak for the project as its agent.
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmgr.automation.config import empty_config, hostnames, same_content, validate
+from opsmgr.automation.hosts import host_views
 from opsmgr.automation.records import processes
 from opsmgr.automation.secrets import map_secrets
 from opsmgr.automation.status import StatusReport
@@ -194,51 +196,9 @@ class AutomationService:
 
     def hosts(self, group_id: str) -> list[dict[str, Any]]:
         """``GET /groups/{id}/hosts``: each process as monitoring sees it, from what the agents observe."""
-        goal = self.config(group_id)
-        by_name = {p.name: p for p in processes(goal)}
-        hosts = []
-        for status in self.agent_statuses(group_id):
-            for entry in status.get("processes", []):
-                observed = entry.get("observed") or {}
-                proc = by_name.get(entry["name"])
-                port = observed.get("port") or (proc.port if proc else None)
-                hostname = observed.get("hostname") or (proc.hostname if proc else None) or status["hostname"]
-                hosts.append(
-                    {
-                        "id": f"{group_id}-{entry['name']}",
-                        "groupId": group_id,
-                        "hostname": hostname,
-                        "port": port,
-                        "typeName": _type_name(observed),
-                        "replicaSetName": observed.get("replicaSetName"),
-                        "replicaStateName": observed.get("replicaStateName")
-                        or ("DOWN" if not observed.get("running") else None),
-                        "version": observed.get("version"),
-                        "processName": entry["name"],
-                        "running": bool(observed.get("running")),
-                        "optimeTs": observed.get("optimeTs"),
-                        "lagSeconds": observed.get("lagSeconds"),
-                        "connections": observed.get("connections"),
-                        "lastPing": status.get("receivedAt"),
-                        "simulated": status.get("driver") == "sim",
-                    }
-                )
-        return sorted(hosts, key=lambda h: (h["hostname"] or "", h["port"] or 0))
+        return host_views(group_id, processes(self.config(group_id)), self.agent_statuses(group_id))
 
 
 def _known(doc: dict[str, Any]) -> set[str]:
     # A document written before ``hostnames`` was kept knows the hosts of its current config.
     return set(doc.get("hostnames") or hostnames(doc.get("config") or {}))
-
-
-def _type_name(observed: dict[str, Any]) -> str:
-    state = observed.get("replicaStateName")
-    if state == "PRIMARY":
-        return "REPLICA_PRIMARY"
-    if state == "SECONDARY":
-        return "REPLICA_SECONDARY"
-    if state == "ARBITER":
-        return "REPLICA_ARBITER"
-    if observed.get("mode") == "standalone":
-        return "STANDALONE"
-    return "NO_DATA"

@@ -11,7 +11,7 @@ periodic work.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.alerts``, ``opsmgr.backup.secondaries``,
 ``opsmgr.store.appdb``, ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps`` and
-``opsmgr.server.public_api``.
+``opsmgr.server.paging``, ``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import ProjectOwner, ProjectReader, public_principal
 from opsmgr.server.bodies import SentBody, Text
 from opsmgr.server.deps import Alerts
-from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated
+from opsmgr.server.paging import Page, PerPage, paginated
+from opsmgr.server.public_api import PREFIX
 from opsmgr.store.appdb import Principal, Role
 
 router = APIRouter(prefix=PREFIX, tags=["alerts"])

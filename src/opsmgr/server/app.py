@@ -187,6 +187,7 @@ def _route(app: FastAPI) -> None:
         alerts_api,
         backup_agent_api,
         backup_api,
+        hosts_api,
         index_builds_api,
         maintenance_api,
         ops_api,
@@ -198,6 +199,7 @@ def _route(app: FastAPI) -> None:
     # The agent poll is the hottest route: matched first, before the public API's many routes.
     app.include_router(agent_api.router)
     app.include_router(public_api.router)
+    app.include_router(hosts_api.router)
     app.include_router(restoration_api.router)
     app.include_router(alerts_api.router)
     app.include_router(backup_agent_api.router)

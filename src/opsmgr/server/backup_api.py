@@ -12,7 +12,7 @@ Only can neither create nor download restores.
 May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.automation.records``, ``opsmgr.backup``,
 ``opsmgr.store.appdb``,
 ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.download_grants``,
-``opsmgr.server.public_api`` and ``opsmgr.server.services``.
+``opsmgr.server.paging``, ``opsmgr.server.public_api`` and ``opsmgr.server.services``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from opsmgr.server.auth import ProjectBackupAdmin, ProjectCaller, ProjectReader,
 from opsmgr.server.bodies import BackupConfigBody, RestoreJobBody, SnapshotScheduleBody
 from opsmgr.server.deps import Backup, ClustersDep, Restores, ServicesDep
 from opsmgr.server.download_grants import DeliveryStatus, DownloadGrant, no_such_download, token_for
-from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated, unpaged
+from opsmgr.server.paging import Page, PerPage, paginated, unpaged
+from opsmgr.server.public_api import PREFIX
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Principal, Role
 

@@ -10,7 +10,7 @@ Restoration Mode, as is a member step.
 May import ``opsmgr.jsontypes``, ``opsmgr.automation.protocol``, ``opsmgr.maintenance.index_service``,
 ``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bodies``,
 ``opsmgr.server.bounds``, ``opsmgr.server.deps``, ``opsmgr.server.maintenance_api`` and
-``opsmgr.server.public_api``.
+``opsmgr.server.paging``, ``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from opsmgr.server.bodies import ConfirmBuildBody, UniqueIndexBuildBody
 from opsmgr.server.bounds import POSITION, bounded
 from opsmgr.server.deps import IndexBuilds, ServicesDep
 from opsmgr.server.maintenance_api import lease_answer, restoration_refusal, text
-from opsmgr.server.public_api import PREFIX, unpaged
+from opsmgr.server.paging import unpaged
+from opsmgr.server.public_api import PREFIX
 
 router = APIRouter(prefix=PREFIX, tags=["uniqueIndexBuilds"])
 agent_router = APIRouter(tags=["agents"])

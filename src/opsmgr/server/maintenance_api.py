@@ -10,7 +10,7 @@ measurements the preflight checks need. Handlers are thin: ``maintenance.service
 
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.maintenance.leases``,
 ``opsmgr.restoration.service``, ``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``,
-``opsmgr.server.bounds``, ``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
+``opsmgr.server.bounds``, ``opsmgr.server.deps`` and ``opsmgr.server.paging``, ``opsmgr.server.public_api``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import ProjectAutomationAdmin, ProjectReader, agent_group
 from opsmgr.server.bounds import CONNECTIONS, EPOCH_SECONDS, SEQUENCE, bounded
 from opsmgr.server.deps import Maintenance, ServicesDep
-from opsmgr.server.public_api import PREFIX, unpaged
+from opsmgr.server.paging import unpaged
+from opsmgr.server.public_api import PREFIX
 
 agent_router = APIRouter(prefix="/agents/api/automation/maintenance/v1/{group_id}/{rs_id}", tags=["agents"])
 router = APIRouter(prefix=PREFIX, tags=["maintenance"])

@@ -1,10 +1,11 @@
 """The public REST API under ``/api/public/v1.0`` in Ops Manager's JSON shapes: organizations, projects
-(groups), programmatic API keys, agent API keys, automation config and status, hosts.
+(groups), programmatic API keys, agent API keys, automation config and status.
 
 Handlers are thin: authenticate, check the role, call the domain service, shape the answer.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.service``, ``opsmgr.store.appdb``,
-``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps`` and ``opsmgr.server.etags``.
+``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.etags`` and
+``opsmgr.server.paging``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from opsmgr.server.auth import (
 from opsmgr.server.bodies import AutomationConfigBody
 from opsmgr.server.deps import AppDBDep, Automation, ServicesDep
 from opsmgr.server.etags import etag, parse_if_match
+from opsmgr.server.paging import Page, PerPage, paginated
 from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, Principal, Role, parse_roles
 
 PREFIX = "/api/public/v1.0"
@@ -59,28 +61,6 @@ class RolesBody(BaseModel):
 class AgentKeyBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     desc: str = Field(default="", max_length=250)
-
-
-def _links(request: Request) -> list[dict[str, str]]:
-    return [{"href": str(request.url), "rel": "self"}]
-
-
-def paginated(request: Request, items: list[JsonObject], page_num: int, items_per_page: int) -> JsonObject:
-    start = (page_num - 1) * items_per_page
-    return {
-        "results": items[start : start + items_per_page],
-        "totalCount": len(items),
-        "links": _links(request),
-    }
-
-
-def unpaged(items: list[JsonObject], request: Request | None = None) -> JsonObject:
-    """A whole list in the shape of a page (``links``: the self link when ``request`` is given)."""
-    return {"results": items, "totalCount": len(items), "links": _links(request) if request else []}
-
-
-Page = Query(1, ge=1, le=100_000, alias="pageNum")
-PerPage = Query(100, ge=1, le=500, alias="itemsPerPage")
 
 
 def org_view(org: JsonObject) -> JsonObject:
@@ -354,10 +334,3 @@ def _stale_config(group_id: str, if_match: str, current: int) -> PreconditionFai
 def get_automation_status(caller: ProjectReader, automation: Automation) -> JsonObject:
     status: JsonObject = automation.automation_status(caller.group_id)
     return status
-
-
-@router.get("/groups/{group_id}/hosts")
-def list_hosts(
-    request: Request, caller: ProjectReader, automation: Automation, page: int = Page, per: int = PerPage
-) -> JsonObject:
-    return paginated(request, automation.hosts(caller.group_id), page, per)

@@ -26,7 +26,8 @@ The clusters are ``backup.clusters``'s and the restore jobs ``backup.jobs``'s (`
 each one of the server's services (``server.deps``): handlers parse, call one of them and shape the answer.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.backup``, ``opsmgr.server.auth``, ``opsmgr.server.backup_api``,
-``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.public_api`` and ``opsmgr.server.work``.
+``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.paging``, ``opsmgr.server.public_api`` and
+``opsmgr.server.work``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from opsmgr.server import backup_api
 from opsmgr.server.auth import ProjectBackupAdmin, ProjectReader, agent_group
 from opsmgr.server.bodies import BackingDatabasesBody, BackingOutcomeBody, BackingRestoreBody
 from opsmgr.server.deps import BackingRestoresDep, Backup, ClustersDep, ServicesDep
-from opsmgr.server.public_api import PREFIX, Page, PerPage, paginated, unpaged
+from opsmgr.server.paging import Page, PerPage, paginated, unpaged
+from opsmgr.server.public_api import PREFIX
 from opsmgr.server.work import project_work
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
