@@ -7,7 +7,8 @@ consistent with an oplog position by construction. Snapshots are content-address
 blockstore (a folder), their block lists in the snapshot metadata store; slice data are blocks too, their
 ranges in the oplog metadata store.
 
-Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr.errors``):
+Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr.errors`` and
+``opsmgr.timestamps``):
 
 - ``errors`` (pure): what a restore or an upload can be refused with, and its HTTP status.
 - ``positions`` (pure): oplog positions of both kinds of source and their time shapes in Ops Manager's API.
@@ -21,7 +22,7 @@ Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr
 - ``clusters``: backed-up clusters and their backup configurations.
 - ``jobs``: restore jobs of both kinds (a deployment's, the backing databases') as one state machine.
 
-The package may import ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store`` and
+The package may import ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store``, ``opsmgr.timestamps`` and
 ``opsmgr.automation.protocol`` (the change agents' work announces); never the web framework or
 ``opsmgr.server``.
 """

@@ -10,7 +10,8 @@ A restore to ``t`` takes the newest snapshot at or before ``t`` that reaches it 
 Targets come in Ops Manager's shapes: ``snapshotId``, ``pointInTimeUTCMillis`` or ``oplogTs`` + ``oplogInc``
 (see ``backup.positions`` for how each maps to a position).
 
-May import ``opsmgr.errors``, ``opsmgr.backup.positions`` and ``opsmgr.backup.errors`` only.
+May import ``opsmgr.errors``, ``opsmgr.timestamps``, ``opsmgr.backup.positions`` and ``opsmgr.backup.errors``
+only.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from opsmgr.backup.positions import (
     PositionKind,
     from_millis,
     from_oplog,
-    iso_millis,
     millis_range,
     timestamp_json,
 )
 from opsmgr.errors import InvalidInput
+from opsmgr.timestamps import iso_utc
 
 
 @dataclass(frozen=True, order=True)
@@ -139,7 +140,7 @@ def parse_target(kind: PositionKind, body: dict[str, Any]) -> Target:
             raise InvalidInput(
                 "pointInTimeUTCMillis must be milliseconds since the epoch", field="pointInTimeUTCMillis"
             )
-        return Target(position=from_millis(kind, ms), label=f"{iso_millis(ms)} (pointInTimeUTCMillis {ms})")
+        return Target(position=from_millis(kind, ms), label=f"{iso_utc(ms)} (pointInTimeUTCMillis {ms})")
     ts, inc = body["oplogTs"], body.get("oplogInc", 0)
     if not _is_int(ts):
         raise InvalidInput("oplogTs must be seconds since the epoch", field="oplogTs")

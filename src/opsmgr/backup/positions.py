@@ -12,16 +12,16 @@ carry whole seconds, every entry of the second ``m`` falls in). ``oplogTs``/``op
 exactly: for a BSON source they are its two halves; for a STORE source ``oplogTs`` is whole seconds and
 ``oplogInc`` the microseconds within that second, which is how :func:`timestamp_json` shows its positions.
 
-May import ``opsmgr.errors`` only.
+May import ``opsmgr.errors`` and ``opsmgr.timestamps`` only.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from opsmgr.errors import InvalidInput
+from opsmgr.timestamps import iso_utc
 
 _INC_MASK = 0xFFFFFFFF
 _US_PER_S = 1_000_000
@@ -84,15 +84,7 @@ def from_oplog(kind: PositionKind, ts: int, inc: int) -> int:
     return ts * _US_PER_S + inc
 
 
-def iso_millis(ms: int) -> str:
-    """``2024-05-01T12:00:00Z`` (with milliseconds when there are any), the shape of Ops Manager's dates."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    if ms % 1000:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def timestamp_json(kind: PositionKind, pos: int) -> dict[str, Any]:
     """A position as Ops Manager shows a BSON timestamp: ``{date, time, increment}``."""
     ts, inc = to_oplog(kind, pos)
-    return {"date": iso_millis(to_millis(kind, pos)), "time": ts, "increment": inc}
+    return {"date": iso_utc(to_millis(kind, pos)), "time": ts, "increment": inc}

@@ -16,7 +16,7 @@ with a neighbour): no shift cascades through the rest. A block longer than 8x th
 block is durably in the blockstore. That commit is what makes a snapshot exist: a process killed before it
 leaves only unreferenced blocks, which grooming frees, and no partial snapshot is ever listed.
 
-May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
+May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.timestamps`` and ``opsmgr.backup``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.errors import SnapshotBlocksMissing
-from opsmgr.backup.positions import PositionKind, iso_millis, timestamp_json
+from opsmgr.backup.positions import PositionKind, timestamp_json
 from opsmgr.errors import StoreError
 from opsmgr.store.engine import Store, Txn
+from opsmgr.timestamps import iso_utc
 
 BLOCK_TARGET = 1 << 20
 READ_WORKERS = min(4, os.cpu_count() or 1)
@@ -351,8 +352,8 @@ def snapshot_json(meta: SnapshotMeta, expires_ms: int | None = None) -> dict[str
         "groupId": meta.groupId,
         "clusterId": meta.clusterId,
         "complete": True,
-        "created": {"date": iso_millis(meta.createdAt), "time": meta.createdAt // 1000, "increment": 1},
-        "expires": None if expires_ms is None else iso_millis(expires_ms),
+        "created": {"date": iso_utc(meta.createdAt), "time": meta.createdAt // 1000, "increment": 1},
+        "expires": None if expires_ms is None else iso_utc(expires_ms),
         "doNotDelete": False,
         "lastOplogAppliedTimestamp": timestamp_json(meta.kind, meta.position),
         "snapshotType": meta.type.value,

@@ -12,7 +12,7 @@ Only can neither create nor download restores.
 May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.automation.records``, ``opsmgr.backup``,
 ``opsmgr.store.appdb``,
 ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.download_grants``,
-``opsmgr.server.paging``, ``opsmgr.server.public_api`` and ``opsmgr.server.services``.
+``opsmgr.server.paging``, ``opsmgr.server.public_api``, ``opsmgr.server.services`` and ``opsmgr.timestamps``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from opsmgr.server.paging import Page, PerPage, paginated, unpaged
 from opsmgr.server.public_api import PREFIX
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Principal, Role
+from opsmgr.timestamps import iso_utc, iso_utc_or_none
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
 download_router = APIRouter(tags=["backup"])
@@ -222,10 +223,6 @@ def get_snapshot(
 # Restore jobs.
 
 
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -236,6 +233,11 @@ def job_json(services: Services, job: JsonObject, base_url: str, may_restore: bo
     # "token" and "expiresAt": the download of a record written before download grants (the token in clear).
     out = {k: v for k, v in job.items() if k not in ("_id", "token", "expiresAt", "pending", "download")}
     out["id"] = job["_id"]
+    # Stored as epoch milliseconds; Ops Manager writes these instants as ISO-8601 strings.
+    out.update({k: iso_utc_or_none(job.get(k)) for k in ("created", "started", "finished") if k in job})
+    target = (job.get("plan") or {}).get("targetTimestamp")
+    if target is not None:  # the point restored to, as Ops Manager's ``timestamp``
+        out["timestamp"] = target
     progress = services.backup.progress(job["_id"])
     if progress is not None and job["statusName"] != JobState.FINISHED:
         out["progress"] = {"fraction": progress.fraction, "message": progress.message}
@@ -244,7 +246,7 @@ def job_json(services: Services, job: JsonObject, base_url: str, may_restore: bo
         status = grant.status(_now_ms()) if grant else DeliveryStatus.EXPIRED
         out["delivery"] = {**job["delivery"], "statusName": status.value}
         if grant is not None:
-            out["delivery"]["expires"] = _iso(grant.expires_ms)
+            out["delivery"]["expires"] = iso_utc(grant.expires_ms)
         if status is DeliveryStatus.READY and may_restore:
             token = token_for(services.config.digest_secret, job["_id"])
             out["delivery"]["url"] = base_url.rstrip("/") + DOWNLOAD_PATH.format(

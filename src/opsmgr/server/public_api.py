@@ -4,8 +4,8 @@
 Handlers are thin: authenticate, check the role, call the domain service, shape the answer.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.service``, ``opsmgr.store.appdb``,
-``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.etags`` and
-``opsmgr.server.paging``.
+``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.etags``,
+``opsmgr.server.paging`` and ``opsmgr.timestamps``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from opsmgr.server.deps import AppDBDep, Automation, ServicesDep
 from opsmgr.server.etags import etag, parse_if_match
 from opsmgr.server.paging import Page, PerPage, paginated
 from opsmgr.store.appdb import GROUP_ROLES, ORG_ROLES, Principal, Role, parse_roles
+from opsmgr.timestamps import epoch_ms
 
 PREFIX = "/api/public/v1.0"
 router = APIRouter(prefix=PREFIX, tags=["public"])
@@ -96,7 +97,8 @@ def agent_key_view(key: JsonObject, plain: str | None = None) -> JsonObject:
         "id": key["_id"],
         "desc": key.get("desc", ""),
         "key": plain if plain is not None else key["maskedKey"],
-        "createdTime": key.get("createdTime"),
+        # Stored as an ISO string; this one field Ops Manager sends as epoch milliseconds.
+        "createdTime": epoch_ms(key["createdTime"]) if key.get("createdTime") else None,
         "createdBy": key.get("createdBy"),
     }
 
