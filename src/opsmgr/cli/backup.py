@@ -314,7 +314,7 @@ def jobs(
         )
         table.add_row(
             j["id"],
-            _when(j["created"]),
+            j["created"],
             _status_of(j) + (f" ({j['failure']})" if j.get("failure") else ""),
             where,
             j["snapshotId"],
@@ -353,11 +353,6 @@ def _range_lines(window: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _slice_time(value: Any) -> str:
-    # Epoch milliseconds in the API; an ISO string shown as it came.
-    return _when(value) if isinstance(value, int) else str(value or "-")
-
-
 def _backing_snapshots(api: PublicApi, group: str, cluster: str) -> None:
     backing = _backing(api, group, cluster)
     stores = sorted(
@@ -381,7 +376,7 @@ def _backing_snapshots(api: PublicApi, group: str, cluster: str) -> None:
     for store in stores:
         windows.add_column(f"{store['name']} ({store.get('label', '')})".replace(" ()", ""))
     windows.add_row("restorable", *[_range_lines(s.get("pitrWindow", [])) for s in stores])
-    windows.add_row("last slice", *[_slice_time(s.get("lastSliceReceivedAt")) for s in stores])
+    windows.add_row("last slice", *[s.get("lastSliceReceivedAt") or "-" for s in stores])
     windows.add_row("initial sync required", *["yes" if s.get("syncRequired") else "no" for s in stores])
     tables.print(windows)
     together = backing.get("restorableTogether", [])
@@ -431,9 +426,9 @@ def _backing_jobs(api: PublicApi, group: str, cluster: str, job_ids: list[str]) 
             stores.append(f"{store}: {_backing_target(entry)}{done}")
         table.add_row(
             j["id"],
-            _when(j.get("created")),
+            j.get("created") or "-",
             j["statusName"] + (f" ({j['detail']})" if j.get("detail") else ""),
             "\n".join(stores),
-            _when(j.get("finished")),
+            j.get("finished") or "-",
         )
     tables.print(table)

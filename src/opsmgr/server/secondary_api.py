@@ -26,8 +26,8 @@ The clusters are ``backup.clusters``'s and the restore jobs ``backup.jobs``'s (`
 each one of the server's services (``server.deps``): handlers parse, call one of them and shape the answer.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.backup``, ``opsmgr.server.auth``, ``opsmgr.server.backup_api``,
-``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.paging``, ``opsmgr.server.public_api`` and
-``opsmgr.server.work``.
+``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.paging``, ``opsmgr.server.public_api``,
+``opsmgr.server.work`` and ``opsmgr.timestamps``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from opsmgr.server.deps import BackingRestoresDep, Backup, ClustersDep, Services
 from opsmgr.server.paging import Page, PerPage, paginated, unpaged
 from opsmgr.server.public_api import PREFIX
 from opsmgr.server.work import project_work
+from opsmgr.timestamps import iso_utc_or_none
 
 router = APIRouter(prefix=PREFIX, tags=["backup"])
 agent_router = APIRouter(prefix="/agents/api/backup/v1/{group_id}", tags=["agents"])
@@ -72,7 +73,7 @@ def _json(backup: BackupDaemon, clusters: Clusters, cluster: JsonObject) -> Json
                 "pitrWindow": backup.window_json(src.id),
                 "tip": status["tip"],
                 "syncRequired": status["syncRequired"],
-                "lastSliceReceivedAt": status["lastSliceReceivedAt"],
+                "lastSliceReceivedAt": iso_utc_or_none(status["lastSliceReceivedAt"]),
             }
         )
     together = backup.cluster_window(cluster["groupId"], cluster["_id"])
@@ -112,6 +113,8 @@ def get_backing(caller: ProjectReader, clusters: ClustersDep, backup: Backup, cl
 def _job_json(backup: BackupDaemon, job: JsonObject) -> JsonObject:
     out = {k: v for k, v in job.items() if k != "_id"}
     out["id"] = job["_id"]
+    # Stored as epoch milliseconds; written as ISO-8601 strings like every instant of Ops Manager's jobs.
+    out.update({k: iso_utc_or_none(job.get(k)) for k in ("created", "started", "finished") if k in job})
     stores = {}
     for name, entry in job["stores"].items():
         progress = backup.progress(f"{job['_id']}.{name}")
