@@ -3,7 +3,8 @@
 Owns the document's empty form (:func:`empty_config`), the check of a whole ``PUT
 /groups/{id}/automationConfig`` body (:func:`validate`, which runs each section's rules: ``topology``,
 ``indexes``, ``security``, ``secrets``; every rule has a stable id that the 400 names, with the JSON path of
-the offending field), content equality that decides whether ``version`` moves (:func:`same_content`), the
+the offending field), content equality that decides whether ``version`` moves (:func:`same_content`, with
+Ops Manager's defaults filled on both sides: ``defaults``), the
 hash an agent claims for its copy (:func:`config_hash`), and the read accessors for the agent and
 maintenance (processes by name or host, replica sets, members, ports). Pure functions over plain JSON values
 that never mutate their arguments. May import ``opsmgr.errors`` and ``opsmgr.automation`` modules.
@@ -11,11 +12,11 @@ that never mutate their arguments. May import ``opsmgr.errors`` and ``opsmgr.aut
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from opsmgr.automation.defaults import drop_unset, empty_sections, with_defaults
 from opsmgr.automation.indexes import check_index_configs
 from opsmgr.automation.rules import DEFAULT_PORT, KINDS, canonical, check_fields, fail, get, json_type
 from opsmgr.automation.secrets import check_secrets, redact
@@ -39,33 +40,7 @@ SERVER_MANAGED_FIELDS = frozenset({"version"})
 
 def empty_config() -> Config:
     """A new project's config: nothing deployed, authentication disabled."""
-    return {
-        "version": 0,
-        "options": {
-            "downloadBase": "/var/lib/mongodb-mms-automation",
-            "downloadBaseWindows": "%SystemDrive%\\MMSAutomation\\versions",
-        },
-        "mongoDbVersions": [],
-        "backupVersions": [],
-        "monitoringVersions": [],
-        "processes": [],
-        "replicaSets": [],
-        "sharding": [],
-        "auth": {
-            "disabled": True,
-            "authoritativeSet": False,
-            "autoAuthMechanisms": [],
-            "deploymentAuthMechanisms": [],
-            "usersWanted": [],
-            "usersDeleted": [],
-        },
-        "tls": {"clientCertificateMode": "OPTIONAL"},
-        "roles": [],
-        "indexConfigs": [],
-        "kerberos": {"serviceName": "mongodb"},
-        "ldap": {},
-        "balancer": {},
-    }
+    return {"version": 0, **empty_sections()}
 
 
 # --- validation --------------------------------------------------------------------------------------------
@@ -89,11 +64,16 @@ _TOP_FIELDS = {
     "backupVersions": "array",
     "monitoringVersions": "array",
     "roles": "array",
+    "cpsModules": "array",
+    "mongosqlds": "array",
+    "mongots": "array",
+    "onlineArchiveModules": "array",
     "options.downloadBase": "string",
     "auth.disabled": "boolean",
     "auth.authoritativeSet": "boolean",
     "auth.autoUser": "string",
     "auth.autoAuthMechanisms": "array",
+    "auth.autoAuthRestrictions": "array",
     "auth.deploymentAuthMechanisms": "array",
     "auth.usersWanted": "array",
     "auth.usersDeleted": "array",
@@ -116,7 +96,9 @@ def validate(
 
     Normalising fills what Ops Manager fills: missing top-level sections from :func:`empty_config`, each
     process's ``disabled`` and ``args2_6.net.port``, and each member's ``votes``, ``arbiterOnly``, ``hidden``
-    and ``priority`` (1 when the member can be electable, else 0). Unknown fields are kept as they are.
+    and ``priority`` (1 when the member can be electable, else 0). What a typed client sends for a field it
+    has no value for (``null`` lists and objects, an empty ``auth.autoAuthMechanism``) reads as absent
+    (:func:`opsmgr.automation.defaults.drop_unset`). Unknown fields are kept as they are.
 
     ``current`` is the config being replaced: unique indexes it already has pass, so that a GET-modify-PUT
     round trip keeps working after a supervised unique index build. ``allow_unique_indexes`` is for callers
@@ -125,7 +107,7 @@ def validate(
     """
     if not isinstance(config, dict):
         fail("$", "config-object", f"the automation config must be a JSON object, not {json_type(config)}")
-    out = copy.deepcopy(config)
+    out = drop_unset(config)
     if "version" in out and not (KINDS["integer"](out["version"]) and out["version"] >= 0):
         fail("version", "config-version", "version must be a non-negative integer; the server assigns it")
     check_fields(out, _TOP_FIELDS, "")
@@ -162,10 +144,11 @@ def hostnames(config: Mapping[str, Any]) -> set[str]:
 
 
 def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two configs state the same deployment, whatever their ``version`` and key order."""
+    """Whether two configs state the same deployment, whatever their ``version`` and key order, and whether
+    a default is written out or left to Ops Manager's default (so a GET put back unchanged is no change)."""
 
     def content(config: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if k not in SERVER_MANAGED_FIELDS}
+        return {k: v for k, v in with_defaults(config).items() if k not in SERVER_MANAGED_FIELDS}
 
     return canonical(content(a)) == canonical(content(b))
 

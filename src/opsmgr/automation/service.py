@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmgr.automation.config import empty_config, hostnames, same_content, validate
+
+# The public API shows configs with Ops Manager's defaults filled and reads the function from here.
+from opsmgr.automation.defaults import with_defaults as with_defaults
 from opsmgr.automation.hosts import host_views
 from opsmgr.automation.records import processes
 from opsmgr.automation.secrets import map_secrets

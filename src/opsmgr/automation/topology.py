@@ -2,7 +2,8 @@
 per-process modes), its replica sets and their members (ids, hosts, votes, priorities, how many may vote,
 that one can be primary) and its sharded clusters, with the defaults Ops Manager fills in.
 
-Pure functions over plain JSON values. May import ``opsmgr.errors`` and ``opsmgr.automation.rules``.
+Pure functions over plain JSON values. May import ``opsmgr.errors``, ``opsmgr.automation.rules`` and
+``opsmgr.automation.defaults``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from opsmgr.automation.defaults import DELAY_KEYS, default_priority
 from opsmgr.automation.rules import (
     CLUSTER_AUTH_MODES,
     DEFAULT_PORT,
@@ -68,7 +70,6 @@ _MEMBER_FIELDS = {
     "buildIndexes": "boolean",
     "tags": "object",
 }
-_MEMBER_DELAYS = ("secondaryDelaySecs", "slaveDelay")
 _SHARDING_FIELDS = {"configServerReplica": "string", "shards": "array", "managedSharding": "boolean"}
 _SHARD_FIELDS = {"_id": "string", "rs": "string"}
 _MONGODB_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-rc\d+)?(?:-ent)?")
@@ -202,7 +203,7 @@ def _check_member(member: dict[str, Any], at: str, processes: Mapping[str, dict[
         fail(f"{at}.host", "member-host", f"{at}.host {member['host']!r} names no process in processes[]")
     if process["processType"] != "mongod":
         fail(f"{at}.host", "member-process-type", f"{member['host']!r} is a mongos; members must be mongod")
-    for key in _MEMBER_DELAYS:
+    for key in DELAY_KEYS:
         if key in member and not (KINDS["integer"](member[key]) and member[key] >= 0):
             fail(f"{at}.{key}", "member-delay", f"{at}.{key} must be a non-negative integer of seconds")
     member.setdefault("votes", 1)
@@ -210,9 +211,8 @@ def _check_member(member: dict[str, Any], at: str, processes: Mapping[str, dict[
     member.setdefault("hidden", False)
     if not (KINDS["integer"](member["votes"]) and member["votes"] in (0, 1)):
         fail(f"{at}.votes", "votes", f"{at}.votes must be 0 or 1")
-    delayed = any(member.get(key) for key in _MEMBER_DELAYS)
-    passive = member["arbiterOnly"] or member["hidden"] or member["votes"] == 0 or delayed
-    member.setdefault("priority", 0 if passive or member.get("buildIndexes") is False else 1)
+    delayed = any(member.get(key) for key in DELAY_KEYS)
+    member.setdefault("priority", default_priority(member))
     priority = member["priority"]
     if not (KINDS["number"](priority) and 0 <= priority <= MAX_PRIORITY):
         fail(f"{at}.priority", "priority", f"{at}.priority must be a number 0..{MAX_PRIORITY}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsmgr.automation.service import ConfigVersionConflict
+from opsmgr.automation.service import ConfigVersionConflict, with_defaults
 from opsmgr.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import (
@@ -291,10 +291,11 @@ def delete_agent_key(caller: ProjectOwner, appdb: AppDBDep, key_id: str) -> None
 
 @router.get("/groups/{group_id}/automationConfig")
 def get_automation_config(caller: ProjectReader, automation: Automation, response: Response) -> JsonObject:
-    """The goal config; its ``ETag`` is its version, for a later conditional PUT (``If-Match``)."""
+    """The goal config with every default Ops Manager shows, so that a typed client can put it back as it
+    read it; its ``ETag`` is its version, for a later conditional PUT (``If-Match``)."""
     config = automation.config(caller.group_id)
     response.headers["ETag"] = etag(config["version"])
-    return config
+    return with_defaults(config)
 
 
 @router.put("/groups/{group_id}/automationConfig")
@@ -320,7 +321,7 @@ def put_automation_config(
     except ConfigVersionConflict as exc:  # changed between the check above and the write
         raise _stale_config(group_id, if_match or "", exc.parameters["version"]) from None
     response.headers["ETag"] = etag(config["version"])
-    return config
+    return with_defaults(config)
 
 
 def _stale_config(group_id: str, if_match: str, current: int) -> PreconditionFailed:
