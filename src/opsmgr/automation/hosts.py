@@ -1,59 +1,208 @@
 """Ops Manager's host documents (``GET /groups/{id}/hosts``): each process of a project as monitoring sees it,
-built from the goal config's processes and what the project's agents last reported.
+built from the goal config and what the project's agents last reported.
 
-May import ``opsmgr.automation.records``.
+A host's ``id`` is 32 hex digits, the shape of Ops Manager's host ids, derived from the project and the
+process name, so it stays the same for as long as the process keeps its name and needs no record. What no
+report carries comes from the goal config (``hidden``, ``slaveDelaySec``, ``sslEnabled``, journaling, the
+authentication mechanism, the shard) or is Ops Manager's default for a monitored host (alerts on, logs and
+profiler off). Instants are epoch milliseconds here (``lastPing``, ``created``): the API writes them as ISO
+strings at its edge, the UI as clock times. Nothing reports a process's uptime, so ``uptimeMsec`` and
+``lastRestart`` are left out, as Ops Manager leaves out what monitoring has not seen.
+
+Owns the collection ``host_first_seen``: when each host was first listed (its ``created``), one document per
+project and host id, written on first sight. May import ``opsmgr.automation.records``,
+``opsmgr.automation.rules`` and ``opsmgr.store``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import ipaddress
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from opsmgr.automation.records import Process
+from opsmgr.automation.records import Member, Process, processes, replica_sets
+from opsmgr.automation.rules import get
+from opsmgr.store.engine import Store
+
+FIRST_SEEN = "host_first_seen"
+_DELAYS = ("secondaryDelaySecs", "slaveDelay")  # the member's delay, by its name since MongoDB 5.0 first
+# Ops Manager's names of the mechanisms its monitoring authenticates with.
+_MECHANISM_NAMES = {"MONGODB-CR": "MONGODB_CR", "MONGODB-X509": "MONGODB_X509"}
+_STATE_TYPES = {
+    "PRIMARY": "REPLICA_PRIMARY",
+    "SECONDARY": "REPLICA_SECONDARY",
+    "ARBITER": "REPLICA_ARBITER",
+    "RECOVERING": "RECOVERING",
+}
+# Fields kept when None: readers index them (where the process is, its state, version and last report).
+_ALWAYS = frozenset({"hostname", "port", "replicaSetName", "replicaStateName", "version", "lastPing"})
+
+
+def host_id(group_id: str, process_name: str) -> str:
+    """The host id of a process: stable, 32 hex digits, never the same for two processes."""
+    return hashlib.md5(f"{group_id}:{process_name}".encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Goal:
+    """What the goal config says of each process, read once per listing."""
+
+    processes: dict[str, Process]
+    members: dict[str, tuple[str, Member]]  # process name -> (replica set id, member)
+    shards: dict[str, str]  # replica set id -> shard id
+    auth_mechanism: str
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> _Goal:
+        members = {m.host: (rs.id, m) for rs in replica_sets(config) for m in rs.members}
+        clusters = [c for c in config.get("sharding") or [] if isinstance(c, Mapping)]
+        shards = {
+            str(shard["rs"]): str(shard["_id"])
+            for cluster in clusters
+            for shard in cluster.get("shards") or []
+            if isinstance(shard, Mapping) and "rs" in shard and "_id" in shard
+        }
+        return cls({p.name: p for p in processes(config)}, members, shards, _auth_mechanism(config))
+
+
+def _auth_mechanism(config: Mapping[str, Any]) -> str:
+    auth = config.get("auth") or {}
+    if auth.get("disabled", True):
+        return "NONE"
+    listed = auth.get("autoAuthMechanisms") or ["SCRAM-SHA-1"]
+    mechanism = auth.get("autoAuthMechanism") or listed[0]
+    return _MECHANISM_NAMES.get(str(mechanism), str(mechanism))
 
 
 def host_views(
-    group_id: str, goal: Iterable[Process], statuses: list[dict[str, Any]]
+    group_id: str,
+    config: Mapping[str, Any],
+    statuses: list[dict[str, Any]],
+    *,
+    created: Mapping[str, int],
+    cluster_ids: Mapping[str, str],
 ) -> list[dict[str, Any]]:
-    by_name = {p.name: p for p in goal}
+    """The project's hosts, sorted by hostname and port as Ops Manager sorts them. ``created``: when each
+    host id was first seen (:func:`first_seen`); ``cluster_ids``: each replica set's cluster id."""
+    goal = _Goal.of(config)
     hosts = []
     for status in statuses:
         for entry in status.get("processes", []):
-            observed = entry.get("observed") or {}
-            proc = by_name.get(entry["name"])
-            port = observed.get("port") or (proc.port if proc else None)
-            hostname = observed.get("hostname") or (proc.hostname if proc else None) or status["hostname"]
-            hosts.append(
-                {
-                    "id": f"{group_id}-{entry['name']}",
-                    "groupId": group_id,
-                    "hostname": hostname,
-                    "port": port,
-                    "typeName": _type_name(observed),
-                    "replicaSetName": observed.get("replicaSetName"),
-                    "replicaStateName": observed.get("replicaStateName")
-                    or ("DOWN" if not observed.get("running") else None),
-                    "version": observed.get("version"),
-                    "processName": entry["name"],
-                    "running": bool(observed.get("running")),
-                    "optimeTs": observed.get("optimeTs"),
-                    "lagSeconds": observed.get("lagSeconds"),
-                    "connections": observed.get("connections"),
-                    "lastPing": status.get("receivedAt"),
-                    "simulated": status.get("driver") == "sim",
-                }
-            )
+            host = _host(group_id, goal, status, entry, cluster_ids)
+            host["created"] = created.get(host["id"], host["lastPing"])
+            hosts.append({k: v for k, v in host.items() if v is not None or k in _ALWAYS})
     return sorted(hosts, key=lambda h: (h["hostname"] or "", h["port"] or 0))
 
 
-def _type_name(observed: dict[str, Any]) -> str:
+def _host(
+    group_id: str,
+    goal: _Goal,
+    status: Mapping[str, Any],
+    entry: Mapping[str, Any],
+    cluster_ids: Mapping[str, str],
+) -> dict[str, Any]:
+    observed = entry.get("observed") or {}
+    name = str(entry["name"])
+    proc = goal.processes.get(name)
+    rs_id, member = goal.members.get(name, (None, None))
+    rs_name = observed.get("replicaSetName") or rs_id
+    state = observed.get("replicaStateName") or ("DOWN" if not observed.get("running") else None)
+    hostname = observed.get("hostname") or (proc.hostname if proc else None) or status["hostname"]
+    hidden = bool(member and member.hidden)
+    return {
+        "id": host_id(group_id, name),
+        "groupId": group_id,
+        "hostname": hostname,
+        "port": observed.get("port") or (proc.port if proc else None),
+        "typeName": _type_name(observed, proc, rs_name in goal.shards),
+        "clusterId": cluster_ids.get(rs_name) if rs_name else None,
+        "replicaSetName": rs_name,
+        "replicaStateName": state,
+        "shardName": goal.shards.get(rs_name) if rs_name else None,
+        "version": observed.get("version"),
+        "ipAddress": _ip_address(hostname),
+        "lastPing": status.get("receivedAt"),
+        "hostEnabled": True,
+        "alertsEnabled": True,
+        "logsEnabled": False,
+        "profilerEnabled": False,
+        "deactivated": False,
+        "lowUlimit": False,
+        "hasStartupWarnings": False,
+        "journalingEnabled": _journaling(proc),
+        "hidden": hidden,
+        "hiddenSecondary": hidden and state == "SECONDARY",
+        "slaveDelaySec": _delay(member),
+        "sslEnabled": bool(proc and _tls_on(proc.args2_6)),
+        "authMechanismName": goal.auth_mechanism,
+        "processName": name,
+        "running": bool(observed.get("running")),
+        "optimeTs": observed.get("optimeTs"),
+        "lagSeconds": observed.get("lagSeconds"),
+        "connections": observed.get("connections"),
+        "simulated": status.get("driver") == "sim",
+    }
+
+
+def _type_name(observed: Mapping[str, Any], proc: Process | None, shard: bool) -> str:
+    if proc is not None and proc.process_type == "mongos":
+        return "SHARD_MONGOS"
     state = observed.get("replicaStateName")
-    if state == "PRIMARY":
-        return "REPLICA_PRIMARY"
-    if state == "SECONDARY":
-        return "REPLICA_SECONDARY"
-    if state == "ARBITER":
-        return "REPLICA_ARBITER"
+    if state in _STATE_TYPES:
+        found = _STATE_TYPES[str(state)]
+        return found.replace("REPLICA_", "SHARD_") if shard and found != "REPLICA_ARBITER" else found
     if observed.get("mode") == "standalone":
-        return "STANDALONE"
+        return "SHARD_STANDALONE" if shard else "STANDALONE"
     return "NO_DATA"
+
+
+def _ip_address(hostname: str | None) -> str | None:
+    # A host named by its address has it; resolving a name here would put DNS on every listing.
+    try:
+        return str(ipaddress.ip_address(hostname or ""))
+    except ValueError:
+        return None
+
+
+def _journaling(proc: Process | None) -> bool:
+    if proc is None or proc.process_type != "mongod":
+        return False
+    return get(proc.args2_6, "storage.journal.enabled") is not False
+
+
+def _delay(member: Member | None) -> int:
+    rest = member.rest if member else {}
+    delay = next((rest[k] for k in _DELAYS if isinstance(rest.get(k), int | float)), 0)
+    return int(delay)
+
+
+def _tls_on(args: Mapping[str, Any]) -> bool:
+    net = args.get("net")
+    tls = net.get("tls") or net.get("ssl") if isinstance(net, Mapping) else None
+    return isinstance(tls, Mapping) and tls.get("mode") not in (None, "disabled")
+
+
+def reported_names(statuses: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The names of the processes the agents report."""
+    return {str(p["name"]) for s in statuses for p in s.get("processes", [])}
+
+
+def first_seen(store: Store, group_id: str, names: Iterable[str]) -> dict[str, int]:
+    """When each host of the processes ``names`` was first seen, by host id: those never seen before are
+    recorded now (one transaction, only when there are any)."""
+    prefix = f"{group_id}:"
+    known = {d["hostId"]: int(d["created"]) for d in store.find_prefix(FIRST_SEEN, prefix, groupId=group_id)}
+    new = {host_id(group_id, n) for n in names} - known.keys()
+    if new:
+        now = int(time.time() * 1000)
+        with store.tx() as t:
+            for hid in sorted(new):
+                # Another request may have recorded it meanwhile: its instant stands.
+                doc = t.get(FIRST_SEEN, prefix + hid) or t.put(
+                    FIRST_SEEN, {"_id": prefix + hid, "groupId": group_id, "hostId": hid, "created": now}
+                )
+                known[hid] = int(doc["created"])
+    return known
