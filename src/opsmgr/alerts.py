@@ -12,6 +12,9 @@ same transaction as the alert, so a crash can delay a webhook call but never los
 the due ones with the caller's ``post`` and retries failures with exponential backoff, giving up (and saying
 so in the log and on the notification) after :data:`MAX_ATTEMPTS`. The webhook receives the alert in its
 public shape plus ``"notification": "OPEN" | "CLOSED"``, as Ops Manager's webhook sends the alert JSON.
+While a maintenance window of the project silences the alert's type (``store.maintenance_windows``), the
+notification is kept SUPPRESSED instead, naming the window, and never sent: the alert itself opens and closes
+as usual, as in Ops Manager.
 
 An operator **acknowledges** an open alert until a future instant (:meth:`AlertService.acknowledge`, the
 fields ``acknowledgedUntil``, ``acknowledgementComment`` and ``acknowledgingUsername`` of Ops Manager's
@@ -31,6 +34,7 @@ from typing import Any
 
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.engine import Store, Txn, new_id
+from opsmgr.store.maintenance_windows import muting
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class DeliveryState(StrEnum):
     PENDING = "PENDING"
     DELIVERED = "DELIVERED"
     GAVE_UP = "GAVE_UP"
+    SUPPRESSED = "SUPPRESSED"  # a maintenance window silenced it
 
 
 def iso(seconds: float) -> str:
@@ -101,6 +106,14 @@ class AlertService:
         return found[0] if found else None
 
     def _notify(self, t: Txn, alert: dict[str, Any], now: float) -> None:
+        window = muting(t, alert["groupId"], alert["eventTypeName"], alert.get("typeName"), now)
+        if window is not None:
+            log.info(
+                "alert %s %s: notification suppressed by maintenance window %s",
+                alert["_id"],
+                alert["status"],
+                window,
+            )
         t.insert(
             NOTIFICATIONS,
             {
@@ -108,10 +121,11 @@ class AlertService:
                 "alertId": alert["_id"],
                 "groupId": alert["groupId"],
                 "payload": public_view(alert) | {"notification": alert["status"]},
-                "state": DeliveryState.PENDING.value,
+                "state": (DeliveryState.PENDING if window is None else DeliveryState.SUPPRESSED).value,
                 "attempts": 0,
                 "nextAttemptAt": now,
                 "lastError": None,
+                "suppressedBy": window,
             },
         )
 

@@ -190,6 +190,7 @@ def _route(app: FastAPI) -> None:
         hosts_api,
         index_builds_api,
         maintenance_api,
+        maintenance_windows_api,
         ops_api,
         public_api,
         restoration_api,
@@ -202,6 +203,7 @@ def _route(app: FastAPI) -> None:
     app.include_router(hosts_api.router)
     app.include_router(restoration_api.router)
     app.include_router(alerts_api.router)
+    app.include_router(maintenance_windows_api.router)
     app.include_router(backup_agent_api.router)
     app.include_router(backup_api.router)
     app.include_router(backup_api.download_router)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +43,7 @@ from opsmgr.server.work import ProjectWork
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
 from opsmgr.store.changes import EVERYTHING, ChangeListener
 from opsmgr.store.engine import Change, Store, Txn
+from opsmgr.store.maintenance_windows import MaintenanceWindows
 from opsmgr.store.users import Users
 
 log = logging.getLogger("opsmgr.server")
@@ -235,6 +237,11 @@ class Services:
     changes: ChangeListener
     jobs: JobRunner
     metrics: Metrics
+
+    @cached_property
+    def maintenance_windows(self) -> MaintenanceWindows:
+        """The projects' maintenance windows: state in the application database only, so built here."""
+        return MaintenanceWindows(self.stores.app)
 
     def start(self) -> None:
         """Before anything is served: listen for other servers' changes, arm Restoration Mode if a restore
