@@ -152,14 +152,14 @@ def test_show_of_a_failed_reconciliation_and_of_an_armed_project() -> None:
             "state": "RETRY_WAIT",
             "inRestorationMode": True,
             "failureCount": 3,
-            "lastFailure": {"at": 1796509495000, "reason": "agents disagree"},
+            "lastFailure": {"at": "2026-12-05T22:24:55Z", "reason": "agents disagree"},
             "nextAttemptAt": "2026-12-05T22:30:00.000Z",
             "missingHosts": [{"hostname": "h1", "reason": "unreachable"}],
         }
     )
     assert (
         "failure counter:  3" in failed
-        and "last failure:     2026-12-05T22:24:55.000Z: agents disagree" in failed
+        and "last failure:     2026-12-05T22:24:55Z: agents disagree" in failed
     )
     assert "  h1  unreachable" in failed and "next attempt:     2026-12-05T22:30:00.000Z" in failed
     armed = describe(

@@ -13,7 +13,6 @@ May import ``opsmgr.cli.api`` and ``opsmgr.restoration.mode`` (the seed's forced
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,13 +42,6 @@ def _path(group: str) -> str:
 
 def _or_dash(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
-
-
-def _instant(value: Any) -> str:
-    # The API's times are ISO strings, but a failure's ``at`` is stored epoch milliseconds.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return _or_dash(value)
 
 
 def _trigger_line(reason: dict[str, Any] | None) -> str:
@@ -82,7 +74,7 @@ def _agents_lines(view: dict[str, Any]) -> list[str]:
 def describe(view: dict[str, Any]) -> list[str]:
     """The human-readable lines of a ``GET /restorationMode`` answer."""
     failure = view.get("lastFailure") or None
-    last = f"{_instant(failure.get('at'))}: {failure.get('reason', '')}" if failure else "-"
+    last = f"{_or_dash(failure.get('at'))}: {failure.get('reason', '')}" if failure else "-"
     lines = [
         f"project:          {view.get('groupId')}",
         f"state:            {view.get('state')}"

@@ -10,8 +10,8 @@ cannot trigger the mode, be heard in it or upload; each refusal is counted in an
 project's state is announced (:data:`RESTORATION_CHANGED`) so that poll caches stop short-cutting polls the
 mode must see.
 
-May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.alerts``, ``opsmgr.automation`` and
-``opsmgr.restoration``.
+May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.alerts``, ``opsmgr.automation``,
+``opsmgr.timestamps`` and ``opsmgr.restoration``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from opsmgr.restoration.mode import (
 from opsmgr.restoration.state import ArmedBy, ChosenAgent, MissingHost, ModeRecord
 from opsmgr.store.engine import Store, Txn
 from opsmgr.store.records import Stored
+from opsmgr.timestamps import iso_utc
 
 log = logging.getLogger("opsmgr.restoration")
 
@@ -166,16 +167,16 @@ class RestorationService:
             "exitedAt": _iso(rec.exited_at),
             "exitReason": rec.exit_reason,
             "failureCount": rec.failure_count,
-            "lastFailure": _doc(rec.last_failure),
+            "lastFailure": _doc_at(rec.last_failure, "at"),
             "nextAttemptAt": _iso(rec.next_attempt_at),
             "restoredConfigVersion": rec.restored_config_version,
             "authoritativeConfigVersion": rec.authoritative_version,
-            "chosenAgent": _doc(rec.chosen_agent),
+            "chosenAgent": _doc_at(rec.chosen_agent, "timestamp"),
             "agentsHeard": [
                 {
                     "hostname": h,
                     "configVersion": a.version,
-                    "timestamp": a.timestamp,
+                    "timestamp": _iso(a.timestamp),
                     "heardAt": _iso(a.heard_at),
                 }
                 for h, a in sorted(rec.agents.items())
@@ -184,12 +185,12 @@ class RestorationService:
             "awaitingConvergence": rec.awaiting_convergence,
             "armed": state is ModeState.ARMED,
             "armedAt": _iso(rec.armed_at),
-            "armedBy": _doc(rec.armed_by),
+            "armedBy": _doc_at(rec.armed_by, "restoredAt"),
             "awaitingHosts": rec.awaiting_hosts if state is ModeState.ARMED else [],
             "disarmedAt": _iso(rec.disarmed_at),
             "disarmReason": rec.disarm_reason,
             "snapshotsQueued": rec.snapshots_queued,
-            "history": [e.to_doc() for e in rec.history],
+            "history": [_doc_at(e, "triggeredAt", "exitedAt") for e in rec.history],
         }
 
     # Agent contact.
@@ -520,6 +521,12 @@ def _doc(part: Stored | None) -> dict[str, Any] | None:
 
 
 def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+    # Restoration Mode is opsmgr's own resource; its instants are written as Ops Manager writes its own
+    # (ISO-8601 strings). An agent's config ``timestamp`` of 0 is one it did not report.
+    return iso_utc(ms) if ms else None
+
+
+def _doc_at(part: Stored | None, *instants: str) -> dict[str, Any] | None:
+    """``part``'s document with its ``instants`` (epoch milliseconds when stored) as ISO-8601 strings."""
+    doc = _doc(part)
+    return None if doc is None else doc | {k: _iso(doc.get(k)) for k in instants if k in doc}
