@@ -84,10 +84,9 @@ def test_shard_members_and_mongos_have_sharded_types() -> None:
 
 def test_created_is_the_first_sight_and_stays(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'appdb.sqlite'}")
-    first = first_seen(store, G, ["rs0_0"])
-    again = first_seen(store, G, ["rs0_0", "rs0_1"])
-    assert again[host_id(G, "rs0_0")] == first[host_id(G, "rs0_0")]
-    assert set(again) == {host_id(G, "rs0_0"), host_id(G, "rs0_1")}
-    assert first_seen(store, "other", []) == {}
+    assert first_seen(store, G, {"rs0_0": 1000}) == {host_id(G, "rs0_0"): 1000}
+    again = first_seen(store, G, {"rs0_0": 2000, "rs0_1": 2000})
+    assert again == {host_id(G, "rs0_0"): 1000, host_id(G, "rs0_1"): 2000}
+    assert first_seen(store, "other", {}) == {}
     created = {host_id(G, "rs0_0"): 42}
     assert _views(created=created)["rs0_0"]["created"] == 42

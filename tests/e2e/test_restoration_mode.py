@@ -22,6 +22,7 @@ import pytest
 
 from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
+from opsmgr.timestamps import epoch_ms
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
 from tests.procs import OPSMGR, ServerProcess, free_port, run_cli, wait_for
@@ -183,7 +184,7 @@ def rolled_back(
 
 def fresh_hosts(d: Deployment, since_ms: int) -> list[dict[str, Any]]:
     """Processes as reported after the rollback (the restored database still holds reports from T0)."""
-    return [h for h in d.hosts() if (h["lastPing"] or 0) >= since_ms]
+    return [h for h in d.hosts() if epoch_ms(h["lastPing"]) >= since_ms]
 
 
 def log_since(d: Deployment, host: str, facts: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -185,24 +184,24 @@ def _tls_on(args: Mapping[str, Any]) -> bool:
     return isinstance(tls, Mapping) and tls.get("mode") not in (None, "disabled")
 
 
-def reported_names(statuses: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The names of the processes the agents report."""
-    return {str(p["name"]) for s in statuses for p in s.get("processes", [])}
+def reported_at(statuses: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """When the report of each process the agents report was received (epoch milliseconds)."""
+    return {str(p["name"]): int(s.get("receivedAt") or 0) for s in statuses for p in s.get("processes", [])}
 
 
-def first_seen(store: Store, group_id: str, names: Iterable[str]) -> dict[str, int]:
-    """When each host of the processes ``names`` was first seen, by host id: those never seen before are
-    recorded now (one transaction, only when there are any)."""
+def first_seen(store: Store, group_id: str, reported: Mapping[str, int]) -> dict[str, int]:
+    """When each host of the processes ``reported`` (name -> when its report came) was first seen, by host
+    id: those never seen before are recorded now, as seen when their report came (one transaction, only
+    when there are any)."""
     prefix = f"{group_id}:"
     known = {d["hostId"]: int(d["created"]) for d in store.find_prefix(FIRST_SEEN, prefix, groupId=group_id)}
-    new = {host_id(group_id, n) for n in names} - known.keys()
+    new = {hid: at for name, at in reported.items() if (hid := host_id(group_id, name)) not in known}
     if new:
-        now = int(time.time() * 1000)
         with store.tx() as t:
-            for hid in sorted(new):
+            for hid, at in sorted(new.items()):
                 # Another request may have recorded it meanwhile: its instant stands.
                 doc = t.get(FIRST_SEEN, prefix + hid) or t.put(
-                    FIRST_SEEN, {"_id": prefix + hid, "groupId": group_id, "hostId": hid, "created": now}
+                    FIRST_SEEN, {"_id": prefix + hid, "groupId": group_id, "hostId": hid, "created": at}
                 )
                 known[hid] = int(doc["created"])
     return known

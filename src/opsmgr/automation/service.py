@@ -24,7 +24,7 @@ from opsmgr.automation.config import empty_config, hostnames, same_content, vali
 
 # The public API shows configs with Ops Manager's defaults filled and reads the function from here.
 from opsmgr.automation.defaults import with_defaults as with_defaults
-from opsmgr.automation.hosts import first_seen, host_views, reported_names
+from opsmgr.automation.hosts import first_seen, host_views, reported_at
 from opsmgr.automation.records import processes
 from opsmgr.automation.secrets import map_secrets
 from opsmgr.automation.status import StatusReport
@@ -201,7 +201,7 @@ class AutomationService:
         """``GET /groups/{id}/hosts``: each process as monitoring sees it, from what the agents observe;
         ``cluster_ids``: each replica set's cluster id (backup's clusters: automation cannot read them)."""
         statuses = self.agent_statuses(group_id)
-        created = first_seen(self.store, group_id, reported_names(statuses))
+        created = first_seen(self.store, group_id, reported_at(statuses))
         config = self.config(group_id)
         return host_views(group_id, config, statuses, created=created, cluster_ids=cluster_ids or {})
 

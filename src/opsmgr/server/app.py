@@ -184,6 +184,7 @@ def _handle_errors(app: FastAPI) -> None:
 def _route(app: FastAPI) -> None:
     from opsmgr.server import (
         agent_api,
+        agents_api,
         alerts_api,
         backup_agent_api,
         backup_api,
@@ -201,6 +202,7 @@ def _route(app: FastAPI) -> None:
     app.include_router(agent_api.router)
     app.include_router(public_api.router)
     app.include_router(hosts_api.router)
+    app.include_router(agents_api.router)
     app.include_router(restoration_api.router)
     app.include_router(alerts_api.router)
     app.include_router(maintenance_windows_api.router)
