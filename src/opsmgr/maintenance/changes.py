@@ -46,6 +46,7 @@ from opsmgr.maintenance.report import (
 )
 from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.store.engine import Txn, new_id
+from opsmgr.store.maintenance_windows import close_for_change
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,8 @@ def promote(doc: dict[str, Any], now: float) -> None:
 
 
 def end(t: Txn, doc: dict[str, Any], now: float, reason: str) -> None:
-    """The change is over (done or superseded): its lease goes, its figures and history are kept."""
+    """The change is over (done or superseded): its lease goes, its figures and history are kept, the
+    maintenance window it opened ends."""
     status = ChangeStatus.from_json(doc["rsId"], doc.get("status") or {})
     done = replace(status, state=ChangeState.DONE, reason=reason, failed_member=None, since=now)
     events = [*doc.get("events", []), Event(now, EventKind.DONE).to_json()]
@@ -145,6 +147,7 @@ def end(t: Txn, doc: dict[str, Any], now: float, reason: str) -> None:
         **_without_own_lease(doc, owner(doc)),
     )
     t.put(HISTORY, {**history(doc), "_id": doc["changeId"]})
+    close_for_change(t, str(doc["groupId"]), str(doc["changeId"]), now)
     t.notify(WORK_CHANGED, str(doc["groupId"]))
 
 

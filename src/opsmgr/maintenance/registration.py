@@ -4,9 +4,11 @@
 ``AutomationService.put_config``): one rolling change per replica set that needs a roll. If one is already
 under way for that set, the change is recomputed from the config it started from and members whose tasks
 are unchanged keep their progress; a set the new config drops ends its change. While a unique index build's
-member step holds the set, the config's change is queued behind it, begun when the step ends. May import
-``opsmgr.automation.records``, ``opsmgr.automation.secrets``, ``opsmgr.store`` and ``opsmgr.maintenance``
-modules.
+member step holds the set, the config's change is queued behind it, begun when the step ends. With
+``alert_window_s`` (``mms.maintenance.alertWindowSeconds``), a change registered opens a maintenance window
+of its project covering it (``store.maintenance_windows.window_for_change``), a recomputed one extends it.
+May import ``opsmgr.automation.records``, ``opsmgr.automation.secrets``, ``opsmgr.store`` and
+``opsmgr.maintenance`` modules.
 """
 
 from __future__ import annotations
@@ -26,23 +28,27 @@ from opsmgr.maintenance.leases import LEASES, ROLLING
 from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.rolling import RollingChange, rolling_changes
 from opsmgr.store.engine import Txn, new_id
+from opsmgr.store.maintenance_windows import extend_for_change, open_for_change, window_for_change
 
 log = logging.getLogger(__name__)
 
 
 class Registrar:
     """Registers the rolling changes of config changes; ``encrypt``/``decrypt`` protect the secrets of the
-    config a change started from, as the automation config's own are."""
+    config a change started from, as the automation config's own are; ``alert_window_s``: how long the
+    maintenance window a change opens lasts (0: none)."""
 
     def __init__(
         self,
         *,
         encrypt: Callable[[str], str],
         decrypt: Callable[[str], str],
+        alert_window_s: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.encrypt = encrypt
         self.decrypt = decrypt
+        self.alert_window_s = alert_window_s
         self.clock = clock
 
     def register(
@@ -63,16 +69,28 @@ class Registrar:
                     t.put(LEASES, doc)
                     touched.append(rs_id)
                     continue
+                self._window(t, doc, version, now, opens=False)
             elif fresh.needs_roll:
                 started = map_secrets(copy.deepcopy(dict(old)), self.encrypt)
                 changes.begin(doc, fresh, started, version, now)
                 log.info("rolling change of %s registered for version %s: %s", rs_id, version, fresh.reasons)
+                self._window(t, doc, version, now, opens=True)
             else:
                 continue
             doc["updatedAt"] = now
             t.put(LEASES, doc)
             touched.append(rs_id)
         return touched
+
+    def _window(self, t: Txn, doc: Mapping[str, Any], version: int, now: float, *, opens: bool) -> None:
+        """Open the maintenance window of the change under way in ``doc`` (``opens``), or extend it."""
+        change = RollingChange.from_json(doc["change"])
+        group_id, change_id = str(doc["groupId"]), str(doc["changeId"])
+        spec = window_for_change(change.rs_id, change_id, version, change.reasons, now, self.alert_window_s)
+        if spec is not None and opens:
+            open_for_change(t, group_id, change_id, spec, now)
+        elif spec is not None:
+            extend_for_change(t, group_id, change_id, spec.end, now)
 
     @staticmethod
     def _drop_missing(t: Txn, group_id: str, new: Mapping[str, Any], version: int, now: float) -> list[str]:

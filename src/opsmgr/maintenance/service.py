@@ -65,7 +65,9 @@ class MaintenanceService:
     ) -> None:
         self.policy = policy
         members = MemberReports(goal=goal, statuses=statuses, clock=clock)
-        registrar = Registrar(encrypt=encrypt, decrypt=decrypt, clock=clock)
+        registrar = Registrar(
+            encrypt=encrypt, decrypt=decrypt, alert_window_s=policy.alert_window_s, clock=clock
+        )
         desk = LeaseDesk(store, members, policy=policy, clock=clock)
         steps = IndexSteps(store, members, policy=policy, clock=clock)
         recorder = Recorder(store, alerts, members, steps, clock=clock)

@@ -109,6 +109,8 @@ class Policy:
     close to the primary is caught up. ``oplog_margin``: the oplog window must exceed the estimated time a
     member is out by this factor; ``default_out_s`` is that estimate before any restart has been observed.
     ``step_down_secs``/``secondary_catch_up_period_secs`` are ``replSetStepDown``'s arguments.
+    ``alert_window_s`` is the server's alone: a rolling change that begins opens a maintenance window of its
+    project this long (0: none), closed when the change ends (``store.maintenance_windows``).
     """
 
     lease_ttl_s: float = 120.0
@@ -120,6 +122,7 @@ class Policy:
     step_down_secs: int = 60
     secondary_catch_up_period_secs: int = 10
     maintenance_port_offset: int = 10000
+    alert_window_s: float = 0.0
 
 
 def maintenance_port(port: int, policy: Policy = Policy()) -> int:

@@ -80,4 +80,12 @@ MAINTENANCE_KEYS: tuple[Key, ...] = (
         "away from its clients and its set.",
         conf.int_in(1, 55535),
     ),
+    _policy_key(
+        "alertWindowSeconds",
+        "alert_window_s",
+        "A rolling change that begins opens a maintenance window of its project this long, silencing the "
+        "HOST, REPLICA_SET and AGENT alert notifications its restarts cause; it closes when the change ends. "
+        "0: no window.",
+        conf.float_in(0, 7 * 86400),
+    ),
 )

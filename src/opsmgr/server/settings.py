@@ -91,6 +91,9 @@ key                                                    meaning                  
                                                        ``stepDownSeconds``)
 ``mms.maintenance.portOffset``                         a member is standalone on its port plus     ``10000``
                                                        this (minus, past 65535)
+``mms.maintenance.alertWindowSeconds``                 a rolling change opens a maintenance        ``0``
+                                                       window (HOST, REPLICA_SET, AGENT) this
+                                                       long, closed when it ends; 0: none
 =====================================================  ==========================================  ========
 
 The ``mms.maintenance.*`` keys are ``server.maintenance_keys``'. The three backing databases must be three
@@ -368,6 +371,7 @@ class Settings:
     maintenance_step_down_secs: int
     maintenance_secondary_catch_up_period_secs: int
     maintenance_maintenance_port_offset: int
+    maintenance_alert_window_s: float
     https_pem_key_file: Path | None = None
     https_pem_key_file_password: str | None = None
     https_ca_file: Path | None = None
