@@ -1,11 +1,13 @@
 """Maintenance windows through the real server: ``/groups/{id}/maintenanceWindows`` in Ops Manager's shapes
 and status codes (201, 200, 204), its roles (Project Owner writes, any project role reads, another
 project's key is refused), bad and oversized bodies refused with a 400 naming the field, and an alert whose
-webhook notification a window silences while one outside it is delivered. Alerts are raised by writing to
-the server's application database, as its periodic loops do."""
+webhook notification a window silences while one outside it is delivered; and the window a rolling change
+opens (``mms.maintenance.alertWindowSeconds``) and ends with it. Alerts are raised by writing to the server's
+application database, as its periodic loops do."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 
 from opsmgr.alerts import AlertService, DeliveryState
 from opsmgr.store.engine import Store
+from tests.configs import replica_set_config
 from tests.procs import ServerProcess, started_server, wait_for
 from tests.server.test_alerts_api import Receiver
 
@@ -40,7 +43,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def hooked(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[ServerProcess]:
-    conf = {"mms.alerts.webhook.url": receiver.url}
+    conf = {"mms.alerts.webhook.url": receiver.url, "mms.maintenance.alertWindowSeconds": "3600"}
     with started_server(tmp_path_factory.mktemp("windows") / "data", conf) as srv:
         yield srv
 
@@ -162,10 +165,14 @@ def test_owner_writes_reader_reads_stranger_is_refused(
         assert api.get(f"{path}/{made['id']}").json() == made
 
 
+def raiser(srv: ServerProcess) -> AlertService:
+    return AlertService(Store(f"sqlite:///{Path(srv.data_dir) / 'appdb.sqlite'}"))
+
+
 def test_an_open_window_silences_its_alert_types_only(
     hooked: ServerProcess, owner_key: dict[str, Any], receiver: Receiver
 ) -> None:
-    alerts = AlertService(Store(f"sqlite:///{Path(hooked.data_dir) / 'appdb.sqlite'}"))
+    alerts = raiser(hooked)
     with hooked.client(owner_key) as api:
         group = api.post("/groups", json={"name": "mw-silence"}).json()["id"]
         made = api.post(BASE.format(group), json=window("BACKUP", start=-5)).json()
@@ -182,4 +189,35 @@ def test_an_open_window_silences_its_alert_types_only(
         assert api.delete(f"{BASE.format(group)}/{made['id']}").status_code == 204
         after = alerts.raise_alert(group, "BACKUP_SNAPSHOT_FAILED", "b:failed", "snapshot failed")
         wait_for(lambda: after["id"] in {p["id"] for p in receiver.received}, 30, what="the alert after it")
+        assert muted["id"] not in {p["id"] for p in receiver.received}
+
+
+def test_a_rolling_change_opens_a_window_that_ends_with_it(
+    hooked: ServerProcess, owner_key: dict[str, Any], receiver: Receiver
+) -> None:
+    alerts = raiser(hooked)
+    base = replica_set_config(["h0.example.net", "h1.example.net", "h2.example.net"])
+    with hooked.client(owner_key) as api:
+        group = api.post("/groups", json={"name": "mw-rolling"}).json()["id"]
+        config_path = f"/groups/{group}/automationConfig"
+        assert api.put(config_path, json=base).status_code == 200
+        assert api.get(BASE.format(group)).json()["totalCount"] == 0  # a first config rolls nothing
+        upgraded = copy.deepcopy(base)
+        for process in upgraded["processes"]:
+            process["version"] = "7.0.6"
+        assert api.put(config_path, json=upgraded).status_code == 200, "a version change rolls"
+        (change,) = api.get(f"/groups/{group}/maintenance").json()["results"]
+        (opened,) = api.get(BASE.format(group)).json()["results"]
+        assert opened["alertTypeNames"] == ["HOST", "REPLICA_SET", "AGENT"]
+        assert change["id"] in opened["description"] and "rs0" in opened["description"]
+        muted = alerts.raise_alert(group, "HOST_DOWN", "h0:down", "h0 restarting")
+        (note,) = [n for n in alerts.notifications() if n["alertId"] == muted["id"]]
+        assert note["state"] == DeliveryState.SUPPRESSED.value and note["suppressedBy"] == opened["id"]
+
+        # Back to the first config: nothing to roll, the change ends and its window with it.
+        assert api.put(config_path, json=base).status_code == 200
+        assert api.get(BASE.format(group)).json()["totalCount"] == 0
+        assert api.get(f"{BASE.format(group)}/{opened['id']}").status_code == 404
+        heard = alerts.raise_alert(group, "HOST_DOWN", "h1:down", "h1 down")
+        wait_for(lambda: heard["id"] in {p["id"] for p in receiver.received}, 30, what="the alert after it")
         assert muted["id"] not in {p["id"] for p in receiver.received}
