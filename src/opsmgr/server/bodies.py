@@ -198,8 +198,10 @@ class ConfirmBuildBody(SentBody):
 
 
 class AutomationConfigBody(SentBody):
-    """PUT /groups/{groupId}/automationConfig: a whole Ops Manager automation config. The top-level
-    sections are named here; automation.config.validate checks them and keeps any other field as it is."""
+    """PUT /groups/{groupId}/automationConfig: a whole Ops Manager automation config, as its GET shows it
+    (every default filled) or with defaults left out. The top-level sections are named here;
+    automation.config.validate checks them, reads a section sent as null as absent (a typed client's unset
+    list) and keeps any other field as it is."""
 
     model_config = ConfigDict(extra="allow")
     version: Integer = Field(None, description="Ignored: the server assigns versions.")
@@ -220,3 +222,7 @@ class AutomationConfigBody(SentBody):
     backupVersions: Array = None
     monitoringVersions: Array = None
     roles: Array = None
+    cpsModules: Array = Field(None, description="Shown empty: opsmgr deploys no such module.")
+    mongosqlds: Array = Field(None, description="Shown empty: opsmgr deploys no BI Connector.")
+    mongots: Array = Field(None, description="Shown empty: opsmgr deploys no search process.")
+    onlineArchiveModules: Array = Field(None, description="Shown empty: opsmgr deploys no such module.")
