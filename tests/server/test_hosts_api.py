@@ -148,7 +148,7 @@ def test_an_unknown_agent_type_is_400_naming_the_types(
         _error(r, 400, "INVALID_ATTRIBUTE")
         return
     body = _error(r, 400, "INVALID_ENUM_VALUE")
-    assert all(t in body["detail"] for t in TYPES) and sorted(body["parameters"]["allowed"]) == sorted(TYPES)
+    assert all(t in body["detail"] and t in str(body["parameters"]) for t in TYPES), body
 
 
 def test_an_agent_whose_host_left_the_config_has_no_processes(
