@@ -135,7 +135,7 @@ def _host(
         "hidden": hidden,
         "hiddenSecondary": hidden and state == "SECONDARY",
         "slaveDelaySec": _delay(member),
-        "sslEnabled": bool(proc and _tls_on(proc.args2_6)),
+        "sslEnabled": bool(proc and tls_on(proc.args2_6)),
         "authMechanismName": goal.auth_mechanism,
         "processName": name,
         "running": bool(observed.get("running")),
@@ -178,7 +178,8 @@ def _delay(member: Member | None) -> int:
     return int(delay)
 
 
-def _tls_on(args: Mapping[str, Any]) -> bool:
+def tls_on(args: Mapping[str, Any]) -> bool:
+    """Whether a process's ``args2_6`` turn TLS on (``net.tls``, or ``net.ssl`` before 4.2, not disabled)."""
     net = args.get("net")
     tls = net.get("tls") or net.get("ssl") if isinstance(net, Mapping) else None
     return isinstance(tls, Mapping) and tls.get("mode") not in (None, "disabled")
