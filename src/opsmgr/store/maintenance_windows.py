@@ -127,13 +127,21 @@ class WindowSpec:
         }
 
 
+# Ops Manager's error code for each field a new window lacks.
+MISSING = {
+    "startDate": "MISSING_MAINTENANCE_WINDOW_START_DATE",
+    "endDate": "MISSING_MAINTENANCE_WINDOW_END_DATE",
+    "alertTypeNames": "MISSING_MAINTENANCE_WINDOW_ALERT_TYPE_NAME",
+}
+
+
 def validated(body: Mapping[str, Any], current: Mapping[str, Any] | None, now: float) -> WindowSpec:
     """The window ``body`` asks for: all of its fields to create one (``current`` None), at least one to
     change ``current``, whose other fields stay."""
     if current is None:
         missing = [f for f in FIELDS[:3] if body.get(f) is None]
         if missing:
-            raise InvalidInput(f"{missing[0]} is required", field=missing[0])
+            raise InvalidInput(f"{missing[0]} is required", field=missing[0], error_code=MISSING[missing[0]])
     elif not any(f in body for f in FIELDS):
         raise InvalidInput("give at least one of " + ", ".join(FIELDS), field=FIELDS[0])
     old = current or {}
@@ -148,7 +156,9 @@ def validated(body: Mapping[str, Any], current: Mapping[str, Any] | None, now: f
     )
     if spec.end <= spec.start:
         raise InvalidInput(
-            f"endDate {iso(spec.end)} must be after startDate {iso(spec.start)}", field="endDate"
+            f"endDate {iso(spec.end)} must be after startDate {iso(spec.start)}",
+            field="endDate",
+            error_code="MAINTENANCE_WINDOW_START_DATE_AFTER_END_DATE",
         )
     if spec.end <= now:
         raise InvalidInput(f"endDate {iso(spec.end)} is not in the future", field="endDate")
@@ -255,7 +265,10 @@ class MaintenanceWindows:
     def _current(self, t: Txn, group_id: str, window_id: str, now: float) -> dict[str, Any]:
         doc = t.get(WINDOWS, window_id)
         if doc is None or doc.get("groupId") != group_id or float(doc["endAt"]) <= now:
-            raise NotFound(f"no maintenance window {window_id} ending in the future in project {group_id}")
+            raise NotFound(
+                f"No maintenance window with ID {window_id} exists in group {group_id}.",
+                error_code="MAINTENANCE_WINDOW_NOT_FOUND",
+            )
         return doc
 
     def of_group(self, group_id: str) -> list[dict[str, Any]]:
