@@ -105,7 +105,7 @@ BACKUP_CONFIG = f"{G}/backupConfigs/{{cluster_id}}"
 # Known differences from the reference (strict xfails: an XPASS means fixed, and the mismatch goes).
 PROJECT = "project: no hostCounts, publicApiEnabled, replicaSetCount, shardCount, tags"
 FCV = "automationConfig: processes[] have no featureCompatibilityVersion"
-ALERT = "alert: no alertConfigId; resolved is null (Ops Manager omits it until the alert closes)"
+ALERT = "alert: resolved is null (a date-time string in Ops Manager, which omits it until the alert closes)"
 GLOBAL_ALERT = ALERT + "; groupId null (a string in Ops Manager); no links"
 ALL_CLUSTERS = "GET /clusters: clusters[] have no alertCount, availability, dataSizeBytes"
 CLUSTER_FIELDS = "cluster: no lastHeartbeat (ISO-8601), no links"
