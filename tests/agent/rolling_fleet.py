@@ -34,6 +34,7 @@ from opsmgr.sim.clock import FakeClock
 from opsmgr.sim.model import SimParams, WriteLoad
 from opsmgr.sim.world import SimWorld
 from opsmgr.store.engine import Store
+from opsmgr.timestamps import epoch_ms
 
 GROUP = "g0"
 HEALTHY = {MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER}
@@ -242,7 +243,7 @@ class RollingFleet:
 
     def change(self) -> dict[str, Any] | None:
         changes = self.service.changes(GROUP)
-        return max(changes, key=lambda c: c["created"] or 0) if changes else None
+        return max(changes, key=lambda c: epoch_ms(c["created"] or "1970-01-01")) if changes else None
 
     def play(self, mutate: Callable[[dict[str, Any]], None], within_s: float = 900) -> dict[str, Any]:
         """PUT the change and run until its rolling change is DONE; returns the change as the API lists it."""

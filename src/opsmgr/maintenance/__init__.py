@@ -14,5 +14,6 @@ operators see). May import ``opsmgr.errors``, ``opsmgr.automation.config`` (pure
 ``opsmgr.automation.records`` (processes and replica sets),
 ``opsmgr.automation.protocol`` (the work-changed topic), ``opsmgr.automation.service`` (its version
 conflict, for ``index_service``), ``opsmgr.drivers.base`` (types only),
-``opsmgr.store`` and ``opsmgr.alerts`` (``recorder``). Never the web framework, the agent or the simulator.
+``opsmgr.store``, ``opsmgr.timestamps`` (the views' instants) and ``opsmgr.alerts`` (``recorder``). Never the
+web framework, the agent or the simulator.
 """

@@ -11,7 +11,7 @@
 - :func:`status_view` is the ``maintenance`` entry of a replica set in ``automationStatus``, and
   :func:`change_view` a change as ``GET /groups/{id}/maintenance`` lists it.
 
-Pure. May import ``opsmgr.maintenance`` modules.
+Pure. May import ``opsmgr.maintenance`` modules and ``opsmgr.timestamps``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 from opsmgr.maintenance.moves import BlockCause, Blocked, Decision, Done, Move, MoveName, Progress
 from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.maintenance.snapshot import RsSnapshot
+from opsmgr.timestamps import iso_utc_seconds
 
 ALERT_MEMBER_FAILED = "MAINTENANCE_MEMBER_FAILED"
 # Steps of one member's cycle, to estimate how much of a change is left (see ``change_view``).
@@ -359,8 +360,9 @@ def change_view(doc: Mapping[str, Any]) -> dict[str, Any]:
             "currentMember": progress.member,
             "currentStep": current.move.value if current is not None else None,
         },
-        "created": doc.get("createdAt"),
-        "finished": doc.get("doneAt"),
+        # Stored as epoch seconds; written as ISO-8601 strings, as Ops Manager writes its resources' instants.
+        "created": iso_utc_seconds(doc.get("createdAt")),
+        "finished": iso_utc_seconds(doc.get("doneAt")),
         "report": _report_figures(report) if report else None,
     }
 

@@ -5,8 +5,8 @@ progress, the lease, the knobs of :class:`~opsmgr.maintenance.snapshot.Policy` t
 of the set, and what the other agents report of their members); :meth:`~MaintenanceViews.status_views` are
 the ``maintenance`` entries of ``automationStatus``; :meth:`~MaintenanceViews.changes` the history of
 ``GET /groups/{id}/maintenance``; :meth:`~MaintenanceViews.active_hosts` the hosts whose agents take part in
-a change (the work list names them). May import ``opsmgr.errors``, ``opsmgr.store`` and
-``opsmgr.maintenance`` modules.
+a change (the work list names them). May import ``opsmgr.errors``, ``opsmgr.store``,
+``opsmgr.timestamps`` and ``opsmgr.maintenance`` modules.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.report import ChangeState, ChangeStatus, Event, change_view, queued_view, status_view
 from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, maintenance_options
 from opsmgr.maintenance.wire import options_to_json, policy_to_json
+from opsmgr.timestamps import epoch_ms
 
 
 class MaintenanceViews(SetsPart):
@@ -81,7 +82,8 @@ class MaintenanceViews(SetsPart):
         past = [d for d in self.store.find(HISTORY, groupId=group_id) if d["_id"] not in ids]
         views = [change_view(history(d)) for d in current] + [change_view(d) for d in past]
         views += [queued_view(d["rsId"], d["queued"], changes.purpose(d)) for d in current if d.get("queued")]
-        return sorted(views, key=lambda v: (v["state"] == ChangeState.DONE.value, -(v["created"] or 0)))
+        newest_first = sorted(views, key=lambda v: epoch_ms(v["created"] or "1970-01-01"), reverse=True)
+        return sorted(newest_first, key=lambda v: v["state"] == ChangeState.DONE.value)
 
     def change(self, group_id: str, change_id: str) -> dict[str, Any]:
         for view in self.changes(group_id):

@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from opsmgr.automation import records
@@ -52,6 +52,8 @@ download_router = APIRouter(tags=["backup"])
 
 JOBS = DEPLOYMENT_JOBS
 DOWNLOAD_PATH = "/backup/restore/{job_id}/{token}"
+# Ten years: more is no retention a client meant.
+MAX_RETENTION_DAYS = 3650
 
 
 def cluster_json(doc: JsonObject) -> JsonObject:
@@ -71,8 +73,11 @@ def project_clusters(services: Services, group_id: str) -> list[JsonObject]:
 
 
 @router.get("/groups/{group_id}/clusters")
-def list_clusters(caller: ProjectReader, services: ServicesDep) -> JsonObject:
-    return unpaged([cluster_json(c) for c in project_clusters(services, caller.group_id)])
+def list_clusters(
+    request: Request, caller: ProjectReader, services: ServicesDep, page: int = Page, per: int = PerPage
+) -> JsonObject:
+    clusters = [cluster_json(c) for c in project_clusters(services, caller.group_id)]
+    return paginated(request, clusters, page, per)
 
 
 @router.get("/clusters")
@@ -192,21 +197,52 @@ def patch_schedule(
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/snapshots")
 def list_snapshots(
-    caller: ProjectReader, clusters: ClustersDep, backup: Backup, cluster_id: str
+    request: Request,
+    caller: ProjectReader,
+    clusters: ClustersDep,
+    backup: Backup,
+    cluster_id: str,
+    page: int = Page,
+    per: int = PerPage,
 ) -> JsonObject:
     """The snapshots, newest first, and beside them the point-in-time window as ranges (holes between)."""
     src = clusters.source(caller.group_id, cluster_id)
-    return {**unpaged(backup.snapshots_json(src.id)), "pitrWindow": backup.window_json(src.id)}
+    listed = paginated(request, backup.snapshots_json(src.id), page, per)
+    return {**listed, "pitrWindow": backup.window_json(src.id)}
 
 
+# Ops Manager's path, in its reference ("Create an On-Demand Snapshot": POST
+# /groups/{groupId}/clusters/{clusterId}/snapshots/onDemandSnapshot?retentionDays=N, answered 200 with the
+# cluster's name and a description); the Go client (opsmngr/continuous_snapshots.go) has no such call, so
+# clients post to that path. The shorter path is opsmgr's own, kept for its UI and scripts.
+@router.post("/groups/{group_id}/clusters/{cluster_id}/snapshots/onDemandSnapshot")
 @router.post("/groups/{group_id}/clusters/{cluster_id}/snapshots")
 def take_snapshot(
-    caller: ProjectBackupAdmin, clusters: ClustersDep, backup: Backup, cluster_id: str
+    caller: ProjectBackupAdmin,
+    clusters: ClustersDep,
+    backup: Backup,
+    cluster_id: str,
+    retention_days: int | None = Query(
+        None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        alias="retentionDays",
+        description="Accepted for Ops Manager's clients; the snapshot is kept as the schedule keeps a daily "
+        "one (Ops Manager's default for on-demand snapshots).",
+    ),
 ) -> JsonObject:
-    """An on-demand snapshot, taken by the daemon's next tick."""
-    clusters.get(caller.group_id, cluster_id)
+    """An on-demand snapshot of each backed-up replica set of the cluster, taken by the daemon's next
+    tick (404 for a cluster the project does not have or does not back up)."""
+    cluster = clusters.get(caller.group_id, cluster_id)
     ids = backup.request_cluster_snapshot(caller.group_id, cluster_id)
-    return {"groupId": caller.group_id, "clusterId": cluster_id, "snapshotIds": ids, "statusName": "QUEUED"}
+    return {
+        "groupId": caller.group_id,
+        "clusterId": cluster_id,
+        "clusterName": cluster["replicaSetName"],
+        "description": "On demand snapshot requested.",
+        "snapshotIds": ids,
+        "statusName": "QUEUED",
+    }
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/snapshots/{snapshot_id}")
@@ -299,11 +335,17 @@ def restore_target(services: Services, principal: Principal, delivery: Delivery)
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs")
 def list_restore_jobs(
-    request: Request, caller: ProjectReader, services: ServicesDep, cluster_id: str
+    request: Request,
+    caller: ProjectReader,
+    services: ServicesDep,
+    cluster_id: str,
+    page: int = Page,
+    per: int = PerPage,
 ) -> JsonObject:
     jobs = services.restores.of_cluster(caller.group_id, cluster_id)
     may_restore = _may_restore(caller)
-    return unpaged([job_json(services, j, str(request.base_url), may_restore) for j in jobs])
+    shown = [job_json(services, j, str(request.base_url), may_restore) for j in jobs]
+    return paginated(request, shown, page, per)
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/restoreJobs/{job_id}")

@@ -10,7 +10,7 @@ Restoration Mode, as is a member step.
 May import ``opsmgr.jsontypes``, ``opsmgr.automation.protocol``, ``opsmgr.maintenance.index_service``,
 ``opsmgr.store.appdb``, ``opsmgr.server.agent_api``, ``opsmgr.server.auth``, ``opsmgr.server.bodies``,
 ``opsmgr.server.bounds``, ``opsmgr.server.deps``, ``opsmgr.server.maintenance_api`` and
-``opsmgr.server.paging``, ``opsmgr.server.public_api``.
+``opsmgr.server.paging``, ``opsmgr.server.public_api`` and ``opsmgr.timestamps``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,24 @@ from opsmgr.server.bodies import ConfirmBuildBody, UniqueIndexBuildBody
 from opsmgr.server.bounds import POSITION, bounded
 from opsmgr.server.deps import IndexBuilds, ServicesDep
 from opsmgr.server.maintenance_api import lease_answer, restoration_refusal, text
-from opsmgr.server.paging import unpaged
+from opsmgr.server.paging import Page, PerPage, paginated
 from opsmgr.server.public_api import PREFIX
+from opsmgr.timestamps import iso_utc_or_none
 
 router = APIRouter(prefix=PREFIX, tags=["uniqueIndexBuilds"])
 agent_router = APIRouter(tags=["agents"])
+
+
+def public_view(build: JsonObject) -> JsonObject:
+    """A build as the public API shows it: its instants (epoch milliseconds in the record, which the agents
+    read) as ISO-8601 strings, the way Ops Manager writes every instant of its resources."""
+    activity = build.get("activity")
+    return {
+        **build,
+        "created": iso_utc_or_none(build.get("created")),
+        "updated": iso_utc_or_none(build.get("updated")),
+        "activity": {**activity, "at": iso_utc_or_none(activity.get("at"))} if activity else activity,
+    }
 
 
 @router.post("/groups/{group_id}/uniqueIndexBuilds", status_code=201)
@@ -40,17 +53,19 @@ def create_build(
     lockPrimaryWrites}``; it waits for the operator to confirm that writes to the collection are stopped.
     Project Owner or Project Automation Admin."""
     services.deployments.guard(caller.group_id)
-    return services.index_builds.create(caller.group_id, body.as_sent())
+    return public_view(services.index_builds.create(caller.group_id, body.as_sent()))
 
 
 @router.get("/groups/{group_id}/uniqueIndexBuilds")
-def list_builds(request: Request, caller: ProjectReader, builds: IndexBuilds) -> JsonObject:
-    return unpaged(builds.of_group(caller.group_id), request)
+def list_builds(
+    request: Request, caller: ProjectReader, builds: IndexBuilds, page: int = Page, per: int = PerPage
+) -> JsonObject:
+    return paginated(request, [public_view(b) for b in builds.of_group(caller.group_id)], page, per)
 
 
 @router.get("/groups/{group_id}/uniqueIndexBuilds/{build_id}")
 def get_build(caller: ProjectReader, builds: IndexBuilds, build_id: str) -> JsonObject:
-    return builds.get(caller.group_id, build_id)
+    return public_view(builds.get(caller.group_id, build_id))
 
 
 @router.post("/groups/{group_id}/uniqueIndexBuilds/{build_id}/confirm")
@@ -60,13 +75,15 @@ def confirm_build(
     """``{"writesStopped": true, "operator": "..."}``: writes to the collection are stopped; build."""
     services.deployments.guard(caller.group_id)
     sent = body.as_sent()
-    return services.index_builds.confirm(caller.group_id, build_id, sent, caller.principal.public_key)
+    return public_view(
+        services.index_builds.confirm(caller.group_id, build_id, sent, caller.principal.public_key)
+    )
 
 
 @router.delete("/groups/{group_id}/uniqueIndexBuilds/{build_id}")
 def cancel_build(caller: ProjectAutomationAdmin, builds: IndexBuilds, build_id: str) -> JsonObject:
     """Cancel: the agents unlock the primary if it is held and drop the index wherever it may be."""
-    return builds.cancel(caller.group_id, build_id, caller.principal.public_key)
+    return public_view(builds.cancel(caller.group_id, build_id, caller.principal.public_key))
 
 
 @agent_router.get(INDEX_BUILDS_PATH.format(group="{group_id}"))

@@ -15,7 +15,7 @@ May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.maintenance.leases`
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 
 from opsmgr.errors import Conflict, InvalidInput
 from opsmgr.jsontypes import JsonObject
@@ -25,7 +25,7 @@ from opsmgr.server.agent_api import Hostname
 from opsmgr.server.auth import ProjectAutomationAdmin, ProjectReader, agent_group
 from opsmgr.server.bounds import CONNECTIONS, EPOCH_SECONDS, SEQUENCE, bounded
 from opsmgr.server.deps import Maintenance, ServicesDep
-from opsmgr.server.paging import unpaged
+from opsmgr.server.paging import Page, PerPage, paginated
 from opsmgr.server.public_api import PREFIX
 
 agent_router = APIRouter(prefix="/agents/api/automation/maintenance/v1/{group_id}/{rs_id}", tags=["agents"])
@@ -172,9 +172,11 @@ def report_events(
 
 
 @router.get("/groups/{group_id}/maintenance")
-def list_changes(caller: ProjectReader, maintenance: Maintenance) -> JsonObject:
+def list_changes(
+    request: Request, caller: ProjectReader, maintenance: Maintenance, page: int = Page, per: int = PerPage
+) -> JsonObject:
     """Every rolling change of the project: state, reason, progress and, when done, its figures."""
-    return unpaged(maintenance.changes(caller.group_id))
+    return paginated(request, maintenance.changes(caller.group_id), page, per)
 
 
 @router.get("/groups/{group_id}/maintenance/{change_id}")

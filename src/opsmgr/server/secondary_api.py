@@ -47,7 +47,7 @@ from opsmgr.server import backup_api
 from opsmgr.server.auth import ProjectBackupAdmin, ProjectReader, agent_group
 from opsmgr.server.bodies import BackingDatabasesBody, BackingOutcomeBody, BackingRestoreBody
 from opsmgr.server.deps import BackingRestoresDep, Backup, ClustersDep, ServicesDep
-from opsmgr.server.paging import Page, PerPage, paginated, unpaged
+from opsmgr.server.paging import Page, PerPage, paginated
 from opsmgr.server.public_api import PREFIX
 from opsmgr.server.work import project_work
 from opsmgr.timestamps import iso_utc_or_none
@@ -98,8 +98,16 @@ def create_backing(
 
 
 @router.get("/groups/{group_id}/backingDatabases")
-def list_backing(caller: ProjectReader, clusters: ClustersDep, backup: Backup) -> JsonObject:
-    return unpaged([_json(backup, clusters, d) for d in clusters.backing_clusters(caller.group_id)])
+def list_backing(
+    request: Request,
+    caller: ProjectReader,
+    clusters: ClustersDep,
+    backup: Backup,
+    page: int = Page,
+    per: int = PerPage,
+) -> JsonObject:
+    found = [_json(backup, clusters, d) for d in clusters.backing_clusters(caller.group_id)]
+    return paginated(request, found, page, per)
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}")

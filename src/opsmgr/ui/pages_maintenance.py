@@ -104,7 +104,8 @@ def _lease(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finished(view: dict[str, Any]) -> dict[str, Any]:
-    return view | {"createdText": when(view.get("created")), "finishedText": when(view.get("finished"))}
+    # The API's instants, ISO-8601 strings, shown as they are.
+    return view | {"createdText": view.get("created") or "—", "finishedText": view.get("finished") or "—"}
 
 
 def board(services: Services, project: ProjectPage, viewer: Viewer) -> dict[str, Any]:
