@@ -113,6 +113,9 @@ BACKUP_CONFIG_FIELDS = "backupConfig: no encryptionEnabled, storageEngineName"
 SNAPSHOT = "snapshot: no links; parts[] have no clusterId, mongodVersion"
 ON_DEMAND = "on-demand snapshot: no timestamp {date, increment, time}"
 RESTORE_JOB = "restore job: no encryptionEnabled, no links"
+QUEUED_JOB = (
+    RESTORE_JOB + "; a queued job's statusName is QUEUED (Ops Manager: FINISHED|IN_PROGRESS|BROKEN|KILLED)"
+)
 
 CASES = [
     Case("get", "/orgs", "organization", listed=True),
@@ -173,7 +176,7 @@ CASES = [
     Case("post", f"{CLUSTER}/snapshots", "on_demand_snapshot", mismatch=ON_DEMAND),
     Case("post", f"{CLUSTER}/snapshots/onDemandSnapshot", "on_demand_snapshot", mismatch=ON_DEMAND),
     Case("get", f"{CLUSTER}/snapshots/{{snapshot_id}}", "snapshot", mismatch=SNAPSHOT),
-    Case("get", f"{CLUSTER}/restoreJobs", "restore_job", listed=True, mismatch=RESTORE_JOB),
+    Case("get", f"{CLUSTER}/restoreJobs", "restore_job", listed=True, mismatch=QUEUED_JOB),
     Case("post", f"{CLUSTER}/restoreJobs", "restore_job", listed=True, mismatch=RESTORE_JOB),
     Case("get", f"{CLUSTER}/restoreJobs/{{job_id}}", "restore_job", mismatch=RESTORE_JOB),
     Case("get", f"{G}/maintenanceWindows", "maintenance_window", listed=True),

@@ -6,7 +6,8 @@ them kept for the contract checks.
 Projects of the world:
 
 - ``main``: a one-member replica set ``ct`` under a real ``opsmgr agent`` at goal, backed up, with a
-  snapshot, an on-demand snapshot, an HTTP restore job, an alert (acknowledged) and a project API key;
+  snapshot, an on-demand snapshot, an HTTP restore job and an automated one (into ``target``, where no agent
+  runs, so it stays queued), an alert (acknowledged) and a project API key;
 - ``roll``: a three-member set of names no agent runs, whose version upgrade opens a rolling change and
   whose agent, polling with a newer config version, puts the project in Restoration Mode;
 - ``exit``: another project put in Restoration Mode, then made to leave it;
@@ -40,6 +41,7 @@ from tests.procs import ServerProcess, wait_for
 MAIN_HOSTS = ["m0.contract.sim"]
 ROLL_HOSTS = ["r0.contract.test", "r1.contract.test", "r2.contract.test"]
 INDEX_HOSTS = ["i0.contract.test", "i1.contract.test", "i2.contract.test"]
+TARGET_HOSTS = ["t0.contract.test"]
 
 
 @dataclass
@@ -132,6 +134,26 @@ def _main_project(w: World, main: Deployment, sim: SimWorld) -> None:
         json={"snapshotId": w.ids["snapshot_id"], "delivery": {"methodName": "HTTP", "expirationHours": 1}},
     )
     w.ids["job_id"] = job.json()["results"][0]["id"]
+    _automated_restore(w, main)
+
+
+def _automated_restore(w: World, main: Deployment) -> None:
+    """An automated restore into a project no agent runs: the job stays as it is when queued."""
+    p = AgentProject(main.server.url, w.api, "contract-target", replica_set_config(TARGET_HOSTS, rs="dst"))
+    p.agent.close()
+    clusters = wait_for(
+        lambda: w.api.get(f"/groups/{p.gid}/clusters").json()["results"], 10, what="a cluster"
+    )
+    delivery = {
+        "methodName": "AUTOMATED_RESTORE",
+        "targetGroupId": p.gid,
+        "targetClusterId": clusters[0]["id"],
+    }
+    w.call(
+        "POST",
+        "/groups/{group_id}/clusters/{cluster_id}/restoreJobs",
+        json={"snapshotId": w.ids["snapshot_id"], "delivery": delivery},
+    )
 
 
 def _alerts(w: World, alerts: AlertService) -> None:
