@@ -303,8 +303,14 @@ def test_backup_configs_and_all_clusters_list_only_what_the_key_may_read(
     config = replica_set_config(["ac1.example.net", "ac2.example.net", "ac3.example.net"], rs="acrs")
     assert api.put(f"/groups/{gid}/automationConfig", json=config).status_code == 200
     configs = api.get(f"/groups/{gid}/backupConfigs").json()
-    assert configs["totalCount"] == 1 and configs["results"][0]["statusName"] in ("INACTIVE", "STOPPED")
+    # Never started is INACTIVE in Ops Manager's words, as is a terminated backup; STOPPED keeps snapshots.
+    assert configs["totalCount"] == 1 and configs["results"][0]["statusName"] == "INACTIVE"
     cluster_id = configs["results"][0]["clusterId"]
+    for asked, then in (("STARTED", "STARTED"), ("STOPPED", "STOPPED"), ("TERMINATING", "INACTIVE")):
+        r = api.patch(f"/groups/{gid}/backupConfigs/{cluster_id}", json={"statusName": asked})
+        assert r.status_code == 200 and r.json()["statusName"] == then, r.text
+    refused = api.patch(f"/groups/{gid}/backupConfigs/{cluster_id}", json={"statusName": "INACTIVE"})
+    assert refused.status_code == 400 and "statusName" in refused.json()["detail"]
     assert cluster_id == api.get(f"/groups/{gid}/clusters").json()["results"][0]["id"]
 
     everything = api.get("/clusters").json()

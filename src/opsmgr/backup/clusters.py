@@ -28,11 +28,17 @@ DEFAULT_BACKING_NAME = "backing-databases"
 
 
 class BackupStatus(StrEnum):
-    """A cluster's ``statusName``; TERMINATING is asked for and ends at once as STOPPED."""
+    """A cluster's ``statusName``, as Ops Manager names them: INACTIVE until its backup is first started and
+    again once terminated; STOPPED keeps its snapshots. TERMINATING is asked for and ends at once."""
 
+    INACTIVE = "INACTIVE"
     STARTED = "STARTED"
     STOPPED = "STOPPED"
     TERMINATING = "TERMINATING"
+
+
+# What a PATCH may ask for (INACTIVE is where a cluster is, never a request).
+REQUESTABLE = (BackupStatus.STARTED, BackupStatus.STOPPED, BackupStatus.TERMINATING)
 
 
 def owned(reader: Store | Txn, collection: str, doc_id: str, **owner: str) -> dict[str, Any] | None:
@@ -80,15 +86,15 @@ class Clusters:
 
     def status(self, cluster_id: str) -> BackupStatus:
         doc = self.store.get(CONFIGS, cluster_id)
-        return BackupStatus(doc["statusName"]) if doc else BackupStatus.STOPPED
+        return BackupStatus(doc["statusName"]) if doc else BackupStatus.INACTIVE
 
     def set_status(self, group_id: str, cluster_id: str, status: Any) -> BackupStatus:
         """STARTED registers the replica set with the daemon; TERMINATING deletes its backups and ends
-        STOPPED. The project's agents hear of it (``WORK_CHANGED``) with the change."""
+        INACTIVE. The project's agents hear of it (``WORK_CHANGED``) with the change."""
         cluster = self.get(group_id, cluster_id)
-        if status not in list(BackupStatus):
+        if status not in REQUESTABLE:
             raise InvalidInput(
-                f"statusName must be one of {[s.value for s in BackupStatus]}", field="statusName"
+                f"statusName must be one of {[s.value for s in REQUESTABLE]}", field="statusName"
             )
         asked = BackupStatus(status)
         if asked is BackupStatus.STARTED:
@@ -99,7 +105,7 @@ class Clusters:
             for src in self.daemon.sources(group_id, cluster_id):
                 self.daemon.remove_source(src.id)
         # TERMINATING ends at once: nothing remains to wait for.
-        now = BackupStatus.STOPPED if asked is BackupStatus.TERMINATING else asked
+        now = BackupStatus.INACTIVE if asked is BackupStatus.TERMINATING else asked
         with self.store.tx() as t:
             t.put(CONFIGS, {"_id": cluster_id, "groupId": group_id, "statusName": now.value})
             t.notify(WORK_CHANGED, group_id)

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from opsmgr.backup.clusters import DEFAULT_BACKING_NAME, BackupStatus
+from opsmgr.backup.clusters import DEFAULT_BACKING_NAME, REQUESTABLE
 from opsmgr.backup.jobs import FINAL, MAX_DOWNLOADS, MAX_EXPIRATION_HOURS
 from opsmgr.jsontypes import JsonObject
 
@@ -78,10 +78,10 @@ class BackupConfigBody(SentBody):
     """PATCH /groups/{groupId}/backupConfigs/{clusterId}: start, stop or terminate a cluster's backup."""
 
     model_config = _required("statusName")
-    statusName: Annotated[JsonValue, _one_of(*(s.value for s in BackupStatus))] = Field(
+    statusName: Annotated[JsonValue, _one_of(*(s.value for s in REQUESTABLE))] = Field(
         None,
-        description="STARTED registers the replica set with the backup daemon; TERMINATING deletes its "
-        "backups and ends STOPPED.",
+        description="STARTED registers the replica set with the backup daemon; STOPPED keeps its snapshots; "
+        "TERMINATING deletes its backups and ends INACTIVE.",
     )
     groupId: Echo = None
     clusterId: Echo = None
