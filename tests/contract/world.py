@@ -5,13 +5,14 @@ them kept for the contract checks.
 
 Projects of the world:
 
-- ``main``: a one-member replica set ``ct`` under a real ``opsmgr agent`` at goal, backed up, with a
+- ``main``: a one-member replica set ``rs0`` under a real ``opsmgr agent`` at goal, backed up, with a
   snapshot, an on-demand snapshot, an HTTP restore job and an automated one (into ``target``, where no agent
-  runs, so it stays queued), an alert (acknowledged) and a project API key;
+  runs, so it stays queued), an open alert (acknowledged), a closed one and a project API key;
 - ``roll``: a three-member set of names no agent runs, whose version upgrade opens a rolling change and
   whose agent, polling with a newer config version, puts the project in Restoration Mode;
 - ``exit``: another project put in Restoration Mode, then made to leave it;
 - ``index``: a three-member set whose agents report a primary, with a unique index build;
+- ``target``: a one-member set no agent runs, the target of the automated restore;
 - ``backing``: a primary's backing databases.
 """
 
@@ -159,6 +160,9 @@ def _automated_restore(w: World, main: Deployment) -> None:
 def _alerts(w: World, alerts: AlertService) -> None:
     missed = alerts.raise_alert(w.ids["group_id"], "BACKUP_SNAPSHOT_MISSED", "c:missed", "late")
     w.ids["alert_id"] = missed["id"]
+    # A closed one too, so the list shows an alert's resolved time.
+    alerts.raise_alert(w.ids["group_id"], "BACKUP_OPLOG_BEHIND", "c:behind", "behind")
+    assert alerts.resolve(w.ids["group_id"], "c:behind")
     ack = {"acknowledgedUntil": iso_in(3600), "acknowledgementComment": "contract"}
     w.call("PATCH", "/groups/{group_id}/alerts/{alert_id}", json=ack)
     unreachable = alerts.raise_alert(GLOBAL_GROUP_ID, "BACKUP_SECONDARY_UNREACHABLE", "s:gone", "unreachable")
