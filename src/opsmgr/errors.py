@@ -57,12 +57,15 @@ class InvalidInput(OpsmgrError):
 
 class Unauthorized(OpsmgrError):
     http_status = 401
-    error_code = "UNAUTHORIZED"
+    error_code = "USER_UNAUTHORIZED"
 
 
 class Forbidden(OpsmgrError):
+    """Authenticated but not permitted. Ops Manager answers these 401 with the same error codes; opsmgr keeps
+    HTTP's 403 for them, so that a client can tell bad credentials from a missing role."""
+
     http_status = 403
-    error_code = "USER_CANNOT_ACCESS_RESOURCE"
+    error_code = "USER_UNAUTHORIZED"
 
 
 class NotFound(OpsmgrError):

@@ -73,7 +73,7 @@ def list_agents(
         raise InvalidInput(
             f"An invalid enumeration value {agent_type} was specified: the agent type is one of "
             f"{', '.join(sorted(TYPES))}.",
-            error_code="INVALID_ENUM_VALUE",
+            error_code="INVALID_AGENT_TYPE_NAME",
             field="type",
             allowed=sorted(TYPES),
         )

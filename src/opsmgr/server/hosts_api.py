@@ -73,7 +73,10 @@ def get_host_by_name(
     for host in _hosts(request, services, caller.group_id):
         if str(host["hostname"]).lower() == hostname.lower() and host["port"] == int(port):
             return host
-    raise NotFound(f"No host {host_port[:300]} exists in group {caller.group_id}.")
+    raise NotFound(
+        f"No host with hostname and port {host_port[:300]} exists in group {caller.group_id}.",
+        error_code="HOSTNAME_AND_PORT_NOT_FOUND",
+    )
 
 
 @router.get("/groups/{group_id}/hosts/{host_id}")
@@ -81,4 +84,6 @@ def get_host(request: Request, caller: ProjectReader, services: ServicesDep, hos
     for host in _hosts(request, services, caller.group_id):
         if host["id"] == host_id:
             return host
-    raise NotFound(f"No host with ID {host_id[:64]} exists in group {caller.group_id}.")
+    raise NotFound(
+        f"No host with ID {host_id[:64]} exists in group {caller.group_id}.", error_code="HOST_NOT_FOUND"
+    )

@@ -125,13 +125,19 @@ class Principal:
         return {implied for r in held for implied in _IMPLIED[r]}
 
     def require_org(self, org_id: str, role: Role) -> None:
-        if role not in self.org_roles(org_id):
-            raise Forbidden(f"{self.kind} {self.public_key} lacks role {role.value} on organization {org_id}")
+        held = self.org_roles(org_id)
+        if role not in held:
+            raise Forbidden(
+                f"{self.kind} {self.public_key} lacks role {role.value} on organization {org_id}",
+                error_code="USER_UNAUTHORIZED" if held else "NOT_ORG_ADMIN",
+            )
 
     def require_group(self, group: dict[str, Any], role: Role) -> None:
-        if role not in self.group_roles(group):
+        held = self.group_roles(group)
+        if role not in held:
             raise Forbidden(
-                f"{self.kind} {self.public_key} lacks role {role.value} on project {group['_id']}"
+                f"{self.kind} {self.public_key} lacks role {role.value} on project {group['_id']}",
+                error_code="USER_UNAUTHORIZED" if held else "NOT_IN_GROUP",
             )
 
     def can_see_group(self, group: dict[str, Any]) -> bool:
@@ -287,7 +293,10 @@ class AppDB:
         with self.store.tx() as t:
             doc = t.get(AGENT_API_KEYS, check_id(key_id, "agentApiKeyId"))
             if doc is None or doc["groupId"] != group_id:
-                raise NotFound(f"No agent API key with ID {key_id} exists in project {group_id}.")
+                raise NotFound(
+                    f"No agent API key with ID {key_id} exists in project {group_id}.",
+                    error_code="INVALID_KEY_ID",
+                )
             t.delete(AGENT_API_KEYS, key_id)
             t.notify(AGENT_KEYS_CHANGED, group_id)
 
