@@ -5,6 +5,8 @@ Agents here are plain HTTP clients speaking the agent protocol, so each step can
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 
 from tests.configs import replica_set_config
@@ -91,6 +93,10 @@ def test_unreachable_agents_fail_then_retry_succeeds(
     assert view["inRestorationMode"]
     assert [m["hostname"] for m in view["missingHosts"]] == [HOSTS[2]]
     assert view["lastFailure"]["reason"]
+    # Instants as Ops Manager writes them: ISO-8601 UTC strings (stored as epoch milliseconds).
+    assert view["lastFailure"]["at"].endswith("Z") and datetime.fromisoformat(view["lastFailure"]["at"])
+    assert view["agentsHeard"] and all(a["heardAt"].endswith("Z") for a in view["agentsHeard"])
+    assert all(a["timestamp"] is None or a["timestamp"].endswith("Z") for a in view["agentsHeard"])
     retried = api.post(f"/groups/{group_id}/restorationMode/retry").json()
     assert retried["failureCount"] == 0 and retried["inRestorationMode"]
     for a in agents:

@@ -14,6 +14,7 @@ import pytest
 
 from opsmgr.maintenance.moves import BlockCause, Blocked, Move, MoveName, PlannedStep, Unit
 from opsmgr.maintenance.wire import decision_to_json, move_to_json
+from opsmgr.timestamps import epoch_ms
 from tests.agent_protocol import AgentProject
 from tests.configs import replica_set_config
 from tests.procs import ServerProcess
@@ -121,6 +122,8 @@ def test_a_rolling_change_through_the_agent_routes(project: Project) -> None:
     listed = project.api.get(f"/groups/{project.gid}/maintenance").json()["results"]
     assert [c["id"] for c in listed] == [change_id]
     assert listed[0]["progress"]["stepsDone"] == 2 and listed[0]["progress"]["stepsTotal"] > 2
+    # Instants as Ops Manager writes them: ISO-8601 UTC strings.
+    assert isinstance(listed[0]["created"], str) and epoch_ms(listed[0]["created"]) > 0
     assert project.api.get(f"/groups/{project.gid}/maintenance/{change_id}").json()["state"] == "FAILED"
     assert project.api.get(f"/groups/{project.gid}/maintenance/nope").status_code == 404
 

@@ -203,7 +203,7 @@ class StepDownReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "member": self.member,
-            "at": self.at,
+            "at": iso_utc_seconds(self.at),
             "connectionsDropped": self.connections_dropped,
             "noWritablePrimarySecs": self.no_writable_primary_s,
             "newPrimary": self.new_primary,

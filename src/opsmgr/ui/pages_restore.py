@@ -254,7 +254,6 @@ def job_context(
         "percent": round(fraction * 100),
         "group_id": project.id,
         "cluster_id": cluster_id,
-        "utc": utc,
     }
 
 
