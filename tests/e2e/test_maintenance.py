@@ -24,6 +24,7 @@ import pytest
 
 from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
+from opsmgr.timestamps import epoch_ms
 from tests.configs import replica_set_config
 from tests.deployments import QUICK_MAINTENANCE, Deployment
 from tests.procs import ServerProcess, started_server, wait_for
@@ -103,7 +104,7 @@ class Maintained:
 
     def latest(self) -> dict[str, Any] | None:
         changes = [c for c in self.changes() if c["replicaSet"] == RS]
-        return max(changes, key=lambda c: c["created"] or 0) if changes else None
+        return max(changes, key=lambda c: epoch_ms(c["created"] or "1970-01-01")) if changes else None
 
     def put(self, mutate: Callable[[dict[str, Any]], None]) -> int:
         config = copy.deepcopy(self.config)
