@@ -204,7 +204,9 @@ class AlertService:
     def get(self, group_id: str, alert_id: str) -> dict[str, Any]:
         doc = self.store.get(ALERTS, alert_id)
         if doc is None or doc.get("groupId") != group_id:
-            raise NotFound(f"no alert {alert_id} in project {group_id}")
+            raise NotFound(
+                f"No alert with ID {alert_id} exists in group {group_id}.", error_code="ALERT_NOT_FOUND"
+            )
         return public_view(doc)
 
     def acknowledge(
@@ -222,7 +224,9 @@ class AlertService:
         with self.store.tx() as t:
             doc = t.get(ALERTS, alert_id)
             if doc is None or doc.get("groupId") != group_id:
-                raise NotFound(f"no alert {alert_id} in project {group_id}")
+                raise NotFound(
+                    f"No alert with ID {alert_id} exists in group {group_id}.", error_code="ALERT_NOT_FOUND"
+                )
             if doc["status"] != AlertStatus.OPEN.value:
                 raise Conflict(
                     f"alert {alert_id} is closed: there is nothing to acknowledge", error_code="ALERT_CLOSED"

@@ -334,3 +334,22 @@ def test_backup_configs_and_all_clusters_list_only_what_the_key_may_read(
         assert [p["groupId"] for p in c.get("/clusters").json()["results"]] == [other]
         assert c.get(f"/groups/{gid}/backupConfigs").status_code == 403
     assert api.get("/clusters", params={"itemsPerPage": 0}).status_code == 400
+
+
+def test_missing_resources_answer_with_ops_managers_error_codes(api: httpx.Client) -> None:
+    gid = new_group(api, "error-codes")
+    config = replica_set_config(["ec1.example.net", "ec2.example.net", "ec3.example.net"], rs="ecrs")
+    assert api.put(f"/groups/{gid}/automationConfig", json=config).status_code == 200
+    cid = api.get(f"/groups/{gid}/clusters").json()["results"][0]["id"]
+    assert api.patch(f"/groups/{gid}/backupConfigs/{cid}", json={"statusName": "STARTED"}).status_code == 200
+    missing = "0123456789abcdef01234567"
+    for path, code in (
+        (f"/groups/{missing}", "GROUP_NOT_FOUND"),
+        ("/groups/byName/no-such-project", "GROUP_NAME_NOT_FOUND"),
+        (f"/groups/{gid}/clusters/{missing}", "CLUSTER_NOT_FOUND"),
+        (f"/groups/{gid}/clusters/{cid}/snapshots/{missing}", "SNAPSHOT_NOT_FOUND"),
+        (f"/groups/{gid}/clusters/{cid}/restoreJobs/{missing}", "RESTORE_JOB_NOT_FOUND"),
+        (f"/groups/{gid}/alerts/{missing}", "ALERT_NOT_FOUND"),
+    ):
+        r = api.get(path)
+        assert (r.status_code, r.json()["errorCode"]) == (404, code), (path, r.text)

@@ -81,7 +81,11 @@ class Clusters:
     def get(self, group_id: str, cluster_id: str) -> dict[str, Any]:
         doc = owned(self.store, CLUSTERS, cluster_id, groupId=group_id)
         if doc is None:
-            raise NotFound(f"no cluster {cluster_id} in project {group_id}", clusterId=cluster_id)
+            raise NotFound(
+                f"No cluster with ID {cluster_id} exists in group {group_id}.",
+                error_code="CLUSTER_NOT_FOUND",
+                clusterId=cluster_id,
+            )
         return doc
 
     def status(self, cluster_id: str) -> BackupStatus:

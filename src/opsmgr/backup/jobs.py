@@ -54,6 +54,8 @@ def _whole(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return value
+
+
 MAX_DOWNLOADS = 100
 MAX_EXPIRATION_HOURS = 168
 
@@ -126,7 +128,7 @@ class JobLog:
         with self.store.tx() as t:
             job = self.lookup(t, job_id)
             if job is None:
-                raise NotFound(f"no restore job {job_id}", jobId=job_id)
+                raise NotFound(f"no restore job {job_id}", error_code="RESTORE_JOB_NOT_FOUND", jobId=job_id)
             return self.move(t, job, to, **fields)
 
     def start(self, job_id: str) -> None:
@@ -312,7 +314,7 @@ class DeploymentRestores:
     def get(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
         job = self.log.lookup(self.log.store, job_id, groupId=group_id, clusterId=cluster_id)
         if job is None:
-            raise NotFound(f"no restore job {job_id}", jobId=job_id)
+            raise NotFound(f"no restore job {job_id}", error_code="RESTORE_JOB_NOT_FOUND", jobId=job_id)
         return DeploymentJob.from_doc(job).to_doc()
 
     def plan(self, job: DeploymentJob) -> ResolvedRestore:
@@ -343,7 +345,11 @@ class DeploymentRestores:
         doc = self.log.lookup(reader, job_id)
         job = None if doc is None else DeploymentJob.from_doc(doc)
         if job is None or job.delivery.target_group_id != group_id:
-            raise NotFound(f"no restore job {job_id} into project {group_id}", jobId=job_id)
+            raise NotFound(
+                f"no restore job {job_id} into project {group_id}",
+                error_code="RESTORE_JOB_NOT_FOUND",
+                jobId=job_id,
+            )
         return job
 
     def loading(self, group_id: str) -> list[Loading]:
@@ -467,7 +473,11 @@ class BackingRestores:
     def _get(self, reader: Store | Txn, group_id: str, cluster_id: str, job_id: str) -> BackingJob:
         job = self.log.lookup(reader, job_id, groupId=group_id, clusterId=cluster_id)
         if job is None:
-            raise NotFound(f"no restore job {job_id} of backing databases", jobId=job_id)
+            raise NotFound(
+                f"no restore job {job_id} of backing databases",
+                error_code="RESTORE_JOB_NOT_FOUND",
+                jobId=job_id,
+            )
         return BackingJob.from_doc(job)
 
     def open_store(self, group_id: str, cluster_id: str, job_id: str, name: str) -> ResolvedRestore:

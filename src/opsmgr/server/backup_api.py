@@ -253,7 +253,7 @@ def get_snapshot(
     for snap in backup.snapshots_json(src.id):
         if snap.get("id") == snapshot_id:
             return dict(snap)
-    raise NotFound(f"no snapshot {snapshot_id}", snapshotId=snapshot_id)
+    raise NotFound(f"no snapshot {snapshot_id}", error_code="SNAPSHOT_NOT_FOUND", snapshotId=snapshot_id)
 
 
 # Restore jobs.
