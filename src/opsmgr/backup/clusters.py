@@ -69,9 +69,14 @@ class Clusters:
 
     def ensure(self, group_id: str, replica_sets: Iterable[str]) -> list[dict[str, Any]]:
         """The project's cluster of each replica set, each created on first sight (one transaction)."""
+        names = list(replica_sets)
+        # Read first: every listing calls this, and a write transaction per GET serialises readers.
+        known = {d["replicaSetName"]: d for d in self.store.find(CLUSTERS, groupId=group_id)}
+        if all(name in known for name in names):
+            return [known[name] for name in names]
         out = []
         with self.store.tx() as t:
-            for name in replica_sets:
+            for name in names:
                 found = t.find(CLUSTERS, groupId=group_id, replicaSetName=name)
                 out.append(
                     found[0] if found else t.insert(CLUSTERS, {"groupId": group_id, "replicaSetName": name})
