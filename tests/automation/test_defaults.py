@@ -146,11 +146,17 @@ def test_users_and_sharded_clusters_get_their_list_defaults() -> None:
     config["sharding"] = [
         {"name": "c1", "configServerReplica": "rs0", "shards": [{"_id": "s0", "rs": "rs0"}]}
     ]
+    mongos = {"name": "m", "processType": "mongos", "hostname": "m.example.net", "version": "7.0.5"}
+    config["processes"].append(mongos | {"cluster": "c1", "args2_6": {"net": {"port": 27018}}})
     full = with_defaults(config)
     assert full["auth"]["usersWanted"][0]["authenticationRestrictions"] == []
     (cluster,) = full["sharding"]
     assert (cluster["collections"], cluster["draining"], cluster["tags"]) == ([], [], [])
     assert cluster["managedSharding"] is False and cluster["shards"][0]["tags"] == []
+    # A process without log settings shows none (what a typed client's struct writes back), not mongod's.
+    assert full["processes"][-1]["args2_6"] == {"net": {"port": 27018}, "systemLog": {}}
+    assert full["processes"][0]["args2_6"]["systemLog"] == config["processes"][0]["args2_6"]["systemLog"]
+    assert not any(c.needs_roll for c in rolling_changes(validate(config), validate(full)).values())
 
 
 @pytest.mark.parametrize("make", [sparse, base, empty_config])
@@ -202,6 +208,16 @@ def go_zero_values(config: dict[str, Any]) -> dict[str, Any]:
     sent.update(onlineArchiveModules=None, sharding=None, options=None)
     sent["auth"].update(autoAuthMechanism="", autoAuthRestrictions=None, usersDeleted=None)
     return sent
+
+
+def test_an_empty_config_server_replica_set_name_reads_as_none() -> None:
+    config = base()
+    config["sharding"] = [{"name": "c1", "configServerReplica": "", "shards": [{"_id": "s0", "rs": "rs0"}]}]
+    assert "configServerReplica" not in validate(config)["sharding"][0]
+    config["sharding"][0]["configServerReplica"] = "rs9"
+    with pytest.raises(InvalidInput) as caught:
+        validate(config)
+    assert caught.value.rule == "sharding-replset"
 
 
 def test_a_typed_clients_unset_values_read_as_absent() -> None:

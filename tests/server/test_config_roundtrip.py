@@ -319,8 +319,11 @@ def api(server: ServerProcess, owner: dict[str, Any]) -> Iterator[httpx.Client]:
 
 def deployment() -> dict[str, Any]:
     """Four members: two electable, a hidden delayed one and a non-voting one (zero values that are
-    settings), with a secondary TLS section and a user."""
+    settings), a user, and a sharded cluster whose mongos has no log settings and no config server set."""
     config = replica_set_config(HOSTS)
+    mongos = {"name": "mongos", "processType": "mongos", "hostname": HOSTS[0], "version": "7.0.5"}
+    config["processes"].append(mongos | {"cluster": "c1", "args2_6": {"net": {"port": 27018}}})
+    config["sharding"] = [{"name": "c1", "shards": [{"_id": "s0", "rs": "rs0"}]}]
     members = config["replicaSets"][0]["members"]
     members[2].update(priority=0, hidden=True, secondaryDelaySecs=3600)
     members[3].update(priority=0, votes=0)
@@ -450,9 +453,11 @@ def test_a_typed_client_building_a_config_is_read_as_ops_manager_reads_it(
         member["buildIndexes"] = True
     built["replicaSets"][0]["members"][1]["priority"] = 3
     sent = typed_round_trip(built)
-    assert sent["sharding"] is None and sent["auth"]["autoAuthMechanism"] == ""
+    assert sent["roles"] is None and sent["auth"]["autoAuthMechanism"] == ""
+    assert sent["sharding"][0]["configServerReplica"] == "" and sent["sharding"][0]["draining"] is None
     answer = put_back(api, project, sent)
-    assert answer["version"] == before["version"] + 1 and answer["sharding"] == []
+    assert answer["version"] == before["version"] + 1 and answer["roles"] == []
+    assert "configServerReplica" not in answer["sharding"][0] and answer["sharding"][0]["draining"] == []
     del built["replicaSets"][0]["members"][0]["buildIndexes"]
     refused = api.put(f"/groups/{project}/automationConfig", json=typed_round_trip(built))
     assert refused.status_code == 400, refused.text

@@ -158,9 +158,10 @@ def default_priority(member: Mapping[str, Any]) -> int:
 
 def drop_unset(config: Mapping[str, Any]) -> Config:
     """``config`` without the values a typed client sends for a field it has no value for: ``null`` for the
-    lists and objects its structs always encode, and an empty ``auth.autoAuthMechanism`` (a field Ops
-    Manager derives from ``autoAuthMechanisms``). Values that are settings (``votes: 0``, ``priority: 0``,
-    ``buildIndexes: false``, ``disabled: false``) are kept: they mean what they say."""
+    lists and objects its structs always encode, an empty ``auth.autoAuthMechanism`` (a field Ops Manager
+    derives from ``autoAuthMechanisms``) and an empty ``sharding[].configServerReplica``. Values that are
+    settings (``votes: 0``, ``priority: 0``, ``buildIndexes: false``, ``disabled: false``) are kept: they
+    mean what they say."""
     out = copy.deepcopy(dict(config))
     _drop_nulls(out, _NULLABLE_TOP)
     auth = out.get("auth")
@@ -172,6 +173,9 @@ def drop_unset(config: Mapping[str, Any]) -> Config:
             _drop_nulls(user, _NULLABLE_USER)
     for cluster in _dicts(out.get("sharding")):
         _drop_nulls(cluster, _NULLABLE_SHARDING)
+        # An empty name names no replica set: a cluster without a config server replica set to check.
+        if cluster.get("configServerReplica") == "":
+            del cluster["configServerReplica"]
         for shard in _dicts(cluster.get("shards")):
             _drop_nulls(shard, ("tags",))
     return out
@@ -196,6 +200,8 @@ def _fill_process(proc: dict[str, Any]) -> None:
         net = args.setdefault("net", {})
         if isinstance(net, dict):
             net.setdefault("port", DEFAULT_PORT)
+        # No log settings: mongod's own (the agent passes no systemLog option either way).
+        args.setdefault("systemLog", {})
 
 
 def _release(proc: Mapping[str, Any]) -> tuple[int, int] | None:
