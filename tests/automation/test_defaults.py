@@ -179,6 +179,18 @@ def test_the_validator_accepts_the_full_document_as_the_same_content(make: Any) 
     assert not same_content(config, changed)
 
 
+def test_a_delay_compares_the_same_under_either_name() -> None:
+    """Older typed clients know only slaveDelay: putting back a 7.0 member's secondaryDelaySecs under that
+    name is the same setting (the agent's replica set config reads it so)."""
+    full = with_defaults(validate(sparse()))
+    old_client = copy.deepcopy(full)
+    for member in old_client["replicaSets"][0]["members"]:
+        member["slaveDelay"] = member.pop("secondaryDelaySecs")
+    assert same_content(full, validate(old_client))
+    old_client["replicaSets"][0]["members"][0]["slaveDelay"] = 60
+    assert not same_content(full, old_client)
+
+
 def test_default_priority_is_the_validators() -> None:
     config = sparse()
     members = config["replicaSets"][0]["members"]

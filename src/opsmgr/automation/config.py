@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from opsmgr.automation.defaults import drop_unset, empty_sections, with_defaults
+from opsmgr.automation.defaults import comparable, drop_unset, empty_sections
 from opsmgr.automation.indexes import check_index_configs
 from opsmgr.automation.rules import DEFAULT_PORT, KINDS, canonical, check_fields, fail, get, json_type
 from opsmgr.automation.secrets import check_secrets, redact
@@ -144,11 +144,12 @@ def hostnames(config: Mapping[str, Any]) -> set[str]:
 
 
 def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two configs state the same deployment, whatever their ``version`` and key order, and whether
-    a default is written out or left to Ops Manager's default (so a GET put back unchanged is no change)."""
+    """Whether two configs state the same deployment, whatever their ``version`` and key order, whether a
+    default is written out or left to Ops Manager's default (so a GET put back unchanged is no change), and
+    whichever name a member's delay has."""
 
     def content(config: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in with_defaults(config).items() if k not in SERVER_MANAGED_FIELDS}
+        return {k: v for k, v in comparable(config).items() if k not in SERVER_MANAGED_FIELDS}
 
     return canonical(content(a)) == canonical(content(b))
 

@@ -132,6 +132,17 @@ def with_defaults(config: Mapping[str, Any]) -> Config:
     return out
 
 
+def comparable(config: Mapping[str, Any]) -> Config:
+    """:func:`with_defaults`, with each member's delay under MongoDB's name since 5.0 (``slaveDelay`` is the
+    same setting, and the agent's replica set configs read it so): what two configs compare by."""
+    out = with_defaults(config)
+    for rs in _dicts(out["replicaSets"]):
+        for member in _dicts(rs.get("members")):
+            if "slaveDelay" in member and "secondaryDelaySecs" not in member:
+                member["secondaryDelaySecs"] = member.pop("slaveDelay")
+    return out
+
+
 def fill_member(member: dict[str, Any], release: tuple[int, int] | None = None) -> None:
     """Fill a member's defaults in place: one vote, data-bearing, visible, not delayed (under the delay's
     name for its process's ``release``, MongoDB's major and minor version), and the priority
