@@ -124,7 +124,7 @@ def with_defaults(config: Mapping[str, Any]) -> Config:
         rs.setdefault("protocolVersion", REPLICATION_PROTOCOL_VERSION)
         rs.setdefault("settings", {})
         for member in _dicts(rs.get("members")):
-            fill_member(member, versions.get(str(member.get("host"))))
+            _fill_member(member, versions.get(str(member.get("host"))))
     for cluster in _dicts(out["sharding"]):
         _fill(cluster, _SHARDING_DEFAULTS)
         for shard in _dicts(cluster.get("shards")):
@@ -143,7 +143,7 @@ def comparable(config: Mapping[str, Any]) -> Config:
     return out
 
 
-def fill_member(member: dict[str, Any], release: tuple[int, int] | None = None) -> None:
+def _fill_member(member: dict[str, Any], release: tuple[int, int] | None = None) -> None:
     """Fill a member's defaults in place: one vote, data-bearing, visible, not delayed (under the delay's
     name for its process's ``release``, MongoDB's major and minor version), and the priority
     :func:`default_priority` gives."""
