@@ -9,6 +9,7 @@ The project is ``tests.server.test_bodies``'s: a replica set whose backup is STA
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -43,6 +44,10 @@ def test_a_snapshot_is_queued_then_taken(project: Project, route: str) -> None:
     assert answer["groupId"] == project.gid and answer["clusterId"] == project.cluster
     assert answer["clusterName"] == "rs0" and answer["statusName"] == "QUEUED" and answer["description"]
     assert answer["snapshotIds"] and all(isinstance(i, str) for i in answer["snapshotIds"])
+    stamp = answer["timestamp"]  # Ops Manager's answer carries when, as {date, time, increment}
+    assert stamp["date"].endswith("Z") and isinstance(stamp["time"], int)
+    assert isinstance(stamp["increment"], int)
+    assert abs(datetime.fromisoformat(stamp["date"]).timestamp() - stamp["time"]) < 1
     wait_for(lambda: set(answer["snapshotIds"]) <= snapshot_ids(project) - before, 30, what="the snapshot")
 
 

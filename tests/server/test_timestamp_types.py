@@ -102,6 +102,8 @@ def test_restore_job_instants_are_iso(project: Project) -> None:
         if j["delivery"]["methodName"] == "HTTP":
             iso(j["delivery"]["expires"])
             assert isinstance(j["delivery"]["expirationHours"], int)
+    api_root = str(project.api.base_url).rstrip("/")
+    assert one["links"] == [{"href": f"{api_root}{base}/{job['id']}", "rel": "self"}]
     expires = datetime.fromisoformat(job["delivery"]["expires"])
     created = datetime.fromisoformat(job["created"])
     assert round((expires - created).total_seconds() / 3600) == 2, (job["created"], job["delivery"])

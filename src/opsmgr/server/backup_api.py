@@ -235,11 +235,14 @@ def take_snapshot(
     tick (404 for a cluster the project does not have or does not back up)."""
     cluster = clusters.get(caller.group_id, cluster_id)
     ids = backup.request_cluster_snapshot(caller.group_id, cluster_id)
+    now = _now_ms()
     return {
         "groupId": caller.group_id,
         "clusterId": cluster_id,
         "clusterName": cluster["replicaSetName"],
         "description": "On demand snapshot requested.",
+        # When it was requested, in the shape of Ops Manager's answer ({date, time, increment}).
+        "timestamp": {"date": iso_utc(now), "time": now // 1000, "increment": 1},
         "snapshotIds": ids,
         "statusName": "QUEUED",
     }
@@ -269,6 +272,9 @@ def job_json(services: Services, job: JsonObject, base_url: str, may_restore: bo
     # "token" and "expiresAt": the download of a record written before download grants (the token in clear).
     out = {k: v for k, v in job.items() if k not in ("_id", "token", "expiresAt", "pending", "download")}
     out["id"] = job["_id"]
+    out["encryptionEnabled"] = False  # opsmgr's block store does not encrypt snapshots
+    path = f"{PREFIX}/groups/{job['groupId']}/clusters/{job['clusterId']}/restoreJobs/{job['_id']}"
+    out["links"] = [{"href": base_url.rstrip("/") + path, "rel": "self"}]
     # Stored as epoch milliseconds; Ops Manager writes these instants as ISO-8601 strings.
     out.update({k: iso_utc_or_none(job.get(k)) for k in ("created", "started", "finished") if k in job})
     target = (job.get("plan") or {}).get("targetTimestamp")
