@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from opsmgr.errors import InvalidInput
 from tests.automation.configs import (
     DELETE,
     Case,
@@ -49,3 +50,19 @@ CASES: list[Case] = [
 @pytest.mark.parametrize(("mutation", "rule", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_each_rule_names_its_id_and_field(mutation: Any, rule: str, field: str | None) -> None:
     check_case(mutation, rule, field)
+
+
+def test_the_derived_single_mechanism_does_not_ask_for_a_password_user() -> None:
+    """Ops Manager derives ``autoAuthMechanism`` from ``autoAuthMechanisms``; a typed client puts back the one
+    it read (``MONGODB-CR`` when the list was empty), so with x.509 alone no automation password is needed."""
+    from opsmgr.automation.config import validate
+    from tests.automation.configs import base
+
+    config = base()
+    config["auth"].update(autoAuthMechanisms=["MONGODB-X509"], autoAuthMechanism="MONGODB-CR")
+    del config["auth"]["autoPwd"]
+    validate(config)
+    config["auth"].update(autoAuthMechanisms=[], autoAuthMechanism="SCRAM-SHA-256")
+    with pytest.raises(InvalidInput) as caught:
+        validate(config)
+    assert caught.value.rule == "auth-auto-user"

@@ -71,8 +71,9 @@ def _auth_mechanism(config: Mapping[str, Any]) -> str:
     auth = config.get("auth") or {}
     if auth.get("disabled", True):
         return "NONE"
-    listed = auth.get("autoAuthMechanisms") or ["SCRAM-SHA-1"]
-    mechanism = auth.get("autoAuthMechanism") or listed[0]
+    # As the validator reads it: the list first, the derived single mechanism only without one.
+    listed = auth.get("autoAuthMechanisms") or [auth.get("autoAuthMechanism") or "SCRAM-SHA-1"]
+    mechanism = listed[0]
     return _MECHANISM_NAMES.get(str(mechanism), str(mechanism))
 
 

@@ -48,8 +48,9 @@ def check_auth(auth: dict[str, Any]) -> None:
         check_fields(user, _USER_FIELDS, here)
     if auth["disabled"]:
         return
+    # The single ``autoAuthMechanism`` is derived from the list in Ops Manager: it counts only without one.
     mechanisms = set(auth.get("autoAuthMechanisms", []))
-    if "autoAuthMechanism" in auth:
+    if not mechanisms and "autoAuthMechanism" in auth:
         mechanisms.add(auth["autoAuthMechanism"])
     if not mechanisms:
         fail(
