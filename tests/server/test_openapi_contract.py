@@ -68,6 +68,7 @@ def test_every_error_an_operation_can_answer_is_declared_with_the_error_body(spe
 # Public actions that take no body, as in Ops Manager.
 BODILESS = {
     ("post", f"{PUBLIC}/groups/{{group_id}}/clusters/{{cluster_id}}/snapshots"),
+    ("post", f"{PUBLIC}/groups/{{group_id}}/clusters/{{cluster_id}}/snapshots/onDemandSnapshot"),
     ("post", f"{PUBLIC}/groups/{{group_id}}/restorationMode/retry"),
 }
 
