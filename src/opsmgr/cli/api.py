@@ -34,6 +34,9 @@ from opsmgr.errors import OpsmgrError, PreflightFailure
 from opsmgr.tls import Setting, client_verify, tls_failure
 
 PUBLIC_PREFIX = "/api/public/v1.0"
+# A list read whole: the largest page Ops Manager serves, and a bound on the pages a list may have.
+MAX_PER_PAGE = 500
+MAX_PAGES = 1000
 
 UrlOpt = typer.Option(..., "--url", envvar="OPSMGR_URL", help="Base URL of the opsmgr server.")
 PublicKeyOpt = typer.Option(..., "--public-key", envvar="OPSMGR_PUBLIC_KEY", help="API key's public part.")
@@ -134,11 +137,28 @@ class PublicApi:
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, **params)
 
+    def get_all(self, path: str, **params: Any) -> dict[str, Any]:
+        """A list resource whole: its first page with ``results`` holding the items of every page, read by
+        following the ``next`` links (only to this server: the key is not sent elsewhere)."""
+        first = self.get(path, itemsPerPage=MAX_PER_PAGE, **params)
+        results, page, pages = list(first["results"]), first, 1
+        while (href := _next_href(page)) is not None:
+            origin = str(self.client.base_url.copy_with(path="/", query=None))
+            if not href.startswith(origin) or pages >= MAX_PAGES:
+                raise ApiFailed(f"GET {path}: the list's next page {href[:200]} is not one to follow")
+            page, pages = self.get(href), pages + 1
+            results += page["results"]
+        return {**first, "results": results}
+
     def post(self, path: str, body: Any = None) -> Any:
         return self.call("POST", path, body)
 
     def delete(self, path: str) -> Any:
         return self.call("DELETE", path)
+
+
+def _next_href(page: dict[str, Any]) -> str | None:
+    return next((str(link["href"]) for link in page.get("links") or [] if link.get("rel") == "next"), None)
 
 
 def unreachable(url: str, exc: httpx.HTTPError) -> str:

@@ -54,7 +54,7 @@ DONE = ("FINISHED", "FAILED")
 
 
 def _cluster_id(api: PublicApi, group: str, cluster: str) -> str:
-    clusters = api.get(f"/groups/{group}/clusters")["results"]
+    clusters = api.get_all(f"/groups/{group}/clusters")["results"]
     for c in clusters:
         if cluster in (c["id"], c["replicaSetName"]):
             return str(c["id"])
@@ -113,7 +113,7 @@ def snapshots(
             _backing_snapshots(api, group, cluster)
             return
         cid = _cluster_id(api, group, cluster)
-        listing = api.get(f"/groups/{group}/clusters/{cid}/snapshots")
+        listing = api.get_all(f"/groups/{group}/clusters/{cid}/snapshots")
     table = Table(title=f"snapshots of cluster {cid}")
     for column in ("id", "created", "type", "oplog position", "documents", "blocks (new)", "expires"):
         table.add_column(column)
@@ -141,7 +141,7 @@ def snapshot(
         wanted = set(api.post(base)["snapshotIds"])
 
         def read() -> dict[str, Any]:
-            present = {s["id"] for s in api.get(base)["results"]}
+            present = {s["id"] for s in api.get_all(base)["results"]}
             return {"done": len(wanted & present), "of": len(wanted)}
 
         watch(
@@ -301,7 +301,7 @@ def jobs(
         if job_ids:
             raise InvalidInput("--job goes with --backing", field="--job")
         cid = _cluster_id(api, group, cluster)
-        found = api.get(f"/groups/{group}/clusters/{cid}/restoreJobs")["results"]
+        found = api.get_all(f"/groups/{group}/clusters/{cid}/restoreJobs")["results"]
     table = Table(title=f"restore jobs of cluster {cid}")
     for column in ("id", "created", "status", "delivery", "snapshot", "target time"):
         table.add_column(column)
@@ -331,7 +331,7 @@ STORE_ORDER = ("app", "snapshot", "oplog")
 
 def _backing(api: PublicApi, group: str, cluster: str) -> dict[str, Any]:
     # Quoted: what the operator typed stays one path segment (a "../x" reaches no other resource).
-    found = api.get(f"/groups/{quote(group, safe='')}/backingDatabases")["results"]
+    found = api.get_all(f"/groups/{quote(group, safe='')}/backingDatabases")["results"]
     for b in found:
         if cluster in (b["id"], b["clusterName"]):
             return dict(api.get(f"/groups/{b['groupId']}/backingDatabases/{b['id']}"))
@@ -400,7 +400,7 @@ def _backing_jobs_of(api: PublicApi, base: str, job_ids: list[str]) -> list[dict
     if job_ids:
         return [dict(api.get(f"{base}/{quote(j, safe='')}")) for j in job_ids]
     try:
-        return list(api.get(base)["results"])
+        return list(api.get_all(base)["results"])
     except ApiFailed as exc:
         # A server without the list of backing restore jobs answers 404, or 405 (the path exists for POST).
         if exc.status not in (404, 405):

@@ -173,7 +173,7 @@ def list_builds(
 ) -> None:
     """List the project's unique index builds."""
     with public_api(url, public_key, private_key, ca_file) as api:
-        builds = api.get(_path(group))["results"]
+        builds = api.get_all(_path(group))["results"]
     table = Table("id", "namespace", "rs", "state", "progress", "reason")
     for b in builds:
         progress = b.get("progress") or {}

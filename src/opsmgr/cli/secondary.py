@@ -110,7 +110,7 @@ def primary_conf_path(conf: Path | None, data_dir: Path | None) -> Path:
 
 
 def find_or_create_group(api: PublicApi, name: str) -> str:
-    for g in api.get("/groups")["results"]:
+    for g in api.get_all("/groups")["results"]:
         if g["name"] == name:
             return str(g["id"])
     return str(api.post("/groups", {"name": name})["id"])
