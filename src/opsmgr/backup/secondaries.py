@@ -14,7 +14,8 @@ Failure is counted from the first failed probe this process made, so after a res
 threshold runs again before an alert opens; an alert a previous process left open for a secondary that now
 answers is resolved at the first probe.
 
-May import ``opsmgr.backup.alerts`` and ``opsmgr.store``; the probe itself (HTTP) is the caller's.
+May import ``opsmgr.backup.alerts``, ``opsmgr.store`` and ``opsmgr.timestamps``; the probe itself (HTTP) is
+the caller's.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opsmgr.backup.alerts import AlertPolicy, AlertSink
 from opsmgr.store.engine import Store
+from opsmgr.timestamps import iso_utc
 
 SECONDARIES = "backup_secondaries"
 # Alerts about the installation itself rather than one of its projects (served as globalAlerts).
@@ -72,10 +73,6 @@ def alert_key(url: str) -> str:
     return f"backup-secondary:{url}"
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class ProbeState:
     failing_since_ms: int | None = None
@@ -85,7 +82,7 @@ class ProbeState:
 
 
 def unreachable_message(url: str, state: ProbeState) -> str:
-    since = _iso(state.failing_since_ms or 0)
+    since = iso_utc(state.failing_since_ms or 0)
     return (
         f"the secondary at {url} has not answered its readiness check since {since} ({state.error}): "
         "backups of this server's backing databases and restores from the secondary are paused"
