@@ -157,3 +157,13 @@ def test_restoration_mode_instants_are_iso_or_absent(project: Project) -> None:
     for agent in view["agentsHeard"]:
         iso_or_none(agent["timestamp"])
         iso(agent["heardAt"])
+
+
+def test_cluster_last_heartbeat_is_iso(project: Project) -> None:
+    """``lastHeartbeat`` (the Go client's ``Cluster.LastHeartbeat string``): the agents report its members."""
+    listed = project.api.get(f"/groups/{project.gid}/clusters").json()["results"]
+    one = project.api.get(f"/groups/{project.gid}/clusters/{project.cluster}").json()
+    for cluster in [one, *listed]:
+        iso(cluster["lastHeartbeat"])
+    (link,) = one["links"]
+    assert link["rel"] == "self" and link["href"].endswith(f"/clusters/{project.cluster}")

@@ -56,14 +56,32 @@ DOWNLOAD_PATH = "/backup/restore/{job_id}/{token}"
 MAX_RETENTION_DAYS = 3650
 
 
-def cluster_json(doc: JsonObject) -> JsonObject:
-    return {
+def cluster_json(doc: JsonObject, base_url: str, heartbeats: Mapping[str, int]) -> JsonObject:
+    """A cluster in Ops Manager's shape; ``heartbeats``: when an agent last reported each replica set's
+    members (:func:`heartbeats`), its ``lastHeartbeat`` (left out while none has)."""
+    path = f"{PREFIX}/groups/{doc['groupId']}/clusters/{doc['_id']}"
+    out = {
         "id": doc["_id"],
         "groupId": doc["groupId"],
         "clusterName": doc["replicaSetName"],
         "replicaSetName": doc["replicaSetName"],
         "typeName": "REPLICA_SET",
+        "links": [{"href": base_url.rstrip("/") + path, "rel": "self"}],
     }
+    last = heartbeats.get(doc["replicaSetName"])
+    if last is not None:
+        out["lastHeartbeat"] = iso_utc(last)
+    return out
+
+
+def heartbeats(services: Services, group_id: str) -> dict[str, int]:
+    """Per replica set, the latest report (epoch milliseconds) of an agent about one of its members."""
+    latest: dict[str, int] = {}
+    for host in services.automation.hosts(group_id):
+        rs, ping = host.get("replicaSetName"), host.get("lastPing")
+        if isinstance(rs, str) and isinstance(ping, int):
+            latest[rs] = max(ping, latest.get(rs, ping))
+    return latest
 
 
 def project_clusters(services: Services, group_id: str) -> list[JsonObject]:
@@ -76,7 +94,9 @@ def project_clusters(services: Services, group_id: str) -> list[JsonObject]:
 def list_clusters(
     request: Request, caller: ProjectReader, services: ServicesDep, page: int = Page, per: int = PerPage
 ) -> JsonObject:
-    clusters = [cluster_json(c) for c in project_clusters(services, caller.group_id)]
+    beats = heartbeats(services, caller.group_id)
+    base = str(request.base_url)
+    clusters = [cluster_json(c, base, beats) for c in project_clusters(services, caller.group_id)]
     return paginated(request, clusters, page, per)
 
 
@@ -140,12 +160,23 @@ def _tls_on(args: Mapping[str, object]) -> bool:
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}")
-def get_cluster(caller: ProjectReader, clusters: ClustersDep, cluster_id: str) -> JsonObject:
-    return cluster_json(clusters.get(caller.group_id, cluster_id))
+def get_cluster(
+    request: Request, caller: ProjectReader, services: ServicesDep, cluster_id: str
+) -> JsonObject:
+    cluster = services.clusters.get(caller.group_id, cluster_id)
+    return cluster_json(cluster, str(request.base_url), heartbeats(services, caller.group_id))
 
 
 def _config_json(group_id: str, cluster_id: str, status: str) -> JsonObject:
-    return {"groupId": group_id, "clusterId": cluster_id, "statusName": status}
+    # The daemon's head copies and snapshots are neither encrypted nor MMAPv1 files: WiredTiger's is the
+    # storage engine Ops Manager names for such a backup.
+    return {
+        "groupId": group_id,
+        "clusterId": cluster_id,
+        "statusName": status,
+        "storageEngineName": "WIRED_TIGER",
+        "encryptionEnabled": False,
+    }
 
 
 @router.get("/groups/{group_id}/backupConfigs")
