@@ -21,12 +21,12 @@ from fastapi import Query, Request
 from opsmgr.errors import InvalidInput
 from opsmgr.jsontypes import JsonObject
 
-Page = Query(1, ge=1, le=100_000, alias="pageNum")
-PerPage = Query(100, ge=1, le=500, alias="itemsPerPage")
-
 PAGE_NUM = "pageNum"
 ITEMS_PER_PAGE = "itemsPerPage"
 INCLUDE_COUNT = "includeCount"
+
+Page = Query(1, ge=1, le=100_000, alias=PAGE_NUM)
+PerPage = Query(100, ge=1, le=500, alias=ITEMS_PER_PAGE)
 
 
 def page_href(request: Request, page_num: int, items_per_page: int) -> str:
