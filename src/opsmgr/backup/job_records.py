@@ -25,6 +25,17 @@ class JobState(StrEnum):
     FAILED = "FAILED"
 
 
+# A deployment's restore job's ``statusName`` as Ops Manager names it (FINISHED, IN_PROGRESS, BROKEN, KILLED):
+# it tells neither a queued job from a running one nor a failure by that name; the public view keeps
+# opsmgr's own state beside it as ``phase``.
+OPS_MANAGER_STATUS: dict[JobState, str] = {
+    JobState.QUEUED: "IN_PROGRESS",
+    JobState.RUNNING: "IN_PROGRESS",
+    JobState.FINISHED: "FINISHED",
+    JobState.FAILED: "BROKEN",
+}
+
+
 class JobDelivery(Stored):
     """How a deployment's job delivers: ``HTTP`` (a download) or ``AUTOMATED_RESTORE`` (into a cluster)."""
 

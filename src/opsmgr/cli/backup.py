@@ -50,7 +50,8 @@ TimeoutOpt = typer.Option(600.0, "--timeout", min=1.0, help="Seconds to wait bef
 out = Console(soft_wrap=True)
 # Piped output is 80 columns by default, which would fold ids and dates: tables get room there.
 tables = out if out.is_terminal else Console(width=180)
-DONE = ("FINISHED", "FAILED")
+# Ops Manager's final restore job states (opsmgr's own ``phase`` says QUEUED, RUNNING, FINISHED or FAILED).
+DONE = ("FINISHED", "BROKEN", "KILLED")
 
 
 def _cluster_id(api: PublicApi, group: str, cluster: str) -> str:
@@ -192,7 +193,7 @@ def _progress_of(job: dict[str, Any]) -> float:
 
 def _status_of(job: dict[str, Any]) -> str:
     message = (job.get("progress") or {}).get("message", "")
-    return f"{job['statusName']} {message}".strip()
+    return f"{job.get('phase', job['statusName'])} {message}".strip()
 
 
 def _download(api: PublicApi, job: dict[str, Any], size_hint: int, to: Path) -> int:
@@ -278,7 +279,7 @@ def restore(
             timeout_s=timeout,
         )
         if final["statusName"] != "FINISHED":
-            raise ApiFailed(f"restore job {job['id']} {final['statusName']}: {final.get('failure', '')}")
+            raise ApiFailed(f"restore job {job['id']} {final.get('phase')}: {final.get('failure', '')}")
     out.print(f"restore job {job['id']} FINISHED", highlight=False)
 
 

@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 
 from opsmgr.automation import records
 from opsmgr.backup.clusters import BackupStatus
+from opsmgr.backup.job_records import OPS_MANAGER_STATUS
 from opsmgr.backup.jobs import (
     DEPLOYMENT_JOBS,
     Delivery,
@@ -303,6 +304,8 @@ def job_json(services: Services, job: JsonObject, base_url: str, may_restore: bo
     # "token" and "expiresAt": the download of a record written before download grants (the token in clear).
     out = {k: v for k, v in job.items() if k not in ("_id", "token", "expiresAt", "pending", "download")}
     out["id"] = job["_id"]
+    out["statusName"] = OPS_MANAGER_STATUS[JobState(job["statusName"])]
+    out["phase"] = job["statusName"]
     out["encryptionEnabled"] = False  # opsmgr's block store does not encrypt snapshots
     path = f"{PREFIX}/groups/{job['groupId']}/clusters/{job['clusterId']}/restoreJobs/{job['_id']}"
     out["links"] = [{"href": base_url.rstrip("/") + path, "rel": "self"}]
