@@ -92,8 +92,9 @@ def retry_delay_s(attempts: int) -> float:
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:
-    """The alert as the API and the webhook show it (internal bookkeeping left out)."""
-    return {k: v for k, v in doc.items() if k not in ("_id", "key")} | {"id": doc["_id"]}
+    """The alert as the API and the webhook show it (internal bookkeeping left out). A field without a
+    value is left out, as Ops Manager does (``resolved`` until the alert closes, an acknowledgement's)."""
+    return {k: v for k, v in doc.items() if k not in ("_id", "key") and v is not None} | {"id": doc["_id"]}
 
 
 class AlertService:

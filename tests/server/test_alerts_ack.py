@@ -46,7 +46,7 @@ def test_a_project_owner_acknowledges_an_open_alert(server: ServerProcess, owner
             f"/groups/{group}/alerts/{alert['id']}", json={"acknowledgedUntil": "2999-01-01T02:00:00+02:00"}
         )
         assert r.status_code == 200 and r.json()["acknowledgedUntil"] == "2999-01-01T00:00:00Z"
-        assert r.json()["acknowledgementComment"] is None
+        assert "acknowledgementComment" not in r.json()
 
 
 def test_bad_dates_closed_alerts_and_strangers_change_nothing(
@@ -108,4 +108,4 @@ def test_global_alerts_are_acknowledged_by_an_org_owner_only(
     with server.client(owner) as api:
         r = api.patch(f"/globalAlerts/{alert['id']}", json={"acknowledgedUntil": _iso(600)})
         assert r.status_code == 200, r.text
-        assert r.json()["groupId"] is None and r.json()["acknowledgingUsername"] == owner["publicKey"]
+        assert "groupId" not in r.json() and r.json()["acknowledgingUsername"] == owner["publicKey"]

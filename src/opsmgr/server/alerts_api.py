@@ -47,12 +47,27 @@ def list_alerts(
     page: int = Page,
     per: int = PerPage,
 ) -> JsonObject:
-    return paginated(request, alerts.of_group(caller.group_id, status), page, per)
+    found = alerts.of_group(caller.group_id, status)
+    return paginated(request, [_project_view(request, a) for a in found], page, per)
 
 
 @router.get("/groups/{group_id}/alerts/{alert_id}")
-def get_alert(caller: ProjectReader, alerts: Alerts, alert_id: str) -> JsonObject:
-    return dict(alerts.get(caller.group_id, alert_id))
+def get_alert(request: Request, caller: ProjectReader, alerts: Alerts, alert_id: str) -> JsonObject:
+    return _project_view(request, alerts.get(caller.group_id, alert_id))
+
+
+def _linked(request: Request, alert: JsonObject, path: str) -> JsonObject:
+    return alert | {"links": [{"href": str(request.base_url).rstrip("/") + PREFIX + path, "rel": "self"}]}
+
+
+def _project_view(request: Request, alert: JsonObject) -> JsonObject:
+    return _linked(request, alert, f"/groups/{alert['groupId']}/alerts/{alert['id']}")
+
+
+def _global_view(request: Request, alert: JsonObject) -> JsonObject:
+    """An installation-wide alert belongs to no project: it has no ``groupId``."""
+    shown = {k: v for k, v in alert.items() if k != "groupId"}
+    return _linked(request, shown, f"/globalAlerts/{alert['id']}")
 
 
 class AcknowledgeBody(SentBody):
@@ -67,11 +82,12 @@ class AcknowledgeBody(SentBody):
 
 @router.patch("/groups/{group_id}/alerts/{alert_id}")
 def acknowledge_alert(
-    caller: ProjectOwner, alerts: Alerts, alert_id: str, body: AcknowledgeBody
+    request: Request, caller: ProjectOwner, alerts: Alerts, alert_id: str, body: AcknowledgeBody
 ) -> JsonObject:
     sent = body.as_sent()
     until, comment = sent.get("acknowledgedUntil"), sent.get("acknowledgementComment")
-    return dict(alerts.acknowledge(caller.group_id, alert_id, until, comment, caller.principal.public_key))
+    acked = alerts.acknowledge(caller.group_id, alert_id, until, comment, caller.principal.public_key)
+    return _project_view(request, acked)
 
 
 def global_reader(principal: Principal) -> None:
@@ -91,10 +107,6 @@ def global_owner(principal: Principal) -> None:
         )
 
 
-def _global_view(alert: JsonObject) -> JsonObject:
-    return alert | {"groupId": None}
-
-
 @router.get("/globalAlerts")
 def list_global_alerts(
     request: Request,
@@ -106,19 +118,20 @@ def list_global_alerts(
 ) -> JsonObject:
     global_reader(principal)
     found = alerts.of_group(GLOBAL_GROUP_ID, status)
-    return paginated(request, [_global_view(a) for a in found], page, per)
+    return paginated(request, [_global_view(request, a) for a in found], page, per)
 
 
 @router.get("/globalAlerts/{alert_id}")
 def get_global_alert(
-    alerts: Alerts, alert_id: str, principal: Principal = Depends(public_principal)
+    request: Request, alerts: Alerts, alert_id: str, principal: Principal = Depends(public_principal)
 ) -> JsonObject:
     global_reader(principal)
-    return _global_view(alerts.get(GLOBAL_GROUP_ID, alert_id))
+    return _global_view(request, alerts.get(GLOBAL_GROUP_ID, alert_id))
 
 
 @router.patch("/globalAlerts/{alert_id}")
 def acknowledge_global_alert(
+    request: Request,
     alerts: Alerts,
     alert_id: str,
     body: AcknowledgeBody,
@@ -127,7 +140,8 @@ def acknowledge_global_alert(
     global_owner(principal)
     sent = body.as_sent()
     until, comment = sent.get("acknowledgedUntil"), sent.get("acknowledgementComment")
-    return _global_view(alerts.acknowledge(GLOBAL_GROUP_ID, alert_id, until, comment, principal.public_key))
+    acked = alerts.acknowledge(GLOBAL_GROUP_ID, alert_id, until, comment, principal.public_key)
+    return _global_view(request, acked)
 
 
 def webhook_poster(url: str) -> Callable[[JsonObject], None]:
