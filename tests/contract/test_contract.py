@@ -107,7 +107,7 @@ PROJECT = "project: no hostCounts, publicApiEnabled, replicaSetCount, shardCount
 FCV = "automationConfig: processes[] have no featureCompatibilityVersion"
 GLOBAL_ALERT = "global alert: no groupId (an installation-wide alert, the secondary's, belongs to no project)"
 ALL_CLUSTERS = "GET /clusters: clusters[] have no alertCount, availability, dataSizeBytes"
-SNAPSHOT = "snapshot: no links; parts[] have no clusterId, mongodVersion"
+SNAPSHOT = "snapshot: parts[] have no mongodVersion (the daemon does not record it)"
 
 CASES = [
     Case("get", "/orgs", "organization", listed=True),

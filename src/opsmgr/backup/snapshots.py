@@ -359,6 +359,7 @@ def snapshot_json(meta: SnapshotMeta, expires_ms: int | None = None) -> dict[str
         "snapshotType": meta.type.value,
         "parts": [
             {
+                "clusterId": meta.clusterId,
                 "replicaSetName": meta.name,
                 "typeName": type_name,
                 "dataSizeBytes": meta.sizeBytes,

@@ -239,8 +239,15 @@ def list_snapshots(
 ) -> JsonObject:
     """The snapshots, newest first, and beside them the point-in-time window as ranges (holes between)."""
     src = clusters.source(caller.group_id, cluster_id)
-    listed = paginated(request, backup.snapshots_json(src.id), page, per)
+    snapshots = [_snapshot_linked(request, s) for s in backup.snapshots_json(src.id)]
+    listed = paginated(request, snapshots, page, per)
     return {**listed, "pitrWindow": backup.window_json(src.id)}
+
+
+def _snapshot_linked(request: Request, snapshot: JsonObject) -> JsonObject:
+    cluster = f"{PREFIX}/groups/{snapshot['groupId']}/clusters/{snapshot['clusterId']}"
+    path = f"{cluster}/snapshots/{snapshot['id']}"
+    return snapshot | {"links": [{"href": str(request.base_url).rstrip("/") + path, "rel": "self"}]}
 
 
 # Ops Manager's path, in its reference ("Create an On-Demand Snapshot": POST
@@ -282,12 +289,17 @@ def take_snapshot(
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/snapshots/{snapshot_id}")
 def get_snapshot(
-    caller: ProjectReader, clusters: ClustersDep, backup: Backup, cluster_id: str, snapshot_id: str
+    request: Request,
+    caller: ProjectReader,
+    clusters: ClustersDep,
+    backup: Backup,
+    cluster_id: str,
+    snapshot_id: str,
 ) -> JsonObject:
     src = clusters.source(caller.group_id, cluster_id)
     for snap in backup.snapshots_json(src.id):
         if snap.get("id") == snapshot_id:
-            return dict(snap)
+            return _snapshot_linked(request, snap)
     raise NotFound(f"no snapshot {snapshot_id}", error_code="SNAPSHOT_NOT_FOUND", snapshotId=snapshot_id)
 
 
