@@ -323,6 +323,9 @@ def test_backup_configs_and_all_clusters_list_only_what_the_key_may_read(
         "type": "REPLICA_SET",
         "versions": ["7.0.5"],
         "nodeCount": 3,
+        "availability": "dead",  # no agent runs its members
+        "alertCount": 0,
+        "dataSizeBytes": 0,
         "backupEnabled": False,
         "authEnabled": False,
         "sslEnabled": False,

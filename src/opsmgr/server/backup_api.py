@@ -9,7 +9,8 @@ holds). A restore job is a deployment change: Restoration Mode refuses it (409).
 credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager, where Project Read
 Only can neither create nor download restores.
 
-May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.automation.records``, ``opsmgr.backup``,
+May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation.records``,
+``opsmgr.automation.hosts``, ``opsmgr.backup``,
 ``opsmgr.store.appdb``,
 ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.download_grants``,
 ``opsmgr.server.paging``, ``opsmgr.server.public_api``, ``opsmgr.server.services`` and ``opsmgr.timestamps``.
@@ -24,7 +25,9 @@ from collections.abc import Iterator, Mapping
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from opsmgr.alerts import AlertStatus
 from opsmgr.automation import records
+from opsmgr.automation.hosts import tls_on
 from opsmgr.backup.clusters import BackupStatus
 from opsmgr.backup.job_records import OPS_MANAGER_STATUS
 from opsmgr.backup.jobs import (
@@ -126,20 +129,31 @@ def _project_summary(services: Services, group: JsonObject) -> JsonObject:
     auth_enabled = not bool((config.get("auth") or {}).get("disabled", True))
     sets = {rs.id: rs for rs in records.replica_sets(config)}
     found = []
+    hosts = services.automation.hosts(group_id)
+    open_alerts = services.alerts.of_group(group_id, AlertStatus.OPEN)
     # The config read once: project_clusters would read it again.
     for doc in services.clusters.ensure(group_id, list(sets)):
-        rs = sets.get(doc["replicaSetName"])
+        cluster_id, name = str(doc["_id"]), str(doc["replicaSetName"])
+        rs = sets.get(name)
         members = [processes[m.host] for m in (rs.members if rs else ()) if m.host in processes]
         found.append(
             {
-                "clusterId": doc["_id"],
-                "name": doc["replicaSetName"],
+                "clusterId": cluster_id,
+                "name": name,
                 "type": "REPLICA_SET",
                 "versions": sorted({p.version for p in members}),
                 "nodeCount": len(members),
-                "backupEnabled": services.clusters.status(str(doc["_id"])) == BackupStatus.STARTED,
+                "availability": availability([h for h in hosts if h.get("replicaSetName") == name]),
+                "alertCount": sum(
+                    1
+                    for a in open_alerts
+                    if name in (a.get("replicaSetName"), a.get("clusterId"))
+                    or a.get("clusterId") == cluster_id
+                ),
+                "dataSizeBytes": _latest_data_size(services, group_id, cluster_id),
+                "backupEnabled": services.clusters.status(cluster_id) == BackupStatus.STARTED,
                 "authEnabled": auth_enabled,
-                "sslEnabled": any(_tls_on(p.args2_6) for p in members),
+                "sslEnabled": any(tls_on(p.args2_6) for p in members),
             }
         )
     org = services.appdb.org(str(group["orgId"]))
@@ -154,10 +168,23 @@ def _project_summary(services: Services, group: JsonObject) -> JsonObject:
     }
 
 
-def _tls_on(args: Mapping[str, object]) -> bool:
-    net = args.get("net")
-    tls = net.get("tls") or net.get("ssl") if isinstance(net, dict) else None
-    return isinstance(tls, dict) and tls.get("mode") not in (None, "disabled")
+def availability(members: list[JsonObject]) -> str:
+    """Ops Manager's cluster availability from its members as monitoring last saw them: ``dead`` when none
+    runs, ``unavailable`` without a primary, ``warning`` when a member is down, else ``available``."""
+    running = [h for h in members if h.get("running")]
+    if not running:
+        return "dead"
+    if not any(h.get("replicaStateName") == "PRIMARY" for h in running):
+        return "unavailable"
+    return "available" if len(running) == len(members) else "warning"
+
+
+def _latest_data_size(services: Services, group_id: str, cluster_id: str) -> int:
+    """The data size of the cluster's newest snapshot (opsmgr's agents do not measure it yet), 0 without."""
+    for src in services.backup.sources(group_id, cluster_id):
+        for snapshot in services.backup.snapshots_json(src.id)[:1]:
+            return sum(int(part.get("dataSizeBytes") or 0) for part in snapshot.get("parts", []))
+    return 0
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}")
