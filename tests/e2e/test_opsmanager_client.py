@@ -116,6 +116,9 @@ def test_the_seeds_flows_through_a_published_client(
     assert sorted(h.replica_state_name or "" for h in hosts) == ["PRIMARY", "SECONDARY", "SECONDARY"]
     for host in hosts:
         check_host_types(host)
+    counted = om.projects._get(f"groups/{gid}")
+    assert counted["hostCounts"]["primary"] == 1 and counted["hostCounts"]["secondary"] == 2
+    assert counted["replicaSetCount"] == 1 and counted["activeAgentCount"] == len(HOSTS)
     (cluster,) = om.clusters.list(gid)
     assert cluster.type_name == "REPLICA_SET" and cluster.replica_set_name == "rs0"
     assert {h.cluster_id for h in hosts} == {cluster.id}

@@ -10,10 +10,13 @@ May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.service`
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsmgr.automation.service import ConfigVersionConflict, with_defaults
+from opsmgr.automation.service import AutomationService, ConfigVersionConflict, with_defaults
 from opsmgr.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import (
@@ -68,15 +71,47 @@ def org_view(org: JsonObject) -> JsonObject:
     return {"id": org["_id"], "name": org["name"], "isDeleted": False, "links": []}
 
 
-def group_view(group: JsonObject) -> JsonObject:
+# An agent is active while it reports within this long (agents report every few seconds at most).
+ACTIVE_AGENT_S = 60
+
+
+def group_view(group: JsonObject, automation: AutomationService) -> JsonObject:
+    """A project as Ops Manager shows it, with the counts its deployment gives (hosts by replica state,
+    replica sets, shards, agents reporting)."""
+    group_id = str(group["_id"])
+    config = automation.config(group_id)
+    states = Counter(h.get("replicaStateName") for h in automation.hosts(group_id))
+    recent = time.time() * 1000 - ACTIVE_AGENT_S * 1000
+    statuses = automation.agent_statuses(group_id)
     return {
         "id": group["_id"],
         "name": group["name"],
         "orgId": group["orgId"],
         "created": group.get("created"),
-        "activeAgentCount": group.get("activeAgentCount", 0),
+        "activeAgentCount": sum(1 for s in statuses if (s.get("receivedAt") or 0) >= recent),
+        "hostCounts": {
+            "arbiter": states["ARBITER"],
+            "config": 0,
+            "primary": states["PRIMARY"],
+            "secondary": states["SECONDARY"],
+            "mongos": 0,
+            "master": 0,
+            "slave": 0,
+        },
+        "replicaSetCount": len(config.get("replicaSets") or []),
+        "shardCount": sum(len(c.get("shards") or []) for c in config.get("sharding") or []),
+        "publicApiEnabled": True,
+        "tags": [],
         "links": [],
     }
+
+
+def groups_page(
+    request: Request, groups: list[JsonObject], automation: AutomationService, page: int, per: int
+) -> JsonObject:
+    """A page of projects, each project's counts read for the page's projects only."""
+    listed = paginated(request, groups, page, per)
+    return listed | {"results": [group_view(g, automation) for g in listed["results"]]}
 
 
 def api_key_view(key: JsonObject, private: str | None = None) -> JsonObject:
@@ -145,13 +180,14 @@ def list_org_groups(
     request: Request,
     org_id: str,
     appdb: AppDBDep,
+    automation: Automation,
     principal: Principal = Depends(public_principal),
     page: int = Page,
     per: int = PerPage,
 ) -> JsonObject:
     appdb.org(org_id)
-    groups = [group_view(g) for g in appdb.groups() if g["orgId"] == org_id and principal.can_see_group(g)]
-    return paginated(request, groups, page, per)
+    groups = [g for g in appdb.groups() if g["orgId"] == org_id and principal.can_see_group(g)]
+    return groups_page(request, groups, automation, page, per)
 
 
 @router.get("/orgs/{org_id}/apiKeys")
@@ -188,29 +224,33 @@ def delete_org_key(caller: OrgOwner, appdb: AppDBDep, key_id: str) -> None:
 def list_groups(
     request: Request,
     appdb: AppDBDep,
+    automation: Automation,
     principal: Principal = Depends(public_principal),
     page: int = Page,
     per: int = PerPage,
 ) -> JsonObject:
-    groups = [group_view(g) for g in appdb.groups() if principal.can_see_group(g)]
-    return paginated(request, groups, page, per)
+    groups = [g for g in appdb.groups() if principal.can_see_group(g)]
+    return groups_page(request, groups, automation, page, per)
 
 
 # Before every /groups/{group_id}/... route of the application: a project may be named like one of them.
 @router.get("/groups/byName/{group_name}")
 def get_group_by_name(
-    group_name: str, appdb: AppDBDep, principal: Principal = Depends(public_principal)
+    group_name: str, appdb: AppDBDep, automation: Automation, principal: Principal = Depends(public_principal)
 ) -> JsonObject:
     """The project of this name that the key may read (Ops Manager's "get one project by name")."""
     for group in appdb.groups():
         if group["name"] == group_name and principal.can_see_group(group):
-            return group_view(group)
+            return group_view(group, automation)
     raise NotFound(f"No group with name {group_name[:64]!r} exists.", error_code="GROUP_NAME_NOT_FOUND")
 
 
 @router.post("/groups", status_code=201)
 def create_group(
-    appdb: AppDBDep, body: GroupBody, principal: Principal = Depends(public_principal)
+    appdb: AppDBDep,
+    automation: Automation,
+    body: GroupBody,
+    principal: Principal = Depends(public_principal),
 ) -> JsonObject:
     org_id = body.orgId
     if org_id is None:
@@ -221,12 +261,12 @@ def create_group(
             )
         org_id = owned[0]
     group, agent_key = appdb.create_group_as(principal, body.name, org_id)
-    return {**group_view(group), "agentApiKey": agent_key}
+    return {**group_view(group, automation), "agentApiKey": agent_key}
 
 
 @router.get("/groups/{group_id}")
-def get_group(caller: ProjectReader) -> JsonObject:
-    return group_view(caller.group)
+def get_group(caller: ProjectReader, automation: Automation) -> JsonObject:
+    return group_view(caller.group, automation)
 
 
 @router.delete("/groups/{group_id}", status_code=202)
