@@ -213,9 +213,7 @@ def main() -> None:
             owner = server.create_key("ORG_OWNER")
             ids, deployment = prepare(server, owner, root)
             try:
-                with OpsManagerClient(
-                    server.url, owner["publicKey"], owner["privateKey"], rate_limit=0, retry_count=0
-                ) as om:
+                with server.ops_manager_client(owner) as om:
                     rows = [(name, outcome(call, om, ids)) for name, call in CALLS]
             finally:
                 deployment.close()

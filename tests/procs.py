@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from opsmanager import OpsManagerClient
 
 from opsmgr.server.settings import CONF_NAME, embedded_defaults
 from opsmgr.tls import Setting, client_verify
@@ -185,6 +186,18 @@ class ServerProcess:
         args = ("users", "create", "--username", username, "--role", role, *self.setup_args(), *extra)
         done = run_cli(*args, stdin=password + "\n")
         assert done.returncode == 0, done.stderr
+
+    def ops_manager_client(self, key: dict[str, Any]) -> OpsManagerClient:
+        """The published ``opsmanager`` client on this server, unthrottled and without retries (a test
+        wants each answer as it is)."""
+        return OpsManagerClient(
+            base_url=self.url,
+            public_key=key["publicKey"],
+            private_key=key["privateKey"],
+            rate_limit=0,
+            retry_count=0,
+            verify_ssl=self.verify,
+        )
 
     def client(self, key: dict[str, Any]) -> httpx.Client:
         return httpx.Client(

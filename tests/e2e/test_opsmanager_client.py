@@ -44,14 +44,7 @@ def iso(value: Any) -> datetime:
 
 @pytest.fixture
 def client(server: ServerProcess, owner: dict[str, Any]) -> Iterator[OpsManagerClient]:
-    with OpsManagerClient(
-        base_url=server.url,
-        public_key=owner["publicKey"],
-        private_key=owner["privateKey"],
-        rate_limit=0,
-        retry_count=0,
-        verify_ssl=server.verify,
-    ) as om:
+    with server.ops_manager_client(owner) as om:
         yield om
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from opsmanager import OpsManagerClient
 
 from tests.agent_protocol import FakeAgent
 from tests.configs import replica_set_config
@@ -428,14 +427,7 @@ def test_published_python_client_round_trip_changes_nothing(
     server: ServerProcess, owner: dict[str, Any], api: httpx.Client, project: str
 ) -> None:
     before, tag = read(api, project)
-    with OpsManagerClient(
-        base_url=server.url,
-        public_key=owner["publicKey"],
-        private_key=owner["privateKey"],
-        rate_limit=0,
-        retry_count=0,
-        verify_ssl=server.verify,
-    ) as om:
+    with server.ops_manager_client(owner) as om:
         config = om.automation.get_config(project)
         assert config == before
         answer = om.automation._put(f"groups/{project}/automationConfig", json=config)
