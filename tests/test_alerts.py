@@ -10,14 +10,7 @@ import pytest
 from opsmgr.alerts import MAX_ATTEMPTS, AlertService, AlertStatus, DeliveryState, retry_delay_s
 from opsmgr.errors import NotFound
 from opsmgr.store.engine import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 @pytest.fixture

@@ -13,18 +13,11 @@ from opsmgr.maintenance.leases import LEASES
 from opsmgr.maintenance.registration import Registrar
 from opsmgr.store.engine import Store
 from opsmgr.store.maintenance_windows import WINDOWS, iso
+from tests.clock import Clock
 from tests.maintenance.helpers import config
 from tests.maintenance.service_world import G, upgraded
 
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def put(store: Store, registrar: Registrar, old: dict[str, Any], new: dict[str, Any], version: int) -> None:
@@ -42,7 +35,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def test_a_rolling_change_opens_a_window_extended_and_ended_with_it(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     registrar = Registrar(encrypt=str, decrypt=str, alert_window_s=900, clock=clock)
     base = config(3)
     put(store, registrar, base, upgraded(base), 2)
@@ -67,7 +60,7 @@ def test_a_rolling_change_opens_a_window_extended_and_ended_with_it(store: Store
 
 
 def test_no_window_when_the_key_is_zero(store: Store) -> None:
-    registrar = Registrar(encrypt=str, decrypt=str, clock=Clock())
+    registrar = Registrar(encrypt=str, decrypt=str, clock=Clock(T0))
     base = config(3)
     put(store, registrar, base, upgraded(base), 2)
     assert store.find(LEASES, groupId=G) and windows(store) == []

@@ -17,22 +17,15 @@ from opsmgr.server.digest import (
     parse_auth_params,
     parse_credentials,
 )
+from tests.clock import Clock
 
 SECRET = b"s" * 32
 KEYS = {"PUBKEY01": "11111111-2222-3333-4444-555555555555", "PUBKEY02": "pässwörd ✓"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return Clock(1_700_000_000.0)
 
 
 def make(clock, **kw):
@@ -234,7 +227,7 @@ def test_nonce_states(clock):
     assert auth.nonce_state(nonce + "=") is NonceState.INVALID
     assert auth.nonce_state("!" * 43) is NonceState.INVALID
     assert auth.nonce_state("x" * 100) is NonceState.INVALID
-    future = make(Clock()).new_nonce()
+    future = make(Clock(1_700_000_000.0)).new_nonce()
     clock.now -= 120
     assert auth.nonce_state(future) is NonceState.INVALID, "from too far in the future"
 

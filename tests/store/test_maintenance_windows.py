@@ -24,21 +24,14 @@ from opsmgr.store.maintenance_windows import (
     validated,
     window_for_change,
 )
+from tests.clock import Clock
 
 T0 = 1_800_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Store, MaintenanceWindows, AlertService, Clock]:
-    clock = Clock()
+    clock = Clock(T0)
     store = Store(f"sqlite:///{tmp_path / 'app.db'}")
     return store, MaintenanceWindows(store, clock=clock), AlertService(store, clock=clock), clock
 

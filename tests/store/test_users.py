@@ -10,14 +10,7 @@ from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store import users as users_mod
 from opsmgr.store.engine import Store
 from opsmgr.store.users import SESSIONS, USERS, Users, hash_password, password_matches
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def test_create_authenticate_and_refuse(store: Store) -> None:
 
 
 def test_sessions_are_stored_as_digests_and_end(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     users = Users(store, clock=clock)
     user = users.create("ann", "long enough", ROLES)
     session = users.open_session(user)

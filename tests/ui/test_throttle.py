@@ -6,18 +6,11 @@ import pytest
 
 from opsmgr.ui import throttle
 from opsmgr.ui.throttle import LoginThrottle
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 def test_a_user_is_held_after_the_limit_until_the_oldest_failure_leaves_the_window() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     t = LoginThrottle(limit=3, address_limit=10, window_s=60, clock=clock)
     for i in range(3):
         assert t.retry_after("ann", f"10.0.0.{i}") == 0
@@ -30,7 +23,7 @@ def test_a_user_is_held_after_the_limit_until_the_oldest_failure_leaves_the_wind
 
 
 def test_an_address_is_held_after_its_own_limit_across_users() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     t = LoginThrottle(limit=3, address_limit=4, window_s=60, clock=clock)
     for user in ("a", "b", "c", "d"):
         t.failed(user, "192.0.2.7")
@@ -39,7 +32,7 @@ def test_an_address_is_held_after_its_own_limit_across_users() -> None:
 
 
 def test_success_clears_the_user_but_not_the_address() -> None:
-    t = LoginThrottle(limit=2, address_limit=3, window_s=60, clock=Clock())
+    t = LoginThrottle(limit=2, address_limit=3, window_s=60, clock=Clock(1000.0))
     t.failed("ann", "192.0.2.1")
     t.failed("ann", "192.0.2.1")
     t.succeeded("ann")
@@ -50,7 +43,7 @@ def test_success_clears_the_user_but_not_the_address() -> None:
 
 def test_memory_stays_bounded_under_a_flood_of_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(throttle, "MAX_TRACKED", 50)
-    t = LoginThrottle(clock=Clock())
+    t = LoginThrottle(clock=Clock(1000.0))
     for i in range(500):
         t.failed(f"user{i}", f"198.51.100.{i % 250}")
     assert len(t._failures) <= 50
