@@ -35,12 +35,17 @@ one cut off from the daemon. Thresholds are an :class:`AlertPolicy`, which the s
 ``opsmgr.server.settings``).
 
 An alert's key is ``backup:<sourceId>:<condition>``, so each source has at most one open alert per
-condition. May import the standard library only: the sink is a protocol.
+condition.
+
+One more alert is installation-wide (a global alert, :class:`CapacityWatch`): ``BACKUP_BLOCKSTORE_FILLING``
+opens when the capacity projection (``opsmgr.backup.capacity``) says the blockstore's disk fills within
+:attr:`AlertPolicy.capacity_days` and closes when it no longer does. May import the standard library only:
+the sink is a protocol.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -67,6 +72,7 @@ class AlertPolicy:
     silent_ms: int = 5 * MINUTE_MS  # no agent contact for this long: BACKUP_AGENT_DOWN
     # On a primary: its secondary failing the readiness probe this long is BACKUP_SECONDARY_UNREACHABLE.
     secondary_unreachable_ms: int = MINUTE_MS
+    capacity_days: float = 14.0  # the blockstore's disk projected full within this: BACKUP_BLOCKSTORE_FILLING
 
 
 @dataclass(frozen=True)
@@ -249,3 +255,46 @@ class Publisher:
                 self.sink.resolve(self._groups[gone], alert_key(gone, condition))
         self._published = held
         return held
+
+
+BLOCKSTORE_FILLING = "BACKUP_BLOCKSTORE_FILLING"
+BLOCKSTORE_FILLING_KEY = f"backup:blockstore:{BLOCKSTORE_FILLING}"
+# Measuring capacity stats every block file: done at most this often, not at every alert period.
+CAPACITY_CHECK_MS = MINUTE_MS
+
+
+def capacity_message(days_until_full: float | None, full_date: str | None, policy: AlertPolicy) -> str | None:
+    """The alert's message while the disk is projected full within the threshold, else None."""
+    if days_until_full is None or days_until_full > policy.capacity_days:
+        return None
+    return (
+        f"the blockstore's disk is projected to fill in {days_until_full:.1f} days ({full_date}) at the "
+        f"measured snapshot growth (threshold {policy.capacity_days:g} days)"
+    )
+
+
+class CapacityWatch:
+    """Keeps the global ``BACKUP_BLOCKSTORE_FILLING`` alert in step with the capacity projection.
+
+    ``measure`` answers ``(days until full, the date it fills)``; it is called at most every
+    :data:`CAPACITY_CHECK_MS`. The first run resolves an alert an earlier process may have left open.
+    """
+
+    def __init__(self, sink: AlertSink, group_id: str, policy: AlertPolicy | None = None) -> None:
+        self.sink = sink
+        self.group_id = group_id
+        self.policy = policy or AlertPolicy()
+        self.checked_ms: int | None = None
+        self.message: str | None = ""  # "" = unknown yet
+
+    def run(self, measure: Callable[[], tuple[float | None, str | None]], now_ms: int) -> str | None:
+        if self.checked_ms is not None and now_ms - self.checked_ms < CAPACITY_CHECK_MS:
+            return self.message or None
+        self.checked_ms = now_ms
+        message = capacity_message(*measure(), self.policy)
+        if message is not None and message != self.message:
+            self.sink.raise_alert(self.group_id, BLOCKSTORE_FILLING, BLOCKSTORE_FILLING_KEY, message)
+        elif message is None and self.message is not None:
+            self.sink.resolve(self.group_id, BLOCKSTORE_FILLING_KEY)
+        self.message = message
+        return message

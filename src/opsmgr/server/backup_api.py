@@ -7,11 +7,13 @@ backup work the daemon's, each one of the server's services (``server.deps``): h
 them and shape the answer. Reads need GROUP_READ_ONLY; changes GROUP_BACKUP_ADMIN (which a GROUP_OWNER
 holds). A restore job is a deployment change: Restoration Mode refuses it (409). A download URL is a
 credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager, where Project Read
-Only can neither create nor download restores.
+Only can neither create nor download restores. Capacity planning (``opsmgr.backup.capacity``) is opsmgr's
+own: ``GET .../groups/{id}/clusters/{clusterId}/backup/capacity`` for a project reader, and
+``GET .../admin/backup/capacity`` (the whole blockstore and its disk) for ORG_OWNER and ORG_READ_ONLY keys.
 
 May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation.records``,
 ``opsmgr.automation.hosts``, ``opsmgr.backup``,
-``opsmgr.store.appdb``,
+``opsmgr.store.appdb``, ``opsmgr.server.alerts_api`` (who reads installation-wide figures),
 ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.download_grants``,
 ``opsmgr.server.paging``, ``opsmgr.server.public_api``, ``opsmgr.server.services`` and ``opsmgr.timestamps``.
 """
@@ -28,6 +30,7 @@ from fastapi.responses import StreamingResponse
 from opsmgr.alerts import AlertStatus
 from opsmgr.automation import records
 from opsmgr.automation.hosts import tls_on
+from opsmgr.backup.capacity import measure, measure_blockstore
 from opsmgr.backup.clusters import BackupStatus
 from opsmgr.backup.job_records import OPS_MANAGER_STATUS
 from opsmgr.backup.jobs import (
@@ -41,6 +44,7 @@ from opsmgr.backup.jobs import (
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.errors import NotFound
 from opsmgr.jsontypes import JsonObject
+from opsmgr.server.alerts_api import global_reader
 from opsmgr.server.auth import ProjectBackupAdmin, ProjectCaller, ProjectReader, public_principal
 from opsmgr.server.bodies import BackupConfigBody, RestoreJobBody, SnapshotScheduleBody
 from opsmgr.server.deps import Backup, ClustersDep, Restores, ServicesDep
@@ -467,3 +471,33 @@ def download(restores: Restores, job_id: str, token: str) -> StreamingResponse:
 
     job, resolved = restores.use_download(job_id, spend)
     return stream(restores, resolved, job["_id"])
+
+
+# Capacity planning (opsmgr's own resources: Ops Manager has no API for it). The figures and their model are
+# opsmgr.backup.capacity's.
+
+
+@router.get("/groups/{group_id}/clusters/{cluster_id}/backup/capacity")
+def cluster_capacity(
+    caller: ProjectReader, clusters: ClustersDep, backup: Backup, cluster_id: str
+) -> JsonObject:
+    """The backed-up cluster's stored bytes, dedup ratio, growth per day and projection at 30/90/365 days
+    (404 for a cluster the project does not have or does not back up)."""
+    src = clusters.source(caller.group_id, cluster_id)
+    return measure(backup, src, backup.now_ms()).to_json()
+
+
+@router.get("/admin/backup/capacity")
+def blockstore_capacity(
+    request: Request,
+    backup: Backup,
+    principal: Principal = Depends(public_principal),
+    page: int = Page,
+    per: int = PerPage,
+) -> JsonObject:
+    """The whole blockstore's figures, its disk and when it fills, with each source's figures as
+    ``results``: installation-wide, so for ORG_OWNER and ORG_READ_ONLY keys, as the global alerts are."""
+    global_reader(principal)
+    figures = measure_blockstore(backup, backup.sources(), backup.now_ms())
+    listed = paginated(request, [s.to_json() for s in figures.sources], page, per)
+    return {**figures.to_json(), **listed}

@@ -65,6 +65,9 @@ key                                                    meaning                  
 ``mms.backup.alerts.secondaryUnreachableSeconds``      on a primary: its secondary failing its     ``60``
                                                        readiness probe this long is the global
                                                        alert BACKUP_SECONDARY_UNREACHABLE
+``mms.backup.alerts.capacityDays``                     the blockstore's disk projected full        ``14``
+                                                       within this many days: the global alert
+                                                       BACKUP_BLOCKSTORE_FILLING
 =====================================================  ==========================================  ========
 
 Rolling maintenance and supervised unique index builds: the procedure's timeouts and margins, one setting
@@ -300,6 +303,14 @@ KEYS: tuple[Key, ...] = (
         default="60",
         parse=conf.float_in(0.1, 86400 * 30),
     ),
+    Key(
+        name="mms.backup.alerts.capacityDays",
+        attr="alert_capacity_days",
+        description="Days: when the capacity projection (opsmgr backup capacity) says the blockstore's disk "
+        "fills within this many, the global alert BACKUP_BLOCKSTORE_FILLING opens.",
+        default="14",
+        parse=conf.float_in(0.0, 3650),
+    ),
 )
 
 
@@ -362,6 +373,7 @@ class Settings:
     alert_window_stall_min: float
     alert_agent_silence_min: float
     alert_secondary_unreachable_s: float
+    alert_capacity_days: float
     maintenance_lease_ttl_s: float
     maintenance_member_timeout_s: float
     maintenance_election_timeout_s: float
@@ -392,6 +404,7 @@ class Settings:
             stall_ms=round(self.alert_window_stall_min * 60_000),
             silent_ms=round(self.alert_agent_silence_min * 60_000),
             secondary_unreachable_ms=round(self.alert_secondary_unreachable_s * 1000),
+            capacity_days=self.alert_capacity_days,
         )
 
     def backing_uris(self) -> BackingStores[str]:
