@@ -168,6 +168,8 @@ CASES = [
     Case("get", f"{CLUSTER}/restoreJobs", "restore_job", listed=True),
     Case("post", f"{CLUSTER}/restoreJobs", "restore_job", listed=True),
     Case("get", f"{CLUSTER}/restoreJobs/{{job_id}}", "restore_job"),
+    Case("get", f"{CLUSTER}/backup/capacity", "backup_capacity"),
+    Case("get", "/admin/backup/capacity", "backup_capacity#/$defs/blockstore"),
     Case("get", f"{G}/maintenanceWindows", "maintenance_window", listed=True),
     Case("post", f"{G}/maintenanceWindows", "maintenance_window"),
     Case("get", f"{G}/maintenanceWindows/{{window_id}}", "maintenance_window"),
