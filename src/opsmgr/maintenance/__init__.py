@@ -9,11 +9,11 @@ Every decision here is a pure function over plain values; only ``leases.LeaseSer
 façade over its parts: ``changes`` (the change document each part moves), ``registration`` (changes
 registered by config PUTs), ``grants`` (the lease), ``recorder`` (progress, decisions, status, alerts,
 reports), ``index_steps`` (a unique index build's member steps), ``members`` and ``views`` (what agents and
-operators see). May import ``opsmgr.errors``, ``opsmgr.automation.config`` (pure accessors),
-``opsmgr.automation.rules`` (modes, host names), ``opsmgr.automation.secrets`` (gen.key on started configs),
-``opsmgr.automation.records`` (processes and replica sets),
-``opsmgr.automation.protocol`` (the work-changed topic), ``opsmgr.automation.service`` (its version
-conflict, for ``index_service``), ``opsmgr.drivers.base`` (types only),
-``opsmgr.store``, ``opsmgr.timestamps`` (the views' instants) and ``opsmgr.alerts`` (``recorder``). Never the
-web framework, the agent or the simulator.
+operators see), ``watch`` and ``watcher`` (kept warnings, majority lost, the temporary arbiter's host).
+May import ``opsmgr.errors``, ``opsmgr.automation.config`` (pure accessors), ``opsmgr.automation.rules``
+(modes, host names), ``opsmgr.automation.secrets`` (gen.key on started configs), ``opsmgr.automation.records``
+(processes and replica sets), ``opsmgr.automation.hosts`` (host ids, for the temporary arbiter's host),
+``opsmgr.automation.protocol`` (the work-changed topic), ``opsmgr.automation.service`` (its version conflict,
+for ``index_service``), ``opsmgr.drivers.base`` (types only), ``opsmgr.store``, ``opsmgr.timestamps`` (the
+views' instants) and ``opsmgr.alerts`` (``recorder``). Never the web framework, the agent or the simulator.
 """

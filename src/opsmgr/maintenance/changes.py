@@ -5,8 +5,8 @@ the shared progress, as ``maintenance.leases`` lays it out) holds the rolling ch
 :class:`~opsmgr.maintenance.report.ChangeStatus`, its event timeline, the config it started from and a change
 queued behind it; changes that ended are copied to ``maintenance_changes`` for the history. The functions
 here read and move one such document inside the caller's transaction: a change begins, records a move,
-folds a decision into its status, ends, and lets the queued one begin. The parts of
-:class:`~opsmgr.maintenance.service.MaintenanceService` share them.
+folds a decision into its status (keeping its warnings, see ``maintenance.watch``), ends, and lets the
+queued one begin. The parts of :class:`~opsmgr.maintenance.service.MaintenanceService` share them.
 
 May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.automation.protocol`` and ``opsmgr.maintenance``
 modules.
@@ -30,6 +30,7 @@ from opsmgr.maintenance.moves import (
     BlockCause,
     Blocked,
     Decision,
+    Done,
     Move,
     MoveName,
     Progress,
@@ -45,6 +46,7 @@ from opsmgr.maintenance.report import (
     summarize,
 )
 from opsmgr.maintenance.rolling import RollingChange
+from opsmgr.maintenance.watch import close_spell, keep_warnings, open_majority, with_majority
 from opsmgr.store.engine import Txn, new_id
 from opsmgr.store.maintenance_windows import close_for_change
 
@@ -118,6 +120,8 @@ def begin(
         doneAt=None,
         refused=None,
         leaseDenied=None,
+        warningLog=[],
+        majorityLost=[],
         updatedAt=now,
         **_without_own_lease(doc, owner_of(change), forget=True),
     )
@@ -140,6 +144,7 @@ def end(t: Txn, doc: dict[str, Any], now: float, reason: str) -> None:
     events = [*doc.get("events", []), Event(now, EventKind.DONE).to_json()]
     doc.update(
         status=done.to_json(),
+        majorityLost=close_spell(doc.get("majorityLost") or [], now),
         events=events,
         report=summarize(Event.from_json(e) for e in events).to_json(),
         doneAt=now,
@@ -185,9 +190,15 @@ def apply_move(
 
 
 def fold(doc: dict[str, Any], decision: Decision, now: float) -> list[AlertFact]:
-    """Fold ``decision`` into the status of ``doc``; returns the alert facts it gives rise to."""
+    """Fold ``decision`` into the status of ``doc`` (while the set has lost its majority, the status says
+    so) and keep its warnings; returns the alert facts it gives rise to."""
     seen = observe(ChangeStatus.from_json(doc["rsId"], doc.get("status") or {}), decision, now)
-    doc["status"] = seen.status.to_json()
+    lost = open_majority(doc.get("majorityLost") or [])
+    doc["status"] = with_majority(seen.status, lost, doc["rsId"], now).to_json()
+    if not isinstance(decision, Done) and decision.warnings:
+        doc["warningLog"] = keep_warnings(
+            doc.get("warningLog") or [], decision.warnings, decision.member, now
+        )
     doc["events"] = [
         *doc.get("events", []),
         *(e.to_json() for e in seen.events if e.kind is not EventKind.DONE),
@@ -218,7 +229,18 @@ def finished(doc: dict[str, Any], now: float) -> bool:
 
 def history(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What the history keeps of a change (no config, no lease)."""
-    keep = ("groupId", "rsId", "change", "progress", "status", "events", "report", "goalVersion")
+    keep = (
+        "groupId",
+        "rsId",
+        "change",
+        "progress",
+        "status",
+        "events",
+        "report",
+        "goalVersion",
+        "warningLog",
+        "majorityLost",
+    )
     return {
         **{k: copy.deepcopy(doc.get(k)) for k in keep},
         "_id": doc["changeId"],

@@ -150,13 +150,15 @@ class LeaseRequest:
 
 @dataclass(frozen=True)
 class MemberHealth:
-    """A member of the set as its agent last reported it."""
+    """A member of the set as its agent last reported it; ``fresh``: that report is recent (a stale or
+    missing one says nothing of the member)."""
 
     name: str
     healthy: bool
     state: str = "UNKNOWN"
     votes: int = 1
     primary: bool = False
+    fresh: bool = True
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ def members_health(
     for name, vote in votes.items():
         fresh, state = seen.get(name, (False, "unreported"))
         healthy = fresh and state in _HEALTHY_STATES
-        out.append(MemberHealth(name, healthy, state, vote, primary=healthy and state == "PRIMARY"))
+        out.append(MemberHealth(name, healthy, state, vote, healthy and state == "PRIMARY", fresh))
     return out
 
 

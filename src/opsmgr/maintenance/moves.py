@@ -17,6 +17,7 @@ from typing import Any
 
 from opsmgr.maintenance.preflight import Check
 from opsmgr.maintenance.rolling import MemberTask
+from opsmgr.maintenance.rolling import temporary_arbiter_name as temporary_arbiter_name
 
 
 class MoveName(StrEnum):
@@ -70,11 +71,6 @@ class BlockCause(StrEnum):
     PREFLIGHT = "preflight"  # a check refused the next going-down move
     FAILURE = "failure"  # a member did not come back, or no primary was elected
     WAITING = "waiting"  # the set is not in a state to go on (no primary yet, a member not in the set)
-
-
-def temporary_arbiter_name(rs_id: str) -> str:
-    """The process name of the temporary arbiter of ``rs_id`` (it is in no automation config)."""
-    return f"{rs_id}_maintenance_arbiter"
 
 
 @dataclass(frozen=True)

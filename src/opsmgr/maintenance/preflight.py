@@ -6,8 +6,10 @@ instead of letting the procedure proceed.
   because maintenance must never be the second failure. When one more failure during the maintenance would
   lose the majority (every 3-member set), a warning names the remedies: a temporary arbiter
   (``replicaSets[i].maintenance.temporaryArbiter``; the procedure then adds it first and hands each
-  member's vote to it while that member is out) or converting to a 5-member set. A set that cannot stay
-  available at all (one or two votes) is blocked unless ``maintenance.acceptDowntime`` is set.
+  member's vote to it while that member is out) or converting to a 5-member set; once the temporary arbiter
+  is configured, the warning says so instead, and that it is in place once it is in the set
+  (:func:`remedy`). A set that cannot stay available at all (one or two votes) is blocked unless
+  ``maintenance.acceptDowntime`` is set.
 - *Oplog window*: when the member comes back it replays, from a sync source, everything written while it was
   out. MongoDB picks any member whose oplog still covers its last operation, so the largest window among the
   other healthy data-bearing members is what counts (the member's own window stands in when no other is
@@ -29,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from opsmgr.maintenance.rolling import MaintenanceOptions
+from opsmgr.maintenance.rolling import MaintenanceOptions, temporary_arbiter_name
 from opsmgr.maintenance.snapshot import MemberView, Policy, RsSnapshot
 
 ARBITER_REMEDY = (
@@ -93,14 +95,34 @@ def fault_tolerance(
             Check.FAULT_TOLERANCE,
         )
     if votes > 0 and healthy_after == majority:
-        return Verdict(
-            warnings=(
-                f"{'once' if leaving else 'while'} {name} is {'gone' if leaving else 'out'}, one more "
-                f"failure loses the majority of {snap.rs_id} "
-                f"({healthy_after} of {total} votes up, {majority} needed); {ARBITER_REMEDY}",
-            )
+        risk = (
+            f"{'once' if leaving else 'while'} {name} is {'gone' if leaving else 'out'}, one more "
+            f"failure loses the majority of {snap.rs_id} "
+            f"({healthy_after} of {total} votes up, {majority} needed)"
         )
+        return Verdict(warnings=(f"{risk}; {remedy(snap, leaving, options)}",))
     return Verdict()
+
+
+def remedy(snap: RsSnapshot, leaving: bool, options: MaintenanceOptions) -> str:
+    """What the one-more-failure warning says can be done: with the temporary arbiter in the set, that it is
+    in place (the member hands it its vote while out, so the set survives one more failure); with one
+    configured but not in the set yet, that it is added first; otherwise the remedies. A leaving member
+    hands over no vote, so for it the remedies stand."""
+    spec = options.temporary_arbiter
+    if spec is None or leaving:
+        return ARBITER_REMEDY
+    where = f"{spec.hostname}:{spec.port}"
+    arbiter = snap.member(temporary_arbiter_name(snap.rs_id))
+    if arbiter is not None and arbiter.votes > 0:
+        return (
+            f"the temporary arbiter {where} is in place ({_state(arbiter)}): the member hands it its vote "
+            "while it is out, so one more failure keeps the majority"
+        )
+    return (
+        f"the temporary arbiter {where} is configured: it is added before the first member goes out and "
+        "takes each member's vote while that member is out"
+    )
 
 
 def estimate_out_s(observed: Sequence[float], policy: Policy) -> float:

@@ -9,7 +9,8 @@
   out, elections (planned ones are the step-downs), and per step-down the client connections it dropped and
   how long the set had no writable primary.
 - :func:`status_view` is the ``maintenance`` entry of a replica set in ``automationStatus``, and
-  :func:`change_view` a change as ``GET /groups/{id}/maintenance`` lists it.
+  :func:`change_view` a change as ``GET /groups/{id}/maintenance`` lists it, with what its record kept
+  (warnings, majority lost: ``maintenance.watch``).
 
 Pure. May import ``opsmgr.maintenance`` modules and ``opsmgr.timestamps``.
 """
@@ -349,7 +350,7 @@ def change_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "goalVersion": doc.get("goalVersion"),
         "state": status.state.value,
         "reason": status.reason,
-        "warnings": list(status.warnings),
+        **_kept(doc, status),
         "tasks": {m: sorted(t.value for t in tasks) for m, tasks in change.tasks.items()},
         "reasons": list(change.reasons),
         "progress": {
@@ -364,6 +365,37 @@ def change_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "created": iso_utc_seconds(doc.get("createdAt")),
         "finished": iso_utc_seconds(doc.get("doneAt")),
         "report": _report_figures(report) if report else None,
+    }
+
+
+def _kept(doc: Mapping[str, Any], status: ChangeStatus) -> dict[str, Any]:
+    """What the change's record kept (``maintenance.watch``): ``warnings``, every warning its steps gave
+    (the current decision's too), in the order first seen, with ``warningsSeen`` saying when and for whom,
+    and ``majorityLost``, the spells its replica set had lost the majority of its votes."""
+    log = list(doc.get("warningLog") or [])
+    texts = [str(w["warning"]) for w in log]
+    texts += [w for w in status.warnings if w not in texts]
+    return {
+        "warnings": texts,
+        "warningsSeen": [
+            {
+                "warning": w["warning"],
+                "firstSeen": iso_utc_seconds(w.get("firstSeen")),
+                "member": w.get("member"),
+            }
+            for w in log
+        ],
+        "majorityLost": [
+            {
+                "since": iso_utc_seconds(m.get("since")),
+                "until": iso_utc_seconds(m.get("until")),
+                "durationSecs": m.get("durationSecs"),
+                "healthyVotes": m.get("healthyVotes"),
+                "votes": m.get("votes"),
+                "down": list(m.get("down") or []),
+            }
+            for m in doc.get("majorityLost") or []
+        ],
     }
 
 

@@ -125,6 +125,11 @@ _MEMBER_RECONFIG_FIELDS = ("priority", "votes", "hidden", "arbiterOnly", "tags",
 # --- maintenance options of a replica set entry -------------------------------------------------------------
 
 
+def temporary_arbiter_name(rs_id: str) -> str:
+    """The process name of the temporary arbiter of ``rs_id`` (it is in no automation config)."""
+    return f"{rs_id}_maintenance_arbiter"
+
+
 @dataclass(frozen=True)
 class ArbiterSpec:
     """Where the temporary arbiter of a maintenance runs: an agent must manage ``hostname``."""

@@ -19,7 +19,9 @@ copied to ``maintenance_changes`` for the history):
   owned by the build, registered with the set's lease by :meth:`acquire_for`, one change per set at a time;
   a step that ends DONE is handed to the ``on_step_done`` listeners (the build records its outcome);
 - ``views.MaintenanceViews``: :meth:`agent_view` for the agents, :meth:`status_views`, :meth:`changes` and
-  :meth:`change` for operators.
+  :meth:`change` for operators, :meth:`arbiter_hosts` (the temporary arbiters, for ``GET /hosts``);
+- ``watcher.MajorityWatch``: :meth:`watch_majority` (part of the periodic :meth:`settle_alerts`) keeps the
+  spells a set under a change lost its majority and the ``MAINTENANCE_MAJORITY_LOST`` alert.
 
 The knobs the agents follow (:class:`~opsmgr.maintenance.snapshot.Policy`) come from the server, so one
 setting governs every agent of a set. May import ``opsmgr.store``, ``opsmgr.alerts`` and
@@ -40,6 +42,7 @@ from opsmgr.maintenance.recorder import Recorder
 from opsmgr.maintenance.registration import Registrar
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.maintenance.views import MaintenanceViews
+from opsmgr.maintenance.watcher import MajorityWatch
 from opsmgr.store.engine import Store
 
 
@@ -72,6 +75,7 @@ class MaintenanceService:
         steps = IndexSteps(store, members, policy=policy, clock=clock)
         recorder = Recorder(store, alerts, members, steps, clock=clock)
         views = MaintenanceViews(store, members, policy=policy, clock=clock)
+        watch = MajorityWatch(store, alerts, members, policy=policy, clock=clock)
         self.on_step_done = steps.listeners
         # config changes
         self.register = registrar.register
@@ -86,7 +90,7 @@ class MaintenanceService:
         # what agents carry out and decide
         self.record = recorder.record
         self.report = recorder.report
-        self.settle_alerts = recorder.settle_alerts
+        self._settle, self.watch_majority = recorder.settle_alerts, watch.tick
         # views
         self.agent_view = views.agent_view
         self.active_doc = views.active_doc
@@ -95,3 +99,9 @@ class MaintenanceService:
         self.change = views.change
         self.active_sets = views.active_sets
         self.active_hosts = views.active_hosts
+        self.arbiter_hosts = views.arbiter_hosts
+
+    def settle_alerts(self) -> int:
+        """The periodic work on maintenance alerts: the member-failed alerts of changes that ended without a
+        decision closing them, and the majority-lost watch. Returns how many alerts opened or closed."""
+        return self._settle() + self.watch_majority()

@@ -5,12 +5,14 @@ progress, the lease, the knobs of :class:`~opsmgr.maintenance.snapshot.Policy` t
 of the set, and what the other agents report of their members); :meth:`~MaintenanceViews.status_views` are
 the ``maintenance`` entries of ``automationStatus``; :meth:`~MaintenanceViews.changes` the history of
 ``GET /groups/{id}/maintenance``; :meth:`~MaintenanceViews.active_hosts` the hosts whose agents take part in
-a change (the work list names them). May import ``opsmgr.errors``, ``opsmgr.store``,
+a change (the work list names them); :meth:`~MaintenanceViews.arbiter_hosts` the temporary arbiters as
+``GET /hosts`` lists them. May import ``opsmgr.errors``, ``opsmgr.store``,
 ``opsmgr.timestamps`` and ``opsmgr.maintenance`` modules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opsmgr.errors import NotFound
@@ -21,6 +23,7 @@ from opsmgr.maintenance.members import SetsPart
 from opsmgr.maintenance.moves import Progress
 from opsmgr.maintenance.report import ChangeState, ChangeStatus, Event, change_view, queued_view, status_view
 from opsmgr.maintenance.rolling import MaintenanceOptions, RollingChange, maintenance_options
+from opsmgr.maintenance.watch import arbiter_host, arbiter_present
 from opsmgr.maintenance.wire import options_to_json, policy_to_json
 from opsmgr.timestamps import epoch_ms
 
@@ -90,6 +93,25 @@ class MaintenanceViews(SetsPart):
             if view["id"] == change_id:
                 return view
         raise NotFound(f"no rolling change {change_id} in project {group_id}")
+
+    def arbiter_hosts(self, group_id: str, cluster_ids: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The temporary arbiters of the project's rolling changes while they exist, as ``GET /hosts`` lists
+        hosts (no agent reports them: they are in no automation config); ``cluster_ids``: each replica
+        set's cluster id."""
+        out = []
+        goal: Mapping[str, Any] | None = None
+        for doc in self.store.find(LEASES, groupId=group_id):
+            progress = Progress.from_json(doc.get("progress") or {})
+            if not active(doc) or not arbiter_present(progress):
+                continue
+            goal = goal if goal is not None else self.members.goal(group_id)
+            rs = replica_set(goal, doc["rsId"])
+            spec = maintenance_options(rs).temporary_arbiter if rs is not None else None
+            if spec is None:
+                continue
+            host = arbiter_host(group_id, doc["rsId"], doc["changeId"], spec.hostname, spec.port, progress)
+            out.append({**host, "clusterId": cluster_ids.get(doc["rsId"])})
+        return out
 
     def active_sets(self, group_id: str) -> list[str]:
         return sorted(d["rsId"] for d in self.store.find(LEASES, groupId=group_id) if active(d))

@@ -2,7 +2,8 @@
 cluster's), ``GET /groups/{id}/hosts/{hostId}`` and ``GET /groups/{id}/hosts/byName/{hostname}:{port}``.
 Reads need GROUP_READ_ONLY.
 
-The documents are ``automation.hosts``'s; here they get the cluster ids of ``GET /groups/{id}/clusters``
+The documents are ``automation.hosts``'s, with a rolling change's temporary arbiter (in no automation config)
+from the maintenance service while it exists; here they get the cluster ids of ``GET /groups/{id}/clusters``
 (the same function makes both), their instants as ISO-8601 strings and their ``links``.
 
 May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.timestamps``, ``opsmgr.server.auth``,
@@ -30,7 +31,9 @@ _INSTANTS = ("lastPing", "created")  # epoch milliseconds in automation's docume
 
 def _hosts(request: Request, services: ServicesDep, group_id: str) -> list[JsonObject]:
     cluster_ids = {str(c["replicaSetName"]): str(c["_id"]) for c in project_clusters(services, group_id)}
-    return [_wire(request, h) for h in services.automation.hosts(group_id, cluster_ids)]
+    hosts = services.automation.hosts(group_id, cluster_ids)
+    hosts += services.maintenance.arbiter_hosts(group_id, cluster_ids)  # temporary: in no automation config
+    return [_wire(request, h) for h in sorted(hosts, key=lambda h: (h["hostname"] or "", h["port"] or 0))]
 
 
 def _wire(request: Request, host: JsonObject) -> JsonObject:
