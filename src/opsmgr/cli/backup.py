@@ -433,3 +433,77 @@ def _backing_jobs(api: PublicApi, group: str, cluster: str, job_ids: list[str]) 
             j.get("finished") or "-",
         )
     tables.print(table)
+
+
+OptionalGroupOpt = typer.Option(None, "--group", envvar="OPSMGR_GROUP", help="Project (group) id.")
+OptionalClusterOpt = typer.Option(
+    None, "--cluster", help="Cluster id or replica set name (with --group); without it, the whole blockstore."
+)
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _capacity_row(figures: dict[str, Any]) -> list[str]:
+    ratio, growth = figures.get("dedupRatio"), figures.get("growthBytesPerDay")
+    return [
+        _size(figures["storedBytes"]),
+        _size(figures["logicalBytes"]),
+        "-" if ratio is None else f"{ratio:.2f}x",
+        "-" if growth is None else f"{_size(growth)}/day",
+        *(_size(p["storedBytes"]) for p in figures["projections"]),
+    ]
+
+
+def _capacity_table(title: str, first: str, rows: list[tuple[str, dict[str, Any]]]) -> Table:
+    table = Table(title=title)
+    for column in (first, "stored", "logical", "dedup", "growth", "in 30 days", "in 90 days", "in 365 days"):
+        table.add_column(column)
+    for name, figures in rows:
+        table.add_row(name, *_capacity_row(figures))
+    return table
+
+
+def _disk_line(whole: dict[str, Any]) -> str:
+    disk = f"disk: {_size(whole['diskFreeBytes'])} free of {_size(whole['diskTotalBytes'])}"
+    days = whole.get("daysUntilFull")
+    if days is None:
+        return f"{disk}; it does not fill at the measured growth under the schedules' retention"
+    return f"{disk}; full in {days:.1f} days ({whole['fullDate']}) at the measured growth"
+
+
+@backup_app.command("capacity")
+def capacity(
+    cluster: str | None = OptionalClusterOpt,
+    group: str | None = OptionalGroupOpt,
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
+) -> None:
+    """Stored bytes, dedup ratio, growth per day and projected storage at 30/90/365 days under the schedule's
+    retention: of one cluster (--cluster, a project reader's key), or of every backed-up source and the
+    whole blockstore with when its disk fills (an ORG_OWNER or ORG_READ_ONLY key)."""
+    with public_api(url, public_key, private_key, ca_file) as api:
+        if cluster is not None:
+            if group is None:
+                raise InvalidInput("--cluster needs --group (or OPSMGR_GROUP)", field="--group")
+            cid = _cluster_id(api, group, cluster)
+            figures = api.get(f"/groups/{group}/clusters/{cid}/backup/capacity")
+            tables.print(_capacity_table(f"capacity of cluster {cid}", "cluster", [(cid, figures)]))
+            out.print(
+                f"measured from {figures['growthMeasuredFromSnapshots']} recent snapshot(s)", highlight=False
+            )
+            return
+        whole = api.get_all("/admin/backup/capacity")
+    rows = [(f"{s['replicaSetName']} ({s['clusterId']})", s) for s in whole["results"]]
+    rows.append(("whole blockstore", whole))
+    tables.print(_capacity_table("blockstore capacity", "source", rows))
+    out.print(_disk_line(whole), highlight=False)
