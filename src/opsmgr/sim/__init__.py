@@ -33,6 +33,11 @@ Modelled, after MongoDB's documented semantics:
 - a write load (documents per second over namespaces and a bounded key space) producing real documents and
   MongoDB-shaped oplog entries (``ts`` as seconds << 32 | increment, ``op`` i/u/d/n/c, ``ns``, ``o``,
   ``o2``), so that a snapshot plus the oplog reproduces the documents of any later instant;
+- the periodic no-op writer: every ``SimParams.noop_interval_s`` (10 s, as MongoDB's
+  ``periodicNoopIntervalSecs``; ticks at its multiples of epoch time) a writable primary that wrote nothing
+  since the previous tick writes ``{op: "n", ns: "", o: {msg: "periodic noop"}}``, which its secondaries
+  replicate, so that an idle set's optimes, oplog window and backup point-in-time window advance. 0 turns it
+  off, for tests that need an oplog holding only their own writes;
 - ``fsyncLock``/``fsyncUnlock`` (nested; writes on a primary and applying on a secondary blocked),
   ``createIndexes`` (replicated from the primary through a ``c`` entry, or local on a standalone member;
   unique indexes refused when duplicates exist) and ``listIndexes``, dump and load of user data;
@@ -40,7 +45,7 @@ Modelled, after MongoDB's documented semantics:
   and vice versa), stall or slow replication on a member, make a process fail to start, heal all.
 
 Not modelled: sharding and mongos, authentication, TLS and keyfiles (accepted as arguments, not enforced),
-the storage engine, disk space, memory, the periodic no-op writer, write concerns and read preferences,
+the storage engine, disk space, memory, write concerns and read preferences,
 ``catchUpTimeoutMillis`` and catch-up takeover, delayed members' delay, partial partitions (a cut host is
 cut from everyone), the exact timing jitter of heartbeats (elections happen at exact timer expiry), queries
 other than a full dump, and updates other than full-document replacement. A rollback is applied when the

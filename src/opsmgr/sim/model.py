@@ -98,6 +98,13 @@ class SimParams:
     default_oplog_mb: float = 990.0  # when args2_6 has no replication.oplogSizeMB
     default_write_load: WriteLoad | None = None  # given to every replica set at replSetInitiate
     max_events: int = 200  # events kept per replica set
+    # MongoDB's periodicNoopIntervalSecs: an idle primary writes a no-op entry this often (0 = off, for tests
+    # that need an oplog holding only the writes they made).
+    noop_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.noop_interval_s >= 0:
+            raise InvalidInput("noop_interval_s must be >= 0 seconds (0 = off)", field="noop_interval_s")
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

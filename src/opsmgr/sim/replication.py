@@ -1,14 +1,15 @@
-"""Data moving through a simulated replica set: writes on the primary (client writes and the write load) as
-MongoDB-shaped oplog entries, secondaries applying them at their rate from their sync source, oplog
-truncation by ``oplogSizeMB``, the initial sync of members without the set's data (or whose data diverged),
-and RECOVERING for members too stale to catch up. May import ``opsmgr.sim`` modules.
+"""Data moving through a simulated replica set: writes on the primary (client writes, the write load and the
+periodic no-op) as MongoDB-shaped oplog entries, secondaries applying them at their rate from their sync
+source, oplog truncation by ``oplogSizeMB``, the initial sync of members without the set's data (or whose
+data diverged), and RECOVERING for members too stale to catch up. May import ``opsmgr.sim`` modules.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from opsmgr.sim.ctx import Ctx, due, mix, next_ts
+from opsmgr.sim.ctx import EPS, Ctx, due, mix, next_ts
 from opsmgr.sim.data import Entry, id_key
 from opsmgr.sim.members import Member, effective_indexes, electable_now, sync_source, writer
 from opsmgr.sim.model import GroupRec, NodeRec, Role, WriteLoad
@@ -53,42 +54,81 @@ def cap_oplog(ctx: Ctx, n: NodeRec) -> None:
         n.trunc_ts, n.trunc_cum = first_kept.ts, first_kept.cum
 
 
-def write_load(ctx: Ctx, g: GroupRec, p: NodeRec, t0: float, t1: float) -> None:
-    load = WriteLoad.from_json(g.load)
-    if load.rate <= 0 or p.lineage is None:
-        return
+# MongoDB's periodic no-op writer writes this entry (``periodicNoopIntervalSecs``).
+NOOP = {"msg": "periodic noop"}
+
+
+def noop_ticks(interval: float, t0: float, t1: float) -> list[float]:
+    """The no-op writer's ticks in ``(t0, t1]``: the multiples of ``interval`` (none when it is 0). Both ends
+    are rounded the same way, so consecutive steps share no tick and miss none."""
+    if interval <= 0:
+        return []
+    first, last = math.floor(t0 / interval + EPS), math.floor(t1 / interval + EPS)
+    return [k * interval for k in range(first + 1, last + 1)]
+
+
+def load_walls(g: GroupRec, load: WriteLoad, t0: float, t1: float) -> list[float]:
+    """When the write load writes from ``t0`` to ``t1``: its rate's whole writes, spread evenly."""
+    if load.rate <= 0:
+        return []
     credit = g.load_credit + load.rate * (t1 - t0)
     count = int(credit)
     g.load_credit = credit - count
-    if count == 0:
+    return [t0 + (t1 - t0) * (i + 0.5) / count for i in range(count)]
+
+
+def load_write(ctx: Ctx, g: GroupRec, p: NodeRec, load: WriteLoad, wall: float, batch: list[Entry]) -> None:
+    """One write of the load: insert, replace or delete one of its keys."""
+    assert p.lineage is not None
+    n = g.load_n
+    g.load_n += 1
+    r = mix(ctx.params.seed, g.gid, n)
+    ns = load.namespaces[r % len(load.namespaces)]
+    doc_id = (r >> 8) % load.keys
+    key = id_key(doc_id)
+    exists = ctx.data.get_doc(p.lineage, ns, key, p.applied_ts) is not None
+    if exists and (r >> 40) % 10_000 < load.delete_ratio * 10_000:
+        append_write(ctx, g, p, wall, "d", ns, {"_id": doc_id}, None, (key, None), batch)
         return
-    lid = p.lineage
+    value = mix(r, 1) & 0x7FFF_FFFF_FFFF
+    doc = {
+        "_id": doc_id,
+        "n": n,
+        "v": value,
+        "at": int(wall * 1000),
+        "payload": (f"{value:012x}" * (load.payload_bytes // 12 + 1))[: load.payload_bytes],
+    }
+    if exists:
+        append_write(ctx, g, p, wall, "u", ns, doc, {"_id": doc_id}, (key, doc), batch)
+    else:
+        append_write(ctx, g, p, wall, "i", ns, doc, None, (key, doc), batch)
+
+
+def primary_writes(ctx: Ctx, g: GroupRec, p: NodeRec, t0: float, t1: float) -> None:
+    """What primary ``p`` writes from ``t0`` to ``t1``, in time order: the write load, and the periodic no-op
+    at each tick of ``SimParams.noop_interval_s`` when nothing was written since the previous tick (MongoDB
+    writes it only when the optime has not moved), so that an idle set's optime and oplog window advance."""
+    if p.lineage is None:
+        return
+    load = WriteLoad.from_json(g.load)
+    interval = ctx.params.noop_interval_s
+    ticks = noop_ticks(interval, t0, t1)
+    walls = load_walls(g, load, t0, t1)
+    if not ticks and not walls:
+        return
+    last = ctx.data.entry_at(p.lineage, p.applied_ts) if ticks else None
+    last_wall = last.wall_ms / 1000 if last is not None else float(p.applied_ts >> 32)
     batch: list[Entry] = []
-    for i in range(count):
-        wall = t0 + (t1 - t0) * (i + 0.5) / count
-        n = g.load_n
-        g.load_n += 1
-        r = mix(ctx.params.seed, g.gid, n)
-        ns = load.namespaces[r % len(load.namespaces)]
-        doc_id = (r >> 8) % load.keys
-        key = id_key(doc_id)
-        exists = ctx.data.get_doc(lid, ns, key, p.applied_ts) is not None
-        if exists and (r >> 40) % 10_000 < load.delete_ratio * 10_000:
-            append_write(ctx, g, p, wall, "d", ns, {"_id": doc_id}, None, (key, None), batch)
-            continue
-        value = mix(r, 1) & 0x7FFF_FFFF_FFFF
-        doc = {
-            "_id": doc_id,
-            "n": n,
-            "v": value,
-            "at": int(wall * 1000),
-            "payload": (f"{value:012x}" * (load.payload_bytes // 12 + 1))[: load.payload_bytes],
-        }
-        if exists:
-            append_write(ctx, g, p, wall, "u", ns, doc, {"_id": doc_id}, (key, doc), batch)
+    # A tick sorts before a write at the same instant (False < True).
+    for wall, is_write in sorted([(x, False) for x in ticks] + [(x, True) for x in walls]):
+        if is_write:
+            load_write(ctx, g, p, load, wall, batch)
+        elif due(wall - interval, last_wall):  # nothing written since the previous tick
+            append_write(ctx, g, p, wall, "n", "", NOOP, None, None, batch)
         else:
-            append_write(ctx, g, p, wall, "i", ns, doc, None, (key, doc), batch)
-    ctx.data.append(lid, batch)
+            continue
+        last_wall = wall
+    ctx.data.append(p.lineage, batch)
 
 
 def flow(ctx: Ctx, g: GroupRec, up: list[Member], t0: float, t1: float) -> bool:
@@ -98,7 +138,7 @@ def flow(ctx: Ctx, g: GroupRec, up: list[Member], t0: float, t1: float) -> bool:
     before = [n.applied_ts for _, n in up]
     p = writer(ctx, g, up)
     if p is not None:
-        write_load(ctx, g, p, t0, t1)
+        primary_writes(ctx, g, p, t0, t1)
     for m, n in sorted(up, key=lambda mn: -mn[1].applied_ts):
         if m["arbiterOnly"] or n.role != Role.SECONDARY or n.lineage is None:
             continue
