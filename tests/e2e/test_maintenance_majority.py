@@ -2,7 +2,9 @@
 simulated host. A 3-member set rolls a restart; the member it takes out cannot start again, and meanwhile
 another member crashes: the set has one vote of three. The server sees it in the agents' reports:
 ``MAINTENANCE_MAJORITY_LOST`` opens, the change's record keeps the spell and the change does not read RUNNING;
-once the members are back the alert closes and the spell has its duration."""
+once the members are back the alert closes and the spell has its duration. With a temporary arbiter
+configured, the arbiter is listed by ``GET /hosts`` while it exists, and the change's kept warnings say it is
+in place rather than asking for one."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from opsmgr.sim.world import SimWorld
+from tests.configs import replica_set_config
 from tests.deployments import QUICK_MAINTENANCE, Deployment, replica_set_at_goal
 from tests.procs import ServerProcess, started_server, wait_for
 
@@ -86,3 +89,39 @@ def test_a_second_failure_during_a_rolling_change_opens_the_majority_lost_alert(
         change = _change(d)
         assert change is not None and change["majorityLost"][-1]["durationSecs"] > 0, change
         world.close()
+
+
+def _arbiter_hosts(d: Deployment) -> list[dict[str, Any]]:
+    return [h for h in d.hosts() if (h.get("opsmgr") or {}).get("temporary")]
+
+
+def test_the_temporary_arbiter_is_a_host_while_it_exists_and_the_warning_says_it_is_in_place(
+    server: ServerProcess, owner: dict[str, Any], tmp_path: Path
+) -> None:
+    d = Deployment(server, owner, tmp_path, "arbiter")
+    try:
+        for host in [*HOSTS, "arb.e2e.sim"]:
+            d.agent(host)
+        config = replica_set_config(HOSTS)
+        d.wait_goal(d.put(config), 3)
+        rolled = _restart_all(config)
+        rolled["replicaSets"][0]["maintenance"] = {
+            "temporaryArbiter": {"hostname": "arb.e2e.sim", "port": 27020}
+        }
+        d.put(rolled)
+        seen: list[dict[str, Any]] = []
+
+        def arbiter_listed() -> bool:
+            seen.extend(h for h in _arbiter_hosts(d) if h["replicaStateName"] == "ARBITER")
+            return bool(seen)
+
+        wait_for(arbiter_listed, 60, 0.1, what="the temporary arbiter in /hosts")
+        host = seen[0]
+        assert (host["typeName"], host["hostname"], host["port"]) == ("REPLICA_ARBITER", "arb.e2e.sim", 27020)
+        change = wait_for(lambda: (c := _change(d)) and c["state"] == "DONE" and c, 90, 0.2, what="DONE")
+        assert host["opsmgr"]["temporaryFor"] == change["id"]
+        assert _arbiter_hosts(d) == [], "gone once stopped"
+        in_place = [w for w in change["warnings"] if "arb.e2e.sim:27020 is in place" in w]
+        assert in_place and not any("remedies" in w for w in change["warnings"]), change["warnings"]
+    finally:
+        d.close()
