@@ -9,6 +9,12 @@ profiler off). Instants are epoch milliseconds here (``lastPing``, ``created``):
 strings at its edge, the UI as clock times. Nothing reports a process's uptime, so ``uptimeMsec`` and
 ``lastRestart`` are left out, as Ops Manager leaves out what monitoring has not seen.
 
+Owns freshness (:func:`freshness`): a host whose agent has not reported within :data:`STALE_POLLS` of the
+server's poll intervals, or not since this server started (an application database restored from a backup
+brings reports that say nothing of now), is unreachable: ``replicaStateName`` ``DOWN`` (MongoDB's word for a
+member that cannot be reached), not ``running``, ``stale`` true, and what its agent last said kept apart in
+``lastReportedState``; ``lastPing`` stays the instant of that last report.
+
 Owns the collection ``host_first_seen``: when each host was first listed (its ``created``), one document per
 project and host id, written on first sight. May import ``opsmgr.automation.records``,
 ``opsmgr.automation.rules`` and ``opsmgr.store``.
@@ -20,6 +26,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from opsmgr.automation.records import Member, Process, processes, replica_sets
@@ -38,6 +45,42 @@ _STATE_TYPES = {
 }
 # Fields kept when None: readers index them (where the process is, its state, version and last report).
 _ALWAYS = frozenset({"hostname", "port", "replicaSetName", "replicaStateName", "version", "lastPing"})
+# A host is unreachable once this many poll intervals pass without a report: one late report (a slow cycle,
+# a retried request) is not an outage, three in a row are.
+STALE_POLLS = 3
+# What an unreachable host's agent last said, kept under ``lastReportedState``.
+_LAST_SAID = ("replicaStateName", "running", "typeName")
+
+
+class Freshness(StrEnum):
+    FRESH = "fresh"
+    STALE = "stale"
+
+
+def freshness(
+    received_at_ms: int | None, now_ms: int, poll_interval_s: float, since_ms: int = 0
+) -> Freshness:
+    """Whether a report received at ``received_at_ms`` still tells the state of its processes at ``now_ms``:
+    it came within :data:`STALE_POLLS` poll intervals and not before ``since_ms`` (this server's start)."""
+    if received_at_ms is None or received_at_ms < since_ms:
+        return Freshness.STALE
+    if now_ms - received_at_ms > STALE_POLLS * poll_interval_s * 1000:
+        return Freshness.STALE
+    return Freshness.FRESH
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """When a listing is made (``now_ms``), how often agents are told to poll, and since when reports count
+    (``since_ms``: the server's start)."""
+
+    now_ms: int
+    poll_interval_s: float
+    since_ms: int = 0
+
+    def of(self, received_at_ms: object) -> Freshness:
+        at = int(received_at_ms) if isinstance(received_at_ms, int | float) else None
+        return freshness(at, self.now_ms, self.poll_interval_s, self.since_ms)
 
 
 def host_id(group_id: str, process_name: str) -> str:
@@ -84,14 +127,19 @@ def host_views(
     *,
     created: Mapping[str, int],
     cluster_ids: Mapping[str, str],
+    heard: Hearing,
 ) -> list[dict[str, Any]]:
     """The project's hosts, sorted by hostname and port as Ops Manager sorts them. ``created``: when each
-    host id was first seen (:func:`first_seen`); ``cluster_ids``: each replica set's cluster id."""
+    host id was first seen (:func:`first_seen`); ``cluster_ids``: each replica set's cluster id; ``heard``:
+    which reports are fresh (the others' hosts are unreachable)."""
     goal = _Goal.of(config)
     hosts = []
     for status in statuses:
+        stale = heard.of(status.get("receivedAt")) is Freshness.STALE
         for entry in status.get("processes", []):
             host = _host(group_id, goal, status, entry, cluster_ids)
+            if stale:
+                host = _unreachable(host)
             host["created"] = created.get(host["id"], host["lastPing"])
             hosts.append({k: v for k, v in host.items() if v is not None or k in _ALWAYS})
     return sorted(hosts, key=lambda h: (h["hostname"] or "", h["port"] or 0))
@@ -144,6 +192,18 @@ def _host(
         "lagSeconds": observed.get("lagSeconds"),
         "connections": observed.get("connections"),
         "simulated": status.get("driver") == "sim",
+        "stale": False,
+    }
+
+
+def _unreachable(host: dict[str, Any]) -> dict[str, Any]:
+    # Monitoring does not know the process runs: its agent is silent. What it last said stays, apart.
+    return host | {
+        "replicaStateName": "DOWN",
+        "running": False,
+        "hiddenSecondary": False,
+        "stale": True,
+        "lastReportedState": {k: host[k] for k in _LAST_SAID},
     }
 
 

@@ -4,7 +4,9 @@ report.
 Owns the collections ``automation_configs`` (one document per project: the config with its secrets encrypted
 by gen.key, and its ``version``) and ``agent_status`` (one document per project and agent hostname). Records
 intent (a new goal config) and observations (agent status); agents act on them. Builds the
-``automationStatus`` view in Ops Manager's shape (``hosts`` come from :mod:`opsmgr.automation.hosts`).
+``automationStatus`` view in Ops Manager's shape (``hosts`` come from :mod:`opsmgr.automation.hosts`); both
+judge a report's freshness by the poll interval the server tells agents and from the instant this service
+was built (the server's start: reports restored with the application database are not news).
 May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.automation``; the rolling-maintenance
 transition rules come in as a callable from the composition root, since maintenance itself reads automation
 configs.
@@ -24,7 +26,7 @@ from opsmgr.automation.config import empty_config, hostnames, same_content, vali
 
 # The public API shows configs with Ops Manager's defaults filled and reads the function from here.
 from opsmgr.automation.defaults import with_defaults as with_defaults
-from opsmgr.automation.hosts import first_seen, host_views, reported_at
+from opsmgr.automation.hosts import Freshness, Hearing, first_seen, host_views, reported_at
 from opsmgr.automation.records import processes
 from opsmgr.automation.secrets import map_secrets
 from opsmgr.automation.status import StatusReport
@@ -58,8 +60,11 @@ class AutomationService:
         decrypt: Callable[[str], str],
         *,
         validate_transition: TransitionCheck,
+        poll_interval_s: float = 10.0,
     ) -> None:
         self.store = store
+        self.poll_interval_s = poll_interval_s
+        self.started_at_ms = int(time.time() * 1000)
         self._validate_transition = validate_transition
         self._encrypt = encrypt
         self._decrypt = decrypt
@@ -176,6 +181,7 @@ class AutomationService:
         """``GET /groups/{id}/automationStatus`` as Ops Manager shapes it."""
         goal = self.config(group_id)
         reported = {p["name"]: (s, p) for s in self.agent_statuses(group_id) for p in s.get("processes", [])}
+        heard = self.hearing()
         views = []
         for proc in processes(goal):
             status, entry = reported.get(proc.name, ({}, {}))
@@ -190,6 +196,8 @@ class AutomationService:
                     "errorText": entry.get("errorText"),
                     "agentStatus": status.get("statusSentence"),
                     "lastReport": status.get("receivedAt"),
+                    # Its agent has not reported lately (or never): what it says above may be over.
+                    "stale": heard.of(status.get("receivedAt")) is Freshness.STALE,
                 }
             )
         view: dict[str, Any] = {"goalVersion": goal["version"], "processes": views}
@@ -203,7 +211,13 @@ class AutomationService:
         statuses = self.agent_statuses(group_id)
         created = first_seen(self.store, group_id, reported_at(statuses))
         config = self.config(group_id)
-        return host_views(group_id, config, statuses, created=created, cluster_ids=cluster_ids or {})
+        return host_views(
+            group_id, config, statuses, created=created, cluster_ids=cluster_ids or {}, heard=self.hearing()
+        )
+
+    def hearing(self) -> Hearing:
+        """Which agent reports are fresh now."""
+        return Hearing(int(time.time() * 1000), self.poll_interval_s, self.started_at_ms)
 
 
 def _known(doc: dict[str, Any]) -> set[str]:

@@ -156,7 +156,11 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
     app = stores.app
     alerts = AlertService(app)
     automation = AutomationService(
-        app, genkey.encrypt, genkey.decrypt, validate_transition=validate_transition
+        app,
+        genkey.encrypt,
+        genkey.decrypt,
+        validate_transition=validate_transition,
+        poll_interval_s=config.agent_poll_interval_s,
     )
     backup = BackupDaemon(stores, config.blockstore_path, compression=config.block_compression)
     maintenance, index_builds = _maintenance(config, app, alerts, automation, genkey)

@@ -3,7 +3,8 @@ with its state, version, lag, last ping and goal state, and its agent's current 
 sentence.
 
 Built from exactly what the public API serves (``automationStatus`` and ``hosts`` of the automation
-service, and the goal config), joined by process name. Pure over those three documents.
+service, and the goal config), joined by process name. Pure over those three documents and the instant the
+page is made (a host whose agent went silent shows "unreachable (last heard N s ago)").
 May import ``opsmgr.jsontypes``.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from opsmgr.jsontypes import JsonObject
 
 NO_REPORT = "no report yet"
+UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class ProcessRow:
     name: str
     hostname: str
     port: str
-    state: str  # PRIMARY, SECONDARY, STANDALONE, DOWN, ... or NO_REPORT
+    state: str  # PRIMARY, SECONDARY, STANDALONE, DOWN, ..., NO_REPORT or UNREACHABLE
+    heard: str  # when an unreachable host's agent last reported ("last heard 12 s ago"), else ""
     version: str  # as observed ("" before a report)
     goal_version: str  # as the config asks
     lag: str
@@ -53,7 +56,7 @@ class Group:
 class DeploymentView:
     goal_version: int
     groups: list[Group]
-    reported: int  # processes with a report
+    reported: int  # processes with a fresh report
     at_goal: int  # processes at the goal version
     total: int
 
@@ -73,12 +76,21 @@ def _lag(seconds: object) -> str:
 def _state(host: JsonObject | None) -> str:
     if host is None:
         return NO_REPORT
+    if host.get("stale"):
+        return UNREACHABLE
     if not host.get("running"):
         return "DOWN"
     named = host.get("replicaStateName")
     if named:
         return str(named)
     return "STANDALONE" if host.get("typeName") == "STANDALONE" else "UNKNOWN"
+
+
+def _heard(host: JsonObject | None, now_ms: int) -> str:
+    ping = (host or {}).get("lastPing")
+    if not (host or {}).get("stale") or not isinstance(ping, int | float):
+        return ""
+    return f"last heard {max(0, now_ms - ping) / 1000:.0f} s ago"
 
 
 def _role(member: JsonObject | None) -> str:
@@ -98,6 +110,7 @@ def _row(
     status: JsonObject | None,
     host: JsonObject | None,
     member: JsonObject | None,
+    now_ms: int,
 ) -> ProcessRow:
     achieved = status.get("lastGoalVersionAchieved", -1) if status else -1
     reached = achieved == goal_version
@@ -122,6 +135,7 @@ def _row(
         hostname=str(process.get("hostname", "")),
         port=str(port),
         state=_state(host),
+        heard=_heard(host, now_ms),
         version=str((host or {}).get("version") or ""),
         goal_version=str(process.get("version", "")),
         lag=_lag((host or {}).get("lagSeconds")),
@@ -138,9 +152,11 @@ def _row(
     )
 
 
-def deployment_view(config: JsonObject, status: JsonObject, hosts: list[JsonObject]) -> DeploymentView:
+def deployment_view(
+    config: JsonObject, status: JsonObject, hosts: list[JsonObject], now_ms: int
+) -> DeploymentView:
     """The page's rows: ``config`` (GET automationConfig), ``status`` (GET automationStatus) and ``hosts``
-    (GET hosts, every page) of one project."""
+    (GET hosts, every page) of one project, at ``now_ms``."""
     goal_version = int(str(status.get("goalVersion", config.get("version", 0))))
     by_status = {str(p["name"]): p for p in _objects(status.get("processes"))}
     by_host = {str(h.get("processName")): h for h in hosts}
@@ -154,20 +170,24 @@ def deployment_view(config: JsonObject, status: JsonObject, hosts: list[JsonObje
             if name in processes:
                 placed.add(name)
                 group.rows.append(
-                    _row(processes[name], goal_version, by_status.get(name), by_host.get(name), member)
+                    _row(
+                        processes[name], goal_version, by_status.get(name), by_host.get(name), member, now_ms
+                    )
                 )
         groups.append(group)
     loose = Group(title="Processes outside any replica set", rs_id="")
     for name, process in processes.items():
         if name not in placed:
-            loose.rows.append(_row(process, goal_version, by_status.get(name), by_host.get(name), None))
+            loose.rows.append(
+                _row(process, goal_version, by_status.get(name), by_host.get(name), None, now_ms)
+            )
     if loose.rows:
         groups.append(loose)
     rows = [r for g in groups for r in g.rows]
     return DeploymentView(
         goal_version=goal_version,
         groups=groups,
-        reported=sum(1 for r in rows if r.state != NO_REPORT),
+        reported=sum(1 for r in rows if r.state not in (NO_REPORT, UNREACHABLE)),
         at_goal=sum(1 for r in rows if r.goal_reached),
         total=len(rows),
     )

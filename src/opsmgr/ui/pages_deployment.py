@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -69,6 +70,7 @@ def _table(services: Services, group_id: str) -> JsonObject:
             services.automation.config(group_id),
             services.automation.automation_status(group_id),
             services.automation.hosts(group_id),
+            int(time.time() * 1000),
         ),
         "group_id": group_id,
     }
