@@ -1,23 +1,26 @@
 """Freshness end to end: a real server told that agents poll every second, real agents on a sim replica set.
 An agent stopped -> within 3 poll intervals its host is unreachable (``DOWN``, not running, ``stale``) with
 the ``lastPing`` of its last report and what that report said kept in ``lastReportedState``, and its
-processes are stale in ``automationStatus``; started again -> fresh. Also the deployment page's row of such
-a host (pure)."""
+processes are stale in ``automationStatus``; started again -> fresh. A report received before the server
+(re)started is stale however recent (a restored application database holds old reports). Also the
+deployment page's row of such a host (pure)."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from opsmgr.timestamps import epoch_ms
 from opsmgr.ui.deployment_view import UNREACHABLE, deployment_view
 from tests.configs import replica_set_config
 from tests.deployments import Deployment, replica_set_at_goal
-from tests.procs import started_server, wait_for
+from tests.procs import ServerProcess, started_server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +67,49 @@ def test_a_stopped_agents_host_turns_unreachable_and_back(deployment: Deployment
     assert back["running"] is True and back["replicaStateName"] in ("PRIMARY", "SECONDARY")
     assert "lastReportedState" not in back and epoch_ms(back["lastPing"]) > stopped_ms
     wait_for(lambda: not {p["hostname"]: p for p in d.status()["processes"]}[silent]["stale"], 30)
+
+
+def _report(server: ServerProcess, gid: str, key: str, hostname: str) -> None:
+    """One status report of ``hostname``'s agent: its process ``rs0_0`` runs as PRIMARY."""
+    observed = {"running": True, "replicaStateName": "PRIMARY", "replicaSetName": "rs0"}
+    r = httpx.post(
+        f"{server.url}/agents/api/automation/status/v1/{gid}",
+        params={"hostname": hostname},
+        json={"cv": 1, "processes": [{"name": "rs0_0", "observed": observed}]},
+        headers={"Authorization": "Basic " + base64.b64encode(f"{gid}:{key}".encode()).decode()},
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_reports_from_before_the_servers_start_are_stale(tmp_path: Path) -> None:
+    host = "r0.fresh.sim"
+    # Agents told to poll every minute: only the restart can make the report stale within this test.
+    with started_server(tmp_path / "data", {"mms.agent.pollIntervalSeconds": "60"}) as server:
+        owner = server.create_key("ORG_OWNER")
+        with server.client(owner) as api:
+            gid = api.post("/groups", json={"name": "restarted"}).json()["id"]
+            key = api.post(f"/groups/{gid}/agentapikeys", json={"desc": "a"}).json()["key"]
+            assert (
+                api.put(f"/groups/{gid}/automationConfig", json=replica_set_config([host])).status_code == 200
+            )
+            _report(server, gid, key, host)
+            before = api.get(f"/groups/{gid}/hosts").json()["results"][0]
+            assert (before["stale"], before["replicaStateName"], before["running"]) == (
+                False,
+                "PRIMARY",
+                True,
+            )
+        server.stop()
+        server.start()
+        with server.client(owner) as api:
+            after = api.get(f"/groups/{gid}/hosts").json()["results"][0]
+            assert (after["stale"], after["replicaStateName"], after["running"]) == (True, "DOWN", False)
+            assert after["lastPing"] == before["lastPing"]
+            assert after["lastReportedState"]["replicaStateName"] == "PRIMARY"
+            assert api.get(f"/groups/{gid}/automationStatus").json()["processes"][0]["stale"] is True
+            _report(server, gid, key, host)
+            again = api.get(f"/groups/{gid}/hosts").json()["results"][0]
+            assert (again["stale"], again["replicaStateName"], again["running"]) == (False, "PRIMARY", True)
 
 
 def test_the_deployment_page_says_when_an_unreachable_host_was_last_heard() -> None:
