@@ -58,6 +58,9 @@ def test_an_idle_sets_window_advances_and_its_hosts_say_simulated(idle: tuple[De
 
     hosts = d.hosts()
     assert len(hosts) == 3 and all(h["simulated"] is True for h in hosts), hosts
+    one = d.api.get(f"/groups/{d.group_id}/hosts/{hosts[0]['id']}").json()
+    by_name = d.api.get(f"/groups/{d.group_id}/hosts/byName/{hosts[1]['hostname']}:{hosts[1]['port']}").json()
+    assert one["simulated"] is True and by_name["simulated"] is True, (one, by_name)
 
     base = start_backup(d)
     wait_for(lambda: _end_millis(d, base) is not None, 60, what="a first snapshot and a window past it")

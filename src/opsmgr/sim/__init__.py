@@ -34,10 +34,11 @@ Modelled, after MongoDB's documented semantics:
   MongoDB-shaped oplog entries (``ts`` as seconds << 32 | increment, ``op`` i/u/d/n/c, ``ns``, ``o``,
   ``o2``), so that a snapshot plus the oplog reproduces the documents of any later instant;
 - the periodic no-op writer: every ``SimParams.noop_interval_s`` (10 s, as MongoDB's
-  ``periodicNoopIntervalSecs``; ticks at its multiples of epoch time) a writable primary that wrote nothing
-  since the previous tick writes ``{op: "n", ns: "", o: {msg: "periodic noop"}}``, which its secondaries
-  replicate, so that an idle set's optimes, oplog window and backup point-in-time window advance. 0 turns it
-  off, for tests that need an oplog holding only their own writes;
+  ``periodicNoopIntervalSecs``; ticks at its multiples of epoch time) a writable primary (running, not cut
+  off, stepping down or fsync-locked) that wrote nothing since the previous tick writes ``{op: "n", ns: "",
+  o: {msg: "periodic noop"}}``, which its secondaries replicate, so that an idle set's optimes, oplog window
+  and backup point-in-time window advance. 0 turns it off, for tests that need an oplog holding only their
+  own writes;
 - ``fsyncLock``/``fsyncUnlock`` (nested; writes on a primary and applying on a secondary blocked),
   ``createIndexes`` (replicated from the primary through a ``c`` entry, or local on a standalone member;
   unique indexes refused when duplicates exist) and ``listIndexes``, dump and load of user data;
