@@ -204,6 +204,9 @@ class FakeDriver:
     def connections(self, name: str) -> int:
         return 5
 
+    def server_sample(self, name: str) -> dict[str, float]:
+        return {"OPCOUNTER_INSERT": 0.0}
+
     def freeze(self, name: str, secs: int) -> None:
         raise NotImplementedError
 

@@ -549,3 +549,13 @@ def test_other_server_errors_keep_their_code(peer: WirePeer, driver: MongodDrive
         driver.freeze(NAME, 10)
     assert not isinstance(raised.value, Conflict | InvalidInput)
     assert (raised.value.code, raised.value.code_name) == (13, "Unauthorized")
+
+
+def test_server_sample_from_server_status(peer: WirePeer, driver: MongodDriver) -> None:
+    peer.script(
+        "serverStatus",
+        {"connections": {"current": 3}, "opcounters": {"insert": 5, "command": 9}, "mem": {"resident": 70}},
+    )
+    expected = {"OPCOUNTER_INSERT": 5.0, "OPCOUNTER_CMD": 9.0, "MEMORY_RESIDENT": 70.0}
+    assert driver.server_sample(NAME) == expected
+    assert peer.last("serverStatus") == {"serverStatus": 1}

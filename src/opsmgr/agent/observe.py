@@ -2,7 +2,10 @@
 
 Owns the cycle's one snapshot of the host (each process's state, its replica set's status and config, its
 connections and oplog window, read through the driver in one go) and the ``observed`` part of a process in
-the status report, in the shape of Ops Manager's automationStatus. Reads only: it never changes a process.
+the status report, in the shape of Ops Manager's automationStatus, with the cycle's sample of the process's
+Ops Manager host measurements (``measurements``: what ``serverStatus`` gives, plus ``CONNECTIONS``, the
+replication lag ``OPLOG_SLAVE_LAG_MASTER_TIME`` in seconds and the oplog window ``OPLOG_MASTER_TIME`` in
+hours). Reads only: it never changes a process.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.agent.plan``.
 """
@@ -10,16 +13,24 @@ May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.agent.plan``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opsmgr.agent.plan import LocalProcess, Snapshot
-from opsmgr.drivers.base import Driver, RsStatus, RunMode
+from opsmgr.drivers.base import Driver, OplogWindow, RsStatus, RunMode
 from opsmgr.errors import OpsmgrError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SampledProcess(LocalProcess):
+    """A running process with the cycle's measurement sample (what the report ships; no decision reads it)."""
+
+    measurements: Mapping[str, float] = field(default_factory=dict)
 
 
 def read_snapshot(
@@ -34,15 +45,37 @@ def read_snapshot(
         if not obs.running:
             processes[name] = LocalProcess(obs)
             continue
-        in_set = oplog_windows and obs.mode is RunMode.REPLSET
-        processes[name] = LocalProcess(
+        replset = obs.mode is RunMode.REPLSET
+        status, connections = _quietly(driver.rs_status, name), _quietly(driver.connections, name)
+        # The window is a measurement of every member; decisions see it only while a rolling change may.
+        window = _quietly(driver.oplog_window, name) if replset else None
+        processes[name] = SampledProcess(
             obs,
-            rs_status=_quietly(driver.rs_status, name),
+            rs_status=status,
             rs_config=_quietly(driver.rs_config, name),
-            connections=_quietly(driver.connections, name),
-            oplog_window=_quietly(driver.oplog_window, name) if in_set else None,
+            connections=connections,
+            oplog_window=window if oplog_windows else None,
+            measurements=sample(_quietly(driver.server_sample, name), connections, status, window),
         )
     return Snapshot(processes, initiated_sets)
+
+
+def sample(
+    server: Mapping[str, float] | None,
+    connections: int | None,
+    status: RsStatus | None,
+    window: OplogWindow | None,
+) -> dict[str, float]:
+    """One cycle's measurements of a process, from what the driver answered (what it did not is left out)."""
+    out = dict(server or {})
+    if connections is not None:
+        out["CONNECTIONS"] = float(connections)
+    lag = lag_seconds(status)
+    if lag is not None:
+        out["OPLOG_SLAVE_LAG_MASTER_TIME"] = lag
+    if window is not None:
+        out["OPLOG_MASTER_TIME"] = round(window.window_hours, 6)
+    return out
 
 
 def _quietly(fn: Callable[[str], T | None], name: str) -> T | None:
@@ -67,6 +100,7 @@ def status_observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]
             "optimeTs": None,
             "connections": None,
             "lagSeconds": None,
+            "measurements": None,
         }
     obs, status = local.observation, local.rs_status
     me = next((m for m in status.members if m.self), None) if status is not None else None
@@ -81,6 +115,7 @@ def status_observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]
         "optimeTs": me.optime_ts if me is not None else None,
         "connections": local.connections,
         "lagSeconds": lag_seconds(status),
+        "measurements": dict(local.measurements) if isinstance(local, SampledProcess) else None,
     }
 
 

@@ -2,6 +2,9 @@
 typed record: only the fields the server reads are kept, each within the bounds of what it holds, so a
 report can neither grow the application database nor carry a value a later reader chokes on.
 
+A process's ``measurements`` sample is a flat map of at most ``MAX_MEASUREMENTS`` upper-case names to
+finite numbers; which names the server keeps is the measurement store's business.
+
 Long texts (status sentences, error texts) are cut rather than refused: an agent reporting a long error must
 still be heard. Numbers out of range, wrong types and too many processes are refused (400). May import
 pydantic only.
@@ -19,6 +22,8 @@ MAX_PLAN_MOVES = 100
 MAX_VERSION = 2**62
 MAX_EPOCH_MS = 32_503_680_000_000  # the year 3000
 MAX_OPTIME = 2**63 - 1
+MAX_MEASUREMENTS = 64
+MAX_MEASURE = 1e18
 
 
 def _cut(limit: int) -> AfterValidator:
@@ -30,6 +35,9 @@ Word = Annotated[str, _cut(64)]
 Name = Annotated[str, Field(min_length=1, max_length=255)]
 ConfigVersion = Annotated[int, Field(ge=-1, le=MAX_VERSION)]
 EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
+MeasurementName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
+# An int is a number too: strict mode takes it as a float (a bool or a string it refuses).
+Measure = Annotated[float, Field(ge=-MAX_MEASURE, le=MAX_MEASURE, allow_inf_nan=False)]
 
 
 class _Record(BaseModel):
@@ -50,6 +58,7 @@ class Observed(_Record):
     optimeTs: Annotated[int, Field(ge=0, le=MAX_OPTIME)] | None = None
     connections: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     lagSeconds: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | None = None
+    measurements: Annotated[dict[MeasurementName, Measure], Field(max_length=MAX_MEASUREMENTS)] | None = None
 
 
 class ProcessReport(_Record):

@@ -210,6 +210,12 @@ class Driver(Protocol):
         """Current client connections (``serverStatus().connections.current``)."""
         ...
 
+    def server_sample(self, name: str) -> dict[str, float]:
+        """The Ops Manager host measurements ``serverStatus`` gives (``OPCOUNTER_*`` and
+        ``EXTRA_INFO_PAGE_FAULTS`` cumulative since the process started, ``MEMORY_*`` in MB,
+        ``TICKETS_*``)."""
+        ...
+
     def oplog_window(self, name: str) -> OplogWindow | None: ...
 
     def oplog_read(self, name: str, after_ts: int, limit: int = 1000) -> list[OplogRecord]:

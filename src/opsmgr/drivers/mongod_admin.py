@@ -42,6 +42,7 @@ from opsmgr.drivers.mongod_commands import (
     oplog_window,
     parse_rs_status,
     plain,
+    server_status_sample,
     split_namespace,
     ts_to_int,
 )
@@ -280,6 +281,9 @@ class MongodAdmin(ABC):
 
     def connections(self, name: str) -> int:
         return int(self._command(name, {"serverStatus": 1})["connections"]["current"])
+
+    def server_sample(self, name: str) -> dict[str, float]:
+        return server_status_sample(self._command(name, {"serverStatus": 1}))
 
     # -- Driver: oplog ------------------------------------------------------------------------------------
 

@@ -254,3 +254,32 @@ def split_namespace(ns: str) -> tuple[str, str]:
 def plain(doc: Mapping[str, Any]) -> Doc:
     """pymongo hands index specs back as SON; callers compare them with plain dicts."""
     return {k: plain(v) if isinstance(v, Mapping) else v for k, v in doc.items()}
+
+
+# serverStatus paths of the Ops Manager host measurements it gives.
+_SERVER_STATUS_MEASUREMENTS: dict[str, tuple[str, ...]] = {
+    "OPCOUNTER_INSERT": ("opcounters", "insert"),
+    "OPCOUNTER_QUERY": ("opcounters", "query"),
+    "OPCOUNTER_UPDATE": ("opcounters", "update"),
+    "OPCOUNTER_DELETE": ("opcounters", "delete"),
+    "OPCOUNTER_CMD": ("opcounters", "command"),
+    "OPCOUNTER_GETMORE": ("opcounters", "getmore"),
+    "MEMORY_RESIDENT": ("mem", "resident"),
+    "MEMORY_VIRTUAL": ("mem", "virtual"),
+    "EXTRA_INFO_PAGE_FAULTS": ("extra_info", "page_faults"),
+    "TICKETS_AVAILABLE_READS": ("wiredTiger", "concurrentTransactions", "read", "available"),
+    "TICKETS_AVAILABLE_WRITE": ("wiredTiger", "concurrentTransactions", "write", "available"),
+}
+
+
+def server_status_sample(status: Mapping[str, Any]) -> dict[str, float]:
+    """The measurements of a ``serverStatus`` reply; one it lacks (another storage engine, an older
+    server) is left out rather than guessed."""
+    sample: dict[str, float] = {}
+    for measurement, path in _SERVER_STATUS_MEASUREMENTS.items():
+        value: Any = status
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            sample[measurement] = float(value)
+    return sample

@@ -134,6 +134,9 @@ class SimDriver:
     def connections(self, name: str) -> int:
         return self.world.connections(self.hostname, name)
 
+    def server_sample(self, name: str) -> dict[str, float]:
+        return self.world.server_sample(self.hostname, name)
+
     def oplog_window(self, name: str) -> OplogWindow | None:
         return self.world.oplog_window(self.hostname, name)
 

@@ -239,6 +239,8 @@ class NodeRec(Record):
     stepdown: dict[str, Any] | None = None  # pending: {req, deadline, until, shutdown}
     results: dict[str, str] = field(default_factory=dict)  # req -> "ok" or the error
     fsync_locks: int = 0
+    # serverStatus().opcounters: the client writes this node took as primary, by op ("i", "u", "d").
+    opcounters: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -35,6 +35,7 @@ def append_write(
     if doc_after is not None:
         ctx.data.put_doc(lin.lid, ns, doc_after[0], ts, doc_after[1])
         g.writes += 1
+        p.opcounters[op] = p.opcounters.get(op, 0) + 1
     if batch is None:
         ctx.data.append(lin.lid, [entry])
     else:

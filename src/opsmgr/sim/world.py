@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from opsmgr.drivers.base import OplogRecord, OplogWindow, ProcessObservation, ProcessSpec, RsStatus
 from opsmgr.errors import InvalidInput, NotFound, OpsmgrError
-from opsmgr.sim import faults, indexes, oplog, processes, replset, restore, views
+from opsmgr.sim import faults, indexes, measure, oplog, processes, replset, restore, views
 from opsmgr.sim.clock import Clock, SystemClock
 from opsmgr.sim.ctx import Ctx
 from opsmgr.sim.engine import advance, evaluate
@@ -186,6 +186,12 @@ class SimWorld:
 
     def connections(self, hostname: str, name: str) -> int:
         return self._on_node(hostname, name, lambda c, n, t: processes.connections(c, n, t, name), reads=True)
+
+    def server_sample(self, hostname: str, name: str) -> dict[str, float]:
+        """The Ops Manager measurements ``serverStatus`` gives (see ``sim.measure``)."""
+        return self._on_node(
+            hostname, name, lambda c, n, t: measure.server_sample(c, n, t, name), reads=True
+        )
 
     # -- replication commands ---------------------------------------------------------------------------
 

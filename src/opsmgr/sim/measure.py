@@ -1,0 +1,43 @@
+"""What a simulated ``mongod`` says of itself in ``serverStatus``, as the Ops Manager host measurements the
+agent samples each cycle (``drivers.sim`` returns them; connections, replication lag and the oplog window the
+agent reads through the driver's other calls).
+
+Derived from the node's state, never invented: ``opcounters`` are the client writes the node took as primary
+(``NodeRec.opcounters``, counted where the entry is written, cumulative like MongoDB's and kept across
+restarts as the data directory is); ``OPCOUNTER_CMD`` counts one ``hello`` per connected client and second of
+uptime; memory grows with the oplog the node holds (WiredTiger caches what it writes); write tickets are
+MongoDB's 128 less one per client of the set's write load writing to this primary. Page faults stay 0 (the
+simulated data always fits in memory). May import ``opsmgr.sim`` modules.
+"""
+
+from __future__ import annotations
+
+from opsmgr.sim.ctx import Ctx
+from opsmgr.sim.model import MB, NodeRec, Role, WriteLoad
+from opsmgr.sim.processes import up
+
+TICKETS = 128  # wiredTiger.concurrentTransactions.{read,write}.totalTickets by default
+BASE_RESIDENT_MB = 80.0  # an idle mongod's resident set
+VIRTUAL_OVERHEAD_MB = 1500.0
+
+
+def server_sample(ctx: Ctx, n: NodeRec | None, t: float, name: str) -> dict[str, float]:
+    n = up(n, name, t)
+    g = ctx.group(n.gid) if n.gid is not None else None
+    writing = g is not None and g.primary == n.key and n.role == Role.PRIMARY
+    load = WriteLoad.from_json(g.load) if g is not None and writing else WriteLoad()
+    clients = g.connected if g is not None and writing else 0
+    busy = min(TICKETS, clients) if load.rate > 0 else 0
+    resident = BASE_RESIDENT_MB + (n.applied_cum - n.trunc_cum) / MB
+    return {
+        "OPCOUNTER_INSERT": float(n.opcounters.get("i", 0)),
+        "OPCOUNTER_UPDATE": float(n.opcounters.get("u", 0)),
+        "OPCOUNTER_DELETE": float(n.opcounters.get("d", 0)),
+        "OPCOUNTER_QUERY": 0.0,
+        "OPCOUNTER_CMD": float(int(max(0.0, t - n.started_at) * (1 + clients))),
+        "MEMORY_RESIDENT": round(resident, 3),
+        "MEMORY_VIRTUAL": round(resident + VIRTUAL_OVERHEAD_MB, 3),
+        "EXTRA_INFO_PAGE_FAULTS": 0.0,
+        "TICKETS_AVAILABLE_READS": float(TICKETS),
+        "TICKETS_AVAILABLE_WRITE": float(TICKETS - busy),
+    }

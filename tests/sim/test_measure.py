@@ -1,0 +1,40 @@
+"""A simulated member's measurement sample (``sim.measure`` through the sim driver): opcounters count the
+client writes the primary took, by op, and secondaries none; write tickets are taken by the load's clients;
+memory grows with the oplog held."""
+
+from __future__ import annotations
+
+from opsmgr.sim.measure import TICKETS
+from tests.sim.cluster import make_cluster
+
+
+def test_opcounters_follow_the_write_load_on_the_primary_only() -> None:
+    c = make_cluster(3)
+    p = c.primary()
+    assert p is not None
+    before = c.driver(p).server_sample(c.name(p))
+    c.set_load(rate=50, keys=10_000, delete_ratio=0.0, clients=7)
+    c.run(10)
+    after = c.driver(p).server_sample(c.name(p))
+    writes = sum(after[k] - before[k] for k in ("OPCOUNTER_INSERT", "OPCOUNTER_UPDATE", "OPCOUNTER_DELETE"))
+    assert 400 <= writes <= 600
+    assert after["OPCOUNTER_INSERT"] > before["OPCOUNTER_INSERT"]
+    assert after["TICKETS_AVAILABLE_WRITE"] == TICKETS - 7
+    assert after["MEMORY_RESIDENT"] > before["MEMORY_RESIDENT"]
+    assert after["MEMORY_VIRTUAL"] > after["MEMORY_RESIDENT"]
+    secondary = next(i for i in range(3) if i != p)
+    theirs = c.driver(secondary).server_sample(c.name(secondary))
+    assert theirs["OPCOUNTER_INSERT"] == 0 and theirs["TICKETS_AVAILABLE_WRITE"] == TICKETS
+
+
+def test_an_idle_primary_counts_no_writes() -> None:
+    c = make_cluster(3)
+    p = c.primary()
+    assert p is not None
+    c.set_load(rate=0)
+    before = c.driver(p).server_sample(c.name(p))
+    c.run(30)
+    after = c.driver(p).server_sample(c.name(p))
+    assert after["OPCOUNTER_INSERT"] == before["OPCOUNTER_INSERT"]
+    assert after["OPCOUNTER_UPDATE"] == before["OPCOUNTER_UPDATE"]
+    assert after["TICKETS_AVAILABLE_WRITE"] == TICKETS
