@@ -27,6 +27,7 @@ from opsmgr.automation.config import empty_config, hostnames, same_content, vali
 # The public API shows configs with Ops Manager's defaults filled and reads the function from here.
 from opsmgr.automation.defaults import with_defaults as with_defaults
 from opsmgr.automation.hosts import Freshness, Hearing, first_seen, host_views, reported_at
+from opsmgr.automation.measurements import Measurements
 from opsmgr.automation.records import processes
 from opsmgr.automation.secrets import map_secrets
 from opsmgr.automation.status import StatusReport
@@ -71,6 +72,7 @@ class AutomationService:
         self.on_config_change: list[ConfigChangeHook] = []
         # Extra sections of automationStatus (e.g. "maintenance"), each a function of the project id.
         self.status_sections: dict[str, Callable[[str], Any]] = {}
+        self.measurements = Measurements(store)
 
     def _stored(self, group_id: str) -> dict[str, Any]:
         doc = self.store.get(CONFIGS, group_id)
@@ -173,6 +175,7 @@ class AutomationService:
         doc["hostname"] = hostname
         doc["receivedAt"] = int(time.time() * 1000)
         self.store.put(AGENT_STATUS, doc)
+        self.measurements.record(group_id, report, doc["receivedAt"] / 1000)
 
     def agent_statuses(self, group_id: str) -> list[dict[str, Any]]:
         return self.store.find_prefix(AGENT_STATUS, status_id(group_id, ""), groupId=group_id)
