@@ -170,6 +170,7 @@ CASES = [
     Case("get", f"{CLUSTER}/restoreJobs/{{job_id}}", "restore_job"),
     Case("get", f"{CLUSTER}/backup/capacity", "backup_capacity"),
     Case("get", "/admin/backup/capacity", "backup_capacity#/$defs/blockstore"),
+    Case("get", "/admin/backup/daemon", "backup_daemon"),
     Case("get", f"{G}/maintenanceWindows", "maintenance_window", listed=True),
     Case("post", f"{G}/maintenanceWindows", "maintenance_window"),
     Case("get", f"{G}/maintenanceWindows/{{window_id}}", "maintenance_window"),

@@ -111,6 +111,8 @@ class BackupDaemon:
             integrity_interval_s=integrity_interval_s,
         )
         self.started_ms = self.now_ms()
+        # This process's failed ticks per source: (how many, the last one's {at, message}), for monitoring.
+        self._tick_failures: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def close(self) -> None:
         self.heads.close()
@@ -258,6 +260,9 @@ class BackupDaemon:
         now = self.now_ms() if now_ms is None else now_ms
         report = TickReport()
         self.scheduled.tick(now, report)
+        for source_id, detail in report.failures.items():
+            count = self._tick_failures.get(source_id, (0, {}))[0]
+            self._tick_failures[source_id] = (count + 1, {"at": now, "message": detail})
         if self.grooming.groom_due(now):
             self.grooming.groom(now)
             report.groomed = True
@@ -271,7 +276,12 @@ class BackupDaemon:
     def integrity_check(self) -> dict[str, Any]:
         return self.grooming.integrity_check()
 
-    # Facts for alerts.
+    # Facts for alerts and monitoring.
+
+    def tick_failures(self, source_id: str) -> tuple[int, dict[str, Any] | None]:
+        """How many of this process's ticks failed for the source, and the last failure ``{at, message}``."""
+        count, last = self._tick_failures.get(source_id, (0, None))
+        return count, None if last is None else dict(last)
 
     def status(self, source_id: str) -> dict[str, Any]:
         """What alerting needs about a source: last snapshot, window end and holes, slice lag, gaps."""

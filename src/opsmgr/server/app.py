@@ -34,6 +34,7 @@ from opsmgr.jsontypes import JsonObject
 from opsmgr.logs import request_id as current_request_id
 from opsmgr.server import jsonbody
 from opsmgr.server.envelope import PublicApiProtocol
+from opsmgr.server.exporter import Exporter
 from opsmgr.server.metrics import Metrics
 from opsmgr.server.services import Services
 
@@ -188,6 +189,7 @@ def _route(app: FastAPI) -> None:
         alerts_api,
         backup_agent_api,
         backup_api,
+        daemon_api,
         hosts_api,
         index_builds_api,
         maintenance_api,
@@ -209,6 +211,7 @@ def _route(app: FastAPI) -> None:
     app.include_router(backup_agent_api.router)
     app.include_router(backup_api.router)
     app.include_router(backup_api.download_router)
+    app.include_router(daemon_api.router)
     app.include_router(secondary_api.router)
     app.include_router(secondary_api.agent_router)
     app.include_router(ops_api.router)
@@ -246,10 +249,11 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(PublicApiProtocol)
 
     _route(app)
+    exporter = Exporter(services)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> PlainTextResponse:
-        text = services.metrics.render() + "\n".join(services.jobs.metrics()) + "\n"
+        text = services.metrics.render() + "\n".join(services.jobs.metrics()) + "\n" + exporter.text()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     generated = app.openapi

@@ -1,0 +1,54 @@
+"""server.exporter: the per-process gauges (mongodb_exporter's names) from agent reports, fresh or stale, and
+the Prometheus text they render to."""
+
+from __future__ import annotations
+
+from opsmgr.automation.hosts import Hearing
+from opsmgr.server.exporter import DOWN, FAMILIES, Sample, process_samples, render
+
+NOW = 1_700_000_000_000
+
+
+def _status(received_at: int, **observed: object) -> dict[str, object]:
+    proc = {"name": "p1", "observed": {"hostname": "h1", "port": 27017, "running": True, **observed}}
+    return {"hostname": "h1", "receivedAt": received_at, "processes": [proc]}
+
+
+def _by_name(samples: list[Sample]) -> dict[str, float]:
+    return {s.name: s.value for s in samples}
+
+
+def test_a_fresh_secondary_is_up_with_its_state_and_lag() -> None:
+    heard = Hearing(NOW, 10.0)
+    status = _status(NOW - 1000, replicaSetName="rs0", replicaStateName="SECONDARY", lagSeconds=3)
+    samples = process_samples("g1", [status], heard)
+    assert _by_name(samples) == {
+        "mongodb_up": 1.0,
+        "mongodb_mongod_replset_member_state": 2,
+        "mongodb_mongod_replset_member_replication_lag": 3.0,
+    }
+    assert samples[0].labels == (("group_id", "g1"), ("rs", "rs0"), ("host", "h1:27017"))
+
+
+def test_a_stale_report_is_down_and_says_no_lag() -> None:
+    heard = Hearing(NOW, 10.0)
+    status = _status(NOW - 60_000, replicaSetName="rs0", replicaStateName="PRIMARY", lagSeconds=0)
+    assert _by_name(process_samples("g1", [status], heard)) == {
+        "mongodb_up": 0.0,
+        "mongodb_mongod_replset_member_state": DOWN,
+    }
+
+
+def test_a_standalone_has_no_replica_set_gauges() -> None:
+    samples = process_samples("g1", [_status(NOW)], Hearing(NOW, 10.0))
+    assert [s.name for s in samples] == ["mongodb_up"] and samples[0].labels[1] == ("rs", "")
+
+
+def test_render_writes_every_family_and_escapes_labels() -> None:
+    text = render(
+        [Sample("mongodb_up", (("host", 'a"b\\c'),), 1.0), Sample("opsmgr_backup_queue_depth", (), 2.5)]
+    )
+    for name, kind, _help in FAMILIES:
+        assert f"# TYPE {name} {kind}\n" in text
+    assert 'mongodb_up{host="a\\"b\\\\c"} 1\n' in text
+    assert "opsmgr_backup_queue_depth 2.5\n" in text
