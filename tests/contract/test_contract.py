@@ -91,7 +91,7 @@ class Case:
 
 def shape(route: str) -> str:
     """The route with its parameters' names erased: the server's names and ours need not agree."""
-    return re.sub(r"\{[^}]*\}", "{}", route)
+    return re.sub(r"\{[^}]*\}", "{}", route.partition("?")[0])
 
 
 G = "/groups/{group_id}"
@@ -136,6 +136,7 @@ CASES = [
     Case("get", f"{G}/hosts", "host", listed=True),
     Case("get", f"{G}/hosts/{{host_id}}", "host"),
     Case("get", f"{G}/hosts/byName/{{host_name_port}}", "host"),
+    Case("get", f"{G}/hosts/{{host_id}}/measurements?granularity=PT1M&period=PT1H", "host_measurements"),
     Case("get", f"{G}/agents", "agent", listed=True),
     Case("get", f"{G}/agents/{{agent_type}}", "agent", listed=True),
     Case("get", f"{G}/restorationMode", "restoration_mode", ids=ROLL),

@@ -194,6 +194,7 @@ def _route(app: FastAPI) -> None:
         index_builds_api,
         maintenance_api,
         maintenance_windows_api,
+        measurements_api,
         ops_api,
         public_api,
         restoration_api,
@@ -204,6 +205,7 @@ def _route(app: FastAPI) -> None:
     app.include_router(agent_api.router)
     app.include_router(public_api.router)
     app.include_router(hosts_api.router)
+    app.include_router(measurements_api.router)
     app.include_router(agents_api.router)
     app.include_router(restoration_api.router)
     app.include_router(alerts_api.router)
