@@ -83,6 +83,7 @@ def built_world(server: ServerProcess, owner: dict[str, Any], root: Path) -> Ite
         _rolling_project(w, server)
         _forced_exit(w, server)
         _maintenance_window(w)
+        _alert_config(w)
         _index_project(w, server)
         _backing(w)
         _organization(w)  # last: the owner's key then owns two organizations, and a new project must name one
@@ -226,6 +227,18 @@ def _maintenance_window(w: World) -> None:
     w.answers[("post", "/groups/{group_id}/maintenanceWindows")] = made
     w.ids["window_id"] = made.json()["id"]
     w.call("PATCH", "/groups/{group_id}/maintenanceWindows/{window_id}", json={"description": "contract 2"})
+
+
+def _alert_config(w: World) -> None:
+    """An alert configuration of the main project (replication lag over 90 s, by webhook), replaced once
+    and turned on again: the project then evaluates replication lag only."""
+    metric = {"metricName": "OPLOG_SLAVE_LAG_MASTER_TIME", "operator": "GREATER_THAN", "threshold": 90}
+    hook = {"typeName": "WEBHOOK", "intervalMin": 5, "delayMin": 0, "webhookUrl": "http://127.0.0.1:9/hook"}
+    body = {"eventTypeName": "OUTSIDE_METRIC_THRESHOLD", "metricThreshold": metric, "notifications": [hook]}
+    w.ids["config_id"] = w.call("POST", "/groups/{group_id}/alertConfigs", json=body).json()["id"]
+    body["matchers"] = [{"fieldName": "REPLICA_SET_NAME", "operator": "EQUALS", "value": "rs0"}]
+    w.call("PUT", "/groups/{group_id}/alertConfigs/{config_id}", json=body)
+    w.call("PATCH", "/groups/{group_id}/alertConfigs/{config_id}", json={"enabled": True})
 
 
 def _index_project(w: World, server: ServerProcess) -> None:

@@ -186,6 +186,7 @@ def _route(app: FastAPI) -> None:
     from opsmgr.server import (
         agent_api,
         agents_api,
+        alert_configs_api,
         alerts_api,
         backup_agent_api,
         backup_api,
@@ -210,6 +211,7 @@ def _route(app: FastAPI) -> None:
     app.include_router(restoration_api.router)
     app.include_router(alerts_api.router)
     app.include_router(maintenance_windows_api.router)
+    app.include_router(alert_configs_api.router)
     app.include_router(backup_agent_api.router)
     app.include_router(backup_api.router)
     app.include_router(backup_api.download_router)

@@ -206,6 +206,7 @@ def periodic_jobs(services: Services) -> list[Job]:
     """Work that waits on time rather than on a request."""
     from opsmgr.server.alerts_api import webhook_poster
     from opsmgr.server.backup_alerts import alert_work
+    from opsmgr.server.deployment_alerts_job import deployment_alert_work
     from opsmgr.server.secondary_watch import secondary_work
 
     config = services.config
@@ -216,6 +217,7 @@ def periodic_jobs(services: Services) -> list[Job]:
         Job("backup-alerts", every, alert_work(services, config.backup_alert_policy)),
         Job("secondary-watch", every, secondary_work(services, config.backup_alert_policy)),
         Job("maintenance", every, services.maintenance.settle_alerts),
+        Job("deployment-alerts", every, deployment_alert_work(services)),
         Job("index-build-configs", every, services.index_builds.retry_pending_configs),
     ]
     if config.alert_webhook_url:

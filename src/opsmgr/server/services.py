@@ -40,6 +40,7 @@ from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.jobs import JobRunner
 from opsmgr.server.metrics import Metrics
 from opsmgr.server.work import ProjectWork
+from opsmgr.store.alert_configs import AlertConfigs
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
 from opsmgr.store.changes import EVERYTHING, ChangeListener
 from opsmgr.store.engine import Change, Store, Txn
@@ -242,6 +243,11 @@ class Services:
     def maintenance_windows(self) -> MaintenanceWindows:
         """The projects' maintenance windows: state in the application database only, so built here."""
         return MaintenanceWindows(self.stores.app)
+
+    @cached_property
+    def alert_configs(self) -> AlertConfigs:
+        """The projects' alert configurations: state in the application database only, so built here."""
+        return AlertConfigs(self.stores.app)
 
     def start(self) -> None:
         """Before anything is served: listen for other servers' changes, arm Restoration Mode if a restore
