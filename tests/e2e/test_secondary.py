@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from opsmgr.timestamps import iso_utc
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
 from tests.procs import OPSMGR, ServerProcess, run_cli, wait_for
@@ -68,7 +69,7 @@ def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:
 
             # The restore, with confirmation: the fences stand (and the primary cannot start) until it ends.
             proc = subprocess.Popen(
-                [*OPSMGR, *pair.restore_args("--at", _iso(at))],
+                [*OPSMGR, *pair.restore_args("--at", iso_utc(at))],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -115,9 +116,3 @@ def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:
                 assert api.get(f"/groups/{d.group_id}").status_code == 200
         finally:
             d.close()
-
-
-def _iso(ms: int) -> str:
-    from opsmgr.backup.positions import iso_millis
-
-    return iso_millis(ms)
