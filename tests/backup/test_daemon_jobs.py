@@ -7,7 +7,7 @@ import pytest
 
 from opsmgr.backup import scheduled as scheduled_module
 from opsmgr.backup.daemon import BackupDaemon, Source
-from opsmgr.backup.daemon_jobs import SourceJob, daemon_jobs, ingest_lag_ms, last_error
+from opsmgr.backup.daemon_jobs import SourceJob, daemon_health, daemon_jobs, ingest_lag_ms, last_error
 from tests.backup.backuptest import FakeClock, StoreAgent
 
 
@@ -82,6 +82,9 @@ def test_failed_ticks_are_counted_and_the_last_error_kept(
         daemon.tick()
     failed = _job(daemon, source)
     assert failed.errors_total == 2 and failed.last_snapshot_ms is None
+    health = daemon_health([failed])
+    assert health["healthy"] is False and health["lastError"] == failed.last_error
+    assert len(health["problems"]) == 1 and "No space left" in health["problems"][0]
     assert failed.last_error is not None and "No space left" in failed.last_error["message"]
     assert failed.last_error["at"] == daemon.now_ms()
     clock.advance(10)
@@ -90,3 +93,5 @@ def test_failed_ticks_are_counted_and_the_last_error_kept(
     # The count is of this process's failures; the last error stays the last one, not a current one.
     assert recovered.errors_total == 2 and recovered.last_snapshot_ms == daemon.now_ms()
     assert recovered.last_error is not None and recovered.last_error["kind"] == "JOB"
+    # A snapshot succeeded since the last error: the daemon is healthy again.
+    assert daemon_health([recovered])["healthy"] is True and daemon_health([recovered])["problems"] == []

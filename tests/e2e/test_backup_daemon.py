@@ -75,6 +75,17 @@ def test_the_daemon_lists_the_source_ingesting(backed: Backed) -> None:
     assert whole["sourceCount"] >= whole["ingestingCount"] >= 1 and whole["startedAt"] > 0
 
 
+def test_readiness_shows_the_daemon_healthy(backed: Backed) -> None:
+    def daemon() -> dict[str, Any] | None:
+        ready = httpx.get(f"{backed.server.url}/health/ready", timeout=10)
+        assert ready.status_code == 200, ready.text
+        shown = dict(ready.json()["daemon"])
+        return shown if shown["ingestingCount"] >= 1 else None  # the figures are kept a few seconds
+
+    shown = wait_for(daemon, 30, what="readiness to show the source ingesting")
+    assert shown["healthy"] is True and shown["problems"] == [] and shown["sourceCount"] >= 1
+
+
 def test_an_on_demand_request_is_queued_then_taken(backed: Backed) -> None:
     base = f"/groups/{backed.source.group_id}/clusters/{backed.cid}"
     before = _mine(backed, backed.source.api)["lastSnapshotAt"]

@@ -3,8 +3,10 @@ snapshot, its queue (slices received and not yet applied to its head, snapshots 
 and its last error. Read-only: it reads the daemon's parts and changes nothing, so the API
 (``GET /admin/backup/daemon``) and ``/metrics`` can ask at any time.
 
-The decisions are pure functions (:func:`ingest_lag_ms`, :func:`last_error`); :func:`daemon_jobs` gathers the
-facts. May import ``opsmgr.backup``.
+The decisions are pure functions (:func:`ingest_lag_ms`, :func:`last_error`, :func:`failing`,
+:func:`daemon_health`); :func:`daemon_jobs` gathers the facts. The daemon is unhealthy while a source's job
+is failing: its last error is more recent than its last snapshot (a snapshot or a tick failed and none has
+succeeded since). May import ``opsmgr.backup``.
 """
 
 from __future__ import annotations
@@ -94,6 +96,26 @@ def last_error(*errors: dict[str, Any] | None) -> dict[str, Any] | None:
     """The most recent of the errors given (each ``{at, message, ...}``), or None."""
     known = [e for e in errors if e is not None]
     return max(known, key=lambda e: int(e.get("at") or 0), default=None)
+
+
+def failing(job: SourceJob) -> str | None:
+    """What is wrong with the source's job now, or None: an error no snapshot has succeeded since."""
+    error = job.last_error
+    if error is None or (job.last_snapshot_ms is not None and job.last_snapshot_ms >= int(error["at"])):
+        return None
+    return f"backup of {job.source.name} ({job.source.id}) failing: {error['message']}"
+
+
+def daemon_health(jobs: list[SourceJob]) -> dict[str, Any]:
+    """The daemon's health as a readiness answer shows it: healthy unless a source's job is failing."""
+    problems = [p for p in map(failing, jobs) if p is not None]
+    return {
+        "healthy": not problems,
+        "sourceCount": len(jobs),
+        "ingestingCount": sum(1 for j in jobs if j.ingesting),
+        "problems": problems,
+        "lastError": last_error(*(j.last_error for j in jobs)),
+    }
 
 
 def daemon_jobs(daemon: BackupDaemon, sources: list[Source] | None = None) -> list[SourceJob]:

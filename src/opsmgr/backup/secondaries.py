@@ -84,7 +84,7 @@ class ProbeState:
 def unreachable_message(url: str, state: ProbeState) -> str:
     since = iso_utc(state.failing_since_ms or 0)
     return (
-        f"the secondary at {url} has not answered its readiness check since {since} ({state.error}): "
+        f"the secondary at {url} has failed its readiness check since {since} ({state.error}): "
         "backups of this server's backing databases and restores from the secondary are paused"
     )
 

@@ -253,7 +253,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(PublicApiProtocol)
 
     _route(app)
-    exporter = Exporter(services)
+    exporter = app.state.exporter = Exporter(services)  # /health/ready shows the daemon's health
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> PlainTextResponse:

@@ -14,10 +14,11 @@ counter ``opsmgr_backup_errors_total`` (this process's failed daemon ticks).
 
 A scrape reads each project's agent reports and each source's job once; the text is kept
 :data:`CACHE_S` seconds, so frequent scrapes cost no more, and at most :data:`MAX_PROCESSES` processes are
-listed (the label sets stay bounded whatever the installation's size).
+listed (the label sets stay bounded whatever the installation's size). The same cached jobs give the
+daemon's health (``opsmgr.backup.daemon_jobs.daemon_health``) that ``/health/ready`` shows.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.automation.hosts``, ``opsmgr.backup.daemon_jobs``,
-``opsmgr.server.cache`` and ``opsmgr.server.services`` (types only).
+May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.automation.hosts``,
+``opsmgr.backup.daemon_jobs``, ``opsmgr.server.cache`` and ``opsmgr.server.services`` (types only).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from opsmgr.automation.hosts import Freshness, Hearing
-from opsmgr.backup.daemon_jobs import SourceJob, daemon_jobs
+from opsmgr.backup.daemon_jobs import SourceJob, daemon_health, daemon_jobs
+from opsmgr.errors import OpsmgrError
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.cache import TtlCache
 
@@ -134,9 +136,21 @@ class Exporter:
     def __init__(self, services: Services, ttl_s: float = CACHE_S) -> None:
         self._services = services
         self._cache: TtlCache[str, str] = TtlCache(ttl_s)
+        self._jobs: TtlCache[str, list[SourceJob]] = TtlCache(ttl_s)
 
     def text(self) -> str:
         return self._cache.get("metrics", self._load)
+
+    def jobs(self) -> list[SourceJob]:
+        """The daemon's jobs, read at most every :data:`CACHE_S` (readiness checks come often)."""
+        return self._jobs.get("jobs", lambda _key: daemon_jobs(self._services.backup))
+
+    def daemon_health(self) -> JsonObject:
+        """The daemon's health; a daemon whose stores cannot be read is unhealthy, saying why."""
+        try:
+            return daemon_health(self.jobs())
+        except OpsmgrError as exc:
+            return {"healthy": False, "problems": [f"the daemon's jobs cannot be read: {exc.detail}"]}
 
     def _load(self, _key: str) -> str:
         return render(self._samples())
@@ -150,7 +164,7 @@ class Exporter:
             samples += process_samples(group_id, automation.agent_statuses(group_id), heard)
             if len(samples) >= MAX_PROCESSES:
                 break
-        return samples[:MAX_PROCESSES] + backup_samples(daemon_jobs(self._services.backup))
+        return samples[:MAX_PROCESSES] + backup_samples(self.jobs())
 
 
 def _esc(value: str) -> str:

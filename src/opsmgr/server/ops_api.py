@@ -1,4 +1,5 @@
-"""Operability endpoints: liveness, readiness (every backing database takes a write) and the version.
+"""Operability endpoints: liveness, readiness (every backing database takes a write; the Backup Daemon's
+health is shown beside, from ``opsmgr.server.exporter``'s cached jobs) and the version.
 
 Readiness writes: a store that answers reads but refuses writes (read-only, its disk full, a lock held
 elsewhere) serves nothing useful. Each store's probe updates one ``health`` document, at most every
@@ -102,16 +103,19 @@ def live() -> dict[str, str]:
 @router.get("/health/ready", response_model=None)
 def ready(request: Request, services: ServicesDep) -> object:
     """Ready when every backing database takes a write; the periodic jobs' last runs and errors are shown
-    (a failing job is an alert's business, not a reason to take the server out of its load balancer)."""
+    (a failing job is an alert's business, not a reason to take the server out of its load balancer), and so
+    is the Backup Daemon's health (``daemon``: what the primary's probe of a secondary checks)."""
     problems = request.app.state.readiness.problems()
     jobs = services.jobs.views()
+    daemon = request.app.state.exporter.daemon_health()
     if problems:
         detail = "not ready: " + "; ".join(f"{name}: {problem}" for name, problem in problems.items())
         body = StoreError(detail, error_code="NOT_READY").to_json()
         return JSONResponse(
-            {**body, "status": "UNAVAILABLE", "problems": problems, "jobs": jobs}, status_code=503
+            {**body, "status": "UNAVAILABLE", "problems": problems, "jobs": jobs, "daemon": daemon},
+            status_code=503,
         )
-    return {"status": "OK", "jobs": jobs}
+    return {"status": "OK", "jobs": jobs, "daemon": daemon}
 
 
 @router.get("/monitor/health")

@@ -1,6 +1,9 @@
 """The primary's watch over its secondaries: the periodic work that probes each secondary recorded in the
 application database (``opsmgr.backup.secondaries``) with a short HTTP readiness check and keeps the global
-alert ``BACKUP_SECONDARY_UNREACHABLE`` in step. A server with no recorded secondary probes nothing.
+alert ``BACKUP_SECONDARY_UNREACHABLE`` in step. A server with no recorded secondary probes nothing. The check
+covers the secondary's backing databases (its readiness takes a write on each, its application database
+among them) and its Backup Daemon (the ``daemon`` section of its answer): a secondary that answers but says
+its daemon is unhealthy is a failed probe, whose reason says so.
 
 An HTTPS secondary is verified against the CA file ``opsmgr secondary attach --ca-file`` recorded with it
 (else the system's CAs); a certificate it cannot verify is a failed probe whose reason says so.
@@ -45,9 +48,25 @@ def http_probe(timeout_s: float, ca_file_of: Callable[[str], str | None] = lambd
             return tls_failure(exc) or (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         if response.status_code != 200:
             return f"/health/ready answered HTTP {response.status_code}"
-        return None
+        return daemon_problem(response)
 
     return probe
+
+
+def daemon_problem(response: httpx.Response) -> str | None:
+    """What a ready secondary's answer says is wrong with its Backup Daemon, or None (a secondary too old
+    to show its daemon is taken as healthy)."""
+    try:
+        daemon = response.json().get("daemon")
+    except (ValueError, AttributeError):
+        return "/health/ready answered something other than a JSON object"
+    if not isinstance(daemon, dict) or daemon.get("healthy") is not False:
+        return None
+    problems = daemon.get("problems")
+    said = (
+        "; ".join(str(p) for p in problems) if isinstance(problems, list) and problems else "no reason given"
+    )
+    return f"its Backup Daemon is unhealthy: {said}"
 
 
 def secondary_work(services: Services, policy: AlertPolicy | None = None) -> Callable[[], object]:
