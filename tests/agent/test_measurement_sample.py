@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from opsmgr.agent.observe import sample
 from opsmgr.automation.status import MAX_MEASUREMENTS, Observed
 from opsmgr.drivers.base import MemberState, MemberStatus, OplogWindow, RsStatus
-from opsmgr.drivers.mongod_commands import server_status_sample
+from opsmgr.drivers.mongod_commands import db_stats_sample, server_status_sample
 
 SERVER_STATUS: dict[str, Any] = {
     "opcounters": {"insert": Int64(120), "query": 7, "update": 30, "delete": 2, "getmore": 0, "command": 900},
@@ -48,6 +48,15 @@ def test_what_server_status_lacks_or_garbles_is_left_out() -> None:
         "wiredTiger": {},
     }
     assert server_status_sample(garbled) == {}
+
+
+def test_db_stats_gives_the_disk_used_and_free() -> None:
+    assert db_stats_sample({"fsUsedSize": 3.0, "fsTotalSize": 10}) == {
+        "DISK_PARTITION_SPACE_USED": 3.0,
+        "DISK_PARTITION_SPACE_FREE": 7.0,
+    }
+    assert db_stats_sample({"fsUsedSize": 3.0}) == {}  # a server before 3.6 does not say
+    assert db_stats_sample({"fsUsedSize": True, "fsTotalSize": 10}) == {}
 
 
 def _status(lag_s: int) -> RsStatus:

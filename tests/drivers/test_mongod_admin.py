@@ -559,3 +559,15 @@ def test_server_sample_from_server_status(peer: WirePeer, driver: MongodDriver) 
     expected = {"OPCOUNTER_INSERT": 5.0, "OPCOUNTER_CMD": 9.0, "MEMORY_RESIDENT": 70.0}
     assert driver.server_sample(NAME) == expected
     assert peer.last("serverStatus") == {"serverStatus": 1}
+
+
+def test_server_sample_adds_the_disk_from_db_stats(peer: WirePeer, driver: MongodDriver) -> None:
+    peer.script("serverStatus", {"opcounters": {"insert": 1}})
+    peer.script("dbStats", {"db": "admin", "fsUsedSize": 4000.0, "fsTotalSize": 10000.0})
+    assert driver.server_sample(NAME) == {
+        "OPCOUNTER_INSERT": 1.0,
+        "DISK_PARTITION_SPACE_USED": 4000.0,
+        "DISK_PARTITION_SPACE_FREE": 6000.0,
+    }
+    sent = peer.received("dbStats")[-1]
+    assert (sent.db, sent.command) == ("admin", {"dbStats": 1})

@@ -63,7 +63,14 @@ def _write_rate(d: Deployment, host_id: str) -> float | None:
 def test_measurements_appear_and_follow_the_write_load(deployment: Deployment) -> None:
     d = deployment
     hosts = {h["hostname"]: h for h in d.hosts()}
-    names = ("CONNECTIONS", "OPLOG_MASTER_TIME", "MEMORY_RESIDENT", "TICKETS_AVAILABLE_WRITE", *WRITES)
+    names = (
+        "CONNECTIONS",
+        "OPLOG_MASTER_TIME",
+        "MEMORY_RESIDENT",
+        "TICKETS_AVAILABLE_WRITE",
+        "DISK_PARTITION_SPACE_FREE",
+        *WRITES,
+    )
     for h in hosts.values():  # within a few 0.2 s poll intervals of reaching goal (load: a few seconds)
         wait_for(lambda h=h: _latest(d, h["id"], *names) is not None, 10, interval=0.2, what=h["hostname"])
     answer = _measurements(d, hosts[HOSTS[0]]["id"], *names)

@@ -1,6 +1,6 @@
 """A simulated member's measurement sample (``sim.measure`` through the sim driver): opcounters count the
 client writes the primary took, by op, and secondaries none; write tickets are taken by the load's clients;
-memory grows with the oplog held."""
+memory grows with the oplog held and disk with the documents."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def test_opcounters_follow_the_write_load_on_the_primary_only() -> None:
     assert after["TICKETS_AVAILABLE_WRITE"] == TICKETS - 7
     assert after["MEMORY_RESIDENT"] > before["MEMORY_RESIDENT"]
     assert after["MEMORY_VIRTUAL"] > after["MEMORY_RESIDENT"]
+    # the inserted documents take disk: used grows by about their payload, free shrinks as much
+    grown = after["DISK_PARTITION_SPACE_USED"] - before["DISK_PARTITION_SPACE_USED"]
+    assert 0 < grown <= after["OPCOUNTER_INSERT"] * (64 + 64) + 1
+    total = after["DISK_PARTITION_SPACE_USED"] + after["DISK_PARTITION_SPACE_FREE"]
+    assert total == before["DISK_PARTITION_SPACE_USED"] + before["DISK_PARTITION_SPACE_FREE"]
     secondary = next(i for i in range(3) if i != p)
     theirs = c.driver(secondary).server_sample(c.name(secondary))
     assert theirs["OPCOUNTER_INSERT"] == 0 and theirs["TICKETS_AVAILABLE_WRITE"] == TICKETS

@@ -54,6 +54,8 @@ CATALOG: dict[str, Measure] = {
     "TICKETS_AVAILABLE_WRITE": Measure("SCALAR"),
     "OPLOG_MASTER_TIME": Measure("HOURS"),
     "OPLOG_SLAVE_LAG_MASTER_TIME": Measure("SECONDS"),
+    "DISK_PARTITION_SPACE_USED": Measure("BYTES"),
+    "DISK_PARTITION_SPACE_FREE": Measure("BYTES"),
 }
 
 Point = tuple[int, float | None]  # (bucket start, epoch seconds; value)

@@ -213,7 +213,8 @@ class Driver(Protocol):
     def server_sample(self, name: str) -> dict[str, float]:
         """The Ops Manager host measurements ``serverStatus`` gives (``OPCOUNTER_*`` and
         ``EXTRA_INFO_PAGE_FAULTS`` cumulative since the process started, ``MEMORY_*`` in MB,
-        ``TICKETS_*``)."""
+        ``TICKETS_*``), and the disk of its data directory ``dbStats`` gives (``DISK_PARTITION_SPACE_USED``
+        and ``_FREE``, bytes)."""
         ...
 
     def oplog_window(self, name: str) -> OplogWindow | None: ...

@@ -36,6 +36,7 @@ from opsmgr.drivers.base import (
 )
 from opsmgr.drivers.mongod_commands import (
     Doc,
+    db_stats_sample,
     index_name,
     int_to_ts,
     oplog_record,
@@ -283,7 +284,12 @@ class MongodAdmin(ABC):
         return int(self._command(name, {"serverStatus": 1})["connections"]["current"])
 
     def server_sample(self, name: str) -> dict[str, float]:
-        return server_status_sample(self._command(name, {"serverStatus": 1}))
+        sample = server_status_sample(self._command(name, {"serverStatus": 1}))
+        try:
+            sample.update(db_stats_sample(self._command(name, {"dbStats": 1})))
+        except DriverError as exc:  # a user without dbStats on admin still has serverStatus's figures
+            log.debug("%s: no disk figures: %s", name, exc)
+        return sample
 
     # -- Driver: oplog ------------------------------------------------------------------------------------
 

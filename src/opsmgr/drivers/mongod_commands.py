@@ -272,6 +272,18 @@ _SERVER_STATUS_MEASUREMENTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def db_stats_sample(stats: Mapping[str, Any]) -> dict[str, float]:
+    """The disk of the data directory as ``dbStats`` gives it (``fsUsedSize``/``fsTotalSize``, bytes)."""
+    used, total = stats.get("fsUsedSize"), stats.get("fsTotalSize")
+    numbers = [v for v in (used, total) if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != 2 or not all(math.isfinite(v) and v >= 0 for v in numbers):
+        return {}
+    return {
+        "DISK_PARTITION_SPACE_USED": float(numbers[0]),
+        "DISK_PARTITION_SPACE_FREE": float(max(0, numbers[1] - numbers[0])),
+    }
+
+
 def server_status_sample(status: Mapping[str, Any]) -> dict[str, float]:
     """The measurements of a ``serverStatus`` reply; one it lacks (another storage engine, an older
     server) is left out rather than guessed."""

@@ -7,7 +7,11 @@ Derived from the node's state, never invented: ``opcounters`` are the client wri
 restarts as the data directory is); ``OPCOUNTER_CMD`` counts one ``hello`` per connected client and second of
 uptime; memory grows with the oplog the node holds (WiredTiger caches what it writes); write tickets are
 MongoDB's 128 less one per client of the set's write load writing to this primary. Page faults stay 0 (the
-simulated data always fits in memory). May import ``opsmgr.sim`` modules.
+simulated data always fits in memory). The data directory's disk (``dbStats``'s ``fsUsedSize``, and
+``fsTotalSize`` less it) is a :data:`DISK_BYTES` partition holding a base of :data:`BASE_DISK_BYTES` (journal,
+binaries), the documents the node holds at its last applied entry (each its load's payload plus
+:data:`DOC_OVERHEAD_BYTES`) and its oplog as allocated (its configured size). May import ``opsmgr.sim``
+modules.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from opsmgr.sim.processes import up
 TICKETS = 128  # wiredTiger.concurrentTransactions.{read,write}.totalTickets by default
 BASE_RESIDENT_MB = 80.0  # an idle mongod's resident set
 VIRTUAL_OVERHEAD_MB = 1500.0
+DISK_BYTES = 100 * 1024**3
+BASE_DISK_BYTES = 1024**3
+DOC_OVERHEAD_BYTES = 64
 
 
 def server_sample(ctx: Ctx, n: NodeRec | None, t: float, name: str) -> dict[str, float]:
@@ -29,6 +36,9 @@ def server_sample(ctx: Ctx, n: NodeRec | None, t: float, name: str) -> dict[str,
     clients = g.connected if g is not None and writing else 0
     busy = min(TICKETS, clients) if load.rate > 0 else 0
     resident = BASE_RESIDENT_MB + (n.applied_cum - n.trunc_cum) / MB
+    docs = ctx.data.count_docs(n.lineage, n.applied_ts) if n.lineage is not None else 0
+    doc_bytes = (WriteLoad.from_json(g.load).payload_bytes if g is not None else 0) + DOC_OVERHEAD_BYTES
+    disk_used = BASE_DISK_BYTES + docs * doc_bytes + n.cap_bytes
     return {
         "OPCOUNTER_INSERT": float(n.opcounters.get("i", 0)),
         "OPCOUNTER_UPDATE": float(n.opcounters.get("u", 0)),
@@ -40,4 +50,6 @@ def server_sample(ctx: Ctx, n: NodeRec | None, t: float, name: str) -> dict[str,
         "EXTRA_INFO_PAGE_FAULTS": 0.0,
         "TICKETS_AVAILABLE_READS": float(TICKETS),
         "TICKETS_AVAILABLE_WRITE": float(TICKETS - busy),
+        "DISK_PARTITION_SPACE_USED": float(disk_used),
+        "DISK_PARTITION_SPACE_FREE": float(max(0, DISK_BYTES - disk_used)),
     }
