@@ -141,5 +141,8 @@ def test_metrics_has_the_process_and_backup_figures(backed: Backed) -> None:
     for queue in ("slices", "snapshots"):
         assert re.search(rf'opsmgr_backup_queue_depth{backup},queue="{queue}"\}} \d+\n', text), text
     assert re.search(rf"opsmgr_backup_errors_total{backup}\}} 0\n", text), text
+    primary = rf'\{{group_id="{group}",rs="djs",{host}\d+"'
+    assert re.search(rf'mongodb_op_counters_total{primary},type="insert"\}} \d+\n', text), text
+    assert re.search(rf'mongodb_connections{primary},state="current"\}} \d+\n', text), text
     exposed = set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
     assert queried(dashboard()) <= exposed, queried(dashboard()) - exposed

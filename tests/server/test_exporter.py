@@ -52,3 +52,19 @@ def test_render_writes_every_family_and_escapes_labels() -> None:
         assert f"# TYPE {name} {kind}\n" in text
     assert 'mongodb_up{host="a\\"b\\\\c"} 1\n' in text
     assert "opsmgr_backup_queue_depth 2.5\n" in text
+
+
+def test_a_fresh_report_shows_connections_operations_and_memory_and_a_stale_one_none() -> None:
+    sample = {"OPCOUNTER_INSERT": 120, "OPCOUNTER_CMD": 7, "MEMORY_RESIDENT": 512, "PAGE_FAULTS_X": 1}
+    status = _status(
+        NOW, replicaSetName="rs0", replicaStateName="PRIMARY", connections=9, measurements=sample
+    )
+    shown = {(s.name, s.labels[-1]): s.value for s in process_samples("g1", [status], Hearing(NOW, 10.0))}
+    assert shown[("mongodb_connections", ("state", "current"))] == 9
+    assert shown[("mongodb_op_counters_total", ("type", "insert"))] == 120
+    assert shown[("mongodb_op_counters_total", ("type", "command"))] == 7
+    assert shown[("mongodb_memory", ("type", "resident"))] == 512
+    assert len([n for n, _ in shown if n == "mongodb_op_counters_total"]) == 2  # only what was sampled
+    status["receivedAt"] = NOW - 60_000
+    stale = process_samples("g1", [status], Hearing(NOW, 10.0))
+    assert {s.name for s in stale} == {"mongodb_up", "mongodb_mongod_replset_member_state"}

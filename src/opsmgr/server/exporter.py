@@ -5,7 +5,9 @@ Per process, from what its agent last reported (nothing is probed here), named a
 ``mongodb_exporter`` names them (its 0.1x names, which its ``--compatible-mode`` keeps), labelled
 ``group_id``, ``rs`` and ``host`` (``hostname:port``): ``mongodb_up`` (1 while its agent reports it running
 within 3 poll intervals), ``mongodb_mongod_replset_member_state`` (MongoDB's numeric member state; 8, DOWN,
-once the report is stale) and ``mongodb_mongod_replset_member_replication_lag`` (seconds, while fresh).
+once the report is stale) and, while the report is fresh, ``mongodb_mongod_replset_member_replication_lag``
+(seconds), ``mongodb_connections{state="current"}``, ``mongodb_op_counters_total{type}`` (cumulative, from
+the agent's last measurements sample) and ``mongodb_memory{type}`` (megabytes).
 
 Per backed-up source (``opsmgr.backup.daemon_jobs``), labelled ``group_id``, ``cluster``, ``rs`` and
 ``source``: ``opsmgr_backup_ingest_lag_seconds``, ``opsmgr_backup_last_snapshot_timestamp_seconds``,
@@ -54,11 +56,26 @@ MEMBER_STATES = {
 }
 DOWN = MEMBER_STATES["DOWN"]
 
+# The measurements (an agent's last sample, Ops Manager's names) shown per process: (family, label, value).
+MEASUREMENTS = {
+    "OPCOUNTER_INSERT": ("mongodb_op_counters_total", "type", "insert"),
+    "OPCOUNTER_QUERY": ("mongodb_op_counters_total", "type", "query"),
+    "OPCOUNTER_UPDATE": ("mongodb_op_counters_total", "type", "update"),
+    "OPCOUNTER_DELETE": ("mongodb_op_counters_total", "type", "delete"),
+    "OPCOUNTER_GETMORE": ("mongodb_op_counters_total", "type", "getmore"),
+    "OPCOUNTER_CMD": ("mongodb_op_counters_total", "type", "command"),
+    "MEMORY_RESIDENT": ("mongodb_memory", "type", "resident"),
+    "MEMORY_VIRTUAL": ("mongodb_memory", "type", "virtual"),
+}
+
 # Every family this module renders: (name, type, help).
 FAMILIES = (
     ("mongodb_up", "gauge", "1 while the process's agent reports it running (within 3 poll intervals)."),
     ("mongodb_mongod_replset_member_state", "gauge", "The member's replica set state (MongoDB's number)."),
     ("mongodb_mongod_replset_member_replication_lag", "gauge", "The member's replication lag in seconds."),
+    ("mongodb_connections", "gauge", "The process's connections (state=current)."),
+    ("mongodb_op_counters_total", "counter", "Operations since the process started, by type."),
+    ("mongodb_memory", "gauge", "The process's memory in megabytes, by type (resident, virtual)."),
     ("opsmgr_backup_ingest_lag_seconds", "gauge", "How far the received oplog is behind the source."),
     ("opsmgr_backup_last_snapshot_timestamp_seconds", "gauge", "When the source's last snapshot was taken."),
     ("opsmgr_backup_queue_depth", "gauge", "Slices received not yet applied; snapshots requested not taken."),
@@ -67,15 +84,18 @@ FAMILIES = (
 )
 
 
+Labels = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str
-    labels: tuple[tuple[str, str], ...]
+    labels: Labels
     value: float
 
 
 def process_samples(group_id: str, statuses: Iterable[JsonObject], heard: Hearing) -> list[Sample]:
-    """The per-process gauges of one project's agent reports (pure)."""
+    """The per-process gauges and counters of one project's agent reports (pure)."""
     samples = []
     for status in statuses:
         fresh = heard.of(status.get("receivedAt")) is Freshness.FRESH
@@ -86,14 +106,29 @@ def process_samples(group_id: str, statuses: Iterable[JsonObject], heard: Hearin
             labels = (("group_id", group_id), ("rs", rs), ("host", host))
             running = fresh and bool(observed.get("running"))
             samples.append(Sample("mongodb_up", labels, 1.0 if running else 0.0))
-            if not rs:
-                continue
-            state = MEMBER_STATES.get(str(observed.get("replicaStateName")), MEMBER_STATES["UNKNOWN"])
-            samples.append(Sample("mongodb_mongod_replset_member_state", labels, state if running else DOWN))
-            lag = observed.get("lagSeconds")
-            if running and isinstance(lag, int | float):
-                samples.append(Sample("mongodb_mongod_replset_member_replication_lag", labels, float(lag)))
+            if rs:
+                state = MEMBER_STATES.get(str(observed.get("replicaStateName")), MEMBER_STATES["UNKNOWN"])
+                samples.append(
+                    Sample("mongodb_mongod_replset_member_state", labels, state if running else DOWN)
+                )
+            if running:  # what a silent agent last said is not a current figure
+                samples += _observed_samples(labels, observed, bool(rs))
     return samples
+
+
+def _observed_samples(labels: Labels, observed: JsonObject, member: bool) -> list[Sample]:
+    """A running process's figures from its agent's last sample: lag, connections, operations, memory."""
+    found: list[tuple[str, Labels, object]] = [
+        ("mongodb_connections", (*labels, ("state", "current")), observed.get("connections")),
+    ]
+    if member:
+        found.append(("mongodb_mongod_replset_member_replication_lag", labels, observed.get("lagSeconds")))
+    sample = observed.get("measurements") or {}
+    found += [
+        (name, (*labels, (label, value)), sample.get(measurement))
+        for measurement, (name, label, value) in MEASUREMENTS.items()
+    ]
+    return [Sample(n, ls, float(v)) for n, ls, v in found if isinstance(v, int | float)]
 
 
 def backup_samples(jobs: Iterable[SourceJob]) -> list[Sample]:
@@ -159,12 +194,18 @@ class Exporter:
         automation = self._services.automation
         heard = automation.hearing()
         samples: list[Sample] = []
+        room = MAX_PROCESSES
         for group in self._services.appdb.groups():
             group_id = str(group["_id"])
-            samples += process_samples(group_id, automation.agent_statuses(group_id), heard)
-            if len(samples) >= MAX_PROCESSES:
+            statuses = []
+            for status in automation.agent_statuses(group_id):
+                kept = (status.get("processes") or [])[: max(room, 0)]
+                room -= len(kept)
+                statuses.append({**status, "processes": kept})
+            samples += process_samples(group_id, statuses, heard)
+            if room <= 0:
                 break
-        return samples[:MAX_PROCESSES] + backup_samples(self.jobs())
+        return samples + backup_samples(self.jobs())
 
 
 def _esc(value: str) -> str:
