@@ -1,10 +1,13 @@
 """server.exporter: the per-process gauges (mongodb_exporter's names) from agent reports, fresh or stale, and
-the Prometheus text they render to."""
+the Prometheus text they render to; a store that cannot be read is a comment, not a failed scrape."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from opsmgr.automation.hosts import Hearing
-from opsmgr.server.exporter import DOWN, FAMILIES, Sample, process_samples, render
+from opsmgr.errors import StoreError
+from opsmgr.server.exporter import DOWN, FAMILIES, Exporter, Sample, process_samples, render
 
 NOW = 1_700_000_000_000
 
@@ -68,3 +71,16 @@ def test_a_fresh_report_shows_connections_operations_and_memory_and_a_stale_one_
     status["receivedAt"] = NOW - 60_000
     stale = process_samples("g1", [status], Hearing(NOW, 10.0))
     assert {s.name for s in stale} == {"mongodb_up", "mongodb_mongod_replset_member_state"}
+
+
+class _BrokenAppDB:
+    def groups(self) -> list[dict[str, object]]:
+        raise StoreError("the application database is read-only", error_code="STORE_UNAVAILABLE")
+
+
+def test_an_unreadable_store_is_a_comment_not_a_failed_scrape() -> None:
+    services = SimpleNamespace(
+        appdb=_BrokenAppDB(), automation=SimpleNamespace(hearing=lambda: Hearing(NOW, 10.0))
+    )
+    text = Exporter(services).text()  # type: ignore[arg-type]
+    assert text.startswith("# ") and "read-only" in text and text.count("\n") == 1

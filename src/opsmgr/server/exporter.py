@@ -25,6 +25,7 @@ May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.automation.hosts``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ from opsmgr.server.cache import TtlCache
 
 if TYPE_CHECKING:
     from opsmgr.server.services import Services
+
+log = logging.getLogger("opsmgr.server")
 
 CACHE_S = 5.0
 MAX_PROCESSES = 10_000
@@ -174,7 +177,13 @@ class Exporter:
         self._jobs: TtlCache[str, list[SourceJob]] = TtlCache(ttl_s)
 
     def text(self) -> str:
-        return self._cache.get("metrics", self._load)
+        """The figures; while a backing database cannot be read, a comment saying so (the request metrics
+        before it are still served: a scrape is most wanted when something is wrong)."""
+        try:
+            return self._cache.get("metrics", self._load)
+        except OpsmgrError as exc:
+            log.warning("/metrics: the deployments' and daemon's figures cannot be read: %s", exc.detail)
+            return f"# the deployments' and the Backup Daemon's figures cannot be read: {_esc(exc.detail)}\n"
 
     def jobs(self) -> list[SourceJob]:
         """The daemon's jobs, read at most every :data:`CACHE_S` (readiness checks come often)."""
