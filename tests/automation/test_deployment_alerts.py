@@ -59,6 +59,8 @@ def test_too_few_healthy_members_is_fewer_than_a_majority() -> None:
     three = [host(0, "PRIMARY"), host(1), host(2)]
     assert too_few_healthy(three) == []
     assert too_few_healthy([*three[:2], host(2, stale=True)]) == []  # 2 of 3 is a majority
+    # A temporary arbiter votes: with it, 2 data members of 3 still make a majority of 4 (3).
+    assert too_few_healthy([*three[:2], host(2, stale=True), host(3, "ARBITER")]) == []
     found = too_few_healthy([three[0], host(1, stale=True), host(2, "RECOVERING")])
     assert (
         keys(found) == ["deployment:TOO_FEW_HEALTHY_MEMBERS:rs0"]

@@ -7,8 +7,8 @@ agents (hostname, whether their last report is fresh). The conditions, with Ops 
 
 - ``HOST_DOWN``: a host is unreachable (its agent's report is stale), one per host;
 - ``NO_PRIMARY``: a replica set has members that report but none of them is PRIMARY;
-- ``TOO_FEW_HEALTHY_MEMBERS``: fewer than a majority of a replica set's members are healthy (PRIMARY or
-  SECONDARY on a fresh report);
+- ``TOO_FEW_HEALTHY_MEMBERS``: fewer than a majority of a replica set's members are healthy (PRIMARY,
+  SECONDARY or ARBITER on a fresh report);
 - ``OUTSIDE_METRIC_THRESHOLD`` (``OPLOG_SLAVE_LAG_MASTER_TIME``): a fresh member lags its primary by more
   than the threshold's seconds;
 - ``AUTOMATION_AGENT_DOWN``: an agent has not reported within 3 poll intervals.
@@ -26,7 +26,7 @@ from typing import Any
 
 LAG_METRIC = "OPLOG_SLAVE_LAG_MASTER_TIME"
 KEY_PREFIX = "deployment:"
-HEALTHY = ("PRIMARY", "SECONDARY")
+HEALTHY = ("PRIMARY", "SECONDARY", "ARBITER")  # an arbiter votes: it counts toward the majority
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,8 @@ def periodic_jobs(services: Services) -> list[Job]:
         Job("backup-alerts", every, alert_work(services, config.backup_alert_policy)),
         Job("secondary-watch", every, secondary_work(services, config.backup_alert_policy)),
         Job("maintenance", every, services.maintenance.settle_alerts),
-        Job("deployment-alerts", every, deployment_alert_work(services)),
+        # Freshness moves in poll intervals: twice an interval is soon enough, and spares the store.
+        Job("deployment-alerts", config.agent_poll_interval_s / 2, deployment_alert_work(services)),
         Job("index-build-configs", every, services.index_builds.retry_pending_configs),
     ]
     if config.alert_webhook_url:
