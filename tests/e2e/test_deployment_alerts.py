@@ -2,8 +2,8 @@
 3-member replica set, and the project's default alert configurations (none stored). An agent stopped ->
 within a few poll intervals HOST_DOWN (typeName HOST) opens for its host, once, and AUTOMATION_AGENT_DOWN for
 its agent, while the other two hosts raise nothing (2 of 3 healthy is a majority); started again -> both
-close. Then with NO_PRIMARY enabled and HOST_DOWN turned off, the primary's agent stopped opens NO_PRIMARY
-only, which closes when its configuration is turned off."""
+close. Then with NO_PRIMARY enabled (notified by webhook) and HOST_DOWN turned off, the primary's agent
+stopped opens NO_PRIMARY only, posted to the configuration's webhook when it opens and when it closes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from tests.deployments import Deployment, replica_set_at_goal
 from tests.procs import started_server, wait_for
+from tests.server.test_alerts_api import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -65,24 +66,31 @@ def test_a_stopped_agent_opens_host_down_once_and_it_closes_when_back(deployment
     assert closed[down["id"]]["resolved"] and closed[agent["id"]]["status"] == "CLOSED"
 
 
-def test_only_enabled_configurations_are_evaluated(deployment: Deployment) -> None:
+def test_only_enabled_configurations_are_evaluated_and_their_webhook_hears(deployment: Deployment) -> None:
     d = deployment
     wait_for(lambda: not _alerts(d, "OPEN"), 30, interval=0.2, what="no deployment alert open at goal")
-    note = {"typeName": "GROUP", "intervalMin": 5, "delayMin": 0}
-    path = f"/groups/{d.group_id}/alertConfigs"
-    made = d.api.post(path, json={"eventTypeName": "NO_PRIMARY", "notifications": [note]})
-    assert made.status_code == 201, made.text
-    off = {"eventTypeName": "HOST_DOWN", "enabled": False, "notifications": [note]}
-    assert d.api.post(path, json=off).status_code == 201
-    primary = next(h["hostname"] for h in d.hosts() if h["replicaStateName"] == "PRIMARY")
-    d.agents[primary].stop()
+    receiver = Receiver(failures=0)
+    try:
+        note = {"typeName": "WEBHOOK", "intervalMin": 5, "delayMin": 0, "webhookUrl": receiver.url}
+        path = f"/groups/{d.group_id}/alertConfigs"
+        made = d.api.post(path, json={"eventTypeName": "NO_PRIMARY", "notifications": [note]})
+        assert made.status_code == 201, made.text
+        off = {"eventTypeName": "HOST_DOWN", "enabled": False, "notifications": [note]}
+        assert d.api.post(path, json=off).status_code == 201
+        primary = next(h["hostname"] for h in d.hosts() if h["replicaStateName"] == "PRIMARY")
+        d.agents[primary].stop()
 
-    # The primary's agent silent: its host is unreachable, the two that report have no primary. NO_PRIMARY
-    # opens in the same evaluation HOST_DOWN would, had its configuration been enabled.
-    (alert,) = wait_for(lambda: _of(d, "OPEN", "NO_PRIMARY"), 20, interval=0.2, what="NO_PRIMARY open")
-    assert alert["typeName"] == "REPLICA_SET" and alert["replicaSetName"] == "rs0"
-    assert {a["eventTypeName"] for a in _alerts(d, "OPEN")} == {"NO_PRIMARY"}
-    # Turned off: its alert closes though the condition holds.
-    assert d.api.patch(f"{path}/{made.json()['id']}", json={"enabled": False}).status_code == 200
-    wait_for(lambda: not _alerts(d, "OPEN"), 20, interval=0.2, what="NO_PRIMARY closed once turned off")
-    assert any(h["stale"] for h in d.hosts())
+        # The primary's agent silent: its host is unreachable, the two that report have no primary.
+        # NO_PRIMARY opens in the same evaluation HOST_DOWN would, had its configuration been enabled.
+        (alert,) = wait_for(lambda: _of(d, "OPEN", "NO_PRIMARY"), 20, interval=0.2, what="NO_PRIMARY open")
+        assert alert["typeName"] == "REPLICA_SET" and alert["replicaSetName"] == "rs0"
+        assert {a["eventTypeName"] for a in _alerts(d, "OPEN")} == {"NO_PRIMARY"}
+        (heard,) = wait_for(lambda: receiver.received, 10, interval=0.1, what="the configuration's webhook")
+        assert (heard["id"], heard["notification"]) == (alert["id"], "OPEN")
+
+        d.agents[primary].start()
+        wait_for(lambda: not _alerts(d, "OPEN"), 60, interval=0.2, what="NO_PRIMARY closed")
+        wait_for(lambda: len(receiver.received) == 2, 10, interval=0.1, what="the closing's webhook")
+        assert (receiver.received[1]["id"], receiver.received[1]["notification"]) == (alert["id"], "CLOSED")
+    finally:
+        receiver.close()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from opsmgr.errors import InvalidInput
-from opsmgr.store.alert_configs import DEFAULTS, LAG_METRIC, thresholds_of, validated
+from opsmgr.store.alert_configs import DEFAULTS, LAG_METRIC, thresholds_of, validated, webhook_urls
 
 EMAIL = [{"typeName": "GROUP", "intervalMin": 5, "delayMin": 0, "emailEnabled": True}]
 
@@ -98,3 +98,24 @@ def test_what_a_project_evaluates() -> None:
     ]
     assert thresholds_of(configs) == {"HOST_DOWN": None, LAG_METRIC: 30.0}
     assert thresholds_of([{"eventTypeName": "HOST_DOWN", "enabled": False}]) == {}
+
+
+def test_an_alert_goes_to_the_webhooks_of_its_enabled_configurations() -> None:
+    def hook(url: str) -> dict[str, Any]:
+        return {"typeName": "WEBHOOK", "webhookUrl": url}
+
+    configs = [
+        {"eventTypeName": "HOST_DOWN", "enabled": True, "notifications": [hook("http://a/"), EMAIL[0]]},
+        {
+            "eventTypeName": "HOST_DOWN",
+            "enabled": True,
+            "notifications": [hook("http://a/"), hook("http://b/")],
+        },
+        {"eventTypeName": "HOST_DOWN", "enabled": False, "notifications": [hook("http://off/")]},
+        {"eventTypeName": "NO_PRIMARY", "enabled": True, "notifications": [hook("http://np/")]},
+        lag(30) | {"notifications": [hook("http://lag/")]},
+    ]
+    assert webhook_urls(configs, "HOST_DOWN", None) == ["http://a/", "http://b/"]
+    assert webhook_urls(configs, "OUTSIDE_METRIC_THRESHOLD", LAG_METRIC) == ["http://lag/"]
+    assert webhook_urls(configs, "OUTSIDE_METRIC_THRESHOLD", "OTHER") == []
+    assert webhook_urls(configs, "AUTOMATION_AGENT_DOWN", None) == []

@@ -7,7 +7,8 @@ typeName}`` plus ``metricThreshold`` (an ``OUTSIDE_METRIC_THRESHOLD`` configurat
 replace one: ``eventTypeName`` one of :data:`EVENT_TYPES` (else ``INVALID_EVENT_TYPE_FOR_ALERT``), a
 non-empty ``notifications`` list (else ``MISSING_NOTIFICATIONS``), each naming a :data:`NOTIFICATION_TYPES`
 ``typeName`` (a ``WEBHOOK`` one its ``webhookUrl``), matchers ``{fieldName, operator, value}`` (kept, not
-yet applied). The only metric is :data:`LAG_METRIC`, replication lag in seconds.
+yet applied). The only metric is :data:`LAG_METRIC`, replication lag in seconds. :func:`webhook_urls` says
+where an alert's WEBHOOK notifications go.
 
 :meth:`AlertConfigs.thresholds` says what a project evaluates: the event types of its enabled
 configurations with their thresholds, or :data:`DEFAULTS` while it has none (Ops Manager's new project has
@@ -211,6 +212,21 @@ def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     return shown | {k: doc[k] for k in ("metricThreshold", "threshold") if doc.get(k) is not None}
 
 
+def webhook_urls(configs: Sequence[Mapping[str, Any]], event_type: str, metric_name: object) -> list[str]:
+    """The ``webhookUrl`` of each WEBHOOK notification of the enabled configurations of an alert's event
+    type (and metric), each once."""
+    urls = [
+        str(n["webhookUrl"])
+        for doc in configs
+        if doc["enabled"]
+        and doc["eventTypeName"] == event_type
+        and (doc.get("metricThreshold") or {}).get("metricName") == metric_name
+        for n in doc["notifications"]
+        if n["typeName"] == "WEBHOOK"
+    ]
+    return list(dict.fromkeys(urls))
+
+
 def thresholds_of(configs: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     """What a project evaluates (as :data:`DEFAULTS`) given its stored configurations: the enabled ones'
     event types, a metric by its name with the lowest threshold configured; :data:`DEFAULTS` with none."""
@@ -254,6 +270,9 @@ class AlertConfigs:
 
     def get(self, group_id: str, config_id: str) -> dict[str, Any]:
         return public_view(self._doc(group_id, config_id))
+
+    def webhooks(self, group_id: str, event_type: str, metric_name: object) -> list[str]:
+        return webhook_urls(self.store.find(CONFIGS, groupId=group_id), event_type, metric_name)
 
     def create(self, group_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         fields = validated(body)
