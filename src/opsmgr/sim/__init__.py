@@ -39,6 +39,9 @@ Modelled, after MongoDB's documented semantics:
   o: {msg: "periodic noop"}}``, which its secondaries replicate, so that an idle set's optimes, oplog window
   and backup point-in-time window advance. 0 turns it off, for tests that need an oplog holding only their
   own writes;
+- what monitoring samples (``sim.measure``): opcounters counted by each node's writes
+  (``NodeRec.opcounters``), connections of the write load's clients on the primary, memory following the
+  oplog held, tickets, page faults, and a 100 GiB disk partition holding the documents and the oplog;
 - ``fsyncLock``/``fsyncUnlock`` (nested; writes on a primary and applying on a secondary blocked),
   ``createIndexes`` (replicated from the primary through a ``c`` entry, or local on a standalone member;
   unique indexes refused when duplicates exist) and ``listIndexes``, dump and load of user data;
