@@ -11,7 +11,7 @@ MALFORMED_BODIES = (b"[]", b"null", b"{", b'"text"', b"{" * 5000)
 
 
 def refused_naming(api: httpx.Client, path: str, sent: dict[str, Any], field: str, code: str) -> None:
-    """POSTing ``sent`` to the list at ``path`` is a 400 with ``code`` naming ``field``; the list stays empty."""
+    """POSTing ``sent`` to the list at ``path`` is a 400 with ``code`` naming ``field``; nothing is kept."""
     r = api.post(path, json=sent)
     assert r.status_code == 400, r.text
     assert r.json()["errorCode"] == code and field in r.text
