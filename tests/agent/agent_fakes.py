@@ -26,6 +26,7 @@ from opsmgr.drivers.base import (
     ProcessSpec,
     RsStatus,
     RunMode,
+    StorageSample,
 )
 
 MUTATING = ("start", "stop", "initiate", "reconfig", "step_down", "load")
@@ -206,6 +207,9 @@ class FakeDriver:
 
     def server_sample(self, name: str) -> dict[str, float]:
         return {"OPCOUNTER_INSERT": 0.0}
+
+    def storage_sample(self, name: str) -> StorageSample:
+        return StorageSample()
 
     def freeze(self, name: str, secs: int) -> None:
         raise NotImplementedError

@@ -1,6 +1,8 @@
 """The measurement sample an agent ships per process: ``serverStatus`` read into Ops Manager's names
 (``drivers.mongod_commands.server_status_sample``), completed with connections, lag and oplog window
-(``agent.observe.sample``), and bounded by the status report's model."""
+(``agent.observe.sample``), and bounded by the status report's model; the storage sample: ``dbStats`` per
+database of ``listDatabases``, the data directory's partition named after its mount's device, and the
+report's bounds on partition and database names."""
 
 from __future__ import annotations
 
@@ -12,9 +14,16 @@ from bson.int64 import Int64
 from pydantic import ValidationError
 
 from opsmgr.agent.observe import sample
-from opsmgr.automation.status import MAX_MEASUREMENTS, Observed
+from opsmgr.automation.status import MAX_DATABASES, MAX_MEASUREMENTS, MAX_PARTITIONS, Observed
 from opsmgr.drivers.base import MemberState, MemberStatus, OplogWindow, RsStatus
-from opsmgr.drivers.mongod_commands import db_stats_sample, server_status_sample
+from opsmgr.drivers.mongod_commands import (
+    database_names,
+    database_sample,
+    db_stats_sample,
+    disk_space_sample,
+    partition_name,
+    server_status_sample,
+)
 
 SERVER_STATUS: dict[str, Any] = {
     "opcounters": {"insert": Int64(120), "query": 7, "update": 30, "delete": 2, "getmore": 0, "command": 900},
@@ -98,3 +107,97 @@ def test_the_report_refuses_a_hostile_sample(measurements: dict[str, Any]) -> No
 def test_the_report_keeps_a_sample() -> None:
     observed = Observed.model_validate({"measurements": {"CONNECTIONS": 3, "OPLOG_MASTER_TIME": 1.5}})
     assert observed.measurements == {"CONNECTIONS": 3.0, "OPLOG_MASTER_TIME": 1.5}
+
+
+def test_db_stats_reads_into_the_database_measurements() -> None:
+    stats = {
+        "db": "shop",
+        "collections": 2,
+        "views": 0,
+        "objects": Int64(40),
+        "avgObjSize": 55.5,
+        "dataSize": 2220,
+        "storageSize": 8192.0,
+        "indexes": 3,
+        "indexSize": 12288,
+        "ok": 1,
+    }
+    assert database_sample(stats) == {
+        "DATABASE_OBJECT_COUNT": 40.0,
+        "DATABASE_AVERAGE_OBJECT_SIZE": 55.5,
+        "DATABASE_DATA_SIZE": 2220.0,
+        "DATABASE_STORAGE_SIZE": 8192.0,
+        "DATABASE_INDEX_SIZE": 12288.0,
+        "DATABASE_COLLECTION_COUNT": 2.0,
+        "DATABASE_INDEX_COUNT": 3.0,
+        "DATABASE_VIEW_COUNT": 0.0,
+    }
+    assert database_sample({"objects": "many", "dataSize": -1, "indexes": math.inf}) == {}
+
+
+def test_list_databases_gives_the_first_names_by_name() -> None:
+    reply = {"databases": [{"name": "zoo"}, {"name": "admin"}, {"name": ""}, {"nope": 1}, 3, {"name": "b"}]}
+    assert database_names(reply, 2) == ["admin", "b"]
+    assert database_names({"databases": "x"}, 5) == [] and database_names({}, 5) == []
+
+
+MOUNTS = """overlay / overlay rw 0 0
+/dev/nvme1n1 /data xfs rw 0 0
+/dev/nvme1n1p2 /data/db/with\\040space ext4 rw 0 0
+tmpfs /dev/shm tmpfs rw 0 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/data/db/rs0_0", "nvme1n1"),
+        ("/data", "nvme1n1"),
+        ("/database", "overlay"),  # a mount point is a path's prefix by whole segments only
+        ("/data/db/with space/x", "nvme1n1p2"),
+        ("/srv", "overlay"),
+    ],
+)
+def test_the_data_directory_partition_is_its_mount_device(path: str, name: str) -> None:
+    assert partition_name(path, MOUNTS) == name
+    assert partition_name(path, "") == "root"
+    assert partition_name("/x", "weird/../dev$ /x ext4\n") == "weird_.._dev_"
+
+
+def test_disk_space_in_bytes_and_percent() -> None:
+    assert disk_space_sample(total=1000, free=250) == {
+        "DISK_PARTITION_SPACE_USED": 750.0,
+        "DISK_PARTITION_SPACE_FREE": 250.0,
+        "DISK_PARTITION_SPACE_PERCENT_USED": 75.0,
+        "DISK_PARTITION_SPACE_PERCENT_FREE": 25.0,
+    }
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        {"disks": {"../etc": {"DISK_PARTITION_SPACE_USED": 1}}},
+        {"disks": {"..": {}}},
+        {"disks": {"a/b": {}}},
+        {"disks": {f"p{i}": {} for i in range(MAX_PARTITIONS + 1)}},
+        {"databases": {"a.b": {}}},
+        {"databases": {"a/b": {}}},
+        {"databases": {"x" * 64: {}}},
+        {"databases": {f"db{i}": {} for i in range(MAX_DATABASES + 1)}},
+        {"databases": {"shop": {"DATABASE_OBJECT_COUNT": "3"}}},
+    ],
+)
+def test_the_report_refuses_hostile_storage(storage: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Observed.model_validate(storage)
+
+
+def test_the_report_keeps_storage() -> None:
+    observed = Observed.model_validate(
+        {
+            "disks": {"xvdb": {"DISK_PARTITION_SPACE_USED": 5}},
+            "databases": {"shop": {"DATABASE_OBJECT_COUNT": 2}},
+        }
+    )
+    assert observed.disks == {"xvdb": {"DISK_PARTITION_SPACE_USED": 5.0}}
+    assert observed.databases == {"shop": {"DATABASE_OBJECT_COUNT": 2.0}}

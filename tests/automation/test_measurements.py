@@ -1,26 +1,39 @@
 """The measurement store (``automation.measurements``): samples fold into minute and hour buckets, gauges
 average, counters become rates per second across buckets (a restart is not a negative rate), missing buckets
-are null points, and buckets past their retention are pruned when a host opens a new hour."""
+are null points, and buckets past their retention are pruned when a host opens a new hour. A report costs
+one read and one write (the open minute); a finished minute folds into its hour once, and the hours the
+readers see are the same as if every report had folded into its hour (the open minute included). Partitions
+and databases fold the same way, each its own series."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from opsmgr.automation.hosts import host_id
 from opsmgr.automation.measurements import (
+    CATALOG,
     COLLECTIONS,
+    DATABASE_CATALOG,
+    DATABASES,
+    DISK_CATALOG,
+    DISKS,
     HOUR_S,
     MINUTE_S,
     Measurements,
+    bucket_start,
     expired,
     fold,
     point_value,
     series,
+    sub_buckets,
 )
 from opsmgr.automation.status import StatusReport
-from opsmgr.store.engine import Store
+from opsmgr.store.engine import Store, Txn
 
 G = "5f0000000000000000000001"
 T0 = 1_700_000_040  # a minute's start
@@ -85,10 +98,112 @@ def test_reports_fold_into_one_bucket_per_host_and_minute_and_old_ones_are_prune
     later = T0 + 72 * HOUR_S
     m.record(G, _report(CONNECTIONS=1.0), later)
     assert [b["t"] for b in store.find_prefix(COLLECTIONS[MINUTE_S], f"{G}:")] == [later - later % 60]
-    assert len(store.find_prefix(COLLECTIONS[HOUR_S], f"{G}:")) == 2
+    # the store keeps the finished hour; the readers add the hour of the open minute
+    assert len(store.find_prefix(COLLECTIONS[HOUR_S], f"{G}:")) == 1
+    assert len(m.buckets(G, host, HOUR_S, T0, later)) == 2
 
 
 def test_a_report_without_samples_writes_nothing(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'appdb.sqlite'}")
     Measurements(store).record(G, StatusReport.model_validate({"processes": [{"name": "rs0_0"}]}), T0)
     assert store.find_prefix(COLLECTIONS[MINUTE_S], "") == []
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'appdb.sqlite'}")
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
+    """The measurement collections' reads and writes, as (operation, collection)."""
+    seen: list[tuple[str, str]] = []
+    for op in ("get", "put", "find_prefix"):
+        real = getattr(Txn, op)
+
+        def counted(self: Txn, coll: str, *args: Any, _op: str = op, _real: Any = real, **kw: Any) -> Any:
+            if coll.startswith("measurements"):
+                seen.append((_op, coll))
+            return _real(self, coll, *args, **kw)
+
+        monkeypatch.setattr(Txn, op, counted)
+    yield seen
+
+
+def test_a_report_costs_one_read_and_one_write(store: Store, calls: list[tuple[str, str]]) -> None:
+    m = Measurements(store)
+    m.record(G, _report(CONNECTIONS=1.0), T0 + 1)
+    calls.clear()
+    m.record(G, _report(CONNECTIONS=2.0), T0 + 11)
+    assert calls == [("get", COLLECTIONS[MINUTE_S]), ("put", COLLECTIONS[MINUTE_S])]
+    calls.clear()  # the next minute: the finished one is kept and folded into its hour, once
+    m.record(G, _report(CONNECTIONS=3.0), T0 + 61)
+    minute, hour = COLLECTIONS[MINUTE_S], COLLECTIONS[HOUR_S]
+    assert sorted(calls) == sorted(
+        [("get", minute), ("put", minute), ("put", minute), ("get", hour), ("put", hour)]
+    )
+
+
+def _direct_hours(reports: list[tuple[float, dict[str, float]]]) -> list[dict[str, Any]]:
+    """The hour buckets as folding every report into its hour would make them (the former write path)."""
+    hours: dict[int, dict[str, Any]] = {}
+    for at, sample in reports:
+        t = bucket_start(at, HOUR_S)
+        hours[t] = {**fold(hours.get(t), sample, at), "t": t}
+    return list(hours.values())
+
+
+def test_the_hours_read_are_those_of_folding_every_report_into_its_hour(store: Store) -> None:
+    rng, m, host = random.Random(15), Measurements(store), host_id(G, "rs0_0")
+    reports, at, inserts = [], float(T0 - 1800), 0.0
+    while at < T0 + 2.5 * HOUR_S:  # reports at uneven intervals, a gap of minutes among them
+        at += rng.choice([7.0, 10.0, 13.0, 250.0])
+        inserts += rng.randint(0, 500)
+        reports.append((at, {"CONNECTIONS": float(rng.randint(0, 9)), "OPCOUNTER_INSERT": inserts}))
+    for when, sample in reports:
+        m.record(G, _report(**sample), when)
+    names, start = ["CONNECTIONS", "OPCOUNTER_INSERT"], T0 - HOUR_S
+    got = series(m.buckets(G, host, HOUR_S, start, int(at)), names, HOUR_S, start, int(at))
+    want = series(_direct_hours(reports), names, HOUR_S, start, int(at))
+    assert got.keys() == want.keys()
+    for name in names:
+        assert [t for t, _ in got[name]] == [t for t, _ in want[name]]
+        assert [v for _, v in got[name]] == pytest.approx([v for _, v in want[name]])
+    assert got["CONNECTIONS"][-1][1] is not None  # the current hour, its open minute included
+
+
+def _storage_report(objects: float, used: float) -> StatusReport:
+    observed = {
+        "running": True,
+        "disks": {"xvdb": {"DISK_PARTITION_SPACE_USED": used, "BOGUS": 1.0}},
+        "databases": {
+            "shop": {"DATABASE_OBJECT_COUNT": objects, "DATABASE_DATA_SIZE": 10 * objects},
+            "app": {"DATABASE_OBJECT_COUNT": 1.0},
+        },
+    }
+    return StatusReport.model_validate({"processes": [{"name": "rs0_0", "observed": observed}]})
+
+
+def test_partitions_and_databases_are_series_of_their_own(store: Store) -> None:
+    m, host = Measurements(store), host_id(G, "rs0_0")
+    for i in range(4):  # two minutes, two reports each
+        m.record(G, _storage_report(objects=float(10 * i), used=1000.0 + i), T0 + 30 * i)
+    assert m.names(G, host, DISKS) == ["xvdb"] and m.names(G, host, DATABASES) == ["app", "shop"]
+    minutes = m.buckets(G, host, MINUTE_S, T0, T0 + 119)
+    shop = series(
+        sub_buckets(minutes, DATABASES, "shop"),
+        ["DATABASE_OBJECT_COUNT"],
+        MINUTE_S,
+        T0,
+        T0 + 119,
+        DATABASE_CATALOG,
+    )
+    assert shop["DATABASE_OBJECT_COUNT"] == [(T0, 5.0), (T0 + 60, 25.0)]
+    disk = sub_buckets(m.buckets(G, host, HOUR_S, T0, T0 + 119), DISKS, "xvdb")
+    assert series(disk, ["DISK_PARTITION_SPACE_USED"], HOUR_S, T0, T0 + 119, DISK_CATALOG) == {
+        "DISK_PARTITION_SPACE_USED": [(bucket_start(T0, HOUR_S), 1001.5)]
+    }
+    assert "BOGUS" not in disk[0]["g"]
+    assert sub_buckets(minutes, DATABASES, "nope") == [] and m.names(G, host_id(G, "x"), DISKS) == []
+    # the host's own series holds none of its storage's names
+    assert not set(DATABASE_CATALOG) & set(CATALOG)

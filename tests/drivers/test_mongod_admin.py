@@ -3,7 +3,9 @@ reads, checked against a wire-protocol peer."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import bson
@@ -20,6 +22,7 @@ from opsmgr.drivers.base import (
     OplogRecord,
 )
 from opsmgr.drivers.mongod import MongodDriver
+from opsmgr.drivers.mongod_admin import data_partition
 from opsmgr.drivers.mongod_commands import ts_to_int
 from opsmgr.errors import Conflict, InvalidInput, OplogGap
 from tests.drivers.specs import NAME, error
@@ -571,3 +574,32 @@ def test_server_sample_adds_the_disk_from_db_stats(peer: WirePeer, driver: Mongo
     }
     sent = peer.received("dbStats")[-1]
     assert (sent.db, sent.command) == ("admin", {"dbStats": 1})
+
+
+def test_storage_sample_is_db_stats_of_each_listed_database(peer: WirePeer, driver: MongodDriver) -> None:
+    peer.script("listDatabases", {"databases": [{"name": "shop"}, {"name": "admin"}], "totalSize": 1})
+    peer.script(
+        "dbStats",
+        lambda cmd: (
+            {"db": "x", "objects": 4, "dataSize": 400, "collections": 1}
+            if peer.received("dbStats")[-1].db == "shop"
+            else error(13, "Unauthorized", "not authorized on admin")
+        ),
+    )
+    got = driver.storage_sample(NAME)
+    assert got.databases == {
+        "shop": {"DATABASE_OBJECT_COUNT": 4.0, "DATABASE_DATA_SIZE": 400.0, "DATABASE_COLLECTION_COUNT": 1.0}
+    }
+    assert got.partitions == {}  # an attached process's data directory is not known
+    assert peer.last("listDatabases") == {"listDatabases": 1, "nameOnly": True}
+    sent = sorted((r.db, r.command["dbStats"]) for r in peer.received("dbStats"))
+    assert sent == [("admin", 1), ("shop", 1)]
+
+
+def test_the_data_directory_partition_is_read_from_the_filesystem(tmp_path: Path) -> None:
+    (name, disk), *others = data_partition({"storage": {"dbPath": str(tmp_path)}}).items()
+    usage = shutil.disk_usage(tmp_path)
+    assert not others and name and "/" not in name
+    assert disk["DISK_PARTITION_SPACE_USED"] + disk["DISK_PARTITION_SPACE_FREE"] == usage.total
+    assert 0 <= disk["DISK_PARTITION_SPACE_PERCENT_USED"] <= 100
+    assert data_partition({}) == {} and data_partition({"storage": {"dbPath": str(tmp_path / "gone")}}) == {}

@@ -1,10 +1,13 @@
 """A simulated member's measurement sample (``sim.measure`` through the sim driver): opcounters count the
 client writes the primary took, by op, and secondaries none; write tickets are taken by the load's clients;
-memory grows with the oplog held and disk with the documents."""
+memory grows with the oplog held and disk with the documents; each database's dbStats count the documents
+the member holds."""
 
 from __future__ import annotations
 
-from opsmgr.sim.measure import TICKETS
+import pytest
+
+from opsmgr.sim.measure import PARTITION, TICKETS
 from tests.sim.cluster import make_cluster
 
 
@@ -43,3 +46,36 @@ def test_an_idle_primary_counts_no_writes() -> None:
     assert after["OPCOUNTER_INSERT"] == before["OPCOUNTER_INSERT"]
     assert after["OPCOUNTER_UPDATE"] == before["OPCOUNTER_UPDATE"]
     assert after["TICKETS_AVAILABLE_WRITE"] == TICKETS
+
+
+def test_storage_counts_the_documents_each_database_holds() -> None:
+    c = make_cluster(3)
+    p = c.primary()
+    assert p is not None
+    empty = c.driver(p).storage_sample(c.name(p))
+    assert empty.databases == {} and list(empty.partitions) == [PARTITION]
+    c.set_load(
+        rate=40, keys=10_000, delete_ratio=0.0, payload_bytes=100, namespaces=("shop.orders", "crm.people")
+    )
+    c.run(10)
+    c.set_load(rate=0)
+    c.run(5)  # the secondaries catch up
+    got = c.driver(p).storage_sample(c.name(p))
+    shop, crm = got.databases["shop"], got.databases["crm"]
+    assert 300 <= shop["DATABASE_OBJECT_COUNT"] + crm["DATABASE_OBJECT_COUNT"] <= 500
+    assert shop["DATABASE_AVERAGE_OBJECT_SIZE"] > 100  # the payload and the document's fields
+    assert shop["DATABASE_DATA_SIZE"] == pytest.approx(
+        shop["DATABASE_OBJECT_COUNT"] * shop["DATABASE_AVERAGE_OBJECT_SIZE"], rel=1e-3
+    )
+    assert (
+        shop["DATABASE_STORAGE_SIZE"] >= shop["DATABASE_DATA_SIZE"] and shop["DATABASE_COLLECTION_COUNT"] == 1
+    )
+    disk = got.partitions[PARTITION]
+    assert (
+        disk["DISK_PARTITION_SPACE_USED"] == c.driver(p).server_sample(c.name(p))["DISK_PARTITION_SPACE_USED"]
+    )
+    assert disk["DISK_PARTITION_SPACE_PERCENT_USED"] + disk[
+        "DISK_PARTITION_SPACE_PERCENT_FREE"
+    ] == pytest.approx(100)
+    secondary = next(i for i in range(3) if i != p)
+    assert c.driver(secondary).storage_sample(c.name(secondary)).databases == got.databases

@@ -5,7 +5,9 @@ connections and oplog window, read through the driver in one go) and the ``obser
 the status report, in the shape of Ops Manager's automationStatus, with the cycle's sample of the process's
 Ops Manager host measurements (``measurements``: what ``serverStatus`` gives, plus ``CONNECTIONS``, the
 replication lag ``OPLOG_SLAVE_LAG_MASTER_TIME`` in seconds and the oplog window ``OPLOG_MASTER_TIME`` in
-hours). Reads only: it never changes a process.
+hours), and of its storage (``disks``: each partition of its data, ``databases``: each database's
+``dbStats``, at most ``drivers.base.MAX_DATABASES``; Ops Manager's disk and database measurements).
+Reads only: it never changes a process.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.agent.plan``.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opsmgr.agent.plan import LocalProcess, Snapshot
-from opsmgr.drivers.base import Driver, OplogWindow, RsStatus, RunMode
+from opsmgr.drivers.base import Driver, OplogWindow, RsStatus, RunMode, StorageSample
 from opsmgr.errors import OpsmgrError
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class SampledProcess(LocalProcess):
     """A running process with the cycle's measurement sample (what the report ships; no decision reads it)."""
 
     measurements: Mapping[str, float] = field(default_factory=dict)
+    storage: StorageSample = field(default_factory=StorageSample)
 
 
 def read_snapshot(
@@ -56,6 +59,7 @@ def read_snapshot(
             connections=connections,
             oplog_window=window if oplog_windows else None,
             measurements=sample(_quietly(driver.server_sample, name), connections, status, window),
+            storage=_quietly(driver.storage_sample, name) or StorageSample(),
         )
     return Snapshot(processes, initiated_sets)
 
@@ -101,8 +105,11 @@ def status_observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]
             "connections": None,
             "lagSeconds": None,
             "measurements": None,
+            "disks": None,
+            "databases": None,
         }
     obs, status = local.observation, local.rs_status
+    sampled = local if isinstance(local, SampledProcess) else None
     me = next((m for m in status.members if m.self), None) if status is not None else None
     return {
         "hostname": hostname,
@@ -115,7 +122,9 @@ def status_observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]
         "optimeTs": me.optime_ts if me is not None else None,
         "connections": local.connections,
         "lagSeconds": lag_seconds(status),
-        "measurements": dict(local.measurements) if isinstance(local, SampledProcess) else None,
+        "measurements": dict(sampled.measurements) if sampled else None,
+        "disks": dict(sampled.storage.partitions) if sampled else None,
+        "databases": dict(sampled.storage.databases) if sampled else None,
     }
 
 

@@ -3,7 +3,9 @@ typed record: only the fields the server reads are kept, each within the bounds 
 report can neither grow the application database nor carry a value a later reader chokes on.
 
 A process's ``measurements`` sample is a flat map of at most ``MAX_MEASUREMENTS`` upper-case names to
-finite numbers; which names the server keeps is the measurement store's business.
+finite numbers; which names the server keeps is the measurement store's business. Its storage comes as
+``disks`` (at most ``MAX_PARTITIONS`` partitions, by a name fit for a URL's segment) and ``databases`` (at
+most ``MAX_DATABASES``, by a MongoDB database name), each a map of the same kind.
 
 Long texts (status sentences, error texts) are cut rather than refused: an agent reporting a long error must
 still be heard. Numbers out of range, wrong types and too many processes are refused (400). May import
@@ -24,6 +26,8 @@ MAX_EPOCH_MS = 32_503_680_000_000  # the year 3000
 MAX_OPTIME = 2**63 - 1
 MAX_MEASUREMENTS = 64
 MAX_MEASURE = 1e18
+MAX_PARTITIONS = 16
+MAX_DATABASES = 100  # drivers.base.MAX_DATABASES: what an agent samples
 
 
 def _cut(limit: int) -> AfterValidator:
@@ -38,6 +42,10 @@ EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 MeasurementName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
 # An int is a number too: strict mode takes it as a float (a bool or a string it refuses).
 Measure = Annotated[float, Field(ge=-MAX_MEASURE, le=MAX_MEASURE, allow_inf_nan=False)]
+Sample = Annotated[dict[MeasurementName, Measure], Field(max_length=MAX_MEASUREMENTS)]
+PartitionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
+# MongoDB's database names: no '/\. "$', shorter than 64 bytes.
+DatabaseName = Annotated[str, Field(pattern=r'^[^/\\. "$\x00]{1,63}$')]
 
 
 class _Record(BaseModel):
@@ -58,7 +66,9 @@ class Observed(_Record):
     optimeTs: Annotated[int, Field(ge=0, le=MAX_OPTIME)] | None = None
     connections: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     lagSeconds: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | None = None
-    measurements: Annotated[dict[MeasurementName, Measure], Field(max_length=MAX_MEASUREMENTS)] | None = None
+    measurements: Sample | None = None
+    disks: Annotated[dict[PartitionName, Sample], Field(max_length=MAX_PARTITIONS)] | None = None
+    databases: Annotated[dict[DatabaseName, Sample], Field(max_length=MAX_DATABASES)] | None = None
 
 
 class ProcessReport(_Record):

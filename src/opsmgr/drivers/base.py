@@ -159,6 +159,19 @@ class OplogRecord:
     wall_ms: int = 0
 
 
+MAX_DATABASES = 100  # a process's databases sampled per cycle (dbStats each): the first, by name
+
+
+@dataclass(frozen=True)
+class StorageSample:
+    """A process's storage as Ops Manager measures it: per disk partition of its data (``partitions``, by
+    partition name: ``DISK_PARTITION_SPACE_*``) and per database (``databases``, by name, at most
+    :data:`MAX_DATABASES`: ``DATABASE_*`` from ``dbStats``)."""
+
+    partitions: dict[str, dict[str, float]] = field(default_factory=dict)
+    databases: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
 class Driver(Protocol):
     """Everything the agent may do to the MongoDB processes of its host."""
 
@@ -215,6 +228,11 @@ class Driver(Protocol):
         ``EXTRA_INFO_PAGE_FAULTS`` cumulative since the process started, ``MEMORY_*`` in MB,
         ``TICKETS_*``), and the disk of its data directory ``dbStats`` gives (``DISK_PARTITION_SPACE_USED``
         and ``_FREE``, bytes)."""
+        ...
+
+    def storage_sample(self, name: str) -> StorageSample:
+        """The partition of the process's data directory and its databases' ``dbStats`` (see
+        :class:`StorageSample`); what the process cannot answer is left out."""
         ...
 
     def oplog_window(self, name: str) -> OplogWindow | None: ...

@@ -14,17 +14,21 @@ supplies :meth:`MongodAdmin._require`, ``_client`` and ``_save``). May import ``
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from pymongo import MongoClient
 from pymongo.errors import ConnectionFailure, NotPrimaryError, OperationFailure, PyMongoError
 
 from opsmgr.drivers.base import (
+    MAX_DATABASES,
     CommandConflict,
     CommandInvalid,
     DriverError,
@@ -33,15 +37,20 @@ from opsmgr.drivers.base import (
     OplogWindow,
     ProcessUnreachable,
     RsStatus,
+    StorageSample,
 )
 from opsmgr.drivers.mongod_commands import (
     Doc,
+    database_names,
+    database_sample,
     db_stats_sample,
+    disk_space_sample,
     index_name,
     int_to_ts,
     oplog_record,
     oplog_window,
     parse_rs_status,
+    partition_name,
     plain,
     server_status_sample,
     split_namespace,
@@ -112,6 +121,23 @@ class ProcessRecord:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def data_partition(args: Mapping[str, object]) -> dict[str, dict[str, float]]:
+    """The partition of the data directory (``storage.dbPath``) of a process on this host, read from the
+    filesystem (``shutil.disk_usage``); none when the directory is unknown or unreadable."""
+    storage = args.get("storage")
+    dbpath = storage.get("dbPath") if isinstance(storage, Mapping) else None
+    if not isinstance(dbpath, str) or not dbpath:
+        return {}
+    try:
+        path = os.path.realpath(dbpath)
+        usage = shutil.disk_usage(path)
+        mounts = Path("/proc/mounts").read_text() if Path("/proc/mounts").exists() else ""
+    except OSError as exc:
+        log.debug("no disk figures for %s: %s", dbpath, exc)
+        return {}
+    return {partition_name(path, mounts): disk_space_sample(usage.total, usage.free)}
 
 
 class MongodAdmin(ABC):
@@ -290,6 +316,17 @@ class MongodAdmin(ABC):
         except DriverError as exc:  # a user without dbStats on admin still has serverStatus's figures
             log.debug("%s: no disk figures: %s", name, exc)
         return sample
+
+    def storage_sample(self, name: str) -> StorageSample:
+        proc = self._require(name)
+        listed = self._command(name, {"listDatabases": 1, "nameOnly": True})
+        databases = {}
+        for db in database_names(listed, MAX_DATABASES):
+            try:
+                databases[db] = database_sample(self._command(name, {"dbStats": 1}, db=db))
+            except DriverError as exc:  # dropped since it was listed, or not ours to read
+                log.debug("%s: no dbStats of %s: %s", name, db, exc)
+        return StorageSample(partitions=data_partition(proc.args), databases=databases)
 
     # -- Driver: oplog ------------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Owns translating a process's ``args2_6`` into a mongod YAML config file, in replSet mode or in standalone
 maintenance mode (``mongod_options``, ``render_config``), the address and TLS a local mongod is reached with,
 and turning server replies (``replSetGetStatus``, the oplog's first and last entries, oplog entries, index
-specs) into the ``drivers.base`` types. ``drivers.mongod`` sends and supervises.
+specs, ``listDatabases`` and ``dbStats``) into the ``drivers.base`` types and Ops Manager's measurements, and
+naming a data directory's partition from the mount table's text. ``drivers.mongod`` sends and supervises.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base``, bson and the standard library.
 """
@@ -281,6 +282,67 @@ def db_stats_sample(stats: Mapping[str, Any]) -> dict[str, float]:
     return {
         "DISK_PARTITION_SPACE_USED": float(numbers[0]),
         "DISK_PARTITION_SPACE_FREE": float(max(0, numbers[1] - numbers[0])),
+    }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+# dbStats fields of the Ops Manager database measurements (sizes in bytes: dbStats is sent unscaled).
+_DB_STATS_MEASUREMENTS = {
+    "DATABASE_OBJECT_COUNT": "objects",
+    "DATABASE_AVERAGE_OBJECT_SIZE": "avgObjSize",
+    "DATABASE_DATA_SIZE": "dataSize",
+    "DATABASE_STORAGE_SIZE": "storageSize",
+    "DATABASE_INDEX_SIZE": "indexSize",
+    "DATABASE_COLLECTION_COUNT": "collections",
+    "DATABASE_INDEX_COUNT": "indexes",
+    "DATABASE_VIEW_COUNT": "views",
+}
+_PARTITION_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def database_names(reply: Mapping[str, Any], limit: int) -> list[str]:
+    """The first ``limit`` database names, by name, of a ``listDatabases`` reply."""
+    listed = reply.get("databases")
+    names = [d.get("name") for d in listed if isinstance(d, Mapping)] if isinstance(listed, list) else []
+    return sorted(n for n in names if isinstance(n, str) and n)[:limit]
+
+
+def database_sample(stats: Mapping[str, Any]) -> dict[str, float]:
+    """The Ops Manager database measurements of one ``dbStats`` reply (a field it lacks is left out)."""
+    sample = {m: _number(stats.get(field)) for m, field in _DB_STATS_MEASUREMENTS.items()}
+    return {m: v for m, v in sample.items() if v is not None and v >= 0}
+
+
+def partition_name(path: str, mounts: str) -> str:
+    """The name Ops Manager gives the partition holding ``path`` (absolute, resolved): the device of the
+    longest mount point above it in ``mounts`` (``/proc/mounts``' text), without ``/dev/``; ``root`` when
+    none is found. Only letters, digits, ``_``, ``.`` and ``-`` are kept (the name is a URL's segment)."""
+    best, device = "", "root"
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, device = point, fields[0].removeprefix("/dev/")
+    return _PARTITION_CHARS.sub("_", device).lstrip(".")[:64] or "root"
+
+
+def disk_space_sample(total: int, free: int) -> dict[str, float]:
+    """A partition's ``DISK_PARTITION_SPACE_*`` measurements from its size and free bytes."""
+    used = max(0, total - free)
+    percent_used = 100.0 * used / total if total > 0 else 0.0
+    return {
+        "DISK_PARTITION_SPACE_USED": float(used),
+        "DISK_PARTITION_SPACE_FREE": float(free),
+        "DISK_PARTITION_SPACE_PERCENT_USED": round(percent_used, 3),
+        "DISK_PARTITION_SPACE_PERCENT_FREE": round(100.0 - percent_used, 3),
     }
 
 

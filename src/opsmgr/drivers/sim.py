@@ -26,6 +26,7 @@ from opsmgr.drivers.base import (
     ProcessObservation,
     ProcessSpec,
     RsStatus,
+    StorageSample,
 )
 from opsmgr.errors import InvalidInput
 
@@ -136,6 +137,9 @@ class SimDriver:
 
     def server_sample(self, name: str) -> dict[str, float]:
         return self.world.server_sample(self.hostname, name)
+
+    def storage_sample(self, name: str) -> StorageSample:
+        return self.world.storage_sample(self.hostname, name)
 
     def oplog_window(self, name: str) -> OplogWindow | None:
         return self.world.oplog_window(self.hostname, name)

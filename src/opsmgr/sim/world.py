@@ -27,7 +27,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from opsmgr.drivers.base import OplogRecord, OplogWindow, ProcessObservation, ProcessSpec, RsStatus
+from opsmgr.drivers.base import (
+    OplogRecord,
+    OplogWindow,
+    ProcessObservation,
+    ProcessSpec,
+    RsStatus,
+    StorageSample,
+)
 from opsmgr.errors import InvalidInput, NotFound, OpsmgrError
 from opsmgr.sim import faults, indexes, measure, oplog, processes, replset, restore, views
 from opsmgr.sim.clock import Clock, SystemClock
@@ -189,8 +196,12 @@ class SimWorld:
 
     def server_sample(self, hostname: str, name: str) -> dict[str, float]:
         """The Ops Manager measurements ``serverStatus`` gives (see ``sim.measure``)."""
+        return self._on_node(hostname, name, lambda c, n, t: measure.server_sample(c, n, t, name), reads=True)
+
+    def storage_sample(self, hostname: str, name: str) -> StorageSample:
+        """The data partition and the databases' ``dbStats`` (see ``sim.measure``)."""
         return self._on_node(
-            hostname, name, lambda c, n, t: measure.server_sample(c, n, t, name), reads=True
+            hostname, name, lambda c, n, t: measure.storage_sample(c, n, t, name), reads=True
         )
 
     # -- replication commands ---------------------------------------------------------------------------
