@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from opsmgr.alerts import MAX_ATTEMPTS, AlertService, AlertStatus, DeliveryState, retry_delay_s
+from opsmgr.alerts import MAX_ATTEMPTS, AlertService, AlertStatus, Delivery, DeliveryState, retry_delay_s
 from opsmgr.errors import NotFound
 from opsmgr.store.engine import Store
 from tests.clock import Clock
+
+HOOK = "http://127.0.0.1:9/hook"
 
 
 @pytest.fixture
@@ -69,23 +71,25 @@ def test_delivery_retries_with_backoff_then_delivers_once(service: tuple[AlertSe
     sent: list[dict[str, Any]] = []
     failures = 2
 
-    def post(payload: dict[str, Any]) -> None:
+    def post(delivery: Delivery) -> None:
         nonlocal failures
         if failures:
             failures -= 1
             raise ConnectionError("receiver down")
-        sent.append(payload)
+        assert delivery.url == HOOK and delivery.secret is None
+        sent.append(delivery.payload)
 
-    assert alerts.deliver(post) == 0
+    assert alerts.deliver(post, None) == 0, "no webhook: the notification waits for one"
+    assert alerts.deliver(post, HOOK) == 0
     # Not due again before the backoff has passed.
-    assert alerts.deliver(post) == 0 and failures == 1
+    assert alerts.deliver(post, HOOK) == 0 and failures == 1
     clock.now += retry_delay_s(1)
-    assert alerts.deliver(post) == 0 and failures == 0
+    assert alerts.deliver(post, HOOK) == 0 and failures == 0
     clock.now += retry_delay_s(2) - 0.5
-    assert alerts.deliver(post) == 0
+    assert alerts.deliver(post, HOOK) == 0
     clock.now += 0.5
-    assert alerts.deliver(post) == 1
-    assert alerts.deliver(post) == 0
+    assert alerts.deliver(post, HOOK) == 1
+    assert alerts.deliver(post, HOOK) == 0
     assert [p["notification"] for p in sent] == ["OPEN"]
     note = alerts.notifications(DeliveryState.DELIVERED)[0]
     assert note["attempts"] == 3 and note["lastError"] == "receiver down"
@@ -95,11 +99,11 @@ def test_delivery_gives_up_after_max_attempts(service: tuple[AlertService, Clock
     alerts, clock = service
     alerts.raise_alert("g1", "T", "k", "m")
 
-    def post(_payload: dict[str, Any]) -> None:
+    def post(_delivery: Delivery) -> None:
         raise TimeoutError("no answer")
 
     for _ in range(MAX_ATTEMPTS):
-        alerts.deliver(post)
+        alerts.deliver(post, HOOK)
         clock.now += 3600
     assert alerts.notifications(DeliveryState.PENDING) == []
     assert alerts.notifications(DeliveryState.GAVE_UP)[0]["attempts"] == MAX_ATTEMPTS

@@ -7,14 +7,16 @@ instead of opening a second one, and resolving the key closes it. Raisers are th
 the condition (backup, maintenance); they call :meth:`AlertService.raise_alert` while it holds and
 :meth:`AlertService.resolve` once it clears, so an alert never stays open after its cause is gone.
 
-Every opening and closing puts a **notification** in an outbox (collection ``alert_notifications``) in the
-same transaction as the alert, so a crash can delay a webhook call but never lose it. :meth:`deliver` sends
-the due ones with the caller's ``post`` and retries failures with exponential backoff, giving up (and saying
-so in the log and on the notification) after :data:`MAX_ATTEMPTS`. The webhook receives the alert in its
-public shape plus ``"notification": "OPEN" | "CLOSED"``, as Ops Manager's webhook sends the alert JSON.
-While a maintenance window of the project silences the alert's type (``store.maintenance_windows``), the
-notification is kept SUPPRESSED instead, naming the window, and never sent: the alert itself opens and closes
-as usual, as in Ops Manager.
+Every opening and closing puts **notifications** in an outbox (collection ``alert_notifications``) in the
+same transaction as the alert, so a crash can delay a webhook call but never lose it: one for the
+installation's webhook (``mms.alerts.webhook.url``) and one for each webhook of the alert configurations
+that cover the alert (``store.alert_configs.covering``: the project's and the applicable global ones, their
+matchers applied). :meth:`deliver` sends the due ones with the caller's ``post`` and retries failures with
+exponential backoff, giving up (and saying so in the log and on the notification) after
+:data:`MAX_ATTEMPTS`. The webhook receives the alert in its public shape plus ``"notification": "OPEN" |
+"CLOSED"``, as Ops Manager's webhook sends the alert JSON. While a maintenance window of the project
+silences the alert's type (``store.maintenance_windows``), the notifications are kept SUPPRESSED instead,
+naming the window, and never sent: the alert itself opens and closes as usual, as in Ops Manager.
 
 An operator **acknowledges** an open alert until a future instant (:meth:`AlertService.acknowledge`, the
 fields ``acknowledgedUntil``, ``acknowledgementComment`` and ``acknowledgingUsername`` of Ops Manager's
@@ -28,11 +30,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from opsmgr.errors import Conflict, InvalidInput, NotFound
+from opsmgr.store.alert_configs import covering
 from opsmgr.store.engine import Store, Txn, new_id
 from opsmgr.store.maintenance_windows import muting
 
@@ -97,6 +101,15 @@ def public_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("_id", "key") and v is not None} | {"id": doc["_id"]}
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One notification to send: where, what, and the stored (encrypted) secret that signs it."""
+
+    url: str
+    payload: dict[str, Any]
+    secret: str | None
+
+
 class AlertService:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -115,20 +128,26 @@ class AlertService:
                 alert["status"],
                 window,
             )
-        t.insert(
-            NOTIFICATIONS,
-            {
-                "_id": new_id(),
-                "alertId": alert["_id"],
-                "groupId": alert["groupId"],
-                "payload": public_view(alert) | {"notification": alert["status"]},
-                "state": (DeliveryState.PENDING if window is None else DeliveryState.SUPPRESSED).value,
-                "attempts": 0,
-                "nextAttemptAt": now,
-                "lastError": None,
-                "suppressedBy": window,
-            },
-        )
+        payload = public_view(alert) | {"notification": alert["status"]}
+        state = (DeliveryState.PENDING if window is None else DeliveryState.SUPPRESSED).value
+        # The installation's webhook (url None) and each webhook of the configurations that cover the alert.
+        for url, secret in [(None, None), *covering(t, payload)]:
+            t.insert(
+                NOTIFICATIONS,
+                {
+                    "_id": new_id(),
+                    "alertId": alert["_id"],
+                    "groupId": alert["groupId"],
+                    "url": url,
+                    "secret": secret,
+                    "payload": payload,
+                    "state": state,
+                    "attempts": 0,
+                    "nextAttemptAt": now,
+                    "lastError": None,
+                    "suppressedBy": window,
+                },
+            )
 
     def raise_alert(
         self, group_id: str, event_type: str, key: str, message: str, **details: Any
@@ -252,19 +271,20 @@ class AlertService:
         eq = {"state": state.value} if state is not None else {}
         return self.store.find(NOTIFICATIONS, **eq)
 
-    def deliver(self, post: Callable[[dict[str, Any]], None]) -> int:
-        """Sends every due notification with ``post`` (which raises on failure); returns how many were
-        delivered. Each outcome is written as soon as it is known, so a crash resends at most one."""
+    def deliver(self, post: Callable[[Delivery], None], default_url: str | None) -> int:
+        """Sends every due notification with ``post`` (which raises on failure): to its configuration's
+        webhook, or to ``default_url`` (the installation's; kept pending while there is none); returns how
+        many were delivered. Each outcome is written as soon as it is known: a crash resends at most one."""
         now = self.clock()
         due = [
             n
             for n in self.store.find(NOTIFICATIONS, state=DeliveryState.PENDING.value)
-            if n["nextAttemptAt"] <= now
+            if n["nextAttemptAt"] <= now and (n.get("url") or default_url)
         ]
         delivered = 0
         for note in sorted(due, key=lambda n: (n["nextAttemptAt"], n["_id"])):
             try:
-                post(note["payload"])
+                post(Delivery(note.get("url") or str(default_url), note["payload"], note.get("secret")))
             except Exception as exc:  # any failure of the receiver is retried, none stops the others
                 attempts = note["attempts"] + 1
                 gave_up = attempts >= MAX_ATTEMPTS

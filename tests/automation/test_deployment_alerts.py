@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from opsmgr.automation.deployment_alerts import (
-    LAG_METRIC,
+    ChangeFact,
     Condition,
+    Facts,
     agents_down,
     conditions,
     hosts_down,
@@ -16,7 +17,11 @@ from opsmgr.automation.deployment_alerts import (
     to_close,
     too_few_healthy,
 )
-from opsmgr.store.alert_configs import DEFAULTS
+from opsmgr.store.alert_rules import DEFAULT_RULES, LAG_METRIC, METRIC, OPLOG_METRIC, Matcher, Rule
+
+
+def lag_rule(threshold: float) -> Rule:
+    return Rule(METRIC, LAG_METRIC, "GREATER_THAN", threshold)
 
 
 def host(
@@ -80,11 +85,11 @@ def test_replication_lag_over_the_threshold_on_fresh_hosts_only() -> None:
         host(4, lagSeconds=None),
         host(5, lagSeconds=True),
     ]
-    found = lagging(hosts, 60)
+    found = lagging(hosts, lag_rule(60))
     assert keys(found) == [f"deployment:{LAG_METRIC}:h1"]
     assert found[0].event_type == "OUTSIDE_METRIC_THRESHOLD" and found[0].details["metricName"] == LAG_METRIC
     assert found[0].details["currentValue"] == {"number": 61.5, "units": "SECONDS"}
-    assert keys(lagging(hosts, 100)) == []
+    assert keys(lagging(hosts, lag_rule(100))) == []
 
 
 def test_an_agent_not_reporting_is_down() -> None:
@@ -93,18 +98,74 @@ def test_an_agent_not_reporting_is_down() -> None:
 
 
 def test_only_the_configured_event_types_are_decided() -> None:
-    hosts = [host(0, stale=True), host(1, lagSeconds=90)]
-    every = keys(conditions(hosts, {"n0.sim": False}, DEFAULTS))
+    facts = Facts(hosts=[host(0, stale=True), host(1, lagSeconds=90)], agents={"n0.sim": False})
+    every = keys(conditions(facts, DEFAULT_RULES))
     assert every == [
         "deployment:HOST_DOWN:h0",
         "deployment:NO_PRIMARY:rs0",
         "deployment:TOO_FEW_HEALTHY_MEMBERS:rs0",
-        f"deployment:{LAG_METRIC}:h1",
         "deployment:AUTOMATION_AGENT_DOWN:n0.sim",
+        f"deployment:{LAG_METRIC}:h1",
     ]
-    assert keys(conditions(hosts, {"n0.sim": False}, {"HOST_DOWN": None})) == ["deployment:HOST_DOWN:h0"]
-    assert keys(conditions(hosts, {}, {LAG_METRIC: 120.0})) == []
-    assert conditions(hosts, {"n0.sim": False}, {}) == []
+    assert keys(conditions(facts, [Rule("HOST_DOWN")])) == ["deployment:HOST_DOWN:h0"]
+    assert keys(conditions(facts, [lag_rule(120.0)])) == []
+    assert conditions(facts, []) == []
+
+
+def test_matchers_keep_only_the_conditions_they_hold_for() -> None:
+    facts = Facts(hosts=[host(0, stale=True), host(1, stale=True, rs="other"), host(2, lagSeconds=90)])
+    on_rs0 = Rule("HOST_DOWN", matchers=(Matcher("REPLICA_SET_NAME", "EQUALS", "rs0"),))
+    assert keys(conditions(facts, [on_rs0])) == ["deployment:HOST_DOWN:h0"]
+    by_host = Rule("HOST_DOWN", matchers=(Matcher("HOSTNAME", "REGEX", r"n[01]\.sim"),))
+    assert keys(conditions(facts, [by_host])) == ["deployment:HOST_DOWN:h0", "deployment:HOST_DOWN:h1"]
+    by_port = Rule("HOST_DOWN", matchers=(Matcher("PORT", "NOT_EQUALS", "27017"),))
+    assert conditions(facts, [by_port]) == []
+    secondaries = Rule(METRIC, LAG_METRIC, "GREATER_THAN", 30, (Matcher("TYPE_NAME", "EQUALS", "SECONDARY"),))
+    assert keys(conditions(facts, [secondaries])) == [f"deployment:{LAG_METRIC}:h2"]
+    primaries = Rule(METRIC, LAG_METRIC, "GREATER_THAN", 30, (Matcher("TYPE_NAME", "EQUALS", "PRIMARY"),))
+    assert conditions(facts, [primaries]) == []
+
+
+def test_an_oplog_window_below_what_maintenance_needs_is_one_alert_per_set() -> None:
+    hosts = [
+        host(0, "PRIMARY", processName="p0"),
+        host(1, processName="p1"),
+        host(2, stale=True, processName="p2"),
+    ]
+    needed = 300 * 2 / 3600  # the preflight's default estimate times its margin
+    short = Facts(hosts=hosts, oplog_hours={"p0": 0.1, "p1": 0.12, "p2": 50.0}, oplog_needed_h=needed)
+    by_default = [r for r in DEFAULT_RULES if r.metric == OPLOG_METRIC]
+    found = conditions(short, by_default)
+    assert keys(found) == [f"deployment:{OPLOG_METRIC}:rs0"]
+    assert found[0].details["currentValue"] == {"number": 0.12, "units": "HOURS"}
+    assert found[0].details["hostnameAndPort"] == "n1.sim:27017", "the best fresh window is what counts"
+    assert conditions(Facts(hosts=hosts, oplog_hours={"p1": 0.2}, oplog_needed_h=needed), by_default) == []
+    explicit = Rule(METRIC, OPLOG_METRIC, "LESS_THAN", 24.0)
+    assert keys(conditions(Facts(hosts=hosts, oplog_hours={"p1": 0.2}), [explicit])) == [
+        f"deployment:{OPLOG_METRIC}:rs0"
+    ]
+
+
+def test_rolling_changes_and_restoration_mode_raise_while_they_are_in_their_state() -> None:
+    changes = [
+        ChangeFact("rs0", "BLOCKED", "majority lost"),
+        ChangeFact("rs1", "FAILED", "n2 did not come back"),
+    ]
+    found = conditions(
+        Facts(changes=changes, mode_state="RETRY_WAIT", mode_failure="a round timed out"), DEFAULT_RULES
+    )
+    assert keys(found) == [
+        "deployment:ROLLING_CHANGE_BLOCKED:rs0",
+        "deployment:ROLLING_CHANGE_FAILED:rs1",
+        "deployment:RESTORATION_MODE_ENTERED",
+        "deployment:RESTORATION_MODE_FAILED",
+    ]
+    assert "majority lost" in found[0].message and "a round timed out" in found[3].message
+    running = [ChangeFact("rs0", "RUNNING", None)]
+    assert conditions(Facts(changes=running, mode_state="INACTIVE"), DEFAULT_RULES) == []
+    assert keys(conditions(Facts(mode_state="COLLECTING"), DEFAULT_RULES)) == [
+        "deployment:RESTORATION_MODE_ENTERED"
+    ]
 
 
 def test_open_deployment_alerts_whose_condition_cleared_close_and_others_raisers_keys_stay() -> None:

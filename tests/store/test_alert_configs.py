@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from opsmgr.errors import InvalidInput
-from opsmgr.store.alert_configs import DEFAULTS, LAG_METRIC, thresholds_of, validated, webhook_urls
+from opsmgr.store.alert_configs import SECRET_MASK, sealed, shown_notifications, validated
+from opsmgr.store.alert_rules import DEFAULT_RULES, LAG_METRIC, Rule, evaluated, webhooks
 
 EMAIL = [{"typeName": "GROUP", "intervalMin": 5, "delayMin": 0, "emailEnabled": True}]
 
@@ -88,34 +89,83 @@ def test_a_wrong_body_is_refused_naming_the_field(body: dict[str, Any], field: s
 
 
 def test_what_a_project_evaluates() -> None:
-    assert thresholds_of([]) == DEFAULTS and DEFAULTS[LAG_METRIC] == 60.0
+    assert evaluated([], []) == list(DEFAULT_RULES)
     configs = [
         {"eventTypeName": "HOST_DOWN", "enabled": True},
         {"eventTypeName": "NO_PRIMARY", "enabled": False},
         lag(90),
-        lag(30),
         lag(5, enabled=False),
     ]
-    assert thresholds_of(configs) == {"HOST_DOWN": None, LAG_METRIC: 30.0}
-    assert thresholds_of([{"eventTypeName": "HOST_DOWN", "enabled": False}]) == {}
+    assert evaluated(configs, []) == [
+        Rule("HOST_DOWN"),
+        Rule("OUTSIDE_METRIC_THRESHOLD", LAG_METRIC, "GREATER_THAN", 90),
+    ]
+    assert evaluated([{"eventTypeName": "HOST_DOWN", "enabled": False}], []) == []
+    globally = [
+        {"eventTypeName": "NO_PRIMARY", "enabled": True},
+        {"eventTypeName": "HOST_DOWN", "enabled": False},
+    ]
+    assert evaluated([], globally) == [*DEFAULT_RULES, Rule("NO_PRIMARY")], "global rules add to the defaults"
 
 
-def test_an_alert_goes_to_the_webhooks_of_its_enabled_configurations() -> None:
+def test_an_alert_goes_to_the_webhooks_of_the_enabled_configurations_that_cover_it() -> None:
     def hook(url: str) -> dict[str, Any]:
         return {"typeName": "WEBHOOK", "webhookUrl": url}
 
+    on_rs1 = [{"fieldName": "REPLICA_SET_NAME", "operator": "EQUALS", "value": "rs1"}]
     configs = [
         {"eventTypeName": "HOST_DOWN", "enabled": True, "notifications": [hook("http://a/"), EMAIL[0]]},
         {
             "eventTypeName": "HOST_DOWN",
             "enabled": True,
-            "notifications": [hook("http://a/"), hook("http://b/")],
+            "notifications": [hook("http://a/"), hook("http://b/") | {"webhookSecret": "sealed"}],
         },
         {"eventTypeName": "HOST_DOWN", "enabled": False, "notifications": [hook("http://off/")]},
+        {
+            "eventTypeName": "HOST_DOWN",
+            "enabled": True,
+            "matchers": on_rs1,
+            "notifications": [hook("http://rs1/")],
+        },
         {"eventTypeName": "NO_PRIMARY", "enabled": True, "notifications": [hook("http://np/")]},
         lag(30) | {"notifications": [hook("http://lag/")]},
     ]
-    assert webhook_urls(configs, "HOST_DOWN", None) == ["http://a/", "http://b/"]
-    assert webhook_urls(configs, "OUTSIDE_METRIC_THRESHOLD", LAG_METRIC) == ["http://lag/"]
-    assert webhook_urls(configs, "OUTSIDE_METRIC_THRESHOLD", "OTHER") == []
-    assert webhook_urls(configs, "AUTOMATION_AGENT_DOWN", None) == []
+    down = {"eventTypeName": "HOST_DOWN", "hostnameAndPort": "n0:27017", "replicaSetName": "rs0"}
+    assert webhooks(configs, down) == [("http://a/", None), ("http://b/", "sealed")]
+    assert [u for u, _ in webhooks(configs, down | {"replicaSetName": "rs1"})] == [
+        "http://a/",
+        "http://b/",
+        "http://rs1/",
+    ]
+    lagging = {"eventTypeName": "OUTSIDE_METRIC_THRESHOLD", "metricName": LAG_METRIC}
+    assert webhooks(configs, lagging) == [("http://lag/", None)]
+    assert webhooks(configs, lagging | {"metricName": "OTHER"}) == []
+    assert webhooks(configs, {"eventTypeName": "AUTOMATION_AGENT_DOWN"}) == []
+
+
+def test_a_webhook_secret_is_sealed_shown_masked_and_kept_when_the_mask_comes_back() -> None:
+    def seal(text: str) -> str:
+        return "enc:" + text
+
+    sent = [{"typeName": "WEBHOOK", "webhookUrl": "http://a/", "webhookSecret": "s3cret"}]
+    stored = sealed(sent, [], seal)
+    assert stored[0]["webhookSecret"] == "enc:s3cret"
+    assert shown_notifications(stored)[0]["webhookSecret"] == SECRET_MASK
+    round_trip = sealed(shown_notifications(stored), stored, seal)
+    assert round_trip == stored, "a GET then PUT keeps the secret"
+    moved = sealed(
+        [{"typeName": "WEBHOOK", "webhookUrl": "http://b/", "webhookSecret": SECRET_MASK}], stored, seal
+    )
+    assert "webhookSecret" not in moved[0], "the mask never becomes another URL's secret"
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(x*)*", "(a|b+){2,}", "[unclosed", "a" * 201])
+def test_a_regex_matcher_that_could_stall_the_evaluation_is_refused(pattern: str) -> None:
+    body = {
+        "eventTypeName": "HOST_DOWN",
+        "notifications": EMAIL,
+        "matchers": [{"fieldName": "HOSTNAME", "operator": "REGEX", "value": pattern}],
+    }
+    with pytest.raises(InvalidInput) as raised:
+        validated(body)
+    assert raised.value.field == "matchers[0].value"

@@ -119,7 +119,7 @@ def test_an_alert_of_a_silenced_type_opens_but_is_not_sent(setup: Any) -> None:
         (after["id"], "OPEN"): "PENDING",
     }
     sent: list[str] = []
-    assert alerts.deliver(lambda p: sent.append(p["id"])) == 4
+    assert alerts.deliver(lambda d: sent.append(d.payload["id"]), "http://127.0.0.1:9/hook") == 4
     assert inside["id"] not in sent
 
 

@@ -1,32 +1,43 @@
-"""Deployment alerts decided from what the agents report (pure): which conditions hold now, each named by
-the key its alert is kept under, so the caller opens the ones that hold and closes the others.
+"""Deployment alerts decided from what the agents report, the rolling changes' records and Restoration Mode
+(pure): which conditions hold now, each named by the key its alert is kept under, so the caller opens the
+ones that hold and closes the others.
 
-The inputs are plain: the project's hosts as ``GET /hosts`` shows them (``stale`` true once their agent has
-not reported within 3 poll intervals, ``replicaStateName``, ``replicaSetName``, ``lagSeconds``) and its
-agents (hostname, whether their last report is fresh). The conditions, with Ops Manager's event types:
+The inputs (:class:`Facts`) are plain: the project's hosts as ``GET /hosts`` shows them (``stale`` true once
+their agent has not reported within 3 poll intervals, ``replicaStateName``, ``replicaSetName``,
+``lagSeconds``), each process's last oplog window in hours, its agents (hostname, whether their last report
+is fresh), its rolling changes (replica set, state, reason) and its Restoration Mode state. The conditions,
+with Ops Manager's event types where it has them:
 
 - ``HOST_DOWN``: a host is unreachable (its agent's report is stale), one per host;
 - ``NO_PRIMARY``: a replica set has members that report but none of them is PRIMARY;
 - ``TOO_FEW_HEALTHY_MEMBERS``: fewer than a majority of a replica set's members are healthy (PRIMARY,
   SECONDARY or ARBITER on a fresh report);
-- ``OUTSIDE_METRIC_THRESHOLD`` (``OPLOG_SLAVE_LAG_MASTER_TIME``): a fresh member lags its primary by more
-  than the threshold's seconds;
-- ``AUTOMATION_AGENT_DOWN``: an agent has not reported within 3 poll intervals.
+- ``OUTSIDE_METRIC_THRESHOLD``: ``OPLOG_SLAVE_LAG_MASTER_TIME``, a fresh member lags its primary beyond the
+  threshold's seconds; ``OPLOG_MASTER_TIME``, the largest oplog window among a replica set's fresh members
+  (what a member taken out for maintenance catches up from) is beyond the threshold's hours, by default
+  below what the maintenance preflight needs (``Facts.oplog_needed_h``);
+- ``AUTOMATION_AGENT_DOWN``: an agent has not reported within 3 poll intervals;
+- ``ROLLING_CHANGE_BLOCKED`` / ``ROLLING_CHANGE_FAILED``: a replica set's rolling change is in that state;
+- ``RESTORATION_MODE_ENTERED``: the project is in Restoration Mode (the alert closes when it exits, which is
+  the exit's notification); ``RESTORATION_MODE_FAILED``: a reconciliation round failed and waits to retry.
 
-Only the event types in ``thresholds`` (``store.alert_configs``: what the project's enabled
-configurations ask for) are decided. May import the standard library only.
+Each rule (``store.alert_rules``) decides its event type with its threshold; a condition is kept only when
+the rule's matchers hold for it; a key raised by several rules is one condition. May import
+``opsmgr.store.alert_rules``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-LAG_METRIC = "OPLOG_SLAVE_LAG_MASTER_TIME"
+from opsmgr.store.alert_rules import LAG_METRIC, METRIC, OPLOG_METRIC, Rule, all_hold, subject_of
+
 KEY_PREFIX = "deployment:"
 HEALTHY = ("PRIMARY", "SECONDARY", "ARBITER")  # an arbiter votes: it counts toward the majority
+IN_MODE = ("COLLECTING", "AWAITING_UPLOAD", "RETRY_WAIT", "FORCED_EXIT_CONVERGING")
 
 
 @dataclass(frozen=True)
@@ -40,8 +51,37 @@ class Condition:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChangeFact:
+    rs_id: str
+    state: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a project's deployment alerts are decided from."""
+
+    hosts: Sequence[Mapping[str, Any]] = ()
+    agents: Mapping[str, bool] = field(default_factory=dict)  # hostname -> its last report is fresh
+    oplog_hours: Mapping[str, float] = field(default_factory=dict)  # process name -> oplog window
+    oplog_needed_h: float = 0.0
+    changes: Sequence[ChangeFact] = ()
+    mode_state: str = "INACTIVE"
+    mode_failure: str | None = None
+
+
 def _label(host: Mapping[str, Any]) -> str:
     return f"{host.get('hostname')}:{host.get('port')}"
+
+
+def _host_details(host: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "hostId": host["id"],
+        "hostnameAndPort": _label(host),
+        "replicaSetName": host.get("replicaSetName"),
+        "replicaStateName": (host.get("lastReportedState") or host).get("replicaStateName"),
+    }
 
 
 def hosts_down(hosts: Sequence[Mapping[str, Any]]) -> list[Condition]:
@@ -51,7 +91,7 @@ def hosts_down(hosts: Sequence[Mapping[str, Any]]) -> list[Condition]:
             "HOST_DOWN",
             "HOST",
             f"Host {_label(h)} is down: its agent has not reported recently",
-            {"hostId": h["id"], "hostnameAndPort": _label(h), "replicaSetName": h.get("replicaSetName")},
+            _host_details(h),
         )
         for h in hosts
         if h.get("stale")
@@ -103,24 +143,55 @@ def too_few_healthy(hosts: Sequence[Mapping[str, Any]]) -> list[Condition]:
     return out
 
 
-def lagging(hosts: Sequence[Mapping[str, Any]], threshold_s: float) -> list[Condition]:
+def lagging(hosts: Sequence[Mapping[str, Any]], rule: Rule) -> list[Condition]:
     out = []
     for h in hosts:
         lag = h.get("lagSeconds")
-        if h.get("stale") or isinstance(lag, bool) or not isinstance(lag, int | float) or lag <= threshold_s:
+        if h.get("stale") or isinstance(lag, bool) or not isinstance(lag, int | float):
+            continue
+        if not rule.beyond(lag, 60.0):
             continue
         out.append(
             Condition(
                 f"{KEY_PREFIX}{LAG_METRIC}:{h['id']}",
-                "OUTSIDE_METRIC_THRESHOLD",
-                "HOST",
-                f"Host {_label(h)} lags its primary by {lag:g} s (over {threshold_s:g} s)",
+                METRIC,
+                "HOST_METRIC",
+                f"Host {_label(h)} lags its primary by {lag:g} s (threshold {rule.threshold or 60:g} s)",
+                _host_details(h)
+                | {"metricName": LAG_METRIC, "currentValue": {"number": float(lag), "units": "SECONDS"}},
+            )
+        )
+    return out
+
+
+def oplog_short(hosts: Sequence[Mapping[str, Any]], facts: Facts, rule: Rule) -> list[Condition]:
+    """A replica set whose largest oplog window among its fresh members is beyond the threshold (below what
+    the maintenance preflight needs, by default)."""
+    out = []
+    for name, members in _sets(hosts).items():
+        windows = [
+            (facts.oplog_hours[str(m.get("processName"))], m)
+            for m in members
+            if not m.get("stale") and str(m.get("processName")) in facts.oplog_hours
+        ]
+        if not windows:
+            continue
+        hours, best = max(windows, key=lambda w: w[0])
+        if not rule.beyond(hours, facts.oplog_needed_h):
+            continue
+        limit = facts.oplog_needed_h if rule.threshold is None else rule.threshold
+        out.append(
+            Condition(
+                f"{KEY_PREFIX}{OPLOG_METRIC}:{name}",
+                METRIC,
+                "HOST_METRIC",
+                f"Replica set {name}'s oplog window is {hours:.2f} h (on {_label(best)}), beyond "
+                f"{limit:.2f} h: a member out for maintenance could not catch up",
                 {
-                    "hostId": h["id"],
-                    "hostnameAndPort": _label(h),
-                    "replicaSetName": h.get("replicaSetName"),
-                    "metricName": LAG_METRIC,
-                    "currentValue": {"number": float(lag), "units": "SECONDS"},
+                    "replicaSetName": name,
+                    "hostnameAndPort": _label(best),
+                    "metricName": OPLOG_METRIC,
+                    "currentValue": {"number": round(hours, 4), "units": "HOURS"},
                 },
             )
         )
@@ -135,30 +206,71 @@ def agents_down(agents: Mapping[str, bool]) -> list[Condition]:
             "AUTOMATION_AGENT_DOWN",
             "AGENT",
             f"The automation agent on {hostname} has not reported recently",
-            {"hostname": hostname},
+            {"hostname": hostname, "hostnameAndPort": hostname},
         )
         for hostname, fresh in sorted(agents.items())
         if not fresh
     ]
 
 
-def conditions(
-    hosts: Sequence[Mapping[str, Any]], agents: Mapping[str, bool], thresholds: Mapping[str, float | None]
-) -> list[Condition]:
-    """Every condition that holds, of the event types (or metric names) ``thresholds`` names."""
-    out: list[Condition] = []
-    if "HOST_DOWN" in thresholds:
-        out += hosts_down(hosts)
-    if "NO_PRIMARY" in thresholds:
-        out += no_primary(hosts)
-    if "TOO_FEW_HEALTHY_MEMBERS" in thresholds:
-        out += too_few_healthy(hosts)
-    lag = thresholds.get(LAG_METRIC)
-    if lag is not None:
-        out += lagging(hosts, lag)
-    if "AUTOMATION_AGENT_DOWN" in thresholds:
-        out += agents_down(agents)
-    return out
+def rolling(changes: Sequence[ChangeFact], state: str) -> list[Condition]:
+    event = f"ROLLING_CHANGE_{state}"
+    return [
+        Condition(
+            f"{KEY_PREFIX}{event}:{c.rs_id}",
+            event,
+            "REPLICA_SET",
+            f"The rolling change of replica set {c.rs_id} is {state}: {c.reason or 'no reason given'}",
+            {"replicaSetName": c.rs_id},
+        )
+        for c in changes
+        if c.state == state
+    ]
+
+
+def restoration(facts: Facts, failed: bool) -> list[Condition]:
+    if failed and facts.mode_state == "RETRY_WAIT":
+        message = f"Restoration Mode's reconciliation failed and will be retried: {facts.mode_failure}"
+        return [
+            Condition(f"{KEY_PREFIX}RESTORATION_MODE_FAILED", "RESTORATION_MODE_FAILED", "GROUP", message)
+        ]
+    if not failed and facts.mode_state in IN_MODE:
+        message = (
+            f"The project is in Restoration Mode ({facts.mode_state}): configuration changes are refused"
+        )
+        return [
+            Condition(f"{KEY_PREFIX}RESTORATION_MODE_ENTERED", "RESTORATION_MODE_ENTERED", "GROUP", message)
+        ]
+    return []
+
+
+_DECIDERS: dict[str, Callable[[Facts, Rule], list[Condition]]] = {
+    "HOST_DOWN": lambda f, r: hosts_down(f.hosts),
+    "NO_PRIMARY": lambda f, r: no_primary(f.hosts),
+    "TOO_FEW_HEALTHY_MEMBERS": lambda f, r: too_few_healthy(f.hosts),
+    "AUTOMATION_AGENT_DOWN": lambda f, r: agents_down(f.agents),
+    "ROLLING_CHANGE_BLOCKED": lambda f, r: rolling(f.changes, "BLOCKED"),
+    "ROLLING_CHANGE_FAILED": lambda f, r: rolling(f.changes, "FAILED"),
+    "RESTORATION_MODE_ENTERED": lambda f, r: restoration(f, failed=False),
+    "RESTORATION_MODE_FAILED": lambda f, r: restoration(f, failed=True),
+}
+_METRICS: dict[str, Callable[[Facts, Rule], list[Condition]]] = {
+    LAG_METRIC: lambda f, r: lagging(f.hosts, r),
+    OPLOG_METRIC: lambda f, r: oplog_short(f.hosts, f, r),
+}
+
+
+def conditions(facts: Facts, rules: Sequence[Rule]) -> list[Condition]:
+    """Every condition that holds under one of ``rules`` whose matchers hold for it, each key once."""
+    found: dict[str, Condition] = {}
+    for rule in rules:
+        decide = (
+            _METRICS.get(rule.metric or "") if rule.event_type == METRIC else _DECIDERS.get(rule.event_type)
+        )
+        for condition in decide(facts, rule) if decide is not None else []:
+            if condition.key not in found and all_hold(rule.matchers, subject_of(condition.details)):
+                found[condition.key] = condition
+    return list(found.values())
 
 
 def to_close(open_keys: Sequence[str], holding: Sequence[Condition]) -> list[str]:

@@ -16,13 +16,17 @@ May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.alerts``, ``opsmgr.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from collections.abc import Callable
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ConfigDict, Field
 
-from opsmgr.alerts import AlertStatus
+from opsmgr.alerts import AlertStatus, Delivery
 from opsmgr.backup.secondaries import GLOBAL_GROUP_ID
 from opsmgr.errors import Forbidden
 from opsmgr.jsontypes import JsonObject
@@ -144,11 +148,22 @@ def acknowledge_global_alert(
     return _global_view(request, acked)
 
 
-def webhook_poster(url: str) -> Callable[[JsonObject], None]:
-    """POSTs one alert as JSON; any answer but 2xx is a failure the outbox retries."""
+def webhook_poster(decrypt: Callable[[str], str]) -> Callable[[Delivery], None]:
+    """POSTs one alert as JSON with Ops Manager's headers: ``X-MMS-Event`` (``alert.open`` or
+    ``alert.close``) and, when its configuration has a secret, ``X-MMS-Signature``, the base64 HMAC-SHA-1
+    of the body under that secret. Any answer but 2xx is a failure the outbox retries."""
 
-    def post(payload: JsonObject) -> None:
-        response = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)
+    def post(delivery: Delivery) -> None:
+        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        opened = delivery.payload.get("notification") == AlertStatus.OPEN.value
+        headers = {
+            "Content-Type": "application/json",
+            "X-MMS-Event": "alert.open" if opened else "alert.close",
+        }
+        if delivery.secret:
+            digest = hmac.new(decrypt(delivery.secret).encode(), body, hashlib.sha1).digest()
+            headers["X-MMS-Signature"] = base64.b64encode(digest).decode()
+        response = httpx.post(delivery.url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S)
         response.raise_for_status()
 
     return post

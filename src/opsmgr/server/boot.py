@@ -47,10 +47,12 @@ from opsmgr.server.services import (
 )
 from opsmgr.server.settings import Settings
 from opsmgr.server.store_checks import open_checked, refuse_lost_files, store_uris, surroundings
+from opsmgr.store.alert_configs import AlertConfigs
 from opsmgr.store.appdb import AppDB
 from opsmgr.store.changes import ChangeListener
 from opsmgr.store.crypto import GenKey
 from opsmgr.store.engine import Store
+from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 from opsmgr.store.identity import Role
 from opsmgr.store.installation import preflight
 from opsmgr.store.users import Users
@@ -197,12 +199,14 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         changes=ChangeListener(app),
         jobs=JobRunner([]),
         metrics=Metrics(),
+        alert_configs=AlertConfigs(app, encrypt=genkey.encrypt),
+        global_alert_configs=GlobalAlertConfigs(app, encrypt=genkey.encrypt),
     )
-    services.jobs.jobs.extend(periodic_jobs(services))
+    services.jobs.jobs.extend(periodic_jobs(services, genkey.decrypt))
     return services
 
 
-def periodic_jobs(services: Services) -> list[Job]:
+def periodic_jobs(services: Services, decrypt: Callable[[str], str]) -> list[Job]:
     """Work that waits on time rather than on a request."""
     from opsmgr.server.alerts_api import webhook_poster
     from opsmgr.server.backup_alerts import alert_work
@@ -221,9 +225,8 @@ def periodic_jobs(services: Services) -> list[Job]:
         Job("deployment-alerts", config.agent_poll_interval_s / 2, deployment_alert_work(services)),
         Job("index-build-configs", every, services.index_builds.retry_pending_configs),
     ]
-    if config.alert_webhook_url:
-        post = webhook_poster(config.alert_webhook_url)
-        jobs.append(Job("alert-webhook", every, lambda: services.alerts.deliver(post)))
+    post = webhook_poster(decrypt)
+    jobs.append(Job("alert-webhook", every, lambda: services.alerts.deliver(post, config.alert_webhook_url)))
     return jobs
 
 

@@ -1,81 +1,72 @@
 """The server's deployment alerting: every period, for each project, what its agents last reported (its
-hosts, marked stale as ``GET /hosts`` marks them, and its agents' freshness) goes through
-``opsmgr.automation.deployment_alerts`` (which decides) with the event types its alert configurations enable
-(``store.alert_configs``); each condition that holds is raised (opened once, refreshed after) and each open
-deployment alert whose condition is gone is resolved.
+hosts, marked stale as ``GET /hosts`` marks them, their oplog windows, its agents' freshness), its rolling
+changes' states and its Restoration Mode state go through ``opsmgr.automation.deployment_alerts`` (which
+decides) under the rules its alert configurations give (``store.alert_configs``: its own, or the defaults,
+and the applicable global ones); each condition that holds is raised (opened once, refreshed after) and each
+open deployment alert whose condition is gone is resolved. Notifications go through the alerts' outbox
+(``opsmgr.alerts``), to the installation's webhook and to the covering configurations' webhooks, retried.
 
-Every alert goes out through the alerts' outbox (``mms.alerts.webhook.url``, retried). An alert that opens or
-closes is also posted, once and best effort (a failure is logged, not retried), to the ``webhookUrl`` of each
-WEBHOOK notification of its configurations, unless a maintenance window of the project silences its type.
-
-May import ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.store``,
-``opsmgr.server.alerts_api`` (the webhook poster) and ``opsmgr.server.services`` (types only).
+May import ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.store`` and
+``opsmgr.server.services`` (types only).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from opsmgr.alerts import ALERTS, AlertStatus, public_view
-from opsmgr.automation.deployment_alerts import Condition, conditions, to_close
+from opsmgr.alerts import ALERTS
+from opsmgr.automation.deployment_alerts import ChangeFact, Facts, conditions, to_close
 from opsmgr.automation.hosts import Freshness
 from opsmgr.jsontypes import JsonObject
-from opsmgr.server.alerts_api import webhook_poster
-from opsmgr.store.maintenance_windows import muting
+from opsmgr.store.alert_rules import OPLOG_METRIC
 
 if TYPE_CHECKING:
     from opsmgr.server.services import Services
 
-log = logging.getLogger("opsmgr.server.deployment_alerts")
+
+def oplog_hours(statuses: Iterable[JsonObject]) -> dict[str, float]:
+    """Each process's oplog window (hours) from its agent's last report's measurements."""
+    out: dict[str, float] = {}
+    for status in statuses:
+        for proc in status.get("processes") or []:
+            hours = (proc.get("measurements") or {}).get(OPLOG_METRIC)
+            if isinstance(hours, int | float) and not isinstance(hours, bool):
+                out[str(proc.get("name"))] = float(hours)
+    return out
 
 
-def project_conditions(services: Services, group_id: str) -> list[Condition]:
+def project_facts(services: Services, group_id: str) -> Facts:
     automation = services.automation
     heard = automation.hearing()
-    agents = {
-        str(s.get("hostname")): heard.of(s.get("receivedAt")) is Freshness.FRESH
-        for s in automation.agent_statuses(group_id)
-    }
-    thresholds = services.alert_configs.thresholds(group_id)
-    return conditions(automation.hosts(group_id), agents, thresholds)
-
-
-def notify_webhooks(services: Services, alert: JsonObject, status: AlertStatus) -> int:
-    """Posts the alert that opened or closed to its configurations' webhooks; returns how many took it."""
-    group_id, event = str(alert["groupId"]), str(alert["eventTypeName"])
-    urls = services.alert_configs.webhooks(group_id, event, alert.get("metricName"))
-    if not urls:
-        return 0
-    with services.stores.app.read() as t:
-        window = muting(t, group_id, event, alert.get("typeName"), services.alerts.clock())
-    if window is not None:
-        return 0
-    payload = alert | {"notification": status.value, "status": status.value}
-    sent = 0
-    for url in urls:
-        try:
-            webhook_poster(url)(payload)
-            sent += 1
-        except Exception as exc:  # a receiver's failure must not stop the evaluation of the others
-            log.warning("webhook %s of alert %s (%s) failed: %s", url, alert["id"], status.value, exc)
-    return sent
+    statuses = automation.agent_statuses(group_id)
+    policy = services.maintenance.policy
+    record = services.restoration.record(group_id)
+    changes = [
+        ChangeFact(str(v["replicaSet"]), str(v["state"]), v.get("reason"))
+        for v in services.maintenance.status_views(group_id)
+    ]
+    return Facts(
+        hosts=automation.hosts(group_id),
+        agents={str(s.get("hostname")): heard.of(s.get("receivedAt")) is Freshness.FRESH for s in statuses},
+        oplog_hours=oplog_hours(statuses),
+        oplog_needed_h=policy.default_out_s * policy.oplog_margin / 3600,
+        changes=changes,
+        mode_state=record.state.value,
+        mode_failure=record.last_failure.reason if record.last_failure is not None else None,
+    )
 
 
 def settle(services: Services, group_id: str) -> int:
     """Opens the project's deployment alerts that hold, closes the others; returns how many hold."""
-    holding = project_conditions(services, group_id)
-    before = {str(a["key"]): a for a in services.stores.app.find(ALERTS, groupId=group_id, status="OPEN")}
+    holding = conditions(project_facts(services, group_id), services.alert_configs.rules(group_id))
     for c in holding:
-        raised = services.alerts.raise_alert(
+        services.alerts.raise_alert(
             group_id, c.event_type, c.key, c.message, typeName=c.type_name, **c.details
         )
-        if c.key not in before:
-            notify_webhooks(services, raised, AlertStatus.OPEN)
-    for key in to_close(list(before), holding):
-        if services.alerts.resolve(group_id, key):
-            notify_webhooks(services, public_view(before[key]), AlertStatus.CLOSED)
+    open_keys = [str(a["key"]) for a in services.stores.app.find(ALERTS, groupId=group_id, status="OPEN")]
+    for key in to_close(open_keys, holding):
+        services.alerts.resolve(group_id, key)
     return len(holding)
 
 

@@ -44,6 +44,7 @@ from opsmgr.store.alert_configs import AlertConfigs
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
 from opsmgr.store.changes import EVERYTHING, ChangeListener
 from opsmgr.store.engine import Change, Store, Txn
+from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 from opsmgr.store.maintenance_windows import MaintenanceWindows
 from opsmgr.store.users import Users
 
@@ -238,16 +239,14 @@ class Services:
     changes: ChangeListener
     jobs: JobRunner
     metrics: Metrics
+    alert_configs: AlertConfigs
+    global_alert_configs: GlobalAlertConfigs
 
     @cached_property
     def maintenance_windows(self) -> MaintenanceWindows:
         """The projects' maintenance windows: state in the application database only, so built here."""
         return MaintenanceWindows(self.stores.app)
 
-    @cached_property
-    def alert_configs(self) -> AlertConfigs:
-        """The projects' alert configurations: state in the application database only, so built here."""
-        return AlertConfigs(self.stores.app)
 
     def start(self) -> None:
         """Before anything is served: listen for other servers' changes, arm Restoration Mode if a restore

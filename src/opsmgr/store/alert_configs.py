@@ -1,18 +1,26 @@
-"""Alert configurations: Ops Manager's ``alertConfigs``, which deployment alerts a project evaluates and with
-what threshold, kept in the application database (collection ``alert_configs``).
+"""Alert configurations: Ops Manager's ``alertConfigs``, which alerts a project raises and where their
+notifications go, kept in the application database (collection ``alert_configs``; the installation's
+``globalAlertConfigs`` are ``store.global_alert_configs``).
 
 A configuration is ``{id, groupId, eventTypeName, enabled, matchers, notifications, created, updated,
 typeName}`` plus ``metricThreshold`` (an ``OUTSIDE_METRIC_THRESHOLD`` configuration's metric) or
 ``threshold`` when it has one, as Ops Manager shows it. :func:`validated` checks a body sent to create or
 replace one: ``eventTypeName`` one of :data:`EVENT_TYPES` (else ``INVALID_EVENT_TYPE_FOR_ALERT``), a
 non-empty ``notifications`` list (else ``MISSING_NOTIFICATIONS``), each naming a :data:`NOTIFICATION_TYPES`
-``typeName`` (a ``WEBHOOK`` one its ``webhookUrl``), matchers ``{fieldName, operator, value}`` (kept, not
-yet applied). The only metric is :data:`LAG_METRIC`, replication lag in seconds. :func:`webhook_urls` says
-where an alert's WEBHOOK notifications go.
+``typeName`` (a ``WEBHOOK`` one its ``webhookUrl``), matchers ``{fieldName, operator, value}``
+(``store.alert_rules`` applies them). The metrics are replication lag in seconds and the oplog window in
+hours (``store.alert_rules.METRIC_UNITS``).
 
-:meth:`AlertConfigs.thresholds` says what a project evaluates: the event types of its enabled
-configurations with their thresholds, or :data:`DEFAULTS` while it has none (Ops Manager's new project has
-host down, no primary, too few healthy members, agent down and replication lag over 60 s configured).
+Two kinds of event types. :data:`EVALUATED` ones are decided from what agents report, the maintenance
+records and Restoration Mode (``automation.deployment_alerts``): a project raises them only as its enabled
+configurations ask (``store.alert_rules.evaluated``). The others (:data:`ROUTED`) are raised by the loops
+that guard the seed's procedures (backup, rolling changes, Restoration Mode's refusals) whatever the
+configurations say; a configuration of such a type says where its notifications go.
+
+A ``webhookSecret`` is kept encrypted with ``gen.key`` and shown as :data:`SECRET_MASK`; a PUT that sends the
+mask back (a GET-then-PUT round trip) keeps the stored secret of that URL. :meth:`AlertConfigs.covering`
+gives, inside the transaction that opens or closes an alert, the webhooks of the project's and the
+applicable global configurations that cover it.
 
 May import ``opsmgr.errors`` and ``opsmgr.store``.
 """
@@ -26,34 +34,45 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsmgr.errors import InvalidInput, NotFound
-from opsmgr.store.engine import Store, new_id
+from opsmgr.store import alert_rules
+from opsmgr.store.alert_rules import LAG_METRIC, METRIC, METRIC_UNITS, OPLOG_METRIC, Rule, Webhook
+from opsmgr.store.engine import Store, Txn, new_id
 
 log = logging.getLogger(__name__)
 
 CONFIGS = "alert_configs"
-LAG_METRIC = "OPLOG_SLAVE_LAG_MASTER_TIME"
-METRIC = "OUTSIDE_METRIC_THRESHOLD"
-DEFAULT_LAG_S = 60.0
-# Each event type this server evaluates, and the alert type (``typeName``) of its alerts.
-EVENT_TYPES = {
+GROUPS = "groups"  # store.appdb's projects: a global configuration applies by the project's organization
+# The event types decided from reports, maintenance records and Restoration Mode, and their alerts' typeName.
+EVALUATED = {
     "HOST_DOWN": "HOST",
     "NO_PRIMARY": "REPLICA_SET",
     "TOO_FEW_HEALTHY_MEMBERS": "REPLICA_SET",
     "AUTOMATION_AGENT_DOWN": "AGENT",
     METRIC: "HOST_METRIC",
+    "ROLLING_CHANGE_BLOCKED": "REPLICA_SET",
+    "ROLLING_CHANGE_FAILED": "REPLICA_SET",
+    "RESTORATION_MODE_ENTERED": "GROUP",
+    "RESTORATION_MODE_FAILED": "GROUP",
 }
-# What a project with no configuration evaluates: event type (the metric's name for a metric) -> threshold.
-DEFAULTS: dict[str, float | None] = {
-    "HOST_DOWN": None,
-    "NO_PRIMARY": None,
-    "TOO_FEW_HEALTHY_MEMBERS": None,
-    "AUTOMATION_AGENT_DOWN": None,
-    LAG_METRIC: DEFAULT_LAG_S,
+# The event types raised by the loops that guard a procedure, whatever the configurations say.
+ROUTED = {
+    "MAINTENANCE_MEMBER_FAILED": "REPLICA_SET",
+    "MAINTENANCE_MAJORITY_LOST": "REPLICA_SET",
+    "RESTORATION_MODE_AGENT_REFUSED": "GROUP",
+    "BACKUP_SNAPSHOT_MISSED": "BACKUP",
+    "BACKUP_SNAPSHOT_FAILED": "BACKUP",
+    "BACKUP_PITR_WINDOW_GAP": "BACKUP",
+    "BACKUP_PITR_WINDOW_NOT_ADVANCING": "BACKUP",
+    "BACKUP_AGENT_DOWN": "BACKUP",
+    "BACKUP_BLOCK_CORRUPT": "BACKUP",
+    "BACKUP_BLOCKSTORE_FILLING": "BACKUP",
+    "OPLOG_BEHIND": "BACKUP",
+    "RESYNC_REQUIRED": "BACKUP",
 }
+EVENT_TYPES = EVALUATED | ROUTED
 NOTIFICATION_TYPES = ("GROUP", "USER", "EMAIL", "SMS", "WEBHOOK", "SLACK", "ORG")
 OPERATORS = ("GREATER_THAN", "LESS_THAN")
-MATCH_FIELDS = ("HOSTNAME", "PORT", "HOSTNAME_AND_PORT", "REPLICA_SET_NAME", "TYPE_NAME")
-MATCH_OPERATORS = ("EQUALS", "NOT_EQUALS", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "ENDS_WITH", "REGEX")
+SECRET_MASK = "******"
 MAX_ITEMS = 10
 MAX_TEXT = 512
 _NOTIFICATION_TEXT = (
@@ -66,13 +85,14 @@ _NOTIFICATION_TEXT = (
 )
 _NOTIFICATION_FLAGS = ("emailEnabled", "smsEnabled")
 FIELDS = ("eventTypeName", "enabled", "matchers", "metricThreshold", "threshold", "notifications")
+Cipher = Callable[[str], str]
 
 
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _text(value: object, field: str, allowed: tuple[str, ...] | None = None) -> str:
+def text(value: object, field: str, allowed: tuple[str, ...] | None = None) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT:
         raise InvalidInput(f"{field} must be a string of 1 to {MAX_TEXT} characters", field=field)
     if allowed is not None and value not in allowed:
@@ -97,9 +117,15 @@ def _object(value: object, field: str, known: tuple[str, ...]) -> Mapping[str, A
     return value
 
 
-def _list(value: object, field: str) -> list[Any]:
+def listed(value: object, field: str) -> list[Any]:
     if not isinstance(value, list) or len(value) > MAX_ITEMS:
         raise InvalidInput(f"{field} must be a list of at most {MAX_ITEMS} items", field=field)
+    return value
+
+
+def flag(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field} must be true or false", field=field)
     return value
 
 
@@ -107,21 +133,19 @@ def parse_notification(value: object, index: int) -> dict[str, Any]:
     field = f"notifications[{index}]"
     known = ("typeName", "intervalMin", "delayMin", *_NOTIFICATION_TEXT, *_NOTIFICATION_FLAGS, "roles")
     body = _object(value, field, known)
-    out: dict[str, Any] = {"typeName": _text(body.get("typeName"), f"{field}.typeName", NOTIFICATION_TYPES)}
+    out: dict[str, Any] = {"typeName": text(body.get("typeName"), f"{field}.typeName", NOTIFICATION_TYPES)}
     out["intervalMin"] = int(
         _number(body.get("intervalMin", 60), f"{field}.intervalMin", integer=True, low=5)
     )
     out["delayMin"] = int(_number(body.get("delayMin", 0), f"{field}.delayMin", integer=True))
     for name in _NOTIFICATION_TEXT:
         if body.get(name) is not None:
-            out[name] = _text(body[name], f"{field}.{name}")
+            out[name] = text(body[name], f"{field}.{name}")
     for name in _NOTIFICATION_FLAGS:
-        if name in body and not isinstance(body[name], bool):
-            raise InvalidInput(f"{field}.{name} must be true or false", field=f"{field}.{name}")
         if name in body:
-            out[name] = body[name]
+            out[name] = flag(body[name], f"{field}.{name}")
     if "roles" in body:
-        out["roles"] = [_text(r, f"{field}.roles") for r in _list(body["roles"], f"{field}.roles")]
+        out["roles"] = [text(r, f"{field}.roles") for r in listed(body["roles"], f"{field}.roles")]
     if out["typeName"] == "WEBHOOK" and not str(out.get("webhookUrl", "")).startswith(
         ("http://", "https://")
     ):
@@ -132,34 +156,41 @@ def parse_notification(value: object, index: int) -> dict[str, Any]:
 def parse_matcher(value: object, index: int) -> dict[str, str]:
     field = f"matchers[{index}]"
     body = _object(value, field, ("fieldName", "operator", "value"))
-    return {
-        "fieldName": _text(body.get("fieldName"), f"{field}.fieldName", MATCH_FIELDS),
-        "operator": _text(body.get("operator"), f"{field}.operator", MATCH_OPERATORS),
-        "value": _text(body.get("value"), f"{field}.value"),
+    matcher = {
+        "fieldName": text(body.get("fieldName"), f"{field}.fieldName", alert_rules.MATCH_FIELDS),
+        "operator": text(body.get("operator"), f"{field}.operator", alert_rules.MATCH_OPERATORS),
+        "value": text(body.get("value"), f"{field}.value"),
     }
+    problem = alert_rules.pattern_problem(matcher["value"]) if matcher["operator"] == "REGEX" else None
+    if problem is not None:
+        raise InvalidInput(f"{field}.value: {problem}", field=f"{field}.value")
+    return matcher
 
 
 def parse_metric(value: object) -> dict[str, Any]:
     body = _object(value, "metricThreshold", ("metricName", "operator", "threshold", "units", "mode"))
+    name = text(body.get("metricName"), "metricThreshold.metricName", (LAG_METRIC, OPLOG_METRIC))
+    default_operator = "LESS_THAN" if name == OPLOG_METRIC else "GREATER_THAN"
+    units = METRIC_UNITS[name]
     return {
-        "metricName": _text(body.get("metricName"), "metricThreshold.metricName", (LAG_METRIC,)),
-        "operator": _text(body.get("operator", "GREATER_THAN"), "metricThreshold.operator", OPERATORS),
+        "metricName": name,
+        "operator": text(body.get("operator", default_operator), "metricThreshold.operator", OPERATORS),
         "threshold": _number(body.get("threshold"), "metricThreshold.threshold"),
-        "units": _text(body.get("units", "SECONDS"), "metricThreshold.units", ("SECONDS",)),
-        "mode": _text(body.get("mode", "AVERAGE"), "metricThreshold.mode", ("AVERAGE",)),
+        "units": text(body.get("units", units), "metricThreshold.units", (units,)),
+        "mode": text(body.get("mode", "AVERAGE"), "metricThreshold.mode", ("AVERAGE",)),
     }
 
 
 def parse_threshold(value: object) -> dict[str, Any]:
     body = _object(value, "threshold", ("operator", "threshold", "units"))
     out = {
-        "operator": _text(body.get("operator", "GREATER_THAN"), "threshold.operator", OPERATORS),
+        "operator": text(body.get("operator", "GREATER_THAN"), "threshold.operator", OPERATORS),
         "threshold": _number(body.get("threshold"), "threshold.threshold"),
     }
-    return out | ({"units": _text(body["units"], "threshold.units")} if "units" in body else {})
+    return out | ({"units": text(body["units"], "threshold.units")} if "units" in body else {})
 
 
-def validated(body: Mapping[str, Any]) -> dict[str, Any]:
+def validated(body: Mapping[str, Any], *, enabled_by_default: bool = True) -> dict[str, Any]:
     """The stored fields of the configuration ``body`` asks for (a POST or a PUT: every field it has)."""
     event = body.get("eventTypeName")
     if not isinstance(event, str) or event not in EVENT_TYPES:
@@ -174,9 +205,7 @@ def validated(body: Mapping[str, Any]) -> dict[str, Any]:
             field="notifications",
             error_code="MISSING_NOTIFICATIONS",
         )
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise InvalidInput("enabled must be true or false", field="enabled")
+    enabled = flag(body.get("enabled", enabled_by_default), "enabled")
     if event == METRIC and body.get("metricThreshold") is None:
         raise InvalidInput(f"{METRIC} needs a metricThreshold", field="metricThreshold")
     metric = body.get("metricThreshold")
@@ -186,14 +215,40 @@ def validated(body: Mapping[str, Any]) -> dict[str, Any]:
         "typeName": EVENT_TYPES[event],
         "enabled": enabled,
         "notifications": [
-            parse_notification(n, i) for i, n in enumerate(_list(body["notifications"], "notifications"))
+            parse_notification(n, i) for i, n in enumerate(listed(body["notifications"], "notifications"))
         ],
         "matchers": [
-            parse_matcher(m, i) for i, m in enumerate(_list(body.get("matchers") or [], "matchers"))
+            parse_matcher(m, i) for i, m in enumerate(listed(body.get("matchers") or [], "matchers"))
         ],
         "metricThreshold": parse_metric(metric) if event == METRIC and metric is not None else None,
         "threshold": parse_threshold(threshold) if threshold is not None else None,
     }
+
+
+def sealed(
+    notifications: list[dict[str, Any]], before: Sequence[Mapping[str, Any]], encrypt: Cipher
+) -> list[dict[str, Any]]:
+    """The notifications as stored: each webhook secret encrypted; the mask sent back keeps the secret the
+    same URL had (``before``: the stored notifications), or none when it had none."""
+    kept = {n.get("webhookUrl"): n.get("webhookSecret") for n in before if n.get("webhookSecret")}
+    out = []
+    for note in notifications:
+        secret = note.get("webhookSecret")
+        if secret == SECRET_MASK:
+            secret = kept.get(note.get("webhookUrl"))
+        elif secret is not None:
+            secret = encrypt(secret)
+        out.append(
+            {k: v for k, v in note.items() if k != "webhookSecret"}
+            | ({"webhookSecret": secret} if secret else {})
+        )
+    return out
+
+
+def shown_notifications(notifications: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        dict(n) | ({"webhookSecret": SECRET_MASK} if n.get("webhookSecret") else {}) for n in notifications
+    ]
 
 
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,77 +260,54 @@ def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "typeName": doc["typeName"],
         "enabled": doc["enabled"],
         "matchers": list(doc["matchers"]),
-        "notifications": list(doc["notifications"]),
+        "notifications": shown_notifications(doc["notifications"]),
         "created": doc["created"],
         "updated": doc["updated"],
     }
     return shown | {k: doc[k] for k in ("metricThreshold", "threshold") if doc.get(k) is not None}
 
 
-def webhook_urls(configs: Sequence[Mapping[str, Any]], event_type: str, metric_name: object) -> list[str]:
-    """The ``webhookUrl`` of each WEBHOOK notification of the enabled configurations of an alert's event
-    type (and metric), each once."""
-    urls = [
-        str(n["webhookUrl"])
-        for doc in configs
-        if doc["enabled"]
-        and doc["eventTypeName"] == event_type
-        and (doc.get("metricThreshold") or {}).get("metricName") == metric_name
-        for n in doc["notifications"]
-        if n["typeName"] == "WEBHOOK"
-    ]
-    return list(dict.fromkeys(urls))
-
-
-def thresholds_of(configs: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-    """What a project evaluates (as :data:`DEFAULTS`) given its stored configurations: the enabled ones'
-    event types, a metric by its name with the lowest threshold configured; :data:`DEFAULTS` with none."""
-    if not configs:
-        return dict(DEFAULTS)
-    out: dict[str, float | None] = {}
-    for doc in configs:
-        if not doc["enabled"]:
-            continue
-        metric = doc.get("metricThreshold")
-        if metric is None:
-            out[doc["eventTypeName"]] = None
-            continue
-        value = float(metric["threshold"])
-        out[metric["metricName"]] = min(value, out.get(metric["metricName"]) or value)
-    return out
+def not_found(config_id: str, where: str) -> NotFound:
+    return NotFound(
+        f"No alert configuration with ID {config_id} exists{where}.", error_code="ALERT_CONFIG_NOT_FOUND"
+    )
 
 
 class AlertConfigs:
     """A project's alert configurations: what the ``alertConfigs`` routes and the deployment alerts use."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        encrypt: Cipher = lambda s: s,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
+        self.encrypt = encrypt
         self.clock = clock
 
     def _doc(self, group_id: str, config_id: str) -> dict[str, Any]:
         doc = self.store.get(CONFIGS, config_id)
         if doc is None or doc.get("groupId") != group_id:
-            raise NotFound(
-                f"No alert configuration with ID {config_id} exists in group {group_id}.",
-                error_code="ALERT_CONFIG_NOT_FOUND",
-            )
+            raise not_found(config_id, f" in group {group_id}")
         return doc
 
     def of_group(self, group_id: str) -> list[dict[str, Any]]:
         docs = self.store.find(CONFIGS, groupId=group_id)
         return [public_view(d) for d in sorted(docs, key=lambda d: (d["created"], d["_id"]))]
 
-    def thresholds(self, group_id: str) -> dict[str, float | None]:
-        return thresholds_of(self.store.find(CONFIGS, groupId=group_id))
+    def rules(self, group_id: str) -> list[Rule]:
+        """What the project's deployment alerts evaluate: its own and the applicable global configurations."""
+        with self.store.read() as t:
+            return alert_rules.evaluated(t.find(CONFIGS, groupId=group_id), applicable_globals(t, group_id))
 
     def get(self, group_id: str, config_id: str) -> dict[str, Any]:
         return public_view(self._doc(group_id, config_id))
 
-    def webhooks(self, group_id: str, event_type: str, metric_name: object) -> list[str]:
-        return webhook_urls(self.store.find(CONFIGS, groupId=group_id), event_type, metric_name)
-
     def create(self, group_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         fields = validated(body)
+        fields["notifications"] = sealed(fields["notifications"], [], self.encrypt)
         now = iso(self.clock())
         doc = {"_id": new_id(), "groupId": group_id, "created": now, "updated": now, **fields}
         self.store.insert(CONFIGS, doc)
@@ -289,24 +321,50 @@ class AlertConfigs:
         with self.store.tx() as t:
             doc = t.get(CONFIGS, config_id)
             if doc is None or doc.get("groupId") != group_id:
-                self._doc(group_id, config_id)  # raises the 404
-            assert doc is not None
+                raise not_found(config_id, f" in group {group_id}")
+            fields["notifications"] = sealed(fields["notifications"], doc["notifications"], self.encrypt)
             doc.update(updated=iso(self.clock()), **fields)
             t.put(CONFIGS, doc)
         return public_view(doc)
 
     def set_enabled(self, group_id: str, config_id: str, enabled: object) -> dict[str, Any]:
         """PATCH: Ops Manager's only change of one field, ``enabled``."""
-        if not isinstance(enabled, bool):
-            raise InvalidInput("enabled must be true or false", field="enabled")
+        enabled = flag(enabled, "enabled")
         self._doc(group_id, config_id)
         doc = self.store.update(CONFIGS, config_id, {"enabled": enabled, "updated": iso(self.clock())})
         if doc is None:  # deleted meanwhile
-            self._doc(group_id, config_id)
-        assert doc is not None
+            raise not_found(config_id, f" in group {group_id}")
         return public_view(doc)
 
     def delete(self, group_id: str, config_id: str) -> None:
         self._doc(group_id, config_id)
         self.store.delete(CONFIGS, config_id)
         log.info("alert configuration %s of project %s deleted", config_id, group_id)
+
+    def open_alerts(self, group_id: str, config_id: str, alerts: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Of the project's open ``alerts``, those this configuration covers (its ``/alerts``)."""
+        doc = self._doc(group_id, config_id)
+        return [a for a in alerts if alert_rules.covers(doc, a)]
+
+
+GLOBAL_CONFIGS = "global_alert_configs"
+
+
+def applicable_globals(t: Txn, group_id: str) -> list[dict[str, Any]]:
+    """The global configurations that apply to the project: for all the projects of the organizations they
+    belong to, or naming it in ``groupIds``."""
+    group = t.get(GROUPS, group_id)
+    org = group.get("orgId") if group is not None else None
+    return [
+        c
+        for c in t.find(GLOBAL_CONFIGS)
+        if (c["forAllGroups"] and org in c["orgIds"]) or (not c["forAllGroups"] and group_id in c["groupIds"])
+    ]
+
+
+def covering(t: Txn, alert: Mapping[str, Any]) -> list[Webhook]:
+    """Where the alert's notifications go besides the installation's webhook: the webhooks of the project's
+    and the applicable global configurations that cover it."""
+    group_id = str(alert.get("groupId"))
+    configs = t.find(CONFIGS, groupId=group_id) + applicable_globals(t, group_id)
+    return alert_rules.webhooks(configs, alert)
