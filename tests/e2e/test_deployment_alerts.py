@@ -2,8 +2,9 @@
 3-member replica set, and the project's default alert configurations (none stored). An agent stopped ->
 within a few poll intervals HOST_DOWN (typeName HOST) opens for its host, once, and AUTOMATION_AGENT_DOWN for
 its agent, while the other two hosts raise nothing (2 of 3 healthy is a majority); started again -> both
-close. Then with NO_PRIMARY enabled (notified by webhook) and HOST_DOWN turned off, the primary's agent
-stopped opens NO_PRIMARY only, posted to the configuration's webhook when it opens and when it closes."""
+close. Then with NO_PRIMARY enabled (notified by a signed webhook) and HOST_DOWN configured only for a host
+that stays up (a matcher), the primary's agent stopped opens NO_PRIMARY only, posted to the
+configuration's webhook when it opens and when it closes."""
 
 from __future__ import annotations
 
@@ -75,18 +76,20 @@ def test_only_enabled_configurations_are_evaluated_and_their_webhook_hears(deplo
         path = f"/groups/{d.group_id}/alertConfigs"
         made = d.api.post(path, json={"eventTypeName": "NO_PRIMARY", "notifications": [note]})
         assert made.status_code == 201, made.text
-        off = {"eventTypeName": "HOST_DOWN", "enabled": False, "notifications": [note]}
-        assert d.api.post(path, json=off).status_code == 201
         primary = next(h["hostname"] for h in d.hosts() if h["replicaStateName"] == "PRIMARY")
+        elsewhere = [{"fieldName": "HOSTNAME", "operator": "NOT_EQUALS", "value": primary}]
+        narrowed = {"eventTypeName": "HOST_DOWN", "matchers": elsewhere, "notifications": [note]}
+        assert d.api.post(path, json=narrowed).status_code == 201
         d.agents[primary].stop()
 
         # The primary's agent silent: its host is unreachable, the two that report have no primary.
-        # NO_PRIMARY opens in the same evaluation HOST_DOWN would, had its configuration been enabled.
+        # NO_PRIMARY opens in the same evaluation HOST_DOWN would, had its matcher not excluded the host.
         (alert,) = wait_for(lambda: _of(d, "OPEN", "NO_PRIMARY"), 20, interval=0.2, what="NO_PRIMARY open")
         assert alert["typeName"] == "REPLICA_SET" and alert["replicaSetName"] == "rs0"
         assert {a["eventTypeName"] for a in _alerts(d, "OPEN")} == {"NO_PRIMARY"}
         (heard,) = wait_for(lambda: receiver.received, 10, interval=0.1, what="the configuration's webhook")
         assert (heard["id"], heard["notification"]) == (alert["id"], "OPEN")
+        assert receiver.signed[0][0]["X-MMS-Event"] == "alert.open"
 
         d.agents[primary].start()
         wait_for(lambda: not _alerts(d, "OPEN"), 60, interval=0.2, what="NO_PRIMARY closed")

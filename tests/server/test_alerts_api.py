@@ -24,18 +24,20 @@ class Receiver:
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.received: list[dict[str, Any]] = []
+        self.signed: list[tuple[dict[str, str], bytes]] = []  # each received request's headers and body
         self.attempts = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.attempts += 1
                 if receiver.failures:
                     receiver.failures -= 1
                     self.send_response(503)
                 else:
-                    receiver.received.append(body)
+                    receiver.signed.append((dict(self.headers.items()), raw))
+                    receiver.received.append(json.loads(raw))
                     self.send_response(204)
                 self.end_headers()
 
