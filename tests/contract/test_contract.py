@@ -101,6 +101,8 @@ INDEX = {"group_id": "index_group_id"}
 BACKING = {"group_id": "backing_group_id", "cluster_id": "backing_cluster_id"}
 CLUSTER = f"{G}/clusters/{{cluster_id}}"
 BACKUP_CONFIG = f"{G}/backupConfigs/{{cluster_id}}"
+HOST_DISK = f"{G}/hosts/{{host_id}}/disks/{{partition_name}}"
+HOST_DB = f"{G}/hosts/{{host_id}}/databases/{{database_name}}"
 
 # Known differences from the reference (strict xfails: an XPASS means fixed, and the mismatch goes).
 FCV = "automationConfig: processes[] have no featureCompatibilityVersion"
@@ -137,6 +139,12 @@ CASES = [
     Case("get", f"{G}/hosts/{{host_id}}", "host"),
     Case("get", f"{G}/hosts/byName/{{host_name_port}}", "host"),
     Case("get", f"{G}/hosts/{{host_id}}/measurements?granularity=PT1M&period=PT1H", "host_measurements"),
+    Case("get", f"{G}/hosts/{{host_id}}/disks", "host_disk", listed=True),
+    Case("get", f"{G}/hosts/{{host_id}}/disks/{{partition_name}}", "host_disk"),
+    Case("get", f"{HOST_DISK}/measurements?granularity=PT1M&period=PT1H", "host_disk#/$defs/measurements"),
+    Case("get", f"{G}/hosts/{{host_id}}/databases", "host_database", listed=True),
+    Case("get", f"{G}/hosts/{{host_id}}/databases/{{database_name}}", "host_database"),
+    Case("get", f"{HOST_DB}/measurements?granularity=PT1H&period=P1D", "host_database#/$defs/measurements"),
     Case("get", f"{G}/agents", "agent", listed=True),
     Case("get", f"{G}/agents/{{agent_type}}", "agent", listed=True),
     Case("get", f"{G}/restorationMode", "restoration_mode", ids=ROLL),

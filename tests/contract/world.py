@@ -117,6 +117,7 @@ def _main_project(w: World, main: Deployment, sim: SimWorld) -> None:
         f"/groups/{gid}/backupConfigs/{cid}", json={"statusName": "STARTED"}
     )
     wait_for(lambda: listing(main, base)["totalCount"] >= 1, 60, what="a first snapshot")
+    _storage(w, gid)
     w.ids["snapshot_id"] = listing(main, base)["results"][0]["id"]
     schedule = w.api.get(f"/groups/{gid}/backupConfigs/{cid}/snapshotSchedule").json()
     w.call(
@@ -137,6 +138,14 @@ def _main_project(w: World, main: Deployment, sim: SimWorld) -> None:
     )
     w.ids["job_id"] = job.json()["results"][0]["id"]
     _automated_restore(w, main)
+
+
+def _storage(w: World, gid: str) -> None:
+    """The host's partition and the database the load writes to, once its agent has measured them."""
+    disks, dbs = (f"/groups/{gid}/hosts/{w.ids['host_id']}/{kind}" for kind in ("disks", "databases"))
+    wait_for(lambda: w.api.get(dbs).json()["totalCount"] >= 1, 30, what="a measured database")
+    w.ids["partition_name"] = w.api.get(disks).json()["results"][0]["partitionName"]
+    w.ids["database_name"] = w.api.get(dbs).json()["results"][0]["databaseName"]
 
 
 def _automated_restore(w: World, main: Deployment) -> None:

@@ -2,7 +2,9 @@
 ``GET /groups/{id}/hosts/{hostId}/measurements``: every process has measurements within a few poll
 intervals; the primary's opcounter rate is ~0 while the set is idle and follows the write load once the
 application writes (the secondaries take no client writes); connections count the load's clients; and the
-route refuses what Ops Manager refuses, and other projects' keys, with JSON errors."""
+route refuses what Ops Manager refuses, and other projects' keys, with JSON errors. The host's disk partition
+and databases (``.../disks``, ``.../databases``) appear with their measurements, a database's object count
+follows the writes, and their routes refuse unknown or forged names and other projects' keys."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from opsmgr.sim.measure import DISK_BYTES, PARTITION
 from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
 from tests.configs import replica_set_config
@@ -166,3 +169,131 @@ def test_unknown_hosts_and_other_projects_keys_are_refused(
         # the route reads only: a write is no method of it
         r = stranger.post(f"/groups/{d.group_id}/hosts/{host_id}/measurements", json={})
         assert 400 <= r.status_code < 500, r.text
+
+
+def _sub(d: Deployment, host_id: str, path: str, **query: Any) -> httpx.Response:
+    return d.api.get(f"/groups/{d.group_id}/hosts/{host_id}/{path}", params=query)
+
+
+def _listed(d: Deployment, host_id: str, kind: str, field: str) -> list[str]:
+    r = _sub(d, host_id, kind)
+    assert r.status_code == 200 and r.json()["totalCount"] == len(r.json()["results"]), r.text
+    return [item[field] for item in r.json()["results"]]
+
+
+def _latest_of(d: Deployment, host_id: str, path: str, name: str) -> float | None:
+    r = _sub(d, host_id, f"{path}/measurements", granularity="PT1M", period="PT5M", m=[name])
+    assert r.status_code == 200, r.text
+    values = [p["value"] for p in r.json()["measurements"][0]["dataPoints"] if p["value"] is not None]
+    return values[-1] if values else None
+
+
+def test_disks_and_databases_appear_and_follow_the_writes(deployment: Deployment) -> None:
+    d = deployment
+    primary = next(h for h in d.hosts() if h["replicaStateName"] == "PRIMARY")
+    pid = primary["id"]
+    partitions = wait_for(lambda: _listed(d, pid, "disks", "partitionName"), 10, interval=0.2)
+    assert partitions == [PARTITION]
+    one = _sub(d, pid, f"disks/{PARTITION}").json()
+    assert one["partitionName"] == PARTITION and one["links"][0]["href"].endswith(f"/disks/{PARTITION}")
+    used = wait_for(lambda: _latest_of(d, pid, f"disks/{PARTITION}", "DISK_PARTITION_SPACE_USED"), 10)
+    assert 0 < used < DISK_BYTES
+    answer = _sub(d, pid, f"disks/{PARTITION}/measurements", granularity="PT1H", period="P1D").json()
+    assert answer["partitionName"] == PARTITION and answer["hostId"] == pid
+    assert {m["name"] for m in answer["measurements"]} >= {"DISK_PARTITION_SPACE_PERCENT_FREE"}
+
+    world = SimWorld.open(d.root / "world.sqlite")
+    try:
+        load = WriteLoad(
+            rate=50, keys=100_000, payload_bytes=32, delete_ratio=0.0, namespaces=("shop.orders",)
+        )
+        set_load(world, HOSTS, "rs0", load)
+        wait_for(lambda: "shop" in _listed(d, pid, "databases", "databaseName"), 20, interval=0.3)
+        first = wait_for(lambda: _latest_of(d, pid, "databases/shop", "DATABASE_OBJECT_COUNT"), 10)
+        # the minute's average climbs as the load inserts (about 50 a second)
+        later = wait_for(
+            lambda: (
+                (v := _latest_of(d, pid, "databases/shop", "DATABASE_OBJECT_COUNT")) and v > first + 20 and v
+            ),
+            20,
+            interval=0.3,
+        )
+        assert later > first
+    finally:
+        set_load(world, HOSTS, "rs0", WriteLoad(rate=0))
+        world.close()
+    shop = _sub(d, pid, "databases/shop/measurements", granularity="PT1M", period="PT5M").json()
+    units = {m["name"]: m["units"] for m in shop["measurements"]}
+    assert shop["databaseName"] == "shop" and units["DATABASE_DATA_SIZE"] == "BYTES"
+    assert units["DATABASE_OBJECT_COUNT"] == "SCALAR"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "status", "code"),
+    [
+        ("disks/nvme9/measurements", {"granularity": "PT1M", "period": "PT1H"}, 404, "PARTITION_NOT_FOUND"),
+        ("disks/nvme9", {}, 404, "PARTITION_NOT_FOUND"),
+        ("databases/nope", {}, 404, "DATABASE_NOT_FOUND"),
+        ("databases/nope/measurements", {"granularity": "PT1M", "period": "PT1H"}, 404, "DATABASE_NOT_FOUND"),
+        (
+            f"disks/{PARTITION}/measurements",
+            {"granularity": "PT7M", "period": "PT1H"},
+            400,
+            "INVALID_GRANULARITY",
+        ),
+        (f"disks/{PARTITION}/measurements", {"granularity": "PT1M", "period": "P30D"}, 400, "INVALID_PERIOD"),
+        (f"disks/{PARTITION}/measurements", {"granularity": "PT1M"}, 400, "INVALID_PERIOD"),
+        (
+            f"disks/{PARTITION}/measurements",
+            {"granularity": "PT1M", "period": "PT1H", "m": "CONNECTIONS"},  # a host's, not a partition's
+            400,
+            "INVALID_METRIC_NAME",
+        ),
+        (
+            f"disks/{PARTITION}/measurements",
+            {"granularity": "PT1M", "period": "PT1H", "m": ["DISK_PARTITION_SPACE_USED"] * 100},
+            400,
+            None,
+        ),
+        ("disks/..%2F..%2Fmeasurements", {}, 400, None),
+        ("disks/%2E%2E", {}, 400, None),
+        ("disks/" + "x" * 100, {}, 400, None),
+        ("databases/a.b", {}, 400, None),
+        ("databases/a%2Fb/measurements", {"granularity": "PT1M", "period": "PT1H"}, 400, None),
+        ("databases/%24cmd", {}, 400, None),
+    ],
+)
+def test_what_the_disks_and_databases_refuse(
+    deployment: Deployment, path: str, query: dict[str, Any], status: int, code: str | None
+) -> None:
+    host_id = deployment.hosts()[0]["id"]
+    wait_for(lambda: _listed(deployment, host_id, "disks", "partitionName"), 10, interval=0.2)
+    r = _sub(deployment, host_id, path, **query)
+    if status == 400 and r.status_code == 404 and code is None:  # a router that will not match the path
+        status = 404
+    _error(r, status, code)
+
+
+def test_other_projects_keys_read_no_disks_or_databases(
+    server: ServerProcess, owner: dict[str, Any], deployment: Deployment
+) -> None:
+    d = deployment
+    host_id = d.hosts()[0]["id"]
+    wait_for(lambda: _listed(d, host_id, "disks", "partitionName"), 10, interval=0.2)
+    paths = ["disks", f"disks/{PARTITION}", "databases", f"disks/{PARTITION}/measurements"]
+    query = {"granularity": "PT1M", "period": "PT1H"}
+    reader = d.api.post(
+        f"/groups/{d.group_id}/apiKeys", json={"desc": "reader", "roles": ["GROUP_READ_ONLY"]}
+    )
+    other = d.api.post("/groups", json={"name": "meas-disks-other"}).json()["id"]
+    stranger = d.api.post(f"/groups/{other}/apiKeys", json={"desc": "other", "roles": ["GROUP_OWNER"]})
+    with server.client(reader.json()) as ro, server.client(stranger.json()) as them:
+        for path in paths:
+            url = f"/groups/{d.group_id}/hosts/{host_id}/{path}"
+            assert ro.get(url, params=query).status_code == 200, path
+            r = them.get(url, params=query)
+            assert r.status_code in (401, 403, 404) and r.json()["errorCode"], r.text
+            # the routes read only
+            assert 400 <= ro.post(url, json={}).status_code < 500
+        r = them.get(f"/groups/{other}/hosts/{host_id}/disks")  # its own project: no such host
+        _error(r, 404, "HOST_NOT_FOUND")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from opsmgr.automation.measurements import DATABASE_CATALOG, DISK_CATALOG
 from opsmgr.errors import InvalidInput
 from opsmgr.server.measurements_api import MAX_POINTS, duration_s, metric_names, window
 
@@ -53,4 +54,12 @@ def test_metric_names() -> None:
     assert "OPCOUNTER_INSERT" in metric_names(None)
     with pytest.raises(InvalidInput) as raised:
         metric_names(["ASSERT_NOPE"])
+    assert raised.value.error_code == "INVALID_METRIC_NAME"
+
+
+def test_a_partitions_or_databases_names_are_its_catalogues() -> None:
+    assert metric_names(None, DISK_CATALOG) == list(DISK_CATALOG)
+    assert metric_names(["DATABASE_OBJECT_COUNT"], DATABASE_CATALOG) == ["DATABASE_OBJECT_COUNT"]
+    with pytest.raises(InvalidInput) as raised:
+        metric_names(["CONNECTIONS"], DATABASE_CATALOG)  # a host's measurement, not a database's
     assert raised.value.error_code == "INVALID_METRIC_NAME"

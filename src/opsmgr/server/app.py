@@ -195,6 +195,7 @@ def _route(app: FastAPI) -> None:
         index_builds_api,
         maintenance_api,
         maintenance_windows_api,
+        measurement_resources_api,
         measurements_api,
         ops_api,
         public_api,
@@ -207,6 +208,7 @@ def _route(app: FastAPI) -> None:
     app.include_router(public_api.router)
     app.include_router(hosts_api.router)
     app.include_router(measurements_api.router)
+    app.include_router(measurement_resources_api.router)
     app.include_router(agents_api.router)
     app.include_router(restoration_api.router)
     app.include_router(alerts_api.router)

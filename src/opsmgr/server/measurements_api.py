@@ -7,6 +7,8 @@ Refusals are Ops Manager's: ``INVALID_GRANULARITY``, ``INVALID_PERIOD`` (unparsa
 neither of a period and a start/end, or more than :data:`MAX_POINTS` points at the granularity),
 ``INVALID_METRIC_NAME``, and ``HOST_NOT_FOUND`` for a host that is not the project's. The points are
 ``automation.measurements``'s buckets: one per granularity step, ``value`` null where no sample arrived.
+The answer's shape and the host lookup are shared with the partitions' and databases' measurements
+(``server.measurement_resources_api``).
 
 May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.timestamps``, ``opsmgr.automation.measurements``,
 ``opsmgr.server.auth``, ``opsmgr.server.deps`` and ``opsmgr.server.public_api``.
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Path, Query, Request
 
-from opsmgr.automation.measurements import CATALOG, HOUR_S, MINUTE_S, bucket_start, series
+from opsmgr.automation.measurements import CATALOG, HOUR_S, MINUTE_S, Catalog, Point, bucket_start, series
 from opsmgr.errors import InvalidInput, NotFound
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.auth import ProjectReader
@@ -89,11 +91,58 @@ def window(granularity: str, period: str | None, start: str | None, end: str | N
     return Window(step, start_s, end_s)
 
 
-def metric_names(requested: list[str] | None) -> list[str]:
+def metric_names(requested: list[str] | None, catalog: Catalog = CATALOG) -> list[str]:
     for name in requested or []:
-        if name not in CATALOG:
+        if name not in catalog:
             raise InvalidInput(f"Invalid metric name {name[:64]!r}.", error_code="INVALID_METRIC_NAME")
-    return list(dict.fromkeys(requested)) if requested else list(CATALOG)
+    return list(dict.fromkeys(requested)) if requested else list(catalog)
+
+
+def project_host(hosts: list[JsonObject], group_id: str, host_id: str) -> JsonObject:
+    """The host ``host_id`` of the project's ``hosts``; HOST_NOT_FOUND when it is not one of them."""
+    host = next((h for h in hosts if h["id"] == host_id), None)
+    if host is None:
+        raise NotFound(f"No host with ID {host_id} exists in group {group_id}.", error_code="HOST_NOT_FOUND")
+    return host
+
+
+def host_href(request: Request, group_id: str, host_id: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}{PREFIX}/groups/{group_id}/hosts/{host_id}"
+
+
+def measurements_body(
+    request: Request,
+    host: JsonObject,
+    granularity: str,
+    span: Window,
+    points: dict[str, list[Point]],
+    catalog: Catalog,
+    suffix: str = "/measurements",
+) -> JsonObject:
+    """An answer in Ops Manager's measurements shape, of the resource at ``suffix`` under the host (the
+    caller adds a sub-resource's name)."""
+    group_id, host_id = str(host["groupId"]), str(host["id"])
+    base = host_href(request, group_id, host_id)
+    return {
+        "groupId": group_id,
+        "hostId": host_id,
+        "processId": f"{host['hostname']}:{host['port']}",
+        "granularity": granularity,
+        "start": iso_utc(bucket_start(span.start_s, span.granularity_s) * 1000),
+        "end": iso_utc(span.end_s * 1000),
+        "measurements": [
+            {
+                "name": name,
+                "units": catalog[name].units,
+                "dataPoints": [{"timestamp": iso_utc(t * 1000), "value": v} for t, v in values],
+            }
+            for name, values in points.items()
+        ],
+        "links": [
+            {"href": f"{base}{suffix}", "rel": "self"},
+            {"href": base, "rel": "http://mms.mongodb.com/host"},
+        ],
+    }
 
 
 @router.get("/groups/{group_id}/hosts/{host_id}/measurements")
@@ -110,32 +159,8 @@ def host_measurements(
 ) -> JsonObject:
     span = window(granularity, period, start, end, time.time())
     names = metric_names(m)
-    host = next((h for h in services.automation.hosts(caller.group_id) if h["id"] == host_id), None)
-    if host is None:
-        raise NotFound(
-            f"No host with ID {host_id} exists in group {caller.group_id}.", error_code="HOST_NOT_FOUND"
-        )
+    host = project_host(services.automation.hosts(caller.group_id), caller.group_id, host_id)
     store = services.automation.measurements
     buckets = store.buckets(caller.group_id, host_id, span.granularity_s, span.start_s, span.end_s)
     points = series(buckets, names, span.granularity_s, span.start_s, span.end_s)
-    base = f"{str(request.base_url).rstrip('/')}{PREFIX}/groups/{caller.group_id}/hosts/{host_id}"
-    return {
-        "groupId": caller.group_id,
-        "hostId": host_id,
-        "processId": f"{host['hostname']}:{host['port']}",
-        "granularity": granularity,
-        "start": iso_utc(bucket_start(span.start_s, span.granularity_s) * 1000),
-        "end": iso_utc(span.end_s * 1000),
-        "measurements": [
-            {
-                "name": name,
-                "units": CATALOG[name].units,
-                "dataPoints": [{"timestamp": iso_utc(t * 1000), "value": v} for t, v in points[name]],
-            }
-            for name in names
-        ],
-        "links": [
-            {"href": f"{base}/measurements", "rel": "self"},
-            {"href": base, "rel": "http://mms.mongodb.com/host"},
-        ],
-    }
+    return measurements_body(request, host, granularity, span, points, CATALOG)
