@@ -2,20 +2,20 @@
 (``drivers.mongod_commands.server_status_sample``), completed with connections, lag and oplog window
 (``agent.observe.sample``), and bounded by the status report's model; the storage sample: ``dbStats`` per
 database of ``listDatabases``, the data directory's partition named after its mount's device, and the
-report's bounds on partition and database names."""
+report's bounds on partition and database names; storage is read at most every few seconds per process."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from bson.int64 import Int64
 from pydantic import ValidationError
 
-from opsmgr.agent.observe import sample
+from opsmgr.agent.observe import StorageSchedule, sample
 from opsmgr.automation.status import MAX_DATABASES, MAX_MEASUREMENTS, MAX_PARTITIONS, Observed
-from opsmgr.drivers.base import MemberState, MemberStatus, OplogWindow, RsStatus
+from opsmgr.drivers.base import Driver, MemberState, MemberStatus, OplogWindow, RsStatus, StorageSample
 from opsmgr.drivers.mongod_commands import (
     database_names,
     database_sample,
@@ -201,3 +201,27 @@ def test_the_report_keeps_storage() -> None:
     )
     assert observed.disks == {"xvdb": {"DISK_PARTITION_SPACE_USED": 5.0}}
     assert observed.databases == {"shop": {"DATABASE_OBJECT_COUNT": 2.0}}
+
+
+class _Storage:
+    """A driver whose storage answers count the reads (the rest of the protocol is not asked)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def storage_sample(self, name: str) -> StorageSample:
+        self.reads += 1
+        return StorageSample(
+            {"xvdb": {"DISK_PARTITION_SPACE_USED": 1.0}}, {"shop": {"DATABASE_VIEW_COUNT": 0.0}}
+        )
+
+
+def test_storage_is_read_at_most_every_interval_per_driver_and_process() -> None:
+    schedule, one, two = StorageSchedule(5.0), _Storage(), _Storage()
+    driver_one, driver_two = cast(Driver, one), cast(Driver, two)
+    assert schedule.sample(driver_one, "a", 100.0).databases == {"shop": {"DATABASE_VIEW_COUNT": 0.0}}
+    assert schedule.sample(driver_one, "a", 104.9) == StorageSample()  # the report between carries none
+    assert schedule.sample(driver_one, "b", 104.9).partitions  # another process is its own
+    assert schedule.sample(driver_two, "a", 104.9).partitions  # another agent's driver too
+    assert schedule.sample(driver_one, "a", 105.0).partitions
+    assert (one.reads, two.reads) == (3, 1)

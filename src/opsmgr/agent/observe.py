@@ -6,7 +6,8 @@ the status report, in the shape of Ops Manager's automationStatus, with the cycl
 Ops Manager host measurements (``measurements``: what ``serverStatus`` gives, plus ``CONNECTIONS``, the
 replication lag ``OPLOG_SLAVE_LAG_MASTER_TIME`` in seconds and the oplog window ``OPLOG_MASTER_TIME`` in
 hours), and of its storage (``disks``: each partition of its data, ``databases``: each database's
-``dbStats``, at most ``drivers.base.MAX_DATABASES``; Ops Manager's disk and database measurements).
+``dbStats``, at most ``drivers.base.MAX_DATABASES``; Ops Manager's disk and database measurements, read
+at most every :data:`STORAGE_INTERVAL_S` per process: see :class:`StorageSchedule`).
 Reads only: it never changes a process.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.agent.plan``.
@@ -15,6 +16,9 @@ May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.agent.plan``.
 from __future__ import annotations
 
 import logging
+import math
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -59,9 +63,31 @@ def read_snapshot(
             connections=connections,
             oplog_window=window if oplog_windows else None,
             measurements=sample(_quietly(driver.server_sample, name), connections, status, window),
-            storage=_quietly(driver.storage_sample, name) or StorageSample(),
+            storage=STORAGE.sample(driver, name, time.monotonic()),
         )
     return Snapshot(processes, initiated_sets)
+
+
+class StorageSchedule:
+    """When each driver's processes' storage was last read: ``dbStats`` of every database (the sim counts
+    every document) costs far more than ``serverStatus``, so a process's storage is read at most every
+    :data:`STORAGE_INTERVAL_S` and the reports between carry none (the server's minute keeps what came).
+    Keyed by the driver (an agent's), weakly: a driver gone takes its times with it."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._read_at: weakref.WeakKeyDictionary[Driver, dict[str, float]] = weakref.WeakKeyDictionary()
+
+    def sample(self, driver: Driver, name: str, now: float) -> StorageSample:
+        read_at = self._read_at.setdefault(driver, {})
+        if now - read_at.get(name, -math.inf) < self.interval_s:
+            return StorageSample()
+        read_at[name] = now
+        return _quietly(driver.storage_sample, name) or StorageSample()
+
+
+STORAGE_INTERVAL_S = 5.0
+STORAGE = StorageSchedule(STORAGE_INTERVAL_S)
 
 
 def sample(
@@ -123,8 +149,8 @@ def status_observed(local: LocalProcess | None, hostname: str) -> dict[str, Any]
         "connections": local.connections,
         "lagSeconds": lag_seconds(status),
         "measurements": dict(sampled.measurements) if sampled else None,
-        "disks": dict(sampled.storage.partitions) if sampled else None,
-        "databases": dict(sampled.storage.databases) if sampled else None,
+        "disks": dict(sampled.storage.partitions) or None if sampled else None,
+        "databases": dict(sampled.storage.databases) or None if sampled else None,
     }
 
 
