@@ -207,3 +207,11 @@ def test_partitions_and_databases_are_series_of_their_own(store: Store) -> None:
     assert sub_buckets(minutes, DATABASES, "nope") == [] and m.names(G, host_id(G, "x"), DISKS) == []
     # the host's own series holds none of its storage's names
     assert not set(DATABASE_CATALOG) & set(CATALOG)
+
+
+def test_the_names_outlive_an_hours_first_minute_without_storage(store: Store) -> None:
+    m, host = Measurements(store), host_id(G, "rs0_0")
+    hour = bucket_start(T0, HOUR_S) + HOUR_S
+    m.record(G, _storage_report(objects=1.0, used=1.0), hour - 5)
+    m.record(G, _report(CONNECTIONS=1.0), hour + 1)  # the new hour's first report carries no storage
+    assert m.names(G, host, DATABASES) == ["app", "shop"]

@@ -294,14 +294,18 @@ class Measurements:
         return [d for d in docs if low <= int(d["t"]) <= end_s]
 
     def names(self, group_id: str, host: str, kind: str) -> list[str]:
-        """The partitions or databases (``kind``) the host has reported in its open minute and that
-        minute's hour, sorted."""
+        """The partitions or databases (``kind``) the host has reported in its open minute, that minute's
+        hour and the hour before (the first minute of an hour may not have read its storage yet), sorted."""
         opened = self.open_minute(group_id, host)
         if opened is None:
             return []
-        hour_id = bucket_id(group_id, host, bucket_start(int(opened["t"]), HOUR_S))
-        hour = self.store.get(COLLECTIONS[HOUR_S], hour_id) or {}
-        return sorted(set(opened.get(kind, {})) | set(hour.get(kind, {})))
+        hour = bucket_start(int(opened["t"]), HOUR_S)
+        found = set(opened.get(kind, {}))
+        for t in (hour, hour - HOUR_S):
+            found |= set(
+                (self.store.get(COLLECTIONS[HOUR_S], bucket_id(group_id, host, t)) or {}).get(kind, {})
+            )
+        return sorted(found)
 
 
 def _with_open_minute(hours: list[dict[str, Any]], opened: Bucket | None) -> list[dict[str, Any]]:

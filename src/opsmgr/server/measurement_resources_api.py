@@ -1,8 +1,8 @@
 """A host's disk partitions and databases, and their measurements, in Ops Manager's shapes:
 
 - ``GET /groups/{id}/hosts/{hostId}/disks`` and ``.../databases``: the partitions (``partitionName``) and
-  databases (``databaseName``) the host's agent has reported in its current minute and that minute's hour,
-  each with its ``self`` link, in the list envelope (``results``, ``totalCount``, ``links``);
+  databases (``databaseName``) the host's agent has reported in its current minute, that minute's hour and
+  the hour before, each with its ``self`` link, in the list envelope (``results``, ``totalCount``, ``links``);
 - ``.../disks/{partitionName}`` and ``.../databases/{databaseName}``: one of them;
 - ``.../disks/{partitionName}/measurements`` and ``.../databases/{databaseName}/measurements``: its
   measurements (``automation.measurements.DISK_CATALOG``, ``DATABASE_CATALOG``) with the host
