@@ -76,6 +76,18 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """The q-th quantile of measured values (the nearest rank), None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -141,9 +153,12 @@ class SampledServer(ServerProcess):
 
 @contextlib.contextmanager
 def running_server(
-    root: Path, poll_interval_s: float, *, sample_to: Path | None = None
+    root: Path, poll_interval_s: float, *, sample_to: Path | None = None, conf: dict[str, str] | None = None
 ) -> Iterator[ServerProcess]:
+    """A started server; ``conf``: more ``conf-mms.properties`` keys (another application database...)."""
     base = new_server(root, poll_interval_s)
+    if conf:
+        set_conf(base.data_dir, conf)
     server = SampledServer(base.data_dir, base.port)
     server.sample_to = sample_to
     server.start()

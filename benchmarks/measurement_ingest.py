@@ -1,0 +1,728 @@
+"""Measurement ingestion cost (issue 15): N agents (default 2,000) polling and reporting every ``--interval``
+seconds to one ``opsmgr server``, twice in one run: reports without ``measurements`` (the baseline), then
+with a full sample per process (host measurements, its data partition, ``--databases`` databases' dbStats)
+whose values move each cycle as under a write load. Prints for both the poll and report latency p50/p99,
+the p99 ratio against the target (with measurements within 20% of without), the server's CPU share, and
+the bytes the application database keeps per process per day.
+
+One replica set of ``--set-size`` members per project, made through the public API and at its goal version
+before any agent starts. The agents are asyncio tasks of this process speaking raw HTTP/1.1 (httpx would
+take much of the two cores from the server) over ``--connections`` shared keep-alive connections as
+``agent.fleet`` does (0: a new connection per cycle, as agents on hosts of their own have, the server
+closing connections idle for 5 s). A cycle is the conf poll holding the goal version (304) and the status
+report ``agent.loop`` sends for the host's one process, echoing the work version last answered; cycles run
+on a fixed schedule from a seeded random phase per agent, the next starting late if one outlasts the
+interval. Time is real: a 10 s interval is 10 s. Each phase runs ``--warmup-cycles`` cycles, then
+``--cycles`` measured ones (the warm-up opens every process's buckets: the phase sees the steady state).
+
+Method. Latency, client side: first byte written to last byte read (connect and pool wait excluded), exact
+quantiles; server side: the change of the ``/metrics`` histograms, interpolated in their coarse buckets.
+CPU: utime+stime of the server process from /proc/<pid>/stat over the phase's wall time, a share of one
+core. Stored bytes, read from the store once the run is over: per measurement collection
+(``automation.measurements.COLLECTIONS``, granularity G), the mean payload of a row (length of ``id`` +
+``doc``; a row is one process's bucket) times 86,400 / G buckets a day, summed over the collections; and
+times the buckets retention keeps (``RETENTION_S``). The b-tree overhead: the growth of the ``documents``
+table and its key index (SQLite ``dbstat``; PostgreSQL ``pg_total_relation_size``) over the phase against
+the measurement payload's growth. The store's oplog: its entries for the measurement collections per
+report, per process per day, and how soon they fill the oplog's default size cap.
+
+Exit status 1 if a request failed (connection error, timeout, a poll not answered 304 or a report not 200).
+
+    .venv/bin/python benchmarks/measurement_ingest.py [--agents 2000] [--interval 10] [--cycles 6]
+        [--connections 128] [--databases 5] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._harness import (
+    CONF_ROUTE,
+    STATUS_ROUTE,
+    Api,
+    MetricsReading,
+    Project,
+    cpu_seconds,
+    create_projects,
+    histogram_delta,
+    histogram_quantile,
+    ms,
+    print_header,
+    put_config,
+    quantile,
+    read_metrics,
+    replica_set_config,
+    running_server,
+    set_sizes,
+    table,
+    workdir,
+)
+
+from opsmgr.automation.measurements import CATALOG, COLLECTIONS, RETENTION_S
+from opsmgr.conf import read_conf
+from opsmgr.server.settings import CONF_NAME
+from opsmgr.sim.measure import DISK_BYTES, TICKETS, VIRTUAL_OVERHEAD_MB
+from opsmgr.store.backing import APP
+from opsmgr.store.engine import normalise_url
+from tests.pgserver import FAST, PgServer
+from tests.procs import ServerProcess
+
+TARGET_RATIO = 1.20
+DAY_S = 86_400
+MB = 1024 * 1024
+DOC_BYTES = 600  # a written document with its index entries, for the disk and memory gauges
+CACHE_MB = 4096.0  # WiredTiger's cache: where the resident set stops growing
+REQUEST_TIMEOUT_S = 60.0
+OPLOG_CAP_MB = 512  # mms.store.oplogMaxSizeMB by default
+PARTITION = "xvdb"  # the data volume, as sim.measure names it
+SYSTEM_DATABASES = ("admin", "config", "local")
+LABELS = ("without", "with")  # the phases: reports without measurements, then with them
+
+
+# --- one agent ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One cycle's sample of a process, as ``agent.observe`` ships it: ``measurements`` of the host,
+    ``disks`` (each partition's) and ``databases`` (each one's ``dbStats``)."""
+
+    host: dict[str, float]
+    disks: dict[str, dict[str, float]]
+    databases: dict[str, dict[str, float]]
+
+
+@dataclass
+class Workload:
+    """One process's ``serverStatus`` and ``dbStats`` figures, moved on each cycle as under its set's write
+    load: the primary takes the writes and the queries, every member holds the data (disk, cache, databases)
+    and answers commands."""
+
+    primary: bool
+    writes_per_s: float
+    clients: int
+    databases: int  # admin, config and local, then the application's
+    counters: dict[str, float]
+    disk_used: float
+    resident_mb: float
+    oplog_hours: float
+    rng: random.Random
+
+    @classmethod
+    def start(cls, primary: bool, writes_per_s: float, clients: int, databases: int, seed: int) -> Workload:
+        rng = random.Random(seed)
+        # A process up for weeks: counters and disk already large (their digits are part of what is stored).
+        counters = {name: float(rng.randint(10**5, 10**8)) for name, m in CATALOG.items() if m.counter}
+        disk = rng.uniform(5, 50) * 1024**3
+        resident, window = rng.uniform(300, 3000), rng.uniform(20, 90)
+        return cls(primary, writes_per_s, clients, databases, counters, disk, resident, window, rng)
+
+    def sample(self, dt: float) -> Sample:
+        rng = self.rng
+        writes = self.writes_per_s * dt * rng.uniform(0.5, 1.5)
+        c = self.counters
+        if self.primary:
+            c["OPCOUNTER_INSERT"] += round(writes * 0.6)
+            c["OPCOUNTER_UPDATE"] += round(writes * 0.3)
+            c["OPCOUNTER_DELETE"] += round(writes * 0.1)
+            c["OPCOUNTER_QUERY"] += round(writes * rng.uniform(1, 3))
+        c["OPCOUNTER_GETMORE"] += round(dt * (2 if self.primary else 1))  # the secondaries tail the oplog
+        c["OPCOUNTER_CMD"] += round(dt * (1 + (self.clients if self.primary else 2)) * rng.uniform(0.9, 1.1))
+        c["EXTRA_INFO_PAGE_FAULTS"] += float(rng.random() < 0.05)
+        self.disk_used += writes * DOC_BYTES
+        self.resident_mb = min(CACHE_MB, self.resident_mb + writes * DOC_BYTES / MB)
+        self.oplog_hours = max(1.0, self.oplog_hours + rng.uniform(-0.02, 0.01))
+        busy = rng.randint(0, min(TICKETS, self.clients)) if self.primary else 0
+        used, free = float(int(self.disk_used)), float(max(0, DISK_BYTES - int(self.disk_used)))
+        host = {
+            **c,
+            "CONNECTIONS": float((self.clients if self.primary else 0) + 4 + rng.randint(0, 2)),
+            "MEMORY_RESIDENT": round(self.resident_mb, 3),
+            "MEMORY_VIRTUAL": round(self.resident_mb + VIRTUAL_OVERHEAD_MB, 3),
+            "TICKETS_AVAILABLE_READS": float(TICKETS - rng.randint(0, 2)),
+            "TICKETS_AVAILABLE_WRITE": float(TICKETS - busy),
+            "DISK_PARTITION_SPACE_USED": used,
+            "DISK_PARTITION_SPACE_FREE": free,
+            "OPLOG_MASTER_TIME": round(self.oplog_hours, 6),
+            "OPLOG_SLAVE_LAG_MASTER_TIME": 0.0 if self.primary else float(rng.choice((0, 0, 0, 1, 2))),
+        }
+        partition = {
+            "DISK_PARTITION_SPACE_USED": used,
+            "DISK_PARTITION_SPACE_FREE": free,
+            "DISK_PARTITION_SPACE_PERCENT_USED": round(100 * used / DISK_BYTES, 3),
+            "DISK_PARTITION_SPACE_PERCENT_FREE": round(100 * free / DISK_BYTES, 3),
+        }
+        return Sample(host, {PARTITION: partition} if self.databases else {}, self._db_stats())
+
+    def _db_stats(self) -> dict[str, dict[str, float]]:
+        names = [*SYSTEM_DATABASES, *(f"app{i}" for i in range(self.databases - len(SYSTEM_DATABASES)))]
+        apps = max(1, self.databases - len(SYSTEM_DATABASES))
+        # admin and config stay small; local is the oplog; the application's share the rest of the disk.
+        sizes = {"admin": 40e3, "config": 120e3, "local": 990 * MB}
+        return {
+            name: db_stats(sizes.get(name, (self.disk_used - 1024**3) / apps), self.rng.uniform(200, 900))
+            for name in names[: self.databases]
+        }
+
+
+def db_stats(data_bytes: float, object_bytes: float) -> dict[str, float]:
+    """``dbStats`` of a database of ``data_bytes`` in documents of about ``object_bytes``."""
+    objects = int(data_bytes / object_bytes)
+    collections = 3 + objects % 7
+    return {
+        "DATABASE_OBJECT_COUNT": float(objects),
+        "DATABASE_DATA_SIZE": float(int(data_bytes)),
+        "DATABASE_AVERAGE_OBJECT_SIZE": round(data_bytes / objects, 3) if objects else 0.0,
+        "DATABASE_STORAGE_SIZE": float(int(data_bytes * 0.45) // 4096 * 4096),
+        "DATABASE_INDEX_SIZE": float(objects * 32 // 4096 * 4096),
+        "DATABASE_COLLECTION_COUNT": float(collections),
+        "DATABASE_INDEX_COUNT": float(collections + objects % 3),
+        "DATABASE_VIEW_COUNT": 0.0,
+    }
+
+
+@dataclass
+class Agent:
+    """One simulated agent: its host's one process at goal, its requests, and the phase of its cycle."""
+
+    project: Project
+    member: int  # 0 is the primary
+    version: int
+    offset_s: float
+    workload: Workload
+    work_version: str | None = None
+
+    @property
+    def host(self) -> str:
+        return self.project.hosts[self.member]
+
+    @property
+    def rs(self) -> str:
+        return f"rs-{self.project.name}"
+
+    def _head(self, method: str, path: str) -> str:
+        auth = base64.b64encode(f"{self.project.group_id}:{self.project.agent_key}".encode()).decode()
+        return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+
+    def poll_request(self) -> bytes:
+        path = CONF_ROUTE.format(group_id=self.project.group_id) + f"?hostname={self.host}&cv={self.version}"
+        return (self._head("GET", path) + "\r\n").encode()
+
+    def report_request(self, sample: Sample, measured: bool) -> bytes:
+        body = json.dumps(self.report(sample, measured), separators=(",", ":")).encode()
+        path = STATUS_ROUTE.format(group_id=self.project.group_id) + f"?hostname={self.host}"
+        head = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        return (self._head("POST", path) + head).encode() + body
+
+    def report(self, sample: Sample, measured: bool) -> dict[str, Any]:
+        """What ``agent.loop.status_body`` sends for a process at goal (``observe.status_observed``); the
+        sample's maps only when ``measured``."""
+        now_ms = int(time.time() * 1000)
+        observed = {
+            "hostname": self.host,
+            "port": 27017,
+            "running": True,
+            "mode": "replset",
+            "version": "7.0.5",
+            "replicaSetName": self.rs,
+            "replicaStateName": "PRIMARY" if self.member == 0 else "SECONDARY",
+            "optimeTs": (now_ms // 1000) << 32 | 1,
+            "connections": int(sample.host["CONNECTIONS"]),
+            "lagSeconds": sample.host["OPLOG_SLAVE_LAG_MASTER_TIME"],
+            "measurements": sample.host if measured else None,
+            "disks": sample.disks if measured and sample.disks else None,
+            "databases": sample.databases if measured and sample.databases else None,
+        }
+        process = {"name": f"{self.rs}_{self.member}", "lastGoalVersionAchieved": self.version, "plan": []}
+        process |= dict.fromkeys(("currentStep", "stepIndex", "blockedReason", "errorText"))
+        return {
+            "hostname": self.host,
+            "cv": self.version,
+            "cvTimestamp": now_ms - 60_000,
+            "cvHash": hashlib.sha256(f"{self.project.group_id}:{self.version}".encode()).hexdigest(),
+            "workVersion": self.work_version,
+            "lastGoalVersionAchieved": self.version,
+            "statusSentence": "goal state: nothing to do",
+            "timestamp": now_ms,
+            "driver": "sim",
+            "processes": [{**process, "observed": observed}],
+        }
+
+
+# --- the load -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What the agents saw in one phase."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"poll": [], "report": []})
+    late_s: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes, float]:
+    """One request on a keep-alive connection: (status, body, seconds from first byte out to last byte in)."""
+    started = time.perf_counter()
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+        elif name.strip().lower() == b"transfer-encoding":
+            raise ValueError("chunked answers are not read here")
+    body = await reader.readexactly(length) if length else b""
+    return int(head[9:12]), body, time.perf_counter() - started
+
+
+@dataclass
+class Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    used_at: float = 0.0
+
+
+class Connections:
+    """The agents' HTTP connections: ``size`` kept alive and shared, as ``agent.fleet``'s pool does, or with
+    size 0 a new one per cycle, as agents on hosts of their own have (the server closes keep-alive
+    connections idle for 5 s, less than an interval)."""
+
+    IDLE_S = 4.0  # under the server's keep-alive timeout: an older idle connection may be closing
+
+    def __init__(self, port: int, size: int) -> None:
+        self.port, self.size = port, size
+        self.idle: list[Connection] = []
+        self.free = asyncio.Semaphore(size) if size else None
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        if self.free is not None:
+            await self.free.acquire()
+        try:
+            conn = self._reuse() or Connection(*await asyncio.open_connection("127.0.0.1", self.port))
+            try:
+                yield conn
+            except BaseException:
+                conn.writer.close()
+                raise
+            if self.size:
+                conn.used_at = time.monotonic()
+                self.idle.append(conn)
+            else:
+                conn.writer.close()
+        finally:
+            if self.free is not None:
+                self.free.release()
+
+    def _reuse(self) -> Connection | None:
+        now = time.monotonic()
+        while self.idle:
+            conn = self.idle.pop()
+            if now - conn.used_at < self.IDLE_S:
+                return conn
+            conn.writer.close()
+        return None
+
+
+async def one_cycle(agent: Agent, pool: Connections, sample: Sample, measured: bool, tally: Tally) -> None:
+    async with pool.connection() as conn:
+        status, _, seconds = await exchange(conn.reader, conn.writer, agent.poll_request())
+        if status != 304:
+            tally.failures.append(f"poll {agent.host}: HTTP {status}")
+        tally.latencies["poll"].append(seconds)
+        request = agent.report_request(sample, measured)
+        status, body, seconds = await exchange(conn.reader, conn.writer, request)
+    if status != 200:
+        tally.failures.append(f"report {agent.host}: HTTP {status} {body[:200]!r}")
+        return
+    tally.latencies["report"].append(seconds)
+    work = json.loads(body).get("work")
+    if isinstance(work, dict):
+        agent.work_version = work.get("version")
+
+
+async def agent_cycles(
+    agent: Agent,
+    pool: Connections,
+    start: float,
+    cycles: int,
+    interval_s: float,
+    measured: bool,
+    tally: Tally,
+) -> None:
+    loop = asyncio.get_running_loop()
+    for k in range(cycles):
+        due = start + agent.offset_s + k * interval_s
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tally.late_s.append(loop.time() - due)
+        sample = agent.workload.sample(interval_s)
+        try:
+            await asyncio.wait_for(one_cycle(agent, pool, sample, measured, tally), REQUEST_TIMEOUT_S)
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ValueError,
+        ) as exc:
+            tally.failures.append(f"{agent.host}: {exc!r}")
+
+
+async def run_cycles(
+    agents: list[Agent], pool: Connections, cycles: int, interval_s: float, measured: bool
+) -> Tally:
+    tally = Tally()
+    start = asyncio.get_running_loop().time()
+    await asyncio.gather(*(agent_cycles(a, pool, start, cycles, interval_s, measured, tally) for a in agents))
+    return tally
+
+
+# --- readings -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreReading:
+    payload: dict[str, int]  # measurement collection -> bytes of id + doc of its rows
+    rows: dict[str, int]
+    oplog_entries: int
+    oplog_bytes: int  # the entries' ``size``: doc + id + 32
+    table_bytes: int | None  # documents (and its key index) as allocated; None where not read
+
+
+class StoreProbe:
+    """Read-only queries on the server's application database (SQLite file or PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(normalise_url(url))
+        self.colls = list(COLLECTIONS.values())
+
+    def read(self) -> StoreReading:
+        colls: Any = sa.bindparam("colls", expanding=True)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT coll, count(*), sum(length(id) + length(doc)) FROM documents"
+                    " WHERE coll IN :colls GROUP BY coll"
+                ).bindparams(colls),
+                {"colls": self.colls},
+            ).all()
+            entries, size = conn.execute(
+                sa.text("SELECT count(*), coalesce(sum(size), 0) FROM oplog WHERE ns IN :colls").bindparams(
+                    colls
+                ),
+                {"colls": self.colls},
+            ).one()
+            table_bytes = self._table_bytes(conn)
+        return StoreReading(
+            {c: int(n or 0) for c, _, n in rows},
+            {c: int(k) for c, k, _ in rows},
+            int(entries),
+            int(size),
+            table_bytes,
+        )
+
+    def _table_bytes(self, conn: sa.Connection) -> int | None:
+        if self.engine.dialect.name == "postgresql":
+            return int(conn.execute(sa.text("SELECT pg_total_relation_size('documents')")).scalar_one())
+        try:
+            value = conn.execute(
+                sa.text(
+                    "SELECT sum(pgsize) FROM dbstat"
+                    " WHERE name IN ('documents', 'sqlite_autoindex_documents_1')"
+                )
+            ).scalar_one()
+        except sa.exc.OperationalError:  # an SQLite built without dbstat
+            return None
+        return int(value or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def app_db_url(server: ServerProcess) -> str:
+    uri = read_conf(server.data_dir / CONF_NAME)[APP.conf_key]
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(server.data_dir / uri[len(prefix) :])
+    return uri
+
+
+@dataclass
+class Phase:
+    """One measured phase: the agents' tally and the server's readings around it; the store's around the
+    phase and its warm-up (what the phase's reports stored), and how many reports that was."""
+
+    label: str
+    tally: Tally
+    wall_s: float
+    server_cpu_s: float
+    loadgen_cpu_s: float
+    metrics: tuple[MetricsReading, MetricsReading]
+    store: tuple[StoreReading, StoreReading]
+    reports: int
+
+    def cpu_per_cycle_s(self) -> float:
+        return self.server_cpu_s / max(1, len(self.tally.late_s))
+
+    def server_side(self, route: str, q: float) -> float | None:
+        return histogram_quantile(histogram_delta(*self.metrics, route), q)
+
+    def server_errors(self) -> int:
+        before, after = self.metrics
+        return sum(
+            n - before.statuses.get(key, 0)
+            for key, n in after.statuses.items()
+            if key[0] in (CONF_ROUTE, STATUS_ROUTE) and key[1] >= 500
+        )
+
+
+async def measure_phase(
+    label: str,
+    agents: list[Agent],
+    server: ServerProcess,
+    probe: StoreProbe,
+    pool: Connections,
+    args: argparse.Namespace,
+) -> Phase:
+    assert server.proc is not None
+    measured, store0 = label == "with", probe.read()
+    warm = await run_cycles(agents, pool, args.warmup_cycles, args.interval, measured)
+    before = read_metrics(server.url)
+    cpu0, own0, t0 = cpu_seconds(server.proc.pid), cpu_seconds(os.getpid()), time.monotonic()
+    tally = await run_cycles(agents, pool, args.cycles, args.interval, measured)
+    wall = time.monotonic() - t0
+    server_cpu, own_cpu = cpu_seconds(server.proc.pid) - cpu0, cpu_seconds(os.getpid()) - own0
+    tally.failures[:0] = warm.failures
+    reports = len(warm.latencies["report"]) + len(tally.latencies["report"])
+    metrics, store = (before, read_metrics(server.url)), (store0, probe.read())
+    print(f"  phase {label} measurements: {wall:.0f} s, {len(tally.failures)} failed requests", flush=True)
+    return Phase(label, tally, wall, server_cpu, own_cpu, metrics, store, reports)
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+def make_agents(api: Api, args: argparse.Namespace) -> list[Agent]:
+    t0 = time.monotonic()
+    projects = create_projects(api, set_sizes(args.agents, args.set_size), "ingest")
+    configs = api.map(
+        lambda p: put_config(api, p, replica_set_config(list(p.hosts), rs=f"rs-{p.name}"))[1], projects
+    )
+    print(f"  {len(projects)} projects created and configured in {time.monotonic() - t0:.0f} s", flush=True)
+    rng = random.Random(args.seed)
+    agents = []
+    for project, version in zip(projects, configs, strict=True):
+        writes = rng.lognormvariate(4, 1)  # ~55 writes/s per set, from a few to many hundreds
+        clients = rng.randint(5, 200)
+        for member in range(len(project.hosts)):
+            workload = Workload.start(member == 0, writes, clients, args.databases, rng.randrange(2**32))
+            agents.append(Agent(project, member, version, rng.uniform(0, args.interval), workload))
+    return agents
+
+
+@contextlib.contextmanager
+def app_database(use_postgres: bool) -> Iterator[dict[str, str]]:
+    """The server's ``conf-mms.properties`` keys for its application database: none (the embedded SQLite
+    file), or a database on a throwaway PostgreSQL (fsync off: the disk of this machine is not measured)."""
+    if not use_postgres:
+        yield {}
+        return
+    with PgServer(FAST) as pg:
+        yield {APP.conf_key: pg.create_database("ingest")}
+
+
+def run(args: argparse.Namespace) -> list[Phase]:
+    with (
+        workdir(args.keep, "ingest-") as tmp,
+        app_database(args.postgres) as conf,
+        running_server(tmp, args.interval, conf=conf) as server,
+    ):
+        api = Api(server)
+        probe = StoreProbe(app_db_url(server))
+        try:
+            agents = make_agents(api, args)
+
+            async def phases() -> list[Phase]:
+                pool = Connections(server.port, args.connections)
+                return [await measure_phase(label, agents, server, probe, pool, args) for label in LABELS]
+
+            return asyncio.run(phases())
+        finally:
+            probe.close()
+            api.close()
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def latency_rows(base: Phase, meas: Phase) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for route, name in (("poll", CONF_ROUTE), ("report", STATUS_ROUTE)):
+        for q in (0.5, 0.99):
+            a, b = quantile(base.tally.latencies[route], q), quantile(meas.tally.latencies[route], q)
+            rows.append((f"{route} p{q * 100:g} ms, client side", ms(a), ms(b), _ratio_cell(b, a)))
+        for q in (0.5, 0.99):
+            a, b = base.server_side(name, q), meas.server_side(name, q)
+            rows.append(
+                (f"{route} p{q * 100:g} ms, server side (histogram)", ms(a), ms(b), _ratio_cell(b, a))
+            )
+    return rows
+
+
+def _ratio_cell(value: float | None, baseline: float | None) -> str:
+    r = ratio(value, baseline)
+    return "-" if r is None else f"{r:.2f}"
+
+
+def load_rows(base: Phase, meas: Phase, interval_s: float) -> list[tuple[str, str, str, str]]:
+    def row(label: str, fn: Any, fmt: str) -> tuple[str, str, str, str]:
+        a, b = fn(base), fn(meas)
+        return (label, format(a, fmt), format(b, fmt), _ratio_cell(b, a))
+
+    return [
+        row("server CPU, share of one core", lambda p: p.server_cpu_s / p.wall_s, ".1%"),
+        row("server CPU ms per agent cycle", lambda p: 1000 * p.cpu_per_cycle_s(), ".2f"),
+        row("agents one core serves at this interval", lambda p: interval_s / p.cpu_per_cycle_s(), ".0f"),
+        row("load generator CPU, share of one core", lambda p: p.loadgen_cpu_s / p.wall_s, ".1%"),
+        row("agent cycles per second", lambda p: len(p.tally.late_s) / p.wall_s, ".1f"),
+        row(
+            "cycles started > 1 s late (the previous one slow)",
+            lambda p: sum(x > 1 for x in p.tally.late_s),
+            "d",
+        ),
+        row("max cycle start lag, s", lambda p: max(p.tally.late_s, default=0.0), ".2f"),
+        row("failed requests", lambda p: len(p.tally.failures), "d"),
+        row("server 5xx on the agent routes (/metrics)", Phase.server_errors, "d"),
+    ]
+
+
+def storage_report(meas: Phase, agents: int, interval_s: float) -> list[str]:
+    before, after = meas.store
+    rows, per_day, at_retention = [], 0.0, 0.0
+    for granularity_s, coll in sorted(COLLECTIONS.items()):
+        n = after.rows.get(coll, 0)
+        bucket = after.payload.get(coll, 0) / n if n else 0.0
+        per_day += bucket * DAY_S / granularity_s
+        at_retention += bucket * RETENTION_S[granularity_s] / granularity_s
+        rows.append((coll, n, f"{n / agents:.2f}", f"{bucket:.0f}", f"{DAY_S // granularity_s}"))
+    lines = [
+        table(["collection", "rows", "rows per process", "bytes per row", "buckets a day"], rows),
+        f"stored payload per process per day: {per_day / 1024:.1f} KiB (bytes per row x buckets a day)",
+        "stored payload per process at retention (48 h of minutes, 60 days of hours):"
+        f" {at_retention / MB:.2f} MiB; for {agents} processes: {at_retention * agents / 1024**3:.2f} GiB",
+    ]
+    lines += _allocated_lines(meas, per_day)
+    entries = after.oplog_entries - before.oplog_entries
+    per_report = (after.oplog_bytes - before.oplog_bytes) / max(1, meas.reports)
+    oplog_day = per_report * DAY_S / interval_s
+    fill_min = OPLOG_CAP_MB * MB / max(1.0, oplog_day * agents) * 24 * 60
+    lines.append(
+        f"store oplog: {entries / max(1, meas.reports):.2f} entries ({per_report:.0f} bytes) per report"
+        f" for the measurement collections = {oplog_day / MB:.1f} MiB per process per day; {agents} processes"
+        f" fill the default {OPLOG_CAP_MB} MiB cap in {fill_min:.0f} min (then it drops older entries of"
+        " every collection)"
+    )
+    return lines
+
+
+def _allocated_lines(meas: Phase, per_day: float) -> list[str]:
+    before, after = meas.store
+    if after.table_bytes is None or before.table_bytes is None:
+        return []
+    grown = after.table_bytes - before.table_bytes
+    payload = sum(after.payload.values()) - sum(before.payload.values())
+    factor = ratio(grown, payload)
+    if factor is None:
+        return []
+    return [
+        f"documents table + key index grew {grown / MB:.1f} MiB for {payload / MB:.1f} MiB of measurement"
+        f" payload: x{factor:.2f}; about {per_day * factor / 1024:.0f} KiB allocated per process per day"
+    ]
+
+
+def report(phases: list[Phase], args: argparse.Namespace) -> int:
+    base, meas = phases
+    print(
+        f"\n{args.agents} agents, a cycle (conf poll + status report) every {args.interval:g} s, "
+        f"{args.cycles} measured cycles per phase after {args.warmup_cycles} warm-up"
+    )
+    print(
+        table(
+            ["figure", "without", "with", "with/without"],
+            latency_rows(base, meas) + load_rows(base, meas, args.interval),
+        )
+    )
+    print(
+        "\nstored bytes (payload: length of id + doc of the rows; see the module docstring for the method):"
+    )
+    for line in storage_report(meas, args.agents, args.interval):
+        print(line)
+    verdicts = []
+    for route in ("poll", "report"):
+        r = ratio(quantile(meas.tally.latencies[route], 0.99), quantile(base.tally.latencies[route], 0.99))
+        verdicts.append(r is not None and r <= TARGET_RATIO)
+        print(
+            f"target: {route} p99 with measurements within {TARGET_RATIO - 1:.0%} of without (client side): "
+            f"{'met' if verdicts[-1] else 'MISSED'} (ratio {'-' if r is None else f'{r:.2f}'})"
+        )
+    failures = base.tally.failures + meas.tally.failures
+    if failures:
+        print(f"\n{len(failures)} failed requests; the first: {failures[:5]}")
+        return 1
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agents", type=int, default=2000)
+    ap.add_argument("--interval", type=float, default=10.0, help="seconds between an agent's cycles")
+    ap.add_argument("--cycles", type=int, default=6, help="measured cycles per phase")
+    ap.add_argument("--warmup-cycles", type=int, default=1, help="cycles before each phase's measurement")
+    ap.add_argument("--set-size", type=int, default=3, help="members per replica set (one project each)")
+    ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument(
+        "--connections",
+        type=int,
+        default=128,
+        help="keep-alive connections the agents share (agent.fleet's pool); 0: a new one per cycle",
+    )
+    ap.add_argument(
+        "--databases", type=int, default=5, help="databases per process sampled (0: no disks, no databases)"
+    )
+    ap.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL as application database")
+    ap.add_argument("--keep", type=Path, help="keep the data dir and logs under this directory")
+    args = ap.parse_args()
+    print_header(
+        f"measurement ingestion: {args.agents} agents reporting every {args.interval:g} s, "
+        f"without and with measurements ({'PostgreSQL' if args.postgres else 'SQLite'} application database)"
+    )
+    sys.exit(report(run(args), args))
+
+
+if __name__ == "__main__":
+    main()
