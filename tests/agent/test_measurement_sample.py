@@ -14,7 +14,7 @@ from bson.int64 import Int64
 from pydantic import ValidationError
 
 from opsmgr.agent.observe import StorageSchedule, sample
-from opsmgr.automation.status import MAX_DATABASES, MAX_MEASUREMENTS, MAX_PARTITIONS, Observed
+from opsmgr.automation.status import MAX_DATABASES, MAX_MEASUREMENTS, MAX_PARTITIONS, Observed, StatusReport
 from opsmgr.drivers.base import Driver, MemberState, MemberStatus, OplogWindow, RsStatus, StorageSample
 from opsmgr.drivers.mongod_commands import (
     database_names,
@@ -225,3 +225,16 @@ def test_storage_is_read_at_most_every_interval_per_driver_and_process() -> None
     assert schedule.sample(driver_two, "a", 104.9).partitions  # another agent's driver too
     assert schedule.sample(driver_one, "a", 105.0).partitions
     assert (one.reads, two.reads) == (3, 1)
+
+
+def test_the_agent_status_kept_holds_no_storage_sample() -> None:
+    observed = {
+        "running": True,
+        "measurements": {"CONNECTIONS": 2},
+        "databases": {"shop": {"DATABASE_VIEW_COUNT": 0}},
+    }
+    report = StatusReport.model_validate({"processes": [{"name": "a", "observed": observed}, {"name": "b"}]})
+    kept = report.stored()["processes"]
+    assert kept[0]["observed"]["measurements"] == {"CONNECTIONS": 2.0}
+    assert "databases" not in kept[0]["observed"] and "disks" not in kept[0]["observed"]
+    assert kept[1]["observed"] is None

@@ -98,5 +98,7 @@ class StatusReport(_Record):
         return {p.name for p in self.processes if p.observed is not None and p.observed.running}
 
     def stored(self) -> dict[str, Any]:
-        """The document kept in ``agent_status`` (without its key fields)."""
-        return self.model_dump(exclude={"workVersion"})
+        """The document kept in ``agent_status`` (without its key fields); a process's storage sample (up
+        to 100 databases' dbStats) is kept by the measurement store only."""
+        storage = {"processes": {"__all__": {"observed": {"disks", "databases"}}}}
+        return self.model_dump(exclude={"workVersion": True, **storage})
