@@ -194,20 +194,27 @@ class AlertService:
         log.warning("alert %s opened in project %s: %s", event_type, group_id, message)
         return public_view(alert)
 
+    def raise_in(
+        self, t: Txn, group_id: str, event_type: str, key: str, message: str, **details: Any
+    ) -> dict[str, Any]:
+        """:meth:`raise_alert` inside the caller's transaction (the alert opens with the state it reports)."""
+        return self._raise(t, group_id, event_type, key, message, details)
+
     def resolve(self, group_id: str, key: str) -> bool:
         """Closes the open alert ``key``; False when none was open."""
-        now = self.clock()
         with self.store.tx() as t:
-            current = self._open(t, group_id, key)
-            if current is None:
-                return False
-            closed = t.update(
-                ALERTS,
-                current["_id"],
-                {"status": AlertStatus.CLOSED.value, "updated": iso(now), "resolved": iso(now)},
-            )
-            assert closed is not None
-            self._notify(t, closed, now)
+            return self.resolve_in(t, group_id, key)
+
+    def resolve_in(self, t: Txn, group_id: str, key: str, message: str | None = None) -> bool:
+        """:meth:`resolve` inside the caller's transaction; ``message`` says how it ended, when given."""
+        now = self.clock()
+        current = self._open(t, group_id, key)
+        if current is None:
+            return False
+        ended = {"status": AlertStatus.CLOSED.value, "updated": iso(now), "resolved": iso(now)}
+        closed = t.update(ALERTS, current["_id"], ended | ({"message": message} if message else {}))
+        assert closed is not None
+        self._notify(t, closed, now)
         log.info("alert %s closed in project %s", current["eventTypeName"], group_id)
         return True
 

@@ -146,26 +146,16 @@ def test_an_oplog_window_below_what_maintenance_needs_is_one_alert_per_set() -> 
     ]
 
 
-def test_rolling_changes_and_restoration_mode_raise_while_they_are_in_their_state() -> None:
+def test_a_rolling_change_blocked_or_failed_raises_while_it_is_in_that_state() -> None:
     changes = [
         ChangeFact("rs0", "BLOCKED", "majority lost"),
         ChangeFact("rs1", "FAILED", "n2 did not come back"),
+        ChangeFact("rs2", "RUNNING", None),
     ]
-    found = conditions(
-        Facts(changes=changes, mode_state="RETRY_WAIT", mode_failure="a round timed out"), DEFAULT_RULES
-    )
-    assert keys(found) == [
-        "deployment:ROLLING_CHANGE_BLOCKED:rs0",
-        "deployment:ROLLING_CHANGE_FAILED:rs1",
-        "deployment:RESTORATION_MODE_ENTERED",
-        "deployment:RESTORATION_MODE_FAILED",
-    ]
-    assert "majority lost" in found[0].message and "a round timed out" in found[3].message
-    running = [ChangeFact("rs0", "RUNNING", None)]
-    assert conditions(Facts(changes=running, mode_state="INACTIVE"), DEFAULT_RULES) == []
-    assert keys(conditions(Facts(mode_state="COLLECTING"), DEFAULT_RULES)) == [
-        "deployment:RESTORATION_MODE_ENTERED"
-    ]
+    found = conditions(Facts(changes=changes), DEFAULT_RULES)
+    assert keys(found) == ["deployment:ROLLING_CHANGE_BLOCKED:rs0", "deployment:ROLLING_CHANGE_FAILED:rs1"]
+    assert "majority lost" in found[0].message and found[1].details == {"replicaSetName": "rs1"}
+    assert conditions(Facts(changes=changes[2:]), DEFAULT_RULES) == []
 
 
 def test_open_deployment_alerts_whose_condition_cleared_close_and_others_raisers_keys_stay() -> None:

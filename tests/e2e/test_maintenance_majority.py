@@ -1,8 +1,9 @@
 """Majority lost during a rolling change, end to end: a real server and one real ``opsmgr agent`` per
 simulated host. A 3-member set rolls a restart; the member it takes out cannot start again, and meanwhile
 another member crashes: the set has one vote of three. The server sees it in the agents' reports:
-``MAINTENANCE_MAJORITY_LOST`` opens, the change's record keeps the spell and the change does not read RUNNING;
-once the members are back the alert closes and the spell has its duration. With a temporary arbiter
+``MAINTENANCE_MAJORITY_LOST`` opens, the change's record keeps the spell and the change does not read RUNNING
+(``ROLLING_CHANGE_BLOCKED`` opens for it); once the members are back the alerts close and the spell has its
+duration. With a temporary arbiter
 configured, the arbiter is listed by ``GET /hosts`` while it exists, and the change's kept warnings say it is
 in place rather than asking for one."""
 
@@ -33,10 +34,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield srv
 
 
-def _alerts(d: Deployment) -> list[dict[str, Any]]:
+def _alerts(d: Deployment, event: str = ALERT) -> list[dict[str, Any]]:
     r = d.api.get(f"/groups/{d.group_id}/alerts", params={"status": "OPEN"})
     assert r.status_code == 200, r.text
-    return [a for a in r.json()["results"] if a["eventTypeName"] == ALERT]
+    return [a for a in r.json()["results"] if a["eventTypeName"] == event]
 
 
 def _change(d: Deployment) -> dict[str, Any] | None:
@@ -83,9 +84,14 @@ def test_a_second_failure_during_a_rolling_change_opens_the_majority_lost_alert(
             assert change is not None and change["state"] != "RUNNING", change
             spell = change["majorityLost"][-1]
             assert spell["until"] is None and set(spell["down"]) >= {out, other}, spell
+            # The deployment alerts see the change in its state too (BLOCKED while the majority is lost).
+            stuck = f"ROLLING_CHANGE_{change['state']}"
+            (blocked,) = wait_for(lambda: _alerts(d, stuck), 20, 0.2, what=stuck)
+            assert blocked["replicaSetName"] == "rs0" and blocked["typeName"] == "REPLICA_SET", blocked
         finally:
             world.heal()
         wait_for(lambda: not _alerts(d), 60, 0.2, what="the alert closing once the majority is back")
+        wait_for(lambda: not _alerts(d, stuck), 60, 0.2, what="the change's alert closing as it moves on")
         change = _change(d)
         assert change is not None and change["majorityLost"][-1]["durationSecs"] > 0, change
         world.close()

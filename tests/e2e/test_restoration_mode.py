@@ -220,6 +220,10 @@ def test_restoration_mode_reconciles_without_touching_processes(
     assert [p["hostname"] for p in config["processes"]] == HOSTS, "the new member is kept"
     assert {p["version"] for p in config["processes"]} == {NEW_VERSION}, "the version change is kept"
     assert config["indexConfigs"] == [INDEX], "the new index is kept"
+    # The mode's entry opened an alert and its exit closed it, saying how it ended.
+    alerts = d.api.get(f"/groups/{d.group_id}/alerts").json()["results"]
+    (spell,) = [a for a in alerts if a["eventTypeName"] == "RESTORATION_MODE_ENTERED"]
+    assert spell["status"] == "CLOSED" and spell["resolved"] and "reconciled" in spell["message"], spell
 
     # An on-demand snapshot of the one backed-up deployment was queued on exit, and the daemon takes it.
     (queued,) = view["snapshotsQueued"]

@@ -182,3 +182,24 @@ def test_exit_keeps_a_bounded_history() -> None:
     for i in range(15):
         rec = mode.exit_mode(rec, reason="r", version=i, now=i)
     assert len(rec.history) == 10 and rec.history[-1].authoritative_version == 14
+
+
+def test_the_modes_alerts_follow_its_state_changes_only() -> None:
+    rec = entered()
+    opened = mode.alert_facts(None, rec)
+    assert [(f.event_type, f.open) for f in opened] == [
+        (mode.ENTERED_ALERT, True),
+        (mode.FAILED_ALERT, False),
+    ]
+    assert "entered Restoration Mode" in opened[0].message
+    assert mode.alert_facts(rec, rec.changed(updated_at=5)) == [], "no change of state, nothing to do"
+    failed = mode.record_failure(rec, Fail("the chosen agent did not upload", []), 10, POLL_MS)
+    facts = {f.event_type: f for f in mode.alert_facts(rec, failed)}
+    assert facts[mode.FAILED_ALERT].open and "did not upload" in facts[mode.FAILED_ALERT].message
+    assert facts[mode.ENTERED_ALERT].open, "still in the mode while it waits to retry"
+    done = mode.exit_mode(failed, reason="reconciled at version 7", version=7, now=20)
+    facts = {f.event_type: f for f in mode.alert_facts(failed, done)}
+    assert (
+        not facts[mode.ENTERED_ALERT].open and "reconciled at version 7" in facts[mode.ENTERED_ALERT].message
+    )
+    assert not facts[mode.FAILED_ALERT].open

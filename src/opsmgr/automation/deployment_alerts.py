@@ -1,11 +1,11 @@
-"""Deployment alerts decided from what the agents report, the rolling changes' records and Restoration Mode
-(pure): which conditions hold now, each named by the key its alert is kept under, so the caller opens the
+"""Deployment alerts decided from what the agents report and the rolling changes' records (pure): which
+conditions hold now, each named by the key its alert is kept under, so the caller opens the
 ones that hold and closes the others.
 
 The inputs (:class:`Facts`) are plain: the project's hosts as ``GET /hosts`` shows them (``stale`` true once
 their agent has not reported within 3 poll intervals, ``replicaStateName``, ``replicaSetName``,
 ``lagSeconds``), each process's last oplog window in hours, its agents (hostname, whether their last report
-is fresh), its rolling changes (replica set, state, reason) and its Restoration Mode state. The conditions,
+is fresh) and its rolling changes (replica set, state, reason). The conditions,
 with Ops Manager's event types where it has them:
 
 - ``HOST_DOWN``: a host is unreachable (its agent's report is stale), one per host;
@@ -17,9 +17,7 @@ with Ops Manager's event types where it has them:
   (what a member taken out for maintenance catches up from) is beyond the threshold's hours, by default
   below what the maintenance preflight needs (``Facts.oplog_needed_h``);
 - ``AUTOMATION_AGENT_DOWN``: an agent has not reported within 3 poll intervals;
-- ``ROLLING_CHANGE_BLOCKED`` / ``ROLLING_CHANGE_FAILED``: a replica set's rolling change is in that state;
-- ``RESTORATION_MODE_ENTERED``: the project is in Restoration Mode (the alert closes when it exits, which is
-  the exit's notification); ``RESTORATION_MODE_FAILED``: a reconciliation round failed and waits to retry.
+- ``ROLLING_CHANGE_BLOCKED`` / ``ROLLING_CHANGE_FAILED``: a replica set's rolling change is in that state.
 
 Each rule (``store.alert_rules``) decides its event type with its threshold; a condition is kept only when
 the rule's matchers hold for it; a key raised by several rules is one condition. May import
@@ -37,7 +35,6 @@ from opsmgr.store.alert_rules import LAG_METRIC, METRIC, OPLOG_METRIC, Rule, all
 
 KEY_PREFIX = "deployment:"
 HEALTHY = ("PRIMARY", "SECONDARY", "ARBITER")  # an arbiter votes: it counts toward the majority
-IN_MODE = ("COLLECTING", "AWAITING_UPLOAD", "RETRY_WAIT", "FORCED_EXIT_CONVERGING")
 
 
 @dataclass(frozen=True)
@@ -67,8 +64,6 @@ class Facts:
     oplog_hours: Mapping[str, float] = field(default_factory=dict)  # process name -> oplog window
     oplog_needed_h: float = 0.0
     changes: Sequence[ChangeFact] = ()
-    mode_state: str = "INACTIVE"
-    mode_failure: str | None = None
 
 
 def _label(host: Mapping[str, Any]) -> str:
@@ -228,22 +223,6 @@ def rolling(changes: Sequence[ChangeFact], state: str) -> list[Condition]:
     ]
 
 
-def restoration(facts: Facts, failed: bool) -> list[Condition]:
-    if failed and facts.mode_state == "RETRY_WAIT":
-        message = f"Restoration Mode's reconciliation failed and will be retried: {facts.mode_failure}"
-        return [
-            Condition(f"{KEY_PREFIX}RESTORATION_MODE_FAILED", "RESTORATION_MODE_FAILED", "GROUP", message)
-        ]
-    if not failed and facts.mode_state in IN_MODE:
-        message = (
-            f"The project is in Restoration Mode ({facts.mode_state}): configuration changes are refused"
-        )
-        return [
-            Condition(f"{KEY_PREFIX}RESTORATION_MODE_ENTERED", "RESTORATION_MODE_ENTERED", "GROUP", message)
-        ]
-    return []
-
-
 _DECIDERS: dict[str, Callable[[Facts, Rule], list[Condition]]] = {
     "HOST_DOWN": lambda f, r: hosts_down(f.hosts),
     "NO_PRIMARY": lambda f, r: no_primary(f.hosts),
@@ -251,8 +230,6 @@ _DECIDERS: dict[str, Callable[[Facts, Rule], list[Condition]]] = {
     "AUTOMATION_AGENT_DOWN": lambda f, r: agents_down(f.agents),
     "ROLLING_CHANGE_BLOCKED": lambda f, r: rolling(f.changes, "BLOCKED"),
     "ROLLING_CHANGE_FAILED": lambda f, r: rolling(f.changes, "FAILED"),
-    "RESTORATION_MODE_ENTERED": lambda f, r: restoration(f, failed=False),
-    "RESTORATION_MODE_FAILED": lambda f, r: restoration(f, failed=True),
 }
 _METRICS: dict[str, Callable[[Facts, Rule], list[Condition]]] = {
     LAG_METRIC: lambda f, r: lagging(f.hosts, r),

@@ -349,3 +349,42 @@ def heard_while_armed(record: ModeRecord, hostname: str, now: int) -> ModeRecord
 
 def clear_armed(record: ModeRecord, *, reason: str, now: int) -> ModeRecord:
     return record.changed(state=ModeState.INACTIVE, disarmed_at=now, disarm_reason=reason, updated_at=now)
+
+
+ENTERED_ALERT = "RESTORATION_MODE_ENTERED"
+FAILED_ALERT = "RESTORATION_MODE_FAILED"
+
+
+@dataclass(frozen=True)
+class AlertFact:
+    """An alert the mode's change of state opens (``open``) or closes: the exit closes ENTERED, which is
+    the exit's notification; a reconciliation round that failed opens FAILED until the next round."""
+
+    event_type: str
+    open: bool
+    message: str
+
+
+def alert_facts(before: ModeRecord | None, after: ModeRecord) -> list[AlertFact]:
+    """What a change of the record means for the mode's alerts (nothing while its state is unchanged)."""
+    was = before.state if before is not None else ModeState.INACTIVE
+    if was is after.state:
+        return []
+    in_mode = after.state in ACTIVE_STATES or after.state is ModeState.FORCED_EXIT_CONVERGING
+    why = after.trigger_reason.detail if after.trigger_reason is not None else "a restored configuration"
+    entered = (
+        f"Project {after.id} entered Restoration Mode ({why}): configuration changes are refused until "
+        "the agents' configurations are reconciled"
+        if in_mode
+        else f"Project {after.id} exited Restoration Mode: {after.exit_reason or after.state.value}"
+    )
+    failure = after.last_failure.reason if after.last_failure is not None else "no reason recorded"
+    return [
+        AlertFact(ENTERED_ALERT, in_mode, entered),
+        AlertFact(
+            FAILED_ALERT,
+            after.state is ModeState.RETRY_WAIT,
+            f"Restoration Mode's reconciliation of project {after.id} failed (attempt "
+            f"{after.failure_count}) and is retried: {failure}",
+        ),
+    ]

@@ -64,10 +64,6 @@ def _current(source: Store | Txn, group_id: str) -> ModeRecord:
     return _stored(source, group_id) or mode.new_record(group_id)
 
 
-def _put(t: Txn, rec: ModeRecord) -> None:
-    t.put(RESTORATION, rec.to_doc())
-
-
 class RestorationService:
     def __init__(
         self,
@@ -119,6 +115,20 @@ class RestorationService:
                 f"GET /api/public/v1.0/groups/{group_id}/restorationMode.",
                 error_code="RESTORATION_MODE_ACTIVE",
             )
+
+    def _put(self, t: Txn, rec: ModeRecord) -> None:
+        """Writes the record; a change of state opens or closes the mode's alerts in the same transaction."""
+        facts = mode.alert_facts(_stored(t, rec.id), rec) if self.alerts is not None else []
+        t.put(RESTORATION, rec.to_doc())
+        for fact in facts:
+            assert self.alerts is not None
+            key = f"restoration:{fact.event_type}"
+            if fact.open:
+                self.alerts.raise_in(t, rec.id, fact.event_type, key, fact.message, typeName="GROUP")
+            else:
+                self.alerts.resolve_in(
+                    t, rec.id, key, fact.message if fact.event_type == mode.ENTERED_ALERT else None
+                )
 
     def known_hosts(self, group_id: str) -> frozenset[str]:
         """The hosts whose agents speak for the project: of its config at any version this database has,
@@ -227,16 +237,15 @@ class RestorationService:
                 if rec.state is ModeState.INACTIVE:
                     t.notify(RESTORATION_CHANGED, group_id)
                     log.info("project %s is no longer armed: %s", group_id, rec.disarm_reason)
-                _put(t, rec)
+                self._put(t, rec)
         return None if cv == version else self.automation.config(group_id)
 
-    @staticmethod
-    def _converged(t: Txn, rec: ModeRecord, hostname: str, held: int, now: int) -> None:
+    def _converged(self, t: Txn, rec: ModeRecord, hostname: str, held: int, now: int) -> None:
         """Note that a forced-out project's agent holds ``held``; the project is announced once all do."""
         noted = mode.converged(rec, hostname, held, now)
         if noted.state is ModeState.INACTIVE:
             t.notify(RESTORATION_CHANGED, rec.id)
-        _put(t, noted)
+        self._put(t, noted)
 
     def _enter(
         self, t: Txn, group_id: str, rec: ModeRecord, hostname: str, cv: int, version: int, now: int
@@ -245,7 +254,7 @@ class RestorationService:
         if not self.enabled:
             self._warn_disabled(group_id, hostname, cv, version)
             if rec.state is ModeState.ARMED:
-                _put(t, mode.clear_armed(rec, reason="Restoration Mode is disabled", now=now))
+                self._put(t, mode.clear_armed(rec, reason="Restoration Mode is disabled", now=now))
                 t.notify(RESTORATION_CHANGED, group_id)
             return False
         rec = mode.enter(rec, hostname=hostname, agent_version=cv, restored_version=version, now=now)
@@ -338,7 +347,7 @@ class RestorationService:
                 version=int(written["version"]),
                 now=now,
             )
-            _put(t, rec.changed(snapshots_queued=queued))
+            self._put(t, rec.changed(snapshots_queued=queued))
             t.notify(RESTORATION_CHANGED, group_id)
         log.warning(
             "project %s leaves Restoration Mode: config version %s from %s is authoritative; "
@@ -415,7 +424,7 @@ class RestorationService:
             rec = self._guarded(t, group_id)
             if rec.state is ModeState.ARMED:
                 rec = mode.clear_armed(rec, reason="cleared by a project owner", now=now)
-                _put(t, rec)
+                self._put(t, rec)
                 t.notify(RESTORATION_CHANGED, group_id)
                 log.warning("project %s: armed state cleared by a project owner", group_id)
                 return self._view(group_id, rec)
@@ -431,7 +440,7 @@ class RestorationService:
             rec = mode.force_exit(
                 _current(t, group_id), served_version=int(written["version"]), expected=expected, now=now
             )
-            _put(t, rec)
+            self._put(t, rec)
             t.notify(RESTORATION_CHANGED, group_id)
         log.warning(
             "project %s forced out of Restoration Mode: the restored config is served as version %s",
@@ -457,9 +466,8 @@ class RestorationService:
                 rec = _current(t, group_id)
                 if rec.state in ACTIVE_STATES:
                     continue  # already reconciling: the mode itself guards the project
-                _put(
-                    t, mode.arm(rec, hosts=hosts, restore=ArmedBy.model_validate(restored.summary()), now=now)
-                )
+                armed_by = ArmedBy.model_validate(restored.summary())
+                self._put(t, mode.arm(rec, hosts=hosts, restore=armed_by, now=now))
                 t.notify(RESTORATION_CHANGED, group_id)
                 armed.append(group_id)
             record.write(t, replace(restored, armed_at_ms=now))
@@ -507,13 +515,13 @@ class RestorationService:
             log.warning(
                 "project %s: reconciliation failed (%s): %s", group_id, rec.failure_count, decision.reason
             )
-        _put(t, rec)
+        self._put(t, rec)
         return rec
 
     def _fail(self, group_id: str, failure: Fail) -> None:
         now = self.clock()
         with self.store.tx() as t:
-            _put(t, mode.record_failure(_current(t, group_id), failure, now, self.poll_interval_ms))
+            self._put(t, mode.record_failure(_current(t, group_id), failure, now, self.poll_interval_ms))
 
 
 def _doc(part: Stored | None) -> dict[str, Any] | None:

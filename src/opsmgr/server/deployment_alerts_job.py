@@ -1,6 +1,6 @@
 """The server's deployment alerting: every period, for each project, what its agents last reported (its
 hosts, marked stale as ``GET /hosts`` marks them, their oplog windows, its agents' freshness), its rolling
-changes' states and its Restoration Mode state go through ``opsmgr.automation.deployment_alerts`` (which
+changes' states go through ``opsmgr.automation.deployment_alerts`` (which
 decides) under the rules its alert configurations give (``store.alert_configs``: its own, or the defaults,
 and the applicable global ones); each condition that holds is raised (opened once, refreshed after) and each
 open deployment alert whose condition is gone is resolved. Notifications go through the alerts' outbox
@@ -41,7 +41,6 @@ def project_facts(services: Services, group_id: str) -> Facts:
     heard = automation.hearing()
     statuses = automation.agent_statuses(group_id)
     policy = services.maintenance.policy
-    record = services.restoration.record(group_id)
     changes = [
         ChangeFact(str(v["replicaSet"]), str(v["state"]), v.get("reason"))
         for v in services.maintenance.status_views(group_id)
@@ -52,8 +51,6 @@ def project_facts(services: Services, group_id: str) -> Facts:
         oplog_hours=oplog_hours(statuses),
         oplog_needed_h=policy.default_out_s * policy.oplog_margin / 3600,
         changes=changes,
-        mode_state=record.state.value,
-        mode_failure=record.last_failure.reason if record.last_failure is not None else None,
     )
 
 

@@ -11,10 +11,10 @@ non-empty ``notifications`` list (else ``MISSING_NOTIFICATIONS``), each naming a
 (``store.alert_rules`` applies them). The metrics are replication lag in seconds and the oplog window in
 hours (``store.alert_rules.METRIC_UNITS``).
 
-Two kinds of event types. :data:`EVALUATED` ones are decided from what agents report, the maintenance
-records and Restoration Mode (``automation.deployment_alerts``): a project raises them only as its enabled
+Two kinds of event types. :data:`EVALUATED` ones are decided from what agents report and the rolling
+changes' records (``automation.deployment_alerts``): a project raises them only as its enabled
 configurations ask (``store.alert_rules.evaluated``). The others (:data:`ROUTED`) are raised by the loops
-that guard the seed's procedures (backup, rolling changes, Restoration Mode's refusals) whatever the
+that guard the seed's procedures (backup, rolling changes, Restoration Mode) whatever the
 configurations say; a configuration of such a type says where its notifications go.
 
 A ``webhookSecret`` is kept encrypted with ``gen.key`` and shown as :data:`SECRET_MASK`; a PUT that sends the
@@ -51,13 +51,13 @@ EVALUATED = {
     METRIC: "HOST_METRIC",
     "ROLLING_CHANGE_BLOCKED": "REPLICA_SET",
     "ROLLING_CHANGE_FAILED": "REPLICA_SET",
-    "RESTORATION_MODE_ENTERED": "GROUP",
-    "RESTORATION_MODE_FAILED": "GROUP",
 }
 # The event types raised by the loops that guard a procedure, whatever the configurations say.
 ROUTED = {
     "MAINTENANCE_MEMBER_FAILED": "REPLICA_SET",
     "MAINTENANCE_MAJORITY_LOST": "REPLICA_SET",
+    "RESTORATION_MODE_ENTERED": "GROUP",  # closes when the mode exits
+    "RESTORATION_MODE_FAILED": "GROUP",
     "RESTORATION_MODE_AGENT_REFUSED": "GROUP",
     "BACKUP_SNAPSHOT_MISSED": "BACKUP",
     "BACKUP_SNAPSHOT_FAILED": "BACKUP",
