@@ -248,6 +248,13 @@ def _alert_config(w: World) -> None:
     body["matchers"] = [{"fieldName": "REPLICA_SET_NAME", "operator": "EQUALS", "value": "rs0"}]
     w.call("PUT", "/groups/{group_id}/alertConfigs/{config_id}", json=body)
     w.call("PATCH", "/groups/{group_id}/alertConfigs/{config_id}", json={"enabled": True})
+    scope = {"forAllGroups": False, "groupIds": [w.ids["group_id"]], "tags": ["contract"]}
+    made = w.call(
+        "POST", "/globalAlertConfigs", json={**body, **scope, "eventTypeName": "BACKUP_SNAPSHOT_MISSED"}
+    )
+    w.ids["global_config_id"] = made.json()["id"]
+    w.call("PUT", "/globalAlertConfigs/{global_config_id}", json={**made.json(), "tags": ["contract", "2"]})
+    w.call("PATCH", "/globalAlertConfigs/{global_config_id}", json={"enabled": True})
 
 
 def _index_project(w: World, server: ServerProcess) -> None:
