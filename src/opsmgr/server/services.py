@@ -247,7 +247,6 @@ class Services:
         """The projects' maintenance windows: state in the application database only, so built here."""
         return MaintenanceWindows(self.stores.app)
 
-
     def start(self) -> None:
         """Before anything is served: listen for other servers' changes, arm Restoration Mode if a restore
         wrote the application database, and start the periodic jobs."""
