@@ -1,7 +1,8 @@
 """Backup capacity planning on a real server backing up a sim replica set (one member, a real agent) with two
 snapshots: ``GET .../clusters/{id}/backup/capacity`` and ``GET /admin/backup/capacity`` report the bytes the
 blockstore really holds (its block files) and the snapshots' figures, refuse keys without the role and
-forged cluster ids, and ``opsmgr backup capacity`` shows them as tables.
+forged cluster ids, and ``opsmgr backup capacity`` shows them as tables; ``opsmgr backup daemon`` shows the
+daemon's job for the source (to an org key only).
 """
 
 from __future__ import annotations
@@ -134,3 +135,14 @@ def test_a_reader_key_is_refused_the_whole_blockstore_by_the_cli(backed: Backed)
     env = {**backed.env, "OPSMGR_PUBLIC_KEY": reader["publicKey"], "OPSMGR_PRIVATE_KEY": reader["privateKey"]}
     done = run_cli("backup", "capacity", env=env)
     assert done.returncode != 0 and "ORG_OWNER" in done.stdout + done.stderr
+
+
+def test_the_cli_shows_the_daemons_jobs(backed: Backed) -> None:
+    done = run_cli("backup", "daemon", env=backed.env)
+    assert done.returncode == 0, done.stderr
+    assert "backup daemon: 1 source(s)" in done.stdout and "src (" in done.stdout, done.stdout
+    assert " ago" in done.stdout, "the source has snapshots: the age of its last one is shown"
+    reader = backed.server.create_key("GROUP_READ_ONLY", group_id=backed.source.group_id)
+    env = {**backed.env, "OPSMGR_PUBLIC_KEY": reader["publicKey"], "OPSMGR_PRIVATE_KEY": reader["privateKey"]}
+    refused = run_cli("backup", "daemon", env=env)
+    assert refused.returncode != 0 and "ORG_OWNER" in refused.stdout + refused.stderr

@@ -507,3 +507,34 @@ def capacity(
     rows.append(("whole blockstore", whole))
     tables.print(_capacity_table("blockstore capacity", "source", rows))
     out.print(_disk_line(whole), highlight=False)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+@backup_app.command("daemon")
+def daemon(
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
+) -> None:
+    """The Backup Daemon's jobs, one per backed-up source: whether it ingests, its ingest lag, the age of
+    its last snapshot, its queues and its last error (an ORG_OWNER or ORG_READ_ONLY key)."""
+    with public_api(url, public_key, private_key, ca_file) as api:
+        whole = api.get_all("/admin/backup/daemon")
+    table = Table(title=f"backup daemon: {whole['sourceCount']} source(s), {whole['errorsTotal']} error(s)")
+    for column in ("source", "ingesting", "ingest lag", "last snapshot", "slices", "snapshots", "last error"):
+        table.add_column(column)
+    for job in whole["results"]:
+        table.add_row(
+            f"{job['replicaSetName']} ({job['kind']})",
+            "yes" if job["ingesting"] else "no",
+            _seconds(job["ingestLagSeconds"]),
+            "never" if job["lastSnapshotAt"] is None else f"{_seconds(job['lastSnapshotAgeSeconds'])} ago",
+            str(job["queue"]["slicesPending"]),
+            str(job["queue"]["snapshotsRequested"]),
+            job["lastError"] or "-",
+        )
+    tables.print(table)
