@@ -3,19 +3,20 @@
 
 Handlers are thin: authenticate, check the role, call the domain service, shape the answer.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.service``, ``opsmgr.store.appdb``,
-``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.etags``,
-``opsmgr.server.paging`` and ``opsmgr.timestamps``.
+May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.service``,
+``opsmgr.automation.hosts`` (what "recently heard" means), ``opsmgr.store.appdb``, ``opsmgr.server.auth``,
+``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.etags``, ``opsmgr.server.paging`` and
+``opsmgr.timestamps``.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from opsmgr.automation.hosts import Freshness
 from opsmgr.automation.service import AutomationService, ConfigVersionConflict, with_defaults
 from opsmgr.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
 from opsmgr.jsontypes import JsonObject
@@ -71,24 +72,20 @@ def org_view(org: JsonObject) -> JsonObject:
     return {"id": org["_id"], "name": org["name"], "isDeleted": False, "links": []}
 
 
-# An agent is active while it reports within this long (agents report every few seconds at most).
-ACTIVE_AGENT_S = 60
-
-
 def group_view(group: JsonObject, automation: AutomationService) -> JsonObject:
     """A project as Ops Manager shows it, with the counts its deployment gives (hosts by replica state,
     replica sets, shards, agents reporting)."""
     group_id = str(group["_id"])
     config = automation.config(group_id)
     states = Counter(h.get("replicaStateName") for h in automation.hosts(group_id))
-    recent = time.time() * 1000 - ACTIVE_AGENT_S * 1000
+    heard = automation.hearing()
     statuses = automation.agent_statuses(group_id)
     return {
         "id": group["_id"],
         "name": group["name"],
         "orgId": group["orgId"],
         "created": group.get("created"),
-        "activeAgentCount": sum(1 for s in statuses if (s.get("receivedAt") or 0) >= recent),
+        "activeAgentCount": sum(1 for s in statuses if heard.of(s.get("receivedAt")) is Freshness.FRESH),
         "hostCounts": {
             "arbiter": states["ARBITER"],
             "config": 0,
