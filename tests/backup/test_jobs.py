@@ -320,6 +320,25 @@ def test_a_backing_restore_runs_from_its_first_download_and_ends_once(
     assert jobs.get("g1", backing["_id"], job["_id"]) == done
 
 
+def test_a_drills_restore_leaves_the_production_backup_as_it_was(
+    daemon: BackupDaemon, stores: Stores, backing: dict[str, Any], clock: FakeClock
+) -> None:
+    jobs = BackingRestores(stores.app, daemon, lambda _g: None, clock.now)
+    app = next(s for s in daemon.sources("g1", backing["_id"]) if s.name == "app")
+    before = daemon.acknowledged(app.id).status
+    job = jobs.create("g1", backing["_id"], {"app": snapshot_of(daemon, app.id)}, "DRILL")
+    assert job["purpose"] == "DRILL"
+    jobs.open_store("g1", backing["_id"], job["_id"], "app")
+    done = jobs.finish("g1", backing["_id"], job["_id"], "FINISHED", "sandbox restored")
+    assert done["statusName"] == "FINISHED" and done["purpose"] == "DRILL"
+    after = daemon.acknowledged(app.id).status
+    assert after is before and after is not SliceStatus.SYNC_REQUIRED, "no new history: no window hole"
+    with pytest.raises(InvalidInput) as refused:
+        jobs.create("g1", backing["_id"], {"app": snapshot_of(daemon, app.id)}, "PRACTICE")
+    assert refused.value.field == "purpose"
+    assert jobs.create("g1", backing["_id"], {"app": snapshot_of(daemon, app.id)})["purpose"] == "RESTORE"
+
+
 def test_a_backing_restore_is_planned_whole_before_it_is_recorded(
     daemon: BackupDaemon, stores: Stores, backing: dict[str, Any]
 ) -> None:

@@ -77,6 +77,14 @@ class BackingStoreEntry(Stored):
     plan: dict[str, Any]
 
 
+class RestorePurpose(StrEnum):
+    """Why the backing databases are restored: the primary's own stores (RESTORE: the secondary then
+    backs them up from a new history), or a drill's sandbox (DRILL: production is left as it is)."""
+
+    RESTORE = "RESTORE"
+    DRILL = "DRILL"
+
+
 class BackingJob(Stored):
     id: str = Field(alias="_id")
     group_id: str
@@ -84,6 +92,7 @@ class BackingJob(Stored):
     stores: dict[str, BackingStoreEntry]
     created: int
     status_name: JobState
+    purpose: RestorePurpose = RestorePurpose.RESTORE
     started: int | None = None
     finished: int | None = None
     detail: str | None = None

@@ -30,7 +30,13 @@ from typing import Any, Final, Protocol, TypeVar
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.backup.clusters import Clusters, owned
 from opsmgr.backup.daemon import BackupDaemon, Source
-from opsmgr.backup.job_records import BackingJob, BackingStoreEntry, DeploymentJob, JobDelivery
+from opsmgr.backup.job_records import (
+    BackingJob,
+    BackingStoreEntry,
+    DeploymentJob,
+    JobDelivery,
+    RestorePurpose,
+)
 from opsmgr.backup.job_records import JobState as JobState
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.errors import Conflict, InvalidInput, NotFound
@@ -427,10 +433,15 @@ class BackingRestores:
             )
         return self.daemon.restore_plan(src.id, target_fields(target))
 
-    def create(self, group_id: str, cluster_id: str, targets: Any) -> dict[str, Any]:
+    def create(self, group_id: str, cluster_id: str, targets: Any, purpose: Any = None) -> dict[str, Any]:
         """``targets`` maps store names to a restore target each; every store is planned before the job is
-        recorded (400 outside its window, 409 when blocks are missing)."""
+        recorded (400 outside its window, 409 when blocks are missing). ``purpose``: RESTORE (the default)
+        or DRILL."""
         self.guard(group_id)
+        if purpose is None:
+            purpose = RestorePurpose.RESTORE.value
+        if purpose not in [p.value for p in RestorePurpose]:
+            raise InvalidInput("purpose must be RESTORE or DRILL", field="purpose")
         sources = self.clusters.backing_sources(self.clusters.backing(group_id, cluster_id))
         if not isinstance(targets, dict) or not targets:
             raise InvalidInput(
@@ -456,6 +467,7 @@ class BackingRestores:
             stores=stores,
             created=self.log.now_ms(),
             status_name=JobState.QUEUED,
+            purpose=RestorePurpose(purpose),
         ).to_doc()
         self.log.create(job)
         return job
@@ -495,7 +507,8 @@ class BackingRestores:
 
     def finish(self, group_id: str, cluster_id: str, job_id: str, status: Any, detail: Any) -> dict[str, Any]:
         """The restoring host's outcome; FINISHED asks for a new initial sync of each restored store (the
-        restored database goes on from a new history, not from the backed-up one)."""
+        restored database goes on from a new history, not from the backed-up one), unless the job restored
+        a drill's sandbox: production then goes on as it was, its windows without a new hole."""
         if status not in list(FINAL):
             raise InvalidInput("statusName must be FINISHED or FAILED", field="statusName")
         with self.log.store.tx() as t:
@@ -506,7 +519,7 @@ class BackingRestores:
                 finished=self.log.now_ms(),
                 detail=str(detail)[:1000],
             )
-        if status == JobState.FINISHED:
+        if status == JobState.FINISHED and job.purpose is RestorePurpose.RESTORE:
             for name, entry in job.stores.items():
                 self.daemon.require_resync(
                     entry.source_id,

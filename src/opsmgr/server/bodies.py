@@ -158,6 +158,10 @@ class BackingRestoreBody(SentBody):
     stores: dict[str, RestoreTarget] | None = Field(
         None, description="Each store restored (app, snapshot, oplog) with its restore target."
     )
+    purpose: Text = Field(
+        None,
+        description="RESTORE (default): the primary's stores; DRILL: a drill's sandbox, not production.",
+    )
 
 
 class BackingOutcomeBody(SentBody):

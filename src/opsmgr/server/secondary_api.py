@@ -144,7 +144,8 @@ def create_restore(
     cluster_id: str,
     body: BackingRestoreBody,
 ) -> JsonObject:
-    job = restores.create(caller.group_id, cluster_id, body.as_sent().get("stores"))
+    sent = body.as_sent()
+    job = restores.create(caller.group_id, cluster_id, sent.get("stores"), sent.get("purpose"))
     return _job_json(backup, job)
 
 
