@@ -690,6 +690,7 @@ def report(phases: list[Phase], args: argparse.Namespace) -> int:
             f"target: {route} p99 with measurements within {TARGET_RATIO - 1:.0%} of without (client side): "
             f"{'met' if verdicts[-1] else 'MISSED'} (ratio {'-' if r is None else f'{r:.2f}'})"
         )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine inflates latencies)")
     failures = base.tally.failures + meas.tally.failures
     if failures:
         print(f"\n{len(failures)} failed requests; the first: {failures[:5]}")
