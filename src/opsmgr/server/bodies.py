@@ -164,6 +164,19 @@ class BackingRestoreBody(SentBody):
     )
 
 
+class DrillBody(SentBody):
+    """POST /groups/{groupId}/backingDatabases/{clusterId}/drills: what ``opsmgr drill run`` reports."""
+
+    model_config = _required("passed", "started", "finished", "steps")
+    passed: Flag = Field(None, description="Whether every step passed.")
+    started: Integer = Field(None, description="Epoch ms the drill began.")
+    finished: Integer = Field(None, description="Epoch ms it ended.")
+    restorePointUTCMillis: Integer = Field(None, description="The point restored to, epoch ms.")
+    restoreJobId: Text = Field(None, description="The DRILL restore job.")
+    storeBytes: Object = Field(None, description="Each restored store's size in bytes.")
+    steps: Array = Field(None, description="[{name, passed, seconds, detail}] in order.")
+
+
 class BackingOutcomeBody(SentBody):
     """PATCH /groups/{groupId}/backingDatabases/{clusterId}/restoreJobs/{jobId}: the restoring host's
     outcome."""

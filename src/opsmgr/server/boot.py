@@ -7,7 +7,8 @@ the stores for it: a missing SQLite file is refused before opening would create 
 SIGTERM, which closes the stores (an SQLite store checkpoints its log into its file) before the process ends.
 
 The composition root. May import ``opsmgr`` (its version), ``opsmgr.logs``, ``opsmgr.alerts``,
-``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.jobs``,
+``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.drills``,
+``opsmgr.backup.jobs``,
 ``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``, ``opsmgr.maintenance.rolling`` (the
 transition check it hands to automation), ``opsmgr.restoration.service``, ``opsmgr.store`` and
 ``opsmgr.server`` modules.
@@ -27,6 +28,7 @@ from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.drills import Drills
 from opsmgr.backup.jobs import BackingRestores, DeploymentRestores, Grants
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.rolling import validate_transition
@@ -107,6 +109,8 @@ def server_config(settings: Settings, genkey: GenKey) -> ServerConfig:
         digest_secret=genkey.derive("digest nonce"),
         blockstore_path=settings.blockstore_path,
         restoration_mode_enabled=settings.restoration_mode_enabled,
+        drill_sandbox=settings.drill_sandbox,
+        drill_interval_days=settings.drill_interval_days,
         agent_poll_interval_s=settings.agent_poll_interval_s,
         alert_webhook_url=settings.alert_webhook_url,
         block_compression=settings.block_compression,
@@ -201,6 +205,7 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         metrics=Metrics(),
         alert_configs=AlertConfigs(app, encrypt=genkey.encrypt),
         global_alert_configs=GlobalAlertConfigs(app, encrypt=genkey.encrypt),
+        drills=Drills(app, alerts),
     )
     services.jobs.jobs.extend(periodic_jobs(services, genkey.decrypt))
     return services
@@ -217,17 +222,24 @@ def periodic_jobs(services: Services, decrypt: Callable[[str], str]) -> list[Job
     every = min(1.0, config.agent_poll_interval_s / 2)
     jobs = [
         Job("restoration", every, services.restoration.tick),
-        Job("backup", every, services.backup.tick),
-        Job("backup-alerts", every, alert_work(services, config.backup_alert_policy)),
-        Job("secondary-watch", every, secondary_work(services, config.backup_alert_policy)),
         Job("maintenance", every, services.maintenance.settle_alerts),
         # Freshness moves in poll intervals: twice an interval is soon enough, and spares the store.
         Job("deployment-alerts", config.agent_poll_interval_s / 2, deployment_alert_work(services)),
         Job("index-build-configs", every, services.index_builds.retry_pending_configs),
     ]
+    if config.drill_sandbox:
+        # A drill's sandbox holds production's configurations: what reaches outside it stays off.
+        log.warning("drill sandbox: no notification is delivered, nothing is backed up, no secondary watched")
+        return jobs
     post = webhook_poster(decrypt)
-    jobs.append(Job("alert-webhook", every, lambda: services.alerts.deliver(post, config.alert_webhook_url)))
-    return jobs
+    return [
+        *jobs,
+        Job("backup", every, services.backup.tick),
+        Job("backup-alerts", every, alert_work(services, config.backup_alert_policy)),
+        Job("secondary-watch", every, secondary_work(services, config.backup_alert_policy)),
+        Job("backup-drills", 60.0, lambda: services.drills.check_overdue(config.drill_interval_days)),
+        Job("alert-webhook", every, lambda: services.alerts.deliver(post, config.alert_webhook_url)),
+    ]
 
 
 @contextmanager

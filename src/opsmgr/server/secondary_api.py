@@ -17,7 +17,10 @@ Public API (``/api/public/v1.0``; reads GROUP_READ_ONLY, changes GROUP_BACKUP_AD
   lines ending with a ``{"end": true, "documents": N}`` line, so a cut stream is never taken for a whole one)
   and reports the outcome with ``PATCH .../restoreJobs/{jobId}`` ``{statusName: FINISHED|FAILED}``. A
   finished restore asks the agent for a new initial sync of each restored store: the restored database
-  continues from a new history, not from the backed-up one.
+  continues from a new history, not from the backed-up one; a job created with ``purpose: DRILL`` restored a
+  drill's sandbox and leaves production as it was.
+- ``POST /groups/{id}/backingDatabases/{cid}/drills``: a restore drill's report (``backup.drills``), 201;
+  ``GET`` the deployment's drills, newest first, with their RPO and RTO.
 
 Agent API: ``GET /agents/api/backup/v1/{id}/backingDatabases?hostname=`` names the sources the agent on
 that host ships; the syncs and slices go through the routes replica sets use (``backup_agent_api``).
@@ -45,7 +48,7 @@ from opsmgr.backup.store_restore import LABELS, StoreName
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server import backup_api
 from opsmgr.server.auth import ProjectBackupAdmin, ProjectReader, agent_group
-from opsmgr.server.bodies import BackingDatabasesBody, BackingOutcomeBody, BackingRestoreBody
+from opsmgr.server.bodies import BackingDatabasesBody, BackingOutcomeBody, BackingRestoreBody, DrillBody
 from opsmgr.server.deps import BackingRestoresDep, Backup, ClustersDep, ServicesDep
 from opsmgr.server.paging import Page, PerPage, paginated
 from opsmgr.server.public_api import PREFIX
@@ -147,6 +150,29 @@ def create_restore(
     sent = body.as_sent()
     job = restores.create(caller.group_id, cluster_id, sent.get("stores"), sent.get("purpose"))
     return _job_json(backup, job)
+
+
+@router.post("/groups/{group_id}/backingDatabases/{cluster_id}/drills", status_code=201)
+def record_drill(
+    caller: ProjectBackupAdmin, services: ServicesDep, clusters: ClustersDep, cluster_id: str, body: DrillBody
+) -> JsonObject:
+    clusters.backing(caller.group_id, cluster_id)
+    return services.drills.record(caller.group_id, cluster_id, body.as_sent())
+
+
+@router.get("/groups/{group_id}/backingDatabases/{cluster_id}/drills")
+def list_drills(
+    request: Request,
+    caller: ProjectReader,
+    services: ServicesDep,
+    clusters: ClustersDep,
+    cluster_id: str,
+    page: int = Page,
+    per: int = PerPage,
+) -> JsonObject:
+    """The deployment's restore drills, newest first."""
+    clusters.backing(caller.group_id, cluster_id)
+    return paginated(request, services.drills.history(caller.group_id, cluster_id), page, per)
 
 
 @router.get("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs")

@@ -27,6 +27,7 @@ from opsmgr.backup.alerts import AlertPolicy
 from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.drills import Drills
 from opsmgr.backup.jobs import BackingRestores, DeploymentRestores
 from opsmgr.errors import Conflict
 from opsmgr.jsontypes import JsonObject
@@ -62,6 +63,8 @@ class ServerConfig:
     digest_secret: bytes
     blockstore_path: Path
     restoration_mode_enabled: bool = True
+    drill_sandbox: bool = False
+    drill_interval_days: float = 7.0
     agent_poll_interval_s: float = 10.0
     alert_webhook_url: str | None = None
     block_compression: Compression | None = None
@@ -241,6 +244,7 @@ class Services:
     metrics: Metrics
     alert_configs: AlertConfigs
     global_alert_configs: GlobalAlertConfigs
+    drills: Drills
 
     @cached_property
     def maintenance_windows(self) -> MaintenanceWindows:

@@ -21,6 +21,10 @@ key                                meaning                                      
 ``mms.genKeyPath``                 the 24-byte key that encrypts sensitive fields         ``gen.key``
 ``mms.restorationMode.enabled``    enter Restoration Mode when an agent reports a newer   ``true``
                                    config than the restored one (``true``/``false``)
+``mms.drill.sandbox``              a drill's sandbox: no notification, no backup, no      ``false``
+                                   secondary watch (``opsmgr drill`` sets it)
+``mms.backup.drill.intervalDays``  on a secondary: days without a passing restore drill   ``7``
+                                   before BACKUP_DRILL_OVERDUE
 ``mms.agent.pollIntervalSeconds``  seconds between an agent's polls for its config        ``10``
 ``mms.alerts.webhook.url``         URL alerts are POSTed to as JSON                       empty: none
 ``mms.logLevel``                   ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``          ``INFO``
@@ -223,6 +227,22 @@ KEYS: tuple[Key, ...] = (
         parse=conf.boolean,
     ),
     Key(
+        name="mms.drill.sandbox",
+        attr="drill_sandbox",
+        description="A drill's sandbox (true or false): it delivers no notification, backs nothing up and "
+        "watches no secondary, so it never touches production.",
+        default="false",
+        parse=conf.boolean,
+    ),
+    Key(
+        name="mms.backup.drill.intervalDays",
+        attr="drill_interval_days",
+        description="On a secondary: days after which a backing-database deployment without a passing "
+        "restore drill raises BACKUP_DRILL_OVERDUE.",
+        default="7",
+        parse=conf.float_in(0.001, 3650),
+    ),
+    Key(
         name="mms.agent.pollIntervalSeconds",
         attr="agent_poll_interval_s",
         description="Seconds between an agent's polls for its automation config.",
@@ -362,6 +382,8 @@ class Settings:
     blockstore_path: Path
     gen_key_path: Path
     restoration_mode_enabled: bool
+    drill_sandbox: bool
+    drill_interval_days: float
     agent_poll_interval_s: float
     alert_webhook_url: str | None
     log_level: str
@@ -423,6 +445,11 @@ class Settings:
             ("blockstore", str(self.blockstore_path)),
             ("gen.key", str(self.gen_key_path)),
             ("Restoration Mode", "enabled" if self.restoration_mode_enabled else "DISABLED"),
+            *(
+                (("drill sandbox", "yes: no notification, no backup, no secondary"),)
+                if self.drill_sandbox
+                else ()
+            ),
             ("HTTPS", self._describe_https()),
         ]
         width = max(len(label) for label, _ in rows)
