@@ -317,8 +317,10 @@ def run_restore(
     force: bool,
     confirm: Any,
     bar: Bar = progress_bar,
+    purpose: str = "RESTORE",
 ) -> dict[str, Any]:
-    """The whole procedure; ``confirm(plan)`` returns whether to go on once the fences stand."""
+    """The whole procedure; ``confirm(plan)`` returns whether to go on once the fences stand. ``purpose``
+    DRILL: the stores restored are a drill's sandbox, which the secondary does not take for the primary's."""
     uris = backing_uris(conf).by_name()
     base = f"/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs"
     with (
@@ -330,7 +332,7 @@ def run_restore(
             err.print(
                 f"deleted the download an interrupted restore left in {download.folder}", highlight=False
             )
-        job = api.post(base, {"stores": targets})
+        job = api.post(base, {"stores": targets, "purpose": purpose})
         job_id = job["id"]
         try:
             downloads: dict[str, Download] = {}
