@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
 
 from opsmgr.errors import Conflict
 from opsmgr.server.jobs import Job, JobRunner
-from tests.procs import ServerProcess, wait_for
+from tests.procs import ServerProcess, started_server, wait_for
 
 
 def test_a_failing_job_records_its_error_and_the_others_go_on() -> None:
@@ -70,3 +71,14 @@ def test_a_server_shows_its_jobs_in_metrics_and_readiness(server: ServerProcess)
         runs = re.search(rf'^opsmgr_job_runs_total{{job="{name}"}} (\d+)$', text, re.M)
         assert runs is not None and int(runs.group(1)) >= 1, name
         assert f'opsmgr_job_last_run_timestamp_seconds{{job="{name}"}}' in text
+
+
+def test_a_drill_sandbox_runs_no_job_that_reaches_outside(tmp_path: Path) -> None:
+    with started_server(tmp_path / "sandbox", {"mms.drill.sandbox": "true"}) as sandbox:
+        ready = httpx.get(f"{sandbox.url}/health/ready", timeout=10)
+        assert ready.status_code == 200, ready.text
+        names = {j["name"] for j in ready.json()["jobs"]}
+        assert {"restoration", "deployment-alerts"} <= names
+        outward = {"backup", "backup-alerts", "secondary-watch", "alert-webhook", "backup-drills"}
+        assert not names & outward, names
+        assert "drill sandbox: no notification is delivered" in sandbox.log()
