@@ -59,6 +59,9 @@ app.add_typer(secondary_app, name="secondary")
 from opsmgr.cli.restoration import restoration_app  # noqa: E402
 
 app.add_typer(restoration_app, name="restoration-mode")
+from opsmgr.cli.drill import drill_app  # noqa: E402
+
+app.add_typer(drill_app, name="drill")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)

@@ -1,0 +1,144 @@
+"""Restore drills end to end: a primary with projects changing under a write load, backed up by a secondary
+through the real backing agent; ``opsmgr drill run`` on the secondary's side restores the three stores into
+a sandbox (a DRILL restore job), starts a sandbox server on them (its preflight passes with the primary's
+gen.key) and reports to the secondary. Production is compared before and after: the backing windows gain
+no hole, no alert opens on the secondary, the primary holds no restore record. A drill given another
+gen.key fails at the sandbox's preflight, exits non-zero and opens BACKUP_DRILL_FAILED; ``drill history``
+lists both, newest first."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsmgr.restoration import record
+from opsmgr.store import Store
+from opsmgr.store.crypto import GenKey
+from tests.procs import run_cli
+from tests.secondary_support import SecondaryPair, primary_with_secondary
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondaryPair]:
+    with primary_with_secondary(tmp_path_factory.mktemp("drill")) as p:
+        p.wait_snapshots()
+        p.wait_caught_up()
+        yield p
+
+
+def drill(pair: SecondaryPair, gen_key: Path, *extra: str) -> Any:
+    return run_cli(
+        "drill",
+        "run",
+        "--url",
+        pair.secondary.url,
+        "--public-key",
+        pair.secondary_key["publicKey"],
+        "--private-key",
+        pair.secondary_key["privateKey"],
+        "--group",
+        pair.group_id,
+        "--cluster",
+        pair.cluster_id,
+        "--gen-key",
+        str(gen_key),
+        "--json",
+        *extra,
+        timeout=180,
+    )
+
+
+def production(pair: SecondaryPair) -> dict[str, Any]:
+    """What a drill must leave as it is: the backing windows' shape, the secondary's open alerts, the
+    primary's restore record."""
+    windows = {s["name"]: len(s["pitrWindow"]) for s in pair.backing()["stores"]}
+    with pair.secondary_api() as api:
+        alerts = api.get(f"/groups/{pair.group_id}/alerts", params={"status": "OPEN"}).json()["results"]
+    app = Store(f"sqlite:///{pair.primary.data_dir / 'appdb.sqlite'}")
+    try:
+        restored = record.read(app)
+    finally:
+        app.close()
+    return {"windows": windows, "alerts": sorted(a["eventTypeName"] for a in alerts), "record": restored}
+
+
+def test_a_drill_under_load_passes_and_leaves_production_as_it_was(
+    pair: SecondaryPair, tmp_path: Path
+) -> None:
+    before = production(pair)
+    assert before["record"] is None
+    stop = threading.Event()
+
+    def write_load() -> None:
+        with pair.primary.client(pair.primary_key) as api:
+            i = 0
+            while not stop.is_set():
+                api.post("/groups", json={"name": f"under-load-{i}"})
+                i += 1
+                stop.wait(0.2)
+
+    writer = threading.Thread(target=write_load)
+    writer.start()
+    try:
+        done = drill(pair, pair.primary.data_dir / "gen.key", "--sandbox-dir", str(tmp_path / "sandbox"))
+    finally:
+        stop.set()
+        writer.join(10)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["passed"] and [s["name"] for s in report["steps"]] == [
+        "restore point",
+        "restore into the sandbox",
+        "sandbox preflight and start",
+    ]
+    assert report["rpoSeconds"] is not None and 0 <= report["rpoSeconds"] < 120, report
+    assert report["rtoSeconds"] > 0 and set(report["storeBytes"]) == {"app", "snapshot", "oplog"}
+    assert all(size > 0 for size in report["storeBytes"].values()), report["storeBytes"]
+    assert not (tmp_path / "sandbox").exists(), "the sandbox is removed unless --keep"
+    with pair.secondary_api() as api:
+        base = f"/groups/{pair.group_id}/backingDatabases/{pair.cluster_id}"
+        job = api.get(f"{base}/restoreJobs/{report['restoreJobId']}").json()
+    assert (job["purpose"], job["statusName"]) == ("DRILL", "FINISHED"), job
+    pair.wait_caught_up()
+    assert production(pair) == before, "a drill changes nothing in production"
+
+
+def test_a_drill_with_another_gen_key_fails_at_preflight_and_alerts(
+    pair: SecondaryPair, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "other-gen.key"
+    GenKey.load_or_create(wrong)
+    done = drill(pair, wrong)
+    assert done.returncode != 0, done.stdout
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not report["passed"]
+    failed = report["steps"][-1]
+    assert failed["name"] == "sandbox preflight and start" and not failed["passed"], report
+    with pair.secondary_api() as api:
+        alerts = api.get(f"/groups/{pair.group_id}/alerts", params={"status": "OPEN"}).json()["results"]
+        assert [a["eventTypeName"] for a in alerts if a["eventTypeName"] == "BACKUP_DRILL_FAILED"] == [
+            "BACKUP_DRILL_FAILED"
+        ]
+    history = run_cli(
+        "drill",
+        "history",
+        "--url",
+        pair.secondary.url,
+        "--public-key",
+        pair.secondary_key["publicKey"],
+        "--private-key",
+        pair.secondary_key["privateKey"],
+        "--group",
+        pair.group_id,
+        "--cluster",
+        pair.cluster_id,
+    )
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.index("FAILED") < history.stdout.index("PASSED"), history.stdout
