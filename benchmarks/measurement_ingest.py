@@ -71,6 +71,7 @@ from benchmarks._harness import (
     replica_set_config,
     running_server,
     set_sizes,
+    summarise_samples,
     table,
     workdir,
 )
@@ -552,25 +553,31 @@ def app_database(use_postgres: bool) -> Iterator[dict[str, str]]:
         yield {APP.conf_key: pg.create_database("ingest")}
 
 
-def run(args: argparse.Namespace) -> list[Phase]:
-    with (
-        workdir(args.keep, "ingest-") as tmp,
-        app_database(args.postgres) as conf,
-        running_server(tmp, args.interval, conf=conf) as server,
-    ):
-        api = Api(server)
-        probe = StoreProbe(app_db_url(server))
-        try:
-            agents = make_agents(api, args)
+Hot = list[tuple[str, int, int]]  # summarise_samples: function, samples in stack, samples on top
 
-            async def phases() -> list[Phase]:
-                pool = Connections(server.port, args.connections)
-                return [await measure_phase(label, agents, server, probe, pool, args) for label in LABELS]
 
-            return asyncio.run(phases())
-        finally:
-            probe.close()
-            api.close()
+def run(args: argparse.Namespace) -> tuple[list[Phase], Hot]:
+    with workdir(args.keep, "ingest-") as tmp, app_database(args.postgres) as conf:
+        sample_to = tmp / "samples-server" if args.sample else None
+        with running_server(tmp, args.interval, conf=conf, sample_to=sample_to) as server:
+            phases = drive(server, args)
+        return phases, summarise_samples(tmp.glob("samples-server.*"), top=40) if args.sample else []
+
+
+def drive(server: ServerProcess, args: argparse.Namespace) -> list[Phase]:
+    api = Api(server)
+    probe = StoreProbe(app_db_url(server))
+    try:
+        agents = make_agents(api, args)
+
+        async def phases() -> list[Phase]:
+            pool = Connections(server.port, args.connections)
+            return [await measure_phase(label, agents, server, probe, pool, args) for label in LABELS]
+
+        return asyncio.run(phases())
+    finally:
+        probe.close()
+        api.close()
 
 
 # --- the report ---------------------------------------------------------------------------------------------
@@ -629,7 +636,9 @@ def storage_report(meas: Phase, agents: int, interval_s: float) -> list[str]:
         bucket = after.payload.get(coll, 0) / n if n else 0.0
         per_day += bucket * DAY_S / granularity_s
         at_retention += bucket * RETENTION_S[granularity_s] / granularity_s
-        rows.append((coll, n, f"{n / agents:.2f}", f"{bucket:.0f}", f"{DAY_S // granularity_s}"))
+        rows.append(
+            (coll, n, f"{n / agents:.2f}", f"{bucket:.0f}" if n else "- (run longer)", DAY_S // granularity_s)
+        )
     lines = [
         table(["collection", "rows", "rows per process", "bytes per row", "buckets a day"], rows),
         f"stored payload per process per day: {per_day / 1024:.1f} KiB (bytes per row x buckets a day)",
@@ -716,13 +725,20 @@ def main() -> None:
         "--databases", type=int, default=5, help="databases per process sampled (0: no disks, no databases)"
     )
     ap.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL as application database")
+    ap.add_argument("--sample", action="store_true", help="diagnosis: sample the server's stacks")
     ap.add_argument("--keep", type=Path, help="keep the data dir and logs under this directory")
     args = ap.parse_args()
     print_header(
         f"measurement ingestion: {args.agents} agents reporting every {args.interval:g} s, "
         f"without and with measurements ({'PostgreSQL' if args.postgres else 'SQLite'} application database)"
     )
-    sys.exit(report(run(args), args))
+    phases, hot = run(args)
+    status = report(phases, args)
+    if hot:
+        print("\nbusiest server functions, both phases (stack samples every 5 ms; in stack / on top):")
+        for name, inclusive, own in hot:
+            print(f"  {inclusive:7d} {own:7d}  {name}")
+    sys.exit(status)
 
 
 if __name__ == "__main__":
