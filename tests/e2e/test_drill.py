@@ -4,7 +4,8 @@ a sandbox (a DRILL restore job), starts a sandbox server on them (its preflight 
 gen.key) and reports to the secondary. Production is compared before and after: the backing windows gain
 no hole, no alert opens on the secondary, the primary holds no restore record. A drill given another
 gen.key fails at the sandbox's preflight, exits non-zero and opens BACKUP_DRILL_FAILED; ``drill history``
-lists both, newest first."""
+lists both, newest first; ``opsmgr backup verify`` passes after the first and names the failed drill after
+the second."""
 
 from __future__ import annotations
 
@@ -52,6 +53,26 @@ def drill(pair: SecondaryPair, gen_key: Path, *extra: str) -> Any:
         "--json",
         *extra,
         timeout=180,
+    )
+
+
+def verify(pair: SecondaryPair) -> Any:
+    """``opsmgr backup verify`` with windows asked to cover the last 10 s (the pair is minutes old)."""
+    return run_cli(
+        "backup",
+        "verify",
+        "--url",
+        pair.secondary.url,
+        "--public-key",
+        pair.secondary_key["publicKey"],
+        "--private-key",
+        pair.secondary_key["privateKey"],
+        "--group",
+        pair.group_id,
+        "--cluster",
+        pair.cluster_id,
+        "--hours",
+        str(10 / 3600),
     )
 
 
@@ -108,6 +129,9 @@ def test_a_drill_under_load_passes_and_leaves_production_as_it_was(
     assert (job["purpose"], job["statusName"]) == ("DRILL", "FINISHED"), job
     pair.wait_caught_up()
     assert production(pair) == before, "a drill changes nothing in production"
+    checked = verify(pair)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "last restore drill" in checked.stdout and "MISSING" not in checked.stdout, checked.stdout
 
 
 def test_a_drill_with_another_gen_key_fails_at_preflight_and_alerts(
@@ -142,3 +166,5 @@ def test_a_drill_with_another_gen_key_fails_at_preflight_and_alerts(
     )
     assert history.returncode == 0, history.stderr
     assert history.stdout.index("FAILED") < history.stdout.index("PASSED"), history.stdout
+    checked = verify(pair)
+    assert checked.returncode == 1 and "missing: last restore drill" in checked.stderr, checked.stderr

@@ -9,10 +9,12 @@ notification, backs nothing up and watches no secondary); starts a sandbox ``ops
 and requires its preflight to pass and it to answer ready; stops it and removes the sandbox unless
 ``--keep``. Each step is timed and reported to the secondary (``POST .../backingDatabases/{cid}/drills``)
 with the restore point, RPO and RTO and the stores' sizes; a failed drill exits non-zero and raises
-``BACKUP_DRILL_FAILED`` there. ``history`` lists the kept drills.
+``BACKUP_DRILL_FAILED`` there. ``history`` lists the kept drills. ``opsmgr backup verify`` runs the seed's
+runbook checks (``backup.verify``) against the secondary, the last drill among them.
 
-May import ``opsmgr.errors``, ``opsmgr.server.settings`` (the sandbox's embedded setup), ``opsmgr.cli.api``,
-``opsmgr.cli.demo`` (child processes), ``opsmgr.cli.restore_targets`` and ``opsmgr.cli.secondary``.
+May import ``opsmgr.errors``, ``opsmgr.backup.verify``, ``opsmgr.server.settings`` (the sandbox's embedded
+setup), ``opsmgr.cli.api``, ``opsmgr.cli.backup``, ``opsmgr.cli.demo`` (child processes),
+``opsmgr.cli.restore_targets`` and ``opsmgr.cli.secondary``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from opsmgr.backup.verify import Limits, verify
 from opsmgr.cli.api import CaFileOpt, PrivateKeyOpt, PublicApi, PublicKeyOpt, UrlOpt, err, fail
+from opsmgr.cli.backup import backup_app
 from opsmgr.cli.demo import Children, free_port, start_server
 from opsmgr.cli.restore_targets import parse_instant, restore_targets
 from opsmgr.cli.secondary import no_bar, run_restore
@@ -252,3 +257,52 @@ def history(
             str(d["started"]), "PASSED" if d["passed"] else "FAILED", rpo, f"{d['rtoSeconds']:.1f} s", broken
         )
     out.print(table)
+
+
+@backup_app.command("verify")
+def verify_backup(
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
+    group: str = GroupOpt,
+    cluster: str = ClusterOpt,
+    hours: float = typer.Option(24.0, "--hours", min=0.0, help="The windows must be continuous this long."),
+    max_lag: float = typer.Option(300.0, "--max-lag", min=0.0, help="Seconds the windows' ends may lag now."),
+    drill_days: float = typer.Option(
+        7.0, "--drill-days", min=0.0, help="The last drill must be this recent."
+    ),
+) -> None:
+    """The seed's runbook checks on the secondary: a completed snapshot of each store, the windows continuous
+    and advancing, a recent point the three restore to together, a recent passing drill, a healthy daemon.
+    Exits non-zero naming what is missing."""
+    try:
+        with PublicApi(url, public_key, private_key, ca_file=ca_file) as api:
+            base = f"/groups/{group}/backingDatabases/{cluster}"
+            backing = api.get(base)
+            drills = api.get(f"{base}/drills", itemsPerPage=1)["results"]
+            daemon = _daemon_health(api)
+    except OpsmgrError as exc:
+        fail(exc)
+    limits = Limits(hours=hours, max_lag_s=max_lag, drill_days=drill_days)
+    checks = verify(backing, drills, daemon, int(time.time() * 1000), limits)
+    table = Table(title=f"backup of the backing databases ({cluster})")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(c.name, "ok" if c.ok else "MISSING", c.detail)
+    out.print(table)
+    missing = [c.name for c in checks if not c.ok]
+    if missing:
+        err.print(f"missing: {', '.join(missing)}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _daemon_health(api: PublicApi) -> dict[str, Any] | None:
+    """The daemon section of the secondary's ``/health/ready`` (None when it does not answer)."""
+    try:
+        answer = api.client.get(api.client.base_url.copy_with(path="/health/ready", query=None), timeout=10)
+        daemon = answer.json().get("daemon")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return daemon if isinstance(daemon, dict) else None
