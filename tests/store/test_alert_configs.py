@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from opsmgr.errors import InvalidInput
 from opsmgr.store.alert_configs import SECRET_MASK, sealed, shown_notifications, validated
-from opsmgr.store.alert_rules import DEFAULT_RULES, LAG_METRIC, Rule, evaluated, webhooks
+from opsmgr.store.alert_rules import (
+    DEFAULT_RULES,
+    LAG_METRIC,
+    MAX_SUBJECT,
+    Matcher,
+    Rule,
+    evaluated,
+    holds,
+    webhooks,
+)
 
 EMAIL = [{"typeName": "GROUP", "intervalMin": 5, "delayMin": 0, "emailEnabled": True}]
 
@@ -159,7 +169,25 @@ def test_a_webhook_secret_is_sealed_shown_masked_and_kept_when_the_mask_comes_ba
     assert "webhookSecret" not in moved[0], "the mask never becomes another URL's secret"
 
 
-@pytest.mark.parametrize("pattern", ["(a+)+$", "(x*)*", "(a|b+){2,}", "[unclosed", "a" * 201])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(a+)+$",
+        "(x*)*",
+        "(a|b+){2,}",
+        "[unclosed",
+        "a" * 201,
+        # Each of these passed the earlier check and takes seconds to hours on a 40-character hostname.
+        "(a|aa)+$",
+        "((a+))+",
+        "(?:a|a)*b",
+        "(a?){25}a{25}",
+        "(a|a)" * 33 + "b",
+        r"\w*\w*\w*\w*!x",
+        r"(a)\1",
+        "(?P<x>a)(?P=x)",
+    ],
+)
 def test_a_regex_matcher_that_could_stall_the_evaluation_is_refused(pattern: str) -> None:
     body = {
         "eventTypeName": "HOST_DOWN",
@@ -169,3 +197,42 @@ def test_a_regex_matcher_that_could_stall_the_evaluation_is_refused(pattern: str
     with pytest.raises(InvalidInput) as raised:
         validated(body)
     assert raised.value.field == "matchers[0].value"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "hostname"),
+    [
+        (r"db[0-9]+\.example\.com", "db12.example.com"),
+        (".*prod.*", "n1.prod.local"),
+        ("(rs0|rs1|rs2)-.*", "rs1-a"),
+        ("(?:ab){2,5}c", "ababc"),
+        ("(?i)DB-1", "db-1"),
+    ],
+)
+def test_an_ordinary_regex_matcher_is_kept_and_holds(pattern: str, hostname: str) -> None:
+    matcher = {"fieldName": "HOSTNAME", "operator": "REGEX", "value": pattern}
+    body = {"eventTypeName": "HOST_DOWN", "notifications": EMAIL, "matchers": [matcher]}
+    assert validated(body)["matchers"] == [matcher]
+    assert holds(Matcher("HOSTNAME", "REGEX", pattern), {"HOSTNAME": hostname})
+
+
+@pytest.mark.parametrize("pattern", ["[unclosed", "(a|aa)+$", "(a)\\1"])
+def test_a_stored_regex_never_checked_neither_fails_nor_stalls_an_alert(pattern: str) -> None:
+    """Configurations stored before their REGEX was checked: the alert's transaction must go on."""
+    hook = {"typeName": "WEBHOOK", "webhookUrl": "http://h/"}
+    config = {
+        "eventTypeName": "HOST_DOWN",
+        "enabled": True,
+        "matchers": [{"fieldName": "HOSTNAME", "operator": "REGEX", "value": pattern}],
+        "notifications": [hook],
+    }
+    alert = {"eventTypeName": "HOST_DOWN", "hostnameAndPort": "a" * 60 + "!:27017"}
+    started = time.monotonic()
+    assert webhooks([config], alert) == []
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_regex_never_holds_for_a_subject_longer_than_a_hostname() -> None:
+    matcher = Matcher("HOSTNAME", "REGEX", ".*")
+    assert holds(matcher, {"HOSTNAME": "a" * MAX_SUBJECT})
+    assert not holds(matcher, {"HOSTNAME": "a" * (MAX_SUBJECT + 1)})

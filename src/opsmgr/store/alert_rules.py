@@ -18,10 +18,15 @@ May import nothing of opsmgr.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 METRIC = "OUTSIDE_METRIC_THRESHOLD"
 LAG_METRIC = "OPLOG_SLAVE_LAG_MASTER_TIME"  # seconds a secondary is behind its primary
@@ -30,8 +35,12 @@ METRIC_UNITS = {LAG_METRIC: "SECONDS", OPLOG_METRIC: "HOURS"}
 MATCH_FIELDS = ("HOSTNAME", "PORT", "HOSTNAME_AND_PORT", "REPLICA_SET_NAME", "TYPE_NAME")
 MATCH_OPERATORS = ("EQUALS", "NOT_EQUALS", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "ENDS_WITH", "REGEX")
 MAX_PATTERN = 200
-# A quantified group that itself holds a quantifier, e.g. (a+)+: the shape that backtracks exponentially.
-_NESTED_QUANTIFIER = re.compile(r"\([^()]*[+*}][^()]*\)\s*[+*{]")
+MAX_REPEATS = 2  # quantifiers that repeat more than once: a failing match may cost n ** MAX_REPEATS steps
+MAX_CHOICES = 16  # the product of the alternations' branch counts: the ways a failing match tries in turn
+MAX_SUBJECT = 300  # a hostname has at most 253 characters: a REGEX never holds for a longer subject
+_QUANTIFIER = re.compile(r"[*+?]|\{(\d*)(,(\d*))?\}")
+# What follows "(" in a group that is not a plain one: (?:, (?P<name>, lookarounds, (?>, inline flags.
+_EXTENSION = re.compile(r"\(\?(P<\w+>|<[=!]|[=!:>]|[aiLmsux-]*:?)")
 
 
 @dataclass(frozen=True)
@@ -74,17 +83,96 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
+def _atom_end(pattern: str, i: int) -> int:
+    """Where the escape or the character class at ``i`` ends (one character for anything else)."""
+    if pattern[i] == "\\":
+        return i + 2
+    if pattern[i] != "[":
+        return i + 1
+    j = i + 1 + (pattern[i + 1 : i + 2] == "^")
+    j += pattern[j : j + 1] == "]"  # a "]" first in a class is one of its characters
+    while j < len(pattern) and pattern[j] != "]":
+        j += 2 if pattern[j] == "\\" else 1
+    return j + 1
+
+
+def _most(quantifier: str) -> float:
+    """How many times a quantifier (``*``, ``+``, ``?``, ``{m}``, ``{m,}``, ``{m,n}``) repeats at most."""
+    if quantifier in ("*", "+"):
+        return math.inf
+    if quantifier == "?":
+        return 1
+    low, comma, high = quantifier[1:-1].partition(",")
+    return float(high or "inf") if comma else float(low)
+
+
+def _shape_problem(pattern: str) -> str | None:
+    """Refuses what makes a backtracking matcher take exponential or high-polynomial time: a repeated group
+    that itself repeats or alternates (``(a+)+``, ``(a|aa)+``, ``(a?){25}``), back-references, more than
+    :data:`MAX_REPEATS` repeating quantifiers, alternations whose branches multiply beyond
+    :data:`MAX_CHOICES` (``(a|a)(a|a)...``). A malformed pattern is left to ``re.compile``."""
+    groups = [[False, 0]]  # each open group: whether it holds a quantifier or an alternation, its bars
+    repeats, choices, closed, i = 0, 1, False, 0
+    while i < len(pattern):
+        quantifier = _QUANTIFIER.match(pattern, i)
+        if quantifier is not None and (pattern[i] != "{" or quantifier.group(1) or quantifier.group(3)):
+            most = _most(quantifier.group())
+            if closed and most > 1:
+                return "a REGEX matcher's value may not repeat a group that itself repeats or alternates"
+            groups[-1][0] = True
+            repeats += most > 1
+            i = quantifier.end() + (pattern[quantifier.end() : quantifier.end() + 1] in ("?", "+"))
+        elif pattern.startswith(("(?P=", "(?("), i) or (
+            pattern[i] == "\\" and pattern[i + 1 : i + 2] in "123456789"
+        ):
+            return "a REGEX matcher's value may not refer back to a group"
+        elif pattern[i] == "(":
+            groups.append([False, 0])
+            extension = _EXTENSION.match(pattern, i)
+            i = extension.end() if extension is not None else i + 1
+        elif pattern[i] == ")" and len(groups) > 1:
+            risky, bars = groups.pop()
+            closed, choices = bool(risky or bars), choices * (bars + 1)
+            groups[-1][0] = groups[-1][0] or closed
+            i += 1
+            continue
+        else:
+            groups[-1][1] += pattern[i] == "|"
+            groups[-1][0] = groups[-1][0] or pattern[i] == "|"
+            i = _atom_end(pattern, i)
+        closed = False
+    if repeats > MAX_REPEATS:
+        return (
+            f"a REGEX matcher's value may hold at most {MAX_REPEATS} quantifiers that repeat (*, +, {{m,n}})"
+        )
+    if choices * (groups[0][1] + 1) > MAX_CHOICES:
+        return f"a REGEX matcher's value may choose among at most {MAX_CHOICES} ways in all"
+    return None
+
+
 def pattern_problem(pattern: str) -> str | None:
-    """Why a REGEX matcher's value is refused: too long, not a regular expression, or nested quantifiers
-    (an alert evaluation must not be stalled by one project's pattern)."""
+    """Why a REGEX matcher's value is refused: too long, a shape a backtracking matcher could take very long
+    on (an alert evaluation must not be stalled by one project's pattern), not a regular expression."""
     if len(pattern) > MAX_PATTERN:
         return f"a REGEX matcher's value is at most {MAX_PATTERN} characters"
-    if _NESTED_QUANTIFIER.search(pattern):
-        return "a REGEX matcher's value may not repeat a group that itself repeats"
+    problem = _shape_problem(pattern)
+    if problem is not None:
+        return problem
     try:
         re.compile(pattern)
     except re.error as exc:
         return f"a REGEX matcher's value is not a regular expression: {exc}"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    """The pattern, compiled once; None (the matcher never holds) for one :func:`pattern_problem` refuses:
+    a configuration stored before its REGEX was checked must neither stall nor fail an alert's transaction."""
+    problem = pattern_problem(pattern)
+    if problem is None:
+        return re.compile(pattern)
+    log.warning("a stored REGEX matcher never holds: %s", problem)
     return None
 
 
@@ -122,7 +210,8 @@ def holds(matcher: Matcher, subject: Mapping[str, str]) -> bool:
         case "ENDS_WITH":
             return seen.endswith(want)
         case "REGEX":
-            return re.fullmatch(want, seen) is not None
+            pattern = _compiled(want)
+            return pattern is not None and len(seen) <= MAX_SUBJECT and pattern.fullmatch(seen) is not None
     return False
 
 
