@@ -1,7 +1,9 @@
-"""Restore drills end to end: a primary with projects changing under a write load, backed up by a secondary
-through the real backing agent; ``opsmgr drill run`` on the secondary's side restores the three stores into
-a sandbox (a DRILL restore job), starts a sandbox server on them (its preflight passes with the primary's
-gen.key) and reports to the secondary. Production is compared before and after: the backing windows gain
+"""Restore drills end to end: a primary managing a simulated replica set (real agents) with projects changing
+under a write load, backed up by a secondary through the real backing agent; ``opsmgr drill run`` on the
+secondary's side restores the three stores into a sandbox (a DRILL restore job), starts a sandbox server on
+them (its preflight passes with the primary's gen.key), proves with shadow agents that the sandbox ends on
+the live primary's configuration (entering Restoration Mode when the restore point is older than the
+live version) and reports to the secondary. Production is compared before and after: the backing windows gain
 no hole, no alert opens on the secondary, the primary holds no restore record. A drill given another
 gen.key fails at the sandbox's preflight, exits non-zero and opens BACKUP_DRILL_FAILED; ``drill history``
 lists both, newest first; ``opsmgr backup verify`` passes after the first and names the failed drill after
@@ -20,18 +22,36 @@ import pytest
 from opsmgr.restoration import record
 from opsmgr.store import Store
 from opsmgr.store.crypto import GenKey
+from tests.configs import replica_set_config
+from tests.deployments import Deployment
 from tests.procs import run_cli
-from tests.secondary_support import SecondaryPair, primary_with_secondary
+from tests.secondary_support import SecondaryPair, now_ms, primary_with_secondary
 
 pytestmark = pytest.mark.e2e
 
 
+HOSTS = [f"d{i}.drill.sim" for i in range(3)]
+
+
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondaryPair]:
-    with primary_with_secondary(tmp_path_factory.mktemp("drill")) as p:
-        p.wait_snapshots()
-        p.wait_caught_up()
-        yield p
+def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SecondaryPair, Deployment]]:
+    root = tmp_path_factory.mktemp("drill")
+    with primary_with_secondary(root) as p:
+        d = Deployment(p.primary, p.primary_key, root, "managed")
+        try:
+            for host in HOSTS:
+                d.agent(host)
+            d.wait_goal(d.put(replica_set_config(HOSTS, rs="rs0")), 3)
+            p.wait_snapshots()
+            p.wait_caught_up()
+            yield p, d
+        finally:
+            d.close()
+
+
+@pytest.fixture
+def pair(managed: tuple[SecondaryPair, Deployment]) -> SecondaryPair:
+    return managed[0]
 
 
 def drill(pair: SecondaryPair, gen_key: Path, *extra: str) -> Any:
@@ -50,6 +70,12 @@ def drill(pair: SecondaryPair, gen_key: Path, *extra: str) -> Any:
         pair.cluster_id,
         "--gen-key",
         str(gen_key),
+        "--primary-url",
+        pair.primary.url,
+        "--primary-public-key",
+        pair.primary_key["publicKey"],
+        "--primary-private-key",
+        pair.primary_key["privateKey"],
         "--json",
         *extra,
         timeout=180,
@@ -114,11 +140,16 @@ def test_a_drill_under_load_passes_and_leaves_production_as_it_was(
         writer.join(10)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["passed"] and [s["name"] for s in report["steps"]] == [
+    assert report["passed"], report
+    assert [s["name"] for s in report["steps"]] == [
         "restore point",
+        "live configuration",
         "restore into the sandbox",
+        "shadow agents",
         "sandbox preflight and start",
+        "reconcile",
     ]
+    assert report["steps"][3]["detail"].startswith("3 simulated agent(s)"), report["steps"][3]
     assert report["rpoSeconds"] is not None and 0 <= report["rpoSeconds"] < 120, report
     assert report["rtoSeconds"] > 0 and set(report["storeBytes"]) == {"app", "snapshot", "oplog"}
     assert all(size > 0 for size in report["storeBytes"].values()), report["storeBytes"]
@@ -132,6 +163,36 @@ def test_a_drill_under_load_passes_and_leaves_production_as_it_was(
     checked = verify(pair)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "last restore drill" in checked.stdout and "MISSING" not in checked.stdout, checked.stdout
+
+
+def test_a_drill_to_a_point_before_the_live_version_reconciles_through_restoration_mode(
+    managed: tuple[SecondaryPair, Deployment], tmp_path: Path
+) -> None:
+    pair, d = managed
+    before_change = now_ms()
+    config = d.api.get(f"/groups/{d.group_id}/automationConfig").json()
+    config["replicaSets"][0]["members"][1]["priority"] = 2
+    live_version = d.put(config)
+    d.wait_goal(live_version, 3)
+    pair.wait_caught_up()
+    sandbox = tmp_path / "sandbox"
+    done = drill(
+        pair,
+        pair.primary.data_dir / "gen.key",
+        "--point-in-time-ms",
+        str(before_change),
+        "--sandbox-dir",
+        str(sandbox),
+        "--keep",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["passed"] and report["restorePointUTCMillis"] == before_change, report
+    log = (sandbox / "sandbox-server.log").read_text()
+    assert "enters Restoration Mode" in log, "the older restore point made the sandbox reconcile in the mode"
+    assert f"leaves Restoration Mode: config version {live_version} from" in log, log[-2000:]
+    live = d.api.get(f"/groups/{d.group_id}/automationConfig").json()
+    assert live["version"] == live_version, "production's configuration is untouched by the drill"
 
 
 def test_a_drill_with_another_gen_key_fails_at_preflight_and_alerts(

@@ -6,15 +6,18 @@ primary's backing databases into a sandbox, run on demand against the secondary 
 production backup as it is: no initial sync, no window hole), with the primary's preserved ``gen.key``
 (``--gen-key``) and an embedded configuration marked ``mms.drill.sandbox`` (the sandbox delivers no
 notification, backs nothing up and watches no secondary); starts a sandbox ``opsmgr server`` on loopback
-and requires its preflight to pass and it to answer ready; stops it and removes the sandbox unless
-``--keep``. Each step is timed and reported to the secondary (``POST .../backingDatabases/{cid}/drills``)
-with the restore point, RPO and RTO and the stores' sizes; a failed drill exits non-zero and raises
+and requires its preflight to pass and it to answer ready; then proves it reconciles (``cli.drill_shadow``:
+shadow agents present the configurations the live primary serves now, read with ``--primary-*``, and the
+sandbox must end on exactly them); stops everything it started and removes the sandbox unless ``--keep``.
+Each step is timed and reported to the secondary (``POST .../backingDatabases/{cid}/drills``) with the
+restore point, RPO and RTO and the stores' sizes; a failed drill exits non-zero and raises
 ``BACKUP_DRILL_FAILED`` there. ``history`` lists the kept drills. ``opsmgr backup verify`` runs the seed's
 runbook checks (``backup.verify``) against the secondary, the last drill among them.
 
-May import ``opsmgr.errors``, ``opsmgr.backup.verify``, ``opsmgr.server.settings`` (the sandbox's embedded
-setup), ``opsmgr.cli.api``, ``opsmgr.cli.backup``, ``opsmgr.cli.demo`` (child processes),
-``opsmgr.cli.restore_targets`` and ``opsmgr.cli.secondary``.
+May import ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.backup.verify``, ``opsmgr.store.crypto``,
+``opsmgr.server.settings`` (the sandbox's embedded setup), ``opsmgr.cli.api``, ``opsmgr.cli.backup``,
+``opsmgr.cli.demo`` (child processes), ``opsmgr.cli.drill_shadow``, ``opsmgr.cli.restore_targets`` and
+``opsmgr.cli.secondary``.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ from opsmgr.backup.verify import Limits, verify
 from opsmgr.cli.api import CaFileOpt, PrivateKeyOpt, PublicApi, PublicKeyOpt, UrlOpt, err, fail
 from opsmgr.cli.backup import backup_app
 from opsmgr.cli.demo import Children, free_port, start_server
+from opsmgr.cli.drill_shadow import live_configs, prepare, start, wait_reconciled
 from opsmgr.cli.restore_targets import parse_instant, restore_targets
 from opsmgr.cli.secondary import no_bar, run_restore
+from opsmgr.conf import backing_uris
 from opsmgr.errors import InvalidInput, OpsmgrError
 from opsmgr.server.settings import CONF_NAME, EMBEDDED_STORES, embedded_defaults
+from opsmgr.store.crypto import GenKey
 
 out = Console(soft_wrap=True)
 drill_app = typer.Typer(no_args_is_help=True, help="Restore drills of the primary's backing databases.")
@@ -119,48 +125,83 @@ def store_sizes(folder: Path) -> dict[str, int]:
     }
 
 
-def run_drill(
-    api: PublicApi, group: str, cluster: str, gen_key: Path, at_ms: int | None, folder: Path
-) -> dict[str, Any]:
-    """The drill's steps into ``folder`` (the caller removes it); the report, passed or not."""
+@dataclass(frozen=True)
+class DrillPlan:
+    """What one drill restores, from where, into where, and whose live configuration it must end on."""
+
+    secondary: PublicApi
+    primary: PublicApi
+    group: str
+    cluster: str
+    gen_key: Path
+    at_ms: int | None
+    folder: Path
+    timeout_s: float = 120.0
+
+
+def run_drill(plan: DrillPlan) -> dict[str, Any]:
+    """The drill's steps into ``plan.folder`` (the caller removes it); the report, passed or not."""
     drill = Drill()
     point: int | None = None
     job_id: str | None = None
     children = Children()
     try:
-        with drill.step("restore point") as s:
-            backing = api.get(f"/groups/{group}/backingDatabases/{cluster}")
-            point = at_ms if at_ms is not None else latest_together(backing)
-            targets = restore_targets(
-                backing, at_ms=point, snapshot_id=None, app_only=False, metadata_at_ms=None
-            )
-            s["detail"] = f"all three stores to {point} (UTC ms)"
+        point, targets = _restore_point(drill, plan)
+        with drill.step("live configuration") as s:
+            live = live_configs(plan.primary)
+            s["detail"] = f"{len(live)} project(s) read from the live primary"
         port = free_port()
-        with drill.step("restore into the sandbox") as s:
-            conf = make_sandbox(folder, gen_key, port)
-            done = run_restore(
-                api,
-                group,
-                cluster,
-                conf,
-                targets,
-                force=False,
-                confirm=lambda _p: True,
-                bar=no_bar,
-                purpose="DRILL",
-            )
-            job_id = str(done["restoreJobId"])
-            s["detail"] = ", ".join(f"{n}: {c['documents']} documents" for n, c in done["stores"].items())
+        job_id, conf = _restore(drill, plan, targets, port)
+        app_uri = backing_uris(conf).app
+        genkey = GenKey.load(plan.gen_key)
+        with drill.step("shadow agents") as s:
+            made = prepare(app_uri, genkey, live, plan.folder, f"http://127.0.0.1:{port}")
+            s["detail"] = f"{len(made.shadows)} simulated agent(s) holding the live configurations"
         with drill.step("sandbox preflight and start") as s:
-            url = start_server(children, "sandbox server", folder, port, folder / "sandbox-server.log")
+            url = start_server(
+                children, "sandbox server", plan.folder, port, plan.folder / "sandbox-server.log"
+            )
             s["detail"] = f"the sandbox passed its preflight and answers ready at {url}"
+        with drill.step("reconcile") as s:
+            start(made.shadows, children)
+            wait_reconciled(made, live, children, plan.timeout_s)
+            s["detail"] = f"{len(made.readers)} project(s) serve exactly the live configuration"
     except OpsmgrError as exc:
-        log_tail = _log_tail(folder / "sandbox-server.log")
+        log_tail = _log_tail(plan.folder / "sandbox-server.log")
         if log_tail and drill.steps and not drill.steps[-1]["passed"]:
             drill.steps[-1]["detail"] = f"{exc.detail[:1000]}\n{log_tail}"[:2000]
     finally:
         children.stop()
-    return drill.report(point, job_id, store_sizes(folder) if folder.exists() else {})
+    return drill.report(point, job_id, store_sizes(plan.folder) if plan.folder.exists() else {})
+
+
+def _restore_point(drill: Drill, plan: DrillPlan) -> tuple[int, dict[str, dict[str, Any]]]:
+    with drill.step("restore point") as s:
+        backing = plan.secondary.get(f"/groups/{plan.group}/backingDatabases/{plan.cluster}")
+        point = plan.at_ms if plan.at_ms is not None else latest_together(backing)
+        targets = restore_targets(backing, at_ms=point, snapshot_id=None, app_only=False, metadata_at_ms=None)
+        s["detail"] = f"all three stores to {point} (UTC ms)"
+    return point, targets
+
+
+def _restore(
+    drill: Drill, plan: DrillPlan, targets: dict[str, dict[str, Any]], port: int
+) -> tuple[str, Path]:
+    with drill.step("restore into the sandbox") as s:
+        conf = make_sandbox(plan.folder, plan.gen_key, port)
+        done = run_restore(
+            plan.secondary,
+            plan.group,
+            plan.cluster,
+            conf,
+            targets,
+            force=False,
+            confirm=lambda _p: True,
+            bar=no_bar,
+            purpose="DRILL",
+        )
+        s["detail"] = ", ".join(f"{n}: {c['documents']} documents" for n, c in done["stores"].items())
+    return str(done["restoreJobId"]), conf
 
 
 def _log_tail(path: Path, lines: int = 8) -> str:
@@ -178,24 +219,49 @@ def run(
     group: str = GroupOpt,
     cluster: str = ClusterOpt,
     gen_key: Path = typer.Option(..., "--gen-key", help="The primary's preserved gen.key."),
+    primary_url: str = typer.Option(
+        ..., "--primary-url", envvar="OPSMGR_PRIMARY_URL", help="The live primary."
+    ),
+    primary_public_key: str = typer.Option(
+        ..., "--primary-public-key", envvar="OPSMGR_PRIMARY_PUBLIC_KEY", help="A key that reads its projects."
+    ),
+    primary_private_key: str = typer.Option(
+        ..., "--primary-private-key", envvar="OPSMGR_PRIMARY_PRIVATE_KEY", help="That key's private part."
+    ),
+    primary_ca_file: Path | None = typer.Option(
+        None, "--primary-ca-file", help="CA of the primary's HTTPS certificate."
+    ),
+    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds the sandbox has to reconcile."),
     at: str | None = typer.Option(None, "--at", help="Restore point, ISO 8601 (default: the latest)."),
+    point_in_time_ms: int | None = typer.Option(None, "--point-in-time-ms", help="Or: ms since the epoch."),
     sandbox: Path | None = typer.Option(
         None, "--sandbox-dir", help="Where (default: a new temporary folder)."
     ),
     keep: bool = typer.Option(False, "--keep", help="Keep the sandbox folder afterwards."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Restore the primary's backing databases into a sandbox, start a sandbox server on them, report."""
+    """Restore the primary's backing databases into a sandbox, start a sandbox server on them, prove it
+    reconciles to the live primary's configurations with shadow agents, report."""
     try:
-        at_ms = parse_instant(at, "--at") if at is not None else None
+        if at is not None and point_in_time_ms is not None:
+            raise InvalidInput("give --at or --point-in-time-ms, not both", field="--at")
+        at_ms = parse_instant(at, "--at") if at is not None else point_in_time_ms
         folder = sandbox or Path(tempfile.mkdtemp(prefix="opsmgr-drill-"))
         if any(folder.iterdir()) if folder.exists() else False:
             raise InvalidInput(
                 f"{folder} is not empty: a drill restores into a fresh folder", field="--sandbox-dir"
             )
         try:
-            with PublicApi(url, public_key, private_key, ca_file=ca_file) as api:
-                report = run_drill(api, group, cluster, gen_key.expanduser().resolve(), at_ms, folder)
+            with (
+                PublicApi(url, public_key, private_key, ca_file=ca_file) as api,
+                PublicApi(
+                    primary_url, primary_public_key, primary_private_key, ca_file=primary_ca_file
+                ) as live,
+            ):
+                plan = DrillPlan(
+                    api, live, group, cluster, gen_key.expanduser().resolve(), at_ms, folder, timeout
+                )
+                report = run_drill(plan)
                 kept = api.post(f"/groups/{group}/backingDatabases/{cluster}/drills", report)
         finally:
             if not keep:
