@@ -355,11 +355,16 @@ def applicable_globals(t: Txn, group_id: str) -> list[dict[str, Any]]:
     belong to, or naming it in ``groupIds``."""
     group = t.get(GROUPS, group_id)
     org = group.get("orgId") if group is not None else None
-    return [
-        c
-        for c in t.find(GLOBAL_CONFIGS)
-        if (c["forAllGroups"] and org in c["orgIds"]) or (not c["forAllGroups"] and group_id in c["groupIds"])
-    ]
+    return [c for c in t.find(GLOBAL_CONFIGS) if applies(c, group_id, org)]
+
+
+def applies(config: Mapping[str, Any], group_id: str, org: object) -> bool:
+    """Whether the global configuration applies to the project ``group_id`` of organization ``org``: only
+    while the project is one of its organizations' (a project deleted, then adopted under its id by another
+    organization, is still named in ``groupIds``)."""
+    if org is None or org not in config["orgIds"]:
+        return False
+    return bool(config["forAllGroups"]) or group_id in config["groupIds"]
 
 
 def covering(t: Txn, alert: Mapping[str, Any]) -> list[Webhook]:

@@ -9,7 +9,8 @@ in Ops Manager.
 Tenancy: opsmgr has no installation-wide administrator role, so a global configuration belongs to the
 organizations its creator owns (``orgIds``, fixed at creation). It applies only to those organizations'
 projects (all of them with ``forAllGroups``, else the ``groupIds`` named, each of which must be one of
-them), is seen only by a caller holding a role on each of them and changed only by one owning each of them,
+them, and only while it is: a project deleted and adopted under its id by another organization is not
+reached), is seen only by a caller holding a role on each of them and changed only by one owning each of them,
 so no key routes another tenant's alerts to itself.
 
 May import ``opsmgr.errors`` and ``opsmgr.store``.
@@ -28,6 +29,7 @@ from opsmgr.store.alert_configs import (
     GLOBAL_CONFIGS,
     GROUPS,
     Cipher,
+    applies,
     flag,
     iso,
     listed,
@@ -40,6 +42,12 @@ from opsmgr.store.alert_configs import (
 from opsmgr.store.engine import Store, new_id
 
 log = logging.getLogger(__name__)
+
+
+def belongs(doc: Mapping[str, Any], orgs: frozenset[str]) -> bool:
+    """Whether each organization the configuration belongs to is one of ``orgs``: one of no organization
+    (never made so, but it would be everyone's) is nobody's."""
+    return bool(doc["orgIds"]) and set(doc["orgIds"]) <= orgs
 
 
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,7 +80,7 @@ class GlobalAlertConfigs:
 
     def _doc(self, config_id: str, orgs: frozenset[str]) -> dict[str, Any]:
         doc = self.store.get(GLOBAL_CONFIGS, config_id)
-        if doc is None or not set(doc["orgIds"]) <= orgs:
+        if doc is None or not belongs(doc, orgs):
             raise not_found(config_id, "")
         return doc
 
@@ -92,7 +100,7 @@ class GlobalAlertConfigs:
         return {"forAllGroups": for_all, "groupIds": [] if for_all else ids, "tags": tags}
 
     def listed(self, readable: frozenset[str]) -> list[dict[str, Any]]:
-        docs = [d for d in self.store.find(GLOBAL_CONFIGS) if set(d["orgIds"]) <= readable]
+        docs = [d for d in self.store.find(GLOBAL_CONFIGS) if belongs(d, readable)]
         return [public_view(d) for d in sorted(docs, key=lambda d: (d["created"], d["_id"]))]
 
     def get(self, config_id: str, readable: frozenset[str]) -> dict[str, Any]:
@@ -113,7 +121,7 @@ class GlobalAlertConfigs:
         fields = validated(body, enabled_by_default=False)
         with self.store.tx() as t:
             doc = t.get(GLOBAL_CONFIGS, config_id)
-            if doc is None or not set(doc["orgIds"]) <= owned:
+            if doc is None or not belongs(doc, owned):
                 raise not_found(config_id, "")
             fields |= self._scope(body, frozenset(doc["orgIds"]))
             fields["notifications"] = sealed(fields["notifications"], doc["notifications"], self.encrypt)
@@ -139,11 +147,10 @@ class GlobalAlertConfigs:
     ) -> list[Any]:
         """Of the open ``alerts`` (of any project), those of the projects it applies to that it covers."""
         doc = self._doc(config_id, readable)
-        groups = {g["_id"]: g.get("orgId") for g in self.store.find(GROUPS)}
-
-        def applies(group_id: object) -> bool:
-            if doc["forAllGroups"]:
-                return groups.get(str(group_id)) in doc["orgIds"]
-            return group_id in doc["groupIds"]
-
-        return [a for a in alerts if applies(a.get("groupId")) and alert_rules.covers(doc, a)]
+        orgs = {g["_id"]: g.get("orgId") for g in self.store.find(GROUPS)}
+        return [
+            a
+            for a in alerts
+            if applies(doc, str(a.get("groupId")), orgs.get(str(a.get("groupId"))))
+            and alert_rules.covers(doc, a)
+        ]

@@ -1,0 +1,65 @@
+"""Global alert configurations' tenancy on a real SQLite store: a configuration reaches only the projects of
+the organizations it belongs to, whatever became of the projects it named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsmgr.errors import NotFound
+from opsmgr.store.alert_configs import GLOBAL_CONFIGS, GROUPS, covering
+from opsmgr.store.engine import Store, new_id
+from opsmgr.store.global_alert_configs import GlobalAlertConfigs
+
+HOOK = "http://127.0.0.1:9/org-a"
+ORG_A, ORG_B = new_id(), new_id()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'app.db'}")
+
+
+def body(**scope: Any) -> dict[str, Any]:
+    notification = {"typeName": "WEBHOOK", "webhookUrl": HOOK}
+    return {"eventTypeName": "HOST_DOWN", "enabled": True, "notifications": [notification], **scope}
+
+
+def down(group_id: str) -> dict[str, Any]:
+    return {"groupId": group_id, "eventTypeName": "HOST_DOWN", "status": "OPEN", "hostnameAndPort": "h:1"}
+
+
+def test_a_named_project_that_now_belongs_to_another_organization_is_not_reached(store: Store) -> None:
+    """A project deleted and adopted under its id by another organization (adoptedGroups takes the id the
+    agents hold) keeps its id: org A's configuration naming it must not reach org B's alerts."""
+    group_id = new_id()
+    store.insert(GROUPS, {"_id": group_id, "name": "p", "orgId": ORG_A})
+    configs = GlobalAlertConfigs(store)
+    made = configs.create(body(forAllGroups=False, groupIds=[group_id]), frozenset({ORG_A}))
+    with store.read() as t:
+        assert covering(t, down(group_id)) == [(HOOK, None)]
+    store.delete(GROUPS, group_id)
+    store.insert(GROUPS, {"_id": group_id, "name": "p", "orgId": ORG_B})
+    with store.read() as t:
+        assert covering(t, down(group_id)) == [], "org B's alert would go to org A's webhook"
+    assert configs.open_alerts(made["id"], frozenset({ORG_A}), [down(group_id)]) == []
+
+
+def test_a_configuration_of_no_organization_is_nobodys(store: Store) -> None:
+    group_id = new_id()
+    store.insert(GROUPS, {"_id": group_id, "name": "p", "orgId": ORG_B})
+    configs = GlobalAlertConfigs(store)
+    made = configs.create(body(forAllGroups=False, groupIds=[group_id]), frozenset({ORG_B}))
+    store.update(GLOBAL_CONFIGS, made["id"], {"orgIds": []})
+    stranger = frozenset({ORG_A})
+    assert configs.listed(stranger) == []
+    with pytest.raises(NotFound):
+        configs.get(made["id"], stranger)
+    with pytest.raises(NotFound):
+        configs.replace(made["id"], body(forAllGroups=True), stranger)
+    with pytest.raises(NotFound):
+        configs.delete(made["id"], stranger)
+    with store.read() as t:
+        assert covering(t, down(group_id)) == []
