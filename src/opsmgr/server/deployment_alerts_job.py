@@ -3,7 +3,8 @@ hosts, marked stale as ``GET /hosts`` marks them, their oplog windows, its agent
 changes' states go through ``opsmgr.automation.deployment_alerts`` (which
 decides) under the rules its alert configurations give (``store.alert_configs``: its own, or the defaults,
 and the applicable global ones); each condition that holds is raised (opened once, refreshed after) and each
-open deployment alert whose condition is gone is resolved. Notifications go through the alerts' outbox
+open deployment alert whose condition is gone is resolved; a project that fails is logged and the others
+are settled all the same. Notifications go through the alerts' outbox
 (``opsmgr.alerts``), to the installation's webhook and to the covering configurations' webhooks, retried.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.store`` and
@@ -12,6 +13,7 @@ May import ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation``, ``ops
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,8 @@ from opsmgr.store.alert_rules import OPLOG_METRIC
 
 if TYPE_CHECKING:
     from opsmgr.server.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def oplog_hours(statuses: Iterable[JsonObject]) -> dict[str, float]:
@@ -67,10 +71,27 @@ def settle(services: Services, group_id: str) -> int:
     return len(holding)
 
 
+def each_project(group_ids: Iterable[str], settle_one: Callable[[str], int]) -> int:
+    """Settles every project; returns how many conditions hold in all. A project that fails (a malformed
+    record, a store error) is logged and the others are settled all the same: one tenant's data must not
+    silence every other tenant's alerts."""
+    held, failed = 0, 0
+    for group_id in group_ids:
+        try:
+            held += settle_one(group_id)
+        except Exception as exc:  # any failure of one project: the job goes on with the next
+            if not failed:  # the first one's traceback; the others' (often the same cause) one line each
+                log.exception("deployment alerts of project %s could not be settled", group_id)
+            else:
+                log.warning("deployment alerts of project %s could not be settled: %r", group_id, exc)
+            failed += 1
+    return held
+
+
 def deployment_alert_work(services: Services) -> Callable[[], object]:
     """The periodic work that keeps every project's deployment alerts in step with its agents' reports."""
 
     def run() -> object:
-        return sum(settle(services, str(g["_id"])) for g in services.appdb.groups())
+        return each_project((str(g["_id"]) for g in services.appdb.groups()), lambda g: settle(services, g))
 
     return run
