@@ -687,7 +687,13 @@ def report(phases: list[Phase], args: argparse.Namespace) -> int:
         )
     )
     print(
-        "\nstored bytes (payload: length of id + doc of the rows; see the module docstring for the method):"
+        "latency: client side from the request's first byte written to the answer's last byte read (connect"
+        " and pool wait excluded); server side from the /metrics histograms. CPU: the server's utime+stime"
+        " (/proc/<pid>/stat) over the phase's wall time.\n\nstored bytes, read from the application"
+        " database after the run. Method: a row of a measurement collection is one process's bucket; its"
+        " payload is length(id) + length(doc); per process per day = mean payload of a row x buckets a day"
+        " (86,400 s / the collection's granularity), summed over the collections; at retention likewise x"
+        " the buckets retention keeps."
     )
     for line in storage_report(meas, args.agents, args.interval):
         print(line)
