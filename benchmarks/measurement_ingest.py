@@ -13,7 +13,8 @@ closing connections idle for 5 s). A cycle is the conf poll holding the goal ver
 report ``agent.loop`` sends for the host's one process, echoing the work version last answered; cycles run
 on a fixed schedule from a seeded random phase per agent, the next starting late if one outlasts the
 interval. Time is real: a 10 s interval is 10 s. Each phase runs ``--warmup-cycles`` cycles, then
-``--cycles`` measured ones (the warm-up opens every process's buckets: the phase sees the steady state).
+``--cycles`` measured ones (the warm-up opens every process's buckets: the phase sees the steady state);
+``--rounds N`` alternates the two phases N times and pools each kind (less drift from other work).
 
 Method. Latency, client side: first byte written to last byte read (connect and pool wait excluded), exact
 quantiles; server side: the change of the ``/metrics`` histograms, interpolated in their coarse buckets.
@@ -29,7 +30,7 @@ report, per process per day, and how soon they fill the oplog's default size cap
 Exit status 1 if a request failed (connection error, timeout, a poll not answered 304 or a report not 200).
 
     .venv/bin/python benchmarks/measurement_ingest.py [--agents 2000] [--interval 10] [--cycles 6]
-        [--connections 128] [--databases 5] [--postgres]
+        [--rounds 1] [--connections 128] [--databases 5] [--postgres] [--sample]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -471,15 +473,17 @@ def app_db_url(server: ServerProcess) -> str:
 
 @dataclass
 class Phase:
-    """One measured phase: the agents' tally and the server's readings around it; the store's around the
-    phase and its warm-up (what the phase's reports stored), and how many reports that was."""
+    """One measured phase (or several of a kind, :meth:`then`): the agents' tally, the server's readings over
+    it, the store's around the (first) phase and its warm-up (what its reports stored) and how many reports
+    that was."""
 
     label: str
     tally: Tally
     wall_s: float
     server_cpu_s: float
     loadgen_cpu_s: float
-    metrics: tuple[MetricsReading, MetricsReading]
+    histograms: dict[str, dict[float, int]]  # route -> the change of its /metrics histogram
+    server_errors: int  # 5xx answers on the agent routes (/metrics)
     store: tuple[StoreReading, StoreReading]
     reports: int
 
@@ -487,15 +491,31 @@ class Phase:
         return self.server_cpu_s / max(1, len(self.tally.late_s))
 
     def server_side(self, route: str, q: float) -> float | None:
-        return histogram_quantile(histogram_delta(*self.metrics, route), q)
+        return histogram_quantile(self.histograms[route], q)
 
-    def server_errors(self) -> int:
-        before, after = self.metrics
-        return sum(
-            n - before.statuses.get(key, 0)
-            for key, n in after.statuses.items()
-            if key[0] in (CONF_ROUTE, STATUS_ROUTE) and key[1] >= 500
+    def then(self, later: Phase) -> Phase:
+        """This phase and a later one of its kind as one; the store's readings stay this one's."""
+        mine, theirs = self.tally, later.tally
+        tally = Tally(
+            {route: v + theirs.latencies[route] for route, v in mine.latencies.items()},
+            mine.late_s + theirs.late_s,
+            mine.failures + theirs.failures,
         )
+        histograms = {
+            route: {le: n + later.histograms[route].get(le, 0) for le, n in h.items()}
+            for route, h in self.histograms.items()
+        }
+        wall, cpu = self.wall_s + later.wall_s, self.server_cpu_s + later.server_cpu_s
+        own, errors = self.loadgen_cpu_s + later.loadgen_cpu_s, self.server_errors + later.server_errors
+        return Phase(self.label, tally, wall, cpu, own, histograms, errors, self.store, self.reports)
+
+
+def server_errors(before: MetricsReading, after: MetricsReading) -> int:
+    return sum(
+        n - before.statuses.get(key, 0)
+        for key, n in after.statuses.items()
+        if key[0] in (CONF_ROUTE, STATUS_ROUTE) and key[1] >= 500
+    )
 
 
 async def measure_phase(
@@ -516,9 +536,11 @@ async def measure_phase(
     server_cpu, own_cpu = cpu_seconds(server.proc.pid) - cpu0, cpu_seconds(os.getpid()) - own0
     tally.failures[:0] = warm.failures
     reports = len(warm.latencies["report"]) + len(tally.latencies["report"])
-    metrics, store = (before, read_metrics(server.url)), (store0, probe.read())
+    after, store = read_metrics(server.url), (store0, probe.read())
+    histograms = {route: histogram_delta(before, after, route) for route in (CONF_ROUTE, STATUS_ROUTE)}
+    errors = server_errors(before, after)
     print(f"  phase {label} measurements: {wall:.0f} s, {len(tally.failures)} failed requests", flush=True)
-    return Phase(label, tally, wall, server_cpu, own_cpu, metrics, store, reports)
+    return Phase(label, tally, wall, server_cpu, own_cpu, histograms, errors, store, reports)
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -572,7 +594,12 @@ def drive(server: ServerProcess, args: argparse.Namespace) -> list[Phase]:
 
         async def phases() -> list[Phase]:
             pool = Connections(server.port, args.connections)
-            return [await measure_phase(label, agents, server, probe, pool, args) for label in LABELS]
+            done = [
+                await measure_phase(label, agents, server, probe, pool, args)
+                for _ in range(args.rounds)
+                for label in LABELS
+            ]
+            return [functools.reduce(Phase.then, [p for p in done if p.label == label]) for label in LABELS]
 
         return asyncio.run(phases())
     finally:
@@ -624,7 +651,7 @@ def load_rows(base: Phase, meas: Phase, interval_s: float) -> list[tuple[str, st
         ),
         row("max cycle start lag, s", lambda p: max(p.tally.late_s, default=0.0), ".2f"),
         row("failed requests", lambda p: len(p.tally.failures), "d"),
-        row("server 5xx on the agent routes (/metrics)", Phase.server_errors, "d"),
+        row("server 5xx on the agent routes (/metrics)", lambda p: p.server_errors, "d"),
     ]
 
 
@@ -678,7 +705,7 @@ def report(phases: list[Phase], args: argparse.Namespace) -> int:
     base, meas = phases
     print(
         f"\n{args.agents} agents, a cycle (conf poll + status report) every {args.interval:g} s, "
-        f"{args.cycles} measured cycles per phase after {args.warmup_cycles} warm-up"
+        f"{args.cycles} measured cycles per phase after {args.warmup_cycles} warm-up, {args.rounds} round(s)"
     )
     print(
         table(
@@ -718,6 +745,9 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=2000)
     ap.add_argument("--interval", type=float, default=10.0, help="seconds between an agent's cycles")
     ap.add_argument("--cycles", type=int, default=6, help="measured cycles per phase")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="alternate the two phases this many times (pooled: less drift)"
+    )
     ap.add_argument("--warmup-cycles", type=int, default=1, help="cycles before each phase's measurement")
     ap.add_argument("--set-size", type=int, default=3, help="members per replica set (one project each)")
     ap.add_argument("--seed", type=int, default=15)
