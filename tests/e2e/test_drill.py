@@ -54,52 +54,28 @@ def pair(managed: tuple[SecondaryPair, Deployment]) -> SecondaryPair:
     return managed[0]
 
 
-def drill(pair: SecondaryPair, gen_key: Path, *extra: str) -> Any:
+def on_secondary(pair: SecondaryPair, *command: str, timeout: float = 60) -> Any:
+    """``opsmgr COMMAND`` against the secondary's backing deployment."""
+    key = pair.secondary_key
     return run_cli(
-        "drill",
-        "run",
-        "--url",
-        pair.secondary.url,
-        "--public-key",
-        pair.secondary_key["publicKey"],
-        "--private-key",
-        pair.secondary_key["privateKey"],
-        "--group",
-        pair.group_id,
-        "--cluster",
-        pair.cluster_id,
-        "--gen-key",
-        str(gen_key),
-        "--primary-url",
-        pair.primary.url,
-        "--primary-public-key",
-        pair.primary_key["publicKey"],
-        "--primary-private-key",
-        pair.primary_key["privateKey"],
-        "--json",
-        *extra,
-        timeout=180,
+        *command,
+        *("--url", pair.secondary.url, "--public-key", key["publicKey"], "--private-key", key["privateKey"]),
+        *("--group", pair.group_id, "--cluster", pair.cluster_id),
+        timeout=timeout,
+    )
+
+
+def drill(pair: SecondaryPair, gen_key: Path, *extra: str) -> Any:
+    primary = ("--primary-url", pair.primary.url, "--primary-public-key", pair.primary_key["publicKey"])
+    secret = ("--primary-private-key", pair.primary_key["privateKey"])
+    return on_secondary(
+        pair, "drill", "run", "--gen-key", str(gen_key), *primary, *secret, "--json", *extra, timeout=180
     )
 
 
 def verify(pair: SecondaryPair) -> Any:
     """``opsmgr backup verify`` with windows asked to cover the last 10 s (the pair is minutes old)."""
-    return run_cli(
-        "backup",
-        "verify",
-        "--url",
-        pair.secondary.url,
-        "--public-key",
-        pair.secondary_key["publicKey"],
-        "--private-key",
-        pair.secondary_key["privateKey"],
-        "--group",
-        pair.group_id,
-        "--cluster",
-        pair.cluster_id,
-        "--hours",
-        str(10 / 3600),
-    )
+    return on_secondary(pair, "backup", "verify", "--hours", str(10 / 3600))
 
 
 def production(pair: SecondaryPair) -> dict[str, Any]:
@@ -211,20 +187,7 @@ def test_a_drill_with_another_gen_key_fails_at_preflight_and_alerts(
         assert [a["eventTypeName"] for a in alerts if a["eventTypeName"] == "BACKUP_DRILL_FAILED"] == [
             "BACKUP_DRILL_FAILED"
         ]
-    history = run_cli(
-        "drill",
-        "history",
-        "--url",
-        pair.secondary.url,
-        "--public-key",
-        pair.secondary_key["publicKey"],
-        "--private-key",
-        pair.secondary_key["privateKey"],
-        "--group",
-        pair.group_id,
-        "--cluster",
-        pair.cluster_id,
-    )
+    history = on_secondary(pair, "drill", "history")
     assert history.returncode == 0, history.stderr
     assert history.stdout.index("FAILED") < history.stdout.index("PASSED"), history.stdout
     checked = verify(pair)
