@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from opsmgr.errors import NotFound
-from opsmgr.store.alert_configs import GLOBAL_CONFIGS, GROUPS, covering
+from opsmgr.store.alert_configs import GLOBAL_CONFIGS, GROUPS, AlertConfigs, covering
+from opsmgr.store.alert_rules import DEFAULT_RULES, Rule
 from opsmgr.store.engine import Store, new_id
 from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 
@@ -63,3 +64,17 @@ def test_a_configuration_of_no_organization_is_nobodys(store: Store) -> None:
         configs.delete(made["id"], stranger)
     with store.read() as t:
         assert covering(t, down(group_id)) == []
+
+
+def test_every_projects_rules_come_from_one_read(store: Store) -> None:
+    """The deployment alerts' pass over 1,000 projects reads the configurations once, not once a project."""
+    mine, theirs = new_id(), new_id()
+    store.insert(GROUPS, {"_id": mine, "name": "a", "orgId": ORG_A})
+    store.insert(GROUPS, {"_id": theirs, "name": "b", "orgId": ORG_B})
+    own = AlertConfigs(store)
+    own.create(mine, {"eventTypeName": "NO_PRIMARY", "notifications": [{"typeName": "GROUP"}]})
+    GlobalAlertConfigs(store).create(body(forAllGroups=True), frozenset({ORG_A}))
+    every = own.rules_by_group()
+    assert set(every) == {mine, theirs}
+    assert every[mine] == [Rule("NO_PRIMARY"), Rule("HOST_DOWN")]
+    assert every[theirs] == list(DEFAULT_RULES)
