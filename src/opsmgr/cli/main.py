@@ -62,6 +62,9 @@ app.add_typer(restoration_app, name="restoration-mode")
 from opsmgr.cli.drill import drill_app  # noqa: E402
 
 app.add_typer(drill_app, name="drill")
+from opsmgr.cli.adopt import adopt_command, default_org  # noqa: E402
+
+app.command("adopt")(adopt_command)
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -119,15 +122,6 @@ def _offline(conf: Path | None, data_dir: Path | None) -> Iterator[Services]:
         yield services
 
 
-def _default_org(appdb: AppDB) -> str:
-    orgs = appdb.orgs()
-    if not orgs:
-        return str(appdb.create_org("Default Organization")["_id"])
-    if len(orgs) == 1:
-        return str(orgs[0]["_id"])
-    raise InvalidInput("several organizations exist: choose one with --org-id", field="--org-id")
-
-
 @keys_app.command("create")
 def keys_create(
     role: str = typer.Option(
@@ -166,7 +160,7 @@ def _roles_for(appdb: AppDB, role: str, org_id: str | None, group_id: str | None
         return [
             {"groupId": group["_id"], "roleName": r.value} for r in parse_roles([role], GROUP_ROLES, "role")
         ]
-    org_id = org_id or _default_org(appdb)
+    org_id = org_id or default_org(appdb)
     appdb.org(org_id)
     return [{"orgId": org_id, "roleName": r.value} for r in parse_roles([role], ORG_ROLES, "role")]
 

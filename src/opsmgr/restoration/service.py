@@ -28,7 +28,7 @@ from opsmgr.automation.protocol import UPLOAD_CONFIG_REQUEST
 from opsmgr.automation.service import CONFIGS, AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.errors import Conflict, Forbidden, InvalidInput, OpsmgrError
-from opsmgr.restoration import mode, record
+from opsmgr.restoration import adoption, mode, record
 from opsmgr.restoration.mode import (
     ACTIVE_STATES,
     GUARDED_STATES,
@@ -132,10 +132,11 @@ class RestorationService:
 
     def known_hosts(self, group_id: str) -> frozenset[str]:
         """The hosts whose agents speak for the project: of its config at any version this database has,
-        or named by the record of the restore that wrote it."""
+        or named by the record of the restore that wrote it, or by the project's adoption."""
         restored = record.read(self.store)
         named = restored.hostnames.get(group_id, []) if restored is not None else []
-        return self.automation.known_hostnames(group_id) | {h.lower() for h in named}
+        adopted = adoption.named_hosts(self.store, group_id)
+        return self.automation.known_hostnames(group_id) | {h.lower() for h in [*named, *adopted]}
 
     def refuse_unknown(self, group_id: str, hostname: str, what: str) -> None:
         """Refuse (403) and count an agent whose host is not the project's."""
@@ -428,6 +429,7 @@ class RestorationService:
                 t.notify(RESTORATION_CHANGED, group_id)
                 log.warning("project %s: armed state cleared by a project owner", group_id)
                 return self._view(group_id, rec)
+            adoption.refuse_empty_exit(t, group_id, self.automation.version(group_id))
             heard_versions = [r.version for r in mode.reports(rec)]
             expected = self._expected_hosts(group_id, rec)
         # Served above every version heard, so that agents holding a later config adopt the restored one.
@@ -495,7 +497,9 @@ class RestorationService:
     def _expected_hosts(self, group_id: str, rec: ModeRecord) -> set[str]:
         restored = self.automation.config(group_id)
         hosts = {str(p.get("hostname")) for p in processes_by_name(restored).values() if p.get("hostname")}
-        return hosts | set(rec.agents)
+        # An adopted project's named hosts are awaited while its config names none (before the upload).
+        adopted = set() if hosts else set(adoption.named_hosts(self.store, group_id))
+        return hosts | set(rec.agents) | adopted
 
     def _advance(self, t: Txn, group_id: str, rec: ModeRecord, now: int) -> ModeRecord:
         """Act on the decision for ``rec`` and write the record; returns it as written."""

@@ -184,6 +184,7 @@ def _handle_errors(app: FastAPI) -> None:
 
 def _route(app: FastAPI) -> None:
     from opsmgr.server import (
+        adopt_api,
         agent_api,
         agents_api,
         alert_configs_api,
@@ -211,6 +212,7 @@ def _route(app: FastAPI) -> None:
     app.include_router(measurement_resources_api.router)
     app.include_router(agents_api.router)
     app.include_router(restoration_api.router)
+    app.include_router(adopt_api.router)
     app.include_router(alerts_api.router)
     app.include_router(maintenance_windows_api.router)
     app.include_router(alert_configs_api.router)
