@@ -78,3 +78,19 @@ def test_every_projects_rules_come_from_one_read(store: Store) -> None:
     assert set(every) == {mine, theirs}
     assert every[mine] == [Rule("NO_PRIMARY"), Rule("HOST_DOWN")]
     assert every[theirs] == list(DEFAULT_RULES)
+
+
+def test_a_get_then_put_round_trip_survives_a_deleted_project(store: Store) -> None:
+    """A 3 a.m. edit of a configuration must not fail because a project it named was deleted since; a
+    project it never named must still exist and be one of its organizations'."""
+    kept, gone = new_id(), new_id()
+    for group_id in (kept, gone):
+        store.insert(GROUPS, {"_id": group_id, "name": group_id, "orgId": ORG_A})
+    configs = GlobalAlertConfigs(store)
+    owner = frozenset({ORG_A})
+    made = configs.create(body(forAllGroups=False, groupIds=[kept, gone]), owner)
+    store.delete(GROUPS, gone)
+    shown = configs.get(made["id"], owner)
+    assert configs.replace(made["id"], shown, owner)["groupIds"] == [kept]
+    with pytest.raises(NotFound):
+        configs.replace(made["id"], shown | {"groupIds": [kept, new_id()]}, owner)

@@ -10,8 +10,9 @@ Tenancy: opsmgr has no installation-wide administrator role, so a global configu
 organizations its creator owns (``orgIds``, fixed at creation). It applies only to those organizations'
 projects (all of them with ``forAllGroups``, else the ``groupIds`` named, each of which must be one of
 them, and only while it is: a project deleted and adopted under its id by another organization is not
-reached), is seen only by a caller holding a role on each of them and changed only by one owning each of them,
-so no key routes another tenant's alerts to itself.
+reached; one deleted since is dropped when the configuration is next replaced), is seen only by a caller
+holding a role on each of them and changed only by one owning each of them, so no key routes another
+tenant's alerts to itself.
 
 May import ``opsmgr.errors`` and ``opsmgr.store``.
 """
@@ -84,18 +85,24 @@ class GlobalAlertConfigs:
             raise not_found(config_id, "")
         return doc
 
-    def _scope(self, body: Mapping[str, Any], owned: frozenset[str]) -> dict[str, Any]:
-        """``forAllGroups``, ``groupIds`` and ``tags`` of a body, each project one of ``owned``'s."""
+    def _scope(
+        self, body: Mapping[str, Any], owned: frozenset[str], named: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """``forAllGroups``, ``groupIds`` and ``tags`` of a body, each project one of ``owned``'s; one the
+        configuration already ``named`` that was deleted since is dropped (a GET-then-PUT round trip)."""
         for_all = flag(body.get("forAllGroups"), "forAllGroups")
-        ids = [text(g, "groupIds") for g in listed(body.get("groupIds") or [], "groupIds")]
+        ids = []
+        for group_id in [text(g, "groupIds") for g in listed(body.get("groupIds") or [], "groupIds")]:
+            group = self.store.get(GROUPS, group_id)
+            if group is None and group_id in named:
+                continue
+            if group is None or group.get("orgId") not in owned:
+                raise NotFound(f"No group with ID {group_id} exists.", error_code="GROUP_NOT_FOUND")
+            ids.append(group_id)
         if not for_all and not ids:
             raise InvalidInput(
                 "groupIds must name at least one project when forAllGroups is false", field="groupIds"
             )
-        for group_id in ids:
-            group = self.store.get(GROUPS, group_id)
-            if group is None or group.get("orgId") not in owned:
-                raise NotFound(f"No group with ID {group_id} exists.", error_code="GROUP_NOT_FOUND")
         tags = [text(tag, "tags") for tag in listed(body.get("tags") or [], "tags")]
         return {"forAllGroups": for_all, "groupIds": [] if for_all else ids, "tags": tags}
 
@@ -123,7 +130,7 @@ class GlobalAlertConfigs:
             doc = t.get(GLOBAL_CONFIGS, config_id)
             if doc is None or not belongs(doc, owned):
                 raise not_found(config_id, "")
-            fields |= self._scope(body, frozenset(doc["orgIds"]))
+            fields |= self._scope(body, frozenset(doc["orgIds"]), doc["groupIds"])
             fields["notifications"] = sealed(fields["notifications"], doc["notifications"], self.encrypt)
             doc.update(updated=iso(self.clock()), **fields)
             t.put(GLOBAL_CONFIGS, doc)
