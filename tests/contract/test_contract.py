@@ -230,6 +230,10 @@ NOT_COVERED = {
     ("delete", "/globalAlertConfigs/{}"): "answers no resource (Ops Manager: an empty body)",
     ("delete", "/groups/{}/maintenance/replicaSets/{}/lease"): "opsmgr-only, answers an acknowledgement",
     ("delete", "/groups/{}/uniqueIndexBuilds/{}"): "cancelling would end the build the other cases read",
+    ("post", "/orgs/{}/adoptedGroups"): (
+        "opsmgr-only; the project it answers is GET /groups/{id}'s (checked) plus the adoption's hosts and "
+        "Restoration Mode state: tests/restoration/test_adopt.py checks it"
+    ),
     ("post", "/groups/{}/backingDatabases/{}/restoreJobs"): _BACKING_JOB,
     ("get", "/groups/{}/backingDatabases/{}/restoreJobs/{}"): _BACKING_JOB,
     ("patch", "/groups/{}/backingDatabases/{}/restoreJobs/{}"): _BACKING_JOB,
