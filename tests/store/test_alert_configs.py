@@ -236,3 +236,21 @@ def test_a_regex_never_holds_for_a_subject_longer_than_a_hostname() -> None:
     matcher = Matcher("HOSTNAME", "REGEX", ".*")
     assert holds(matcher, {"HOSTNAME": "a" * MAX_SUBJECT})
     assert not holds(matcher, {"HOSTNAME": "a" * (MAX_SUBJECT + 1)})
+
+
+def test_a_malformed_stored_configuration_is_ignored_not_fatal() -> None:
+    """A document edited by hand or left by an older version: every project's rules are read in one pass
+    and an alert's webhooks inside its transaction, so one bad document must not stop either."""
+    hook = {"typeName": "WEBHOOK", "webhookUrl": "http://ok/"}
+    bad = [
+        {
+            "eventTypeName": "OUTSIDE_METRIC_THRESHOLD",
+            "enabled": True,
+            "metricThreshold": {"metricName": "X"},
+        },
+        {"eventTypeName": "HOST_DOWN", "enabled": True, "matchers": [{"fieldName": "HOSTNAME"}]},
+        {"eventTypeName": "HOST_DOWN"},
+    ]
+    good = {"eventTypeName": "HOST_DOWN", "enabled": True, "notifications": [hook]}
+    assert evaluated([*bad, good], bad) == [Rule("HOST_DOWN")]
+    assert webhooks([*bad, good], {"eventTypeName": "HOST_DOWN"}) == [("http://ok/", None)]

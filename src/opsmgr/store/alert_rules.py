@@ -233,21 +233,33 @@ def rule_of(config: Mapping[str, Any]) -> Rule:
     )
 
 
+def _enabled_rule(config: Mapping[str, Any]) -> Rule | None:
+    """The rule of an enabled configuration; None when disabled, or malformed (a document edited by hand or
+    left by an older version, logged): one document must not stop every project's evaluation."""
+    if config.get("enabled") is not True:
+        return None
+    try:
+        return rule_of(config)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        log.warning("alert configuration %s is malformed and ignored: %r", config.get("_id"), exc)
+        return None
+
+
 def evaluated(own: Sequence[Mapping[str, Any]], global_: Sequence[Mapping[str, Any]]) -> list[Rule]:
     """The rules a project evaluates: its own enabled configurations' (the defaults while it has none) and
     those of the enabled global configurations that apply to it."""
-    mine = [rule_of(c) for c in own if c["enabled"]] if own else list(DEFAULT_RULES)
-    return mine + [rule_of(c) for c in global_ if c["enabled"]]
+    mine = [_enabled_rule(c) for c in own] if own else list(DEFAULT_RULES)
+    return [r for r in mine + [_enabled_rule(c) for c in global_] if r is not None]
 
 
 def covers(config: Mapping[str, Any], alert: Mapping[str, Any]) -> bool:
     """Whether the configuration's notifications are for this alert."""
-    if not config["enabled"] or config["eventTypeName"] != alert.get("eventTypeName"):
+    rule = _enabled_rule(config)
+    if rule is None or rule.event_type != alert.get("eventTypeName"):
         return False
-    metric = (config.get("metricThreshold") or {}).get("metricName")
-    if metric is not None and metric != alert.get("metricName"):
+    if rule.metric is not None and rule.metric != alert.get("metricName"):
         return False
-    return all_hold(rule_of(config).matchers, subject_of(alert))
+    return all_hold(rule.matchers, subject_of(alert))
 
 
 Webhook = tuple[str, str | None]  # (url, the secret that signs the body, as stored)
@@ -259,7 +271,8 @@ def webhooks(configs: Iterable[Mapping[str, Any]], alert: Mapping[str, Any]) -> 
     for config in configs:
         if not covers(config, alert):
             continue
-        for note in config["notifications"]:
-            if note["typeName"] == "WEBHOOK" and note["webhookUrl"] not in found:
-                found[str(note["webhookUrl"])] = note.get("webhookSecret")
+        for note in config.get("notifications") or []:
+            url = note.get("webhookUrl") if note.get("typeName") == "WEBHOOK" else None
+            if url and url not in found:
+                found[str(url)] = note.get("webhookSecret")
     return list(found.items())
