@@ -162,3 +162,8 @@ def test_open_deployment_alerts_whose_condition_cleared_close_and_others_raisers
     holding = hosts_down([host(0, stale=True)])
     open_keys = ["deployment:HOST_DOWN:h0", "deployment:HOST_DOWN:h1", "backup:s1:snapshot-missed"]
     assert to_close(open_keys, holding) == ["deployment:HOST_DOWN:h1"]
+
+
+def test_a_lag_threshold_of_zero_is_the_one_the_message_names() -> None:
+    (found,) = lagging([host(1, lagSeconds=2)], lag_rule(0))
+    assert "threshold 0 s" in found.message

@@ -35,6 +35,7 @@ from opsmgr.store.alert_rules import LAG_METRIC, METRIC, OPLOG_METRIC, Rule, all
 
 KEY_PREFIX = "deployment:"
 HEALTHY = ("PRIMARY", "SECONDARY", "ARBITER")  # an arbiter votes: it counts toward the majority
+DEFAULT_LAG_S = 60.0  # a lag rule without a threshold: Ops Manager's default configuration's
 
 
 @dataclass(frozen=True)
@@ -144,14 +145,15 @@ def lagging(hosts: Sequence[Mapping[str, Any]], rule: Rule) -> list[Condition]:
         lag = h.get("lagSeconds")
         if h.get("stale") or isinstance(lag, bool) or not isinstance(lag, int | float):
             continue
-        if not rule.beyond(lag, 60.0):
+        if not rule.beyond(lag, DEFAULT_LAG_S):
             continue
+        limit = DEFAULT_LAG_S if rule.threshold is None else rule.threshold
         out.append(
             Condition(
                 f"{KEY_PREFIX}{LAG_METRIC}:{h['id']}",
                 METRIC,
                 "HOST_METRIC",
-                f"Host {_label(h)} lags its primary by {lag:g} s (threshold {rule.threshold or 60:g} s)",
+                f"Host {_label(h)} lags its primary by {lag:g} s (threshold {limit:g} s)",
                 _host_details(h)
                 | {"metricName": LAG_METRIC, "currentValue": {"number": float(lag), "units": "SECONDS"}},
             )
