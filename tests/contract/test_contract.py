@@ -212,6 +212,8 @@ CASES = [
         listed=True,
         ids=BACKING,
     ),
+    Case("post", "/groups/{backing_group_id}/backingDatabases/{backing_cluster_id}/drills", "drill"),
+    Case("get", f"{G}/backingDatabases/{{cluster_id}}/drills", "drill", listed=True, ids=BACKING),
     Case("get", "/version", "version"),
 ]
 

@@ -291,3 +291,13 @@ def _backing(w: World) -> None:
         json={"clusterName": "contract-backing", "hostname": "primary.contract.test"},
     )
     w.ids["backing_cluster_id"] = made.json()["id"]
+    step = {"name": "restore into the sandbox", "passed": True, "seconds": 1.5, "detail": "3 stores"}
+    now = int(time.time() * 1000)
+    report = {
+        "passed": True,
+        "started": now - 9000,
+        "finished": now,
+        "restorePointUTCMillis": now - 12000,
+        "steps": [step],
+    }
+    w.call("POST", "/groups/{backing_group_id}/backingDatabases/{backing_cluster_id}/drills", json=report)
