@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from opsmgr.alerts import MAX_ATTEMPTS, AlertService, AlertStatus, Delivery, DeliveryState, retry_delay_s
+from opsmgr.alerts import (
+    MAX_ATTEMPTS,
+    NOTIFICATION_KEEP_S,
+    AlertService,
+    AlertStatus,
+    Delivery,
+    DeliveryState,
+    retry_delay_s,
+)
 from opsmgr.errors import NotFound
 from opsmgr.store.engine import Store
 from tests.clock import Clock
@@ -114,3 +122,20 @@ def test_backoff_grows_and_is_capped() -> None:
     assert delays == sorted(delays)
     assert delays[0] < delays[3]
     assert max(delays) == delays[-1] <= 300
+
+
+def test_the_outbox_forgets_what_is_a_week_old(service: tuple[AlertService, Clock]) -> None:
+    """Read whole every second, the outbox must not keep every notification ever made: delivered ones, and
+    those that waited a week for an installation webhook never configured, are dropped."""
+    alerts, clock = service
+    alerts.raise_alert("g1", "T", "sent", "m")
+    alerts.deliver(lambda d: None, HOOK)
+    alerts.raise_alert("g1", "T", "waiting", "m")  # no installation webhook: it waits for one
+    clock.now += NOTIFICATION_KEEP_S - 1
+    recent = alerts.raise_alert("g1", "T", "recent", "m")
+    assert alerts.deliver(lambda d: None, None) == 0
+    assert len(alerts.notifications()) == 3, "nothing a week old yet"
+    clock.now += 2
+    assert alerts.deliver(lambda d: None, None) == 0
+    assert [n["alertId"] for n in alerts.notifications()] == [recent["id"]]
+    assert alerts.deliver(lambda d: None, HOOK) == 1, "the recent one still reaches a webhook configured now"

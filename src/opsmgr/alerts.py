@@ -17,6 +17,8 @@ exponential backoff, giving up (and saying so in the log and on the notification
 "CLOSED"``, as Ops Manager's webhook sends the alert JSON. While a maintenance window of the project
 silences the alert's type (``store.maintenance_windows``), the notifications are kept SUPPRESSED instead,
 naming the window, and never sent: the alert itself opens and closes as usual, as in Ops Manager.
+The outbox drops a notification a week after its last attempt (:data:`NOTIFICATION_KEEP_S`): one for the
+installation's webhook waits that long for one to be configured.
 
 An operator **acknowledges** an open alert until a future instant (:meth:`AlertService.acknowledge`, the
 fields ``acknowledgedUntil``, ``acknowledgementComment`` and ``acknowledgingUsername`` of Ops Manager's
@@ -47,6 +49,7 @@ NOTIFICATIONS = "alert_notifications"
 MAX_ATTEMPTS = 8
 FIRST_RETRY_S = 2.0
 MAX_RETRY_S = 300.0
+NOTIFICATION_KEEP_S = 7 * 86400  # how long the outbox keeps a notification after its last attempt
 MAX_ACK_COMMENT = 200  # Ops Manager's limit on acknowledgementComment
 
 
@@ -278,16 +281,28 @@ class AlertService:
         eq = {"state": state.value} if state is not None else {}
         return self.store.find(NOTIFICATIONS, **eq)
 
+    def _forget(self, ids: list[str]) -> None:
+        """Drops outbox entries a week old: sent, given up, silenced, or waiting for an installation webhook
+        that was never configured (the outbox is read whole on each delivery pass)."""
+        if not ids:
+            return
+        with self.store.tx() as t:
+            for note_id in ids:
+                t.delete(NOTIFICATIONS, note_id)
+        log.info("%d alert notifications a week old dropped from the outbox", len(ids))
+
     def deliver(self, post: Callable[[Delivery], None], default_url: str | None) -> int:
         """Sends every due notification with ``post`` (which raises on failure): to its configuration's
         webhook, or to ``default_url`` (the installation's; kept pending while there is none); returns how
         many were delivered. Each outcome is written as soon as it is known: a crash resends at most one."""
         now = self.clock()
-        due = [
-            n
-            for n in self.store.find(NOTIFICATIONS, state=DeliveryState.PENDING.value)
-            if n["nextAttemptAt"] <= now and (n.get("url") or default_url)
-        ]
+        due, old = [], []
+        for n in self.store.find(NOTIFICATIONS):
+            if n["state"] == DeliveryState.PENDING.value and (n.get("url") or default_url):
+                due += [n] if n["nextAttemptAt"] <= now else []
+            elif n["nextAttemptAt"] < now - NOTIFICATION_KEEP_S:
+                old.append(str(n["_id"]))
+        self._forget(old)
         delivered = 0
         for note in sorted(due, key=lambda n: (n["nextAttemptAt"], n["_id"])):
             try:
