@@ -10,7 +10,7 @@ import pytest
 from opsmgr.alerts import AlertService, AlertStatus
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
-from opsmgr.backup.drills import FAILED_ALERT, MAX_KEPT, OVERDUE_ALERT, Drills, overdue
+from opsmgr.backup.drills import FAILED_ALERT, MAX_KEPT, OVERDUE_ALERT, Drills, overdue, scheduled_due
 from opsmgr.errors import InvalidInput
 from tests.backup.backuptest import FakeClock, Stores
 
@@ -117,3 +117,17 @@ def test_a_deployment_without_a_recent_passing_drill_is_overdue(
     kept.record("g1", cid, report(started=int(clock.now() * 1000)))
     assert _open(alerts, OVERDUE_ALERT) == [], "a passing drill closes it"
     assert kept.check_overdue(7) == 0
+
+
+def test_a_scheduled_drill_is_due_twice_an_interval(
+    drills: tuple[Drills, AlertService, str], clock: FakeClock
+) -> None:
+    kept, _alerts, cid = drills
+    assert kept.due(7) == [], "not seen by the overdue check yet: its interval has not begun"
+    kept.check_overdue(7)
+    assert kept.due(7) == []
+    clock.advance(3.5 * 86_400 + 1)
+    assert kept.due(7) == [("g1", cid)]
+    kept.record("g1", cid, report(passed=False, started=int(clock.now() * 1000)))
+    assert kept.due(7) == [], "a drill, even a failed one, restarts the half interval"
+    assert scheduled_due(None, since_ms=0, now_ms=3 * DAY_MS, interval_ms=7 * DAY_MS) is False

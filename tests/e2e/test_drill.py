@@ -24,7 +24,7 @@ from opsmgr.store import Store
 from opsmgr.store.crypto import GenKey
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
-from tests.procs import run_cli
+from tests.procs import run_cli, wait_for
 from tests.secondary_support import SecondaryPair, now_ms, primary_with_secondary
 
 pytestmark = pytest.mark.e2e
@@ -192,3 +192,34 @@ def test_a_drill_with_another_gen_key_fails_at_preflight_and_alerts(
     assert history.stdout.index("FAILED") < history.stdout.index("PASSED"), history.stdout
     checked = verify(pair)
     assert checked.returncode == 1 and "missing: last restore drill" in checked.stderr, checked.stderr
+
+
+def test_the_secondary_runs_drills_on_its_schedule(pair: SecondaryPair) -> None:
+    """With mms.backup.drill.* set, the secondary runs the drill itself (every half interval): a passing
+    one appears in the history and closes the failed drill's alert."""
+    with pair.secondary_api() as api:
+        base = f"/groups/{pair.group_id}/backingDatabases/{pair.cluster_id}/drills"
+        before = api.get(base).json()["totalCount"]
+    pair.secondary.stop()
+    pair.secondary.set_conf(
+        {
+            "mms.backup.drill.intervalDays": str(20 / 86_400),  # due 10 s after the last drill
+            "mms.backup.drill.genKeyPath": str(pair.primary.data_dir / "gen.key"),
+            "mms.backup.drill.primaryUrl": pair.primary.url,
+            "mms.backup.drill.primaryPublicKey": pair.primary_key["publicKey"],
+            "mms.backup.drill.primaryPrivateKey": pair.primary_key["privateKey"],
+        }
+    )
+    pair.secondary.start()
+    with pair.secondary_api() as api:
+
+        def scheduled() -> dict[str, Any] | None:
+            drills = api.get(base).json()["results"]
+            return drills[0] if len(drills) > before else None
+
+        latest = wait_for(scheduled, 180, interval=1, what="a scheduled drill")
+        assert latest["passed"], latest
+        alerts = api.get(f"/groups/{pair.group_id}/alerts", params={"status": "OPEN"}).json()["results"]
+        assert "BACKUP_DRILL_FAILED" not in [a["eventTypeName"] for a in alerts]
+    logs = list((pair.secondary.data_dir / "drills").glob("drill-*.log"))
+    assert logs and '"passed": true' in logs[0].read_text(), "the drill's output is kept beside the conf"

@@ -345,3 +345,23 @@ def test_a_bad_maintenance_key_stops_the_server_naming_it(tmp_path):
     done = run_cli("server", "--conf", str(conf), "--port", "1")
     assert done.returncode != 0
     assert "mms.maintenance.memberTimeoutSeconds" in done.stdout + done.stderr
+
+
+def test_a_scheduled_drill_needs_all_its_keys():
+    some = {**MINIMAL, "mms.backup.drill.genKeyPath": "primary-gen.key"}
+    problems, _ = problems_of(some)
+    assert set(problems) == {
+        "mms.backup.drill.primaryUrl",
+        "mms.backup.drill.primaryPublicKey",
+        "mms.backup.drill.primaryPrivateKey",
+    }
+    every = {
+        **some,
+        "mms.backup.drill.primaryUrl": "https://primary.example:8443",
+        "mms.backup.drill.primaryPublicKey": "abcdefgh",
+        "mms.backup.drill.primaryPrivateKey": "secret",
+    }
+    s = parse_settings(every, base_dir=BASE)
+    assert s.drill_gen_key_path == (BASE / "primary-gen.key").resolve()
+    assert (s.drill_primary_url, s.drill_primary_private_key) == ("https://primary.example:8443", "secret")
+    assert parse_settings(MINIMAL, base_dir=BASE).drill_gen_key_path is None

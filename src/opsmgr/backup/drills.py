@@ -10,7 +10,8 @@ the drill's start), RTO (the drill's start to its end), the restored stores' siz
 A failed drill opens ``BACKUP_DRILL_FAILED`` in the secondary's project (a passing one closes it); a
 deployment whose last passing drill (or, without any, whose first sight by :meth:`Drills.check_overdue`) is
 older than the interval (``mms.backup.drill.intervalDays``) has ``BACKUP_DRILL_OVERDUE`` open until a drill
-passes. :func:`overdue` decides it, pure.
+passes. :func:`overdue` decides it, pure. A secondary that runs drills itself (``server.drill_schedule``) runs
+one for each deployment :meth:`Drills.due` names: twice an interval (:func:`scheduled_due`).
 
 May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup.alerts`` (the alert sink) and
 ``opsmgr.backup.clusters``.
@@ -143,6 +144,20 @@ class Drills:
         docs = self.store.find(DRILLS, groupId=group_id, clusterId=cluster_id)
         return [view(d) for d in sorted(docs, key=lambda d: (-d["started"], d["_id"]))]
 
+    def due(self, interval_days: float) -> list[tuple[str, str]]:
+        """The backing deployments (project, cluster) a scheduled drill should run for now, oldest first."""
+        now_ms = int(self.clock() * 1000)
+        out = []
+        for cluster in self.store.find(CLUSTERS, kind=BACKING_KIND):
+            since = self.store.get(SCHEDULES, str(cluster["_id"]))
+            if since is None:
+                continue  # first seen by check_overdue, which starts its interval
+            started = [d["started"] for d in self.store.find(DRILLS, clusterId=cluster["_id"])]
+            last = max(started, default=None)
+            if scheduled_due(last, since["since"], now_ms, interval_days * 86_400_000):
+                out.append((last or since["since"], str(cluster["groupId"]), str(cluster["_id"])))
+        return [(group, cluster) for _, group, cluster in sorted(out)]
+
     def check_overdue(self, interval_days: float) -> int:
         """Opens or closes each backing deployment's overdue alert; returns how many are overdue."""
         now_ms = int(self.clock() * 1000)
@@ -171,3 +186,9 @@ class Drills:
             else:
                 self.alerts.resolve(group_id, key)
         return late
+
+
+def scheduled_due(last_started_ms: int | None, since_ms: int, now_ms: int, interval_ms: float) -> bool:
+    """Whether a scheduled drill is due: twice an interval, so a failed one is tried again before the
+    deployment is overdue."""
+    return now_ms - (last_started_ms if last_started_ms is not None else since_ms) > interval_ms / 2

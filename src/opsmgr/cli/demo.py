@@ -76,7 +76,7 @@ class Children:
     def check(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None:
-                raise OpsmgrError(f"the demo's {name} exited with status {proc.returncode}; see its log")
+                raise OpsmgrError(f"the {name} exited with status {proc.returncode}; see its log")
 
     def stop(self) -> None:
         for _name, proc in reversed(self.procs):

@@ -36,6 +36,7 @@ from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.restoration.service import RestorationService
 from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.download_grants import DownloadGrant
+from opsmgr.server.drill_schedule import DrillScheduler, DrillSource
 from opsmgr.server.jobs import Job, JobRunner
 from opsmgr.server.metrics import Metrics
 from opsmgr.server.services import (
@@ -111,11 +112,26 @@ def server_config(settings: Settings, genkey: GenKey) -> ServerConfig:
         restoration_mode_enabled=settings.restoration_mode_enabled,
         drill_sandbox=settings.drill_sandbox,
         drill_interval_days=settings.drill_interval_days,
+        scheduled_drills=_drill_source(settings),
         agent_poll_interval_s=settings.agent_poll_interval_s,
         alert_webhook_url=settings.alert_webhook_url,
         block_compression=settings.block_compression,
         backup_alert_policy=settings.backup_alert_policy(),
         maintenance_policy=settings.maintenance_policy(),
+    )
+
+
+def _drill_source(settings: Settings) -> DrillSource | None:
+    """Where a secondary's scheduled drills find the primary (settings checked all four keys are set)."""
+    if settings.drill_gen_key_path is None:
+        return None
+    home = settings.conf_path.parent if settings.conf_path is not None else settings.blockstore_path.parent
+    return DrillSource(
+        settings.drill_gen_key_path,
+        str(settings.drill_primary_url),
+        str(settings.drill_primary_public_key),
+        str(settings.drill_primary_private_key),
+        home / "drills",
     )
 
 
@@ -207,11 +223,11 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         global_alert_configs=GlobalAlertConfigs(app, encrypt=genkey.encrypt),
         drills=Drills(app, alerts),
     )
-    services.jobs.jobs.extend(periodic_jobs(services, genkey.decrypt))
+    services.jobs.jobs.extend(periodic_jobs(services, genkey))
     return services
 
 
-def periodic_jobs(services: Services, decrypt: Callable[[str], str]) -> list[Job]:
+def periodic_jobs(services: Services, genkey: GenKey) -> list[Job]:
     """Work that waits on time rather than on a request."""
     from opsmgr.server.alerts_api import webhook_poster
     from opsmgr.server.backup_alerts import alert_work
@@ -231,7 +247,10 @@ def periodic_jobs(services: Services, decrypt: Callable[[str], str]) -> list[Job
         # A drill's sandbox holds production's configurations: what reaches outside it stays off.
         log.warning("drill sandbox: no notification is delivered, nothing is backed up, no secondary watched")
         return jobs
-    post = webhook_poster(decrypt)
+    post = webhook_poster(genkey.decrypt)
+    if config.scheduled_drills is not None:
+        drills = DrillScheduler(services, config.scheduled_drills, genkey.encrypt, genkey.decrypt)
+        jobs.append(Job("backup-drill-schedule", 10.0, drills.tick, on_stop=drills.stop))
     return [
         *jobs,
         Job("backup", every, services.backup.tick),

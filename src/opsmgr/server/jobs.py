@@ -27,6 +27,7 @@ class Job:
     name: str
     interval_s: float
     run: Callable[[], object]
+    on_stop: Callable[[], object] | None = None  # what the job leaves running is ended with the server
     last_started_at: float | None = None
     last_duration_s: float | None = None
     last_error: str | None = None
@@ -89,6 +90,9 @@ class JobRunner:
         for thread in self._threads:
             thread.join(timeout_s)
         self._threads = []
+        for job in self.jobs:
+            if job.on_stop is not None:
+                job.on_stop()
 
     def _loop(self, job: Job) -> None:
         while not self._stop.wait(job.interval_s):

@@ -38,6 +38,7 @@ from opsmgr.restoration.mode import ModeState
 from opsmgr.restoration.service import RESTORATION_CHANGED, RestorationService
 from opsmgr.server.cache import TtlCache
 from opsmgr.server.digest import DigestAuthenticator
+from opsmgr.server.drill_schedule import DrillSource
 from opsmgr.server.jobs import JobRunner
 from opsmgr.server.metrics import Metrics
 from opsmgr.server.work import ProjectWork
@@ -65,6 +66,7 @@ class ServerConfig:
     restoration_mode_enabled: bool = True
     drill_sandbox: bool = False
     drill_interval_days: float = 7.0
+    scheduled_drills: DrillSource | None = None
     agent_poll_interval_s: float = 10.0
     alert_webhook_url: str | None = None
     block_compression: Compression | None = None

@@ -103,6 +103,18 @@ key                                                    meaning                  
                                                        long, closed when it ends; 0: none
 =====================================================  ==========================================  ========
 
+A secondary runs a restore drill of each backing-database deployment on its own (``server.drill_schedule``)
+when all four of these are set:
+
+======================================  ==================================================  =========
+key                                     meaning                                             default
+======================================  ==================================================  =========
+``mms.backup.drill.genKeyPath``         a copy of the primary's gen.key                     empty
+``mms.backup.drill.primaryUrl``         the primary's URL (its live configurations)         empty
+``mms.backup.drill.primaryPublicKey``   a primary key that reads its projects               empty
+``mms.backup.drill.primaryPrivateKey``  its private part                                    empty
+======================================  ==================================================  =========
+
 The ``mms.maintenance.*`` keys are ``server.maintenance_keys``'. The three backing databases must be three
 different databases. May import ``opsmgr.server.maintenance_keys``, ``opsmgr.jsontypes``,
 ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and
@@ -240,7 +252,7 @@ KEYS: tuple[Key, ...] = (
         description="On a secondary: days after which a backing-database deployment without a passing "
         "restore drill raises BACKUP_DRILL_OVERDUE.",
         default="7",
-        parse=conf.float_in(0.001, 3650),
+        parse=conf.float_in(0.0001, 3650),
     ),
     Key(
         name="mms.agent.pollIntervalSeconds",
@@ -367,7 +379,40 @@ HTTPS_KEYS: tuple[Key, ...] = (
         parse=_client_certificate_mode,
     ),
 )
-KEYS = KEYS + MAINTENANCE_KEYS + HTTPS_KEYS
+DRILL_KEYS: tuple[Key, ...] = (
+    Key(
+        name="mms.backup.drill.genKeyPath",
+        attr="drill_gen_key_path",
+        description="On a secondary: a copy of its primary's gen.key. With the three primary keys below set, "
+        "the secondary runs a restore drill of each backing-database deployment every "
+        "mms.backup.drill.intervalDays. Empty: drills run only on demand (opsmgr drill run).",
+        default="",
+        parse=conf.relative_path,
+    ),
+    Key(
+        name="mms.backup.drill.primaryUrl",
+        attr="drill_primary_url",
+        description="On a secondary: the primary's URL, whose live configurations a drill must reconcile to.",
+        default="",
+        parse=conf.http_url,
+    ),
+    Key(
+        name="mms.backup.drill.primaryPublicKey",
+        attr="drill_primary_public_key",
+        description="On a secondary: a programmatic API key of the primary that reads its projects.",
+        default="",
+        parse=conf.as_text,
+    ),
+    Key(
+        name="mms.backup.drill.primaryPrivateKey",
+        attr="drill_primary_private_key",
+        description="Its private part.",
+        default="",
+        parse=conf.as_text,
+    ),
+)
+
+KEYS = KEYS + MAINTENANCE_KEYS + HTTPS_KEYS + DRILL_KEYS
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
 
@@ -410,6 +455,10 @@ class Settings:
     https_pem_key_file_password: str | None = None
     https_ca_file: Path | None = None
     https_client_certificate_mode: ClientCertificateMode = ClientCertificateMode.NONE
+    drill_gen_key_path: Path | None = None
+    drill_primary_url: str | None = None
+    drill_primary_public_key: str | None = None
+    drill_primary_private_key: str | None = None
     conf_path: Path | None = None
 
     @property
@@ -477,6 +526,16 @@ def _base_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def _drill_problems(parsed: JsonObject) -> list[tuple[str, str]]:
+    """A scheduled drill needs all of its keys: naming the ones missing when only some are set."""
+    missing = [k.name for k in DRILL_KEYS if parsed.get(k.attr) is None]
+    if not 0 < len(missing) < len(DRILL_KEYS):
+        return []
+    return [
+        (name, "is needed with the other mms.backup.drill.* keys of a scheduled drill") for name in missing
+    ]
+
+
 def _https_problems(parsed: JsonObject) -> list[tuple[str, str]]:
     """The mms.https.* keys that only make sense together, and a central URL agents could not use."""
     problems = []
@@ -532,7 +591,7 @@ def parse_settings(
                 f"must be less than mms.maintenance.stepDownSeconds ({step_down}), not {catch_up}",
             )
         )
-    problems += _https_problems(parsed)
+    problems += _https_problems(parsed) + _drill_problems(parsed)
     if problems:
         raise SettingsError(source, problems)
     if parsed["central_url"] is None:
