@@ -1,8 +1,8 @@
 """The ``opsmgr`` command line: argument parsing and output, each command delegating to the package that owns
 the work; the public API commands are thin clients over HTTP.
 
-May import ``opsmgr`` (its version), ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``,
-``opsmgr.tls``, ``opsmgr.agent``, ``opsmgr.automation.templates``, ``opsmgr.backup``,
+May import ``opsmgr`` (its version), ``opsmgr.command``, ``opsmgr.errors``, ``opsmgr.conf``,
+``opsmgr.properties``, ``opsmgr.tls``, ``opsmgr.agent``, ``opsmgr.automation.templates``, ``opsmgr.backup``,
 ``opsmgr.restoration.record``, ``opsmgr.restoration.mode``, ``opsmgr.restoration.adopt``, ``opsmgr.server``
 (its boot and settings), ``opsmgr.ui`` (what a server serves beside its API) and ``opsmgr.store``.
 """

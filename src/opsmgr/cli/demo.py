@@ -6,8 +6,8 @@ Owns the orchestration of child processes (each started from the same ``opsmgr``
 run, keys passed in their environment, never on their command line) and their clean shutdown; everything it
 creates goes through the public API. The data dir (0700) and demo.json (0600) are for their owner only.
 
-May import ``opsmgr.errors``, ``opsmgr.agent.fleet``, ``opsmgr.agent.state``, ``opsmgr.automation.templates``,
-``opsmgr.cli.api`` and ``opsmgr.cli.secondary``.
+May import ``opsmgr.errors``, ``opsmgr.command``, ``opsmgr.agent.fleet``, ``opsmgr.agent.state``,
+``opsmgr.automation.templates``, ``opsmgr.cli.api`` and ``opsmgr.cli.secondary``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from opsmgr.agent.fleet import AGENT_KEY_ENV
 from opsmgr.agent.state import atomic_write
 from opsmgr.automation.templates import replica_set_config
+from opsmgr.command import opsmgr_command
 from opsmgr.errors import InvalidInput, OpsmgrError
 
 if TYPE_CHECKING:
@@ -41,11 +41,6 @@ DEMO_MARKER = "demo.json"
 SIM_HOSTS = ["sim-host-1.opsmgr.sim", "sim-host-2.opsmgr.sim", "sim-host-3.opsmgr.sim"]
 
 console = Console(stderr=True, soft_wrap=True)
-
-
-def opsmgr_command() -> list[str]:
-    script = Path(sys.executable).with_name("opsmgr")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "opsmgr.cli.main"]
 
 
 def demo_automation_config() -> dict[str, Any]:

@@ -11,7 +11,7 @@ reconciled when the sandbox's public API (read with a project key made for the d
 armed nor in the mode and serves the live configuration (both as the public API shows them).
 
 May import ``opsmgr.errors``, ``opsmgr.agent.settings``, ``opsmgr.agent.state``, ``opsmgr.properties``,
-``opsmgr.store``, ``opsmgr.cli.api`` and ``opsmgr.cli.demo`` (child processes).
+``opsmgr.store``, ``opsmgr.command``, ``opsmgr.cli.api`` and ``opsmgr.cli.demo`` (child processes).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 from opsmgr.agent.settings import MEMORY_WORLD
 from opsmgr.agent.state import AgentState, StateStore
 from opsmgr.cli.api import PublicApi
-from opsmgr.cli.demo import Children, opsmgr_command
+from opsmgr.cli.demo import Children
+from opsmgr.command import opsmgr_command
 from opsmgr.errors import InvalidInput, OpsmgrError
 from opsmgr.properties import dump_properties
 from opsmgr.store.appdb import AppDB

@@ -8,7 +8,7 @@ the deployment's project, its private part kept encrypted with gen.key in ``back
 secret reaches the child in its environment, never its arguments (``ps`` shows those). The child's output
 goes to ``drills/`` beside the configuration. Stopping the server stops a drill under way.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.store`` and ``opsmgr.server.services`` (types only).
+May import ``opsmgr.command``, ``opsmgr.store`` and ``opsmgr.server.services`` (types only).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from opsmgr.command import opsmgr_command
 from opsmgr.store.appdb import Role
 
 if TYPE_CHECKING:
@@ -42,11 +42,6 @@ class DrillSource:
     primary_public_key: str
     primary_private_key: str
     log_dir: Path
-
-
-def opsmgr_command() -> list[str]:
-    script = Path(sys.executable).with_name("opsmgr")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "opsmgr.cli.main"]
 
 
 class DrillScheduler:
