@@ -11,7 +11,7 @@ import pytest
 from opsmgr.errors import NotFound
 from opsmgr.store.alert_configs import GLOBAL_CONFIGS, GROUPS, AlertConfigs, covering
 from opsmgr.store.alert_rules import DEFAULT_RULES, Rule
-from opsmgr.store.engine import Store, new_id
+from opsmgr.store.engine import Store, Txn, new_id
 from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 
 HOOK = "http://127.0.0.1:9/org-a"
@@ -94,3 +94,39 @@ def test_a_get_then_put_round_trip_survives_a_deleted_project(store: Store) -> N
     assert configs.replace(made["id"], shown, owner)["groupIds"] == [kept]
     with pytest.raises(NotFound):
         configs.replace(made["id"], shown | {"groupIds": [kept, new_id()]}, owner)
+
+
+def test_an_alerts_webhooks_are_read_from_its_projects_configurations_only(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside each alert's transaction (the writer lock held): reading every project's configurations made
+    an alert cost 50 ms at 3,000 configurations."""
+    mine, other = new_id(), new_id()
+    own = AlertConfigs(store)
+    hook = {"typeName": "WEBHOOK", "webhookUrl": HOOK}
+    made = own.create(mine, {"eventTypeName": "HOST_DOWN", "notifications": [hook]})
+    own.create(other, {"eventTypeName": "HOST_DOWN", "notifications": [hook | {"webhookUrl": "http://o/"}]})
+    scanned: list[str] = []
+    find = Txn.find
+    monkeypatch.setattr(Txn, "find", lambda self, coll, **eq: scanned.append(coll) or find(self, coll, **eq))
+    with store.tx() as t:
+        assert covering(t, down(mine)) == [(HOOK, None)]
+    assert "alert_configs" not in scanned
+    assert own.get(mine, made["id"])["id"] == made["id"]
+    assert [c["id"] for c in own.of_group(mine)] == [made["id"]]
+
+
+def test_a_configuration_stored_before_keys_named_the_project_is_rekeyed(store: Store) -> None:
+    group_id, config_id = new_id(), new_id()
+    hook = {"typeName": "WEBHOOK", "webhookUrl": HOOK}
+    fields = {"eventTypeName": "HOST_DOWN", "typeName": "HOST", "enabled": True, "matchers": []}
+    legacy = {"_id": config_id, "groupId": group_id, "created": "t", "updated": "t", "notifications": [hook]}
+    store.insert("alert_configs", legacy | fields)
+    own = AlertConfigs(store)
+    assert own.get(group_id, config_id)["id"] == config_id, "read before it is rekeyed"
+    assert own.rekey_legacy() == 1 and own.rekey_legacy() == 0
+    with store.read() as t:
+        assert covering(t, down(group_id)) == [(HOOK, None)]
+    assert own.set_enabled(group_id, config_id, False)["enabled"] is False
+    own.delete(group_id, config_id)
+    assert own.of_group(group_id) == []

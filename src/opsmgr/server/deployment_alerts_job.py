@@ -103,6 +103,7 @@ def deployment_alert_work(services: Services) -> Callable[[], object]:
     """The periodic work that keeps every project's deployment alerts in step with its agents' reports."""
 
     def run() -> object:
+        services.alert_configs.rekey_legacy()
         rules, opened = services.alert_configs.rules_by_group(), open_keys(services.stores.app)
         return each_project(rules, lambda g: settle(services, g, rules[g], opened.get(g, [])))
 

@@ -18,9 +18,11 @@ that guard the seed's procedures (backup, rolling changes, Restoration Mode) wha
 configurations say; a configuration of such a type says where its notifications go.
 
 A ``webhookSecret`` is kept encrypted with ``gen.key`` and shown as :data:`SECRET_MASK`; a PUT that sends the
-mask back (a GET-then-PUT round trip) keeps the stored secret of that URL. :meth:`AlertConfigs.covering`
-gives, inside the transaction that opens or closes an alert, the webhooks of the project's and the
-applicable global configurations that cover it.
+mask back (a GET-then-PUT round trip) keeps the stored secret of that URL. :func:`covering` gives, inside
+the transaction that opens or closes an alert, the webhooks of the project's and the applicable global
+configurations that cover it: a configuration is stored under ``<groupId>:<id>`` (:func:`doc_key`), so
+that transaction reads its project's configurations only; one stored under its bare id by an earlier
+version is moved there by the deployment alerts' first pass (:meth:`AlertConfigs.rekey_legacy`).
 
 May import ``opsmgr.errors`` and ``opsmgr.store``.
 """
@@ -252,10 +254,16 @@ def shown_notifications(notifications: Sequence[Mapping[str, Any]]) -> list[dict
     ]
 
 
+def doc_key(group_id: str, config_id: str) -> str:
+    """A configuration's document id: its project's id first, so that an alert's transaction reads its
+    project's configurations (``find_prefix``) rather than every project's."""
+    return f"{group_id}:{config_id}"
+
+
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The configuration as Ops Manager shows it (``metricThreshold``/``threshold`` only when set)."""
     shown = {
-        "id": doc["_id"],
+        "id": doc.get("id", doc["_id"]),
         "groupId": doc["groupId"],
         "eventTypeName": doc["eventTypeName"],
         "typeName": doc["typeName"],
@@ -287,16 +295,36 @@ class AlertConfigs:
         self.store = store
         self.encrypt = encrypt
         self.clock = clock
+        self._rekeyed = False
 
-    def _doc(self, group_id: str, config_id: str) -> dict[str, Any]:
-        doc = self.store.get(CONFIGS, config_id)
+    def _doc(self, group_id: str, config_id: str, t: Txn | None = None) -> dict[str, Any]:
+        """The project's configuration ``config_id`` (stored under :func:`doc_key`, or under its bare id
+        before :meth:`rekey_legacy` ran): the project is checked either way."""
+        source = t if t is not None else self.store
+        doc = source.get(CONFIGS, doc_key(group_id, config_id)) or source.get(CONFIGS, config_id)
         if doc is None or doc.get("groupId") != group_id:
             raise not_found(config_id, f" in group {group_id}")
         return doc
 
     def of_group(self, group_id: str) -> list[dict[str, Any]]:
-        docs = self.store.find(CONFIGS, groupId=group_id)
-        return [public_view(d) for d in sorted(docs, key=lambda d: (d["created"], d["_id"]))]
+        docs = self.store.find(CONFIGS, groupId=group_id)  # the ones not yet rekeyed too
+        return [public_view(d) for d in sorted(docs, key=lambda d: (d["created"], d.get("id", d["_id"])))]
+
+    def rekey_legacy(self) -> int:
+        """Moves the configurations stored under their bare id (before ids began with the project's) to
+        :func:`doc_key`, in one transaction; returns how many. Once a process: the deployment alerts' job
+        calls it on each pass, and only the first pass reads the collection for it."""
+        if self._rekeyed:
+            return 0
+        with self.store.tx() as t:
+            legacy = [d for d in t.find(CONFIGS) if "id" not in d]
+            for doc in legacy:
+                t.delete(CONFIGS, doc["_id"])
+                t.insert(CONFIGS, doc | {"_id": doc_key(str(doc["groupId"]), doc["_id"]), "id": doc["_id"]})
+        self._rekeyed = True
+        if legacy:
+            log.warning("%d alert configurations rekeyed by their project", len(legacy))
+        return len(legacy)
 
     def rules_by_group(self) -> dict[str, list[Rule]]:
         """What each project's deployment alerts evaluate: its own and the applicable global
@@ -321,19 +349,19 @@ class AlertConfigs:
         fields = validated(body)
         fields["notifications"] = sealed(fields["notifications"], [], self.encrypt)
         now = iso(self.clock())
-        doc = {"_id": new_id(), "groupId": group_id, "created": now, "updated": now, **fields}
+        config_id = new_id()
+        doc = {"_id": doc_key(group_id, config_id), "id": config_id, "groupId": group_id, "created": now}
+        doc |= {"updated": now, **fields}
         self.store.insert(CONFIGS, doc)
         log.info(
-            "alert configuration %s (%s) created in project %s", doc["_id"], fields["eventTypeName"], group_id
+            "alert configuration %s (%s) created in project %s", config_id, fields["eventTypeName"], group_id
         )
         return public_view(doc)
 
     def replace(self, group_id: str, config_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         fields = validated(body)
         with self.store.tx() as t:
-            doc = t.get(CONFIGS, config_id)
-            if doc is None or doc.get("groupId") != group_id:
-                raise not_found(config_id, f" in group {group_id}")
+            doc = self._doc(group_id, config_id, t)
             fields["notifications"] = sealed(fields["notifications"], doc["notifications"], self.encrypt)
             doc.update(updated=iso(self.clock()), **fields)
             t.put(CONFIGS, doc)
@@ -342,15 +370,18 @@ class AlertConfigs:
     def set_enabled(self, group_id: str, config_id: str, enabled: object) -> dict[str, Any]:
         """PATCH: Ops Manager's only change of one field, ``enabled``."""
         enabled = flag(enabled, "enabled")
-        self._doc(group_id, config_id)
-        doc = self.store.update(CONFIGS, config_id, {"enabled": enabled, "updated": iso(self.clock())})
-        if doc is None:  # deleted meanwhile
-            raise not_found(config_id, f" in group {group_id}")
+        with self.store.tx() as t:
+            doc = t.update(
+                CONFIGS,
+                self._doc(group_id, config_id, t)["_id"],
+                {"enabled": enabled, "updated": iso(self.clock())},
+            )
+        assert doc is not None  # read in this same transaction
         return public_view(doc)
 
     def delete(self, group_id: str, config_id: str) -> None:
-        self._doc(group_id, config_id)
-        self.store.delete(CONFIGS, config_id)
+        with self.store.tx() as t:
+            t.delete(CONFIGS, self._doc(group_id, config_id, t)["_id"])
         log.info("alert configuration %s of project %s deleted", config_id, group_id)
 
     def open_alerts(self, group_id: str, config_id: str, alerts: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -383,5 +414,5 @@ def covering(t: Txn, alert: Mapping[str, Any]) -> list[Webhook]:
     """Where the alert's notifications go besides the installation's webhook: the webhooks of the project's
     and the applicable global configurations that cover it."""
     group_id = str(alert.get("groupId"))
-    configs = t.find(CONFIGS, groupId=group_id) + applicable_globals(t, group_id)
+    configs = t.find_prefix(CONFIGS, doc_key(group_id, "")) + applicable_globals(t, group_id)
     return alert_rules.webhooks(configs, alert)
