@@ -11,6 +11,7 @@ import pytest
 from opsmgr.errors import NotFound
 from opsmgr.store.alert_configs import GLOBAL_CONFIGS, GROUPS, AlertConfigs, covering
 from opsmgr.store.alert_rules import DEFAULT_RULES, Rule
+from opsmgr.store.crypto import TOKEN_PREFIX
 from opsmgr.store.engine import Store, Txn, new_id
 from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 
@@ -130,3 +131,18 @@ def test_a_configuration_stored_before_keys_named_the_project_is_rekeyed(store: 
     assert own.set_enabled(group_id, config_id, False)["enabled"] is False
     own.delete(group_id, config_id)
     assert own.of_group(group_id) == []
+
+
+def test_a_secret_an_earlier_version_kept_in_the_clear_is_sealed_when_rekeyed(store: Store) -> None:
+    """Before secrets were sealed they were stored as sent: the signer's decryption refused them, so the
+    webhook gave up on every alert, and the secret lay in the clear in the database."""
+    group_id = new_id()
+    fields = {"eventTypeName": "HOST_DOWN", "typeName": "HOST", "enabled": True, "matchers": []}
+    for config_id, secret in ((new_id(), "in-the-clear"), (new_id(), TOKEN_PREFIX + "sealed")):
+        hook = {"typeName": "WEBHOOK", "webhookUrl": f"http://h/{config_id}", "webhookSecret": secret}
+        doc = {"_id": config_id, "groupId": group_id, "created": "t", "updated": "t", "notifications": [hook]}
+        store.insert("alert_configs", doc | fields)
+    AlertConfigs(store, encrypt=lambda s: TOKEN_PREFIX + s).rekey_legacy()
+    with store.read() as t:
+        secrets = sorted(str(s) for _, s in covering(t, down(group_id)))
+    assert secrets == [TOKEN_PREFIX + "in-the-clear", TOKEN_PREFIX + "sealed"]

@@ -39,6 +39,7 @@ from typing import Any
 from opsmgr.errors import InvalidInput, NotFound
 from opsmgr.store import alert_rules
 from opsmgr.store.alert_rules import LAG_METRIC, METRIC, METRIC_UNITS, OPLOG_METRIC, Rule, Webhook
+from opsmgr.store.crypto import is_token
 from opsmgr.store.engine import Store, Txn, new_id
 
 log = logging.getLogger(__name__)
@@ -310,17 +311,27 @@ class AlertConfigs:
         docs = self.store.find(CONFIGS, groupId=group_id)  # the ones not yet rekeyed too
         return [public_view(d) for d in sorted(docs, key=lambda d: (d["created"], d.get("id", d["_id"])))]
 
+    def _sealed(self, notifications: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The notifications with each secret sealed: the version before sealing kept them as sent."""
+        return [
+            dict(n) | {"webhookSecret": self.encrypt(str(n["webhookSecret"]))}
+            if n.get("webhookSecret") and not is_token(n["webhookSecret"])
+            else dict(n)
+            for n in notifications
+        ]
+
     def rekey_legacy(self) -> int:
         """Moves the configurations stored under their bare id (before ids began with the project's) to
-        :func:`doc_key`, in one transaction; returns how many. Once a process: the deployment alerts' job
-        calls it on each pass, and only the first pass reads the collection for it."""
+        :func:`doc_key`, their secrets sealed, in one transaction; returns how many. Once a process: the
+        deployment alerts' job calls it on each pass, and only the first pass reads the collection."""
         if self._rekeyed:
             return 0
         with self.store.tx() as t:
             legacy = [d for d in t.find(CONFIGS) if "id" not in d]
             for doc in legacy:
                 t.delete(CONFIGS, doc["_id"])
-                t.insert(CONFIGS, doc | {"_id": doc_key(str(doc["groupId"]), doc["_id"]), "id": doc["_id"]})
+                moved = {"_id": doc_key(str(doc["groupId"]), doc["_id"]), "id": doc["_id"]}
+                t.insert(CONFIGS, doc | moved | {"notifications": self._sealed(doc["notifications"])})
         self._rekeyed = True
         if legacy:
             log.warning("%d alert configurations rekeyed by their project", len(legacy))
