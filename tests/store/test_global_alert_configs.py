@@ -106,7 +106,9 @@ def test_an_alerts_webhooks_are_read_from_its_projects_configurations_only(
     own = AlertConfigs(store)
     hook = {"typeName": "WEBHOOK", "webhookUrl": HOOK}
     made = own.create(mine, {"eventTypeName": "HOST_DOWN", "notifications": [hook]})
-    own.create(other, {"eventTypeName": "HOST_DOWN", "notifications": [hook | {"webhookUrl": "http://o/"}]})
+    theirs = own.create(
+        other, {"eventTypeName": "HOST_DOWN", "notifications": [hook | {"webhookUrl": "http://o/"}]}
+    )
     scanned: list[str] = []
     find = Txn.find
     monkeypatch.setattr(Txn, "find", lambda self, coll, **eq: scanned.append(coll) or find(self, coll, **eq))
@@ -115,6 +117,8 @@ def test_an_alerts_webhooks_are_read_from_its_projects_configurations_only(
     assert "alert_configs" not in scanned
     assert own.get(mine, made["id"])["id"] == made["id"]
     assert [c["id"] for c in own.of_group(mine)] == [made["id"]]
+    with pytest.raises(NotFound):  # another project's document id, as a configuration id of mine
+        own.get(mine, f"{other}:{theirs['id']}")
 
 
 def test_a_configuration_stored_before_keys_named_the_project_is_rekeyed(store: Store) -> None:
