@@ -150,3 +150,24 @@ def test_a_secret_an_earlier_version_kept_in_the_clear_is_sealed_when_rekeyed(st
     with store.read() as t:
         secrets = sorted(str(s) for _, s in covering(t, down(group_id)))
     assert secrets == [TOKEN_PREFIX + "in-the-clear", TOKEN_PREFIX + "sealed"]
+
+
+def test_a_project_owner_cannot_resign_the_organizations_webhook(store: Store) -> None:
+    """A project configuration naming the URL of its organization's global one, with a secret of its own:
+    the URL is posted once, and signed with the organization's secret (else its receiver would reject the
+    organization's own alert as forged)."""
+    group_id = new_id()
+    store.insert(GROUPS, {"_id": group_id, "name": "p", "orgId": ORG_A})
+
+    def seal(secret: str) -> str:
+        return TOKEN_PREFIX + secret
+
+    org_hook = {"typeName": "WEBHOOK", "webhookUrl": HOOK, "webhookSecret": "org"}
+    GlobalAlertConfigs(store, encrypt=seal).create(
+        body(forAllGroups=True, notifications=[org_hook]), frozenset({ORG_A})
+    )
+    AlertConfigs(store, encrypt=seal).create(
+        group_id, {"eventTypeName": "HOST_DOWN", "notifications": [org_hook | {"webhookSecret": "mine"}]}
+    )
+    with store.read() as t:
+        assert covering(t, down(group_id)) == [(HOOK, TOKEN_PREFIX + "org")]

@@ -422,8 +422,9 @@ def applies(config: Mapping[str, Any], group_id: str, org: object) -> bool:
 
 
 def covering(t: Txn, alert: Mapping[str, Any]) -> list[Webhook]:
-    """Where the alert's notifications go besides the installation's webhook: the webhooks of the project's
-    and the applicable global configurations that cover it."""
+    """Where the alert's notifications go besides the installation's webhook: the webhooks of the applicable
+    global and the project's configurations that cover it. A URL both name is signed with the global one's
+    secret: a project owner must not re-sign, so void, its organization's alerts."""
     group_id = str(alert.get("groupId"))
-    configs = t.find_prefix(CONFIGS, doc_key(group_id, "")) + applicable_globals(t, group_id)
+    configs = applicable_globals(t, group_id) + t.find_prefix(CONFIGS, doc_key(group_id, ""))
     return alert_rules.webhooks(configs, alert)
