@@ -1,12 +1,14 @@
 """Adopting a project from its agents (``restoration.adopt``) through a real server and the agent API: the
 project is recreated with the agents' id and key, ARMED, and takes the highest config of the hosts the
 operator named, every one of them heard first; an agent of any other host, with the right key, is refused;
-the route's refusals (400, 403, 409) and a forced exit that would serve the empty config."""
+the route's refusals (400, 403, 409, and 409 while Restoration Mode is disabled) and a forced exit that would
+serve the empty config."""
 
 from __future__ import annotations
 
 import copy
 import secrets
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 from opsmgr.store.engine import new_id
 from tests.agent_protocol import FakeAgent
 from tests.configs import replica_set_config
-from tests.procs import ServerProcess
+from tests.procs import ServerProcess, free_port
 from tests.restoration.test_agent_identity import _asked, _refusal_alert, _view
 
 HOSTS = ["a.adopt.sim", "b.adopt.sim", "c.adopt.sim"]
@@ -157,3 +159,24 @@ def test_an_existing_id_is_409_and_only_an_org_owner_adopts(
             refused = _adopt(other, org, **body)
             assert refused.status_code == 403, (role, refused.text)
     assert api.get(f"/groups/{body['groupId']}").status_code == 404
+    # Deleted before it had a config of its own, the project can be adopted again.
+    assert api.delete(f"/groups/{group_id}").status_code == 202
+    key = secrets.token_hex(32)
+    r = _adopt(api, org, groupId=group_id, agentApiKey=key, hosts=["x.sim"], name=f"again {group_id}")
+    assert r.status_code == 201 and r.json()["adoptedHosts"] == ["x.sim"], r.text
+
+
+def test_adoption_is_refused_while_restoration_mode_is_disabled(tmp_path: Path) -> None:
+    """Its agents would be served the adopted project's empty config and stop every process."""
+    server = ServerProcess(
+        tmp_path / "data", free_port(), conf_keys={"mms.restorationMode.enabled": "false"}
+    ).start()
+    try:
+        owner = server.create_key()
+        with server.client(owner) as api:
+            body = {"groupId": new_id(), "agentApiKey": secrets.token_hex(32), "hosts": ["a.sim"]}
+            r = _adopt(api, _org(owner), **body)
+            assert r.status_code == 409 and r.json()["errorCode"] == "RESTORATION_MODE_DISABLED", r.text
+            assert api.get(f"/groups/{body['groupId']}").status_code == 404
+    finally:
+        server.stop()

@@ -6,6 +6,7 @@ import pytest
 
 from opsmgr.errors import InvalidInput
 from opsmgr.restoration.adopt import parse_request
+from opsmgr.restoration.adoption import awaited
 
 GID = "5f2b9c0e1a2b3c4d5e6f7a8b"
 KEY = "ab" * 32
@@ -32,3 +33,8 @@ def test_malformed_requests_name_the_field(group_id: str, key: str, hosts: list[
     with pytest.raises(InvalidInput) as refused:
         parse_request(group_id, key, None, hosts)
     assert refused.value.parameters == [field] or field in refused.value.detail
+
+
+def test_a_named_host_heard_in_another_case_is_not_awaited_twice() -> None:
+    assert awaited(["A.sim", "b.sim", "c.sim"], ["a.SIM", "b.sim"]) == {"c.sim"}
+    assert awaited(["a.sim"], []) == {"a.sim"}

@@ -114,8 +114,14 @@ def adopt(store: Store, request: AdoptRequest, org_id: str, *, restoration_enabl
         now=now,
     )
     with store.tx() as t:
-        if t.get(GROUPS, gid) is not None or t.get(CONFIGS, gid) is not None:
+        if t.get(GROUPS, gid) is not None:
             raise Conflict(f"A project with ID {gid} already exists.", error_code="GROUP_ALREADY_EXISTS")
+        if t.get(CONFIGS, gid) is not None:
+            # A deleted project's config stays: adopting over it would mix two deployments' histories.
+            raise Conflict(
+                f"This installation already holds an automation config of project {gid}.",
+                error_code="GROUP_ALREADY_EXISTS",
+            )
         if t.find(GROUPS, name=request.name, orgId=org_id):
             raise Conflict(
                 f"A project named {request.name!r} already exists in organization {org_id}",

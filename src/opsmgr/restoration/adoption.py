@@ -8,6 +8,8 @@ Owns the ``adoptions`` collection (one document per adopted project, ``_id`` the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from opsmgr.errors import Conflict
 from opsmgr.store.engine import Store, Txn
 
@@ -15,13 +17,21 @@ ADOPTIONS = "adoptions"
 
 
 def write(t: Txn, group_id: str, hosts: list[str], adopted_at_ms: int) -> None:
-    t.insert(ADOPTIONS, {"_id": group_id, "hosts": sorted(hosts), "adoptedAt": adopted_at_ms})
+    # Put, not insert: a project deleted before it had a config of its own can be adopted again.
+    t.put(ADOPTIONS, {"_id": group_id, "hosts": sorted(hosts), "adoptedAt": adopted_at_ms})
 
 
 def named_hosts(source: Store | Txn, group_id: str) -> list[str]:
     """The hosts named when ``group_id`` was adopted (none for a project that was not)."""
     doc = source.get(ADOPTIONS, group_id)
     return [str(h) for h in doc.get("hosts") or []] if doc is not None else []
+
+
+def awaited(named: list[str], heard: Iterable[str]) -> set[str]:
+    """The named hosts reconciliation still waits for beside those heard: a host named in another case than
+    its agent reports is the same host (host names compare case-insensitively), heard under the agent's."""
+    spoken = {h.lower() for h in heard}
+    return {h for h in named if h.lower() not in spoken}
 
 
 def refuse_empty_exit(source: Store | Txn, group_id: str, version: int) -> None:

@@ -498,7 +498,7 @@ class RestorationService:
         restored = self.automation.config(group_id)
         hosts = {str(p.get("hostname")) for p in processes_by_name(restored).values() if p.get("hostname")}
         # An adopted project's named hosts are awaited while its config names none (before the upload).
-        adopted = set() if hosts else set(adoption.named_hosts(self.store, group_id))
+        adopted = set() if hosts else adoption.awaited(adoption.named_hosts(self.store, group_id), rec.agents)
         return hosts | set(rec.agents) | adopted
 
     def _advance(self, t: Txn, group_id: str, rec: ModeRecord, now: int) -> ModeRecord:
