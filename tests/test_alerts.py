@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from opsmgr.alerts import (
+    CLAIM_S,
     MAX_ATTEMPTS,
     NOTIFICATION_KEEP_S,
     AlertService,
@@ -135,7 +136,25 @@ def test_the_outbox_forgets_what_is_a_week_old(service: tuple[AlertService, Cloc
     recent = alerts.raise_alert("g1", "T", "recent", "m")
     assert alerts.deliver(lambda d: None, None) == 0
     assert len(alerts.notifications()) == 3, "nothing a week old yet"
-    clock.now += 2
+    clock.now += 2 + CLAIM_S  # the sent one's last attempt: when it was claimed for its post
     assert alerts.deliver(lambda d: None, None) == 0
     assert [n["alertId"] for n in alerts.notifications()] == [recent["id"]]
     assert alerts.deliver(lambda d: None, HOOK) == 1, "the recent one still reaches a webhook configured now"
+
+
+def test_servers_sharing_the_store_post_each_notification_once(service: tuple[AlertService, Clock]) -> None:
+    """Every server of a shared store runs the delivery pass: one that reads a notification while another
+    is posting it must not post it again."""
+    alerts, clock = service
+    other = AlertService(alerts.store, clock=clock)
+    alerts.raise_alert("g1", "T", "k", "m")
+    received: list[str] = []
+
+    def post(delivery: Delivery) -> None:
+        received.append(delivery.payload["id"])
+        if len(received) == 1:  # the other server's pass runs while this post is under way
+            assert other.deliver(post, HOOK) == 0
+
+    assert alerts.deliver(post, HOOK) == 1
+    assert len(received) == 1
+    assert other.deliver(post, HOOK) == 0 and len(received) == 1

@@ -49,6 +49,7 @@ NOTIFICATIONS = "alert_notifications"
 MAX_ATTEMPTS = 8
 FIRST_RETRY_S = 2.0
 MAX_RETRY_S = 300.0
+CLAIM_S = 60.0  # a notification being posted is another server's again after this (its poster died)
 NOTIFICATION_KEEP_S = 7 * 86400  # how long the outbox keeps a notification after its last attempt
 MAX_ACK_COMMENT = 200  # Ops Manager's limit on acknowledgementComment
 
@@ -291,10 +292,24 @@ class AlertService:
                 t.delete(NOTIFICATIONS, note_id)
         log.info("%d alert notifications a week old dropped from the outbox", len(ids))
 
+    def _claim(self, note: dict[str, Any], now: float) -> bool:
+        """Takes the notification for this pass, unless another server sharing the store took it since it
+        was read (its claim moved ``nextAttemptAt``); a claimer that dies while posting leaves it to be
+        taken again after :data:`CLAIM_S`."""
+        with self.store.tx() as t:
+            current = t.get(NOTIFICATIONS, note["_id"])
+            if current is None or current["state"] != DeliveryState.PENDING.value:
+                return False
+            if current["nextAttemptAt"] != note["nextAttemptAt"]:
+                return False
+            t.update(NOTIFICATIONS, note["_id"], {"nextAttemptAt": now + CLAIM_S})
+        return True
+
     def deliver(self, post: Callable[[Delivery], None], default_url: str | None) -> int:
         """Sends every due notification with ``post`` (which raises on failure): to its configuration's
         webhook, or to ``default_url`` (the installation's; kept pending while there is none); returns how
-        many were delivered. Each outcome is written as soon as it is known: a crash resends at most one."""
+        many were delivered. Each is claimed before it is posted (servers sharing the store post it once) and
+        each outcome is written as soon as it is known: a crash resends at most one."""
         now = self.clock()
         due, old = [], []
         for n in self.store.find(NOTIFICATIONS):
@@ -305,6 +320,8 @@ class AlertService:
         self._forget(old)
         delivered = 0
         for note in sorted(due, key=lambda n: (n["nextAttemptAt"], n["_id"])):
+            if not self._claim(note, now):
+                continue
             try:
                 post(Delivery(note.get("url") or str(default_url), note["payload"], note.get("secret")))
             except Exception as exc:  # any failure of the receiver is retried, none stops the others
