@@ -171,3 +171,16 @@ def test_a_project_owner_cannot_resign_the_organizations_webhook(store: Store) -
     )
     with store.read() as t:
         assert covering(t, down(group_id)) == [(HOOK, TOKEN_PREFIX + "org")]
+
+
+def test_a_malformed_stored_configuration_does_not_stop_the_rekeying(store: Store) -> None:
+    """The deployment alerts' job rekeys on its first pass: a document it cannot read must not fail every
+    pass (and so every project's alerting)."""
+    group_id, config_id = new_id(), new_id()
+    fields = {"eventTypeName": "HOST_DOWN", "typeName": "HOST", "enabled": True, "matchers": []}
+    store.insert("alert_configs", {"_id": new_id(), "notifications": "not a list"})
+    legacy = {"_id": config_id, "groupId": group_id, "created": "t", "updated": "t", "notifications": []}
+    store.insert("alert_configs", legacy | fields)
+    own = AlertConfigs(store)
+    assert own.rekey_legacy() == 1
+    assert own.get(group_id, config_id)["id"] == config_id

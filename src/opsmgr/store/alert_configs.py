@@ -326,16 +326,22 @@ class AlertConfigs:
         deployment alerts' job calls it on each pass, and only the first pass reads the collection."""
         if self._rekeyed:
             return 0
+        moved = 0
         with self.store.tx() as t:
-            legacy = [d for d in t.find(CONFIGS) if "id" not in d]
-            for doc in legacy:
+            for doc in [d for d in t.find(CONFIGS) if "id" not in d]:
+                try:
+                    rekeyed = {"_id": doc_key(doc["groupId"], doc["_id"]), "id": doc["_id"]}
+                    rekeyed["notifications"] = self._sealed(doc["notifications"])
+                except (KeyError, TypeError, AttributeError) as exc:  # left as it is, never read again
+                    log.warning("alert configuration %s is malformed and not rekeyed: %r", doc["_id"], exc)
+                    continue
                 t.delete(CONFIGS, doc["_id"])
-                moved = {"_id": doc_key(str(doc["groupId"]), doc["_id"]), "id": doc["_id"]}
-                t.insert(CONFIGS, doc | moved | {"notifications": self._sealed(doc["notifications"])})
+                t.insert(CONFIGS, doc | rekeyed)
+                moved += 1
         self._rekeyed = True
-        if legacy:
-            log.warning("%d alert configurations rekeyed by their project", len(legacy))
-        return len(legacy)
+        if moved:
+            log.warning("%d alert configurations rekeyed by their project", moved)
+        return moved
 
     def rules_by_group(self) -> dict[str, list[Rule]]:
         """What each project's deployment alerts evaluate: its own and the applicable global
