@@ -184,3 +184,14 @@ def test_a_malformed_stored_configuration_does_not_stop_the_rekeying(store: Stor
     own = AlertConfigs(store)
     assert own.rekey_legacy() == 1
     assert own.get(group_id, config_id)["id"] == config_id
+
+
+def test_malformed_stored_documents_stop_neither_the_pass_nor_an_alert(store: Store) -> None:
+    group_id = new_id()
+    store.insert(GROUPS, {"_id": group_id, "name": "p", "orgId": ORG_A})
+    store.insert("alert_configs", {"_id": new_id(), "eventTypeName": "HOST_DOWN"})
+    store.insert(GLOBAL_CONFIGS, {"_id": new_id(), "eventTypeName": "HOST_DOWN", "enabled": True})
+    GlobalAlertConfigs(store).create(body(forAllGroups=True), frozenset({ORG_A}))
+    assert AlertConfigs(store).rules_by_group()[group_id] == [*DEFAULT_RULES, Rule("HOST_DOWN")]
+    with store.read() as t:
+        assert covering(t, down(group_id)) == [(HOOK, None)]

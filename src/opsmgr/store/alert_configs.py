@@ -349,7 +349,7 @@ class AlertConfigs:
         with self.store.read() as t:
             own: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for config in t.find(CONFIGS):
-                own[str(config["groupId"])].append(config)
+                own[str(config.get("groupId"))].append(config)
             globals_ = t.find(GLOBAL_CONFIGS)
             return {
                 str(g["_id"]): alert_rules.evaluated(
@@ -422,9 +422,9 @@ def applies(config: Mapping[str, Any], group_id: str, org: object) -> bool:
     """Whether the global configuration applies to the project ``group_id`` of organization ``org``: only
     while the project is one of its organizations' (a project deleted, then adopted under its id by another
     organization, is still named in ``groupIds``)."""
-    if org is None or org not in config["orgIds"]:
+    if org is None or org not in (config.get("orgIds") or ()):
         return False
-    return bool(config["forAllGroups"]) or group_id in config["groupIds"]
+    return config.get("forAllGroups") is True or group_id in (config.get("groupIds") or ())
 
 
 def covering(t: Txn, alert: Mapping[str, Any]) -> list[Webhook]:
