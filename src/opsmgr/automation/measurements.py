@@ -238,12 +238,13 @@ class Measurements:
 
     def record(self, group_id: str, report: StatusReport, at_s: float) -> None:
         """Fold the report's samples into each process's current minute (see the module)."""
-        by_process = samples(report)
-        if not by_process:
-            return
         with self.store.tx() as txn:
-            for name, sample in by_process.items():
-                self._fold(txn, group_id, host_id(group_id, name), name, sample, at_s)
+            self.record_in(txn, group_id, report, at_s)
+
+    def record_in(self, txn: Txn, group_id: str, report: StatusReport, at_s: float) -> None:
+        """:meth:`record` in the caller's transaction (the one that keeps the report itself)."""
+        for name, sample in samples(report).items():
+            self._fold(txn, group_id, host_id(group_id, name), name, sample, at_s)
 
     def _fold(
         self, txn: Txn, group_id: str, host: str, process: str, sample: ProcessSample, at_s: float

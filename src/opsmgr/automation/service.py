@@ -174,8 +174,10 @@ class AutomationService:
         doc["groupId"] = group_id
         doc["hostname"] = hostname
         doc["receivedAt"] = int(time.time() * 1000)
-        self.store.put(AGENT_STATUS, doc)
-        self.measurements.record(group_id, report, doc["receivedAt"] / 1000)
+        # One transaction: one commit and one take of the writer's lock per report, measurements included.
+        with self.store.tx() as t:
+            t.put(AGENT_STATUS, doc)
+            self.measurements.record_in(t, group_id, report, doc["receivedAt"] / 1000)
 
     def agent_statuses(self, group_id: str) -> list[dict[str, Any]]:
         return self.store.find_prefix(AGENT_STATUS, status_id(group_id, ""), groupId=group_id)
