@@ -11,6 +11,7 @@ from opsmgr.automation.deployment_alerts import (
     Facts,
     agents_down,
     conditions,
+    confirmed,
     hosts_down,
     lagging,
     no_primary,
@@ -167,3 +168,11 @@ def test_open_deployment_alerts_whose_condition_cleared_close_and_others_raisers
 def test_a_lag_threshold_of_zero_is_the_one_the_message_names() -> None:
     (found,) = lagging([host(1, lagSeconds=2)], lag_rule(0))
     assert "threshold 0 s" in found.message
+
+
+def test_a_condition_is_raised_once_it_held_twice_or_is_open_already() -> None:
+    holding = no_primary([host(0, "SECONDARY"), host(1, "STARTUP2")])
+    key = "deployment:NO_PRIMARY:rs0"
+    assert confirmed(holding, set(), []) == [], "seen once: members still starting"
+    assert keys(confirmed(holding, {key}, [])) == [key], "held at the previous evaluation too"
+    assert keys(confirmed(holding, set(), [key])) == [key], "already open: refreshed"

@@ -20,14 +20,15 @@ with Ops Manager's event types where it has them:
 - ``ROLLING_CHANGE_BLOCKED`` / ``ROLLING_CHANGE_FAILED``: a replica set's rolling change is in that state.
 
 Each rule (``store.alert_rules``) decides its event type with its threshold; a condition is kept only when
-the rule's matchers hold for it; a key raised by several rules is one condition. May import
+the rule's matchers hold for it; a key raised by several rules is one condition; and it is raised once it
+has held at two evaluations in a row (:func:`confirmed`). May import
 ``opsmgr.store.alert_rules``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,6 +251,14 @@ def conditions(facts: Facts, rules: Sequence[Rule]) -> list[Condition]:
             if condition.key not in found and all_hold(rule.matchers, subject_of(condition.details)):
                 found[condition.key] = condition
     return list(found.values())
+
+
+def confirmed(holding: Sequence[Condition], held_before: Set[str], opened: Sequence[str]) -> list[Condition]:
+    """The conditions to raise: those already open, and those that held at the previous evaluation too. A
+    condition seen once is not an alert yet: a replica set whose members are still starting (no primary
+    for a second) or a fleet that restarts must not open and close a burst of alerts."""
+    already = set(opened)
+    return [c for c in holding if c.key in already or c.key in held_before]
 
 
 def to_close(open_keys: Sequence[str], holding: Sequence[Condition]) -> list[str]:

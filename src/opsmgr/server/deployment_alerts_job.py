@@ -1,11 +1,11 @@
 """The server's deployment alerting: every period, for each project, what its agents last reported (its
-hosts, marked stale as ``GET /hosts`` marks them, their oplog windows, its agents' freshness), its rolling
-changes' states go through ``opsmgr.automation.deployment_alerts`` (which
-decides) under the rules its alert configurations give (``store.alert_configs``: its own, or the defaults,
-and the applicable global ones); each condition that holds is raised (opened once, refreshed after) and each
+hosts, marked stale as ``GET /hosts`` marks them, their oplog windows, its agents' freshness) and its rolling
+changes' states go through ``opsmgr.automation.deployment_alerts`` (which decides) under the rules its alert
+configurations give (``store.alert_configs``: its own, or the defaults, and the applicable global ones);
+each condition that holds, and held at the previous pass, is raised (opened once, refreshed after) and each
 open deployment alert whose condition is gone is resolved; a project that fails is logged and the others
-are settled all the same. Notifications go through the alerts' outbox
-(``opsmgr.alerts``), to the installation's webhook and to the covering configurations' webhooks, retried.
+are settled all the same. Notifications go through the alerts' outbox (``opsmgr.alerts``), to the
+installation's webhook and to the covering configurations' webhooks, retried.
 
 May import ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation``, ``opsmgr.store`` and
 ``opsmgr.server.services`` (types only).
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from opsmgr.alerts import ALERTS, AlertStatus
-from opsmgr.automation.deployment_alerts import ChangeFact, Facts, conditions, to_close
+from opsmgr.automation.deployment_alerts import ChangeFact, Facts, conditions, confirmed, to_close
 from opsmgr.automation.hosts import Freshness
 from opsmgr.jsontypes import JsonObject
 from opsmgr.store.alert_rules import OPLOG_METRIC, Rule
@@ -69,11 +69,15 @@ def open_keys(store: Store) -> dict[str, list[str]]:
     return dict(keys)
 
 
-def settle(services: Services, group_id: str, rules: Sequence[Rule], opened: Sequence[str]) -> int:
-    """Opens the project's deployment alerts that hold under ``rules``, closes the others of those that
-    were ``opened`` (their keys, read before); returns how many hold."""
+def settle(
+    services: Services, group_id: str, rules: Sequence[Rule], opened: Sequence[str], held: dict[str, set[str]]
+) -> int:
+    """Opens the project's deployment alerts that hold under ``rules`` and held at the previous pass too
+    (``held``: each project's keys then, updated here), closes the others of those that were ``opened``
+    (their keys, read before); returns how many hold."""
     holding = conditions(project_facts(services, group_id), rules)
-    for c in holding:
+    before, held[group_id] = held.get(group_id, set()), {c.key for c in holding}
+    for c in confirmed(holding, before, opened):
         services.alerts.raise_alert(
             group_id, c.event_type, c.key, c.message, typeName=c.type_name, **c.details
         )
@@ -102,9 +106,11 @@ def each_project(group_ids: Iterable[str], settle_one: Callable[[str], int]) -> 
 def deployment_alert_work(services: Services) -> Callable[[], object]:
     """The periodic work that keeps every project's deployment alerts in step with its agents' reports."""
 
+    held: dict[str, set[str]] = {}  # what held at the previous pass, per project
+
     def run() -> object:
         services.alert_configs.rekey_legacy()
         rules, opened = services.alert_configs.rules_by_group(), open_keys(services.stores.app)
-        return each_project(rules, lambda g: settle(services, g, rules[g], opened.get(g, [])))
+        return each_project(rules, lambda g: settle(services, g, rules[g], opened.get(g, []), held))
 
     return run
