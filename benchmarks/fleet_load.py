@@ -49,8 +49,10 @@ from _harness import (
     histogram_delta,
     histogram_quantile,
     memory_mb,
+    ms,
     print_header,
     put_config,
+    quantile,
     read_metrics,
     replica_set_config,
     running_fleet,
@@ -100,17 +102,6 @@ class Probe(threading.Thread):
             next_at += self.interval_s
             self.stop.wait(max(0.0, next_at - time.monotonic()))
         conn.close()
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
 def route_rates(
