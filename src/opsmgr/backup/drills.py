@@ -191,4 +191,4 @@ class Drills:
 def scheduled_due(last_started_ms: int | None, since_ms: int, now_ms: int, interval_ms: float) -> bool:
     """Whether a scheduled drill is due: twice an interval, so a failed one is tried again before the
     deployment is overdue."""
-    return now_ms - (last_started_ms if last_started_ms is not None else since_ms) > interval_ms / 2
+    return overdue(last_started_ms, since_ms, now_ms, interval_ms / 2)

@@ -22,6 +22,7 @@ May import ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.backup.verify``, ``opsmg
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -275,8 +276,6 @@ def run(
 
 def _show(drill: dict[str, Any], as_json: bool, kept_in: Path | None) -> None:
     if as_json:
-        import json
-
         typer.echo(json.dumps(drill))
         return
     table = Table(title=f"restore drill {drill['id']}: {'PASSED' if drill['passed'] else 'FAILED'}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,16 +138,16 @@ def start(shadows: Iterable[Shadow], children: Children) -> None:
         children.start(f"shadow agent of {s.hostname}", args, s.config_path.with_name("agent.out"))
 
 
-def unreconciled(sandbox: Sandbox, live: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Each project with shadow agents the sandbox has not reconciled yet, and why (empty: all are)."""
+def unreconciled(readers: Mapping[str, PublicApi], live: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Each project with shadow agents the sandbox has not reconciled yet, and why (empty: all are);
+    ``readers``: a client of the sandbox per project, with its read-only key."""
     out = {}
-    for gid, (public, private) in sandbox.readers.items():
-        with PublicApi(sandbox.url, public, private) as api:
-            state = str(api.get(f"/groups/{gid}/restorationMode").get("state"))
-            if state != SETTLED:
-                out[gid] = f"Restoration Mode is {state}"
-                continue
-            have = api.get(f"/groups/{gid}/automationConfig")
+    for gid, api in readers.items():
+        state = str(api.get(f"/groups/{gid}/restorationMode").get("state"))
+        if state != SETTLED:
+            out[gid] = f"Restoration Mode is {state}"
+            continue
+        have = api.get(f"/groups/{gid}/automationConfig")
         if _comparable(have) != _comparable(live[gid]):
             out[gid] = (
                 f"serves version {have.get('version')}, not the live version {live[gid].get('version')}"
@@ -161,14 +162,20 @@ def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
 def wait_reconciled(
     sandbox: Sandbox, live: Mapping[str, Mapping[str, Any]], children: Children, timeout: float
 ) -> None:
-    """Polls until every project is reconciled; raises naming the others."""
+    """Polls until every project is reconciled; raises naming the others. One client per project for the
+    whole wait: its Digest session is kept, not renegotiated each poll."""
     deadline = time.monotonic() + timeout
-    while True:
-        children.check()
-        left = unreconciled(sandbox, live)
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            named = "; ".join(f"{gid}: {why}" for gid, why in sorted(left.items()))
-            raise OpsmgrError(f"not reconciled within {timeout:.0f} s: {named}")
-        time.sleep(0.5)
+    with ExitStack() as clients:
+        readers = {
+            gid: clients.enter_context(PublicApi(sandbox.url, public, private))
+            for gid, (public, private) in sandbox.readers.items()
+        }
+        while True:
+            children.check()
+            left = unreconciled(readers, live)
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                named = "; ".join(f"{gid}: {why}" for gid, why in sorted(left.items()))
+                raise OpsmgrError(f"not reconciled within {timeout:.0f} s: {named}")
+            time.sleep(0.5)
