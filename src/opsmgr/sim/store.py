@@ -19,6 +19,7 @@ import itertools
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -29,6 +30,8 @@ from opsmgr.sim.data import TS_MAX, DataOps, Entry, MemoryData
 from opsmgr.sim.model import Record
 
 R = TypeVar("R", bound=Record)
+
+_WAL_RETRY_S = 0.01
 
 
 class Tx(Protocol):
@@ -275,6 +278,19 @@ class _SqliteTx:
         self._c.executemany("INSERT OR REPLACE INTO records (kind, key, data) VALUES (?, ?, ?)", changed)
 
 
+def _enter_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switch the file to WAL. SQLite refuses a switch racing another connection's at once ("database is
+    locked") instead of calling its busy handler, so the switch is retried until the busy timeout."""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
+
+
 class SqliteBackend:
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0) -> None:
         self.path = Path(path)
@@ -282,9 +298,11 @@ class SqliteBackend:
             self._conn = sqlite3.connect(
                 str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(self._conn, time.monotonic() + busy_timeout_s)
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            # In a transaction that waits its turn: agents starting together create the schema at once, and a
+            # bare CREATE that finds the schema changed under it fails without waiting.
+            self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the simulated world {self.path}: {exc}") from exc
         self._lock = threading.RLock()
