@@ -29,7 +29,7 @@ from opsmgr.backup.head import remove_head_files, scratch_head
 from opsmgr.backup.pitr import RestorePlan
 from opsmgr.backup.positions import PositionKind, millis_range, timestamp_json, to_millis
 from opsmgr.backup.slices import SliceMeta, read_changes
-from opsmgr.backup.snapshots import Progress, SnapshotMeta, read_records
+from opsmgr.backup.snapshots import Progress, SnapshotMeta, read_blocks, read_records
 from opsmgr.backup.store_replace import replace_documents
 from opsmgr.errors import InvalidInput
 from opsmgr.store.engine import Store, Txn
@@ -102,8 +102,7 @@ def verify(blockstore: Blockstore, r: ResolvedRestore, progress: ProgressFn | No
     """Reads and re-hashes every block the restore needs (BlockMissing/BlockCorrupt otherwise)."""
     needed = r.blocks + r.slice_blocks
     report = _reporter(progress, len(needed))
-    for i, block_id in enumerate(needed):
-        blockstore.get(block_id)
+    for i, _data in enumerate(read_blocks(blockstore, needed)):
         report(i + 1, f"verified {i + 1} of {len(needed)} blocks")
 
 

@@ -43,7 +43,7 @@ from opsmgr.store.engine import Store, Txn
 from opsmgr.timestamps import iso_utc
 
 BLOCK_TARGET = 1 << 20
-READ_WORKERS = min(4, os.cpu_count() or 1)
+READ_WORKERS = min(8, os.cpu_count() or 1)
 SNAPSHOTS_PREFIX = "backup_snapshots."
 BLOCK_LISTS = "backup_snapshot_blocks"
 REQUESTS = "backup_snapshot_requests"
@@ -319,29 +319,41 @@ def read_blocks(
     progress: Callable[[Progress], None] | None = None,
     *,
     workers: int = READ_WORKERS,
+    ahead: int | None = None,
 ) -> Iterator[bytes]:
     """The record lines of a snapshot, block by block in order, each verified before it is yielded (a
     snapshot-only download can send these bytes as they are).
 
-    Blocks are read, decompressed and re-hashed by ``workers`` threads a few blocks ahead of the consumer:
-    zstd, zlib and hashlib release the GIL, so a restore uses every core instead of one. At most
-    ``2 * workers`` blocks are in memory at once.
+    Blocks are read, decompressed and re-hashed by ``workers`` threads up to ``ahead`` blocks (default
+    ``2 * workers``) ahead of the consumer, which writes them out meanwhile: zstd, zlib and hashlib release
+    the GIL, so a restore uses every core instead of one. At most ``ahead`` blocks are read and not yet
+    consumed at any time (memory stays bounded whatever the snapshot's size). A missing or corrupt block
+    raises its error (``BlockMissing``, ``BlockCorrupt``) when the consumer reaches it, after every block
+    before it was delivered, exactly as a one-block-at-a-time read would; the blocks read ahead of it are
+    dropped.
     """
     if not block_ids:
         return
     ids = iter(block_ids)
+    bound = max(1, ahead if ahead is not None else 2 * workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="block-read") as pool:
-        ahead = deque(pool.submit(blockstore.get, b) for b in islice(ids, 2 * workers))
+        pending = deque(pool.submit(blockstore.get, b) for b in islice(ids, bound))
         done = 0
-        while ahead:
-            data = ahead.popleft().result()
-            following = next(ids, None)
-            if following is not None:
-                ahead.append(pool.submit(blockstore.get, following))
-            yield data
-            done += 1
-            if progress is not None:
-                progress(Progress(done / len(block_ids), f"{done} of {len(block_ids)} blocks read"))
+        try:
+            while pending:
+                data = pending.popleft().result()
+                following = next(ids, None)
+                if following is not None:
+                    pending.append(pool.submit(blockstore.get, following))
+                yield data
+                done += 1
+                if progress is not None:
+                    progress(Progress(done / len(block_ids), f"{done} of {len(block_ids)} blocks read"))
+        finally:
+            # A failed block or a consumer that stopped early: nothing more is started, and the pool's exit
+            # waits only for the reads already running.
+            for future in pending:
+                future.cancel()
 
 
 def snapshot_json(meta: SnapshotMeta, expires_ms: int | None = None) -> dict[str, Any]:
