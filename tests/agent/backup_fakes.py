@@ -4,6 +4,7 @@ agent's backup tests (``test_shipper``, ``test_agent_backup``)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ class Driver:
     truncated_before: int = 0
     loaded: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     reads: int = 0
+    after_load: Callable[[str], None] | None = None  # e.g. the job cancelled while a process loads
 
     def rs_status(self, name: str) -> RsStatus:
         state = MemberState.PRIMARY if self.primary else MemberState.SECONDARY
@@ -54,6 +56,8 @@ class Driver:
 
     def load(self, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
         self.loaded[name] = docs
+        if self.after_load is not None:
+            self.after_load(name)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Server:
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     slices: list[tuple[int, int, list[dict[str, Any]]]] = field(default_factory=list)
     synced: list[list[Any]] = field(default_factory=list)
+    ended: bool = False  # the restore job ended (cancelled): its progress reports are refused (409)
 
     # The config the agent holds: the restore target's process disabled by the server for the job.
     held: dict[str, Any] = field(
@@ -109,6 +114,8 @@ class Server:
         if path.startswith("/restores/") and path.endswith("/documents"):
             lines = [json.dumps({"ns": "app.a", "doc": {"_id": i}}) for i in range(3)]
             return httpx.Response(200, text="\n".join(lines) + "\n")
+        if path.endswith("/progress") and self.ended:
+            return httpx.Response(409, json={"detail": "restore job j1 is already CANCELLED"})
         if path.endswith("/progress"):
             return httpx.Response(200, json={"statusName": "FINISHED"})
         return httpx.Response(404, json={"detail": path})

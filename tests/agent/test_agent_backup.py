@@ -1,6 +1,6 @@
 """The agent's automated restores (``agent.backup``) against a fake driver and a scripted server
-(httpx.MockTransport): restores that load only stopped processes the server disabled for the job. (Shipping
-is ``test_shipper``'s.)"""
+(httpx.MockTransport): restores that load only stopped processes the server disabled for the job, and stop
+before the next process once the job is cancelled. (Shipping is ``test_shipper``'s.)"""
 
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ def test_restore_loads_only_stopped_processes_and_reports_them() -> None:
     step(driver, server)
     assert driver.loaded["dst_0"] == [("app.a", {"_id": i}) for i in range(3)]
     reports = [b for _, p, b in server.requests if p.endswith("/progress")]
-    assert reports == [{"processes": ["dst_0"], "state": "DONE", "detail": ""}]
+    assert reports == [
+        {"processes": ["dst_0"], "state": "LOADING", "detail": ""},
+        {"processes": ["dst_0"], "state": "DONE", "detail": ""},
+    ]
 
 
 def test_a_process_that_stopped_on_its_own_is_never_loaded() -> None:
@@ -50,3 +53,29 @@ def test_a_process_that_stopped_on_its_own_is_never_loaded() -> None:
     step(driver, server)
     assert driver.loaded == {}
     assert not any(p.endswith("/documents") or p.endswith("/progress") for _, p, _ in server.requests)
+
+
+TWO = {"processes": [{"name": f"dst_{i}", "hostname": "h0", "disabled": True} for i in range(2)]}
+
+
+def test_a_cancelled_job_stops_the_loads_before_the_next_process() -> None:
+    """The job leaves the work list while dst_0 loads: dst_0 completes and is reported, dst_1 is left."""
+    restore = {"jobId": "j1", "processes": TWO["processes"]}
+    server = Server(restores=[restore], held=TWO)
+    driver = Driver(primary=False, running=False)
+    driver.after_load = lambda name: server.restores.clear()
+    step(driver, server)
+    assert list(driver.loaded) == ["dst_0"]
+    reports = [(b["processes"], b["state"]) for _, p, b in server.requests if p.endswith("/progress")]
+    assert reports == [(["dst_0"], "LOADING"), (["dst_0"], "DONE")]
+
+
+def test_a_refused_announcement_loads_nothing() -> None:
+    """Cancelled between the work list's last answer and the load: the server refuses LOADING (409)."""
+    restore = {"jobId": "j1", "processes": TWO["processes"]}
+    server = Server(restores=[restore], held=TWO, ended=True)
+    driver = Driver(primary=False, running=False)
+    step(driver, server)
+    assert driver.loaded == {}
+    reports = [(b["processes"], b["state"]) for _, p, b in server.requests if p.endswith("/progress")]
+    assert reports == [(["dst_0"], "LOADING")]

@@ -32,9 +32,9 @@ from opsmgr.store import Store
 from opsmgr.store.engine import Change, Txn
 from tests.backup.backuptest import FakeClock, StoreAgent, Stores
 
-Q, R, F, X = JobState.QUEUED, JobState.RUNNING, JobState.FINISHED, JobState.FAILED
+Q, R, F, X, C = JobState.QUEUED, JobState.RUNNING, JobState.FINISHED, JobState.FAILED, JobState.CANCELLED
 # Spelled out rather than read from the module: the table under test.
-ALLOWED = {(Q, R), (Q, F), (Q, X), (R, F), (R, X)}
+ALLOWED = {(Q, R), (Q, F), (Q, X), (Q, C), (R, F), (R, X), (R, C)}
 GOAL = "goal"  # the fake targets' stand-in for the goal configs
 PROCESSES = ["rs0_0", "rs0_1", "rs0_2"]
 
@@ -56,7 +56,7 @@ def test_every_move_of_the_table(stores: Stores, current: JobState, to: JobState
     with pytest.raises(Conflict) as refused:
         log.transition("j1", to, finished=7)
     assert refused.value.parameters == {"jobId": "j1"}
-    expected = f"already {current.value}" if current in (F, X) else f"from {current.value} to {to.value}"
+    expected = f"already {current.value}" if current in (F, X, C) else f"from {current.value} to {to.value}"
     assert expected in refused.value.detail
     assert stores.app.get(DEPLOYMENT_JOBS, "j1") == {"_id": "j1", "statusName": current.value}
     assert last_ts(stores.app) == before  # nothing written

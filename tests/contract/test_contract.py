@@ -177,6 +177,7 @@ CASES = [
     Case("get", f"{CLUSTER}/restoreJobs", "restore_job", listed=True),
     Case("post", f"{CLUSTER}/restoreJobs", "restore_job", listed=True),
     Case("get", f"{CLUSTER}/restoreJobs/{{job_id}}", "restore_job"),
+    Case("delete", f"{CLUSTER}/restoreJobs/{{cancelled_job_id}}", "restore_job"),
     Case("get", f"{CLUSTER}/backup/capacity", "backup_capacity"),
     Case("get", "/admin/backup/capacity", "backup_capacity#/$defs/blockstore"),
     Case("get", "/admin/backup/daemon", "backup_daemon"),

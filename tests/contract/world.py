@@ -149,7 +149,8 @@ def _storage(w: World, gid: str) -> None:
 
 
 def _automated_restore(w: World, main: Deployment) -> None:
-    """An automated restore into a project no agent runs: the job stays as it is when queued."""
+    """An automated restore into a project no agent runs: the job stays as it is when queued, and is
+    cancelled."""
     p = AgentProject(main.server.url, w.api, "contract-target", replica_set_config(TARGET_HOSTS, rs="dst"))
     p.agent.close()
     clusters = wait_for(
@@ -160,11 +161,14 @@ def _automated_restore(w: World, main: Deployment) -> None:
         "targetGroupId": p.gid,
         "targetClusterId": clusters[0]["id"],
     }
-    w.call(
+    job = w.call(
         "POST",
         "/groups/{group_id}/clusters/{cluster_id}/restoreJobs",
         json={"snapshotId": w.ids["snapshot_id"], "delivery": delivery},
     )
+    # Cancelled while queued: the answer is the job, CANCELLED with its statement (KILLED).
+    w.ids["cancelled_job_id"] = job.json()["results"][0]["id"]
+    w.call("DELETE", "/groups/{group_id}/clusters/{cluster_id}/restoreJobs/{cancelled_job_id}")
 
 
 def _alerts(w: World, alerts: AlertService) -> None:

@@ -6,8 +6,10 @@ An automated restore (``restores`` in the work list): the server disabled the ta
 goal config, so the automation cycle stops them; once this host's are disabled in the config the agent
 holds and stopped, the agent downloads the restored documents (the daemon replays up to the target
 **inclusive**: the entry at exactly the target is applied), ``driver.load``s them into each as the host's
-long action, and reports DONE; the server then enables the processes again and automation starts them on
-the restored data. A process that stopped on its own is not disabled: it is never loaded.
+long action, one process at a time (LOADING before, DONE after each), and the server enables the processes
+again once all are done: automation starts them on the restored data. A process that stopped on its own is
+not disabled: it is never loaded. A cancelled job (``backup.restore_cancel``) leaves the work list: the
+agent loads no further process (the one being loaded completes), and the server has enabled them all.
 
 May import ``opsmgr.agent``, ``opsmgr.automation``, ``opsmgr.drivers`` and ``opsmgr.errors``.
 """
@@ -95,22 +97,37 @@ class BackupWorker:
                 lambda: self._load(job_id, stopped),
             )
 
+    def _still_loading(self, job_id: str) -> bool:
+        """Whether the job is still in the work list: a cancelled (or ended) one is not."""
+        return any(j["jobId"] == job_id for j in self.work().restores)
+
     async def _load(self, job_id: str, stopped: list[str]) -> None:
+        """Process by process, each announced (LOADING) before its load and reported DONE after it; the job
+        leaving the work list (cancelled) stops the loads before the next process."""
         try:
             response = await self._send("GET", f"/restores/{job_id}/documents")
             docs = [(d["ns"], d["doc"]) for d in map(json.loads, response.text.splitlines()) if d]
-            for name in stopped:
+            for i, name in enumerate(stopped):
+                if not self._still_loading(job_id) or not await self._report(job_id, [name], "LOADING", ""):
+                    log.warning(
+                        "%s: restore job %s stopped (cancelled?): %s not loaded",
+                        self.hostname,
+                        job_id,
+                        ", ".join(stopped[i:]),
+                    )
+                    return
                 await self._call(self.driver.load, name, docs)
+                await self._report(job_id, [name], "DONE", "")
         except OpsmgrError as exc:
             log.error("%s: restore job %s failed: %s", self.hostname, job_id, exc.detail)
             await self._report(job_id, stopped, "FAILED", exc.detail)
             return
-        await self._report(job_id, stopped, "DONE", "")
         log.warning(
             "%s: restore job %s: %d documents loaded into %s", self.hostname, job_id, len(docs), stopped
         )
 
-    async def _report(self, job_id: str, names: list[str], state: str, detail: str) -> None:
+    async def _report(self, job_id: str, names: list[str], state: str, detail: str) -> bool:
+        """Whether the server took the report (a cancelled job refuses it: 409)."""
         try:
             await self._json(
                 "POST",
@@ -119,7 +136,9 @@ class BackupWorker:
                 json={"processes": names, "state": state, "detail": detail},
             )
         except AgentRequestFailed as exc:
-            log.warning("%s: restore job %s: progress not delivered: %s", self.hostname, job_id, exc.detail)
+            log.warning("%s: restore job %s: %s not delivered: %s", self.hostname, job_id, state, exc.detail)
+            return False
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Steps until ``stop`` is set; a failed step is logged and retried after the interval."""

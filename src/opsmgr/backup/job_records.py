@@ -23,9 +23,11 @@ class JobState(StrEnum):
     RUNNING = "RUNNING"  # from the first download of its documents on
     FINISHED = "FINISHED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"  # stopped on request before it finished (``backup.restore_cancel``)
 
 
-# A deployment's restore job's ``statusName`` as Ops Manager names it (FINISHED, IN_PROGRESS, BROKEN, KILLED):
+# A deployment's restore job's ``statusName`` as Ops Manager names it (FINISHED, IN_PROGRESS, BROKEN, KILLED;
+# a cancelled job is KILLED):
 # it tells neither a queued job from a running one nor a failure by that name; the public view keeps
 # opsmgr's own state beside it as ``phase``.
 OPS_MANAGER_STATUS: dict[JobState, str] = {
@@ -33,6 +35,7 @@ OPS_MANAGER_STATUS: dict[JobState, str] = {
     JobState.RUNNING: "IN_PROGRESS",
     JobState.FINISHED: "FINISHED",
     JobState.FAILED: "BROKEN",
+    JobState.CANCELLED: "KILLED",
 }
 
 
@@ -59,9 +62,12 @@ class DeploymentJob(Stored):
     status_name: JobState
     download: dict[str, Any] | None = None  # an HTTP job's grant (``server.download_grants``)
     pending: list[str] = Field(default_factory=list)  # the target's processes not loaded yet
+    loading: list[str] = Field(default_factory=list)  # of those, the ones an agent began to load
     started: int | None = None
     finished: int | None = None
     failure: str | None = None
+    # A cancelled job's statement of what its target holds (``restore_cancel.Cancellation.to_json``).
+    cancellation: dict[str, Any] | None = None
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> DeploymentJob:

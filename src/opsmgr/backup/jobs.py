@@ -39,6 +39,7 @@ from opsmgr.backup.job_records import (
 )
 from opsmgr.backup.job_records import JobState as JobState
 from opsmgr.backup.restore import ResolvedRestore
+from opsmgr.backup.restore_cancel import cancellation
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.engine import Store, Txn, new_id
 
@@ -66,16 +67,19 @@ MAX_DOWNLOADS = 100
 MAX_EXPIRATION_HOURS = 168
 
 
+# The outcomes of carrying a job out (what a restoring host reports); a job also ends CANCELLED on request.
 FINAL: Final = frozenset({JobState.FINISHED, JobState.FAILED})
+ENDED: Final = FINAL | {JobState.CANCELLED}
 # A job is created QUEUED, or FINISHED when there is nothing to carry out (an HTTP download restores on
 # request).
 INITIAL: Final = frozenset({JobState.QUEUED, JobState.FINISHED})
 TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = MappingProxyType(
     {
-        JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FINISHED, JobState.FAILED}),
-        JobState.RUNNING: frozenset({JobState.FINISHED, JobState.FAILED}),
+        JobState.QUEUED: frozenset({JobState.RUNNING, *ENDED}),
+        JobState.RUNNING: ENDED,
         JobState.FINISHED: frozenset(),
         JobState.FAILED: frozenset(),
+        JobState.CANCELLED: frozenset(),
     }
 )
 
@@ -123,9 +127,9 @@ class JobLog:
 
     @staticmethod
     def refuse_ended(job: Mapping[str, Any]) -> JobState:
-        """The job's state, unless it ended: no move leaves FINISHED or FAILED (409)."""
+        """The job's state, unless it ended: no move leaves FINISHED, FAILED or CANCELLED (409)."""
         current = state_of(job)
-        if current in FINAL:
+        if current in ENDED:
             raise Conflict(f"restore job {job['_id']} is already {current}", jobId=job["_id"])
         return current
 
@@ -234,6 +238,7 @@ class LoadOutcome(StrEnum):
 
     DONE = "DONE"
     FAILED = "FAILED"
+    LOADING = "LOADING"  # begun: a cancellation names the process as partly loaded
 
 
 @dataclass(frozen=True)
@@ -385,12 +390,15 @@ class DeploymentRestores:
         when every process of the target is done; a job that ends enables the target's processes again in
         the same transaction."""
         if not isinstance(names, list) or outcome not in list(LoadOutcome):
-            raise InvalidInput("give processes (a list) and state DONE or FAILED", field="state")
+            raise InvalidInput("give processes (a list) and state DONE, FAILED or LOADING", field="state")
         with self.log.store.tx() as t:
             job = self._into(t, group_id, job_id)
             self.log.refuse_ended(job.to_doc())
             now = self.log.now_ms()
-            if outcome == LoadOutcome.FAILED:
+            if outcome == LoadOutcome.LOADING:
+                loading = sorted({*job.loading, *(n for n in names if n in job.pending)})
+                job = DeploymentJob.from_doc(t.put(DEPLOYMENT_JOBS, job.changed(loading=loading).to_doc()))
+            elif outcome == LoadOutcome.FAILED:
                 failure = f"{hostname}: {detail}"[:500]
                 job = self.log.move_typed(t, job, JobState.FAILED, finished=now, failure=failure)
             else:
@@ -400,10 +408,35 @@ class DeploymentRestores:
                 else:
                     job = self.log.move_typed(t, job, JobState.FINISHED, finished=now)
             if job.status_name in FINAL:
-                replica_set = str(job.delivery.target_replica_set_name)
-                names = [p["name"] for p in self.targets.processes(group_id, replica_set)]
-                self.targets.set_disabled(t, group_id, names, False)
+                self._enable(t, job)
             t.notify(WORK_CHANGED, group_id)
+        return job.to_doc()
+
+    def _target_names(self, job: DeploymentJob) -> list[str]:
+        group_id = str(job.delivery.target_group_id)
+        replica_set = str(job.delivery.target_replica_set_name)
+        return [p["name"] for p in self.targets.processes(group_id, replica_set)]
+
+    def _enable(self, t: Txn, job: DeploymentJob) -> None:
+        """The target's processes enabled again (with the move that ends the job): automation starts them."""
+        self.targets.set_disabled(t, str(job.delivery.target_group_id), self._target_names(job), False)
+
+    def cancel(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
+        """Cancels an automated restore that has not ended (``backup.restore_cancel``): CANCELLED with the
+        statement of what its target holds, the target's processes enabled in the same transaction."""
+        with self.log.store.tx() as t:
+            doc = self.log.lookup(t, job_id, groupId=group_id, clusterId=cluster_id)
+            if doc is None:
+                raise NotFound(f"no restore job {job_id}", error_code="RESTORE_JOB_NOT_FOUND", jobId=job_id)
+            job = DeploymentJob.from_doc(doc)
+            if job.delivery.target_group_id is None:
+                raise Conflict(f"restore job {job_id} is a download: nothing to cancel", jobId=job_id)
+            what = cancellation(job, self._target_names(job))
+            job = self.log.move_typed(
+                t, job, JobState.CANCELLED, finished=self.log.now_ms(), cancellation=what.to_json()
+            )
+            self._enable(t, job)
+            t.notify(WORK_CHANGED, str(job.delivery.target_group_id))
         return job.to_doc()
 
 
@@ -499,7 +532,7 @@ class BackingRestores:
         entry = job.stores.get(name)
         if entry is None:
             raise NotFound(f"restore job {job_id} does not restore the {name} store", store=name)
-        if job.status_name in FINAL:
+        if job.status_name in ENDED:
             raise Conflict(f"restore job {job_id} is already {job.status_name}", jobId=job_id)
         resolved = self._plan(self.daemon.source(entry.source_id), entry.target, name)
         self.log.start(job_id)

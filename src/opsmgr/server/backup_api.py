@@ -345,7 +345,8 @@ def job_json(services: Services, job: JsonObject, base_url: str, may_restore: bo
     """A restore job in Ops Manager's shape. An HTTP job's ``delivery.url`` is shown only to a key that
     ``may_restore`` and only while the download is READY: the URL is all it takes to download."""
     # "token" and "expiresAt": the download of a record written before download grants (the token in clear).
-    out = {k: v for k, v in job.items() if k not in ("_id", "token", "expiresAt", "pending", "download")}
+    hidden = ("_id", "token", "expiresAt", "pending", "loading", "download")
+    out = {k: v for k, v in job.items() if k not in hidden}
     out["id"] = job["_id"]
     out["statusName"] = OPS_MANAGER_STATUS[JobState(job["statusName"])]
     out["phase"] = job["statusName"]
@@ -437,6 +438,27 @@ def get_restore_job(
 ) -> JsonObject:
     job = services.restores.get(caller.group_id, cluster_id, job_id)
     return job_json(services, job, str(request.base_url), _may_restore(caller))
+
+
+@router.delete("/groups/{group_id}/clusters/{cluster_id}/restoreJobs/{job_id}")
+def cancel_restore_job(
+    request: Request, caller: ProjectBackupAdmin, services: ServicesDep, cluster_id: str, job_id: str
+) -> JsonObject:
+    """Cancels an automated restore in progress (``backup.restore_cancel``: why a DELETE, what it does): the
+    job stays listed, CANCELLED (``statusName`` KILLED) with its ``cancellation`` statement; 409 for a job
+    that ended or a download. The key must hold GROUP_BACKUP_ADMIN on the target's project too."""
+    job = services.restores.get(caller.group_id, cluster_id, job_id)
+    cancel_restore(services, caller.principal, job)
+    job = services.restores.cancel(caller.group_id, cluster_id, job_id)
+    return job_json(services, job, str(request.base_url), may_restore=True)
+
+
+def cancel_restore(services: Services, principal: Principal, job: JsonObject) -> None:
+    """Refuses (403) a caller without GROUP_BACKUP_ADMIN on the target's project of ``job`` (the API's and
+    the UI's one rule, as for creating it)."""
+    target = job["delivery"].get("targetGroupId")
+    if isinstance(target, str):
+        principal.require_group(services.appdb.group(target), Role.GROUP_BACKUP_ADMIN)
 
 
 def document_line(ns: str, doc: JsonObject) -> bytes:
