@@ -5,6 +5,9 @@ command is a thin client of the public API through :mod:`opsmgr.cli.api` and imp
 server or the backup daemon. A refusal prints the server's message and exits non-zero: a point outside the
 window (400) lists the restorable ranges, missing blocks are 409 "snapshot blocks missing".
 
+``opsmgr backup cancel JOB --cluster C`` cancels an automated restore in progress (``DELETE`` on the job)
+and prints what the target now holds.
+
 ``--cluster`` takes a cluster id or its replica set name. With ``--backing``, ``snapshots`` and ``jobs``
 show the backing databases of a primary that this server backs up as its secondary (``--cluster``: their id
 or name, ``/groups/{id}/backingDatabases``): the three stores' snapshots and windows side by side, the times
@@ -50,7 +53,8 @@ TimeoutOpt = typer.Option(600.0, "--timeout", min=1.0, help="Seconds to wait bef
 out = Console(soft_wrap=True)
 # Piped output is 80 columns by default, which would fold ids and dates: tables get room there.
 tables = out if out.is_terminal else Console(width=180)
-# Ops Manager's final restore job states (opsmgr's own ``phase`` says QUEUED, RUNNING, FINISHED or FAILED).
+# Ops Manager's final restore job states (opsmgr's own ``phase`` says QUEUED, RUNNING, FINISHED, FAILED or
+# CANCELLED: a cancelled job is KILLED).
 DONE = ("FINISHED", "BROKEN", "KILLED")
 
 
@@ -196,6 +200,11 @@ def _status_of(job: dict[str, Any]) -> str:
     return f"{job.get('phase', job['statusName'])} {message}".strip()
 
 
+def _why(job: dict[str, Any]) -> list[str]:
+    """Why a job failed, or what a cancelled one left."""
+    return [w for w in (job.get("failure"), (job.get("cancellation") or {}).get("statement")) if w]
+
+
 def _download(api: PublicApi, job: dict[str, Any], size_hint: int, to: Path) -> int:
     link = job["delivery"].get("url")
     if not link:
@@ -279,8 +288,29 @@ def restore(
             timeout_s=timeout,
         )
         if final["statusName"] != "FINISHED":
-            raise ApiFailed(f"restore job {job['id']} {final.get('phase')}: {final.get('failure', '')}")
+            why = final.get("failure") or (final.get("cancellation") or {}).get("statement", "")
+            raise ApiFailed(f"restore job {job['id']} {final.get('phase')}: {why}")
     out.print(f"restore job {job['id']} FINISHED", highlight=False)
+
+
+@backup_app.command("cancel")
+def cancel(
+    job_id: str = typer.Argument(..., help="The restore job to cancel."),
+    cluster: str = ClusterOpt,
+    group: str = GroupOpt,
+    url: str = UrlOpt,
+    public_key: str = PublicKeyOpt,
+    private_key: str = PrivateKeyOpt,
+    ca_file: Path | None = CaFileOpt,
+) -> None:
+    """Cancels an automated restore in progress: its agents load no further member, the members restart on
+    what they hold, and the job ends CANCELLED stating what each member now holds. A job that ended is
+    refused (409)."""
+    with public_api(url, public_key, private_key, ca_file) as api:
+        cid = _cluster_id(api, group, cluster)
+        job = api.delete(f"/groups/{group}/clusters/{cid}/restoreJobs/{quote(job_id, safe='')}")
+    statement = (job.get("cancellation") or {}).get("statement", "")
+    out.print(f"restore job {job['id']} {job.get('phase', job['statusName'])}: {statement}", highlight=False)
 
 
 @backup_app.command("jobs")
@@ -316,7 +346,7 @@ def jobs(
         table.add_row(
             j["id"],
             j["created"],
-            _status_of(j) + (f" ({j['failure']})" if j.get("failure") else ""),
+            _status_of(j) + "".join(f" ({why})" for why in _why(j)),
             where,
             j["snapshotId"],
             (j.get("plan") or {}).get("targetTimestamp", {}).get("date", "-"),
