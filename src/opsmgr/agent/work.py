@@ -5,7 +5,8 @@ answer to its status report (``server.work``) and kept until a new version arriv
 - ``restores``: automated restores still loading into processes here;
 - ``maintenance``: replica sets with a process (or the temporary arbiter) here under a rolling change;
 - ``index_builds``: unique index builds under way on a replica set with a member here;
-- ``backing``: on a secondary, the backing-database sources this host ships.
+- ``backing``: on a secondary, the backing-database sources this host ships;
+- ``backing_restores``: on a secondary, the restores of those databases this host's agent carries out.
 
 An agent with an empty list asks the server nothing but its poll and its report. May import
 ``opsmgr.errors`` only.
@@ -28,10 +29,18 @@ class WorkList:
     maintenance: frozenset[str] = frozenset()
     index_builds: frozenset[str] = frozenset()
     backing: tuple[dict[str, Any], ...] = ()
+    backing_restores: tuple[dict[str, Any], ...] = ()
 
     @property
     def idle(self) -> bool:
-        return not (self.sources or self.restores or self.maintenance or self.index_builds or self.backing)
+        return not (
+            self.sources
+            or self.restores
+            or self.maintenance
+            or self.index_builds
+            or self.backing
+            or self.backing_restores
+        )
 
     @classmethod
     def from_json(cls, raw: Any) -> WorkList:
@@ -46,6 +55,7 @@ class WorkList:
             maintenance=frozenset(_strings(raw.get("maintenance", []), "maintenance")),
             index_builds=frozenset(_strings(raw.get("indexBuilds", []), "indexBuilds")),
             backing=_objects(raw.get("backing", []), "backing", "sourceId"),
+            backing_restores=_objects(raw.get("backingRestores", []), "backingRestores", "jobId"),
         )
 
 

@@ -91,6 +91,15 @@ class RestorePurpose(StrEnum):
     DRILL = "DRILL"
 
 
+class BackingDelivery(StrEnum):
+    """Who carries a backing restore out: the host that asked (CLI: ``opsmgr drill`` into its sandbox, which
+    downloads the stores and reports the outcome) or the backing agent on the primary's host (AGENT: it
+    finds the job in its work list, reports progress and the outcome)."""
+
+    CLI = "CLI"
+    AGENT = "AGENT"
+
+
 class BackingJob(Stored):
     id: str = Field(alias="_id")
     group_id: str
@@ -99,9 +108,13 @@ class BackingJob(Stored):
     created: int
     status_name: JobState
     purpose: RestorePurpose = RestorePurpose.RESTORE
+    delivery: BackingDelivery = BackingDelivery.CLI
+    force: bool = False  # AGENT: accept metadata stores earlier than the application database
     started: int | None = None
     finished: int | None = None
     detail: str | None = None
+    progress: dict[str, Any] | None = None  # AGENT: {phase, fraction, documents, message}, as reported
+    outcome: dict[str, Any] | None = None  # AGENT: what the restore did or why it was refused
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> BackingJob:

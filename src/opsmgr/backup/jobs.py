@@ -1,7 +1,7 @@
 """Restore jobs of both kinds, as one state machine: a deployment's restore job (``backup_restore_jobs``: an
 automated restore into a replica set's processes, or an HTTP download of the restored documents) and a
 restore job of a primary's backing databases (``backing_restore_jobs``, carried out on the primary's host by
-``opsmgr backup restore-stores``).
+its backing agent, or by ``opsmgr drill`` into a sandbox).
 
 A job's ``statusName`` is a :class:`JobState`; :data:`TRANSITIONS` is the one table of the moves it may
 make, and every move is one transaction of the application database that reads the job again, so a refused
@@ -28,9 +28,11 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar
 
 from opsmgr.automation.protocol import WORK_CHANGED
+from opsmgr.backup.backing_reports import backing_choices, parse_agent_report
 from opsmgr.backup.clusters import Clusters, owned
 from opsmgr.backup.daemon import BackupDaemon, Source
 from opsmgr.backup.job_records import (
+    BackingDelivery,
     BackingJob,
     BackingStoreEntry,
     DeploymentJob,
@@ -442,6 +444,8 @@ class DeploymentRestores:
 
 # Restore jobs of a primary's backing databases.
 
+_UNDER_WAY = (JobState.QUEUED, JobState.RUNNING)
+
 
 class BackingRestores:
     """Restore jobs of the backing databases a secondary backs up: every store planned first, streamed to
@@ -466,15 +470,23 @@ class BackingRestores:
             )
         return self.daemon.restore_plan(src.id, target_fields(target))
 
-    def create(self, group_id: str, cluster_id: str, targets: Any, purpose: Any = None) -> dict[str, Any]:
+    def create(
+        self,
+        group_id: str,
+        cluster_id: str,
+        targets: Any,
+        purpose: Any = None,
+        delivery: Any = None,
+        force: Any = None,
+    ) -> dict[str, Any]:
         """``targets`` maps store names to a restore target each; every store is planned before the job is
         recorded (400 outside its window, 409 when blocks are missing). ``purpose``: RESTORE (the default)
-        or DRILL."""
+        or DRILL; ``delivery``: CLI (the default) or AGENT (the backing agent carries it out, ``force``
+        accepting metadata stores earlier than the application database)."""
         self.guard(group_id)
-        if purpose is None:
-            purpose = RestorePurpose.RESTORE.value
-        if purpose not in [p.value for p in RestorePurpose]:
-            raise InvalidInput("purpose must be RESTORE or DRILL", field="purpose")
+        purpose, delivery = backing_choices(purpose, delivery, force)
+        if delivery is BackingDelivery.AGENT:
+            self._refuse_second_agent_job(group_id, cluster_id)
         sources = self.clusters.backing_sources(self.clusters.backing(group_id, cluster_id))
         if not isinstance(targets, dict) or not targets:
             raise InvalidInput(
@@ -500,10 +512,28 @@ class BackingRestores:
             stores=stores,
             created=self.log.now_ms(),
             status_name=JobState.QUEUED,
-            purpose=RestorePurpose(purpose),
+            purpose=purpose,
+            **({"delivery": delivery, "force": force is True} if delivery is BackingDelivery.AGENT else {}),
         ).to_doc()
-        self.log.create(job)
+        # An agent's job is in its host's work list from this transaction on.
+        self.log.create(job, lambda t, j: t.notify(WORK_CHANGED, group_id))
         return job
+
+    def _refuse_second_agent_job(self, group_id: str, cluster_id: str) -> None:
+        for job in self.agent_jobs(group_id):
+            if job.cluster_id == cluster_id:
+                raise Conflict(
+                    f"restore job {job.id} of these backing databases is {job.status_name}: one restore at a "
+                    "time",
+                    error_code="RESTORE_IN_PROGRESS",
+                    jobId=job.id,
+                )
+
+    def agent_jobs(self, group_id: str) -> list[BackingJob]:
+        """The project's backing restores its agents carry out that have not ended, oldest first."""
+        docs = self.log.store.find(BACKING_JOBS, groupId=group_id, delivery=BackingDelivery.AGENT.value)
+        jobs = [BackingJob.from_doc(doc) for doc in docs]
+        return sorted((j for j in jobs if j.status_name in _UNDER_WAY), key=lambda j: j.created)
 
     def get(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
         return self._get(self.log.store, group_id, cluster_id, job_id).to_doc()
@@ -538,10 +568,19 @@ class BackingRestores:
         self.log.start(job_id)
         return resolved
 
-    def finish(self, group_id: str, cluster_id: str, job_id: str, status: Any, detail: Any) -> dict[str, Any]:
+    def finish(
+        self,
+        group_id: str,
+        cluster_id: str,
+        job_id: str,
+        status: Any,
+        detail: Any,
+        **report: dict[str, Any],
+    ) -> dict[str, Any]:
         """The restoring host's outcome; FINISHED asks for a new initial sync of each restored store (the
         restored database goes on from a new history, not from the backed-up one), unless the job restored
-        a drill's sandbox: production then goes on as it was, its windows without a new hole."""
+        a drill's sandbox: production then goes on as it was, its windows without a new hole. ``report``:
+        an agent's last ``progress`` and its ``outcome``."""
         if status not in list(FINAL):
             raise InvalidInput("statusName must be FINISHED or FAILED", field="statusName")
         with self.log.store.tx() as t:
@@ -551,7 +590,10 @@ class BackingRestores:
                 JobState(status),
                 finished=self.log.now_ms(),
                 detail=str(detail)[:1000],
+                **report,
             )
+            if job.delivery is BackingDelivery.AGENT:
+                t.notify(WORK_CHANGED, group_id)  # out of its agent's work list
         if status == JobState.FINISHED and job.purpose is RestorePurpose.RESTORE:
             for name, entry in job.stores.items():
                 self.daemon.require_resync(
@@ -559,3 +601,32 @@ class BackingRestores:
                     f"the primary's {name} store was restored by job {job_id}: a new initial sync",
                 )
         return job.to_doc()
+
+    def agent_job(self, group_id: str, job_id: str) -> BackingJob:
+        """A job of the project an agent carries out; 404 for any other."""
+        found = self.log.lookup(
+            self.log.store, job_id, groupId=group_id, delivery=BackingDelivery.AGENT.value
+        )
+        if found is None:
+            raise NotFound(
+                f"no restore job {job_id} of backing databases carried out by an agent",
+                error_code="RESTORE_JOB_NOT_FOUND",
+                jobId=job_id,
+            )
+        return BackingJob.from_doc(found)
+
+    def agent_report(self, group_id: str, job_id: str, report: Mapping[str, Any]) -> dict[str, Any]:
+        """The backing agent's report on one of its jobs: its ``progress`` (the job is RUNNING from the first
+        on), or its end (``statusName``, ``detail``, ``outcome``). 404 for a job no agent carries out."""
+        found = self.agent_job(group_id, job_id)
+        fields = parse_agent_report(report)
+        cluster_id = found.cluster_id
+        if "statusName" in report:
+            return self.finish(
+                group_id, cluster_id, job_id, report["statusName"], report.get("detail", ""), **fields
+            )
+        with self.log.store.tx() as t:
+            job = self._get(t, group_id, cluster_id, job_id).to_doc()
+            if self.log.refuse_ended(job) is JobState.QUEUED:
+                return self.log.move(t, job, JobState.RUNNING, started=self.log.now_ms(), **fields)
+            return t.put(BACKING_JOBS, {**job, **fields})

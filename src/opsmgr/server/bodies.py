@@ -162,6 +162,12 @@ class BackingRestoreBody(SentBody):
         None,
         description="RESTORE (default): the primary's stores; DRILL: a drill's sandbox, not production.",
     )
+    delivery: Text = Field(
+        None,
+        description="CLI (default): the host that asks carries it out; AGENT: the backing agent on the "
+        "primary's host does, reporting progress.",
+    )
+    force: Flag = Field(None, description="AGENT: accept metadata stores earlier than the app DB.")
 
 
 class DrillBody(SentBody):

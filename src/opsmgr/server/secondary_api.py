@@ -12,10 +12,14 @@ Public API (``/api/public/v1.0``; reads GROUP_READ_ONLY, changes GROUP_BACKUP_AD
 - ``POST /groups/{id}/backingDatabases/{cid}/restoreJobs`` ``{stores: {app: TARGET, snapshot: TARGET, ...}}``
   with each TARGET a ``snapshotId``, ``pointInTimeUTCMillis`` or ``oplogTs``/``oplogInc``: plans every store
   first (400 outside its window with the restorable ranges, 409 "snapshot blocks missing"), then records the
-  job. The restore itself is carried out on the primary's host (``opsmgr backup restore-stores``), which
-  streams each store's restored documents from ``.../restoreJobs/{jobId}/stores/{name}/documents`` (JSON
-  lines ending with a ``{"end": true, "documents": N}`` line, so a cut stream is never taken for a whole one)
-  and reports the outcome with ``PATCH .../restoreJobs/{jobId}`` ``{statusName: FINISHED|FAILED}``. A
+  job. With ``delivery: AGENT`` (what ``opsmgr backup restore-stores`` asks for; ``force`` travels with
+  it) the backing agent on the primary's host carries it out: the job is in its work list
+  (``backingRestores``), it streams each store from the agent route below, reports ``progress`` and the
+  outcome, and a public PATCH is refused (409). With ``delivery: CLI`` (the default: ``opsmgr drill`` into
+  its sandbox) the host that asked streams each store's restored documents from
+  ``.../restoreJobs/{jobId}/stores/{name}/documents`` (JSON lines ending with a ``{"end": true,
+  "documents": N}`` line, so a cut stream is never taken for a whole one) and reports the outcome with
+  ``PATCH .../restoreJobs/{jobId}`` ``{statusName: FINISHED|FAILED}``. A
   finished restore asks the agent for a new initial sync of each restored store: the restored database
   continues from a new history, not from the backed-up one; a job created with ``purpose: DRILL`` restored a
   drill's sandbox and leaves production as it was.
@@ -24,13 +28,16 @@ Public API (``/api/public/v1.0``; reads GROUP_READ_ONLY, changes GROUP_BACKUP_AD
 
 Agent API: ``GET /agents/api/backup/v1/{id}/backingDatabases?hostname=`` names the sources the agent on
 that host ships; the syncs and slices go through the routes replica sets use (``backup_agent_api``).
+``GET .../backingRestores/{jobId}/stores/{name}/documents`` streams a store of a job the agent carries out
+(404 for any other job), ``POST .../backingRestores/{jobId}/progress`` takes its reports
+(``backup.backing_reports`` checks them).
 
 The clusters are ``backup.clusters``'s and the restore jobs ``backup.jobs``'s (``backing_restore_jobs``),
 each one of the server's services (``server.deps``): handlers parse, call one of them and shape the answer.
 
-May import ``opsmgr.jsontypes``, ``opsmgr.backup``, ``opsmgr.server.auth``, ``opsmgr.server.backup_api``,
-``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.paging``, ``opsmgr.server.public_api``,
-``opsmgr.server.work`` and ``opsmgr.timestamps``.
+May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.backup``, ``opsmgr.server.auth``,
+``opsmgr.server.backup_api``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.paging``,
+``opsmgr.server.public_api``, ``opsmgr.server.work`` and ``opsmgr.timestamps``.
 """
 
 from __future__ import annotations
@@ -38,13 +45,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from opsmgr.backup.clusters import BACKING_KIND, DEFAULT_BACKING_NAME, Clusters
 from opsmgr.backup.daemon import BackupDaemon
+from opsmgr.backup.job_records import BackingDelivery
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.backup.store_restore import LABELS, StoreName
+from opsmgr.errors import Conflict
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server import backup_api
 from opsmgr.server.auth import ProjectBackupAdmin, ProjectReader, agent_group
@@ -148,7 +157,14 @@ def create_restore(
     body: BackingRestoreBody,
 ) -> JsonObject:
     sent = body.as_sent()
-    job = restores.create(caller.group_id, cluster_id, sent.get("stores"), sent.get("purpose"))
+    job = restores.create(
+        caller.group_id,
+        cluster_id,
+        sent.get("stores"),
+        sent.get("purpose"),
+        sent.get("delivery"),
+        sent.get("force"),
+    )
     return _job_json(backup, job)
 
 
@@ -232,6 +248,12 @@ def finish_restore(
 ) -> JsonObject:
     """The restoring host reports the outcome; FINISHED asks for a new initial sync of each restored store."""
     sent = body.as_sent()
+    if restores.get(caller.group_id, cluster_id, job_id).get("delivery") == BackingDelivery.AGENT:
+        raise Conflict(
+            f"restore job {job_id} is carried out by the backing agent, which reports its outcome",
+            error_code="RESTORE_BY_AGENT",
+            jobId=job_id,
+        )
     job = restores.finish(caller.group_id, cluster_id, job_id, sent.get("statusName"), sent.get("detail", ""))
     return _job_json(backup, job)
 
@@ -243,3 +265,29 @@ def agent_sources(
     """The backing-database sources the agent on ``hostname`` ships: its share of the work its status
     answers carry."""
     return {"sources": project_work(services, group_id).for_host(hostname)["backing"]}
+
+
+@agent_router.get("/backingRestores/{job_id}/stores/{name}/documents")
+def agent_restore_documents(
+    restores: BackingRestoresDep,
+    backup: Backup,
+    job_id: str,
+    name: str,
+    group_id: str = Depends(agent_group),
+) -> StreamingResponse:
+    """One store's restored documents for the backing agent carrying the job out (JSON lines as above)."""
+    job = restores.agent_job(group_id, job_id)
+    resolved = restores.open_store(group_id, job.cluster_id, job_id, name)
+    return StreamingResponse(_lines(backup, resolved, f"{job_id}.{name}"), media_type="application/x-ndjson")
+
+
+@agent_router.post("/backingRestores/{job_id}/progress")
+def agent_restore_report(
+    restores: BackingRestoresDep,
+    backup: Backup,
+    job_id: str,
+    group_id: str = Depends(agent_group),
+    body: JsonObject = Body(...),
+) -> JsonObject:
+    """The backing agent's progress (``{progress}``) or outcome (``{statusName, detail, outcome}``)."""
+    return _job_json(backup, restores.agent_report(group_id, job_id, body))

@@ -4,7 +4,8 @@ server nothing but its poll and its report.
 Per project, :func:`project_work` gathers, once per change (cached by the server until a write announces a
 change of the project's config or work, the cache's time to live bounding a lost announcement): the backed-up
 replica sets and the processes that serve them, the automated restores still loading, the replica sets under
-a rolling change, the unique index builds under way, and (on a secondary) the backing databases to ship. An
+a rolling change, the unique index builds under way, and (on a secondary) the backing databases to ship and
+the restores of them the backing agent carries out. An
 agent's share of it (:meth:`ProjectWork.for_host`) comes with a version; the agent echoes the version it
 holds in its report (``workVersion``) and the answer carries the work only when it changed.
 
@@ -40,6 +41,7 @@ class ProjectWork:
     maintenance: tuple[tuple[str, frozenset[str]], ...] = ()  # replica set, the hosts taking part
     index_builds: tuple[tuple[str, _Members], ...] = ()  # build id, its members
     backing: tuple[JsonObject, ...] = ()  # backing-database sources, with ``hostname`` (None: any)
+    backing_restores: tuple[JsonObject, ...] = ()  # restores of them an agent carries out, with ``hostname``
 
     def _here(self, names: _Members, host: str) -> list[str]:
         return [n for n in names if self.host_of.get(n) == host]
@@ -61,14 +63,20 @@ class ProjectWork:
             "backup": {"sources": sources, "restores": restores},
             "maintenance": sorted(rs for rs, hosts in self.maintenance if host in hosts),
             "indexBuilds": sorted(b for b, names in self.index_builds if self._here(names, host)),
-            "backing": [
-                {k: v for k, v in b.items() if k != "hostname"}
-                for b in self.backing
-                if b.get("hostname") in (None, hostname)
-            ],
+            "backing": _on(self.backing, hostname),
+            "backingRestores": _on(self.backing_restores, hostname),
         }
         work["version"] = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()[:32]
         return work
+
+
+def _on(items: tuple[JsonObject, ...], hostname: str) -> list[JsonObject]:
+    """The items for the agent on ``hostname`` (an item's ``hostname`` None: the agent of any host)."""
+    return [
+        {k: v for k, v in b.items() if k != "hostname"}
+        for b in items
+        if b.get("hostname") in (None, hostname)
+    ]
 
 
 def project_work(services: Services, group_id: str) -> ProjectWork:
@@ -87,6 +95,7 @@ def project_work(services: Services, group_id: str) -> ProjectWork:
             (str(b["id"]), tuple(b.get("members", []))) for b in services.index_builds.for_agent(group_id)
         ),
         backing=tuple(_backing(services, group_id)),
+        backing_restores=tuple(_backing_restores(services, group_id)),
     )
 
 
@@ -120,6 +129,24 @@ def _backing(services: Services, group_id: str) -> list[JsonObject]:
         {"sourceId": s.source_id, "clusterId": s.cluster_id, "name": s.name, "hostname": s.hostname}
         for s in services.clusters.started_backing_sources(group_id)
     ]
+
+
+def _backing_restores(services: Services, group_id: str) -> list[JsonObject]:
+    """The restores of backing databases the agent of their deployment's host carries out, not ended yet:
+    what each restores (the store positions), and whether earlier metadata stores are accepted."""
+    out: list[JsonObject] = []
+    for job in services.backing_restores.agent_jobs(group_id):
+        cluster = services.clusters.backing(group_id, job.cluster_id)
+        out.append(
+            {
+                "jobId": job.id,
+                "clusterId": job.cluster_id,
+                "force": job.force,
+                "stores": {name: entry.target_position for name, entry in job.stores.items()},
+                "hostname": cluster.get("hostname"),
+            }
+        )
+    return out
 
 
 def with_work(
