@@ -33,7 +33,7 @@ def deployment(server: ServerProcess, owner: dict[str, Any], tmp_path: Path) -> 
     d.close()
 
 
-def _pending(server: ServerProcess, job_id: str) -> list[str]:
+def pending(server: ServerProcess, job_id: str) -> list[str]:
     """The job's processes not loaded yet, as the server keeps them (the API does not show them)."""
     store = Store(f"sqlite:///{server.data_dir / 'appdb.sqlite'}")
     try:
@@ -60,7 +60,7 @@ def test_a_restore_cancelled_mid_way_with_the_cli(
     made = d.api.post(f"{base}/restoreJobs", json={"snapshotId": snapshot, "delivery": into})
     assert made.status_code == 200, made.text
     job_id = made.json()["results"][0]["id"]
-    wait_for(lambda: _pending(server, job_id) == ["rs0_2"], 40, what="rs0_0 and rs0_1 loaded")
+    wait_for(lambda: pending(server, job_id) == ["rs0_2"], 40, what="rs0_0 and rs0_1 loaded")
     assert d.api.get(f"{base}/restoreJobs/{job_id}").json()["phase"] == "RUNNING"
 
     with server.client(_key(d, d.group_id, "GROUP_READ_ONLY")) as reader:

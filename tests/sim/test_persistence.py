@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import subprocess
 import sys
 import textwrap
 import time
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from opsmgr.drivers.base import MemberState
-from opsmgr.errors import StoreError
 from opsmgr.sim.clock import FakeClock
 from opsmgr.sim.model import SimParams
 from opsmgr.sim.store import SqliteBackend
 from opsmgr.sim.world import SimWorld
+from tests.at_once import errors_opening_at_once
 from tests.sim.cluster import Cluster, make_cluster
 
 
@@ -120,28 +117,11 @@ def test_another_process_sees_the_processes_this_one_started(tmp_path: Path) -> 
         world.close()
 
 
-
-def _open_world_file_at_the_gate(path: str, gate: Barrier, errors: Queue[str]) -> None:
-    gate.wait(timeout=30)
-    try:
-        SqliteBackend(path).close()
-    except StoreError as exc:
-        errors.put(str(exc))
+def _open_and_close(path: str) -> None:
+    SqliteBackend(path).close()
 
 
 def test_processes_opening_a_new_world_file_at_once_all_open_it(tmp_path: Path) -> None:
     """Agents of one deployment start together and each opens the (not yet created) world file: none may
     fail with "database is locked" (the schema's creation raced and SQLite refused without waiting)."""
-    ctx = multiprocessing.get_context("fork")
-    errors: Queue[str] = ctx.Queue()
-    for attempt in range(40):
-        gate = ctx.Barrier(4)
-        path = str(tmp_path / f"world{attempt}.sqlite")
-        opener = ctx.Process
-        procs = [opener(target=_open_world_file_at_the_gate, args=(path, gate, errors)) for _ in range(4)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=60)
-        assert [p.exitcode for p in procs] == [0] * 4
-    assert errors.empty(), errors.get()
+    assert errors_opening_at_once(_open_and_close, tmp_path) == []

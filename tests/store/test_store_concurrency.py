@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from opsmgr.store import OplogEntry, Store
+from tests.at_once import errors_opening_at_once
 from tests.store.store_writer import COLL, run_stream, state_after
 from tests.store.storetest import WriterProcess, all_entries
 
@@ -95,3 +97,13 @@ def test_concurrent_writer_processes(
         assert len(w.finish(120)) == WRITES, w.stderr()
         assert w.proc.returncode == 0, w.stderr()
     check(store, tailer, len(tailer.seen), prefixes)
+
+
+def _open_and_close(path: str) -> None:
+    Store(f"sqlite:///{path}", name="store").close()
+
+
+def test_processes_opening_a_new_store_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """A server starting while `opsmgr keys create` opens the same new application database: neither may fail
+    with "database is locked" (SQLite refuses a racing switch to WAL without waiting)."""
+    assert errors_opening_at_once(_open_and_close, tmp_path) == []

@@ -1,9 +1,10 @@
 """The restore wizard in the seed's words against a real server and a backed-up 3-member sim replica set of
 real ``opsmgr agent`` processes: in real Chromium, Continuous Backup, the menu, Restore, Point in Time (a date
 and time inside the window), Choose Cluster to Restore to (the deployment itself), confirm naming what will be
-replaced, and the job page's progress finishing live; over HTTP a point outside the window refused at step 1
-and at the POST with the API's message and no job created, and every other refusal (read-only role, CSRF,
-forged ids, oversized input: 4xx, never 5xx), and Restoration Mode's refusal, the API's own."""
+replaced, and the job page's progress finishing live; a running restore cancelled with the job page's
+button; over HTTP a point outside the window refused at step 1 and at the POST with the API's message and no
+job created, and every other refusal (read-only role, CSRF, forged ids, oversized input: 4xx, never 5xx),
+and Restoration Mode's refusal, the API's own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests.deployments import Deployment
 from tests.e2e.simbackup import cluster_id, listing
+from tests.e2e.test_restore_cancel import pending
 from tests.procs import ServerProcess, wait_for
 from tests.ui.test_backup import backed_up
 from tests.ui.uisupport import UiSession, error_detail, login, read_only_session, screenshot
@@ -180,6 +182,51 @@ def test_read_only_user_and_refusals(deployment: Deployment, reader: UiSession, 
     for r in bad:
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text[:300])
     assert _jobs(deployment) == jobs
+
+
+def test_cancel_a_running_restore_in_chromium(
+    page: Any, server: ServerProcess, deployment: Deployment, ui_owner: UiSession, reader: UiSession
+) -> None:
+    """One member's agent stopped, the restore stays RUNNING once the other two are loaded: the job page's
+    Cancel button ends it CANCELLED stating what each member holds; a reader and a form without CSRF are
+    refused, and a second cancel is the API's 409. The agent back, the set is whole again."""
+    from playwright.sync_api import expect
+
+    d, cid = deployment, cluster_id(deployment)
+    d.agents[HOSTS[2]].stop()
+    snap = listing(d, _base(d))["results"][0]["id"]
+    into = {"methodName": "AUTOMATED_RESTORE", "targetGroupId": d.group_id, "targetClusterId": cid}
+    made = d.api.post(f"{_base(d)}/restoreJobs", json={"snapshotId": snap, "delivery": into})
+    assert made.status_code == 200, made.text
+    job_id = made.json()["results"][0]["id"]
+    wait_for(lambda: pending(server, job_id) == ["rs0_2"], 40, what="rs0_0 and rs0_1 loaded")
+    job_page = f"/ui/projects/{d.group_id}/backup/{cid}/restores/{job_id}"
+    assert "Cancel restore" not in reader.get(job_page).text
+    for refused in (reader.post(f"{job_page}/cancel"), ui_owner.post(f"{job_page}/cancel", csrf=False)):
+        assert refused.status_code == 403, refused.text[:300]
+
+    login(page, server.url, "owner")
+    page.goto(server.url + job_page)
+    expect(page.locator("#restore-job-live [data-job-status]")).to_have_text("RUNNING")
+    page.get_by_role("button", name="Cancel restore").click()
+    page.wait_for_url(f"**{job_page}")
+    live = page.locator("#restore-job-live")
+    expect(live.locator("[data-job-status]")).to_have_text("CANCELLED")
+    expect(live.locator("[data-cancellation]")).to_contain_text("rs0_0, rs0_1 were restored to")
+    expect(live.locator("[data-cancellation]")).to_contain_text(
+        "rs0_2 still holds its data from before the restore"
+    )
+    expect(live).to_contain_text("rs0_2: not loaded: its data from before")
+    expect(live.locator("[data-percent]")).to_have_text("67%")  # two of three members loaded
+    expect(page.get_by_role("button", name="Cancel restore")).to_have_count(0)
+    screenshot(page, "restore-job-cancelled")
+
+    again = ui_owner.post(f"{job_page}/cancel")
+    api = d.api.delete(f"{_base(d)}/restoreJobs/{job_id}")
+    assert again.status_code == api.status_code == 409
+    assert error_detail(again.text) == api.json()["detail"]
+    d.agents[HOSTS[2]].start()
+    d.wait_goal(int(d.status()["goalVersion"]), 3, timeout=40)
 
 
 def test_restoration_mode_refuses_with_the_apis_message(deployment: Deployment, ui_owner: UiSession) -> None:

@@ -5,11 +5,13 @@ of the restored documents as JSON lines, through a URL that expires and serves `
 The clusters and their configurations are ``backup.clusters``'s, the restore jobs ``backup.jobs``'s, the
 backup work the daemon's, each one of the server's services (``server.deps``): handlers parse, call one of
 them and shape the answer. Reads need GROUP_READ_ONLY; changes GROUP_BACKUP_ADMIN (which a GROUP_OWNER
-holds). A restore job is a deployment change: Restoration Mode refuses it (409). A download URL is a
-credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager, where Project Read
-Only can neither create nor download restores. Capacity planning (``opsmgr.backup.capacity``) is opsmgr's
-own: ``GET .../groups/{id}/clusters/{clusterId}/backup/capacity`` for a project reader, and
-``GET .../admin/backup/capacity`` (the whole blockstore and its disk) for ORG_OWNER and ORG_READ_ONLY keys.
+holds). A restore job is a deployment change: Restoration Mode refuses it (409). An automated restore in
+progress is cancelled by ``DELETE .../restoreJobs/{jobId}`` (``backup.restore_cancel`` says why that route).
+A download URL is a credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager,
+where Project Read Only can neither create nor download restores. Capacity planning
+(``opsmgr.backup.capacity``) is opsmgr's own: ``GET .../groups/{id}/clusters/{clusterId}/backup/capacity``
+for a project reader, and ``GET .../admin/backup/capacity`` (the whole blockstore and its disk) for
+ORG_OWNER and ORG_READ_ONLY keys.
 
 May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation.records``,
 ``opsmgr.automation.hosts``, ``opsmgr.backup``,
@@ -447,18 +449,20 @@ def cancel_restore_job(
     """Cancels an automated restore in progress (``backup.restore_cancel``: why a DELETE, what it does): the
     job stays listed, CANCELLED (``statusName`` KILLED) with its ``cancellation`` statement; 409 for a job
     that ended or a download. The key must hold GROUP_BACKUP_ADMIN on the target's project too."""
-    job = services.restores.get(caller.group_id, cluster_id, job_id)
-    cancel_restore(services, caller.principal, job)
-    job = services.restores.cancel(caller.group_id, cluster_id, job_id)
+    job = cancel_restore(services, caller.principal, caller.group_id, cluster_id, job_id)
     return job_json(services, job, str(request.base_url), may_restore=True)
 
 
-def cancel_restore(services: Services, principal: Principal, job: JsonObject) -> None:
-    """Refuses (403) a caller without GROUP_BACKUP_ADMIN on the target's project of ``job`` (the API's and
-    the UI's one rule, as for creating it)."""
+def cancel_restore(
+    services: Services, principal: Principal, group_id: str, cluster_id: str, job_id: str
+) -> JsonObject:
+    """The job cancelled, for a caller holding GROUP_BACKUP_ADMIN on the project (the route's check) and on
+    the project restored into (403 otherwise, as for creating it: the API's and the UI's one rule)."""
+    job = services.restores.get(group_id, cluster_id, job_id)
     target = job["delivery"].get("targetGroupId")
     if isinstance(target, str):
         principal.require_group(services.appdb.group(target), Role.GROUP_BACKUP_ADMIN)
+    return services.restores.cancel(group_id, cluster_id, job_id)
 
 
 def document_line(ns: str, doc: JsonObject) -> bytes:

@@ -62,8 +62,9 @@ rules), ``data`` (documents and oplog entries per lineage), ``store`` (memory an
 machine (``ctx``: one transaction's view; ``members``: a set read at one instant; ``elections``: elections
 and step-downs; ``replication``: writes, replication, oplog, initial sync; ``engine``: advancing a set in
 time), the commands (``processes``, ``replset``, ``indexes``, ``oplog``, ``restore``, ``faults``, ``views``)
-and ``world`` (``SimWorld``, the API, a façade over the commands). May import ``opsmgr.errors`` and
-``opsmgr.drivers.base``; nothing here imports the agent, the server or a web framework.
+and ``world`` (``SimWorld``, the API, a façade over the commands). May import ``opsmgr.errors``,
+``opsmgr.sqlite_wal`` and ``opsmgr.drivers.base``; nothing here imports the agent, the server or a web
+framework.
 """
 
 from opsmgr.sim.clock import Clock, FakeClock, SystemClock

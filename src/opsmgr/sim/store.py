@@ -10,7 +10,8 @@ A :class:`Backend` opens transactions. Every transaction sees the records (``sim
   agent per host) serialise their calls; records are read as JSON on first use and written back at commit
   when they changed; entries and document versions are tables, changed statement by statement.
 
-May import the standard library, ``opsmgr.errors``, ``opsmgr.sim.model`` and ``opsmgr.sim.data`` only.
+May import the standard library, ``opsmgr.errors``, ``opsmgr.sqlite_wal``, ``opsmgr.sim.model`` and
+``opsmgr.sim.data`` only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import itertools
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -28,10 +28,9 @@ from typing import Any, Protocol, TypeVar
 from opsmgr.errors import StoreError
 from opsmgr.sim.data import TS_MAX, DataOps, Entry, MemoryData
 from opsmgr.sim.model import Record
+from opsmgr.sqlite_wal import enter_wal
 
 R = TypeVar("R", bound=Record)
-
-_WAL_RETRY_S = 0.01
 
 
 class Tx(Protocol):
@@ -278,19 +277,6 @@ class _SqliteTx:
         self._c.executemany("INSERT OR REPLACE INTO records (kind, key, data) VALUES (?, ?, ?)", changed)
 
 
-def _enter_wal(conn: sqlite3.Connection, deadline: float) -> None:
-    """Switch the file to WAL. SQLite refuses a switch racing another connection's at once ("database is
-    locked") instead of calling its busy handler, so the switch is retried until the busy timeout."""
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(_WAL_RETRY_S)
-
-
 class SqliteBackend:
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0) -> None:
         self.path = Path(path)
@@ -298,7 +284,7 @@ class SqliteBackend:
             self._conn = sqlite3.connect(
                 str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
-            _enter_wal(self._conn, time.monotonic() + busy_timeout_s)
+            enter_wal(self._conn, busy_timeout_s)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             # In a transaction that waits its turn: agents starting together create the schema at once, and a
             # bare CREATE that finds the schema changed under it fails without waiting.

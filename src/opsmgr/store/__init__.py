@@ -3,8 +3,8 @@ metadata store, each a :class:`Store` (documents + same-transaction oplog), plus
 installation record that start-up preflight checks.
 
 The names below are loaded from ``store.engine`` on first use, so that importing a light module of the
-package (``store.backing``) does not load SQLAlchemy. May import ``opsmgr.errors``; the ``__init__`` itself
-only its own modules.
+package (``store.backing``) does not load SQLAlchemy. May import ``opsmgr.errors`` and
+``opsmgr.sqlite_wal``; the ``__init__`` itself only its own modules.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ highest ``ts`` removed, and a reader asking after an older ``ts`` gets :class:`O
 On SQLite, closing a store checkpoints its write-ahead log into the database file and empties it (TRUNCATE),
 so after a clean stop the ``.sqlite`` file alone holds every committed transaction; :meth:`Store.quick_check`
 reads every page for the damage a failing disk leaves. May import only ``opsmgr.errors``,
-``opsmgr.store.schema``, SQLAlchemy and bson (for ids).
+``opsmgr.sqlite_wal``, ``opsmgr.store.schema``, SQLAlchemy and bson (for ids).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from bson import ObjectId
 from sqlalchemy.engine import Connection, Engine
 
 from opsmgr.errors import InvalidInput, OplogGap, StoreError
+from opsmgr.sqlite_wal import enter_wal
 from opsmgr.store.schema import (
     MAX_COLL_LEN,
     MAX_ID_LEN,
@@ -374,7 +375,7 @@ class Store:
             if self.dialect == "sqlite":
                 dbapi_conn.isolation_level = None
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
+                enter_wal(cur, _LOCK_TIMEOUT_S)
                 # NORMAL in WAL mode survives a killed process (not a power cut) without an fsync per commit.
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()

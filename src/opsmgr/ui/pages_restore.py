@@ -1,5 +1,6 @@
 """The restore wizard in the seed's words (Snapshot, Point in Time, Oplog timestamp; Choose Cluster to Restore
-to or Download; confirm) and the restore job page with live progress.
+to or Download; confirm) and the restore job page with live progress, and a Cancel button while an automated
+restore is in progress (DELETE restoreJobs/{id}'s call: the page then states what the target holds).
 
 The wizard's steps are GET forms that carry what was chosen so far; each step asks the service that plans a
 restore (``backup.cluster_restore_plans``, the planning POST restoreJobs does first) whether the target is
@@ -234,14 +235,15 @@ def job_context(
     raw = services.restores.get(project.id, cluster_id, job_id)
     job = backup_api.job_json(services, raw, str(request.base_url), project.may_back_up)
     delivery = job["delivery"]
-    processes: list[tuple[str, bool]] = []
+    processes: list[tuple[str, str]] = []
     if delivery["methodName"] == "AUTOMATED_RESTORE":
         names = _process_names(services, delivery["targetGroupId"], delivery["targetReplicaSetName"])
-        pending = set(raw.get("pending", []))
-        processes = [(n, n not in pending or job["statusName"] == "FINISHED") for n in names]
-    done = sum(1 for _, loaded in processes if loaded)
+        processes = [(n, _member_state(raw, n)) for n in names]
+    done = sum(1 for _, state in processes if state == LOADED)
     if job["statusName"] == "FINISHED":
         fraction = 1.0
+    elif job["phase"] == "CANCELLED":  # what was loaded, not how far the documents' stream went
+        fraction = done / len(processes) if processes else 0.0
     elif "progress" in job:
         fraction = float(job["progress"]["fraction"])
     else:
@@ -255,6 +257,19 @@ def job_context(
         "group_id": project.id,
         "cluster_id": cluster_id,
     }
+
+
+LOADED = "loaded"
+
+
+def _member_state(raw: JsonObject, name: str) -> str:
+    """A target member as the job page names it: loaded, pending, or what a cancellation left it with."""
+    held = raw.get("cancellation") or {}
+    if raw["statusName"] == "FINISHED" or name not in raw.get("pending", []):
+        return LOADED
+    if name in held.get("partiallyLoaded", []):
+        return "partly loaded"
+    return "not loaded: its data from before" if held else "pending"
 
 
 def _may_read(services: Services, viewer: Viewer, group_id: str) -> bool:
@@ -277,8 +292,29 @@ def restore_job_page(
     project = project_page(services, viewer, group_id)
     cluster = services.clusters.get(group_id, cluster_id)
     context = job_context(services, request, viewer, project, cluster_id, job_id)
-    context.update(project.context(), cluster=cluster, title=f"Restore job {job_id}")
+    job = context["job"]
+    assert isinstance(job, dict)
+    automated = job["delivery"]["methodName"] == "AUTOMATED_RESTORE"
+    cancellable = automated and job["phase"] in ("QUEUED", "RUNNING")
+    context.update(
+        project.context(),
+        cluster=cluster,
+        title=f"Restore job {job_id}",
+        may_cancel=cancellable and project.may_back_up,
+        csrf=viewer.csrf,
+    )
     return render(request, "restore_job.html", context, viewer=viewer)
+
+
+@router.post("/projects/{group_id}/backup/{cluster_id}/restores/{job_id}/cancel")
+def cancel_restore(
+    services: ServicesDep, viewer: ChangerDep, group_id: Id, cluster_id: Id, job_id: Id
+) -> Response:
+    """DELETE restoreJobs/{id}'s checks and call (GROUP_BACKUP_ADMIN here and on the target's project; 409
+    for a job that ended), then the job page, which states what the target now holds."""
+    project_page(services, viewer, group_id, Role.GROUP_BACKUP_ADMIN)
+    backup_api.cancel_restore(services, viewer.principal, group_id, cluster_id, job_id)
+    return RedirectResponse(f"/ui/projects/{group_id}/backup/{cluster_id}/restores/{job_id}", status_code=303)
 
 
 @router.get("/projects/{group_id}/backup/{cluster_id}/restores/{job_id}/live")
