@@ -63,6 +63,9 @@ from opsmgr.cli.drill import drill_app  # noqa: E402
 
 app.add_typer(drill_app, name="drill")
 from opsmgr.cli.adopt import adopt_command, default_org  # noqa: E402
+from opsmgr.cli.demo_commands import demo_app  # noqa: E402
+
+app.add_typer(demo_app, name="demo")
 
 app.command("adopt")(adopt_command)
 
@@ -393,23 +396,6 @@ def fleet(
             world_path=world,
             poll_interval=poll_interval,
         )
-    except OpsmgrError as exc:
-        fail(exc)
-
-
-@app.command()
-def demo(
-    data_dir: Path = typer.Option(Path("opsmgr-demo"), "--data-dir", help="Where the demo keeps everything."),
-    port: int = typer.Option(8080, "--port", min=1, max=65535, help="The server's port."),
-    poll_interval: float = typer.Option(
-        1.0, "--poll-interval", min=0.05, help="Agent poll interval, seconds."
-    ),
-) -> None:
-    """The main job: a server, a project, an API key and a simulated replica set at goal state."""
-    from opsmgr.cli.demo import run_demo
-
-    try:
-        run_demo(data_dir, port, poll_interval=poll_interval)
     except OpsmgrError as exc:
         fail(exc)
 
