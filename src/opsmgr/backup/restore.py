@@ -7,9 +7,12 @@ Two deliveries:
   block refuses the restore (409) with the target as it was; then the target's documents are replaced by the
   snapshot's (``store_replace``: the target's restore fence stays) and the entries replayed.
 - :func:`materialize`: the restored documents as a stream of ``(namespace, document)`` (for an HTTP download,
-  or a MongoDB target the agent loads with its driver). A snapshot alone streams straight from its blocks;
-  with entries to replay, they are applied to a scratch head first. Each block is verified before any of
-  its records is yielded.
+  or a MongoDB target the agent loads with its driver). A snapshot alone streams straight from its blocks.
+  With entries to replay that are full post-images and deletes (a backing database's always are) and fit
+  in memory, what they leave of each document they touch is merged into that stream in (namespace, key)
+  order, so the latest restore point costs what the snapshot alone costs; others (updates by operators,
+  drops, or too many) are applied to a scratch head first. Each block is verified before any of its
+  records is yielded.
 
 Entries applied are those with ``snapshot position < ts <= target`` (the target is inclusive, see
 ``backup.pitr``). May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from opsmgr.backup.blockstore import Blockstore
-from opsmgr.backup.changes import apply_changes
+from opsmgr.backup.changes import ChangeOp, apply_changes
 from opsmgr.backup.head import remove_head_files, scratch_head
 from opsmgr.backup.pitr import RestorePlan
 from opsmgr.backup.positions import PositionKind, millis_range, timestamp_json, to_millis
@@ -36,6 +39,9 @@ from opsmgr.store.engine import Store, Txn
 from opsmgr.store.installation import RESTORE_FENCE
 
 ProgressFn = Callable[[Progress], None]
+# Replayed entries up to this many bytes are merged into the snapshot's stream in memory (see
+# ``_end_states``); more go through a scratch head on disk, whatever their number.
+OVERLAY_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -137,17 +143,85 @@ def restore_into_store(
 
 
 def materialize(
-    blockstore: Blockstore, r: ResolvedRestore, scratch: Path, progress: ProgressFn | None = None
+    blockstore: Blockstore,
+    r: ResolvedRestore,
+    scratch: Path,
+    progress: ProgressFn | None = None,
+    *,
+    overlay_max_bytes: int = OVERLAY_MAX_BYTES,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The restored documents, in (namespace, key) order."""
     if not r.slices:
         for ns, _key, doc in read_records(blockstore, r.blocks, progress):
             yield ns, doc
         return
+    report = _reporter(progress, len(r.blocks) + len(r.slices) + 1)
+    final = _end_states(blockstore, r, overlay_max_bytes)
+    if final is not None:
+        report(len(r.slices), f"replayed {len(r.slices)} oplog slices")
+        records = read_records(
+            blockstore, r.blocks, lambda p: report(len(r.slices) + int(p.fraction * len(r.blocks)), p.message)
+        )
+        yield from _overlaid(records, final)
+    else:
+        yield from _through_scratch_head(blockstore, r, scratch, report)
+    report(len(r.blocks) + len(r.slices) + 1, "restore delivered")
+
+
+def _end_states(
+    blockstore: Blockstore, r: ResolvedRestore, max_bytes: int
+) -> dict[tuple[str, str], dict[str, Any] | None] | None:
+    """What the replayed entries leave of each document they touch (None: deleted), when that is all they
+    need: every change a full post-image or a delete (a backing database's always are) and the slices within
+    ``max_bytes``. None otherwise (an update by operators or a drop needs the documents around it)."""
+    if sum(s.bytes for s in r.slices) > max_bytes:
+        return None
+    final: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for s in r.slices:
+        for c in read_changes(blockstore, s):
+            if not r.plan.after < c.ts <= r.plan.target:
+                continue
+            if c.op is ChangeOp.PUT:
+                final[(c.ns, c.key)] = c.doc
+            elif c.op is ChangeOp.DELETE:
+                final[(c.ns, c.key)] = None
+            else:
+                return None
+    return final
+
+
+def _overlaid(
+    records: Iterator[tuple[str, str, dict[str, Any]]], final: dict[tuple[str, str], dict[str, Any] | None]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The snapshot's records (in (namespace, key) order) merged with the end states: a touched document as
+    the entries left it, a new one in its place in the order, a deleted one left out. The same documents in
+    the same order as the scratch head gives, without writing the whole snapshot to one first."""
+    touched = sorted(final)
+    i = 0
+    for ns, key, doc in records:
+        while i < len(touched) and touched[i] < (ns, key):
+            if (new := final[touched[i]]) is not None:
+                yield touched[i][0], new
+            i += 1
+        if i < len(touched) and touched[i] == (ns, key):
+            doc_or_none = final[touched[i]]
+            i += 1
+            if doc_or_none is not None:
+                yield ns, doc_or_none
+            continue
+        yield ns, doc
+    for at in touched[i:]:
+        if (new := final[at]) is not None:
+            yield at[0], new
+
+
+def _through_scratch_head(
+    blockstore: Blockstore, r: ResolvedRestore, scratch: Path, report: Callable[[int, str], None]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The snapshot loaded into a scratch head, the entries applied there, its documents read back."""
     head = scratch_head(scratch)
     try:
         head.init("scratch", r.plan.after)
-        report = _reporter(progress, len(r.blocks) + len(r.slices) + 1)
         head.load_records(
             read_records(blockstore, r.blocks, lambda p: report(int(p.fraction * len(r.blocks)), p.message))
         )
@@ -156,6 +230,5 @@ def materialize(
             head.apply(changes, r.plan.target)
             report(len(r.blocks) + i + 1, f"replayed {i + 1} of {len(r.slices)} oplog slices")
         yield from head.documents()
-        report(len(r.blocks) + len(r.slices) + 1, "restore delivered")
     finally:
         remove_head_files(head)
