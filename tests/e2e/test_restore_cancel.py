@@ -90,6 +90,8 @@ def test_a_restore_cancelled_mid_way_with_the_cli(
         ["rs0_2"],
     )
 
+    listed = run_cli("backup", "jobs", *cli)
+    assert listed.returncode == 0 and "CANCELLED" in listed.stdout, listed.stdout + listed.stderr
     again = run_cli("backup", "cancel", job_id, *cli)
     assert again.returncode != 0 and "already CANCELLED" in again.stdout + again.stderr
     twice = d.api.delete(f"{base}/restoreJobs/{job_id}")
