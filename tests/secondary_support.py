@@ -9,7 +9,8 @@ backing-database agent (``opsmgr agent`` with the config ``attach`` wrote) on th
   of every store / has received every entry the primary's stores hold now (so a point in time taken before
   the call is restorable);
 - :meth:`SecondaryPair.restore`: ``opsmgr backup restore-stores`` with the given options (the primary must be
-  stopped, see :meth:`SecondaryPair.stop_primary`); :meth:`SecondaryPair.restore_to` restores all three
+  stopped, see :meth:`SecondaryPair.stop_primary`, and the backing agent running: it carries the restore
+  out); :meth:`SecondaryPair.restore_to` restores all three
   stores (or ``app_only``) to an instant in milliseconds;
 - :meth:`SecondaryPair.lose_stores`: the disaster: the primary's SQLite files deleted (conf and gen.key kept).
 
@@ -30,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from opsmgr.conf import backing_uris
 from opsmgr.store import Store
 from opsmgr.store.installation import read_fence
 from tests.procs import OPSMGR, ServerProcess, free_port, run_cli, wait_for
@@ -77,10 +79,14 @@ class SecondaryPair:
             wait_for(ready, timeout, interval=0.3, what=f"{count} snapshot(s) of each backing database")
         )
 
+    def primary_uris(self) -> dict[str, str]:
+        """The primary's three store URIs, as its configuration names them (SQLite or PostgreSQL)."""
+        return backing_uris(self.primary.data_dir / "conf-mms.properties").by_name()
+
     def primary_positions(self) -> dict[str, int]:
         out = {}
-        for name, file in STORE_FILES.items():
-            store = Store(f"sqlite:///{self.primary.data_dir / file}")
+        for name, uri in self.primary_uris().items():
+            store = Store(uri)
             try:
                 out[name] = store.oplog_bounds().last_ts or 0
             finally:
@@ -102,12 +108,25 @@ class SecondaryPair:
 
     # The backing agent.
 
-    def start_agent(self) -> None:
+    def start_agent(self, env: dict[str, str] | None = None) -> None:
+        """The backing agent on the primary's host (``env``: its environment, e.g. a crash point)."""
         self.agent = subprocess.Popen(
             [*OPSMGR, "agent", "--config", str(self.agent_config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
+
+    def kill_agent(self) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.kill()
+            self.agent.wait(10)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        with self.secondary_api() as api:
+            r = api.get(f"/groups/{self.group_id}/backingDatabases/{self.cluster_id}/restoreJobs/{job_id}")
+            assert r.status_code == 200, r.text
+            return dict(r.json())
 
     def stop_agent(self) -> None:
         if self.agent is not None and self.agent.poll() is None:
@@ -174,10 +193,12 @@ def primary_with_secondary(
     slice_seconds: float = 0.2,
     secondary_conf: dict[str, str] | None = None,
     secondary_ca: Path | None = None,
+    primary_conf: dict[str, str] | None = None,
 ) -> Iterator[SecondaryPair]:
     """``secondary_conf`` keys go into the secondary's configuration (``mms.https.*`` makes it HTTPS, with
-    ``secondary_ca`` the CA that signed its certificate, given to ``attach`` with ``--ca-file``)."""
-    primary = ServerProcess(root / "primary", free_port())
+    ``secondary_ca`` the CA that signed its certificate, given to ``attach`` with ``--ca-file``);
+    ``primary_conf`` keys into the primary's (its stores on PostgreSQL, say)."""
+    primary = ServerProcess(root / "primary", free_port(), conf_keys=primary_conf or {})
     secondary = ServerProcess(
         root / "secondary", free_port(), conf_keys=secondary_conf or {}, ca_file=secondary_ca
     )

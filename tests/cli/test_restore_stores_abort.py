@@ -1,11 +1,12 @@
-"""``opsmgr backup restore-stores`` stopped before, while and after it writes, through the real CLI:
+"""``opsmgr backup restore-stores`` (the front-end of the restore the backing agent carries out) stopped
+before and while the agent writes, through the real CLI and a real backing agent:
 
-- end of input or Ctrl-C at the confirmation: nothing was written, so the fences go (the primary starts
-  again), the command says nothing was changed and exits non-zero, and its download is gone;
-- Ctrl-C while writing: the fences stay, and the command names them and the way out (run it again);
-- SIGKILL while writing: the fences and the download (store contents, agent-key hashes included) stay; the
-  primary refuses to start naming both; ``fence show`` names the download, ``fence remove`` deletes it, and
-  so does the next restore, which takes the fences over and, once it ends, lets the primary start.
+- end of input or Ctrl-C at the confirmation: no restore job is created and nothing is written; the command
+  says nothing was changed and exits non-zero;
+- the agent SIGKILLed while writing: the fences and the download (store contents, agent-key hashes included)
+  stay; the primary refuses to start naming both; ``fence show`` names the download, ``fence remove``
+  deletes it; the agent started again finds the job still running, takes the fences over and completes the
+  restore, which the front-end (still following the job) reports; the primary then starts.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Secondar
         at = now_ms()
         pair.wait_caught_up()
         pair.stop_primary()
-        pair.stop_agent()
         yield pair, at
 
 
@@ -66,8 +66,14 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def start_restore(pair: SecondaryPair, at: int, out: Path, *extra: str, crash: Path | None = None) -> Any:
-    env = {**os.environ, CRASHPOINT_ENV: f"store-restore-batch:{crash}"} if crash else None
+def jobs(pair: SecondaryPair) -> list[dict[str, Any]]:
+    with pair.secondary_api() as api:
+        r = api.get(f"/groups/{pair.group_id}/backingDatabases/{pair.cluster_id}/restoreJobs")
+        assert r.status_code == 200, r.text
+        return list(r.json()["results"])
+
+
+def start_restore(pair: SecondaryPair, at: int, out: Path, *extra: str) -> Any:
     with open(out, "w") as stderr:
         return subprocess.Popen(
             [*OPSMGR, *pair.restore_args("--point-in-time-ms", str(at), *extra)],
@@ -75,7 +81,6 @@ def start_restore(pair: SecondaryPair, at: int, out: Path, *extra: str, crash: P
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
-            env=env,
         )
 
 
@@ -87,7 +92,7 @@ def primary_refusal(pair: SecondaryPair) -> str:
 
 def test_end_of_input_at_the_confirmation_changes_nothing(stopped: tuple[SecondaryPair, int]) -> None:
     pair, at = stopped
-    before = contents(pair)
+    before, jobs_before = contents(pair), jobs(pair)
     done = subprocess.run(
         [*OPSMGR, *pair.restore_args("--point-in-time-ms", str(at))],
         stdin=subprocess.DEVNULL,
@@ -97,6 +102,7 @@ def test_end_of_input_at_the_confirmation_changes_nothing(stopped: tuple[Seconda
     )
     assert done.returncode != 0
     assert PROMPT in done.stderr and "nothing was changed" in done.stderr, done.stderr
+    assert jobs(pair) == jobs_before, "no restore job was created"
     assert fences(pair) == {"app": None, "snapshot": None, "oplog": None}
     assert contents(pair) == before
     assert not download_folder(pair.primary.data_dir).exists()
@@ -109,13 +115,11 @@ def test_ctrl_c_at_the_confirmation_changes_nothing(
     stopped: tuple[SecondaryPair, int], tmp_path: Path
 ) -> None:
     pair, at = stopped
-    before = contents(pair)
+    before, jobs_before = contents(pair), jobs(pair)
     errors = tmp_path / "stderr"
     proc = start_restore(pair, at, errors)
     try:
-        wait_for(
-            lambda: PROMPT in errors.read_text() and all(fences(pair).values()), 90, what="the confirmation"
-        )
+        wait_for(lambda: PROMPT in errors.read_text(), 90, what="the confirmation")
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     finally:
@@ -124,70 +128,67 @@ def test_ctrl_c_at_the_confirmation_changes_nothing(
             proc.wait()
     assert proc.returncode != 0
     assert "nothing was changed" in errors.read_text(), errors.read_text()
+    assert jobs(pair) == jobs_before
     assert fences(pair) == {"app": None, "snapshot": None, "oplog": None}
     assert contents(pair) == before
-    assert not download_folder(pair.primary.data_dir).exists()
 
 
-def killed_while_writing(pair: SecondaryPair, at: int, tmp: Path, sig: int) -> tuple[Any, str]:
-    """A restore stopped after its first batch of documents is written, then sent ``sig``."""
-    marker = tmp / f"crash-{sig}"
-    Path(f"{marker}.armed").touch()
-    errors = tmp / f"stderr-{sig}"
-    proc = start_restore(pair, at, errors, "--yes", crash=marker)
-    try:
-        wait_for(marker.exists, 90, what="the restore writing")
-        proc.send_signal(sig)
-        proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        marker.unlink(missing_ok=True)
-    assert proc.returncode != 0
-    return proc, errors.read_text()
-
-
-def test_a_restore_stopped_while_writing_keeps_its_fences(
+def test_an_agent_killed_while_writing_keeps_its_fences_and_a_restarted_one_completes(
     stopped: tuple[SecondaryPair, int], tmp_path: Path
 ) -> None:
     pair, at = stopped
     folder = download_folder(pair.primary.data_dir)
+    marker = tmp_path / "crash"
+    Path(f"{marker}.armed").touch()
+    pair.stop_agent()
+    pair.start_agent({**os.environ, CRASHPOINT_ENV: f"store-restore-batch:{marker}"})
+    errors = tmp_path / "stderr"
+    proc = start_restore(pair, at, errors, "--yes", "--json")
+    try:
+        # The agent stops after its first batch of documents; the front-end goes on following the job.
+        wait_for(marker.exists, 90, what="the agent writing")
+        job = fences(pair)["app"]
+        assert job is not None and set(fences(pair).values()) == {job}
+        running = pair.job(job)
+        assert running["statusName"] == "RUNNING" and running["progress"]["phase"] in ("FENCING", "WRITING")
+        pair.kill_agent()
+        Path(f"{marker}.armed").unlink()
 
-    # Ctrl-C while writing: the fences stay, named with the way out; the download is deleted.
-    _, said = killed_while_writing(pair, at, tmp_path, signal.SIGINT)
-    job = fences(pair)["app"]
-    assert job is not None and set(fences(pair).values()) == {job}
-    assert job in said and "fence" in said and "restore-stores" in said, said
-    assert "application database" in said and "oplog metadata store" in said, said
-    assert not folder.exists()
+        # SIGKILLed: the fences and the download stay; the primary refuses to start naming both.
+        assert set(fences(pair).values()) == {job}
+        assert folder.is_dir() and mode(folder) == 0o700
+        assert all(mode(f) == 0o600 for f in folder.glob("*.jsonl"))
+        refusal = primary_refusal(pair)
+        assert job in refusal and "restore fence" in refusal and str(folder) in refusal, refusal
+        shown = run_cli("fence", "show", "--data-dir", str(pair.primary.data_dir))
+        assert job in shown.stdout and str(folder) in shown.stdout, shown.stdout
+        # `fence remove` deletes the download with the fence.
+        removed = run_cli(
+            "fence",
+            "remove",
+            "--store",
+            "app",
+            "--restore-job",
+            job,
+            "--data-dir",
+            str(pair.primary.data_dir),
+        )
+        assert removed.returncode == 0, removed.stderr
+        assert not folder.exists() and str(folder) in removed.stdout
+        assert fences(pair)["app"] is None and fences(pair)["oplog"] == job
 
-    # SIGKILL while writing (a new restore takes the fences over): the fences and the download stay.
-    killed_while_writing(pair, at, tmp_path, signal.SIGKILL)
-    job = fences(pair)["app"]
-    assert job is not None and set(fences(pair).values()) == {job}
-    assert folder.is_dir() and mode(folder) == 0o700
-    assert all(mode(f) == 0o600 for f in folder.glob("*.jsonl"))
-    refusal = primary_refusal(pair)
-    assert job in refusal and "restore fence" in refusal and str(folder) in refusal, refusal
-    shown = run_cli("fence", "show", "--data-dir", str(pair.primary.data_dir))
-    assert job in shown.stdout and str(folder) in shown.stdout, shown.stdout
-
-    # `fence remove` deletes the download with the fence.
-    removed = run_cli(
-        "fence", "remove", "--store", "app", "--restore-job", job, "--data-dir", str(pair.primary.data_dir)
-    )
-    assert removed.returncode == 0, removed.stderr
-    assert not folder.exists() and str(folder) in removed.stdout
-    assert fences(pair)["app"] is None and fences(pair)["oplog"] == job
-
-    # Killed again; then the next restore deletes the leftover download, takes the fences over and ends.
-    killed_while_writing(pair, at, tmp_path, signal.SIGKILL)
-    assert folder.exists() and all(fences(pair).values())
-    done = pair.restore("--point-in-time-ms", str(at), "--yes", "--json")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert str(folder) in done.stderr, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1])["stores"]
+        # Started again, the agent finds the job still running and completes it.
+        pair.start_agent()
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, errors.read_text()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["restoreJobId"] == job and result["statusName"] == "FINISHED"
+    assert result["stores"]["app"]["documents"] > 0, result
+    assert pair.job(job)["statusName"] == "FINISHED"
     assert not folder.exists()
     assert fences(pair) == {"app": None, "snapshot": None, "oplog": None}
     pair.primary.start()

@@ -3,7 +3,8 @@
 the failure table (the secondary down: the primary and its agents carry on and backup pauses; back: backup
 resumes with no gap); a disaster (the primary stopped, its stores deleted); the restore of all three stores
 through the secondary to a chosen instant with ``opsmgr backup restore-stores``, refused while the primary
-runs, its fence visible during the restore and removed after; the primary started on the restored stores
+runs, carried out by the backing agent on the primary's host (its fences removed after; killed mid-way in
+``test_agent_restore``); the primary started on the restored stores
 serving the state of that instant; the secondary failing after the restore has no effect on the primary.
 """
 
@@ -19,7 +20,7 @@ import pytest
 from opsmgr.timestamps import iso_utc
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
-from tests.procs import OPSMGR, ServerProcess, run_cli, wait_for
+from tests.procs import OPSMGR
 from tests.secondary_support import fences, now_ms, primary_with_secondary
 
 pytestmark = pytest.mark.e2e
@@ -66,8 +67,10 @@ def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:
             pair.stop_primary()
             pair.stop_agent()  # the primary's host is lost with them
             pair.lose_stores()
+            # The host provisioned again with the backing agent's config: it carries the restore out.
+            pair.start_agent()
 
-            # The restore, with confirmation: the fences stand (and the primary cannot start) until it ends.
+            # The restore, with confirmation, through the front-end following the agent's job.
             proc = subprocess.Popen(
                 [*OPSMGR, *pair.restore_args("--at", iso_utc(at))],
                 stdin=subprocess.PIPE,
@@ -76,25 +79,18 @@ def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:
                 text=True,
             )
             try:
-
-                def fenced() -> str | None:
-                    if proc.poll() is not None:
-                        raise AssertionError(f"restore-stores ended early: {proc.communicate()}")
-                    found = fences(pair)
-                    return found["app"] if all(found.values()) else None
-
-                job = wait_for(fenced, 60, what="the restore fences")
-                assert set(fences(pair).values()) == {job}
-                early = ServerProcess(pair.primary.data_dir, pair.primary.port).start(wait=False)
-                assert early.proc is not None and early.proc.wait(60) != 0, "the primary refuses to start"
-                shown = run_cli("fence", "show", "--data-dir", str(pair.primary.data_dir))
-                assert job in shown.stdout
                 out, errs = proc.communicate("y\n", timeout=120)
             finally:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
             assert proc.returncode == 0, out + errs
+            assert "Replace the primary's backing databases now?" in errs, errs
+            assert "Start the primary now." in out, out
+            job = out.split("(restore job ")[1].split(")")[0]
+            done = pair.job(job)
+            assert done["statusName"] == "FINISHED" and done["delivery"] == "AGENT", done
+            assert done["progress"]["phase"] == "DONE" and done["outcome"]["stores"]["app"]["documents"] > 0
             assert fences(pair) == {"app": None, "snapshot": None, "oplog": None}
 
             # The primary starts on the restored stores and serves the state of T.
@@ -108,7 +104,6 @@ def test_restore_the_primary_from_its_secondary(tmp_path: Path) -> None:
             api.close()
 
             # The secondary resyncs the restored stores; then it fails: no effect on the primary.
-            pair.start_agent()
             pair.wait_caught_up()
             pair.secondary.stop()
             assert httpx.get(f"{pair.primary.url}/health/ready", timeout=5).status_code == 200

@@ -7,6 +7,8 @@ Never the server's code, and no store but the backing agent's, opened lazily. Ma
 ``opsmgr.automation.protocol``, the pure ``opsmgr.maintenance.procedure``, ``opsmgr.maintenance.moves``,
 ``opsmgr.maintenance.report``,
 ``opsmgr.maintenance.rolling``, ``opsmgr.maintenance.snapshot``, ``opsmgr.maintenance.unique_index`` and
-``opsmgr.maintenance.wire``, ``opsmgr.backup.wire``, ``opsmgr.backup.crashpoints``, ``opsmgr.drivers``,
-``opsmgr.sim`` and ``opsmgr.store``.
+``opsmgr.maintenance.wire``, ``opsmgr.backup.wire``, ``opsmgr.backup.crashpoints``, the restore of backing
+databases' ``opsmgr.backup.store_restore``, ``opsmgr.backup.store_replace``,
+``opsmgr.backup.restore_download`` and ``opsmgr.restoration.record``, ``opsmgr.drivers``, ``opsmgr.sim`` and
+``opsmgr.store``.
 """

@@ -90,9 +90,16 @@ async def serve_agent(
         agent = Agent(settings, driver, http, config_path=config_path)
         # The agent on a primary's host may also back up that primary's backing databases (agent.backing).
         backing = load_backing_config(config_path) if config_path is not None else None
-        if backing is not None:
-            agent.shipper.feeds.append(BackingStores(agent.runtime, backing, lambda: agent.work))
-        await agent.run(stop)
+        if backing is None:
+            await agent.run(stop)
+            return
+        agent.shipper.feeds.append(BackingStores(agent.runtime, backing, lambda: agent.work))
+        # It also carries out the restores of those databases (loaded here only: it needs the stores).
+        from opsmgr.agent.backing_restorer import BackingRestorer
+
+        folder = backing.primary_conf.parent if backing.primary_conf is not None else settings.state_dir
+        restorer = BackingRestorer(agent.runtime, backing, lambda: agent.work, agent.long, folder)
+        await asyncio.gather(agent.run(stop), restorer.run(stop))
 
 
 def run_agent(config_path: Path) -> None:

@@ -7,27 +7,26 @@ them up to the secondary, and records the secondary in the primary's application
 (``backup.secondaries``), from which the primary watches it and raises the global alert
 ``BACKUP_SECONDARY_UNREACHABLE`` when it stops answering.
 
-``restore-stores`` runs on the primary's host, with the primary stopped:
+``restore-stores`` runs on the primary's host, with the primary stopped: the front-end of the seed's restore,
+which the backing agent on that host carries out (``agent.backing_restorer``). It fails early, naming the
+running server, while the primary runs (the running-server lock, ``store.running``); shows what each store is
+restored to and asks for confirmation (``--yes`` skips it); creates the restore job on the secondary
+(``delivery: AGENT``, ``force`` with it) and follows the job's progress with a progress bar until it ends:
+FINISHED prints the outcome and "Start the primary now", FAILED the reason (a refusal of the seed's rules
+names the restore jobs that would answer 409) and exits non-zero. Ctrl-C stops following; the agent goes on.
 
-1. it takes the running-server lock (``store.running``): refused, naming the running server, while the primary
-   serves, and the primary cannot start while the restore holds it;
-2. asks the secondary for a restore job of the chosen stores to the chosen points (400 outside the window,
-   409 "snapshot blocks missing") and downloads every restored store completely before touching anything;
-3. applies the seed's rules (``backup.store_restore.decide``): a metadata store earlier than the application
-   database is refused, naming the restore jobs that would answer 409, unless ``--force``; ``--app-only``
-   names the snapshots that may become unavailable;
-4. writes the restore fence on every target store, asks for confirmation (``--yes`` skips it), replaces each
-   store's documents (an empty database, a missing SQLite file created, when the old ones are lost), tells the
-   secondary (which then resyncs its backup of the restored stores), and removes the fences last.
+:func:`run_restore` is the same restore carried out here, for ``opsmgr drill`` into its sandbox (a job with
+``delivery: CLI``): it takes the running-server lock, downloads every store, applies the rules, fences,
+asks ``confirm``, writes and tells the secondary, with the steps ``agent.backing_restore`` shares with the
+agent; its ends are ``cli.restore_ends``'.
 
 A thin client of the public API (:mod:`opsmgr.cli.api`) plus the stores it restores; the job's targets are
 ``cli.restore_targets``'.
 
 May import ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.agent.state``,
-``opsmgr.backup.restore_download``, ``opsmgr.backup.secondaries``,
-``opsmgr.backup.store_replace``, ``opsmgr.backup.store_restore``, ``opsmgr.restoration.record``,
-``opsmgr.store``, ``opsmgr.cli.api``, ``opsmgr.cli.backup``, ``opsmgr.cli.restore_ends`` and
-``opsmgr.cli.restore_targets``.
+``opsmgr.agent.backing_restore``, ``opsmgr.backup.restore_download``, ``opsmgr.backup.secondaries``,
+``opsmgr.backup.store_replace``, ``opsmgr.backup.store_restore``, ``opsmgr.store``, ``opsmgr.cli.api``,
+``opsmgr.cli.backup``, ``opsmgr.cli.restore_ends`` and ``opsmgr.cli.restore_targets``.
 """
 
 from __future__ import annotations
@@ -37,26 +36,27 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from opsmgr.agent.backing_restore import (
+    Download,
+    Fencing,
+    Received,
+    close_all,
+    decide_plan,
+    fence_targets,
+    outcome,
+    write_stores,
+)
 from opsmgr.agent.state import atomic_write
 from opsmgr.backup.restore_download import claimed, private_opener
 from opsmgr.backup.secondaries import record_secondary
-from opsmgr.backup.store_replace import fence_all, replace_documents, unfence_unwritten
-from opsmgr.backup.store_restore import (
-    Facts,
-    Plan,
-    Points,
-    RestoreRefused,
-    decide,
-    jobs_from,
-    snapshots_from,
-)
+from opsmgr.backup.store_replace import unfence_unwritten
+from opsmgr.backup.store_restore import Plan
 from opsmgr.cli.api import (
     ApiFailed,
     CaFileOpt,
@@ -77,10 +77,9 @@ from opsmgr.cli.restore_ends import (
 )
 from opsmgr.cli.restore_targets import parse_instant, restore_targets
 from opsmgr.conf import backing_uris
-from opsmgr.errors import InvalidInput, OpsmgrError, StoreError
+from opsmgr.errors import InvalidInput, OpsmgrError
 from opsmgr.properties import dump_properties
-from opsmgr.restoration import record
-from opsmgr.store.backing import LABELS, StoreName
+from opsmgr.store.backing import LABELS
 from opsmgr.store.engine import Store
 from opsmgr.store.installation import read_fence, remove_fence
 from opsmgr.store.running import hold_for_restore
@@ -214,24 +213,9 @@ def attach(
 # restore-stores
 
 
-@dataclass
-class Download:
-    name: str
-    path: Path
-    documents: int
-
-    def docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                item = json.loads(line)
-                yield item["ns"], item["doc"]
-
-
 def download_store(api: PublicApi, path: str, name: str, folder: Path, update: Any) -> Download:
     """Streams one store's restored documents to a file; a stream without its end line is an error."""
     target = folder / f"{name}.jsonl"
-    count = 0
-    ended = None
     try:
         with (
             api.client.stream("GET", path, timeout=None) as response,
@@ -242,60 +226,19 @@ def download_store(api: PublicApi, path: str, name: str, folder: Path, update: A
                 raise ApiFailed(
                     f"GET {path}: HTTP {response.status_code}: {response.text[:300]}", response.status_code
                 )
+            received = Received(name, target, f)
             for line in response.iter_lines():
-                if not line:
-                    continue
-                item = json.loads(line)
-                if item.get("end"):
-                    ended = item
+                if received.take(line):
                     break
-                f.write(line + "\n")
-                count += 1
-                if count % 500 == 0:
-                    update(f"{LABELS[name]}: {count} documents received")
+                if received.count % 500 == 0 and received.count:
+                    update(f"{LABELS[name]}: {received.count} documents received")
     except (OSError, ValueError) as exc:
         raise ApiFailed(f"downloading the restored {LABELS[name]}: {exc}") from exc
     except Exception as exc:  # httpx errors while streaming
         if isinstance(exc, OpsmgrError):
             raise
         raise ApiFailed(f"downloading the restored {LABELS[name]} was cut: {exc}") from exc
-    if ended is None or ended.get("documents") != count:
-        raise ApiFailed(f"the restored {LABELS[name]} arrived incomplete ({count} documents, no end mark)")
-    return Download(name, target, count)
-
-
-def open_target(name: str, uri: str) -> Store:
-    """The store to restore into; a lost SQLite file is created, a PostgreSQL database must exist (empty)."""
-    import sqlalchemy as sa
-
-    url = sa.engine.make_url(uri)
-    if url.get_backend_name() == "sqlite" and url.database:
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return Store(uri, name=f"primary's {LABELS[name]}")
-    except StoreError as exc:
-        raise StoreError(
-            f"{exc.detail}\nIf the database was lost, provision an empty one with the same name "
-            f"({url.database}) and run the restore again."
-        ) from exc
-
-
-def current_snapshots(uri: str) -> Facts | None:
-    """The snapshots the primary's snapshot metadata store holds now (None when it is lost or unreadable)."""
-    import sqlalchemy as sa
-
-    url = sa.engine.make_url(uri)
-    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
-        return None
-    try:
-        store = Store(uri, name="primary's snapshot metadata store")
-    except StoreError:
-        return None
-    try:
-        docs = [(c, d) for c in store.collections() for d in store.find(c)]
-    finally:
-        store.close()
-    return Facts(current_snapshots=snapshots_from(docs))
+    return received.whole()
 
 
 Bar = Callable[[str], AbstractContextManager[Callable[[float, str], None]]]
@@ -347,44 +290,14 @@ def run_restore(
                         api, f"{base}/{job_id}/stores/{name}/documents", name, download.folder, status
                     )
                 update(1.0, f"{sum(d.documents for d in downloads.values())} documents")
-            plan = decide_plan(job, downloads, uris, force)
+            positions = {name: int(entry["targetPosition"]) for name, entry in job["stores"].items()}
+            plan = decide_plan(positions, downloads, uris, force)
             fencing = Fencing(me.describe(), str(download.folder))
             result = apply_plan(api, base, job_id, plan, downloads, uris, fencing, confirm, bar)
         except BaseException as exc:
             _report(api, base, job_id, "FAILED", str(getattr(exc, "detail", exc)) or "interrupted")
             raise
     return result
-
-
-@dataclass(frozen=True)
-class Fencing:
-    """What this restore's fences say: who wrote them, and where its download is (for a later cleanup)."""
-
-    written_by: str
-    download: str
-
-
-def decide_plan(
-    job: dict[str, Any], downloads: dict[str, Download], uris: dict[str, str], force: bool
-) -> Plan:
-    positions = {name: int(entry["targetPosition"]) for name, entry in job["stores"].items()}
-    points = Points(positions["app"], positions.get("snapshot"), positions.get("oplog"))
-    app_docs = list(downloads["app"].docs())
-    restored = (
-        frozenset(s.id for s in snapshots_from(downloads["snapshot"].docs()))
-        if "snapshot" in downloads
-        else None
-    )
-    now = current_snapshots(uris["snapshot"]) if "snapshot" not in downloads else None
-    facts = Facts(
-        jobs=jobs_from(app_docs),
-        restored_snapshots=restored,
-        current_snapshots=now.current_snapshots if now else None,
-    )
-    decision = decide(points, facts, force)
-    if not isinstance(decision, Plan):
-        raise RestoreRefused(decision.reason, jobs=list(decision.jobs))
-    return decision
 
 
 def apply_plan(
@@ -405,19 +318,15 @@ def apply_plan(
     taken: dict[str, str] = {}
     writing = False
     try:
-        for n in plan.stores:
-            stores[n.value] = open_target(n.value, uris[n.value])
         # Fences first, on every target, before any of them is changed.
-        taken = fence_all(stores, job_id, fencing.written_by, fencing.download)
+        taken = fence_targets(plan, uris, job_id, fencing, stores)
         for name, old_job in taken.items():
             err.print(f"took over the fence of interrupted restore job {old_job} on the {LABELS[name]}")
         if not confirm(plan):
             raise RestoreAborted("declined")
         writing = True
-        counts = _write_stores(stores, downloads, bar)
-        if StoreName.APP.value in stores:
-            # Read by the server that starts on it: every project is armed until its agents are heard.
-            record.mark_restored(stores["app"], job_id, plan.points.app, downloads["app"].docs())
+        with bar("restoring the backing databases") as update:
+            counts = write_stores(stores, downloads, job_id, plan, update)
         # The secondary is told before the fences go, so its backup resyncs the restored stores rather than
         # continue their old history; a secondary that fails now does not hold the primary back.
         reported = _report(api, base, job_id, "FINISHED", "")
@@ -432,34 +341,8 @@ def apply_plan(
             raise RestoreAborted(aborted_message(exc, [LABELS[name] for name in taken])) from None
         raise
     finally:
-        for store in stores.values():
-            store.close()
-    return {
-        "restoreJobId": job_id,
-        "stores": counts,
-        "warnings": list(plan.warnings),
-        "jobsAnswering409": list(plan.jobs_answering_409),
-        "snapshotsMayBeUnavailable": list(plan.snapshots_may_be_unavailable),
-        "secondaryInformed": reported,
-    }
-
-
-def _write_stores(
-    stores: dict[str, Store], downloads: dict[str, Download], bar: Bar
-) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
-    total = sum(downloads[n].documents for n in stores) or 1
-    with bar("restoring the backing databases") as update:
-        done = 0
-        for name, store in stores.items():
-
-            def written(n: int, name: str = name, before: int = done) -> None:
-                update((before + n) / total, f"{LABELS[name]}: {n} of {downloads[name].documents}")
-
-            counts[name] = replace_documents(store, downloads[name].docs(), written)
-            done += counts[name]["documents"]
-        update(1.0, "done")
-    return counts
+        close_all(stores)
+    return {**outcome(job_id, plan, counts), "secondaryInformed": reported}
 
 
 def _report(api: PublicApi, base: str, job_id: str, status: str, detail: str) -> bool:
@@ -471,28 +354,6 @@ def _report(api: PublicApi, base: str, job_id: str, status: str, detail: str) ->
         return False
 
 
-def _show_plan(plan: Plan) -> None:
-    for name in plan.stores:
-        err.print(f"  restoring the {LABELS[name.value]} to position {plan.points.of(name)}", highlight=False)
-    for w in plan.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False)
-
-
-def _confirmer(yes: bool) -> Callable[[Plan], bool]:
-    """Shows the plan once the fences stand, and asks whether to go on (``--yes``: it goes on)."""
-
-    def confirm(plan: Plan) -> bool:
-        _show_plan(plan)
-        err.print("restore fences written: the primary cannot start until this restore ends")
-        try:
-            return yes or typer.confirm("Replace the primary's backing databases now?", err=True)
-        except typer.Abort:  # end of input or Ctrl-C at the prompt: a no
-            err.print()
-            return False
-
-    return confirm
-
-
 def _print_result(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result))
@@ -502,6 +363,90 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
         f"(restore job {result['restoreJobId']}); fences removed. Start the primary now.",
         highlight=False,
     )
+
+
+# restore-stores: the front-end of the restore the backing agent carries out.
+
+QUEUED_S = 120.0  # no agent has taken the job up by then: it is not running
+STALLED_S = 600.0  # no progress reported for this long: the agent is gone or stuck
+POLL_S = 0.3
+
+
+class RestoreFailed(OpsmgrError):
+    """The restore job ended FAILED, or could not be followed to its end."""
+
+
+def refuse_running_primary(uris: dict[str, str]) -> None:
+    """Fails early, with the message the agent would give, while the primary runs on its stores."""
+    with hold_for_restore({LABELS[name]: uri for name, uri in uris.items()}):
+        pass
+
+
+def _confirmed(targets: dict[str, dict[str, Any]], yes: bool) -> bool:
+    for name, target in targets.items():
+        err.print(f"  restoring the {LABELS[name]} to {json.dumps(target)}", highlight=False)
+    err.print("the backing agent on this host fences every store, replaces it, and removes the fences last")
+    try:
+        return yes or typer.confirm("Replace the primary's backing databases now?", err=True)
+    except typer.Abort:  # end of input or Ctrl-C at the prompt: a no
+        err.print()
+        return False
+
+
+def _status(job: dict[str, Any]) -> tuple[float, str]:
+    progress = job.get("progress") or {}
+    phase = progress.get("phase") or job["statusName"]
+    text = f"{phase.lower()}: {progress.get('message', '')}".rstrip(": ")
+    return float(progress.get("fraction", 0.0)), text
+
+
+def follow_job(
+    api: PublicApi, path: str, bar: Bar, *, queued_s: float = QUEUED_S, stalled_s: float = STALLED_S
+) -> dict[str, Any]:
+    """Polls the job until it ends, drawing its progress; RestoreFailed when no agent takes it up within
+    ``queued_s`` or its progress stands still for ``stalled_s`` (the job itself goes on)."""
+    began = last_change = time.monotonic()
+    seen: Any = None
+    with bar("restoring the backing databases") as update:
+        while True:
+            job = dict(api.get(path))
+            update(*_status(job))
+            if job["statusName"] in ("FINISHED", "FAILED"):
+                return job
+            now = time.monotonic()
+            if job.get("progress") != seen:
+                seen, last_change = job.get("progress"), now
+            if job["statusName"] == "QUEUED" and now - began > queued_s:
+                raise RestoreFailed(
+                    f"no backing agent took restore job {job['id']} up in {queued_s:.0f} s: start the agent "
+                    "on the primary's host (opsmgr agent --config <its automation-agent.config>); it "
+                    "carries the job out when it starts"
+                )
+            if now - last_change > stalled_s:
+                raise RestoreFailed(
+                    f"restore job {job['id']} reported no progress for {stalled_s:.0f} s "
+                    f"({_status(job)[1]}): is the backing agent running? The job goes on when it is"
+                )
+            time.sleep(POLL_S)
+
+
+def agent_restore(
+    api: PublicApi, group_id: str, cluster_id: str, targets: dict[str, dict[str, Any]], force: bool, bar: Bar
+) -> dict[str, Any]:
+    """Creates the restore job the backing agent carries out and follows it to its end."""
+    base = f"/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs"
+    job = api.post(base, {"stores": targets, "delivery": "AGENT", "force": force})
+    try:
+        final = follow_job(api, f"{base}/{job['id']}", bar)
+    except KeyboardInterrupt:
+        raise RestoreFailed(
+            f"stopped following restore job {job['id']}: the backing agent carries it on (GET {base}/"
+            f"{job['id']} shows it); start the primary only once it is FINISHED"
+        ) from None
+    result = {"restoreJobId": job["id"], "statusName": final["statusName"], **(final.get("outcome") or {})}
+    if final["statusName"] == "FAILED":
+        result.setdefault("reason", final.get("detail") or "")
+    return result
 
 
 @backup_app.command("restore-stores")
@@ -527,7 +472,8 @@ def restore_stores(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
-    """Restore the primary's backing databases from the secondary (on the primary's host, primary stopped)."""
+    """Restore the primary's backing databases from the secondary: a restore job the backing agent on the
+    primary's host carries out (the primary stopped), its progress shown here."""
     try:
         conf = primary_conf_path(primary_conf, primary_data_dir)
         if at is not None and point_in_time_ms is not None:
@@ -539,19 +485,18 @@ def restore_stores(
             targets = restore_targets(
                 backing, at_ms=at_ms, snapshot_id=snapshot, app_only=app_only, metadata_at_ms=meta_ms
             )
-
-            result = run_restore(
-                api,
-                group,
-                cluster,
-                conf,
-                targets,
-                force=force,
-                confirm=_confirmer(yes),
-                bar=no_bar if as_json else progress_bar,
-            )
+            refuse_running_primary(backing_uris(conf).by_name())
+            if not _confirmed(targets, yes):
+                raise RestoreAborted("restore declined before anything was written: nothing was changed")
+            result = agent_restore(api, group, cluster, targets, force, no_bar if as_json else progress_bar)
     except OpsmgrError as exc:
         fail(exc)
-    except KeyboardInterrupt:  # while writing it is a RestoreInterrupted: here nothing was written
+    except KeyboardInterrupt:
         fail(RestoreAborted("restore interrupted before anything was written: nothing was changed"))
+    for warning in result.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if result["statusName"] != "FINISHED":
+        if as_json:
+            typer.echo(json.dumps(result))
+        fail(RestoreFailed(f"restore job {result['restoreJobId']} failed: {result['reason']}"))
     _print_result(result, as_json)
