@@ -6,6 +6,8 @@ restore job of the secondary (``delivery: AGENT``), through real servers, a real
 - the routes' rules: a read-only key or another project's key cannot create one; a forged delivery, force
   or an oversized body is a 400; the agent routes serve only a job an agent carries out, to the project's
   agent key, and refuse forged or oversized reports; a public PATCH of an agent's job is refused;
+- the seed's rules: metadata earlier than the app DB refused (naming the jobs that would answer 409) unless
+  forced; the app DB alone restored with its warning;
 - lost PostgreSQL stores provisioned again empty, with the same names, and restored by the agent.
 
 Killed mid-way and resumed: ``tests/cli/test_restore_stores_abort.py``; the seed's whole procedure:
@@ -24,6 +26,7 @@ import psycopg
 import pytest
 
 from opsmgr.conf import read_properties_file
+from opsmgr.timestamps import iso_utc
 from tests.pgserver import PgServer
 from tests.procs import STORE_KEYS, wait_for
 from tests.secondary_support import SecondaryPair, fences, now_ms, primary_with_secondary
@@ -153,6 +156,39 @@ def test_the_agent_routes_serve_only_an_agents_job_to_its_project(running: tuple
         patched = api.patch(f"{jobs_path(pair)}/{agent_job['id']}", json={"statusName": "FINISHED"})
         assert _refused(patched, 409)["errorCode"] == "RESTORE_BY_AGENT"
         assert pair.job(agent_job["id"])["statusName"] == "FAILED"
+
+
+def test_the_seeds_rules_through_the_agent(running: tuple[SecondaryPair, int]) -> None:
+    """Metadata earlier than the app DB refused (the job FAILED naming the jobs that would answer 409, the
+    stores untouched) unless forced; the app DB alone restored with its warning."""
+    pair, at = running
+    with pair.primary.client(pair.primary_key) as api:
+        assert api.post("/groups", json={"name": "between"}).status_code == 201
+    later = now_ms()
+    pair.wait_caught_up()
+    pair.stop_primary()
+    earlier_metadata = ("--point-in-time-ms", str(later), "--metadata-at", iso_utc(at), "--yes", "--json")
+    refused = pair.restore(*earlier_metadata)
+    assert refused.returncode != 0
+    assert "earlier point than the application database" in refused.stderr, refused.stderr
+    assert "--force" in refused.stderr
+    outcome = json.loads(refused.stdout.strip().splitlines()[-1])
+    assert outcome["statusName"] == "FAILED" and outcome["jobsAnswering409"] == []
+    assert outcome["errorCode"] == "STORE_RESTORE_REFUSED"
+    assert fences(pair) == {"app": None, "snapshot": None, "oplog": None}
+
+    forced = pair.restore(*earlier_metadata, "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "warning: forced:" in forced.stderr, forced.stderr
+    assert json.loads(forced.stdout.strip().splitlines()[-1])["warnings"][0].startswith("forced")
+
+    app_only = pair.restore("--point-in-time-ms", str(at), "--app-only", "--yes")
+    assert app_only.returncode == 0, app_only.stdout + app_only.stderr
+    assert "only the application database is restored" in app_only.stderr
+    assert "Start the primary now." in app_only.stdout
+    pair.primary.start()
+    with pair.primary.client(pair.primary_key) as api:
+        assert "between" not in [g["name"] for g in api.get("/groups").json()["results"]]
 
 
 @pytest.mark.postgres

@@ -21,7 +21,8 @@ restore takes over. The blocking steps run off the event loop (``Runtime.run_blo
 the reports go through the agent's HTTP client, called from that thread through the loop.
 
 May import ``opsmgr.errors``, ``opsmgr.automation.protocol``, ``opsmgr.agent``,
-``opsmgr.backup.restore_download``, ``opsmgr.backup.store_replace`` and ``opsmgr.store``.
+``opsmgr.backup.restore_download``, ``opsmgr.backup.store_replace``, ``opsmgr.backup.store_restore`` and
+``opsmgr.store``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from opsmgr.agent.work import WorkList
 from opsmgr.automation.protocol import BACKUP_PATH
 from opsmgr.backup.restore_download import claimed, private_opener
 from opsmgr.backup.store_replace import unfence_unwritten
+from opsmgr.backup.store_restore import RestoreRefused
 from opsmgr.errors import OpsmgrError
 from opsmgr.store.backing import LABELS
 from opsmgr.store.engine import Store
@@ -174,6 +176,8 @@ class BackingRestorer:
             log.error("%s: restore job %s failed: %s", self.runtime.hostname, job_id, detail)
             params = getattr(exc, "parameters", {})
             failed = {"reason": detail, "errorCode": getattr(exc, "error_code", None), **params}
+            if isinstance(exc, RestoreRefused):  # the seed's rules: the jobs that would answer 409
+                failed["jobsAnswering409"] = list(params.get("jobs", []))
             if await self.report(job_id, {"statusName": "FAILED", "detail": detail, "outcome": failed}):
                 self.ended.add(job_id)
             return
