@@ -39,9 +39,10 @@ from opsmgr.store.engine import Store, Txn
 from opsmgr.store.installation import RESTORE_FENCE
 
 ProgressFn = Callable[[Progress], None]
-# Replayed entries up to this many bytes are merged into the snapshot's stream in memory (see
-# ``_end_states``); more go through a scratch head on disk, whatever their number.
-OVERLAY_MAX_BYTES = 64 << 20
+# Replayed entries up to this many bytes (as stored, uncompressed) are merged into the snapshot's stream in
+# memory (see ``_end_states``): parsed, small documents take several times their JSON size, so this bounds
+# a restore's memory to about a hundred MB; more go through a scratch head on disk.
+OVERLAY_MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
