@@ -194,6 +194,12 @@ class BackingRestorer:
             hold_for_restore({LABELS[n]: u for n, u in uris.items()}) as me,
             claimed(self.download_dir) as download,
         ):
+            if download.leftover_removed:
+                log.warning(
+                    "%s: deleted the download an interrupted restore left in %s",
+                    self.runtime.hostname,
+                    download.folder,
+                )
             downloads: dict[str, Download] = {}
             for i, name in enumerate(positions):
                 bridge.progress("DOWNLOADING", i / len(positions), f"{LABELS[name]}", now=True)

@@ -1,4 +1,5 @@
-"""The folder a restore of the backing databases downloads into (``opsmgr backup restore-stores``).
+"""The folder a restore of the backing databases downloads into (the backing agent's on the primary's host,
+``agent.backing_restorer``, or ``opsmgr drill``'s beside its sandbox).
 
 A download holds whole stores, agent-key hashes included, so a killed restore must not leave it in a temporary
 folder nobody looks at. It lives in one well-known place beside the primary's configuration,

@@ -1,4 +1,6 @@
-"""How ``opsmgr backup restore-stores`` ends when it does not finish, and what it then tells the operator.
+"""How a restore of backing databases carried out by the CLI itself (``cli.secondary.run_restore``: ``opsmgr
+drill``'s into its sandbox; the primary's own stores are restored by the backing agent) ends when it does
+not finish, and what it then tells the operator.
 
 Before it writes anything (declined, end of input or Ctrl-C at the confirmation, an error), a restore removes
 its fences: nothing was changed (:class:`RestoreAborted`). Once writing has begun, its fences stay on every
@@ -57,7 +59,7 @@ def interrupted_message(fenced: Sequence[str], job_id: str, exc: BaseException) 
     cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(getattr(exc, "detail", exc))
     return (
         f"the restore stopped while writing ({cause}). The {', '.join(fenced)} may be half-restored, so "
-        f"their restore fences (restore job {job_id}) stay and the primary refuses to start on them. Run "
-        "this `opsmgr backup restore-stores` again: it takes the fences over and removes them once every "
-        "store is written (`opsmgr fence show` lists them)."
+        f"their restore fences (restore job {job_id}) stay and a server refuses to start on them. Run the "
+        "restore again: it takes the fences over and removes them once every store is written (`opsmgr "
+        "fence show` lists them)."
     )
