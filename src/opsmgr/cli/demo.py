@@ -34,7 +34,6 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from opsmgr.agent.fleet import AGENT_KEY_ENV
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.cli.demo_control import DEMO_MARKER, pending_request, write_record
 from opsmgr.command import opsmgr_command
@@ -262,6 +261,9 @@ def start_fleet(
     """The demo project, its agent key and goal config, and the fleet that brings it to goal: returns the
     project id, the agent key and the goal version reached. The simulated hosts live in a world file, so
     they (and their data) outlive any of the demo's processes but the fleet's own host."""
+    from opsmgr.agent.fleet import AGENT_KEY_ENV  # here: the agent loop is heavy and every CLI command
+    # imports this module (a drill reuses its process handling)
+
     group_id = checked(api.post("/groups", json={"name": "demo"}))["id"]
     agent_key = checked(api.post(f"/groups/{group_id}/agentapikeys", json={"desc": "demo fleet"}))["key"]
     checked(api.put(f"/groups/{group_id}/automationConfig", json=demo_automation_config()))

@@ -209,15 +209,34 @@ def describe(record: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def settled(view: dict[str, Any]) -> bool:
+    """The primary runs, the project is out of Restoration Mode and every process is at goal."""
+    processes = view.get("processes", 0)
+    return view.get("restorationMode") == "INACTIVE" and processes > 0 and view["atGoal"] == processes
+
+
+def settled_view(data_dir: Path, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not settled(view := describe(running_record(data_dir))):
+        if time.monotonic() > deadline:
+            raise OpsmgrError(f"the demo did not settle within {timeout:.0f}s: {json.dumps(view)}")
+        time.sleep(0.5)
+    return view
+
+
 @demo_app.command("status")
 def status(
     data_dir: Path = DataDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
+    wait: bool = typer.Option(
+        False, "--wait", help="First wait until out of Restoration Mode with every process at goal."
+    ),
+    timeout: float = typer.Option(180.0, "--timeout", min=1, help="Seconds --wait waits at most."),
 ) -> None:
     """The demo's servers, and the replica set's goal state, MongoDB version, Restoration Mode and
     snapshots (as the primary serves them, while it runs)."""
     try:
-        view = describe(running_record(data_dir))
+        view = settled_view(data_dir, timeout) if wait else describe(running_record(data_dir))
     except OpsmgrError as exc:
         fail(exc)
     if as_json:
