@@ -90,7 +90,7 @@ def env(
         False, "--secondary", help="OPSMGR_* of the secondary server, not the primary."
     ),
 ) -> None:
-    """``export`` lines for ``eval "$(opsmgr demo env)"``: OPSMGR_URL, OPSMGR_PUBLIC_KEY,
+    """Print export lines, for eval "$(opsmgr demo env)": OPSMGR_URL, OPSMGR_PUBLIC_KEY,
     OPSMGR_PRIVATE_KEY, OPSMGR_GROUP and the DEMO_* ids of the walk."""
     try:
         typer.echo(shell_exports(read_record(data_dir), secondary=secondary), nl=False)
