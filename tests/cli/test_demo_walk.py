@@ -10,6 +10,7 @@ Also the commands' answers without a running demo, and the pure parts of the con
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -108,6 +109,11 @@ def test_the_commands_need_a_running_demo(tmp_path: Path) -> None:
     (tmp_path / "demo.json").write_text(json.dumps({"pid": 2**22 + 7}))  # above pid_max: never running
     ended = run_cli("demo", "status", "--data-dir", str(tmp_path))
     assert ended.returncode != 0 and "is not running" in ended.stderr
+    # A demo that runs keeps its data dir: a second `opsmgr demo` on it is refused, nothing removed.
+    (tmp_path / "demo.json").write_text(json.dumps({"pid": os.getpid()}))
+    second = run_cli("demo", "--data-dir", str(tmp_path), "--port", str(free_port()))
+    assert second.returncode != 0 and f"a demo runs in {tmp_path}" in second.stderr
+    assert json.loads((tmp_path / "demo.json").read_text()) == {"pid": os.getpid()}
 
 
 def test_the_control_file_is_read_once_and_a_torn_one_is_ignored(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from opsmgr.automation.templates import replica_set_config
-from opsmgr.cli.demo_control import DEMO_MARKER, pending_request, write_record
+from opsmgr.cli.demo_control import DEMO_MARKER, pending_request, running_record, write_record
 from opsmgr.command import opsmgr_command
 from opsmgr.errors import InvalidInput, OpsmgrError
 
@@ -118,16 +118,28 @@ def _reap(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
 
 
 def prepare_data_dir(data_dir: Path) -> None:
-    """A re-run replaces the previous demo's data dir cleanly; anything else in the way is left alone."""
+    """A re-run replaces the previous demo's data dir cleanly; anything else in the way is left alone, and so
+    is the dir of a demo that still runs (its servers hold their stores there)."""
     if data_dir.exists() and any(data_dir.iterdir()):
         if not (data_dir / DEMO_MARKER).exists() and not (data_dir / "primary").exists():
             raise InvalidInput(
                 f"{data_dir} exists and is not an opsmgr demo directory; choose another --data-dir",
                 field="--data-dir",
             )
+        if (running := still_running(data_dir)) is not None:
+            raise InvalidInput(
+                f"a demo runs in {data_dir} (pid {running['pid']}); stop it first", field="--data-dir"
+            )
         shutil.rmtree(data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     data_dir.chmod(0o700)  # also when it existed (empty): demo.json and the agents' configs hold keys
+
+
+def still_running(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        return running_record(data_dir)
+    except OpsmgrError:  # no readable record, or its demo has ended
+        return None
 
 
 def wait_ready(
