@@ -210,12 +210,18 @@ def test_lost_postgres_stores_provisioned_empty_are_restored_by_the_agent(
         # empty, with the same names, and the host with the backing agent's config.
         pair.stop_primary()
         pair.stop_agent()
+        names = [uri.rsplit("/", 1)[1].split("?")[0] for uri in uris.values()]
         with psycopg.connect(pg_server.uri, autocommit=True) as db:
-            for uri in uris.values():
-                name = uri.rsplit("/", 1)[1].split("?")[0]
+            for name in names:
                 db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-                db.execute(f'CREATE DATABASE "{name}"')
         pair.start_agent()
+        # Not provisioned yet: refused, naming the databases to provision.
+        lost = pair.restore("--point-in-time-ms", str(at), "--yes")
+        assert lost.returncode != 0
+        assert "provision an empty one with the same name" in lost.stderr and names[0] in lost.stderr
+        with psycopg.connect(pg_server.uri, autocommit=True) as db:
+            for name in names:
+                db.execute(f'CREATE DATABASE "{name}"')
         done = pair.restore("--point-in-time-ms", str(at), "--yes", "--json")
         assert done.returncode == 0, done.stdout + done.stderr
         result = json.loads(done.stdout.strip().splitlines()[-1])

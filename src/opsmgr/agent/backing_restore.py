@@ -14,8 +14,9 @@ restored documents are downloaded: the steps the backing agent carries out on th
   (``restoration.record.mark_restored``: the server that starts on it arms every project);
 - :func:`outcome` is what the restore did, as the job records it and the CLI prints it.
 
-The caller holds the running-server lock (``store.running.hold_for_restore``) and the download folder
-(``backup.restore_download.claimed``) around them, reports to the secondary, and removes the fences last.
+The caller holds the running-server lock (:func:`restore_lock`, ``store.running``'s naming the way out for a
+lost database) and the download folder (``backup.restore_download.claimed``) around them, reports to the
+secondary, and removes the fences last.
 
 May import ``opsmgr.errors``, ``opsmgr.backup.store_restore``, ``opsmgr.backup.store_replace``,
 ``opsmgr.restoration.record`` and ``opsmgr.store``.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +37,7 @@ from opsmgr.errors import OpsmgrError, StoreError
 from opsmgr.restoration import record
 from opsmgr.store.backing import LABELS, StoreName
 from opsmgr.store.engine import Store
+from opsmgr.store.running import Holder, hold_for_restore
 
 # (fraction of the phase done, what is being done)
 Progress = Callable[[float, str], None]
@@ -87,6 +90,31 @@ class Received:
         return Download(self.name, self.path, self.count)
 
 
+PROVISION = (
+    "If the database was lost, provision an empty one with the same name ({}) and run the restore again."
+)
+
+
+def _database(uri: str) -> str:
+    import sqlalchemy as sa
+
+    return str(sa.engine.make_url(uri).database)
+
+
+@contextmanager
+def restore_lock(uris: dict[str, str]) -> Iterator[Holder]:
+    """The running-server lock on every store ({name: URI}): ServerRunning while the primary serves on one; a
+    store that cannot be reached (a lost PostgreSQL database) is named with the way out."""
+    stack = ExitStack()
+    try:
+        me = stack.enter_context(hold_for_restore({LABELS[n]: u for n, u in uris.items()}))
+    except StoreError as exc:
+        named = ", ".join(_database(u) for u in uris.values())
+        raise StoreError(f"{exc.detail}\n{PROVISION.format(named)}") from exc
+    with stack:
+        yield me
+
+
 def open_target(name: str, uri: str) -> Store:
     """The store to restore into; a lost SQLite file is created, a PostgreSQL database must exist (empty)."""
     import sqlalchemy as sa
@@ -97,10 +125,7 @@ def open_target(name: str, uri: str) -> Store:
     try:
         return Store(uri, name=f"primary's {LABELS[name]}")
     except StoreError as exc:
-        raise StoreError(
-            f"{exc.detail}\nIf the database was lost, provision an empty one with the same name "
-            f"({url.database}) and run the restore again."
-        ) from exc
+        raise StoreError(f"{exc.detail}\n{PROVISION.format(url.database)}") from exc
 
 
 def current_snapshots(uri: str) -> Facts | None:

@@ -4,8 +4,8 @@ the primary's host runs as its long action, so that it keeps polling and reporti
 
 The restore, in order (each step reported as the job's ``progress``: phase, fraction, documents):
 
-1. the running-server lock (``store.running.hold_for_restore``): refused, the job FAILED naming the running
-   server, while the primary serves; the primary cannot start while the restore holds it;
+1. the running-server lock (``agent.backing_restore.restore_lock``): refused, the job FAILED naming the
+   running server, while the primary serves; the primary cannot start while the restore holds it;
 2. every chosen store downloaded completely (``backup.restore_download.claimed``: a private folder beside
    the primary's configuration, deleted whatever ends the restore) before anything is touched;
 3. the seed's rules (``agent.backing_restore.decide_plan``): a refusal ends the job FAILED with the reason
@@ -48,6 +48,7 @@ from opsmgr.agent.backing_restore import (
     decide_plan,
     fence_targets,
     outcome,
+    restore_lock,
     write_stores,
 )
 from opsmgr.agent.executor import LongAction, LongActions
@@ -61,7 +62,6 @@ from opsmgr.errors import OpsmgrError
 from opsmgr.store.backing import LABELS
 from opsmgr.store.engine import Store
 from opsmgr.store.installation import read_fence, remove_fence
-from opsmgr.store.running import hold_for_restore
 
 log = logging.getLogger("opsmgr.agent.backing_restorer")
 T = TypeVar("T")
@@ -191,7 +191,7 @@ class BackingRestorer:
         job_id = bridge.job_id
         bridge.progress("WAITING", 0.0, "taking the running-server lock", now=True)
         with (
-            hold_for_restore({LABELS[n]: u for n, u in uris.items()}) as me,
+            restore_lock(uris) as me,
             claimed(self.download_dir) as download,
         ):
             if download.leftover_removed:

@@ -50,6 +50,7 @@ from opsmgr.agent.backing_restore import (
     decide_plan,
     fence_targets,
     outcome,
+    restore_lock,
     write_stores,
 )
 from opsmgr.agent.state import atomic_write
@@ -82,7 +83,6 @@ from opsmgr.properties import dump_properties
 from opsmgr.store.backing import LABELS
 from opsmgr.store.engine import Store
 from opsmgr.store.installation import read_fence, remove_fence
-from opsmgr.store.running import hold_for_restore
 
 secondary_app = typer.Typer(no_args_is_help=True, help="A secondary server that backs up a primary's stores.")
 err = Console(stderr=True, soft_wrap=True)
@@ -268,7 +268,7 @@ def run_restore(
     base = f"/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs"
     with (
         stops_as_interrupts(),
-        hold_for_restore({LABELS[name]: uri for name, uri in uris.items()}) as me,
+        restore_lock(uris) as me,
         claimed(conf.parent) as download,  # deleted whatever ends the block; a SIGKILL's is found later
     ):
         if download.leftover_removed:
@@ -377,8 +377,9 @@ class RestoreFailed(OpsmgrError):
 
 
 def refuse_running_primary(uris: dict[str, str]) -> None:
-    """Fails early, with the message the agent would give, while the primary runs on its stores."""
-    with hold_for_restore({LABELS[name]: uri for name, uri in uris.items()}):
+    """Fails early, with the message the agent would give, while the primary runs on its stores (or one
+    cannot be reached)."""
+    with restore_lock(uris):
         pass
 
 
