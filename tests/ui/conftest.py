@@ -1,4 +1,4 @@
-"""Fixtures of the UI tests: one headless Chromium for the session, pages that close after each test, and a
+"""Fixtures of the UI tests: one headless Chromium per module, pages that close after each test, and a
 module's server with an Organization Owner user (``owner``) and the API key of that organization."""
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from tests.procs import ServerProcess
 from tests.ui.uisupport import PASSWORD, UiSession, launch
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module, not per session: Playwright's sync API keeps an event loop running in the test thread
+    while it is open, so a session-wide browser breaks every later test that runs its own loop (``asyncio.run``)
+    on the same worker once the tests run in parallel workers."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
