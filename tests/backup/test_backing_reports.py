@@ -65,11 +65,26 @@ def test_progress_is_kept_bounded_with_its_percent() -> None:
         {"phase": "WRITING", "documents": 2**60},
         {"phase": "WRITING", "message": 3},
         {"phase": "WRITING", "extra": 1},
+        {"phase": "WRITING", "written": "app"},
+        {"phase": "WRITING", "written": ["app", "app"]},
+        {"phase": "WRITING", "written": ["users"]},
+        {"phase": "WRITING", "written": [["app"]]},
+        {"phase": "WRITING", "writing": ["app"]},
+        {"phase": "WRITING", "writing": {"a": 1}},
+        {"phase": "WRITING", "writing": "users"},
     ],
 )
 def test_forged_progress_is_refused(progress: Any) -> None:
     with pytest.raises(InvalidInput):
         parse_progress(progress)
+
+
+def test_progress_names_the_stores_written_and_the_one_being_written() -> None:
+    sent = {"phase": "WRITING", "written": ["app"], "writing": "snapshot"}
+    kept = parse_progress(sent)
+    assert kept["written"] == ["app"] and kept["writing"] == "snapshot"
+    assert "written" not in parse_progress({"phase": "WRITING"})
+    assert parse_progress({"phase": "WRITING", "writing": None})["writing"] is None
 
 
 def test_a_report_sets_progress_and_outcome_only() -> None:

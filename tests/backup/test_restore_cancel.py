@@ -14,9 +14,16 @@ from typing import Any
 import pytest
 
 from opsmgr.automation.protocol import WORK_CHANGED
-from opsmgr.backup.job_records import DeploymentJob, JobDelivery, JobState
+from opsmgr.backup.job_records import (
+    BackingDelivery,
+    BackingJob,
+    BackingStoreEntry,
+    DeploymentJob,
+    JobDelivery,
+    JobState,
+)
 from opsmgr.backup.jobs import DEPLOYMENT_JOBS, DeploymentRestores, Download
-from opsmgr.backup.restore_cancel import cancellation
+from opsmgr.backup.restore_cancel import backing_cancellation, cancellation
 from opsmgr.errors import Conflict, NotFound
 from opsmgr.store.engine import Change
 from tests.backup.backuptest import Stores
@@ -123,3 +130,80 @@ def test_a_finished_job_a_download_and_other_owners_are_refused(
     with pytest.raises(Conflict, match="download"):
         restores.cancel("g1", cluster_id, download["_id"])
     assert stores.app.get(DEPLOYMENT_JOBS, made["_id"])["statusName"] == "FINISHED"
+
+
+# Restores of the backing databases by their agent: what a cancellation means at each phase.
+
+STORES = ("app", "snapshot", "oplog")
+
+
+def backing_job(
+    state: JobState, progress: dict[str, Any] | None, delivery: BackingDelivery = BackingDelivery.AGENT
+) -> BackingJob:
+    entry = BackingStoreEntry(source_id="s", target={"pointInTimeUTCMillis": 5}, target_position=5, plan={})
+    return BackingJob(
+        _id="b1",
+        group_id="g1",
+        cluster_id="c1",
+        stores={n: entry for n in STORES},
+        created=1,
+        status_name=state,
+        delivery=delivery,
+        progress=progress,
+    )
+
+
+@pytest.mark.parametrize(
+    "state, phase",
+    [
+        (JobState.QUEUED, None),
+        (JobState.RUNNING, "WAITING"),
+        (JobState.RUNNING, "DOWNLOADING"),
+        (JobState.RUNNING, "DECIDING"),
+        (JobState.RUNNING, "FENCING"),
+    ],
+)
+def test_a_backing_restore_cancelled_before_writing_changed_nothing(
+    state: JobState, phase: str | None
+) -> None:
+    what = backing_cancellation(backing_job(state, {"phase": phase} if phase else None))
+    assert (what.restored, what.partial, what.unchanged) == ((), (), STORES)
+    assert what.statement == (
+        "application database, snapshot metadata store, oplog metadata store still hold their data from before the "
+        "restore"
+    ), what.statement
+    assert "fenced" not in what.statement
+
+
+def test_a_backing_restore_cancelled_while_writing_names_restored_partial_and_untouched_stores() -> None:
+    progress = {"phase": "WRITING", "written": ["app"], "writing": "snapshot"}
+    what = backing_cancellation(backing_job(JobState.RUNNING, progress))
+    assert (what.restored, what.partial, what.unchanged) == (("app",), ("snapshot",), ("oplog",))
+    shown = what.to_json()
+    assert shown["restored"] == ["app"] and shown["partiallyLoaded"] == ["snapshot"]
+    assert shown["unchanged"] == ["oplog"] and "pointInTimeUTCMillis 5" in shown["restoredTo"]
+    statement = what.statement
+    assert "application database was restored to the job's point" in statement, statement
+    assert "snapshot metadata store was being loaded" in statement and "restore again" in statement
+    assert "oplog metadata store still holds its data from before the restore" in statement
+    assert "the primary cannot start until a restore of its backing databases completes" in statement
+
+
+def test_a_backing_restore_cancelled_after_its_last_store_names_all_restored_and_fenced() -> None:
+    progress = {"phase": "WRITING", "written": list(STORES), "writing": None}
+    what = backing_cancellation(backing_job(JobState.RUNNING, progress))
+    assert (what.restored, what.partial, what.unchanged) == (STORES, (), ())
+    assert "stays fenced" in what.statement
+
+
+@pytest.mark.parametrize("state", [JobState.FINISHED, JobState.FAILED, JobState.CANCELLED])
+def test_a_backing_restore_that_ended_is_not_cancelled(state: JobState) -> None:
+    with pytest.raises(Conflict) as caught:
+        backing_cancellation(backing_job(state, None))
+    assert caught.value.error_code == "RESTORE_JOB_NOT_CANCELLABLE"
+
+
+def test_a_drills_restore_is_not_cancelled_here() -> None:
+    with pytest.raises(Conflict) as caught:
+        backing_cancellation(backing_job(JobState.RUNNING, None, BackingDelivery.CLI))
+    assert caught.value.error_code == "RESTORE_BY_CLI" and "opsmgr drill" in caught.value.detail

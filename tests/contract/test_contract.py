@@ -240,6 +240,9 @@ NOT_COVERED = {
     ("post", "/groups/{}/backingDatabases/{}/restoreJobs"): _BACKING_JOB,
     ("get", "/groups/{}/backingDatabases/{}/restoreJobs/{}"): _BACKING_JOB,
     ("patch", "/groups/{}/backingDatabases/{}/restoreJobs/{}"): _BACKING_JOB,
+    ("delete", "/groups/{}/backingDatabases/{}/restoreJobs/{}"): (
+        _BACKING_JOB + "; cancelling is driven by tests/e2e/test_backing_restore_cancel.py"
+    ),
     ("get", "/groups/{}/backingDatabases/{}/restoreJobs/{}/stores/{}/documents"): (
         _BACKING_JOB + "; and it answers JSON lines, not one JSON document"
     ),

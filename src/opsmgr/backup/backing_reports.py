@@ -3,11 +3,12 @@
 A job of the primary's backing databases is created with a ``purpose`` (RESTORE, DRILL) and a ``delivery``
 (CLI: the host that asked carries it out; AGENT: the backing agent on the primary's host does, and
 ``force`` then travels with the job, as the agent decides the seed's rules). The agent reports its
-``progress`` (``{phase, fraction, documents, message}``) and at the end an ``outcome`` (the stores written,
-the warnings, the jobs that would answer 409): both are kept on the job as sent, within bounds, so a forged
-report can neither grow the job nor put anything but JSON data in it.
+``progress`` (``{phase, fraction, documents, message}``, and while writing ``written``: the stores it
+wrote, ``writing``: the one it writes, which a cancellation's statement is made of) and at the end an
+``outcome`` (the stores written, the warnings, the jobs that would answer 409): both are kept on the job
+as sent, within bounds, so a forged report can neither grow the job nor put anything but JSON data in it.
 
-May import ``opsmgr.errors`` and ``opsmgr.backup.job_records``.
+May import ``opsmgr.errors``, ``opsmgr.backup.job_records`` and ``opsmgr.store.backing``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any
 
 from opsmgr.backup.job_records import BackingDelivery, RestorePurpose
 from opsmgr.errors import InvalidInput
+from opsmgr.store.backing import LABELS
 
 PHASES = ("WAITING", "DOWNLOADING", "DECIDING", "FENCING", "WRITING", "REPORTING", "DONE")
 MAX_MESSAGE = 300
 MAX_OUTCOME_BYTES = 16_000
 REPORT_FIELDS = frozenset({"progress", "statusName", "detail", "outcome"})
+PROGRESS_FIELDS = frozenset({"phase", "fraction", "documents", "message", "written", "writing"})
 
 
 def backing_choices(purpose: Any, delivery: Any, force: Any) -> tuple[RestorePurpose, BackingDelivery]:
@@ -50,11 +53,12 @@ def backing_choices(purpose: Any, delivery: Any, force: Any) -> tuple[RestorePur
 
 
 def parse_progress(raw: Any) -> dict[str, Any]:
-    """``{phase, fraction, documents, message}`` as an agent sends it: a known phase, a fraction from 0 to
-    1, a document count, a short message."""
-    if not isinstance(raw, dict) or set(raw) - {"phase", "fraction", "documents", "message"}:
+    """``{phase, fraction, documents, message, written, writing}`` as an agent sends it: a known phase, a
+    fraction from 0 to 1, a document count, a short message, store names."""
+    if not isinstance(raw, dict) or set(raw) - PROGRESS_FIELDS:
         raise InvalidInput(
-            "progress must be an object of phase, fraction, documents and message", field="progress"
+            "progress must be an object of phase, fraction, documents, message, written and writing",
+            field="progress",
         )
     phase, fraction = raw.get("phase"), raw.get("fraction", 0)
     documents, message = raw.get("documents", 0), raw.get("message", "")
@@ -77,7 +81,29 @@ def parse_progress(raw: Any) -> dict[str, Any]:
         "percent": round(float(fraction) * 100, 1),
         "documents": documents,
         "message": message[:MAX_MESSAGE],
+        **_stores_of(raw),
     }
+
+
+def _stores_of(raw: dict[str, Any]) -> dict[str, Any]:
+    """``written`` (a list of store names, each once) and ``writing`` (a store name or null), when sent."""
+    out: dict[str, Any] = {}
+    if "written" in raw:
+        written = raw["written"]
+        if (
+            not isinstance(written, list)
+            or not all(_store(w) for w in written)
+            or len(set(written)) != len(written)
+        ):
+            raise InvalidInput(
+                f"progress.written must list stores of {sorted(LABELS)}", field="progress.written"
+            )
+        out["written"] = written
+    if "writing" in raw:
+        if raw["writing"] is not None and not _store(raw["writing"]):
+            raise InvalidInput(f"progress.writing must be one of {sorted(LABELS)}", field="progress.writing")
+        out["writing"] = raw["writing"]
+    return out
 
 
 def parse_agent_report(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,3 +131,7 @@ def parse_agent_report(report: Mapping[str, Any]) -> dict[str, Any]:
     if "statusName" not in report and "progress" not in fields:
         raise InvalidInput("a restore report carries progress or a statusName", field="progress")
     return fields
+
+
+def _store(name: Any) -> bool:
+    return isinstance(name, str) and name in LABELS

@@ -115,6 +115,8 @@ class BackingJob(Stored):
     detail: str | None = None
     progress: dict[str, Any] | None = None  # AGENT: {phase, fraction, documents, message}, as reported
     outcome: dict[str, Any] | None = None  # AGENT: what the restore did or why it was refused
+    # AGENT: a cancelled job's statement of what its stores hold (``restore_cancel.Cancellation.to_json``).
+    cancellation: dict[str, Any] | None = None
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> BackingJob:

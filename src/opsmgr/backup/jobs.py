@@ -41,7 +41,7 @@ from opsmgr.backup.job_records import (
 )
 from opsmgr.backup.job_records import JobState as JobState
 from opsmgr.backup.restore import ResolvedRestore
-from opsmgr.backup.restore_cancel import cancellation
+from opsmgr.backup.restore_cancel import backing_cancellation, cancellation
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.engine import Store, Txn, new_id
 
@@ -600,6 +600,20 @@ class BackingRestores:
                     entry.source_id,
                     f"the primary's {name} store was restored by job {job_id}: a new initial sync",
                 )
+        return job.to_doc()
+
+    def cancel(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
+        """Cancels a restore its agent carries out (``restore_cancel.backing_cancellation``): CANCELLED with
+        the statement of what the stores hold, out of the agent's work list in the same transaction (its
+        next progress report is answered 409). Restoration Mode does not refuse it: it changes no
+        deployment."""
+        with self.log.store.tx() as t:
+            job = self._get(t, group_id, cluster_id, job_id)
+            what = backing_cancellation(job)
+            job = self.log.move_typed(
+                t, job, JobState.CANCELLED, finished=self.log.now_ms(), cancellation=what.to_json()
+            )
+            t.notify(WORK_CHANGED, group_id)
         return job.to_doc()
 
     def agent_job(self, group_id: str, job_id: str) -> BackingJob:

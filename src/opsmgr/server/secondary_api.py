@@ -23,6 +23,10 @@ Public API (``/api/public/v1.0``; reads GROUP_READ_ONLY, changes GROUP_BACKUP_AD
   finished restore asks the agent for a new initial sync of each restored store: the restored database
   continues from a new history, not from the backed-up one; a job created with ``purpose: DRILL`` restored a
   drill's sandbox and leaves production as it was.
+- ``DELETE /groups/{id}/backingDatabases/{cid}/restoreJobs/{jobId}``: cancels a restore the agent carries
+  out (``backup.restore_cancel``): the job stays listed, ``phase`` CANCELLED, ``statusName`` KILLED, with its
+  ``cancellation`` statement; 409 for a job that ended or a drill's (delivery CLI). Every job's JSON has
+  ``phase`` (opsmgr's state); ``statusName`` is the same but for a cancelled job.
 - ``POST /groups/{id}/backingDatabases/{cid}/drills``: a restore drill's report (``backup.drills``), 201;
   ``GET`` the deployment's drills, newest first, with their RPO and RTO.
 
@@ -50,7 +54,7 @@ from fastapi.responses import StreamingResponse
 
 from opsmgr.backup.clusters import BACKING_KIND, DEFAULT_BACKING_NAME, Clusters
 from opsmgr.backup.daemon import BackupDaemon
-from opsmgr.backup.job_records import BackingDelivery
+from opsmgr.backup.job_records import OPS_MANAGER_STATUS, BackingDelivery, JobState
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.backup.store_restore import LABELS, StoreName
 from opsmgr.errors import Conflict
@@ -133,6 +137,9 @@ def get_backing(caller: ProjectReader, clusters: ClustersDep, backup: Backup, cl
 def _job_json(backup: BackupDaemon, job: JsonObject) -> JsonObject:
     out = {k: v for k, v in job.items() if k != "_id"}
     out["id"] = job["_id"]
+    out["phase"] = job["statusName"]
+    if job["statusName"] == JobState.CANCELLED:  # as a deployment's cancelled job shows it
+        out["statusName"] = OPS_MANAGER_STATUS[JobState.CANCELLED]
     # Stored as epoch milliseconds; written as ISO-8601 strings like every instant of Ops Manager's jobs.
     out.update({k: iso_utc_or_none(job.get(k)) for k in ("created", "started", "finished") if k in job})
     stores = {}
@@ -256,6 +263,15 @@ def finish_restore(
         )
     job = restores.finish(caller.group_id, cluster_id, job_id, sent.get("statusName"), sent.get("detail", ""))
     return _job_json(backup, job)
+
+
+@router.delete("/groups/{group_id}/backingDatabases/{cluster_id}/restoreJobs/{job_id}")
+def cancel_restore(
+    caller: ProjectBackupAdmin, restores: BackingRestoresDep, backup: Backup, cluster_id: str, job_id: str
+) -> JsonObject:
+    """Cancels a restore the backing agent carries out: CANCELLED (``statusName`` KILLED) with the statement
+    of what each store now holds (``backup.restore_cancel``); the agent stops at its next batch."""
+    return _job_json(backup, restores.cancel(caller.group_id, cluster_id, job_id))
 
 
 @agent_router.get("/backingDatabases")
