@@ -15,8 +15,8 @@ from tests.ui.uisupport import PASSWORD, UiSession, launch
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Per module, not per session: Playwright's sync API keeps an event loop running in the test thread
-    while it is open, so a session-wide browser breaks every later test that runs its own loop (``asyncio.run``)
-    on the same worker once the tests run in parallel workers."""
+    while it is open, so a session-wide browser breaks every later test that runs its own loop
+    (``asyncio.run``) on the same worker once the tests run in parallel workers."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
