@@ -169,8 +169,8 @@ def test_a_backing_restore_cancelled_before_writing_changed_nothing(
     what = backing_cancellation(backing_job(state, {"phase": phase} if phase else None))
     assert (what.restored, what.partial, what.unchanged) == ((), (), STORES)
     assert what.statement == (
-        "application database, snapshot metadata store, oplog metadata store still hold their data from before the "
-        "restore"
+        "application database, snapshot metadata store, oplog metadata store still hold their data from "
+        "before the restore"
     ), what.statement
     assert "fenced" not in what.statement
 
