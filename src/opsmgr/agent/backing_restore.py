@@ -39,8 +39,15 @@ from opsmgr.store.backing import LABELS, StoreName
 from opsmgr.store.engine import Store
 from opsmgr.store.running import Holder, hold_for_restore
 
-# (fraction of the phase done, what is being done)
+# (fraction of the phase done, what is being done); raising stops the restore after the batch just written.
 Progress = Callable[[float, str], None]
+# Told before a store is touched (its name), and once more (None) before the restore is recorded; raising
+# stops the restore there (the agent's cancellation: it reports first which store it is about to write).
+Checkpoint = Callable[[str | None], None]
+
+
+def no_checkpoint(_store: str | None) -> None:
+    return None
 
 
 class DownloadIncomplete(OpsmgrError):
@@ -188,19 +195,26 @@ def fence_targets(
 
 
 def write_stores(
-    stores: dict[str, Store], downloads: dict[str, Download], job_id: str, plan: Plan, progress: Progress
+    stores: dict[str, Store],
+    downloads: dict[str, Download],
+    job_id: str,
+    plan: Plan,
+    progress: Progress,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> dict[str, dict[str, int]]:
     """Replaces each fenced store's documents, then records the restore in the application database."""
     counts: dict[str, dict[str, int]] = {}
     total = sum(downloads[n].documents for n in stores) or 1
     done = 0
     for name, store in stores.items():
+        checkpoint(name)
 
         def written(n: int, name: str = name, before: int = done) -> None:
             progress((before + n) / total, f"{LABELS[name]}: {n} of {downloads[name].documents}")
 
         counts[name] = replace_documents(store, downloads[name].docs(), written)
         done += counts[name]["documents"]
+    checkpoint(None)
     if StoreName.APP.value in stores:
         # Read by the server that starts on it: every project is armed until its agents are heard.
         record.mark_restored(stores["app"], job_id, plan.points.app, downloads["app"].docs())

@@ -14,6 +14,13 @@ The restore, in order (each step reported as the job's ``progress``: phase, frac
 5. FINISHED reported to the secondary (which then resyncs its backup of the restored stores), with the
    outcome; the fences removed last.
 
+A cancelled job (``DELETE`` on it: ``backup.restore_cancel``) leaves this host's work list and the
+secondary answers its next report 409 (:class:`RestoreCancelled`). The agent reports at every step, before
+it touches each store (naming the stores it wrote and the one it is about to write, which the statement of
+the cancellation is made of) and, when the job has left its work list, at the next batch boundary: so it
+stops at the next step or batch. Cancelled before writing, it removes its fences (nothing changed);
+once writing began, it leaves them: a half-replaced store must not be started on.
+
 An agent killed while writing leaves the fences (the primary refuses to start on them) and the job RUNNING;
 started again, it finds the job in its work list and carries it out again from the download, taking the
 fences over. A failure once writing has begun ends the job FAILED and leaves the fences, which the next
@@ -21,8 +28,8 @@ restore takes over. The blocking steps run off the event loop (``Runtime.run_blo
 the reports go through the agent's HTTP client, called from that thread through the loop.
 
 May import ``opsmgr.errors``, ``opsmgr.automation.protocol``, ``opsmgr.agent``,
-``opsmgr.backup.restore_download``, ``opsmgr.backup.store_replace``, ``opsmgr.backup.store_restore`` and
-``opsmgr.store``.
+``opsmgr.backup.crashpoints``, ``opsmgr.backup.restore_download``, ``opsmgr.backup.store_replace``,
+``opsmgr.backup.store_restore`` and ``opsmgr.store``.
 """
 
 from __future__ import annotations
@@ -51,10 +58,12 @@ from opsmgr.agent.backing_restore import (
     restore_lock,
     write_stores,
 )
+from opsmgr.agent.client import ServerRejected
 from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.work import WorkList
 from opsmgr.automation.protocol import BACKUP_PATH
+from opsmgr.backup import crashpoints
 from opsmgr.backup.restore_download import claimed, private_opener
 from opsmgr.backup.store_replace import unfence_unwritten
 from opsmgr.backup.store_restore import RestoreRefused
@@ -78,17 +87,37 @@ class Bridge:
     every_s: float
     documents: int = 0
     last_sent: float = field(default=0.0)
+    written: list[str] = field(default_factory=list)  # the stores written whole
+    writing: str | None = None  # the store being written
+    began: bool = False  # the secondary was told the first store is being written: fences stay from then
+    fraction: float = 0.0  # of the phase last reported
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
+    def listed(self) -> bool:
+        return any(j["jobId"] == self.job_id for j in self.restorer.work().backing_restores)
+
     def progress(self, phase: str, fraction: float, message: str, *, now: bool = False) -> None:
-        """Reported at most every ``every_s`` (``now``: at once); a report not delivered is not retried."""
-        if not now and time.monotonic() - self.last_sent < self.every_s:
+        """Reported at most every ``every_s`` (``now``, or the job gone from the work list: at once); a
+        report not delivered is not retried; RestoreCancelled when the secondary answers 409."""
+        if not now and time.monotonic() - self.last_sent < self.every_s and self.listed():
             return
-        self.last_sent = time.monotonic()
-        body = {"phase": phase, "fraction": min(1.0, max(0.0, fraction)), "documents": self.documents}
+        self.last_sent, self.fraction = time.monotonic(), min(1.0, max(0.0, fraction))
+        body = {"phase": phase, "fraction": self.fraction, "documents": self.documents}
+        if phase == "WRITING":
+            body |= {"written": list(self.written), "writing": self.writing}
         self.call(self.restorer.report(self.job_id, {"progress": {**body, "message": message}}, quiet=True))
+
+    def checkpoint(self, store: str | None) -> None:
+        """Before ``store`` is touched (None: before the restore is recorded): the secondary is told which
+        stores are written and which is next, so a cancellation states what each holds."""
+        if self.writing is not None:
+            self.written.append(self.writing)
+        self.writing = store
+        message = f"writing the {LABELS[store]}" if store else "recording the restore"
+        self.progress("WRITING", self.fraction, message, now=True)
+        self.began = True
 
     def download(self, name: str, folder: Path) -> Download:
         """One store's restored documents, streamed to a private file in ``folder``."""
@@ -109,6 +138,12 @@ class Bridge:
         finally:
             self.call(response.aclose())
         return received.whole()
+
+
+class RestoreCancelled(OpsmgrError):
+    """The secondary answered a report of the job 409: it ended without this agent (it was cancelled)."""
+
+    error_code = "RESTORE_JOB_CANCELLED"
 
 
 class StoppedWhileWriting(OpsmgrError):
@@ -171,18 +206,36 @@ class BackingRestorer:
         bridge = Bridge(self, asyncio.get_running_loop(), job_id, self.report_every_s)
         try:
             done = await self.runtime.run_blocking(self._restore, job, bridge)
+        except RestoreCancelled:
+            self.ended.add(job_id)
+            log.warning(
+                "%s: restore job %s cancelled: %s",
+                self.runtime.hostname,
+                job_id,
+                f"stopped while writing, fences left (stores written: {bridge.written or 'none'})"
+                if bridge.began
+                else "nothing was written, fences removed",
+            )
+            return
         except Exception as exc:  # the job's end, whatever it is: the secondary is told why
-            detail = str(getattr(exc, "detail", exc)) or type(exc).__name__
-            log.error("%s: restore job %s failed: %s", self.runtime.hostname, job_id, detail)
-            params = getattr(exc, "parameters", {})
-            failed = {"reason": detail, "errorCode": getattr(exc, "error_code", None), **params}
-            if isinstance(exc, RestoreRefused):  # the seed's rules: the jobs that would answer 409
-                failed["jobsAnswering409"] = list(params.get("jobs", []))
-            if await self.report(job_id, {"statusName": "FAILED", "detail": detail, "outcome": failed}):
+            if await self._report_failure(job_id, exc):
                 self.ended.add(job_id)
             return
         self.ended.add(job_id)
         log.warning("%s: restore job %s finished: %s", self.runtime.hostname, job_id, done["stores"])
+
+    async def _report_failure(self, job_id: str, exc: Exception) -> bool:
+        """FAILED told to the secondary with why; whether the job ended (a cancelled one already has)."""
+        detail = str(getattr(exc, "detail", exc)) or type(exc).__name__
+        log.error("%s: restore job %s failed: %s", self.runtime.hostname, job_id, detail)
+        params = getattr(exc, "parameters", {})
+        failed = {"reason": detail, "errorCode": getattr(exc, "error_code", None), **params}
+        if isinstance(exc, RestoreRefused):  # the seed's rules: the jobs that would answer 409
+            failed["jobsAnswering409"] = list(params.get("jobs", []))
+        try:
+            return await self.report(job_id, {"statusName": "FAILED", "detail": detail, "outcome": failed})
+        except RestoreCancelled:
+            return True
 
     def _restore(self, job: dict[str, Any], bridge: Bridge) -> dict[str, Any]:
         """The whole restore, in the restore's thread (see the module's docstring)."""
@@ -205,30 +258,33 @@ class BackingRestorer:
                 bridge.progress("DOWNLOADING", i / len(positions), f"{LABELS[name]}", now=True)
                 downloads[name] = bridge.download(name, download.folder)
                 bridge.documents += downloads[name].documents
+            crashpoints.reached("backing-restore-downloaded")
             bridge.progress("DECIDING", 0.0, "applying the rules", now=True)
             plan = decide_plan(positions, downloads, uris, job.get("force") is True)
             stores: dict[str, Store] = {}
             taken: dict[str, str] = {}
-            writing = False
             try:
                 bridge.progress("FENCING", 0.0, "fencing every store", now=True)
                 taken = fence_targets(
                     plan, uris, job_id, Fencing(me.describe(), str(download.folder)), stores
                 )
-                bridge.documents, writing = 0, True
+                crashpoints.reached("backing-restore-fenced")
+                bridge.documents = 0
 
                 def written(fraction: float, message: str) -> None:
                     bridge.progress("WRITING", fraction, message)
 
-                counts = write_stores(stores, downloads, job_id, plan, written)
+                counts = write_stores(stores, downloads, job_id, plan, written, bridge.checkpoint)
                 bridge.documents = sum(c["documents"] for c in counts.values())
                 done = {**outcome(job_id, plan, counts), "fencesTakenOver": taken}
                 self._finish(bridge, done, stores)
             except Exception as exc:
-                if writing:
-                    raise StoppedWhileWriting(_stopped_message(stores, job_id, exc)) from exc
-                unfence_unwritten(stores, job_id, taken)
-                raise
+                if not bridge.began:
+                    unfence_unwritten(stores, job_id, taken)
+                    raise
+                if isinstance(exc, RestoreCancelled):  # its fences stay: a store may be half-replaced
+                    raise
+                raise StoppedWhileWriting(_stopped_message(stores, job_id, exc)) from exc
             finally:
                 close_all(stores)
         return done
@@ -258,13 +314,16 @@ class BackingRestorer:
         return response
 
     async def report(self, job_id: str, body: dict[str, Any], *, quiet: bool = False) -> bool:
-        """The job's progress or end to the secondary; whether it was delivered."""
+        """The job's progress or end to the secondary; whether it was delivered. RestoreCancelled when it
+        answers 409 (the job ended: it was cancelled)."""
         try:
             await self.runtime.send_json(
                 "POST", BACKUP_PATH, f"/backingRestores/{job_id}/progress", json=body
             )
             return True
         except OpsmgrError as exc:
+            if isinstance(exc, ServerRejected) and exc.status == 409:  # ended without this agent: cancelled
+                raise RestoreCancelled(f"restore job {job_id} was cancelled: {exc.detail}") from exc
             log.log(
                 logging.DEBUG if quiet else logging.WARNING,
                 "%s: restore job %s: report not delivered: %s",

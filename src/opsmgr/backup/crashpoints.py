@@ -2,19 +2,23 @@
 
 ``OPSMGR_BACKUP_CRASHPOINT=<point>:<marker path>`` arms nothing by itself: the process stops at ``<point>``
 only while the file ``<marker path>.armed`` exists, so a test arms it at the moment it chooses. Reaching an
-armed point writes ``<marker path>`` (the test polls for it) and blocks the calling thread for good; the
-test then kills the process. Unset (the normal case), :func:`reached` costs one dictionary lookup.
+armed point writes ``<marker path>`` (the test polls for it) and blocks the calling thread until the
+``.armed`` file is removed: the test kills the process there (and disarms it after), or disarms it to let
+the process go on (a test cancelling a restore held there). Unset (the normal case), :func:`reached`
+costs one dictionary lookup.
 
 Points: ``agent-slice-upload`` (the agent has sent a slice and the daemon answered, before the agent uses
 the answer), ``daemon-snapshot-commit`` (every block of a snapshot is written, its metadata is not),
-``store-restore-batch`` (a restore of a backing database has committed a batch of its documents).
+``store-restore-batch`` (a restore of a backing database has committed a batch of its documents),
+``backing-restore-downloaded`` (the backing agent has downloaded every store of a restore, touched none),
+``backing-restore-fenced`` (it has fenced every store, written none).
 May import the standard library only.
 """
 
 from __future__ import annotations
 
 import os
-import threading
+import time
 from pathlib import Path
 
 ENV = "OPSMGR_BACKUP_CRASHPOINT"
@@ -28,4 +32,5 @@ def reached(point: str) -> None:
     if name != point or not marker or not Path(marker + ".armed").exists():
         return
     Path(marker).write_text(f"{point} {os.getpid()}\n")
-    threading.Event().wait()  # until the test kills the process
+    while Path(marker + ".armed").exists():  # until the test kills the process or disarms the point
+        time.sleep(0.05)

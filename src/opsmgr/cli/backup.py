@@ -5,8 +5,8 @@ command is a thin client of the public API through :mod:`opsmgr.cli.api` and imp
 server or the backup daemon. A refusal prints the server's message and exits non-zero: a point outside the
 window (400) lists the restorable ranges, missing blocks are 409 "snapshot blocks missing".
 
-``opsmgr backup cancel JOB --cluster C`` cancels an automated restore in progress (``DELETE`` on the job)
-and prints what the target now holds.
+``opsmgr backup cancel JOB --cluster C [--backing]`` cancels an automated restore in progress, of a
+deployment or of the backing databases (``DELETE`` on the job), and prints what the target now holds.
 
 ``--cluster`` takes a cluster id or its replica set name. With ``--backing``, ``snapshots`` and ``jobs``
 show the backing databases of a primary that this server backs up as its secondary (``--cluster``: their id
@@ -302,13 +302,20 @@ def cancel(
     public_key: str = PublicKeyOpt,
     private_key: str = PrivateKeyOpt,
     ca_file: Path | None = CaFileOpt,
+    backing: bool = BackingOpt,
 ) -> None:
     """Cancels an automated restore in progress: its agents load no further member, the members restart on
-    what they hold, and the job ends CANCELLED stating what each member now holds. A job that ended is
-    refused (409)."""
+    what they hold, and the job ends CANCELLED stating what each member now holds. With --backing, a restore
+    of the backing databases its agent carries out: the agent stops at its next batch, and the statement
+    names the stores restored, the one partly written and those untouched (once writing began, every store
+    stays fenced until a restore completes). A job that ended is refused (409)."""
     with public_api(url, public_key, private_key, ca_file) as api:
-        cid = _cluster_id(api, group, cluster)
-        job = api.delete(f"/groups/{group}/clusters/{cid}/restoreJobs/{quote(job_id, safe='')}")
+        if backing:
+            found = _backing(api, group, cluster)
+            base = f"/groups/{found['groupId']}/backingDatabases/{found['id']}"
+        else:
+            base = f"/groups/{group}/clusters/{_cluster_id(api, group, cluster)}"
+        job = api.delete(f"{base}/restoreJobs/{quote(job_id, safe='')}")
     statement = (job.get("cancellation") or {}).get("statement", "")
     out.print(f"restore job {job['id']} {job.get('phase', job['statusName'])}: {statement}", highlight=False)
 

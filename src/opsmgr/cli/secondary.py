@@ -13,7 +13,9 @@ running server, while the primary runs (the running-server lock, ``store.running
 restored to and asks for confirmation (``--yes`` skips it); creates the restore job on the secondary
 (``delivery: AGENT``, ``force`` with it) and follows the job's progress with a progress bar until it ends:
 FINISHED prints the outcome and "Start the primary now", FAILED the reason (a refusal of the seed's rules
-names the restore jobs that would answer 409) and exits non-zero. Ctrl-C stops following; the agent goes on.
+names the restore jobs that would answer 409) and exits non-zero, as does a cancelled job (KILLED: ``opsmgr
+backup cancel --backing``), naming the cancellation and what each store holds. Ctrl-C stops following; the
+agent goes on.
 
 :func:`run_restore` is the same restore carried out here, for ``opsmgr drill`` into its sandbox (a job with
 ``delivery: CLI``): it takes the running-server lock, downloads every store, applies the rules, fences,
@@ -370,6 +372,7 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
 QUEUED_S = 120.0  # no agent has taken the job up by then: it is not running
 STALLED_S = 600.0  # no progress reported for this long: the agent is gone or stuck
 POLL_S = 0.3
+ENDED = ("FINISHED", "FAILED", "KILLED")  # KILLED: cancelled (``opsmgr backup cancel --backing``)
 
 
 class RestoreFailed(OpsmgrError):
@@ -412,7 +415,7 @@ def follow_job(
         while True:
             job = dict(api.get(path))
             update(*_status(job))
-            if job["statusName"] in ("FINISHED", "FAILED"):
+            if job["statusName"] in ENDED:
                 return job
             now = time.monotonic()
             if job.get("progress") != seen:
@@ -447,6 +450,9 @@ def agent_restore(
     result = {"restoreJobId": job["id"], "statusName": final["statusName"], **(final.get("outcome") or {})}
     if final["statusName"] == "FAILED":
         result.setdefault("reason", final.get("detail") or "")
+    if final["statusName"] == "KILLED":
+        result["cancellation"] = final.get("cancellation") or {}
+        result["reason"] = f"it was cancelled: {result['cancellation'].get('statement', '')}"
     return result
 
 
@@ -499,5 +505,6 @@ def restore_stores(
     if result["statusName"] != "FINISHED":
         if as_json:
             typer.echo(json.dumps(result))
-        fail(RestoreFailed(f"restore job {result['restoreJobId']} failed: {result['reason']}"))
+        ended = "was not completed" if result["statusName"] == "KILLED" else "failed"
+        fail(RestoreFailed(f"restore job {result['restoreJobId']} {ended}: {result['reason']}"))
     _print_result(result, as_json)
