@@ -2,7 +2,10 @@
 backing-database agent on the primary's stores): in real Chromium, the secondary's page reached from the
 navigation with the three stores side by side, the point all three restore to together and the
 ``opsmgr backup restore-stores`` commands; over HTTP the restore history, the API's read rule (a user of
-another project sees none of it), and the primary's page saying it is not a secondary."""
+another project sees none of it), and the primary's page saying it is not a secondary. Last, a restore the
+backing agent carries out (its reports sent as the agent sends them, the agent stopped): its live progress
+and its Cancel button in Chromium, the job then CANCELLED with its statement; the form's CSRF check, a
+read-only user's refusal (no button, the POST 403) and forged ids over HTTP."""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ import shlex
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from opsmgr.cli.restore_targets import parse_instant
-from tests.secondary_support import SecondaryPair, primary_with_secondary
-from tests.ui.uisupport import PASSWORD, UiSession, login, screenshot
+from opsmgr.conf import read_properties_file
+from tests.secondary_support import SecondaryPair, now_ms, primary_with_secondary
+from tests.ui.uisupport import PASSWORD, UiSession, error_detail, login, read_only_session, screenshot
 
 _COMMAND = re.compile(r'<pre class="command"><code>([^<]+)</code></pre>')
 
@@ -92,3 +97,78 @@ def test_read_rule_and_a_server_that_is_not_a_secondary(pair: SecondaryPair) -> 
     finally:
         outsider.close()
         primary.close()
+
+
+def _report(pair: SecondaryPair, job_id: str, progress: dict[str, Any]) -> None:
+    """A progress report as the backing agent sends it, with its project's agent key."""
+    config = read_properties_file(pair.agent_config)
+    gid = config["mmsGroupId"]
+    url = f"{pair.secondary.url}/agents/api/backup/v1/{gid}/backingRestores/{job_id}/progress"
+    r = httpx.post(url, json={"progress": progress}, auth=httpx.BasicAuth(gid, config["mmsApiKey"]))
+    assert r.status_code == 200, r.text
+
+
+def test_an_agents_restore_shows_its_progress_live_and_is_cancelled_from_the_page(
+    page: Any, pair: SecondaryPair
+) -> None:
+    from playwright.sync_api import expect
+
+    pair.stop_agent()  # its reports are sent by the test; the primary is not touched
+    at = now_ms() - 2000
+    with pair.secondary_api() as api:
+        path = f"/groups/{pair.group_id}/backingDatabases/{pair.cluster_id}/restoreJobs"
+        stores = {name: {"pointInTimeUTCMillis": at} for name in ("app", "snapshot", "oplog")}
+        r = api.post(path, json={"stores": stores, "delivery": "AGENT"})
+        assert r.status_code == 200, r.text
+        job_id = r.json()["id"]
+    _report(pair, job_id, {"phase": "DOWNLOADING", "fraction": 0.25, "documents": 40, "message": "app: 40"})
+    login(page, pair.secondary.url, "owner")
+    page.goto(f"{pair.secondary.url}/ui/backing")
+    row = page.locator(f'tr[data-job="{job_id}"]')
+    expect(row.locator("[data-progress]")).to_contain_text("DOWNLOADING 25.0%, 40 documents: app: 40")
+    # Live: the next report shows without a reload.
+    _report(pair, job_id, {"phase": "FENCING", "fraction": 0.5, "documents": 80, "message": "fencing"})
+    expect(row.locator("[data-progress]")).to_contain_text("FENCING 50.0%, 80 documents: fencing")
+    screenshot(page, "backing-restore-progress")
+    row.get_by_role("button", name="Cancel restore").click()
+    page.wait_for_url(re.compile(r".*/ui/backing"))
+    row = page.locator(f'tr[data-job="{job_id}"]')
+    expect(row.locator("[data-cancellation]")).to_contain_text(
+        "still hold their data from before the restore"
+    )
+    expect(row.get_by_role("button", name="Cancel restore")).to_have_count(0)
+    with pair.secondary_api() as api:
+        shown = api.get(f"{path}/{job_id}").json()
+    assert (shown["phase"], shown["statusName"]) == ("CANCELLED", "KILLED"), shown
+    _refusals(pair, path, at)
+
+
+def _refusals(pair: SecondaryPair, path: str, at: int) -> None:
+    with pair.secondary_api() as api:
+        stores = {name: {"pointInTimeUTCMillis": at} for name in ("app", "snapshot", "oplog")}
+        job_id = api.post(path, json={"stores": stores, "delivery": "AGENT"}).json()["id"]
+    cancel = f"/ui/backing/{pair.group_id}/{pair.cluster_id}/restores/{job_id}/cancel"
+    owner = UiSession(pair.secondary.url, "owner")
+    try:
+        forged = owner.post(cancel, csrf=False)
+        assert forged.status_code == 403 and "CSRF" in error_detail(forged.text)
+        for bad in (
+            f"/ui/backing/{pair.group_id}/{pair.cluster_id}/restores/nope/cancel",
+            f"/ui/backing/{pair.group_id}/{'x' * 5000}/restores/{job_id}/cancel",
+            f"/ui/backing/nosuchgroup/{pair.cluster_id}/restores/{job_id}/cancel",
+        ):
+            assert 400 <= owner.post(bad).status_code < 500, bad
+        assert 400 <= owner.get(f"/ui/backing/{pair.group_id}/nosuchcluster/jobs").status_code < 500
+        with read_only_session(pair.secondary, "reader", pair.group_id) as reader:
+            assert job_id in reader.get("/ui/backing").text
+            assert (
+                "Cancel restore" not in reader.get(f"/ui/backing/{pair.group_id}/{pair.cluster_id}/jobs").text
+            )
+            assert reader.post(cancel).status_code == 403
+        with pair.secondary_api() as api:
+            assert api.get(f"{path}/{job_id}").json()["phase"] == "QUEUED", "nothing was cancelled"
+        assert owner.post(cancel).status_code == 303
+        ended = owner.post(cancel)
+        assert ended.status_code == 409 and "already CANCELLED" in error_detail(ended.text)
+    finally:
+        owner.close()
