@@ -1,14 +1,22 @@
 """The backing agent's choice of the restore to carry out (no processes): the first of its work list it has
-not ended, one at a time as the host's long action, and none while another long action runs."""
+not ended, one at a time as the host's long action, and none while another long action runs. Its reports
+while writing (a cancellation's statement is made of them): before each store it names the stores written
+and the one next, and counts as having begun writing only once that was accepted; a job gone from its work
+list is reported at the next batch, whatever the interval; a 409 answer stops it (RestoreCancelled)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opsmgr.agent.backing import BackingConfig
-from opsmgr.agent.backing_restorer import BackingRestorer
+from opsmgr.agent.backing_restorer import BackingRestorer, Bridge, RestoreCancelled
 from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.work import WorkList
 
@@ -51,3 +59,71 @@ def test_nothing_starts_beside_another_long_action() -> None:
         return carried
 
     assert asyncio.run(run()) == []
+
+
+@dataclass
+class FakeSecondary:
+    """The restorer as the bridge sees it: its work list and the secondary answering its reports."""
+
+    listed: bool = True
+    cancelled: bool = False
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    def work(self) -> WorkList:
+        return WorkList(version="v1", backing_restores=({"jobId": "j1"},) if self.listed else ())
+
+    async def report(self, job_id: str, body: dict[str, Any], *, quiet: bool = False) -> bool:
+        if self.cancelled:
+            raise RestoreCancelled(f"restore job {job_id} was cancelled")
+        self.reports.append(body["progress"])
+        return True
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The agent's event loop, in its own thread as the restore's thread calls into it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def bridge(secondary: FakeSecondary, loop: asyncio.AbstractEventLoop) -> Bridge:
+    return Bridge(secondary, loop, "j1", every_s=3600.0)  # type: ignore[arg-type]
+
+
+def test_before_each_store_the_written_ones_and_the_next_are_reported(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    secondary = FakeSecondary()
+    b = bridge(secondary, loop)
+    b.checkpoint("app")
+    assert b.began and secondary.reports[-1]["written"] == [] and secondary.reports[-1]["writing"] == "app"
+    b.progress("WRITING", 0.3, "app: 10")  # within the interval, the job listed: not sent
+    assert len(secondary.reports) == 1
+    b.checkpoint("snapshot")
+    b.checkpoint(None)
+    assert (
+        secondary.reports[-1]["written"] == ["app", "snapshot"] and secondary.reports[-1]["writing"] is None
+    )
+
+
+def test_a_job_gone_from_the_work_list_is_reported_at_the_next_batch(loop: asyncio.AbstractEventLoop) -> None:
+    secondary = FakeSecondary()
+    b = bridge(secondary, loop)
+    b.checkpoint("app")
+    secondary.listed, secondary.cancelled = False, True
+    with pytest.raises(RestoreCancelled):
+        b.progress("WRITING", 0.3, "app: 10")
+
+
+def test_cancelled_before_the_first_store_has_not_begun_writing(loop: asyncio.AbstractEventLoop) -> None:
+    b = bridge(FakeSecondary(cancelled=True), loop)
+    with pytest.raises(RestoreCancelled):
+        b.checkpoint("app")
+    assert not b.began  # so the agent removes its fences: nothing was written
