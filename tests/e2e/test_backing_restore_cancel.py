@@ -2,6 +2,7 @@
 servers, a real backing agent, the ``restore-stores`` front-end and ``opsmgr backup cancel --backing``; the
 agent is held where the test chooses by ``opsmgr.backup.crashpoints`` and let go after the cancellation:
 
+- cancelled once every store is downloaded, none fenced: no fence is written, the download is deleted;
 - cancelled with every store fenced and none written: the agent removes its fences, the stores are as
   before, the statement says every store holds its data from before the restore, the front-end ends
   non-zero naming the cancellation; a second cancel, a read-only key, another project's key, a forged id
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from opsmgr.backup.crashpoints import ENV as CRASHPOINT_ENV
+from opsmgr.backup.restore_download import download_folder
 from tests.cli.test_restore_stores_abort import Contents, contents, primary_refusal, start_restore
 from tests.procs import run_cli, wait_for
 from tests.secondary_support import SecondaryPair, fences, now_ms, primary_with_secondary
@@ -78,14 +80,35 @@ def held_restore(pair: SecondaryPair, at: int, point: str, tmp_path: Path) -> tu
     errors = tmp_path / "stderr"
     proc = start_restore(pair, at, errors, "--yes", "--json")
     wait_for(marker.exists, 45, what=f"the agent held at {point}")
-    job = fences(pair)["app"]
-    assert job is not None and set(fences(pair).values()) == {job}, fences(pair)
+    with pair.secondary_api() as api:
+        job = str(api.get(jobs_path(pair)).json()["results"][0]["id"])
     return proc, errors, marker, job
 
 
 def ended(proc: Any, errors: Path) -> tuple[int, dict[str, Any], str]:
     out, _ = proc.communicate(timeout=45)
     return proc.returncode, json.loads(out.strip().splitlines()[-1]), errors.read_text()
+
+
+def test_cancelled_after_the_download_fences_nothing_and_deletes_the_download(
+    stopped: tuple[SecondaryPair, int], tmp_path: Path
+) -> None:
+    pair, at = stopped
+    before: Contents = contents(pair)
+    proc, errors, marker, job = held_restore(pair, at, "backing-restore-downloaded", tmp_path)
+    try:
+        assert fences(pair) == NO_FENCES and download_folder(pair.primary.data_dir).is_dir()
+        assert cancel(pair, job).returncode == 0
+        Path(f"{marker}.armed").unlink()
+        code, result, stderr = ended(proc, errors)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code != 0 and "was cancelled" in stderr, stderr
+    assert result["cancellation"]["unchanged"] == ["app", "snapshot", "oplog"]
+    wait_for(lambda: not download_folder(pair.primary.data_dir).exists(), 30, what="the download deleted")
+    assert fences(pair) == NO_FENCES and contents(pair) == before
 
 
 def test_cancelled_before_writing_removes_the_fences_and_changes_nothing(
@@ -95,6 +118,7 @@ def test_cancelled_before_writing_removes_the_fences_and_changes_nothing(
     before: Contents = contents(pair)
     proc, errors, marker, job = held_restore(pair, at, "backing-restore-fenced", tmp_path)
     try:
+        assert set(fences(pair).values()) == {job}, fences(pair)
         done = cancel(pair, job)
         assert done.returncode == 0, done.stderr
         assert f"restore job {job} CANCELLED" in done.stdout and "from before the restore" in done.stdout
@@ -150,6 +174,7 @@ def test_cancelled_while_writing_keeps_the_fences_and_a_later_restore_completes(
     before: Contents = contents(pair)
     proc, errors, marker, job = held_restore(pair, at, "store-restore-batch", tmp_path)
     try:
+        assert set(fences(pair).values()) == {job}, fences(pair)
         assert pair.job(job)["progress"]["writing"] == "app"
         done = cancel(pair, job)
         assert done.returncode == 0, done.stderr
