@@ -19,6 +19,7 @@ from opsmgr.agent.backing import BackingConfig
 from opsmgr.agent.backing_restorer import BackingRestorer, Bridge, RestoreCancelled
 from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.work import WorkList
+from opsmgr.errors import OpsmgrError
 
 
 def restorer(jobs: list[dict[str, Any]], long: LongActions, carried: list[str]) -> BackingRestorer:
@@ -67,6 +68,7 @@ class FakeSecondary:
 
     listed: bool = True
     cancelled: bool = False
+    reachable: bool = True
     reports: list[dict[str, Any]] = field(default_factory=list)
 
     def work(self) -> WorkList:
@@ -75,8 +77,9 @@ class FakeSecondary:
     async def report(self, job_id: str, body: dict[str, Any], *, quiet: bool = False) -> bool:
         if self.cancelled:
             raise RestoreCancelled(f"restore job {job_id} was cancelled")
-        self.reports.append(body["progress"])
-        return True
+        if self.reachable:
+            self.reports.append(body["progress"])
+        return self.reachable
 
 
 @pytest.fixture
@@ -127,3 +130,10 @@ def test_cancelled_before_the_first_store_has_not_begun_writing(loop: asyncio.Ab
     with pytest.raises(RestoreCancelled):
         b.checkpoint("app")
     assert not b.began  # so the agent removes its fences: nothing was written
+
+
+def test_no_store_is_touched_unless_the_secondary_was_told(loop: asyncio.AbstractEventLoop) -> None:
+    b = bridge(FakeSecondary(reachable=False), loop)
+    with pytest.raises(OpsmgrError, match="could not be told"):
+        b.checkpoint("app")
+    assert not b.began

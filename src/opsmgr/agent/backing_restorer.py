@@ -98,25 +98,28 @@ class Bridge:
     def listed(self) -> bool:
         return any(j["jobId"] == self.job_id for j in self.restorer.work().backing_restores)
 
-    def progress(self, phase: str, fraction: float, message: str, *, now: bool = False) -> None:
+    def progress(self, phase: str, fraction: float, message: str, *, now: bool = False) -> bool:
         """Reported at most every ``every_s`` (``now``, or the job gone from the work list: at once); a
-        report not delivered is not retried; RestoreCancelled when the secondary answers 409."""
+        report not delivered is not retried; whether it was delivered (or not due); RestoreCancelled when
+        the secondary answers 409."""
         if not now and time.monotonic() - self.last_sent < self.every_s and self.listed():
-            return
+            return True
         self.last_sent, self.fraction = time.monotonic(), min(1.0, max(0.0, fraction))
         body = {"phase": phase, "fraction": self.fraction, "documents": self.documents}
         if phase == "WRITING":
             body |= {"written": list(self.written), "writing": self.writing}
-        self.call(self.restorer.report(self.job_id, {"progress": {**body, "message": message}}, quiet=True))
+        report = {"progress": {**body, "message": message}}
+        return self.call(self.restorer.report(self.job_id, report, quiet=True))
 
     def checkpoint(self, store: str | None) -> None:
-        """Before ``store`` is touched (None: before the restore is recorded): the secondary is told which
-        stores are written and which is next, so a cancellation states what each holds."""
+        """Before ``store`` is touched (None: before the restore is recorded): the secondary must have been
+        told which stores are written and which is next, so that a cancellation states what each holds."""
         if self.writing is not None:
             self.written.append(self.writing)
         self.writing = store
         message = f"writing the {LABELS[store]}" if store else "recording the restore"
-        self.progress("WRITING", self.fraction, message, now=True)
+        if not self.progress("WRITING", self.fraction, message, now=True):
+            raise OpsmgrError(f"the secondary could not be told the restore goes on with: {message}")
         self.began = True
 
     def download(self, name: str, folder: Path) -> Download:
