@@ -51,13 +51,9 @@ def jobs_path(pair: SecondaryPair, group_id: str | None = None) -> str:
     return f"/groups/{group_id or pair.group_id}/backingDatabases/{pair.cluster_id}/restoreJobs"
 
 
-def cancel(pair: SecondaryPair, job_id: str) -> subprocess.CompletedProcess[str]:
+def cli_args(pair: SecondaryPair) -> list[str]:
     key = pair.secondary_key
-    return run_cli(
-        "backup",
-        "cancel",
-        job_id,
-        "--backing",
+    return [
         "--cluster",
         pair.cluster_id,
         "--group",
@@ -68,7 +64,11 @@ def cancel(pair: SecondaryPair, job_id: str) -> subprocess.CompletedProcess[str]
         key["publicKey"],
         "--private-key",
         key["privateKey"],
-    )
+    ]
+
+
+def cancel(pair: SecondaryPair, job_id: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("backup", "cancel", job_id, "--backing", *cli_args(pair))
 
 
 def held_restore(pair: SecondaryPair, at: int, point: str, tmp_path: Path) -> tuple[Any, Path, Path, str]:
@@ -140,6 +140,8 @@ def test_cancelled_before_writing_removes_the_fences_and_changes_nothing(
     assert (shown["phase"], shown["statusName"]) == ("CANCELLED", "KILLED")
     assert shown["cancellation"]["restored"] == [] and shown["cancellation"]["partiallyLoaded"] == []
     assert "still hold their data from before the restore" in shown["cancellation"]["statement"]
+    listed = run_cli("backup", "jobs", "--backing", "--job", job, *cli_args(pair))
+    assert listed.returncode == 0 and "KILLED (application" in listed.stdout, listed.stdout
     _refusals(pair, at, job)
 
 

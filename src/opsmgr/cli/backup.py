@@ -462,10 +462,15 @@ def _backing_jobs(api: PublicApi, group: str, cluster: str, job_ids: list[str]) 
             progress = entry.get("progress") or {}
             done = f" {progress['fraction']:.0%} {progress.get('message', '')}".rstrip() if progress else ""
             stores.append(f"{store}: {_backing_target(entry)}{done}")
+        # An agent's restore: how far it is; a cancelled one: what each store holds.
+        said = j.get("detail") or (j.get("cancellation") or {}).get("statement")
+        going = j.get("progress") if j.get("phase") in ("QUEUED", "RUNNING") else None
+        if going:
+            said = f"{going['phase']} {going.get('percent', 0)}%: {going.get('message', '')}".rstrip(": ")
         table.add_row(
             j["id"],
             j.get("created") or "-",
-            j["statusName"] + (f" ({j['detail']})" if j.get("detail") else ""),
+            j["statusName"] + (f" ({said})" if said else ""),
             "\n".join(stores),
             j.get("finished") or "-",
         )
