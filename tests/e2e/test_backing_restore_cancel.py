@@ -205,6 +205,8 @@ def test_cancelled_while_writing_keeps_the_fences_and_a_later_restore_completes(
         n: job for n in ("app", "snapshot", "oplog")
     }, outcome
     assert fences(pair) == NO_FENCES
+    finished = cancel(pair, outcome["restoreJobId"])
+    assert finished.returncode != 0 and "already FINISHED" in finished.stderr, finished.stderr
     pair.primary.start()
     with pair.primary.client(pair.primary_key) as api:
         assert "before-T" in [g["name"] for g in api.get("/groups").json()["results"]]
