@@ -546,10 +546,14 @@ class BackingRestores:
         return [job.to_doc() for job in sorted(jobs, key=lambda j: -j.created)]
 
     def _get(self, reader: Store | Txn, group_id: str, cluster_id: str, job_id: str) -> BackingJob:
-        job = self.log.lookup(reader, job_id, groupId=group_id, clusterId=cluster_id)
+        return self._found(reader, job_id, "", groupId=group_id, clusterId=cluster_id)
+
+    def _found(self, reader: Store | Txn, job_id: str, which: str, **match: str) -> BackingJob:
+        """The job that matches; 404 naming ``which`` jobs were searched for any other."""
+        job = self.log.lookup(reader, job_id, **match)
         if job is None:
             raise NotFound(
-                f"no restore job {job_id} of backing databases",
+                f"no restore job {job_id} of backing databases{which}",
                 error_code="RESTORE_JOB_NOT_FOUND",
                 jobId=job_id,
             )
@@ -618,16 +622,13 @@ class BackingRestores:
 
     def agent_job(self, group_id: str, job_id: str) -> BackingJob:
         """A job of the project an agent carries out; 404 for any other."""
-        found = self.log.lookup(
-            self.log.store, job_id, groupId=group_id, delivery=BackingDelivery.AGENT.value
+        return self._found(
+            self.log.store,
+            job_id,
+            " carried out by an agent",
+            groupId=group_id,
+            delivery=BackingDelivery.AGENT.value,
         )
-        if found is None:
-            raise NotFound(
-                f"no restore job {job_id} of backing databases carried out by an agent",
-                error_code="RESTORE_JOB_NOT_FOUND",
-                jobId=job_id,
-            )
-        return BackingJob.from_doc(found)
 
     def agent_report(self, group_id: str, job_id: str, report: Mapping[str, Any]) -> dict[str, Any]:
         """The backing agent's report on one of its jobs: its ``progress`` (the job is RUNNING from the first
