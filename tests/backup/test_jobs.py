@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from opsmgr.automation.protocol import WORK_CHANGED
+from opsmgr.backup.backing_jobs import BackingRestores
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
 from opsmgr.backup.jobs import (
     BACKING_JOBS,
     DEPLOYMENT_JOBS,
-    BackingRestores,
     DeploymentRestores,
     Download,
     IntoDeployment,

@@ -8,9 +8,9 @@ SIGTERM, which closes the stores (an SQLite store checkpoints its log into its f
 
 The composition root. May import ``opsmgr`` (its version), ``opsmgr.logs``, ``opsmgr.alerts``,
 ``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.drills``,
-``opsmgr.backup.jobs``,
-``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``, ``opsmgr.maintenance.rolling`` (the
-transition check it hands to automation), ``opsmgr.restoration.service``, ``opsmgr.store`` and
+``opsmgr.backup.jobs``, ``opsmgr.backup.backing_jobs``, ``opsmgr.maintenance.service``,
+``opsmgr.maintenance.index_service``, ``opsmgr.maintenance.rolling`` (the transition check it hands to
+automation), ``opsmgr.restoration.service``, ``opsmgr.store`` and
 ``opsmgr.server`` modules.
 """
 
@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 from opsmgr import __version__
 from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
+from opsmgr.backup.backing_jobs import BackingRestores
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.backup.drills import Drills
-from opsmgr.backup.jobs import BackingRestores, DeploymentRestores, Grants
+from opsmgr.backup.jobs import DeploymentRestores, Grants
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.maintenance.service import MaintenanceService

@@ -3,8 +3,9 @@
 A handler names what it needs (``automation: Automation``) and gets the one instance ``server.boot`` built;
 a misspelt service or method is a type error, not a 500. May import ``opsmgr.server.services`` and the
 services' own modules, for their types: ``opsmgr.alerts``, ``opsmgr.automation.service``,
-``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.jobs``, ``opsmgr.maintenance.service``,
-``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service`` and ``opsmgr.store.appdb``.
+``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.jobs``, ``opsmgr.backup.backing_jobs``,
+``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service`` and
+``opsmgr.store.appdb``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from fastapi import Depends, Request
 
 from opsmgr.alerts import AlertService
 from opsmgr.automation.service import AutomationService
+from opsmgr.backup.backing_jobs import BackingRestores
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
-from opsmgr.backup.jobs import BackingRestores, DeploymentRestores
+from opsmgr.backup.jobs import DeploymentRestores
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.restoration.service import RestorationService

@@ -24,11 +24,12 @@ from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.automation.service import CONFIG_CHANGED, AutomationService
 from opsmgr.automation.status import StatusReport
 from opsmgr.backup.alerts import AlertPolicy
+from opsmgr.backup.backing_jobs import BackingRestores
 from opsmgr.backup.blockstore import Compression
 from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.backup.drills import Drills
-from opsmgr.backup.jobs import BackingRestores, DeploymentRestores
+from opsmgr.backup.jobs import DeploymentRestores
 from opsmgr.errors import Conflict
 from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.index_service import IndexBuildService
