@@ -95,6 +95,9 @@ class ProcessSpec:
     repl_set_name: str | None
     dbpath: str
     log_path: str | None = None
+    # "mongos" runs a router: no dbpath, no replica set; ``args["sharding"]["configDB"]`` names the config
+    # server replica set as ``"<rs>/<host:port>,..."``.
+    process_type: str = "mongod"
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,47 @@ class RsStatus:
 
     def primary(self) -> MemberStatus | None:
         return next((m for m in self.members if m.state is MemberState.PRIMARY), None)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One document of ``listShards`` (``config.shards``): ``host`` is ``"<rs>/<host:port>,..."``."""
+
+    id: str
+    host: str
+    draining: bool = False
+
+
+class RemoveShardState(StrEnum):
+    """``removeShard``'s ``state``: each call reports where the draining is."""
+
+    STARTED = "started"
+    ONGOING = "ongoing"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class RemoveShardProgress:
+    state: RemoveShardState
+    remaining_chunks: int
+    dbs_to_move: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShardedCollection:
+    """One document of ``config.collections`` that is sharded: the namespace, its key and uniqueness."""
+
+    ns: str
+    key: dict[str, Any]
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class BalancerState:
+    """``balancerStatus``: ``mode`` is ``"full"`` or ``"off"``; ``in_round`` while a migration runs."""
+
+    mode: str
+    in_round: bool
 
 
 @dataclass(frozen=True)
@@ -247,4 +291,34 @@ class Driver(Protocol):
 
     def load(self, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
         """Replace the process's user data with ``docs`` (the process is stopped or standalone)."""
+        ...
+
+
+class ShardingDriver(Protocol):
+    """The sharding commands. Every one is sent to the local ``mongos`` process ``name`` (as MongoDB
+    requires), which routes it to the config server replica set."""
+
+    def list_shards(self, name: str) -> list[ShardInfo]: ...
+
+    def add_shard(self, name: str, shard_id: str, connection: str) -> None:
+        """``addShard`` of replica set ``connection`` (``"<rs>/<host:port>,..."``) named ``shard_id``; a
+        no-op when that shard is already there with the same replica set."""
+        ...
+
+    def remove_shard(self, name: str, shard_id: str) -> RemoveShardProgress:
+        """``removeShard``: the first call starts draining, later calls report progress, the call that
+        finds the shard drained completes the removal."""
+        ...
+
+    def sharded_collections(self, name: str) -> list[ShardedCollection]: ...
+
+    def shard_collection(self, name: str, ns: str, key: dict[str, Any], *, unique: bool = False) -> None:
+        """``shardCollection`` (and ``enableSharding`` of its database); a no-op when already sharded with
+        the same key, ``CommandConflict`` with another."""
+        ...
+
+    def balancer_status(self, name: str) -> BalancerState: ...
+
+    def set_balancer(self, name: str, *, running: bool) -> None:
+        """``balancerStart`` / ``balancerStop`` (which waits for the migration in progress to finish)."""
         ...
