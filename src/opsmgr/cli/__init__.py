@@ -5,5 +5,6 @@ May import ``opsmgr`` (its version), ``opsmgr.command``, ``opsmgr.errors``, ``op
 ``opsmgr.properties``, ``opsmgr.tls``, ``opsmgr.agent``, ``opsmgr.automation.templates``, ``opsmgr.backup``,
 ``opsmgr.restoration.record``, ``opsmgr.restoration.mode``, ``opsmgr.restoration.adopt``, ``opsmgr.server``
 (its boot and settings), ``opsmgr.ui`` (what a server serves beside its API), ``opsmgr.store``,
-``opsmgr.sim`` (the demo's application writing to its simulated replica set) and ``opsmgr.timestamps``.
+``opsmgr.durable_file`` (downloads), ``opsmgr.sim`` (the demo's application writing to its simulated replica
+set) and ``opsmgr.timestamps``.
 """

@@ -13,7 +13,7 @@ show the backing databases of a primary that this server backs up as its seconda
 or name, ``/groups/{id}/backingDatabases``): the three stores' snapshots and windows side by side, the times
 all three can be restored to together, and their restore jobs.
 
-May import ``opsmgr.errors`` and ``opsmgr.cli.api``.
+May import ``opsmgr.errors``, ``opsmgr.durable_file`` and ``opsmgr.cli.api``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from opsmgr.cli.api import (
     public_api,
     watch,
 )
+from opsmgr.durable_file import durable_output
 from opsmgr.errors import InvalidInput
 
 backup_app = typer.Typer(no_args_is_help=True, help="Continuous backup: snapshots, PITR window, restores.")
@@ -209,11 +210,9 @@ def _download(api: PublicApi, job: dict[str, Any], size_hint: int, to: Path) -> 
     link = job["delivery"].get("url")
     if not link:
         raise ApiFailed(f"restore job {job['id']} has no download link (expired?)")
-    written = 0
-    partial = to.with_name(to.name + ".partial")
     with progress_bar(f"download {to.name}") as update:
         try:
-            with api.client.stream("GET", link) as response, open(partial, "wb") as f:
+            with api.client.stream("GET", link) as response, durable_output(to) as out:
                 if response.status_code >= 400:
                     response.read()
                     raise ApiFailed(
@@ -221,19 +220,16 @@ def _download(api: PublicApi, job: dict[str, Any], size_hint: int, to: Path) -> 
                         response.status_code,
                     )
                 for chunk in response.iter_bytes():
-                    f.write(chunk)
-                    written += len(chunk)
+                    out.write(chunk)
                     # The size is the snapshot's: an estimate of the download's, so the bar stops short of 1.
-                    update(min(written / size_hint, 0.99) if size_hint else 0.0, f"{written / 1e6:,.1f} MB")
+                    update(
+                        min(out.written / size_hint, 0.99) if size_hint else 0.0,
+                        f"{out.written / 1e6:,.1f} MB",
+                    )
         except httpx.HTTPError as exc:
-            partial.unlink(missing_ok=True)
             raise ApiFailed(f"download interrupted: {exc}") from exc
-        except ApiFailed:
-            partial.unlink(missing_ok=True)
-            raise
-        partial.replace(to)
-        update(1.0, f"{written / 1e6:,.1f} MB")
-    return written
+        update(1.0, f"{out.written / 1e6:,.1f} MB")
+    return out.written
 
 
 @backup_app.command("restore")
