@@ -10,7 +10,8 @@ sentence that is also logged. Who may act, in this order (the first that has a m
    ``<action> in progress (N s)``; a second long action waits for it;
 2. rolling maintenance (``agent.maintenance``): the moves of the server-registered rolling change of a
    replica set this host takes part in (those that stop or start a process become the long action);
-3. automation (``agent.plan``): the first move of the plan that brings this host's processes to the goal;
+3. automation (``agent.plan``, with ``agent.sharding`` for mongos and their clusters, whose commands
+   ``agent.cluster_moves`` sends): the first move of the plan that brings this host's processes to the goal;
 4. a supervised unique index build (``agent.index_build``), only once this host is at goal.
 
 Backup runs as a task of its own beside the cycle (it ships slices at its own cadence and never changes a
@@ -48,14 +49,17 @@ import httpx
 
 from opsmgr.agent.backup import BackupWorker
 from opsmgr.agent.client import AgentClient, BadResponse, ServerRejected, ServerUnreachable
+from opsmgr.agent.cluster_moves import run_cluster_move
 from opsmgr.agent.executor import LongActions
 from opsmgr.agent.index_build import IndexBuildWorker
 from opsmgr.agent.maintenance import MaintenanceExecutor, Outcome
+from opsmgr.agent.moves import CLUSTER_MOVES
 from opsmgr.agent.observe import read_snapshot, status_observed
 from opsmgr.agent.pacing import Backoff, format_seconds, stopped_within
 from opsmgr.agent.plan import Move, ProcessPlan, Snapshot, plan
 from opsmgr.agent.runtime import Runtime
 from opsmgr.agent.settings import AgentSettings, load_settings
+from opsmgr.agent.sharding import is_mongos
 from opsmgr.agent.shipper import ReplicaSets, Shipper
 from opsmgr.agent.state import NO_VERSION, StateStore
 from opsmgr.agent.work import WorkList, received
@@ -264,7 +268,7 @@ class Agent:
                 self.held, self.held_version, self.work.maintenance, self.state.goal_config
             )
             snapshot = await self._driver(
-                read_snapshot, self.driver, self._names(), self.state.initiated_sets, windows
+                read_snapshot, self.driver, self._names(), self.state.initiated_sets, windows, self._routers()
             )
         except OpsmgrError as exc:
             return self._done(
@@ -364,6 +368,7 @@ class Agent:
         step, name = p.current, p.name
         index, original = self._position(p)
         where = f"{step.move.value} (step {index + 1}/{len(original) - 1}) on {name}"
+        note = step.note
         try:
             if step.move is Move.START and step.spec is not None:
                 await self._driver(self.driver.start, step.spec)
@@ -377,6 +382,8 @@ class Agent:
                 await self._driver(self.driver.step_down, name)
             elif step.move is Move.SET_PARAMETER and step.parameters:
                 await self._driver(self.driver.set_parameter, name, dict(step.parameters))
+            elif step.move in CLUSTER_MOVES and step.command is not None:
+                note = await self._driver(run_cluster_move, self.driver, name, step)
             else:
                 raise OpsmgrError(f"the agent cannot carry out {step.move.value} yet")
         except OpsmgrError as exc:  # drivers say what failed as a DriverError; the move is retried
@@ -389,7 +396,7 @@ class Agent:
             )
         self._errors.pop(name, None)
         return CycleResult(
-            f"plan for version {self.held_version}: {where}: {step.note}", self.busy_delay_s, step.move, name
+            f"plan for version {self.held_version}: {where}: {note}", self.busy_delay_s, step.move, name
         )
 
     def _position(self, p: ProcessPlan) -> tuple[int, tuple[str, ...]]:
@@ -409,6 +416,10 @@ class Agent:
 
     def _names(self) -> list[str]:
         return sorted(self._goal_names() | self.state.managed)
+
+    def _routers(self) -> frozenset[str]:
+        """This host's mongos processes in the held config: the cycle reads their cluster through them."""
+        return frozenset(p["name"] for p in processes_on_host(self.held or {}, self.hostname) if is_mongos(p))
 
     def _remember_initiated(self, snapshot: Snapshot) -> None:
         seen = {lp.rs_status.set_name for lp in snapshot.processes.values() if lp.rs_status is not None}

@@ -10,7 +10,9 @@ hours), and of its storage (``disks``: each partition of its data, ``databases``
 at most every :data:`STORAGE_INTERVAL_S` per process: see :class:`StorageSchedule`).
 Reads only: it never changes a process.
 
-May import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.agent.plan``.
+A running mongos is read as a router (its connections and measurements, and the cluster through it:
+``listShards`` and the sharded collections), with no replica set questions. May import ``opsmgr.errors``,
+``opsmgr.drivers.base``, ``opsmgr.agent.plan`` and ``opsmgr.agent.sharding``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opsmgr.agent.plan import LocalProcess, Snapshot
-from opsmgr.drivers.base import Driver, OplogWindow, RsStatus, RunMode, StorageSample
+from opsmgr.agent.sharding import RouterView, sharding_driver
+from opsmgr.drivers.base import Driver, OplogWindow, ProcessObservation, RsStatus, RunMode, StorageSample
 from opsmgr.errors import OpsmgrError
 
 log = logging.getLogger(__name__)
@@ -41,16 +44,25 @@ class SampledProcess(LocalProcess):
 
 
 def read_snapshot(
-    driver: Driver, names: list[str], initiated_sets: frozenset[str], oplog_windows: bool = False
+    driver: Driver,
+    names: list[str],
+    initiated_sets: frozenset[str],
+    oplog_windows: bool = False,
+    routers: frozenset[str] = frozenset(),
 ) -> Snapshot:
     """Everything the cycle's decisions need from the driver, read in one go (one worker-thread hop for
     mongod): each process's state, its replica set's status and config, its client connections and, with
-    ``oplog_windows`` (while a rolling change may check them), the oplog window of each member in its set."""
+    ``oplog_windows`` (while a rolling change may check them), the oplog window of each member in its set;
+    of each running mongos among ``routers``, its cluster as ``listShards`` and the sharded collections
+    show it."""
     processes: dict[str, LocalProcess] = {}
     for name in names:
         obs = driver.observe(name)
         if not obs.running:
             processes[name] = LocalProcess(obs)
+            continue
+        if name in routers:
+            processes[name] = _router(driver, obs)
             continue
         replset = obs.mode is RunMode.REPLSET
         status, connections = _quietly(driver.rs_status, name), _quietly(driver.connections, name)
@@ -66,6 +78,24 @@ def read_snapshot(
             storage=STORAGE.sample(driver, name, time.monotonic()),
         )
     return Snapshot(processes, initiated_sets)
+
+
+def _router(driver: Driver, obs: ProcessObservation) -> SampledProcess:
+    """A running mongos: no replica set of its own; the cluster read through it (None where it cannot
+    answer: its config servers without a primary)."""
+    sharding, name = sharding_driver(driver), obs.name
+    shards = _quietly(sharding.list_shards, name) if sharding is not None else None
+    collections = _quietly(sharding.sharded_collections, name) if sharding is not None else None
+    connections = _quietly(driver.connections, name)
+    return SampledProcess(
+        obs,
+        connections=connections,
+        router=RouterView(
+            tuple(shards) if shards is not None else None,
+            tuple(collections) if collections is not None else None,
+        ),
+        measurements=sample(_quietly(driver.server_sample, name), connections, None, None),
+    )
 
 
 class StorageSchedule:

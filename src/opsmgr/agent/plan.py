@@ -19,21 +19,38 @@ host are handed to the agent's maintenance executor (``agent.maintenance``) whil
 (``Snapshot.maintenance`` names them; their plan is the one ``RollingMaintenance`` step). Without a
 registered change a replica set member that differs only waits (ChangeVersion / RollingChangeArgs,
 blocked), a standalone process is simply restarted, and ``setParameter`` values MongoDB applies at runtime
-(``maintenance.rolling.RUNTIME_PARAMETERS``) are set on the running process (SetParameter). May import
-``opsmgr.errors``, ``opsmgr.agent.rsconfig`` (replica set configs), ``opsmgr.drivers.base`` (types only),
-``opsmgr.automation.config`` (pure accessors), ``opsmgr.automation.rules`` and
-``opsmgr.maintenance.rolling`` (pure).
+(``maintenance.rolling.RUNTIME_PARAMETERS``) are set on the running process (SetParameter).
+
+A ``mongos`` process and its sharded cluster are the sharding sub-planner's (``agent.sharding``): started
+with its cluster's ``configDB`` once its config servers can answer, then the cluster's moves (AddShard,
+ShardCollection, RemoveShard) through the cluster's coordinator mongos; a config server replica set is
+initiated with ``configsvr``. The moves and steps are ``agent.moves``'s. May import ``opsmgr.errors``,
+``opsmgr.agent.moves``, ``opsmgr.agent.sharding``, ``opsmgr.agent.rsconfig`` (replica set configs),
+``opsmgr.drivers.base`` (types only), ``opsmgr.automation.config`` (pure accessors),
+``opsmgr.automation.rules`` and ``opsmgr.maintenance.rolling`` (pure).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opsmgr.agent.rsconfig import desired_members, initial_rs_config, member_host, reconfig_plan
+from opsmgr.agent.moves import WAIT as WAIT
+from opsmgr.agent.moves import Move as Move
+from opsmgr.agent.moves import Step as Step
+from opsmgr.agent.rsconfig import desired_members, member_host, reconfig_plan
+from opsmgr.agent.rsconfig import initial_rs_config as initial_rs_config
+from opsmgr.agent.sharding import (
+    RouterView,
+    cluster_named,
+    initial_set_config,
+    is_mongos,
+    mongos_spec,
+    router_steps,
+    same_router_options,
+)
 from opsmgr.automation.config import (
     process_port,
     processes_by_name,
@@ -53,24 +70,6 @@ ROLLING_NOT_YET = (
 HEALTHY_STATES = frozenset({MemberState.PRIMARY, MemberState.SECONDARY, MemberState.ARBITER})
 
 
-class Move(StrEnum):
-    START = "Start"
-    STOP = "Stop"
-    RS_INIT = "RsInit"
-    WAIT_RS_INIT = "WaitRsInit"
-    RS_RECONFIG = "RsReconfig"
-    WAIT_ALL_RS_MEMBERS_UP = "WaitAllRsMembersUp"
-    WAIT_PRIMARY = "WaitPrimary"
-    STEP_DOWN = "StepDown"
-    WAIT_HEALTHY = "WaitHealthy"
-    CHANGE_VERSION = "ChangeVersion"
-    ROLLING_CHANGE_ARGS = "RollingChangeArgs"
-    SET_PARAMETER = "SetParameter"
-    ROLLING_MAINTENANCE = "RollingMaintenance"
-    LONG_ACTION = "LongActionInProgress"
-    GOAL = "Goal"
-
-
 @dataclass(frozen=True)
 class LocalProcess:
     """One process of this host as the driver saw it during one snapshot."""
@@ -81,6 +80,8 @@ class LocalProcess:
     connections: int | None = None
     # Read only while a rolling change may need it (its oplog check): None otherwise.
     oplog_window: OplogWindow | None = None
+    # A mongos: the cluster as read through it (listShards, sharded collections).
+    router: RouterView | None = None
 
 
 @dataclass(frozen=True)
@@ -104,21 +105,6 @@ class Snapshot:
     def config(self, name: str) -> Mapping[str, Any] | None:
         local = self.processes.get(name)
         return local.rs_config if local is not None and local.observation.running else None
-
-
-@dataclass(frozen=True)
-class Step:
-    """One move of a plan. ``note`` says what it does, or, when ``blocked``, what it waits for."""
-
-    move: Move
-    note: str
-    blocked: bool = False
-    spec: ProcessSpec | None = None  # Start
-    rs_config: Mapping[str, Any] | None = None  # RsInit, RsReconfig
-    parameters: Mapping[str, Any] | None = None  # SetParameter
-
-
-WAIT = True  # readability for Step(..., blocked=WAIT)
 
 
 @dataclass(frozen=True)
@@ -344,7 +330,7 @@ def _member_steps(name: str, goal: Mapping[str, Any], rs: Mapping[str, Any], sna
         initiator = _initiator(goal, rs)
         if initiator == name:
             return [
-                Step(Move.RS_INIT, f"initiate {rs_id} from {name}", rs_config=initial_rs_config(goal, rs)),
+                Step(Move.RS_INIT, f"initiate {rs_id} from {name}", rs_config=initial_set_config(goal, rs)),
                 Step(Move.WAIT_PRIMARY, f"waiting for {rs_id} to elect a primary", blocked=WAIT),
                 Step(
                     Move.WAIT_ALL_RS_MEMBERS_UP, f"waiting for all members of {rs_id} to be up", blocked=WAIT
@@ -430,6 +416,41 @@ def _mongod_steps(
     return set_steps + own if own and own[0].blocked else own + set_steps
 
 
+def _config_servers_unready(goal: Mapping[str, Any], csrs: str, snap: Snapshot) -> bool:
+    """Whether this host runs members of the config server set ``csrs`` and none of them sees a primary (a
+    host without any member cannot tell before its mongos runs)."""
+    rs = replica_set(goal, csrs)
+    local = [m["host"] for m in (rs["members"] if rs is not None else []) if m["host"] in snap.processes]
+    statuses = [snap.status(h) for h in local]
+    return bool(local) and not any(s is not None and s.primary() is not None for s in statuses)
+
+
+def _mongos_steps(
+    name: str, process: Mapping[str, Any], goal: Mapping[str, Any], snap: Snapshot
+) -> list[Step]:
+    """A mongos: started once its config servers can answer, restarted with new options (it holds no data,
+    so a restart is the change), then its cluster's part (``agent.sharding``)."""
+    cluster = cluster_named(goal, process.get("cluster"))
+    local = snap.processes.get(name)
+    obs = local.observation if local is not None else None
+    spec = mongos_spec(process, goal)
+    if obs is not None and obs.running and same_router_options(obs.args, spec.args):
+        spec = replace(spec, args=dict(obs.args))
+    elif cluster is not None and _config_servers_unready(goal, cluster["configServerReplica"], snap):
+        return [
+            Step(
+                Move.WAIT_FOR_CONFIG_SERVER,
+                f"waiting for the config server replica set {cluster['configServerReplica']} of "
+                f"{cluster['name']} to have a primary before starting {name}",
+                blocked=WAIT,
+            )
+        ]
+    own = _process_steps(obs, spec)
+    if own or cluster is None:
+        return own
+    return router_steps(name, goal, cluster, local.router if local is not None else None)
+
+
 def _maintenance_step(name: str, snap: Snapshot) -> Step:
     if name in snap.busy:
         return Step(Move.LONG_ACTION, snap.busy[name], blocked=WAIT)
@@ -450,6 +471,10 @@ def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[Pro
         name = process["name"]
         if process.get("disabled", False):
             steps = _leave_steps(name, goal, observed, "disabled in the config")
+        elif _owned(name, observed):
+            steps = [_maintenance_step(name, observed)]
+        elif is_mongos(process):
+            steps = _mongos_steps(name, process, goal, observed)
         elif process.get("processType", "mongod") != "mongod":
             steps = [
                 Step(
@@ -458,8 +483,6 @@ def plan(observed: Snapshot, goal: Mapping[str, Any], hostname: str) -> list[Pro
                     blocked=WAIT,
                 )
             ]
-        elif _owned(name, observed):
-            steps = [_maintenance_step(name, observed)]
         else:
             steps = _mongod_steps(name, process, goal, observed)
         plans.append(ProcessPlan(name, (*steps, _goal_step(f"{name} is in goal state"))))
