@@ -1,7 +1,9 @@
 """Builders of sharded cluster goal configs in Ops Manager's shapes, for the agent's tests: a config server
 replica set ``csrs`` (members ``csrs_{i}`` on ``cfg{i}``), shards ``sh{k}`` whose replica sets ``sh{k}``
-have members ``sh{k}_{i}`` on ``sh{k}-{i}``, and mongos ``mongos{j}`` on ``router{j}``. With ``host`` set,
-every process lives on that one host (each with its own port)."""
+have members ``sh{k}_{i}`` on ``sh{k}-{i}``, and mongos ``mongos{j}`` on ``router{j}``, each on port 27017.
+With ``hosts`` given, member ``i`` of every set and mongos ``j`` live on ``hosts[i % len(hosts)]`` and
+``hosts[j % len(hosts)]``, each process with a port of its own (member ``i`` of the ``s``-th set on
+``27017 + 10 * s + i``, mongos ``j`` on ``28017 + j``)."""
 
 from __future__ import annotations
 
@@ -54,29 +56,27 @@ def sharded_config(
     members: int = 3,
     draining: tuple[str, ...] = (),
     collections: list[dict[str, Any]] | None = None,
-    host: str | None = None,
+    hosts: list[str] | None = None,
     version: str = "7.0.5",
     dbroot: str = "/data",
-    first_port: int = BASE_PORT,
     config_version: int = 1,
 ) -> dict[str, Any]:
     """A validated config of one sharded cluster ``cluster0``."""
-    ports = iter(range(first_port, first_port + 1000))
     procs: list[dict[str, Any]] = []
     sets: list[dict[str, Any]] = []
-
-    def replica_set(rs: str, role: str, hostname: Any) -> None:
+    for s, (rs, role) in enumerate([(CSRS, "configsvr"), *((f"sh{k}", "shardsvr") for k in range(shards))]):
         names = [f"{rs}_{i}" for i in range(members)]
         for i, name in enumerate(names):
-            port = next(ports) if host else BASE_PORT
-            procs.append(_mongod(name, host or hostname(i), port, rs, role, version, dbroot))
+            where = (
+                (hosts[i % len(hosts)], BASE_PORT + 10 * s + i)
+                if hosts
+                else (_default_host(rs, i), BASE_PORT)
+            )
+            procs.append(_mongod(name, *where, rs, role, version, dbroot))
         sets.append({"_id": rs, "members": [{"_id": i, "host": n} for i, n in enumerate(names)]})
-
-    replica_set(CSRS, "configsvr", lambda i: f"cfg{i}")
-    for k in range(shards):
-        replica_set(f"sh{k}", "shardsvr", lambda i, k=k: f"sh{k}-{i}")
     for j in range(routers):
-        procs.append(mongos(j, hostname=host, port=next(ports) if host else BASE_PORT, version=version))
+        where = (hosts[j % len(hosts)], BASE_PORT + 1000 + j) if hosts else (f"router{j}", BASE_PORT)
+        procs.append(mongos(j, hostname=where[0], port=where[1], version=version))
     cluster: dict[str, Any] = {
         "name": CLUSTER,
         "configServerReplica": CSRS,
@@ -87,3 +87,7 @@ def sharded_config(
     config = validate({"processes": procs, "replicaSets": sets, "sharding": [cluster]})
     config["version"] = config_version
     return config
+
+
+def _default_host(rs: str, i: int) -> str:
+    return f"cfg{i}" if rs == CSRS else f"{rs}-{i}"

@@ -89,7 +89,7 @@ def _csrs_member(i: int, state: MemberState | None) -> LocalProcess:
 
 
 def test_a_mongos_beside_its_config_servers_waits_for_their_primary_before_it_starts() -> None:
-    goal = sharded_config(host="box")
+    goal = sharded_config(hosts=["box"])
     waiting = {f"csrs_{i}": _csrs_member(i, MemberState.SECONDARY) for i in range(3)}
     p = plans_for(goal, "box", **waiting)["mongos0"]
     assert moves_of(p) == ["WaitForConfigServer"]
