@@ -112,6 +112,8 @@ class ProcessObservation:
     args: dict[str, Any] = field(default_factory=dict)
     pid: int | None = None
     uptime_s: float | None = None
+    # "mongos" for a router (which runs in ``RunMode.STANDALONE``: it is in no replica set).
+    process_type: str = "mongod"
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from opsmgr.drivers.base import (
+    BalancerState,
     CommandConflict,
     OplogRecord,
     OplogWindow,
     ProcessObservation,
     ProcessSpec,
+    RemoveShardProgress,
     RsStatus,
+    ShardedCollection,
+    ShardInfo,
     StorageSample,
 )
 from opsmgr.errors import InvalidInput
@@ -45,10 +49,13 @@ _RESULT_CODES = {
 class SimDriver:
     """The Driver of host ``hostname`` in ``world``."""
 
-    def __init__(self, world: SimWorld, hostname: str, *, poll_s: float = 0.1) -> None:
+    def __init__(
+        self, world: SimWorld, hostname: str, *, poll_s: float = 0.1, balancer_stop_s: float = 60.0
+    ) -> None:
         self.world = world
         self.hostname = hostname
         self.poll_s = poll_s
+        self.balancer_stop_s = balancer_stop_s
 
     def _await(self, name: str, req: str) -> None:
         """Wait for a step-down or shutdown request, as the blocking MongoDB command does."""
@@ -152,3 +159,37 @@ class SimDriver:
 
     def load(self, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
         self.world.load(self.hostname, name, docs)
+
+    # -- ShardingDriver: commands to a local mongos ----------------------------------------------------------
+
+    def list_shards(self, name: str) -> list[ShardInfo]:
+        return self.world.list_shards(self.hostname, name)
+
+    def add_shard(self, name: str, shard_id: str, connection: str) -> None:
+        self.world.add_shard(self.hostname, name, shard_id, connection)
+
+    def remove_shard(self, name: str, shard_id: str) -> RemoveShardProgress:
+        return self.world.remove_shard(self.hostname, name, shard_id)
+
+    def sharded_collections(self, name: str) -> list[ShardedCollection]:
+        return self.world.sharded_collections(self.hostname, name)
+
+    def shard_collection(self, name: str, ns: str, key: dict[str, Any], *, unique: bool = False) -> None:
+        self.world.shard_collection(self.hostname, name, ns, key, unique=unique)
+
+    def balancer_status(self, name: str) -> BalancerState:
+        return self.world.balancer_status(self.hostname, name)
+
+    def set_balancer(self, name: str, *, running: bool) -> None:
+        """``balancerStop`` waits (on the world's clock, up to ``balancer_stop_s``) for the migration in
+        progress to finish, as MongoDB's does."""
+        self.world.set_balancer(self.hostname, name, running=running)
+        deadline = self.world.clock.now() + self.balancer_stop_s
+        while not running and self.world.balancer_status(self.hostname, name).in_round:
+            if self.world.clock.now() >= deadline:
+                raise CommandConflict(
+                    f"{name}: the balancer did not finish its migration within {self.balancer_stop_s:.0f}s",
+                    code=262,
+                    code_name="ExceededTimeLimit",
+                )
+            self.world.clock.sleep(self.poll_s)

@@ -46,10 +46,40 @@ Modelled, after MongoDB's documented semantics:
   ``createIndexes`` (replicated from the primary through a ``c`` entry, or local on a standalone member;
   unique indexes refused when duplicates exist) and ``listIndexes``, dump and load of user data;
 - faults: crash a process, cut a host off the network (its processes, and clients, cannot reach the rest
-  and vice versa), stall or slow replication on a member, make a process fail to start, heal all.
+  and vice versa), stall or slow replication on a member, make a process fail to start, heal all;
+- sharded clusters (``shardmodel``, ``shards``, ``mongos``, ``balancer``): ``mongos`` routers started from a
+  ``ProcessSpec`` with ``process_type`` "mongos" (no data, ``RunMode.STANDALONE``, ``sharding.configDB``
+  "<csrs>/<host:port>,..." naming the cluster, which is named after its config server replica set);
+  config servers and shards are replica sets of members started with ``sharding.clusterRole``
+  "configsvr"/"shardsvr". The chunk map is documents in the config servers' data (``config.shards``,
+  ``config.databases``, ``config.collections``, ``config.chunks``, ``config.settings``), written on their
+  primary and replicated, backed up and restored like any data, so restoring the config servers restores
+  the map. ``addShard`` (refused when the set has no reachable primary, was not started as a shard, or is
+  already a shard under another name; a no-op when it is the same shard), ``listShards``, ``removeShard``
+  (started, ongoing while chunks remain, completed when none do; the sim moves the databases whose
+  primary it is itself where MongoDB needs ``movePrimary``), ``shardCollection`` with ``key`` and
+  ``unique`` (``enableSharding`` implied: a database gets a primary shard, the one with fewest databases,
+  on its first write or sharded collection), ``balancerStart``/``balancerStop``/``balancerStatus``.
+  Documents are placed by a hash of their shard key fields (whatever the key's kind, ``1`` or
+  ``"hashed"``) into chunks of equal hash ranges (``SimParams.initial_chunks``, all created on the
+  database's primary shard; chunks are never split); a collection that is not sharded lives on its
+  database's primary shard. The balancer (while on, on the config servers' primary, one migration at a
+  time) moves chunks off draining shards first, then from the shard with most chunks of a collection to
+  the one with fewest when they differ by two or more; a migration (copy, catch-up, commit on the config
+  servers) lasts ``SimParams.migration_s`` plus its documents at ``clone_docs_per_s``, then in one step
+  copies the chunk's documents as they stand to the recipient, commits the new owner and deletes them on
+  the donor, or aborts when a part has no writable primary; after a commit no document is on two shards.
+  Client writes, reads and counts go through a router by its cached map (so a router whose config
+  servers have no primary still routes, but metadata commands are refused); a shard without a primary
+  the router reaches makes the documents of its chunks unreachable: a write or read that needs them
+  fails with ``FailedToSatisfyReadPreference``, a count counts the others and names it. A write load
+  through the routers (``SimWorld.set_cluster_write_load``) counts the writes that failed (no router
+  reachable, or no writable primary on the shard it needed).
 
-Not modelled: sharding and mongos, authentication, TLS and keyfiles (accepted as arguments, not enforced),
-the storage engine, disk space, memory, write concerns and read preferences,
+Not modelled: authentication, TLS and keyfiles (accepted as arguments, not enforced),
+the storage engine, disk space, memory, write concerns and read preferences, chunk splits, jumbo
+chunks, zones, parallel migrations, orphaned documents (the donor deletes at the commit) and per-router
+map caches (the routers of a cluster share one),
 ``catchUpTimeoutMillis`` and catch-up takeover, delayed members' delay, partial partitions (a cut host is
 cut from everyone), the exact timing jitter of heartbeats (elections happen at exact timer expiry), queries
 other than a full dump, and updates other than full-document replacement. A rollback is applied when the
@@ -61,14 +91,17 @@ Modules: ``clock`` (system and fake clocks), ``model`` (records, parameters, vie
 rules), ``data`` (documents and oplog entries per lineage), ``store`` (memory and SQLite backends), the state
 machine (``ctx``: one transaction's view; ``members``: a set read at one instant; ``elections``: elections
 and step-downs; ``replication``: writes, replication, oplog, initial sync; ``engine``: advancing a set in
-time), the commands (``processes``, ``replset``, ``indexes``, ``oplog``, ``restore``, ``faults``, ``views``)
-and ``world`` (``SimWorld``, the API, a façade over the commands). May import ``opsmgr.errors``,
+time), the commands (``processes``, ``replset``, ``indexes``, ``oplog``, ``restore``, ``faults``, ``views``),
+sharding (``shardmodel``: records, the chunk map and the balancer's choice; ``shards``: the cluster's parts
+in a transaction; ``mongos``: the router's commands and client operations; ``balancer``: the cluster in
+time) and ``world`` (``SimWorld``, the API, a façade over the commands). May import ``opsmgr.errors``,
 ``opsmgr.sqlite_wal`` and ``opsmgr.drivers.base``; nothing here imports the agent, the server or a web
 framework.
 """
 
 from opsmgr.sim.clock import Clock, FakeClock, SystemClock
 from opsmgr.sim.model import MemberView, ProcessView, ReplicaSetView, SimParams, WriteLoad
+from opsmgr.sim.shardmodel import ShardedClusterView, ShardedCount, ShardView
 from opsmgr.sim.world import SimWorld
 
 __all__ = [
@@ -77,6 +110,9 @@ __all__ = [
     "MemberView",
     "ProcessView",
     "ReplicaSetView",
+    "ShardView",
+    "ShardedClusterView",
+    "ShardedCount",
     "SimParams",
     "SimWorld",
     "SystemClock",

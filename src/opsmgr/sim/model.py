@@ -12,7 +12,8 @@ and written back at commit). Each record kind has a ``KIND`` and a ``key``:
   write load, client connections and statistics;
 - ``EventsRec``: a replica set's recent events (elections, step-downs, crashes, rollbacks, ...);
 - ``LineageRec``: one history of writes shared by the members that replicate it (see ``sim.data``);
-- ``AddrRec``: which replica set lists ``host:port`` as a member.
+- ``AddrRec``: which replica set lists ``host:port`` as a member;
+- ``ClusterRec`` (``sim.shardmodel``): a sharded cluster; a ``GroupRec`` names the cluster it is part of.
 
 May import ``opsmgr.errors`` and ``opsmgr.drivers.base`` (for ``MemberState``) only.
 """
@@ -101,10 +102,19 @@ class SimParams:
     # MongoDB's periodicNoopIntervalSecs: an idle primary writes a no-op entry this often (0 = off, for tests
     # that need an oplog holding only the writes they made).
     noop_interval_s: float = 10.0
+    # Sharded clusters (sim.balancer): a chunk migration's fixed part (plus its documents at
+    # clone_docs_per_s), the balancer's retry interval, and the chunks a collection is split into.
+    migration_s: float = 0.5
+    balancer_round_s: float = 10.0
+    initial_chunks: int = 16
 
     def __post_init__(self) -> None:
         if not self.noop_interval_s >= 0:
             raise InvalidInput("noop_interval_s must be >= 0 seconds (0 = off)", field="noop_interval_s")
+        if not (self.migration_s >= 0 and self.balancer_round_s > 0 and self.initial_chunks >= 1):
+            raise InvalidInput(
+                "migration_s must be >= 0, balancer_round_s > 0 and initial_chunks >= 1", field="params"
+            )
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -207,6 +217,7 @@ class NodeRec(Record):
     cap_bytes: int
     # As started (kept after a stop so that observe() can say what last ran).
     running: bool = False
+    process_type: str = "mongod"  # or "mongos": a router, no data, in no replica set
     port: int = 0
     mode: str = ""  # RunMode value
     version: str = ""
@@ -276,6 +287,7 @@ class GroupRec(Record):
     ever_primary: bool = False
     outage_since: float | None = None
     outage_total: float = 0.0
+    cluster: str | None = None  # the sharded cluster it is the config servers or a shard of (sim.shardmodel)
 
     @property
     def key(self) -> str:

@@ -70,6 +70,7 @@ def observe(ctx: Ctx, n: NodeRec | None, t: float, name: str) -> ProcessObservat
         args=copy.deepcopy(n.args),
         pid=n.pid,
         uptime_s=max(0.0, t - n.started_at),
+        process_type=n.process_type,
     )
 
 
@@ -94,7 +95,7 @@ def start(ctx: Ctx, n: NodeRec | None, t: float, spec: ProcessSpec, cap_mb: floa
         forget_data(ctx, n)
         n.dbpath = spec.dbpath
     n.running = True
-    n.port, n.mode, n.version = spec.port, mode.value, spec.version
+    n.port, n.mode, n.version, n.process_type = spec.port, mode.value, spec.version, spec.process_type
     ctx.ports_changed()
     n.args = copy.deepcopy(spec.args)
     n.repl_set_name = spec.repl_set_name

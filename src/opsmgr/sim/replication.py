@@ -68,24 +68,34 @@ def noop_ticks(interval: float, t0: float, t1: float) -> list[float]:
     return [k * interval for k in range(first + 1, last + 1)]
 
 
-def load_walls(g: GroupRec, load: WriteLoad, t0: float, t1: float) -> list[float]:
-    """When the write load writes from ``t0`` to ``t1``: its rate's whole writes, spread evenly."""
+def load_walls(credit: float, load: WriteLoad, t0: float, t1: float) -> tuple[list[float], float]:
+    """When a write load writes from ``t0`` to ``t1``: its rate's whole writes, spread evenly, and the
+    fraction of a write carried to the next stretch."""
     if load.rate <= 0:
-        return []
-    credit = g.load_credit + load.rate * (t1 - t0)
+        return [], credit
+    credit += load.rate * (t1 - t0)
     count = int(credit)
-    g.load_credit = credit - count
-    return [t0 + (t1 - t0) * (i + 0.5) / count for i in range(count)]
+    return [t0 + (t1 - t0) * (i + 0.5) / count for i in range(count)], credit - count
 
 
-def load_write(ctx: Ctx, g: GroupRec, p: NodeRec, load: WriteLoad, wall: float, batch: list[Entry]) -> None:
-    """One write of the load: insert, replace or delete one of its keys."""
+def load_pick(ctx: Ctx, stream: int, n: int, load: WriteLoad) -> tuple[int, str, int]:
+    """The ``n``-th write of a load's ``stream``: its random draw, namespace and ``_id``."""
+    r = mix(ctx.params.seed, stream, n)
+    return r, load.namespaces[r % len(load.namespaces)], (r >> 8) % load.keys
+
+
+def load_apply(
+    ctx: Ctx,
+    g: GroupRec,
+    p: NodeRec,
+    load: WriteLoad,
+    pick: tuple[int, int, str, int],
+    wall: float,
+    batch: list[Entry] | None,
+) -> None:
+    """Write ``pick`` (``(draw, n, namespace, _id)``) on primary ``p``: insert, replace or delete it."""
     assert p.lineage is not None
-    n = g.load_n
-    g.load_n += 1
-    r = mix(ctx.params.seed, g.gid, n)
-    ns = load.namespaces[r % len(load.namespaces)]
-    doc_id = (r >> 8) % load.keys
+    r, n, ns, doc_id = pick
     key = id_key(doc_id)
     exists = ctx.data.get_doc(p.lineage, ns, key, p.applied_ts) is not None
     if exists and (r >> 40) % 10_000 < load.delete_ratio * 10_000:
@@ -105,6 +115,14 @@ def load_write(ctx: Ctx, g: GroupRec, p: NodeRec, load: WriteLoad, wall: float, 
         append_write(ctx, g, p, wall, "i", ns, doc, None, (key, doc), batch)
 
 
+def load_write(ctx: Ctx, g: GroupRec, p: NodeRec, load: WriteLoad, wall: float, batch: list[Entry]) -> None:
+    """One write of the set's load: insert, replace or delete one of its keys."""
+    n = g.load_n
+    g.load_n += 1
+    r, ns, doc_id = load_pick(ctx, g.gid, n, load)
+    load_apply(ctx, g, p, load, (r, n, ns, doc_id), wall, batch)
+
+
 def primary_writes(ctx: Ctx, g: GroupRec, p: NodeRec, t0: float, t1: float) -> None:
     """What primary ``p`` writes from ``t0`` to ``t1``, in time order: the write load, and the periodic no-op
     at each tick of ``SimParams.noop_interval_s`` when nothing was written since the previous tick (MongoDB
@@ -114,7 +132,7 @@ def primary_writes(ctx: Ctx, g: GroupRec, p: NodeRec, t0: float, t1: float) -> N
     load = WriteLoad.from_json(g.load)
     interval = ctx.params.noop_interval_s
     ticks = noop_ticks(interval, t0, t1)
-    walls = load_walls(g, load, t0, t1)
+    walls, g.load_credit = load_walls(g.load_credit, load, t0, t1)
     if not ticks and not walls:
         return
     last = ctx.data.entry_at(p.lineage, p.applied_ts) if ticks else None

@@ -1,6 +1,7 @@
 """What the simulated world shows of itself (tests, the fleet and the UI read it): each replica set with its
 members, primary, elections, time without a writable primary, connections, writes, rollbacks, write load and
-events; each process with its mode, port, version and state. Pure reads over a
+events; each process with its mode, port, version and state; each sharded cluster with its shards, chunks,
+documents per shard, balancer, migrations and the writes through its routers. Pure reads over a
 :class:`~opsmgr.sim.ctx.Ctx`. May import ``opsmgr.drivers.base`` (``MemberState``) and ``opsmgr.sim``
 modules.
 """
@@ -14,6 +15,15 @@ from opsmgr.sim import rsconfig
 from opsmgr.sim.ctx import Ctx, due
 from opsmgr.sim.members import own_state, primary_of, up_members
 from opsmgr.sim.model import GroupRec, MemberView, NodeRec, ProcessView, ReplicaSetView, WriteLoad
+from opsmgr.sim.shardmodel import (
+    ChunkMap,
+    ClusterRec,
+    MigrationView,
+    ShardedClusterView,
+    ShardView,
+    parse_connection,
+)
+from opsmgr.sim.shards import config_set, owned, primary, shard_set
 
 
 def replica_set(ctx: Ctx, g: GroupRec) -> ReplicaSetView:
@@ -78,4 +88,49 @@ def process(ctx: Ctx, n: NodeRec, t: float) -> ProcessView:
         version=n.version or None,
         state=state,
         set_id=n.gid,
+    )
+
+
+def sharded_cluster(ctx: Ctx, c: ClusterRec, t: float) -> ShardedClusterView:
+    """The cluster as its routers' map says, each shard with its chunks and the documents it owns."""
+    cmap = c.cached_map() or ChunkMap()
+    m = c.migration
+    csrs = config_set(ctx, c)
+    return ShardedClusterView(
+        name=c.name,
+        config_set_id=csrs.gid if csrs is not None else None,
+        mongos=tuple(c.mongos),
+        shards=tuple(_shard(ctx, cmap, s, t) for s in sorted(cmap.shards)),
+        collections={
+            ns: {"key": d["key"], "unique": bool(d.get("unique"))} for ns, d in cmap.collections.items()
+        },
+        chunks={ns: cmap.chunk_counts(ns) for ns in sorted(cmap.chunks)},
+        balancer_on=cmap.balancer_on,
+        migration=MigrationView(
+            m["ns"], m["chunk"], m["donor"], m["recipient"], float(m["started"]), float(m["commit_at"])
+        )
+        if m is not None
+        else None,
+        migrations=c.migrations,
+        migrations_aborted=c.migrations_aborted,
+        writes=c.writes,
+        writes_failed=c.writes_failed,
+        write_load=WriteLoad.from_json(c.load),
+        events=tuple(copy.deepcopy(c.events)),
+    )
+
+
+def _shard(ctx: Ctx, cmap: ChunkMap, shard: str, t: float) -> ShardView:
+    doc = cmap.shards[shard]
+    g = shard_set(ctx, doc)
+    p = primary(ctx, g, t, reads=True)
+    documents = len(owned(ctx, p, lambda ns, d: cmap.owner(ns, d) == shard)) if p is not None else None
+    return ShardView(
+        id=shard,
+        set_name=parse_connection(str(doc["host"]))[0],
+        set_id=g.gid if g is not None else None,
+        draining=bool(doc.get("draining")),
+        reachable=p is not None,
+        chunks=cmap.shard_chunks(shard),
+        documents=documents,
     )

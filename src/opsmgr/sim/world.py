@@ -5,7 +5,11 @@ of its host (``start``, ``stop``, ``rs_status``, ``initiate``, ``reconfig``, ``r
 ``freeze``, ``fsync_lock``, ``create_index``, ``oplog_read``, ``dump``, ``load``, ...). Tests, the fleet and
 the UI use the fault API (``kill``, ``cut_host``, ``reconnect_host``, ``stall_replication``, ``fail_start``,
 ``heal``, ``wipe_data``), the write-load API (``set_write_load``, ``write``) and the inspection API
-(``replica_sets``, ``replica_set``, ``processes``, ``set_id_of``).
+(``replica_sets``, ``replica_set``, ``processes``, ``set_id_of``). Sharded clusters: the commands a router
+takes (``list_shards``, ``add_shard``, ``remove_shard``, ``sharded_collections``, ``shard_collection``,
+``balancer_status``, ``set_balancer``), client operations through a router (``mongos_write``,
+``mongos_find``, ``mongos_count``), the load through the routers (``set_cluster_write_load``) and the views
+(``sharded_cluster``, ``sharded_clusters``).
 
 Every call is one transaction that first advances the replica sets it touches to the clock's ``now`` and
 then applies the call. A command that MongoDB would refuse raises a ``DriverError`` subclass after the
@@ -16,8 +20,9 @@ two agent processes) see one world.
 ``SimWorld`` is the façade: it runs the transactions, and each call is one function of a part, applied to
 the records it touches: ``processes`` (start, stop, crash, connections), ``replset`` (replica set commands),
 ``indexes``, ``oplog`` (client writes, fsync lock, oplog and dump), ``restore`` (load, wipe), ``faults`` and
-``views``; the state machine that advances a set is ``engine``'s. May import ``opsmgr.errors``,
-``opsmgr.drivers.base`` and ``opsmgr.sim`` modules.
+``views``, and for sharded clusters ``mongos`` (a router's commands) and ``balancer`` (a cluster in time,
+advanced before any of its replica sets); the state machine that advances a set is ``engine``'s. May
+import ``opsmgr.errors``, ``opsmgr.drivers.base`` and ``opsmgr.sim`` modules.
 """
 
 from __future__ import annotations
@@ -28,15 +33,20 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from opsmgr.drivers.base import (
+    BalancerState,
     OplogRecord,
     OplogWindow,
     ProcessObservation,
     ProcessSpec,
+    RemoveShardProgress,
     RsStatus,
+    ShardedCollection,
+    ShardInfo,
     StorageSample,
 )
 from opsmgr.errors import InvalidInput, NotFound, OpsmgrError
-from opsmgr.sim import faults, indexes, measure, oplog, processes, replset, restore, views
+from opsmgr.sim import faults, indexes, measure, mongos, oplog, processes, replset, restore, views
+from opsmgr.sim.balancer import advance_cluster
 from opsmgr.sim.clock import Clock, SystemClock
 from opsmgr.sim.ctx import Ctx
 from opsmgr.sim.engine import advance, evaluate
@@ -53,6 +63,7 @@ from opsmgr.sim.model import (
     check_namespace,
     node_key,
 )
+from opsmgr.sim.shardmodel import ClusterRec, ShardedClusterView, ShardedCount
 from opsmgr.sim.store import Backend, MemoryBackend, SqliteBackend
 
 T = TypeVar("T")
@@ -121,7 +132,12 @@ class SimWorld:
         return _Session(self._backend, self.params)
 
     def _advance(self, ctx: Ctx, groups: list[GroupRec]) -> float:
+        """Bring ``groups`` to now; the sharded clusters they belong to first (their sets move together)."""
         now = self.clock.now()
+        for name in sorted({g.cluster for g in groups if g.cluster is not None}):
+            cluster = ctx.tx.get(ClusterRec, name)
+            if cluster is not None:
+                advance_cluster(ctx, cluster, now)
         for g in groups:
             advance(ctx, g, now)
         return max([now, *(g.t for g in groups)])
@@ -171,12 +187,14 @@ class SimWorld:
         return self._on_node(hostname, name, lambda c, n, t: processes.observe(c, n, t, name), reads=True)
 
     def start(self, spec: ProcessSpec) -> float:
-        """Start the process (it accepts connections at the returned time); a no-op if it already runs so."""
+        """Start the process (it accepts connections at the returned time); a no-op if it already runs so.
+        A ``mongos`` spec starts a router of the cluster its ``sharding.configDB`` names."""
         cap_mb = processes.oplog_mb(spec.args, self.params.default_oplog_mb)
+        how = mongos.start if spec.process_type == "mongos" else processes.start
         return self._on_node(
             spec.hostname,
             spec.name,
-            lambda c, n, t: processes.start(c, n, t, spec, cap_mb),
+            lambda c, n, t: how(c, n, t, spec, cap_mb),
             addr=f"{spec.hostname}:{spec.port}",
         )
 
@@ -330,6 +348,78 @@ class SimWorld:
         by ``_id``), checked against unique indexes. Returns the entry's ``ts``."""
         oplog.check_write(ns, op, doc)
         return self._on_set(set_id, lambda c, g, t: oplog.write(c, g, t, ns, op, doc))
+
+    # -- sharded clusters: commands to a router, client operations through it, the load, the views ----------
+
+    def _on_router(self, hostname: str, name: str, fn: OnNode[T]) -> T:
+        """Advance the cluster of router ``name`` (if it is one), then apply ``fn``."""
+        with self._ctx() as ctx:
+            n = ctx.node(node_key(hostname, name))
+            cluster = mongos.cluster_of(ctx, n)
+            t = self.clock.now()
+            if cluster is not None:
+                advance_cluster(ctx, cluster, t)
+                t = max(t, cluster.t)
+            return fn(ctx, n, t)
+
+    def _on_cluster(self, cluster: str, fn: Callable[[Ctx, ClusterRec, float], T]) -> T:
+        with self._ctx() as ctx:
+            c = ctx.tx.get(ClusterRec, cluster)
+            if c is None:
+                raise NotFound(f"no simulated sharded cluster {cluster!r}")
+            advance_cluster(ctx, c, self.clock.now())
+            return fn(ctx, c, c.t)
+
+    def list_shards(self, hostname: str, name: str) -> list[ShardInfo]:
+        return self._on_router(hostname, name, lambda c, n, t: mongos.list_shards(c, n, t, name))
+
+    def add_shard(self, hostname: str, name: str, shard_id: str, connection: str) -> None:
+        self._on_router(hostname, name, lambda c, n, t: mongos.add_shard(c, n, t, name, shard_id, connection))
+
+    def remove_shard(self, hostname: str, name: str, shard_id: str) -> RemoveShardProgress:
+        return self._on_router(hostname, name, lambda c, n, t: mongos.remove_shard(c, n, t, name, shard_id))
+
+    def sharded_collections(self, hostname: str, name: str) -> list[ShardedCollection]:
+        return self._on_router(hostname, name, lambda c, n, t: mongos.sharded_collections(c, n, t, name))
+
+    def shard_collection(
+        self, hostname: str, name: str, ns: str, key: dict[str, Any], *, unique: bool = False
+    ) -> None:
+        self._on_router(
+            hostname, name, lambda c, n, t: mongos.shard_collection(c, n, t, name, ns, dict(key), unique)
+        )
+
+    def balancer_status(self, hostname: str, name: str) -> BalancerState:
+        return self._on_router(hostname, name, lambda c, n, t: mongos.balancer_status(c, n, t, name))
+
+    def set_balancer(self, hostname: str, name: str, *, running: bool) -> None:
+        self._on_router(hostname, name, lambda c, n, t: mongos.set_balancer(c, n, t, name, running))
+
+    def mongos_write(self, hostname: str, name: str, ns: str, op: str, doc: dict[str, Any]) -> int:
+        """One client write through router ``name`` (see :meth:`write`), routed by the shard key the
+        document carries; returns the entry's ``ts`` on the shard."""
+        return self._on_router(hostname, name, lambda c, n, t: mongos.write(c, n, t, name, ns, op, doc))
+
+    def mongos_find(self, hostname: str, name: str, ns: str, doc_id: Any) -> dict[str, Any] | None:
+        """The document with ``_id`` ``doc_id`` through the router; refused when its shard is unreachable."""
+        return self._on_router(hostname, name, lambda c, n, t: mongos.find(c, n, t, name, ns, doc_id))
+
+    def mongos_count(self, hostname: str, name: str, ns: str) -> ShardedCount:
+        """The documents of ``ns`` through the router, and the shards it could not reach."""
+        return self._on_router(hostname, name, lambda c, n, t: mongos.count(c, n, t, name, ns))
+
+    def set_cluster_write_load(self, cluster: str, load: WriteLoad) -> None:
+        """An application writing through the cluster's routers (failed writes are counted)."""
+        self._on_cluster(cluster, lambda ctx, c, t: setattr(c, "load", load.to_json()))
+
+    def sharded_cluster(self, cluster: str) -> ShardedClusterView:
+        """The cluster named after its config server replica set."""
+        return self._on_cluster(cluster, views.sharded_cluster)
+
+    def sharded_clusters(self) -> list[ShardedClusterView]:
+        with self._ctx() as ctx:
+            names = sorted(ctx.tx.keys(ClusterRec))
+        return [self._on_cluster(name, views.sharded_cluster) for name in names]
 
     # -- inspection -------------------------------------------------------------------------------------
 
