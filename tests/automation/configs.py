@@ -103,16 +103,45 @@ def _set(config: Any, path: str, value: Any) -> None:
         node[steps[-1]] = value
 
 
-def _add_mongos(config: dict[str, Any], cluster: str) -> None:
-    mongos = _process(9, rs="mongos")
-    mongos.update(processType="mongos", cluster=cluster, args2_6={"net": {"port": 27018}})
-    config["processes"].append(mongos)
+def _sharded_process(i: int, rs: str, port: int, role: str) -> dict[str, Any]:
+    proc = _process(i, rs)
+    proc["args2_6"]["net"]["port"] = port
+    proc["args2_6"]["sharding"] = {"clusterRole": role}
+    return proc
 
 
-def _add_sharding(config: dict[str, Any], shard_rs: str = "rs0", csrs: str = "rs0") -> None:
-    config["sharding"].append(
-        {"name": "c1", "configServerReplica": csrs, "shards": [{"_id": "s0", "rs": shard_rs}]}
-    )
+def mongos(i: int, cluster: str = "c1") -> dict[str, Any]:
+    """A mongos of ``cluster`` on host{i}, port 27016: no storage, no replica set, no cluster role."""
+    proc = _process(i, rs="mongos")
+    del proc["args2_6"]["replication"], proc["args2_6"]["storage"]
+    proc["args2_6"]["net"]["port"] = 27016
+    proc["args2_6"]["systemLog"]["path"] = f"/var/log/mongos-{i}.log"
+    return proc | {"processType": "mongos", "cluster": cluster}
+
+
+def sharded() -> dict[str, Any]:
+    """:func:`base` as the sharded cluster ``c1``: config server set ``cs`` (processes 3-5, port 27019),
+    shards ``s0`` (rs0, processes 0-2) and ``s1`` (rs1, processes 6-8, port 27018), a sharded collection, and
+    two mongos (processes 9-10). Every sharding case breaks one rule of it."""
+    config = base()
+    for proc in config["processes"]:
+        proc["args2_6"]["sharding"] = {"clusterRole": "shardsvr"}
+    for rs, port, role in (("cs", 27019, "configsvr"), ("rs1", 27018, "shardsvr")):
+        config["processes"] += [_sharded_process(i, rs, port, role) for i in range(3)]
+        members = [_member(i, rs) for i in range(3)]
+        config["replicaSets"].append({"_id": rs, "protocolVersion": "1", "members": members})
+    config["processes"] += [mongos(0), mongos(1)]
+    config["sharding"] = [
+        {
+            "name": "c1",
+            "configServerReplica": "cs",
+            "shards": [{"_id": "s0", "rs": "rs0", "tags": []}, {"_id": "s1", "rs": "rs1", "tags": ["east"]}],
+            "collections": [{"_id": "shop.orders", "key": [["customer", 1]], "unique": False}],
+            "draining": [],
+            "tags": [],
+        }
+    ]
+    return config
 
 
 def _members(config: dict[str, Any], n: int, voting: int) -> None:
@@ -138,9 +167,11 @@ def _apply(config: dict[str, Any], mutation: Mutation) -> None:
         mutation(config)
 
 
-def check_case(mutation: Mutation, rule: str, field: str | None) -> None:
-    """The base config broken by ``mutation`` is refused with ``rule`` naming ``field``."""
-    config = base()
+def check_case(
+    mutation: Mutation, rule: str, field: str | None, make: Callable[[], dict[str, Any]] = base
+) -> None:
+    """The config ``make`` builds, broken by ``mutation``, is refused with ``rule`` naming ``field``."""
+    config = make()
     _apply(config, mutation)
     if field is None:
         assert isinstance(mutation, tuple)

@@ -13,10 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opsmgr.automation import config as ac
-from opsmgr.automation import indexes, secrets, security, topology
+from opsmgr.automation import indexes, secrets, security, sharding, topology
 from opsmgr.automation import rules as shared_rules
 from opsmgr.errors import InvalidInput
-from tests.automation import test_indexes, test_rules, test_secrets, test_security, test_topology
+from tests.automation import (
+    test_indexes,
+    test_rules,
+    test_secrets,
+    test_security,
+    test_sharding,
+    test_topology,
+)
 from tests.automation.configs import (
     DELETE,
     Case,
@@ -45,14 +52,14 @@ def test_each_rule_names_its_id_and_field(mutation: Any, rule: str, field: str |
 
 def test_every_rule_has_a_case() -> None:
     source = ""
-    for module in (ac, shared_rules, topology, indexes, security, secrets):
+    for module in (ac, shared_rules, topology, sharding, indexes, security, secrets):
         with open(module.__file__ or "", encoding="utf-8") as f:
             source += f.read()
     # Rule ids are the kebab-case literals of the module, plus a few one-word ones.
     rules = set(re.findall(r'"([a-z0-9]+(?:-[a-z0-9]+)+)"', source))
     rules |= {"type", "required", "port", "votes", "priority", "hostname", "fcv", "timestamp"}
     cases = [*CASES, *test_rules.CASES, *test_topology.CASES, *test_indexes.CASES, *test_security.CASES]
-    cases += test_secrets.CASES
+    cases += [*test_secrets.CASES, *test_sharding.CASES]
     assert rules == {case[2] for case in cases} | {"config-object"}  # see test_not_an_object
 
 

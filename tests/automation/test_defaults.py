@@ -18,7 +18,7 @@ from opsmgr.automation.defaults import default_priority, drop_unset, with_defaul
 from opsmgr.automation.templates import replica_set_config
 from opsmgr.errors import InvalidInput
 from opsmgr.maintenance.rolling import rolling_changes
-from tests.automation.configs import base
+from tests.automation.configs import base, mongos, sharded
 
 AUTH_FIELDS = {
     "disabled",
@@ -142,19 +142,22 @@ def test_the_agents_mechanism_is_derived_from_the_mechanisms_it_may_use() -> Non
 
 
 def test_users_and_sharded_clusters_get_their_list_defaults() -> None:
-    config = base()
-    config["sharding"] = [
-        {"name": "c1", "configServerReplica": "rs0", "shards": [{"_id": "s0", "rs": "rs0"}]}
-    ]
-    mongos = {"name": "m", "processType": "mongos", "hostname": "m.example.net", "version": "7.0.5"}
-    config["processes"].append(mongos | {"cluster": "c1", "args2_6": {"net": {"port": 27018}}})
+    config = sharded()
+    cluster = config["sharding"][0]
+    for key in ("collections", "draining", "tags"):
+        del cluster[key]
+    del cluster["shards"][1]["tags"]
+    config["processes"][-1] = mongos(1) | {"args2_6": {"net": {"port": 27016}}}
+    config["tls"] = {}
+    for proc in config["processes"]:
+        proc["args2_6"]["net"].pop("tls", None)
     full = with_defaults(config)
     assert full["auth"]["usersWanted"][0]["authenticationRestrictions"] == []
     (cluster,) = full["sharding"]
     assert (cluster["collections"], cluster["draining"], cluster["tags"]) == ([], [], [])
-    assert cluster["managedSharding"] is False and cluster["shards"][0]["tags"] == []
+    assert cluster["managedSharding"] is False and cluster["shards"][1]["tags"] == []
     # A process without log settings shows none (what a typed client's struct writes back), not mongod's.
-    assert full["processes"][-1]["args2_6"] == {"net": {"port": 27018}, "systemLog": {}}
+    assert full["processes"][-1]["args2_6"] == {"net": {"port": 27016}, "systemLog": {}}
     assert full["processes"][0]["args2_6"]["systemLog"] == config["processes"][0]["args2_6"]["systemLog"]
     assert not any(c.needs_roll for c in rolling_changes(validate(config), validate(full)).values())
 
@@ -223,9 +226,13 @@ def go_zero_values(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_an_empty_config_server_replica_set_name_reads_as_none() -> None:
-    config = base()
-    config["sharding"] = [{"name": "c1", "configServerReplica": "", "shards": [{"_id": "s0", "rs": "rs0"}]}]
-    assert "configServerReplica" not in validate(config)["sharding"][0]
+    """A typed client with no config server set sends "": absent, so refused as missing, not as a name."""
+    config = sharded()
+    config["sharding"][0]["configServerReplica"] = ""
+    assert "configServerReplica" not in drop_unset(config)["sharding"][0]
+    with pytest.raises(InvalidInput) as caught:
+        validate(config)
+    assert caught.value.rule == "sharding-config-server"
     config["sharding"][0]["configServerReplica"] = "rs9"
     with pytest.raises(InvalidInput) as caught:
         validate(config)

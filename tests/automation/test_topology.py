@@ -1,5 +1,5 @@
-"""The topology rules of the automation config (processes, replica sets, members, sharded clusters): one
-case per rule, each naming its id and the field."""
+"""The topology rules of the automation config (processes, replica sets, members): one case per rule, each
+naming its id and the field. Sharded clusters' are in test_sharding."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 from tests.automation.configs import (
     DELETE,
     Case,
-    _add_mongos,
-    _add_sharding,
     _member,
     _members,
     check_case,
@@ -175,34 +173,9 @@ CASES: list[Case] = [
     ),
     (
         "mongos-member",
-        lambda c: (_add_sharding(c), c["processes"][2].update(processType="mongos", cluster="c1")),
+        lambda c: c["processes"][2].update(processType="mongos", cluster="c1"),
         "member-process-type",
         "replicaSets[0].members[2].host",
-    ),
-    (
-        "mongos-cluster",
-        lambda c: (_add_sharding(c), _add_mongos(c, "c2")),
-        "mongos-cluster",
-        "processes[3].cluster",
-    ),
-    ("mongos-no-cluster", lambda c: _add_mongos(c, "c1"), "mongos-cluster", "processes[3].cluster"),
-    (
-        "sharding-name-duplicate",
-        lambda c: (_add_sharding(c), _add_sharding(c)),
-        "sharding-name-unique",
-        "sharding[1].name",
-    ),
-    (
-        "sharding-shard-rs",
-        lambda c: _add_sharding(c, shard_rs="rs9"),
-        "sharding-replset",
-        "sharding[0].shards[0].rs",
-    ),
-    (
-        "sharding-csrs",
-        lambda c: _add_sharding(c, csrs="rs9"),
-        "sharding-replset",
-        "sharding[0].configServerReplica",
     ),
 ]
 

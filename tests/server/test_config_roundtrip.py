@@ -318,11 +318,19 @@ def api(server: ServerProcess, owner: dict[str, Any]) -> Iterator[httpx.Client]:
 
 def deployment() -> dict[str, Any]:
     """Four members: two electable, a hidden delayed one and a non-voting one (zero values that are
-    settings), a user, and a sharded cluster whose mongos has no log settings and no config server set."""
+    settings), a user, and a sharded cluster (the four as its shard, a one-member config server set) whose
+    mongos has no log settings."""
     config = replica_set_config(HOSTS)
+    csrs = replica_set_config(HOSTS[:1], rs="csrs", port=27019)
+    for proc, role in [(p, "shardsvr") for p in config["processes"]] + [(csrs["processes"][0], "configsvr")]:
+        proc["args2_6"]["sharding"] = {"clusterRole": role}
+    config["processes"] += csrs["processes"]
+    config["replicaSets"] += csrs["replicaSets"]
     mongos = {"name": "mongos", "processType": "mongos", "hostname": HOSTS[0], "version": "7.0.5"}
     config["processes"].append(mongos | {"cluster": "c1", "args2_6": {"net": {"port": 27018}}})
-    config["sharding"] = [{"name": "c1", "shards": [{"_id": "s0", "rs": "rs0"}]}]
+    config["sharding"] = [
+        {"name": "c1", "configServerReplica": "csrs", "shards": [{"_id": "s0", "rs": "rs0"}]}
+    ]
     members = config["replicaSets"][0]["members"]
     members[2].update(priority=0, hidden=True, secondaryDelaySecs=3600)
     members[3].update(priority=0, votes=0)
@@ -359,7 +367,7 @@ def put_back(api: httpx.Client, gid: str, body: dict[str, Any]) -> dict[str, Any
 
 def test_get_shows_ops_managers_defaults(api: httpx.Client, project: str) -> None:
     config, _ = read(api, project)
-    (rs,) = config["replicaSets"]
+    rs = config["replicaSets"][0]
     assert rs["protocolVersion"] == "1" and rs["settings"] == {}
     for member in rs["members"]:
         assert {"arbiterOnly", "buildIndexes", "hidden", "priority", "votes", "tags"} <= set(member)
@@ -441,15 +449,15 @@ def test_a_typed_client_building_a_config_is_read_as_ops_manager_reads_it(
     ``buildIndexes: false`` is a setting, refused with priority 1 as MongoDB refuses it."""
     before, _ = read(api, project)
     built = deployment()
-    for member in built["replicaSets"][0]["members"]:
+    for member in (m for rs in built["replicaSets"] for m in rs["members"]):
         member["buildIndexes"] = True
     built["replicaSets"][0]["members"][1]["priority"] = 3
     sent = typed_round_trip(built)
     assert sent["roles"] is None and sent["auth"]["autoAuthMechanism"] == ""
-    assert sent["sharding"][0]["configServerReplica"] == "" and sent["sharding"][0]["draining"] is None
+    assert sent["sharding"][0]["collections"] is None and sent["sharding"][0]["draining"] is None
     answer = put_back(api, project, sent)
     assert answer["version"] == before["version"] + 1 and answer["roles"] == []
-    assert "configServerReplica" not in answer["sharding"][0] and answer["sharding"][0]["draining"] == []
+    assert answer["sharding"][0]["collections"] == [] and answer["sharding"][0]["draining"] == []
     del built["replicaSets"][0]["members"][0]["buildIndexes"]
     refused = api.put(f"/groups/{project}/automationConfig", json=typed_round_trip(built))
     assert refused.status_code == 400, refused.text

@@ -2,12 +2,12 @@
 
 Owns the document's empty form (:func:`empty_config`), the check of a whole ``PUT
 /groups/{id}/automationConfig`` body (:func:`validate`, which runs each section's rules: ``topology``,
-``indexes``, ``security``, ``secrets``; every rule has a stable id that the 400 names, with the JSON path of
-the offending field), content equality that decides whether ``version`` moves (:func:`same_content`, with
-Ops Manager's defaults filled on both sides: ``defaults``), the
-hash an agent claims for its copy (:func:`config_hash`), and the read accessors for the agent and
-maintenance (processes by name or host, replica sets, members, ports). Pure functions over plain JSON values
-that never mutate their arguments. May import ``opsmgr.errors`` and ``opsmgr.automation`` modules.
+``sharding``, ``indexes``, ``security``, ``secrets``; every rule has a stable id that the 400 names, with
+the JSON path of the offending field), content equality that decides whether ``version`` moves
+(:func:`same_content`, with Ops Manager's defaults filled on both sides: ``defaults``), the hash an agent
+claims for its copy (:func:`config_hash`), and the read accessors for the agent and maintenance (processes by
+name or host, replica sets, members, ports). Pure functions over plain JSON values that never mutate their
+arguments. May import ``opsmgr.errors`` and ``opsmgr.automation`` modules.
 """
 
 from __future__ import annotations
@@ -24,13 +24,8 @@ from opsmgr.automation.secrets import check_secrets, redact
 # Restoration reads this from here, the module it knows the config by; its home is the secrets module.
 from opsmgr.automation.secrets import fill_redacted as fill_redacted
 from opsmgr.automation.security import check_auth, check_tls
-from opsmgr.automation.topology import (
-    check_mongos_clusters,
-    check_processes,
-    check_repl_set_names,
-    check_replica_sets,
-    check_sharding,
-)
+from opsmgr.automation.sharding import check_cluster_roles, check_mongos_clusters, check_sharding
+from opsmgr.automation.topology import check_processes, check_repl_set_names, check_replica_sets
 
 Config = dict[str, Any]
 
@@ -118,7 +113,8 @@ def validate(
     set_of = check_replica_sets(out["replicaSets"], processes)
     check_repl_set_names(out["processes"], set_of)
     rs_ids = {rs["_id"] for rs in out["replicaSets"]}
-    clusters = check_sharding(out["sharding"], rs_ids)
+    check_cluster_roles(out["processes"], out["replicaSets"])
+    clusters = check_sharding(out["sharding"], out["replicaSets"], processes)
     check_mongos_clusters(out["processes"], clusters)
     existing = current.get("indexConfigs") if current is not None else None
     check_index_configs(out["indexConfigs"], rs_ids, existing, allow_unique_indexes)

@@ -4,10 +4,11 @@ built from the goal config and what the project's agents last reported.
 A host's ``id`` is 32 hex digits, the shape of Ops Manager's host ids, derived from the project and the
 process name, so it stays the same for as long as the process keeps its name and needs no record. What no
 report carries comes from the goal config (``hidden``, ``slaveDelaySec``, ``sslEnabled``, journaling, the
-authentication mechanism, the shard) or is Ops Manager's default for a monitored host (alerts on, logs and
-profiler off). Instants are epoch milliseconds here (``lastPing``, ``created``): the API writes them as ISO
-strings at its edge, the UI as clock times. Nothing reports a process's uptime, so ``uptimeMsec`` and
-``lastRestart`` are left out, as Ops Manager leaves out what monitoring has not seen.
+authentication mechanism, the part a process plays in a sharded cluster: ``opsmgr.automation.clusters``) or is
+Ops Manager's default for a monitored host (alerts on, logs and profiler off). Instants are epoch milliseconds
+here (``lastPing``, ``created``): the API writes them as ISO strings at its edge, the UI as clock times.
+Nothing reports a process's uptime, so ``uptimeMsec`` and ``lastRestart`` are left out, as Ops Manager leaves
+out what monitoring has not seen.
 
 Owns freshness (:func:`freshness`): a host whose agent has not reported within :data:`STALE_POLLS` of the
 server's poll intervals, or not since this server started (an application database restored from a backup
@@ -16,8 +17,8 @@ member that cannot be reached), not ``running``, ``stale`` true, and what its ag
 ``lastReportedState``; ``lastPing`` stays the instant of that last report.
 
 Owns the collection ``host_first_seen``: when each host was first listed (its ``created``), one document per
-project and host id, written on first sight. May import ``opsmgr.automation.records``,
-``opsmgr.automation.rules`` and ``opsmgr.store``.
+project and host id, written on first sight. May import ``opsmgr.automation.clusters``,
+``opsmgr.automation.records``, ``opsmgr.automation.rules`` and ``opsmgr.store``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from opsmgr.automation.clusters import Layout, Part, sharded_cluster_id
 from opsmgr.automation.records import Member, Process, processes, replica_sets
 from opsmgr.automation.rules import get
 from opsmgr.store.engine import Store
@@ -94,20 +96,14 @@ class _Goal:
 
     processes: dict[str, Process]
     members: dict[str, tuple[str, Member]]  # process name -> (replica set id, member)
-    shards: dict[str, str]  # replica set id -> shard id
+    layout: Layout  # the sharded clusters: each replica set's part, each mongos's cluster
     auth_mechanism: str
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> _Goal:
         members = {m.host: (rs.id, m) for rs in replica_sets(config) for m in rs.members}
-        clusters = [c for c in config.get("sharding") or [] if isinstance(c, Mapping)]
-        shards = {
-            str(shard["rs"]): str(shard["_id"])
-            for cluster in clusters
-            for shard in cluster.get("shards") or []
-            if isinstance(shard, Mapping) and "rs" in shard and "_id" in shard
-        }
-        return cls({p.name: p for p in processes(config)}, members, shards, _auth_mechanism(config))
+        procs = {p.name: p for p in processes(config)}
+        return cls(procs, members, Layout.of(config), _auth_mechanism(config))
 
 
 def _auth_mechanism(config: Mapping[str, Any]) -> str:
@@ -160,16 +156,20 @@ def _host(
     state = observed.get("replicaStateName") or ("DOWN" if not observed.get("running") else None)
     hostname = observed.get("hostname") or (proc.hostname if proc else None) or status["hostname"]
     hidden = bool(member and member.hidden)
+    part = goal.layout.part(rs_name)
+    router_of = goal.layout.mongos.get(name)
     return {
         "id": host_id(group_id, name),
         "groupId": group_id,
         "hostname": hostname,
         "port": observed.get("port") or (proc.port if proc else None),
-        "typeName": _type_name(observed, proc, rs_name in goal.shards),
-        "clusterId": cluster_ids.get(rs_name) if rs_name else None,
+        "typeName": _type_name(observed, proc, part),
+        "clusterId": (
+            sharded_cluster_id(group_id, router_of) if router_of else cluster_ids.get(rs_name or "")
+        ),
         "replicaSetName": rs_name,
         "replicaStateName": state,
-        "shardName": goal.shards.get(rs_name) if rs_name else None,
+        "shardName": part.shard,
         "version": observed.get("version"),
         "ipAddress": _ip_address(hostname),
         "lastPing": status.get("receivedAt"),
@@ -207,15 +207,19 @@ def _unreachable(host: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _type_name(observed: Mapping[str, Any], proc: Process | None, shard: bool) -> str:
-    if proc is not None and proc.process_type == "mongos":
+def _type_name(observed: Mapping[str, Any], proc: Process | None, part: Part) -> str:
+    """Ops Manager's host type: a mongos's, else by the member's state and the part its replica set plays
+    (a config server's ``SHARD_CONFIG_*``, a shard's ``SHARD_*``)."""
+    if (proc is not None and proc.process_type == "mongos") or observed.get("mode") == "mongos":
         return "SHARD_MONGOS"
     state = observed.get("replicaStateName")
     if state in _STATE_TYPES:
         found = _STATE_TYPES[str(state)]
-        return found.replace("REPLICA_", "SHARD_") if shard and found != "REPLICA_ARBITER" else found
+        if found in ("REPLICA_PRIMARY", "REPLICA_SECONDARY") and part.cluster is not None:
+            return found.replace("REPLICA_", "SHARD_CONFIG_" if part.config_server else "SHARD_")
+        return found
     if observed.get("mode") == "standalone":
-        return "SHARD_STANDALONE" if shard else "STANDALONE"
+        return "SHARD_STANDALONE" if part.shard is not None else "STANDALONE"
     return "NO_DATA"
 
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from opsmgr.automation.rules import INDEX_KEY_TYPES, KINDS, canonical, check_fields, fail, objects, require
+from opsmgr.automation.rules import (
+    INDEX_KEY_TYPES,
+    KINDS,
+    canonical,
+    check_fields,
+    fail,
+    objects,
+    require,
+    valid_collection_name,
+    valid_db_name,
+)
 
 UNIQUE_INDEX_BUILDS_API = "POST /api/public/v1.0/groups/{groupId}/uniqueIndexBuilds"
 UNIQUE_INDEX_BUILD_CLI = "opsmgr index build-unique"
@@ -30,7 +40,6 @@ _INDEX_FIELDS = {
     "collation": "object",
     "collation.locale": "string",
 }
-_DB_NAME_FORBIDDEN = set('/\\. "$*<>:|?\0')
 
 
 def check_index_configs(
@@ -43,12 +52,12 @@ def check_index_configs(
             require(entry, key, here)
         check_fields(entry, _INDEX_FIELDS, here)
         db = entry["dbName"]
-        if not isinstance(db, str) or not db or len(db) >= 64 or _DB_NAME_FORBIDDEN & set(db):
+        if not valid_db_name(db):
             fail(
                 f"{here}.dbName", "index-db-name", f'{here}.dbName must be a database name (no /\\. "$*<>:|?)'
             )
         coll = entry["collectionName"]
-        if not isinstance(coll, str) or not coll or "$" in coll or "\0" in coll or coll.startswith("system."):
+        if not valid_collection_name(coll):
             fail(f"{here}.collectionName", "index-collection-name", f"{here}.collectionName is not valid")
         _check_index_key(entry["key"], f"{here}.key")
         if entry["rsName"] not in rs_ids:

@@ -127,6 +127,25 @@ def valid_hostname(hostname: Any) -> bool:
     return len(hostname) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in hostname.split("."))
 
 
+_DB_NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\0')
+
+
+def valid_db_name(name: Any) -> bool:
+    """A MongoDB database name: 1 to 63 characters, none of ``/\\. "$*<>:|?`` or NUL."""
+    return isinstance(name, str) and 0 < len(name) < 64 and not _DB_NAME_FORBIDDEN & set(name)
+
+
+def valid_collection_name(name: Any) -> bool:
+    """A collection name a deployment may be told to index or shard: no ``$`` or NUL, not a system one."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and "$" not in name
+        and "\0" not in name
+        and not name.startswith("system.")
+    )
+
+
 def check_choice(obj: dict[str, Any], dotted: str, allowed: tuple[str, ...], path: str, rule: str) -> bool:
     """Check the value at ``dotted`` below ``obj`` against ``allowed`` if it is there; say whether it is."""
     parent_path, _, key = dotted.rpartition(".")

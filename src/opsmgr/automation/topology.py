@@ -1,6 +1,7 @@
 """The rules of the automation config's deployment topology: its processes (names, hosts, versions, ports,
 per-process modes), its replica sets and their members (ids, hosts, votes, priorities, how many may vote,
-that one can be primary) and its sharded clusters, with the defaults Ops Manager fills in.
+that one can be primary), with the defaults Ops Manager fills in. Sharded clusters are
+``opsmgr.automation.sharding``'s.
 
 Pure functions over plain JSON values. May import ``opsmgr.errors``, ``opsmgr.automation.rules`` and
 ``opsmgr.automation.defaults``.
@@ -70,8 +71,6 @@ _MEMBER_FIELDS = {
     "buildIndexes": "boolean",
     "tags": "object",
 }
-_SHARDING_FIELDS = {"configServerReplica": "string", "shards": "array", "managedSharding": "boolean"}
-_SHARD_FIELDS = {"_id": "string", "rs": "string"}
 _MONGODB_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-rc\d+)?(?:-ent)?")
 _FCV = re.compile(r"\d+\.\d+")
 
@@ -265,34 +264,3 @@ def check_repl_set_names(processes: list[dict[str, Any]], set_of: Mapping[str, s
                 f"process {proc['name']!r} is a member of {member_of!r}, so replSetName must be {member_of!r}"
             )
         fail(field, "replset-name", detail)
-
-
-def check_sharding(sharding: list[Any], rs_ids: set[str]) -> set[str]:
-    names: set[str] = set()
-    for here, cluster in objects(sharding, "sharding"):
-        require(cluster, "name", here)
-        name = cluster["name"]
-        if not isinstance(name, str) or not name or name in names:
-            fail(
-                f"{here}.name", "sharding-name-unique", "each sharded cluster needs a distinct non-empty name"
-            )
-        names.add(name)
-        check_fields(cluster, _SHARDING_FIELDS, here)
-        references = [(f"{here}.configServerReplica", cluster.get("configServerReplica"))]
-        for at, shard in objects(cluster.get("shards", []), f"{here}.shards"):
-            check_fields(shard, _SHARD_FIELDS, at)
-            references.append((f"{at}.rs", shard.get("rs")))
-        for field, rs_id in references:
-            if rs_id is not None and rs_id not in rs_ids:
-                fail(field, "sharding-replset", f"{field} names {rs_id!r}, which is not in replicaSets[]")
-    return names
-
-
-def check_mongos_clusters(processes: list[dict[str, Any]], clusters: set[str]) -> None:
-    for i, proc in enumerate(processes):
-        if proc["processType"] == "mongos" and proc.get("cluster") not in clusters:
-            fail(
-                f"processes[{i}].cluster",
-                "mongos-cluster",
-                "a mongos must name its sharded cluster (a sharding[].name) in cluster",
-            )
