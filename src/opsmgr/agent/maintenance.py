@@ -25,7 +25,13 @@ Each move carried out is reported (``POST /progress``): the server records it, s
 each other's progress. The decision (by the agent of the primary, or by every agent while there is none),
 the primaries it saw and what it measured (oplog windows, connections) go to ``POST /events``. While a
 change is under way the set's local processes belong to the executor (the planner gives them the single
-step ``RollingMaintenance``): one that crashed outside its turn is started again here. May import
+step ``RollingMaintenance``): one that crashed outside its turn is started again here.
+
+A sharded cluster's change (``maintenance.sharded``) is looked at by the agents of its mongos under the key
+``cluster:<name>``: the server decides its next step (the balancer stopped, a mongos restarted, the
+balancer set back) and the agent of the step's mongos carries it out as the host's long action; the local
+mongos still to restart are the executor's meanwhile. A set whose turn in its cluster has not come waits
+(its view's ``cluster.waitingFor``). May import
 ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.config``, ``opsmgr.maintenance`` and
 ``opsmgr.agent``.
 """
@@ -39,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from opsmgr.agent.executor import LongAction, LongActions
-from opsmgr.agent.maintenance_driver import InHand, MoveDriver, spec_of
+from opsmgr.agent.maintenance_driver import ClusterSteps, InHand, MoveDriver, spec_of
 from opsmgr.agent.plan import LocalProcess, Snapshot
 from opsmgr.automation.config import processes_by_name
 from opsmgr.drivers.base import (
@@ -48,7 +54,16 @@ from opsmgr.drivers.base import (
     RunMode,
 )
 from opsmgr.errors import OpsmgrError
-from opsmgr.maintenance.moves import Blocked, Decision, Done, Move, MoveName, Progress, temporary_arbiter_name
+from opsmgr.maintenance.moves import (
+    BlockCause,
+    Blocked,
+    Decision,
+    Done,
+    Move,
+    MoveName,
+    Progress,
+    temporary_arbiter_name,
+)
 from opsmgr.maintenance.procedure import next_move
 from opsmgr.maintenance.report import events_between
 from opsmgr.maintenance.rolling import RollingChange
@@ -60,7 +75,14 @@ from opsmgr.maintenance.snapshot import (
     effective_window_s,
     snapshot_from_status,
 )
-from opsmgr.maintenance.wire import decision_to_json, move_to_json, options_from_json, policy_from_json
+from opsmgr.maintenance.wire import (
+    cluster_key,
+    cluster_name,
+    decision_to_json,
+    move_to_json,
+    options_from_json,
+    policy_from_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +174,7 @@ class MaintenanceExecutor:
         self._run = run
         self._sets: dict[str, _SetMemory] = {}
         self.moves = MoveDriver(driver, self._call)
+        self.cluster_steps = ClusterSteps(hostname, self.moves, long, api.maintenance, clock)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Driver calls block; the loop passes its worker-thread runner."""
@@ -170,6 +193,11 @@ class MaintenanceExecutor:
                 arbiter = (rs.get("maintenance") or {}).get("temporaryArbiter") or {}
                 if (here or arbiter.get("hostname") == self.hostname) and rs["_id"] not in out:
                     out.append(rs["_id"])
+            for p in config.get("processes", []):
+                key = cluster_key(str(p.get("cluster")))
+                mongos_here = p.get("processType") == "mongos" and p.get("hostname") == self.hostname
+                if mongos_here and p.get("cluster") and key not in out:
+                    out.append(key)
         return out
 
     async def cycle(
@@ -207,8 +235,9 @@ class MaintenanceExecutor:
                 memory.active, memory.checked_version, memory.owned = False, version, ()
                 continue
             memory.active = True
+            run = self._run_cluster if cluster_name(rs_id) is not None else self._run_set
             try:
-                done = await self._run_set(rs_id, view, snap, goal, previous, memory, may_act=not acted)
+                done = await run(rs_id, view, snap, goal, previous, memory, may_act=not acted)
             except Exception as exc:  # a bug or an unexpected answer must not take the agent's loop down
                 log.exception("%s: rolling maintenance of %s failed", self.hostname, rs_id)
                 owned.update({n: f"rolling maintenance of {rs_id}" for n in memory.owned})
@@ -248,7 +277,12 @@ class MaintenanceExecutor:
         memory.owned = tuple(n for n in local if n in snap.processes)
         measured = self._measure(local, snap)
         rs_snap, from_status = self._snapshot(rs_id, view, snap, local, change, measured)
-        decision = next_move(rs_snap, change, progress, options=options, policy=policy)
+        turn = (view.get("cluster") or {}).get("waitingFor")
+        decision: Decision = (
+            Blocked(str(turn), BlockCause.WAITING)
+            if turn
+            else next_move(rs_snap, change, progress, options=options, policy=policy)
+        )
         move = decision.retry if isinstance(decision, Blocked) else decision
         mine = set(local) | ({arbiter} if arbiter_here else set())
         hand = (
@@ -268,6 +302,23 @@ class MaintenanceExecutor:
         notes = {n: f"rolling maintenance of {rs_id}: {state}" for n in memory.owned}
         annotations = {n: _annotation(n, decision, progress, error) for n in memory.owned}
         return _SetRun(notes, sentence, acted, annotations)
+
+    async def _run_cluster(
+        self,
+        key: str,
+        view: Mapping[str, Any],
+        snap: Snapshot,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        memory: _SetMemory,
+        *,
+        may_act: bool,
+    ) -> _SetRun:
+        """A sharded cluster's change (``maintenance_driver.ClusterSteps``)."""
+        owned, sentence, acted = self.cluster_steps.run(key, view, snap, goal, previous, may_act=may_act)
+        memory.owned = owned
+        notes = {n: f"rolling maintenance of {view.get('cluster')}" for n in owned}
+        return _SetRun(notes, sentence, acted, {})
 
     async def _act(
         self,

@@ -1,27 +1,40 @@
 """How the moves of a rolling change are carried out on this host's processes, through the driver.
 
 Owns the specs a member restarts with (standalone on its maintenance port with a task's start options, as it
-runs now, or as the goal has it), the temporary arbiter's spec, a task's work on a standalone member (index
-builds, a unique index build's member step checked with ``listIndexes``, a replica set rename) and the
-reconfigurations a move asks of the primary. What to do, when, and reporting it are the executor's
-(``agent.maintenance``). May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.config``,
-``opsmgr.maintenance`` and ``opsmgr.agent``.
+runs now, or as the goal has it; a shard or config server member without its cluster role, see
+``maintenance.snapshot.standalone_args``), the temporary arbiter's spec, a task's work on a standalone member
+(index builds, a unique index build's member step checked with ``listIndexes``, a replica set rename) and
+the reconfigurations a move asks of the primary. What to do, when, and reporting it are the executor's
+(``agent.maintenance``), except for a sharded cluster's own steps, which :class:`ClusterSteps` carries out
+and reports whole: the server decides each one, and it is the balancer stopped or set back through the
+``ShardingDriver`` commands of a local mongos, or a mongos restarted. May import ``opsmgr.errors``,
+``opsmgr.drivers.base``, ``opsmgr.automation.config``, ``opsmgr.maintenance`` and ``opsmgr.agent``.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
+from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.plan import Snapshot, process_spec
 from opsmgr.automation.config import processes_by_name
-from opsmgr.drivers.base import CommandConflict, CommandInvalid, Driver, DriverError, ProcessSpec, RunMode
+from opsmgr.drivers.base import (
+    CommandConflict,
+    CommandInvalid,
+    Driver,
+    DriverError,
+    ProcessSpec,
+    RunMode,
+    ShardingDriver,
+)
 from opsmgr.errors import OpsmgrError
-from opsmgr.maintenance.moves import Move, MoveName, Progress
+from opsmgr.maintenance.moves import ClusterMove, ClusterMoveName, ClusterProgress, Move, MoveName, Progress
 from opsmgr.maintenance.rolling import UNIQUE_INDEX_TASKS, MemberTask, Task, UniqueIndexTask
-from opsmgr.maintenance.snapshot import Policy, RsSnapshot, maintenance_port
+from opsmgr.maintenance.snapshot import Policy, RsSnapshot, maintenance_port, standalone_args
 from opsmgr.maintenance.unique_index import index_name
 
 # Start options a task adds to the member's standalone restart (MongoDB's procedure for that task).
@@ -32,6 +45,9 @@ TASK_START_OPTIONS: dict[MemberTask, dict[str, Any]] = {
 _NO_RESTART_TASKS = frozenset({Task.BUILD_INDEX, *UNIQUE_INDEX_TASKS})
 
 Call = Callable[..., Awaitable[Any]]
+Api = Callable[..., Awaitable[dict[str, Any]]]  # MaintenanceApi.maintenance
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,9 +74,10 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def standalone_spec(spec: ProcessSpec, policy: Policy, extra: Mapping[str, Any] | None = None) -> ProcessSpec:
-    """``spec`` out of its set: no ``replSetName``, on its maintenance port, with ``extra`` start options."""
+    """``spec`` out of its set: no ``replSetName`` (nor cluster role), on its maintenance port, with ``extra``
+    start options."""
     port = maintenance_port(spec.port, policy)
-    args = _merge(spec.args, extra or {})
+    args = standalone_args(_merge(spec.args, extra or {}))
     replication = {k: v for k, v in (args.get("replication") or {}).items() if k != "replSetName"}
     if replication:
         args["replication"] = replication
@@ -138,6 +155,24 @@ class MoveDriver:
             await self._call(d.start, self._arbiter_spec(rs_id, move, goal))
         else:
             await self._reconfigure(rs_id, hand.view, move)
+        return {}
+
+    async def drive_cluster(
+        self, move: ClusterMove, goal: Mapping[str, Any], previous: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Carry a sharded cluster's step out on the local mongos ``move.actor``; what its report adds (the
+        balancer's mode before it was stopped)."""
+        if move.name is ClusterMoveName.RESTART_MONGOS:
+            await self._restart(move.actor, spec_of(move.actor, goal, previous, new=True))
+            return {}
+        if not hasattr(self.driver, "set_balancer"):
+            raise OpsmgrError(f"the driver of {move.actor} has no sharding commands")
+        sharding = cast(ShardingDriver, self.driver)
+        if move.name is ClusterMoveName.STOP_BALANCER:
+            state = await self._call(sharding.balancer_status, move.actor)
+            await self._call(sharding.set_balancer, move.actor, running=False)
+            return {"balancerWas": state.mode}
+        await self._call(sharding.set_balancer, move.actor, running=bool(move.params.get("running")))
         return {}
 
     async def _restart(self, name: str, spec: ProcessSpec) -> None:
@@ -219,3 +254,78 @@ class MoveDriver:
         config = {k: v for k, v in current.items() if k != "term"}
         config["members"] = members
         await self._call(self.driver.reconfig, actor, config)
+
+
+class ClusterSteps:
+    """This host's part of sharded clusters' changes: the step the server decided (``decision`` of the
+    cluster's view), carried out as the host's long action when its mongos is local, and reported. The
+    balancer's mode before the change is the one this agent read before it first stopped it in that change:
+    a stop repeated after a lost report must not report its own "off"."""
+
+    def __init__(
+        self, hostname: str, moves: MoveDriver, long: LongActions, api: Api, clock: Callable[[], float]
+    ):
+        self.hostname = hostname
+        self.moves = moves
+        self.long = long
+        self.api = api
+        self.clock = clock
+        self.errors: dict[str, str] = {}  # cluster key -> the last failure, until a step succeeds
+        self.balancer_was: dict[str, str] = {}  # change id -> the mode read before the first stop
+
+    def run(
+        self,
+        key: str,
+        view: Mapping[str, Any],
+        snap: Snapshot,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        *,
+        may_act: bool,
+    ) -> tuple[tuple[str, ...], str, bool]:
+        """The local mongos still to restart (the executor's meanwhile), the cycle's sentence, and whether a
+        step was started."""
+        progress = ClusterProgress.from_json(view["progress"])
+        local = [n for n, host in (view.get("names") or {}).items() if host == self.hostname]
+        owned = tuple(n for n in local if n in snap.processes and n not in progress.mongos_done)
+        decided = view.get("decision") or {}
+        sentence = f"{key}: {decided.get('note') or decided.get('reason') or 'rolling maintenance'}"
+        running = self.long.running
+        if running is not None and running.name.startswith(f"{key}: "):
+            return owned, self.long.sentence() or sentence, False
+        if decided.get("kind") == "move" and decided.get("actor") in local and may_act:
+            move = ClusterMove.from_json(decided)
+            action = LongAction(sentence, frozenset({move.actor}))
+            return (
+                owned,
+                sentence,
+                self.long.start(action, lambda: self._step(key, view, move, goal, previous)),
+            )
+        error = self.errors.get(key)
+        return owned, f"{key}: {error}" if error is not None else sentence, False
+
+    async def _step(
+        self,
+        key: str,
+        view: Mapping[str, Any],
+        move: ClusterMove,
+        goal: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+    ) -> None:
+        at, change_id = self.clock(), str(view["changeId"])
+        try:
+            params = await self.moves.drive_cluster(move, goal, previous)
+        except Exception as exc:  # the driver may raise anything its backend raises; retried next cycle
+            self.errors[key] = f"{move.name.value} by {move.actor} failed, will retry: {exc}"
+            return
+        self.errors.pop(key, None)
+        if "balancerWas" in params:
+            params["balancerWas"] = self.balancer_was.setdefault(change_id, str(params["balancerWas"]))
+        done = replace(move, params={**move.params, **params})
+        body = {"changeId": change_id, "move": done.to_json(), "at": at}
+        try:
+            await self.api("POST", key, "/progress", body=body)
+        except OpsmgrError as exc:
+            log.warning(
+                "%s: %s of %s done, not recorded: %s", self.hostname, move.name.value, key, exc.detail
+            )

@@ -117,6 +117,15 @@ class MemberReports:
     def _health(self, group_id: str, votes: dict[str, int]) -> list[MemberHealth]:
         return members_health(self.statuses(group_id), votes, int(self.clock() * 1000), STALE_REPORT_MS)
 
+    def running(self, group_id: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``names`` (processes outside any replica set: mongos) whose agents' fresh reports say
+        they run, in order; all of them when no agent reported any yet (the first one's agent is asked, and
+        retries if it is not)."""
+        reported, fresh = self._reported(group_id)
+        if not any(fresh.get(n) for n in names):
+            return names
+        return tuple(n for n in names if fresh.get(n) and reported.get(n, {}).get("running"))
+
     def _reported(self, group_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
         """Per process: what its agent last observed, and whether that report is fresh."""
         now_ms = int(self.clock() * 1000)

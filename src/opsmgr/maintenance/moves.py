@@ -3,6 +3,10 @@
 :class:`PlannedStep`), what the procedure answers when it cannot go on (:class:`Blocked`) or is finished
 (:class:`Done`), and how far a rolling change has got (:class:`Progress`, changed only by :func:`record`).
 
+A sharded cluster's own steps (the balancer stopped and set back, each mongos restarted) have their own
+small vocabulary (:class:`ClusterMoveName`, :class:`ClusterMove`, :class:`ClusterProgress`, changed only by
+:func:`record_cluster`), decided by ``maintenance.sharded``.
+
 ``maintenance.procedure`` decides the next move over these; the server records each move carried out with
 :func:`record` on the one shared progress, and ``maintenance.wire`` carries them to and from the agents.
 Pure. May import ``opsmgr.maintenance`` modules.
@@ -242,3 +246,85 @@ def finish_unit(p: Progress, now: float) -> Progress:
         members = dict.fromkeys(s.member for s in p.steps)
         done = (*done, *(m for m in members if m not in done))
     return replace(p, steps=(), position=0, member=None, out_since=None, done=done, out_times=out_times)
+
+
+# --- a sharded cluster's own steps --------------------------------------------------------------------------
+
+
+class ClusterMoveName(StrEnum):
+    STOP_BALANCER = "StopBalancer"
+    RESTART_MONGOS = "RestartMongos"
+    RESTORE_BALANCER = "RestoreBalancer"
+
+
+@dataclass(frozen=True)
+class ClusterProgress:
+    """``balancer_was``: the balancer's mode before the change stopped it (None: not stopped yet);
+    ``mongos_done``: the routers restarted, in order; ``restored``: the balancer is back (the change is over).
+    ``seq`` counts the moves recorded."""
+
+    balancer_was: str | None = None
+    mongos_done: tuple[str, ...] = ()
+    restored: bool = False
+    seq: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "balancerWas": self.balancer_was,
+            "mongosDone": list(self.mongos_done),
+            "restored": self.restored,
+            "seq": self.seq,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ClusterProgress:
+        was = raw.get("balancerWas")
+        return cls(
+            balancer_was=str(was) if was is not None else None,
+            mongos_done=tuple(raw.get("mongosDone", ())),
+            restored=bool(raw.get("restored")),
+            seq=int(raw.get("seq", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class ClusterMove:
+    """One step of the cluster's own, carried out by the agent of mongos ``actor``; ``params`` holds
+    ``running`` for a balancer move (the mode to set) and, once carried out, ``balancerWas``."""
+
+    name: ClusterMoveName
+    actor: str
+    note: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name.value, "actor": self.actor, "note": self.note, "params": dict(self.params)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ClusterMove:
+        return cls(
+            ClusterMoveName(raw["name"]),
+            str(raw["actor"]),
+            str(raw.get("note", "")),
+            dict(raw.get("params") or {}),
+        )
+
+
+def record_cluster(progress: ClusterProgress, move: ClusterMove) -> ClusterProgress:
+    """The progress once ``move`` was carried out; a move repeated (its report lost and retried) changes
+    nothing."""
+    if move.name is ClusterMoveName.STOP_BALANCER:
+        if progress.balancer_was is not None:
+            return progress
+        was = str(move.params.get("balancerWas") or "full")
+        return replace(progress, balancer_was=was, seq=progress.seq + 1)
+    if move.name is ClusterMoveName.RESTART_MONGOS:
+        if move.actor in progress.mongos_done:
+            return progress
+        return replace(progress, mongos_done=(*progress.mongos_done, move.actor), seq=progress.seq + 1)
+    if progress.restored:
+        return progress
+    return replace(progress, restored=True, seq=progress.seq + 1)
+
+
+ClusterDecision = ClusterMove | Blocked | Done

@@ -520,6 +520,16 @@ def _process_tasks(
     return runtime
 
 
+def process_tasks(
+    old: Mapping[str, Any], new: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any]
+) -> tuple[frozenset[Task], tuple[str, ...]]:
+    """The tasks (and their reasons) a process outside any replica set (a mongos) needs between two configs:
+    the same rules as a member's; a runtime ``setParameter`` change needs none."""
+    out = _Collector()
+    _process_tasks(old, new, before, after, out)
+    return frozenset(out.tasks.get(after["name"], set())), tuple(out.reasons)
+
+
 def _reconfig_notes(old_rs: Mapping[str, Any], rs: Mapping[str, Any]) -> list[str]:
     notes: list[str] = []
     old_members = {m["host"]: m for m in old_rs.get("members", [])}

@@ -21,29 +21,39 @@ copied to ``maintenance_changes`` for the history):
 - ``views.MaintenanceViews``: :meth:`agent_view` for the agents, :meth:`status_views`, :meth:`changes` and
   :meth:`change` for operators, :meth:`arbiter_hosts` (the temporary arbiters, for ``GET /hosts``);
 - ``watcher.MajorityWatch``: :meth:`watch_majority` (part of the periodic :meth:`settle_alerts`) keeps the
-  spells a set under a change lost its majority and the ``MAINTENANCE_MAJORITY_LOST`` alert.
+  spells a set under a change lost its majority and the ``MAINTENANCE_MAJORITY_LOST`` alert;
+- ``clusters.ClusterDesk``: a sharded cluster's change over its sets' (``maintenance.sharded``), registered
+  with them; the agents' routes name it ``cluster:<name>`` (:meth:`agent_view`, :meth:`record`), a set's view
+  says whether it waits for its turn (and its lease is refused meanwhile), and :meth:`changes` lists it.
 
 The knobs the agents follow (:class:`~opsmgr.maintenance.snapshot.Policy`) come from the server, so one
-setting governs every agent of a set. May import ``opsmgr.store``, ``opsmgr.alerts`` and
-``opsmgr.maintenance`` modules.
+setting governs every agent of a set. May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.alerts``,
+``opsmgr.timestamps`` and ``opsmgr.maintenance`` modules.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsmgr.alerts import AlertService
+from opsmgr.errors import NotFound
+from opsmgr.maintenance.clusters import ClusterDesk
 from opsmgr.maintenance.grants import LeaseDesk
 from opsmgr.maintenance.index_steps import IndexSteps
+from opsmgr.maintenance.leases import Deny, Grant
 from opsmgr.maintenance.members import MemberReports
 from opsmgr.maintenance.recorder import Recorder
 from opsmgr.maintenance.registration import Registrar
+from opsmgr.maintenance.report import ChangeState
+from opsmgr.maintenance.sharded import ShardedPolicy, layout_of_set
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.maintenance.views import MaintenanceViews
 from opsmgr.maintenance.watcher import MajorityWatch
-from opsmgr.store.engine import Store
+from opsmgr.maintenance.wire import cluster_name
+from opsmgr.store.engine import Store, Txn
+from opsmgr.timestamps import epoch_ms
 
 
 class MaintenanceService:
@@ -51,7 +61,7 @@ class MaintenanceService:
 
     ``goal`` returns a project's goal automation config (secrets in the clear), ``statuses`` the status
     documents its agents last reported; ``encrypt``/``decrypt`` protect the secrets of the config a change
-    started from, as the automation config's own are.
+    started from, as the automation config's own are; ``sharded``: how sharded clusters roll.
     """
 
     def __init__(
@@ -64,9 +74,11 @@ class MaintenanceService:
         encrypt: Callable[[str], str],
         decrypt: Callable[[str], str],
         policy: Policy = Policy(),
+        sharded: ShardedPolicy = ShardedPolicy(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = policy
+        self.goal = goal
         members = MemberReports(goal=goal, statuses=statuses, clock=clock)
         registrar = Registrar(
             encrypt=encrypt, decrypt=decrypt, alert_window_s=policy.alert_window_s, clock=clock
@@ -76,30 +88,110 @@ class MaintenanceService:
         recorder = Recorder(store, alerts, members, steps, clock=clock)
         views = MaintenanceViews(store, members, policy=policy, clock=clock)
         watch = MajorityWatch(store, alerts, members, policy=policy, clock=clock)
+        self.clusters = ClusterDesk(
+            store, members, encrypt=encrypt, decrypt=decrypt, policy=sharded, clock=clock
+        )
+        self._registrar, self._desk, self._recorder, self._views = registrar, desk, recorder, views
         self.on_step_done = steps.listeners
-        # config changes
-        self.register = registrar.register
         # the lease
-        self.acquire = desk.acquire
         self.renew = desk.renew
         self.release = desk.release
         self.state_of_lease = desk.state_of_lease
         # unique index builds' member steps
         self.acquire_for = steps.acquire_for
         self.withdraw = steps.withdraw
-        # what agents carry out and decide
-        self.record = recorder.record
+        # what agents decide
         self.report = recorder.report
         self._settle, self.watch_majority = recorder.settle_alerts, watch.tick
         # views
-        self.agent_view = views.agent_view
         self.active_doc = views.active_doc
         self.status_views = views.status_views
-        self.changes = views.changes
-        self.change = views.change
         self.active_sets = views.active_sets
-        self.active_hosts = views.active_hosts
         self.arbiter_hosts = views.arbiter_hosts
+
+    def register(
+        self, t: Txn, group_id: str, old: Mapping[str, Any], new: Mapping[str, Any], version: int
+    ) -> list[str]:
+        """The rolling changes of a config PUT (in its transaction ``t``): the replica sets', then the
+        sharded clusters' over them; returns the sets and clusters registered or recomputed."""
+        touched = self._registrar.register(t, group_id, old, new, version)
+        return touched + self.clusters.register(t, group_id, old, new, version)
+
+    def acquire(
+        self,
+        group_id: str,
+        rs_id: str,
+        member: str,
+        *,
+        change_id: str | None = None,
+        move: Mapping[str, Any] | None = None,
+        seq: int | None = None,
+        refuse: str | None = None,
+    ) -> Grant | Deny:
+        """The set's lease (``grants.LeaseDesk.acquire``), refused while the set waits for its turn in its
+        sharded cluster's change."""
+        turn = self.clusters.gate(group_id, rs_id)
+        if refuse is None and turn is not None:
+            refuse = turn["waitingFor"]
+        return self._desk.acquire(
+            group_id, rs_id, member, change_id=change_id, move=move, seq=seq, refuse=refuse
+        )
+
+    def agent_view(self, group_id: str, rs_id: str) -> dict[str, Any]:
+        """A set's view for its agents, with its cluster change's turn (``cluster``); a cluster's
+        (``cluster:<name>``) for its mongos agents."""
+        name = cluster_name(rs_id)
+        if name is not None:
+            return self.clusters.view(group_id, name)
+        view = self._views.agent_view(group_id, rs_id)
+        if view.get("active"):
+            view["cluster"] = self.clusters.gate(group_id, rs_id)
+        return view
+
+    def record(
+        self,
+        group_id: str,
+        rs_id: str,
+        change_id: str,
+        move: Mapping[str, Any],
+        *,
+        seq: int | None = None,
+        at: float | None = None,
+        connections: int | None = None,
+        refused: str | None = None,
+    ) -> dict[str, Any]:
+        """A move carried out: a set's (``recorder.Recorder.record``) or a cluster's."""
+        name = cluster_name(rs_id)
+        if name is not None:
+            return self.clusters.record(group_id, name, change_id, move, at)
+        return self._recorder.record(
+            group_id, rs_id, change_id, move, seq=seq, at=at, connections=connections, refused=refused
+        )
+
+    def changes(self, group_id: str) -> list[dict[str, Any]]:
+        """``GET /groups/{id}/maintenance``: the replica sets' changes (``type`` ``REPLICA_SET``, with the
+        ``cluster`` the set is a part of, None for a set of its own) and the sharded clusters'
+        (``SHARDED_CLUSTER``), the ones under way first, newest first."""
+        goal = self.goal(group_id)
+        views = []
+        for view in self._views.changes(group_id):
+            layout = layout_of_set(goal, str(view["replicaSet"]))
+            cluster = layout.name if layout is not None else None
+            views.append({**view, "type": "REPLICA_SET", "cluster": cluster})
+        views += self.clusters.records(group_id)
+        newest_first = sorted(views, key=lambda v: epoch_ms(v["created"] or "1970-01-01"), reverse=True)
+        return sorted(newest_first, key=lambda v: v["state"] == ChangeState.DONE.value)
+
+    def change(self, group_id: str, change_id: str) -> dict[str, Any]:
+        for view in self.changes(group_id):
+            if view["id"] == change_id:
+                return view
+        raise NotFound(f"no rolling change {change_id} in project {group_id}")
+
+    def active_hosts(self, group_id: str) -> dict[str, frozenset[str]]:
+        """Per replica set under a change, and per sharded cluster (``cluster:<name>``: its mongos), the
+        hosts whose agents take part (the work list names them)."""
+        return {**self._views.active_hosts(group_id), **self.clusters.active_hosts(group_id)}
 
     def settle_alerts(self) -> int:
         """The periodic work on maintenance alerts: the member-failed alerts of changes that ended without a

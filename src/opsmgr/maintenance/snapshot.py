@@ -8,6 +8,7 @@ set's config and what it knows of its own processes; :func:`snapshot_from_status
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,6 +131,25 @@ def maintenance_port(port: int, policy: Policy = Policy()) -> int:
     procedures restart a member standalone on a different port so that nothing writes to it)."""
     shifted = port + policy.maintenance_port_offset
     return shifted if shifted <= 65535 else port - policy.maintenance_port_offset
+
+
+def standalone_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A member's start-up options for its standalone restart: a shard or config server member (one with
+    ``sharding.clusterRole``) loses the role and gets the two parameters MongoDB's maintenance procedure
+    asks for; any other member's options are returned as they are."""
+    out = copy.deepcopy(dict(args))
+    sharding = out.get("sharding")
+    if not isinstance(sharding, Mapping) or "clusterRole" not in sharding:
+        return out
+    rest = {k: v for k, v in sharding.items() if k != "clusterRole"}
+    if rest:
+        out["sharding"] = rest
+    else:
+        out.pop("sharding")
+    params = dict(out.get("setParameter") or {})
+    params.update(skipShardingConfigurationChecks=True, disableLogicalSessionCacheRefresh=True)
+    out["setParameter"] = params
+    return out
 
 
 @dataclass(frozen=True)

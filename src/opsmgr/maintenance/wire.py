@@ -17,6 +17,8 @@ from opsmgr.maintenance.moves import BlockCause, Blocked, Decision, Done, Move, 
 from opsmgr.maintenance.rolling import ArbiterSpec, MaintenanceOptions
 from opsmgr.maintenance.snapshot import Policy
 
+CLUSTER_PREFIX = "cluster:"  # the agents' routes name a sharded cluster's change by this and its name
+
 
 def _arbiter_spec(raw: Mapping[str, Any] | None) -> ArbiterSpec | None:
     return ArbiterSpec(str(raw["hostname"]), int(raw["port"])) if raw else None
@@ -109,3 +111,13 @@ def decision_from_json(raw: Mapping[str, Any]) -> Decision:
     except (KeyError, ValueError, TypeError) as exc:
         raise InvalidInput(f"decision is malformed: {exc}", field="decision") from None
     raise InvalidInput(f"decision kind must be move, blocked or done, not {kind!r}", field="decision.kind")
+
+
+def cluster_key(name: str) -> str:
+    """How the agents' routes and work list name the change of cluster ``name``."""
+    return f"{CLUSTER_PREFIX}{name}"
+
+
+def cluster_name(key: str) -> str | None:
+    """The cluster a route's set id names (None: a replica set's)."""
+    return key[len(CLUSTER_PREFIX) :] if key.startswith(CLUSTER_PREFIX) else None
