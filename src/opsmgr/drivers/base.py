@@ -1,7 +1,8 @@
 """The narrow interface through which the agent touches MongoDB processes on its host.
 
 Owns the types that cross the seam (process specs, observations, replica set status, oplog windows), the
-errors every driver raises (:class:`DriverError` and its subclasses) and the :class:`Driver` protocol. Two
+errors every driver raises (:class:`DriverError` and its subclasses) and the :class:`Driver` protocol, which
+includes the sharding commands of :class:`ShardingDriver` (sent to a local ``mongos``). Two
 implementations: ``drivers.mongod`` (real ``mongod`` processes administered through pymongo) and
 ``drivers.sim`` (processes of the simulated world in ``opsmgr.sim``). Everything above this seam (the agent,
 maintenance, backup) is the same code for both. May import ``opsmgr.errors`` only.
@@ -218,8 +219,39 @@ class StorageSample:
     databases: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-class Driver(Protocol):
-    """Everything the agent may do to the MongoDB processes of its host."""
+class ShardingDriver(Protocol):
+    """The sharding commands. Every one is sent to the local ``mongos`` process ``name`` (as MongoDB
+    requires), which routes it to the config server replica set."""
+
+    def list_shards(self, name: str) -> list[ShardInfo]: ...
+
+    def add_shard(self, name: str, shard_id: str, connection: str) -> None:
+        """``addShard`` of replica set ``connection`` (``"<rs>/<host:port>,..."``) named ``shard_id``; a
+        no-op when that shard is already there with the same replica set."""
+        ...
+
+    def remove_shard(self, name: str, shard_id: str) -> RemoveShardProgress:
+        """``removeShard``: the first call starts draining, later calls report progress, the call that
+        finds the shard drained completes the removal."""
+        ...
+
+    def sharded_collections(self, name: str) -> list[ShardedCollection]: ...
+
+    def shard_collection(self, name: str, ns: str, key: dict[str, Any], *, unique: bool = False) -> None:
+        """``shardCollection`` (and ``enableSharding`` of its database); a no-op when already sharded with
+        the same key, ``CommandConflict`` with another."""
+        ...
+
+    def balancer_status(self, name: str) -> BalancerState: ...
+
+    def set_balancer(self, name: str, *, running: bool) -> None:
+        """``balancerStart`` / ``balancerStop`` (which waits for the migration in progress to finish)."""
+        ...
+
+
+class Driver(ShardingDriver, Protocol):
+    """Everything the agent may do to the MongoDB processes of its host (the sharding commands included,
+    which a driver sends to a local ``mongos``)."""
 
     def observe(self, name: str) -> ProcessObservation: ...
 
@@ -293,34 +325,4 @@ class Driver(Protocol):
 
     def load(self, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
         """Replace the process's user data with ``docs`` (the process is stopped or standalone)."""
-        ...
-
-
-class ShardingDriver(Protocol):
-    """The sharding commands. Every one is sent to the local ``mongos`` process ``name`` (as MongoDB
-    requires), which routes it to the config server replica set."""
-
-    def list_shards(self, name: str) -> list[ShardInfo]: ...
-
-    def add_shard(self, name: str, shard_id: str, connection: str) -> None:
-        """``addShard`` of replica set ``connection`` (``"<rs>/<host:port>,..."``) named ``shard_id``; a
-        no-op when that shard is already there with the same replica set."""
-        ...
-
-    def remove_shard(self, name: str, shard_id: str) -> RemoveShardProgress:
-        """``removeShard``: the first call starts draining, later calls report progress, the call that
-        finds the shard drained completes the removal."""
-        ...
-
-    def sharded_collections(self, name: str) -> list[ShardedCollection]: ...
-
-    def shard_collection(self, name: str, ns: str, key: dict[str, Any], *, unique: bool = False) -> None:
-        """``shardCollection`` (and ``enableSharding`` of its database); a no-op when already sharded with
-        the same key, ``CommandConflict`` with another."""
-        ...
-
-    def balancer_status(self, name: str) -> BalancerState: ...
-
-    def set_balancer(self, name: str, *, running: bool) -> None:
-        """``balancerStart`` / ``balancerStop`` (which waits for the migration in progress to finish)."""
         ...

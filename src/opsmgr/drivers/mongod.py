@@ -1,14 +1,17 @@
-"""The ``mongod`` driver: real ``mongod`` processes on this host, administered through pymongo.
+"""The ``mongod`` driver: real ``mongod`` (and ``mongos``) processes on this host, administered through
+pymongo.
 
 Owns supervising the processes it starts without ``--fork``: each is a child in its own session, recorded in
 ``state_dir`` (pid, port, mode, args) so that an agent that restarts finds its processes again instead of
 starting duplicates; stopping is the ``shutdown`` command, then SIGTERM, then SIGKILL, each after a deadline.
 It holds a direct pymongo connection with short timeouts to each process; a process started elsewhere can be
 administered too: ``attach(name, port)``. The administrative commands are ``drivers.mongod_admin``'s, the
-config files it writes and the replies it reads ``drivers.mongod_commands``'.
+sharding commands (sent to a ``mongos``) ``drivers.mongod_sharding``'s, the config files it writes and the
+replies it reads ``drivers.mongod_commands``'.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.drivers.mongod_admin``,
-``opsmgr.drivers.mongod_commands``, pymongo/bson and the standard library.
+``opsmgr.drivers.mongod_commands``, ``opsmgr.drivers.mongod_sharding``, pymongo/bson and the standard
+library.
 """
 
 from __future__ import annotations
@@ -23,20 +26,21 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from pymongo import MongoClient
 
 from opsmgr.drivers.base import (
     CommandConflict,
+    Driver,
     DriverError,
     ProcessObservation,
     ProcessSpec,
     ProcessUnreachable,
     RunMode,
 )
-from opsmgr.drivers.mongod_admin import MongodAdmin, ProcessRecord
+from opsmgr.drivers.mongod_admin import ProcessRecord
 from opsmgr.drivers.mongod_commands import (
     Doc,
     admin_host,
@@ -44,6 +48,7 @@ from opsmgr.drivers.mongod_commands import (
     render_config,
     requires_tls,
 )
+from opsmgr.drivers.mongod_sharding import ShardingAdmin
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +68,13 @@ class Credentials:
     mechanism: str = "SCRAM-SHA-256"
 
 
-class MongodDriver(MongodAdmin):
-    """The Driver protocol for real ``mongod`` processes on this host.
+class MongodDriver(ShardingAdmin):
+    """The Driver protocol for real ``mongod`` and ``mongos`` processes on this host.
 
     ``binary`` may contain ``{version}``, filled from each ``ProcessSpec.version``, so a host can keep one
-    install per MongoDB version (``/opt/mongodb/{version}/bin/mongod``). ``state_dir`` keeps one record and
-    one generated config file per process.
+    install per MongoDB version (``/opt/mongodb/{version}/bin/mongod``); ``mongos_binary`` likewise, by
+    default the ``mongos`` next to ``binary``. ``state_dir`` keeps one record and one generated config file
+    per process.
     """
 
     def __init__(
@@ -87,8 +93,11 @@ class MongodDriver(MongodAdmin):
         kill_grace_s: float = 10.0,
         shutdown_timeout_secs: int = 10,
         poll_interval_s: float = 0.1,
+        mongos_binary: str | None = None,
     ) -> None:
         self.binary = binary
+        head, sep, tail = binary.rpartition("mongod")
+        self.mongos_binary = mongos_binary or (f"{head}mongos{tail}" if sep else "mongos")
         self.hostname = hostname
         self.state_dir = Path(state_dir)
         self._records_dir = self.state_dir / "mongod"
@@ -151,6 +160,7 @@ class MongodDriver(MongodAdmin):
         mode: RunMode = RunMode.REPLSET,
         repl_set_name: str | None = None,
         tls: bool = False,
+        process_type: str = "mongod",
     ) -> None:
         """Administer a mongod this driver did not start, at ``host:port``; it is never signalled, only sent
         ``shutdown``, and stays attached after it stops."""
@@ -164,6 +174,7 @@ class MongodDriver(MongodAdmin):
                 repl_set_name=repl_set_name,
                 tls=tls,
                 args={},
+                process_type=process_type,
             )
 
     def _alive(self, proc: ProcessRecord) -> bool:
@@ -268,6 +279,7 @@ class MongodDriver(MongodAdmin):
             args=proc.args,
             pid=proc.pid,
             uptime_s=time.time() - proc.started_at if proc.started_at is not None else None,
+            process_type=proc.process_type,
         )
 
     def start(self, spec: ProcessSpec) -> None:
@@ -287,9 +299,11 @@ class MongodDriver(MongodAdmin):
     def _spawn(self, spec: ProcessSpec, mode: RunMode) -> ProcessRecord:
         conf = self._file(spec.name, ".conf")
         options = mongod_options(spec, default_log_path=str(self._file(spec.name, ".log")))
-        binary = self.binary.format(version=spec.version) if "{version}" in self.binary else self.binary
+        template = self.mongos_binary if spec.process_type == "mongos" else self.binary
+        binary = template.format(version=spec.version) if "{version}" in template else template
         self._records_dir.mkdir(parents=True, exist_ok=True)
-        Path(spec.dbpath).mkdir(parents=True, exist_ok=True)
+        if spec.process_type != "mongos":
+            Path(spec.dbpath).mkdir(parents=True, exist_ok=True)
         log_path = options["systemLog"].get("path")
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +334,7 @@ class MongodDriver(MongodAdmin):
             conf=str(conf),
             started_at=time.time(),
             log=log_path,
+            process_type=spec.process_type,
         )
         self._children[spec.name] = child
         self._attached.pop(spec.name, None)
@@ -453,3 +468,9 @@ def _pid_runs(pid: int, marker: str | None) -> bool:
     if stat.rpartition(")")[2].split()[0] == "Z":
         return False
     return marker is None or marker in cmdline
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the class implements the whole protocol, sharding commands included.
+    def _implements_driver(driver: MongodDriver) -> Driver:
+        return driver

@@ -117,6 +117,7 @@ class ProcessRecord:
     started_at: float | None = None
     version: str | None = None
     log: str | None = None
+    process_type: str = "mongod"  # or "mongos"
 
     @property
     def address(self) -> str:

@@ -3,7 +3,8 @@
 Owns translating a process's ``args2_6`` into a mongod YAML config file, in replSet mode or in standalone
 maintenance mode (``mongod_options``, ``render_config``), the address and TLS a local mongod is reached with,
 and turning server replies (``replSetGetStatus``, the oplog's first and last entries, oplog entries, index
-specs, ``listDatabases`` and ``dbStats``) into the ``drivers.base`` types and Ops Manager's measurements, and
+specs, ``listDatabases`` and ``dbStats``, ``listShards``, ``removeShard``, ``config.collections`` and
+``balancerStatus``) into the ``drivers.base`` types and Ops Manager's measurements, and
 naming a data directory's partition from the mount table's text. ``drivers.mongod`` sends and supervises.
 
 May import ``opsmgr.errors``, ``opsmgr.drivers.base``, bson and the standard library.
@@ -22,12 +23,17 @@ from typing import Any
 from bson.timestamp import Timestamp
 
 from opsmgr.drivers.base import (
+    BalancerState,
     MemberState,
     MemberStatus,
     OplogRecord,
     OplogWindow,
     ProcessSpec,
+    RemoveShardProgress,
+    RemoveShardState,
     RsStatus,
+    ShardedCollection,
+    ShardInfo,
 )
 from opsmgr.errors import InvalidInput
 
@@ -55,16 +61,25 @@ _STATE_STRS = {state.value: state for state in MemberState}
 
 
 def mongod_options(spec: ProcessSpec, *, default_log_path: str) -> Doc:
-    """The mongod config-file document for ``spec``: its ``args2_6`` with what the spec decides laid over.
+    """The mongod (or, for a ``mongos`` spec, mongos) config-file document for ``spec``: its ``args2_6``
+    with what the spec decides laid over.
 
     The spec's port, dbpath and log path win over ``args2_6``. ``fork`` is dropped because the driver
     supervises the process itself. In standalone mode the ``replication`` section goes (no ``replSetName``)
     and, as MongoDB's maintenance procedures say, ``disableLogicalSessionCacheRefresh`` is set; a shard
-    member also loses ``sharding`` and gets ``skipShardingConfigurationChecks``.
+    member also loses ``sharding`` and gets ``skipShardingConfigurationChecks``. A router gets neither
+    ``storage`` nor ``replication`` nor ``sharding.clusterRole``; its ``sharding.configDB`` stays.
     """
     options: Doc = copy.deepcopy(spec.args)
     options.setdefault("net", {})["port"] = spec.port
-    options.setdefault("storage", {})["dbPath"] = spec.dbpath
+    if spec.process_type == "mongos":
+        # A router keeps no data and is in no replica set: mongos refuses those sections, and a member's
+        # clusterRole, as unrecognised options.
+        options.pop("storage", None)
+        options.pop("replication", None)
+        (options.get("sharding") or {}).pop("clusterRole", None)
+    else:
+        options.setdefault("storage", {})["dbPath"] = spec.dbpath
 
     system_log: Doc = options.setdefault("systemLog", {})
     if spec.log_path is not None:
@@ -80,6 +95,8 @@ def mongod_options(spec: ProcessSpec, *, default_log_path: str) -> Doc:
         if not management:
             del options["processManagement"]
 
+    if spec.process_type == "mongos":
+        return options
     if spec.repl_set_name is not None:
         options.setdefault("replication", {})["replSetName"] = spec.repl_set_name
     else:
@@ -237,6 +254,38 @@ def oplog_record(entry: Mapping[str, Any]) -> OplogRecord:
         o=dict(entry.get("o") or {}),
         o2=dict(entry["o2"]) if entry.get("o2") is not None else None,
         wall_ms=int(wall.timestamp() * 1000) if isinstance(wall, datetime) else 0,
+    )
+
+
+def shard_info(doc: Mapping[str, Any]) -> ShardInfo:
+    """One document of a ``listShards`` reply's ``shards``."""
+    return ShardInfo(id=str(doc["_id"]), host=str(doc["host"]), draining=bool(doc.get("draining", False)))
+
+
+def remove_shard_progress(reply: Mapping[str, Any]) -> RemoveShardProgress:
+    """A ``removeShard`` reply: ``state``, ``remaining.chunks`` (absent when draining just started) and
+    ``dbsToMove``."""
+    remaining = reply.get("remaining")
+    chunks = remaining.get("chunks", 0) if isinstance(remaining, Mapping) else 0
+    return RemoveShardProgress(
+        state=RemoveShardState(str(reply["state"])),
+        remaining_chunks=int(chunks),
+        dbs_to_move=tuple(str(db) for db in reply.get("dbsToMove") or ()),
+    )
+
+
+def sharded_collection(doc: Mapping[str, Any]) -> ShardedCollection | None:
+    """A ``config.collections`` document, or None for one that was dropped or is the cluster's own
+    (``config.system.sessions``)."""
+    ns = str(doc.get("_id", ""))
+    if doc.get("dropped") or ns.startswith("config.") or not isinstance(doc.get("key"), Mapping):
+        return None
+    return ShardedCollection(ns=ns, key=plain(doc["key"]), unique=bool(doc.get("unique", False)))
+
+
+def balancer_state(reply: Mapping[str, Any]) -> BalancerState:
+    return BalancerState(
+        mode=str(reply.get("mode", "off")), in_round=bool(reply.get("inBalancerRound", False))
     )
 
 

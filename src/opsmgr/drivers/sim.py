@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from opsmgr.drivers.base import (
     BalancerState,
     CommandConflict,
+    Driver,
     OplogRecord,
     OplogWindow,
     ProcessObservation,
@@ -193,3 +194,9 @@ class SimDriver:
                     code_name="ExceededTimeLimit",
                 )
             self.world.clock.sleep(self.poll_s)
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the class implements the whole protocol, sharding commands included.
+    def _implements_driver(driver: SimDriver) -> Driver:
+        return driver
