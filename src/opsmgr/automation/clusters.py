@@ -129,6 +129,22 @@ def cluster_docs(
     return docs
 
 
+def process_names(config: Mapping[str, Any], view: Mapping[str, Any]) -> list[str]:
+    """The processes of a cluster of :func:`cluster_docs`: a replica set's members; a sharded cluster's
+    config servers, shards' members and mongos."""
+    layout = Layout.of(config)
+    members = {
+        str(rs.get("_id")): [str(m["host"]) for m in _dicts(rs.get("members")) if "host" in m]
+        for rs in _dicts(config.get("replicaSets"))
+    }
+    if view["typeName"] != ClusterType.SHARDED_REPLICA_SET:
+        return members.get(str(view.get("replicaSetName")), [])
+    name = view["clusterName"]
+    parts = [rs for rs, part in layout.parts.items() if part.cluster == name]
+    routers = [router for router, cluster in layout.mongos.items() if cluster == name]
+    return [host for rs in parts for host in members.get(rs, [])] + routers
+
+
 def members_of_cluster(docs: list[dict[str, Any]], cluster_id: str) -> set[str]:
     """The cluster ids whose hosts are hosts of cluster ``cluster_id``: itself, and for a sharded cluster
     its shards' and config server's replica sets too."""

@@ -14,7 +14,7 @@ for a project reader, and ``GET .../admin/backup/capacity`` (the whole blockstor
 ORG_OWNER and ORG_READ_ONLY keys.
 
 May import ``opsmgr.errors``, ``opsmgr.jsontypes``, ``opsmgr.alerts``, ``opsmgr.automation.records``,
-``opsmgr.automation.hosts``, ``opsmgr.backup``,
+``opsmgr.automation.clusters``, ``opsmgr.automation.hosts``, ``opsmgr.backup``,
 ``opsmgr.store.appdb``, ``opsmgr.server.alerts_api`` (who reads installation-wide figures),
 ``opsmgr.server.auth``, ``opsmgr.server.bodies``, ``opsmgr.server.deps``, ``opsmgr.server.download_grants``,
 ``opsmgr.server.paging``, ``opsmgr.server.public_api``, ``opsmgr.server.services`` and ``opsmgr.timestamps``.
@@ -25,12 +25,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from opsmgr.alerts import AlertStatus
 from opsmgr.automation import records
+from opsmgr.automation.clusters import (
+    ClusterType,
+    cluster_docs,
+    last_heartbeats,
+    members_of_cluster,
+    process_names,
+    replica_set_ids,
+)
 from opsmgr.automation.hosts import tls_on
 from opsmgr.backup.capacity import measure, measure_blockstore
 from opsmgr.backup.clusters import BackupStatus
@@ -66,47 +75,48 @@ DOWNLOAD_PATH = "/backup/restore/{job_id}/{token}"
 MAX_RETENTION_DAYS = 3650
 
 
-def cluster_json(doc: JsonObject, base_url: str, heartbeats: Mapping[str, int]) -> JsonObject:
-    """A cluster in Ops Manager's shape; ``heartbeats``: when an agent last reported each replica set's
-    members (:func:`heartbeats`), its ``lastHeartbeat`` (left out while none has)."""
-    path = f"{PREFIX}/groups/{doc['groupId']}/clusters/{doc['_id']}"
-    out = {
-        "id": doc["_id"],
-        "groupId": doc["groupId"],
-        "clusterName": doc["replicaSetName"],
-        "replicaSetName": doc["replicaSetName"],
-        "typeName": "REPLICA_SET",
-        "links": [{"href": base_url.rstrip("/") + path, "rel": "self"}],
-    }
-    last = heartbeats.get(doc["replicaSetName"])
+def cluster_json(view: JsonObject, base_url: str, heartbeats: Mapping[str, int]) -> JsonObject:
+    """A cluster of :func:`project_cluster_views` in Ops Manager's shape, with its ``links`` and, once an
+    agent has reported one of its hosts (``heartbeats``, by cluster id), its ``lastHeartbeat``."""
+    path = f"{PREFIX}/groups/{view['groupId']}/clusters/{view['id']}"
+    out = dict(view) | {"links": [{"href": base_url.rstrip("/") + path, "rel": "self"}]}
+    last = heartbeats.get(str(view["id"]))
     if last is not None:
         out["lastHeartbeat"] = iso_utc(last)
     return out
 
 
-def heartbeats(services: Services, group_id: str) -> dict[str, int]:
-    """Per replica set, the latest report (epoch milliseconds) of an agent about one of its members."""
-    latest: dict[str, int] = {}
-    for host in services.automation.hosts(group_id):
-        rs, ping = host.get("replicaSetName"), host.get("lastPing")
-        if isinstance(rs, str) and isinstance(ping, int):
-            latest[rs] = max(ping, latest.get(rs, ping))
-    return latest
-
-
 def project_clusters(services: Services, group_id: str) -> list[JsonObject]:
-    """The project's clusters: one per replica set of its automation config."""
-    names = [rs.id for rs in records.replica_sets(services.automation.config(group_id))]
-    return services.clusters.ensure(group_id, names)
+    """The project's backed-up clusters: one per replica set of its automation config."""
+    return services.clusters.ensure(group_id, replica_set_ids(services.automation.config(group_id)))
+
+
+@dataclass(frozen=True)
+class ProjectClusters:
+    """The project's clusters as ``GET /groups/{id}/clusters`` lists them (``automation.clusters``), each
+    replica set's cluster id, and the hosts, which carry those ids."""
+
+    group_id: str
+    views: list[JsonObject]
+    replica_set_ids: dict[str, str]
+    hosts: list[JsonObject]
+
+
+def project_cluster_views(services: Services, group_id: str) -> ProjectClusters:
+    config = services.automation.config(group_id)
+    stored = services.clusters.ensure(group_id, replica_set_ids(config))
+    ids = {str(c["replicaSetName"]): str(c["_id"]) for c in stored}
+    views = cluster_docs(group_id, config, ids)
+    return ProjectClusters(group_id, views, ids, services.automation.hosts(group_id, ids))
 
 
 @router.get("/groups/{group_id}/clusters")
 def list_clusters(
     request: Request, caller: ProjectReader, services: ServicesDep, page: int = Page, per: int = PerPage
 ) -> JsonObject:
-    beats = heartbeats(services, caller.group_id)
-    base = str(request.base_url)
-    clusters = [cluster_json(c, base, beats) for c in project_clusters(services, caller.group_id)]
+    found = project_cluster_views(services, caller.group_id)
+    beats = last_heartbeats(found.views, found.hosts)
+    clusters = [cluster_json(v, str(request.base_url), beats) for v in found.views]
     return paginated(request, clusters, page, per)
 
 
@@ -129,39 +139,17 @@ def list_all_clusters(
 
 
 def _project_summary(services: Services, group: JsonObject) -> JsonObject:
+    """A project's clusters as "get all clusters" shows them: its sharded clusters and its replica sets of
+    their own (a shard's or config server's replica set is part of its sharded cluster)."""
     group_id = str(group["_id"])
     config = services.automation.config(group_id)
-    processes = {p.name: p for p in records.processes(config)}
-    auth_enabled = not bool((config.get("auth") or {}).get("disabled", True))
-    sets = {rs.id: rs for rs in records.replica_sets(config)}
-    found = []
-    hosts = services.automation.hosts(group_id)
+    found = project_cluster_views(services, group_id)
     open_alerts = services.alerts.of_group(group_id, AlertStatus.OPEN)
-    # The config read once: project_clusters would read it again.
-    for doc in services.clusters.ensure(group_id, list(sets)):
-        cluster_id, name = str(doc["_id"]), str(doc["replicaSetName"])
-        rs = sets.get(name)
-        members = [processes[m.host] for m in (rs.members if rs else ()) if m.host in processes]
-        found.append(
-            {
-                "clusterId": cluster_id,
-                "name": name,
-                "type": "REPLICA_SET",
-                "versions": sorted({p.version for p in members}),
-                "nodeCount": len(members),
-                "availability": availability([h for h in hosts if h.get("replicaSetName") == name]),
-                "alertCount": sum(
-                    1
-                    for a in open_alerts
-                    if name in (a.get("replicaSetName"), a.get("clusterId"))
-                    or a.get("clusterId") == cluster_id
-                ),
-                "dataSizeBytes": _latest_data_size(services, group_id, cluster_id),
-                "backupEnabled": services.clusters.status(cluster_id) == BackupStatus.STARTED,
-                "authEnabled": auth_enabled,
-                "sslEnabled": any(tls_on(p.args2_6) for p in members),
-            }
-        )
+    clusters = [
+        _cluster_summary(services, config, found, view, open_alerts)
+        for view in found.views
+        if "shardName" not in view and view["typeName"] != ClusterType.CONFIG_SERVER_REPLICA_SET
+    ]
     org = services.appdb.org(str(group["orgId"]))
     return {
         "groupId": group_id,
@@ -170,8 +158,54 @@ def _project_summary(services: Services, group: JsonObject) -> JsonObject:
         "orgName": org["name"],
         "planType": "Ops Manager",
         "tags": [],
-        "clusters": found,
+        "clusters": clusters,
     }
+
+
+def _cluster_summary(
+    services: Services,
+    config: JsonObject,
+    found: ProjectClusters,
+    view: JsonObject,
+    open_alerts: list[JsonObject],
+) -> JsonObject:
+    cluster_id, name = str(view["id"]), str(view["clusterName"])
+    processes = {p.name: p for p in records.processes(config)}
+    members = [processes[n] for n in process_names(config, view) if n in processes]
+    ids = members_of_cluster(found.views, cluster_id)
+    names = {name} | {
+        str(v["replicaSetName"]) for v in found.views if v["id"] in ids and "replicaSetName" in v
+    }
+    return {
+        "clusterId": cluster_id,
+        "name": name,
+        "type": view["typeName"],
+        "versions": sorted({p.version for p in members}),
+        "nodeCount": len(members),
+        "availability": cluster_availability(found.views, found.hosts, cluster_id),
+        "alertCount": sum(
+            1 for a in open_alerts if a.get("replicaSetName") in names or a.get("clusterId") in names | ids
+        ),
+        "dataSizeBytes": _latest_data_size(services, found.group_id, cluster_id),
+        "backupEnabled": services.clusters.status(cluster_id) == BackupStatus.STARTED,
+        "authEnabled": not bool((config.get("auth") or {}).get("disabled", True)),
+        "sslEnabled": any(tls_on(p.args2_6) for p in members),
+    }
+
+
+def cluster_availability(views: list[JsonObject], hosts: list[JsonObject], cluster_id: str) -> str:
+    """A cluster's availability: a replica set's from its members (:func:`availability`); a sharded
+    cluster's the worst of its parts', and ``warning`` while one of its mongos is down."""
+    ids = members_of_cluster(views, cluster_id) - {cluster_id} or {cluster_id}
+    by_part = [availability([h for h in hosts if h.get("clusterId") == i]) for i in sorted(ids)]
+    worst = min(by_part, key=_AVAILABILITY_ORDER.index)
+    routers = [h for h in hosts if h.get("clusterId") == cluster_id and h.get("typeName") == "SHARD_MONGOS"]
+    if worst == "available" and not all(h.get("running") for h in routers):
+        return "warning"
+    return worst
+
+
+_AVAILABILITY_ORDER = ("dead", "unavailable", "warning", "available")
 
 
 def availability(members: list[JsonObject]) -> str:
@@ -197,8 +231,23 @@ def _latest_data_size(services: Services, group_id: str, cluster_id: str) -> int
 def get_cluster(
     request: Request, caller: ProjectReader, services: ServicesDep, cluster_id: str
 ) -> JsonObject:
-    cluster = services.clusters.get(caller.group_id, cluster_id)
-    return cluster_json(cluster, str(request.base_url), heartbeats(services, caller.group_id))
+    found = project_cluster_views(services, caller.group_id)
+    beats = last_heartbeats(found.views, found.hosts)
+    view = next((v for v in found.views if v["id"] == cluster_id), None)
+    if view is None:
+        # A replica set no longer in the config (its backups stay), or a deployment of backing databases.
+        stored = services.clusters.get(caller.group_id, cluster_id)
+        name = str(stored["replicaSetName"])
+        view = {
+            "id": stored["_id"],
+            "groupId": stored["groupId"],
+            "clusterName": name,
+            "typeName": ClusterType.REPLICA_SET.value,
+            "replicaSetName": name,
+        }
+        pings = [h["lastPing"] for h in found.hosts if h.get("replicaSetName") == name]
+        beats = {cluster_id: max(pings)} if pings else {}
+    return cluster_json(view, str(request.base_url), beats)
 
 
 def _config_json(group_id: str, cluster_id: str, status: str) -> JsonObject:

@@ -73,11 +73,13 @@ def org_view(org: JsonObject) -> JsonObject:
 
 
 def group_view(group: JsonObject, automation: AutomationService) -> JsonObject:
-    """A project as Ops Manager shows it, with the counts its deployment gives (hosts by replica state,
-    replica sets, shards, agents reporting)."""
+    """A project as Ops Manager shows it, with the counts its deployment gives (hosts by replica state, config
+    servers and mongos by type, replica sets, shards, agents reporting)."""
     group_id = str(group["_id"])
     config = automation.config(group_id)
-    states = Counter(h.get("replicaStateName") for h in automation.hosts(group_id))
+    hosts = automation.hosts(group_id)
+    states = Counter(h.get("replicaStateName") for h in hosts)
+    types = Counter(h.get("typeName") for h in hosts)
     heard = automation.hearing()
     statuses = automation.agent_statuses(group_id)
     return {
@@ -88,10 +90,10 @@ def group_view(group: JsonObject, automation: AutomationService) -> JsonObject:
         "activeAgentCount": sum(1 for s in statuses if heard.of(s.get("receivedAt")) is Freshness.FRESH),
         "hostCounts": {
             "arbiter": states["ARBITER"],
-            "config": 0,
+            "config": types["SHARD_CONFIG_PRIMARY"] + types["SHARD_CONFIG_SECONDARY"],
             "primary": states["PRIMARY"],
             "secondary": states["SECONDARY"],
-            "mongos": 0,
+            "mongos": types["SHARD_MONGOS"],
             "master": 0,
             "slave": 0,
         },
