@@ -105,6 +105,22 @@ class Sharded:
         for i in range(self.members):
             self.world.kill(self.host(rs, i), f"{rs}_{i}")
 
+    def restart_set(self, rs: str, role: str) -> None:
+        for i in range(self.members):
+            self.driver(self.host(rs, i)).start(self.member_spec(rs, i, role))
+
+    def documents(self, rs: str) -> set[tuple[str, object]] | None:
+        """(namespace, _id) of the user documents of each running member of ``rs`` (their union); None
+        when none runs."""
+        found: set[tuple[str, object]] | None = None
+        for i in range(self.members):
+            host, name = self.host(rs, i), f"{rs}_{i}"
+            if not self.world.observe(host, name).running:
+                continue
+            dump = self.world.dump(host, name)
+            found = {(ns, doc["_id"]) for ns, doc in dump if not ns.startswith("config.")} | (found or set())
+        return found
+
 
 def make_sharded(
     shards: int = 2,
