@@ -9,7 +9,7 @@ from typing import Any
 
 from opsmgr.drivers.base import ProcessSpec
 from opsmgr.drivers.sim import SimDriver
-from opsmgr.sim.clock import FakeClock
+from opsmgr.sim.clock import Clock, FakeClock
 from opsmgr.sim.model import SimParams
 from opsmgr.sim.shardmodel import ShardedClusterView
 from opsmgr.sim.world import SimWorld
@@ -21,7 +21,7 @@ CSRS = "cfg"
 @dataclass
 class Sharded:
     world: SimWorld
-    clock: FakeClock
+    clock: Clock
     members: int = 3
     drivers: dict[str, SimDriver] = field(default_factory=dict)
 
@@ -91,7 +91,7 @@ class Sharded:
         while not cond():
             if self.clock.now() - start > within_s:
                 raise AssertionError(f"condition not met within {within_s} simulated seconds")
-            self.clock.advance(step_s)
+            self.clock.sleep(step_s)  # a fake clock moves; the system clock waits
             self.world.advance()
         return self.clock.now() - start
 

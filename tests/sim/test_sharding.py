@@ -3,6 +3,8 @@ migrations, routing through mongos, and what a shard that is down does to reads,
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,43 @@ def test_two_worlds_on_one_file_share_the_cluster(tmp_path: Path) -> None:
     finally:
         other.close()
         s.world.close()
+
+
+AGENT = """
+import sys
+from opsmgr.drivers.sim import SimDriver
+from opsmgr.sim.world import SimWorld
+from tests.sim.sharded import Sharded
+
+world = SimWorld.open(sys.argv[1])
+s = Sharded(world=world, clock=world.clock)
+d = SimDriver(world, "mongos-1.sim")
+d.start(s.router_spec(1))
+d.add_shard("mongos_1", "sh1", s.connection("sh1"))
+d.shard_collection("mongos_1", "app.orders", {"_id": 1})
+print(len(d.list_shards("mongos_1")), world.mongos_count("mongos-1.sim", "mongos_1", "app.orders").count)
+world.close()
+"""
+
+
+def test_an_agent_process_on_the_shared_world_file_starts_a_router_and_sends_it_commands(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "world.sqlite"
+    world = SimWorld.open(path, params=SimParams(noop_interval_s=0))
+    s = Sharded(world=world, clock=world.clock)
+    try:
+        s.start_set(CSRS, "configsvr")
+        s.start_router(0)
+        s.add_shard(0)
+        s.start_set("sh1", "shardsvr")
+        fill(s, 5, "app.orders")
+        out = subprocess.run(
+            [sys.executable, "-c", AGENT, str(path)], capture_output=True, text=True, timeout=120, check=True
+        )
+        assert out.stdout.split() == ["2", "5"]
+        assert [x.id for x in s.view().shards] == ["sh0", "sh1"]
+        assert s.world.processes("mongos-1.sim")[0].process_type == "mongos"
+        assert {rs.cluster for rs in s.world.replica_sets()} == {CSRS}
+    finally:
+        world.close()

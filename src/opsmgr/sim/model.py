@@ -355,6 +355,7 @@ class ReplicaSetView:
     rolled_back_ops: int
     write_load: WriteLoad
     events: tuple[dict[str, Any], ...]
+    cluster: str | None = None  # the sharded cluster it is the config servers or a shard of
 
 
 @dataclass(frozen=True)
@@ -367,3 +368,4 @@ class ProcessView:
     version: str | None
     state: MemberState | None  # own view; None when stopped, standalone or without a config
     set_id: int | None
+    process_type: str = "mongod"  # or "mongos"

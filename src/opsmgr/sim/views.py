@@ -71,6 +71,7 @@ def replica_set(ctx: Ctx, g: GroupRec) -> ReplicaSetView:
         rolled_back_ops=g.rolled_back,
         write_load=WriteLoad.from_json(g.load),
         events=tuple(copy.deepcopy(ctx.events(g).events)),
+        cluster=g.cluster,
     )
 
 
@@ -88,6 +89,7 @@ def process(ctx: Ctx, n: NodeRec, t: float) -> ProcessView:
         version=n.version or None,
         state=state,
         set_id=n.gid,
+        process_type=n.process_type,
     )
 
 
