@@ -315,3 +315,12 @@ def test_an_agent_process_on_the_shared_world_file_starts_a_router_and_sends_it_
         assert {rs.cluster for rs in s.world.replica_sets()} == {CSRS}
     finally:
         world.close()
+
+
+def test_a_new_clusters_router_lists_no_shards_then_adds_the_first() -> None:
+    s = make_sharded(0)
+    d, r = s.router()
+    assert d.list_shards(r) == [] and d.sharded_collections(r) == []
+    assert d.balancer_status(r).mode == "full"
+    s.add_shard(0)
+    assert [x.id for x in d.list_shards(r)] == ["sh0"]

@@ -166,7 +166,7 @@ class ClusterRec(Record):
     t: float
     config_hosts: list[str] = field(default_factory=list)
     mongos: list[str] = field(default_factory=list)  # node keys of its routers
-    cache: list[list[Any]] = field(default_factory=list)  # [ns, doc]: the routers' last map
+    cache: list[list[Any]] | None = None  # [ns, doc]: the routers' last map; None: never read
     migration: dict[str, Any] | None = None  # {ns, chunk, donor, recipient, started, commit_at}
     next_round: float | None = None  # None: the balancer is idle until something changes
     load: dict[str, Any] = field(default_factory=lambda: WriteLoad().to_json())
@@ -183,7 +183,7 @@ class ClusterRec(Record):
         return self.name
 
     def cached_map(self) -> ChunkMap | None:
-        return ChunkMap.of([(str(ns), doc) for ns, doc in self.cache]) if self.cache else None
+        return ChunkMap.of([(str(ns), doc) for ns, doc in self.cache]) if self.cache is not None else None
 
     def event(self, t: float, kind: str, max_events: int, **fields: Any) -> None:
         self.events.append({"t": round(t, 3), "kind": kind, **fields})
