@@ -42,7 +42,7 @@ def test_incompressible_data_is_stored_as_is(tmp_path: Path) -> None:
 def test_a_block_already_present_is_not_rewritten(tmp_path: Path) -> None:
     bs = Blockstore(tmp_path)
     first = bs.put(b"x" * 10_000)
-    path = bs.path(first.block_id)
+    path = bs.files.path(first.block_id)
     inode = path.stat().st_ino
     again = bs.put(b"x" * 10_000)
     assert again.block_id == first.block_id
@@ -54,12 +54,12 @@ def test_a_block_already_present_is_not_rewritten(tmp_path: Path) -> None:
 def test_writes_leave_no_temporary_files_and_stale_ones_are_removed_on_open(tmp_path: Path) -> None:
     bs = Blockstore(tmp_path)
     bs.put(b"a")
-    assert list(bs.tmp.iterdir()) == []
-    stale = bs.tmp / "deadbeef.killed-writer"
+    assert list(bs.files.tmp.iterdir()) == []
+    stale = bs.files.tmp / "deadbeef.killed-writer"
     stale.write_bytes(b"half a block")
     old = time.time() - TMP_MAX_AGE_S - 10
     os.utime(stale, (old, old))
-    fresh = bs.tmp / "cafe.in-flight"
+    fresh = bs.files.tmp / "cafe.in-flight"
     fresh.write_bytes(b"someone is writing this")
     Blockstore(tmp_path)
     assert not stale.exists()
@@ -71,7 +71,7 @@ def test_a_damaged_block_is_refused_on_read_and_reported_by_verification(tmp_pat
     bs = Blockstore(tmp_path)
     good = bs.put(b"good block " * 500).block_id
     bad = bs.put(b"bad block " * 500).block_id
-    path = bs.path(bad)
+    path = bs.files.path(bad)
     if damage == "flip-payload":
         flip_bit(path)
     elif damage == "flip-header":
@@ -90,7 +90,7 @@ def test_a_damaged_block_is_refused_on_read_and_reported_by_verification(tmp_pat
 def test_a_missing_block_is_a_409_snapshot_blocks_missing(tmp_path: Path) -> None:
     bs = Blockstore(tmp_path)
     block_id = bs.put(b"soon gone").block_id
-    bs.path(block_id).unlink()
+    bs.files.path(block_id).unlink()
     with pytest.raises(BlockMissing) as err:
         bs.get(block_id)
     assert isinstance(err.value, SnapshotBlocksMissing)
@@ -117,7 +117,7 @@ def test_a_deduplicated_put_refreshes_the_block_for_other_groomers(tmp_path: Pat
     bs = Blockstore(tmp_path)
     block_id = bs.put(b"old block").block_id
     old = time.time() - 3600
-    os.utime(bs.path(block_id), (old, old))
+    os.utime(bs.files.path(block_id), (old, old))
     bs.put(b"old block")
     assert not bs.delete(block_id, older_than=time.time() - 600)
     assert bs.exists(block_id)
@@ -127,7 +127,7 @@ def test_new_blocks_are_zstd_and_the_header_names_the_codec(tmp_path: Path) -> N
     bs = Blockstore(tmp_path)
     data = b'{"_id": "doc1", "text": "alpha bravo charlie"}\n' * 2000
     put = bs.put(data)
-    raw = bs.path(put.block_id).read_bytes()
+    raw = bs.files.path(put.block_id).read_bytes()
     assert raw[4] == 2  # the codec byte: zstd
     assert zstandard.ZstdDecompressor().decompress(raw[13:]) == data
     assert bs.get(put.block_id) == data
@@ -147,7 +147,7 @@ def test_blocks_written_with_another_codec_stay_readable(tmp_path: Path, old: st
 def test_a_zstd_frame_that_lies_about_its_size_is_corrupt(tmp_path: Path) -> None:
     bs = Blockstore(tmp_path)
     data = b"x" * 100_000
-    path = bs.path(bs.put(data).block_id)
+    path = bs.files.path(bs.put(data).block_id)
     raw = bytearray(path.read_bytes())
     raw[5:13] = (len(data) + 1).to_bytes(8, "big")  # the header's uncompressed length
     path.write_bytes(bytes(raw))

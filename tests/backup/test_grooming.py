@@ -107,7 +107,7 @@ def test_the_integrity_job_names_a_missing_block_and_what_uses_it(
     agent.sync()
     snap = daemon.take_snapshot(source.id)
     (block,) = daemon.snapshot_catalog.blocks(snap.id) or []
-    daemon.blockstore.path(block).unlink()
+    daemon.blockstore.files.path(block).unlink()
     report = grooming.integrity_check()
     assert report["problems"] == [{"blockId": block, "problem": "missing", "usedBy": [f"snapshot:{snap.id}"]}]
     assert report["blocksChecked"] == 0

@@ -105,9 +105,9 @@ def test_a_bad_block_fails_the_read_where_it_falls_with_the_one_at_a_time_error(
     ids, datas = stored(bs, 10)
     victim = ids[6]
     if damage == "corrupt":
-        flip_bit(bs.path(victim))
+        flip_bit(bs.files.path(victim))
     else:
-        bs.path(victim).unlink()
+        bs.files.path(victim).unlink()
     with pytest.raises((BlockCorrupt, BlockMissing)) as serial:
         bs.get(victim)
     delivered: list[bytes] = []

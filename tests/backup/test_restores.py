@@ -141,7 +141,7 @@ def test_a_block_the_integrity_job_reported_is_verified_again_before_a_restore(
         {"_id": "last", "checkedAt": 0, "problems": [{"blockId": block, "problem": "x", "usedBy": []}]},
     )
     assert restores.plan(source.id, {"snapshotId": snap.id}).snapshot.id == snap.id  # repaired since
-    path = daemon.blockstore.path(block)
+    path = daemon.blockstore.files.path(block)
     path.write_bytes(path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 1]))
     with pytest.raises(BlockCorrupt):
         restores.plan(source.id, {"snapshotId": snap.id})

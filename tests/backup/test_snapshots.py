@@ -162,7 +162,7 @@ def test_a_flipped_bit_is_reported_by_the_integrity_job_and_refused_by_a_restore
     snap = daemon.take_snapshot(source.id)
     blocks = daemon.snapshot_catalog.blocks(snap.id) or []
     victim = blocks[len(blocks) // 2]
-    flip_bit(daemon.blockstore.path(victim))
+    flip_bit(daemon.blockstore.files.path(victim))
 
     # Before the integrity job knows: the restore itself finds the damage and refuses.
     target = Store(f"sqlite:///{tmp_path / 'target.db'}")
@@ -196,7 +196,7 @@ def test_a_missing_block_or_block_list_is_409_snapshot_blocks_missing(
     agent.sync()
     snap = daemon.take_snapshot(source.id)
     blocks = daemon.snapshot_catalog.blocks(snap.id) or []
-    daemon.blockstore.path(blocks[0]).unlink()
+    daemon.blockstore.files.path(blocks[0]).unlink()
     with pytest.raises(SnapshotBlocksMissing) as err:
         daemon.restore_plan(source.id, {"snapshotId": snap.id})
     assert err.value.http_status == 409

@@ -1,16 +1,17 @@
-"""The blockstore: content-addressed, compressed, checksummed blocks in a folder on disk.
+"""The blockstore: content-addressed, compressed, checksummed blocks, in a folder on disk (the embedded
+default) or in a PostgreSQL database (``backup.blockstore_pg``, which several servers share).
 
-A block's id is the SHA-256 (hex) of its uncompressed content. It lives in ``<root>/blocks/ab/cd/<id>``: a
-header (magic, codec, uncompressed length) and the payload, compressed with the store's :class:`Compression`
+A block's id is the SHA-256 (hex) of its uncompressed content. Its stored form is a header (magic, codec,
+uncompressed length) and the payload, compressed with the store's :class:`Compression`
 (zstd level 1 by default) when that saves at least 1/8 (:data:`MAX_PACKED_RATIO`). The header names the codec
 of each block, so blocks written with zlib by earlier versions (or with another setting) stay readable
-whatever new blocks use. Writing is atomic: the file is written under ``<root>/tmp``, fsynced, renamed into
-place and its folder fsynced, so a reader sees a whole block or none, even after a SIGKILL or a power cut. A
-block already present is not written again (deduplication); its modification time is refreshed instead, which
-is what lets grooming in another process keep blocks younger than its grace period (see
-:meth:`Blockstore.delete`). Within the process, blocks put through a :meth:`Blockstore.writer` are pinned
-until its metadata is committed: grooming never deletes a pinned block, even one a deduplicated put found
-already there.
+whatever new blocks use. Where stored forms live is a :class:`BlockFiles`; :class:`FolderBlocks` keeps each in
+``<root>/blocks/ab/cd/<id>``, written atomically: under ``<root>/tmp``, fsynced, renamed into place and its
+folder fsynced, so a reader sees a whole block or none, even after a SIGKILL or a power cut. A block already
+present is not written again (deduplication); its write time is refreshed instead, which is what lets
+grooming in another process keep blocks younger than its grace period (see :meth:`Blockstore.delete`).
+Within the process, blocks put through a :meth:`Blockstore.writer` are pinned until its metadata is
+committed: grooming never deletes a pinned block, even one a deduplicated put found already there.
 
 :meth:`Blockstore.get` re-hashes what it read: a block whose content does not match its id is
 :class:`BlockCorrupt`, an absent one :class:`BlockMissing`; both are HTTP 409 to a restore, never data.
@@ -29,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import struct
 import threading
 import time
@@ -40,6 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import zstandard
 
@@ -149,15 +152,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class Blockstore:
-    def __init__(self, root: str | os.PathLike[str], *, compression: Compression | None = None) -> None:
+class BlockFiles(Protocol):
+    """Where a blockstore keeps the stored forms of its blocks, by id (always a valid block id)."""
+
+    def read(self, block_id: str) -> bytes | None: ...
+
+    def refresh(self, block_id: str) -> bool:
+        """Marks a present block as just written (grooming's grace period); False when it is absent."""
+        ...
+
+    def write(self, block_id: str, raw: bytes) -> None:
+        """Stores a block's stored form atomically and durably: readers see all of it or nothing."""
+        ...
+
+    def remove(self, block_id: str, older_than: float | None) -> bool:
+        """Removes a block; with ``older_than`` (epoch seconds) only one written or refreshed before it."""
+        ...
+
+    def ids(self) -> Iterator[str]:
+        """Every block id present, in order."""
+        ...
+
+    def stored_bytes(self, block_id: str) -> int: ...
+
+    def space(self) -> tuple[int, int] | None:
+        """Free and total bytes where the blocks live; None when that is not knowable from here."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FolderBlocks:
+    """Blocks as files under ``<root>/blocks``, written through ``<root>/tmp``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.blocks = self.root / "blocks"
         self.tmp = self.root / "tmp"
-        self.compression = compression or Compression()
-        self._codecs = _Codecs()
-        self._pins: Counter[str] = Counter()
-        self._pin_lock = threading.Lock()
         self.blocks.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._remove_stale_tmp()
@@ -172,8 +203,75 @@ class Blockstore:
     def path(self, block_id: str) -> Path:
         return self.blocks / block_id[:2] / block_id[2:4] / block_id
 
+    def read(self, block_id: str) -> bytes | None:
+        try:
+            return self.path(block_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def refresh(self, block_id: str) -> bool:
+        try:
+            os.utime(self.path(block_id))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def write(self, block_id: str, raw: bytes) -> None:
+        final = self.path(block_id)
+        tmp = self.tmp / f"{block_id[:16]}.{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+
+    def remove(self, block_id: str, older_than: float | None) -> bool:
+        path = self.path(block_id)
+        try:
+            if older_than is not None and path.stat().st_mtime >= older_than:
+                return False
+            path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def ids(self) -> Iterator[str]:
+        for first in sorted(self.blocks.iterdir()):
+            for second in sorted(first.iterdir()) if first.is_dir() else ():
+                for block in sorted(second.iterdir()) if second.is_dir() else ():
+                    if is_block_id(block.name):
+                        yield block.name
+
+    def stored_bytes(self, block_id: str) -> int:
+        try:
+            return self.path(block_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def space(self) -> tuple[int, int] | None:
+        usage = shutil.disk_usage(self.root)
+        return usage.free, usage.total
+
+    def close(self) -> None:
+        pass  # nothing held open between calls
+
+
+class Blockstore:
+    """Blocks put and got by content; ``where`` is a folder (:class:`FolderBlocks`) or other BlockFiles."""
+
+    def __init__(
+        self, where: str | os.PathLike[str] | BlockFiles, *, compression: Compression | None = None
+    ) -> None:
+        self.files: BlockFiles = FolderBlocks(where) if isinstance(where, str | os.PathLike) else where
+        self.compression = compression or Compression()
+        self._codecs = _Codecs()
+        self._pins: Counter[str] = Counter()
+        self._pin_lock = threading.Lock()
+
     def exists(self, block_id: str) -> bool:
-        return is_block_id(block_id) and self.path(block_id).is_file()
+        return is_block_id(block_id) and self.files.read(block_id) is not None
 
     def put(self, data: bytes) -> PutResult:
         """Stores ``data`` unless a block with its content is already there; returns its id."""
@@ -196,36 +294,22 @@ class Blockstore:
             self._pins[block_id] += 1
 
     def _put(self, block_id: str, data: bytes) -> PutResult:
-        final = self.path(block_id)
-        try:
-            os.utime(final)  # already there: keep it young for grooming's grace period
+        if self.files.refresh(block_id):  # already there: kept young for grooming's grace period
             return PutResult(block_id, len(data), 0, False)
-        except FileNotFoundError:
-            pass
         codec, payload = Codec.NONE, data
         if self.compression.codec is not Codec.NONE:
             packed = self._codecs.compress(self.compression, data)
             if len(packed) <= len(data) * MAX_PACKED_RATIO:
                 codec, payload = self.compression.codec, packed
-        tmp = self.tmp / f"{block_id[:16]}.{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(_HEADER.pack(_MAGIC, _CODES[codec], len(data)))
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-        return PutResult(block_id, len(data), _HEADER.size + len(payload), True)
+        raw = _HEADER.pack(_MAGIC, _CODES[codec], len(data)) + payload
+        self.files.write(block_id, raw)
+        return PutResult(block_id, len(data), len(raw), True)
 
     def get(self, block_id: str) -> bytes:
         """The content of a block, verified against its id."""
-        if not is_block_id(block_id):
+        raw = self.files.read(block_id) if is_block_id(block_id) else None
+        if raw is None:
             raise BlockMissing(block_id)
-        try:
-            raw = self.path(block_id).read_bytes()
-        except FileNotFoundError:
-            raise BlockMissing(block_id) from None
         return self._decode(block_id, raw)
 
     def _decode(self, block_id: str, raw: bytes) -> bytes:
@@ -255,25 +339,14 @@ class Blockstore:
         A block re-put by a concurrent snapshot (deduplication) has a fresh modification time, so a groomer
         that passes ``older_than = now - grace`` never removes a block someone is about to reference.
         """
-        path = self.path(block_id)
         with self._pin_lock:
             if self._pins[block_id] > 0:
                 return False
-            try:
-                if older_than is not None and path.stat().st_mtime >= older_than:
-                    return False
-                path.unlink()
-                return True
-            except FileNotFoundError:
-                return False
+            return is_block_id(block_id) and self.files.remove(block_id, older_than)
 
     def __iter__(self) -> Iterator[str]:
         """Every block id present (for grooming and the integrity job)."""
-        for first in sorted(self.blocks.iterdir()):
-            for second in sorted(first.iterdir()) if first.is_dir() else ():
-                for block in sorted(second.iterdir()) if second.is_dir() else ():
-                    if is_block_id(block.name):
-                        yield block.name
+        return self.files.ids()
 
     def verify(self, block_id: str) -> IntegrityProblem | None:
         try:
@@ -293,10 +366,7 @@ class Blockstore:
                 yield problem
 
     def stored_bytes(self, block_id: str) -> int:
-        try:
-            return self.path(block_id).stat().st_size
-        except FileNotFoundError:
-            return 0
+        return self.files.stored_bytes(block_id)
 
 
 @dataclass

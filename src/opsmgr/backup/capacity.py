@@ -4,7 +4,7 @@ will store under its schedule and retention; for the whole blockstore the same p
 The figures are computed by pure functions from plain inputs (:class:`SnapshotUse` per snapshot, the
 source's :class:`~opsmgr.backup.policy.Schedule`, measured byte counts and the disk's free/total bytes);
 :func:`measure` and :func:`measure_blockstore` gather those inputs from a daemon (block lists, the sizes
-of the block files, ``shutil.disk_usage`` of the blockstore folder).
+of the block files, the free space of the blockstore folder, unknown for a blockstore in a database).
 
 **Figures of a source.** ``storedBytes``: the bytes on disk of the unique blocks its snapshots and oplog
 slices reference (a block shared with another source counts for each). ``logicalBytes``: the sum of its
@@ -37,7 +37,6 @@ May import ``opsmgr.backup`` and ``opsmgr.timestamps``.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -117,8 +116,8 @@ class BlockstoreCapacity:
     dedup_ratio: float | None
     growth_bytes_per_day: float
     projections: tuple[tuple[int, int], ...]
-    disk_free_bytes: int
-    disk_total_bytes: int
+    disk_free_bytes: int | None  # None: a blockstore in a database, whose disk this server cannot see
+    disk_total_bytes: int | None
     days_until_full: float | None
     full_at_ms: int | None
     sources: tuple[SourceCapacity, ...]
@@ -243,15 +242,17 @@ def days_until_full(free_bytes: int, growths: Iterable[tuple[float, float]]) -> 
 def blockstore_capacity(
     sources: Sequence[SourceCapacity],
     stored: tuple[int, int],
-    disk: tuple[int, int],
+    disk: tuple[int, int] | None,
     now_ms: int,
 ) -> BlockstoreCapacity:
     """The whole blockstore's figures. ``stored``: the bytes of every block file, and of the unique blocks
-    any snapshot references; ``disk``: the free and total bytes of the blockstore's filesystem."""
+    any snapshot references; ``disk``: the free and total bytes of the blockstore's filesystem (None for a
+    blockstore in a database: no days until full are then foreseen)."""
     all_stored, snapshot_stored = stored
-    free, total = disk
+    free, total = disk or (None, None)
     logical = sum(s.logical_bytes for s in sources)
-    days = days_until_full(free, ((s.growth_bytes_per_day or 0.0, s.growth_days_left) for s in sources))
+    growths = ((s.growth_bytes_per_day or 0.0, s.growth_days_left) for s in sources)
+    days = None if free is None else days_until_full(free, growths)
     return BlockstoreCapacity(
         stored_bytes=all_stored,
         logical_bytes=logical,
@@ -296,5 +297,5 @@ def measure_blockstore(daemon: BackupDaemon, sources: Sequence[Source], now_ms: 
     per_source = [measure(daemon, src, now_ms) for src in sources]
     every_file = sum(daemon.blockstore.stored_bytes(b) for b in daemon.blockstore)
     referenced, _ = _sizes(daemon, daemon.snapshot_catalog.referenced_blocks())
-    usage = shutil.disk_usage(daemon.blockstore.root)
-    return blockstore_capacity(per_source, (every_file, referenced), (usage.free, usage.total), now_ms)
+    space = daemon.blockstore.files.space()
+    return blockstore_capacity(per_source, (every_file, referenced), space, now_ms)

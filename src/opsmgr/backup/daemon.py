@@ -11,7 +11,8 @@ parts, each in its own module:
 Where things live: the application database holds the sources; the snapshot metadata store the snapshots and
 their block lists (``backup.snapshots``), on-demand requests, ``backup_status`` (last snapshot failure per
 source) and ``backup_integrity`` (the last integrity report); the oplog metadata store chains and slices
-(``backup.slices``); the blockstore folder blocks, heads (``backup.head``) and restore scratch space.
+(``backup.slices``); the blockstore (a folder, or a PostgreSQL database: ``backup.blockstore_pg``), heads
+(``backup.head``) and restore scratch space.
 
 Concurrency: the server calls ingestion and reads from request threads and :meth:`BackupDaemon.tick` from
 its periodic thread. Per source, one lock serialises head applies, snapshots and grooming; ingestion only
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 
 from opsmgr.backup import pitr, policy
 from opsmgr.backup.blockstore import Blockstore, Compression
+from opsmgr.backup.blockstore_pg import PgBlocks
 from opsmgr.backup.grooming import Grooming, GroomReport, last_integrity
 from opsmgr.backup.head import Heads, HeadState
 from opsmgr.backup.ingest import Ingest
@@ -83,12 +85,14 @@ class BackupDaemon:
         groom_interval_s: float = 600.0,
         groom_grace_s: float = 600.0,
         integrity_interval_s: float = 24 * 3600.0,
+        blocks_uri: str | None = None,
     ) -> None:
         self.app = stores.app
         self.snapshot_catalog = SnapshotCatalog(stores.snapshots)
         self.slice_catalog = SliceCatalog(stores.oplogs)
         self.root = Path(blockstore_path)
-        self.blockstore = Blockstore(self.root, compression=compression)
+        blocks = self.root if blocks_uri is None else PgBlocks(blocks_uri)
+        self.blockstore = Blockstore(blocks, compression=compression)
         self.heads = Heads(self.root)
         self.clock = clock or SystemClock()
         self.board = ProgressBoard()
@@ -116,6 +120,7 @@ class BackupDaemon:
 
     def close(self) -> None:
         self.heads.close()
+        self.blockstore.files.close()
 
     def now_ms(self) -> int:
         return now_ms(self.clock)

@@ -510,7 +510,11 @@ def _capacity_table(title: str, first: str, rows: list[tuple[str, dict[str, Any]
 
 
 def _disk_line(whole: dict[str, Any]) -> str:
-    disk = f"disk: {_size(whole['diskFreeBytes'])} free of {_size(whole['diskTotalBytes'])}"
+    disk = (
+        "disk: not visible (the blockstore is a database)"
+        if whole["diskFreeBytes"] is None
+        else f"disk: {_size(whole['diskFreeBytes'])} free of {_size(whole['diskTotalBytes'])}"
+    )
     days = whole.get("daysUntilFull")
     if days is None:
         return f"{disk}; it does not fill at the measured growth under the schedules' retention"

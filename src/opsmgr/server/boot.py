@@ -110,6 +110,7 @@ def server_config(settings: Settings, genkey: GenKey) -> ServerConfig:
         central_url=settings.central_url,
         digest_secret=genkey.derive("digest nonce"),
         blockstore_path=settings.blockstore_path,
+        blockstore_uri=settings.blockstore_uri,
         restoration_mode_enabled=settings.restoration_mode_enabled,
         drill_sandbox=settings.drill_sandbox,
         drill_interval_days=settings.drill_interval_days,
@@ -185,7 +186,9 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         validate_transition=validate_transition,
         poll_interval_s=config.agent_poll_interval_s,
     )
-    backup = BackupDaemon(stores, config.blockstore_path, compression=config.block_compression)
+    backup = BackupDaemon(
+        stores, config.blockstore_path, compression=config.block_compression, blocks_uri=config.blockstore_uri
+    )
     maintenance, index_builds = _maintenance(config, app, alerts, automation, genkey)
     restoration = RestorationService(
         app,

@@ -64,6 +64,7 @@ class ServerConfig:
     central_url: str
     digest_secret: bytes
     blockstore_path: Path
+    blockstore_uri: str | None = None
     restoration_mode_enabled: bool = True
     drill_sandbox: bool = False
     drill_interval_days: float = 7.0

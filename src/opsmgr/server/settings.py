@@ -17,7 +17,10 @@ key                                meaning                                      
                                    or ``postgresql://USER:PASSWORD@HOST:PORT/DB``)
 ``mms.snapshotMetadataStore.uri``  URI of the snapshot metadata store                     required
 ``mms.oplogMetadataStore.uri``     URI of the oplog metadata store                        required
-``mms.blockstore.path``            directory that holds snapshot blocks                   required
+``mms.blockstore.path``            directory that holds snapshot blocks (and, with a      required
+                                   ``mms.blockstore.uri``, the daemon's working files)
+``mms.blockstore.uri``             a PostgreSQL database holding the blocks instead, so   empty: the folder
+                                   several servers share them (``postgresql://...``)
 ``mms.genKeyPath``                 the 24-byte key that encrypts sensitive fields         ``gen.key``
 ``mms.restorationMode.enabled``    enter Restoration Mode when an agent reports a newer   ``true``
                                    config than the restored one (``true``/``false``)
@@ -155,6 +158,15 @@ def _compression(text: str, _base: Path) -> Compression:
     return Compression.parse(text)
 
 
+def _blockstore_uri(text: str, base: Path) -> str:
+    uri = conf.store_uri(text, base)
+    if uri.startswith("sqlite"):
+        raise ValueError(
+            "a blockstore database is PostgreSQL (postgresql://...); blocks in files use mms.blockstore.path"
+        )
+    return uri
+
+
 class ClientCertificateMode(StrEnum):
     """``mms.https.ClientCertificateMode``: who must present a client certificate (Ops Manager's values)."""
 
@@ -222,6 +234,14 @@ KEYS: tuple[Key, ...] = (
         description="Directory that holds snapshot blocks.",
         default=None,
         parse=conf.relative_path,
+    ),
+    Key(
+        name="mms.blockstore.uri",
+        attr="blockstore_uri",
+        description="A PostgreSQL database that holds the snapshot blocks instead of mms.blockstore.path, "
+        "so that several servers share them (postgresql://USER:PASSWORD@HOST:PORT/DB).",
+        default="",
+        parse=_blockstore_uri,
     ),
     Key(
         name="mms.genKeyPath",
@@ -460,6 +480,7 @@ class Settings:
     drill_primary_public_key: str | None = None
     drill_primary_private_key: str | None = None
     conf_path: Path | None = None
+    blockstore_uri: str | None = None
 
     @property
     def https(self) -> bool:
@@ -491,7 +512,10 @@ class Settings:
             ("listening on", _base_url(self.listen_address, self.port, "https" if self.https else "http")),
             ("URL to Access Ops Manager", self.central_url),
             *((label, _masked(uri)) for label, uri in self.store_uris().items()),
-            ("blockstore", str(self.blockstore_path)),
+            (
+                "blockstore",
+                _masked(self.blockstore_uri) if self.blockstore_uri else str(self.blockstore_path),
+            ),
             ("gen.key", str(self.gen_key_path)),
             ("Restoration Mode", "enabled" if self.restoration_mode_enabled else "DISABLED"),
             *(

@@ -5,14 +5,15 @@ Owns: which SQLite files are missing (a missing one is refused, before opening w
 store is new), opening the three stores with a damaged one refused (its file unreadable, or a page SQLite's
 quick_check finds damaged), and what lies beside them (whether gen.key has served an installation, whether
 the blockstore holds blocks and how many the snapshot metadata store's snapshots reference), which
-``store.identity`` weighs. May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup.snapshots`` and
-the server's settings (``opsmgr.server.settings``).
+``store.identity`` weighs. May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup.snapshots``,
+``opsmgr.backup.blockstore_pg`` and the server's settings (``opsmgr.server.settings``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from opsmgr.backup.blockstore_pg import database_holds_blocks
 from opsmgr.backup.snapshots import SnapshotCatalog
 from opsmgr.errors import PreflightFailure, StoreError
 from opsmgr.server.settings import Settings
@@ -29,9 +30,12 @@ def store_uris(settings: Settings) -> dict[Role, str]:
 
 def surroundings(settings: Settings, snapshots: Store | None) -> Surroundings:
     """What lies beside the stores; ``snapshots`` (when open) tells how many blocks its snapshots use."""
-    blocks = settings.blockstore_path / "blocks"
-    # Stops at the first block file: a large blockstore is not walked.
-    holds_blocks = blocks.is_dir() and any(p.is_file() for p in blocks.rglob("*"))
+    if settings.blockstore_uri is not None:
+        holds_blocks = database_holds_blocks(settings.blockstore_uri)
+    else:
+        blocks = settings.blockstore_path / "blocks"
+        # Stops at the first block file: a large blockstore is not walked.
+        holds_blocks = blocks.is_dir() and any(p.is_file() for p in blocks.rglob("*"))
     return Surroundings(
         key_path=settings.gen_key_path,
         key_bound_to=read_binding(settings.gen_key_path),

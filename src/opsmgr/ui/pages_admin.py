@@ -146,7 +146,9 @@ def admin(request: Request, services: ServicesDep, viewer: ViewerDep) -> Respons
             "Agent poll interval": f"{config.agent_poll_interval_s:g} s",
             "Alert webhook": _webhook(config.alert_webhook_url) or "none",
             "Block compression": str(config.block_compression or "none"),
-            "Blockstore path": str(config.blockstore_path),
+            "Blockstore": sa.engine.make_url(config.blockstore_uri).render_as_string(hide_password=True)
+            if config.blockstore_uri
+            else str(config.blockstore_path),
         },
     }
     return render(request, "admin.html", context, viewer=viewer)
