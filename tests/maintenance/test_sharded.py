@@ -238,3 +238,12 @@ def test_a_plain_member_restarts_standalone_as_it_is() -> None:
 def test_route_keys() -> None:
     assert cluster_name(cluster_key("sh0")) == "sh0"
     assert cluster_name("rs0") is None
+
+
+def test_the_next_mongos_waits_for_the_last_one_to_run_again() -> None:
+    change, done = _upgrade(), frozenset(ALL_SETS)
+    progress = ClusterProgress(balancer_was="full", mongos_done=("mongos0",), seq=2)
+    waiting = next_cluster_move(change, progress, done, ("mongos1",))
+    assert isinstance(waiting, Blocked) and "mongos0 to run again" in waiting.reason
+    step = next_cluster_move(change, progress, done, MONGOS)
+    assert isinstance(step, ClusterMove) and step.actor == "mongos1"

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.plan import Snapshot, process_spec
+from opsmgr.agent.sharding import mongos_spec
 from opsmgr.automation.config import processes_by_name
 from opsmgr.drivers.base import (
     CommandConflict,
@@ -163,7 +164,10 @@ class MoveDriver:
         """Carry a sharded cluster's step out on the local mongos ``move.actor``; what its report adds (the
         balancer's mode before it was stopped)."""
         if move.name is ClusterMoveName.RESTART_MONGOS:
-            await self._restart(move.actor, spec_of(move.actor, goal, previous, new=True))
+            process = processes_by_name(goal).get(move.actor)
+            if process is None:
+                raise OpsmgrError(f"{move.actor} is not in the goal config")
+            await self._restart(move.actor, mongos_spec(process, goal))
             return {}
         if not hasattr(self.driver, "set_balancer"):
             raise OpsmgrError(f"the driver of {move.actor} has no sharding commands")

@@ -195,7 +195,12 @@ class ClusterDesk:
         done, _ = self._parts(r, group_id, change)
         layout = next((c for c in layouts(self.members.goal(group_id)) if c.name == change.cluster), None)
         names = layout.mongos if layout is not None else tuple(change.mongos)
-        running = self.members.running(group_id, names)
+        restarted = {
+            e["member"]: float(e["t"])
+            for e in doc.get("events", [])
+            if e["kind"] == ClusterMoveName.RESTART_MONGOS.value
+        }
+        running = self.members.running(group_id, names, restarted)
         return next_cluster_move(change, ClusterProgress.from_json(doc["progress"]), done, running)
 
     def view(self, group_id: str, name: str) -> dict[str, Any]:

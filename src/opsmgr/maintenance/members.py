@@ -117,14 +117,24 @@ class MemberReports:
     def _health(self, group_id: str, votes: dict[str, int]) -> list[MemberHealth]:
         return members_health(self.statuses(group_id), votes, int(self.clock() * 1000), STALE_REPORT_MS)
 
-    def running(self, group_id: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    def running(
+        self, group_id: str, names: tuple[str, ...], since: Mapping[str, float] | None = None
+    ) -> tuple[str, ...]:
         """Those of ``names`` (processes outside any replica set: mongos) whose agents' fresh reports say
-        they run, in order; all of them when no agent reported any yet (the first one's agent is asked, and
-        retries if it is not)."""
-        reported, fresh = self._reported(group_id)
-        if not any(fresh.get(n) for n in names):
+        they run, in order (for a name in ``since``, a report received after that instant: a restart seen
+        through); all of them when no agent reported any yet (the first one's agent is asked, and retries
+        if it is not)."""
+        now_ms = int(self.clock() * 1000)
+        seen: dict[str, tuple[int, bool]] = {}
+        for status in self.statuses(group_id):
+            received = int(status.get("receivedAt", 0))
+            for p in status.get("processes", []):
+                if p["name"] in names and now_ms - received <= STALE_REPORT_MS:
+                    seen[p["name"]] = (received, bool((p.get("observed") or {}).get("running")))
+        if not seen:
             return names
-        return tuple(n for n in names if fresh.get(n) and reported.get(n, {}).get("running"))
+        after = since or {}
+        return tuple(n for n in names if n in seen and seen[n][1] and seen[n][0] > after.get(n, -1.0) * 1000)
 
     def _reported(self, group_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
         """Per process: what its agent last observed, and whether that report is fresh."""

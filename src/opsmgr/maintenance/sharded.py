@@ -222,7 +222,8 @@ def balancer_should_run(
 def next_cluster_move(
     change: ClusterChange, progress: ClusterProgress, done: frozenset[str], running: tuple[str, ...]
 ) -> ClusterDecision:
-    """The cluster's next step (``running``: its mongos that run now, in config order)."""
+    """The cluster's next step (``running``: its mongos that run now, a restarted one once it was seen
+    running again, in config order): one mongos at a time, the next once the last is back."""
     if progress.restored:
         return Done(f"the rolling change of {change.cluster} is complete")
     wanted = balancer_should_run(change, progress, done)
@@ -236,6 +237,9 @@ def next_cluster_move(
             BlockCause.WAITING,
         )
     pending = [m for m in change.mongos if m not in progress.mongos_done]
+    back = [m for m in progress.mongos_done if m not in running]
+    if pending and back:
+        return Blocked(f"waiting for {back[0]} to run again after its restart", BlockCause.WAITING)
     if pending:
         name = pending[0]
         tasks = ", ".join(sorted(t.value for t in change.mongos[name]))
