@@ -160,6 +160,7 @@ def routers(ctx: Ctx, c: ClusterRec, t: float) -> list[NodeRec]:
         if n is not None
         and n.running
         and n.process_type == "mongos"
+        and (config_db(n.args) or ("",))[0] == c.name  # restarted for another cluster: not this one's
         and due(t, n.ready_at)
         and ctx.client_reach(n)
     ]
