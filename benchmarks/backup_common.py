@@ -44,7 +44,10 @@ def documents(n: int, size: int, seed: int = 1) -> Iterator[tuple[str, dict[str,
 
 @contextmanager
 def bench_daemon(
-    folder: Path, block_kib: int = 1024, compression: Compression | None = None
+    folder: Path,
+    block_kib: int = 1024,
+    compression: Compression | None = None,
+    blocks_uri: str | None = None,
 ) -> Iterator[BackupDaemon]:
     stores = open_stores(folder / "server")
     daemon = BackupDaemon(
@@ -53,6 +56,7 @@ def bench_daemon(
         FakeClock(),
         block_target=block_kib * 1024,
         compression=compression,
+        blocks_uri=blocks_uri,
     )
     try:
         yield daemon
