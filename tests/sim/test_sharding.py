@@ -207,6 +207,8 @@ def test_a_migration_aborts_when_its_recipient_has_no_primary() -> None:
     s.clock.advance(10)
     v = s.view()
     assert v.migrations_aborted == 1 and v.migrations == 0 and v.chunks[NS] == {"sh0": 16, "sh1": 0}
+    aborted = [e for e in v.events if e["kind"] == "migration aborted"]
+    assert len(aborted) == 1 and aborted[0]["reason"] == "recipient sh1 has no primary"
     assert count(s) == (40, ())
 
 

@@ -58,8 +58,9 @@ Modelled, after MongoDB's documented semantics:
   already a shard under another name; a no-op when it is the same shard), ``listShards``, ``removeShard``
   (started, ongoing while chunks remain, completed when none do; the sim moves the databases whose
   primary it is itself where MongoDB needs ``movePrimary``), ``shardCollection`` with ``key`` and
-  ``unique`` (``enableSharding`` implied: a database gets a primary shard, the one with fewest databases,
-  on its first write or sharded collection), ``balancerStart``/``balancerStop``/``balancerStatus``.
+  ``unique`` (recorded, not enforced beyond ``_id``; ``enableSharding`` implied: a database gets a
+  primary shard, the one with fewest databases, on its first write or sharded collection),
+  ``balancerStart``/``balancerStop``/``balancerStatus``.
   Documents are placed by a hash of their shard key fields (whatever the key's kind, ``1`` or
   ``"hashed"``) into chunks of equal hash ranges (``SimParams.initial_chunks``, all created on the
   database's primary shard; chunks are never split); a collection that is not sharded lives on its

@@ -39,6 +39,7 @@ from opsmgr.sim.shards import (
     config_set,
     copy_docs,
     delete_docs,
+    event,
     owned,
     primary,
     put,
@@ -108,10 +109,11 @@ def balancer_round(ctx: Ctx, c: ClusterRec, t: float) -> None:
         "started": t,
         "commit_at": t + duration,
     }
-    c.event(
+    event(
+        ctx,
+        c,
         t,
         "migration started",
-        ctx.params.max_events,
         **{k: c.migration[k] for k in ("ns", "chunk", "donor", "recipient")},
     )
 
@@ -145,7 +147,7 @@ def finish_migration(ctx: Ctx, c: ClusterRec, t: float) -> None:
     reason = _missing(ctx, t, cp, chunk, m, donor, recipient)
     if reason is not None or cmap is None or chunk is None or csrs is None:
         c.migrations_aborted += 1
-        c.event(t, "migration aborted", ctx.params.max_events, chunk=m["chunk"], reason=reason)
+        event(ctx, c, t, "migration aborted", chunk=m["chunk"], reason=reason)
         c.next_round = t + ctx.params.balancer_round_s
         return
     assert donor is not None and recipient is not None
@@ -153,10 +155,11 @@ def finish_migration(ctx: Ctx, c: ClusterRec, t: float) -> None:
     put(ctx, csrs, t, CHUNKS_NS, {**chunk, "shard": m["recipient"], "lastmod": int(chunk["lastmod"]) + 1})
     delete_docs(ctx, donor, t, docs)
     c.migrations += 1
-    c.event(
+    event(
+        ctx,
+        c,
         t,
         "migration committed",
-        ctx.params.max_events,
         chunk=m["chunk"],
         documents=len(docs),
         to=m["recipient"],

@@ -55,6 +55,7 @@ from opsmgr.sim.shards import (
     copy_docs,
     delete,
     delete_docs,
+    event,
     not_reached,
     owned,
     primary,
@@ -149,7 +150,7 @@ def add_shard(ctx: Ctx, n: NodeRec | None, t: float, name: str, shard_id: str, c
     assert csrs is not None
     put(ctx, csrs, t, SHARDS_NS, {"_id": shard_id, "host": f"{rs}/{members}", "state": 1, "draining": False})
     g.cluster = c.name
-    c.event(t, "shard added", ctx.params.max_events, shard=shard_id, host=f"{rs}/{members}")
+    event(ctx, c, t, "shard added", shard=shard_id, host=f"{rs}/{members}")
     kick(c, t)
     refresh(ctx, c, t)
 
@@ -169,7 +170,7 @@ def remove_shard(ctx: Ctx, n: NodeRec | None, t: float, name: str, shard_id: str
         if len(cmap.shards) == 1:
             raise refuse("cannot remove the last shard", 20, "IllegalOperation")
         put(ctx, csrs, t, SHARDS_NS, {**shard, "draining": True})
-        c.event(t, "draining started", ctx.params.max_events, shard=shard_id)
+        event(ctx, c, t, "draining started", shard=shard_id)
         kick(c, t)
         refresh(ctx, c, t)
         return RemoveShardProgress(RemoveShardState.STARTED, cmap.shard_chunks(shard_id), dbs)
@@ -177,7 +178,7 @@ def remove_shard(ctx: Ctx, n: NodeRec | None, t: float, name: str, shard_id: str
     if remaining or not _move_databases(ctx, c, cmap, shard_id, dbs, n, t):
         return RemoveShardProgress(RemoveShardState.ONGOING, remaining, dbs)
     delete(ctx, csrs, t, SHARDS_NS, shard_id)
-    c.event(t, "shard removed", ctx.params.max_events, shard=shard_id)
+    event(ctx, c, t, "shard removed", shard=shard_id)
     refresh(ctx, c, t)
     return RemoveShardProgress(RemoveShardState.COMPLETED, 0, ())
 
@@ -239,7 +240,7 @@ def shard_collection(
     put(ctx, csrs, t, COLLECTIONS_NS, {"_id": ns, "key": key, "unique": unique})
     for chunk in initial_chunks(ns, home, ctx.params.initial_chunks):
         put(ctx, csrs, t, CHUNKS_NS, chunk)
-    c.event(t, "collection sharded", ctx.params.max_events, ns=ns, key=key)
+    event(ctx, c, t, "collection sharded", ns=ns, key=key)
     kick(c, t)
     refresh(ctx, c, t)
 

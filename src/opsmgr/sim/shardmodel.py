@@ -176,7 +176,6 @@ class ClusterRec(Record):
     writes_failed: int = 0
     migrations: int = 0
     migrations_aborted: int = 0
-    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -185,9 +184,19 @@ class ClusterRec(Record):
     def cached_map(self) -> ChunkMap | None:
         return ChunkMap.of([(str(ns), doc) for ns, doc in self.cache]) if self.cache is not None else None
 
-    def event(self, t: float, kind: str, max_events: int, **fields: Any) -> None:
-        self.events.append({"t": round(t, 3), "kind": kind, **fields})
-        del self.events[: max(0, len(self.events) - max_events)]
+
+@dataclass
+class ClusterEventsRec(Record):
+    """A cluster's recent events (shards added and removed, migrations), apart from its state so that a
+    call only loads them to add one."""
+
+    KIND: ClassVar[str] = "cluster_events"
+    name: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.name
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from opsmgr.sim.members import primary_of, up_members, writer
 from opsmgr.sim.model import GroupRec, NodeRec
 from opsmgr.sim.processes import refuse
 from opsmgr.sim.replication import cap_oplog
-from opsmgr.sim.shardmodel import CONFIG_NAMESPACES, DATABASES_NS, ChunkMap, ClusterRec, parse_connection
+from opsmgr.sim.shardmodel import (
+    CONFIG_NAMESPACES,
+    DATABASES_NS,
+    ChunkMap,
+    ClusterEventsRec,
+    ClusterRec,
+    parse_connection,
+)
 
 NO_HOST = 133  # FailedToSatisfyReadPreference: no primary of the set to send the operation to
 
@@ -178,6 +185,16 @@ def assign_database(ctx: Ctx, c: ClusterRec, cmap: ChunkMap, db: str, t: float, 
     put(ctx, g, t, DATABASES_NS, {"_id": db, "primary": chosen, "partitioned": True})
     cmap.databases[db] = chosen
     return chosen
+
+
+def event(ctx: Ctx, c: ClusterRec, t: float, kind: str, **fields: Any) -> None:
+    """Add one of the cluster's events (the newest ``SimParams.max_events`` are kept)."""
+    rec = ctx.tx.get(ClusterEventsRec, c.name)
+    if rec is None:
+        rec = ClusterEventsRec(c.name)
+        ctx.tx.put(rec)
+    rec.events.append({"t": round(t, 3), "kind": kind, **fields})
+    del rec.events[: max(0, len(rec.events) - ctx.params.max_events)]
 
 
 def not_reached(what: str) -> CommandConflict:

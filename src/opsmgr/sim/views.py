@@ -17,6 +17,7 @@ from opsmgr.sim.members import own_state, primary_of, up_members
 from opsmgr.sim.model import GroupRec, MemberView, NodeRec, ProcessView, ReplicaSetView, WriteLoad
 from opsmgr.sim.shardmodel import (
     ChunkMap,
+    ClusterEventsRec,
     ClusterRec,
     MigrationView,
     ShardedClusterView,
@@ -98,6 +99,7 @@ def sharded_cluster(ctx: Ctx, c: ClusterRec, t: float) -> ShardedClusterView:
     cmap = c.cached_map() or ChunkMap()
     m = c.migration
     csrs = config_set(ctx, c)
+    events = ctx.tx.get(ClusterEventsRec, c.name)
     return ShardedClusterView(
         name=c.name,
         config_set_id=csrs.gid if csrs is not None else None,
@@ -118,7 +120,7 @@ def sharded_cluster(ctx: Ctx, c: ClusterRec, t: float) -> ShardedClusterView:
         writes=c.writes,
         writes_failed=c.writes_failed,
         write_load=WriteLoad.from_json(c.load),
-        events=tuple(copy.deepcopy(c.events)),
+        events=tuple(copy.deepcopy(events.events)) if events is not None else (),
     )
 
 
