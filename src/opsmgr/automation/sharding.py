@@ -17,6 +17,7 @@ Pure functions over plain JSON values, run after the processes and replica sets 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,15 +80,16 @@ def check_cluster_roles(processes: list[dict[str, Any]], replica_sets: list[dict
             _check_mongos_options(proc, here)
     at = {p["name"]: i for i, p in enumerate(processes)}
     for rs in replica_sets:
-        hosts = [m["host"] for m in rs["members"]]
-        first = _role(processes[at[hosts[0]]]) if hosts else None
-        odd = next((h for h in hosts if _role(processes[at[h]]) != first), None)
+        roles = {m["host"]: _role(processes[at[m["host"]]]) for m in rs["members"]}
+        # The member whose role differs from most members' is the one named.
+        usual = Counter(roles.values()).most_common(1)[0][0] if roles else None
+        odd = next((host for host, role in roles.items() if role != usual), None)
         if odd is not None:
             fail(
                 f"processes[{at[odd]}].args2_6.sharding.clusterRole",
                 "replset-cluster-role",
                 f"every member of replica set {rs['_id']!r} must run the same sharding.clusterRole: "
-                f"{hosts[0]!r} runs {first!r}, {odd!r} runs {_role(processes[at[odd]])!r}",
+                f"{odd!r} runs {roles[odd]!r}, the others {usual!r}",
             )
 
 
