@@ -92,22 +92,35 @@ class BackupWorker:
             )
             return
         if stopped:
+            sets = {p["name"]: _replica_set(p) for p in job["processes"]}
             self.long.start(
                 LongAction(f"restore job {job_id}: loading {', '.join(stopped)}", frozenset(stopped)),
-                lambda: self._load(job_id, stopped),
+                lambda: self._load(job_id, stopped, sets),
             )
 
     def _still_loading(self, job_id: str) -> bool:
         """Whether the job is still in the work list: a cancelled (or ended) one is not."""
         return any(j["jobId"] == job_id for j in self.work().restores)
 
-    async def _load(self, job_id: str, stopped: list[str]) -> None:
+    async def _documents(self, job_id: str, replica_set: str | None) -> list[tuple[str, dict[str, Any]]]:
+        """The documents to load into a member of ``replica_set`` (a sharded cluster's job restores each
+        part into the target's replica set of its name; a replica set's job has one set of documents)."""
+        params = {} if replica_set is None else {"replicaSet": replica_set}
+        response = await self._send("GET", f"/restores/{job_id}/documents", params=params)
+        return [(d["ns"], d["doc"]) for d in map(json.loads, response.text.splitlines()) if d]
+
+    async def _load(self, job_id: str, stopped: list[str], sets: Mapping[str, str | None]) -> None:
         """Process by process, each announced (LOADING) before its load and reported DONE after it; the job
-        leaving the work list (cancelled) stops the loads before the next process."""
+        leaving the work list (cancelled) stops the loads before the next process. The documents are
+        downloaded once per replica set."""
+        loaded: dict[str | None, list[tuple[str, dict[str, Any]]]] = {}
+        docs: list[tuple[str, dict[str, Any]]] = []
         try:
-            response = await self._send("GET", f"/restores/{job_id}/documents")
-            docs = [(d["ns"], d["doc"]) for d in map(json.loads, response.text.splitlines()) if d]
             for i, name in enumerate(stopped):
+                rs = sets.get(name)
+                if rs not in loaded:
+                    loaded[rs] = await self._documents(job_id, rs)
+                docs = loaded[rs]
                 if not self._still_loading(job_id) or not await self._report(job_id, [name], "LOADING", ""):
                     log.warning(
                         "%s: restore job %s stopped (cancelled?): %s not loaded",
@@ -151,3 +164,10 @@ class BackupWorker:
                 log.exception("%s: backup step failed", self.hostname)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
+
+
+def _replica_set(process: Mapping[str, Any]) -> str | None:
+    """The replica set a process of a restore job is a member of, as its config says (None: none)."""
+    replication = (process.get("args2_6") or {}).get("replication") or {}
+    name = replication.get("replSetName") if isinstance(replication, dict) else None
+    return name if isinstance(name, str) else None

@@ -20,9 +20,11 @@ Modules, from the bottom up (the pure ones import nothing of opsmgr but ``opsmgr
 - ``snapshots``, ``slices``, ``head``, ``restore``: the metadata stores, the head copies and restores.
 - ``daemon``: the :class:`~opsmgr.backup.daemon.BackupDaemon` the server drives.
 - ``clusters``: backed-up clusters and their backup configurations.
+- ``sharded`` (pure), ``sharded_backups``: a sharded cluster backed up as its parts, its window the
+  intersection of theirs, its snapshots and restores at one point for every part.
 - ``jobs``: restore jobs of both kinds (a deployment's, the backing databases') as one state machine.
 
-The package may import ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store``, ``opsmgr.timestamps`` and
-``opsmgr.automation.protocol`` (the change agents' work announces); never the web framework or
-``opsmgr.server``.
+The package may import ``opsmgr.errors``, ``opsmgr.strictjson``, ``opsmgr.store``, ``opsmgr.timestamps``,
+``opsmgr.automation.protocol`` (the change agents' work announces) and ``opsmgr.automation.clusters`` (a
+config's sharded clusters); never the web framework or ``opsmgr.server``.
 """

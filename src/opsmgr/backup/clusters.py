@@ -1,11 +1,15 @@
 """Backed-up clusters and their backup configurations, as Ops Manager's public API shows them.
 
-Owns two collections of the application database: ``backup_clusters`` (a stable cluster id per project and
-replica set name, created on first sight; a deployment of a primary's backing databases is a cluster of kind
-``BACKING_DATABASES`` with the ``hostname`` that ships it) and ``backup_configs`` (a cluster's
-``statusName``). The backup work itself is the daemon's: a cluster whose backup is STARTED has one daemon
-source per database (a replica set's one, or the three backing stores). May import ``opsmgr.errors``,
-``opsmgr.store``, ``opsmgr.backup`` and ``opsmgr.automation.protocol`` (the change agents' work announces).
+Owns three collections of the application database: ``backup_clusters`` (a stable cluster id per project
+and replica set name, created on first sight; a deployment of a primary's backing databases is a cluster of
+kind ``BACKING_DATABASES`` with the ``hostname`` that ships it), ``backup_sharded_clusters`` (a sharded
+cluster of a project's config as last seen: its stable id, name, parts and mongos, ``backup.sharded``; kept
+apart so that a replica set and a sharded cluster of the same name never meet) and ``backup_configs`` (a
+cluster's ``statusName``). The backup work itself is the daemon's: a cluster whose backup is STARTED has one
+daemon source per database (a replica set's one, each part of a sharded cluster, or the three backing
+stores); a replica set that is a part of a sharded cluster is backed up with its cluster, never alone.
+May import ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup`` and ``opsmgr.automation.protocol`` (the
+change agents' work announces).
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from typing import Any
 
 from opsmgr.automation.protocol import WORK_CHANGED
 from opsmgr.backup.daemon import BackupDaemon, Source, SourceKind
+from opsmgr.backup.sharded import PartSpec, ShardedSpec
 from opsmgr.backup.store_restore import StoreName
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.engine import Store, Txn, new_id
 
 CLUSTERS = "backup_clusters"
 CONFIGS = "backup_configs"
+SHARDED = "backup_sharded_clusters"
 BACKING_KIND = "BACKING_DATABASES"
 DEFAULT_BACKING_NAME = "backing-databases"
 
@@ -71,7 +77,7 @@ class Clusters:
         """The project's cluster of each replica set, each created on first sight (one transaction)."""
         names = list(replica_sets)
         # Read first: every listing calls this, and a write transaction per GET serialises readers.
-        known = {d["replicaSetName"]: d for d in self.store.find(CLUSTERS, groupId=group_id)}
+        known = {d.get("replicaSetName"): d for d in self.store.find(CLUSTERS, groupId=group_id)}
         if all(name in known for name in names):
             return [known[name] for name in names]
         out = []
@@ -84,14 +90,72 @@ class Clusters:
         return out
 
     def get(self, group_id: str, cluster_id: str) -> dict[str, Any]:
+        """A replica set's (or backing databases') cluster; 404 for any other id, a sharded cluster's too."""
         doc = owned(self.store, CLUSTERS, cluster_id, groupId=group_id)
         if doc is None:
-            raise NotFound(
-                f"No cluster with ID {cluster_id} exists in group {group_id}.",
-                error_code="CLUSTER_NOT_FOUND",
+            raise _no_cluster(group_id, cluster_id)
+        return doc
+
+    # Sharded clusters.
+
+    def ensure_sharded(self, group_id: str, specs: Iterable[ShardedSpec]) -> None:
+        """Records each sharded cluster of the project's config as it is now (written only when it changed),
+        and the cluster of each of its parts' replica sets."""
+        for spec in specs:
+            self.ensure(group_id, [p.replica_set for p in spec.parts])
+            doc = {
+                "_id": spec.cluster_id,
+                "groupId": group_id,
+                "clusterName": spec.name,
+                "parts": [p.to_json() for p in spec.parts],
+                "mongos": list(spec.mongos),
+            }
+            if self.store.get(SHARDED, spec.cluster_id) != doc:
+                self.store.put(SHARDED, doc)
+
+    def sharded(self, group_id: str, cluster_id: str) -> ShardedSpec | None:
+        """The project's sharded cluster ``cluster_id`` as last recorded, or None."""
+        doc = owned(self.store, SHARDED, cluster_id, groupId=group_id)
+        if doc is None:
+            return None
+        parts = tuple(PartSpec.from_json(p) for p in doc["parts"])
+        return ShardedSpec(doc["_id"], doc["clusterName"], parts, tuple(doc.get("mongos", ())))
+
+    def part_ids(self, group_id: str, spec: ShardedSpec) -> dict[str, str]:
+        """The cluster id of each part's replica set, by its name."""
+        docs = self.ensure(group_id, [p.replica_set for p in spec.parts])
+        return {d["replicaSetName"]: d["_id"] for d in docs}
+
+    def _sharded_of(self, group_id: str, replica_set: str) -> ShardedSpec | None:
+        for doc in self.store.find(SHARDED, groupId=group_id):
+            spec = self.sharded(group_id, doc["_id"])
+            if spec is not None and spec.part(replica_set) is not None:
+                return spec
+        return None
+
+    def _part_names(self, group_id: str, cluster_id: str) -> list[str]:
+        """What backing the cluster up means: its replica set, or each part of a sharded cluster."""
+        spec = self.sharded(group_id, cluster_id)
+        if spec is not None:
+            return [p.replica_set for p in spec.parts]
+        name = self.get(group_id, cluster_id)["replicaSetName"]
+        owner = self._sharded_of(group_id, name)
+        if owner is not None:
+            raise Conflict(
+                f"replica set {name} is a part of sharded cluster {owner.name}: back up the cluster "
+                f"({owner.cluster_id}), which backs up every part at one point in time",
                 clusterId=cluster_id,
             )
-        return doc
+        return [name]
+
+    def name(self, group_id: str, cluster_id: str) -> str:
+        """The cluster's name (a replica set's, or a sharded cluster's); 404 unless the project has it."""
+        spec = self.sharded(group_id, cluster_id)
+        return spec.name if spec is not None else str(self.get(group_id, cluster_id)["replicaSetName"])
+
+    def check(self, group_id: str, cluster_id: str) -> None:
+        """404 unless the project has cluster ``cluster_id`` (of any kind)."""
+        self.name(group_id, cluster_id)
 
     def status(self, cluster_id: str) -> BackupStatus:
         doc = self.store.get(CONFIGS, cluster_id)
@@ -100,16 +164,16 @@ class Clusters:
     def set_status(self, group_id: str, cluster_id: str, status: Any) -> BackupStatus:
         """STARTED registers the replica set with the daemon; TERMINATING deletes its backups and ends
         INACTIVE. The project's agents hear of it (``WORK_CHANGED``) with the change."""
-        cluster = self.get(group_id, cluster_id)
+        self.check(group_id, cluster_id)
         if status not in REQUESTABLE:
             raise InvalidInput(
                 f"statusName must be one of {[s.value for s in REQUESTABLE]}", field="statusName"
             )
         asked = BackupStatus(status)
         if asked is BackupStatus.STARTED:
-            self.daemon.register_source(
-                group_id, cluster_id, cluster["replicaSetName"], SourceKind.REPLICA_SET
-            )
+            # Again for a started sharded cluster: a part added to it since is backed up from now on.
+            for name in self._part_names(group_id, cluster_id):
+                self.daemon.register_source(group_id, cluster_id, name, SourceKind.REPLICA_SET)
         if asked is BackupStatus.TERMINATING:
             for src in self.daemon.sources(group_id, cluster_id):
                 self.daemon.remove_source(src.id)
@@ -122,11 +186,15 @@ class Clusters:
 
     def source(self, group_id: str, cluster_id: str) -> Source:
         """The cluster's (first) daemon source; 404 for a cluster that is not backed up."""
-        self.get(group_id, cluster_id)
+        return self.sources(group_id, cluster_id)[0]
+
+    def sources(self, group_id: str, cluster_id: str) -> list[Source]:
+        """The cluster's daemon sources (a sharded cluster's: one per part); 404 when it has none."""
+        self.check(group_id, cluster_id)
         sources = self.daemon.sources(group_id, cluster_id)
         if not sources:
             raise NotFound(f"cluster {cluster_id} is not backed up", clusterId=cluster_id)
-        return sources[0]
+        return sources
 
     def started(self) -> set[str]:
         """The ids of the clusters of every project whose backup is STARTED."""
@@ -136,10 +204,10 @@ class Clusters:
         """The sources of the project's clusters with backup STARTED."""
         out = []
         for doc in self.store.find(CONFIGS, groupId=group_id, statusName=BackupStatus.STARTED.value):
-            cluster = self.get(group_id, doc["_id"])
             out += [
-                StartedSource(src.id, cluster["_id"], cluster["replicaSetName"])
-                for src in self.daemon.sources(group_id, cluster["_id"])
+                StartedSource(src.id, doc["_id"], src.name)
+                for src in self.daemon.sources(group_id, doc["_id"])
+                if src.kind is SourceKind.REPLICA_SET
             ]
         return out
 
@@ -199,3 +267,11 @@ class Clusters:
                 for name, src in self.backing_sources(cluster).items()
             ]
         return out
+
+
+def _no_cluster(group_id: str, cluster_id: str) -> NotFound:
+    return NotFound(
+        f"No cluster with ID {cluster_id} exists in group {group_id}.",
+        error_code="CLUSTER_NOT_FOUND",
+        clusterId=cluster_id,
+    )

@@ -50,6 +50,18 @@ class JobDelivery(Stored):
     target_replica_set_name: str | None = None
 
 
+class JobPart(Stored):
+    """One part of a sharded cluster's restore job (``backup.sharded``): the replica set restored, the
+    snapshot it starts from, and for an automated restore the target's replica set and its processes."""
+
+    replica_set_name: str
+    type_name: str
+    shard_name: str | None = None
+    snapshot_id: str
+    target_replica_set_name: str | None = None
+    processes: list[str] = Field(default_factory=list)
+
+
 class DeploymentJob(Stored):
     id: str = Field(alias="_id")
     group_id: str
@@ -68,6 +80,10 @@ class DeploymentJob(Stored):
     failure: str | None = None
     # A cancelled job's statement of what its target holds (``restore_cancel.Cancellation.to_json``).
     cancellation: dict[str, Any] | None = None
+    # A sharded cluster's job: every part restored to the one point, and the target's mongos (disabled with
+    # its parts' processes, never loaded).
+    parts: list[JobPart] | None = None
+    mongos: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> DeploymentJob:

@@ -34,10 +34,13 @@ from opsmgr.backup.job_records import (
     BackingJob,
     DeploymentJob,
     JobDelivery,
+    JobPart,
 )
 from opsmgr.backup.job_records import JobState as JobState
 from opsmgr.backup.restore import ResolvedRestore
 from opsmgr.backup.restore_cancel import cancellation
+from opsmgr.backup.sharded import part_progress
+from opsmgr.backup.sharded_backups import ShardedBackups
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.engine import Store, Txn, new_id
 
@@ -224,6 +227,15 @@ class RestoreTargets(Protocol):
         """Disables or enables the named processes in the project's goal config, written by ``t``."""
 
 
+# A plan of a restore job: the part of a sharded cluster it restores (None: the job's one replica set).
+PartPlan = tuple[str | None, ResolvedRestore]
+
+
+def progress_id(job_id: str, part: str | None) -> str:
+    """Where the daemon keeps the progress of a job's documents (of one part of a sharded cluster's job)."""
+    return job_id if part is None else f"{job_id}:{part}"
+
+
 # Issues an HTTP job's download grant: (job id, expiry in ms, downloads) -> the job's ``download`` field.
 Grants = Callable[[str, int, int], dict[str, Any]]
 # A download's use of its job's grant: the job record (None: no such job) -> the job with the grant used,
@@ -262,6 +274,7 @@ class DeploymentRestores:
         self.log = JobLog(store, DEPLOYMENT_JOBS, clock)
         self.daemon = daemon
         self.clusters = Clusters(store, daemon)
+        self.sharded = ShardedBackups(self.clusters, daemon)
         self.targets = targets
         self.grants = grants
 
@@ -269,43 +282,110 @@ class DeploymentRestores:
         self, group_id: str, cluster_id: str, target: Mapping[str, Any], delivery: Delivery
     ) -> dict[str, Any]:
         """Plans first (400 outside the window with the restorable ranges, 409 when blocks are missing), then
-        records the job; an automated restore's target is disabled with it."""
+        records the job; an automated restore's target is disabled with it. A sharded cluster's job restores
+        every part to one point (``backup.sharded``), into the target's replica sets of the same names."""
         self.targets.guard(group_id)
-        self.clusters.get(group_id, cluster_id)
         if isinstance(delivery, IntoDeployment):
             self.targets.guard(delivery.group_id)
-            replica_set = self.clusters.get(delivery.group_id, delivery.cluster_id)["replicaSetName"]
-            delivery_json = delivery.to_json(replica_set)
-        else:
-            delivery_json = delivery.to_json()
         fields = target_fields(target)
-        plan = self.daemon.cluster_restore_plans(group_id, cluster_id, fields)[0]
-        now = self.log.now_ms()
-        job = DeploymentJob(
+        if self.clusters.sharded(group_id, cluster_id) is None:
+            job = self._replica_set_job(group_id, cluster_id, fields, delivery)
+        else:
+            job = self._sharded_job(group_id, cluster_id, fields, delivery)
+        if isinstance(delivery, Download):
+            expires = job.created + delivery.expiration_hours * 3600 * 1000
+            grant = self.grants(job.id, expires, delivery.max_downloads)
+            # Nothing to carry out: the download restores on request.
+            doc = job.changed(download=grant, status_name=JobState.FINISHED).to_doc()
+            self.log.create(doc)
+            return doc
+        doc = job.to_doc()
+        disabled = self._target_names(job)
+        self.log.create(doc, lambda t, _: self._disable(t, delivery.group_id, disabled))
+        return doc
+
+    def _new_job(
+        self, group_id: str, cluster_id: str, fields: dict[str, Any], plan: ResolvedRestore, delivery: Any
+    ) -> DeploymentJob:
+        return DeploymentJob(
             id=new_id(),
             group_id=group_id,
             cluster_id=cluster_id,
             target=fields,
             plan=plan.to_json(),
             snapshot_id=plan.snapshot.id,
-            delivery=JobDelivery.model_validate(delivery_json),
-            created=now,
+            delivery=JobDelivery.model_validate(delivery),
+            created=self.log.now_ms(),
             status_name=JobState.QUEUED,
         )
+
+    def _replica_set_job(
+        self, group_id: str, cluster_id: str, fields: dict[str, Any], delivery: Delivery
+    ) -> DeploymentJob:
+        self.clusters.get(group_id, cluster_id)
+        if isinstance(delivery, IntoDeployment):
+            replica_set = self.clusters.get(delivery.group_id, delivery.cluster_id)["replicaSetName"]
+            delivery_json = delivery.to_json(replica_set)
+        else:
+            delivery_json = delivery.to_json()
+        plan = self.daemon.cluster_restore_plans(group_id, cluster_id, fields)[0]
+        job = self._new_job(group_id, cluster_id, fields, plan, delivery_json)
         if isinstance(delivery, Download):
-            expires = now + delivery.expiration_hours * 3600 * 1000
-            grant = self.grants(job.id, expires, delivery.max_downloads)
-            # Nothing to carry out: the download restores on request.
-            doc = job.changed(download=grant, status_name=JobState.FINISHED).to_doc()
-            self.log.create(doc)
-            return doc
+            return job
         procs = self.targets.processes(delivery.group_id, delivery_json["targetReplicaSetName"])
         if not procs:
             raise InvalidInput("the target cluster has no processes", field="delivery.targetClusterId")
-        pending = sorted(p["name"] for p in procs)
-        doc = job.changed(pending=pending).to_doc()
-        self.log.create(doc, lambda t, _: self._disable(t, delivery.group_id, pending))
-        return doc
+        return job.changed(pending=sorted(p["name"] for p in procs))
+
+    def _sharded_job(
+        self, group_id: str, cluster_id: str, fields: dict[str, Any], delivery: Delivery
+    ) -> DeploymentJob:
+        """Every part planned to the one point; into a sharded cluster, each part into the target's replica
+        set of its name (400 naming a part the target lacks), the target's mongos disabled too."""
+        into, into_group = None, ""
+        if isinstance(delivery, IntoDeployment):
+            into_group = delivery.group_id
+            into = self.clusters.sharded(into_group, delivery.cluster_id)
+            if into is None:
+                raise InvalidInput(
+                    "a sharded cluster is restored into a sharded cluster", field="delivery.targetClusterId"
+                )
+        plans = self.sharded.plans(group_id, cluster_id, fields)
+        parts = []
+        for part, resolved in plans:
+            rs = part.spec.replica_set
+            names: list[str] = []
+            if into is not None:
+                if into.part(rs) is None:
+                    raise InvalidInput(
+                        f"the target cluster {into.name} has no replica set {rs} to restore that part into",
+                        field="delivery.targetClusterId",
+                    )
+                names = sorted(p["name"] for p in self.targets.processes(into_group, rs))
+                if not names:
+                    raise InvalidInput(
+                        f"the target's {rs} has no processes",
+                        field="delivery.targetClusterId",
+                    )
+            parts.append(
+                JobPart(
+                    replica_set_name=rs,
+                    type_name=part.spec.type_name,
+                    shard_name=part.spec.shard_name,
+                    snapshot_id=resolved.snapshot.id,
+                    target_replica_set_name=None if into is None else rs,
+                    processes=names,
+                )
+            )
+        if isinstance(delivery, IntoDeployment):
+            delivery_json = delivery.to_json("")
+            delivery_json.pop("targetReplicaSetName")
+        else:
+            delivery_json = delivery.to_json()
+        job = self._new_job(group_id, cluster_id, fields, plans[0][1], delivery_json)
+        pending = sorted(n for p in parts for n in p.processes)
+        mongos = [] if into is None else list(into.mongos)
+        return job.changed(parts=parts, pending=pending, mongos=mongos)
 
     def _disable(self, t: Txn, group_id: str, names: Sequence[str]) -> None:
         self.targets.set_disabled(t, group_id, names, True)
@@ -313,7 +393,7 @@ class DeploymentRestores:
 
     def of_cluster(self, group_id: str, cluster_id: str) -> list[dict[str, Any]]:
         """The cluster's restore jobs, newest first."""
-        self.clusters.get(group_id, cluster_id)
+        self.clusters.check(group_id, cluster_id)
         jobs = [
             DeploymentJob.from_doc(doc)
             for doc in self.log.store.find(DEPLOYMENT_JOBS, groupId=group_id, clusterId=cluster_id)
@@ -326,22 +406,55 @@ class DeploymentRestores:
             raise NotFound(f"no restore job {job_id}", error_code="RESTORE_JOB_NOT_FOUND", jobId=job_id)
         return DeploymentJob.from_doc(job).to_doc()
 
-    def plan(self, job: DeploymentJob) -> ResolvedRestore:
-        """The job's restore plan, made afresh (it stays valid until grooming removes what it needs)."""
-        return self.daemon.cluster_restore_plans(job.group_id, job.cluster_id, job.target)[0]
+    def plans(self, job: DeploymentJob) -> list[PartPlan]:
+        """The job's restore plans, made afresh (they stay valid until grooming removes what they need): a
+        replica set's one (its part None), or each part's of a sharded cluster, all to the one point."""
+        if job.parts is None:
+            return [(None, self.daemon.cluster_restore_plans(job.group_id, job.cluster_id, job.target)[0])]
+        plans = self.sharded.plans(job.group_id, job.cluster_id, job.target)
+        return [(part.spec.replica_set, resolved) for part, resolved in plans]
 
-    def documents(self, resolved: ResolvedRestore, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The restored documents ``(namespace, document)``, the job's progress kept by the daemon."""
-        return self.daemon.restore_documents(resolved, job_id)
+    def documents(
+        self, resolved: ResolvedRestore, job_id: str, part: str | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The restored documents ``(namespace, document)`` (of one part of a sharded cluster's job), the
+        progress kept by the daemon under the job's id (:func:`progress_id`)."""
+        return self.daemon.restore_documents(resolved, progress_id(job_id, part))
 
-    def use_download(self, job_id: str, spend: Spend) -> tuple[dict[str, Any], ResolvedRestore]:
-        """An HTTP job's download: ``spend`` refuses (404, 410) before any work, the plan refuses (409)
+    def parts_json(self, job: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """A sharded cluster's job's parts with their progress (None for a replica set's job): what each
+        restores, from which snapshot, and how far it came (loaded processes, or downloaded documents)."""
+        typed = DeploymentJob.from_doc(job)
+        if typed.parts is None:
+            return None
+        downloads = {}
+        for p in typed.parts:
+            done = self.daemon.progress(progress_id(typed.id, p.replica_set_name))
+            downloads[p.replica_set_name] = 0.0 if done is None else done.fraction
+        progress = part_progress(
+            {p.replica_set_name: p.processes for p in typed.parts},
+            typed.pending,
+            typed.loading,
+            typed.status_name.value,
+            downloads,
+        )
+        return [
+            p.to_doc() | {"progress": shown.to_json()} for p, shown in zip(typed.parts, progress, strict=True)
+        ]
+
+    def use_download_plans(self, job_id: str, spend: Spend) -> tuple[dict[str, Any], list[PartPlan]]:
+        """An HTTP job's download: ``spend`` refuses (404, 410) before any work, the plans refuse (409)
         before the grant is used, then the grant is used in one transaction."""
         job = spend(self._by_id(self.log.store, job_id))
-        resolved = self.plan(DeploymentJob.from_doc(job))
+        plans = self.plans(DeploymentJob.from_doc(job))
         with self.log.store.tx() as t:
             job = t.put(DEPLOYMENT_JOBS, spend(self._by_id(t, job_id)))
-        return job, resolved
+        return job, plans
+
+    def use_download(self, job_id: str, spend: Spend) -> tuple[dict[str, Any], ResolvedRestore]:
+        """:meth:`use_download_plans` of a replica set's job: its one plan."""
+        job, plans = self.use_download_plans(job_id, spend)
+        return job, plans[0][1]
 
     @staticmethod
     def _by_id(reader: Store | Txn, job_id: str) -> dict[str, Any] | None:
@@ -374,10 +487,21 @@ class DeploymentRestores:
             if job.delivery.target_group_id == group_id
         ]
 
-    def open_for_loading(self, group_id: str, job_id: str) -> ResolvedRestore:
-        """The plan of a job an agent of the target loads (409 before its documents start); the job is
-        RUNNING from then on."""
-        resolved = self.plan(self._into(self.log.store, group_id, job_id))
+    def open_for_loading(self, group_id: str, job_id: str, replica_set: str | None = None) -> ResolvedRestore:
+        """The plan an agent of the target loads (409 before its documents start): of a sharded cluster's
+        job, the part restored into the target's ``replica_set`` (400 for one the job does not restore
+        into). The job is RUNNING from then on."""
+        job = self._into(self.log.store, group_id, job_id)
+        part = None
+        if job.parts is not None:
+            found = next((p for p in job.parts if p.target_replica_set_name == replica_set), None)
+            if found is None:
+                raise InvalidInput(
+                    f"restore job {job_id} restores no part into replica set {replica_set}",
+                    field="replicaSet",
+                )
+            part = found.replica_set_name
+        resolved = dict(self.plans(job))[part]
         self.log.start(job_id)
         return resolved
 
@@ -411,6 +535,9 @@ class DeploymentRestores:
         return job.to_doc()
 
     def _target_names(self, job: DeploymentJob) -> list[str]:
+        """The target's processes the job disables: its replica set's, or each part's and the mongos."""
+        if job.parts is not None:
+            return sorted({n for p in job.parts for n in p.processes} | set(job.mongos))
         group_id = str(job.delivery.target_group_id)
         replica_set = str(job.delivery.target_replica_set_name)
         return [p["name"] for p in self.targets.processes(group_id, replica_set)]

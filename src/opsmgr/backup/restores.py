@@ -68,6 +68,16 @@ class Restores:
             )
         return pitr.intersect(windows)
 
+    def snapshot_for(self, source_id: str, position: int) -> str | None:
+        """The snapshot a restore of the source to ``position`` starts from (metadata only: no block is
+        checked); None when ``position`` is outside its window."""
+        kind = self.sources.get(source_id).position_kind
+        points = self._points(source_id)
+        spans = _spans(self.slices.slices(source_id))
+        if not pitr.restorable(pitr.window(points, spans), position):
+            return None
+        return pitr.plan_restore(kind, points, spans, Target(position=position)).snapshot.id
+
     def plan(self, source_id: str, target: Target | dict[str, Any]) -> ResolvedRestore:
         """What a restore to ``target`` needs; 400 outside the window, 409 when blocks are missing."""
         kind = self.sources.get(source_id).position_kind

@@ -123,11 +123,16 @@ def report_gap(
 
 @router.get("/restores/{job_id}/documents")
 def restore_documents(
-    restores: Restores, job_id: str, group_id: str = Depends(agent_group)
+    restores: Restores,
+    job_id: str,
+    group_id: str = Depends(agent_group),
+    replica_set: str | None = Query(None, alias="replicaSet", max_length=64),
 ) -> StreamingResponse:
-    """The restored documents as JSON lines; the job is RUNNING from the first download on."""
-    resolved = restores.open_for_loading(group_id, job_id)  # refuses (409) before the response starts
-    return backup_api.stream(restores, resolved, job_id)
+    """The restored documents as JSON lines (of a sharded cluster's job, those of the part restored into the
+    target's ``replicaSet``); the job is RUNNING from the first download on."""
+    # Refuses (409) before the response starts.
+    resolved = restores.open_for_loading(group_id, job_id, replica_set)
+    return backup_api.stream(restores, [(None, resolved)], job_id)
 
 
 @router.post("/restores/{job_id}/progress")

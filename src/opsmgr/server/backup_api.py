@@ -7,8 +7,10 @@ backup work the daemon's, each one of the server's services (``server.deps``): h
 them and shape the answer. Reads need GROUP_READ_ONLY; changes GROUP_BACKUP_ADMIN (which a GROUP_OWNER
 holds). A restore job is a deployment change: Restoration Mode refuses it (409). An automated restore in
 progress is cancelled by ``DELETE .../restoreJobs/{jobId}`` (``backup.restore_cancel`` says why that route).
-A download URL is a credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops Manager,
-where Project Read Only can neither create nor download restores. Capacity planning
+A sharded cluster (by the id ``/clusters`` lists) is backed up as its parts, its snapshots, window and restore
+jobs being the whole cluster's at one point (``backup.sharded``); its parts' replica sets have no backup of
+their own. A download URL is a credential: only keys that may restore (GROUP_BACKUP_ADMIN) see it, as in Ops
+Manager, where Project Read Only can neither create nor download restores. Capacity planning
 (``opsmgr.backup.capacity``) is opsmgr's own: ``GET .../groups/{id}/clusters/{clusterId}/backup/capacity``
 for a project reader, and ``GET .../admin/backup/capacity`` (the whole blockstore and its disk) for
 ORG_OWNER and ORG_READ_ONLY keys.
@@ -50,9 +52,10 @@ from opsmgr.backup.jobs import (
     DeploymentRestores,
     IntoDeployment,
     JobState,
+    PartPlan,
     parse_delivery,
 )
-from opsmgr.backup.restore import ResolvedRestore
+from opsmgr.backup.sharded import job_progress, specs_of
 from opsmgr.errors import NotFound
 from opsmgr.jsontypes import JsonObject
 from opsmgr.server.alerts_api import global_reader
@@ -87,8 +90,17 @@ def cluster_json(view: JsonObject, base_url: str, heartbeats: Mapping[str, int])
 
 
 def project_clusters(services: Services, group_id: str) -> list[JsonObject]:
-    """The project's backed-up clusters: one per replica set of its automation config."""
-    return services.clusters.ensure(group_id, replica_set_ids(services.automation.config(group_id)))
+    """The project's backed-up clusters: one per replica set of its automation config (its sharded clusters
+    recorded as the config has them now: :func:`refresh_sharded`)."""
+    config = services.automation.config(group_id)
+    services.clusters.ensure_sharded(group_id, specs_of(group_id, config))
+    return services.clusters.ensure(group_id, replica_set_ids(config))
+
+
+def refresh_sharded(services: Services, group_id: str) -> None:
+    """Records the project's sharded clusters as its config has them now (their parts), so that a route
+    given a sharded cluster's id knows it, and a shard added to a cluster backed up is backed up too."""
+    services.clusters.ensure_sharded(group_id, specs_of(group_id, services.automation.config(group_id)))
 
 
 @dataclass(frozen=True)
@@ -266,64 +278,70 @@ def _config_json(group_id: str, cluster_id: str, status: str) -> JsonObject:
 def list_backup_configs(
     request: Request, caller: ProjectReader, services: ServicesDep, page: int = Page, per: int = PerPage
 ) -> JsonObject:
-    """The backup configuration of each of the project's clusters (tools read ``clusterId`` here first)."""
+    """The backup configuration of each of the project's clusters (tools read ``clusterId`` here first): its
+    sharded clusters and its replica sets (a shard's or config server's is backed up with its cluster)."""
+    refresh_sharded(services, caller.group_id)
+    found = project_cluster_views(services, caller.group_id)
     configs = [
-        _config_json(caller.group_id, str(c["_id"]), services.clusters.status(str(c["_id"])))
-        for c in project_clusters(services, caller.group_id)
+        _config_json(caller.group_id, str(v["id"]), services.clusters.status(str(v["id"])))
+        for v in found.views
+        if "shardName" not in v and v["typeName"] != ClusterType.CONFIG_SERVER_REPLICA_SET
     ]
     return paginated(request, configs, page, per)
 
 
 @router.get("/groups/{group_id}/backupConfigs/{cluster_id}")
-def get_backup_config(caller: ProjectReader, clusters: ClustersDep, cluster_id: str) -> JsonObject:
-    clusters.get(caller.group_id, cluster_id)
-    return _config_json(caller.group_id, cluster_id, clusters.status(cluster_id))
+def get_backup_config(caller: ProjectReader, services: ServicesDep, cluster_id: str) -> JsonObject:
+    refresh_sharded(services, caller.group_id)
+    services.clusters.check(caller.group_id, cluster_id)
+    return _config_json(caller.group_id, cluster_id, services.clusters.status(cluster_id))
 
 
 @router.patch("/groups/{group_id}/backupConfigs/{cluster_id}")
 def patch_backup_config(
-    caller: ProjectBackupAdmin, clusters: ClustersDep, cluster_id: str, body: BackupConfigBody
+    caller: ProjectBackupAdmin, services: ServicesDep, cluster_id: str, body: BackupConfigBody
 ) -> JsonObject:
-    """``statusName`` STARTED registers the replica set with the daemon; TERMINATING deletes its backups."""
-    status = clusters.set_status(caller.group_id, cluster_id, body.as_sent().get("statusName"))
+    """``statusName`` STARTED registers the replica set (a sharded cluster's every part) with the daemon;
+    TERMINATING deletes its backups. A shard's or config server's replica set alone is refused (409)."""
+    refresh_sharded(services, caller.group_id)
+    status = services.clusters.set_status(caller.group_id, cluster_id, body.as_sent().get("statusName"))
     return _config_json(caller.group_id, cluster_id, status)
 
 
 @router.get("/groups/{group_id}/backupConfigs/{cluster_id}/snapshotSchedule")
-def get_schedule(caller: ProjectReader, clusters: ClustersDep, cluster_id: str) -> JsonObject:
-    src = clusters.source(caller.group_id, cluster_id)
+def get_schedule(caller: ProjectReader, services: ServicesDep, cluster_id: str) -> JsonObject:
+    refresh_sharded(services, caller.group_id)
+    src = services.clusters.source(caller.group_id, cluster_id)
     return {"groupId": caller.group_id, "clusterId": cluster_id, **src.schedule.to_json()}
 
 
 @router.patch("/groups/{group_id}/backupConfigs/{cluster_id}/snapshotSchedule")
 def patch_schedule(
-    caller: ProjectBackupAdmin,
-    clusters: ClustersDep,
-    backup: Backup,
-    cluster_id: str,
-    body: SnapshotScheduleBody,
+    caller: ProjectBackupAdmin, services: ServicesDep, cluster_id: str, body: SnapshotScheduleBody
 ) -> JsonObject:
-    src = clusters.source(caller.group_id, cluster_id)
+    """The schedule of the cluster's backup (of every part of a sharded cluster's)."""
+    refresh_sharded(services, caller.group_id)
     fields = {k: v for k, v in body.as_sent().items() if k not in ("groupId", "clusterId", "links")}
-    schedule = backup.set_schedule(src.id, fields)
-    return {"groupId": caller.group_id, "clusterId": cluster_id, **schedule.to_json()}
+    schedule = services.restores.sharded.set_schedule(caller.group_id, cluster_id, fields)
+    return {"groupId": caller.group_id, "clusterId": cluster_id, **schedule}
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/snapshots")
 def list_snapshots(
     request: Request,
     caller: ProjectReader,
-    clusters: ClustersDep,
-    backup: Backup,
+    services: ServicesDep,
     cluster_id: str,
     page: int = Page,
     per: int = PerPage,
 ) -> JsonObject:
-    """The snapshots, newest first, and beside them the point-in-time window as ranges (holes between)."""
-    src = clusters.source(caller.group_id, cluster_id)
-    snapshots = [_snapshot_linked(request, s) for s in backup.snapshots_json(src.id)]
-    listed = paginated(request, snapshots, page, per)
-    return {**listed, "pitrWindow": backup.window_json(src.id)}
+    """The snapshots, newest first, and beside them the point-in-time window as ranges (holes between); a
+    sharded cluster's snapshots list every part, its window is where every part can be restored to one
+    point (``backup.sharded``)."""
+    refresh_sharded(services, caller.group_id)
+    found, window = services.restores.sharded.listing(caller.group_id, cluster_id)
+    listed = paginated(request, [_snapshot_linked(request, s) for s in found], page, per)
+    return {**listed, "pitrWindow": window}
 
 
 def _snapshot_linked(request: Request, snapshot: JsonObject) -> JsonObject:
@@ -340,8 +358,7 @@ def _snapshot_linked(request: Request, snapshot: JsonObject) -> JsonObject:
 @router.post("/groups/{group_id}/clusters/{cluster_id}/snapshots")
 def take_snapshot(
     caller: ProjectBackupAdmin,
-    clusters: ClustersDep,
-    backup: Backup,
+    services: ServicesDep,
     cluster_id: str,
     retention_days: int | None = Query(
         None,
@@ -352,15 +369,16 @@ def take_snapshot(
         "one (Ops Manager's default for on-demand snapshots).",
     ),
 ) -> JsonObject:
-    """An on-demand snapshot of each backed-up replica set of the cluster, taken by the daemon's next
-    tick (404 for a cluster the project does not have or does not back up)."""
-    cluster = clusters.get(caller.group_id, cluster_id)
-    ids = backup.request_cluster_snapshot(caller.group_id, cluster_id)
+    """An on-demand snapshot of each backed-up replica set of the cluster (each part of a sharded cluster),
+    taken by the daemon's next tick (404 for a cluster the project does not have or does not back up)."""
+    refresh_sharded(services, caller.group_id)
+    name = services.clusters.name(caller.group_id, cluster_id)
+    ids = services.backup.request_cluster_snapshot(caller.group_id, cluster_id)
     now = _now_ms()
     return {
         "groupId": caller.group_id,
         "clusterId": cluster_id,
-        "clusterName": cluster["replicaSetName"],
+        "clusterName": name,
         "description": "On demand snapshot requested.",
         # When it was requested, in the shape of Ops Manager's answer ({date, time, increment}).
         "timestamp": {"date": iso_utc(now), "time": now // 1000, "increment": 1},
@@ -371,15 +389,10 @@ def take_snapshot(
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}/snapshots/{snapshot_id}")
 def get_snapshot(
-    request: Request,
-    caller: ProjectReader,
-    clusters: ClustersDep,
-    backup: Backup,
-    cluster_id: str,
-    snapshot_id: str,
+    request: Request, caller: ProjectReader, services: ServicesDep, cluster_id: str, snapshot_id: str
 ) -> JsonObject:
-    src = clusters.source(caller.group_id, cluster_id)
-    for snap in backup.snapshots_json(src.id):
+    refresh_sharded(services, caller.group_id)
+    for snap in services.restores.sharded.listing(caller.group_id, cluster_id)[0]:
         if snap.get("id") == snapshot_id:
             return _snapshot_linked(request, snap)
     raise NotFound(f"no snapshot {snapshot_id}", error_code="SNAPSHOT_NOT_FOUND", snapshotId=snapshot_id)
@@ -412,6 +425,10 @@ def job_json(services: Services, job: JsonObject, base_url: str, may_restore: bo
     progress = services.backup.progress(job["_id"])
     if progress is not None and job["statusName"] != JobState.FINISHED:
         out["progress"] = {"fraction": progress.fraction, "message": progress.message}
+    parts = services.restores.parts_json(job)
+    if parts is not None:  # a sharded cluster's job: one job, each part's progress
+        out["parts"] = parts
+        out["progress"] = job_progress(parts)
     if job["delivery"]["methodName"] == "HTTP":
         grant = DownloadGrant.of(job)
         status = grant.status(_now_ms()) if grant else DeliveryStatus.EXPIRED
@@ -519,16 +536,22 @@ def document_line(ns: str, doc: JsonObject) -> bytes:
     return (json.dumps({"ns": ns, "doc": doc}, separators=(",", ":")) + "\n").encode()
 
 
-def json_lines(documents: Iterator[tuple[str, JsonObject]]) -> Iterator[bytes]:
-    """The restored documents, one ``{"ns", "doc"}`` object per line."""
-    for ns, doc in documents:
-        yield document_line(ns, doc)
+def stream(restores: DeploymentRestores, plans: list[PartPlan], job_id: str) -> StreamingResponse:
+    """The restored documents of each plan, in order; a sharded cluster's lines name their part
+    (``replicaSetName``)."""
+
+    def lines() -> Iterator[bytes]:
+        for part, resolved in plans:
+            for ns, doc in restores.documents(resolved, job_id, part):
+                yield document_line(ns, doc) if part is None else part_line(part, ns, doc)
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-def stream(restores: DeploymentRestores, resolved: ResolvedRestore, job_id: str) -> StreamingResponse:
-    return StreamingResponse(
-        json_lines(restores.documents(resolved, job_id)), media_type="application/x-ndjson"
-    )
+def part_line(part: str, ns: str, doc: JsonObject) -> bytes:
+    """One restored document of a sharded cluster's part as a line of a JSON-lines download."""
+    line = {"replicaSetName": part, "ns": ns, "doc": doc}
+    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
 
 
 @download_router.get(DOWNLOAD_PATH, include_in_schema=False)
@@ -544,8 +567,8 @@ def download(restores: Restores, job_id: str, token: str) -> StreamingResponse:
             raise no_such_download()
         return {**job, "download": grant.use(token, _now_ms()).to_json()}
 
-    job, resolved = restores.use_download(job_id, spend)
-    return stream(restores, resolved, job["_id"])
+    job, plans = restores.use_download_plans(job_id, spend)
+    return stream(restores, plans, job["_id"])
 
 
 # Capacity planning (opsmgr's own resources: Ops Manager has no API for it). The figures and their model are
