@@ -3,14 +3,15 @@
 Three shards and a config server set (one member each, so that what a set holds is what its one member
 holds: a secondary's data legitimately trails its primary's), a collection sharded on ``_id``, and up to 25
 random actions on a fake clock: writes and deletes through a router, time passing (the balancer's rounds and
-migrations), a shard or the config servers going down and coming back, the balancer stopped and started,
+migrations), a shard or the config servers going down and coming back or cut off the network and healed,
+the balancer stopped and started,
 a shard added back to the balance by a ``removeShard`` that drains it. After every action:
 
 - no document is on two shards, and every document a running shard holds is in a chunk the map gives it
   (a committed migration leaves nothing behind, an aborted one copies nothing);
 - a count through the router equals the sum, over the shards it reaches, of the documents they own, and
-  the shards it says it could not reach are exactly those holding chunks without a primary (down, or
-  restarted and not yet elected);
+  the shards it says it could not reach are exactly those holding chunks without a primary it reaches
+  (down, restarted and not yet elected, or cut off);
 - once everything runs again, the count is the number of documents written and not deleted.
 """
 
@@ -35,6 +36,8 @@ ACTION = st.one_of(
     st.tuples(st.just("run"), st.sampled_from([0.2, 0.5, 1.0, 3.0, 10.0])),
     st.tuples(st.just("down"), st.sampled_from([*SHARDS, CSRS])),
     st.tuples(st.just("up"), st.sampled_from([*SHARDS, CSRS])),
+    st.tuples(st.just("cut"), st.sampled_from([*SHARDS, CSRS])),
+    st.tuples(st.just("heal"), st.just(0)),
     st.tuples(st.just("balancer"), st.booleans()),
     st.tuples(st.just("drain"), st.sampled_from(SHARDS)),
 )
@@ -48,6 +51,7 @@ class Model:
         self.ids: set[int] = set()
         self.next_id = 0
         self.down: set[str] = set()
+        self.cut: set[str] = set()  # sets whose (one) host is cut off from the router and the others
         self.drained: set[str] = set()
         self.cmap = ChunkMap()
 
@@ -78,6 +82,12 @@ class Model:
             self.s.clock.advance(arg)
         elif kind in ("down", "up"):
             self.toggle(kind, str(arg))
+        elif kind == "cut":
+            self.s.world.cut_host(self.s.host(str(arg), 0))
+            self.cut.add(str(arg))
+        elif kind == "heal":
+            self.s.world.heal()
+            self.cut.clear()
         elif kind == "balancer":
             self.attempt(lambda: self.s.router()[0].set_balancer(router, running=bool(arg)))
         elif kind == "drain" and len(self.drained) < len(SHARDS) - 1:
@@ -127,7 +137,7 @@ class Model:
         holders = {c["shard"] for c in cmap.chunks[NS]}
         without_primary = {shard for shard in SHARDS if self.s.primary(shard) is None}
         assert self.down & set(SHARDS) <= without_primary
-        assert set(counted.unreachable) == holders & without_primary
+        assert set(counted.unreachable) == holders & (without_primary | self.cut)
         assert counted.count == sum(n for shard, n in owned.items() if shard not in counted.unreachable)
 
 
@@ -144,6 +154,7 @@ def test_migrations_and_failures_never_put_a_document_on_two_shards_nor_lose_one
     for action in actions:
         model.apply(action)
         model.check()
+    model.apply(("heal", 0))
     for rs in sorted(model.down):
         model.toggle("up", rs)
     s.clock.advance(30)
