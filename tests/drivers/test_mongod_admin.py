@@ -521,8 +521,9 @@ def test_dump_reads_user_collections_only(peer: WirePeer, driver: MongodDriver) 
         ("shop.orders", {"_id": 1, "sku": "x"}),
         ("shop.orders", {"_id": 2, "sku": "y"}),
     ]
-    (listing,) = peer.received("listCollections")
+    listing, metadata = peer.received("listCollections")  # config: a config server's metadata only
     assert (listing.db, listing.command["filter"]) == ("shop", {"type": "collection"})
+    assert metadata.db == "config"
     (find,) = peer.received("find")
     assert (find.db, find.command["find"]) == ("shop", "orders")
 

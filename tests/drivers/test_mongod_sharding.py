@@ -197,3 +197,51 @@ def test_a_mongos_starts_from_the_mongos_binary(tmp_path: Path) -> None:
     finally:
         d.stop("mongos_0", force=True)
         d.close()
+
+
+def batch(ns: str, docs: list[dict[str, object]]) -> dict[str, object]:
+    return {"cursor": {"firstBatch": docs, "id": Int64(0), "ns": ns}}
+
+
+def test_a_config_servers_dump_and_load_carry_the_cluster_metadata(
+    peer: WirePeer, driver: MongodDriver
+) -> None:
+    listed = {
+        "config": ["chunks", "shards", "system.sessions", "transactions"],
+        "shop": ["orders"],
+    }
+    found = {"config.chunks": [{"_id": "app.orders-0", "shard": "sh0"}], "config.shards": [{"_id": "sh0"}]}
+    peer.script("listDatabases", {"databases": [{"name": n} for n in ("admin", "config", "local", "shop")]})
+    peer.script(
+        "listCollections",
+        lambda body: batch(
+            f"{body['$db']}.$cmd.listCollections",
+            [{"name": c, "type": "collection"} for c in listed[body["$db"]]],
+        ),
+    )
+    peer.script(
+        "find",
+        lambda body: batch(
+            f"{body['$db']}.{body['find']}",
+            found.get(f"{body['$db']}.{body['find']}", [{"_id": 1}]),
+        ),
+    )
+    dumped = driver.dump(NAME)
+    assert dumped == [
+        ("shop.orders", {"_id": 1}),
+        ("config.chunks", {"_id": "app.orders-0", "shard": "sh0"}),
+        ("config.shards", {"_id": "sh0"}),
+    ]
+    peer.script("listDatabases", {"databases": [{"name": "config"}, {"name": "shop"}]})
+    peer.script("dropDatabase", {})
+    peer.script("delete", {"n": 1})
+    peer.script("insert", lambda body: {"n": len(body["documents"])})
+    driver.load(NAME, dumped)
+    assert [r.db for r in peer.received("dropDatabase")] == ["shop"], "the config database is not dropped"
+    cleared = sorted(r.command["delete"] for r in peer.received("delete"))
+    assert cleared == ["chunks", "collections", "databases", "settings", "shards", "tags", "version"]
+    assert all(
+        r.db == "config" and r.command["deletes"] == [{"q": {}, "limit": 0}] for r in peer.received("delete")
+    )
+    inserted = [(r.db, r.command["insert"]) for r in peer.received("insert")]
+    assert inserted == [("shop", "orders"), ("config", "chunks"), ("config", "shards")]

@@ -320,9 +320,11 @@ class Driver(ShardingDriver, Protocol):
         ...
 
     def dump(self, name: str) -> list[tuple[str, dict[str, Any]]]:
-        """Every user document as ``(namespace, document)``, for an initial sync."""
+        """Every user document as ``(namespace, document)``, for an initial sync; a config server's cluster
+        metadata (``config.shards``, ``config.chunks``, ...) included: restoring it restores the map."""
         ...
 
     def load(self, name: str, docs: list[tuple[str, dict[str, Any]]]) -> None:
-        """Replace the process's user data with ``docs`` (the process is stopped or standalone)."""
+        """Replace the process's user data with ``docs`` (the process is stopped or standalone), and a
+        config server's cluster metadata when ``docs`` carry some."""
         ...

@@ -1,6 +1,7 @@
 """The ``mongod`` driver's administrative commands: the Driver protocol's questions and changes to a running
 process (``replSetGetStatus``, ``replSetInitiate``, ``replSetReconfig``, ``replSetStepDown``,
-``replSetFreeze``, ``setParameter``, ``fsync``/``fsyncUnlock``, ``createIndexes``, the oplog, dump and load),
+``replSetFreeze``, ``setParameter``, ``fsync``/``fsyncUnlock``, ``createIndexes``, the oplog, dump and load
+of the user data and of a config server's cluster metadata),
 sent as MongoDB documents them through the pymongo client of the process, and pymongo's errors turned into
 the ``drivers.base`` error family: ``ProcessUnreachable`` when mongod does not answer, ``CommandConflict``
 when it refuses in its current state, ``CommandInvalid`` when it rejects the request, ``DriverError``
@@ -63,6 +64,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
+# A config server's cluster metadata (the chunk map, in ``config``): dumped and loaded with the user data, so
+# that restoring the config servers restores the map, as the sim's do. Elsewhere these collections are absent.
+CLUSTER_METADATA = frozenset({"shards", "databases", "collections", "chunks", "settings", "version", "tags"})
 
 # Server error codes (src/mongo/base/error_codes.yml) that mean "not now, in this state".
 _CONFLICT_CODES = frozenset(
@@ -390,10 +394,11 @@ class MongodAdmin(ABC):
 
         def read(client: MongoClient[Doc]) -> list[tuple[str, Doc]]:
             out: list[tuple[str, Doc]] = []
-            for db_name in self._user_databases(client):
+            names = client.list_database_names()
+            for db_name in [*(db for db in names if db not in SYSTEM_DATABASES), *({"config"} & set(names))]:
                 db = client[db_name]
                 for coll in sorted(db.list_collection_names(filter={"type": "collection"})):
-                    if not coll.startswith("system."):
+                    if coll in CLUSTER_METADATA if db_name == "config" else not coll.startswith("system."):
                         out.extend((f"{db_name}.{coll}", doc) for doc in db[coll].find())
             return out
 
@@ -409,6 +414,9 @@ class MongodAdmin(ABC):
         def write(client: MongoClient[Doc]) -> None:
             for db_name in self._user_databases(client):
                 client.drop_database(db_name)
+            if any(ns.startswith("config.") for ns in by_ns):  # a config server's: its metadata is replaced
+                for coll in sorted(CLUSTER_METADATA):
+                    client.config[coll].delete_many({})
             for ns, batch in by_ns.items():
                 db, coll = split_namespace(ns)
                 for i in range(0, len(batch), 1000):
