@@ -56,7 +56,8 @@ Modelled, after MongoDB's documented semantics:
   primary and replicated, backed up and restored like any data, so restoring the config servers restores
   the map. ``addShard`` (refused when the set has no reachable primary, was not started as a shard, or is
   already a shard under another name; a no-op when it is the same shard), ``listShards``, ``removeShard``
-  (started, ongoing while chunks remain, completed when none do; the sim moves the databases whose
+  (started, ongoing while chunks remain, which the balancer moves off only while it is on, as in MongoDB;
+  completed when none do; the sim moves the databases whose
   primary it is itself where MongoDB needs ``movePrimary``), ``shardCollection`` with ``key`` and
   ``unique`` (recorded, not enforced beyond ``_id``; ``enableSharding`` implied: a database gets a
   primary shard, the one with fewest databases, on its first write or sharded collection),
