@@ -326,3 +326,17 @@ def test_a_new_clusters_router_lists_no_shards_then_adds_the_first() -> None:
     assert d.balancer_status(r).mode == "full"
     s.add_shard(0)
     assert [x.id for x in d.list_shards(r)] == ["sh0"]
+
+
+def test_a_router_started_before_its_config_servers_answers_once_they_have_a_primary() -> None:
+    clock = FakeClock()
+    s = Sharded(world=SimWorld.in_memory(clock=clock, params=SimParams(noop_interval_s=0)), clock=clock)
+    s.start_router(0)
+    d, r = s.router()
+    with pytest.raises(CommandConflict, match="never reached") as refused:
+        d.list_shards(r)
+    assert refused.value.code == 133
+    s.start_set(CSRS, "configsvr")
+    assert d.list_shards(r) == []
+    s.add_shard(0)
+    assert [x.id for x in d.list_shards(r)] == ["sh0"]
