@@ -250,6 +250,8 @@ def test_a_write_load_through_the_routers_counts_the_writes_that_failed() -> Non
     s.clock.advance(10)
     v = s.view()
     assert v.writes >= 1900 and v.writes_failed == 0
+    routed = [s.router(i)[0].server_sample(f"mongos_{i}")["OPCOUNTER_INSERT"] for i in (1,)]
+    assert routed[0] > 0, "the router that served counts the inserts it routed"
     s.stop_set("sh1")
     s.clock.advance(10)
     v = s.view()

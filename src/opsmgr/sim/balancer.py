@@ -222,7 +222,9 @@ def routed_load(
         if g is None or p is None:
             c.writes_failed += 1
             continue
-        load_apply(ctx, g, p, load, (r, n, ns, doc_id), wall, None)
+        op = load_apply(ctx, g, p, load, (r, n, ns, doc_id), wall, None)
+        assert router is not None
+        router.opcounters[op] = router.opcounters.get(op, 0) + 1
         c.writes += 1
         touched[g.gid] = p
     for p in touched.values():

@@ -4,8 +4,9 @@ agent reads through the driver's other calls).
 
 Derived from the node's state, never invented: ``opcounters`` are the client writes the node took as primary
 (``NodeRec.opcounters``, counted where the entry is written, cumulative like MongoDB's and kept across
-restarts as the data directory is); ``OPCOUNTER_CMD`` counts one ``hello`` per connected client and second of
-uptime; memory grows with the oplog the node holds (WiredTiger caches what it writes); write tickets are
+restarts as the data directory is), or, on a ``mongos``, the writes it routed; ``OPCOUNTER_CMD`` counts one
+``hello`` per connected client and second of uptime; memory grows with the oplog the node holds (WiredTiger
+caches what it writes); write tickets are
 MongoDB's 128 less one per client of the set's write load writing to this primary. Page faults stay 0 (the
 simulated data always fits in memory). The data directory's disk (``dbStats``'s ``fsUsedSize``, and
 ``fsTotalSize`` less it) is a :data:`DISK_BYTES` partition holding a base of :data:`BASE_DISK_BYTES` (journal,

@@ -296,6 +296,7 @@ def write(ctx: Ctx, n: NodeRec | None, t: float, name: str, ns: str, op: str, do
     g = ctx.group(p.gid)
     assert g is not None
     ts = oplog.write(ctx, g, t, ns, op, doc)
+    n.opcounters[op] = n.opcounters.get(op, 0) + 1  # a router counts the operations it routes
     c.writes += 1
     return ts
 

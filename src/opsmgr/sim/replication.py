@@ -92,15 +92,16 @@ def load_apply(
     pick: tuple[int, int, str, int],
     wall: float,
     batch: list[Entry] | None,
-) -> None:
-    """Write ``pick`` (``(draw, n, namespace, _id)``) on primary ``p``: insert, replace or delete it."""
+) -> str:
+    """Write ``pick`` (``(draw, n, namespace, _id)``) on primary ``p``: insert, replace or delete it; the
+    op written."""
     assert p.lineage is not None
     r, n, ns, doc_id = pick
     key = id_key(doc_id)
     exists = ctx.data.get_doc(p.lineage, ns, key, p.applied_ts) is not None
     if exists and (r >> 40) % 10_000 < load.delete_ratio * 10_000:
         append_write(ctx, g, p, wall, "d", ns, {"_id": doc_id}, None, (key, None), batch)
-        return
+        return "d"
     value = mix(r, 1) & 0x7FFF_FFFF_FFFF
     doc = {
         "_id": doc_id,
@@ -109,10 +110,9 @@ def load_apply(
         "at": int(wall * 1000),
         "payload": (f"{value:012x}" * (load.payload_bytes // 12 + 1))[: load.payload_bytes],
     }
-    if exists:
-        append_write(ctx, g, p, wall, "u", ns, doc, {"_id": doc_id}, (key, doc), batch)
-    else:
-        append_write(ctx, g, p, wall, "i", ns, doc, None, (key, doc), batch)
+    op = "u" if exists else "i"
+    append_write(ctx, g, p, wall, op, ns, doc, {"_id": doc_id} if exists else None, (key, doc), batch)
+    return op
 
 
 def load_write(ctx: Ctx, g: GroupRec, p: NodeRec, load: WriteLoad, wall: float, batch: list[Entry]) -> None:
