@@ -6,17 +6,15 @@ Derived from the node's state, never invented: ``opcounters`` are the client wri
 (``NodeRec.opcounters``, counted where the entry is written, cumulative like MongoDB's and kept across
 restarts as the data directory is), or, on a ``mongos``, the writes it routed; ``OPCOUNTER_CMD`` counts one
 ``hello`` per connected client and second of uptime; memory grows with the oplog the node holds (WiredTiger
-caches what it writes); write tickets are
-MongoDB's 128 less one per client of the set's write load writing to this primary. Page faults stay 0 (the
-simulated data always fits in memory). The data directory's disk (``dbStats``'s ``fsUsedSize``, and
-``fsTotalSize`` less it) is a :data:`DISK_BYTES` partition holding a base of :data:`BASE_DISK_BYTES` (journal,
-binaries), the documents the node holds at its last applied entry (each its load's payload plus
-:data:`DOC_OVERHEAD_BYTES`) and its oplog as allocated (its configured size); :func:`storage_sample` gives it
-as the partition :data:`PARTITION` (the simulated data volume's device name), with each database's
-``dbStats`` counted from the documents the node holds (sizes: their JSON, in :data:`BLOCK_BYTES` blocks per
-collection on disk; one ``_id`` index per collection of :data:`ID_INDEX_ENTRY_BYTES` per document).
-May import ``opsmgr.sim`` modules and ``opsmgr.drivers.base``.
-"""
+caches what it writes); write tickets are MongoDB's 128 less one per client of the set's write load writing to
+this primary. Page faults stay 0 (the simulated data always fits in memory). The data directory's disk
+(``dbStats``'s ``fsUsedSize``, and ``fsTotalSize`` less it) is a :data:`DISK_BYTES` partition holding a base
+of :data:`BASE_DISK_BYTES` (journal, binaries), the documents the node holds at its last applied entry (each
+its load's payload plus :data:`DOC_OVERHEAD_BYTES`) and its oplog as allocated (its configured size);
+:func:`storage_sample` gives it as the partition :data:`PARTITION` (the simulated data volume's device name),
+with each database's ``dbStats`` counted from the documents the node holds (sizes: their JSON, in
+:data:`BLOCK_BYTES` blocks per collection on disk; one ``_id`` index per collection of
+:data:`ID_INDEX_ENTRY_BYTES` per document). May import ``opsmgr.sim`` modules and ``opsmgr.drivers.base``. """
 
 from __future__ import annotations
 
