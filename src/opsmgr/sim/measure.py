@@ -14,7 +14,8 @@ its load's payload plus :data:`DOC_OVERHEAD_BYTES`) and its oplog as allocated (
 :func:`storage_sample` gives it as the partition :data:`PARTITION` (the simulated data volume's device name),
 with each database's ``dbStats`` counted from the documents the node holds (sizes: their JSON, in
 :data:`BLOCK_BYTES` blocks per collection on disk; one ``_id`` index per collection of
-:data:`ID_INDEX_ENTRY_BYTES` per document). May import ``opsmgr.sim`` modules and ``opsmgr.drivers.base``. """
+:data:`ID_INDEX_ENTRY_BYTES` per document). May import ``opsmgr.sim`` modules and ``opsmgr.drivers.base``.
+"""
 
 from __future__ import annotations
 
