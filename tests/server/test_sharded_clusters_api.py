@@ -245,3 +245,18 @@ def test_refused_roles_and_other_projects(
         assert 400 <= r.status_code < 500 and r.json()["detail"], (forged, r.text)
     r = api.get(f"/groups/{gid}/hosts", params={"clusterId": "x" * 100})
     assert r.status_code == 400 and r.json()["detail"]
+
+
+def test_the_published_python_client_reads_the_sharded_cluster(
+    server: ServerProcess, owner: dict[str, Any], project: AgentProject
+) -> None:
+    with server.ops_manager_client(owner) as om:
+        clusters = om.clusters.list(project.gid)
+        (sharded,) = [c for c in clusters if c.is_sharded]
+        assert sharded.cluster_name == "c1" and sharded.replica_set_name is None
+        config_server = next(c for c in clusters if c.type_name.value == "CONFIG_SERVER_REPLICA_SET")
+        assert config_server.replica_set_name == "csrs" and config_server.cluster_name == "c1"
+        assert {c.shard_name for c in clusters} == {None, "sh0", "sh1"}
+        routers = om.deployments.get_mongos_hosts(project.gid, cluster_id=sharded.id)
+        assert sorted((h.hostname, h.port) for h in routers) == [(HOSTS[0], 27017), (HOSTS[1], 27017)]
+        assert all(h.cluster_id == sharded.id and h.replica_set_name is None for h in routers)
