@@ -287,11 +287,12 @@ class ClusterSteps:
         *,
         may_act: bool,
     ) -> tuple[tuple[str, ...], str, bool]:
-        """The local mongos still to restart (the executor's meanwhile), the cycle's sentence, and whether a
-        step was started."""
+        """The local mongos still to restart that run (the executor's meanwhile), the cycle's sentence, and
+        whether a step was started."""
         progress = ClusterProgress.from_json(view["progress"])
         local = [n for n, host in (view.get("names") or {}).items() if host == self.hostname]
-        owned = tuple(n for n in local if n in snap.processes and n not in progress.mongos_done)
+        # A mongos down before its turn is not held back: the planner starts it again (on the goal's spec).
+        owned = tuple(n for n in local if snap.running(n) and n not in progress.mongos_done)
         decided = view.get("decision") or {}
         sentence = f"{key}: {decided.get('note') or decided.get('reason') or 'rolling maintenance'}"
         running = self.long.running

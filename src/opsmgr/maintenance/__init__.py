@@ -9,7 +9,9 @@ Every decision here is a pure function over plain values; only ``leases.LeaseSer
 façade over its parts: ``changes`` (the change document each part moves), ``registration`` (changes
 registered by config PUTs), ``grants`` (the lease), ``recorder`` (progress, decisions, status, alerts,
 reports), ``index_steps`` (a unique index build's member steps), ``members`` and ``views`` (what agents and
-operators see), ``watch`` and ``watcher`` (kept warnings, majority lost, the temporary arbiter's host).
+operators see), ``watch`` and ``watcher`` (kept warnings, majority lost, the temporary arbiter's host), and
+``clusters``: a sharded cluster's change over its sets' (the balancer, config servers first, the shards in
+turn, the mongos last), whose decisions are ``sharded``'s.
 May import ``opsmgr.errors``, ``opsmgr.automation.config`` (pure accessors), ``opsmgr.automation.rules``
 (modes, host names), ``opsmgr.automation.secrets`` (gen.key on started configs), ``opsmgr.automation.records``
 (processes and replica sets), ``opsmgr.automation.hosts`` (host ids, for the temporary arbiter's host),

@@ -352,8 +352,14 @@ def _end(t: Txn, doc: dict[str, Any], now: float, reason: str) -> None:
         reason=reason,
         doneAt=now,
         updatedAt=now,
+        # The figures of a set's change that have a meaning for the cluster's own steps; the sets' are theirs.
         report={
             "totalSecs": now - float(doc.get("createdAt") or now),
+            "memberSecsOut": {},
+            "elections": None,
+            "plannedElections": None,
+            "noPrimarySecs": None,
+            "stepDowns": [],
             "balancerOffSecs": restored - stopped if stopped is not None and restored is not None else None,
             "mongosRestarted": [
                 e["member"] for e in events if e["kind"] == ClusterMoveName.RESTART_MONGOS.value

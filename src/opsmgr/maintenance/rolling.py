@@ -28,6 +28,9 @@ What rolls (each member is restarted standalone, the task performed, and restart
   member's ``local`` database and members of differently named sets do not replicate, so a rename cannot keep
   the set available; it is an *offline* change that needs ``maintenance.acceptDowntime``.
 
+A mongos is in no replica set: :func:`process_tasks` gives its tasks by the same rules, and
+``maintenance.sharded`` restarts it in its cluster's change, after every set.
+
 What does not roll: member priority, votes, hidden, tags, delays and settings (``replSetReconfig`` only);
 added members (initial sync); processes disabled or enabled (stop/start); and the ``setParameter`` keys in
 :data:`RUNTIME_PARAMETERS`, which the agent applies with ``setParameter`` on the running process. That list
