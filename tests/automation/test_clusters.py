@@ -110,7 +110,7 @@ def test_hosts_of_a_sharded_cluster_carry_ops_managers_types_shards_and_cluster_
     }
     sharded_id = sharded_cluster_id(G, "c1")
     got = {
-        n: (v["typeName"], v.get("shardName"), v.get("clusterId"), v["replicaSetName"])
+        n: (v["typeName"], v.get("shardName"), v.get("clusterId"), v.get("replicaSetName"))
         for n, v in views.items()
     }
     assert got == {
@@ -122,7 +122,9 @@ def test_hosts_of_a_sharded_cluster_carry_ops_managers_types_shards_and_cluster_
         "solo_0": ("REPLICA_PRIMARY", None, IDS["solo"], "solo"),
     }
     mongos = views["mongos_1"]
-    assert mongos["running"] and mongos["replicaStateName"] is None and not mongos["journalingEnabled"]
+    assert mongos["running"] and not mongos["journalingEnabled"]
+    assert "replicaStateName" not in mongos and "replicaSetName" not in mongos, "Ops Manager leaves them out"
+    assert views["solo_0"]["replicaSetName"] == "solo"
     docs = cluster_docs(G, _deployment(), IDS)
     beats = last_heartbeats(docs, views.values())
     assert beats[sharded_id] == AT + 5, "a sharded cluster was last heard of through its mongos"

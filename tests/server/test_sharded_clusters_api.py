@@ -111,7 +111,7 @@ def test_hosts_carry_ops_managers_sharded_types(api: httpx.Client, project: Agen
     for j in range(2):
         mongos = by_name[f"mongos_{j}"]
         assert mongos["typeName"] == "SHARD_MONGOS" and mongos["clusterId"] == clusters["c1"]
-        assert "replicaSetName" not in mongos or mongos["replicaSetName"] is None
+        assert "replicaSetName" not in mongos and "replicaStateName" not in mongos
         assert "shardName" not in mongos
     for i, state in STATES.items():
         config = by_name[f"csrs_{i}"]

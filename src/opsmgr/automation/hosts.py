@@ -47,6 +47,8 @@ _STATE_TYPES = {
 }
 # Fields kept when None: readers index them (where the process is, its state, version and last report).
 _ALWAYS = frozenset({"hostname", "port", "replicaSetName", "replicaStateName", "version", "lastPing"})
+# A mongos has no replica set and no member state: left out, as Ops Manager leaves them out.
+_ROUTER_ALWAYS = _ALWAYS - {"replicaSetName", "replicaStateName"}
 # A host is unreachable once this many poll intervals pass without a report: one late report (a slow cycle,
 # a retried request) is not an outage, three in a row are.
 STALE_POLLS = 3
@@ -137,7 +139,8 @@ def host_views(
             if stale:
                 host = _unreachable(host)
             host["created"] = created.get(host["id"], host["lastPing"])
-            hosts.append({k: v for k, v in host.items() if v is not None or k in _ALWAYS})
+            kept = _ROUTER_ALWAYS if host["typeName"] == "SHARD_MONGOS" else _ALWAYS
+            hosts.append({k: v for k, v in host.items() if v is not None or k in kept})
     return sorted(hosts, key=lambda h: (h["hostname"] or "", h["port"] or 0))
 
 

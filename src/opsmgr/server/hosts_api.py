@@ -38,9 +38,7 @@ def _hosts(request: Request, services: ServicesDep, found: ProjectClusters) -> l
 
 
 def _wire(request: Request, host: JsonObject) -> JsonObject:
-    # What monitoring has not seen is left out, as Ops Manager leaves it out (a mongos has no replica set
-    # and no member state); automation's documents keep those keys for their readers.
-    out = {k: v for k, v in host.items() if v is not None}
+    out = dict(host)
     for key in _INSTANTS:
         if isinstance(out.get(key), int):
             out[key] = iso_utc(out[key])
