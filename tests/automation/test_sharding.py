@@ -137,6 +137,8 @@ CASES: list[Case] = [
     ("ns-no-collection", (f"{COLL}._id", "orders"), "sharded-collection-ns", None),
     ("ns-bad-database", (f"{COLL}._id", "sh$op.orders"), "sharded-collection-ns", None),
     ("ns-system", (f"{COLL}._id", "shop.system.users"), "sharded-collection-ns", None),
+    ("ns-local", (f"{COLL}._id", "local.oplog"), "sharded-collection-ns", None),
+    ("ns-config", (f"{COLL}._id", "config.chunks"), "sharded-collection-ns", None),
     ("ns-not-string", (f"{COLL}._id", 7), "type", None),
     ("ns-missing", (f"{COLL}._id", DELETE), "required", None),
     (

@@ -55,6 +55,8 @@ _SHARDING_FIELDS = {
 }
 _SHARD_FIELDS = {"_id": "string", "rs": "string", "tags": "array"}
 _COLLECTION_FIELDS = {"_id": "string", "key": "array", "unique": "boolean"}
+# MongoDB's own databases: their collections are not sharded by a user.
+_UNSHARDABLE_DBS = frozenset({"admin", "config", "local"})
 # A mongos routes; these are a mongod's (its data files, its replica set, its part in a cluster).
 _MONGOD_ONLY = ("storage.dbPath", "replication.replSetName", "sharding.clusterRole")
 
@@ -230,11 +232,12 @@ def _check_collections(collections: list[Any], path: str) -> None:
         check_fields(coll, _COLLECTION_FIELDS, at)
         ns = coll["_id"]
         db, _, name = ns.partition(".")
-        if not (valid_db_name(db) and valid_collection_name(name)):
+        if not (valid_db_name(db) and valid_collection_name(name)) or db in _UNSHARDABLE_DBS:
             fail(
                 f"{at}._id",
                 "sharded-collection-ns",
-                f"{at}._id must be a namespace <database>.<collection>, not {json.dumps(ns)[:100]}",
+                f"{at}._id must be a namespace <database>.<collection> outside admin, config and local, "
+                f"not {json.dumps(ns)[:100]}",
             )
         if ns in seen:
             fail(f"{at}._id", "sharded-collection-unique", f"collection {ns!r} is listed twice")
