@@ -3,7 +3,8 @@ through the sim driver, the server's maintenance service in process (``tests.mai
 write load through the routers. What is asserted is what the world shows while it happens: the balancer off
 whenever a member is out, the config servers first, then the shards (one at a time, or two with
 ``parallelShards`` 2), the members standalone without their cluster role, the mongos last and one at a
-time, one planned election per set; and the records of the cluster and of each set."""
+time, one planned election per set, a shard that cannot go on holding the cluster (mongos and balancer
+included) until it recovers; and the records of the cluster and of each set."""
 
 from __future__ import annotations
 
@@ -91,3 +92,27 @@ def test_a_balancer_that_was_off_stays_off(tmp_path: Path) -> None:
         assert not f.samples[-1].balancer_on
     finally:
         f.close()
+
+
+def test_a_shard_that_cannot_go_on_holds_the_cluster_until_it_recovers(fleet: ShardedFleet) -> None:
+    """A member of sh1 is down (its restarts fail): sh1's change stops at that member with the others of sh1
+    untouched (its own procedure and checks), the config servers and sh0 are done meanwhile, the mongos wait
+    and the balancer stays off; healed, all goes on."""
+    fleet.world.fail_start(HOSTS[1], "sh1_1")
+    fleet.world.kill(HOSTS[1], "sh1_1")
+    fleet.samples.clear()
+    fleet.put(fleet.config("7.0.6"))
+    assert fleet.run_until(lambda: fleet.records()["sh0"]["state"] == "DONE", 600)
+    fleet.run_until(lambda: False, 60)
+    records = fleet.records()
+    assert records["csrs"]["state"] == "DONE" and records["sh1"]["state"] != "DONE"
+    assert "sh1_1" in str(records["sh1"]["reason"]) and records["sh1"]["progress"]["membersDone"] == []
+    assert all(s.out["sh1"] <= 1 for s in fleet.samples), "no other member of sh1 went down"
+    cluster = records[CLUSTER_KEY]
+    assert cluster["state"] == "RUNNING" and "sh1" in str(cluster["reason"])
+    last = fleet.samples[-1]
+    assert not last.balancer_on and set(last.mongos.values()) == {"7.0.5"}
+
+    fleet.world.heal()
+    assert fleet.run_until(fleet.finished, 900), fleet.records()
+    assert fleet.samples[-1].balancer_on and set(fleet.samples[-1].mongos.values()) == {"7.0.6"}
