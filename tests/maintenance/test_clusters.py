@@ -174,3 +174,27 @@ def test_an_unchanged_cluster_registers_nothing(w: World) -> None:
     w.put(mongos_only)
     [cluster] = [c for c in w.service.changes(G) if c["type"] == "SHARDED_CLUSTER"]
     assert cluster["replicaSets"] == [] and set(cluster["tasks"]) == set(MONGOS)
+
+
+def test_a_set_rolled_back_by_a_later_config_stays_in_the_clusters_change(w: World) -> None:
+    """shA's args change is done; a later config undoes it, so shA rolls again although it no longer differs
+    from where the cluster's change started: the balancer stays off until that roll is done too."""
+    base = sharded_config()
+
+    def profile(c: dict[str, Any]) -> None:
+        for p in c["processes"]:
+            if p["name"].startswith("shA_"):
+                p["args2_6"]["operationProfiling"] = {"mode": "slowOp"}
+
+    w.put(base)
+    w.put(edited(base, profile))
+    _step(w, ClusterMoveName.STOP_BALANCER, "mongos0", balancerWas="full")
+    _finish(w, "shA")
+    w.put(base)
+    view = w.service.agent_view(G, KEY)
+    assert view["change"]["replicaSets"] == ["shA"]
+    assert view["decision"]["kind"] == "blocked" and "shA" in view["decision"]["reason"]
+    assert _waiting(w, "shA") is None
+    _finish(w, "shA")
+    _step(w, ClusterMoveName.RESTORE_BALANCER, "mongos0")
+    assert w.service.agent_view(G, KEY)["active"] is False

@@ -139,18 +139,27 @@ class ClusterDesk:
     def _recompute(
         self, t: Txn, doc: dict[str, Any], new: Mapping[str, Any], version: int, now: float
     ) -> None:
-        """The change under way from the config it started from to ``new``; mongos restarted whose tasks are
-        unchanged stay done. Nothing left to roll: the balancer still goes back (if it was stopped)."""
+        """The change under way from the config it started from to ``new``, still covering every set of the
+        cluster whose own change is under way (a later config can undo a set's difference and roll it back:
+        that roll is the cluster's too); mongos restarted whose tasks are unchanged stay done. Nothing left
+        to roll: the balancer still goes back (if it was stopped)."""
         name = doc["cluster"]
         start = map_secrets(copy.deepcopy(doc["startedFrom"]), self.decrypt)
         before = ClusterChange.from_json(doc["change"])
         progress = ClusterProgress.from_json(doc["progress"])
         fresh = cluster_changes(start, new, rolling_changes(start, new)).get(name)
-        if fresh is None and progress.balancer_was is None:
+        fresh = fresh or ClusterChange(name, before.config_rs, before.shards, ())
+        rolling = {
+            s
+            for s in (fresh.config_rs, *fresh.shards)
+            if active(t.get(LEASES, changes.doc_id(doc["groupId"], s)))
+        }
+        fresh = replace(
+            fresh, sets=tuple(s for s in (fresh.config_rs, *fresh.shards) if s in rolling or s in fresh.sets)
+        )
+        if not fresh.needs_roll and progress.balancer_was is None:
             _end(t, doc, now, f"version {version} needs no rolling restart of {name} any more: superseded")
             return
-        if fresh is None:
-            fresh = ClusterChange(name, before.config_rs, before.shards, ())
         kept = tuple(m for m in progress.mongos_done if fresh.mongos.get(m) == before.mongos.get(m))
         doc.update(
             change=fresh.to_json(),
