@@ -16,10 +16,11 @@ application database restored to T0 with ``opsmgr backup restore-stores --app-on
 Without the mode the coordinating mongos's agent also starts draining ``sh2`` (``agent.sharding``: a shard
 no longer in ``shards[]`` is removed), which races the stop. The sets have one member each, so that the
 new shard stops in the cycle its agent first polls; a migration lasts :data:`PARAMS` ``migration_s``
-(real chunk migrations take long too), longer than the agents' longest retry interval after the server was
-unreachable (30 polls, 6 s), so whichever agent polls the restarted server first, the shard is gone before
-the drain could commit. ``sh2`` is on another host than the coordinating mongos because an agent makes one
-move a cycle and the drain, re-sent every cycle, would hold back the stop on the same host.
+(real chunk migrations take long too), longer than the agents' longest retry interval after the server
+was unreachable (30 poll intervals: 6 s here), so whichever agent polls the restarted server first, the
+shard is gone before the drain could commit. ``sh2`` is on another host than the coordinating mongos
+because an agent makes one move a cycle and the drain, re-sent every cycle, would hold back the stop on
+the same host.
 
 The two cases share one setup (module fixture), in this order: the reconciliation leaves the cluster as the
 setup made it, so the case without the mode restores to the same T0 after it.
