@@ -113,6 +113,9 @@ def test_the_cluster_change_orders_its_sets_and_restores_the_balancer(upgrading:
     _report(w, "shB")
     assert isinstance(w.service.acquire(G, "shB", "shB_0"), Deny)
     _finish(w, CONFIG_RS)
+    [record] = [c for c in w.service.changes(G) if c["type"] == "SHARDED_CLUSTER"]
+    assert record["progress"]["replicaSetsDone"] == [CONFIG_RS]
+    assert record["reason"] == "sh0: the balancer is stopped; rolling shA, shB, shC"
 
     for i, shard in enumerate(SHARDS):
         assert _waiting(w, shard) is None

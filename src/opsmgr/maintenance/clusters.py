@@ -291,18 +291,19 @@ class ClusterDesk:
         replica set's change; ``replicaSet`` is the cluster's route key, ``type`` ``SHARDED_CLUSTER``)."""
         out = []
         for doc in self.store.find_prefix(CLUSTERS, f"{group_id}:"):
-            running = doc.get("state") != ChangeState.DONE.value
-            reason = doc.get("reason")
-            if running:
+            change = ClusterChange.from_json(doc["change"])
+            reason, done = doc.get("reason"), frozenset(change.sets)
+            if doc.get("state") != ChangeState.DONE.value:
                 decided = self._decide(self.store, group_id, doc)
                 reason = decided.note if not isinstance(decided, Blocked) else decided.reason
-            out.append(record_view(doc, reason))
+                done, _ = self._parts(self.store, group_id, change)
+            out.append(record_view(doc, reason, done))
         return out
 
 
-def record_view(doc: Mapping[str, Any], reason: str | None) -> dict[str, Any]:
+def record_view(doc: Mapping[str, Any], reason: str | None, sets_done: frozenset[str]) -> dict[str, Any]:
     """One cluster change as the public API lists it; its parts are the replica sets (each with its own
-    record) and the mongos."""
+    record; ``sets_done``: those whose change ended) and the mongos (``membersDone``)."""
     change = ClusterChange.from_json(doc["change"])
     progress = ClusterProgress.from_json(doc["progress"])
     done_state = doc.get("state") == ChangeState.DONE.value
@@ -325,6 +326,7 @@ def record_view(doc: Mapping[str, Any], reason: str | None) -> dict[str, Any]:
             "stepsDone": progress.seq,
             "stepsTotal": progress.seq if done_state else steps_total,
             "membersDone": list(progress.mongos_done),
+            "replicaSetsDone": [s for s in change.sets if s in sets_done],
             "membersTotal": len(change.mongos),
             "currentMember": None,
             "currentStep": current,
