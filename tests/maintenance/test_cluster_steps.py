@@ -49,7 +49,7 @@ class FakeApi:
         self.posted: list[dict[str, Any]] = []
         self.lose = lose  # reports lost before one is recorded
 
-    async def __call__(self, method: str, key: str, path: str = "", **kw: Any) -> dict[str, Any]:
+    async def maintenance(self, method: str, key: str, path: str = "", **kw: Any) -> dict[str, Any]:
         if self.lose:
             self.lose -= 1
             raise OpsmgrError("server unreachable")
@@ -78,7 +78,7 @@ def _steps(driver: FakeRouterDriver, api: FakeApi) -> tuple[ClusterSteps, LongAc
         return fn(*args, **kwargs)
 
     long = LongActions(HOST)
-    return ClusterSteps(HOST, MoveDriver(driver, call), long, api, lambda: 100.0), long  # type: ignore[arg-type]
+    return ClusterSteps(HOST, MoveDriver(driver, call), long, api, lambda: 100.0), long
 
 
 def _run(steps: ClusterSteps, long: LongActions, view: dict[str, Any]) -> tuple[tuple[str, ...], str, bool]:

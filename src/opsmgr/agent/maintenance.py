@@ -27,13 +27,10 @@ the primaries it saw and what it measured (oplog windows, connections) go to ``P
 change is under way the set's local processes belong to the executor (the planner gives them the single
 step ``RollingMaintenance``): one that crashed outside its turn is started again here.
 
-A sharded cluster's change (``maintenance.sharded``) is looked at by the agents of its mongos under the key
-``cluster:<name>``: the server decides its next step (the balancer stopped, a mongos restarted, the
-balancer set back) and the agent of the step's mongos carries it out as the host's long action; the local
-mongos still to restart are the executor's meanwhile. A set whose turn in its cluster has not come waits
-(its view's ``cluster.waitingFor``). May import
-``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.config``, ``opsmgr.maintenance`` and
-``opsmgr.agent``.
+A sharded cluster's change (``maintenance.sharded``) is looked at by its mongos' agents as ``cluster:<name>``
+(``maintenance_driver.ClusterSteps``); a set whose turn in its cluster has not come waits (its view's
+``cluster.waitingFor``). May import ``opsmgr.errors``, ``opsmgr.drivers.base``, ``opsmgr.automation.config``,
+``opsmgr.maintenance`` and ``opsmgr.agent``.
 """
 
 from __future__ import annotations
@@ -42,10 +39,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from opsmgr.agent.executor import LongAction, LongActions
-from opsmgr.agent.maintenance_driver import ClusterSteps, InHand, MoveDriver, spec_of
+from opsmgr.agent.maintenance_driver import ClusterSteps, InHand, MaintenanceApi, MoveDriver, spec_of
 from opsmgr.agent.plan import LocalProcess, Snapshot
 from opsmgr.automation.config import processes_by_name
 from opsmgr.drivers.base import (
@@ -100,20 +97,6 @@ LONG_MOVES = frozenset(
     }
 )
 _REPORT_EVERY_S = 5.0
-
-
-class MaintenanceApi(Protocol):
-    """The server's maintenance routes for one project (``AgentClient.maintenance`` over HTTP)."""
-
-    async def maintenance(
-        self,
-        method: str,
-        rs_id: str,
-        path: str = "",
-        *,
-        body: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -174,7 +157,7 @@ class MaintenanceExecutor:
         self._run = run
         self._sets: dict[str, _SetMemory] = {}
         self.moves = MoveDriver(driver, self._call)
-        self.cluster_steps = ClusterSteps(hostname, self.moves, long, api.maintenance, clock)
+        self.cluster_steps = ClusterSteps(hostname, self.moves, long, api, clock)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Driver calls block; the loop passes its worker-thread runner."""

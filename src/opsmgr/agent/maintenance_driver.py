@@ -7,7 +7,8 @@ runs now, or as the goal has it; a shard or config server member without its clu
 the reconfigurations a move asks of the primary. What to do, when, and reporting it are the executor's
 (``agent.maintenance``), except for a sharded cluster's own steps, which :class:`ClusterSteps` carries out
 and reports whole: the server decides each one, and it is the balancer stopped or set back through the
-``ShardingDriver`` commands of a local mongos, or a mongos restarted. May import ``opsmgr.errors``,
+``ShardingDriver`` commands of a local mongos, or a mongos restarted. The server's maintenance routes are
+:class:`MaintenanceApi`. May import ``opsmgr.errors``,
 ``opsmgr.drivers.base``, ``opsmgr.automation.config``, ``opsmgr.maintenance`` and ``opsmgr.agent``.
 """
 
@@ -17,7 +18,7 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.plan import Snapshot, process_spec
@@ -46,9 +47,22 @@ TASK_START_OPTIONS: dict[MemberTask, dict[str, Any]] = {
 _NO_RESTART_TASKS = frozenset({Task.BUILD_INDEX, *UNIQUE_INDEX_TASKS})
 
 Call = Callable[..., Awaitable[Any]]
-Api = Callable[..., Awaitable[dict[str, Any]]]  # MaintenanceApi.maintenance
 
 log = logging.getLogger(__name__)
+
+
+class MaintenanceApi(Protocol):
+    """The server's maintenance routes for one project (``AgentClient.maintenance`` over HTTP)."""
+
+    async def maintenance(
+        self,
+        method: str,
+        rs_id: str,
+        path: str = "",
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -267,7 +281,12 @@ class ClusterSteps:
     a stop repeated after a lost report must not report its own "off"."""
 
     def __init__(
-        self, hostname: str, moves: MoveDriver, long: LongActions, api: Api, clock: Callable[[], float]
+        self,
+        hostname: str,
+        moves: MoveDriver,
+        long: LongActions,
+        api: MaintenanceApi,
+        clock: Callable[[], float],
     ):
         self.hostname = hostname
         self.moves = moves
@@ -329,7 +348,7 @@ class ClusterSteps:
         done = replace(move, params={**move.params, **params})
         body = {"changeId": change_id, "move": done.to_json(), "at": at}
         try:
-            await self.api("POST", key, "/progress", body=body)
+            await self.api.maintenance("POST", key, "/progress", body=body)
         except OpsmgrError as exc:
             log.warning(
                 "%s: %s of %s done, not recorded: %s", self.hostname, move.name.value, key, exc.detail
