@@ -261,6 +261,37 @@ def test_an_automated_restore_of_the_cluster_is_one_job_with_each_parts_progress
     assert not any(p["disabled"] for p in config["processes"])
 
 
+def test_a_cancelled_restore_of_the_cluster_names_what_each_process_holds(
+    cluster: Sharded, api: httpx.Client
+) -> None:
+    jobs = f"/groups/{cluster.gid}/clusters/{cluster.cid}/restoreJobs"
+    delivery = {
+        "methodName": "AUTOMATED_RESTORE",
+        "targetGroupId": cluster.gid,
+        "targetClusterId": cluster.cid,
+    }
+    r = api.post(jobs, json={"oplogTs": T0 + 12, "oplogInc": 1, "delivery": delivery})
+    assert r.status_code == 200, r.text
+    (job,) = r.json()["results"]
+    members = {p["replicaSetName"]: p["processes"] for p in job["parts"]}
+    progress = cluster.backup(f"/restores/{job['id']}/progress")
+    for names, state in ((members["csrs"], "DONE"), (members["sh0"][:1], "LOADING")):
+        sent = {"processes": names, "state": state}
+        assert cluster.agent.post(progress, params={"hostname": HOSTS[0]}, json=sent).status_code == 200
+    cancelled = api.delete(f"{jobs}/{job['id']}")
+    assert cancelled.status_code == 200 and cancelled.json()["statusName"] == "KILLED", cancelled.text
+    what = cancelled.json()["cancellation"]
+    assert what["restored"] == sorted(members["csrs"])
+    assert what["partiallyLoaded"] == members["sh0"][:1]
+    assert sorted(what["unchanged"]) == sorted(members["sh0"][1:] + members["sh1"])  # never a mongos
+    parts = api.get(f"{jobs}/{job['id']}").json()["parts"]
+    assert [p["progress"]["statusName"] for p in parts] == ["FINISHED", "CANCELLED", "CANCELLED"]
+    config = api.get(f"/groups/{cluster.gid}/automationConfig").json()
+    assert not any(p["disabled"] for p in config["processes"]), "every process (mongos too) enabled again"
+    again = api.delete(f"{jobs}/{job['id']}")
+    assert again.status_code == 409 and again.json()["errorCode"] == "RESTORE_JOB_NOT_CANCELLABLE", again.text
+
+
 def test_refusals_are_4xx_json(server: ServerProcess, cluster: Sharded, api: httpx.Client) -> None:
     gid, cid = cluster.gid, cluster.cid
     reader = api.post(f"/groups/{gid}/apiKeys", json={"desc": "r", "roles": ["GROUP_READ_ONLY"]}).json()

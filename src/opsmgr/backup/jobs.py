@@ -300,7 +300,7 @@ class DeploymentRestores:
             self.log.create(doc)
             return doc
         doc = job.to_doc()
-        disabled = self._target_names(job)
+        disabled = self._disabled(job)
         self.log.create(doc, lambda t, _: self._disable(t, delivery.group_id, disabled))
         return doc
 
@@ -534,17 +534,21 @@ class DeploymentRestores:
             t.notify(WORK_CHANGED, group_id)
         return job.to_doc()
 
+    def _disabled(self, job: DeploymentJob) -> list[str]:
+        """The target's processes the job disables: those it loads and a sharded cluster's mongos."""
+        return sorted({*self._target_names(job), *job.mongos})
+
     def _target_names(self, job: DeploymentJob) -> list[str]:
-        """The target's processes the job disables: its replica set's, or each part's and the mongos."""
+        """The target's processes the job loads: its replica set's, or each part's."""
         if job.parts is not None:
-            return sorted({n for p in job.parts for n in p.processes} | set(job.mongos))
+            return sorted({n for p in job.parts for n in p.processes})
         group_id = str(job.delivery.target_group_id)
         replica_set = str(job.delivery.target_replica_set_name)
         return [p["name"] for p in self.targets.processes(group_id, replica_set)]
 
     def _enable(self, t: Txn, job: DeploymentJob) -> None:
         """The target's processes enabled again (with the move that ends the job): automation starts them."""
-        self.targets.set_disabled(t, str(job.delivery.target_group_id), self._target_names(job), False)
+        self.targets.set_disabled(t, str(job.delivery.target_group_id), self._disabled(job), False)
 
     def cancel(self, group_id: str, cluster_id: str, job_id: str) -> dict[str, Any]:
         """Cancels an automated restore that has not ended (``backup.restore_cancel``): CANCELLED with the
