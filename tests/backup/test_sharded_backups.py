@@ -191,3 +191,28 @@ def test_a_snapshot_the_other_parts_have_not_reached_yet_is_not_complete(cluster
         cluster.sharded.plans(GROUP, cluster.cid, {"snapshotId": newest.id})
     a["sh1"].quiet(40)
     assert cluster.sharded.snapshots(GROUP, cluster.cid)[0].point == pos(30)
+
+
+def test_a_shard_added_to_a_cluster_backed_up_is_backed_up_and_the_window_waits_for_it(
+    cluster: Cluster,
+) -> None:
+    for agent in cluster.agents.values():
+        agent.sync(0, [])
+    cluster.snapshot_all()
+    for agent in cluster.agents.values():
+        agent.quiet(50)
+    parts = cluster.sharded.parts(GROUP, cluster.cid)
+    assert cluster.sharded.window(parts) == [Range(pos(0), pos(50))]
+    (grown,) = specs_of(GROUP, sharded_cluster_config(HOSTS, shards=3))
+    assert grown.cluster_id == cluster.cid
+    cluster.clusters.ensure_sharded(GROUP, [grown])
+    started = {s.name for s in cluster.clusters.started_sources(GROUP)}
+    assert started == {"csrs", "sh0", "sh1", "sh2"}, "the new shard's agents ship it from now on"
+    parts = cluster.sharded.parts(GROUP, cluster.cid)
+    assert [p.spec.replica_set for p in parts] == ["csrs", "sh0", "sh1", "sh2"]
+    assert cluster.sharded.window(parts) == [], "nothing restorable without the new shard's data"
+    sh2 = PartAgent(cluster.daemon, parts[3].source.id)
+    sh2.sync(40, [])
+    cluster.daemon.take_snapshot(sh2.source_id)
+    sh2.quiet(50)
+    assert cluster.sharded.window(parts) == [Range(pos(40), pos(50))]

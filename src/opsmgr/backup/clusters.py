@@ -100,7 +100,8 @@ class Clusters:
 
     def ensure_sharded(self, group_id: str, specs: Iterable[ShardedSpec]) -> None:
         """Records each sharded cluster of the project's config as it is now (written only when it changed),
-        and the cluster of each of its parts' replica sets."""
+        and the cluster of each of its parts' replica sets; a part new to a cluster whose backup is STARTED
+        is backed up from then on (its agents hear of it)."""
         for spec in specs:
             self.ensure(group_id, [p.replica_set for p in spec.parts])
             doc = {
@@ -110,8 +111,15 @@ class Clusters:
                 "parts": [p.to_json() for p in spec.parts],
                 "mongos": list(spec.mongos),
             }
-            if self.store.get(SHARDED, spec.cluster_id) != doc:
-                self.store.put(SHARDED, doc)
+            if self.store.get(SHARDED, spec.cluster_id) == doc:
+                continue
+            self.store.put(SHARDED, doc)
+            if self.status(spec.cluster_id) is BackupStatus.STARTED:
+                for part in spec.parts:
+                    self.daemon.register_source(
+                        group_id, spec.cluster_id, part.replica_set, SourceKind.REPLICA_SET
+                    )
+                self.store.notify(WORK_CHANGED, group_id)
 
     def sharded(self, group_id: str, cluster_id: str) -> ShardedSpec | None:
         """The project's sharded cluster ``cluster_id`` as last recorded, or None."""

@@ -3,9 +3,9 @@ point-in-time window (the intersection of theirs), its cluster snapshots (each n
 snapshot, listing every part) and the plans that restore every part to one point. The decisions are
 ``backup.sharded``'s; this module reads the daemon's metadata for them.
 
-A part of the config that has no source (a shard added since the backup started) is registered while the
-cluster's backup is STARTED, the next time the cluster is looked at; until its source has a snapshot the
-cluster's window is empty from that part on, as a restore without it would lose its documents. A source of a
+A shard added to a cluster whose backup is STARTED is backed up from when its cluster is next recorded
+(``Clusters.ensure_sharded``); the cluster's window is what every current part can restore, so it starts
+again at that part's first snapshot (a restore without the part would lose its documents). A source of a
 replica set no longer in the config (a removed shard) is left out of the window and of restores.
 
 May import ``opsmgr.errors`` and ``opsmgr.backup``.
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsmgr.backup import pitr
-from opsmgr.backup.clusters import BackupStatus, Clusters
-from opsmgr.backup.daemon import BackupDaemon, Source, SourceKind
+from opsmgr.backup.clusters import Clusters
+from opsmgr.backup.daemon import BackupDaemon, Source
 from opsmgr.backup.errors import OutsideWindow, SnapshotBlocksMissing
 from opsmgr.backup.pitr import Range, Target
 from opsmgr.backup.positions import PositionKind, timestamp_json
@@ -64,9 +64,6 @@ class ShardedBackups:
         spec = self.clusters.sharded(group_id, cluster_id)
         if spec is None:
             raise NotFound(f"cluster {cluster_id} is not a sharded cluster", clusterId=cluster_id)
-        if self.clusters.status(cluster_id) is BackupStatus.STARTED:
-            for p in spec.parts:
-                self.daemon.register_source(group_id, cluster_id, p.replica_set, SourceKind.REPLICA_SET)
         sources = {s.name: s for s in self.clusters.sources(group_id, cluster_id)}
         ids = self.clusters.part_ids(group_id, spec)
         missing = [p.replica_set for p in spec.parts if p.replica_set not in sources]
