@@ -8,7 +8,7 @@ May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +68,20 @@ class Restores:
             )
         return pitr.intersect(windows)
 
-    def snapshot_for(self, source_id: str, position: int) -> str | None:
-        """The snapshot a restore of the source to ``position`` starts from (metadata only: no block is
-        checked); None when ``position`` is outside its window."""
+    def snapshot_chooser(self, source_id: str) -> Callable[[int], str | None]:
+        """What gives the snapshot a restore of the source to a position starts from (metadata only, read
+        once: no block is checked), None for a position outside its window."""
         kind = self.sources.get(source_id).position_kind
         points = self._points(source_id)
         spans = _spans(self.slices.slices(source_id))
-        if not pitr.restorable(pitr.window(points, spans), position):
-            return None
-        return pitr.plan_restore(kind, points, spans, Target(position=position)).snapshot.id
+        window = pitr.window(points, spans)
+
+        def choose(position: int) -> str | None:
+            if not pitr.restorable(window, position):
+                return None
+            return pitr.plan_restore(kind, points, spans, Target(position=position)).snapshot.id
+
+        return choose
 
     def plan(self, source_id: str, target: Target | dict[str, Any]) -> ResolvedRestore:
         """What a restore to ``target`` needs; 400 outside the window, 409 when blocks are missing."""

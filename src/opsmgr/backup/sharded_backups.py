@@ -92,11 +92,12 @@ class ShardedBackups:
         anchors = sorted(self.daemon.snapshots_json(config.source.id), key=_position)
         points = cluster_points([_position(a) for a in anchors], window)
         listed = {p.source.id: {s["id"]: s for s in self.daemon.snapshots_json(p.source.id)} for p in parts}
+        choosers = {p.source.id: self.daemon.restores.snapshot_chooser(p.source.id) for p in parts}
         out = []
         for anchor, point in zip(anchors, points, strict=True):
             chosen: list[tuple[Part, dict[str, Any] | None]] = []
             for p in parts:
-                sid = None if point is None else self.daemon.restores.snapshot_for(p.source.id, point)
+                sid = None if point is None else choosers[p.source.id](point)
                 chosen.append((p, None if sid is None else listed[p.source.id].get(sid)))
             out.append(ClusterSnapshot(anchor, point, chosen))
         return sorted(out, key=lambda c: -_position(c.anchor))
