@@ -256,7 +256,10 @@ def create_app(services: Services) -> FastAPI:
     # Added last, so outermost: the pipeline's own error answers get the public API's protocol too.
     app.add_middleware(PublicApiProtocol)
 
-    _route(app)
+    if "api" in services.config.roles:
+        _route(app)
+    else:  # a daemon host (mms.server.roles=daemon): its health, readiness and metrics only
+        app.include_router(ops_api.router)
     exporter = app.state.exporter = Exporter(services)  # /health/ready shows the daemon's health
 
     @app.get("/metrics", include_in_schema=False)

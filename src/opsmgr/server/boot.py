@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -59,6 +60,7 @@ from opsmgr.store.engine import Store
 from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 from opsmgr.store.identity import Role
 from opsmgr.store.installation import preflight
+from opsmgr.store.job_leases import JobLeases
 from opsmgr.store.users import Users
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ def _opener(settings: Settings) -> Callable[[str, Role], Store]:
             name=role.value,
             oplog_max_bytes=settings.oplog_max_mb * 1024 * 1024,
             oplog_max_age_s=settings.oplog_max_age_hours * 3600,
+            fence_jobs=True,
         )
 
     return store
@@ -120,6 +123,9 @@ def server_config(settings: Settings, genkey: GenKey) -> ServerConfig:
         block_compression=settings.block_compression,
         backup_alert_policy=settings.backup_alert_policy(),
         maintenance_policy=settings.maintenance_policy(),
+        server_id=f"{socket.gethostname()}:{settings.port}",
+        roles=settings.server_roles,
+        job_lease_s=settings.job_lease_s,
     )
 
 
@@ -221,13 +227,14 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         polls=AgentPolls(automation, restoration, caches),
         caches=caches,
         changes=ChangeListener(app),
-        jobs=JobRunner([]),
+        jobs=JobRunner([], JobLeases(app, config.server_id, config.job_lease_s)),
         metrics=Metrics(),
         alert_configs=AlertConfigs(app, encrypt=genkey.encrypt),
         global_alert_configs=GlobalAlertConfigs(app, encrypt=genkey.encrypt),
         drills=Drills(app, alerts),
     )
-    services.jobs.jobs.extend(periodic_jobs(services, genkey))
+    if "daemon" in config.roles:
+        services.jobs.jobs.extend(periodic_jobs(services, genkey))
     return services
 
 
@@ -326,7 +333,7 @@ def serve(
         opened(settings, app_version=app_version) as services,
     ):
         app = create_app(services)
-        if extend is not None:
+        if extend is not None and "api" in settings.server_roles:
             extend(app)
         if not settings.restoration_mode_enabled:
             log.warning(

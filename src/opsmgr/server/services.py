@@ -74,6 +74,9 @@ class ServerConfig:
     block_compression: Compression | None = None
     backup_alert_policy: AlertPolicy | None = None
     maintenance_policy: Policy = field(default_factory=Policy)
+    server_id: str = "opsmgr"  # names this server in the periodic jobs' leases: host and port
+    roles: frozenset[str] = frozenset({"api", "daemon"})
+    job_lease_s: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ key                                meaning                                      
 ``mms.backup.drill.intervalDays``  on a secondary: days without a passing restore drill   ``7``
                                    before BACKUP_DRILL_OVERDUE
 ``mms.agent.pollIntervalSeconds``  seconds between an agent's polls for its config        ``10``
+``mms.server.roles``               what this server does: ``api`` (public API, UI, agent  ``api,daemon``
+                                   API), ``daemon`` (the periodic jobs), or both
+``mms.server.jobLeaseSeconds``     a periodic job's lease: servers sharing the databases  ``10``
+                                   take over a silent holder's jobs after it
 ``mms.alerts.webhook.url``         URL alerts are POSTed to as JSON                       empty: none
 ``mms.logLevel``                   ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``          ``INFO``
 ``mms.store.oplogMaxSizeMB``       cap of each backing database's oplog by size (MB)      ``512``
@@ -158,6 +162,16 @@ def _compression(text: str, _base: Path) -> Compression:
     return Compression.parse(text)
 
 
+ROLES = frozenset({"api", "daemon"})
+
+
+def _roles(text: str, _base: Path) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    if not roles or not roles <= ROLES:
+        raise ValueError(f"must name api, daemon or both (comma-separated), not {text!r}")
+    return roles
+
+
 def _blockstore_uri(text: str, base: Path) -> str:
     uri = conf.store_uri(text, base)
     if uri.startswith("sqlite"):
@@ -273,6 +287,22 @@ KEYS: tuple[Key, ...] = (
         "restore drill raises BACKUP_DRILL_OVERDUE.",
         default="7",
         parse=conf.float_in(0.0001, 3650),
+    ),
+    Key(
+        name="mms.server.roles",
+        attr="server_roles",
+        description="What this server does: api (public API, UI, agent API), daemon (periodic jobs: backup, "
+        "alerts, Restoration Mode, ...), or both, comma-separated.",
+        default="api,daemon",
+        parse=_roles,
+    ),
+    Key(
+        name="mms.server.jobLeaseSeconds",
+        attr="job_lease_s",
+        description="Seconds a server's lease of a periodic job lasts unrenewed: servers sharing the backing "
+        "databases take over the jobs of one silent for that long.",
+        default="10",
+        parse=conf.float_in(1, 3600),
     ),
     Key(
         name="mms.agent.pollIntervalSeconds",
@@ -481,6 +511,8 @@ class Settings:
     drill_primary_private_key: str | None = None
     conf_path: Path | None = None
     blockstore_uri: str | None = None
+    server_roles: frozenset[str] = ROLES
+    job_lease_s: float = 10.0
 
     @property
     def https(self) -> bool:

@@ -22,8 +22,10 @@ highest ``ts`` removed, and a reader asking after an older ``ts`` gets :class:`O
 
 On SQLite, closing a store checkpoints its write-ahead log into the database file and empties it (TRUNCATE),
 so after a clean stop the ``.sqlite`` file alone holds every committed transaction; :meth:`Store.quick_check`
-reads every page for the damage a failing disk leaves. May import only ``opsmgr.errors``,
-``opsmgr.sqlite_wal``, ``opsmgr.store.schema``, SQLAlchemy and bson (for ids).
+reads every page for the damage a failing disk leaves. In a server's shared stores (``fence_jobs``), a write
+transaction of a periodic job is fenced by its lease's token (``store.job_leases``); a backup head, which
+mirrors a source's documents, never is. May import only ``opsmgr.errors``, ``opsmgr.sqlite_wal``,
+``opsmgr.store.schema``, ``opsmgr.store.job_leases``, SQLAlchemy and bson (for ids).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from opsmgr.errors import InvalidInput, OplogGap, StoreError
 from opsmgr.sqlite_wal import enter_wal
+from opsmgr.store.job_leases import check_fence
 from opsmgr.store.schema import (
     MAX_COLL_LEN,
     MAX_ID_LEN,
@@ -308,9 +311,11 @@ class Store:
         name: str = "store",
         oplog_max_bytes: int = 512 * 1024 * 1024,
         oplog_max_age_s: float = 7 * 24 * 3600,
+        fence_jobs: bool = False,
     ) -> None:
         self.url = normalise_url(url)
         self.name = name
+        self.fence_jobs = fence_jobs  # a server's shared store: its periodic jobs' writes are fenced
         self.oplog_max_bytes = oplog_max_bytes
         self.oplog_max_age_s = oplog_max_age_s
         self._writing = threading.local()
@@ -418,6 +423,8 @@ class Store:
         """
         with self._unavailable(), self._begin(write=True) as conn:
             txn = Txn(conn, self._stmts, writable=True)
+            if self.fence_jobs:
+                check_fence(txn)
             yield txn
         self.announce(txn.notes)
 

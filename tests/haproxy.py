@@ -1,0 +1,77 @@
+"""A real HAProxy (Debian's ``haproxy``) in front of several ``opsmgr server`` processes, as an operator
+deploys them: HTTP round robin over the servers, each checked on ``/health/ready`` every half second and
+taken out after two failed checks. Started in the foreground on a free loopback port; stopped by its id."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.procs import free_port, wait_for
+
+BINARY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+_CONFIG = """\
+global
+    maxconn 512
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    retries 2
+    option redispatch
+frontend opsmgr
+    bind 127.0.0.1:{port}
+    default_backend servers
+backend servers
+    balance roundrobin
+    option httpchk GET /health/ready
+{servers}
+"""
+
+
+class HAProxy:
+    def __init__(self, root: Path, backends: list[int]) -> None:
+        self.root = root
+        self.port = free_port()
+        self.backends = backends
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> HAProxy:
+        self.root.mkdir(parents=True, exist_ok=True)
+        servers = "\n".join(
+            f"    server s{i} 127.0.0.1:{port} check inter 500ms fall 2 rise 1"
+            for i, port in enumerate(self.backends)
+        )
+        config = self.root / "haproxy.cfg"
+        config.write_text(_CONFIG.format(port=self.port, servers=servers))
+        log = (self.root / "haproxy.log").open("wb")
+        self.proc = subprocess.Popen([BINARY, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, 20, 0.1, what="HAProxy answering")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"haproxy exited: {(self.root / 'haproxy.log').read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
