@@ -365,3 +365,39 @@ def test_a_scheduled_drill_needs_all_its_keys():
     assert s.drill_gen_key_path == (BASE / "primary-gen.key").resolve()
     assert (s.drill_primary_url, s.drill_primary_private_key) == ("https://primary.example:8443", "secret")
     assert parse_settings(MINIMAL, base_dir=BASE).drill_gen_key_path is None
+
+
+def test_scale_out_keys_reach_the_server_config():
+    from opsmgr.server.boot import server_config
+
+    s = parse_settings(
+        {
+            **MINIMAL,
+            "mms.server.roles": " daemon ",
+            "mms.server.jobLeaseSeconds": "4",
+            "mms.maintenance.sharded.parallelShards": "2",
+            "mms.blockstore.uri": "postgresql://ops:secret@db1:5432/blocks",
+        },
+        base_dir=BASE,
+    )
+    config = server_config(s, GenKey.generate())
+    assert config.roles == frozenset({"daemon"}) and config.job_lease_s == 4.0
+    assert config.sharded_policy.parallel_shards == 2
+    assert config.blockstore_uri == "postgresql://ops:secret@db1:5432/blocks"
+    assert "secret" not in s.describe()
+    problems, _ = problems_of(
+        {
+            **MINIMAL,
+            "mms.server.roles": "api,web",
+            "mms.server.jobLeaseSeconds": "0",
+            "mms.maintenance.sharded.parallelShards": "0",
+            "mms.blockstore.uri": "sqlite:///blocks.db",
+        }
+    )
+    assert set(problems) == {
+        "mms.server.roles",
+        "mms.server.jobLeaseSeconds",
+        "mms.maintenance.sharded.parallelShards",
+        "mms.blockstore.uri",
+    }
+    assert "api, daemon or both" in problems["mms.server.roles"]

@@ -9,9 +9,9 @@ SIGTERM, which closes the stores (an SQLite store checkpoints its log into its f
 The composition root. May import ``opsmgr`` (its version), ``opsmgr.logs``, ``opsmgr.alerts``,
 ``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.drills``,
 ``opsmgr.backup.jobs``, ``opsmgr.backup.backing_jobs``, ``opsmgr.maintenance.service``,
-``opsmgr.maintenance.index_service``, ``opsmgr.maintenance.rolling`` (the transition check it hands to
-automation), ``opsmgr.restoration.service``, ``opsmgr.store`` and
-``opsmgr.server`` modules.
+``opsmgr.maintenance.index_service``, ``opsmgr.maintenance.sharded`` (its policy),
+``opsmgr.maintenance.rolling`` (the transition check it hands to automation), ``opsmgr.restoration.service``,
+``opsmgr.store`` and ``opsmgr.server`` modules.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from opsmgr.backup.jobs import DeploymentRestores, Grants
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.sharded import ShardedPolicy
 from opsmgr.restoration.service import RestorationService
 from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.download_grants import DownloadGrant
@@ -123,6 +124,7 @@ def server_config(settings: Settings, genkey: GenKey) -> ServerConfig:
         block_compression=settings.block_compression,
         backup_alert_policy=settings.backup_alert_policy(),
         maintenance_policy=settings.maintenance_policy(),
+        sharded_policy=ShardedPolicy(settings.maintenance_sharded_parallel_shards),
         server_id=f"{socket.gethostname()}:{settings.port}",
         roles=settings.server_roles,
         job_lease_s=settings.job_lease_s,
@@ -163,6 +165,7 @@ def _maintenance(
         encrypt=genkey.encrypt,
         decrypt=genkey.decrypt,
         policy=config.maintenance_policy,
+        sharded=config.sharded_policy,
     )
 
     def write_goal(group_id: str, config_doc: dict[str, object], version: int) -> None:

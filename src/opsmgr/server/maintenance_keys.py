@@ -1,5 +1,6 @@
 """The ``mms.maintenance.*`` keys of ``conf-mms.properties``: one per field of the rolling maintenance
-procedure's :class:`~opsmgr.maintenance.snapshot.Policy`, whose default is the key's, with its bounds.
+procedure's :class:`~opsmgr.maintenance.snapshot.Policy`, whose default is the key's, with its bounds, and
+the sharded clusters' ``parallelShards``.
 
 ``server.settings`` reads them with its other keys and documents them in its table. May import
 ``opsmgr.conf`` and ``opsmgr.maintenance.snapshot`` (the policy, a pure value).
@@ -87,5 +88,14 @@ MAINTENANCE_KEYS: tuple[Key, ...] = (
         "HOST, REPLICA_SET and AGENT alert notifications its restarts cause; it closes when the change ends. "
         "0: no window.",
         conf.float_in(0, 7 * 86400),
+    ),
+    # Not a Policy field: how a sharded cluster's change orders its sets (maintenance.sharded).
+    Key(
+        "mms.maintenance.sharded.parallelShards",
+        "maintenance_sharded_parallel_shards",
+        "How many shards of a sharded cluster roll at once during rolling maintenance (the config servers "
+        "always alone and first, the mongos last).",
+        "1",
+        conf.int_in(1, 64),
     ),
 )

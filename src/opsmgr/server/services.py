@@ -34,6 +34,7 @@ from opsmgr.errors import Conflict
 from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.index_service import IndexBuildService
 from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.sharded import ShardedPolicy
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.restoration.mode import ModeState
 from opsmgr.restoration.service import RESTORATION_CHANGED, RestorationService
@@ -74,6 +75,7 @@ class ServerConfig:
     block_compression: Compression | None = None
     backup_alert_policy: AlertPolicy | None = None
     maintenance_policy: Policy = field(default_factory=Policy)
+    sharded_policy: ShardedPolicy = field(default_factory=ShardedPolicy)
     server_id: str = "opsmgr"  # names this server in the periodic jobs' leases: host and port
     roles: frozenset[str] = frozenset({"api", "daemon"})
     job_lease_s: float = 10.0

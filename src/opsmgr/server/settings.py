@@ -108,6 +108,7 @@ key                                                    meaning                  
 ``mms.maintenance.alertWindowSeconds``                 a rolling change opens a maintenance        ``0``
                                                        window (HOST, REPLICA_SET, AGENT) this
                                                        long, closed when it ends; 0: none
+``mms.maintenance.sharded.parallelShards``             shards of a sharded cluster rolled at once  ``1``
 =====================================================  ==========================================  ========
 
 A secondary runs a restore drill of each backing-database deployment on its own (``server.drill_schedule``)
@@ -501,6 +502,7 @@ class Settings:
     maintenance_secondary_catch_up_period_secs: int
     maintenance_maintenance_port_offset: int
     maintenance_alert_window_s: float
+    maintenance_sharded_parallel_shards: int = 1
     https_pem_key_file: Path | None = None
     https_pem_key_file_password: str | None = None
     https_ca_file: Path | None = None
