@@ -1,4 +1,5 @@
-"""What the deployment page shows of one project: its replica sets (and standalone processes), each process
+"""What the deployment page shows of one project: its replica sets (a sharded cluster's config server set
+and shards named as such, and its routers in a group of their own) and standalone processes, each process
 with its state, version, lag, last ping and goal state, and its agent's current plan step and status
 sentence.
 
@@ -83,7 +84,18 @@ def _state(host: JsonObject | None) -> str:
     named = host.get("replicaStateName")
     if named:
         return str(named)
-    return "STANDALONE" if host.get("typeName") == "STANDALONE" else "UNKNOWN"
+    return {"STANDALONE": "STANDALONE", "SHARD_MONGOS": "MONGOS"}.get(str(host.get("typeName")), "UNKNOWN")
+
+
+def _set_titles(config: JsonObject) -> dict[str, str]:
+    """The title of each replica set that is part of a sharded cluster."""
+    titles: dict[str, str] = {}
+    for cluster in _objects(config.get("sharding")):
+        name = cluster.get("name")
+        titles[str(cluster.get("configServerReplica"))] = f"Config servers of {name} (replica set "
+        for shard in _objects(cluster.get("shards")):
+            titles[str(shard.get("rs"))] = f"Shard {shard.get('_id')} of {name} (replica set "
+    return titles
 
 
 def _heard(host: JsonObject | None, now_ms: int) -> str:
@@ -163,8 +175,11 @@ def deployment_view(
     processes = {str(p.get("name")): p for p in _objects(config.get("processes"))}
     groups: list[Group] = []
     placed: set[str] = set()
+    titles = _set_titles(config)
     for rs in _objects(config.get("replicaSets")):
-        group = Group(title=f"Replica set {rs.get('_id')}", rs_id=str(rs.get("_id")))
+        rs_id = str(rs.get("_id"))
+        title = f"{titles[rs_id]}{rs_id})" if rs_id in titles else f"Replica set {rs_id}"
+        group = Group(title=title, rs_id=rs_id)
         for member in _objects(rs.get("members")):
             name = str(member.get("host"))
             if name in processes:
@@ -175,12 +190,20 @@ def deployment_view(
                     )
                 )
         groups.append(group)
+    routers: dict[str, Group] = {}
     loose = Group(title="Processes outside any replica set", rs_id="")
     for name, process in processes.items():
-        if name not in placed:
-            loose.rows.append(
-                _row(process, goal_version, by_status.get(name), by_host.get(name), None, now_ms)
+        if name in placed:
+            continue
+        row = _row(process, goal_version, by_status.get(name), by_host.get(name), None, now_ms)
+        if process.get("processType") == "mongos":
+            cluster = str(process.get("cluster"))
+            routers.setdefault(cluster, Group(title=f"Routers (mongos) of {cluster}", rs_id="")).rows.append(
+                row
             )
+        else:
+            loose.rows.append(row)
+    groups += routers.values()
     if loose.rows:
         groups.append(loose)
     rows = [r for g in groups for r in g.rows]
