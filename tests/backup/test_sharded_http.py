@@ -326,3 +326,26 @@ def test_refusals_are_4xx_json(server: ServerProcess, cluster: Sharded, api: htt
     r = api.patch(f"/groups/{gid}/backupConfigs/{cid}", json={"statusName": "INACTIVE"})
     assert r.status_code == 400 and "statusName" in r.json()["detail"]
     other.agent.close()
+
+
+def test_an_on_demand_snapshot_of_the_cluster_snapshots_every_part(
+    cluster: Sharded, api: httpx.Client
+) -> None:
+    """Last in the module: it adds the newest snapshot."""
+    r = api.post(f"/groups/{cluster.gid}/clusters/{cluster.cid}/snapshots/onDemandSnapshot")
+    assert r.status_code == 200 and r.json()["clusterName"] == "c1", r.text
+    assert len(r.json()["snapshotIds"]) == len(PARTS)
+
+    def taken() -> dict[str, Any] | None:
+        """The newest snapshot once every part's on-demand snapshot is taken (the daemon takes them one by
+        one: until then the cluster's newest snapshot restores some parts from their older ones)."""
+        newest = cluster.snapshots()["results"][0]
+        ids = sorted(p["snapshotId"] for p in newest["parts"])
+        return newest if ids == sorted(r.json()["snapshotIds"]) else None
+
+    newest = wait_for(taken)
+    # Every part's head is at 20: the cluster's new snapshot stands for 20, and restores each part from its
+    # own on-demand snapshot.
+    assert newest["complete"] and newest["lastOplogAppliedTimestamp"]["time"] == T0 + 20, newest
+    assert cluster.snapshots()["totalCount"] == 2
+    assert all(p["lastOplogAppliedTimestamp"]["time"] == T0 + 20 for p in newest["parts"])

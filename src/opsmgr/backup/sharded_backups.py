@@ -91,8 +91,9 @@ class ShardedBackups:
         window = self.window(parts)
         anchors = sorted(self.daemon.snapshots_json(config.source.id), key=_position)
         points = cluster_points([_position(a) for a in anchors], window)
-        listed = {p.source.id: {s["id"]: s for s in self.daemon.snapshots_json(p.source.id)} for p in parts}
         choosers = {p.source.id: self.daemon.restores.snapshot_chooser(p.source.id) for p in parts}
+        # Read after the choosers: a snapshot committed meanwhile is listed, so what they choose is found.
+        listed = {p.source.id: {s["id"]: s for s in self.daemon.snapshots_json(p.source.id)} for p in parts}
         out = []
         for anchor, point in zip(anchors, points, strict=True):
             chosen: list[tuple[Part, dict[str, Any] | None]] = []
