@@ -2,10 +2,11 @@
 
 Owns the maintenance task names (:class:`Task`, and :class:`UniqueIndexTask` for a unique index build's
 member steps), the per-replica-set decision :func:`rolling_changes`, the PUT-time check
-:func:`validate_transition` (modes move one legal step at a time; a rename needs accepted downtime; the
-``maintenance`` options of a replica set entry are well formed) and those options
+:func:`validate_transition` (modes move one legal step at a time, see ``maintenance.mode_steps``; a rename
+needs accepted downtime; the ``maintenance`` options of a replica set entry are well formed) and those options
 (:class:`MaintenanceOptions`). Pure functions over plain JSON configs; they never mutate their arguments.
-May import ``opsmgr.errors``, ``opsmgr.automation.config`` and ``opsmgr.automation.rules``.
+May import ``opsmgr.errors``, ``opsmgr.automation.config``, ``opsmgr.automation.rules`` and
+``opsmgr.maintenance.mode_steps``.
 
 What rolls (each member is restarted standalone, the task performed, and restarted in its set):
 
@@ -41,15 +42,15 @@ by a restart.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NoReturn
 
 from opsmgr.automation.config import processes_by_name
-from opsmgr.automation.rules import CLUSTER_AUTH_MODES, SSL_MODES, TLS_MODES, valid_hostname
+from opsmgr.automation.rules import canonical, get, valid_hostname
 from opsmgr.errors import InvalidInput
+from opsmgr.maintenance.mode_steps import auth_enabled, check_mode_steps
 
 # setParameter keys MongoDB documents as settable on a running mongod; a change to them needs no restart.
 RUNTIME_PARAMETERS = frozenset(
@@ -62,8 +63,6 @@ RUNTIME_PARAMETERS = frozenset(
         "transactionLifetimeLimitSeconds",
     }
 )
-
-AUTH_MODES = ("disabled", "transitionToAuth", "enabled")
 
 
 class Task(StrEnum):
@@ -164,6 +163,10 @@ def maintenance_options(rs: Mapping[str, Any]) -> MaintenanceOptions:
     return MaintenanceOptions(bool(raw.get("acceptDowntime", False)), spec)
 
 
+def _fail(field: str, rule: str, detail: str) -> NoReturn:
+    raise InvalidInput(detail, field=field, rule=rule)
+
+
 def _check_options(rs: Mapping[str, Any], here: str) -> None:
     raw = rs.get("maintenance")
     if raw is None:
@@ -190,115 +193,20 @@ def _check_options(rs: Mapping[str, Any], here: str) -> None:
         _fail(f"{at}.port", "temporary-arbiter", f"{at}.port must be an integer 1..65535")
 
 
-# --- modes --------------------------------------------------------------------------------------------------
-
-
-def _at(obj: Any, dotted: str) -> Any:
-    node = obj
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _auth_enabled(config: Mapping[str, Any]) -> bool:
-    # validate() always fills auth.disabled; a config without it has no auth section, so auth is off.
-    return _at(config, "auth.disabled") is False
-
-
-def tls_mode(process: Mapping[str, Any]) -> str:
-    """The process's TLS mode on the ``TLS_MODES`` ladder; the legacy ``net.ssl.mode`` maps onto it."""
-    mode = _at(process, "args2_6.net.tls.mode")
-    if isinstance(mode, str):
-        return mode
-    ssl = _at(process, "args2_6.net.ssl.mode")
-    return TLS_MODES[SSL_MODES.index(ssl)] if ssl in SSL_MODES else "disabled"
-
-
-def cluster_auth_mode(process: Mapping[str, Any]) -> str:
-    mode = _at(process, "args2_6.security.clusterAuthMode")
-    return mode if isinstance(mode, str) else "keyFile"
-
-
-def auth_mode(config: Mapping[str, Any], process: Mapping[str, Any]) -> str:
-    """``disabled``, ``transitionToAuth`` (accepts both authenticated and unauthenticated connections, as
-    MongoDB's procedure for enabling access control without downtime requires) or ``enabled``."""
-    if not _auth_enabled(config):
-        return "disabled"
-    return "transitionToAuth" if _at(process, "args2_6.security.transitionToAuth") is True else "enabled"
-
-
-@dataclass(frozen=True)
-class _Ladder:
-    what: str
-    steps: tuple[str, ...]
-    rule: str
-    field: Callable[[int, Mapping[str, Any]], str]  # (index, process) -> the JSON path errors name
-    mode: Callable[[Mapping[str, Any], Mapping[str, Any]], str]  # (config, process) -> mode
-
-
-def _tls_field(i: int, process: Mapping[str, Any]) -> str:
-    legacy = _at(process, "args2_6.net.tls.mode") is None and _at(process, "args2_6.net.ssl.mode") is not None
-    return f"processes[{i}].args2_6.net.{'ssl' if legacy else 'tls'}.mode"
-
-
-_LADDERS = (
-    _Ladder(
-        "the TLS mode",
-        TLS_MODES,
-        "tls-mode-step",
-        _tls_field,
-        lambda _c, p: tls_mode(p),
-    ),
-    _Ladder(
-        "the cluster authentication mode",
-        CLUSTER_AUTH_MODES,
-        "cluster-auth-mode-step",
-        lambda i, _p: f"processes[{i}].args2_6.security.clusterAuthMode",
-        lambda _c, p: cluster_auth_mode(p),
-    ),
-    _Ladder(
-        "the authentication mode", AUTH_MODES, "auth-mode-step", lambda _i, _p: "auth.disabled", auth_mode
-    ),
-)
-
-
-def _fail(field: str, rule: str, detail: str, **extra: Any) -> NoReturn:
-    raise InvalidInput(detail, field=field, rule=rule, **extra)
-
-
-def _neighbours(steps: tuple[str, ...], mode: str) -> list[str]:
-    i = steps.index(mode)
-    return [steps[j] for j in (i - 1, i + 1) if 0 <= j < len(steps)]
+# --- the PUT-time check -------------------------------------------------------------------------------------
 
 
 def validate_transition(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
     """Refuse a new automation config that cannot be reached safely from the current one.
 
     Called on ``PUT /groups/{id}/automationConfig`` after :func:`opsmgr.automation.config.validate`, with the
-    stored config as ``old``. Raises :class:`InvalidInput` naming the field, the rule and the allowed next
-    step(s) when a process's TLS, cluster authentication or authentication mode moves more than one step
-    (``disabled -> allowTLS -> preferTLS -> requireTLS``, ``keyFile -> sendKeyFile -> sendX509 -> x509``,
-    ``disabled -> transitionToAuth -> enabled``, and back), when the members of a replica set whose modes
-    change would end up more than one step apart (they could no longer talk to each other), when a replica
-    set is renamed without ``maintenance.acceptDowntime``, or when ``maintenance`` options are malformed.
+    stored config as ``old``. Raises :class:`InvalidInput` naming the field and the rule when a mode moves
+    more than one step (``maintenance.mode_steps.check_mode_steps``), when ``maintenance`` options are
+    malformed, or when a replica set is renamed without ``maintenance.acceptDowntime``.
     """
-    old_procs = processes_by_name(old)
-    for i, proc in enumerate(new.get("processes", [])):
-        before = old_procs.get(proc["name"])
-        if before is None:
-            continue
-        for ladder in _LADDERS:
-            was, now = ladder.mode(old, before), ladder.mode(new, proc)
-            if was not in ladder.steps or now not in ladder.steps:
-                continue  # not a mode validate() knows; it has refused it already
-            if abs(ladder.steps.index(now) - ladder.steps.index(was)) > 1:
-                _refuse_jump(ladder, i, proc, was, now)
+    check_mode_steps(old, new)
     for i, rs in enumerate(new.get("replicaSets", [])):
-        here = f"replicaSets[{i}]"
-        _check_options(rs, here)
-        _check_spread(old, new, rs, here)
+        _check_options(rs, f"replicaSets[{i}]")
     for rs_id, change in rolling_changes(old, new).items():
         if change.offline and not maintenance_options(_replica_set(new, rs_id)).accept_downtime:
             i = next(i for i, rs in enumerate(new["replicaSets"]) if rs["_id"] == rs_id)
@@ -308,48 +216,6 @@ def validate_transition(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
                 f"renaming replica set {change.old_rs_id!r} to {rs_id!r} needs every member down at once "
                 "(MongoDB keeps the set name in each member's local database, and differently named members "
                 f"do not replicate); set replicaSets[{i}].maintenance.acceptDowntime to true to accept it",
-            )
-
-
-def _refuse_jump(ladder: _Ladder, i: int, process: Mapping[str, Any], was: str, now: str) -> NoReturn:
-    steps, name = ladder.steps, process["name"]
-    toward = steps[steps.index(was) + (1 if steps.index(now) > steps.index(was) else -1)]
-    field = ladder.field(i, process)
-    hint = (
-        f"; set processes[{i}].args2_6.security.transitionToAuth to true first"
-        if ladder.rule == "auth-mode-step" and toward == "transitionToAuth"
-        else ""
-    )
-    _fail(
-        field,
-        ladder.rule,
-        f"{ladder.what} of {name!r} can only move one step at a time ({' <-> '.join(steps)}): "
-        f"from {was} the next step toward {now} is {toward}{hint}",
-        allowedNext=_neighbours(steps, was),
-    )
-
-
-def _check_spread(old: Mapping[str, Any], new: Mapping[str, Any], rs: Mapping[str, Any], here: str) -> None:
-    old_procs, new_procs = processes_by_name(old), processes_by_name(new)
-    members = [new_procs[m["host"]] for m in rs.get("members", []) if m.get("host") in new_procs]
-    members = [p for p in members if not p.get("disabled", False)]
-    # Authentication modes within one config are always adjacent: auth.disabled is deployment-wide.
-    for ladder in _LADDERS[:2]:
-        modes = {p["name"]: ladder.mode(new, p) for p in members}
-        if any(m not in ladder.steps for m in modes.values()):
-            continue
-        changed = any(
-            p["name"] not in old_procs or ladder.mode(old, old_procs[p["name"]]) != modes[p["name"]]
-            for p in members
-        )
-        levels = sorted({ladder.steps.index(m) for m in modes.values()})
-        if changed and levels and levels[-1] - levels[0] > 1:
-            _fail(
-                f"{here}.members",
-                ladder.rule.replace("-step", "-spread"),
-                f"the members of {rs['_id']!r} would run with {ladder.what} "
-                f"{', '.join(f'{n}={m}' for n, m in modes.items())}: members more than one step apart "
-                "cannot talk to each other; move every member one step, then the next",
             )
 
 
@@ -467,10 +333,6 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix, node
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def _args_changes(
     name: str, old_args: Mapping[str, Any], new_args: Mapping[str, Any], out: _Collector
 ) -> dict[str, Any]:
@@ -478,12 +340,12 @@ def _args_changes(
     before, after = dict(_leaves(old_args)), dict(_leaves(new_args))
     runtime: dict[str, Any] = {}
     for path in sorted(set(before) | set(after)):
-        if path in before and path in after and _canonical(before[path]) == _canonical(after[path]):
+        if path in before and path in after and canonical(before[path]) == canonical(after[path]):
             continue
         owner = next((t for p, t in _OWNED_ARGS if path == p or path.startswith(p + ".")), Task.CHANGE_ARGS)
         parts = path.split(".")
         runtime_key = parts[1] if parts[0] == "setParameter" and len(parts) > 1 else None
-        if runtime_key in RUNTIME_PARAMETERS and _at(new_args, f"setParameter.{runtime_key}") is not None:
+        if runtime_key in RUNTIME_PARAMETERS and get(new_args, f"setParameter.{runtime_key}") is not None:
             runtime[str(runtime_key)] = new_args["setParameter"][runtime_key]
             continue
         if owner is not None:
@@ -512,13 +374,13 @@ def _process_tasks(
     if before.get("backupRestoreUrl") and not after.get("backupRestoreUrl"):
         out.add(name, Task.CANCEL_RESTORE, f"{name}: backupRestoreUrl removed, the restore is cancelled")
     runtime = _args_changes(name, before.get("args2_6", {}), after.get("args2_6", {}), out)
-    if _auth_enabled(old) != _auth_enabled(new):
-        state = "enabled" if _auth_enabled(new) else "disabled"
+    if auth_enabled(old) != auth_enabled(new):
+        state = "enabled" if auth_enabled(new) else "disabled"
         out.add(name, Task.CHANGE_AUTH_MODE, f"authentication {state} (auth.disabled changed)")
-    if _auth_enabled(new) and any(_at(old, f"auth.{k}") != _at(new, f"auth.{k}") for k in ("key", "keyfile")):
+    if auth_enabled(new) and any(get(old, f"auth.{k}") != get(new, f"auth.{k}") for k in ("key", "keyfile")):
         out.add(name, Task.ROTATE_KEYFILE, "auth.key or auth.keyfile changed: the keyfile is rotated")
     for section in ("tls", "ssl"):
-        if _canonical(old.get(section) or {}) != _canonical(new.get(section) or {}):
+        if canonical(old.get(section) or {}) != canonical(new.get(section) or {}):
             out.add(name, Task.CHANGE_ARGS, f"the deployment-wide {section} section changed")
     return runtime
 
@@ -542,15 +404,15 @@ def _reconfig_notes(old_rs: Mapping[str, Any], rs: Mapping[str, Any]) -> list[st
             notes.append(f"add {m['host']}")
             continue
         for key in _MEMBER_RECONFIG_FIELDS:
-            if key in m and _canonical(before.get(key)) != _canonical(m.get(key)):
+            if key in m and canonical(before.get(key)) != canonical(m.get(key)):
                 notes.append(f"{key} of {m['host']}: {before.get(key)} -> {m.get(key)}")
-    if _canonical(old_rs.get("settings") or {}) != _canonical(rs.get("settings") or {}):
+    if canonical(old_rs.get("settings") or {}) != canonical(rs.get("settings") or {}):
         notes.append("settings changed")
     return notes
 
 
 def _index_identity(entry: Mapping[str, Any], rs_id: str) -> str:
-    return _canonical([rs_id, entry.get("dbName"), entry.get("collectionName"), entry.get("key")])
+    return canonical([rs_id, entry.get("dbName"), entry.get("collectionName"), entry.get("key")])
 
 
 def _new_rolling_indexes(
@@ -614,7 +476,7 @@ def rolling_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str,
         for entry in indexes:
             ns = f"{entry['dbName']}.{entry['collectionName']}"
             for name in data_bearing:
-                out.add(name, Task.BUILD_INDEX, f"build index {_canonical(entry['key'])} on {ns}")
+                out.add(name, Task.BUILD_INDEX, f"build index {canonical(entry['key'])} on {ns}")
         result[rs_id] = RollingChange(
             rs_id=rs_id,
             old_rs_id=old_id,
