@@ -5,9 +5,9 @@ On every cycle :meth:`MaintenanceExecutor.cycle` asks the server for the view of
 (those of the held config with a process here, those of the config this agent last reached goal with, whose
 members may be leaving, and those whose temporary arbiter runs here): only when the agent's work list names
 it, the last view said a change is under way, or the held version changed (the new config may have
-registered a change), so an agent at rest asks nothing. For a set under way it builds
-the :class:`~opsmgr.maintenance.snapshot.RsSnapshot` from a local member's ``replSetGetStatus`` (or, when no
-local member is in its set, from what the server relays of the other agents' reports), asks
+registered a change), so an agent at rest asks nothing. For a set under way it builds the
+:class:`~opsmgr.maintenance.snapshot.RsSnapshot` from a local member's ``replSetGetStatus`` (or, when no local
+member is in its set, from what the server relays of the other agents' reports: ``agent.set_sight``), asks
 ``maintenance.procedure.next_move``, and when the move's actor is a local process carries it out:
 
 - ``RestartStandalone``: stop, start without ``replSetName`` on ``maintenance_port`` with the options it ran
@@ -43,12 +43,11 @@ from typing import Any
 
 from opsmgr.agent.executor import LongAction, LongActions
 from opsmgr.agent.maintenance_driver import ClusterSteps, InHand, MaintenanceApi, MoveDriver, spec_of
-from opsmgr.agent.plan import LocalProcess, Snapshot
+from opsmgr.agent.plan import Snapshot
+from opsmgr.agent.set_sight import measure, set_snapshot
 from opsmgr.automation.config import processes_by_name
 from opsmgr.drivers.base import (
     Driver,
-    MemberState,
-    RunMode,
 )
 from opsmgr.errors import OpsmgrError
 from opsmgr.maintenance.moves import (
@@ -65,12 +64,8 @@ from opsmgr.maintenance.procedure import next_move
 from opsmgr.maintenance.report import events_between
 from opsmgr.maintenance.rolling import RollingChange
 from opsmgr.maintenance.snapshot import (
-    MemberView,
-    ObservedExtras,
     Policy,
     RsSnapshot,
-    effective_window_s,
-    snapshot_from_status,
 )
 from opsmgr.maintenance.wire import (
     cluster_key,
@@ -258,8 +253,8 @@ class MaintenanceExecutor:
             options.temporary_arbiter is not None and options.temporary_arbiter.hostname == self.hostname
         )
         memory.owned = tuple(n for n in local if n in snap.processes)
-        measured = self._measure(local, snap)
-        rs_snap, from_status = self._snapshot(rs_id, view, snap, local, change, measured)
+        measured = measure(local, snap)
+        rs_snap, from_status = set_snapshot(rs_id, self.clock(), view, snap, local, change, measured)
         turn = (view.get("cluster") or {}).get("waitingFor")
         decision: Decision = (
             Blocked(str(turn), BlockCause.WAITING)
@@ -357,81 +352,6 @@ class MaintenanceExecutor:
             if self._sets.get(rs_id, _SetMemory()).due(rs_id in active, version):
                 return True
         return False
-
-    @staticmethod
-    def _measure(local: list[str], snap: Snapshot) -> dict[str, dict[str, Any]]:
-        """Oplog window and client connections of the local members in their set, from the snapshot."""
-        out: dict[str, dict[str, Any]] = {}
-        for name in local:
-            lp = snap.processes.get(name)
-            if lp is None or not lp.observation.running or lp.observation.mode is not RunMode.REPLSET:
-                continue
-            entry: dict[str, Any] = {"connections": lp.connections}
-            if lp.oplog_window is not None:
-                seconds = effective_window_s(lp.oplog_window)
-                entry["oplogWindowSecs"] = seconds if seconds != float("inf") else None
-            out[name] = entry
-        return out
-
-    def _snapshot(
-        self,
-        rs_id: str,
-        view: Mapping[str, Any],
-        snap: Snapshot,
-        local: list[str],
-        change: RollingChange,
-        measured: Mapping[str, Mapping[str, Any]],
-    ) -> tuple[RsSnapshot, bool]:
-        """The set as a local member in it sees it; else as the server relays the agents' reports."""
-        now = self.clock()
-        members = view.get("members", [])
-        windows = {m["name"]: m["oplogWindowSecs"] for m in members if m.get("oplogWindowSecs") is not None}
-        connections = {m["name"]: m["connections"] for m in members if m.get("connections") is not None}
-        for name, entry in measured.items():
-            if entry.get("oplogWindowSecs") is not None:
-                windows[name] = entry["oplogWindowSecs"]
-            if entry.get("connections") is not None:
-                connections[name] = entry["connections"]
-        sets = {rs_id, change.old_rs_id}
-        seen: list[tuple[bool, str, LocalProcess]] = []
-        for name in local:
-            lp = snap.processes.get(name)
-            if (
-                lp is None
-                or lp.rs_status is None
-                or lp.rs_config is None
-                or lp.rs_status.set_name not in sets
-            ):
-                continue
-            if lp.rs_status.my_state is MemberState.REMOVED:
-                continue
-            seen.append((lp.rs_status.my_state is not MemberState.PRIMARY, name, lp))
-        if seen:
-            _, _, lp = min(seen, key=lambda s: (s[0], s[1]))
-            assert lp.rs_status is not None and lp.rs_config is not None
-            extras = ObservedExtras(windows, connections)
-            return (
-                snapshot_from_status(rs_id, now, lp.rs_status, lp.rs_config, view.get("names", {}), extras),
-                True,
-            )
-        views = []
-        for m in members:
-            state = MemberState(m["state"]) if m.get("state") in MemberState.__members__.values() else None
-            views.append(
-                MemberView(
-                    name=m["name"],
-                    state=state or MemberState.UNKNOWN,
-                    health=bool(m.get("health")),
-                    votes=int(m.get("votes", 1)),
-                    priority=float(m.get("priority", 1)),
-                    arbiter=bool(m.get("arbiterOnly")),
-                    hidden=bool(m.get("hidden")),
-                    optime=int(m.get("optimeTs") or 0),
-                    oplog_window_s=windows.get(m["name"]),
-                    connections=connections.get(m["name"]),
-                )
-            )
-        return RsSnapshot(rs_id, now, tuple(views)), False
 
     # --- carrying moves out -------------------------------------------------------------------------------
 
