@@ -30,8 +30,6 @@ from typing import Any
 from opsmgr.automation.clusters import ClusterType, Layout, sharded_cluster_id
 from opsmgr.backup.pitr import Range, intersect
 
-SHARDED_KIND = "SHARDED_REPLICA_SET"
-
 
 @dataclass(frozen=True)
 class PartSpec:
