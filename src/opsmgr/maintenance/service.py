@@ -46,14 +46,12 @@ from opsmgr.maintenance.leases import Deny, Grant
 from opsmgr.maintenance.members import MemberReports
 from opsmgr.maintenance.recorder import Recorder
 from opsmgr.maintenance.registration import Registrar
-from opsmgr.maintenance.report import ChangeState
 from opsmgr.maintenance.sharded import ShardedPolicy, layout_of_set
 from opsmgr.maintenance.snapshot import Policy
-from opsmgr.maintenance.views import MaintenanceViews
+from opsmgr.maintenance.views import MaintenanceViews, in_listing_order
 from opsmgr.maintenance.watcher import MajorityWatch
 from opsmgr.maintenance.wire import cluster_name
 from opsmgr.store.engine import Store, Txn
-from opsmgr.timestamps import epoch_ms
 
 
 class MaintenanceService:
@@ -179,8 +177,7 @@ class MaintenanceService:
             cluster = layout.name if layout is not None else None
             views.append({**view, "type": "REPLICA_SET", "cluster": cluster})
         views += self.clusters.records(group_id)
-        newest_first = sorted(views, key=lambda v: epoch_ms(v["created"] or "1970-01-01"), reverse=True)
-        return sorted(newest_first, key=lambda v: v["state"] == ChangeState.DONE.value)
+        return in_listing_order(views)
 
     def change(self, group_id: str, change_id: str) -> dict[str, Any]:
         for view in self.changes(group_id):

@@ -4,9 +4,9 @@
 progress, the lease, the knobs of :class:`~opsmgr.maintenance.snapshot.Policy` the server sets for every agent
 of the set, and what the other agents report of their members); :meth:`~MaintenanceViews.status_views` are
 the ``maintenance`` entries of ``automationStatus``; :meth:`~MaintenanceViews.changes` the history of
-``GET /groups/{id}/maintenance``; :meth:`~MaintenanceViews.active_hosts` the hosts whose agents take part in
-a change (the work list names them); :meth:`~MaintenanceViews.arbiter_hosts` the temporary arbiters as
-``GET /hosts`` lists them. May import ``opsmgr.errors``, ``opsmgr.store``,
+``GET /groups/{id}/maintenance`` (in :func:`in_listing_order`); :meth:`~MaintenanceViews.active_hosts` the
+hosts whose agents take part in a change (the work list names them); :meth:`~MaintenanceViews.arbiter_hosts`
+the temporary arbiters as ``GET /hosts`` lists them. May import ``opsmgr.errors``, ``opsmgr.store``,
 ``opsmgr.timestamps`` and ``opsmgr.maintenance`` modules.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from opsmgr.errors import NotFound
 from opsmgr.maintenance import changes
 from opsmgr.maintenance.changes import HISTORY, active, history, lease_state, replica_set
 from opsmgr.maintenance.leases import LEASES, lease_view
@@ -85,14 +84,7 @@ class MaintenanceViews(SetsPart):
         past = [d for d in self.store.find(HISTORY, groupId=group_id) if d["_id"] not in ids]
         views = [change_view(history(d)) for d in current] + [change_view(d) for d in past]
         views += [queued_view(d["rsId"], d["queued"], changes.purpose(d)) for d in current if d.get("queued")]
-        newest_first = sorted(views, key=lambda v: epoch_ms(v["created"] or "1970-01-01"), reverse=True)
-        return sorted(newest_first, key=lambda v: v["state"] == ChangeState.DONE.value)
-
-    def change(self, group_id: str, change_id: str) -> dict[str, Any]:
-        for view in self.changes(group_id):
-            if view["id"] == change_id:
-                return view
-        raise NotFound(f"no rolling change {change_id} in project {group_id}")
+        return in_listing_order(views)
 
     def arbiter_hosts(self, group_id: str, cluster_ids: Mapping[str, str]) -> list[dict[str, Any]]:
         """The temporary arbiters of the project's rolling changes while they exist, as ``GET /hosts`` lists
@@ -128,3 +120,9 @@ class MaintenanceViews(SetsPart):
             d["rsId"]: frozenset(host.rsplit(":", 1)[0].lower() for host in self.members.names(goal, d))
             for d in docs
         }
+
+
+def in_listing_order(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``GET /groups/{id}/maintenance``'s order: the changes under way first, newest first."""
+    newest_first = sorted(views, key=lambda v: epoch_ms(v["created"] or "1970-01-01"), reverse=True)
+    return sorted(newest_first, key=lambda v: v["state"] == ChangeState.DONE.value)
