@@ -10,7 +10,6 @@ import pytest
 from opsmgr.backup.daemon import BackupDaemon, Source
 from opsmgr.backup.ingest import Ingest
 from opsmgr.backup.slices import SliceStatus, encode_slice
-from opsmgr.backup.sources import SourceLocks
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store import Store
 from tests.backup.backuptest import FakeClock, StoreAgent
@@ -58,9 +57,7 @@ def test_a_restarted_daemon_applies_what_was_acknowledged(
 @pytest.fixture
 def ingest(daemon: BackupDaemon) -> Ingest:
     """The daemon's part alone, over its stores."""
-    return Ingest(
-        daemon.registry, daemon.slice_catalog, daemon.blockstore, daemon.heads, SourceLocks(), daemon.clock
-    )
+    return Ingest(daemon.registry, daemon.slice_catalog, daemon.blockstore, daemon.clock)
 
 
 def test_an_initial_sync_refuses_what_it_cannot_take(ingest: Ingest, source: Source) -> None:

@@ -1,5 +1,6 @@
 """backup.scheduled: heads brought up to the slices and the snapshots taken from them, on schedule, on demand
-and for each new chain; snapshot failures kept until the next success; a lost head asks for a resync."""
+and for each new chain; snapshot failures kept until the next success; a lost head rebuilt from the catalog,
+or else a resync asked."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def test_status_reports_snapshot_failures_until_the_next_success(
 ) -> None:
     agent.store.insert("things", {"_id": "a"})
     agent.sync()
+    daemon.apply_pending(source.id)  # the job's owner builds the head from the finished sync
     status = daemon.status(source.id)
     assert status["lastSnapshot"] is None and status["snapshotDue"] is True
     assert status["head"]["consistent"] is True and status["head"]["applyLagMs"] == 0
@@ -82,19 +84,28 @@ def test_status_reports_snapshot_failures_until_the_next_success(
     assert status["windowEndUTCMillis"] is not None and status["syncRequired"] is None
 
 
-def test_a_lost_head_asks_the_agent_for_a_new_initial_sync(
+def test_a_lost_head_is_rebuilt_or_else_asks_the_agent_for_a_new_initial_sync(
     daemon: BackupDaemon, source: Source, agent: StoreAgent
 ) -> None:
     agent.store.insert("things", {"_id": "a"})
     agent.sync()
     daemon.tick()
+    agent.store.insert("things", {"_id": "b"})
+    agent.ship()
     daemon.heads.remove(source.id)  # the blockstore disk lost the head file
+    daemon.tick()  # rebuilt from the chain's snapshot and the slice after it
+    assert daemon.acknowledged(source.id).status is SliceStatus.ACCEPTED
+    assert daemon.take_snapshot(source.id).records == 2
+
+    # Nothing to rebuild from: a finished sync whose record is gone, no snapshot of its chain.
+    result = agent.sync()
+    daemon.ingest.syncs.delete([str(result.chain)])
     daemon.tick()
     assert daemon.acknowledged(source.id).status is SliceStatus.SYNC_REQUIRED
     assert "head copy" in (daemon.status(source.id)["syncRequired"] or "")
     agent.sync()
     assert daemon.acknowledged(source.id).status is SliceStatus.ACCEPTED
-    assert daemon.take_snapshot(source.id).records == 1
+    assert daemon.take_snapshot(source.id).records == 2
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@ parts, each in its own module:
 
 - ``sources``: the backed-up sources (``backup_sources`` in the application database: project, cluster,
   name, kind, schedule), like Ops Manager's backup configurations, and the lock each source has;
-- ``ingest``: initial syncs, slices, the acknowledged position, gaps, agent contact;
-- ``scheduled``: heads brought up to the slices and the snapshots taken from them (on schedule, on demand);
+- ``ingest``: initial syncs (``syncs``), slices, the acknowledged position, gaps, agent contact: only
+  recorded in the shared stores, so any server may take any agent request;
+- ``scheduled``: heads brought up to the slices (rebuilt from the shared catalog where missing or behind:
+  ``head_keeper``) and the snapshots taken from them (on schedule, on demand), by the backup job's owner;
 - ``restores``: PITR windows, restore plans and restored documents;
 - ``grooming``: retention and the integrity job.
 
@@ -12,7 +14,7 @@ Where things live: the application database holds the sources; the snapshot meta
 their block lists (``backup.snapshots``), on-demand requests, ``backup_status`` (last snapshot failure per
 source) and ``backup_integrity`` (the last integrity report); the oplog metadata store chains and slices
 (``backup.slices``); the blockstore (a folder, or a PostgreSQL database: ``backup.blockstore_pg``), heads
-(``backup.head``) and restore scratch space.
+(``backup.head``, local files of the server that owns the backup job) and restore scratch space.
 
 Concurrency: the server calls ingestion and reads from request threads and :meth:`BackupDaemon.tick` from
 its periodic thread. Per source, one lock serialises head applies, snapshots and grooming; ingestion only
@@ -100,9 +102,7 @@ class BackupDaemon:
         self.locks = locks
         self.registry = Sources(self.app, self.clock)
         parts = (self.registry, self.snapshot_catalog, self.slice_catalog, self.blockstore)
-        self.ingest = Ingest(
-            self.registry, self.slice_catalog, self.blockstore, self.heads, locks, self.clock
-        )
+        self.ingest = Ingest(self.registry, self.slice_catalog, self.blockstore, self.clock)
         self.scheduled = Snapshots(*parts, self.heads, locks, self.board, self.clock, block_target)
         self.restores = Restores(*parts, self.root / "restores", self.board)
         self.grooming = Grooming(
@@ -151,6 +151,7 @@ class BackupDaemon:
             self.source(source_id)
             self.snapshot_catalog.delete(source_id, [m.id for m in self.snapshots(source_id)])
             self.slice_catalog.remove(source_id)
+            self.ingest.syncs.delete([s.id for s in self.ingest.syncs.of_source(source_id)])
             self.heads.remove(source_id)
             self.registry.delete(source_id)
         log.warning("source %s: backup terminated, its snapshots and slices deleted", source_id)

@@ -1,7 +1,8 @@
 """Grooming and the integrity job: what retention no longer keeps is deleted (snapshots, then the slices no
-kept snapshot or the window needs), then the blocks nothing references are freed; every block is re-hashed
-once after each start (a crash may have come with disk trouble) and then daily, the problems reported with
-the snapshots and slices each affects.
+kept snapshot or the window needs, and the initial syncs no head needs any more: ``backup.syncs``), then
+the blocks nothing references are freed; every block is re-hashed once after each start (a crash may have
+come with disk trouble) and then daily, the problems reported with the snapshots, slices and syncs each
+affects.
 
 Owns ``backup_integrity`` in the snapshot metadata store (the last integrity report). May import
 ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
@@ -21,6 +22,7 @@ from opsmgr.backup.head import Heads
 from opsmgr.backup.slices import SliceCatalog
 from opsmgr.backup.snapshots import SnapshotCatalog
 from opsmgr.backup.sources import Clock, Source, SourceLocks, Sources, now_ms
+from opsmgr.backup.syncs import SyncCatalog, dropped
 
 log = logging.getLogger("opsmgr.backup")
 
@@ -59,6 +61,7 @@ class Grooming:
         self.sources = sources
         self.catalog = catalog
         self.slices = slices
+        self.syncs = SyncCatalog(slices.store)
         self.blockstore = blockstore
         self.heads = heads
         self.locks = locks
@@ -89,7 +92,11 @@ class Grooming:
             gone, n = self._groom_source(src, now_ms)
             deleted += gone
             slices_deleted += n
-        referenced = self.catalog.referenced_blocks() | self.slices.referenced_blocks()
+        referenced = (
+            self.catalog.referenced_blocks()
+            | self.slices.referenced_blocks()
+            | set(self.syncs.referenced_blocks())
+        )
         older_than = time.time() - self.grace_s
         freed = sum(
             self.blockstore.delete(b, older_than=older_than)
@@ -127,6 +134,16 @@ class Grooming:
             # Metadata first: a crash before the blocks are freed leaves unreferenced blocks, never
             # metadata naming a freed block.
             self.catalog.delete(src.id, gone)
+            chain = self.slices.chain(src.id)
+            self.syncs.delete(
+                dropped(
+                    self.syncs.of_source(src.id),
+                    chain.chain if chain else None,
+                    {m.chain for m in metas if m.id not in gone},
+                    now,
+                    int(self.grace_s * 1000),
+                )
+            )
             return gone, self.slices.delete(src.id, [s.id for s in slices if s.id not in keep_slices])
 
     def integrity_check(self) -> dict[str, Any]:
@@ -165,4 +182,6 @@ class Grooming:
             for s in self.slices.slices(src.id):
                 if s.blockId:
                     users[s.blockId].append(f"slice:{src.id}/{s.id}")
+        for block_id, sync in self.syncs.referenced_blocks().items():
+            users[block_id].append(sync)
         return users

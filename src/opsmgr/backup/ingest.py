@@ -1,10 +1,11 @@
-"""What the agents send the daemon: initial syncs (a new head, loaded document by document, consistent once
-the slices reach its ``minValid``), oplog slices (appended to the source's chain in the oplog metadata
-store, a break in it a gap), the acknowledged position agents resume from, gaps they find at the source, and
-their contact with the daemon (kept in memory, for the backup alerts).
+"""What the agents send the daemon: initial syncs (recorded batch by batch, ``backup.syncs``; the head built
+from one is consistent once the slices reach its ``minValid``), oplog slices (appended to the source's chain
+in the oplog metadata store, a break in it a gap), the acknowledged position agents resume from, gaps they
+find at the source, and their contact with the daemon (kept in memory, for the backup alerts).
 
-Ingestion only appends to the oplog metadata store (under the slice catalog's own per-source lock), so an
-upload never waits for a snapshot; only finishing an initial sync takes the source's lock, to swap heads.
+Ingestion only records, in the shared stores (blocks, then the oplog metadata store, under the slice
+catalog's own per-source lock): it never touches a head, so any server may take any of an agent's requests,
+an upload never waits for a snapshot, and the heads are the backup job owner's (``backup.head_keeper``).
 May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
 """
 
@@ -15,11 +16,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from opsmgr.backup.blockstore import Blockstore
-from opsmgr.backup.head import Head, Heads, HeadState
 from opsmgr.backup.slices import SliceCatalog, SliceResult, SliceStatus, decode_slice, normalise
-from opsmgr.backup.sources import Clock, SourceLocks, Sources, now_ms
-from opsmgr.errors import Conflict, InvalidInput, NotFound
-from opsmgr.store.engine import new_id
+from opsmgr.backup.sources import Clock, Sources, now_ms
+from opsmgr.backup.syncs import SyncCatalog
+from opsmgr.errors import InvalidInput
 
 log = logging.getLogger("opsmgr.backup")
 
@@ -32,15 +32,12 @@ class Ingest:
         sources: Sources,
         slices: SliceCatalog,
         blockstore: Blockstore,
-        heads: Heads,
-        locks: SourceLocks,
         clock: Clock,
     ) -> None:
         self.sources = sources
         self.slices = slices
+        self.syncs = SyncCatalog(slices.store)
         self.blockstore = blockstore
-        self.heads = heads
-        self.locks = locks
         self.clock = clock
         # Agent contact per source (when, and the newest source entry it saw): after a restart, silence is
         # counted from the daemon's start.
@@ -50,40 +47,23 @@ class Ingest:
 
     def start_sync(self, source_id: str, position: int) -> str:
         """Begins an initial sync whose documents are read after the source's oplog reached ``position``;
-        returns its id. The current head (if any) stays in use until :meth:`finish_sync`."""
+        returns its id. The current chain goes on until :meth:`finish_sync`."""
         self.sources.get(source_id)
-        if not isinstance(position, int) or position < 0:
+        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
             raise InvalidInput("position must be a non-negative integer", field="position")
-        sync_id = new_id()
-        self.heads.open(source_id, sync_id).init(sync_id, position)
+        sync_id = self.syncs.start(source_id, position, now_ms(self.clock))
         log.info("source %s: initial sync %s from position %s", source_id, sync_id, position)
         return sync_id
 
-    def _sync_head(self, source_id: str, sync_id: str) -> tuple[Head, HeadState]:
-        if not sync_id.isalnum() or not self.heads.exists(source_id, sync_id):
-            raise NotFound(f"no initial sync {sync_id} for source {source_id}: start one", syncId=sync_id)
-        head = self.heads.open(source_id, sync_id)
-        state = head.state()
-        if state is None:
-            raise NotFound(f"initial sync {sync_id} of source {source_id} was abandoned: start again")
-        return head, state
-
     def sync_documents(self, source_id: str, sync_id: str, docs: Iterable[tuple[str, dict[str, Any]]]) -> int:
-        head, state = self._sync_head(source_id, sync_id)
-        if state.loaded:
-            raise Conflict(f"initial sync {sync_id} is already finished", syncId=sync_id)
-        return head.load(docs)
+        return self.syncs.add(self.blockstore, source_id, sync_id, docs)
 
     def finish_sync(self, source_id: str, sync_id: str, min_valid: int) -> SliceResult:
         """Ends an initial sync: the source's oplog had reached ``min_valid`` when the last document was
-        read. Its head replaces the current one and a new chain starts at the sync's position: the agent
-        ships slices from the acknowledged position on. Calling it again is harmless."""
-        with self.locks(source_id):
-            head, state = self._sync_head(source_id, sync_id)
-            if not state.loaded:
-                state = head.finish_load(min_valid)
-            self.heads.promote(source_id, sync_id)
-        chain = self.slices.begin_chain(source_id, sync_id, state.applied, now_ms(self.clock))
+        read. A new chain starts at the sync's position (the agent ships slices from the acknowledged
+        position on) and the job's owner builds its head from the sync. Calling it again is harmless."""
+        sync = self.syncs.finish(source_id, sync_id, min_valid)
+        chain = self.slices.begin_chain(source_id, sync_id, sync.position, now_ms(self.clock))
         log.info("source %s: initial sync %s finished; slices from %s", source_id, sync_id, chain.tip)
         return SliceResult(SliceStatus.ACCEPTED, chain.tip, sync_id)
 

@@ -1,4 +1,5 @@
-"""Snapshots as the daemon takes them: each source's head brought up to the acknowledged slices, then written
+"""Snapshots as the daemon takes them: each source's head brought up to the acknowledged slices (or rebuilt
+from the shared catalog by the server that owns the backup job: ``backup.head_keeper``), then written
 as blocks (``backup.snapshots``), on schedule (``policy.due``), on demand (requests queued in the snapshot
 metadata store and taken at the next tick), and whenever a new chain (after a gap or a resync) has none yet.
 
@@ -17,7 +18,8 @@ from opsmgr.backup import crashpoints, policy
 from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.errors import SnapshotFailed
 from opsmgr.backup.head import Head, Heads, HeadState
-from opsmgr.backup.slices import SliceCatalog, read_changes
+from opsmgr.backup.head_keeper import HeadKeeper
+from opsmgr.backup.slices import SliceCatalog
 from opsmgr.backup.snapshots import (
     Progress,
     ProgressBoard,
@@ -69,25 +71,17 @@ class Snapshots:
         self.progress = progress
         self.clock = clock
         self.block_target = block_target
+        self.keeper = HeadKeeper(heads, catalog, slices, blockstore)
 
     def _head(self, source_id: str) -> tuple[Head | None, HeadState | None]:
         head = self.heads.current(source_id)
         return head, head.state() if head else None
 
     def apply_pending(self, source_id: str) -> int:
-        """Applies the stored slices the head has not applied yet, in order; returns the entries applied."""
+        """Brings the head to the acknowledged slices (rebuilt from the shared catalog first when it is
+        missing or cannot be caught up: ``backup.head_keeper``); returns the entries applied."""
         with self.locks(source_id):
-            head, state = self._head(source_id)
-            if head is None or state is None or not state.loaded:
-                return 0
-            n = 0
-            applied = state.applied
-            while (s := self.slices.slice_after(source_id, state.sync_id, applied)) is not None:
-                n += head.apply(read_changes(self.blockstore, s), s.end, after=applied)
-                applied = s.end
-            if n:
-                head.trim_oplog()
-            return n
+            return self.keeper.catch_up(source_id)
 
     def take(self, source_id: str, on_demand: bool = False, snapshot_id: str | None = None) -> SnapshotMeta:
         """Applies pending slices, then snapshots the head at the position it reached."""
@@ -239,8 +233,9 @@ class Snapshots:
             report.snapshots.append(self.take(src.id).id)
 
     def _check_head_lost(self, source_id: str) -> None:
-        """A chain that slices extend but no head to apply them to (its file was lost): only a new initial
-        sync can make snapshots again, so the agent is told to do one."""
+        """A chain that slices extend but no head to apply them to and nothing to rebuild one from (no
+        snapshot of the chain, no finished initial sync): only a new initial sync can make snapshots again,
+        so the agent is told to do one."""
         chain = self.slices.chain(source_id)
         if chain is not None and chain.chain is not None and not chain.syncRequired:
             log.error("source %s: the head copy is missing; asking for a new initial sync", source_id)
