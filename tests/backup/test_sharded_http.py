@@ -142,6 +142,11 @@ def test_a_sharded_cluster_has_one_backup_configuration_and_backs_up_every_part(
     for host in HOSTS:
         jobs = cluster.agent.get(cluster.backup("/jobs"), params={"hostname": host}).json()
         assert sorted(s["replicaSetName"] for s in jobs["sources"]) == sorted(PARTS)
+    # Ops Manager's "get all clusters" counts every part's data in the sharded cluster's.
+    summary = next(p for p in api.get("/clusters").json()["results"] if p["groupId"] == cluster.gid)
+    (shown,) = summary["clusters"]
+    sizes = [p["dataSizeBytes"] for p in cluster.snapshots()["results"][0]["parts"]]
+    assert shown["backupEnabled"] and shown["dataSizeBytes"] == sum(sizes) > max(sizes), shown
     # The schedule is every part's.
     schedule = api.patch(
         f"/groups/{cluster.gid}/backupConfigs/{cluster.cid}/snapshotSchedule",

@@ -232,11 +232,14 @@ def availability(members: list[JsonObject]) -> str:
 
 
 def _latest_data_size(services: Services, group_id: str, cluster_id: str) -> int:
-    """The data size of the cluster's newest snapshot (opsmgr's agents do not measure it yet), 0 without."""
-    for src in services.backup.sources(group_id, cluster_id):
-        for snapshot in services.backup.snapshots_json(src.id)[:1]:
-            return sum(int(part.get("dataSizeBytes") or 0) for part in snapshot.get("parts", []))
-    return 0
+    """The data size of the cluster's newest snapshot (of each part's, for a sharded cluster: opsmgr's agents
+    do not measure it yet), 0 without."""
+    return sum(
+        int(part.get("dataSizeBytes") or 0)
+        for src in services.backup.sources(group_id, cluster_id)
+        for snapshot in services.backup.snapshots_json(src.id)[:1]
+        for part in snapshot.get("parts", [])
+    )
 
 
 @router.get("/groups/{group_id}/clusters/{cluster_id}")
