@@ -14,7 +14,7 @@ from opsmgr.backup.clusters import BackupStatus, Clusters
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.backup.errors import OutsideWindow, SnapshotBlocksMissing
 from opsmgr.backup.pitr import Range
-from opsmgr.backup.sharded import specs_of
+from opsmgr.backup.sharded import PartSpec, ShardedSpec, specs_of
 from opsmgr.backup.sharded_backups import ShardedBackups
 from opsmgr.errors import Conflict, NotFound
 from tests.backup.backuptest import Stores
@@ -216,3 +216,18 @@ def test_a_shard_added_to_a_cluster_backed_up_is_backed_up_and_the_window_waits_
     cluster.daemon.take_snapshot(sh2.source_id)
     sh2.quiet(50)
     assert cluster.sharded.window(parts) == [Range(pos(40), pos(50))]
+
+
+def test_a_recorded_cluster_without_config_servers_lists_no_snapshots(
+    make_daemon: Callable[..., BackupDaemon], stores: Stores
+) -> None:
+    """A stored record no validated config makes (every sharded cluster has its config server set)."""
+    daemon = make_daemon()
+    clusters = Clusters(stores.app, daemon)
+    spec = ShardedSpec("f" * 24, "odd", (PartSpec("sh0", "REPLICA_SET", "sh0"),))
+    clusters.ensure_sharded(GROUP, [spec])
+    clusters.set_status(GROUP, spec.cluster_id, "STARTED")
+    agent = PartAgent(daemon, daemon.sources(GROUP, spec.cluster_id)[0].id)
+    agent.sync(0, [])
+    daemon.take_snapshot(agent.source_id)
+    assert ShardedBackups(clusters, daemon).snapshots(GROUP, spec.cluster_id) == []
