@@ -534,9 +534,10 @@ def cancel_restore(
     return services.restores.cancel(group_id, cluster_id, job_id)
 
 
-def document_line(ns: str, doc: JsonObject) -> bytes:
-    """One restored document as a line of a JSON-lines download."""
-    return (json.dumps({"ns": ns, "doc": doc}, separators=(",", ":")) + "\n").encode()
+def document_line(ns: str, doc: JsonObject, part: str | None = None) -> bytes:
+    """One restored document as a line of a JSON-lines download (of a sharded cluster's, naming its part)."""
+    line = {"ns": ns, "doc": doc} if part is None else {"replicaSetName": part, "ns": ns, "doc": doc}
+    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
 
 
 def stream(restores: DeploymentRestores, plans: list[PartPlan], job_id: str) -> StreamingResponse:
@@ -546,15 +547,9 @@ def stream(restores: DeploymentRestores, plans: list[PartPlan], job_id: str) -> 
     def lines() -> Iterator[bytes]:
         for part, resolved in plans:
             for ns, doc in restores.documents(resolved, job_id, part):
-                yield document_line(ns, doc) if part is None else part_line(part, ns, doc)
+                yield document_line(ns, doc, part)
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
-
-
-def part_line(part: str, ns: str, doc: JsonObject) -> bytes:
-    """One restored document of a sharded cluster's part as a line of a JSON-lines download."""
-    line = {"replicaSetName": part, "ns": ns, "doc": doc}
-    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
 
 
 @download_router.get(DOWNLOAD_PATH, include_in_schema=False)
