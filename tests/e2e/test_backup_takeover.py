@@ -1,0 +1,163 @@
+"""The backup job taken over (issue 18): three real servers on one real PostgreSQL set, their blockstore a
+PostgreSQL database (``mms.blockstore.uri``), behind a real HAProxy that the API and a real sim agent go
+through (round robin: an initial sync's and the slices' requests reach every server). The server owning
+the backup job is stopped with every block of an on-demand snapshot written and its metadata not committed
+(``backup.crashpoints``) and killed there (SIGKILL).
+
+Then: another server owns the job within two lease periods; the half-taken snapshot was never listed and is
+taken whole by the new owner (its head rebuilt from the shared catalog: the latest snapshot and the slices
+after it); every listed snapshot is complete; the stored slices of each chain abut (none lost, none stored
+twice); the PITR window is one range (no new hole) reaching past what was acknowledged before the kill;
+and a restore to a point after the kill equals the source's documents at that point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from opsmgr.backup.crashpoints import ENV
+from opsmgr.sim.model import WriteLoad
+from opsmgr.sim.world import SimWorld
+from tests.configs import replica_set_config
+from tests.deployments import Deployment
+from tests.e2e.simbackup import listing, restore_matches_now, set_load, start_backup
+from tests.haproxy import HAProxy
+from tests.pgserver import PgServer
+from tests.procs import STORE_KEYS, ServerProcess, servers_sharing, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+HOSTS = ["t0.takeover.sim"]
+RS = "tk"
+LEASE_S = 2.0
+# Metrics are read every 0.1 s and the jobs turn every 0.5 s (half the poll interval).
+SLACK_S = 1.0
+
+
+class Fleet:
+    def __init__(self, servers: list[ServerProcess], proxy: HAProxy, oplog_uri: str, marker: Path) -> None:
+        self.servers = servers
+        self.proxy = proxy
+        self.oplog_uri = oplog_uri
+        self.marker = marker
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, pg_server: PgServer) -> Iterator[Fleet]:
+    stores = {label: pg_server.create_database() for label in STORE_KEYS}
+    extra = {
+        "mms.agent.pollIntervalSeconds": "1",
+        "mms.server.jobLeaseSeconds": str(LEASE_S),
+        "mms.blockstore.uri": pg_server.create_database(),
+    }
+    marker = tmp_path / "snapshot-crash"
+    servers = servers_sharing(tmp_path, stores, ["s0", "s1", "s2"], extra)
+    for server in servers:
+        server.env = {ENV: f"daemon-snapshot-commit:{marker}"}  # stops only while the test arms it
+    proxy = HAProxy(tmp_path / "haproxy", [s.port for s in servers])
+    try:
+        for server in servers:
+            server.start()
+        yield Fleet(servers, proxy.start(), stores["oplog metadata store"], marker)
+    finally:
+        Path(f"{marker}.armed").unlink(missing_ok=True)
+        proxy.stop()
+        for server in servers:
+            server.stop()
+
+
+def _held(server: ServerProcess) -> set[str]:
+    try:
+        text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return set()
+    return set(re.findall(r'opsmgr_job_held\{job="([^"]+)"\} 1', text))
+
+
+def _end(window: list[dict[str, Any]]) -> tuple[int, int]:
+    return window[-1]["end"]["time"], window[-1]["end"]["increment"]
+
+
+def _slices_abut(oplog_uri: str) -> int:
+    """Asserts each chain's stored slices follow one another exactly; returns how many there are."""
+    with psycopg.connect(oplog_uri) as conn:
+        rows = conn.execute("SELECT doc FROM documents WHERE coll LIKE 'backup_slices.%'").fetchall()
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for (doc,) in rows:
+        s = json.loads(doc)
+        spans.setdefault(s["chain"], []).append((s["start"], s["end"]))
+    for chain, ranges in spans.items():
+        ranges.sort()
+        for (_, end), (start, _) in itertools.pairwise(ranges):
+            assert start == end, f"chain {chain}: a slice lost or stored twice between {end} and {start}"
+    return len(rows)
+
+
+def test_the_backup_job_taken_over_mid_snapshot_completes_it_and_loses_nothing(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    front = ServerProcess(tmp_path / "front", fleet.proxy.port)  # HAProxy's address, as agents are given
+    d = Deployment(front, fleet.servers[0].create_key("ORG_OWNER"), tmp_path, "takeover")
+    world: SimWorld | None = None
+    try:
+        d.agent(HOSTS[0])
+        d.wait_goal(d.put(replica_set_config(HOSTS, rs=RS)), 1)
+        world = SimWorld.open(d.root / "world.sqlite")
+        set_load(world, HOSTS, RS, WriteLoad(rate=40, keys=60, payload_bytes=32))
+        base = start_backup(d)  # the initial sync's requests go round the servers
+        wait_for(lambda: listing(d, base)["totalCount"] >= 1, 90, what="a first snapshot")
+        first = _end(listing(d, base)["pitrWindow"])
+        wait_for(lambda: _end(listing(d, base)["pitrWindow"]) > first, 30, what="the window advancing")
+
+        Path(f"{fleet.marker}.armed").touch()
+        r = d.api.post(f"{base}/snapshots")
+        assert r.status_code == 200, r.text
+        (pending,) = r.json()["snapshotIds"]
+        wait_for(
+            fleet.marker.exists, 60, what="the job's owner stopped before the snapshot's metadata commit"
+        )
+        pid = int(fleet.marker.read_text().split()[1])
+        (victim,) = [s for s in fleet.servers if s.proc is not None and s.proc.pid == pid]
+        assert "backup" in _held(victim)
+        seen = listing(d, base)
+        assert pending not in {s["id"] for s in seen["results"]}, "a partial snapshot is listed"
+        acknowledged = _end(seen["pitrWindow"])
+
+        victim.kill()
+        killed_at = time.monotonic()
+        Path(f"{fleet.marker}.armed").unlink()
+        survivors = [s for s in fleet.servers if s is not victim]
+        wait_for(
+            lambda: any("backup" in _held(s) for s in survivors),
+            2 * LEASE_S + SLACK_S,
+            0.1,
+            what="the backup job owned by another server within two lease periods",
+        )
+        print(f"backup job taken over {time.monotonic() - killed_at:.2f} s after the kill")
+
+        wait_for(
+            lambda: pending in {s["id"] for s in listing(d, base)["results"]}, 60, what="the retaken snapshot"
+        )
+        after = listing(d, base)
+        assert all(s["complete"] for s in after["results"]), after["results"]
+        assert _end(after["pitrWindow"]) >= acknowledged, "an acknowledged slice was lost"
+        wait_for(
+            lambda: _end(listing(d, base)["pitrWindow"]) > acknowledged, 60, what="the window past the kill"
+        )
+        assert len(listing(d, base)["pitrWindow"]) == 1, "a new hole in the window"
+        assert _slices_abut(fleet.oplog_uri) > 0
+        restore_matches_now(d, base, world, HOSTS, RS)
+    finally:
+        if world is not None:
+            world.close()
+        d.close()
