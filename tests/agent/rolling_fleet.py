@@ -28,6 +28,7 @@ from opsmgr.drivers.base import MemberState
 from opsmgr.drivers.sim import SimDriver
 from opsmgr.maintenance.rolling import validate_transition
 from opsmgr.maintenance.service import MaintenanceService
+from opsmgr.maintenance.sharded import ShardedPolicy
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.server.maintenance_api import lease_answer
 from opsmgr.sim.clock import FakeClock
@@ -93,6 +94,62 @@ class LocalApi:
         raise AssertionError(f"no route {method} {path}")
 
 
+class InProcessServer:
+    """The server's side of a fleet, in process on the fleet's simulated clock: the application database,
+    automation (a PUT checked as the server checks it), alerts, the maintenance service reading the agents'
+    status reports (:meth:`report`), and the agent routes it answers (``api``)."""
+
+    def __init__(
+        self, root: Path, clock: FakeClock, policy: Policy, sharded: ShardedPolicy | None = None
+    ) -> None:
+        self.clock = clock
+        self.store = Store(f"sqlite:///{root / 'app.db'}", name="application database")
+        self.automation = AutomationService(
+            self.store, lambda s: s, lambda s: s, validate_transition=validate_transition
+        )
+        self.alerts = AlertService(self.store, clock=clock.now)
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.service = MaintenanceService(
+            self.store,
+            self.alerts,
+            goal=self.automation.config,
+            statuses=lambda _g: list(self.reports.values()),
+            encrypt=lambda s: s,
+            decrypt=lambda s: s,
+            policy=policy,
+            sharded=sharded or ShardedPolicy(),
+            clock=clock.now,
+        )
+        self.automation.on_config_change.append(self.service.register)
+        self.api = LocalApi(self.service)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def report(self, host: str, snap: Snapshot) -> None:
+        """The status the agent of ``host`` sends from ``snap`` (its processes as its loop reports them)."""
+        processes = []
+        for name, local in snap.processes.items():
+            status = local.rs_status
+            me = next((m for m in status.members if m.self), None) if status is not None else None
+            processes.append(
+                {
+                    "name": name,
+                    "observed": {
+                        "running": local.observation.running,
+                        "replicaStateName": status.my_state.value if status is not None else None,
+                        "optimeTs": me.optime_ts if me is not None else None,
+                        "connections": local.connections,
+                    },
+                }
+            )
+        self.reports[host] = {
+            "hostname": host,
+            "processes": processes,
+            "receivedAt": int(self.clock.now() * 1000),
+        }
+
+
 @dataclass
 class Sample:
     t: float
@@ -118,36 +175,21 @@ class RollingFleet:
     def __post_init__(self) -> None:
         self.clock = FakeClock()
         self.world = SimWorld.in_memory(clock=self.clock, params=self.params)
-        self.store = Store(f"sqlite:///{self.root / 'app.db'}", name="application database")
-        self.automation = AutomationService(
-            self.store, lambda s: s, lambda s: s, validate_transition=validate_transition
-        )
-        self.alerts = AlertService(self.store, clock=self.clock.now)
-        self.reports: dict[str, dict[str, Any]] = {}
-        self.service = MaintenanceService(
-            self.store,
-            self.alerts,
-            goal=self.automation.config,
-            statuses=lambda _g: list(self.reports.values()),
-            encrypt=lambda s: s,
-            decrypt=lambda s: s,
-            policy=self.policy,
-            clock=self.clock.now,
-        )
-        self.automation.on_config_change.append(self.service.register)
+        self.server = InProcessServer(self.root, self.clock, self.policy)
         self.hosts = [f"h{i}.sim" for i in range(self.members)] + list(self.extra_hosts)
         self.drivers = {h: SimDriver(self.world, h) for h in self.hosts}
-        self.api = LocalApi(self.service)
         self.longs = {h: LongActions(h, clock=self.clock.now) for h in self.hosts}
         self.executors = {
-            h: MaintenanceExecutor(self.api, self.drivers[h], h, long=self.longs[h], clock=self.clock.now)
+            h: MaintenanceExecutor(
+                self.server.api, self.drivers[h], h, long=self.longs[h], clock=self.clock.now
+            )
             for h in self.hosts
         }
         self.config = replica_set_config(self.hosts[: self.members])
         self.previous: dict[str, Any] | None = None
 
     def close(self) -> None:
-        self.store.close()
+        self.server.close()
         self.world.close()
 
     # --- setting up -------------------------------------------------------------------------------------
@@ -156,7 +198,7 @@ class RollingFleet:
         """Start every member and initiate the set (what the agents' planner does), then wait for a
         primary; the config is the project's goal, as a first PUT would make it."""
         self.config = copy.deepcopy(config or self.config)
-        self.goal = self.automation.put_config(GROUP, copy.deepcopy(self.config))
+        self.goal = self.server.automation.put_config(GROUP, copy.deepcopy(self.config))
         for p in self.goal["processes"]:
             self.drivers[p["hostname"]].start(process_spec(p))
         first = self.goal["processes"][0]
@@ -181,29 +223,11 @@ class RollingFleet:
         config = copy.deepcopy(self.config)
         mutate(config)
         self.previous = self.goal
-        self.goal = self.automation.put_config(GROUP, config)
+        self.goal = self.server.automation.put_config(GROUP, config)
         self.config = config
         return int(self.goal["version"])
 
     # --- running ----------------------------------------------------------------------------------------
-
-    def _status(self, host: str, snap: Snapshot) -> dict[str, Any]:
-        processes = []
-        for name, local in snap.processes.items():
-            status = local.rs_status
-            me = next((m for m in status.members if m.self), None) if status is not None else None
-            processes.append(
-                {
-                    "name": name,
-                    "observed": {
-                        "running": local.observation.running,
-                        "replicaStateName": status.my_state.value if status is not None else None,
-                        "optimeTs": me.optime_ts if me is not None else None,
-                        "connections": local.connections,
-                    },
-                }
-            )
-        return {"hostname": host, "processes": processes, "receivedAt": int(self.clock.now() * 1000)}
 
     async def _cycle(self, host: str) -> None:
         names = sorted(
@@ -211,9 +235,9 @@ class RollingFleet:
             | {p["name"] for p in processes_on_host(self.previous or {}, host)}
         )
         snap = read_snapshot(self.drivers[host], names, frozenset(), oplog_windows=True)
-        self.reports[host] = self._status(host, snap)
+        self.server.report(host, snap)
         # What the agent's work list would name: the sets under a rolling change.
-        active = frozenset(self.service.active_sets(GROUP))
+        active = frozenset(self.server.service.active_sets(GROUP))
         version = int(self.goal["version"])
         outcome = await self.executors[host].cycle(snap, self.goal, version, active, self.previous)
         # A long move runs beside the agent's cycles; on the simulated clock it takes no time at all.
@@ -242,7 +266,7 @@ class RollingFleet:
         return done()
 
     def change(self) -> dict[str, Any] | None:
-        changes = self.service.changes(GROUP)
+        changes = self.server.service.changes(GROUP)
         return max(changes, key=lambda c: epoch_ms(c["created"] or "1970-01-01")) if changes else None
 
     def play(self, mutate: Callable[[dict[str, Any]], None], within_s: float = 900) -> dict[str, Any]:

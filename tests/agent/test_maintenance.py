@@ -48,7 +48,7 @@ def test_a_version_change_rolls_one_member_at_a_time_with_one_election(fleet: Ro
     warnings: set[str] = set()
 
     def done() -> bool:
-        for entry in fleet.service.status_views("g0"):
+        for entry in fleet.server.service.status_views("g0"):
             warnings.update(entry["warnings"])
         return (fleet.change() or {}).get("state") == "DONE"
 
@@ -80,13 +80,13 @@ def test_a_member_that_does_not_start_stops_the_change_until_it_is_healed(tmp_pa
         f.put(_upgrade)
         assert f.run_until(lambda: (c := f.change()) is not None and c["state"] == "FAILED", 120)
         assert victim["name"] in f.change()["reason"]  # type: ignore[index]
-        (alert,) = f.alerts.of_group("g0", AlertStatus.OPEN)
+        (alert,) = f.server.alerts.of_group("g0", AlertStatus.OPEN)
         assert alert["processName"] == victim["name"]
         others = {n: v for n, v in _versions(f).items() if n != victim["name"]}
         assert set(others.values()) == {("7.0.5", RunMode.REPLSET)}, "the others are untouched"
         f.world.heal()
         assert f.run_until(lambda: f.change()["state"] == "DONE", 300)  # type: ignore[index]
-        assert f.alerts.of_group("g0", AlertStatus.OPEN) == []
+        assert f.server.alerts.of_group("g0", AlertStatus.OPEN) == []
         assert set(_versions(f).values()) == {("7.0.6", RunMode.REPLSET)}
     finally:
         f.close()

@@ -1,6 +1,7 @@
 """A sharded cluster on the simulated world with simulated time, each host driven by the agent's maintenance
-executor and the server's maintenance service in process behind a fake client (``tests.agent.rolling_fleet``):
-a sharded cluster's rolling change played end to end without HTTP, for tests and the benchmark.
+executor and the server's maintenance service in process behind a fake client (``tests.agent.rolling_fleet``'s
+``InProcessServer``): a sharded cluster's rolling change played end to end without HTTP, for tests and the
+benchmark.
 
 The cluster is ``tests.agent.sharded_helpers.sharded_config``'s on three hosts (member ``i`` of the config
 server set ``csrs`` and of every shard ``sh{k}`` on host ``i``, mongos ``j`` on host ``j``), brought up
@@ -24,20 +25,15 @@ from opsmgr.agent.maintenance import MaintenanceExecutor
 from opsmgr.agent.observe import read_snapshot
 from opsmgr.agent.plan import process_spec
 from opsmgr.agent.sharding import initial_set_config, mongos_spec, replica_set_connection
-from opsmgr.alerts import AlertService
 from opsmgr.automation.config import processes_on_host
-from opsmgr.automation.service import AutomationService
 from opsmgr.drivers.base import RunMode
 from opsmgr.drivers.sim import SimDriver
-from opsmgr.maintenance.rolling import validate_transition
-from opsmgr.maintenance.service import MaintenanceService
 from opsmgr.maintenance.sharded import ShardedPolicy
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.sim.clock import FakeClock
 from opsmgr.sim.model import SimParams, WriteLoad
 from opsmgr.sim.world import SimWorld
-from opsmgr.store.engine import Store
-from tests.agent.rolling_fleet import GROUP, HEALTHY, LocalApi, RollingFleet
+from tests.agent.rolling_fleet import GROUP, HEALTHY, InProcessServer
 from tests.agent.sharded_helpers import CSRS, sharded_config
 
 HOSTS = ("h0.sim", "h1.sim", "h2.sim")
@@ -81,40 +77,22 @@ class ShardedFleet:
     def __post_init__(self) -> None:
         self.clock = FakeClock()
         self.world = SimWorld.in_memory(clock=self.clock, params=self.params)
-        self.store = Store(f"sqlite:///{self.root / 'app.db'}", name="application database")
-        self.automation = AutomationService(
-            self.store, lambda s: s, lambda s: s, validate_transition=validate_transition
-        )
-        self.alerts = AlertService(self.store, clock=self.clock.now)
-        self.reports: dict[str, dict[str, Any]] = {}
-        self.service = MaintenanceService(
-            self.store,
-            self.alerts,
-            goal=self.automation.config,
-            statuses=lambda _g: list(self.reports.values()),
-            encrypt=lambda s: s,
-            decrypt=lambda s: s,
-            policy=self.policy,
-            sharded=self.sharded,
-            clock=self.clock.now,
-        )
-        self.automation.on_config_change.append(self.service.register)
+        self.server = InProcessServer(self.root, self.clock, self.policy, self.sharded)
         self.drivers = {h: SimDriver(self.world, h) for h in HOSTS}
         self.longs = {h: LongActions(h, clock=self.clock.now) for h in HOSTS}
-        api = LocalApi(self.service)
         self.executors = {
-            h: MaintenanceExecutor(api, self.drivers[h], h, long=self.longs[h], clock=self.clock.now)
+            h: MaintenanceExecutor(
+                self.server.api, self.drivers[h], h, long=self.longs[h], clock=self.clock.now
+            )
             for h in HOSTS
         }
         self.sets = (CSRS, *(f"sh{k}" for k in range(self.shards)))
         self.mongos = tuple(f"mongos{j}" for j in range(self.routers))
         self.goal: dict[str, Any] = {}
         self.previous: dict[str, Any] | None = None
-        # The status reports are RollingFleet's (the same agent status shape).
-        self._status = RollingFleet._status.__get__(self)
 
     def close(self) -> None:
-        self.store.close()
+        self.server.close()
         self.world.close()
 
     def config(self, version: str = "7.0.5") -> dict[str, Any]:
@@ -126,7 +104,7 @@ class ShardedFleet:
 
     def deploy(self) -> None:
         """The cluster up as the agents' planner brings it up, then the write load through the routers."""
-        self.goal = self.automation.put_config(GROUP, self.config())
+        self.goal = self.server.automation.put_config(GROUP, self.config())
         procs = self.goal["processes"]
         for p in procs:
             if p["processType"] == "mongod":
@@ -155,7 +133,7 @@ class ShardedFleet:
     def put(self, config: dict[str, Any]) -> int:
         """A public PUT: the previous goal becomes what the agents reached, the new one their goal."""
         self.previous = self.goal
-        self.goal = self.automation.put_config(GROUP, copy.deepcopy(config))
+        self.goal = self.server.automation.put_config(GROUP, copy.deepcopy(config))
         return int(self.goal["version"])
 
     # --- running ----------------------------------------------------------------------------------------
@@ -167,8 +145,8 @@ class ShardedFleet:
         )
         routers = frozenset(n for n in names if n.startswith("mongos"))
         snap = read_snapshot(self.drivers[host], names, frozenset(), oplog_windows=True, routers=routers)
-        self.reports[host] = self._status(host, snap)
-        active = frozenset(self.service.active_hosts(GROUP))  # what the work list names
+        self.server.report(host, snap)
+        active = frozenset(self.server.service.active_hosts(GROUP))  # what the work list names
         await self.executors[host].cycle(snap, self.goal, int(self.goal["version"]), active, self.previous)
         await self.longs[host].wait()  # a long move takes no simulated time
 
@@ -213,7 +191,7 @@ class ShardedFleet:
     def records(self) -> dict[str, dict[str, Any]]:
         """The latest record of each set and of the cluster (``GET /groups/{id}/maintenance``'s)."""
         out: dict[str, dict[str, Any]] = {}
-        for record in reversed(self.service.changes(GROUP)):
+        for record in reversed(self.server.service.changes(GROUP)):
             out[record["replicaSet"]] = record
         return out
 
