@@ -16,9 +16,10 @@ CSRS = "csrs"
 BASE_PORT = 27017
 
 
-def _mongod(
-    name: str, hostname: str, port: int, rs: str, role: str, version: str, dbroot: str
+def member_process(
+    name: str, hostname: str, port: int, rs: str, role: str, version: str, dbroot: str = "/data"
 ) -> dict[str, Any]:
+    """The mongod ``name`` of replica set ``rs`` in the cluster as ``role`` (``configsvr``, ``shardsvr``)."""
     return {
         "name": name,
         "processType": "mongod",
@@ -72,7 +73,7 @@ def sharded_config(
                 if hosts
                 else (_default_host(rs, i), BASE_PORT)
             )
-            procs.append(_mongod(name, *where, rs, role, version, dbroot))
+            procs.append(member_process(name, *where, rs, role, version, dbroot))
         sets.append({"_id": rs, "members": [{"_id": i, "host": n} for i, n in enumerate(names)]})
     for j in range(routers):
         where = (hosts[j % len(hosts)], BASE_PORT + 1000 + j) if hosts else (f"router{j}", BASE_PORT)

@@ -8,6 +8,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from tests.agent.sharded_helpers import member_process
+
 CLUSTER = "sh0"
 CONFIG_RS = "cfg"
 SHARDS = ("shA", "shB", "shC")
@@ -16,21 +18,6 @@ MONGOS = ("mongos0", "mongos1")
 
 def host(name: str) -> str:
     return f"{name.replace('_', '-').lower()}.example.net"
-
-
-def _mongod(name: str, rs: str, role: str, version: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "hostname": host(name),
-        "processType": "mongod",
-        "version": version,
-        "args2_6": {
-            "net": {"port": 27017},
-            "storage": {"dbPath": f"/data/{name}"},
-            "replication": {"replSetName": rs},
-            "sharding": {"clusterRole": role},
-        },
-    }
 
 
 def sharded_config(
@@ -42,7 +29,7 @@ def sharded_config(
     replica_sets = []
     for rs, role in sets:
         names = [f"{rs}_{i}" for i in range(members)]
-        processes += [_mongod(n, rs, role, version) for n in names]
+        processes += [member_process(n, host(n), 27017, rs, role, version) for n in names]
         replica_sets.append({"_id": rs, "members": [{"_id": i, "host": n} for i, n in enumerate(names)]})
     config_db = f"{CONFIG_RS}/" + ",".join(f"{host(f'{CONFIG_RS}_{i}')}:27017" for i in range(members))
     processes += [
