@@ -342,3 +342,12 @@ def test_a_router_started_before_its_config_servers_answers_once_they_have_a_pri
     assert d.list_shards(r) == []
     s.add_shard(0)
     assert [x.id for x in d.list_shards(r)] == ["sh0"]
+
+
+def test_every_chunk_bound_fits_a_64_bit_integer() -> None:
+    """The config servers' documents are backed up over strict JSON: a bound past 2**63 - 1 was refused."""
+    from opsmgr.sim.shardmodel import initial_chunks
+
+    chunks = initial_chunks("app.users", "sh0", 16)
+    assert max(c["max"] for c in chunks) < 2**63
+    assert [c["min"] for c in chunks[1:]] == [c["max"] for c in chunks[:-1]]

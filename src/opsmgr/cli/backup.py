@@ -59,12 +59,17 @@ tables = out if out.is_terminal else Console(width=180)
 DONE = ("FINISHED", "BROKEN", "KILLED")
 
 
+def _cluster_name(c: dict[str, Any]) -> str:
+    """A replica set by its name; a sharded cluster (which has none) by its own, which its parts share."""
+    return str(c.get("replicaSetName") or c.get("clusterName") or "")
+
+
 def _cluster_id(api: PublicApi, group: str, cluster: str) -> str:
     clusters = api.get_all(f"/groups/{group}/clusters")["results"]
     for c in clusters:
-        if cluster in (c["id"], c["replicaSetName"]):
+        if cluster in (c["id"], _cluster_name(c)):
             return str(c["id"])
-    names = ", ".join(f"{c['replicaSetName']} ({c['id']})" for c in clusters) or "none"
+    names = ", ".join(f"{_cluster_name(c)} ({c['id']})" for c in clusters) or "none"
     raise InvalidInput(f"no cluster {cluster!r} in project {group}; clusters: {names}", field="--cluster")
 
 

@@ -27,7 +27,9 @@ from opsmgr.drivers.base import CommandConflict, CommandInvalid
 from opsmgr.sim.data import dumps
 from opsmgr.sim.model import Record, WriteLoad
 
-HASH_SPACE = 1 << 63
+# The chunks' bounds cover [0, HASH_SPACE): the last ``max`` is HASH_SPACE itself (MongoDB's MaxKey), so it
+# must fit the 64-bit integers the config servers' documents travel as (a backup's initial sync refuses more).
+HASH_SPACE = 1 << 62
 
 SHARDS_NS = "config.shards"
 DATABASES_NS = "config.databases"
