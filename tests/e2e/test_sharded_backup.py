@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e
 
 HOSTS = [f"sbk{i}.e2e.sim" for i in range(3)]
 # Two databases, which mongos places on the two shards (each database's primary shard is the one holding
-# fewest). No collection is sharded: the sim's chunk bounds reach 2**63, which no BSON integer (nor the
-# backup's strict JSON) holds, so a config server holding chunks cannot be backed up yet.
+# fewest). No collection is sharded here, which keeps each shard's documents fixed by its database; a sharded
+# collection's chunks restored across migrations are benchmarks/sharded_pitr.py's (and tests/backup's).
 DATABASES = ("alpha", "beta")
 SETS = ("csrs", "sh0", "sh1")
 # Idle primaries write a no-op every second, so every part's window keeps up with the clock.
