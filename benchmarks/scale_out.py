@@ -4,8 +4,8 @@ through a real HAProxy to 1, 2 and 3 ``opsmgr server`` processes sharing one rea
 report latency p50/p99 (through HAProxy, as agents see it), failed requests, each server's share of the
 polls, its server-side latency and its CPU share, and the CPU of HAProxy, PostgreSQL and the load generator.
 
-    .venv/bin/python benchmarks/scale_out.py [--agents 500,1000,2000] [--servers 1,2,3] [--big-agents 10000]
-        [--big-servers 2] [--interval 10] [--cycles 3] [--connections 128] [--quick]
+    .venv/bin/python benchmarks/scale_out.py [--agents 250,500,1000,2000] [--servers 1,2,3]
+        [--big-agents 10000] [--big-servers 2] [--interval 10] [--cycles 3] [--connections 128] [--quick]
 
 Deployment. ``tests/pgserver.PgServer`` (fsync off: this machine's disk is not what is measured) holds the
 three stores; ``tests/procs.servers_sharing`` configures three servers on them (one gen.key);
@@ -220,8 +220,8 @@ class Run:
     wall_s: float
     tally: Tally
     cpu: tuple[CpuReading, CpuReading]
-    metrics: list[tuple[MetricsReading, MetricsReading]]  # each server's, before and after
-    jobs: list[int]  # periodic jobs each server held at the end
+    metrics: list[tuple[MetricsReading | None, MetricsReading | None]]  # each server's, before and after
+    jobs: list[int | None]  # periodic jobs each server held at the end
     idle_cpu: list[float]  # each server's CPU share before the agents started (its periodic jobs)
     load_average: float
 
@@ -239,7 +239,8 @@ class Run:
         return sum(self.share(a.postgres[pid], b.postgres[pid]) for pid in a.postgres.keys() & b.postgres)
 
     def histograms(self, route: str) -> list[Histogram]:
-        return [histogram_delta(before, after, route) for before, after in self.metrics]
+        pairs = self.metrics
+        return [histogram_delta(before, after, route) if before and after else {} for before, after in pairs]
 
     def summed(self, route: str) -> Histogram:
         total: Histogram = {}
@@ -271,10 +272,10 @@ def measure(
     idle_s = idle1.at - idle0.at
     idle = [(b - a) / idle_s for a, b in zip(idle0.servers, idle1.servers, strict=True)]
 
-    async def cycles() -> tuple[Tally, float, CpuReading, CpuReading, list[MetricsReading]]:
+    async def cycles() -> tuple[Tally, float, CpuReading, CpuReading, list[MetricsReading | None]]:
         pool = Connections(proxy.port, args.connections)
         warm = await run_cycles(agents, pool, args.warmup_cycles, args.interval, False)
-        before = [read_metrics(s.url) for s in servers]
+        before = [metrics_of(s.url) for s in servers]
         cpu0 = CpuReading.take(deployment, count)
         tally = await run_cycles(agents, pool, args.cycles, args.interval, False)
         cpu1 = CpuReading.take(deployment, count)
@@ -282,7 +283,7 @@ def measure(
         return tally, cpu1.at - cpu0.at, cpu0, cpu1, before
 
     tally, wall, cpu0, cpu1, before = asyncio.run(cycles())
-    after = [read_metrics(s.url) for s in servers]
+    after = [metrics_of(s.url) for s in servers]
     run = Run(
         label, count, len(agents), wall, tally, (cpu0, cpu1), list(zip(before, after, strict=True)),
         [jobs_held(s.url) for s in servers], idle, os.getloadavg()[0],
@@ -296,14 +297,27 @@ def measure(
     return run
 
 
-def jobs_held(url: str) -> int:
+def metrics_of(url: str) -> MetricsReading | None:
+    """A server's ``/metrics``, None when a swamped server does not answer it in time (the run's server-side
+    figures are then missing, the agents' own still stand)."""
+    try:
+        return read_metrics(url)
+    except httpx.HTTPError as exc:
+        print(f"    {url}/metrics not read: {exc!r}", flush=True)
+        return None
+
+
+def jobs_held(url: str) -> int | None:
     """How many periodic jobs a server holds the lease of (``opsmgr_job_held``): their work is in its CPU."""
-    return len(_HELD.findall(httpx.get(f"{url}/metrics", timeout=30).text))
+    try:
+        return len(_HELD.findall(httpx.get(f"{url}/metrics", timeout=30).text))
+    except httpx.HTTPError:
+        return None
 
 
-def scale_runs(deployment: Deployment, agents: Agents, args: argparse.Namespace) -> list[Run]:
-    """For each server count, the fleet sizes in order until one misses the target; then the big run."""
-    runs = []
+def scale_runs(deployment: Deployment, agents: Agents, args: argparse.Namespace, runs: list[Run]) -> None:
+    """For each server count, the fleet sizes in order until one misses the target; then the big run. Each
+    run is appended to ``runs`` as it ends, so that a run that breaks leaves the others reported."""
     for count in args.servers:
         for size in args.agents:
             run = measure(f"{count}x{size}", agents.first(size), deployment, count, args)
@@ -312,7 +326,6 @@ def scale_runs(deployment: Deployment, agents: Agents, args: argparse.Namespace)
                 break
     if args.big_agents:
         runs.append(measure("big", agents.first(args.big_agents), deployment, args.big_servers, args))
-    return runs
 
 
 # --- the report ---------------------------------------------------------------------------------------------
@@ -423,7 +436,7 @@ def counts(text: str) -> list[int]:
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--agents", type=counts, default=[500, 1000, 2000], help="fleet sizes per server count")
+    ap.add_argument("--agents", type=counts, default=[250, 500, 1000, 2000], help="fleets per server count")
     ap.add_argument("--servers", type=counts, default=[1, 2, 3], help="server counts (at most 3)")
     ap.add_argument("--big-agents", type=int, default=10_000, help="the big run's agents (0: no big run)")
     ap.add_argument("--big-servers", type=int, default=2)
@@ -470,7 +483,11 @@ def main() -> None:
         stack.callback(api.close)
         agents = Agents(api, args.interval, args.set_size, random.Random(args.seed))
         agents.first(max(args.agents))
-        runs = scale_runs(deployment, agents, args)
+        runs: list[Run] = []
+        try:
+            scale_runs(deployment, agents, args, runs)
+        except Exception as exc:  # the runs that ended are still worth their table
+            print(f"  the runs stopped: {exc!r}", flush=True)
     report(runs, args)
     print(f"\n{agents.projects} projects; whole run {time.monotonic() - t0:.0f} s")
 
