@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 from opsmgr.agent.executor import LongActions
-from opsmgr.agent.maintenance_driver import ClusterSteps, MoveDriver
+from opsmgr.agent.maintenance_driver import ClusterSteps, Look, MoveDriver
 from opsmgr.agent.plan import LocalProcess, Snapshot
 from opsmgr.drivers.base import BalancerState, ProcessObservation, ProcessSpec, RunMode
 from opsmgr.errors import OpsmgrError
@@ -83,7 +83,7 @@ def _steps(driver: FakeRouterDriver, api: FakeApi) -> tuple[ClusterSteps, LongAc
 
 def _run(steps: ClusterSteps, long: LongActions, view: dict[str, Any]) -> tuple[tuple[str, ...], str, bool]:
     async def go() -> tuple[tuple[str, ...], str, bool]:
-        out = steps.run(KEY, view, _snap(), sharded_config(), None, may_act=True)
+        out = steps.run(Look(KEY, view, _snap(), sharded_config(), None), may_act=True)
         await long.wait()
         return out
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsmgr.agent.executor import LongAction, LongActions
-from opsmgr.agent.maintenance_driver import ClusterSteps, InHand, MaintenanceApi, MoveDriver, spec_of
+from opsmgr.agent.maintenance_driver import ClusterSteps, InHand, Look, MaintenanceApi, MoveDriver, spec_of
 from opsmgr.agent.plan import Snapshot
 from opsmgr.agent.set_sight import measure, set_snapshot
 from opsmgr.automation.config import processes_by_name
@@ -215,7 +215,7 @@ class MaintenanceExecutor:
             memory.active = True
             run = self._run_cluster if cluster_name(rs_id) is not None else self._run_set
             try:
-                done = await run(rs_id, view, snap, goal, previous, memory, may_act=not acted)
+                done = await run(Look(rs_id, view, snap, goal, previous), memory, may_act=not acted)
             except Exception as exc:  # a bug or an unexpected answer must not take the agent's loop down
                 log.exception("%s: rolling maintenance of %s failed", self.hostname, rs_id)
                 owned.update({n: f"rolling maintenance of {rs_id}" for n in memory.owned})
@@ -229,17 +229,8 @@ class MaintenanceExecutor:
 
     # --- one set ------------------------------------------------------------------------------------------
 
-    async def _run_set(
-        self,
-        rs_id: str,
-        view: Mapping[str, Any],
-        snap: Snapshot,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-        memory: _SetMemory,
-        *,
-        may_act: bool,
-    ) -> _SetRun:
+    async def _run_set(self, look: Look, memory: _SetMemory, *, may_act: bool) -> _SetRun:
+        rs_id, view, snap, goal, previous = look.key, look.view, look.snap, look.goal, look.previous
         change = RollingChange.from_json(view["change"])
         progress = Progress.from_json(view["progress"])
         if memory.change_id != view["changeId"]:
@@ -281,21 +272,11 @@ class MaintenanceExecutor:
         annotations = {n: _annotation(n, decision, progress, error) for n in memory.owned}
         return _SetRun(notes, sentence, acted, annotations)
 
-    async def _run_cluster(
-        self,
-        key: str,
-        view: Mapping[str, Any],
-        snap: Snapshot,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-        memory: _SetMemory,
-        *,
-        may_act: bool,
-    ) -> _SetRun:
+    async def _run_cluster(self, look: Look, memory: _SetMemory, *, may_act: bool) -> _SetRun:
         """A sharded cluster's change (``maintenance_driver.ClusterSteps``)."""
-        owned, sentence, acted = self.cluster_steps.run(key, view, snap, goal, previous, may_act=may_act)
+        owned, sentence, acted = self.cluster_steps.run(look, may_act=may_act)
         memory.owned = owned
-        notes = {n: f"rolling maintenance of {view.get('cluster')}" for n in owned}
+        notes = {n: f"rolling maintenance of {look.view.get('cluster')}" for n in owned}
         return _SetRun(notes, sentence, acted, {})
 
     async def _act(

@@ -66,6 +66,19 @@ class MaintenanceApi(Protocol):
 
 
 @dataclass(frozen=True)
+class Look:
+    """What one cycle looks at a replica set or a sharded cluster with: its ``key`` (the set's id, or
+    ``cluster:<name>``), its view from the server, the agent's snapshot of its host, and the configs after
+    (``goal``) and before (``previous``) the change."""
+
+    key: str
+    view: Mapping[str, Any]
+    snap: Snapshot
+    goal: Mapping[str, Any]
+    previous: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
 class InHand:
     """A move to carry out, with everything it is carried out from: the set's view from the server, the
     procedure's snapshot of the set and the agent's of its host, the configs before and after the change."""
@@ -296,22 +309,14 @@ class ClusterSteps:
         self.errors: dict[str, str] = {}  # cluster key -> the last failure, until a step succeeds
         self.balancer_was: dict[str, str] = {}  # change id -> the mode read before the first stop
 
-    def run(
-        self,
-        key: str,
-        view: Mapping[str, Any],
-        snap: Snapshot,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-        *,
-        may_act: bool,
-    ) -> tuple[tuple[str, ...], str, bool]:
+    def run(self, look: Look, *, may_act: bool) -> tuple[tuple[str, ...], str, bool]:
         """The local mongos still to restart that run (the executor's meanwhile), the cycle's sentence, and
         whether a step was started."""
+        key, view = look.key, look.view
         progress = ClusterProgress.from_json(view["progress"])
         local = [n for n, host in (view.get("names") or {}).items() if host == self.hostname]
         # A mongos down before its turn is not held back: the planner starts it again (on the goal's spec).
-        owned = tuple(n for n in local if snap.running(n) and n not in progress.mongos_done)
+        owned = tuple(n for n in local if look.snap.running(n) and n not in progress.mongos_done)
         decided = view.get("decision") or {}
         sentence = f"{key}: {decided.get('note') or decided.get('reason') or 'rolling maintenance'}"
         running = self.long.running
@@ -323,22 +328,15 @@ class ClusterSteps:
             return (
                 owned,
                 sentence,
-                self.long.start(action, lambda: self._step(key, view, move, goal, previous)),
+                self.long.start(action, lambda: self._step(look, move)),
             )
         error = self.errors.get(key)
         return owned, f"{key}: {error}" if error is not None else sentence, False
 
-    async def _step(
-        self,
-        key: str,
-        view: Mapping[str, Any],
-        move: ClusterMove,
-        goal: Mapping[str, Any],
-        previous: Mapping[str, Any] | None,
-    ) -> None:
-        at, change_id = self.clock(), str(view["changeId"])
+    async def _step(self, look: Look, move: ClusterMove) -> None:
+        at, key, change_id = self.clock(), look.key, str(look.view["changeId"])
         try:
-            params = await self.moves.drive_cluster(move, goal, previous)
+            params = await self.moves.drive_cluster(move, look.goal, look.previous)
         except Exception as exc:  # the driver may raise anything its backend raises; retried next cycle
             self.errors[key] = f"{move.name.value} by {move.actor} failed, will retry: {exc}"
             return
