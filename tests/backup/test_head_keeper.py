@@ -102,6 +102,11 @@ def test_an_initial_sync_split_over_two_servers_builds_one_head_at_the_jobs_owne
     taken = b.tick().snapshots  # b owns the job: builds the head from the sync, snapshots the new chain
     assert len(taken) == 1 and b.snapshot(src.id, taken[0]).records == 4
     assert a.heads.current(src.id) is None
+    # Either server reads the owner's head, as the owner published it.
+    assert a.status(src.id)["head"] == b.status(src.id)["head"]
+    assert a.status(src.id)["head"]["consistent"] is True and a.status(src.id)["head"]["applyLagMs"] == 0
+    a.remove_source(src.id)
+    assert b.head_state(src.id) is None
 
 
 def test_the_job_moving_between_servers_rebuilds_or_catches_up_the_head_applying_each_slice_once(

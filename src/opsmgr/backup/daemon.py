@@ -152,7 +152,7 @@ class BackupDaemon:
             self.snapshot_catalog.delete(source_id, [m.id for m in self.snapshots(source_id)])
             self.slice_catalog.remove(source_id)
             self.ingest.syncs.delete([s.id for s in self.ingest.syncs.of_source(source_id)])
-            self.heads.remove(source_id)
+            self.scheduled.keeper.forget(source_id)
             self.registry.delete(source_id)
         log.warning("source %s: backup terminated, its snapshots and slices deleted", source_id)
 
@@ -284,6 +284,10 @@ class BackupDaemon:
 
     # Facts for alerts and monitoring.
 
+    def head_state(self, source_id: str) -> HeadState | None:
+        """The source's head as the backup job's owner last published it (whichever server asks)."""
+        return self.scheduled.keeper.recorded(source_id)
+
     def tick_failures(self, source_id: str) -> tuple[int, dict[str, Any] | None]:
         """How many of this process's ticks failed for the source, and the last failure ``{at, message}``."""
         count, last = self._tick_failures.get(source_id, (0, None))
@@ -296,7 +300,7 @@ class BackupDaemon:
         now = self.now_ms()
         metas = self.snapshots(source_id)
         chain = self.slice_catalog.chain(source_id)
-        head = self.heads.current(source_id)
+        head = self.head_state(source_id)
         contact_ms, source_last = self.ingest.contact(source_id)
         return {
             "sourceId": src.id,
@@ -310,7 +314,7 @@ class BackupDaemon:
             **_chain_facts(kind, chain, metas, now),
             "lastAgentContact": contact_ms,
             "sourceLastUTCMillis": None if source_last is None else to_millis(kind, source_last),
-            "head": _head_facts(kind, head.state() if head else None, chain),
+            "head": _head_facts(kind, head, chain),
             **self._integrity_facts(source_id, metas),
             "createdAt": src.createdAt,
         }

@@ -9,7 +9,8 @@ was restored to an earlier point) or behind slices grooming already deleted. A r
 :func:`base`: the chain's latest complete snapshot, else the chain's finished initial sync; it is built in
 a new file and made current only once whole, so a server killed during a rebuild leaves the old head (or
 none) and an orphan file the next promotion removes. Then the slices after the base are applied, in order,
-each once (the head's position moves with each slice's commit).
+each once (the head's position moves with each slice's commit). The owner publishes where its head is
+(``backup_heads`` in the oplog metadata store) for the reads any server serves.
 
 May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import asdict
 from enum import StrEnum
 
 from opsmgr.backup.blockstore import Blockstore
@@ -27,6 +29,8 @@ from opsmgr.backup.snapshots import SnapshotCatalog, SnapshotMeta, read_records,
 from opsmgr.backup.syncs import SyncCatalog, SyncRecord
 
 log = logging.getLogger("opsmgr.backup")
+
+HEADS = "backup_heads"
 
 
 class Verdict(StrEnum):
@@ -83,10 +87,34 @@ class HeadKeeper:
             rebuilt = self._rebuild(source_id, chain.chain)
             if rebuilt is None:
                 # What is on hand cannot serve this chain: no snapshot may be taken from it.
-                self.heads.remove(source_id)
+                self.forget(source_id)
                 return 0
             head, state = rebuilt
-        return self._apply(source_id, head, state)
+        n = self._apply(source_id, head, state)
+        self._record(source_id, head.state())
+        return n
+
+    def _record(self, source_id: str, state: HeadState | None) -> None:
+        """Publishes the head's position in the oplog metadata store when it moved (a write of the job,
+        fenced by its lease), so that every server's reads show the owner's head, not their own."""
+        doc = None if state is None else {"_id": source_id, **asdict(state)}
+        if self.slices.store.get(HEADS, source_id) != doc:
+            if doc is None:
+                self.slices.store.delete(HEADS, source_id)
+            else:
+                self.slices.store.put(HEADS, doc)
+
+    def recorded(self, source_id: str) -> HeadState | None:
+        """The job owner's head of the source as it last published it."""
+        doc = self.slices.store.get(HEADS, source_id)
+        if doc is None:
+            return None
+        return HeadState(doc["sync_id"], doc["applied"], doc["min_valid"], doc["loaded"])
+
+    def forget(self, source_id: str) -> None:
+        """Removes the source's head and its published position."""
+        self.heads.remove(source_id)
+        self._record(source_id, None)
 
     def _rebuild(self, source_id: str, chain: str) -> tuple[Head, HeadState] | None:
         found = base(chain, self.snapshots.for_source(source_id), self.syncs.of_source(source_id))
