@@ -148,6 +148,8 @@ def test_the_backup_job_taken_over_mid_snapshot_completes_it_and_loses_nothing(
         wait_for(
             lambda: pending in {s["id"] for s in listing(d, base)["results"]}, 60, what="the retaken snapshot"
         )
+        (owner,) = [s for s in survivors if "backup" in _held(s)]
+        assert "rebuilt from snapshot:" in owner.log(), "the new owner did not rebuild its head"
         after = listing(d, base)
         assert all(s["complete"] for s in after["results"]), after["results"]
         assert _end(after["pitrWindow"]) >= acknowledged, "an acknowledged slice was lost"
