@@ -138,7 +138,7 @@ def test_missing_agents_fail_after_the_collection_timeout_with_backoff() -> None
     assert rec.state == ModeState.RETRY_WAIT and rec.failure_count == 1
     assert rec.next_attempt_at is not None
     first_wait = rec.next_attempt_at - late
-    rec = mode.restart_collection(rec, now=rec.next_attempt_at, reset_failures=False)
+    rec = mode.next_round(rec, now=rec.next_attempt_at, reset_failures=False)
     rec = mode.record_failure(rec, decision, now=late * 3, poll_interval_ms=POLL_MS)
     assert rec.failure_count == 2
     assert rec.next_attempt_at is not None and rec.next_attempt_at - late * 3 == 2 * first_wait
@@ -160,7 +160,7 @@ def test_upload_timeout_is_a_failure_naming_the_agent() -> None:
 def test_retry_resets_counter_without_leaving() -> None:
     rec = entered()
     rec = mode.record_failure(rec, Fail("x", []), now=5, poll_interval_ms=POLL_MS)
-    rec = mode.restart_collection(rec, now=6, reset_failures=True)
+    rec = mode.next_round(rec, now=6, reset_failures=True)
     assert rec.state == ModeState.COLLECTING and rec.failure_count == 0 and rec.last_failure is None
 
 

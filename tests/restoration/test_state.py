@@ -32,7 +32,7 @@ AWAITING_UPLOAD = {
     "state": "AWAITING_UPLOAD",
     "agents": {
         "a.rm.sim": {"version": 3, "timestamp": 0, "configHash": None, "heardAt": 1000},
-        "b.rm.sim": {"version": 3, "timestamp": 900, "configHash": HASH, "heardAt": 1100},
+        "b.rm.sim": {"version": 3, "timestamp": 900, "configHash": HASH, "heardAt": 1100, "claimedAt": 1100},
     },
     "triggeredAt": 1000,
     "updatedAt": 1200,
@@ -49,6 +49,11 @@ FORCED = {
     **NEW,
     "state": "FORCED_EXIT_CONVERGING",
     "failureCount": 1,
+    # A failed round keeps what it heard (issue 18), but not the claim of the host the failure names.
+    "agents": {
+        "a.rm.sim": {"version": 3, "timestamp": 0, "configHash": None, "heardAt": 1000},
+        "b.rm.sim": {"version": 3, "timestamp": 900, "configHash": None, "heardAt": 1100, "claimedAt": 1100},
+    },
     "missingHosts": [{"hostname": "b.rm.sim", "reason": "no"}],
     "history": [
         {
@@ -103,7 +108,7 @@ def test_the_decisions_write_the_documents_the_dict_based_code_wrote() -> None:
     rec = mode.request_upload(rec, AgentReport("b.rm.sim", 3, 900, HASH), 1200)
     assert rec.to_doc() == AWAITING_UPLOAD
     rec = mode.record_failure(rec, Fail("x", [MissingHost(hostname="b.rm.sim", reason="no")]), 2000, 1000)
-    rec = mode.restart_collection(rec, 3000, reset_failures=False)
+    rec = mode.next_round(rec, 3000, reset_failures=False)
     rec = mode.force_exit(rec, served_version=5, expected={"a.rm.sim", "b.rm.sim"}, now=4000)
     assert rec.changed(snapshots_queued=["s1"]).to_doc() == FORCED
     armed = mode.arm(

@@ -6,10 +6,19 @@ A project enters the mode when an agent polls with a config version (``cv``) hig
 and reconciliation collects each expected agent's (version, timestamp, hostname), takes the highest (ties:
 later timestamp, then hostname), asks that agent to upload its config, writes it as the authoritative config
 with a version at least the agent's, enqueues an on-demand snapshot of each backed-up deployment and exits.
-Agents that do not report in time count as a failure: the counter goes up, the missing hosts and why are
-recorded, and collection is retried with exponential backoff. A forced exit serves the restored config with
-a version above every version heard, and the mode is not entered again until every agent has converged on
-it.
+Agents that do not report within the round's deadline (:func:`collection_deadline_ms`, which grows with the
+agents the server expects to hear from) count as a failure: the counter goes up, the missing hosts and why
+are recorded, and a new round starts after an exponential backoff. A failed round keeps the claims it heard
+(only those of the hosts the failure names are dropped), so the next round waits only for the missing
+agents, and the last missing claim completes collection at once, even during the backoff. A forced exit
+serves the restored config with a version above every version heard, and the mode is not entered again
+until every agent has converged on it.
+
+Who decides what: an agent's report (poll, status, upload) only records what the agent said, plus the one
+transition a report itself completes (every claim in: ask the latest agent for its upload), made in the
+write transaction that records it (write transactions are serialised across servers), so it needs no
+clock. Every transition that depends on time (a round's deadline, the upload's timeout, the next round
+after a backoff) is :func:`decide`'s, called only by the periodic job that one server runs under its lease.
 
 Only agents of the project take part: an agent speaks for a host that a process of the project's config
 lives on (at any version the server has, or as the restore record names it); what it claims (the version
@@ -41,9 +50,11 @@ from opsmgr.restoration.state import (
     TriggerReason,
 )
 
-COLLECTION_TIMEOUT_POLLS = 3.0
+COLLECTION_TIMEOUT_POLLS = 3.0  # a round's deadline with few agents expected
+AGENTS_PER_EXTRA_POLL = 100  # the deadline grows by one poll interval per this many agents expected
 UPLOAD_TIMEOUT_POLLS = 4.0
-BACKOFF_CAP_POLLS = 30.0
+BACKOFF_CAP_POLLS = 30.0  # also the longest an agent that lost its server waits between attempts
+HEARD_REFRESH_POLLS = 5  # how stale an agent's heardAt may get while it only repeats what it said
 
 __all__ = ["ModeRecord", "ModeState"]
 
@@ -122,14 +133,35 @@ def enter(
 
 def heard(record: ModeRecord, report: AgentReport, now: int) -> ModeRecord:
     previous = record.agents.get(report.hostname)
+    same = previous is not None and previous.version == report.version
     # A poll carries no hash: the one the agent's status claimed for the same version still stands.
     config_hash = report.config_hash
-    if config_hash is None and previous is not None and previous.version == report.version:
+    if config_hash is None and same and previous is not None:
         config_hash = previous.config_hash
     agent = HeardAgent(
         version=report.version, timestamp=report.timestamp, config_hash=config_hash, heard_at=now
     )
+    if config_hash:
+        # When the claim of this version first came in: what "the agent's first report" is measured from.
+        first = previous.claimed_at if same and previous is not None and previous.config_hash else None
+        agent = agent.changed(claimed_at=first or now)
     return record.changed(agents={**record.agents, report.hostname: agent}, updated_at=now)
+
+
+def is_news(record: ModeRecord, report: AgentReport, now: int, poll_interval_ms: int) -> bool:
+    """Whether an agent's poll or status report tells the record something: an agent heard at this version
+    (and, for a status report, with this claim) less than ``HEARD_REFRESH_POLLS`` ago adds only a fresher
+    ``heardAt``, not worth a write transaction (which every server's writers wait on) per poll of every
+    agent of a project in the mode."""
+    previous = record.agents.get(report.hostname)
+    if previous is None or previous.version != report.version:
+        return True
+    if report.config_hash is not None and (report.config_hash, report.timestamp) != (
+        previous.config_hash,
+        previous.timestamp,
+    ):
+        return True
+    return now - (previous.heard_at or 0) >= HEARD_REFRESH_POLLS * poll_interval_ms
 
 
 def missing(record: ModeRecord, expected: set[str]) -> list[str]:
@@ -158,11 +190,43 @@ class Wait:
 Decision = RequestUpload | Fail | Wait
 
 
-def decide(record: ModeRecord, expected: set[str], now: int, poll_interval_ms: int) -> Decision:
-    """What reconciliation does next, from the record alone (called on every agent contact and tick)."""
+def collection_deadline_ms(agents_expected: int, poll_interval_ms: int) -> int:
+    """How long a collection round waits for the claims it misses before it counts as failed.
+
+    The rule: 3 poll intervals, plus one for every 100 agents the server expects to hear from (every agent
+    of every project in the mode: after a restore they all come back at once, and a loaded server takes in
+    their reports more slowly), at most 30 poll intervals (an agent that lost its server retries at least
+    that often, so a longer wait hears nobody more). A failed round loses nothing it heard: the deadline
+    only decides when the failure is reported and counted.
+    """
+    polls = COLLECTION_TIMEOUT_POLLS + max(agents_expected, 0) // AGENTS_PER_EXTRA_POLL
+    return int(min(polls, BACKOFF_CAP_POLLS) * poll_interval_ms)
+
+
+def completed(record: ModeRecord, expected: set[str]) -> RequestUpload | None:
+    """The upload to ask for once every expected agent's claim is in (while collecting, or waiting for the
+    next round: the last missing claim completes collection at once); None otherwise. Needs no clock, so an
+    agent's report may take it in the transaction that records the report."""
+    if record.state not in (ModeState.COLLECTING, ModeState.RETRY_WAIT) or missing(record, expected):
+        return None
+    chosen = choose_latest(reports(record))
+    return None if chosen is None else RequestUpload(chosen)
+
+
+def next_round_due(record: ModeRecord, now: int) -> bool:
+    """Whether a failed round's backoff is over."""
+    return record.state is ModeState.RETRY_WAIT and now >= (record.next_attempt_at or 0)
+
+
+def decide(
+    record: ModeRecord, expected: set[str], now: int, poll_interval_ms: int, agents_expected: int = 0
+) -> Decision:
+    """What reconciliation does next, from the record alone; ``agents_expected``: every agent the server
+    expects to hear from (at least ``expected``). Called by the periodic job only (see the module)."""
     state = record.state
-    if state is ModeState.RETRY_WAIT:
-        return Wait()
+    done = completed(record, expected)
+    if done is not None:
+        return done
     if state is ModeState.AWAITING_UPLOAD:
         asked_at = record.upload_requested_at if record.upload_requested_at is not None else now
         if now - asked_at > UPLOAD_TIMEOUT_POLLS * poll_interval_ms:
@@ -176,10 +240,9 @@ def decide(record: ModeRecord, expected: set[str], now: int, poll_interval_ms: i
         return Wait()
     absent = missing(record, expected)
     if not absent:
-        chosen = choose_latest(reports(record))
-        return Wait() if chosen is None else RequestUpload(chosen)
+        return Wait()  # every claim in, none to choose: nothing an agent claimed can be asked for
     since = record.collecting_since if record.collecting_since is not None else now
-    if now - since > COLLECTION_TIMEOUT_POLLS * poll_interval_ms:
+    if now - since > collection_deadline_ms(max(agents_expected, len(expected)), poll_interval_ms):
         return Fail(
             f"{len(absent)} agent(s) did not report: {', '.join(absent)}",
             [
@@ -199,8 +262,14 @@ def backoff_ms(failures: int, poll_interval_ms: int) -> int:
 
 
 def record_failure(record: ModeRecord, failure: Fail, now: int, poll_interval_ms: int) -> ModeRecord:
+    """The round failed: RETRY_WAIT until the backoff is over. What was heard is kept, except the claims of
+    the hosts the failure names (an agent that did not upload, or whose upload was refused, is heard
+    again)."""
     failures = record.failure_count + 1
+    named = {m.hostname for m in failure.missing_hosts}
+    agents = {h: a.changed(config_hash=None) if h in named else a for h, a in record.agents.items()}
     return record.changed(
+        agents=agents,
         state=ModeState.RETRY_WAIT,
         failure_count=failures,
         last_failure=Failure(at=now, reason=failure.reason),
@@ -210,12 +279,12 @@ def record_failure(record: ModeRecord, failure: Fail, now: int, poll_interval_ms
     )
 
 
-def restart_collection(record: ModeRecord, now: int, *, reset_failures: bool) -> ModeRecord:
-    """Collect again from scratch (after a backoff or a retry request) without leaving the mode."""
+def next_round(record: ModeRecord, now: int, *, reset_failures: bool) -> ModeRecord:
+    """A new collection round (after a backoff or a retry request) without leaving the mode. It keeps the
+    claims heard so far, so it waits only for the agents still missing."""
     restarted = record.changed(
         state=ModeState.COLLECTING,
         collecting_since=now,
-        agents={},
         chosen_agent=None,
         next_attempt_at=None,
         updated_at=now,

@@ -4,6 +4,13 @@ pure decisions in ``restoration.mode``: answering polls, asking for and acceptin
 writing the authoritative config, enqueueing on-demand snapshots, retry and forced exit, and arming every
 project after a restore of the application database.
 
+Agent contact (polls, status reports, uploads, on whichever server the agent reaches) only records what
+the agent said and takes the one transition a report completes (``mode.completed``), in the serialised write
+transaction that records it. Every transition that waits on time (``mode.decide``: a round's deadline, the
+upload's timeout, the next round after a backoff) is made by :meth:`RestorationService.tick`, the periodic
+job "restoration" that one server runs under its lease and fencing token, so two servers never both drive a
+project's reconciliation.
+
 An agent that does not speak for the project (no process of its config, at any version this database has
 or that the restore record names, lives on its host) is refused (403) whenever its word would count: it
 cannot trigger the mode, be heard in it or upload; each refusal is counted in an alert. A change of a
@@ -210,7 +217,8 @@ class RestorationService:
         """The config to serve an agent polling with ``cv``, or None for "unchanged"."""
         now = self.clock()
         version = self.automation.version(group_id)
-        state = self.state(group_id)
+        seen = self.record(group_id)
+        state = seen.state
         if cv <= version and state is ModeState.INACTIVE:
             return None if cv == version else self.automation.config(group_id)
         if not mode.known(hostname, self.known_hosts(group_id)):
@@ -220,13 +228,17 @@ class RestorationService:
             if cv > version:
                 self._warn_disabled(group_id, hostname, cv, version)
             return None if cv == version else self.automation.config(group_id)
+        if state in ACTIVE_STATES and not mode.is_news(
+            seen, AgentReport(hostname, cv, 0), now, self.poll_interval_ms
+        ):
+            return None
         with self.store.tx() as t:
             rec = _current(t, group_id)
             state = rec.state
             if state in ACTIVE_STATES:
                 previous = rec.agents.get(hostname)
                 stamp = previous.timestamp if previous is not None else 0
-                self._advance(t, group_id, mode.heard(rec, AgentReport(hostname, cv, stamp), now), now)
+                self._hear(t, group_id, mode.heard(rec, AgentReport(hostname, cv, stamp), now), now)
                 return None
             if state is ModeState.FORCED_EXIT_CONVERGING:
                 self._converged(t, rec, hostname, cv, now)
@@ -263,7 +275,7 @@ class RestorationService:
         detail = rec.trigger_reason.detail if rec.trigger_reason is not None else ""
         log.warning("project %s enters Restoration Mode: %s", group_id, detail)
         t.notify(RESTORATION_CHANGED, group_id)
-        self._advance(t, group_id, rec, now)
+        self._hear(t, group_id, rec, now)
         return True
 
     @staticmethod
@@ -292,6 +304,13 @@ class RestorationService:
                 self.refuse_unknown(group_id, hostname, "take part in Restoration Mode")
             return {}
         stamp = report.cvTimestamp or 0
+        claim = AgentReport(hostname, held, stamp, report.cvHash)
+        if (
+            rec is not None
+            and state in ACTIVE_STATES
+            and not mode.is_news(rec, claim, now, self.poll_interval_ms)
+        ):
+            return _upload_request(rec, hostname)
         with self.store.tx() as t:
             rec = _stored(t, group_id)
             if rec is None:
@@ -301,12 +320,7 @@ class RestorationService:
                 return {}
             if rec.state not in ACTIVE_STATES:
                 return {}
-            rec = mode.heard(rec, AgentReport(hostname, held, stamp, report.cvHash), now)
-            rec = self._advance(t, group_id, rec, now)
-            chosen = rec.chosen_agent
-            if rec.state is ModeState.AWAITING_UPLOAD and chosen is not None and chosen.hostname == hostname:
-                return {"requests": [{"type": UPLOAD_CONFIG_REQUEST, "configVersion": chosen.config_version}]}
-        return {}
+            return _upload_request(self._hear(t, group_id, mode.heard(rec, claim, now), now), hostname)
 
     def on_upload(self, group_id: str, hostname: str, body: Any) -> dict[str, Any]:
         """The chosen agent's config (secrets redacted) becomes the authoritative config; the mode ends.
@@ -334,16 +348,23 @@ class RestorationService:
         except OpsmgrError as exc:
             self._fail(
                 group_id,
+                chosen,
                 Fail(
                     f"the config uploaded by {hostname} was refused: {exc.detail}",
                     [MissingHost(hostname=hostname, reason=f"uploaded config refused: {exc.detail}")],
                 ),
             )
             raise
+        if not _still_asked(self.record(group_id), chosen):
+            # The same upload already ended the round (a retry that reached another server).
+            return {"version": written["version"]}
         queued = self.enqueue_snapshots(group_id) if self.enqueue_snapshots else []
         with self.store.tx() as t:
+            rec = _current(t, group_id)
+            if not _still_asked(rec, chosen):
+                return {"version": written["version"]}
             rec = mode.exit_mode(
-                _current(t, group_id),
+                rec,
                 reason=f"reconciled: {hostname}'s config v{chosen.config_version} is authoritative",
                 version=int(written["version"]),
                 now=now,
@@ -415,7 +436,7 @@ class RestorationService:
                     "retry. It clears once every agent of the restored config has polled.",
                     error_code="NOT_IN_RESTORATION_MODE",
                 )
-            self._advance(t, group_id, mode.restart_collection(rec, now, reset_failures=True), now)
+            self._hear(t, group_id, mode.next_round(rec, now, reset_failures=True), now)
         return self.view(group_id)
 
     def force_exit(self, group_id: str) -> dict[str, Any]:
@@ -482,15 +503,19 @@ class RestorationService:
         return armed
 
     def tick(self) -> None:
-        """Advance every project whose reconciliation waits on time rather than on an agent."""
+        """Advance every project whose reconciliation waits on time rather than on an agent: the periodic
+        job "restoration", the only caller of ``mode.decide`` (one server runs it, fenced by its lease)."""
         now = self.clock()
-        for doc in self.store.find(RESTORATION):
-            rec = ModeRecord.from_doc(doc)
-            if rec.state in ACTIVE_STATES:
-                with self.store.tx() as t:
-                    fresh = _stored(t, rec.id)
-                    if fresh is not None and fresh.state in ACTIVE_STATES:
-                        self._advance(t, rec.id, fresh, now)
+        records = map(ModeRecord.from_doc, self.store.find(RESTORATION))
+        active = [rec for rec in records if rec.state in ACTIVE_STATES]
+        # Read outside the write transactions, which every server's requests wait on.
+        expected = {rec.id: self._expected_hosts(rec.id, rec) for rec in active}
+        agents_expected = sum(len(hosts) for hosts in expected.values())
+        for rec in active:
+            with self.store.tx() as t:
+                fresh = _stored(t, rec.id)
+                if fresh is not None and fresh.state in ACTIVE_STATES:
+                    self._advance(t, fresh, expected[rec.id] | set(fresh.agents), now, agents_expected)
 
     # Internals.
 
@@ -501,31 +526,62 @@ class RestorationService:
         adopted = set() if hosts else adoption.awaited(adoption.named_hosts(self.store, group_id), rec.agents)
         return hosts | set(rec.agents) | adopted
 
-    def _advance(self, t: Txn, group_id: str, rec: ModeRecord, now: int) -> ModeRecord:
-        """Act on the decision for ``rec`` and write the record; returns it as written."""
-        if rec.state is ModeState.RETRY_WAIT and now >= (rec.next_attempt_at or 0):
-            rec = mode.restart_collection(rec, now, reset_failures=False)
-        decision = mode.decide(rec, self._expected_hosts(group_id, rec), now, self.poll_interval_ms)
+    def _hear(self, t: Txn, group_id: str, rec: ModeRecord, now: int) -> ModeRecord:
+        """Write what an agent (or an operator's retry) brought, asking for the upload if it completed
+        collection; no decision that waits on time (those are :meth:`tick`'s). Returns the record."""
+        done = mode.completed(rec, self._expected_hosts(group_id, rec))
+        if done is not None:
+            rec = self._ask(group_id, rec, done, now)
+        self._put(t, rec)
+        return rec
+
+    def _advance(
+        self, t: Txn, rec: ModeRecord, expected: set[str], now: int, agents_expected: int
+    ) -> ModeRecord:
+        """Act on the periodic job's decision for ``rec`` and write the record; returns it as written."""
+        if mode.next_round_due(rec, now):
+            rec = mode.next_round(rec, now, reset_failures=False)
+        decision = mode.decide(rec, expected, now, self.poll_interval_ms, agents_expected)
         if isinstance(decision, RequestUpload):
-            rec = mode.request_upload(rec, decision.agent, now)
-            log.info(
-                "project %s: asking %s for its config (version %s)",
-                group_id,
-                decision.agent.hostname,
-                decision.agent.version,
-            )
+            rec = self._ask(rec.id, rec, decision, now)
         elif isinstance(decision, Fail):
             rec = mode.record_failure(rec, decision, now, self.poll_interval_ms)
             log.warning(
-                "project %s: reconciliation failed (%s): %s", group_id, rec.failure_count, decision.reason
+                "project %s: reconciliation failed (%s): %s", rec.id, rec.failure_count, decision.reason
             )
         self._put(t, rec)
         return rec
 
-    def _fail(self, group_id: str, failure: Fail) -> None:
+    @staticmethod
+    def _ask(group_id: str, rec: ModeRecord, request: RequestUpload, now: int) -> ModeRecord:
+        log.info(
+            "project %s: asking %s for its config (version %s)",
+            group_id,
+            request.agent.hostname,
+            request.agent.version,
+        )
+        return mode.request_upload(rec, request.agent, now)
+
+    def _fail(self, group_id: str, chosen: ChosenAgent, failure: Fail) -> None:
+        """A refused upload fails the round it answered (not a later one another server moved on to)."""
         now = self.clock()
         with self.store.tx() as t:
-            self._put(t, mode.record_failure(_current(t, group_id), failure, now, self.poll_interval_ms))
+            rec = _current(t, group_id)
+            if _still_asked(rec, chosen):
+                self._put(t, mode.record_failure(rec, failure, now, self.poll_interval_ms))
+
+
+def _upload_request(rec: ModeRecord, hostname: str) -> dict[str, Any]:
+    """A status report's answer: the upload request, if ``hostname``'s agent is the one asked."""
+    chosen = rec.chosen_agent
+    if rec.state is ModeState.AWAITING_UPLOAD and chosen is not None and chosen.hostname == hostname:
+        return {"requests": [{"type": UPLOAD_CONFIG_REQUEST, "configVersion": chosen.config_version}]}
+    return {}
+
+
+def _still_asked(rec: ModeRecord, chosen: ChosenAgent) -> bool:
+    """Whether ``rec`` still waits for the upload ``chosen`` was asked for."""
+    return rec.state is ModeState.AWAITING_UPLOAD and rec.chosen_agent == chosen
 
 
 def _doc(part: Stored | None) -> dict[str, Any] | None:

@@ -33,12 +33,14 @@ class TriggerReason(Stored):
 
 
 class HeardAgent(Stored):
-    """What an agent said: the version it holds, since when, that config's hash, and when it was heard."""
+    """What an agent said: the version it holds, since when, that config's hash, when it was heard, and when
+    its claim (the hash, from its status report) of that version first came in."""
 
     version: int
     timestamp: int = 0
     config_hash: str | None = None
     heard_at: int | None = None
+    claimed_at: int | None = None
 
 
 class ChosenAgent(Stored):
