@@ -25,6 +25,7 @@ from opsmgr.sim.world import SimWorld
 from tests.agent.sharded_helpers import sharded_config
 from tests.deployments import Deployment
 from tests.procs import ServerProcess, wait_for
+from tests.sharded_support import agents_on_world, wait_goal
 from tests.sim.sharded import make_sharded
 
 pytestmark = pytest.mark.e2e
@@ -41,16 +42,8 @@ Cluster = tuple[Deployment, SimWorld]
 def cluster(
     server: ServerProcess, owner: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Cluster]:
-    # The world is created before the agents open it: its parameters apply to a new file only.
-    world = SimWorld.open(tmp_path / "world.sqlite", params=PARAMS)
-    d = Deployment(server, owner, tmp_path, request.node.name[:60])
-    try:
-        for host in HOSTS:
-            d.agent(host)
-        yield d, world
-    finally:
-        d.close()
-        world.close()
+    with agents_on_world(server, owner, tmp_path, request.node.name, HOSTS, PARAMS) as pair:
+        yield pair
 
 
 def config(shards: range, *, routers: int = 1, draining: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -61,20 +54,6 @@ def config(shards: range, *, routers: int = 1, draining: tuple[str, ...] = ()) -
     full["replicaSets"] = [rs for rs in full["replicaSets"] if rs["_id"] not in gone]
     full["sharding"][0]["shards"] = [s for s in full["sharding"][0]["shards"] if s["_id"] not in gone]
     return full
-
-
-def at_goal(d: Deployment, version: int) -> bool:
-    status = d.status()
-    reached = [p["lastGoalVersionAchieved"] == version for p in status["processes"]]
-    return status["goalVersion"] == version and all(reached)
-
-
-def wait_goal(d: Deployment, version: int, timeout: float = 60) -> None:
-    try:
-        wait_for(lambda: at_goal(d, version), timeout, interval=0.2, what=f"goal v{version}")
-    except AssertionError:
-        logs = "\n".join(f"--- {h}\n{a.log()[-3000:]}" for h, a in d.agents.items())
-        raise AssertionError(f"no goal: {d.status()}\n{logs}") from None
 
 
 def shards(world: SimWorld) -> dict[str, bool]:

@@ -29,6 +29,7 @@ from opsmgr.sim.world import SimWorld
 from tests.agent.sharded_helpers import sharded_config
 from tests.deployments import Deployment
 from tests.procs import ServerProcess, wait_for
+from tests.sharded_support import agents_on_world, wait_goal
 
 pytestmark = pytest.mark.e2e
 
@@ -100,29 +101,8 @@ def _standalone_for_maintenance(args: dict[str, Any]) -> bool:
 def cluster(
     server: ServerProcess, owner: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Deployment, SimWorld]]:
-    world = SimWorld.open(tmp_path / "world.sqlite", params=PARAMS)
-    d = Deployment(server, owner, tmp_path, request.node.name[:60])
-    try:
-        for host in HOSTS:
-            d.agent(host)
-        yield d, world
-    finally:
-        d.close()
-        world.close()
-
-
-def _at_goal(d: Deployment, version: int) -> bool:
-    status = d.status()
-    reached = [p["lastGoalVersionAchieved"] == version for p in status["processes"]]
-    return status["goalVersion"] == version and all(reached)
-
-
-def _wait_goal(d: Deployment, version: int, timeout: float) -> None:
-    try:
-        wait_for(lambda: _at_goal(d, version), timeout, interval=0.25, what=f"goal v{version}")
-    except AssertionError:
-        logs = "\n".join(f"--- {h}\n{a.log()[-3000:]}" for h, a in d.agents.items())
-        raise AssertionError(f"no goal: {d.status()}\n{logs}") from None
+    with agents_on_world(server, owner, tmp_path, request.node.name, HOSTS, PARAMS) as pair:
+        yield pair
 
 
 def _records(d: Deployment) -> list[dict[str, Any]]:
@@ -145,13 +125,13 @@ def _last_out(samples: list[Sample], rs: str) -> float:
 def test_a_version_change_rolls_the_cluster_in_order(cluster: tuple[Deployment, SimWorld]) -> None:
     d, world = cluster
     base = sharded_config(2, routers=2, hosts=HOSTS, collections=[USERS])
-    _wait_goal(d, d.put(base), 60)
+    wait_goal(d, d.put(base), 60, interval=0.25)
     assert world.balancer_status(HOSTS[0], "mongos0").mode == "full"
 
     upgraded = sharded_config(2, routers=2, hosts=HOSTS, collections=[USERS], version="7.0.6")
     with Sampler(world) as sampler:
         version = d.put(upgraded)
-        _wait_goal(d, version, 120)
+        wait_goal(d, version, 120, interval=0.25)
         wait_for(lambda: _all_done(d), 30, interval=0.25, what="every record DONE")
     samples = sampler.samples
     assert len(samples) > 50
