@@ -16,8 +16,10 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +105,11 @@ def _slices_abut(oplog_uri: str) -> int:
     return len(rows)
 
 
-def test_the_backup_job_taken_over_mid_snapshot_completes_it_and_loses_nothing(
-    fleet: Fleet, tmp_path: Path
-) -> None:
-    front = ServerProcess(tmp_path / "front", fleet.proxy.port)  # HAProxy's address, as agents are given
-    d = Deployment(front, fleet.servers[0].create_key("ORG_OWNER"), tmp_path, "takeover")
+@contextmanager
+def _backed_up(fleet: Fleet, root: Path) -> Iterator[tuple[Deployment, SimWorld, str]]:
+    """A replica set under a write load backed up through HAProxy, its window advancing."""
+    front = ServerProcess(root / "front", fleet.proxy.port)  # HAProxy's address, as agents are given
+    d = Deployment(front, fleet.servers[0].create_key("ORG_OWNER"), root, "takeover")
     world: SimWorld | None = None
     try:
         d.agent(HOSTS[0])
@@ -118,37 +120,63 @@ def test_the_backup_job_taken_over_mid_snapshot_completes_it_and_loses_nothing(
         wait_for(lambda: listing(d, base)["totalCount"] >= 1, 90, what="a first snapshot")
         first = _end(listing(d, base)["pitrWindow"])
         wait_for(lambda: _end(listing(d, base)["pitrWindow"]) > first, 30, what="the window advancing")
+        yield d, world, base
+    finally:
+        if world is not None:
+            world.close()
+        d.close()
 
-        Path(f"{fleet.marker}.armed").touch()
-        r = d.api.post(f"{base}/snapshots")
-        assert r.status_code == 200, r.text
-        (pending,) = r.json()["snapshotIds"]
-        wait_for(
-            fleet.marker.exists, 60, what="the job's owner stopped before the snapshot's metadata commit"
-        )
-        pid = int(fleet.marker.read_text().split()[1])
-        (victim,) = [s for s in fleet.servers if s.proc is not None and s.proc.pid == pid]
-        assert "backup" in _held(victim)
-        seen = listing(d, base)
-        assert pending not in {s["id"] for s in seen["results"]}, "a partial snapshot is listed"
-        acknowledged = _end(seen["pitrWindow"])
 
+def _stopped_mid_snapshot(
+    fleet: Fleet, d: Deployment, base: str
+) -> tuple[ServerProcess, str, tuple[int, int]]:
+    """The job's owner held with an on-demand snapshot's blocks written, its metadata not: the owner, the
+    snapshot's id and the window's end then."""
+    Path(f"{fleet.marker}.armed").touch()
+    r = d.api.post(f"{base}/snapshots")
+    assert r.status_code == 200, r.text
+    (pending,) = r.json()["snapshotIds"]
+    wait_for(fleet.marker.exists, 60, what="the job's owner stopped before the snapshot's metadata commit")
+    pid = int(fleet.marker.read_text().split()[1])
+    (owner,) = [s for s in fleet.servers if s.proc is not None and s.proc.pid == pid]
+    assert "backup" in _held(owner)
+    seen = listing(d, base)
+    assert pending not in {s["id"] for s in seen["results"]}, "a partial snapshot is listed"
+    return owner, pending, _end(seen["pitrWindow"])
+
+
+def _taken_over(fleet: Fleet, victim: ServerProcess, since: float) -> ServerProcess:
+    """The server that owns the backup job after ``victim``, within two lease periods of ``since``."""
+    survivors = [s for s in fleet.servers if s is not victim]
+    wait_for(
+        lambda: any("backup" in _held(s) for s in survivors),
+        max(2 * LEASE_S + SLACK_S - (time.monotonic() - since), 0.1),
+        0.1,
+        what="the backup job owned by another server within two lease periods",
+    )
+    print(f"backup job taken over {time.monotonic() - since:.2f} s after the owner stopped")
+    (owner,) = [s for s in survivors if "backup" in _held(s)]
+    return owner
+
+
+def _listed(d: Deployment, base: str, snapshot_id: str) -> dict[str, Any]:
+    wait_for(
+        lambda: snapshot_id in {s["id"] for s in listing(d, base)["results"]}, 60, what="the retaken snapshot"
+    )
+    return next(s for s in listing(d, base)["results"] if s["id"] == snapshot_id)
+
+
+def test_the_backup_job_taken_over_mid_snapshot_completes_it_and_loses_nothing(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    with _backed_up(fleet, tmp_path) as (d, world, base):
+        victim, pending, acknowledged = _stopped_mid_snapshot(fleet, d, base)
         victim.kill()
         killed_at = time.monotonic()
         Path(f"{fleet.marker}.armed").unlink()
-        survivors = [s for s in fleet.servers if s is not victim]
-        wait_for(
-            lambda: any("backup" in _held(s) for s in survivors),
-            2 * LEASE_S + SLACK_S,
-            0.1,
-            what="the backup job owned by another server within two lease periods",
-        )
-        print(f"backup job taken over {time.monotonic() - killed_at:.2f} s after the kill")
+        owner = _taken_over(fleet, victim, killed_at)
 
-        wait_for(
-            lambda: pending in {s["id"] for s in listing(d, base)["results"]}, 60, what="the retaken snapshot"
-        )
-        (owner,) = [s for s in survivors if "backup" in _held(s)]
+        _listed(d, base, pending)
         assert "rebuilt from snapshot:" in owner.log(), "the new owner did not rebuild its head"
         after = listing(d, base)
         assert all(s["complete"] for s in after["results"]), after["results"]
@@ -159,7 +187,28 @@ def test_the_backup_job_taken_over_mid_snapshot_completes_it_and_loses_nothing(
         assert len(listing(d, base)["pitrWindow"]) == 1, "a new hole in the window"
         assert _slices_abut(fleet.oplog_uri) > 0
         restore_matches_now(d, base, world, HOSTS, RS)
-    finally:
-        if world is not None:
-            world.close()
-        d.close()
+
+
+def test_a_paused_owner_resumed_after_the_takeover_commits_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    """SIGSTOP instead of a kill: once resumed, the former owner's snapshot commit is refused by the fence
+    (another server took the job and wrote first), so the snapshot stays the new owner's, listed once."""
+    with _backed_up(fleet, tmp_path) as (d, _world, base):
+        paused, pending, _ = _stopped_mid_snapshot(fleet, d, base)
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        Path(f"{fleet.marker}.armed").unlink()  # read once resumed: the paused thread then goes on
+        try:
+            _taken_over(fleet, paused, stopped_at)
+            retaken = _listed(d, base, pending)
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+        wait_for(
+            lambda: "another server holds its lease" in paused.log(), 30, what="the resumed commit refused"
+        )
+        after = listing(d, base)
+        assert [s for s in after["results"] if s["id"] == pending] == [retaken]
+        assert all(s["complete"] for s in after["results"]), after["results"]
+        # Its job's turn after the refused run finds the lease another server's.
+        wait_for(lambda: "backup" not in _held(paused), 5, 0.1, what="the resumed server not holding the job")
+        assert sum("backup" in _held(s) for s in fleet.servers) == 1
