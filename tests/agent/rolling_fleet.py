@@ -158,8 +158,26 @@ class Sample:
     primary: str | None
 
 
+class Ticking:
+    """A fleet that moves one :meth:`tick` at a time on its simulated ``clock``."""
+
+    clock: FakeClock
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def run_until(self, done: Callable[[], bool], within_s: float) -> bool:
+        """Tick until ``done()`` or until ``within_s`` simulated seconds have passed; ``done()`` then."""
+        deadline = self.clock.now() + within_s
+        while self.clock.now() < deadline:
+            if done():
+                return True
+            self.tick()
+        return done()
+
+
 @dataclass
-class RollingFleet:
+class RollingFleet(Ticking):
     """``hosts`` sim hosts running one member each of ``rs0`` (``replica_set_config``)."""
 
     root: Path
@@ -256,14 +274,6 @@ class RollingFleet:
         votes = sum(m.votes for m in view.members)
         up = sum(m.votes for m in view.members if m.state in HEALTHY)
         self.samples.append(Sample(self.clock.now(), out, up >= votes // 2 + 1, view.primary))
-
-    def run_until(self, done: Callable[[], bool], within_s: float) -> bool:
-        deadline = self.clock.now() + within_s
-        while self.clock.now() < deadline:
-            if done():
-                return True
-            self.tick()
-        return done()
 
     def change(self) -> dict[str, Any] | None:
         changes = self.server.service.changes(GROUP)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from opsmgr.maintenance.snapshot import Policy
 from opsmgr.sim.clock import FakeClock
 from opsmgr.sim.model import SimParams, WriteLoad
 from opsmgr.sim.world import SimWorld
-from tests.agent.rolling_fleet import GROUP, HEALTHY, InProcessServer
+from tests.agent.rolling_fleet import GROUP, HEALTHY, InProcessServer, Ticking
 from tests.agent.sharded_helpers import CSRS, sharded_config
 
 HOSTS = ("h0.sim", "h1.sim", "h2.sim")
@@ -61,7 +60,7 @@ class Sample:
 
 
 @dataclass
-class ShardedFleet:
+class ShardedFleet(Ticking):
     root: Path
     shards: int = 3
     routers: int = 2
@@ -179,14 +178,6 @@ class ShardedFleet:
             else (False, 0, 0)
         )
         self.samples.append(Sample(self.clock.now(), out, primaries, on, mongos, writes, failed, tuple(kept)))
-
-    def run_until(self, done: Callable[[], bool], within_s: float) -> bool:
-        deadline = self.clock.now() + within_s
-        while self.clock.now() < deadline:
-            if done():
-                return True
-            self.tick()
-        return done()
 
     def records(self) -> dict[str, dict[str, Any]]:
         """The latest record of each set and of the cluster (``GET /groups/{id}/maintenance``'s)."""
