@@ -33,7 +33,7 @@ includes HAProxy and this process's event loop (its lateness p99 printed: a late
 generator, not the servers, was the limit). Server side: the change of each server's ``/metrics``
 histograms over the measured cycles, interpolated in their buckets. CPU: utime+stime from
 /proc/<pid>/stat before and after the measured cycles over their wall time, a share of one core; PostgreSQL
-is the sum of the postmaster's children alive at both readings. Prints tables; asserts nothing.
+is the postmaster's tree: itself, its children alive and those it reaped. Prints tables; asserts nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._harness import (
+    CLOCK_TICKS,
     CONF_ROUTE,
     STATUS_ROUTE,
     Api,
@@ -135,23 +136,24 @@ class Deployment:
             server.stop()
 
 
-def children_cpu(parent: int) -> dict[int, float]:
-    """CPU seconds of each child of ``parent`` (PostgreSQL's backends and workers), by pid."""
-    found = {}
+def tree_cpu_seconds(parent: int) -> float:
+    """CPU seconds of ``parent`` and all its children, those alive and those it has reaped (its cutime and
+    cstime): PostgreSQL's backends come and go with the servers' pools, and each one's time is counted once,
+    alive or reaped, so the difference of two readings is exact."""
+    fields = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == parent:
-                pid = int(stat.parent.name)
-                found[pid] = cpu_seconds(pid)
-    return found
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 @dataclass(frozen=True)
 class CpuReading:
     servers: list[float]
     proxy: float
-    postgres: dict[int, float]
+    postgres: float
     loadgen: float
     at: float
 
@@ -163,7 +165,7 @@ class CpuReading:
             assert server.proc is not None
             servers.append(cpu_seconds(server.proc.pid))
         postmaster = deployment.postmaster_pid()
-        postgres = {postmaster: cpu_seconds(postmaster), **children_cpu(postmaster)}
+        postgres = tree_cpu_seconds(postmaster)
         proxy = cpu_seconds(deployment.proxy.proc.pid)
         return cls(servers, proxy, postgres, cpu_seconds(os.getpid()), time.monotonic())
 
@@ -236,7 +238,7 @@ class Run:
     @property
     def postgres_cpu(self) -> float:
         a, b = self.cpu
-        return sum(self.share(a.postgres[pid], b.postgres[pid]) for pid in a.postgres.keys() & b.postgres)
+        return self.share(a.postgres, b.postgres)
 
     def histograms(self, route: str) -> list[Histogram]:
         pairs = self.metrics
