@@ -1,6 +1,6 @@
 """A real HAProxy (Debian's ``haproxy``) in front of several ``opsmgr server`` processes, as an operator
 deploys them: HTTP round robin over the servers, each checked on ``/health/ready`` every half second and
-taken out after two failed checks. Started in the foreground on a free loopback port; stopped by its id."""
+taken out after three failed checks (a refused connection fails at once; a slow answer has 3 s). Started in the foreground on a free loopback port; stopped by its id."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    # A busy server answers its health check late, not never: a 500 ms check took every server out under load.
+    timeout check 3s
     retries 2
     option redispatch
 frontend opsmgr
@@ -48,7 +50,7 @@ class HAProxy:
     def start(self) -> HAProxy:
         self.root.mkdir(parents=True, exist_ok=True)
         servers = "\n".join(
-            f"    server s{i} 127.0.0.1:{port} check inter 500ms fall 2 rise 1"
+            f"    server s{i} 127.0.0.1:{port} check inter 500ms fall 3 rise 1"
             for i, port in enumerate(self.backends)
         )
         config = self.root / "haproxy.cfg"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from opsmgr.backup.daemon import BackupDaemon, SourceKind
+from opsmgr.backup.daemon_jobs import daemon_jobs
 from opsmgr.backup.head import HeadState
 from opsmgr.backup.head_keeper import Verdict, base, verdict
 from opsmgr.backup.positions import PositionKind
@@ -105,6 +106,9 @@ def test_an_initial_sync_split_over_two_servers_builds_one_head_at_the_jobs_owne
     # Either server reads the owner's head, as the owner published it.
     assert a.status(src.id)["head"] == b.status(src.id)["head"]
     assert a.status(src.id)["head"]["consistent"] is True and a.status(src.id)["head"]["applyLagMs"] == 0
+    # So does the daemon's jobs view (``opsmgr backup daemon``, the exporter) on the server without the head.
+    (seen_by_a,) = daemon_jobs(a, [a.source(src.id)])
+    assert seen_by_a.head_consistent and seen_by_a.slices_pending == 0
     a.remove_source(src.id)
     assert b.head_state(src.id) is None
 

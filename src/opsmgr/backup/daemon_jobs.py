@@ -131,8 +131,7 @@ def daemon_jobs(daemon: BackupDaemon, sources: list[Source] | None = None) -> li
 def _job(daemon: BackupDaemon, src: Source, requested: int, now: int) -> SourceJob:
     kind = src.position_kind
     chain = daemon.slice_catalog.chain(src.id)
-    head = daemon.heads.current(src.id)
-    state = head.state() if head else None
+    state = daemon.head_state(src.id)  # the job owner's head, whichever server asks
     contact_ms, source_last = daemon.ingest.contact(src.id)
     tip = chain.tip if chain is not None else None
     snapshot_failure = daemon.scheduled.last_failure(src.id)
