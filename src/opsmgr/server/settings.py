@@ -123,8 +123,9 @@ key                                     meaning                                 
 ``mms.backup.drill.primaryPrivateKey``  its private part                                    empty
 ======================================  ==================================================  =========
 
-The ``mms.maintenance.*`` keys are ``server.maintenance_keys``'. The three backing databases must be three
-different databases. May import ``opsmgr.server.maintenance_keys``, ``opsmgr.jsontypes``,
+The ``mms.maintenance.*`` keys are ``server.maintenance_keys``', the several servers' ``server.scale_keys``'.
+The three backing databases must be three different databases. May import
+``opsmgr.server.maintenance_keys``, ``opsmgr.server.scale_keys``, ``opsmgr.jsontypes``,
 ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.properties``, ``opsmgr.store``, ``opsmgr.backup.alerts`` and
 ``opsmgr.backup.blockstore`` (for the backup settings' types), ``opsmgr.maintenance.snapshot`` (the
 maintenance policy, a pure value) and SQLAlchemy's URL parser; nothing of the web framework."""
@@ -150,6 +151,7 @@ from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.properties import dump_properties
 from opsmgr.server.maintenance_keys import MAINTENANCE_KEYS
+from opsmgr.server.scale_keys import ROLES, SCALE_KEYS
 from opsmgr.store.backing import APP, BACKING, OPLOG, SNAPSHOT, BackingStores
 from opsmgr.store.crypto import GenKey
 
@@ -161,25 +163,6 @@ DEFAULT_PORT = 8080
 
 def _compression(text: str, _base: Path) -> Compression:
     return Compression.parse(text)
-
-
-ROLES = frozenset({"api", "daemon"})
-
-
-def _roles(text: str, _base: Path) -> frozenset[str]:
-    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
-    if not roles or not roles <= ROLES:
-        raise ValueError(f"must name api, daemon or both (comma-separated), not {text!r}")
-    return roles
-
-
-def _blockstore_uri(text: str, base: Path) -> str:
-    uri = conf.store_uri(text, base)
-    if uri.startswith("sqlite"):
-        raise ValueError(
-            "a blockstore database is PostgreSQL (postgresql://...); blocks in files use mms.blockstore.path"
-        )
-    return uri
 
 
 class ClientCertificateMode(StrEnum):
@@ -251,14 +234,6 @@ KEYS: tuple[Key, ...] = (
         parse=conf.relative_path,
     ),
     Key(
-        name="mms.blockstore.uri",
-        attr="blockstore_uri",
-        description="A PostgreSQL database that holds the snapshot blocks instead of mms.blockstore.path, "
-        "so that several servers share them (postgresql://USER:PASSWORD@HOST:PORT/DB).",
-        default="",
-        parse=_blockstore_uri,
-    ),
-    Key(
         name="mms.genKeyPath",
         attr="gen_key_path",
         description="The 24-byte gen.key that encrypts sensitive fields. Keep a copy with your backups.",
@@ -288,22 +263,6 @@ KEYS: tuple[Key, ...] = (
         "restore drill raises BACKUP_DRILL_OVERDUE.",
         default="7",
         parse=conf.float_in(0.0001, 3650),
-    ),
-    Key(
-        name="mms.server.roles",
-        attr="server_roles",
-        description="What this server does: api (public API, UI, agent API), daemon (periodic jobs: backup, "
-        "alerts, Restoration Mode, ...), or both, comma-separated.",
-        default="api,daemon",
-        parse=_roles,
-    ),
-    Key(
-        name="mms.server.jobLeaseSeconds",
-        attr="job_lease_s",
-        description="Seconds a server's lease of a periodic job lasts unrenewed: servers sharing the backing "
-        "databases take over the jobs of one silent for that long.",
-        default="10",
-        parse=conf.float_in(1, 3600),
     ),
     Key(
         name="mms.agent.pollIntervalSeconds",
@@ -463,7 +422,7 @@ DRILL_KEYS: tuple[Key, ...] = (
     ),
 )
 
-KEYS = KEYS + MAINTENANCE_KEYS + HTTPS_KEYS + DRILL_KEYS
+KEYS = KEYS + MAINTENANCE_KEYS + HTTPS_KEYS + DRILL_KEYS + SCALE_KEYS
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
 
