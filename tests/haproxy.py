@@ -1,6 +1,7 @@
 """A real HAProxy (Debian's ``haproxy``) in front of several ``opsmgr server`` processes, as an operator
 deploys them: HTTP round robin over the servers, each checked on ``/health/ready`` every half second and
-taken out after three failed checks (a refused connection fails at once; a slow answer has 3 s). Started in the foreground on a free loopback port; stopped by its id."""
+taken out after three failed checks (a refused connection fails at once; a slow answer has 3 s). Started in
+the foreground on a free loopback port; stopped by its id."""
 
 from __future__ import annotations
 
