@@ -231,7 +231,11 @@ def test_cancel_a_running_restore_in_chromium(
 
 def test_restoration_mode_refuses_with_the_apis_message(deployment: Deployment, ui_owner: UiSession) -> None:
     """Last: it leaves the project in Restoration Mode. An agent of the project reporting a newer config
-    puts it there, and a restore into it is refused at the confirmation and at the POST, nothing created."""
+    puts it there, and a restore into it is refused at the confirmation and at the POST, nothing created.
+    The project's agents are stopped first: running, they report their real version within a poll and the
+    mode reconciles and exits before the refusals are tried; stopped, the mode waits for them."""
+    for agent in deployment.agents.values():
+        agent.stop()
     poll = httpx.get(
         f"{deployment.server.url}/agents/api/automation/conf/v1/{deployment.group_id}",
         params={"hostname": HOSTS[0], "cv": 10_000},
