@@ -127,7 +127,11 @@ def test_backup_snapshots_window_and_point_in_time_restore(pair: tuple[Deploymen
         wait_for(restored, 60, what="the target's primary holding the source's documents at the instant")
 
         # An agent (of one of the project's hosts) holding a newer config than the target project's puts it in
-        # Restoration Mode: restore jobs into it are deployment changes and are refused.
+        # Restoration Mode: restore jobs into it are deployment changes and are refused. The target's agents
+        # are stopped first: running, they report their real version within a poll and the mode reconciles
+        # and exits before the refusal is tried.
+        for agent in target.agents.values():
+            agent.stop()
         poll = httpx.get(
             f"{target.server.url}/agents/api/automation/conf/v1/{target.group_id}",
             params={"hostname": TARGET_HOSTS[0], "cv": 10_000},
