@@ -354,3 +354,20 @@ def test_an_on_demand_snapshot_of_the_cluster_snapshots_every_part(
     assert newest["complete"] and newest["lastOplogAppliedTimestamp"]["time"] == T0 + 20, newest
     assert cluster.snapshots()["totalCount"] == 2
     assert all(p["lastOplogAppliedTimestamp"]["time"] == T0 + 20 for p in newest["parts"])
+
+
+def test_a_shard_added_by_a_config_put_is_backed_up_at_once(server: ServerProcess, api: httpx.Client) -> None:
+    """The agents hear of the new shard's backup from the PUT that adds it, not from a later read of a
+    backup route."""
+    c = Sharded(server, api, "sharded-added-shard")
+    try:
+        r = api.patch(f"/groups/{c.gid}/backupConfigs/{c.cid}", json={"statusName": "STARTED"})
+        assert r.status_code == 200, r.text
+        assert set(c.sources()) == set(PARTS)
+        config = api.get(f"/groups/{c.gid}/automationConfig").json()
+        grown = sharded_cluster_config(HOSTS, shards=3, routers=2)
+        grown["version"] = config["version"]
+        assert c.put(grown) == config["version"] + 1
+        assert set(c.sources()) == {*PARTS, "sh2"}
+    finally:
+        c.agent.close()

@@ -3,10 +3,11 @@ point-in-time window (the intersection of theirs), its cluster snapshots (each n
 snapshot, listing every part) and the plans that restore every part to one point. The decisions are
 ``backup.sharded``'s; this module reads the daemon's metadata for them.
 
-A shard added to a cluster whose backup is STARTED is backed up from when its cluster is next recorded
-(``Clusters.ensure_sharded``); the cluster's window is what every current part can restore, so it starts
-again at that part's first snapshot (a restore without the part would lose its documents). A source of a
-replica set no longer in the config (a removed shard) is left out of the window and of restores.
+A shard added to a cluster whose backup is STARTED is backed up from the config write that adds it (the
+server's ``Deployments`` records the cluster then: ``Clusters.ensure_sharded``); the cluster's window is
+what every current part can restore, so it starts again at that part's first snapshot (a restore without
+the part would lose its documents). A source of a replica set no longer in the config (a removed shard) is
+left out of the window and of restores.
 
 May import ``opsmgr.errors`` and ``opsmgr.backup``.
 """

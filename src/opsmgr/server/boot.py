@@ -209,7 +209,8 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
     )
     caches = PollCaches()
     app.on_change(caches.forget)
-    deployments = Deployments(automation, restoration, maintenance)
+    clusters = Clusters(app, backup)
+    deployments = Deployments(automation, restoration, maintenance, clusters)
     targets = GoalConfigTargets(automation, deployments.guard)
     services = Services(
         config=config,
@@ -220,7 +221,7 @@ def build_services(config: ServerConfig, stores: Stores, genkey: GenKey) -> Serv
         alerts=alerts,
         automation=automation,
         backup=backup,
-        clusters=Clusters(app, backup),
+        clusters=clusters,
         restores=DeploymentRestores(app, backup, targets, download_grants(config.digest_secret)),
         backing_restores=BackingRestores(app, backup, deployments.guard),
         maintenance=maintenance,

@@ -30,6 +30,7 @@ from opsmgr.backup.clusters import Clusters
 from opsmgr.backup.daemon import BackupDaemon
 from opsmgr.backup.drills import Drills
 from opsmgr.backup.jobs import DeploymentRestores
+from opsmgr.backup.sharded import specs_of
 from opsmgr.errors import Conflict
 from opsmgr.jsontypes import JsonObject
 from opsmgr.maintenance.index_service import IndexBuildService
@@ -135,14 +136,20 @@ class PollCaches:
 
 
 class Deployments:
-    """Changes to a project's deployment: refused while Restoration Mode is in the way."""
+    """Changes to a project's deployment: refused while Restoration Mode is in the way; a config written
+    records its sharded clusters at once, so a shard added to a cluster backed up is backed up from then."""
 
     def __init__(
-        self, automation: AutomationService, restoration: RestorationService, maintenance: MaintenanceService
+        self,
+        automation: AutomationService,
+        restoration: RestorationService,
+        maintenance: MaintenanceService,
+        clusters: Clusters,
     ) -> None:
         self.automation = automation
         self.restoration = restoration
         self.maintenance = maintenance
+        self.clusters = clusters
 
     def guard(self, group_id: str) -> None:
         """Refuse deployment changes a project cannot take now."""
@@ -150,7 +157,9 @@ class Deployments:
 
     def put_config(self, group_id: str, body: object, *, expected_version: int | None = None) -> JsonObject:
         self.guard(group_id)
-        return self.automation.put_config(group_id, body, expected_version=expected_version)
+        written = self.automation.put_config(group_id, body, expected_version=expected_version)
+        self.clusters.ensure_sharded(group_id, specs_of(group_id, written))
+        return written
 
     def release_lease(self, group_id: str, replica_set: str) -> None:
         """Take a replica set's maintenance lease back from its holder (one that will not return); a lease
