@@ -71,6 +71,15 @@ class Sharded(AgentProject):
         assert r.status_code == 200 and r.json()["status"] == "ACCEPTED", r.text
         self.acked[source] = end
 
+    def automated_restore(self, oplog_ts: int) -> tuple[str, dict[str, Any]]:
+        """An automated restore of the cluster into itself to ``oplog_ts``: its jobs route and the job."""
+        jobs = f"/groups/{self.gid}/clusters/{self.cid}/restoreJobs"
+        delivery = {"methodName": "AUTOMATED_RESTORE", "targetGroupId": self.gid, "targetClusterId": self.cid}
+        r = self.api.post(jobs, json={"oplogTs": oplog_ts, "oplogInc": 1, "delivery": delivery})
+        assert r.status_code == 200, r.text
+        (job,) = r.json()["results"]
+        return jobs, dict(job)
+
     def snapshots(self) -> dict[str, Any]:
         r = self.api.get(f"/groups/{self.gid}/clusters/{self.cid}/snapshots")
         assert r.status_code == 200, r.text
@@ -226,15 +235,7 @@ def test_a_point_outside_the_clusters_window_is_refused_with_its_ranges(
 def test_an_automated_restore_of_the_cluster_is_one_job_with_each_parts_progress(
     cluster: Sharded, api: httpx.Client
 ) -> None:
-    jobs = f"/groups/{cluster.gid}/clusters/{cluster.cid}/restoreJobs"
-    delivery = {
-        "methodName": "AUTOMATED_RESTORE",
-        "targetGroupId": cluster.gid,
-        "targetClusterId": cluster.cid,
-    }
-    r = api.post(jobs, json={"oplogTs": T0 + 13, "oplogInc": 1, "delivery": delivery})
-    assert r.status_code == 200, r.text
-    (job,) = r.json()["results"]
+    jobs, job = cluster.automated_restore(T0 + 13)
     assert [p["progress"]["statusName"] for p in job["parts"]] == ["QUEUED"] * 3
     config = api.get(f"/groups/{cluster.gid}/automationConfig").json()
     # Every part's members and the mongos are disabled for the restore.
@@ -269,15 +270,7 @@ def test_an_automated_restore_of_the_cluster_is_one_job_with_each_parts_progress
 def test_a_cancelled_restore_of_the_cluster_names_what_each_process_holds(
     cluster: Sharded, api: httpx.Client
 ) -> None:
-    jobs = f"/groups/{cluster.gid}/clusters/{cluster.cid}/restoreJobs"
-    delivery = {
-        "methodName": "AUTOMATED_RESTORE",
-        "targetGroupId": cluster.gid,
-        "targetClusterId": cluster.cid,
-    }
-    r = api.post(jobs, json={"oplogTs": T0 + 12, "oplogInc": 1, "delivery": delivery})
-    assert r.status_code == 200, r.text
-    (job,) = r.json()["results"]
+    jobs, job = cluster.automated_restore(T0 + 12)
     members = {p["replicaSetName"]: p["processes"] for p in job["parts"]}
     progress = cluster.backup(f"/restores/{job['id']}/progress")
     for names, state in ((members["csrs"], "DONE"), (members["sh0"][:1], "LOADING")):
