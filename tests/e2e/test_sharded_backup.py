@@ -20,6 +20,7 @@ from opsmgr.sim.world import SimWorld
 from tests.agent.sharded_helpers import sharded_config
 from tests.deployments import Deployment
 from tests.procs import ServerProcess, wait_for
+from tests.sharded_support import agents_on_world, wait_goal
 
 pytestmark = pytest.mark.e2e
 
@@ -39,21 +40,8 @@ Cluster = tuple[Deployment, SimWorld]
 def cluster(
     server: ServerProcess, owner: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Cluster]:
-    world = SimWorld.open(tmp_path / "world.sqlite", params=PARAMS)
-    d = Deployment(server, owner, tmp_path, request.node.name[:60])
-    try:
-        for host in HOSTS:
-            d.agent(host)
-        yield d, world
-    finally:
-        d.close()
-        world.close()
-
-
-def at_goal(d: Deployment, version: int) -> bool:
-    status = d.status()
-    reached = [p["lastGoalVersionAchieved"] == version for p in status["processes"]]
-    return status["goalVersion"] == version and bool(reached) and all(reached)
+    with agents_on_world(server, owner, tmp_path, request.node.name, HOSTS, PARAMS) as both:
+        yield both
 
 
 def users_on(world: SimWorld, rs: str) -> list[Any]:
@@ -90,7 +78,7 @@ def write(world: SimWorld, ids: range) -> None:
 def test_a_restore_of_the_cluster_puts_every_shard_at_the_same_instant(cluster: Cluster) -> None:
     d, world = cluster
     version = d.put(sharded_config(2, routers=1, hosts=HOSTS))
-    wait_for(lambda: at_goal(d, version), 60, interval=0.2, what=f"goal v{version}")
+    wait_goal(d, version)
     views = d.api.get(f"/groups/{d.group_id}/clusters").json()["results"]
     cid = next(v["id"] for v in views if v["typeName"] == "SHARDED_REPLICA_SET")
     base = f"/groups/{d.group_id}/clusters/{cid}"
@@ -139,7 +127,7 @@ def test_a_restore_of_the_cluster_puts_every_shard_at_the_same_instant(cluster: 
     )
     assert [p["progress"]["statusName"] for p in done["parts"]] == ["FINISHED"] * 3
     version = int(d.api.get(f"/groups/{d.group_id}/automationConfig").json()["version"])
-    wait_for(lambda: at_goal(d, version), 60, interval=0.2, what="the cluster running again")
+    wait_goal(d, version)  # the cluster running again
 
     after = {rs: users_on(world, rs) for rs in ("sh0", "sh1")}
     every = sorted(k for ids in after.values() for k in ids)
