@@ -9,6 +9,11 @@ taken whole by the new owner (its head rebuilt from the shared catalog: the late
 after it); every listed snapshot is complete; the stored slices of each chain abut (none lost, none stored
 twice); the PITR window is one range (no new hole) reaching past what was acknowledged before the kill;
 and a restore to a point after the kill equals the source's documents at that point.
+
+Mid-ingest: the job's owner is killed while it handles one of the agent's slice uploads, the slice's block
+written and its record not committed. The agent's upload fails, it sends the entries again and another
+server records them; the same guarantees hold, and the killed upload's block is referenced by nothing, so
+grooming frees it (after its grace period).
 """
 
 from __future__ import annotations
@@ -27,9 +32,14 @@ import httpx
 import psycopg
 import pytest
 
+from opsmgr.backup import policy
 from opsmgr.backup.crashpoints import ENV
+from opsmgr.backup.slices import SliceCatalog
+from opsmgr.backup.snapshots import SnapshotCatalog
+from opsmgr.backup.syncs import SyncCatalog
 from opsmgr.sim.model import WriteLoad
 from opsmgr.sim.world import SimWorld
+from opsmgr.store.engine import Store
 from tests.configs import replica_set_config
 from tests.deployments import Deployment
 from tests.e2e.simbackup import listing, restore_matches_now, set_load, start_backup
@@ -47,32 +57,43 @@ SLACK_S = 1.0
 
 
 class Fleet:
-    def __init__(self, servers: list[ServerProcess], proxy: HAProxy, oplog_uri: str, marker: Path) -> None:
+    def __init__(
+        self, servers: list[ServerProcess], proxy: HAProxy, stores: dict[str, str], marker: Path
+    ) -> None:
         self.servers = servers
         self.proxy = proxy
-        self.oplog_uri = oplog_uri
+        self.stores = stores
+        self.oplog_uri = stores["oplog metadata store"]
+        self.blockstore_uri = stores["blockstore"]
         self.marker = marker
+
+    def slice_marker(self, server: ServerProcess) -> Path:
+        """The marker of ``server``'s own slice commit point (armed for it alone)."""
+        return self.marker.with_name(f"slice-crash-{self.servers.index(server)}")
 
 
 @pytest.fixture
 def fleet(tmp_path: Path, pg_server: PgServer) -> Iterator[Fleet]:
     stores = {label: pg_server.create_database() for label in STORE_KEYS}
+    blockstore = pg_server.create_database()
     extra = {
         "mms.agent.pollIntervalSeconds": "1",
         "mms.server.jobLeaseSeconds": str(LEASE_S),
-        "mms.blockstore.uri": pg_server.create_database(),
+        "mms.blockstore.uri": blockstore,
     }
     marker = tmp_path / "snapshot-crash"
     servers = servers_sharing(tmp_path, stores, ["s0", "s1", "s2"], extra)
-    for server in servers:
-        server.env = {ENV: f"daemon-snapshot-commit:{marker}"}  # stops only while the test arms it
+    for i, server in enumerate(servers):  # each point stops only while the test arms it
+        slice_marker = marker.with_name(f"slice-crash-{i}")
+        server.env = {ENV: f"daemon-snapshot-commit:{marker},daemon-slice-commit:{slice_marker}"}
     proxy = HAProxy(tmp_path / "haproxy", [s.port for s in servers])
     try:
         for server in servers:
             server.start()
-        yield Fleet(servers, proxy.start(), stores["oplog metadata store"], marker)
+        yield Fleet(servers, proxy.start(), {**stores, "blockstore": blockstore}, marker)
     finally:
-        Path(f"{marker}.armed").unlink(missing_ok=True)
+        for armed in tmp_path.glob("*.armed"):
+            armed.unlink()
         proxy.stop()
         for server in servers:
             server.stop()
@@ -212,3 +233,48 @@ def test_a_paused_owner_resumed_after_the_takeover_commits_nothing(fleet: Fleet,
         # Its job's turn after the refused run finds the lease another server's.
         wait_for(lambda: "backup" not in _held(paused), 5, 0.1, what="the resumed server not holding the job")
         assert sum("backup" in _held(s) for s in fleet.servers) == 1
+
+
+def _unreferenced(fleet: Fleet, block_id: str) -> bool:
+    """Whether grooming's reckoning (the blocks of every snapshot, slice and sync) leaves the block free."""
+    snapshots = Store(fleet.stores["snapshot metadata store"])
+    oplog = Store(fleet.oplog_uri)
+    try:
+        referenced = (
+            SnapshotCatalog(snapshots).referenced_blocks()
+            | SliceCatalog(oplog).referenced_blocks()
+            | set(SyncCatalog(oplog).referenced_blocks())
+        )
+    finally:
+        snapshots.close()
+        oplog.close()
+    return policy.unreferenced([block_id], referenced) == [block_id]
+
+
+def test_the_owner_killed_mid_ingest_loses_no_slice_and_stores_none_twice(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    with _backed_up(fleet, tmp_path) as (d, world, base):
+        wait_for(lambda: any("backup" in _held(s) for s in fleet.servers), 10, 0.1, what="a backup job owner")
+        (owner,) = [s for s in fleet.servers if "backup" in _held(s)]
+        marker = fleet.slice_marker(owner)
+        Path(f"{marker}.armed").touch()  # the owner's next slice upload stops before its record's commit
+        wait_for(marker.exists, 30, 0.05, what="the owner stopped with a slice's block written")
+        point, pid, orphan = marker.read_text().split()
+        assert (point, pid) == ("daemon-slice-commit", str(owner.proc.pid if owner.proc else None))
+        owner.kill()
+        killed_at = time.monotonic()
+        Path(f"{marker}.armed").unlink()
+        acknowledged = _end(listing(d, base)["pitrWindow"])  # the killed slice was never acknowledged
+        _taken_over(fleet, owner, killed_at)
+
+        # The agent's failed upload is sent again (with what arrived meanwhile) and recorded elsewhere.
+        wait_for(
+            lambda: _end(listing(d, base)["pitrWindow"]) > acknowledged, 30, what="the window past the kill"
+        )
+        assert len(listing(d, base)["pitrWindow"]) == 1, "a new hole in the window"
+        assert _slices_abut(fleet.oplog_uri) > 0
+        with psycopg.connect(fleet.blockstore_uri) as conn:
+            assert conn.execute("SELECT 1 FROM blocks WHERE id = %s", (orphan,)).fetchone() is not None
+        assert _unreferenced(fleet, orphan), "the killed upload's block is referenced"
+        restore_matches_now(d, base, world, HOSTS, RS)

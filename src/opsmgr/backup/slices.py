@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from opsmgr.backup import crashpoints
 from opsmgr.backup.blockstore import Blockstore
 from opsmgr.backup.changes import Change, decode_changes, encode_changes, from_mongo_record, from_store_entry
 from opsmgr.backup.pitr import SliceSpan, coverage
@@ -238,6 +239,7 @@ class SliceCatalog:
                     bytes=put.size if put else 0,
                     receivedAt=now_ms,
                 )
+                crashpoints.reached("daemon-slice-commit", meta.blockId or "")
                 self._commit(meta, chain.lastSliceId)
             return SliceResult(SliceStatus.ACCEPTED, end, chain_id)
 
