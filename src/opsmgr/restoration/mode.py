@@ -4,7 +4,9 @@ poll, status report, upload and tick.
 A project enters the mode when an agent polls with a config version (``cv``) higher than the project's
 (restored) goal version. While in it every poll is answered "unchanged", deployment changes are refused,
 and reconciliation collects each expected agent's (version, timestamp, hostname), takes the highest (ties:
-later timestamp, then hostname), asks that agent to upload its config, writes it as the authoritative config
+later timestamp, then hostname; but when the agent whose report completes collection claims the very same
+config, by version and hash, as the highest, that agent: the answer to its report then asks for the upload,
+a poll interval sooner), asks that agent to upload its config, writes it as the authoritative config
 with a version at least the agent's, enqueues an on-demand snapshot of each backed-up deployment and exits.
 Agents that do not report within the round's deadline (:func:`collection_deadline_ms`, which grows with the
 agents the server expects to hear from) count as a failure: the counter goes up, the missing hosts and why
@@ -85,6 +87,19 @@ class AgentReport:
 def choose_latest(reports: list[AgentReport]) -> AgentReport | None:
     """The agent whose config wins: highest version, then later timestamp, then hostname."""
     return max(reports, key=AgentReport.rank, default=None)
+
+
+def choose(reports: list[AgentReport], reporter: str | None = None) -> AgentReport | None:
+    """:func:`choose_latest`, unless ``reporter`` (the agent whose report completes collection) claims the
+    same config as the latest, by version and hash (the usual case: every agent of a project got the same
+    config). Its upload is then that very config, and the answer to its report carries the request, where
+    any other agent learns of it only in the answer to its next report, up to a poll interval later."""
+    latest = choose_latest(reports)
+    if latest is None or reporter is None or latest.config_hash is None:
+        return latest
+    mine = next((r for r in reports if r.hostname == reporter), None)
+    same = mine is not None and (mine.version, mine.config_hash) == (latest.version, latest.config_hash)
+    return mine if same else latest
 
 
 def new_record(group_id: str) -> ModeRecord:
@@ -203,13 +218,14 @@ def collection_deadline_ms(agents_expected: int, poll_interval_ms: int) -> int:
     return int(min(polls, BACKOFF_CAP_POLLS) * poll_interval_ms)
 
 
-def completed(record: ModeRecord, expected: set[str]) -> RequestUpload | None:
+def completed(record: ModeRecord, expected: set[str], reporter: str | None = None) -> RequestUpload | None:
     """The upload to ask for once every expected agent's claim is in (while collecting, or waiting for the
     next round: the last missing claim completes collection at once); None otherwise. Needs no clock, so an
-    agent's report may take it in the transaction that records the report."""
+    agent's report may take it in the transaction that records the report; ``reporter``: that agent (see
+    :func:`choose`)."""
     if record.state not in (ModeState.COLLECTING, ModeState.RETRY_WAIT) or missing(record, expected):
         return None
-    chosen = choose_latest(reports(record))
+    chosen = choose(reports(record), reporter)
     return None if chosen is None else RequestUpload(chosen)
 
 

@@ -320,7 +320,8 @@ class RestorationService:
                 return {}
             if rec.state not in ACTIVE_STATES:
                 return {}
-            return _upload_request(self._hear(t, group_id, mode.heard(rec, claim, now), now), hostname)
+            heard = mode.heard(rec, claim, now)
+            return _upload_request(self._hear(t, group_id, heard, now, reporter=hostname), hostname)
 
     def on_upload(self, group_id: str, hostname: str, body: Any) -> dict[str, Any]:
         """The chosen agent's config (secrets redacted) becomes the authoritative config; the mode ends.
@@ -526,10 +527,14 @@ class RestorationService:
         adopted = set() if hosts else adoption.awaited(adoption.named_hosts(self.store, group_id), rec.agents)
         return hosts | set(rec.agents) | adopted
 
-    def _hear(self, t: Txn, group_id: str, rec: ModeRecord, now: int) -> ModeRecord:
+    def _hear(
+        self, t: Txn, group_id: str, rec: ModeRecord, now: int, *, reporter: str | None = None
+    ) -> ModeRecord:
         """Write what an agent (or an operator's retry) brought, asking for the upload if it completed
-        collection; no decision that waits on time (those are :meth:`tick`'s). Returns the record."""
-        done = mode.completed(rec, self._expected_hosts(group_id, rec))
+        collection (of ``reporter``, the agent whose status report did, when it claims the latest config:
+        the answer to that report asks it); no decision that waits on time (those are :meth:`tick`'s).
+        Returns the record."""
+        done = mode.completed(rec, self._expected_hosts(group_id, rec), reporter)
         if done is not None:
             rec = self._ask(group_id, rec, done, now)
         self._put(t, rec)
