@@ -26,7 +26,10 @@ Largest fleet. For each server count the sizes of ``--agents`` run in order unti
 (poll p99 under 100 ms, as agents see it); the largest that met it is printed. On a machine of two cores
 shared by the servers, HAProxy, PostgreSQL and the load generator, more servers add no cores: what scales
 is the CPU each server spends, so the figures per server (polls/s, CPU share, CPU per 1,000 agents) and the
-ratios between runs of the same invocation are the comparable figures; the load average is printed.
+ratios between runs of the same invocation are the comparable figures; the load average is printed. The
+figure that says how many agents a core holds is the CPU per agent cycle (one poll and one report): the
+servers' CPU over the measured cycles divided by the polls answered, in the summary for all servers and per
+server, there also with the server's idle CPU (its periodic jobs, read before the run) taken out.
 
 Method. Client latency: first byte written to last byte read (pool wait excluded), exact quantiles; it
 includes HAProxy and this process's event loop (its lateness p99 printed: a late loop means the load
@@ -353,6 +356,7 @@ def summary_rows(runs: Sequence[Run], args: argparse.Namespace) -> list[list[obj
                 f"{total_cpu:.0%}",
                 f"{total_cpu / r.servers:.0%}",
                 f"{total_cpu * 1000 / r.agents:.1%}",
+                f"{total_cpu * r.wall_s * 1000 / len(polls):.2f}" if polls else "-",
                 f"{r.share(a.proxy, b.proxy):.0%}",
                 f"{r.postgres_cpu:.0%}",
                 f"{r.share(a.loadgen, b.loadgen):.0%}",
@@ -366,8 +370,8 @@ def summary_rows(runs: Sequence[Run], args: argparse.Namespace) -> list[list[obj
 
 SUMMARY = [
     "run", "servers", "agents", "polls/s (nominal)", "poll p50/p99 ms", "report p50/p99 ms",
-    "server poll p99 ms", "failed", "servers CPU", "CPU/server", "CPU/1k agents", "haproxy CPU",
-    "postgres CPU", "loadgen CPU", "late p99 ms", "load", "p99<100ms",
+    "server poll p99 ms", "failed", "servers CPU", "CPU/server", "CPU/1k agents", "CPU ms/cycle",
+    "haproxy CPU", "postgres CPU", "loadgen CPU", "late p99 ms", "load", "p99<100ms",
 ]  # fmt: skip
 
 
@@ -391,6 +395,7 @@ def server_rows(runs: Sequence[Run]) -> list[list[object]]:
                     f"{r.idle_cpu[i]:.0%}",
                     f"{cpu:.0%}",
                     f"{cpu * r.wall_s * 1000 / n:.2f}" if n else "-",
+                    f"{(cpu - r.idle_cpu[i]) * r.wall_s * 1000 / n:.2f}" if n else "-",
                 ]
             )
     return rows
@@ -398,7 +403,7 @@ def server_rows(runs: Sequence[Run]) -> list[list[object]]:
 
 SERVERS = [
     "run", "server", "polls/s", "share", "poll p50/p99 ms", "report p50/p99 ms", "jobs held", "idle CPU",
-    "CPU", "CPU ms per poll+report",
+    "CPU", "CPU ms per poll+report", "idle CPU taken out",
 ]  # fmt: skip
 
 

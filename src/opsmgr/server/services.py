@@ -39,7 +39,7 @@ from opsmgr.maintenance.sharded import ShardedPolicy
 from opsmgr.maintenance.snapshot import Policy
 from opsmgr.restoration.mode import ModeState
 from opsmgr.restoration.service import RESTORATION_CHANGED, RestorationService
-from opsmgr.server.cache import TtlCache
+from opsmgr.server.cache import HEARTBEAT, Heartbeat, TtlCache
 from opsmgr.server.digest import DigestAuthenticator
 from opsmgr.server.drill_schedule import DrillSource
 from opsmgr.server.jobs import JobRunner
@@ -47,7 +47,7 @@ from opsmgr.server.metrics import Metrics
 from opsmgr.server.work import ProjectWork
 from opsmgr.store.alert_configs import AlertConfigs
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
-from opsmgr.store.changes import EVERYTHING, ChangeListener
+from opsmgr.store.changes import EVERYTHING, ChangeListener, libpq_conninfo
 from opsmgr.store.engine import Change, Store, Txn
 from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 from opsmgr.store.maintenance_windows import MaintenanceWindows
@@ -102,23 +102,29 @@ class _Forgets(Protocol):
     def clear(self) -> None: ...
 
 
-@dataclass
 class PollCaches:
     """The agent poll path's caches: invalidated by the changes the application database announces (this
-    server's at commit, other servers' through the change listener), the TTL bounding a lost notification."""
+    server's at commit, other servers' through the change listener), the TTL bounding a lost notification;
+    on PostgreSQL the heartbeat, heard back, vouches for values up to a poll interval old."""
 
-    # Every project's agent key digests in ONE entry (:data:`ALL_AGENT_KEYS`): loading them per project read
-    # the whole collection each time, which at 666 projects was most of the server's CPU (stack samples).
-    agent_keys: TtlCache[str, dict[str, frozenset[str]]] = field(default_factory=lambda: TtlCache(2.0))
-    # A project's goal version while Restoration Mode is INACTIVE, else UNCACHED: every poll of a project
-    # armed, reconciling or converging must reach the mode.
-    goal_versions: TtlCache[str, int] = field(default_factory=lambda: TtlCache(1.0))
-    known_hosts: TtlCache[str, frozenset[str]] = field(default_factory=lambda: TtlCache(2.0))
-    # Each project's agent work (``server.work``): recomputed after a change is announced, at the latest
-    # after this long.
-    work: TtlCache[str, ProjectWork] = field(default_factory=lambda: TtlCache(30.0))
+    def __init__(self, heartbeat: Heartbeat | None = None) -> None:
+        self.heartbeat = heartbeat or Heartbeat()
+        vouch = self.heartbeat.vouches
+        # Every project's agent key digests in ONE entry (:data:`ALL_AGENT_KEYS`): loading them per project
+        # read the whole collection each time, which at 666 projects was most of the server's CPU.
+        self.agent_keys: TtlCache[str, dict[str, frozenset[str]]] = TtlCache(2.0, vouch=vouch)
+        # A project's goal version while Restoration Mode is INACTIVE, else UNCACHED: every poll and report
+        # of a project armed, reconciling or converging must reach the mode.
+        self.goal_versions: TtlCache[str, int] = TtlCache(1.0, vouch=vouch)
+        self.known_hosts: TtlCache[str, frozenset[str]] = TtlCache(2.0, vouch=vouch)
+        # Each project's agent work (``server.work``): recomputed after a change is announced, at the latest
+        # after this long.
+        self.work: TtlCache[str, ProjectWork] = TtlCache(30.0, vouch=vouch)
 
     def forget(self, change: Change) -> None:
+        if change.topic == HEARTBEAT:
+            self.heartbeat.heard(change.key)
+            return
         caches: list[tuple[str, _Forgets]] = [
             (CONFIG_CHANGED, self.goal_versions),
             (CONFIG_CHANGED, self.known_hosts),
@@ -230,7 +236,11 @@ class AgentPolls:
     def record_status(self, group_id: str, hostname: str, report: StatusReport) -> JsonObject:
         """Keep the report of an agent of the project (others are not stored); Restoration Mode may answer
         with a request, or refuse an agent that is not the project's."""
-        answer = self.restoration.on_status(group_id, hostname, report)
+        answer: JsonObject = {}
+        # A goal version cached means Restoration Mode is INACTIVE (see ``goal_versions``), where it ignores
+        # reports: the agent's poll just before has usually cached it, which spares a read of the mode.
+        if self.caches.goal_versions.fresh(group_id) in (None, UNCACHED):
+            answer = self.restoration.on_status(group_id, hostname, report)
         if hostname.lower() in self.caches.known_hosts.get(group_id, self.restoration.known_hosts):
             self.automation.record_status(group_id, hostname, report)
         return answer
@@ -270,13 +280,17 @@ class Services:
         return MaintenanceWindows(self.stores.app)
 
     def start(self) -> None:
-        """Before anything is served: listen for other servers' changes, arm Restoration Mode if a restore
-        wrote the application database, and start the periodic jobs."""
+        """Before anything is served: listen for other servers' changes (and prove it by a heartbeat), arm
+        Restoration Mode if a restore wrote the application database, and start the periodic jobs."""
         self.changes.start()
+        if libpq_conninfo(self.stores.app.url) is not None:  # SQLite: no other server, no channel to prove
+            app, max_age_s = self.stores.app, self.config.agent_poll_interval_s
+            self.caches.heartbeat.start(lambda key: app.notify(HEARTBEAT, key), max_age_s=max_age_s)
         self.restoration.arm_after_restore()
         self.jobs.start()
 
     def stop(self) -> None:
         log.info("stopping: the periodic jobs, then the stores")
         self.jobs.stop()
+        self.caches.heartbeat.stop()
         self.changes.stop()
