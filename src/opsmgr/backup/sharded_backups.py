@@ -120,6 +120,15 @@ class ShardedBackups:
             return self.daemon.snapshots_json(src.id), self.daemon.window_json(src.id)
         return self.snapshots_json(group_id, cluster_id), self.window_json(group_id, cluster_id)
 
+    def restore_plans(
+        self, group_id: str, cluster_id: str, fields: Mapping[str, Any]
+    ) -> list[tuple[Part | None, ResolvedRestore]]:
+        """The plans a restore job of the cluster would carry out, whatever its kind: a replica set's one (its
+        part None), or every part's to one point (:meth:`plans`); the refusals are the job's."""
+        if self.spec(group_id, cluster_id) is None:
+            return [(None, self.daemon.cluster_restore_plans(group_id, cluster_id, dict(fields))[0])]
+        return [(part, resolved) for part, resolved in self.plans(group_id, cluster_id, fields)]
+
     def set_schedule(self, group_id: str, cluster_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """The cluster's snapshot schedule changed: every source's (a sharded cluster's parts keep one)."""
         shown = {}
