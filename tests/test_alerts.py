@@ -11,6 +11,7 @@ from opsmgr.alerts import (
     CLAIM_S,
     MAX_ATTEMPTS,
     NOTIFICATION_KEEP_S,
+    NOTIFICATIONS,
     AlertService,
     AlertStatus,
     Delivery,
@@ -19,6 +20,7 @@ from opsmgr.alerts import (
 )
 from opsmgr.errors import NotFound
 from opsmgr.store.engine import Store
+from opsmgr.store.job_leases import fenced
 from tests.clock import Clock
 
 HOOK = "http://127.0.0.1:9/hook"
@@ -158,3 +160,46 @@ def test_servers_sharing_the_store_post_each_notification_once(service: tuple[Al
     assert alerts.deliver(post, HOOK) == 1
     assert len(received) == 1
     assert other.deliver(post, HOOK) == 0 and len(received) == 1
+
+
+def test_a_claim_of_a_lost_lease_is_taken_at_once_by_the_next_holder(
+    service: tuple[AlertService, Clock],
+) -> None:
+    """A delivery job's holder killed mid-post leaves its notification claimed; the server that takes the job
+    over (a higher fencing token) posts it on its first pass instead of after the claim's 60 s. The same
+    holder's own claim, and a claim made without a lease, still wait for the claim to lapse."""
+    alerts, _ = service
+    alerts.raise_alert("g1", "T", "k", "m")
+    received: list[str] = []
+
+    def dies(delivery: Delivery) -> None:
+        received.append(delivery.payload["id"])
+        raise SystemExit  # the process ends mid-post: no outcome is written
+
+    with fenced("alert-webhook", 10), pytest.raises(SystemExit):
+        alerts.deliver(dies, HOOK)
+    with fenced("alert-webhook", 10):
+        assert alerts.deliver(lambda d: received.append(d.payload["id"]), HOOK) == 0
+    assert alerts.deliver(lambda d: received.append(d.payload["id"]), HOOK) == 0
+    with fenced("alert-webhook", 11):
+        assert alerts.deliver(lambda d: received.append(d.payload["id"]), HOOK) == 1
+    assert len(received) == 2 and received[0] == received[1]
+    (note,) = alerts.store.find(NOTIFICATIONS)
+    assert note["state"] == DeliveryState.DELIVERED.value
+
+
+def test_a_failed_post_keeps_its_backoff_under_a_new_holder(service: tuple[AlertService, Clock]) -> None:
+    """Only a claim left by a dead holder is taken early: a post that failed waits for its retry."""
+    alerts, clock = service
+    alerts.raise_alert("g1", "T", "k", "m")
+
+    def fails(delivery: Delivery) -> None:
+        raise OSError("refused")
+
+    with fenced("alert-webhook", 10):
+        assert alerts.deliver(fails, HOOK) == 0
+    with fenced("alert-webhook", 11):
+        assert alerts.deliver(lambda d: None, HOOK) == 0
+    clock.now += retry_delay_s(1)
+    with fenced("alert-webhook", 11):
+        assert alerts.deliver(lambda d: None, HOOK) == 1

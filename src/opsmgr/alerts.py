@@ -40,6 +40,7 @@ from typing import Any
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store.alert_configs import covering
 from opsmgr.store.engine import Store, Txn, new_id
+from opsmgr.store.job_leases import current_fence
 from opsmgr.store.maintenance_windows import muting
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,15 @@ def is_acknowledged(alert: dict[str, Any], now: float) -> bool:
     """Whether the alert's acknowledgement still holds at ``now``."""
     until = alert.get("acknowledgedUntil")
     return isinstance(until, str) and datetime.fromisoformat(until).timestamp() > now
+
+
+def _claimed_by_lost_lease(note: dict[str, Any], fence: tuple[str, int] | None) -> bool:
+    """Whether ``note`` is claimed by an earlier holder of the job this pass runs under (a lower token)."""
+    claimed = note.get("claimedUnder")
+    if fence is None or not isinstance(claimed, list) or len(claimed) != 2:
+        return False
+    job, token = claimed
+    return bool(job == fence[0] and isinstance(token, int) and token < fence[1])
 
 
 def retry_delay_s(attempts: int) -> float:
@@ -294,15 +304,19 @@ class AlertService:
 
     def _claim(self, note: dict[str, Any], now: float) -> bool:
         """Takes the notification for this pass, unless another server sharing the store took it since it
-        was read (its claim moved ``nextAttemptAt``); a claimer that dies while posting leaves it to be
-        taken again after :data:`CLAIM_S`."""
+        was read (its claim moved ``nextAttemptAt``). A claimer that dies while posting leaves it to be taken
+        again after :data:`CLAIM_S`, or at once by the next holder of the delivery job's lease (the claim
+        records the claimer's fencing token: a lower one is a holder that lost the lease, whose writes the
+        fence refuses anyway)."""
         with self.store.tx() as t:
             current = t.get(NOTIFICATIONS, note["_id"])
             if current is None or current["state"] != DeliveryState.PENDING.value:
                 return False
             if current["nextAttemptAt"] != note["nextAttemptAt"]:
                 return False
-            t.update(NOTIFICATIONS, note["_id"], {"nextAttemptAt": now + CLAIM_S})
+            fence = current_fence()
+            claim = {"nextAttemptAt": now + CLAIM_S, "claimedUnder": list(fence) if fence else None}
+            t.update(NOTIFICATIONS, note["_id"], claim)
         return True
 
     def deliver(self, post: Callable[[Delivery], None], default_url: str | None) -> int:
@@ -312,9 +326,10 @@ class AlertService:
         each outcome is written as soon as it is known: a crash resends at most one."""
         now = self.clock()
         due, old = [], []
+        fence = current_fence()
         for n in self.store.find(NOTIFICATIONS):
             if n["state"] == DeliveryState.PENDING.value and (n.get("url") or default_url):
-                due += [n] if n["nextAttemptAt"] <= now else []
+                due += [n] if n["nextAttemptAt"] <= now or _claimed_by_lost_lease(n, fence) else []
             elif n["nextAttemptAt"] < now - NOTIFICATION_KEEP_S:
                 old.append(str(n["_id"]))
         self._forget(old)
@@ -334,6 +349,7 @@ class AlertService:
                         "attempts": attempts,
                         "lastError": str(exc)[:500],
                         "nextAttemptAt": self.clock() + retry_delay_s(attempts),
+                        "claimedUnder": None,  # an outcome written: the retry's delay holds for every holder
                         "state": (DeliveryState.GAVE_UP if gave_up else DeliveryState.PENDING).value,
                     },
                 )

@@ -134,6 +134,11 @@ def fenced(job: str, token: int) -> Iterator[None]:
         _FENCE.reset(reset)
 
 
+def current_fence() -> tuple[str, int] | None:
+    """The job and fencing token this thread's writes are checked against, if it runs a job."""
+    return _FENCE.get()
+
+
 def check_fence(txn: Txn) -> None:
     """Called by ``Store.tx`` at the start of every write transaction (see the module's docstring)."""
     fence = _FENCE.get()
