@@ -9,9 +9,9 @@ before recording it. The honest guarantee there is at-least-once: the notificati
 outbox, under the killed holder's fencing token, and the server that takes the job over (a higher token)
 posts it again on its first pass; nothing tells the new holder whether the receiver got it. Every other
 notification arrives exactly once, the rest of them sent by the new holder within two lease periods. A
-receiver de-duplicates by what every delivery carries, as Ops Manager's webhook does: the alert's ``id`` and the ``X-MMS-Event``
-header (``alert.open`` or ``alert.close``), which name one notification of one alert: an alert opens once
-and closes once, and a new occurrence is a new alert with a new id.
+receiver de-duplicates by what every delivery carries, as Ops Manager's webhook does: the alert's ``id``
+and the ``X-MMS-Event`` header (``alert.open`` or ``alert.close``), which name one notification of one
+alert: an alert opens once and closes once, and a new occurrence is a new alert with a new id.
 """
 
 from __future__ import annotations
