@@ -2,7 +2,7 @@
 heartbeat of this server heard back through the change listener counts (not the store's echo at commit, not
 another server's), it vouches for values up to its maximum age, an announced change still invalidates at
 once, and once heartbeats stop coming back values expire by their time to live. Then the same over a real
-PostgreSQL channel, as ``Services.start`` wires it."""
+PostgreSQL channel, sent as ``Services.start`` sends it (``ChannelSender``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import time
 import pytest
 
 from opsmgr.server.cache import HEARTBEAT, Heartbeat, TtlCache
-from opsmgr.server.services import PollCaches
+from opsmgr.server.services import ChannelSender, PollCaches
 from opsmgr.store import Store
-from opsmgr.store.changes import ChangeListener
+from opsmgr.store.changes import ChangeListener, libpq_conninfo
 from opsmgr.store.engine import Change
 from tests.pgserver import PgServer
 from tests.procs import wait_for
@@ -125,7 +125,10 @@ def test_over_postgresql_the_heartbeat_comes_back_and_stops_with_the_listener(pg
     caches = PollCaches(Heartbeat(interval_s=0.05))
     store.on_change(caches.forget)
     listener = ChangeListener(store).start()
-    caches.heartbeat.start(lambda key: store.notify(HEARTBEAT, key), max_age_s=MAX_AGE_S)
+    conninfo = libpq_conninfo(store.url)
+    assert conninfo is not None
+    sender = ChannelSender(conninfo)
+    caches.heartbeat.start(sender, max_age_s=MAX_AGE_S)
 
     def vouched() -> bool:  # for a value loaded 5 s ago, past its time to live
         now = time.monotonic()
@@ -141,6 +144,7 @@ def test_over_postgresql_the_heartbeat_comes_back_and_stops_with_the_listener(pg
         wait_for(lambda: not vouched(), TTL_S + 5, 0.02, what="the vouching to end")
     finally:
         caches.heartbeat.stop()
+        sender.close()
         listener.stop()
         store.close()
 

@@ -18,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+import psycopg
+
 from opsmgr.alerts import AlertService
 from opsmgr.automation import records
 from opsmgr.automation.protocol import WORK_CHANGED
@@ -48,7 +50,7 @@ from opsmgr.server.work import ProjectWork
 from opsmgr.store.alert_configs import AlertConfigs
 from opsmgr.store.appdb import AGENT_KEYS_CHANGED, AppDB
 from opsmgr.store.changes import EVERYTHING, ChangeListener, libpq_conninfo
-from opsmgr.store.engine import Change, Store, Txn
+from opsmgr.store.engine import CHANGES_CHANNEL, Change, Store, Txn
 from opsmgr.store.global_alert_configs import GlobalAlertConfigs
 from opsmgr.store.maintenance_windows import MaintenanceWindows
 from opsmgr.store.users import Users
@@ -102,6 +104,34 @@ class _Forgets(Protocol):
     def clear(self) -> None: ...
 
 
+class ChannelSender:
+    """Sends heartbeats into the stores' change channel on a connection of its own, in autocommit, outside
+    any write transaction: through ``Store.tx`` they queued behind every status report's writer lock (half
+    a second at the 90th percentile under 300 agents, more than the poll caches' time to live), and what a
+    heartbeat proves needs no lock (PostgreSQL delivers notifications in commit order). Used by the heartbeat
+    thread only; a failed send closes the connection and the next one opens another."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def __call__(self, key: str) -> None:
+        if self._conn is None:
+            self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+        try:
+            self._conn.execute(
+                "SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, Change(HEARTBEAT, key).payload())
+            )
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+
 class PollCaches:
     """The agent poll path's caches: invalidated by the changes the application database announces (this
     server's at commit, other servers' through the change listener), the TTL bounding a lost notification;
@@ -109,6 +139,7 @@ class PollCaches:
 
     def __init__(self, heartbeat: Heartbeat | None = None) -> None:
         self.heartbeat = heartbeat or Heartbeat()
+        self.sender: ChannelSender | None = None  # the heartbeat's, once started
         vouch = self.heartbeat.vouches
         # Every project's agent key digests in ONE entry (:data:`ALL_AGENT_KEYS`): loading them per project
         # read the whole collection each time, which at 666 projects was most of the server's CPU.
@@ -283,9 +314,10 @@ class Services:
         """Before anything is served: listen for other servers' changes (and prove it by a heartbeat), arm
         Restoration Mode if a restore wrote the application database, and start the periodic jobs."""
         self.changes.start()
-        if libpq_conninfo(self.stores.app.url) is not None:  # SQLite: no other server, no channel to prove
-            app, max_age_s = self.stores.app, self.config.agent_poll_interval_s
-            self.caches.heartbeat.start(lambda key: app.notify(HEARTBEAT, key), max_age_s=max_age_s)
+        conninfo = libpq_conninfo(self.stores.app.url)
+        if conninfo is not None:  # SQLite: no other server, no channel to prove
+            self.caches.sender = ChannelSender(conninfo)
+            self.caches.heartbeat.start(self.caches.sender, max_age_s=self.config.agent_poll_interval_s)
         self.restoration.arm_after_restore()
         self.jobs.start()
 
@@ -293,4 +325,6 @@ class Services:
         log.info("stopping: the periodic jobs, then the stores")
         self.jobs.stop()
         self.caches.heartbeat.stop()
+        if self.caches.sender is not None:
+            self.caches.sender.close()
         self.changes.stop()
