@@ -8,6 +8,11 @@ restorable, so a point outside the window is refused at step 1 with the API's me
 The confirmation POSTs to the call POST restoreJobs makes (``services.restores.create`` after the same role
 checks: GROUP_BACKUP_ADMIN on the project restored and on the project restored into).
 
+A sharded cluster is restored as one (``sharded.restore_plans``: every part to one point inside the cluster's
+window) into a sharded cluster: the wizard offers the sharded clusters the viewer may restore into (a
+replica set's backup the replica sets), its confirmation names every part replaced, and the job page shows
+each part's progress and, once cancelled, what each process holds.
+
 May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.store``, ``opsmgr.backup``, ``opsmgr.server``,
 ``opsmgr.ui.web``, ``opsmgr.ui.project``, ``opsmgr.ui.timeline`` and ``opsmgr.ui.pages_backup``.
 """
@@ -29,7 +34,15 @@ from opsmgr.server import backup_api
 from opsmgr.server.deps import ServicesDep
 from opsmgr.server.services import Services
 from opsmgr.store.appdb import Role
-from opsmgr.ui.pages_backup import Id, replica_set_hosts
+from opsmgr.ui.pages_backup import (
+    Deployment,
+    Id,
+    deployment,
+    deployment_hosts,
+    deployments,
+    process_hosts,
+    replica_set_hosts,
+)
 from opsmgr.ui.project import ProjectPage, project_page
 from opsmgr.ui.timeline import ranges_of, timeline, utc
 from opsmgr.ui.web import ChangerDep, PageRoute, Viewer, ViewerDep, fragment, live, render
@@ -113,39 +126,39 @@ def delivery_fields(choice: Choice) -> JsonObject:
 @dataclass(frozen=True)
 class TargetOption:
     group: JsonObject
-    cluster: JsonObject
+    found: Deployment
     hosts: list[str]
 
     @property
     def value(self) -> str:
-        return f"{self.group['_id']}:{self.cluster['_id']}"
+        return f"{self.group['_id']}:{self.found.id}"
 
 
-def restore_targets(services: Services, viewer: Viewer) -> list[TargetOption]:
-    """The deployments of every project the viewer may restore into (GROUP_BACKUP_ADMIN there, the role
-    POST restoreJobs asks of the target's project)."""
+def restore_targets(services: Services, viewer: Viewer, sharded: bool) -> list[TargetOption]:
+    """The deployments of the restored one's kind (sharded clusters, or replica sets) of every project the
+    viewer may restore into (GROUP_BACKUP_ADMIN there, the role POST restoreJobs asks of the target's
+    project)."""
     out = []
     for group in services.appdb.groups():
         if not viewer.may(group, Role.GROUP_BACKUP_ADMIN):
             continue
         gid = str(group["_id"])
-        for cluster in backup_api.project_clusters(services, gid):
-            hosts = replica_set_hosts(services, gid, cluster["replicaSetName"])
-            out.append(TargetOption(group, cluster, hosts))
+        for found in deployments(services, gid):
+            if (found.spec is not None) == sharded:
+                out.append(TargetOption(group, found, deployment_hosts(services, gid, found)))
     return out
 
 
 def _wizard_context(
     services: Services, project: ProjectPage, cluster_id: str, choice: Choice
 ) -> dict[str, object]:
-    cluster = services.clusters.get(project.id, cluster_id)
-    src = services.clusters.source(project.id, cluster_id)
-    window = services.backup.window_json(src.id)
+    found = deployment(services, project.id, cluster_id)
+    snapshots, window = services.restores.sharded.listing(project.id, cluster_id)
     return {
         **project.context(),
-        "title": f"Restore {cluster['replicaSetName']}",
-        "cluster": cluster,
-        "snapshots": services.backup.snapshots_json(src.id),
+        "title": f"Restore {found.name}",
+        "cluster": found,
+        "snapshots": snapshots,
         "timeline": timeline(ranges_of(window)),
         "choice": choice,
         "methods": METHODS,
@@ -154,22 +167,45 @@ def _wizard_context(
     }
 
 
+def _replaced(services: Services, source: Deployment, delivery: IntoDeployment) -> dict[str, object]:
+    """What an automated restore replaces: the target, and its hosts (a sharded cluster's: each part's
+    replica set restored, and its mongos, stopped with them); 400 for a target of the other kind."""
+    target = deployment(services, delivery.group_id, delivery.cluster_id)
+    if (target.spec is None) != (source.spec is None):
+        kind = "a replica set" if target.spec is None else "a sharded cluster"
+        raise InvalidInput(
+            f"{target.name} is {kind}: a sharded cluster's backup is restored into a sharded cluster, a "
+            "replica set's into a replica set",
+            field="delivery.targetClusterId",
+        )
+    hosts = deployment_hosts(services, delivery.group_id, target)
+    parts = []
+    if source.spec is not None and target.spec is not None:
+        parts = [
+            (p.replica_set, replica_set_hosts(services, delivery.group_id, p.replica_set))
+            for p in source.spec.parts
+        ]
+    routers = [] if target.spec is None else process_hosts(services, delivery.group_id, target.spec.mongos)
+    return {"target_cluster": target, "target_hosts": hosts, "target_parts": parts, "target_routers": routers}
+
+
 def _step(services: Services, viewer: Viewer, context: dict[str, object], choice: Choice) -> tuple[int, str]:
     """Which step the choice has reached (1, 2 or 3), or the step to show again with the refusal."""
     if not choice.method:
         return 1, ""
     project = context["project"]
     assert isinstance(project, ProjectPage)
-    cluster = context["cluster"]
-    assert isinstance(cluster, dict)
+    source = context["cluster"]
+    assert isinstance(source, Deployment)
     try:
         fields = target_fields(choice)
-        plan = services.backup.cluster_restore_plans(project.id, str(cluster["_id"]), fields)[0]
-        context["plan"] = plan.to_json()
+        plans = services.restores.sharded.restore_plans(project.id, source.id, fields)
+        context["plan"] = plans[0][1].to_json()
+        context["part_plans"] = [(p.spec.replica_set, r.to_json()) for p, r in plans if p is not None]
     except OpsmgrError as exc:
         context["status"] = exc.http_status
         return 1, exc.detail
-    context["targets"] = restore_targets(services, viewer)
+    context["targets"] = restore_targets(services, viewer, sharded=source.spec is not None)
     if not choice.delivery:
         return 2, ""
     try:
@@ -177,10 +213,8 @@ def _step(services: Services, viewer: Viewer, context: dict[str, object], choice
         delivery = parse_delivery(sent)
         target_group = backup_api.restore_target(services, viewer.principal, delivery)
         if isinstance(delivery, IntoDeployment) and target_group is not None:
-            target = services.clusters.get(delivery.group_id, delivery.cluster_id)
             context["target_group"] = target_group
-            context["target_cluster"] = target
-            context["target_hosts"] = replica_set_hosts(services, delivery.group_id, target["replicaSetName"])
+            context.update(_replaced(services, source, delivery))
     except OpsmgrError as exc:
         context["status"] = exc.http_status
         return 2, exc.detail
@@ -235,10 +269,14 @@ def job_context(
     raw = services.restores.get(project.id, cluster_id, job_id)
     job = backup_api.job_json(services, raw, str(request.base_url), project.may_back_up)
     delivery = job["delivery"]
-    processes: list[tuple[str, str]] = []
-    if delivery["methodName"] == "AUTOMATED_RESTORE":
+    # Each part's target processes (a replica set's job: its one, unnamed), with what each holds.
+    parts: list[tuple[JsonObject | None, list[tuple[str, str]]]] = []
+    if "parts" in job:
+        parts = [(p, [(n, _member_state(raw, n)) for n in p["processes"]]) for p in job["parts"]]
+    elif delivery["methodName"] == "AUTOMATED_RESTORE":
         names = _process_names(services, delivery["targetGroupId"], delivery["targetReplicaSetName"])
-        processes = [(n, _member_state(raw, n)) for n in names]
+        parts = [(None, [(n, _member_state(raw, n)) for n in names])]
+    processes = [held for _, listed in parts for held in listed]
     done = sum(1 for _, state in processes if state == LOADED)
     if job["statusName"] == "FINISHED":
         fraction = 1.0
@@ -249,10 +287,10 @@ def job_context(
     else:
         fraction = done / len(processes) if processes else 0.0
     if processes and not _may_read(services, viewer, delivery["targetGroupId"]):
-        processes = []
+        parts = [(part, []) for part, _ in parts]
     return {
         "job": job,
-        "processes": processes,
+        "parts": parts,
         "percent": round(fraction * 100),
         "group_id": project.id,
         "cluster_id": cluster_id,
@@ -290,7 +328,7 @@ def restore_job_page(
     request: Request, services: ServicesDep, viewer: ViewerDep, group_id: Id, cluster_id: Id, job_id: Id
 ) -> Response:
     project = project_page(services, viewer, group_id)
-    cluster = services.clusters.get(group_id, cluster_id)
+    cluster = deployment(services, group_id, cluster_id)
     context = job_context(services, request, viewer, project, cluster_id, job_id)
     job = context["job"]
     assert isinstance(job, dict)
