@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
 
 from opsmgr.server.cache import HEARTBEAT, Heartbeat, TtlCache
@@ -154,3 +155,22 @@ def test_a_heartbeat_change_is_not_a_change_of_any_cached_value() -> None:
     caches.goal_versions.get("g", lambda _k: 1)
     caches.forget(Change(HEARTBEAT, "someone.1"))
     assert caches.goal_versions.fresh("g") == 1
+
+
+@pytest.mark.postgres
+def test_a_sender_whose_connection_died_raises_once_then_sends_on_a_new_one(pg_server: PgServer) -> None:
+    conninfo = libpq_conninfo(pg_server.create_database())
+    assert conninfo is not None
+    sender = ChannelSender(conninfo)
+    try:
+        sender("x.0")
+        with psycopg.connect(conninfo, autocommit=True) as admin:  # the database drops the sender's session
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(psycopg.Error):
+            sender("x.1")
+        sender("x.2")  # the heartbeat thread's next beat: a new connection
+    finally:
+        sender.close()
