@@ -9,6 +9,8 @@ CSRF, forged ids, a replica set as the target, oversized input) is 4xx, never 5x
 from __future__ import annotations
 
 import html
+import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -181,6 +183,25 @@ def test_the_wizard_restores_the_cluster_to_a_point_as_one_job_with_each_parts_p
     _report(cluster, job["id"], members["sh0"] + members["sh1"])
     live = ui_owner.get(f"{done.headers['location']}/live").text
     assert "data-job-status>FINISHED<" in live and "data-percent>100%<" in live
+
+
+def test_a_download_of_the_cluster_through_the_wizard(cluster: Sharded, ui_owner: UiSession) -> None:
+    snap = cluster.snapshots()["results"][0]["id"]
+    form = {"method": "snapshot", "snapshotId": snap, "delivery": "download"}
+    confirm = ui_owner.get(_wizard(cluster), params=form)
+    assert confirm.status_code == 200 and "Nothing is replaced" in confirm.text
+    done = ui_owner.post(_wizard(cluster), form)
+    assert done.status_code == 303, done.text[:300]
+    page = ui_owner.get(done.headers["location"]).text
+    for part in PARTS:
+        row = page[page.index(f'data-part="{part}"') :].split("</li>")[0]
+        assert "data-part-status>FINISHED<" in row, row
+    link = re.search(r'href="([^"]+)" download>Download the restored documents', page)
+    assert link, page[-2000:]
+    got = httpx.get(html.unescape(link.group(1)), timeout=30)
+    assert got.status_code == 200, got.text[:300]
+    lines = [json.loads(line) for line in got.text.splitlines()]
+    assert {(d["replicaSetName"], d["doc"]["_id"]) for d in lines} == {(p, f"{p}-initial") for p in PARTS}
 
 
 def test_a_point_outside_the_clusters_window_is_refused_with_the_apis_message(

@@ -286,11 +286,13 @@ def job_context(
         fraction = float(job["progress"]["fraction"])
     else:
         fraction = done / len(processes) if processes else 0.0
-    if processes and not _may_read(services, viewer, delivery["targetGroupId"]):
+    named = not processes or _may_read(services, viewer, delivery["targetGroupId"])
+    if not named:
         parts = [(part, []) for part, _ in parts]
     return {
         "job": job,
         "parts": parts,
+        "named": named,  # whether the target's processes are named and counted
         "percent": round(fraction * 100),
         "group_id": project.id,
         "cluster_id": cluster_id,
