@@ -353,9 +353,16 @@ def test_restore_to_a_point_in_time_in_chromium(
     expect(live.locator("[data-percent]")).to_have_text("100%")
 
 
-def test_stop_and_start_the_clusters_backup(cluster: Sharded, ui_owner: UiSession) -> None:
-    """Last: it stops the backup for a moment."""
-    status = f"{_page(cluster)}/{cluster.cid}/status"
+def test_schedule_snapshot_stop_and_start_of_the_cluster(cluster: Sharded, ui_owner: UiSession) -> None:
+    """Last: it requests a snapshot and stops the backup for a moment. Each is the API's call for the
+    cluster: the schedule of every part, a snapshot of every part."""
+    base = f"{_page(cluster)}/{cluster.cid}"
+    assert ui_owner.post(f"{base}/schedule", {"snapshotIntervalHours": "12"}).status_code == 303
+    schedule = f"/groups/{cluster.gid}/backupConfigs/{cluster.cid}/snapshotSchedule"
+    assert cluster.api.get(schedule).json()["snapshotIntervalHours"] == 12
+    queued = ui_owner.post(f"{base}/snapshots")
+    assert queued.status_code == 303 and len(queued.headers["location"].split("queued=")[1].split(",")) == 3
+    status = f"{base}/status"
     assert ui_owner.post(status, {"statusName": "STOPPED"}).status_code == 303
     assert _status(cluster) == "STOPPED"
     assert "Start backup" in _section(ui_owner.get(_page(cluster)).text, cluster)
