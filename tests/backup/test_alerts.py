@@ -84,6 +84,12 @@ CASES: list[tuple[str, dict[str, Any], set[Condition]]] = [
         {Condition.AGENT_DOWN},
     ),
     ("daemon just restarted", {"last_contact_ms": None, "daemon_started_ms": NOW - 60_000}, set()),
+    (
+        # The shared record of a contact heard before a restart: the agents get the daemon's first minutes
+        "restarted after a long stop",
+        {"last_contact_ms": NOW - 60 * 60_000, "daemon_started_ms": NOW - 60_000},
+        set(),
+    ),
     ("corrupt block", {"integrity_problems": 2}, {Condition.BLOCK_CORRUPT}),
 ]
 

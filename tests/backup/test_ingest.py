@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from opsmgr.backup.daemon import BackupDaemon, Source
-from opsmgr.backup.ingest import Ingest
+from opsmgr.backup.ingest import CONTACT_WRITE_S, Ingest
 from opsmgr.backup.slices import SliceStatus, encode_slice
 from opsmgr.errors import Conflict, InvalidInput, NotFound
 from opsmgr.store import Store
@@ -98,3 +98,26 @@ def test_agent_contact_keeps_the_newest_source_entry_it_saw(
     clock.advance(5)
     ingest.note_agent(source.id)  # an upload says nothing of the source: the last word stands
     assert ingest.contact(source.id) == (int(clock.now() * 1000), 42)
+
+
+def test_agent_contact_heard_by_one_server_is_seen_by_every_other(
+    daemon: BackupDaemon, ingest: Ingest, source: Source, clock: FakeClock
+) -> None:
+    """Servers sharing the stores: the agents' calls reach any of them (a load balancer; a ``daemon``-only
+    server gets none), while the backup alerts run on the one holding their job, so the contact one server
+    hears is recorded where the others read it (at most one write per source every few seconds)."""
+    other = Ingest(daemon.registry, daemon.slice_catalog, daemon.blockstore, daemon.clock)
+    assert other.contact(source.id) == (None, None)
+    ingest.note_agent(source.id, 42)
+    assert other.contact(source.id) == (int(clock.now() * 1000), 42)
+    clock.advance(1)
+    ingest.note_agent(source.id, 43)  # soon after: this server knows, the shared record waits
+    assert ingest.contact(source.id) == (int(clock.now() * 1000), 43)
+    assert other.contact(source.id)[1] == 42
+    clock.advance(CONTACT_WRITE_S)
+    ingest.note_agent(source.id, 44)
+    assert other.contact(source.id) == (int(clock.now() * 1000), 44)
+    # What a server heard itself counts when it is newer than the shared record.
+    clock.advance(1)
+    other.note_agent(source.id, 45)
+    assert other.contact(source.id) == (int(clock.now() * 1000), 45)

@@ -186,10 +186,12 @@ def decide(facts: SourceFacts, policy: AlertPolicy, now_ms: int) -> dict[Conditi
                 f"{who}: the acknowledged oplog slices are {_ago(behind)} behind the source "
                 f"(threshold {_ago(policy.lag_ms)})"
             )
-    contact = facts.last_contact_ms if facts.last_contact_ms is not None else facts.daemon_started_ms
+    # Silence is counted from the daemon's start at the earliest: the contact recorded before a restart does
+    # not make the agents late for a daemon they could not reach.
+    contact = max(facts.last_contact_ms or 0, facts.daemon_started_ms)
     if now_ms - max(contact, facts.created_ms) > policy.silent_ms:
         out[Condition.AGENT_DOWN] = (
-            f"{who}: no agent has reached the backup daemon for {_ago(now_ms - contact)}"
+            f"{who}: no agent has reached the backup daemon for {_ago(now_ms - facts.last_contact_ms)}"
             if facts.last_contact_ms is not None
             else f"{who}: no agent has reached the backup daemon since it started"
         )

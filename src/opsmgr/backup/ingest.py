@@ -1,7 +1,9 @@
 """What the agents send the daemon: initial syncs (recorded batch by batch, ``backup.syncs``; the head built
 from one is consistent once the slices reach its ``minValid``), oplog slices (appended to the source's chain
 in the oplog metadata store, a break in it a gap), the acknowledged position agents resume from, gaps they
-find at the source, and their contact with the daemon (kept in memory, for the backup alerts).
+find at the source, and their contact with the daemon (for the backup alerts: kept in memory and, at most
+every :data:`CONTACT_WRITE_S` per source, in the oplog metadata store, since the server whose job raises
+those alerts may not be the one the agents reach; a ``daemon``-only server is reached by none).
 
 Ingestion only records, in the shared stores (blocks, then the oplog metadata store, under the slice
 catalog's own per-source lock): it never touches a head, so any server may take any of an agent's requests,
@@ -23,6 +25,9 @@ from opsmgr.errors import InvalidInput
 
 log = logging.getLogger("opsmgr.backup")
 
+CONTACTS = "backup_agent_contacts"
+CONTACT_WRITE_S = 5  # far below the silence an alert waits for (minutes), and one write per source at most
+
 
 class Ingest:
     """The agents' side of the daemon: initial syncs and slices."""
@@ -39,9 +44,10 @@ class Ingest:
         self.syncs = SyncCatalog(slices.store)
         self.blockstore = blockstore
         self.clock = clock
-        # Agent contact per source (when, and the newest source entry it saw): after a restart, silence is
-        # counted from the daemon's start.
+        # Agent contact per source (when, and the newest source entry it saw) as this server heard it, and
+        # when this server last recorded it in the shared store.
         self._contact: dict[str, tuple[int, int | None]] = {}
+        self._recorded: dict[str, int] = {}
 
     # Initial syncs.
 
@@ -120,11 +126,23 @@ class Ingest:
     def note_agent(self, source_id: str, source_last: int | None = None) -> None:
         """An agent reached the daemon for the source; ``source_last`` is the newest entry of the source's
         oplog it saw (how far backup is behind the source, for alerts)."""
-        previous = self._contact.get(source_id)
-        if source_last is None and previous is not None:
-            source_last = previous[1]
-        self._contact[source_id] = (now_ms(self.clock), source_last)
+        if source_last is None:
+            source_last = self.contact(source_id)[1]
+        now = now_ms(self.clock)
+        self._contact[source_id] = (now, source_last)
+        if now - self._recorded.get(source_id, -CONTACT_WRITE_S * 1000) < CONTACT_WRITE_S * 1000:
+            return
+        self._recorded[source_id] = now
+        with self.slices.store.tx() as t:
+            stored = t.get(CONTACTS, source_id)
+            if stored is None or stored["at"] < now:  # servers' writes may cross: the newest stays
+                t.put(CONTACTS, {"_id": source_id, "at": now, "sourceLast": source_last})
 
     def contact(self, source_id: str) -> tuple[int | None, int | None]:
-        """When an agent last reached the daemon for the source and the newest source entry it saw."""
-        return self._contact.get(source_id, (None, None))
+        """When an agent last reached the daemon for the source (any server) and the newest source entry it
+        saw; after every server's restart, silence is counted from the daemon's start."""
+        heard = self._contact.get(source_id)
+        stored = self.slices.store.get(CONTACTS, source_id)
+        if stored is not None and (heard is None or stored["at"] > heard[0]):
+            return int(stored["at"]), stored["sourceLast"]
+        return heard if heard is not None else (None, None)
