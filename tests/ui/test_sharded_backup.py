@@ -4,7 +4,7 @@ slices of each part): the page lists the cluster as one deployment with its part
 window), starts its backup, shows its window (the parts' intersection) and its snapshots; the wizard
 restores it to a point in that window into itself, one job whose page shows each part's progress live (in
 real Chromium too); a cancelled job states what each process holds; and every refusal (read-only role,
-CSRF, forged ids, a replica set as the target, oversized input) is 4xx, never 5xx."""
+CSRF, forged ids, a replica set as the target and the reverse, oversized input) is 4xx, never 5xx."""
 
 from __future__ import annotations
 
@@ -61,10 +61,29 @@ def cluster(server: ServerProcess, api: httpx.Client, ui_owner: UiSession) -> It
     c.agent.close()
 
 
+class Lone(AgentProject):
+    """A project whose config is one replica set ``lone``, its agents' part played as ``Sharded`` plays it."""
+
+    backup = Sharded.backup
+    sources = Sharded.sources
+    sync = Sharded.sync
+
+    def __init__(self, server: ServerProcess, api: httpx.Client, name: str) -> None:
+        super().__init__(server.url, api, name, replica_set_config(HOSTS, rs="lone"))
+        self.cid = str(api.get(f"/groups/{self.gid}/clusters").json()["results"][0]["id"])
+        self.acked: dict[str, int] = {}
+
+
 @pytest.fixture(scope="module")
-def other(server: ServerProcess, api: httpx.Client, cluster: Sharded) -> Iterator[AgentProject]:
-    """Another project of the same organization: a replica set ``lone``, no target for a sharded cluster."""
-    p = AgentProject(server.url, api, f"{NAME}-other", replica_set_config(HOSTS, rs="lone"))
+def other(server: ServerProcess, api: httpx.Client, cluster: Sharded) -> Iterator[Lone]:
+    """Another project of the same organization: its replica set ``lone`` backed up with a first snapshot,
+    no target for a sharded cluster's backup, nor the cluster for its."""
+    p = Lone(server, api, f"{NAME}-other")
+    r = api.patch(f"/groups/{p.gid}/backupConfigs/{p.cid}", json={"statusName": "STARTED"})
+    assert r.status_code == 200, r.text
+    p.sync(p.sources()["lone"], 0, [["app.users", {"_id": "lone-initial"}]])
+    snapshots = f"/groups/{p.gid}/clusters/{p.cid}/snapshots"
+    wait_for(lambda: api.get(snapshots).json()["totalCount"] >= 1)
     yield p
     p.agent.close()
 
@@ -144,7 +163,7 @@ def test_the_page_lists_the_cluster_with_its_parts_and_its_window(
 
 
 def test_the_wizard_restores_the_cluster_to_a_point_as_one_job_with_each_parts_progress(
-    cluster: Sharded, other: AgentProject, ui_owner: UiSession
+    cluster: Sharded, other: Lone, ui_owner: UiSession
 ) -> None:
     before = len(_jobs(cluster))
     step2 = ui_owner.get(_wizard(cluster), params={"method": "pit", **_at(11)})
@@ -220,9 +239,7 @@ def test_a_point_outside_the_clusters_window_is_refused_with_the_apis_message(
     assert len(_jobs(cluster)) == before
 
 
-def test_refusals_are_4xx(
-    cluster: Sharded, other: AgentProject, reader: UiSession, ui_owner: UiSession
-) -> None:
+def test_refusals_are_4xx(cluster: Sharded, other: Lone, reader: UiSession, ui_owner: UiSession) -> None:
     before = len(_jobs(cluster))
     page = reader.get(_page(cluster))
     assert page.status_code == 200 and f'id="cluster-{cluster.cid}"' in page.text
@@ -247,7 +264,7 @@ def test_refusals_are_4xx(
     alone = ui_owner.post(f"{_page(cluster)}/{part}/status", {"statusName": "STARTED"})
     assert alone.status_code == api.status_code == 409 and error_detail(alone.text) == api.json()["detail"]
     # A replica set is no target for a sharded cluster's backup: the API's refusal at the POST.
-    lone = cluster.api.get(f"/groups/{other.gid}/clusters").json()["results"][0]["id"]
+    lone = other.cid
     into = {"method": "pit", **_at(11), "delivery": "automated", "target": f"{other.gid}:{lone}"}
     api = cluster.api.post(
         f"/groups/{cluster.gid}/clusters/{cluster.cid}/restoreJobs",
@@ -283,6 +300,34 @@ def test_refusals_are_4xx(
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text[:300])
     assert len(_jobs(cluster)) == before
     assert _status(cluster) == "STARTED"
+
+
+def test_a_replica_sets_backup_is_not_restored_into_a_sharded_cluster(
+    cluster: Sharded, other: Lone, ui_owner: UiSession
+) -> None:
+    wizard = f"/ui/projects/{other.gid}/backup/{other.cid}/restore"
+    snap = other.api.get(f"/groups/{other.gid}/clusters/{other.cid}/snapshots").json()["results"][0]["id"]
+    step2 = ui_owner.get(wizard, params={"method": "snapshot", "snapshotId": snap})
+    assert step2.status_code == 200 and f"lone in {NAME}-other (" in step2.text and "c1 in" not in step2.text
+    into = {
+        "method": "snapshot",
+        "snapshotId": snap,
+        "delivery": "automated",
+        "target": f"{cluster.gid}:{cluster.cid}",
+    }
+    step3 = ui_owner.get(wizard, params=into)
+    assert step3.status_code == 400 and "c1 is a sharded cluster" in html.unescape(step3.text)
+    delivery = {
+        "methodName": "AUTOMATED_RESTORE",
+        "targetGroupId": cluster.gid,
+        "targetClusterId": cluster.cid,
+    }
+    jobs = f"/groups/{other.gid}/clusters/{other.cid}/restoreJobs"
+    api = other.api.post(jobs, json={"snapshotId": snap, "delivery": delivery})
+    posted = ui_owner.post(wizard, into)
+    assert 400 <= api.status_code < 500 and posted.status_code == api.status_code, api.text
+    assert error_detail(posted.text) == api.json()["detail"]
+    assert other.api.get(jobs).json()["totalCount"] == 0
 
 
 def test_a_cancelled_restore_states_what_each_process_holds(
