@@ -3,6 +3,8 @@ slices to apply and snapshots to take, the last error and the count of failed ti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from opsmgr.backup import scheduled as scheduled_module
@@ -65,6 +67,7 @@ def test_the_queue_counts_slices_not_applied_and_snapshots_not_taken(
 
 def test_failed_ticks_are_counted_and_the_last_error_kept(
     daemon: BackupDaemon,
+    make_daemon: Callable[..., BackupDaemon],
     source: Source,
     agent: StoreAgent,
     clock: FakeClock,
@@ -87,10 +90,13 @@ def test_failed_ticks_are_counted_and_the_last_error_kept(
     assert len(health["problems"]) == 1 and "No space left" in health["problems"][0]
     assert failed.last_error is not None and "No space left" in failed.last_error["message"]
     assert failed.last_error["at"] == daemon.now_ms()
+    # Every server sharing the stores shows them, not only the one whose backup job failed.
+    elsewhere = _job(make_daemon(), source)
+    assert (elsewhere.errors_total, elsewhere.last_error) == (2, failed.last_error)
     clock.advance(10)
     daemon.tick()
     recovered = _job(daemon, source)
-    # The count is of this process's failures; the last error stays the last one, not a current one.
+    # The count is of every failure so far; the last error stays the last one, not a current one.
     assert recovered.errors_total == 2 and recovered.last_snapshot_ms == daemon.now_ms()
     assert recovered.last_error is not None and recovered.last_error["kind"] == "JOB"
     # A snapshot succeeded since the last error: the daemon is healthy again.

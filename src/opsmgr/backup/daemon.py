@@ -115,8 +115,6 @@ class BackupDaemon:
             integrity_interval_s=integrity_interval_s,
         )
         self.started_ms = self.now_ms()
-        # This process's failed ticks per source: (how many, the last one's {at, message}), for monitoring.
-        self._tick_failures: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def close(self) -> None:
         self.heads.close()
@@ -267,8 +265,7 @@ class BackupDaemon:
         report = TickReport()
         self.scheduled.tick(now, report)
         for source_id, detail in report.failures.items():
-            count = self._tick_failures.get(source_id, (0, {}))[0]
-            self._tick_failures[source_id] = (count + 1, {"at": now, "message": detail})
+            self.scheduled.note_tick_failure(source_id, now, detail)
         if self.grooming.groom_due(now):
             self.grooming.groom(now)
             report.groomed = True
@@ -289,9 +286,7 @@ class BackupDaemon:
         return self.scheduled.keeper.recorded(source_id)
 
     def tick_failures(self, source_id: str) -> tuple[int, dict[str, Any] | None]:
-        """How many of this process's ticks failed for the source, and the last failure ``{at, message}``."""
-        count, last = self._tick_failures.get(source_id, (0, None))
-        return count, None if last is None else dict(last)
+        return self.scheduled.tick_failures(source_id)
 
     def status(self, source_id: str) -> dict[str, Any]:
         """What alerting needs about a source: last snapshot, window end and holes, slice lag, gaps."""

@@ -4,7 +4,9 @@ as blocks (``backup.snapshots``), on schedule (``policy.due``), on demand (reque
 metadata store and taken at the next tick), and whenever a new chain (after a gap or a resync) has none yet.
 
 Owns ``backup_status`` in the snapshot metadata store: a source's last snapshot failure, until its next
-success. May import ``opsmgr.errors``, ``opsmgr.store`` and ``opsmgr.backup``.
+success; and ``backup_tick_failures``: how many ticks of each source's job failed and the last one (in the
+store, so that every server sharing it shows what the job's owner met). May import ``opsmgr.errors``,
+``opsmgr.store`` and ``opsmgr.backup``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from opsmgr.store.engine import new_id
 log = logging.getLogger("opsmgr.backup")
 
 STATUS = "backup_status"
+TICK_FAILURES = "backup_tick_failures"
 
 
 @dataclass
@@ -151,6 +154,19 @@ class Snapshots:
         self.progress.set(snapshot_id, Progress(0.0, f"failed: {message}"))
         failure = {"at": now_ms(self.clock), "snapshotId": snapshot_id, "message": message}
         self.catalog.store.put(STATUS, {"_id": source_id, "lastFailure": failure})
+
+    def note_tick_failure(self, source_id: str, at_ms: int, message: str) -> None:
+        """Counts a failed tick of the source's job where every server sharing the stores reads it."""
+        with self.catalog.store.tx() as t:
+            seen = t.get(TICK_FAILURES, source_id)
+            count = int(seen["count"]) if seen else 0
+            last = {"at": at_ms, "message": message}
+            t.put(TICK_FAILURES, {"_id": source_id, "count": count + 1, "last": last})
+
+    def tick_failures(self, source_id: str) -> tuple[int, dict[str, Any] | None]:
+        """How many ticks of the source's job failed (on any server), and the last one's ``{at, message}``."""
+        doc = self.catalog.store.get(TICK_FAILURES, source_id)
+        return (int(doc["count"]), dict(doc["last"])) if doc else (0, None)
 
     def last_failure(self, source_id: str) -> dict[str, Any] | None:
         """The source's last snapshot failure, unless a snapshot succeeded since."""
