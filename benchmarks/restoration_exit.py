@@ -24,6 +24,9 @@ application database by this process, so that watching adds no load on the serve
   that exited (records written before ``claimedAt`` existed: from ``uploadRequestedAt``, which the last
   claim sets in the same transaction). A failed collection round keeps what it heard, so projects with
   failed rounds count too; the failed rounds are shown beside;
+- ask -> exit: from the upload request (``uploadRequestedAt``) to ``exitedAt``: how long the chosen agent
+  took to hear the request and upload (a request in the answer to the report that completed collection
+  makes it the time of one more round trip to the server);
 - load: the machine's 1-minute load average while the exits were awaited (mean and max), since the machine
   is shared.
 
@@ -133,7 +136,10 @@ def measure_scale(
                     server.stop()
                     restored = backup.restore_to(t0)
                     launched = time.time()
-                    server.start()
+                    # The clock runs from the launch; under the fleet's stampede a readiness probe may wait
+                    # longer than the harness's default minute, which must not end the measurement.
+                    server.start(wait=False)
+                    server.wait_ready(timeout_s)
                     ready = time.time()
                     print(
                         f"  {agents} agents: server down {launched - stopped:.1f} s "
@@ -174,6 +180,7 @@ def summarise(
     start_to_entry = [polls(r["triggeredAt"] - launched_ms) for r in exits.values()]
     clean = [r for r in exits.values() if not r.get("failureCount")]
     last_to_exit = [polls(r["exitedAt"] - last_report(r)) for r in exits.values()]
+    ask_to_exit = [polls(r["exitedAt"] - r["uploadRequestedAt"]) for r in exits.values()]
     kept = sum(1 for g, r in exits.items() if (r.get("authoritativeVersion") or 0) >= versions[g])
     return {
         "agents": agents,
@@ -186,6 +193,8 @@ def summarise(
         "exit_all": max(start_to_exit) if len(exits) == projects else None,
         "last_median": statistics.median(last_to_exit) if last_to_exit else None,
         "last_max": max(last_to_exit) if last_to_exit else None,
+        "ask_median": statistics.median(ask_to_exit) if ask_to_exit else None,
+        "ask_max": max(ask_to_exit) if ask_to_exit else None,
         "failed": projects - len(clean) if len(exits) == projects else len(exits) - len(clean),
         "kept_v2": f"{kept}/{len(exits)}",
         "lapsed_s": lapsed,
@@ -238,6 +247,8 @@ def main() -> None:
                 "start->exit all",
                 "last report->exit median",
                 "last report->exit max",
+                "ask->exit median",
+                "ask->exit max",
                 "failed rounds",
                 "config >= v2",
                 "load mean",
@@ -255,6 +266,8 @@ def main() -> None:
                     r["exit_all"],
                     r["last_median"],
                     r["last_max"],
+                    r["ask_median"],
+                    r["ask_max"],
                     r["failed"],
                     r["kept_v2"],
                     r["load_mean"],
