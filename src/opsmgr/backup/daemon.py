@@ -61,6 +61,8 @@ __all__ = [
 
 log = logging.getLogger("opsmgr.backup")
 
+PROGRESS_KEEP_S = 24 * 3600  # a finished snapshot's or restore's progress is shown this long
+
 
 class BackupStores(Protocol):
     """The server's three backing databases (``opsmgr.server.services.Stores`` has this shape)."""
@@ -97,7 +99,7 @@ class BackupDaemon:
         self.blockstore = Blockstore(blocks, compression=compression)
         self.heads = Heads(self.root)
         self.clock = clock or SystemClock()
-        self.board = ProgressBoard()
+        self.board = ProgressBoard(stores.snapshots, self.clock.now)
         locks = SourceLocks()
         self.locks = locks
         self.registry = Sources(self.app, self.clock)
@@ -268,6 +270,7 @@ class BackupDaemon:
             self.scheduled.note_tick_failure(source_id, now, detail)
         if self.grooming.groom_due(now):
             self.grooming.groom(now)
+            self.board.forget(now / 1000 - PROGRESS_KEEP_S)
             report.groomed = True
         if self.grooming.integrity_due(now):
             report.integrity_problems = len(self.grooming.integrity_check()["problems"])

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,8 @@ READ_WORKERS = min(8, os.cpu_count() or 1)
 SNAPSHOTS_PREFIX = "backup_snapshots."
 BLOCK_LISTS = "backup_snapshot_blocks"
 REQUESTS = "backup_snapshot_requests"
+PROGRESS = "backup_progress"
+PROGRESS_WRITE_S = 1.0  # how stale another server's view of a progress may be
 
 Record = tuple[str, str, bytes]  # namespace, key, line
 
@@ -206,19 +209,58 @@ class Progress:
 
 
 class ProgressBoard:
-    """The progress of long work (a snapshot by its id, a restore by the job id given to it), in memory."""
+    """The progress of long work (a snapshot by its id, a restore by the job id given to it).
 
-    def __init__(self) -> None:
-        self._progress: dict[str, Progress] = {}
+    With a store (the snapshot metadata store, shared by every server), what one server's work reports is
+    written there too, at most every :data:`PROGRESS_WRITE_S` per work item (a first report, an end and a
+    failure at once), and :meth:`get` answers the newer of this server's own and the shared one: so a
+    progress asked of any server behind a load balancer moves forward, whichever server does the work.
+    """
+
+    def __init__(self, store: Store | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._progress: dict[str, tuple[float, Progress]] = {}
+        self._written: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def set(self, work_id: str, progress: Progress) -> None:
+        now = self._clock()
         with self._lock:
-            self._progress[work_id] = progress
+            self._progress[work_id] = (now, progress)
+            last = self._written.get(work_id)
+            due = self._store is not None and (
+                last is None
+                or now - last >= PROGRESS_WRITE_S
+                or progress.fraction >= 1.0
+                or progress.message.startswith("failed")
+            )
+            if due:
+                self._written[work_id] = now
+        if due and self._store is not None:
+            self._store.put(PROGRESS, {"_id": work_id, "at": now, **progress.to_json()})
 
     def get(self, work_id: str) -> Progress | None:
         with self._lock:
-            return self._progress.get(work_id)
+            own = self._progress.get(work_id)
+        shared = self._store.get(PROGRESS, work_id) if self._store is not None else None
+        if shared is not None and (own is None or shared["at"] > own[0]):
+            return Progress(float(shared["fraction"]), str(shared["message"]))
+        return None if own is None else own[1]
+
+    def forget(self, older_than: float) -> None:
+        """Drops what was reported before ``older_than`` (epoch seconds): long finished work."""
+        with self._lock:
+            for work_id in [w for w, (at, _) in self._progress.items() if at < older_than]:
+                del self._progress[work_id]
+                self._written.pop(work_id, None)
+        if self._store is None:
+            return
+        old = [str(d["_id"]) for d in self._store.find(PROGRESS) if d["at"] < older_than]
+        if old:
+            with self._store.tx() as t:
+                for work_id in old:
+                    t.delete(PROGRESS, work_id)
 
     def reporter(self, work_id: str | None) -> Callable[[Progress], None] | None:
         """What reports the progress of ``work_id`` (None: work nobody follows)."""
