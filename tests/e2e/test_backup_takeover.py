@@ -176,7 +176,14 @@ def _taken_over(fleet: Fleet, victim: ServerProcess, since: float) -> ServerProc
         what="the backup job owned by another server within two lease periods",
     )
     print(f"backup job taken over {time.monotonic() - since:.2f} s after the owner stopped")
-    (owner,) = [s for s in survivors if "backup" in _held(s)]
+
+    def one_owner() -> list[ServerProcess]:
+        # Each server's /metrics is read in turn: on a loaded machine the lease may move between two reads
+        # (a starved keeper lets it lapse), and both servers then say they hold it.
+        owners = [s for s in survivors if "backup" in _held(s)]
+        return owners if len(owners) == 1 else []
+
+    (owner,) = wait_for(one_owner, 30, 0.1, what="one server owning the backup job")
     return owner
 
 
