@@ -197,16 +197,12 @@ def test_a_drill_with_another_gen_key_fails_at_preflight_and_alerts(
     assert checked.returncode == 1 and "missing: last restore drill" in checked.stderr, checked.stderr
 
 
-def test_the_secondary_runs_drills_on_its_schedule(pair: SecondaryPair) -> None:
-    """With mms.backup.drill.* set, the secondary runs the drill itself (every half interval): a passing
-    one appears in the history and closes the failed drill's alert."""
-    with pair.secondary_api() as api:
-        base = f"/groups/{pair.group_id}/backingDatabases/{pair.cluster_id}/drills"
-        before = api.get(base).json()["totalCount"]
+def _scheduled_drills(pair: SecondaryPair) -> None:
+    """The secondary restarted with mms.backup.drill.* set: a drill due 10 s after the last one."""
     pair.secondary.stop()
     pair.secondary.set_conf(
         {
-            "mms.backup.drill.intervalDays": str(20 / 86_400),  # due 10 s after the last drill
+            "mms.backup.drill.intervalDays": str(20 / 86_400),
             "mms.backup.drill.genKeyPath": str(pair.primary.data_dir / "gen.key"),
             "mms.backup.drill.primaryUrl": pair.primary.url,
             "mms.backup.drill.primaryPublicKey": pair.primary_key["publicKey"],
@@ -214,6 +210,15 @@ def test_the_secondary_runs_drills_on_its_schedule(pair: SecondaryPair) -> None:
         }
     )
     pair.secondary.start()
+
+
+def test_the_secondary_runs_drills_on_its_schedule(pair: SecondaryPair) -> None:
+    """With mms.backup.drill.* set, the secondary runs the drill itself (every half interval): a passing
+    one appears in the history and closes the failed drill's alert."""
+    with pair.secondary_api() as api:
+        base = f"/groups/{pair.group_id}/backingDatabases/{pair.cluster_id}/drills"
+        before = api.get(base).json()["totalCount"]
+    _scheduled_drills(pair)
     with pair.secondary_api() as api:
 
         def scheduled() -> dict[str, Any] | None:
@@ -226,3 +231,52 @@ def test_the_secondary_runs_drills_on_its_schedule(pair: SecondaryPair) -> None:
         assert "BACKUP_DRILL_FAILED" not in [a["eventTypeName"] for a in alerts]
     logs = list((pair.secondary.data_dir / "drills").glob("drill-*.log"))
     assert logs and '"passed": true' in logs[0].read_text(), "the drill's output is kept beside the conf"
+
+
+def _children(pid: int) -> list[int]:
+    """Started by any of the process's threads (each thread lists its own)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_drill_under_way_ends_with_the_secondary_and_leaves_no_process(pair: SecondaryPair) -> None:
+    """Last (it leaves the secondary stopped). A scheduled drill's sandbox server and shadow agents are the
+    drill's children: the secondary stopped while one runs ends the drill, and the drill stops them (they
+    ran on, orphaned, holding a copy of production's configuration on loopback)."""
+    _scheduled_drills(pair)
+    server = pair.secondary.proc
+    assert server is not None
+
+    def sandbox_under_way() -> tuple[int, list[int]] | None:
+        for drill in _children(server.pid):
+            if " drill run " in _cmdline(drill):
+                started = [c for c in _children(drill) if " server " in _cmdline(c)]
+                if started:
+                    return drill, started
+        return None
+
+    drill, sandbox = wait_for(sandbox_under_way, 180, interval=0.2, what="a scheduled drill's sandbox server")
+    pair.secondary.stop()
+    for pid in (drill, *sandbox):
+        wait_for(lambda pid=pid: not _running(pid), 60, interval=0.2, what=f"process {pid} ended")
+

@@ -16,8 +16,8 @@ runbook checks (``backup.verify``) against the secondary, the last drill among t
 
 May import ``opsmgr.errors``, ``opsmgr.conf``, ``opsmgr.backup.verify``, ``opsmgr.store.crypto``,
 ``opsmgr.server.settings`` (the sandbox's embedded setup), ``opsmgr.cli.api``, ``opsmgr.cli.backup``,
-``opsmgr.cli.demo`` (child processes), ``opsmgr.cli.drill_shadow``, ``opsmgr.cli.restore_targets`` and
-``opsmgr.cli.secondary``.
+``opsmgr.cli.demo`` (child processes), ``opsmgr.cli.drill_shadow``, ``opsmgr.cli.restore_ends`` (a stop
+signal as an interrupt), ``opsmgr.cli.restore_targets`` and ``opsmgr.cli.secondary``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from opsmgr.cli.api import CaFileOpt, PrivateKeyOpt, PublicApi, PublicKeyOpt, Ur
 from opsmgr.cli.backup import backup_app
 from opsmgr.cli.demo import Children, free_port, start_server
 from opsmgr.cli.drill_shadow import live_configs, prepare, start, wait_reconciled
+from opsmgr.cli.restore_ends import stops_as_interrupts
 from opsmgr.cli.restore_targets import parse_instant, restore_targets
 from opsmgr.cli.secondary import no_bar, run_restore
 from opsmgr.conf import backing_uris
@@ -262,7 +263,10 @@ def run(
                 plan = DrillPlan(
                     api, live, group, cluster, gen_key.expanduser().resolve(), at_ms, folder, timeout
                 )
-                report = run_drill(plan)
+                # Stopped (the secondary ending a scheduled drill sends SIGTERM): the drill still stops
+                # its sandbox server and shadow agents, which would run on orphaned.
+                with stops_as_interrupts():
+                    report = run_drill(plan)
                 kept = api.post(f"/groups/{group}/backingDatabases/{cluster}/drills", report)
         finally:
             if not keep:
