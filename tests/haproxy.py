@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from tests.procs import free_port, wait_for
+from tests.pgserver import PgServer
+from tests.procs import STORE_KEYS, ServerProcess, free_port, servers_sharing, wait_for
 
 BINARY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -78,3 +81,23 @@ class HAProxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+@contextmanager
+def three_servers_behind_haproxy(
+    root: Path, pg_server: PgServer, extra: dict[str, str]
+) -> Iterator[tuple[list[ServerProcess], HAProxy]]:
+    """Three servers on new databases of ``pg_server`` (conf keys ``extra``), started behind a HAProxy."""
+    stores = {label: pg_server.create_database() for label in STORE_KEYS}
+    servers = servers_sharing(root, stores, ["s0", "s1", "s2"], extra)
+    proxy = HAProxy(root / "haproxy", [s.port for s in servers])
+    try:
+        for server in servers:
+            server.start()
+        yield servers, proxy.start()
+    finally:
+        proxy.stop()
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()
+

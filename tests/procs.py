@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -150,6 +151,14 @@ class ServerProcess:
             wait_for(ready, timeout, what="server readiness")
         except RuntimeError as exc:
             raise AssertionError(str(exc)) from None
+
+    def held_jobs(self) -> set[str]:
+        """The periodic jobs this server holds, from its ``/metrics`` (none when it does not answer)."""
+        try:
+            text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return set()
+        return set(re.findall(r'opsmgr_job_held\{job="([^"]+)"\} 1', text))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -28,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
@@ -99,12 +97,6 @@ def fleet(tmp_path: Path, pg_server: PgServer) -> Iterator[Fleet]:
             server.stop()
 
 
-def _held(server: ServerProcess) -> set[str]:
-    try:
-        text = httpx.get(f"{server.url}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return set()
-    return set(re.findall(r'opsmgr_job_held\{job="([^"]+)"\} 1', text))
 
 
 def _end(window: list[dict[str, Any]]) -> tuple[int, int]:
@@ -160,7 +152,7 @@ def _stopped_mid_snapshot(
     wait_for(fleet.marker.exists, 60, what="the job's owner stopped before the snapshot's metadata commit")
     pid = int(fleet.marker.read_text().split()[1])
     (owner,) = [s for s in fleet.servers if s.proc is not None and s.proc.pid == pid]
-    assert "backup" in _held(owner)
+    assert "backup" in owner.held_jobs()
     seen = listing(d, base)
     assert pending not in {s["id"] for s in seen["results"]}, "a partial snapshot is listed"
     return owner, pending, _end(seen["pitrWindow"])
@@ -170,7 +162,7 @@ def _taken_over(fleet: Fleet, victim: ServerProcess, since: float) -> ServerProc
     """The server that owns the backup job after ``victim``, within two lease periods of ``since``."""
     survivors = [s for s in fleet.servers if s is not victim]
     wait_for(
-        lambda: any("backup" in _held(s) for s in survivors),
+        lambda: any("backup" in s.held_jobs() for s in survivors),
         max(2 * LEASE_S + SLACK_S - (time.monotonic() - since), 0.1),
         0.1,
         what="the backup job owned by another server within two lease periods",
@@ -180,7 +172,7 @@ def _taken_over(fleet: Fleet, victim: ServerProcess, since: float) -> ServerProc
     def one_owner() -> list[ServerProcess]:
         # Each server's /metrics is read in turn: on a loaded machine the lease may move between two reads
         # (a starved keeper lets it lapse), and both servers then say they hold it.
-        owners = [s for s in survivors if "backup" in _held(s)]
+        owners = [s for s in survivors if "backup" in s.held_jobs()]
         return owners if len(owners) == 1 else []
 
     (owner,) = wait_for(one_owner, 30, 0.1, what="one server owning the backup job")
@@ -238,8 +230,10 @@ def test_a_paused_owner_resumed_after_the_takeover_commits_nothing(fleet: Fleet,
         assert [s for s in after["results"] if s["id"] == pending] == [retaken]
         assert all(s["complete"] for s in after["results"]), after["results"]
         # Its job's turn after the refused run finds the lease another server's.
-        wait_for(lambda: "backup" not in _held(paused), 5, 0.1, what="the resumed server not holding the job")
-        assert sum("backup" in _held(s) for s in fleet.servers) == 1
+        wait_for(
+            lambda: "backup" not in paused.held_jobs(), 5, 0.1, what="the resumed server not holding the job"
+        )
+        assert sum("backup" in s.held_jobs() for s in fleet.servers) == 1
 
 
 def _unreferenced(fleet: Fleet, block_id: str) -> bool:
@@ -262,10 +256,15 @@ def test_the_owner_killed_mid_ingest_loses_no_slice_and_stores_none_twice(
     fleet: Fleet, tmp_path: Path
 ) -> None:
     with _backed_up(fleet, tmp_path) as (d, world, base):
-        wait_for(lambda: any("backup" in _held(s) for s in fleet.servers), 10, 0.1, what="a backup job owner")
-        (owner,) = [s for s in fleet.servers if "backup" in _held(s)]
+
+        def owned() -> bool:
+            return any("backup" in s.held_jobs() for s in fleet.servers)
+
+        wait_for(owned, 10, 0.1, what="a backup job owner")
+        (owner,) = [s for s in fleet.servers if "backup" in s.held_jobs()]
         marker = fleet.slice_marker(owner)
-        Path(f"{marker}.armed").touch()  # the owner's next slice upload stops before its record's commit
+        # The owner's next slice upload stops before its record's commit.
+        Path(f"{marker}.armed").touch()
         wait_for(marker.exists, 30, 0.05, what="the owner stopped with a slice's block written")
         point, pid, orphan = marker.read_text().split()
         assert (point, pid) == ("daemon-slice-commit", str(owner.proc.pid if owner.proc else None))

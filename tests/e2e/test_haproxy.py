@@ -5,7 +5,6 @@ killed the agents keep their answers through the others and its jobs are taken o
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,9 @@ import pytest
 
 from tests.agent_protocol import AgentProject, FakeAgent
 from tests.configs import replica_set_config
-from tests.haproxy import HAProxy
+from tests.haproxy import HAProxy, three_servers_behind_haproxy
 from tests.pgserver import PgServer
-from tests.procs import STORE_KEYS, ServerProcess, servers_sharing, wait_for
+from tests.procs import ServerProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -29,19 +28,9 @@ JOBS = {"backup", "restoration", "alert-webhook", "deployment-alerts"}
 
 @pytest.fixture
 def fleet(tmp_path: Path, pg_server: PgServer) -> Iterator[tuple[list[ServerProcess], HAProxy]]:
-    stores = {label: pg_server.create_database() for label in STORE_KEYS}
     extra = {"mms.agent.pollIntervalSeconds": "1", "mms.server.jobLeaseSeconds": str(LEASE_S)}
-    servers = servers_sharing(tmp_path, stores, ["s0", "s1", "s2"], extra)
-    proxy = HAProxy(tmp_path / "haproxy", [s.port for s in servers])
-    try:
-        for server in servers:
-            server.start()
-        yield servers, proxy.start()
-    finally:
-        proxy.stop()
-        for server in servers:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop()
+    with three_servers_behind_haproxy(tmp_path, pg_server, extra) as both:
+        yield both
 
 
 def _metrics(server: ServerProcess) -> str:
@@ -58,8 +47,6 @@ def _agent_polls(server: ServerProcess) -> int:
     return sum(int(line.rsplit(" ", 1)[1]) for line in polls)
 
 
-def _held(server: ServerProcess) -> set[str]:
-    return set(re.findall(r'opsmgr_job_held\{job="([^"]+)"\} 1', _metrics(server)))
 
 
 def _answered(agent: FakeAgent) -> int:
@@ -95,11 +82,11 @@ def test_servers_behind_haproxy_serve_agents_and_share_the_jobs(
         all_at(2)
     assert all(_agent_polls(s) > 0 for s in servers), [_agent_polls(s) for s in servers]
 
-    wait_for(lambda: set().union(*map(_held, servers)) >= JOBS, 30, what="every job held")
-    held = [_held(s) for s in servers]
+    wait_for(lambda: set().union(*(s.held_jobs() for s in servers)) >= JOBS, 30, what="every job held")
+    held = [s.held_jobs() for s in servers]
     assert all(not (held[i] & held[j]) for i in range(3) for j in range(i + 1, 3)), held
 
-    victim = next(s for s in servers if "backup" in _held(s))
+    victim = next(s for s in servers if "backup" in s.held_jobs())
     assert victim.proc is not None
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(10)
@@ -113,7 +100,7 @@ def test_servers_behind_haproxy_serve_agents_and_share_the_jobs(
     )
     wait_for(lambda: all_at(3), 10, 0.05, what="every agent holding version 3 from the survivors")
     wait_for(
-        lambda: any("backup" in _held(s) for s in survivors),
+        lambda: any("backup" in s.held_jobs() for s in survivors),
         2 * LEASE_S + 5,
         0.1,
         what="the killed server's backup job taken over",

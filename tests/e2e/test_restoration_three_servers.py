@@ -19,9 +19,9 @@ import pytest
 
 from tests.agent_protocol import AgentProject, FakeAgent
 from tests.configs import replica_set_config
-from tests.haproxy import HAProxy
+from tests.haproxy import HAProxy, three_servers_behind_haproxy
 from tests.pgserver import PgServer
-from tests.procs import STORE_KEYS, ServerProcess, servers_sharing, wait_for
+from tests.procs import ServerProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -32,20 +32,10 @@ NEWER = 3  # the version the agents hold; the project's goal is at 1
 
 @pytest.fixture
 def behind_proxy(tmp_path: Path, pg_server: PgServer) -> Iterator[tuple[list[ServerProcess], HAProxy]]:
-    stores = {label: pg_server.create_database() for label in STORE_KEYS}
     # A 2 s poll interval: a round's deadline (3 intervals) is far above what these agents take to report.
     extra = {"mms.agent.pollIntervalSeconds": "2", "mms.server.jobLeaseSeconds": "2"}
-    servers = servers_sharing(tmp_path, stores, ["s0", "s1", "s2"], extra)
-    proxy = HAProxy(tmp_path / "haproxy", [s.port for s in servers])
-    try:
-        for server in servers:
-            server.start()
-        yield servers, proxy.start()
-    finally:
-        proxy.stop()
-        for server in servers:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop()
+    with three_servers_behind_haproxy(tmp_path, pg_server, extra) as both:
+        yield both
 
 
 def _status_reports(server: ServerProcess) -> int:

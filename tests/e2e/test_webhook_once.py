@@ -17,7 +17,6 @@ alert: an alert opens once and closes once, and a new occurrence is a new alert 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import Counter
@@ -26,7 +25,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from opsmgr.alerts import CLAIM_S, NOTIFICATIONS, AlertService
@@ -115,12 +113,6 @@ def fleet(tmp_path: Path, pg_server: PgServer) -> Iterator[Fleet]:
                 server.stop()
 
 
-def _held(server: ServerProcess) -> set[str]:
-    try:
-        text = httpx.get(f"{server.url}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return set()
-    return set(re.findall(r'opsmgr_job_held\{job="([^"]+)"\} 1', text))
 
 
 def _raise(fleet: Fleet, n: int, closed: int) -> set[tuple[str, str]]:
@@ -144,7 +136,7 @@ def test_three_servers_deliver_each_notification_exactly_once(fleet: Fleet) -> N
     wait_for(lambda: _states(fleet) == {"DELIVERED": 16}, 30, 0.2, what="every notification delivered")
     # DELIVERED is final: nothing can be posted again.
     assert sorted(fleet.receiver.got) == sorted(expected)
-    assert sum(JOB in _held(s) for s in fleet.servers) == 1
+    assert sum(JOB in s.held_jobs() for s in fleet.servers) == 1
 
 
 def test_the_holder_killed_mid_post_resends_at_most_the_one_in_flight(fleet: Fleet) -> None:
@@ -153,13 +145,13 @@ def test_the_holder_killed_mid_post_resends_at_most_the_one_in_flight(fleet: Fle
     expected = _raise(fleet, 10, closed=0)
     assert receiver.held.wait(30), "no delivery reached the receiver"
     in_flight = receiver.in_flight
-    (holder,) = [s for s in fleet.servers if JOB in _held(s)]
+    (holder,) = [s for s in fleet.servers if JOB in s.held_jobs()]
     holder.kill()
     killed_at = time.monotonic()
     receiver.release.set()
     survivors = [s for s in fleet.servers if s is not holder]
     wait_for(
-        lambda: any(JOB in _held(s) for s in survivors),
+        lambda: any(JOB in s.held_jobs() for s in survivors),
         2 * LEASE_S + SLACK_S,
         0.1,
         what="the webhook job owned by another server within two lease periods",

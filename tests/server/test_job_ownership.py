@@ -5,7 +5,6 @@ two lease periods; a ``daemon``-only server serves no API."""
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 import time
@@ -19,7 +18,7 @@ from opsmgr.server.jobs import Job, JobRunner
 from opsmgr.store import Store
 from opsmgr.store.job_leases import JobLeases, fenced
 from tests.pgserver import PgServer
-from tests.procs import STORE_KEYS, ServerProcess, servers_sharing, wait_for
+from tests.procs import STORE_KEYS, servers_sharing, wait_for
 
 LEASE_S = 2.0
 
@@ -84,9 +83,6 @@ def test_a_run_that_outlived_its_lease_writes_nothing_after_the_takeover(app: St
     assert job.failures == 1 and "another server holds its lease" in (job.last_error or "")
 
 
-def _held(server: ServerProcess) -> set[str]:
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    return set(re.findall(r'opsmgr_job_held\{job="([^"]+)"\} 1', text))
 
 
 @pytest.mark.e2e
@@ -102,16 +98,18 @@ def test_real_servers_share_the_jobs_and_take_over_a_killed_ones(tmp_path: Path,
         for server in servers[:2]:
             server.start()
         jobs = {"backup", "restoration", "alert-webhook", "secondary-watch"}
-        wait_for(lambda: jobs <= _held(servers[0]) | _held(servers[1]), 30, what="every job held")
-        assert not _held(servers[0]) & _held(servers[1]), "a job held by two servers"
+        wait_for(lambda: jobs <= servers[0].held_jobs() | servers[1].held_jobs(), 30, what="every job held")
+        assert not servers[0].held_jobs() & servers[1].held_jobs(), "a job held by two servers"
         holder, other = (
-            (servers[0], servers[1]) if "backup" in _held(servers[0]) else (servers[1], servers[0])
+            (servers[0], servers[1]) if "backup" in servers[0].held_jobs() else (servers[1], servers[0])
         )
         assert holder.proc is not None
         holder.proc.send_signal(signal.SIGKILL)
         holder.proc.wait(10)
         killed = time.monotonic()
-        wait_for(lambda: "backup" in _held(other), 4 * LEASE_S + 5, 0.1, what="the backup job taken over")
+        wait_for(
+            lambda: "backup" in other.held_jobs(), 4 * LEASE_S + 5, 0.1, what="the backup job taken over"
+        )
         print(f"taken over {time.monotonic() - killed:.1f} s after the kill (lease {LEASE_S} s)")
         assert time.monotonic() - killed <= 2 * LEASE_S + 2.0  # two lease periods, plus a job interval
         daemon = servers[2].start()
