@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from opsmgr.maintenance.leases import MemberHealth
+from opsmgr.maintenance.leases import UNREPORTED, MemberHealth
 from opsmgr.maintenance.moves import ArbiterPhase, MoveName, PlannedStep, Progress, Unit
 from opsmgr.maintenance.preflight import ARBITER_REMEDY, fault_tolerance
 from opsmgr.maintenance.report import ChangeState, ChangeStatus
@@ -84,6 +84,15 @@ def test_majority_of_a_three_member_set() -> None:
     assert two_out is not None and two_out.lost and two_out.needed == 2
     assert two_out.reason("rs0").startswith(MAJORITY_LOST) and "rs0_0, rs0_1" in two_out.reason("rs0")
     assert majority_of(_health("DOWN", "DOWN", "DOWN", fresh=False), votes) is None, "nothing known"
+
+
+def test_a_member_no_agent_ever_reported_leaves_the_majority_unknown() -> None:
+    """The first agent of a set reporting while the others have not yet (a change just begun, a server just
+    started) is no evidence that the others are down: no MAINTENANCE_MAJORITY_LOST on it."""
+    votes = {"rs0_0": 1, "rs0_1": 1, "rs0_2": 1}
+    unreported = [MemberHealth(f"rs0_{i}", False, UNREPORTED, 1, False, False) for i in (1, 2)]
+    first_in = _health("SECONDARY") + unreported
+    assert majority_of(first_in, votes) is None
 
 
 def test_the_temporary_arbiter_holds_the_majority_with_a_vote_handed_over() -> None:

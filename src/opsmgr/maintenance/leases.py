@@ -148,6 +148,9 @@ class LeaseRequest:
     purpose: str = ""
 
 
+UNREPORTED = "unreported"  # the state of a member no agent has ever reported
+
+
 @dataclass(frozen=True)
 class MemberHealth:
     """A member of the set as its agent last reported it; ``fresh``: that report is recent (a stale or
@@ -246,7 +249,7 @@ def members_health(
             seen[entry["name"]] = (fresh, state if fresh else f"{state}, report stale")
     out = []
     for name, vote in votes.items():
-        fresh, state = seen.get(name, (False, "unreported"))
+        fresh, state = seen.get(name, (False, UNREPORTED))
         healthy = fresh and state in _HEALTHY_STATES
         out.append(MemberHealth(name, healthy, state, vote, healthy and state == "PRIMARY", fresh))
     return out

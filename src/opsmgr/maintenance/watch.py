@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from opsmgr.automation.hosts import host_id
-from opsmgr.maintenance.leases import MemberHealth
+from opsmgr.maintenance.leases import UNREPORTED, MemberHealth
 from opsmgr.maintenance.moves import ArbiterPhase, MoveName, Progress, temporary_arbiter_name
 from opsmgr.maintenance.report import ChangeState, ChangeStatus
 
@@ -91,11 +91,13 @@ class Majority:
 def majority_of(health: Sequence[MemberHealth], votes: Mapping[str, int]) -> Majority | None:
     """The majority of the set whose members' ``health`` is reported, with ``votes`` per member (a member
     ``health`` does not name, the temporary arbiter, counts as healthy: no agent reports it, and the
-    procedure only goes on while it serves). None when no vote is known or no report is fresh (the server
-    then knows nothing of the set's health, and says nothing)."""
+    procedure only goes on while it serves). None when no vote is known, no report is fresh or a voting
+    member was never reported (the server then does not know the set's health, and says nothing)."""
     by_name = {h.name: h for h in health}
     if not any(h.fresh for h in health):
         return None
+    if any(h.state == UNREPORTED and votes.get(h.name, 0) > 0 for h in health):
+        return None  # a member no agent ever reported: its absence of news is no evidence it is down
     voting = {name: v for name, v in votes.items() if v > 0}
     if not voting:
         return None
