@@ -54,19 +54,26 @@ from _harness import (
     Api,
     Fleet,
     GoalWatch,
+    MetricsReading,
     Project,
     create_projects,
+    histogram_quantile,
+    ms,
     print_header,
     put_config,
+    read_metrics,
     replica_set_config,
     running_fleet,
     running_server,
     set_sizes,
+    share_above,
+    summarise_samples,
     table,
     workdir,
 )
 
 from opsmgr.restoration.service import RESTORATION
+from tests.procs import ServerProcess
 from tests.restoration.appdb_backup import AppDbBackup
 
 SET_SIZE = 3
@@ -114,49 +121,67 @@ def watch_exits(
 
 
 def measure_scale(
-    agents: int, poll_s: float, timeout_polls: float, keep: Path | None, fleet_processes: int
+    agents: int, poll_s: float, timeout_polls: float, keep: Path | None, fleet_processes: int, sample: bool
 ) -> dict[str, Any]:
-    timeout_s = timeout_polls * poll_s
-    with workdir(keep, f"rx{agents}-") as tmp, running_server(tmp, poll_s) as server:
-        api = Api(server)
-        try:
-            projects = create_projects(api, set_sizes(agents, SET_SIZE), f"rx{agents}")
-            pairs = {p.group_id: configs_v1_v2(p) for p in projects}
-            v1 = put_everywhere(api, projects, {g: c[0] for g, c in pairs.items()})
-            fleet = Fleet.split(server.url, projects, tmp, poll_s, processes=fleet_processes)
-            with running_fleet(fleet):
-                wait_goal(api, projects, v1, 60 + timeout_s, "v1")
-                backup = AppDbBackup(server.data_dir, tmp / "secondary")
-                try:
-                    t0 = backup.mark()
-                    v2 = put_everywhere(api, projects, {g: c[1] for g, c in pairs.items()})
-                    wait_goal(api, projects, v2, 60 + timeout_s, "v2")
-                    backup.mark()
-                    stopped = time.time()
-                    server.stop()
-                    restored = backup.restore_to(t0)
-                    launched = time.time()
-                    # The clock runs from the launch; under the fleet's stampede a readiness probe may wait
-                    # longer than the harness's default minute, which must not end the measurement.
-                    server.start(wait=False)
-                    server.wait_ready(timeout_s)
-                    ready = time.time()
-                    print(
-                        f"  {agents} agents: server down {launched - stopped:.1f} s "
-                        f"(restore {restored['documents']} documents), ready {ready - launched:.1f} s "
-                        "after launch; waiting for every project to leave Restoration Mode",
-                        flush=True,
-                    )
-                    group_ids = {p.group_id for p in projects}
-                    load: list[float] = []
-                    exits = watch_exits(backup, group_ids, int(launched * 1000), timeout_s, fleet, load)
-                    lapsed = time.time() - launched
-                finally:
-                    backup.close()
-            row = summarise(agents, len(projects), poll_s, launched, stopped, ready, exits, v2, lapsed)
-            return row | {"load_mean": statistics.mean(load or [0.0]), "load_max": max(load or [0.0])}
-        finally:
-            api.close()
+    with workdir(keep, f"rx{agents}-") as tmp:
+        samples = tmp / "samples-server"
+        with running_server(tmp, poll_s, sample_to=samples if sample else None) as server:
+            row = _measure(server, tmp, agents, poll_s, timeout_polls * poll_s, fleet_processes)
+        if sample:  # the server restarted after the restore: its own file, the newest
+            *_, restarted = sorted(tmp.glob("samples-server.*"), key=lambda p: p.stat().st_mtime)
+            print("\nbusiest functions of the restarted server (samples every 5 ms: in stack, on top):")
+            for name, inclusive, own in summarise_samples([restarted], top=40):
+                print(f"  {inclusive:7d} {own:7d}  {name}")
+        return row
+
+
+def _measure(
+    server: ServerProcess, tmp: Path, agents: int, poll_s: float, timeout_s: float, fleet_processes: int
+) -> dict[str, Any]:
+    api = Api(server)
+    try:
+        projects = create_projects(api, set_sizes(agents, SET_SIZE), f"rx{agents}")
+        pairs = {p.group_id: configs_v1_v2(p) for p in projects}
+        v1 = put_everywhere(api, projects, {g: c[0] for g, c in pairs.items()})
+        fleet = Fleet.split(server.url, projects, tmp, poll_s, processes=fleet_processes)
+        with running_fleet(fleet):
+            wait_goal(api, projects, v1, 60 + timeout_s, "v1")
+            backup = AppDbBackup(server.data_dir, tmp / "secondary")
+            try:
+                t0 = backup.mark()
+                v2 = put_everywhere(api, projects, {g: c[1] for g, c in pairs.items()})
+                wait_goal(api, projects, v2, 60 + timeout_s, "v2")
+                backup.mark()
+                stopped = time.time()
+                server.stop()
+                restored = backup.restore_to(t0)
+                launched = time.time()
+                # The clock runs from the launch; under the fleet's stampede a readiness probe may wait
+                # longer than the harness's default minute, which must not end the measurement.
+                server.start(wait=False)
+                server.wait_ready(timeout_s)
+                ready = time.time()
+                print(
+                    f"  {agents} agents: server down {launched - stopped:.1f} s "
+                    f"(restore {restored['documents']} documents), ready {ready - launched:.1f} s "
+                    "after launch; waiting for every project to leave Restoration Mode",
+                    flush=True,
+                )
+                group_ids = {p.group_id for p in projects}
+                load: list[float] = []
+                exits = watch_exits(backup, group_ids, int(launched * 1000), timeout_s, fleet, load)
+                lapsed = time.time() - launched
+                latencies = route_latencies(read_metrics(server.url))
+            finally:
+                backup.close()
+        row = summarise(agents, len(projects), poll_s, launched, stopped, ready, exits, v2, lapsed)
+        return row | {
+            "load_mean": statistics.mean(load or [0.0]),
+            "load_max": max(load or [0.0]),
+            "latencies": latencies,
+        }
+    finally:
+        api.close()
 
 
 def summarise(
@@ -201,6 +226,28 @@ def summarise(
     }
 
 
+# The agent routes Restoration Mode's exit waits on: each agent's status report (its claim) and the chosen
+# agent's upload.
+ROUTES = {
+    "status": "/agents/api/automation/status/v1/{group_id}",
+    "upload": "/agents/api/automation/restoration/v1/{group_id}/config",
+}
+
+
+def route_latencies(reading: MetricsReading) -> dict[str, str]:
+    """Each route's requests since the server's start and their time inside the server (the queue for a
+    worker thread included, the client's own queue and the network not): p50, p99, share above 1 s."""
+    out = {}
+    for name, route in ROUTES.items():
+        cumulative = reading.buckets.get(route, {})
+        p50, p99 = histogram_quantile(cumulative, 0.5), histogram_quantile(cumulative, 0.99)
+        out[name] = (
+            f"{reading.count(route)} requests, p50 {ms(p50)} ms, p99 {ms(p99)} ms, "
+            f"{share_above(cumulative, 1.0):.1%} above 1 s"
+        )
+    return out
+
+
 def last_report(rec: dict[str, Any]) -> int:
     """When the project's last agent first reported (claimed the version it holds), epoch ms."""
     claims = [a.get("claimedAt") or 0 for a in (rec.get("agents") or {}).values()]
@@ -213,6 +260,7 @@ def main() -> None:
     ap.add_argument("--poll-interval", type=float, default=5.0, help="agent poll interval, seconds")
     ap.add_argument("--timeout-polls", type=float, default=60, help="give up a scale after this many polls")
     ap.add_argument("--fleet-processes", type=int, default=1, help="fleet processes (projects split)")
+    ap.add_argument("--sample", action="store_true", help="sample the restarted server's stacks")
     ap.add_argument("--keep", type=Path, help="keep data dirs and logs under this directory")
     args = ap.parse_args()
     poll = args.poll_interval
@@ -222,7 +270,9 @@ def main() -> None:
     rows = []
     for n in args.agents:
         try:
-            rows.append(measure_scale(n, poll, args.timeout_polls, args.keep, args.fleet_processes))
+            rows.append(
+                measure_scale(n, poll, args.timeout_polls, args.keep, args.fleet_processes, args.sample)
+            )
         except RuntimeError as exc:
             print(f"  {n} agents: not measured: {exc}", flush=True)
             continue
@@ -277,6 +327,9 @@ def main() -> None:
             ],
         )
     )
+    for r in rows:
+        for name, text in r["latencies"].items():
+            print(f"{r['agents']} agents, server time of each {name} request: {text}")
     for r in rows:
         everyone = r["exited"] == f"{r['projects']}/{r['projects']}"
         met = r["last_max"] is not None and r["last_max"] <= TARGET_POLLS and everyone

@@ -8,7 +8,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from opsmgr.store import OplogEntry, Store
+import pytest
+
+from opsmgr.errors import StoreError
+from opsmgr.store import OplogEntry, Store, engine
 from tests.at_once import errors_opening_at_once
 from tests.store.store_writer import COLL, run_stream, state_after
 from tests.store.storetest import WriterProcess, all_entries
@@ -107,3 +110,38 @@ def test_processes_opening_a_new_store_file_at_once_all_open_it(tmp_path: Path) 
     """A server starting while `opsmgr keys create` opens the same new application database: neither may fail
     with "database is locked" (SQLite refuses a racing switch to WAL without waiting)."""
     assert errors_opening_at_once(_open_and_close, tmp_path) == []
+
+
+def test_a_writer_queued_behind_another_thread_gives_up_with_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writers of one process queue on the store's own lock (SQLite's wait polls with sleeps): one that
+    waits past the lock timeout gets the same StoreError (a 503 to agents) as SQLite's own wait gives, and
+    the lock is free again once the holder commits."""
+    monkeypatch.setattr(engine, "_LOCK_TIMEOUT_S", 0.2)
+    store = Store(f"sqlite:///{tmp_path / 'writers.db'}", name="application database")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.tx() as t:
+            t.put(COLL, {"_id": "held", "n": 1})
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with (
+            pytest.raises(StoreError, match="unavailable: another write transaction of this server"),
+            store.tx() as t,
+        ):
+            t.put(COLL, {"_id": "queued", "n": 2})
+    finally:
+        release.set()
+        holder.join(30)
+    with store.tx() as t:
+        t.put(COLL, {"_id": "after", "n": 3})
+    assert store.get(COLL, "held") is not None and store.get(COLL, "after") is not None
+    assert store.get(COLL, "queued") is None
+    store.close()

@@ -47,6 +47,7 @@ from opsmgr.restoration.mode import (
 from opsmgr.restoration.state import ArmedBy, ChosenAgent, MissingHost, ModeRecord
 from opsmgr.store.engine import Store, Txn
 from opsmgr.store.records import Stored
+from opsmgr.store.writers import urgent_writes
 from opsmgr.timestamps import iso_utc
 
 log = logging.getLogger("opsmgr.restoration")
@@ -327,8 +328,13 @@ class RestorationService:
         """The chosen agent's config (secrets redacted) becomes the authoritative config; the mode ends.
 
         Refused unless it is the config the agent claimed (its version and hash) and it still describes what
-        the agents run; a refusal counts as a failed reconciliation, retried after the backoff.
+        the agents run; a refusal counts as a failed reconciliation, retried after the backoff. Its writes go
+        before the status reports waiting for the store: this one ends the mode for a whole project.
         """
+        with urgent_writes():
+            return self._upload(group_id, hostname, body)
+
+    def _upload(self, group_id: str, hostname: str, body: Any) -> dict[str, Any]:
         now = self.clock()
         chosen = self._asked(group_id, hostname)
         if not isinstance(body, dict):

@@ -10,7 +10,11 @@ May import ``opsmgr.jsontypes``, ``opsmgr.errors``, ``opsmgr.automation.status``
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -26,6 +30,10 @@ from opsmgr.server.work import with_work
 router = APIRouter(prefix="/agents/api/automation", tags=["agents"])
 
 Hostname = Query(..., min_length=1, max_length=255)
+# Uploads come in a burst (every project restored at once completes its collection within a poll or two) and
+# each waits for the store's write lock a few times: enough threads that one project's wait does not hold the
+# next one's exit, few enough not to crowd out the status reports.
+_UPLOAD_THREADS = ThreadPoolExecutor(8, thread_name_prefix="restoration-upload")
 _CV = re.compile(r"-1|0|[1-9][0-9]{0,18}")
 
 
@@ -104,11 +112,16 @@ def report_status(
 
 
 @router.post("/restoration/v1/{group_id}/config")
-def upload_config(
+async def upload_config(
     restoration: Restoration,
     group_id: str = Depends(agent_group),
     hostname: str = Hostname,
     body: JsonObject = Body(...),
 ) -> JsonObject:
-    """Restoration Mode: the agent asked for it uploads the config it holds, with its secrets redacted."""
-    return dict(restoration.on_upload(group_id, hostname, body))
+    """Restoration Mode: the agent asked for it uploads the config it holds, with its secrets redacted.
+
+    Run on threads of its own: the one upload that ends a project's mode would otherwise queue behind every
+    status report in the shared worker pool, and after a restore every agent of the installation reports at
+    once (measured at 1,000 agents: 4.3 s median in that queue)."""
+    call = functools.partial(contextvars.copy_context().run, restoration.on_upload, group_id, hostname, body)
+    return dict(await asyncio.get_running_loop().run_in_executor(_UPLOAD_THREADS, call))

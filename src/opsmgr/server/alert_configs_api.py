@@ -43,11 +43,11 @@ GLOBAL = "/globalAlertConfigs"
 GLOBAL_ONE = GLOBAL + "/{config_id}"
 
 
-def _configs(services: ServicesDep) -> AlertConfigs:
+async def _configs(services: ServicesDep) -> AlertConfigs:
     return services.alert_configs
 
 
-def _globals(services: ServicesDep) -> GlobalAlertConfigs:
+async def _globals(services: ServicesDep) -> GlobalAlertConfigs:
     return services.global_alert_configs
 
 

@@ -1,11 +1,14 @@
 """Typed FastAPI dependencies: how handlers reach the server's services (``server.services``).
 
 A handler names what it needs (``automation: Automation``) and gets the one instance ``server.boot`` built;
-a misspelt service or method is a type error, not a 500. May import ``opsmgr.server.services`` and the
-services' own modules, for their types: ``opsmgr.alerts``, ``opsmgr.automation.service``,
-``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``, ``opsmgr.backup.jobs``, ``opsmgr.backup.backing_jobs``,
-``opsmgr.maintenance.service``, ``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service`` and
-``opsmgr.store.appdb``.
+a misspelt service or method is a type error, not a 500. The dependencies are coroutines: FastAPI runs a
+plain function dependency in the shared worker-thread pool, so each would cost a request one more wait in
+that pool's queue (seconds when a thousand agents report at once) to read one attribute.
+
+May import ``opsmgr.server.services`` and the services' own modules, for their types:
+``opsmgr.alerts``, ``opsmgr.automation.service``, ``opsmgr.backup.daemon``, ``opsmgr.backup.clusters``,
+``opsmgr.backup.jobs``, ``opsmgr.backup.backing_jobs``, ``opsmgr.maintenance.service``,
+``opsmgr.maintenance.index_service``, ``opsmgr.restoration.service`` and ``opsmgr.store.appdb``.
 """
 
 from __future__ import annotations
@@ -34,54 +37,58 @@ def services_of(request: Request) -> Services:
     return found
 
 
-ServicesDep = Annotated[Services, Depends(services_of)]
+async def _services(request: Request) -> Services:
+    return services_of(request)
 
 
-def _appdb(services: ServicesDep) -> AppDB:
+ServicesDep = Annotated[Services, Depends(_services)]
+
+
+async def _appdb(services: ServicesDep) -> AppDB:
     return services.appdb
 
 
-def _automation(services: ServicesDep) -> AutomationService:
+async def _automation(services: ServicesDep) -> AutomationService:
     return services.automation
 
 
-def _restoration(services: ServicesDep) -> RestorationService:
+async def _restoration(services: ServicesDep) -> RestorationService:
     return services.restoration
 
 
-def _alerts(services: ServicesDep) -> AlertService:
+async def _alerts(services: ServicesDep) -> AlertService:
     return services.alerts
 
 
-def _maintenance(services: ServicesDep) -> MaintenanceService:
+async def _maintenance(services: ServicesDep) -> MaintenanceService:
     return services.maintenance
 
 
-def _index_builds(services: ServicesDep) -> IndexBuildService:
+async def _index_builds(services: ServicesDep) -> IndexBuildService:
     return services.index_builds
 
 
-def _backup(services: ServicesDep) -> BackupDaemon:
+async def _backup(services: ServicesDep) -> BackupDaemon:
     return services.backup
 
 
-def _clusters(services: ServicesDep) -> Clusters:
+async def _clusters(services: ServicesDep) -> Clusters:
     return services.clusters
 
 
-def _restores(services: ServicesDep) -> DeploymentRestores:
+async def _restores(services: ServicesDep) -> DeploymentRestores:
     return services.restores
 
 
-def _backing_restores(services: ServicesDep) -> BackingRestores:
+async def _backing_restores(services: ServicesDep) -> BackingRestores:
     return services.backing_restores
 
 
-def _deployments(services: ServicesDep) -> Deployments:
+async def _deployments(services: ServicesDep) -> Deployments:
     return services.deployments
 
 
-def _polls(services: ServicesDep) -> AgentPolls:
+async def _polls(services: ServicesDep) -> AgentPolls:
     return services.polls
 
 

@@ -29,7 +29,7 @@ router = APIRouter(prefix=PREFIX, tags=["maintenanceWindows"])
 _TYPES = ", ".join(t.value for t in AlertType)
 
 
-def _windows(services: ServicesDep) -> MaintenanceWindows:
+async def _windows(services: ServicesDep) -> MaintenanceWindows:
     return services.maintenance_windows
 
 

@@ -7,6 +7,7 @@ write is one statement. ``ts`` is an integer in microseconds since the epoch
 that strictly increases in commit order:
 
 - Write transactions serialise on a lock taken before their first statement (``BEGIN IMMEDIATE`` on SQLite,
+  where a process's own writers queue first in ``store.writers``,
   a transaction-scoped advisory lock on PostgreSQL, sent with ``BEGIN``) and held until commit. PostgreSQL
   makes a commit visible before it releases the committer's locks, and writers run at READ COMMITTED (a
   fresh snapshot per statement), so each writer sees everything every earlier writer committed.
@@ -25,7 +26,8 @@ so after a clean stop the ``.sqlite`` file alone holds every committed transacti
 reads every page for the damage a failing disk leaves. In a server's shared stores (``fence_jobs``), a write
 transaction of a periodic job is fenced by its lease's token (``store.job_leases``); a backup head, which
 mirrors a source's documents, never is. May import only ``opsmgr.errors``, ``opsmgr.sqlite_wal``,
-``opsmgr.store.schema``, ``opsmgr.store.job_leases``, SQLAlchemy and bson (for ids).
+``opsmgr.store.schema``, ``opsmgr.store.job_leases``, ``opsmgr.store.writers``, SQLAlchemy and bson (for
+ids).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from opsmgr.store.schema import (
     oplog,
     oplog_meta,
 )
+from opsmgr.store.writers import WriterQueue
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +327,7 @@ class Store:
             self.dialect = sa.engine.make_url(self.url).get_backend_name()
             if self.dialect not in ("sqlite", "postgresql"):
                 raise StoreError(f"the {name} must be SQLite or PostgreSQL, not {self.dialect}")
+            self._writers = WriterQueue() if self.dialect == "sqlite" else None
             self._stmts = Statements(self.dialect)
             self.engine = self._make_engine()
             # Under the writer lock, so that servers opening one database at once do not race.
@@ -401,6 +405,11 @@ class Store:
             if getattr(self._writing, "active", False):
                 # The inner transaction would wait for the lock the outer one holds until it times out.
                 raise StoreError(f"a write transaction on the {self.name} is already open in this thread")
+            if self._writers is not None and not self._writers.acquire(timeout=_LOCK_TIMEOUT_S):
+                raise StoreError(
+                    f"the {self.name} is unavailable: another write transaction of this server held it "
+                    f"for {_LOCK_TIMEOUT_S} s"
+                )
             self._writing.active = True
         try:
             with self.engine.connect() as conn:
@@ -413,6 +422,8 @@ class Store:
         finally:
             if write:
                 self._writing.active = False
+                if self._writers is not None:
+                    self._writers.release()
 
     @contextmanager
     def tx(self) -> Iterator[Txn]:
