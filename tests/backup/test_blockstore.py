@@ -174,3 +174,14 @@ def test_compression_settings_parse(text: str, expected: Compression) -> None:
 def test_bad_compression_settings_name_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match=r"zstd\[:1-19\], zlib\[:1-9\] or none"):
         Compression.parse(text)
+
+
+def test_a_block_file_read_in_short_pieces_comes_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bs = Blockstore(tmp_path, compression=Compression.parse("none"))
+    data = os.urandom(300_000)
+    block_id = bs.put(data).block_id
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 65_536)))
+    assert bs.get(block_id) == data
