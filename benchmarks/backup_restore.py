@@ -6,7 +6,8 @@ inserts of the same documents, in the same run.
    (SHA-256) and writes its records out, which is what a snapshot download delivers: the blocks go through
    ``snapshots.read_blocks``, the pipeline every restore uses (a thread pool decompresses and verifies blocks
    ahead of the one writer, in order, a bounded number in flight), and the fsynced variant writes them as a
-   download is written (``durable_file``: each window's writeback started while the next is decoded). It is
+   download is written (``durable_file``: with O_DIRECT from an aligned buffer, or where the filesystem
+   refuses that through the page cache, each window's writeback started while the next is decoded). It is
    timed against ``shutil.copyfile`` of a file holding the same (uncompressed) bytes, both written to the page
    cache only and both fsynced (the comparison the target is about: a restore is only done once its output
    is durable). For
@@ -48,7 +49,7 @@ from opsmgr.store import Store
 
 def _restore_file(blockstore: Blockstore, blocks: list[str], out_path: Path, durable: bool) -> float:
     started = time.perf_counter()
-    if durable:  # as a download is written: writeback overlapped with decoding, synced at the end
+    if durable:  # as a download is written: direct writes overlapped with decoding, synced at the end
         with durable_output(out_path) as out:
             for data in read_blocks(blockstore, blocks):
                 out.write(data)
