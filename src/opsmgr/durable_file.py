@@ -11,11 +11,12 @@ back to its length. Measured at 1 GB on this project's 2-core machine (a virtual
 the page cache cost the writing thread 0.3 to 2.5 CPU-seconds (copying into page-cache pages and allocating
 them, which the host makes expensive at times), CPU the decompression needed; ``O_DIRECT`` costs 0.05-0.1.
 
-Where ``O_DIRECT`` is refused (a filesystem without it, at open or at the first write), the bytes go through
-the page cache as before: every :data:`WINDOW` bytes the writer starts the writeback of the window just
-written (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which does not wait) and waits for the one before
-it, which bounds the dirty pages a restore leaves behind. In every case the final ``fdatasync`` is what makes
-the file durable (with ``O_DIRECT`` it flushes the device's cache and the file's metadata).
+Where ``O_DIRECT`` is refused (a filesystem without it, at open or at a write), the bytes from there on
+go through the page cache as before: every :data:`WINDOW` bytes the writer starts the writeback of the
+window just written (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which does not wait) and waits for
+the one before it, which bounds the dirty pages a restore leaves behind. In every case the final
+``fdatasync`` is what makes the file durable (with ``O_DIRECT`` it flushes the device's cache and the
+file's metadata).
 
 :func:`durable_output` writes ``<name>.partial`` and renames it into place after the data and then its
 folder are synced, so a crash leaves the previous file, or none, never a truncated one under the final name.
@@ -64,7 +65,8 @@ class DurableWriter:
     def __init__(self, fd: int, window: int = WINDOW, *, direct: bool = False) -> None:
         self.fd = fd
         self.window = window
-        self.written = 0
+        self.written = 0  # bytes handed in
+        self._in_file = 0  # bytes written to the file through the page cache or directly
         self._flushed = 0  # writeback started up to here
         self._ranges = _sync_file_range
         self._direct = direct
@@ -74,15 +76,20 @@ class DurableWriter:
         self._staged = 0
 
     def write(self, data: bytes | memoryview) -> None:
-        if self._stage is not None:
-            self._gather(memoryview(data), self._stage)
-            return
         view = memoryview(data)
+        self.written += len(view)
+        if self._direct:
+            self._gather(view)
+        else:
+            self._write_cached(view)
+
+    def _write_cached(self, view: memoryview) -> None:
+        """Through the page cache, the writeback of each full window started."""
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
-            self.written += n
-        while self.written - self._flushed >= self.window:
+            self._in_file += n
+        while self._in_file - self._flushed >= self.window:
             self._start_writeback(self._flushed, self.window)
 
     def _start_writeback(self, offset: int, length: int) -> None:
@@ -96,44 +103,46 @@ class DurableWriter:
         if before >= 0 and self._ranges(self.fd, before, self.window, _WAIT_BEFORE | _WRITE | _WAIT_AFTER):
             self._ranges = None
 
-    def _gather(self, view: memoryview, stage: mmap.mmap) -> None:
-        self.written += len(view)
+    def _gather(self, view: memoryview) -> None:
+        assert self._stage is not None
         while view:
-            n = min(len(view), len(stage) - self._staged)
-            stage[self._staged : self._staged + n] = view[:n]
+            n = min(len(view), len(self._stage) - self._staged)
+            self._stage[self._staged : self._staged + n] = view[:n]
             self._staged += n
             view = view[n:]
-            if self._staged == len(stage):
-                self._write_staged(len(stage))
+            if self._staged == len(self._stage):
+                self._write_direct(len(self._stage))
+                if not self._direct:  # refused: the rest through the page cache
+                    self._write_cached(view)
+                    return
 
-    def _write_staged(self, length: int) -> None:
+    def _write_direct(self, length: int) -> None:
         assert self._stage is not None
         out = memoryview(self._stage)[:length]
+        self._staged = 0
         while out:
             try:
                 n = os.write(self.fd, out)
             except OSError as exc:
-                if exc.errno != errno.EINVAL or not self._direct:
+                if exc.errno != errno.EINVAL:
                     raise
-                # Refused (alignment this filesystem does not take, or a short write left out unaligned): the
-                # rest goes through the page cache, which the final fdatasync makes durable.
+                # Refused (alignment this filesystem does not take, or a short write left out unaligned): from
+                # here on the bytes go through the page cache, which the final fdatasync makes durable.
                 fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~_O_DIRECT)
                 self._direct = False
-                continue
+                self._write_cached(out)
+                return
             out = out[n:]
-        self._staged = 0
+            self._in_file += n
 
     def finish(self) -> None:
         """Returns once every byte written is on disk."""
-        if self._staged:
-            if self._direct:
-                padded = -(-self._staged // DIRECT_ALIGN) * DIRECT_ALIGN
-                assert self._stage is not None
-                self._stage[self._staged : padded] = bytes(padded - self._staged)
-                self._write_staged(padded)
-                os.ftruncate(self.fd, self.written)
-            else:
-                self._write_staged(self._staged)
+        if self._staged:  # only ever left by direct writes: the last one padded, the file cut back after
+            assert self._stage is not None
+            padded = -(-self._staged // DIRECT_ALIGN) * DIRECT_ALIGN
+            self._stage[self._staged : padded] = bytes(padded - self._staged)
+            self._write_direct(padded)
+            os.ftruncate(self.fd, self.written)
         os.fdatasync(self.fd)
 
 
