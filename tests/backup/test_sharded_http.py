@@ -56,6 +56,21 @@ class Sharded(AgentProject):
         assert done.status_code == 200, done.text
         self.acked[source] = done.json()["acknowledged"]
 
+    def sync_each_part(self) -> dict[str, str]:
+        """Each part (its source) synced at its own second (0, 2, 4) with one document, then its first
+        snapshot awaited (the daemon takes it at the sync, before any slice is shipped)."""
+        sources = self.sources()
+        assert set(sources) == set(PARTS)
+        for second, part in ((0, "csrs"), (2, "sh0"), (4, "sh1")):
+            self.sync(sources[part], second, [["app.users", {"_id": f"{part}-initial"}]])
+
+        def first_snapshots() -> bool:
+            daemon = self.api.get("/admin/backup/daemon", params={"itemsPerPage": 500}).json()["results"]
+            return {j["sourceId"] for j in daemon if j["lastSnapshotAt"] is not None} >= set(sources.values())
+
+        wait_for(first_snapshots)
+        return sources
+
     def ship(self, source: str, second: int, doc_ids: list[str]) -> None:
         """One slice up to ``second``, inserting ``doc_ids`` at that second (none: an empty slice)."""
         entries = [
@@ -108,18 +123,7 @@ def cluster(server: ServerProcess, api: httpx.Client) -> Iterator[Sharded]:
     c = Sharded(server, api, "sharded-backup")
     r = api.patch(f"/groups/{c.gid}/backupConfigs/{c.cid}", json={"statusName": "STARTED"})
     assert r.status_code == 200 and r.json()["statusName"] == "STARTED", r.text
-    sources = c.sources()
-    assert set(sources) == set(PARTS)
-    for second, part in ((0, "csrs"), (2, "sh0"), (4, "sh1")):
-        c.sync(sources[part], second, [["app.users", {"_id": f"{part}-initial"}]])
-
-    def first_snapshots() -> bool:
-        """The daemon took each part's first snapshot (at its sync: before any slice is shipped)."""
-        daemon = api.get("/admin/backup/daemon", params={"itemsPerPage": 500}).json()["results"]
-        taken = {j["sourceId"] for j in daemon if j["lastSnapshotAt"] is not None}
-        return taken >= set(sources.values())
-
-    wait_for(first_snapshots)
+    sources = c.sync_each_part()
     for second, part, doc in ((10, "sh0", "u1"), (11, "sh1", "u2"), (12, "csrs", "moved"), (13, "sh1", "u3")):
         c.ship(sources[part], second, [doc])
     for part in PARTS:

@@ -41,17 +41,7 @@ def cluster(server: ServerProcess, api: httpx.Client, ui_owner: UiSession) -> It
     c = Sharded(server, api, NAME)
     started = ui_owner.post(f"{_page(c)}/{c.cid}/status", {"statusName": "STARTED"})
     assert started.status_code == 303, started.text[:300]
-    sources = c.sources()
-    assert set(sources) == set(PARTS)
-    for second, part in ((0, "csrs"), (2, "sh0"), (4, "sh1")):
-        c.sync(sources[part], second, [["app.users", {"_id": f"{part}-initial"}]])
-
-    def first_snapshots() -> bool:
-        """The daemon took each part's first snapshot at its sync, before any slice is shipped."""
-        daemon = api.get("/admin/backup/daemon", params={"itemsPerPage": 500}).json()["results"]
-        return {j["sourceId"] for j in daemon if j["lastSnapshotAt"] is not None} >= set(sources.values())
-
-    wait_for(first_snapshots)
+    sources = c.sync_each_part()
     for second, part, doc in ((10, "sh0", "u1"), (11, "sh1", "u2"), (12, "csrs", "moved")):
         c.ship(sources[part], second, [doc])
     for part in PARTS:
