@@ -97,8 +97,6 @@ def fleet(tmp_path: Path, pg_server: PgServer) -> Iterator[Fleet]:
             server.stop()
 
 
-
-
 def _end(window: list[dict[str, Any]]) -> tuple[int, int]:
     return window[-1]["end"]["time"], window[-1]["end"]["increment"]
 
@@ -180,10 +178,13 @@ def _taken_over(fleet: Fleet, victim: ServerProcess, since: float) -> ServerProc
 
 
 def _listed(d: Deployment, base: str, snapshot_id: str) -> dict[str, Any]:
-    wait_for(
-        lambda: snapshot_id in {s["id"] for s in listing(d, base)["results"]}, 60, what="the retaken snapshot"
-    )
-    return next(s for s in listing(d, base)["results"] if s["id"] == snapshot_id)
+    """The snapshot once listed. Read through HAProxy, which routes to a paused server until three health
+    checks fail: a request that times out there is polled again like one that does not list it yet."""
+
+    def retaken() -> dict[str, Any] | None:
+        return next((s for s in listing(d, base)["results"] if s["id"] == snapshot_id), None)
+
+    return dict(wait_for(retaken, 60, what="the retaken snapshot"))
 
 
 def test_the_backup_job_taken_over_mid_snapshot_completes_it_and_loses_nothing(
